@@ -1,0 +1,55 @@
+namespace LlmServer.Engine.Generation;
+
+/// <summary>An event of a generation stream. <see cref="Choice"/> tells which choice it belongs to.</summary>
+public abstract record GenerationEvent(int Choice);
+
+/// <summary>
+/// Text as soon as it is decodable (never a broken UTF-8 character, never part of a stop sequence).
+/// <see cref="Tokens"/> is how many generated tokens this piece completes.
+/// </summary>
+public sealed record TextDelta(int Choice, string Text, int Tokens, IReadOnlyList<TokenLogProb>? LogProbs) : GenerationEvent(Choice);
+
+/// <summary>The last event of a choice.</summary>
+public sealed record GenerationCompleted(
+    int Choice,
+    FinishReason FinishReason,
+    GenerationUsage Usage,
+    GenerationTimings Timings,
+    GenerationError? Error = null) : GenerationEvent(Choice);
+
+public enum FinishReason
+{
+    /// <summary>End of generation token or a stop sequence.</summary>
+    Stop,
+
+    /// <summary>Max tokens reached, or the slot's context is full.</summary>
+    Length,
+
+    /// <summary>The caller cancelled or went away.</summary>
+    Cancelled,
+
+    /// <summary>The request failed; <see cref="GenerationCompleted.Error"/> says why.</summary>
+    Error,
+}
+
+/// <summary>Token counts of one choice. Prompt tokens served from the KV cache are in <see cref="CachedPromptTokens"/>.</summary>
+public sealed record GenerationUsage(int PromptTokens, int CachedPromptTokens, int CompletionTokens)
+{
+    public int TotalTokens => PromptTokens + CompletionTokens;
+}
+
+/// <summary>Where the time of one choice went.</summary>
+public sealed record GenerationTimings(TimeSpan Queued, TimeSpan Prefill, TimeSpan Decode)
+{
+    /// <summary>From admission to the first generated token: queue plus prefill.</summary>
+    public TimeSpan TimeToFirstToken => Queued + Prefill;
+}
+
+/// <summary>Why a started generation failed.</summary>
+public sealed record GenerationError(GenerationErrorCode Code, string Message);
+
+/// <summary>Log-probability of one generated token and, if asked, its most likely alternatives.</summary>
+public sealed record TokenLogProb(int TokenId, string Token, byte[] Bytes, float LogProb, IReadOnlyList<TopLogProb> TopLogProbs);
+
+/// <summary>One alternative of a <see cref="TokenLogProb"/>.</summary>
+public sealed record TopLogProb(int TokenId, string Token, byte[] Bytes, float LogProb);

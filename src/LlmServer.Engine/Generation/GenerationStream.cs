@@ -1,0 +1,120 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+
+namespace LlmServer.Engine.Generation;
+
+/// <summary>
+/// The events of one admitted request: <see cref="TextDelta"/>s, then one <see cref="GenerationCompleted"/> per
+/// choice. Disposing it before the end cancels the generation and frees its slot.
+/// </summary>
+public sealed class GenerationStream : IAsyncDisposable
+{
+    private readonly ChannelReader<GenerationEvent> _reader;
+    private readonly Action _cancel;
+    private readonly CancellationTokenRegistration _registration;
+    private int _completedChoices;
+
+    internal GenerationStream(
+        string id,
+        int promptTokens,
+        int choices,
+        ChannelReader<GenerationEvent> reader,
+        Action cancel,
+        CancellationToken cancellationToken)
+    {
+        Id = id;
+        PromptTokens = promptTokens;
+        Choices = choices;
+        _reader = reader;
+        _cancel = cancel;
+        _registration = cancellationToken.CanBeCanceled ? cancellationToken.Register(cancel) : default;
+    }
+
+    /// <summary>The request id (given or generated).</summary>
+    public string Id { get; }
+
+    /// <summary>Tokens in the prompt, known at admission.</summary>
+    public int PromptTokens { get; }
+
+    /// <summary>How many choices this stream carries.</summary>
+    public int Choices { get; }
+
+    /// <summary>True once every choice has completed.</summary>
+    public bool IsCompleted => Volatile.Read(ref _completedChoices) >= Choices;
+
+    /// <summary>Reads events as they come. Cancelling <paramref name="cancellationToken"/> cancels the generation.</summary>
+    public async IAsyncEnumerable<GenerationEvent> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        using var registration = cancellationToken.CanBeCanceled ? cancellationToken.Register(_cancel) : default;
+        while (await _reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            while (_reader.TryRead(out var item))
+            {
+                if (item is GenerationCompleted)
+                {
+                    Interlocked.Increment(ref _completedChoices);
+                }
+
+                yield return item;
+            }
+        }
+    }
+
+    /// <summary>Asks the scheduler to stop this generation; the stream then ends with finish reason cancelled.</summary>
+    public void Cancel() => _cancel();
+
+    /// <summary>Reads the whole stream and gathers text and the final event of each choice.</summary>
+    public async Task<GenerationResult> CollectAsync(CancellationToken cancellationToken = default)
+    {
+        var texts = new System.Text.StringBuilder[Choices];
+        var logProbs = new List<TokenLogProb>?[Choices];
+        var completions = new GenerationCompleted?[Choices];
+        for (var i = 0; i < Choices; i++)
+        {
+            texts[i] = new System.Text.StringBuilder();
+        }
+
+        await foreach (var item in ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        {
+            switch (item)
+            {
+                case TextDelta delta:
+                    texts[delta.Choice].Append(delta.Text);
+                    if (delta.LogProbs is { } lp)
+                    {
+                        (logProbs[delta.Choice] ??= []).AddRange(lp);
+                    }
+
+                    break;
+                case GenerationCompleted done:
+                    completions[done.Choice] = done;
+                    break;
+            }
+        }
+
+        var choices = new GenerationChoiceResult[Choices];
+        for (var i = 0; i < Choices; i++)
+        {
+            var done = completions[i] ?? throw new InvalidOperationException($"Choice {i} ended without a completion event.");
+            choices[i] = new GenerationChoiceResult(i, texts[i].ToString(), done, logProbs[i]);
+        }
+
+        return new GenerationResult(Id, choices);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (!IsCompleted)
+        {
+            _cancel();
+        }
+
+        return _registration.DisposeAsync();
+    }
+}
+
+/// <summary>What <see cref="GenerationStream.CollectAsync"/> gathered.</summary>
+public sealed record GenerationResult(string Id, IReadOnlyList<GenerationChoiceResult> Choices);
+
+/// <summary>One choice's text and final event.</summary>
+public sealed record GenerationChoiceResult(int Index, string Text, GenerationCompleted Completion, IReadOnlyList<TokenLogProb>? LogProbs);

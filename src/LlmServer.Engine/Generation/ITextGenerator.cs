@@ -1,0 +1,46 @@
+using LlmServer.Engine.Models;
+using LlmServer.Engine.Scheduling;
+
+namespace LlmServer.Engine.Generation;
+
+/// <summary>
+/// The one way into the engine: the REST API, the SignalR hub, sessions and the in-process
+/// <c>IChatClient</c> all generate through this interface, so they share one scheduler.
+/// </summary>
+public interface ITextGenerator
+{
+    /// <summary>Where the engine is in its life: loading, ready, draining, faulted or stopped.</summary>
+    EngineState State { get; }
+
+    /// <summary>The loaded model, or <c>null</c> while it loads.</summary>
+    ModelInfo? Model { get; }
+
+    /// <summary>A snapshot of the scheduler: slots, running and waiting requests, KV usage.</summary>
+    SchedulerStatus GetStatus();
+
+    /// <summary>Renders chat messages into the prompt text the model expects (its template, or the fallback).</summary>
+    string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt = true);
+
+    /// <summary>Tokenizes text with the model's vocabulary.</summary>
+    IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false);
+
+    /// <summary>Turns tokens back into text.</summary>
+    string Detokenize(IEnumerable<int> tokens);
+
+    /// <summary>
+    /// Validates, tokenizes and admits a request. Throws <see cref="GenerationException"/> at once, before
+    /// anything streams, when the request cannot be served (bad input, queue full, prompt too long, not ready).
+    /// Cancelling <paramref name="cancellationToken"/> cancels the generation: a queued request leaves the
+    /// queue at once, a running one frees its slot within one scheduler step.
+    /// </summary>
+    GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>Drops a session's resident KV cache (for example when the session is deleted).</summary>
+    void EvictSession(string sessionKey);
+
+    /// <summary>
+    /// Stops admitting new requests (they get <see cref="GenerationErrorCode.Unavailable"/>), waits up to
+    /// <paramref name="timeout"/> for running and queued generations to finish, then cancels the rest.
+    /// </summary>
+    Task DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default);
+}

@@ -1,0 +1,37 @@
+namespace LlmServer.Engine.Generation;
+
+/// <summary>Per-request sampling. Temperature 0 (or less) selects greedily.</summary>
+public sealed record SamplingOptions
+{
+    public float Temperature { get; init; } = 0.8f;
+
+    /// <summary>Nucleus sampling; 1 disables it.</summary>
+    public float TopP { get; init; } = 0.95f;
+
+    /// <summary>Keep only the K most likely tokens; 0 disables it.</summary>
+    public int TopK { get; init; } = 40;
+
+    /// <summary>Drop tokens less likely than MinP times the most likely one; 0 disables it.</summary>
+    public float MinP { get; init; } = 0.05f;
+
+    /// <summary>Multiplicative repetition penalty over the last <see cref="PenaltyLastN"/> tokens; 1 disables it.</summary>
+    public float RepeatPenalty { get; init; } = 1.0f;
+
+    /// <summary>OpenAI-style frequency penalty (-2 to 2).</summary>
+    public float FrequencyPenalty { get; init; }
+
+    /// <summary>OpenAI-style presence penalty (-2 to 2).</summary>
+    public float PresencePenalty { get; init; }
+
+    /// <summary>How many recent tokens the penalties look at.</summary>
+    public int PenaltyLastN { get; init; } = 64;
+
+    /// <summary>Seed for reproducible sampling; <c>null</c> picks a random one.</summary>
+    public uint? Seed { get; init; }
+
+    /// <summary>True when no sampler other than argmax is needed.</summary>
+    public bool IsGreedy => Temperature <= 0f;
+
+    /// <summary>True when any penalty is active.</summary>
+    public bool HasPenalties => RepeatPenalty != 1.0f || FrequencyPenalty != 0f || PresencePenalty != 0f;
+}

@@ -1,0 +1,36 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Models;
+using LlmServer.Engine.Scheduling;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Engine.Hosting;
+
+public static class EngineServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the engine: the model, the scheduler and <see cref="ITextGenerator"/>. Options are bound from
+    /// the <c>Model</c> and <c>Scheduler</c> sections of <paramref name="configuration"/> and validated at start.
+    /// The model loads in the background when the host starts; <see cref="ITextGenerator.State"/> says when it serves.
+    /// </summary>
+    public static IServiceCollection AddLlmServerEngine(this IServiceCollection services, IConfiguration configuration, Action<ModelOptions>? configureModel = null)
+    {
+        services.AddOptions<ModelOptions>().Bind(configuration.GetSection(ModelOptions.SectionName)).ValidateOnStart();
+        services.AddOptions<SchedulerOptions>().Bind(configuration.GetSection(SchedulerOptions.SectionName)).ValidateOnStart();
+        if (configureModel is not null)
+        {
+            services.Configure(configureModel);
+        }
+
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ModelOptions>, ModelOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SchedulerOptions>, SchedulerOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<LlmEngine>();
+        services.TryAddSingleton<ITextGenerator>(sp => sp.GetRequiredService<LlmEngine>());
+        services.AddHostedService(sp => sp.GetRequiredService<LlmEngine>());
+        return services;
+    }
+}

@@ -1,0 +1,35 @@
+namespace LlmServer.Engine.Scheduling;
+
+/// <summary>Configuration section <c>Scheduler</c>.</summary>
+public sealed class SchedulerOptions
+{
+    public const string SectionName = "Scheduler";
+
+    /// <summary>Sequences decoded together; each owns one KV slot.</summary>
+    public int Slots { get; set; } = 4;
+
+    /// <summary>
+    /// Total KV-cache tokens of the llama context, split evenly between slots: each slot holds
+    /// <c>ContextSize / Slots</c> tokens (prompt plus generation). 0 means <c>Slots</c> times the model's
+    /// training context, capped at 4096 per slot.
+    /// </summary>
+    public int ContextSize { get; set; } = 8192;
+
+    /// <summary>Requests that may wait for a slot; beyond it requests are refused as overloaded (HTTP 429).</summary>
+    public int MaxQueue { get; set; } = 64;
+
+    /// <summary>
+    /// Tokens decoded per step: one per generating sequence first, then prompt chunks up to this budget,
+    /// so a long prompt never stalls running streams for more than one budget's worth of prefill.
+    /// </summary>
+    public int StepTokenBudget { get; set; } = 512;
+
+    /// <summary>Most tokens one request may ask to generate when it gives no limit; 0 means the slot's context.</summary>
+    public int DefaultMaxTokens { get; set; }
+
+    /// <summary>Share one KV buffer between all slots (llama.cpp's unified cache); slower with many sequences.</summary>
+    public bool UnifiedKvCache { get; set; }
+
+    /// <summary>Reuse a resident session's KV cache for its next request (turn it off to measure the gain).</summary>
+    public bool PrefixReuse { get; set; } = true;
+}

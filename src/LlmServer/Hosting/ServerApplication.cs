@@ -1,0 +1,41 @@
+using LlmServer.Engine.Hosting;
+using LlmServer.Health;
+
+namespace LlmServer.Hosting;
+
+/// <summary>Builds the web host: configuration, the engine, and every front end.</summary>
+internal static class ServerApplication
+{
+    /// <summary>Command-line shortcuts for the configuration keys people type most.</summary>
+    private static readonly Dictionary<string, string> SwitchMappings = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["--model"] = "Model:Path",
+        ["-m"] = "Model:Path",
+        ["--slots"] = "Scheduler:Slots",
+        ["--ctx-size"] = "Scheduler:ContextSize",
+    };
+
+    /// <summary>Returns the app, or null after printing why it cannot start (no model).</summary>
+    public static WebApplication? Build(string[] args)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            Args = args,
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+        builder.Configuration.AddCommandLine(args, SwitchMappings);
+
+        if (!ModelPathResolver.TryResolve(builder.Configuration, out var error))
+        {
+            Console.Error.WriteLine(error);
+            return null;
+        }
+
+        builder.Services.AddLlmServerEngine(builder.Configuration);
+        builder.Services.AddEngineHealthChecks();
+
+        var app = builder.Build();
+        app.MapEngineHealthChecks();
+        return app;
+    }
+}
