@@ -1,5 +1,6 @@
 using LlmServer.Engine.Hosting;
 using LlmServer.Health;
+using LlmServer.WebUi;
 
 namespace LlmServer.Hosting;
 
@@ -36,6 +37,7 @@ internal static class ServerApplication
 
         var app = builder.Build();
         app.MapEngineHealthChecks();
+        app.MapWebUi();
         return app;
     }
 }
