@@ -1,5 +1,6 @@
 using LlmServer.Engine.Hosting;
 using LlmServer.Health;
+using LlmServer.Sessions;
 using LlmServer.WebUi;
 
 namespace LlmServer.Hosting;
@@ -34,9 +35,11 @@ internal static class ServerApplication
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.Services.AddEngineHealthChecks();
+        builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
         app.MapEngineHealthChecks();
+        app.MapSessions();
         app.MapWebUi();
         return app;
     }
