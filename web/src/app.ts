@@ -65,7 +65,8 @@ export class ChatApp {
   private connectAttempts = 0;
   private everConnected = false;
   private openToken = 0;
-  private health: Health = "ready";
+  private health: Health = "not-ready";
+  private modelName: string | null = null;
   private keyPrompt: Promise<void> | null = null;
 
   private readonly ui = {
@@ -116,7 +117,6 @@ export class ChatApp {
     this.renderTranscript();
     this.renderStatus();
     void this.connect();
-    void this.loadModelName();
     void this.pollHealthOnce();
     void this.pollHealth();
   }
@@ -156,8 +156,10 @@ export class ChatApp {
       toast("success", "Reconnected.", { key: ConnectionToast });
     }
     this.renderStatus();
-    void this.loadModelName();
     void this.pollHealthOnce();
+    if (this.modelName === null) {
+      void this.loadModelName(); // the first try may have lacked the API key
+    }
     await this.refreshSessions();
     for (const generation of this.generations.values()) {
       if (generation.interrupted) {
@@ -204,6 +206,7 @@ export class ChatApp {
 
   private async loadModelName(): Promise<void> {
     const name = await fetchModelName(AbortSignal.timeout(10_000)).catch(() => null);
+    this.modelName = name;
     this.ui.modelName.textContent = name ?? "unknown";
     this.ui.modelName.title = name ?? "";
   }
@@ -218,8 +221,12 @@ export class ChatApp {
   }
 
   private async pollHealthOnce(): Promise<void> {
+    const before = this.health;
     this.health = await fetchHealth(AbortSignal.timeout(5000));
     this.renderStatus();
+    if (this.health === "ready" && before !== "ready") {
+      void this.loadModelName(); // it could not be read while the model was loading
+    }
   }
 
   private askForKey(reason: string): Promise<void> {
@@ -961,11 +968,6 @@ export class ChatApp {
         const seconds = (performance.now() - generation.firstDeltaAt) / 1000;
         const rate = seconds > 0.05 ? ` · ${(generation.deltas / seconds).toFixed(1)} tok/s` : "";
         text = `Generating · ${formatNumber(generation.deltas)} tokens${rate}`;
-      }
-    } else {
-      const last = this.current.messages.at(-1);
-      if (last?.role === "assistant" && last.completionTokens !== null) {
-        text = this.metaText(last);
       }
     }
     this.ui.liveStats.textContent = text;
