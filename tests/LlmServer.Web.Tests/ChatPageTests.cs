@@ -7,7 +7,7 @@ using static Microsoft.Playwright.Assertions;
 namespace LlmServer.Web.Tests;
 
 /// <summary>The chat page in headless Chromium against the real server and the stories260K model.</summary>
-public sealed class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatPageFixture>
+public sealed partial class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatPageFixture>
 {
     private const string StoryPrompt = "Once upon a time";
 
@@ -62,7 +62,7 @@ public sealed class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatP
 
         await chat.ScreenshotAsync("finished-conversation");
         await Expect(chat.Page.Locator("#model-name")).ToHaveTextAsync("stories260K");
-        Assert.Empty(chat.PageErrors);
+        chat.AssertNoPageErrors();
     }
 
     [Fact]
@@ -82,7 +82,7 @@ public sealed class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatP
         var answer = stored.GetProperty("messages")[1];
         Assert.Equal("cancelled", answer.GetProperty("finishReason").GetString());
         Assert.InRange(answer.GetProperty("completionTokens").GetInt32(), 1, 899);
-        Assert.Empty(chat.PageErrors);
+        chat.AssertNoPageErrors();
     }
 
     [Fact]
@@ -104,7 +104,7 @@ public sealed class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatP
         var messages = (await chat.StoredSessionAsync(id)).GetProperty("messages");
         Assert.Equal(2, messages.GetArrayLength());
         Assert.True(messages[1].GetProperty("createdAt").GetDateTimeOffset() > firstStored, "The stored answer was not replaced.");
-        Assert.Empty(chat.PageErrors);
+        chat.AssertNoPageErrors();
     }
 
     [Fact]
@@ -126,7 +126,7 @@ public sealed class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatP
         var messages = (await chat.StoredSessionAsync(id)).GetProperty("messages");
         Assert.Equal(2, messages.GetArrayLength());
         Assert.Equal("The dog ran", messages[0].GetProperty("content").GetString());
-        Assert.Empty(chat.PageErrors);
+        chat.AssertNoPageErrors();
     }
 
     [Fact]
@@ -173,7 +173,7 @@ public sealed class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatP
         await Expect(chat.Answers).ToHaveCountAsync(1);
         await Expect(chat.LastAnswer.Locator(".msg-meta")).ToContainTextAsync("tokens");
         await chat.ScreenshotAsync("phone-dark-conversation");
-        Assert.Empty(chat.PageErrors);
+        chat.AssertNoPageErrors();
     }
 
     [Fact]
@@ -196,7 +196,7 @@ public sealed class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatP
         await Expect(chat.Page.Locator("#messages img")).ToHaveCountAsync(0);
         await Expect(chat.Page.Locator("#session-list .session-title", new() { HasText = Markup })).ToHaveCountAsync(1);
         Assert.Empty(dialogs);
-        Assert.Empty(chat.PageErrors);
+        chat.AssertNoPageErrors();
     }
 
     [Fact]
@@ -223,7 +223,7 @@ public sealed class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatP
         await Expect(chat.Page.Locator("#chat-title")).ToHaveTextAsync("New chat");
         using var gone = await fixture.Server.Client.GetAsync(new Uri($"/api/sessions/{id}", UriKind.Relative));
         Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
-        Assert.Empty(chat.PageErrors);
+        chat.AssertNoPageErrors();
     }
 
     [Fact]

@@ -5,6 +5,18 @@ import { copyText, el, flashLabel } from "./dom";
 
 const markdown = new Marked({ gfm: true, breaks: false, async: false });
 
+const HtmlEscapes: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+
+// Raw HTML in an answer is shown as the text it is, as a chat shows what was written; DOMPurify below still
+// guards everything markdown itself produces (links, images).
+markdown.use({
+  renderer: {
+    html({ text }) {
+      return text.replace(/[&<>"']/g, (c) => HtmlEscapes[c]!);
+    },
+  },
+});
+
 // Links from a model answer open elsewhere and never hand this page to the target.
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node instanceof HTMLAnchorElement && node.hasAttribute("href")) {
@@ -33,7 +45,7 @@ export function renderMarkdown(target: HTMLElement, text: string, streaming: boo
 
 function decorateCodeBlock(code: HTMLElement, streaming: boolean): void {
   const pre = code.parentElement!;
-  const source = code.textContent ?? "";
+  const source = (code.textContent ?? "").replace(/\n$/, ""); // marked ends every block with a newline
   const language = /\blanguage-([\w+#.-]+)/.exec(code.className)?.[1]?.toLowerCase();
   let shownLanguage = language ?? "";
   if (language && hljs.getLanguage(language)) {

@@ -36,6 +36,10 @@ public sealed class ChatPage : IAsyncDisposable
     /// <summary>Uncaught script errors and console errors seen so far.</summary>
     public IReadOnlyList<string> PageErrors => _pageErrors;
 
+    /// <summary>Fails with every uncaught script error and console error the page reported.</summary>
+    public void AssertNoPageErrors() =>
+        Assert.True(_pageErrors.Count == 0, "The page reported errors:\n" + string.Join("\n", _pageErrors));
+
     public ILocator Prompt => Page.Locator("#prompt");
 
     public ILocator Messages => Page.Locator("#messages > li");
@@ -52,13 +56,19 @@ public sealed class ChatPage : IAsyncDisposable
 
     public ILocator LiveStats => Page.Locator("#live-stats");
 
-    public static async Task<ChatPage> OpenAsync(ChatPageFixture fixture, BrowserNewContextOptions? options = null)
+    /// <summary>Opens the page in a new context; <paramref name="beforeLoad"/> runs first (to route traffic, say).</summary>
+    public static async Task<ChatPage> OpenAsync(ChatPageFixture fixture, BrowserNewContextOptions? options = null, Func<IPage, Task>? beforeLoad = null)
     {
         SetDefaultExpectTimeout((float)Patience.TotalMilliseconds);
         var context = await fixture.Browser.NewContextAsync(options ?? new BrowserNewContextOptions { ViewportSize = new() { Width = 1280, Height = 800 } });
         context.SetDefaultTimeout((float)Patience.TotalMilliseconds);
         var page = await context.NewPageAsync();
         var chat = new ChatPage(context, page, fixture.Server);
+        if (beforeLoad is not null)
+        {
+            await beforeLoad(page);
+        }
+
         await chat.GotoAsync();
         return chat;
     }
