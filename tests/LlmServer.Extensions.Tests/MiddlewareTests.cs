@@ -10,7 +10,7 @@ public sealed class MiddlewareTests(EngineHostFixture host)
     public async Task Logging_OpenTelemetry_and_custom_middleware_wrap_the_engine_client()
     {
         host.Calls.Clear();
-        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 4, ConversationId = null };
+        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 4 };
 
         var response = await host.ChatClient.GetResponseAsync("The sun was shining.", options);
         var streamed = new List<ChatResponseUpdate>();

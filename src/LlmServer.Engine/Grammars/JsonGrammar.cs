@@ -16,8 +16,8 @@ namespace LlmServer.Engine.Grammars;
 /// (<c>description</c>, <c>title</c>, ...) and constraints it cannot express (<c>pattern</c>, <c>format</c>,
 /// <c>minimum</c>, ...) are not enforced; keywords that would change the shape it accepts (<c>allOf</c>,
 /// <c>not</c>, <c>if</c>, <c>patternProperties</c>, ...) are refused with <see cref="ArgumentException"/>.
-/// Numbers are limited to 16 integer digits and whitespace runs to 20 characters so that a small model cannot
-/// loop forever inside one token class.
+/// Output is compact (at most one space between tokens) and numbers have at most 16 integer digits: small models
+/// otherwise fill their token budget with whitespace or digits.
 /// </remarks>
 public static class JsonGrammar
 {
@@ -76,7 +76,7 @@ public static class JsonGrammar
         integer ::= "-"? ( "0" | [1-9] [0-9]{0,15} )
         boolean ::= "true" | "false"
         null ::= "null"
-        ws ::= [ \t\n]{0,20}
+        ws ::= " "?
 
         """;
 
