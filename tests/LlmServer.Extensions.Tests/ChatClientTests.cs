@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Text;
 using System.Text.Json;
 using LlmServer.Engine.Generation;
@@ -217,6 +218,16 @@ public sealed class ChatClientTests(EngineHostFixture host)
     }
 
     [Fact]
+    public async Task Structured_output_GetResponseAsync_of_T_deserializes_the_constrained_answer()
+    {
+        var response = await host.ChatClient.GetResponseAsync<CatCard>(StoryPrompt, Greedy(200));
+
+        Assert.True(response.TryGetResult(out var card), response.Text);
+        Assert.InRange(card.Age, 0, 30);
+        Assert.True(Enum.IsDefined(card.Mood), response.Text);
+    }
+
+    [Fact]
     public async Task A_schema_using_every_supported_keyword_is_accepted_by_the_engine()
     {
         using var schema = JsonDocument.Parse("""
@@ -245,7 +256,7 @@ public sealed class ChatClientTests(EngineHostFixture host)
     [Fact]
     public async Task A_json_response_format_without_schema_yields_a_json_object()
     {
-        var options = Greedy(60);
+        var options = Greedy(30);
         options.ResponseFormat = ChatResponseFormat.Json;
 
         var response = await host.ChatClient.GetResponseAsync(StoryPrompt, options);
@@ -262,7 +273,7 @@ public sealed class ChatClientTests(EngineHostFixture host)
         }
 
         Assert.True(tokens > 1, response.Text);
-        Assert.True(response.FinishReason == ChatFinishReason.Stop ? reader.CurrentDepth == 0 : response.Usage!.OutputTokenCount == 60, response.Text);
+        Assert.True(response.FinishReason == ChatFinishReason.Stop ? reader.CurrentDepth == 0 : response.Usage!.OutputTokenCount == 30, response.Text);
     }
 
     [Fact]
@@ -311,4 +322,12 @@ public sealed class ChatClientTests(EngineHostFixture host)
 
         throw new InvalidOperationException($"No usable stop sequence in '{text}'.");
     }
+
+    public enum CatMood
+    {
+        Happy,
+        Sad,
+    }
+
+    public sealed record CatCard(CatMood Mood, [property: Range(0, 30)] int Age, bool Friendly);
 }

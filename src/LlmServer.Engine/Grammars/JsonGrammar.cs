@@ -12,9 +12,10 @@ namespace LlmServer.Engine.Grammars;
 /// <remarks>
 /// <see cref="FromSchema"/> enforces <c>type</c> (one or a list), <c>properties</c> (in declared order, no others),
 /// <c>required</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>, <c>minLength</c>/<c>maxLength</c>, <c>enum</c>,
-/// <c>const</c>, <c>anyOf</c>/<c>oneOf</c> and local <c>$ref</c>s (recursion included). Annotations
-/// (<c>description</c>, <c>title</c>, ...) and constraints it cannot express (<c>pattern</c>, <c>format</c>,
-/// <c>minimum</c>, ...) are not enforced; keywords that would change the shape it accepts (<c>allOf</c>,
+/// <c>const</c>, <c>anyOf</c>/<c>oneOf</c>, local <c>$ref</c>s (recursion included) and <c>minimum</c>/<c>maximum</c>
+/// (exclusive too): exactly for integer ranges of up to 256 values, by sign and digit count for wider ones, by sign
+/// for numbers. Annotations (<c>description</c>, <c>title</c>, ...) and constraints it cannot express
+/// (<c>pattern</c>, <c>format</c>, <c>multipleOf</c>, ...) are not enforced; keywords that would change the shape it accepts (<c>allOf</c>,
 /// <c>not</c>, <c>if</c>, <c>patternProperties</c>, ...) are refused with <see cref="ArgumentException"/>.
 /// Output is compact (at most one space between tokens) and numbers have at most 16 integer digits: small models
 /// otherwise fill their token budget with whitespace or digits.
@@ -62,6 +63,8 @@ public static class JsonGrammar
 
         return builder.Append('"').ToString();
     }
+
+    private const string NonNegativeNumber = "( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?";
 
     // The building blocks every grammar shares; schema rules refer to them by name.
     private const string CommonRules =
@@ -188,8 +191,8 @@ public static class JsonGrammar
             "object" => VisitObject(schema, hint, path),
             "array" => VisitArray(schema, hint, path),
             "string" => VisitString(schema, hint, path),
-            "number" => "number",
-            "integer" => "integer",
+            "number" => ReadBound(schema, "minimum", "exclusiveMinimum", path)?.Value >= 0 ? AddRule(hint, NonNegativeNumber) : "number",
+            "integer" => VisitInteger(schema, hint, path),
             "boolean" => "boolean",
             "null" => "null",
             _ => throw new ArgumentException($"Unknown type '{type}' at '{path}'.", nameof(schema)),
@@ -287,6 +290,42 @@ public static class JsonGrammar
             }
 
             return AddRule(hint, "\"[\" ws " + (min == 0 ? "( " + body + " )?" : body) + " \"]\"");
+        }
+
+        /// <summary>
+        /// Small ranges (up to 256 values) are enforced exactly, as alternatives; wider ones by sign and digit count.
+        /// </summary>
+        private string VisitInteger(JsonElement schema, string hint, string path)
+        {
+            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path);
+            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path);
+            if (minimum is null && maximum is null)
+            {
+                return "integer";
+            }
+
+            var low = minimum is { } min ? (min.Exclusive ? decimal.Floor(min.Value) + 1 : decimal.Ceiling(min.Value)) : (decimal?)null;
+            var high = maximum is { } max ? (max.Exclusive ? decimal.Ceiling(max.Value) - 1 : decimal.Floor(max.Value)) : (decimal?)null;
+            if (low > high)
+            {
+                throw new ArgumentException($"The integer range at '{path}' is empty.", nameof(schema));
+            }
+
+            if (low is { } from && high is { } to && to - from < 256)
+            {
+                var values = new List<string>();
+                for (var value = from; value <= to; value++)
+                {
+                    values.Add(Literal(value.ToString("0", CultureInfo.InvariantCulture)));
+                }
+
+                return AddRule(hint, string.Join(" | ", values));
+            }
+
+            var widest = Math.Max(Math.Abs(low ?? 0), Math.Abs(high ?? 0));
+            var digits = low is null || high is null ? 16 : Math.Min(16, widest.ToString("0", CultureInfo.InvariantCulture).Length);
+            var sign = low is null || low < 0 ? "\"-\"? " : string.Empty;
+            return AddRule(hint, sign + "( \"0\" | [1-9] [0-9]{0," + (digits - 1).ToString(CultureInfo.InvariantCulture) + "} )");
         }
 
         private string VisitString(JsonElement schema, string hint, string path)
@@ -427,6 +466,31 @@ public static class JsonGrammar
             }
 
             return value;
+        }
+
+        /// <summary>
+        /// A numeric bound from its inclusive keyword or, failing that, its exclusive one (JSON Schema 2020-12);
+        /// a bound beyond <see cref="decimal"/> bounds nothing a model writes in 16 digits, so it counts as none.
+        /// </summary>
+        private static (decimal Value, bool Exclusive)? ReadBound(JsonElement schema, string inclusive, string exclusive, string path)
+        {
+            var isExclusive = false;
+            if (!schema.TryGetProperty(inclusive, out var bound))
+            {
+                if (!schema.TryGetProperty(exclusive, out bound))
+                {
+                    return null;
+                }
+
+                isExclusive = true;
+            }
+
+            if (bound.ValueKind != JsonValueKind.Number)
+            {
+                throw new ArgumentException($"'{(isExclusive ? exclusive : inclusive)}' at '{path}' must be a number.", nameof(schema));
+            }
+
+            return bound.TryGetDecimal(out var value) ? (value, isExclusive) : null;
         }
 
         private static string Repetition(int min, int? max) => max is { } upper

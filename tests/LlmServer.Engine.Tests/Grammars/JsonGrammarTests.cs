@@ -83,6 +83,16 @@ public sealed class JsonGrammarTests
         Assert.Equal("string | null", Rule(Convert("""{ "type": ["string", "null"] }"""), "schema"));
     }
 
+    [Fact]
+    public void Integer_ranges_are_exact_when_small_and_bounded_by_sign_and_digits_when_wide()
+    {
+        Assert.Equal("\"1\" | \"2\" | \"3\"", Rule(Convert("""{ "type": "integer", "minimum": 0.5, "exclusiveMaximum": 4 }"""), "schema"));
+        Assert.Equal("( \"0\" | [1-9] [0-9]{0,5} )", Rule(Convert("""{ "type": "integer", "minimum": 0, "maximum": 100000 }"""), "schema"));
+        Assert.Equal("\"-\"? ( \"0\" | [1-9] [0-9]{0,15} )", Rule(Convert("""{ "type": "integer", "maximum": 1000 }"""), "schema"));
+        Assert.StartsWith("( \"0\"", Rule(Convert("""{ "type": "number", "exclusiveMinimum": 0 }"""), "schema"), StringComparison.Ordinal);
+        Assert.Equal("number", Rule(Convert("""{ "type": "number", "maximum": 1e300 }"""), "root"));
+    }
+
     [Theory]
     [InlineData("""{ "type": "uuid" }""", "Unknown type 'uuid'")]
     [InlineData("""{ "allOf": [{ "type": "string" }] }""", "allOf")]
@@ -91,6 +101,8 @@ public sealed class JsonGrammarTests
     [InlineData("""{ "$ref": "https://example.com/schema" }""", "local reference")]
     [InlineData("""{ "type": "array", "minItems": 3, "maxItems": 2 }""", "below 'minItems'")]
     [InlineData("""[1, 2]""", "must be an object")]
+    [InlineData("""{ "type": "integer", "minimum": 3, "maximum": 2.5 }""", "range at '#' is empty")]
+    [InlineData("""{ "type": "integer", "minimum": "1" }""", "'minimum' at '#' must be a number")]
     public void Schemas_it_cannot_enforce_are_refused_with_the_reason(string schema, string reason)
     {
         var error = Assert.Throws<ArgumentException>(() => Convert(schema));
