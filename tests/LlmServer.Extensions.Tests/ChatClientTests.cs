@@ -289,6 +289,13 @@ public sealed class ChatClientTests(EngineHostFixture host)
 
         await Assert.ThrowsAsync<NotSupportedException>(() => host.ChatClient.GetResponseAsync([image]));
 
+        var twoGrammars = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions
+        {
+            ResponseFormat = ChatResponseFormat.Json,
+            AdditionalProperties = new() { ["grammar"] = "root ::= \"a\"" },
+        }));
+        Assert.Equal(GenerationErrorCode.InvalidRequest, twoGrammars.Code);
+
         var negative = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { MaxOutputTokens = -1 }));
         Assert.Equal(GenerationErrorCode.InvalidRequest, negative.Code);
         Assert.Equal(0, host.Generator.GetStatus().Running);
