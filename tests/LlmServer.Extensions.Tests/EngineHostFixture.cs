@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
+using LlmServer.Engine.Scheduling;
 using LlmServer.Extensions.AI;
 using LlmServer.SemanticKernel;
 using LlmServer.Testing;
@@ -81,10 +82,16 @@ public sealed class EngineHostFixture : IAsyncLifetime
     }
 
     /// <summary>Waits (bounded, never asserted as a time) until the scheduler runs nothing.</summary>
-    public async Task WaitUntilIdleAsync()
+    public Task WaitUntilIdleAsync() => WaitForStatusAsync(Generator, status => status.Running == 0 && status.Waiting == 0);
+
+    /// <summary>
+    /// Waits, at most 30 seconds, until the scheduler's published status satisfies <paramref name="condition"/>:
+    /// the status is a snapshot the loop publishes after a request's last event, so it may lag that event.
+    /// </summary>
+    public static async Task WaitForStatusAsync(ITextGenerator generator, Func<SchedulerStatus, bool> condition)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (Generator.GetStatus().Running > 0 || Generator.GetStatus().Waiting > 0)
+        while (!condition(generator.GetStatus()))
         {
             await Task.Delay(10, timeout.Token);
         }
