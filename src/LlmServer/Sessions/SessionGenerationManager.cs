@@ -207,7 +207,7 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
                 history.Add(new ChatTurn("system", session.SystemPrompt));
             }
 
-            history.AddRange(messages.Take(fromIndex).Select(m => new ChatTurn(m.Role, m.Content)));
+            history.AddRange(messages.Take(fromIndex).Select(ToTurn));
             if (userMessage is not null)
             {
                 history.Add(new ChatTurn(userMessage.Role, userMessage.Content));
@@ -250,6 +250,14 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
             }
         }
     }
+
+    /// <summary>
+    /// A stored message as a chat turn. An assistant reply usually starts with the space the model put after the
+    /// template's "Assistant:"; templates add their own separator, so without trimming the re-rendered history would
+    /// stop matching the tokens still in the session's KV cache right where the reply begins.
+    /// </summary>
+    private static ChatTurn ToTurn(SessionMessage message) =>
+        new(message.Role, message.Role == "assistant" ? message.Content.TrimStart() : message.Content);
 
     private GenerationRequest BuildRequest(StoredSession session, IReadOnlyList<ChatTurn> history)
     {
