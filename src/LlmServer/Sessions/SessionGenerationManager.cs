@@ -351,8 +351,9 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
         }
         finally
         {
-            _running.TryRemove(new KeyValuePair<string, GenerationRun>(run.SessionId, run));
+            // Resumable as a recent run before it stops counting as running, so a resume never falls in between.
             _recent[run.SessionId] = run;
+            _running.TryRemove(new KeyValuePair<string, GenerationRun>(run.SessionId, run));
             run.RetainFor(() =>
             {
                 if (_recent.TryRemove(new KeyValuePair<string, GenerationRun>(run.SessionId, run)))

@@ -218,6 +218,13 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
 
         await hub.InvokeAsync("DeleteSession", session.Id);
 
+        // The scheduler frees the slot on its next loop turn.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (generator.GetStatus().ResidentSessions != residentBefore - 1 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
         Assert.Equal(residentBefore - 1, generator.GetStatus().ResidentSessions);
         await AssertHubErrorAsync("session_not_found", () => hub.GetAsync(session.Id));
         Assert.DoesNotContain(await hub.InvokeAsync<SessionInfo[]>("ListSessions"), s => s.Id == session.Id);
