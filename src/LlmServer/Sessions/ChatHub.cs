@@ -47,7 +47,7 @@ internal sealed class ChatHub : Hub
     public Task StopGeneration(string sessionId) =>
         Guard(async () =>
         {
-            await _generations.StopAsync(Owner, sessionId, Context.ConnectionAborted);
+            await _generations.StopGenerationAsync(Owner, sessionId, Context.ConnectionAborted);
             return true;
         });
 

@@ -81,7 +81,7 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
     }
 
     /// <summary>Stops the session's generation, if one runs.</summary>
-    public async Task StopAsync(string? owner, string sessionId, CancellationToken cancellationToken)
+    public async Task StopGenerationAsync(string? owner, string sessionId, CancellationToken cancellationToken)
     {
         await RequireSessionAsync(owner, sessionId, cancellationToken);
         if (_running.TryGetValue(sessionId, out var run))
@@ -236,7 +236,10 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
             run.Attach(stream);
             var subscription = run.Subscribe(0);
             var assistantIndex = userMessage is null ? fromIndex : fromIndex + 1;
-            _pumps[run] = Task.Run(() => PumpAsync(run, stream, assistantIndex), CancellationToken.None);
+            // Tracked before it starts, so a pump that ends at once still finds (and removes) its own entry.
+            var pump = new Task<Task>(() => PumpAsync(run, stream, assistantIndex));
+            _pumps[run] = pump.Unwrap();
+            pump.Start(TaskScheduler.Default);
             started = true;
             LogGenerationStarted(sessionId, stream.Id, stream.PromptTokens);
             return subscription;
