@@ -162,8 +162,6 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
         {
             run.Dispose();
         }
-
-        _store.Dispose();
     }
 
     private async Task<StoredSession> RequireSessionAsync(string? owner, string sessionId, CancellationToken cancellationToken)

@@ -76,9 +76,11 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
         var renamed = await hub.InvokeAsync<SessionInfo>("RenameSession", first.Id, "Renamed");
         Assert.Equal("Renamed", renamed.Title);
 
+        Assert.True(renamed.UpdatedAt >= second.UpdatedAt);
         var listed = await hub.InvokeAsync<SessionInfo[]>("ListSessions");
-        var order = listed.Select(s => s.Id).Where(id => id == first.Id || id == second.Id).ToList();
-        Assert.Equal([first.Id, second.Id], order);
+        Assert.Equal(listed.OrderByDescending(s => s.UpdatedAt).Select(s => s.UpdatedAt), listed.Select(s => s.UpdatedAt));
+        Assert.Contains(listed, s => s.Id == first.Id && s.Title == "Renamed" && s.UpdatedAt == renamed.UpdatedAt);
+        Assert.Contains(listed, s => s.Id == second.Id);
 
         var settings = new SessionSettings(Temperature: 0.5, TopP: 0.9, MaxTokens: 8, Seed: 42);
         var updated = await hub.InvokeAsync<SessionInfo>("UpdateSettings", second.Id, settings, "Be brief.");
