@@ -1,5 +1,6 @@
 using LlmServer.Engine.Hosting;
 using LlmServer.Health;
+using LlmServer.Sessions;
 
 namespace LlmServer.Hosting;
 
@@ -33,9 +34,11 @@ internal static class ServerApplication
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.Services.AddEngineHealthChecks();
+        builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
         app.MapEngineHealthChecks();
+        app.MapSessions();
         return app;
     }
 }
