@@ -1,5 +1,6 @@
 using LlmServer.Engine.Hosting;
 using LlmServer.Health;
+using LlmServer.OpenAi;
 
 namespace LlmServer.Hosting;
 
@@ -33,9 +34,11 @@ internal static class ServerApplication
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.Services.AddEngineHealthChecks();
+        builder.Services.AddOpenAiApi(builder.Configuration);
 
         var app = builder.Build();
         app.MapEngineHealthChecks();
+        app.MapOpenAiApi();
         return app;
     }
 }
