@@ -28,7 +28,14 @@ internal sealed class CompletionsEndpoint(ITextGenerator generator, OpenAiRespon
         {
             foreach (var generation in generations)
             {
-                streams.Add(generator.Submit(generation, aborted));
+                try
+                {
+                    streams.Add(generator.Submit(generation, aborted));
+                }
+                catch (GenerationException ex)
+                {
+                    throw OpenAiErrors.FromGeneration(ex, promptParam: "prompt");
+                }
             }
 
             if (request.Stream == true)

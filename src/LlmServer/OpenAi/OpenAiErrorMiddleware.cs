@@ -70,7 +70,13 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
         }
         else if (context.Response.StatusCode == StatusCodes.Status405MethodNotAllowed)
         {
+            // Writing the error clears the headers; Allow goes back on as the response starts.
             var allow = context.Response.Headers.Allow.ToString();
+            context.Response.OnStarting(() =>
+            {
+                context.Response.Headers.Allow = allow;
+                return Task.CompletedTask;
+            });
             await OpenAiErrors.WriteAsync(
                 context,
                 StatusCodes.Status405MethodNotAllowed,
@@ -78,7 +84,6 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
                 $"{context.Request.Method} is not allowed on {context.Request.Path}. Allowed: {allow}.",
                 code: "method_not_allowed",
                 cancellationToken: CancellationToken.None);
-            context.Response.Headers.Allow = allow;
         }
     }
 

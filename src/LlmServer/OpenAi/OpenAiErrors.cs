@@ -55,8 +55,11 @@ internal static class OpenAiErrors
         return response.WriteAsJsonAsync(body, OpenAiJson.Context.OpenAiErrorResponse, contentType: "application/json", cancellationToken);
     }
 
-    /// <summary>Maps an engine refusal onto the OpenAI status, type and code.</summary>
-    public static OpenAiException FromGeneration(GenerationException exception) => exception.Code switch
+    /// <summary>
+    /// Maps an engine refusal onto the OpenAI status, type and code. <paramref name="promptParam"/> names the
+    /// field that holds the prompt (<c>messages</c> or <c>prompt</c>) for a prompt over the context.
+    /// </summary>
+    public static OpenAiException FromGeneration(GenerationException exception, string promptParam = "messages") => exception.Code switch
     {
         GenerationErrorCode.InvalidRequest => new OpenAiException(
             StatusCodes.Status400BadRequest, InvalidRequestError, exception.Message, exception.Parameter),
@@ -66,7 +69,7 @@ internal static class OpenAiErrors
             exception.PromptTokens is { } prompt && exception.ContextLength is { } context
                 ? $"This model's maximum context length is {context} tokens, but your prompt has {prompt} tokens. Shorten the prompt."
                 : exception.Message,
-            exception.Parameter ?? "messages",
+            promptParam,
             "context_length_exceeded"),
         GenerationErrorCode.Overloaded => new OpenAiException(
             StatusCodes.Status429TooManyRequests, RateLimitError, exception.Message, code: "queue_full")
