@@ -1,5 +1,6 @@
 using LlmServer.Engine.Hosting;
 using LlmServer.Health;
+using LlmServer.OpenAi;
 using LlmServer.Sessions;
 using LlmServer.WebUi;
 
@@ -35,10 +36,12 @@ internal static class ServerApplication
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.Services.AddEngineHealthChecks();
+        builder.Services.AddOpenAiApi(builder.Configuration);
         builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
         app.MapEngineHealthChecks();
+        app.MapOpenAiApi();
         app.MapSessions();
         app.MapWebUi();
         return app;

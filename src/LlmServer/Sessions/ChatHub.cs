@@ -47,7 +47,7 @@ internal sealed class ChatHub : Hub
     public Task StopGeneration(string sessionId) =>
         Guard(async () =>
         {
-            await _generations.StopAsync(Owner, sessionId, Context.ConnectionAborted);
+            await _generations.StopGenerationAsync(Owner, sessionId, Context.ConnectionAborted);
             return true;
         });
 
@@ -106,18 +106,24 @@ internal sealed class ChatHub : Hub
 
         await using (subscription)
         {
-            // SignalR cancels a stream both when the client cancels it and when the connection goes; only the
-            // former is a stop. A lost connection has already tripped ConnectionAborted when the stream is cancelled.
-            using var stopOnCancel = cancellationToken.Register(() =>
+            var completed = false;
+            try
             {
-                if (!connectionAborted.IsCancellationRequested)
+                await foreach (var item in subscription.ReadAllAsync(cancellationToken))
+                {
+                    yield return item;
+                }
+
+                completed = true;
+            }
+            finally
+            {
+                // SignalR ends a stream early both when the client cancels it and when the connection goes; only the
+                // former is a stop. A lost connection has already tripped ConnectionAborted by then.
+                if (!completed && !connectionAborted.IsCancellationRequested)
                 {
                     subscription.StopGeneration();
                 }
-            });
-            await foreach (var item in subscription.ReadAllAsync(cancellationToken))
-            {
-                yield return item;
             }
         }
     }

@@ -65,7 +65,7 @@ internal static class SessionEndpoints
         group.MapPost("/{id}/stop", (HttpContext http, string id, SessionGenerationManager generations) =>
             Handle(http, async ct =>
             {
-                await generations.StopAsync(Owner(http), id, ct);
+                await generations.StopGenerationAsync(Owner(http), id, ct);
                 return Results.NoContent();
             }));
 

@@ -81,7 +81,7 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
     }
 
     /// <summary>Stops the session's generation, if one runs.</summary>
-    public async Task StopAsync(string? owner, string sessionId, CancellationToken cancellationToken)
+    public async Task StopGenerationAsync(string? owner, string sessionId, CancellationToken cancellationToken)
     {
         await RequireSessionAsync(owner, sessionId, cancellationToken);
         if (_running.TryGetValue(sessionId, out var run))
@@ -162,8 +162,6 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
         {
             run.Dispose();
         }
-
-        _store.Dispose();
     }
 
     private async Task<StoredSession> RequireSessionAsync(string? owner, string sessionId, CancellationToken cancellationToken)
@@ -207,7 +205,7 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
                 history.Add(new ChatTurn("system", session.SystemPrompt));
             }
 
-            history.AddRange(messages.Take(fromIndex).Select(m => new ChatTurn(m.Role, m.Content)));
+            history.AddRange(messages.Take(fromIndex).Select(ToTurn));
             if (userMessage is not null)
             {
                 history.Add(new ChatTurn(userMessage.Role, userMessage.Content));
@@ -236,7 +234,10 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
             run.Attach(stream);
             var subscription = run.Subscribe(0);
             var assistantIndex = userMessage is null ? fromIndex : fromIndex + 1;
-            _pumps[run] = Task.Run(() => PumpAsync(run, stream, assistantIndex), CancellationToken.None);
+            // Tracked before it starts, so a pump that ends at once still finds (and removes) its own entry.
+            var pump = new Task<Task>(() => PumpAsync(run, stream, assistantIndex));
+            _pumps[run] = pump.Unwrap();
+            pump.Start(TaskScheduler.Default);
             started = true;
             LogGenerationStarted(sessionId, stream.Id, stream.PromptTokens);
             return subscription;
@@ -250,6 +251,14 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
             }
         }
     }
+
+    /// <summary>
+    /// A stored message as a chat turn. An assistant reply usually starts with the space the model put after the
+    /// template's "Assistant:"; templates add their own separator, so without trimming the re-rendered history would
+    /// stop matching the tokens still in the session's KV cache right where the reply begins.
+    /// </summary>
+    private static ChatTurn ToTurn(SessionMessage message) =>
+        new(message.Role, message.Role == "assistant" ? message.Content.TrimStart() : message.Content);
 
     private GenerationRequest BuildRequest(StoredSession session, IReadOnlyList<ChatTurn> history)
     {
@@ -343,8 +352,9 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
         }
         finally
         {
-            _running.TryRemove(new KeyValuePair<string, GenerationRun>(run.SessionId, run));
+            // Resumable as a recent run before it stops counting as running, so a resume never falls in between.
             _recent[run.SessionId] = run;
+            _running.TryRemove(new KeyValuePair<string, GenerationRun>(run.SessionId, run));
             run.RetainFor(() =>
             {
                 if (_recent.TryRemove(new KeyValuePair<string, GenerationRun>(run.SessionId, run)))

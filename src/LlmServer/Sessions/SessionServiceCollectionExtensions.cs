@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -15,7 +16,15 @@ internal static class SessionServiceCollectionExtensions
         services.TryAddSingleton<SessionGenerationManager>();
         services.TryAddSingleton<SessionService>();
         services.AddHostedService(sp => sp.GetRequiredService<SessionGenerationManager>());
-        services.AddSignalR();
+        // AddHubOptions marks the hub's options as its own (otherwise SignalR reads only the global ones).
+        services.AddSignalR().AddHubOptions<ChatHub>(_ => { });
+        services.AddOptions<HubOptions<ChatHub>>().Configure<IOptions<SessionOptions>>((hub, sessions) =>
+        {
+            // Room for the longest message or system prompt the options allow, even fully JSON-escaped (6 bytes a char),
+            // so an over-long one is refused as invalid_argument rather than by closing the connection.
+            var longest = Math.Max(sessions.Value.MaxMessageLength, sessions.Value.MaxSystemPromptLength) + sessions.Value.MaxTitleLength;
+            hub.MaximumReceiveMessageSize = Math.Max(hub.MaximumReceiveMessageSize ?? 0, (longest * 6L) + 16_384);
+        });
         return services;
     }
 
