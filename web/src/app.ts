@@ -636,8 +636,11 @@ export class ChatApp {
   private onStreamError(generation: Generation, error: unknown): void {
     const parsed = parseHubError(error);
     if (parsed.code !== "connection" && parsed.code !== "unknown") {
-      // The server refused or failed it: nothing more will come.
-      this.showError(parsed);
+      // The server refused or failed it: nothing more will come. (A resumed answer that ended meanwhile is no
+      // error: the sync in finish() brings its stored text.)
+      if (parsed.code !== "no_generation") {
+        this.showError(parsed);
+      }
       const conversation = generation.conversation;
       if (generation.message.content === "") {
         conversation.messages = conversation.messages.filter((m) => m !== generation.message);

@@ -57,7 +57,8 @@ public sealed class ChatPage : IAsyncDisposable
     public ILocator LiveStats => Page.Locator("#live-stats");
 
     /// <summary>Opens the page in a new context; <paramref name="beforeLoad"/> runs first (to route traffic, say).</summary>
-    public static async Task<ChatPage> OpenAsync(ChatPageFixture fixture, BrowserNewContextOptions? options = null, Func<IPage, Task>? beforeLoad = null)
+    public static async Task<ChatPage> OpenAsync(
+        ChatPageFixture fixture, BrowserNewContextOptions? options = null, Func<IPage, Task>? beforeLoad = null, bool waitUntilConnected = true)
     {
         SetDefaultExpectTimeout((float)Patience.TotalMilliseconds);
         var context = await fixture.Browser.NewContextAsync(options ?? new BrowserNewContextOptions { ViewportSize = new() { Width = 1280, Height = 800 } });
@@ -69,15 +70,21 @@ public sealed class ChatPage : IAsyncDisposable
             await beforeLoad(page);
         }
 
-        await chat.GotoAsync();
+        await chat.GotoAsync(waitUntilConnected);
         return chat;
     }
 
-    public async Task GotoAsync()
+    public async Task GotoAsync(bool waitUntilConnected = true)
     {
         await Page.GotoAsync(Server.BaseAddress.ToString());
-        await WaitUntilConnectedAsync();
+        if (waitUntilConnected)
+        {
+            await WaitUntilConnectedAsync();
+        }
     }
+
+    /// <summary>A toast (the page's non-blocking message) with this text.</summary>
+    public ILocator Toast(string text) => Page.Locator("#toasts .toast", new() { HasText = text });
 
     public async Task ReloadAsync()
     {

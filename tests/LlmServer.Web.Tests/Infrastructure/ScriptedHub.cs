@@ -17,10 +17,16 @@ public sealed partial class ScriptedHub
     private readonly JsonObject _session;
     private readonly List<string> _userMessages = [];
 
-    public ScriptedHub(string answer, int pieces)
+    private readonly string? _refusal;
+
+    /// <param name="answer">What every message is answered with.</param>
+    /// <param name="pieces">How many deltas the answer arrives in.</param>
+    /// <param name="refusal">When set, SendMessage fails with this hub error ("code: text") instead.</param>
+    public ScriptedHub(string answer, int pieces, string? refusal = null)
     {
         _answer = answer;
         _pieces = pieces;
+        _refusal = refusal;
         var now = DateTimeOffset.UtcNow.ToString("O");
         _session = new JsonObject
         {
@@ -63,6 +69,9 @@ public sealed partial class ScriptedHub
                     break;
                 case "GetSession":
                     Complete(socket, invocationId, Detail());
+                    break;
+                case "SendMessage" when _refusal is not null:
+                    Send(socket, new JsonObject { ["type"] = 3, ["invocationId"] = invocationId, ["error"] = _refusal });
                     break;
                 case "SendMessage":
                     _userMessages.Add(arguments![1]!.GetValue<string>());
