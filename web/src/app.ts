@@ -1,7 +1,7 @@
-import { HttpError, HubConnectionState } from "@microsoft/signalr";
+import { HubConnectionState } from "@microsoft/signalr";
 import type { ChatStreamEvent, SessionDetail, SessionInfo, SessionSettings } from "./contract";
 import { byId, copyText, el, flashLabel } from "./dom";
-import { ChatHub, apiKey, isUnauthorized, parseHubError, type HubError, type StreamObserver } from "./hub";
+import { ChatHub, apiKey, httpStatusOf, isUnauthorized, parseHubError, type HubError, type StreamObserver } from "./hub";
 import { Icons, icon } from "./icons";
 import { renderMarkdown } from "./markdown";
 import { draftConversation, fromServer, newMessage, type Conversation, type Generation, type ViewMessage } from "./model";
@@ -134,7 +134,8 @@ export class ChatApp {
         return;
       }
       const delay = Math.min(10_000, 1000 * 2 ** this.connectAttempts++);
-      const busy = error instanceof HttpError && (error.statusCode === 429 || error.statusCode === 503);
+      const status = httpStatusOf(error);
+      const busy = status === 429 || status === 503;
       toast(busy ? "warning" : "error", busy ? `${describe(parseHubError(error))} Retrying…` : "The server is down or unreachable. Retrying…", {
         key: ConnectionToast,
         timeout: 0,

@@ -55,18 +55,30 @@ const KnownCodes: readonly ErrorCode[] = [
   "internal_error",
 ];
 
+/**
+ * The HTTP status behind a failed connection attempt. A failed negotiation arrives wrapped in an error whose
+ * message carries the original ("... Status code '401'"), so both forms are read.
+ */
+export function httpStatusOf(error: unknown): number | null {
+  if (error instanceof HttpError) {
+    return error.statusCode;
+  }
+  const match = error instanceof Error ? /Status code '(\d{3})'/.exec(error.message) : null;
+  return match ? Number(match[1]) : null;
+}
+
 export function isUnauthorized(error: unknown): boolean {
-  return error instanceof HttpError && error.statusCode === 401;
+  return httpStatusOf(error) === 401;
 }
 
 export function parseHubError(error: unknown): HubError {
   if (isUnauthorized(error)) {
     return { code: "unauthorized", message: "The server needs an API key." };
   }
-  if (error instanceof HttpError && error.statusCode === 429) {
-    return { code: "overloaded", message: error.message };
-  }
   const text = error instanceof Error ? error.message : String(error);
+  if (httpStatusOf(error) === 429) {
+    return { code: "overloaded", message: text };
+  }
   // The server's HubException message is "<code>: <text>"; the client may put its own prefix before it.
   for (const code of KnownCodes) {
     const at = text.indexOf(`${code}: `);
