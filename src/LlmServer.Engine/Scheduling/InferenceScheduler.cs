@@ -33,7 +33,8 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly List<ScheduledRequest> _waiting = [];
     private readonly List<ScheduledRequest> _running = [];
     private readonly List<ChoiceState> _toSample = [];
-    private readonly List<ScheduledRequest> _prefillsInBatch = [];
+    private readonly List<(ScheduledRequest Request, int Count)> _chunks = [];
+    private readonly List<ScheduledRequest> _completed = [];
     private KvSlot[] _slots = [];
     private IInferenceBackend? _backend;
 
@@ -321,7 +322,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
         backend.BeginBatch(hasPrompt);
         _toSample.Clear();
-        _prefillsInBatch.Clear();
+        _chunks.Clear();
         foreach (var request in _running)
         {
             foreach (var choice in request.Choices)
@@ -335,7 +336,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         var budget = _options.StepTokenBudget - generating;
-        var chunks = new List<(ScheduledRequest Request, int Count)>();
+        var chunks = _chunks;
         foreach (var request in _running)
         {
             if (budget <= 0)
@@ -748,6 +749,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     private void CompleteFinishedRequests()
     {
+        _completed.Clear();
         for (var i = _running.Count - 1; i >= 0; i--)
         {
             var request = _running[i];
@@ -782,14 +784,27 @@ internal sealed partial class InferenceScheduler : IDisposable
                 }
             }
 
-            Complete(request);
+            _completed.Add(request);
+        }
+
+        if (_completed.Count == 0)
+        {
+            return;
+        }
+
+        // The status a caller reads once its stream has ended already counts its slot as free.
+        Interlocked.Add(ref _inFlight, -_completed.Count);
+        PublishStatus();
+        foreach (var request in _completed)
+        {
+            request.Events.Writer.TryComplete();
         }
     }
 
     private void Complete(ScheduledRequest request)
     {
-        request.Events.Writer.TryComplete();
         Interlocked.Decrement(ref _inFlight);
+        request.Events.Writer.TryComplete();
     }
 
     private void HandleFailedDecode(IInferenceBackend backend, DecodeOutcome outcome, List<(ScheduledRequest Request, int Count)> chunks)

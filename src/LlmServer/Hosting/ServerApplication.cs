@@ -1,5 +1,7 @@
 using LlmServer.Engine.Hosting;
 using LlmServer.Health;
+using LlmServer.OpenAi;
+using LlmServer.Sessions;
 
 namespace LlmServer.Hosting;
 
@@ -33,9 +35,13 @@ internal static class ServerApplication
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.Services.AddEngineHealthChecks();
+        builder.Services.AddOpenAiApi(builder.Configuration);
+        builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
         app.MapEngineHealthChecks();
+        app.MapOpenAiApi();
+        app.MapSessions();
         return app;
     }
 }
