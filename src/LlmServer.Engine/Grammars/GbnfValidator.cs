@@ -15,8 +15,9 @@ namespace LlmServer.Engine.Grammars;
 /// reversed character classes, a rule defined twice (llama.cpp keeps the last one, and crashes when that drops the only
 /// reference to the root), a repetition whose maximum is below its minimum (llama.cpp loops for ever), left recursion
 /// through rules that are nullable without a literally empty alternative (llama.cpp's check misses it and then grows
-/// without bound), token references by text (<c>&lt;text&gt;</c> needs the vocabulary; use <c>&lt;[id]&gt;</c>), token
-/// ids beyond 32 bits, NUL characters and unpaired surrogates, groups nested more than <see cref="MaxNesting"/> deep,
+/// without bound), token references (<c>&lt;[id]&gt;</c>, <c>!&lt;[id]&gt;</c>, <c>&lt;text&gt;</c>: checking them
+/// needs the vocabulary, and one that can never be sampled, such as an id beyond the vocabulary, aborts the process at
+/// sampling time), NUL characters and unpaired surrogates, groups nested more than <see cref="MaxNesting"/> deep,
 /// grammars that expand to more than <see cref="MaxElements"/> elements, and grammars whose left-recursion check would
 /// run too deep or too long inside llama.cpp.
 /// </remarks>
@@ -112,8 +113,6 @@ internal static class GbnfValidator
         CharAlternative,
         CharRangeUpper,
         CharAny,
-        Token,
-        TokenNot,
     }
 
     private readonly record struct Element(ElementKind Kind, uint Value);
@@ -648,11 +647,10 @@ internal static class GbnfValidator
                 }
                 else if (c is (byte)'<' or (byte)'!')
                 {
-                    var element = ParseToken(pos, out pos);
-                    lastItemStart = rule.Count;
-                    lastItemRules = 1;
-                    Add(rule, element);
-                    pos = SkipSpace(pos, nested);
+                    // llama.cpp reads <[id]>, !<[id]> and <text> here. Whether the token exists and is not an
+                    // end-of-generation token depends on the model, and a grammar that requires a token that can
+                    // never be sampled makes llama.cpp throw through the C API at sampling time, ending the process.
+                    throw Error(pos, "token references (<[id]>, !<[id]>, <text>) are not accepted; write the text the token stands for as a string");
                 }
                 else if (IsWordChar(c))
                 {
@@ -762,40 +760,6 @@ internal static class GbnfValidator
             }
 
             return pos + 1;
-        }
-
-        private Element ParseToken(int pos, out int end)
-        {
-            var kind = ElementKind.Token;
-            if (At(pos) == '!')
-            {
-                kind = ElementKind.TokenNot;
-                pos++;
-            }
-
-            if (At(pos) != '<')
-            {
-                throw Error(pos, "expecting '<' after '!' (a token reference is <[id]> or !<[id]>)");
-            }
-
-            if (At(pos + 1) != '[')
-            {
-                throw Error(pos, "token references by text (<...>) depend on the model's vocabulary and are not accepted; write the token id as <[id]>");
-            }
-
-            var id = ParseCount(pos + 2, out end);
-            if (At(end) != ']' || At(end + 1) != '>')
-            {
-                throw Error(end, "expecting ']>' to close the token reference");
-            }
-
-            if (id > int.MaxValue)
-            {
-                throw Error(pos, $"token id {id} is out of range");
-            }
-
-            end += 2;
-            return new Element(kind, (uint)id);
         }
 
         private int ParseRepetitionCounts(int pos, bool nested, out ulong min, out ulong max)

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 using LLama;
 using LLama.Common;
 using LLama.Native;
@@ -81,13 +82,28 @@ public sealed class GbnfValidatorTests
               ""
             """,
         ["CRLF line endings"] = "root ::= item\r\nitem ::= \"x\" | \"y\"\r\n",
-        ["any char and token ids"] = "root ::= . \"x\" <[1]> !<[2]> (!<[3]>)*\n",
+        ["any char"] = "root ::= . \"x\" .* \"y\"\n",
         ["empty alternative"] = "root ::= \"a\" root |\n",
         ["names with digits and dashes, non-ASCII literals"] = "root ::= rule-1 rule-2\nrule-1 ::= \"é\"\nrule-2 ::= \"日本語\"\n",
         ["right recursion"] = "root ::= \"(\" root \")\" | \"x\"\n",
         ["nullable prefix without recursion"] = "root ::= ws item ws\nws ::= [ ]*\nitem ::= \"x\"\n",
         ["no trailing newline"] = "root ::= \"x\"",
         ["rule used before its definition, spaces around ::="] = "root::=later\nlater   ::=   \"x\"\n",
+        ["JsonGrammar.AnyObject"] = JsonGrammar.AnyObject,
+        ["JsonGrammar.FromSchema"] = FromSchema("""
+            {
+              "type": "object",
+              "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 40 },
+                "age": { "type": "integer" },
+                "tags": { "type": "array", "items": { "type": "string" }, "minItems": 1, "maxItems": 5 },
+                "kind": { "enum": ["a", "b\n", 3, null] },
+                "either": { "anyOf": [{ "type": "number" }, { "type": "boolean" }] },
+                "child": { "$ref": "#" }
+              },
+              "required": ["name"]
+            }
+            """),
     };
 
     private static readonly Dictionary<string, (string Grammar, string Error, LlamaCpp LlamaCpp)> Rejected = new()
@@ -125,10 +141,12 @@ public sealed class GbnfValidatorTests
         ["repetition without its closing brace"] = ("root ::= \"a\"{1,2\n", "line 1, column 17: expecting '}' to close the repetition", LlamaCpp.Refuses),
         ["repetition without a count"] = ("root ::= \"a\"{,3}\n", "line 1, column 14: expecting a repetition count after '{'", LlamaCpp.Refuses),
         ["repetition maximum below minimum"] = ("root ::= \"a\"{5,2}\n", "the repetition's maximum (2) is below its minimum (5)", LlamaCpp.Crashes),
-        ["token reference by text"] = ("root ::= <s>\n", "token references by text", LlamaCpp.Accepts),
-        ["token reference by text that is no token"] = ("root ::= <hello>\n", "token references by text", LlamaCpp.Refuses),
-        ["! without a token"] = ("root ::= !\"a\"\n", "line 1, column 11: expecting '<' after '!'", LlamaCpp.Refuses),
-        ["token id beyond 32 bits"] = ("root ::= <[4294967297]>\n", "token id 4294967297 is out of range", LlamaCpp.Accepts),
+        ["token id"] = ("root ::= \"a\" <[1]>\n", "line 1, column 14: token references (<[id]>, !<[id]>, <text>) are not accepted", LlamaCpp.Accepts),
+        ["token id beyond the vocabulary (aborts at sampling)"] = ("root ::= <[600]>\n", "token references", LlamaCpp.Accepts),
+        ["excluded token id"] = ("root ::= !<[2]>\n", "token references", LlamaCpp.Accepts),
+        ["token by text"] = ("root ::= <s>\n", "token references", LlamaCpp.Accepts),
+        ["token by text that is no token"] = ("root ::= <hello>\n", "token references", LlamaCpp.Refuses),
+        ["! without a token"] = ("root ::= !\"a\"\n", "line 1, column 10: token references", LlamaCpp.Refuses),
         ["rule defined twice"] = ("root ::= \"a\"\nroot ::= \"b\"\n", "line 2, column 1: rule 'root' is defined twice (first at line 1, column 1)", LlamaCpp.Accepts),
         ["root redefined without its reference"] = ("a ::= root\na ::= \"x\"\n", "rule 'a' is defined twice", LlamaCpp.Crashes),
         ["root only referenced, reference removed by {0}"] = ("a ::= root{0}\n", "undefined rule 'root'", LlamaCpp.Crashes),
@@ -217,6 +235,12 @@ public sealed class GbnfValidatorTests
         {
             Assert.True(llamaCpp.Accepts(grammar), $"llama.cpp refused '{name}'.");
         }
+    }
+
+    private static string FromSchema(string schema)
+    {
+        using var document = JsonDocument.Parse(schema);
+        return JsonGrammar.FromSchema(document.RootElement);
     }
 
     /// <summary>Rules that each begin with the next one twice: llama.cpp's check walks 2^depth paths.</summary>
