@@ -39,7 +39,8 @@ public sealed partial class ChatPageTests(ChatPageFixture fixture) : IClassFixtu
     public async Task Answer_streams_in_visible_steps_and_ends_with_token_counts()
     {
         await using var chat = await ChatPage.OpenAsync(fixture);
-        await chat.SetSettingsAsync(maxTokens: 64);
+        // Greedy decoding of this prompt runs to the token limit: long enough to span many frames on a fast machine.
+        await chat.SetSettingsAsync(temperature: 0, maxTokens: 300);
         await chat.RecordAnswerStepsAsync();
 
         await chat.SendAsync(StoryPrompt);
