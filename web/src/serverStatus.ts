@@ -32,7 +32,7 @@ export type Health = "ready" | "not-ready" | "down";
 /** /health: 200 ready, 503 loading or draining, no answer: down. */
 export async function fetchHealth(signal: AbortSignal): Promise<Health> {
   try {
-    const response = await fetch("/health", { cache: "no-store", signal });
+    const response = await fetch("/health", { cache: "no-store", headers: authHeaders(), signal });
     return response.ok ? "ready" : "not-ready";
   } catch {
     return "down";
