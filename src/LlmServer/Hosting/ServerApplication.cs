@@ -1,5 +1,5 @@
 using LlmServer.Engine.Hosting;
-using LlmServer.Health;
+using LlmServer.Operations;
 
 namespace LlmServer.Hosting;
 
@@ -32,10 +32,10 @@ internal static class ServerApplication
         }
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
-        builder.Services.AddEngineHealthChecks();
+        builder.AddOperations();
 
         var app = builder.Build();
-        app.MapEngineHealthChecks();
+        app.UseOperations();
         return app;
     }
 }

@@ -1,0 +1,82 @@
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Operations.Auth;
+
+/// <summary>
+/// Authenticates callers by API key: <c>Authorization: Bearer KEY</c>, or for SignalR (<c>/hubs/*</c>, where
+/// browsers cannot set headers on WebSockets) the <c>access_token</c> query parameter. The principal carries
+/// the key's id in <see cref="ApiKeyAuthentication.KeyIdClaim"/>; with no keys configured every caller is
+/// <see cref="ApiKeyStore.AnonymousKeyId"/>.
+/// </summary>
+internal sealed class ApiKeyAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options,
+    ILoggerFactory logger,
+    UrlEncoder encoder,
+    ApiKeyStore keys)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    private const string FailureItem = "llmserver:auth-failure";
+
+    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        if (!keys.RequiresKeys)
+        {
+            return Task.FromResult(Success(ApiKeyStore.AnonymousKeyId));
+        }
+
+        var presented = PresentedKey();
+        if (presented is null)
+        {
+            return Task.FromResult(AuthenticateResult.NoResult());
+        }
+
+        if (keys.TryGetKeyId(presented, out var keyId))
+        {
+            return Task.FromResult(Success(keyId));
+        }
+
+        Context.Items[FailureItem] = true;
+        return Task.FromResult(AuthenticateResult.Fail("Incorrect API key."));
+    }
+
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        Response.Headers.WWWAuthenticate = "Bearer";
+        var message = Context.Items.ContainsKey(FailureItem)
+            ? "Incorrect API key provided."
+            : "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' (SignalR: the access_token query parameter).";
+        await OpenAiErrorResponse.WriteAsync(Context, StatusCodes.Status401Unauthorized, message, "invalid_request_error", "invalid_api_key", Context.RequestAborted);
+    }
+
+    protected override Task HandleForbiddenAsync(AuthenticationProperties properties)
+        => OpenAiErrorResponse.WriteAsync(Context, StatusCodes.Status403Forbidden, "This API key may not use this resource.", "invalid_request_error", "forbidden", Context.RequestAborted);
+
+    private string? PresentedKey()
+    {
+        var header = Request.Headers.Authorization.ToString();
+        if (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            var token = header["Bearer ".Length..].Trim();
+            return token.Length > 0 ? token : null;
+        }
+
+        if (Request.Path.StartsWithSegments(ApiKeyAuthentication.HubsPath) && Request.Query.TryGetValue("access_token", out var fromQuery))
+        {
+            var token = fromQuery.ToString();
+            return token.Length > 0 ? token : null;
+        }
+
+        return null;
+    }
+
+    private AuthenticateResult Success(string keyId)
+    {
+        var identity = new ClaimsIdentity(
+            [new Claim(ApiKeyAuthentication.KeyIdClaim, keyId), new Claim(ClaimTypes.Name, keyId), new Claim(ClaimTypes.NameIdentifier, keyId)],
+            Scheme.Name);
+        return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme.Name));
+    }
+}

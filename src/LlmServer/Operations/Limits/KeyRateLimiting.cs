@@ -1,0 +1,99 @@
+using System.Globalization;
+using System.Net;
+using System.Threading.RateLimiting;
+using LlmServer.Operations.Auth;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Operations.Limits;
+
+/// <summary>
+/// Per-key limits with ASP.NET Core rate limiting: a token bucket of <c>Limits:RequestsPerMinute</c> over every
+/// API request, chained with a concurrency limiter of <c>Limits:ConcurrentGenerationsPerKey</c> over the requests
+/// that generate (held until the response, stream included, ends). Refusals are 429 with <c>Retry-After</c>.
+/// </summary>
+internal static class KeyRateLimiting
+{
+    /// <summary>Retry-After for a refused concurrent generation: the limiter cannot know when a running one ends.</summary>
+    private static readonly TimeSpan ConcurrencyRetryAfter = TimeSpan.FromSeconds(1);
+
+    public static IServiceCollection AddKeyRateLimiting(this IServiceCollection services)
+    {
+        services.AddOptions<RateLimiterOptions>().Configure<IOptions<LimitsOptions>, ProtectedPaths>((rateLimiter, limitsOptions, protectedPaths) =>
+        {
+            var limits = limitsOptions.Value;
+            var generationPaths = (limits.GenerationPaths ?? [.. LimitsOptions.DefaultGenerationPaths]).Select(p => p.Trim('/').Split('/')).ToArray();
+            var limiters = new List<PartitionedRateLimiter<HttpContext>>();
+            if (limits.RequestsPerMinute > 0)
+            {
+                limiters.Add(PartitionedRateLimiter.Create<HttpContext, string>(context =>
+                    protectedPaths.Contains(context.Request.Path)
+                        ? RateLimitPartition.GetTokenBucketLimiter(PartitionKey(context), _ => RequestsPerMinute(limits.RequestsPerMinute))
+                        : RateLimitPartition.GetNoLimiter(string.Empty)));
+            }
+
+            if (limits.ConcurrentGenerationsPerKey > 0)
+            {
+                limiters.Add(PartitionedRateLimiter.Create<HttpContext, string>(context =>
+                    IsGeneration(context.Request, generationPaths)
+                        ? RateLimitPartition.GetConcurrencyLimiter(PartitionKey(context), _ => new ConcurrencyLimiterOptions
+                        {
+                            PermitLimit = limits.ConcurrentGenerationsPerKey,
+                            QueueLimit = 0,
+                        })
+                        : RateLimitPartition.GetNoLimiter(string.Empty)));
+            }
+
+            rateLimiter.GlobalLimiter = limiters.Count switch
+            {
+                0 => null,
+                1 => limiters[0],
+                _ => PartitionedRateLimiter.CreateChained([.. limiters]),
+            };
+            rateLimiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            rateLimiter.OnRejected = OnRejectedAsync;
+        });
+        return services;
+    }
+
+    private static TokenBucketRateLimiterOptions RequestsPerMinute(int perMinute) => new()
+    {
+        TokenLimit = perMinute,
+        TokensPerPeriod = 1,
+        ReplenishmentPeriod = TimeSpan.FromMinutes(1) / perMinute,
+        QueueLimit = 0,
+        AutoReplenishment = true,
+    };
+
+    /// <summary>The caller's key id; without keys (anonymous mode) each remote address is its own partition.</summary>
+    private static string PartitionKey(HttpContext context)
+    {
+        var keyId = context.User.GetApiKeyId();
+        return keyId is null or ApiKeyStore.AnonymousKeyId
+            ? "ip:" + (context.Connection.RemoteIpAddress ?? IPAddress.None)
+            : keyId;
+    }
+
+    private static bool IsGeneration(HttpRequest request, string[][] patterns)
+    {
+        if (!HttpMethods.IsPost(request.Method))
+        {
+            return false;
+        }
+
+        var segments = (request.Path.Value ?? string.Empty).Trim('/').Split('/');
+        return patterns.Any(pattern => pattern.Length == segments.Length
+            && pattern.Zip(segments).All(pair => pair.First == "*" || string.Equals(pair.First, pair.Second, StringComparison.OrdinalIgnoreCase)));
+    }
+
+    private static async ValueTask OnRejectedAsync(OnRejectedContext context, CancellationToken cancellationToken)
+    {
+        var byRate = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter);
+        var seconds = (int)Math.Ceiling((byRate ? retryAfter : ConcurrencyRetryAfter).TotalSeconds);
+        context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, seconds).ToString(CultureInfo.InvariantCulture);
+        var message = byRate
+            ? $"Rate limit reached for this API key. Retry after {Math.Max(1, seconds)} s."
+            : "Too many concurrent generations for this API key. Wait for one to finish.";
+        await OpenAiErrorResponse.WriteAsync(context.HttpContext, StatusCodes.Status429TooManyRequests, message, "rate_limit_error", "rate_limit_exceeded", cancellationToken);
+    }
+}
