@@ -1,36 +1,257 @@
+using System.Diagnostics.Metrics;
+using System.Text;
+using LLama;
+using LLama.Native;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Models;
+using LlmServer.Engine.Prompting;
 using LlmServer.Engine.Scheduling;
+using LlmServer.Engine.Text;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace LlmServer.Engine.Hosting;
 
-/// <summary>Loads the model in the background when the host starts and serves <see cref="ITextGenerator"/>.</summary>
-internal sealed class LlmEngine : ITextGenerator, IHostedService, IDisposable
+/// <summary>
+/// Loads the model on the scheduler's own thread when the host starts (so the host, and its health endpoint,
+/// come up at once) and serves <see cref="ITextGenerator"/> once it is loaded.
+/// </summary>
+internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDisposable
 {
-    public EngineState State => EngineState.Loading;
+    private static int s_nativeLoggingConfigured;
 
-    public ModelInfo? Model => null;
+    private readonly ModelOptions _modelOptions;
+    private readonly SchedulerOptions _schedulerOptions;
+    private readonly TimeProvider _time;
+    private readonly ILogger<LlmEngine> _logger;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly IMeterFactory? _meterFactory;
+    private InferenceScheduler? _scheduler;
+    private ChatPromptFormatter? _formatter;
+    private ITokenVocabulary? _vocabulary;
+    private volatile ModelInfo? _model;
+    private volatile int _state = (int)EngineState.Loading;
 
-    public SchedulerStatus GetStatus() => new(0, 0, 0, 0, 0, 0, false, null, 0);
+    public LlmEngine(
+        IOptions<ModelOptions> modelOptions,
+        IOptions<SchedulerOptions> schedulerOptions,
+        TimeProvider time,
+        ILoggerFactory loggerFactory,
+        IServiceProvider services)
+    {
+        _modelOptions = modelOptions.Value;
+        _schedulerOptions = schedulerOptions.Value;
+        _time = time;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger<LlmEngine>();
+        _meterFactory = services.GetService(typeof(IMeterFactory)) as IMeterFactory;
+    }
 
-    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt = true) => throw new NotImplementedException();
+    public EngineState State => (EngineState)_state;
 
-    public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) => throw new NotImplementedException();
+    public ModelInfo? Model => _model;
 
-    public string Detokenize(IEnumerable<int> tokens) => throw new NotImplementedException();
+    public SchedulerStatus GetStatus() =>
+        _scheduler?.GetStatus() ?? new SchedulerStatus(_schedulerOptions.Slots, 0, 0, 0, 0, 0, false, null, 0);
 
-    public GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default) => throw new NotImplementedException();
+    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt = true)
+    {
+        _ = LoadedVocabulary();
+        return _formatter!.Format(messages, addAssistantPrompt);
+    }
 
-    public void EvictSession(string sessionKey) => throw new NotImplementedException();
+    public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
+        LoadedVocabulary().Tokenize(text, addSpecial, parseSpecial);
 
-    public Task DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default) => throw new NotImplementedException();
+    public string Detokenize(IEnumerable<int> tokens)
+    {
+        var vocabulary = LoadedVocabulary();
+        var decoder = new Utf8StreamDecoder();
+        var text = new StringBuilder();
+        Span<byte> buffer = stackalloc byte[256];
+        foreach (var token in tokens)
+        {
+            if (token < 0 || token >= vocabulary.Count)
+            {
+                throw new GenerationException(GenerationErrorCode.InvalidRequest, $"Token {token} is not in the vocabulary (0 to {vocabulary.Count - 1}).", "tokens");
+            }
 
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+            var length = Math.Clamp(vocabulary.TokenToBytes(token, buffer), 0, buffer.Length);
+            text.Append(decoder.Append(buffer[..length]));
+        }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        return text.Append(decoder.Flush()).ToString();
+    }
+
+    public GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
+    {
+        var scheduler = _scheduler;
+        if (State != EngineState.Ready || scheduler is null)
+        {
+            throw NotReady();
+        }
+
+        GenerationRequestValidator.Validate(request);
+        var prompt = request.Messages is { } messages
+            ? _vocabulary!.Tokenize(_formatter!.Format(messages, addAssistantPrompt: true), addSpecial: true, parseSpecial: true)
+            : _vocabulary!.Tokenize(request.Prompt!, addSpecial: true, parseSpecial: false);
+        return scheduler.Submit(request, prompt, cancellationToken);
+    }
+
+    public void EvictSession(string sessionKey) => _scheduler?.EvictSession(sessionKey);
+
+    public async Task DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        var scheduler = _scheduler;
+        if (scheduler is null)
+        {
+            return;
+        }
+
+        if (Interlocked.CompareExchange(ref _state, (int)EngineState.Draining, (int)EngineState.Ready) == (int)EngineState.Ready)
+        {
+            LogDraining(_logger, scheduler.InFlight, timeout.TotalSeconds);
+        }
+
+        var deadline = _time.GetTimestamp();
+        while (scheduler.InFlight > 0 && _time.GetElapsedTime(deadline) < timeout)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(50), _time, cancellationToken);
+        }
+
+        if (scheduler.InFlight > 0)
+        {
+            LogDrainCancelling(_logger, scheduler.InFlight);
+            scheduler.CancelAll();
+            var grace = _time.GetTimestamp();
+            while (scheduler.InFlight > 0 && _time.GetElapsedTime(grace) < TimeSpan.FromSeconds(5))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken);
+            }
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        ConfigureNativeLogging(_loggerFactory);
+        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory);
+        _scheduler = scheduler;
+        scheduler.Start();
+        _ = scheduler.Started.ContinueWith(OnSchedulerStarted, TaskScheduler.Default);
+        _ = scheduler.Stopped.ContinueWith(_ => OnSchedulerStopped(), TaskScheduler.Default);
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        var scheduler = _scheduler;
+        if (scheduler is null)
+        {
+            return;
+        }
+
+        Interlocked.Exchange(ref _state, (int)EngineState.Stopped);
+        scheduler.CancelAll();
+        await Task.Run(scheduler.Dispose, CancellationToken.None);
+    }
 
     public void Dispose()
     {
+        _scheduler?.Dispose();
+        _scheduler = null;
     }
+
+    /// <summary>Runs on the scheduler thread: the thread that will own the context also creates it.</summary>
+    private LlamaInferenceBackend CreateBackend()
+    {
+        var started = _time.GetTimestamp();
+        var trainingContext = ReadTrainingContext();
+        var parameters = ModelLoader.CreateParameters(_modelOptions, _schedulerOptions, trainingContext);
+        var weights = LLamaWeights.LoadFromFile(parameters);
+        LLamaContext? context = null;
+        try
+        {
+            context = weights.CreateContext(parameters);
+            var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
+            _vocabulary = backend.Vocabulary;
+            var hasTemplate = ModelLoader.HasChatTemplate(weights);
+            _formatter = new ChatPromptFormatter(weights.NativeHandle, hasTemplate, _modelOptions.FallbackChatTemplate, _modelOptions.ForceFallbackChatTemplate);
+            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters);
+            _model = info;
+            LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
+            LogModel(_logger, info.Id, info.Architecture, info.ParameterCount, info.TrainingContextLength, info.VocabularySize, info.HasChatTemplate, _formatter.TemplateName, info.Slots, info.SlotContextLength, _time.GetElapsedTime(started).TotalMilliseconds);
+            return backend;
+        }
+        catch
+        {
+            context?.Dispose();
+            weights.Dispose();
+            throw;
+        }
+    }
+
+    private int ReadTrainingContext()
+    {
+        using var weights = ModelLoader.LoadVocabularyOnly(_modelOptions.Path!);
+        return weights.ContextSize;
+    }
+
+    private void OnSchedulerStarted(Task started)
+    {
+        if (started.IsFaulted)
+        {
+            Interlocked.Exchange(ref _state, (int)EngineState.Faulted);
+            LogLoadFailed(_logger, _modelOptions.Path ?? string.Empty, started.Exception!.GetBaseException());
+            return;
+        }
+
+        Interlocked.CompareExchange(ref _state, (int)EngineState.Ready, (int)EngineState.Loading);
+    }
+
+    private void OnSchedulerStopped()
+    {
+        // A loop that ends while the engine should serve has died: readiness must say so.
+        var state = State;
+        if (state is EngineState.Ready or EngineState.Draining)
+        {
+            Interlocked.Exchange(ref _state, (int)EngineState.Faulted);
+        }
+    }
+
+    /// <summary>The vocabulary while the model is loaded (it is freed when the engine stops).</summary>
+    private ITokenVocabulary LoadedVocabulary() =>
+        State is EngineState.Ready or EngineState.Draining && _vocabulary is { } vocabulary ? vocabulary : throw NotReady();
+
+    private GenerationException NotReady() => State switch
+    {
+        EngineState.Loading => new GenerationException(GenerationErrorCode.Unavailable, "The model is loading. Retry shortly."),
+        EngineState.Draining => new GenerationException(GenerationErrorCode.Unavailable, "The server is shutting down."),
+        EngineState.Faulted => new GenerationException(GenerationErrorCode.Unavailable, "The engine has failed; see the server log."),
+        _ => new GenerationException(GenerationErrorCode.Unavailable, "The engine is stopped."),
+    };
+
+    private static void ConfigureNativeLogging(ILoggerFactory loggerFactory)
+    {
+        // llama.cpp's log callback can be set once per process, before the native library loads.
+        if (Interlocked.Exchange(ref s_nativeLoggingConfigured, 1) == 0 && !NativeLibraryConfig.LLama.LibraryHasLoaded)
+        {
+            NativeLibraryConfig.All.WithLogCallback(loggerFactory.CreateLogger("LlmServer.Engine.LlamaCpp"));
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Native backend: {Kind} ({Library}), GPU layers {GpuLayers}, threads {Threads}")]
+    private static partial void LogBackend(ILogger logger, string kind, string library, int gpuLayers, int threads);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {ModelId} loaded: {Architecture}, {Parameters} parameters, training context {TrainingContext}, vocabulary {Vocabulary}, chat template {HasTemplate} (using {Template}); {Slots} slots of {SlotContext} tokens; {ElapsedMs:F0} ms")]
+    private static partial void LogModel(ILogger logger, string modelId, string architecture, ulong parameters, int trainingContext, int vocabulary, bool hasTemplate, string template, int slots, int slotContext, double elapsedMs);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "Loading model {Path} failed")]
+    private static partial void LogLoadFailed(ILogger logger, string path, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Draining: {InFlight} requests in flight, waiting up to {Seconds} s")]
+    private static partial void LogDraining(ILogger logger, int inFlight, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
+    private static partial void LogDrainCancelling(ILogger logger, int inFlight);
 }

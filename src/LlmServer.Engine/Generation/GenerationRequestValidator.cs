@@ -1,0 +1,86 @@
+namespace LlmServer.Engine.Generation;
+
+/// <summary>Checks a request's ranges before any work is done; the message names the field at fault.</summary>
+internal static class GenerationRequestValidator
+{
+    public const int MaxChoices = 4;
+    public const int MaxTopLogProbs = 20;
+    public const int MaxStopSequences = 16;
+
+    public static void Validate(GenerationRequest request)
+    {
+        if ((request.Prompt is null) == (request.Messages is null))
+        {
+            Fail("Give either a prompt or messages.", "prompt");
+        }
+
+        if (request.Messages is { Count: 0 })
+        {
+            Fail("messages must hold at least one message.", "messages");
+        }
+
+        if (request.Choices is < 1 or > MaxChoices)
+        {
+            Fail($"n must be between 1 and {MaxChoices}.", "n");
+        }
+
+        if (request.MaxTokens is < 1)
+        {
+            Fail("max_tokens must be at least 1.", "max_tokens");
+        }
+
+        if (request.TopLogProbs is < 0 or > MaxTopLogProbs)
+        {
+            Fail($"top_logprobs must be between 0 and {MaxTopLogProbs}.", "top_logprobs");
+        }
+
+        if (request.Stop.Count > MaxStopSequences || request.Stop.Any(string.IsNullOrEmpty))
+        {
+            Fail($"stop takes at most {MaxStopSequences} non-empty sequences.", "stop");
+        }
+
+        var sampling = request.Sampling;
+        if (!float.IsFinite(sampling.Temperature) || sampling.Temperature is < 0 or > 2)
+        {
+            Fail("temperature must be between 0 and 2.", "temperature");
+        }
+
+        if (!float.IsFinite(sampling.TopP) || sampling.TopP is <= 0 or > 1)
+        {
+            Fail("top_p must be greater than 0 and at most 1.", "top_p");
+        }
+
+        if (sampling.TopK < 0)
+        {
+            Fail("top_k must be 0 (off) or more.", "top_k");
+        }
+
+        if (!float.IsFinite(sampling.MinP) || sampling.MinP is < 0 or > 1)
+        {
+            Fail("min_p must be between 0 and 1.", "min_p");
+        }
+
+        if (!float.IsFinite(sampling.FrequencyPenalty) || sampling.FrequencyPenalty is < -2 or > 2)
+        {
+            Fail("frequency_penalty must be between -2 and 2.", "frequency_penalty");
+        }
+
+        if (!float.IsFinite(sampling.PresencePenalty) || sampling.PresencePenalty is < -2 or > 2)
+        {
+            Fail("presence_penalty must be between -2 and 2.", "presence_penalty");
+        }
+
+        if (!float.IsFinite(sampling.RepeatPenalty) || sampling.RepeatPenalty is <= 0 or > 10)
+        {
+            Fail("repeat_penalty must be greater than 0 and at most 10.", "repeat_penalty");
+        }
+
+        if (sampling.PenaltyLastN < 0)
+        {
+            Fail("penalty_last_n must be 0 or more.", "penalty_last_n");
+        }
+    }
+
+    private static void Fail(string message, string parameter) =>
+        throw new GenerationException(GenerationErrorCode.InvalidRequest, message, parameter);
+}

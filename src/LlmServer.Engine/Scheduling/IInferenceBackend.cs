@@ -1,0 +1,71 @@
+namespace LlmServer.Engine.Scheduling;
+
+/// <summary>
+/// What the scheduler needs from a model with a multi-sequence context. The llama implementation is
+/// <see cref="LlamaInferenceBackend"/>; tests drive the scheduler's logic with a fake. Every member except the
+/// <see cref="ITokenVocabulary"/> and <see cref="CreateSampler"/> is called from the scheduler thread only.
+/// </summary>
+internal interface IInferenceBackend : IDisposable
+{
+    /// <summary>Sequences (slots) in the context.</summary>
+    int SlotCount { get; }
+
+    /// <summary>KV-cache tokens each slot holds.</summary>
+    int SlotContextSize { get; }
+
+    ITokenVocabulary Vocabulary { get; }
+
+    /// <summary>Empties the batch; <paramref name="forPrompt"/> picks the large batch for steps with prompt chunks.</summary>
+    void BeginBatch(bool forPrompt);
+
+    /// <summary>Adds a token and returns its index in the batch (used to read its logits).</summary>
+    int AddToBatch(int token, int position, int slot, bool wantLogits);
+
+    /// <summary>Decodes the batch synchronously on the calling thread.</summary>
+    DecodeOutcome Decode();
+
+    /// <summary>Drops the slot's KV cells from <paramref name="fromPosition"/> on.</summary>
+    void TruncateSlot(int slot, int fromPosition);
+
+    /// <summary>Makes <paramref name="targetSlot"/>'s KV cache a copy of <paramref name="sourceSlot"/>'s.</summary>
+    void CopySlot(int sourceSlot, int targetSlot);
+
+    /// <summary>Logits of the batch entry at <paramref name="batchIndex"/> of the last decode.</summary>
+    ReadOnlySpan<float> GetLogits(int batchIndex);
+
+    /// <summary>Makes a sampler for one choice; may be called from any thread.</summary>
+    ITokenSampler CreateSampler(Generation.SamplingOptions options, string? grammar, bool ignoreEos);
+}
+
+internal enum DecodeOutcome
+{
+    Ok,
+
+    /// <summary>No room in the KV cache for the batch; nothing was decoded.</summary>
+    NoKvSpace,
+
+    /// <summary>The decode failed; the context's state for the batch's sequences is unknown.</summary>
+    Failed,
+}
+
+/// <summary>Picks the next token of one choice from the logits of one batch entry.</summary>
+internal interface ITokenSampler : IDisposable
+{
+    /// <summary>Samples (and records, for penalties and grammar) the token after the entry at <paramref name="batchIndex"/>.</summary>
+    int Sample(IInferenceBackend backend, int batchIndex);
+}
+
+/// <summary>The model's vocabulary; thread-safe.</summary>
+internal interface ITokenVocabulary
+{
+    int Count { get; }
+
+    bool AddBos { get; }
+
+    int[] Tokenize(string text, bool addSpecial, bool parseSpecial);
+
+    /// <summary>Writes the token's bytes (not rendering control tokens) and returns how many were written.</summary>
+    int TokenToBytes(int token, Span<byte> destination);
+
+    bool IsEndOfGeneration(int token);
+}

@@ -1,0 +1,131 @@
+using System.Text;
+using LLama;
+using LLama.Native;
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Sampling;
+
+namespace LlmServer.Engine.Scheduling;
+
+/// <summary>The llama.cpp context behind the scheduler: one sequence id per slot.</summary>
+internal sealed class LlamaInferenceBackend : IInferenceBackend
+{
+    private readonly LLamaWeights _weights;
+    private readonly LLamaContext _context;
+
+    // LLamaBatch never shrinks and pins one array per capacity slot on every decode: generation steps get a
+    // small batch of their own so a long prompt does not tax every later token.
+    private readonly LLamaBatch _generationBatch = new();
+    private readonly LLamaBatch _promptBatch = new();
+    private LLamaBatch _batch;
+
+    public LlamaInferenceBackend(LLamaWeights weights, LLamaContext context, int slots)
+    {
+        _weights = weights;
+        _context = context;
+        _batch = _generationBatch;
+        SlotCount = slots;
+        SlotContextSize = (int)(context.ContextSize / (uint)slots);
+        Vocabulary = new LlamaVocabulary(weights);
+    }
+
+    public int SlotCount { get; }
+
+    public int SlotContextSize { get; }
+
+    public ITokenVocabulary Vocabulary { get; }
+
+    internal LlamaVocabulary LlamaVocab => (LlamaVocabulary)Vocabulary;
+
+    public void BeginBatch(bool forPrompt)
+    {
+        _batch = forPrompt ? _promptBatch : _generationBatch;
+        _batch.Clear();
+    }
+
+    public int AddToBatch(int token, int position, int slot, bool wantLogits) =>
+        _batch.Add(token, position, (LLamaSeqId)slot, wantLogits);
+
+    public DecodeOutcome Decode() => _context.NativeHandle.Decode(_batch) switch
+    {
+        DecodeResult.Ok => DecodeOutcome.Ok,
+        DecodeResult.NoKvSlot => DecodeOutcome.NoKvSpace,
+        _ => DecodeOutcome.Failed,
+    };
+
+    public void TruncateSlot(int slot, int fromPosition) =>
+        _context.NativeHandle.MemorySequenceRemove((LLamaSeqId)slot, fromPosition, -1);
+
+    public void CopySlot(int sourceSlot, int targetSlot)
+    {
+        _context.NativeHandle.MemorySequenceRemove((LLamaSeqId)targetSlot, -1, -1);
+        _context.NativeHandle.MemorySequenceCopy((LLamaSeqId)sourceSlot, (LLamaSeqId)targetSlot, -1, -1);
+    }
+
+    public ReadOnlySpan<float> GetLogits(int batchIndex) => _context.NativeHandle.GetLogitsIth(batchIndex);
+
+    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, bool ignoreEos)
+    {
+        var excluded = ignoreEos ? LlamaVocab.EndOfGenerationTokens : [];
+        if (options.IsGreedy && !options.HasPenalties && grammar is null)
+        {
+            return new GreedySampler(excluded);
+        }
+
+        return new NativeChainSampler(_context.NativeHandle, _weights.NativeHandle, options, grammar, excluded);
+    }
+
+    public void Dispose()
+    {
+        _context.Dispose();
+        _weights.Dispose();
+    }
+}
+
+/// <summary>The model's vocabulary; tokenization reads the model only, so it is safe from any thread.</summary>
+internal sealed class LlamaVocabulary : ITokenVocabulary
+{
+    private readonly LLamaWeights _weights;
+    private readonly SafeLlamaModelHandle.Vocabulary _vocab;
+
+    public LlamaVocabulary(LLamaWeights weights)
+    {
+        _weights = weights;
+        _vocab = weights.Vocab;
+        Count = _vocab.Count;
+        AddBos = _vocab.ShouldAddBOS;
+        var eog = new List<int>();
+        for (var token = 0; token < Count; token++)
+        {
+            if (((LLamaToken)token).IsEndOfGeneration(_vocab))
+            {
+                eog.Add(token);
+            }
+        }
+
+        EndOfGenerationTokens = [.. eog];
+    }
+
+    public int Count { get; }
+
+    public bool AddBos { get; }
+
+    /// <summary>Every token llama.cpp treats as end of generation (EOS, EOT, ...).</summary>
+    public int[] EndOfGenerationTokens { get; }
+
+    public int[] Tokenize(string text, bool addSpecial, bool parseSpecial)
+    {
+        var tokens = _weights.NativeHandle.Tokenize(text, addSpecial && AddBos, parseSpecial, Encoding.UTF8);
+        var result = new int[tokens.Length];
+        for (var i = 0; i < tokens.Length; i++)
+        {
+            result[i] = (int)tokens[i];
+        }
+
+        return result;
+    }
+
+    public int TokenToBytes(int token, Span<byte> destination) =>
+        (int)_weights.NativeHandle.TokenToSpan(token, destination, 0, false);
+
+    public bool IsEndOfGeneration(int token) => Array.IndexOf(EndOfGenerationTokens, token) >= 0;
+}

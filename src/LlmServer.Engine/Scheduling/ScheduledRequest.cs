@@ -1,0 +1,120 @@
+using System.Threading.Channels;
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Text;
+
+namespace LlmServer.Engine.Scheduling;
+
+/// <summary>An admitted request as the scheduler thread sees it. Only <see cref="RequestCancel"/> is called from other threads.</summary>
+internal sealed class ScheduledRequest
+{
+    private int _cancelRequested;
+
+    public ScheduledRequest(string id, int[] promptTokens, GenerationRequest request, int maxTokens, ChoiceState[] choices, long arrivedAt)
+    {
+        Id = id;
+        PromptTokens = promptTokens;
+        Request = request;
+        MaxTokens = maxTokens;
+        Choices = choices;
+        ArrivedAt = arrivedAt;
+        Events = Channel.CreateBounded<GenerationEvent>(new BoundedChannelOptions(EventCapacity(maxTokens, choices.Length))
+        {
+            SingleWriter = true,
+            SingleReader = true,
+            AllowSynchronousContinuations = false,
+        });
+    }
+
+    public string Id { get; }
+
+    public int[] PromptTokens { get; }
+
+    public GenerationRequest Request { get; }
+
+    public int MaxTokens { get; }
+
+    public ChoiceState[] Choices { get; }
+
+    /// <summary>The request's events. Sized for every event it can produce, so the scheduler's writes never wait.</summary>
+    public Channel<GenerationEvent> Events { get; }
+
+    public long ArrivedAt { get; }
+
+    public long AdmittedAt { get; set; }
+
+    public long PrefillDoneAt { get; set; }
+
+    /// <summary>Prompt tokens whose KV is in choice 0's slot (reused or prefilled).</summary>
+    public int Prefilled { get; set; }
+
+    /// <summary>Prompt tokens served from the cache.</summary>
+    public int CachedTokens { get; set; }
+
+    public bool IsAdmitted { get; set; }
+
+    public bool IsPrefilling => IsAdmitted && Prefilled < PromptTokens.Length;
+
+    public int FinishedChoices { get; set; }
+
+    public bool CancelRequested => Volatile.Read(ref _cancelRequested) != 0;
+
+    public void RequestCancel() => Interlocked.Exchange(ref _cancelRequested, 1);
+
+    private static int EventCapacity(int maxTokens, int choices) => (maxTokens + 2) * choices;
+}
+
+/// <summary>One choice of a request: its slot, sampler and the text pipeline of its output.</summary>
+internal sealed class ChoiceState(int index, ITokenSampler sampler, IReadOnlyList<string> stops)
+{
+    public int Index { get; } = index;
+
+    public ITokenSampler Sampler { get; } = sampler;
+
+    public Utf8StreamDecoder Decoder { get; } = new();
+
+    public StopSequenceMatcher StopMatcher { get; } = new(stops);
+
+    public int Slot { get; set; } = -1;
+
+    /// <summary>The sampled token waiting to be decoded next step.</summary>
+    public int PendingToken { get; set; }
+
+    /// <summary>Position of <see cref="PendingToken"/> in the slot.</summary>
+    public int Position { get; set; }
+
+    public int Generated { get; set; }
+
+    public bool IsGenerating { get; set; }
+
+    public bool IsDone { get; set; }
+
+    /// <summary>Index of this choice's entry in the current batch, -1 when it has none.</summary>
+    public int BatchIndex { get; set; } = -1;
+
+    public long FirstTokenAt { get; set; }
+
+    public long LastTokenAt { get; set; }
+
+    /// <summary>Tokens produced since the last emitted text (a character can span tokens).</summary>
+    public int UnemittedTokens { get; set; }
+
+    public List<TokenLogProb>? UnemittedLogProbs { get; set; }
+}
+
+/// <summary>One KV-cache slot: the tokens whose KV it holds, its running owner, and the session resident in it.</summary>
+internal sealed class KvSlot(int id)
+{
+    public int Id { get; } = id;
+
+    /// <summary>Tokens whose KV is in the slot, by position.</summary>
+    public List<int> Tokens { get; } = [];
+
+    public ScheduledRequest? Owner { get; set; }
+
+    /// <summary>The session whose conversation stays resident here between its requests.</summary>
+    public string? SessionKey { get; set; }
+
+    public long LastUsedAt { get; set; }
+
+    public bool IsBusy => Owner is not null;
+}

@@ -1,0 +1,63 @@
+using System.Diagnostics.Metrics;
+
+namespace LlmServer.Engine.Scheduling;
+
+/// <summary>
+/// Engine metrics on the meter <c>LlmServer.Engine</c>, named after vLLM's so existing dashboards fit once the
+/// Prometheus exporter renders them (<c>llmserver_time_to_first_token_seconds</c>, ...).
+/// </summary>
+internal sealed class SchedulerMetrics : IDisposable
+{
+    public const string MeterName = "LlmServer.Engine";
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _promptTokens;
+    private readonly Counter<long> _generationTokens;
+    private readonly Counter<long> _prefixQueries;
+    private readonly Counter<long> _prefixHits;
+    private readonly Counter<long> _requestSuccess;
+    private readonly Histogram<double> _timeToFirstToken;
+    private readonly Histogram<double> _interTokenLatency;
+    private readonly Histogram<double> _endToEnd;
+    private readonly Histogram<double> _queueTime;
+
+    public SchedulerMetrics(Func<SchedulerStatus> status, IMeterFactory? meterFactory = null)
+    {
+        _meter = meterFactory?.Create(MeterName) ?? new Meter(MeterName);
+        _meter.CreateObservableGauge("llmserver.num_requests_running", () => status().Running, description: "Requests generating in a KV slot.");
+        _meter.CreateObservableGauge("llmserver.num_requests_waiting", () => status().Waiting, description: "Requests waiting for a slot.");
+        _meter.CreateObservableGauge("llmserver.kv_cache_usage_perc", () => status().KvCacheUsage, description: "Used KV-cache cells over all cells (0 to 1).");
+        _promptTokens = _meter.CreateCounter<long>("llmserver.prompt_tokens", description: "Prompt tokens of finished requests.");
+        _generationTokens = _meter.CreateCounter<long>("llmserver.generation_tokens", description: "Generated tokens.");
+        _prefixQueries = _meter.CreateCounter<long>("llmserver.prefix_cache_queries", description: "Prompt tokens looked up in the KV cache.");
+        _prefixHits = _meter.CreateCounter<long>("llmserver.prefix_cache_hits", description: "Prompt tokens served from the KV cache.");
+        _requestSuccess = _meter.CreateCounter<long>("llmserver.request_success", description: "Finished requests by finish reason.");
+        _timeToFirstToken = _meter.CreateHistogram<double>("llmserver.time_to_first_token", "s", "Time from arrival to the first generated token.");
+        _interTokenLatency = _meter.CreateHistogram<double>("llmserver.inter_token_latency", "s", "Time between two generated tokens of a stream.");
+        _endToEnd = _meter.CreateHistogram<double>("llmserver.e2e_request_latency", "s", "Time from arrival to the end of the request.");
+        _queueTime = _meter.CreateHistogram<double>("llmserver.request_queue_time", "s", "Time a request waited for a slot.");
+    }
+
+    public void PrefixLookup(int promptTokens, int cachedTokens)
+    {
+        _prefixQueries.Add(promptTokens);
+        _prefixHits.Add(cachedTokens);
+    }
+
+    public void Queued(TimeSpan waited) => _queueTime.Record(waited.TotalSeconds);
+
+    public void FirstToken(TimeSpan sinceArrival) => _timeToFirstToken.Record(sinceArrival.TotalSeconds);
+
+    public void NextToken(TimeSpan sincePrevious) => _interTokenLatency.Record(sincePrevious.TotalSeconds);
+
+    public void GeneratedToken() => _generationTokens.Add(1);
+
+    public void Finished(string finishReason, int promptTokens, TimeSpan sinceArrival)
+    {
+        _promptTokens.Add(promptTokens);
+        _requestSuccess.Add(1, new KeyValuePair<string, object?>("finished_reason", finishReason));
+        _endToEnd.Record(sinceArrival.TotalSeconds);
+    }
+
+    public void Dispose() => _meter.Dispose();
+}

@@ -1,0 +1,60 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Hosting;
+using LlmServer.Engine.Models;
+using LlmServer.Engine.Scheduling;
+using LlmServer.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Engine.Tests.RealModel;
+
+/// <summary>A started engine on a real model, as the host builds it.</summary>
+internal static class RealEngine
+{
+    public static async Task<LlmEngine> StartAsync(string modelPath, int slots = 4, int contextSize = 4096, int budget = 512, bool prefixReuse = true, int maxQueue = 64)
+    {
+        var engine = new LlmEngine(
+            Options.Create(new ModelOptions { Path = modelPath, Threads = 2, BatchThreads = 2 }),
+            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue }),
+            TimeProvider.System,
+            NullLoggerFactory.Instance,
+            new EmptyServiceProvider());
+        await engine.StartAsync(CancellationToken.None);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (engine.State == EngineState.Loading && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(EngineState.Ready, engine.State);
+        return engine;
+    }
+
+    public static async Task WaitUntilIdleAsync(ITextGenerator engine)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while ((engine.GetStatus().Running > 0 || engine.GetStatus().Waiting > 0) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+    }
+
+    private sealed class EmptyServiceProvider : IServiceProvider
+    {
+        public object? GetService(Type serviceType) => null;
+    }
+}
+
+/// <summary>One stories260K engine shared by a test class.</summary>
+public sealed class StoriesEngineFixture : IAsyncLifetime
+{
+    internal LlmEngine Engine { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Engine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 8, contextSize: 8192);
+
+    public async Task DisposeAsync()
+    {
+        await Engine.StopAsync(CancellationToken.None);
+        Engine.Dispose();
+    }
+}

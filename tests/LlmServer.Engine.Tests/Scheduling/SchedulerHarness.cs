@@ -1,0 +1,55 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Scheduling;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace LlmServer.Engine.Tests.Scheduling;
+
+/// <summary>A scheduler on a <see cref="FakeBackend"/>, stepped by the test (no thread), so every step is observable.</summary>
+internal sealed class SchedulerHarness : IDisposable
+{
+    public SchedulerHarness(int slots = 2, int slotContext = 64, int maxQueue = 8, int budget = 16, bool prefixReuse = true)
+    {
+        Backend = new FakeBackend(slots, slotContext);
+        Scheduler = new InferenceScheduler(
+            () => Backend,
+            new SchedulerOptions { Slots = slots, ContextSize = slots * slotContext, MaxQueue = maxQueue, StepTokenBudget = budget, PrefixReuse = prefixReuse },
+            TimeProvider.System,
+            NullLogger.Instance);
+        Scheduler.Initialize();
+    }
+
+    public FakeBackend Backend { get; }
+
+    public InferenceScheduler Scheduler { get; }
+
+    public GenerationStream Submit(string prompt, int maxTokens = 4, string? session = null, int choices = 1, IReadOnlyList<string>? stop = null, CancellationToken cancellationToken = default) =>
+        Scheduler.Submit(
+            new GenerationRequest { Prompt = prompt, MaxTokens = maxTokens, SessionKey = session, Choices = choices, Stop = stop ?? [] },
+            Backend.Vocabulary.Tokenize(prompt, false, false),
+            cancellationToken);
+
+    /// <summary>Steps until nothing is left to do (bounded).</summary>
+    public int RunToIdle(int maxSteps = 1000)
+    {
+        var steps = 0;
+        while (Scheduler.Step())
+        {
+            Assert.True(++steps < maxSteps, "the scheduler did not become idle");
+        }
+
+        return steps;
+    }
+
+    public static async Task<List<GenerationEvent>> ReadAvailableAsync(GenerationStream stream)
+    {
+        var events = new List<GenerationEvent>();
+        await foreach (var item in stream.ReadAllAsync())
+        {
+            events.Add(item);
+        }
+
+        return events;
+    }
+
+    public void Dispose() => Scheduler.Dispose();
+}
