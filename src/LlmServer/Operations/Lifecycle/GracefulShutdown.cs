@@ -8,41 +8,36 @@ namespace LlmServer.Operations.Lifecycle;
 /// on, new generations are refused (503) while running ones get up to <c>Server:DrainSeconds</c> to finish; the rest
 /// are cancelled. Registered after the engine, so the engine stops only once the drain is over.
 /// </summary>
-internal sealed partial class GracefulShutdown(
-    ITextGenerator generator,
-    IHostApplicationLifetime lifetime,
-    IOptions<ServerOptions> options,
-    ILogger<GracefulShutdown> logger) : IHostedService, IDisposable
+internal sealed partial class GracefulShutdown : IHostedService, IDisposable
 {
-    private readonly Lock _gate = new();
+    private readonly ITextGenerator _generator;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly ServerOptions _options;
+    private readonly ILogger<GracefulShutdown> _logger;
+
+    // The engine refuses new work synchronously inside DrainAsync, so once BeginDrain returns nothing more is admitted.
+    private readonly Lazy<Task> _drain;
     private CancellationTokenRegistration _stoppingRegistration;
-    private Task? _drain;
+
+    public GracefulShutdown(ITextGenerator generator, IHostApplicationLifetime lifetime, IOptions<ServerOptions> options, ILogger<GracefulShutdown> logger)
+    {
+        _generator = generator;
+        _lifetime = lifetime;
+        _options = options.Value;
+        _logger = logger;
+        _drain = new Lazy<Task>(DrainAsync, LazyThreadSafetyMode.ExecutionAndPublication);
+    }
 
     /// <summary>True from the moment the drain begins; readiness and the API answer 503 from then on.</summary>
-    public bool IsDraining
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _drain is not null;
-            }
-        }
-    }
+    public bool IsDraining => _drain.IsValueCreated;
+
+    /// <summary>Starts the drain once; later calls return the same task.</summary>
+    public Task BeginDrain() => _drain.Value;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        _stoppingRegistration = lifetime.ApplicationStopping.Register(() => BeginDrain());
+        _stoppingRegistration = _lifetime.ApplicationStopping.Register(() => BeginDrain());
         return Task.CompletedTask;
-    }
-
-    /// <summary>Starts the drain once; later calls return the same task.</summary>
-    public Task BeginDrain()
-    {
-        lock (_gate)
-        {
-            return _drain ??= DrainAsync();
-        }
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -53,7 +48,7 @@ internal sealed partial class GracefulShutdown(
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            LogShutdownTimeout(logger);
+            LogShutdownTimeout(_logger);
         }
     }
 
@@ -61,20 +56,18 @@ internal sealed partial class GracefulShutdown(
 
     private async Task DrainAsync()
     {
-        // Leave the caller (the ApplicationStopping callback) at once; the drain runs beside the host's shutdown.
-        await Task.Yield();
-        var timeout = TimeSpan.FromSeconds(options.Value.DrainSeconds);
-        var status = generator.GetStatus();
-        LogDrainStarted(logger, status.Running, status.Waiting, timeout.TotalSeconds);
+        var timeout = TimeSpan.FromSeconds(_options.DrainSeconds);
+        var status = _generator.GetStatus();
+        LogDrainStarted(_logger, status.Running, status.Waiting, timeout.TotalSeconds);
         try
         {
-            await generator.DrainAsync(timeout, CancellationToken.None);
-            LogDrained(logger);
+            await _generator.DrainAsync(timeout, CancellationToken.None);
+            LogDrained(_logger);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // A failed drain must not turn a clean stop into a crash; the engine's own stop cancels what is left.
-            LogDrainFailed(logger, ex);
+            LogDrainFailed(_logger, ex);
         }
     }
 

@@ -29,9 +29,20 @@ internal sealed class PromptLimitingTextGenerator(ITextGenerator inner, IOptions
     public GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
     {
         // Before the model is loaded the engine refuses the request itself (Unavailable); there is nothing to count with.
-        if (_maxPromptTokens > 0 && inner.State == EngineState.Ready)
+        if (_maxPromptTokens > 0 && inner.State == EngineState.Ready && (request.Prompt is null) != (request.Messages is null))
         {
-            var (tokens, parameter) = CountPromptTokens(request);
+            int tokens;
+            string parameter;
+            try
+            {
+                (tokens, parameter) = CountPromptTokens(request);
+            }
+            catch (GenerationException)
+            {
+                // The request itself is at fault (or the engine just stopped): the engine reports that in its own words.
+                return inner.Submit(request, cancellationToken);
+            }
+
             if (tokens > _maxPromptTokens)
             {
                 throw new GenerationException(
@@ -54,12 +65,9 @@ internal sealed class PromptLimitingTextGenerator(ITextGenerator inner, IOptions
 
     private (int Tokens, string Parameter) CountPromptTokens(GenerationRequest request)
     {
-        if (request.Messages is { Count: > 0 } messages)
-        {
-            return (inner.Tokenize(inner.ApplyChatTemplate(messages), addSpecial: true, parseSpecial: true).Count, "messages");
-        }
-
-        // Malformed requests (neither prompt nor messages) are the engine's to reject with its own message.
-        return (request.Prompt is { } prompt ? inner.Tokenize(prompt, addSpecial: true).Count : 0, "prompt");
+        // Counted as the engine tokenizes at admission, so the limit matches the usage the client is billed.
+        return request.Messages is { } messages
+            ? (inner.Tokenize(inner.ApplyChatTemplate(messages), addSpecial: true, parseSpecial: true).Count, "messages")
+            : (inner.Tokenize(request.Prompt!, addSpecial: true).Count, "prompt");
     }
 }
