@@ -50,8 +50,8 @@ internal sealed class PromptLimitingTextGenerator(ITextGenerator inner, IOptions
                     $"This request's prompt has {tokens} tokens; this server accepts at most {_maxPromptTokens} prompt tokens per request (Limits:MaxPromptTokens).",
                     parameter)
                 {
+                    // ContextLength stays unset: the limit is the operator's, not the slot's, and the message says so.
                     PromptTokens = tokens,
-                    ContextLength = _maxPromptTokens,
                 };
             }
         }
