@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+using LlmServer.Testing;
+
+namespace LlmServer.Tests.Operations;
+
+/// <summary>The real server as a child process, stopped the way an orchestrator stops it: SIGTERM.</summary>
+public sealed partial class ShutdownTests
+{
+    private const int Sigterm = 15;
+
+    [Fact]
+    public async Task Sigterm_during_a_stream_lets_the_stream_finish_and_exits_with_code_0()
+    {
+        var port = FreePort();
+        var log = new StringBuilder();
+        using var process = StartServer(port, log);
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+            await WaitUntilReadyAsync(client, process, log);
+
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+            {
+                Content = new StringContent(
+                    """{"model":"stories260K","prompt":"Once upon a time","max_tokens":400,"temperature":0,"stream":true}""",
+                    Encoding.UTF8,
+                    "application/json"),
+            };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+
+            var first = await ReadEventAsync(reader);
+            Assert.NotNull(first);
+            Assert.Equal(0, Kill(process.Id, Sigterm));
+
+            // The drain lets the admitted stream run to its own end: a finish reason and [DONE], not a cut connection.
+            var events = new List<string>();
+            while (await ReadEventAsync(reader) is { } data)
+            {
+                events.Add(data);
+            }
+
+            Assert.Equal("[DONE]", events.LastOrDefault());
+            Assert.Contains(events, e => e.Contains("\"finish_reason\":\"length\"", StringComparison.Ordinal) || e.Contains("\"finish_reason\":\"stop\"", StringComparison.Ordinal));
+
+            using var exitTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+            await process.WaitForExitAsync(exitTimeout.Token);
+            Assert.True(process.ExitCode == 0, $"exit code {process.ExitCode}; server output:\n{log}");
+            lock (log)
+            {
+                Assert.Contains("Shutting down", log.ToString(), StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    private static Process StartServer(int port, StringBuilder log)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = Path.GetTempPath(),
+        };
+        foreach (var argument in new[]
+        {
+            Path.Combine(AppContext.BaseDirectory, "LlmServer.dll"),
+            "--model", TestModels.Stories260K,
+            "--urls", $"http://127.0.0.1:{port}",
+            "--Scheduler:Slots=1", "--Scheduler:ContextSize=1024",
+            "--Server:DrainSeconds=60",
+            "--Logging:LogLevel:Default=Information",
+        })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start.");
+        process.OutputDataReceived += (_, e) => Append(log, e.Data);
+        process.ErrorDataReceived += (_, e) => Append(log, e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private static void Append(StringBuilder log, string? line)
+    {
+        if (line is not null)
+        {
+            lock (log)
+            {
+                log.AppendLine(line);
+            }
+        }
+    }
+
+    private static async Task WaitUntilReadyAsync(HttpClient client, Process process, StringBuilder log)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        while (DateTime.UtcNow < deadline)
+        {
+            Assert.False(process.HasExited, $"The server exited early:\n{log}");
+            try
+            {
+                using var response = await client.GetAsync(new Uri("/health/ready", UriKind.Relative));
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+
+            await Task.Delay(100);
+        }
+
+        throw new TimeoutException($"The server did not become ready:\n{log}");
+    }
+
+    /// <summary>The data of the next server-sent event, or null at the end of the stream.</summary>
+    private static async Task<string?> ReadEventAsync(StreamReader reader)
+    {
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (line.StartsWith("data:", StringComparison.Ordinal))
+            {
+                return line["data:".Length..].Trim();
+            }
+        }
+
+        return null;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
+}
