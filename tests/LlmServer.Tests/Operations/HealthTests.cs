@@ -55,11 +55,11 @@ public sealed partial class HealthTests
     [Fact]
     public async Task Ready_is_503_while_draining_and_running_generations_finish()
     {
-        await using var server = await TestServer.StartAsync(extraArgs: ["--Server:DrainSeconds=30"]);
+        await using var server = await TestServer.StartAsync(extraArgs: ["--Server:DrainSeconds=120"]);
         Assert.Equal(HttpStatusCode.OK, (await GetJsonAsync(server, "/health/ready")).Status);
 
         var generator = server.Services.GetRequiredService<ITextGenerator>();
-        await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 300, IgnoreEos = true });
+        await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 40, IgnoreEos = true });
         var drain = server.Services.GetRequiredService<GracefulShutdown>().BeginDrain();
 
         var (status, body) = await GetJsonAsync(server, "/health/ready");
@@ -80,7 +80,7 @@ public sealed partial class HealthTests
         // The generation admitted before the drain runs to its end instead of being cut off.
         var result = await stream.CollectAsync();
         Assert.Equal(FinishReason.Length, result.Choices[0].Completion.FinishReason);
-        Assert.Equal(300, result.Choices[0].Completion.Usage.CompletionTokens);
+        Assert.Equal(40, result.Choices[0].Completion.Usage.CompletionTokens);
         await drain;
     }
 

@@ -26,7 +26,7 @@ public sealed partial class ShutdownTests
             using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
             {
                 Content = new StringContent(
-                    """{"model":"stories260K","prompt":"Once upon a time","max_tokens":400,"temperature":0,"stream":true}""",
+                    """{"model":"stories260K","prompt":"Once upon a time","max_tokens":60,"temperature":0,"stream":true}""",
                     Encoding.UTF8,
                     "application/json"),
             };
@@ -48,7 +48,7 @@ public sealed partial class ShutdownTests
             Assert.Equal("[DONE]", events.LastOrDefault());
             Assert.Contains(events, e => e.Contains("\"finish_reason\":\"length\"", StringComparison.Ordinal) || e.Contains("\"finish_reason\":\"stop\"", StringComparison.Ordinal));
 
-            using var exitTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+            using var exitTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(180));
             await process.WaitForExitAsync(exitTimeout.Token);
             Assert.True(process.ExitCode == 0, $"exit code {process.ExitCode}; server output:\n{log}");
             lock (log)
@@ -80,7 +80,7 @@ public sealed partial class ShutdownTests
             "--model", TestModels.Stories260K,
             "--urls", $"http://127.0.0.1:{port}",
             "--Scheduler:Slots=1", "--Scheduler:ContextSize=1024",
-            "--Server:DrainSeconds=60",
+            "--Server:DrainSeconds=120",
             "--Logging:LogLevel:Default=Information",
         })
         {

@@ -9,7 +9,7 @@ namespace LlmServer.Operations.Auth;
 /// Authenticates callers by API key: <c>Authorization: Bearer KEY</c>, or for SignalR (<c>/hubs/*</c>, where
 /// browsers cannot set headers on WebSockets) the <c>access_token</c> query parameter. The principal carries
 /// the key's id in <see cref="ApiKeyAuthentication.KeyIdClaim"/>; with no keys configured every caller is
-/// <see cref="ApiKeyStore.AnonymousKeyId"/>.
+/// authenticated as <see cref="ApiKeyStore.AnonymousName"/>, without a key claim.
 /// </summary>
 internal sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options,
@@ -24,7 +24,7 @@ internal sealed class ApiKeyAuthenticationHandler(
     {
         if (!keys.RequiresKeys)
         {
-            return Task.FromResult(Success(ApiKeyStore.AnonymousKeyId));
+            return Task.FromResult(Success(keyId: null));
         }
 
         var presented = PresentedKey();
@@ -72,11 +72,13 @@ internal sealed class ApiKeyAuthenticationHandler(
         return null;
     }
 
-    private AuthenticateResult Success(string keyId)
+    /// <summary>An authenticated principal; without keys (<paramref name="keyId"/> null) it carries no key claim, so nothing is owned by a key.</summary>
+    private AuthenticateResult Success(string? keyId)
     {
-        var identity = new ClaimsIdentity(
-            [new Claim(ApiKeyAuthentication.KeyIdClaim, keyId), new Claim(ClaimTypes.Name, keyId), new Claim(ClaimTypes.NameIdentifier, keyId)],
-            Scheme.Name);
+        Claim[] claims = keyId is null
+            ? [new Claim(ClaimTypes.Name, ApiKeyStore.AnonymousName)]
+            : [new Claim(ApiKeyAuthentication.KeyIdClaim, keyId), new Claim(ClaimTypes.Name, keyId), new Claim(ClaimTypes.NameIdentifier, keyId)];
+        var identity = new ClaimsIdentity(claims, Scheme.Name);
         return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme.Name));
     }
 }

@@ -10,8 +10,8 @@ namespace LlmServer.Operations.Auth;
 /// </summary>
 internal sealed class ApiKeyStore
 {
-    /// <summary>The key id every caller gets when no keys are configured (single-user, loopback mode).</summary>
-    public const string AnonymousKeyId = "anonymous";
+    /// <summary>The name every caller gets when no keys are configured (single-user, loopback mode).</summary>
+    public const string AnonymousName = "anonymous";
 
     private readonly Dictionary<string, string> _keyIdsByHash;
 

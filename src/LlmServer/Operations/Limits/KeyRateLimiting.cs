@@ -68,15 +68,14 @@ internal static class KeyRateLimiting
     /// <summary>The caller's key id; without keys (anonymous mode) each remote address is its own partition.</summary>
     private static string PartitionKey(HttpContext context)
     {
-        var keyId = context.User.GetApiKeyId();
-        return keyId is null or ApiKeyStore.AnonymousKeyId
-            ? "ip:" + (context.Connection.RemoteIpAddress ?? IPAddress.None)
-            : keyId;
+        return context.User.GetApiKeyId() is { } keyId
+            ? "key:" + keyId
+            : "ip:" + (context.Connection.RemoteIpAddress ?? IPAddress.None);
     }
 
     private static bool IsGeneration(HttpRequest request, string[][] patterns)
     {
-        if (!HttpMethods.IsPost(request.Method))
+        if (!HttpMethods.IsPost(request.Method) && !HttpMethods.IsPut(request.Method))
         {
             return false;
         }

@@ -15,11 +15,11 @@ public sealed class LimitsOptions
     public int MaxPromptTokens { get; set; }
 
     /// <summary>
-    /// Request paths that start a generation (for <see cref="ConcurrentGenerationsPerKey"/>); <c>*</c> matches one
+    /// Request paths whose POST or PUT starts a generation (for <see cref="ConcurrentGenerationsPerKey"/>); <c>*</c> matches one
     /// path segment. <c>null</c> means <see cref="DefaultGenerationPaths"/>.
     /// </summary>
     public IList<string>? GenerationPaths { get; set; }
 
     public static IReadOnlyList<string> DefaultGenerationPaths { get; } =
-        ["/v1/chat/completions", "/v1/completions", "/api/sessions/*/messages"];
+        ["/v1/chat/completions", "/v1/completions", "/api/sessions/*/messages", "/api/sessions/*/messages/*", "/api/sessions/*/regenerate"];
 }
