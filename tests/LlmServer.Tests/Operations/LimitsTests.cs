@@ -36,6 +36,59 @@ public sealed class LimitsTests
     }
 
     [Fact]
+    public async Task Beyond_the_per_key_concurrent_generations_a_generation_gets_429_until_one_ends()
+    {
+        await using var server = await TestServer.StartAsync(extraArgs:
+            [$"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}", "--Limits:ConcurrentGenerationsPerKey=1"]);
+
+        var running = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", AuthTests.KeyA, Completion(stream: true, maxTokens: 200));
+        try
+        {
+            Assert.Equal(HttpStatusCode.OK, running.StatusCode);
+            using var reader = new StreamReader(await running.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data:", await reader.ReadLineAsync(), StringComparison.Ordinal);
+
+            using (var second = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", AuthTests.KeyA, Completion(stream: false, maxTokens: 2)))
+            {
+                Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
+                Assert.NotNull(second.Headers.RetryAfter?.Delta);
+                Assert.Equal("rate_limit_exceeded", (await AuthTests.ErrorAsync(second)).GetProperty("code").GetString());
+            }
+
+            // Another key has its own allowance, and reading (not generating) is not limited.
+            using (var otherKey = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", AuthTests.KeyB, Completion(stream: false, maxTokens: 2)))
+            {
+                Assert.Equal(HttpStatusCode.OK, otherKey.StatusCode);
+            }
+
+            using (var models = await AuthTests.SendAsync(server, HttpMethod.Get, "/v1/models", AuthTests.KeyA))
+            {
+                Assert.Equal(HttpStatusCode.OK, models.StatusCode);
+            }
+        }
+        finally
+        {
+            running.Dispose();
+        }
+
+        // Once the client has gone, its generation ends and frees the key's allowance.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        HttpStatusCode status;
+        do
+        {
+            using var again = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", AuthTests.KeyA, Completion(stream: false, maxTokens: 2));
+            status = again.StatusCode;
+            if (status == HttpStatusCode.TooManyRequests)
+            {
+                await Task.Delay(50);
+            }
+        }
+        while (status == HttpStatusCode.TooManyRequests && DateTime.UtcNow < deadline);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+    }
+
+    [Fact]
     public async Task Prompts_longer_than_MaxPromptTokens_are_refused_before_admission()
     {
         await using var server = await TestServer.StartAsync(extraArgs: ["--Limits:MaxPromptTokens=8"]);
@@ -65,4 +118,9 @@ public sealed class LimitsTests
         var result = await stream.CollectAsync();
         Assert.NotEqual(FinishReason.Error, result.Choices[0].Completion.FinishReason);
     }
+
+    private static StringContent Completion(bool stream, int maxTokens) => new(
+        $$"""{"model":"stories260K","prompt":"Once upon a time","max_tokens":{{maxTokens}},"temperature":0,"stream":{{(stream ? "true" : "false")}}}""",
+        System.Text.Encoding.UTF8,
+        "application/json");
 }
