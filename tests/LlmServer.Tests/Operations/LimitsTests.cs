@@ -39,9 +39,10 @@ public sealed class LimitsTests
     public async Task Beyond_the_per_key_concurrent_generations_a_generation_gets_429_until_one_ends()
     {
         await using var server = await TestServer.StartAsync(extraArgs:
-            [$"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}", "--Limits:ConcurrentGenerationsPerKey=1"]);
+            [$"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}", "--Limits:ConcurrentGenerationsPerKey=1", "--Scheduler:Slots=2", "--Scheduler:ContextSize=4096"]);
 
-        var running = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", AuthTests.KeyA, Completion(stream: true, maxTokens: 200));
+        // A stream that fills its slot (ignore_eos) is still running when the next request arrives.
+        var running = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", AuthTests.KeyA, Completion(stream: true, maxTokens: 2000));
         try
         {
             Assert.Equal(HttpStatusCode.OK, running.StatusCode);
@@ -120,7 +121,7 @@ public sealed class LimitsTests
     }
 
     private static StringContent Completion(bool stream, int maxTokens) => new(
-        $$"""{"model":"stories260K","prompt":"Once upon a time","max_tokens":{{maxTokens}},"temperature":0,"stream":{{(stream ? "true" : "false")}}}""",
+        $$"""{"model":"stories260K","prompt":"Once upon a time","max_tokens":{{maxTokens}},"temperature":0,"ignore_eos":{{(stream ? "true" : "false")}},"stream":{{(stream ? "true" : "false")}}}""",
         System.Text.Encoding.UTF8,
         "application/json");
 }
