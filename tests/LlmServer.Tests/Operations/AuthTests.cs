@@ -97,11 +97,12 @@ public sealed class AuthTests
         Assert.Contains("at least 16", exception.ToString(), StringComparison.Ordinal);
     }
 
-    internal static async Task<HttpResponseMessage> SendAsync(TestServer server, HttpMethod method, string path, string key, HttpContent? content = null)
+    internal static async Task<HttpResponseMessage> SendAsync(
+        TestServer server, HttpMethod method, string path, string key, HttpContent? content = null, HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead)
     {
         using var request = new HttpRequestMessage(method, new Uri(path, UriKind.Relative)) { Content = content };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        return await server.Client.SendAsync(request);
+        return await server.Client.SendAsync(request, completion);
     }
 
     internal static async Task<JsonElement> ErrorAsync(HttpResponseMessage response)

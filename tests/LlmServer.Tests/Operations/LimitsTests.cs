@@ -42,7 +42,7 @@ public sealed class LimitsTests
             [$"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}", "--Limits:ConcurrentGenerationsPerKey=1", "--Scheduler:Slots=2", "--Scheduler:ContextSize=4096"]);
 
         // A stream that fills its slot (ignore_eos) is still running when the next request arrives.
-        var running = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", AuthTests.KeyA, Completion(stream: true, maxTokens: 2000));
+        var running = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", AuthTests.KeyA, Completion(stream: true, maxTokens: 2000), HttpCompletionOption.ResponseHeadersRead);
         try
         {
             Assert.Equal(HttpStatusCode.OK, running.StatusCode);
