@@ -1,16 +1,16 @@
 using System.Globalization;
-using System.Net;
 using System.Threading.RateLimiting;
 using LlmServer.Operations.Auth;
 using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Options;
 
 namespace LlmServer.Operations.Limits;
 
 /// <summary>
 /// Per-key limits with ASP.NET Core rate limiting: a token bucket of <c>Limits:RequestsPerMinute</c> over every
-/// API request, chained with a concurrency limiter of <c>Limits:ConcurrentGenerationsPerKey</c> over the requests
-/// that generate (held until the response, stream included, ends). Refusals are 429 with <c>Retry-After</c>.
+/// API request, chained with the <see cref="KeyGenerationLimiter"/> over the requests that generate (held until the
+/// response, stream included, ends) and, through <see cref="GenerationHubFilter"/>, the hub methods that generate. Refusals are 429 with <c>Retry-After</c>.
 /// </summary>
 internal static class KeyRateLimiting
 {
@@ -19,7 +19,10 @@ internal static class KeyRateLimiting
 
     public static IServiceCollection AddKeyRateLimiting(this IServiceCollection services)
     {
-        services.AddOptions<RateLimiterOptions>().Configure<IOptions<LimitsOptions>, ProtectedPaths>((rateLimiter, limitsOptions, protectedPaths) =>
+        services.AddSingleton<KeyGenerationLimiter>();
+        services.AddSingleton<GenerationHubFilter>();
+        services.AddOptions<HubOptions>().Configure(hub => hub.AddFilter<GenerationHubFilter>());
+        services.AddOptions<RateLimiterOptions>().Configure<IOptions<LimitsOptions>, ProtectedPaths, KeyGenerationLimiter>((rateLimiter, limitsOptions, protectedPaths, generations) =>
         {
             var limits = limitsOptions.Value;
             var generationPaths = (limits.GenerationPaths ?? [.. LimitsOptions.DefaultGenerationPaths]).Select(p => p.Trim('/').Split('/')).ToArray();
@@ -28,20 +31,19 @@ internal static class KeyRateLimiting
             {
                 limiters.Add(PartitionedRateLimiter.Create<HttpContext, string>(context =>
                     protectedPaths.Contains(context.Request.Path)
-                        ? RateLimitPartition.GetTokenBucketLimiter(PartitionKey(context), _ => RequestsPerMinute(limits.RequestsPerMinute))
+                        ? RateLimitPartition.GetTokenBucketLimiter(
+                            KeyGenerationLimiter.PartitionKey(context.User, context.Connection.RemoteIpAddress),
+                            _ => RequestsPerMinute(limits.RequestsPerMinute))
                         : RateLimitPartition.GetNoLimiter(string.Empty)));
             }
 
-            if (limits.ConcurrentGenerationsPerKey > 0)
+            if (generations.IsEnabled)
             {
-                limiters.Add(PartitionedRateLimiter.Create<HttpContext, string>(context =>
-                    IsGeneration(context.Request, generationPaths)
-                        ? RateLimitPartition.GetConcurrencyLimiter(PartitionKey(context), _ => new ConcurrencyLimiterOptions
-                        {
-                            PermitLimit = limits.ConcurrentGenerationsPerKey,
-                            QueueLimit = 0,
-                        })
-                        : RateLimitPartition.GetNoLimiter(string.Empty)));
+                limiters.Add(generations.Limiter.WithTranslatedKey<HttpContext>(
+                    context => IsGeneration(context.Request, generationPaths)
+                        ? KeyGenerationLimiter.PartitionKey(context.User, context.Connection.RemoteIpAddress)
+                        : KeyGenerationLimiter.Unlimited,
+                    leaveOpen: true));
             }
 
             rateLimiter.GlobalLimiter = limiters.Count switch
@@ -64,14 +66,6 @@ internal static class KeyRateLimiting
         QueueLimit = 0,
         AutoReplenishment = true,
     };
-
-    /// <summary>The caller's key id; without keys (anonymous mode) each remote address is its own partition.</summary>
-    private static string PartitionKey(HttpContext context)
-    {
-        return context.User.GetApiKeyId() is { } keyId
-            ? "key:" + keyId
-            : "ip:" + (context.Connection.RemoteIpAddress ?? IPAddress.None);
-    }
 
     private static bool IsGeneration(HttpRequest request, string[][] patterns)
     {

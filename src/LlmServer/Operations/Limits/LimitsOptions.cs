@@ -22,4 +22,9 @@ public sealed class LimitsOptions
 
     public static IReadOnlyList<string> DefaultGenerationPaths { get; } =
         ["/v1/chat/completions", "/v1/completions", "/api/sessions/*/messages", "/api/sessions/*/messages/*", "/api/sessions/*/regenerate"];
+
+    /// <summary>SignalR hub methods that start a generation (for <see cref="ConcurrentGenerationsPerKey"/>); <c>null</c> means <see cref="DefaultHubGenerationMethods"/>.</summary>
+    public IList<string>? HubGenerationMethods { get; set; }
+
+    public static IReadOnlyList<string> DefaultHubGenerationMethods { get; } = ["SendMessage", "Regenerate", "EditMessage"];
 }
