@@ -51,7 +51,7 @@ internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter, IOptions
             return result;
         }
 
-        return HoldGeneric.MakeGenericMethod(element).Invoke(null, [result, lease]);
+        return HoldGeneric.MakeGenericMethod(element).Invoke(null, [result, lease, CancellationToken.None]);
     }
 
     private static async IAsyncEnumerable<T> HoldLease<T>(IAsyncEnumerable<T> source, RateLimitLease lease, [EnumeratorCancellation] CancellationToken cancellationToken = default)
