@@ -71,7 +71,7 @@ public static partial class OperationsExtensions
         return builder;
     }
 
-    /// <summary>The operations middleware (in order: remote guard, CORS, keys, drain, limits) and endpoints.</summary>
+    /// <summary>The operations middleware (in order: remote guard, CORS, keys, body size, drain, rate limits) and endpoints.</summary>
     public static WebApplication UseOperations(this WebApplication app)
     {
         var startup = app.Services.GetRequiredService<StartupNotes>();
@@ -90,6 +90,7 @@ public static partial class OperationsExtensions
 
         app.UseAuthentication();
         app.UseMiddleware<ApiKeyGateMiddleware>();
+        app.UseMiddleware<RequestBodyLimitMiddleware>();
         app.UseAuthorization();
         app.UseMiddleware<DrainingMiddleware>();
         app.UseRateLimiter();

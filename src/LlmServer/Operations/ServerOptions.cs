@@ -9,7 +9,7 @@ public sealed class ServerOptions
     public IList<string> CorsOrigins { get; } = [];
 
     /// <summary>Largest request body Kestrel accepts, in bytes.</summary>
-    public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+    public long MaxRequestBodyBytes { get; set; } = 8 * 1024 * 1024;
 
     /// <summary>On SIGTERM or Ctrl+C, how long running generations may take to finish before they are cancelled.</summary>
     public int DrainSeconds { get; set; } = 30;

@@ -32,13 +32,14 @@ public sealed class HttpLimitsTests
     }
 
     [Fact]
-    public async Task A_request_body_over_MaxRequestBodyBytes_gets_413()
+    public async Task A_request_body_over_MaxRequestBodyBytes_gets_413_in_the_OpenAI_error_shape()
     {
         await using var server = await TestServer.StartAsync(extraArgs: ["--Server:MaxRequestBodyBytes=2048"]);
         var prompt = new string('a', 4096);
         using var content = new StringContent($$"""{"model":"stories260K","prompt":"{{prompt}}","max_tokens":1}""", Encoding.UTF8, "application/json");
         using var response = await server.Client.PostAsync(new Uri("/v1/completions", UriKind.Relative), content);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.Equal("request_too_large", (await AuthTests.ErrorAsync(response)).GetProperty("code").GetString());
     }
 
     private static HttpRequestMessage Preflight(string origin)
