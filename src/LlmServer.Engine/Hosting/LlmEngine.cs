@@ -236,9 +236,21 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         // llama.cpp's log callback can be set once per process, before the native library loads.
         if (Interlocked.Exchange(ref s_nativeLoggingConfigured, 1) == 0 && !NativeLibraryConfig.LLama.LibraryHasLoaded)
         {
-            NativeLibraryConfig.All.WithLogCallback(loggerFactory.CreateLogger("LlmServer.Engine.LlamaCpp"));
+            var logger = loggerFactory.CreateLogger("LlmServer.Engine.LlamaCpp");
+            NativeLibraryConfig.All.WithLogCallback((level, message) => LogNative(logger, NativeLevel(level), message.TrimEnd()));
         }
     }
+
+    /// <summary>llama.cpp is chatty: its information and warnings (tokenizer quirks, tensor listings) are debug detail here.</summary>
+    private static LogLevel NativeLevel(LLamaLogLevel level) => level switch
+    {
+        LLamaLogLevel.Error => LogLevel.Error,
+        LLamaLogLevel.Warning => LogLevel.Debug,
+        _ => LogLevel.Trace,
+    };
+
+    [LoggerMessage(Message = "{Message}")]
+    private static partial void LogNative(ILogger logger, LogLevel level, string message);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Native backend: {Kind} ({Library}), GPU layers {GpuLayers}, threads {Threads}")]
     private static partial void LogBackend(ILogger logger, string kind, string library, int gpuLayers, int threads);

@@ -32,7 +32,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly List<ScheduledRequest> _waiting = [];
     private readonly List<ScheduledRequest> _running = [];
     private readonly List<ChoiceState> _toSample = [];
-    private readonly List<ScheduledRequest> _prefillsInBatch = [];
+    private readonly List<(ScheduledRequest Request, int Count)> _chunks = [];
     private KvSlot[] _slots = [];
     private IInferenceBackend? _backend;
 
@@ -314,7 +314,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
         backend.BeginBatch(hasPrompt);
         _toSample.Clear();
-        _prefillsInBatch.Clear();
+        _chunks.Clear();
         foreach (var request in _running)
         {
             foreach (var choice in request.Choices)
@@ -328,7 +328,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         var budget = _options.StepTokenBudget - generating;
-        var chunks = new List<(ScheduledRequest Request, int Count)>();
+        var chunks = _chunks;
         foreach (var request in _running)
         {
             if (budget <= 0)

@@ -1,5 +1,6 @@
 using LlmServer.Engine.Hosting;
 using LlmServer.Operations;
+using LlmServer.Sessions;
 
 namespace LlmServer.Hosting;
 
@@ -33,9 +34,11 @@ internal static class ServerApplication
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.AddOperations();
+        builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
         app.UseOperations();
+        app.MapSessions();
         return app;
     }
 }

@@ -1,0 +1,130 @@
+using System.Runtime.CompilerServices;
+using Microsoft.AspNetCore.SignalR;
+
+namespace LlmServer.Sessions;
+
+/// <summary>
+/// The sessions hub at <c>/hubs/chat</c> (README, "Sessions"). Errors are <see cref="HubException"/>s whose message
+/// is a stable code, ": ", then text. Streams subscribe to a generation that the manager runs: a dropped
+/// connection leaves it running for the resume grace period, while a stream the client cancels stops it.
+/// </summary>
+internal sealed class ChatHub : Hub
+{
+    private readonly SessionService _sessions;
+    private readonly SessionGenerationManager _generations;
+
+    public ChatHub(SessionService sessions, SessionGenerationManager generations)
+    {
+        _sessions = sessions;
+        _generations = generations;
+    }
+
+    private string? Owner => SessionCaller.Owner(Context.User);
+
+    public Task<SessionInfo> CreateSession(CreateSessionRequest? request) =>
+        Guard(() => _sessions.CreateAsync(Owner, request, Context.ConnectionAborted));
+
+    public Task<SessionInfo[]> ListSessions() =>
+        Guard(() => _sessions.ListAsync(Owner, Context.ConnectionAborted));
+
+    public Task<SessionDetail> GetSession(string id) =>
+        Guard(() => _sessions.GetAsync(Owner, id, Context.ConnectionAborted));
+
+    public Task<SessionInfo> RenameSession(string id, string title) =>
+        Guard(() => _sessions.RenameAsync(Owner, id, title, Context.ConnectionAborted));
+
+    /// <summary>Replaces the settings (when given) and the system prompt (when not null; empty clears it).</summary>
+    public Task<SessionInfo> UpdateSettings(string id, SessionSettings? settings, string? systemPrompt) =>
+        Guard(() => _sessions.UpdateAsync(Owner, id, new UpdateSessionRequest(SystemPrompt: systemPrompt, Settings: settings), Context.ConnectionAborted));
+
+    public Task DeleteSession(string id) =>
+        Guard(async () =>
+        {
+            await _sessions.DeleteAsync(Owner, id, Context.ConnectionAborted);
+            return true;
+        });
+
+    public Task StopGeneration(string sessionId) =>
+        Guard(async () =>
+        {
+            await _generations.StopGenerationAsync(Owner, sessionId, Context.ConnectionAborted);
+            return true;
+        });
+
+    public IAsyncEnumerable<ChatStreamEvent> SendMessage(string sessionId, string text, CancellationToken cancellationToken)
+    {
+        var owner = Owner;
+        return Follow(ct => _generations.SendAsync(owner, sessionId, text, ct), Context.ConnectionAborted, cancellationToken);
+    }
+
+    public IAsyncEnumerable<ChatStreamEvent> Regenerate(string sessionId, CancellationToken cancellationToken)
+    {
+        var owner = Owner;
+        return Follow(ct => _generations.RegenerateAsync(owner, sessionId, ct), Context.ConnectionAborted, cancellationToken);
+    }
+
+    public IAsyncEnumerable<ChatStreamEvent> EditMessage(string sessionId, int index, string text, CancellationToken cancellationToken)
+    {
+        var owner = Owner;
+        return Follow(ct => _generations.EditAsync(owner, sessionId, index, text, ct), Context.ConnectionAborted, cancellationToken);
+    }
+
+    public IAsyncEnumerable<ChatStreamEvent> ResumeStream(string sessionId, long afterSeq, CancellationToken cancellationToken)
+    {
+        var owner = Owner;
+        return Follow(ct => _generations.ResumeAsync(owner, sessionId, afterSeq, ct), Context.ConnectionAborted, cancellationToken);
+    }
+
+    internal static HubException ToHubException(SessionException exception) => new($"{exception.Code}: {exception.Message}");
+
+    private static async Task<T> Guard<T>(Func<Task<T>> action)
+    {
+        try
+        {
+            return await action();
+        }
+        catch (SessionException ex)
+        {
+            throw ToHubException(ex);
+        }
+    }
+
+    private static async IAsyncEnumerable<ChatStreamEvent> Follow(
+        Func<CancellationToken, Task<GenerationSubscription>> subscribe,
+        CancellationToken connectionAborted,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        GenerationSubscription subscription;
+        try
+        {
+            subscription = await subscribe(cancellationToken);
+        }
+        catch (SessionException ex)
+        {
+            throw ToHubException(ex);
+        }
+
+        await using (subscription)
+        {
+            var completed = false;
+            try
+            {
+                await foreach (var item in subscription.ReadAllAsync(cancellationToken))
+                {
+                    yield return item;
+                }
+
+                completed = true;
+            }
+            finally
+            {
+                // SignalR ends a stream early both when the client cancels it and when the connection goes; only the
+                // former is a stop. A lost connection has already tripped ConnectionAborted by then.
+                if (!completed && !connectionAborted.IsCancellationRequested)
+                {
+                    subscription.StopGeneration();
+                }
+            }
+        }
+    }
+}

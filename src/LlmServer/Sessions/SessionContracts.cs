@@ -1,0 +1,64 @@
+namespace LlmServer.Sessions;
+
+// The hub contract shared with the web UI (README, "Sessions"). SignalR and the REST mirror send these as camelCase JSON.
+
+/// <summary>Per-session generation settings; a null field means the server's default.</summary>
+public sealed record SessionSettings(double? Temperature = null, double? TopP = null, int? MaxTokens = null, long? Seed = null);
+
+public sealed record CreateSessionRequest(string? Title = null, string? SystemPrompt = null, SessionSettings? Settings = null);
+
+public sealed record SessionInfo(
+    string Id,
+    string Title,
+    string? SystemPrompt,
+    SessionSettings Settings,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    int MessageCount,
+    bool Generating);
+
+/// <summary>
+/// One message of the conversation. <see cref="Index"/> is its position (0 is the first user message; the system
+/// prompt is <see cref="SessionInfo.SystemPrompt"/>, not a message). Token counts and the finish reason are set on
+/// assistant messages.
+/// </summary>
+public sealed record SessionMessage(
+    int Index,
+    string Role,
+    string Content,
+    DateTimeOffset CreatedAt,
+    int? PromptTokens,
+    int? CachedTokens,
+    int? CompletionTokens,
+    string? FinishReason);
+
+public sealed record SessionDetail(SessionInfo Info, IReadOnlyList<SessionMessage> Messages);
+
+/// <summary>
+/// An event of a generation: <c>delta</c> (text), then exactly one <c>done</c> (finish reason, usage, timings) or
+/// <c>error</c> (code, message). <see cref="Seq"/> counts from 1 within one generation.
+/// </summary>
+public sealed record ChatStreamEvent(
+    long Seq,
+    string Type,
+    string? Text = null,
+    string? FinishReason = null,
+    ChatUsage? Usage = null,
+    ChatTimings? Timings = null,
+    string? Code = null,
+    string? Message = null)
+{
+    public const string DeltaType = "delta";
+    public const string DoneType = "done";
+    public const string ErrorType = "error";
+}
+
+public sealed record ChatUsage(int PromptTokens, int CachedTokens, int CompletionTokens);
+
+public sealed record ChatTimings(double QueuedMs, double PrefillMs, double DecodeMs, double TokensPerSecond);
+
+/// <summary>REST: <c>PATCH /api/sessions/{id}</c>; absent fields stay as they are, an empty system prompt clears it.</summary>
+public sealed record UpdateSessionRequest(string? Title = null, string? SystemPrompt = null, SessionSettings? Settings = null);
+
+/// <summary>REST: <c>POST /api/sessions/{id}/messages</c> and <c>PUT /api/sessions/{id}/messages/{index}</c>.</summary>
+public sealed record SendMessageRequest(string? Text);

@@ -1,0 +1,188 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace LlmServer.Sessions;
+
+/// <summary>
+/// The REST mirror of the hub under <c>/api/sessions</c>. Generations stream as server-sent events
+/// (<c>id: seq</c>, <c>data: {ChatStreamEvent}</c>); a client that goes away leaves the generation running for the
+/// resume grace period (<c>GET /api/sessions/{id}/events?afterSeq=N</c> or a <c>Last-Event-ID</c> header resumes it).
+/// </summary>
+internal static class SessionEndpoints
+{
+    private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
+
+    public static void MapSessionEndpoints(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/sessions");
+
+        group.MapGet("", (HttpContext http, SessionService sessions) =>
+            Handle(http, async ct => Results.Ok(await sessions.ListAsync(Owner(http), ct))));
+
+        group.MapPost("", (HttpContext http, SessionService sessions) =>
+            Handle(http, async ct =>
+            {
+                var request = await ReadBodyAsync<CreateSessionRequest>(http, ct);
+                var created = await sessions.CreateAsync(Owner(http), request, ct);
+                return Results.Created($"/api/sessions/{created.Id}", created);
+            }));
+
+        group.MapGet("/{id}", (HttpContext http, string id, SessionService sessions) =>
+            Handle(http, async ct => Results.Ok(await sessions.GetAsync(Owner(http), id, ct))));
+
+        group.MapPatch("/{id}", (HttpContext http, string id, SessionService sessions) =>
+            Handle(http, async ct =>
+            {
+                var request = await ReadBodyAsync<UpdateSessionRequest>(http, ct)
+                    ?? throw SessionException.Invalid("body", "a JSON body with title, systemPrompt or settings is required");
+                return Results.Ok(await sessions.UpdateAsync(Owner(http), id, request, ct));
+            }));
+
+        group.MapDelete("/{id}", (HttpContext http, string id, SessionService sessions) =>
+            Handle(http, async ct =>
+            {
+                await sessions.DeleteAsync(Owner(http), id, ct);
+                return Results.NoContent();
+            }));
+
+        group.MapPost("/{id}/messages", (HttpContext http, string id, SessionGenerationManager generations) =>
+            StreamAsync(http, async ct =>
+            {
+                var request = await ReadBodyAsync<SendMessageRequest>(http, ct);
+                return await generations.SendAsync(Owner(http), id, request?.Text, ct);
+            }));
+
+        group.MapPut("/{id}/messages/{index:int}", (HttpContext http, string id, int index, SessionGenerationManager generations) =>
+            StreamAsync(http, async ct =>
+            {
+                var request = await ReadBodyAsync<SendMessageRequest>(http, ct);
+                return await generations.EditAsync(Owner(http), id, index, request?.Text, ct);
+            }));
+
+        group.MapPost("/{id}/regenerate", (HttpContext http, string id, SessionGenerationManager generations) =>
+            StreamAsync(http, ct => generations.RegenerateAsync(Owner(http), id, ct)));
+
+        group.MapPost("/{id}/stop", (HttpContext http, string id, SessionGenerationManager generations) =>
+            Handle(http, async ct =>
+            {
+                await generations.StopGenerationAsync(Owner(http), id, ct);
+                return Results.NoContent();
+            }));
+
+        group.MapGet("/{id}/events", (HttpContext http, string id, SessionGenerationManager generations) =>
+            StreamAsync(http, ct => generations.ResumeAsync(Owner(http), id, ResumePoint(http), ct)));
+    }
+
+    private static string? Owner(HttpContext http) => SessionCaller.Owner(http.User);
+
+    private static async Task<IResult> Handle(HttpContext http, Func<CancellationToken, Task<IResult>> action)
+    {
+        try
+        {
+            return await action(http.RequestAborted);
+        }
+        catch (SessionException ex)
+        {
+            return Error(ex);
+        }
+    }
+
+    private static async Task StreamAsync(HttpContext http, Func<CancellationToken, Task<GenerationSubscription>> subscribe)
+    {
+        var cancellationToken = http.RequestAborted;
+        GenerationSubscription subscription;
+        try
+        {
+            subscription = await subscribe(cancellationToken);
+        }
+        catch (SessionException ex)
+        {
+            await Error(ex).ExecuteAsync(http);
+            return;
+        }
+
+        await using (subscription)
+        {
+            var response = http.Response;
+            response.ContentType = "text/event-stream";
+            response.Headers.CacheControl = "no-cache";
+            response.Headers["X-Accel-Buffering"] = "no";
+            try
+            {
+                await foreach (var item in subscription.ReadAllAsync(cancellationToken))
+                {
+                    var json = JsonSerializer.Serialize(item, JsonOptions);
+                    await response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"id: {item.Seq}\ndata: {json}\n\n"), cancellationToken);
+                    await response.Body.FlushAsync(cancellationToken);
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The client went away; the generation keeps running for the grace period so it can resume.
+            }
+        }
+    }
+
+    /// <summary><c>?afterSeq=N</c>, else the SSE <c>Last-Event-ID</c> header, else 0 (everything).</summary>
+    private static long ResumePoint(HttpContext http)
+    {
+        var raw = http.Request.Query["afterSeq"].FirstOrDefault() ?? http.Request.Headers["Last-Event-ID"].FirstOrDefault();
+        if (raw is null)
+        {
+            return 0;
+        }
+
+        return long.TryParse(raw, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw SessionException.Invalid("afterSeq", "afterSeq must be a whole number, 0 or more");
+    }
+
+    private static async Task<T?> ReadBodyAsync<T>(HttpContext http, CancellationToken cancellationToken)
+        where T : class
+    {
+        if (http.Request.ContentLength == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            return await http.Request.ReadFromJsonAsync<T>(JsonOptions, cancellationToken);
+        }
+        catch (JsonException ex)
+        {
+            throw SessionException.Invalid("body", $"the body is not valid JSON for this request: {ex.Message}");
+        }
+        catch (InvalidOperationException)
+        {
+            throw SessionException.Invalid("body", "the body must be JSON (Content-Type: application/json)");
+        }
+    }
+
+    private static IResult Error(SessionException exception)
+    {
+        var (status, type) = exception.Code switch
+        {
+            SessionErrorCodes.SessionNotFound or SessionErrorCodes.NoGeneration => (StatusCodes.Status404NotFound, "not_found_error"),
+            SessionErrorCodes.Busy => (StatusCodes.Status409Conflict, "conflict_error"),
+            SessionErrorCodes.Overloaded => (StatusCodes.Status429TooManyRequests, "rate_limit_error"),
+            SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => (StatusCodes.Status400BadRequest, "invalid_request_error"),
+            SessionErrorCodes.Unavailable => (StatusCodes.Status503ServiceUnavailable, "unavailable_error"),
+            _ => (StatusCodes.Status500InternalServerError, "server_error"),
+        };
+        var body = new { error = new { message = exception.Message, type, param = exception.Parameter, code = exception.Code } };
+        return exception.RetryAfter is { } retryAfter
+            ? new RetryAfterResult(Results.Json(body, JsonOptions, statusCode: status), retryAfter)
+            : Results.Json(body, JsonOptions, statusCode: status);
+    }
+
+    /// <summary>Adds <c>Retry-After</c> to an overloaded answer.</summary>
+    private sealed class RetryAfterResult(IResult inner, TimeSpan retryAfter) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            return inner.ExecuteAsync(httpContext);
+        }
+    }
+}

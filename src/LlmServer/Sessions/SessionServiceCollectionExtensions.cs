@@ -1,0 +1,38 @@
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Sessions;
+
+internal static class SessionServiceCollectionExtensions
+{
+    /// <summary>Registers the session store, the generation manager and SignalR; options from <c>Sessions</c>, validated at start.</summary>
+    public static IServiceCollection AddSessions(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<SessionOptions>().Bind(configuration.GetSection(SessionOptions.SectionName)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SessionOptions>, SessionOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<SessionStore>();
+        services.TryAddSingleton<SessionGenerationManager>();
+        services.TryAddSingleton<SessionService>();
+        services.AddHostedService(sp => sp.GetRequiredService<SessionGenerationManager>());
+        // AddHubOptions marks the hub's options as its own (otherwise SignalR reads only the global ones).
+        services.AddSignalR().AddHubOptions<ChatHub>(_ => { });
+        services.AddOptions<HubOptions<ChatHub>>().Configure<IOptions<SessionOptions>>((hub, sessions) =>
+        {
+            // Room for the longest message or system prompt the options allow, even fully JSON-escaped (6 bytes a char),
+            // so an over-long one is refused as invalid_argument rather than by closing the connection.
+            var longest = Math.Max(sessions.Value.MaxMessageLength, sessions.Value.MaxSystemPromptLength) + sessions.Value.MaxTitleLength;
+            hub.MaximumReceiveMessageSize = Math.Max(hub.MaximumReceiveMessageSize ?? 0, (longest * 6L) + 16_384);
+        });
+        return services;
+    }
+
+    /// <summary>Maps the hub at <c>/hubs/chat</c> and the REST mirror under <c>/api/sessions</c>.</summary>
+    public static WebApplication MapSessions(this WebApplication app)
+    {
+        app.MapHub<ChatHub>("/hubs/chat");
+        app.MapSessionEndpoints();
+        return app;
+    }
+}

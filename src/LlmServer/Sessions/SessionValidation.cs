@@ -1,0 +1,87 @@
+namespace LlmServer.Sessions;
+
+/// <summary>Argument checks shared by the hub and the REST mirror; each failure is an <c>invalid_argument</c>.</summary>
+internal static class SessionValidation
+{
+    private const int MaxIdLength = 128;
+
+    public static void SessionId(string? id)
+    {
+        if (string.IsNullOrWhiteSpace(id))
+        {
+            throw SessionException.Invalid("sessionId", "sessionId is required");
+        }
+
+        if (id.Length > MaxIdLength)
+        {
+            throw SessionException.Invalid("sessionId", $"sessionId is longer than {MaxIdLength} characters");
+        }
+    }
+
+    public static string MessageText(string? text, SessionOptions options, string parameter)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            throw SessionException.Invalid(parameter, $"{parameter} must not be empty");
+        }
+
+        return text.Length > options.MaxMessageLength
+            ? throw SessionException.Invalid(parameter, $"{parameter} is {text.Length} characters; the limit is {options.MaxMessageLength}")
+            : text;
+    }
+
+    public static string Title(string? title, SessionOptions options)
+    {
+        var trimmed = title?.Trim();
+        if (string.IsNullOrEmpty(trimmed))
+        {
+            throw SessionException.Invalid("title", "title must not be empty");
+        }
+
+        return trimmed.Length > options.MaxTitleLength
+            ? throw SessionException.Invalid("title", $"title is {trimmed.Length} characters; the limit is {options.MaxTitleLength}")
+            : trimmed;
+    }
+
+    public static void SystemPrompt(string? systemPrompt, SessionOptions options)
+    {
+        if (systemPrompt is not null && systemPrompt.Length > options.MaxSystemPromptLength)
+        {
+            throw SessionException.Invalid("systemPrompt", $"systemPrompt is {systemPrompt.Length} characters; the limit is {options.MaxSystemPromptLength}");
+        }
+    }
+
+    public static void Settings(SessionSettings? settings)
+    {
+        if (settings is null)
+        {
+            return;
+        }
+
+        var errors = new List<string>();
+        if (settings.Temperature is { } temperature && (double.IsNaN(temperature) || temperature is < 0 or > 2))
+        {
+            errors.Add("settings.temperature must be between 0 and 2");
+        }
+
+        if (settings.TopP is { } topP && (double.IsNaN(topP) || topP is <= 0 or > 1))
+        {
+            errors.Add("settings.topP must be greater than 0 and at most 1");
+        }
+
+        if (settings.MaxTokens is < 1)
+        {
+            errors.Add("settings.maxTokens must be 1 or more");
+        }
+
+        if (settings.Seed is < 0 or > uint.MaxValue)
+        {
+            errors.Add($"settings.seed must be between 0 and {uint.MaxValue}");
+        }
+
+        if (errors.Count > 0)
+        {
+            throw SessionException.Invalid("settings", string.Join("; ", errors));
+        }
+    }
+}

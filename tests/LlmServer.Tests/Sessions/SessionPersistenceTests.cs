@@ -1,0 +1,121 @@
+using LlmServer.Sessions;
+using Microsoft.AspNetCore.SignalR.Client;
+using static LlmServer.Tests.Sessions.HubTestExtensions;
+
+namespace LlmServer.Tests.Sessions;
+
+/// <summary>Tests that need servers of their own: restarts on one database file, and a short resume grace.</summary>
+[Collection(SessionsCollection.Name)]
+public sealed class SessionPersistenceTests
+{
+    [Fact]
+    public async Task Sessions_survive_a_restart_and_the_history_is_prefilled_again()
+    {
+        var first = await SessionTestServer.StartAsync();
+        try
+        {
+            SessionInfo session;
+            ChatStreamEvent firstTurn;
+            SessionDetail before;
+            await using (first)
+            {
+                await using var hub = await first.ConnectAsync();
+                session = await hub.CreateAsync(maxTokens: 12, systemPrompt: "Stories for children.", title: "Kept");
+                firstTurn = AssertWellFormed(await hub.Send(session.Id, "Tom had a dog").CollectAsync());
+                before = await hub.GetAsync(session.Id);
+            }
+
+            await using var second = await SessionTestServer.StartAsync(first.Database);
+            await using var again = await second.ConnectAsync();
+            var listed = await again.InvokeAsync<SessionInfo[]>("ListSessions");
+            var info = Assert.Single(listed);
+            Assert.Equal(before.Info, info);
+            var after = await again.GetAsync(session.Id);
+            Assert.Equal(before.Messages, after.Messages);
+            Assert.Equal("Kept", after.Info.Title);
+
+            // The new server has no KV cache for the session: the history is prefilled from the stored messages.
+            var secondTurn = AssertWellFormed(await again.Send(session.Id, "The dog was big").CollectAsync());
+            Assert.Equal(ChatStreamEvent.DoneType, secondTurn.Type);
+            Assert.Equal(0, secondTurn.Usage!.CachedTokens);
+            Assert.True(secondTurn.Usage.PromptTokens > firstTurn.Usage!.PromptTokens + firstTurn.Usage.CompletionTokens - 2);
+            Assert.Equal(4, (await again.GetAsync(session.Id)).Messages.Count);
+        }
+        finally
+        {
+            first.DeleteFiles();
+        }
+    }
+
+    [Fact]
+    public async Task A_generation_nobody_resumes_is_stopped_after_the_grace_period_and_stored_as_cancelled()
+    {
+        var server = await SessionTestServer.StartAsync(null, "--Sessions:ResumeGraceSeconds=0");
+        try
+        {
+            await using (server)
+            {
+                var hub = await server.ConnectAsync();
+                var session = await hub.CreateAsync(maxTokens: 400);
+                var seen = new List<ChatStreamEvent>();
+                try
+                {
+                    await foreach (var item in hub.Send(session.Id, "Once upon a time"))
+                    {
+                        seen.Add(item);
+                        await hub.StopAsync();
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                    // The stream ends with the connection.
+                }
+                finally
+                {
+                    await hub.DisposeAsync();
+                }
+
+                await using var again = await server.ConnectAsync();
+                var detail = await again.WaitIdleAsync(session.Id);
+                var assistant = detail.Messages[^1];
+                Assert.Equal(("assistant", "cancelled"), (assistant.Role, assistant.FinishReason));
+                Assert.StartsWith(Text(seen), assistant.Content, StringComparison.Ordinal);
+                Assert.True(assistant.CompletionTokens < 400);
+            }
+        }
+        finally
+        {
+            server.DeleteFiles();
+        }
+    }
+
+    [Fact]
+    public async Task Shutting_down_stores_a_running_generation_as_cancelled()
+    {
+        var server = await SessionTestServer.StartAsync();
+        try
+        {
+            string id;
+            string received;
+            await using (server)
+            {
+                await using var hub = await server.ConnectAsync();
+                var session = await hub.CreateAsync(maxTokens: 400);
+                id = session.Id;
+                await using var stream = hub.Send(id, "Once upon a time").GetAsyncEnumerator();
+                Assert.True(await stream.MoveNextAsync());
+                received = stream.Current.Text!;
+            }
+
+            await using var restarted = await SessionTestServer.StartAsync(server.Database);
+            await using var again = await restarted.ConnectAsync();
+            var assistant = (await again.GetAsync(id)).Messages[^1];
+            Assert.Equal(("assistant", "cancelled"), (assistant.Role, assistant.FinishReason));
+            Assert.StartsWith(received, assistant.Content, StringComparison.Ordinal);
+        }
+        finally
+        {
+            server.DeleteFiles();
+        }
+    }
+}

@@ -1,0 +1,143 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using LlmServer.Sessions;
+
+namespace LlmServer.Tests.Sessions;
+
+[Collection(SessionsCollection.Name)]
+public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private readonly HttpClient _client;
+
+    public SessionRestTests(SessionServerFixture fixture) => _client = fixture.Server.Server.Client;
+
+    [Fact]
+    public async Task The_rest_mirror_creates_streams_updates_and_deletes()
+    {
+        using var create = await _client.PostAsJsonAsync(
+            "/api/sessions",
+            new CreateSessionRequest("REST", null, new SessionSettings(Temperature: 0, MaxTokens: 12)));
+        Assert.Equal(HttpStatusCode.Created, create.StatusCode);
+        var session = (await create.Content.ReadFromJsonAsync<SessionInfo>(Json))!;
+        Assert.Equal($"/api/sessions/{session.Id}", create.Headers.Location!.OriginalString);
+
+        var events = await SendAsync(session.Id, "Once upon a time");
+        var done = HubTestExtensions.AssertWellFormed(events);
+        Assert.Equal(ChatStreamEvent.DoneType, done.Type);
+
+        var detail = (await _client.GetFromJsonAsync<SessionDetail>($"/api/sessions/{session.Id}", Json))!;
+        Assert.Equal(["user", "assistant"], detail.Messages.Select(m => m.Role));
+        Assert.Equal(HubTestExtensions.Text(events), detail.Messages[1].Content);
+
+        // Regenerate, edit, then replay the last generation with Last-Event-ID.
+        var regenerated = await StreamAsync(HttpMethod.Post, $"/api/sessions/{session.Id}/regenerate", null);
+        Assert.Equal(ChatStreamEvent.DoneType, HubTestExtensions.AssertWellFormed(regenerated).Type);
+        var edited = await StreamAsync(HttpMethod.Put, $"/api/sessions/{session.Id}/messages/0", new SendMessageRequest("Lily had a cat"));
+        Assert.Equal(ChatStreamEvent.DoneType, HubTestExtensions.AssertWellFormed(edited).Type);
+        using (var resume = new HttpRequestMessage(HttpMethod.Get, $"/api/sessions/{session.Id}/events"))
+        {
+            resume.Headers.Add("Last-Event-ID", "1");
+            var replayed = await ReadEventsAsync(resume);
+            Assert.Equal(edited.Skip(1), replayed);
+        }
+
+        using var patch = await _client.PatchAsJsonAsync(
+            $"/api/sessions/{session.Id}",
+            new UpdateSessionRequest("Renamed", "Be kind.", new SessionSettings(MaxTokens: 4)));
+        Assert.Equal(HttpStatusCode.OK, patch.StatusCode);
+        var patched = (await patch.Content.ReadFromJsonAsync<SessionInfo>(Json))!;
+        Assert.Equal(("Renamed", "Be kind.", 4), (patched.Title, patched.SystemPrompt, patched.Settings.MaxTokens));
+
+        var listed = (await _client.GetFromJsonAsync<SessionInfo[]>("/api/sessions", Json))!;
+        Assert.Contains(listed, s => s.Id == session.Id && s.MessageCount == 2);
+
+        using var delete = await _client.DeleteAsync($"/api/sessions/{session.Id}");
+        Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
+        await AssertErrorAsync(await _client.GetAsync($"/api/sessions/{session.Id}"), HttpStatusCode.NotFound, "session_not_found");
+    }
+
+    [Fact]
+    public async Task Rest_errors_have_the_api_error_shape_and_status()
+    {
+        const string missing = "/api/sessions/0123456789abcdef0123456789abcdef";
+        await AssertErrorAsync(await _client.GetAsync(missing), HttpStatusCode.NotFound, "session_not_found");
+        await AssertErrorAsync(await _client.DeleteAsync(missing), HttpStatusCode.NotFound, "session_not_found");
+        await AssertErrorAsync(await _client.PostAsJsonAsync($"{missing}/messages", new SendMessageRequest("hi")), HttpStatusCode.NotFound, "session_not_found");
+        await AssertErrorAsync(
+            await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest(Settings: new SessionSettings(Temperature: -1))),
+            HttpStatusCode.BadRequest,
+            "invalid_argument",
+            "settings");
+        using var badJson = new StringContent("{not json", System.Text.Encoding.UTF8, "application/json");
+        await AssertErrorAsync(await _client.PostAsync("/api/sessions", badJson), HttpStatusCode.BadRequest, "invalid_argument", "body");
+
+        using var create = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest(Settings: new SessionSettings(Temperature: 0, MaxTokens: 400)));
+        var session = (await create.Content.ReadFromJsonAsync<SessionInfo>(Json))!;
+        await AssertErrorAsync(await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", new SendMessageRequest("")), HttpStatusCode.BadRequest, "invalid_argument", "text");
+        await AssertErrorAsync(await _client.GetAsync($"/api/sessions/{session.Id}/events?afterSeq=x"), HttpStatusCode.BadRequest, "invalid_argument", "afterSeq");
+
+        // While one generation streams, a second send is refused with 409 busy.
+        using var first = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{session.Id}/messages") { Content = JsonContent.Create(new SendMessageRequest("Once upon a time")) };
+        using var streaming = await _client.SendAsync(first, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await streaming.Content.ReadAsStreamAsync());
+        Assert.StartsWith("id: 1", await reader.ReadLineAsync());
+        await AssertErrorAsync(await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", new SendMessageRequest("again")), HttpStatusCode.Conflict, "busy");
+        using var stop = await _client.PostAsync($"/api/sessions/{session.Id}/stop", null);
+        Assert.Equal(HttpStatusCode.NoContent, stop.StatusCode);
+        var rest = await reader.ReadToEndAsync();
+        Assert.Contains("\"finishReason\":\"cancelled\"", rest, StringComparison.Ordinal);
+    }
+
+    private Task<List<ChatStreamEvent>> SendAsync(string id, string text) =>
+        StreamAsync(HttpMethod.Post, $"/api/sessions/{id}/messages", new SendMessageRequest(text));
+
+    private async Task<List<ChatStreamEvent>> StreamAsync(HttpMethod method, string path, object? body)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
+        return await ReadEventsAsync(request);
+    }
+
+    private async Task<List<ChatStreamEvent>> ReadEventsAsync(HttpRequestMessage request)
+    {
+        using var response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        var events = new List<ChatStreamEvent>();
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        string? id = null;
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (line.StartsWith("id: ", StringComparison.Ordinal))
+            {
+                id = line[4..];
+            }
+            else if (line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                var item = JsonSerializer.Deserialize<ChatStreamEvent>(line[6..], Json)!;
+                Assert.Equal(id, item.Seq.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                events.Add(item);
+            }
+        }
+
+        return events;
+    }
+
+    private static async Task AssertErrorAsync(HttpResponseMessage response, HttpStatusCode status, string code, string? param = null)
+    {
+        using (response)
+        {
+            Assert.Equal(status, response.StatusCode);
+            using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            var error = body.RootElement.GetProperty("error");
+            Assert.Equal(code, error.GetProperty("code").GetString());
+            Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+            Assert.True(error.TryGetProperty("type", out _));
+            if (param is not null)
+            {
+                Assert.Equal(param, error.GetProperty("param").GetString());
+            }
+        }
+    }
+}

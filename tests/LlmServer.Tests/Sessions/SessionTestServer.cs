@@ -1,0 +1,135 @@
+using LlmServer.Sessions;
+using LlmServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.AspNetCore.SignalR.Client;
+
+namespace LlmServer.Tests.Sessions;
+
+/// <summary>A real server with its own sessions database in a temporary folder, and helpers for its hub.</summary>
+public sealed class SessionTestServer : IAsyncDisposable
+{
+    private SessionTestServer(TestServer server, string folder, string database)
+    {
+        Server = server;
+        Folder = folder;
+        Database = database;
+    }
+
+    public TestServer Server { get; }
+
+    public string Folder { get; }
+
+    public string Database { get; }
+
+    /// <summary>Starts a server on <paramref name="database"/> (a new temporary one when null).</summary>
+    public static async Task<SessionTestServer> StartAsync(string? database = null, params string[] extraArgs)
+    {
+        var folder = database is null ? Directory.CreateTempSubdirectory("llmserver-sessions-").FullName : Path.GetDirectoryName(database)!;
+        database ??= Path.Combine(folder, "sessions.db");
+        var server = await TestServer.StartAsync(extraArgs: [$"--Sessions:Database={database}", .. extraArgs]);
+        return new SessionTestServer(server, folder, database);
+    }
+
+    public async Task<HubConnection> ConnectAsync()
+    {
+        var connection = new HubConnectionBuilder()
+            .WithUrl(new Uri(Server.BaseAddress, "/hubs/chat"))
+            .Build();
+        await connection.StartAsync();
+        return connection;
+    }
+
+    public async ValueTask DisposeAsync() => await Server.DisposeAsync();
+
+    /// <summary>Deletes the database folder; call once the last server on it is gone.</summary>
+    public void DeleteFiles()
+    {
+        if (Directory.Exists(Folder))
+        {
+            Directory.Delete(Folder, recursive: true);
+        }
+    }
+}
+
+/// <summary>One server for a test class; its database is removed afterwards.</summary>
+public sealed class SessionServerFixture : IAsyncLifetime
+{
+    private SessionTestServer? _server;
+
+    public SessionTestServer Server => _server ?? throw new InvalidOperationException("Not started.");
+
+    public async Task InitializeAsync() => _server = await SessionTestServer.StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+            _server.DeleteFiles();
+        }
+    }
+}
+
+internal static class HubTestExtensions
+{
+    public static Task<SessionInfo> CreateAsync(this HubConnection hub, int maxTokens = 16, string? systemPrompt = null, string? title = null) =>
+        hub.InvokeAsync<SessionInfo>("CreateSession", new CreateSessionRequest(title, systemPrompt, new SessionSettings(Temperature: 0, MaxTokens: maxTokens)));
+
+    public static Task<SessionDetail> GetAsync(this HubConnection hub, string id) => hub.InvokeAsync<SessionDetail>("GetSession", id);
+
+    /// <summary>Reads a whole stream.</summary>
+    public static async Task<List<ChatStreamEvent>> CollectAsync(this IAsyncEnumerable<ChatStreamEvent> stream)
+    {
+        var events = new List<ChatStreamEvent>();
+        await foreach (var item in stream)
+        {
+            events.Add(item);
+        }
+
+        return events;
+    }
+
+    public static IAsyncEnumerable<ChatStreamEvent> Send(this HubConnection hub, string id, string text, CancellationToken cancellationToken = default) =>
+        hub.StreamAsync<ChatStreamEvent>("SendMessage", id, text, cancellationToken);
+
+    /// <summary>Waits until the session has no running generation (polling; no timing is asserted).</summary>
+    public static async Task<SessionDetail> WaitIdleAsync(this HubConnection hub, string id)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var detail = await hub.GetAsync(id);
+            if (!detail.Info.Generating || DateTime.UtcNow > deadline)
+            {
+                return detail;
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>Checks a complete stream: seq 1, 2, ... without gaps, deltas, then exactly one final done or error.</summary>
+    public static ChatStreamEvent AssertWellFormed(IReadOnlyList<ChatStreamEvent> events, long firstSeq = 1)
+    {
+        Assert.NotEmpty(events);
+        for (var i = 0; i < events.Count; i++)
+        {
+            Assert.Equal(firstSeq + i, events[i].Seq);
+        }
+
+        Assert.All(events.Take(events.Count - 1), e => Assert.Equal(ChatStreamEvent.DeltaType, e.Type));
+        var last = events[^1];
+        Assert.Contains(last.Type, new[] { ChatStreamEvent.DoneType, ChatStreamEvent.ErrorType });
+        return last;
+    }
+
+    public static string Text(IEnumerable<ChatStreamEvent> events) =>
+        string.Concat(events.Where(e => e.Type == ChatStreamEvent.DeltaType).Select(e => e.Text));
+
+    /// <summary>The hub error's stable code: the server's message is "code: text".</summary>
+    public static async Task AssertHubErrorAsync(string code, Func<Task> action)
+    {
+        var error = await Assert.ThrowsAsync<HubException>(action);
+        Assert.Contains($"HubException: {code}: ", error.Message, StringComparison.Ordinal);
+    }
+}
