@@ -33,6 +33,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly List<ScheduledRequest> _running = [];
     private readonly List<ChoiceState> _toSample = [];
     private readonly List<(ScheduledRequest Request, int Count)> _chunks = [];
+    private readonly List<ScheduledRequest> _completed = [];
     private KvSlot[] _slots = [];
     private IInferenceBackend? _backend;
 
@@ -741,6 +742,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     private void CompleteFinishedRequests()
     {
+        _completed.Clear();
         for (var i = _running.Count - 1; i >= 0; i--)
         {
             var request = _running[i];
@@ -775,14 +777,27 @@ internal sealed partial class InferenceScheduler : IDisposable
                 }
             }
 
-            Complete(request);
+            _completed.Add(request);
+        }
+
+        if (_completed.Count == 0)
+        {
+            return;
+        }
+
+        // The status a caller reads once its stream has ended already counts its slot as free.
+        Interlocked.Add(ref _inFlight, -_completed.Count);
+        PublishStatus();
+        foreach (var request in _completed)
+        {
+            request.Events.Writer.TryComplete();
         }
     }
 
     private void Complete(ScheduledRequest request)
     {
-        request.Events.Writer.TryComplete();
         Interlocked.Decrement(ref _inFlight);
+        request.Events.Writer.TryComplete();
     }
 
     private void HandleFailedDecode(IInferenceBackend backend, DecodeOutcome outcome, List<(ScheduledRequest Request, int Count)> chunks)

@@ -1,4 +1,5 @@
 using LlmServer.Engine.Hosting;
+using LlmServer.OpenAi;
 using LlmServer.Operations;
 using LlmServer.Sessions;
 
@@ -34,10 +35,12 @@ internal static class ServerApplication
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.AddOperations();
+        builder.Services.AddOpenAiApi(builder.Configuration);
         builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
         app.UseOperations();
+        app.MapOpenAiApi();
         app.MapSessions();
         return app;
     }

@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.OpenAi;
 using LlmServer.Operations.Auth;
 using LlmServer.Operations.Health;
 using LlmServer.Operations.Lifecycle;
@@ -160,7 +161,7 @@ internal sealed class RemoteAccessGuardMiddleware(RequestDelegate next)
     {
         if (!LoopbackBinding.IsLoopback(context.Connection.RemoteIpAddress))
         {
-            await OpenAiErrorResponse.WriteAsync(context, StatusCodes.Status403Forbidden, "This server has no API keys configured and accepts local connections only.", "invalid_request_error", "remote_access_disabled", context.RequestAborted);
+            await OpenAiErrors.WriteAsync(context, StatusCodes.Status403Forbidden, OpenAiErrors.InvalidRequestError, "This server has no API keys configured and accepts local connections only.", code: "remote_access_disabled", cancellationToken: context.RequestAborted);
             return;
         }
 

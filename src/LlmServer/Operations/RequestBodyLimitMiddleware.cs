@@ -1,4 +1,5 @@
 using System.Globalization;
+using LlmServer.OpenAi;
 using Microsoft.Extensions.Options;
 
 namespace LlmServer.Operations;
@@ -15,14 +16,14 @@ internal sealed class RequestBodyLimitMiddleware(RequestDelegate next, IOptions<
     {
         if (context.Request.ContentLength > _maxBytes)
         {
-            context.Response.Headers.Connection = "close";
-            await OpenAiErrorResponse.WriteAsync(
+            OperationsResponses.CloseConnectionAfterResponse(context);
+            await OpenAiErrors.WriteAsync(
                 context,
                 StatusCodes.Status413PayloadTooLarge,
+                OpenAiErrors.InvalidRequestError,
                 string.Create(CultureInfo.InvariantCulture, $"The request body is {context.Request.ContentLength} bytes; this server accepts at most {_maxBytes} (Server:MaxRequestBodyBytes)."),
-                "invalid_request_error",
-                "request_too_large",
-                context.RequestAborted);
+                code: "request_too_large",
+                cancellationToken: context.RequestAborted);
             return;
         }
 

@@ -1,5 +1,6 @@
 using System.Security.Claims;
 using System.Text.Encodings.Web;
+using LlmServer.OpenAi;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Options;
 
@@ -44,15 +45,19 @@ internal sealed class ApiKeyAuthenticationHandler(
 
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
     {
-        Response.Headers.WWWAuthenticate = "Bearer";
+        Response.OnStarting(() =>
+        {
+            Response.Headers.WWWAuthenticate = "Bearer";
+            return Task.CompletedTask;
+        });
         var message = Context.Items.ContainsKey(FailureItem)
             ? "Incorrect API key provided."
             : "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' (SignalR: the access_token query parameter).";
-        await OpenAiErrorResponse.WriteAsync(Context, StatusCodes.Status401Unauthorized, message, "invalid_request_error", "invalid_api_key", Context.RequestAborted);
+        await OpenAiErrors.WriteAsync(Context, StatusCodes.Status401Unauthorized, OpenAiErrors.InvalidRequestError, message, code: "invalid_api_key", cancellationToken: Context.RequestAborted);
     }
 
     protected override Task HandleForbiddenAsync(AuthenticationProperties properties)
-        => OpenAiErrorResponse.WriteAsync(Context, StatusCodes.Status403Forbidden, "This API key may not use this resource.", "invalid_request_error", "forbidden", Context.RequestAborted);
+        => OpenAiErrors.WriteAsync(Context, StatusCodes.Status403Forbidden, OpenAiErrors.InvalidRequestError, "This API key may not use this resource.", code: "forbidden", cancellationToken: Context.RequestAborted);
 
     private string? PresentedKey()
     {

@@ -1,3 +1,4 @@
+using LlmServer.OpenAi;
 using LlmServer.Operations.Auth;
 using Microsoft.Extensions.Options;
 
@@ -10,9 +11,12 @@ internal sealed class DrainingMiddleware(RequestDelegate next, GracefulShutdown 
     {
         if (shutdown.IsDraining && protectedPaths.Contains(context.Request.Path))
         {
-            context.Response.Headers.RetryAfter = Math.Max(1, options.Value.DrainSeconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
-            context.Response.Headers.Connection = "close";
-            await OpenAiErrorResponse.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "The server is shutting down and admits no new requests.", "server_error", "server_shutting_down", context.RequestAborted);
+            OperationsResponses.CloseConnectionAfterResponse(context);
+            var error = new OpenAiException(StatusCodes.Status503ServiceUnavailable, OpenAiErrors.ServerError, "The server is shutting down and admits no new requests.", code: "server_shutting_down")
+            {
+                RetryAfter = TimeSpan.FromSeconds(Math.Max(1, options.Value.DrainSeconds)),
+            };
+            await OpenAiErrors.WriteAsync(context, error, context.RequestAborted);
             return;
         }
 

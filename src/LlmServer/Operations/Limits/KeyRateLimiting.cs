@@ -1,5 +1,5 @@
-using System.Globalization;
 using System.Threading.RateLimiting;
+using LlmServer.OpenAi;
 using LlmServer.Operations.Auth;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.AspNetCore.SignalR;
@@ -83,10 +83,13 @@ internal static class KeyRateLimiting
     {
         var byRate = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter);
         var seconds = (int)Math.Ceiling((byRate ? retryAfter : ConcurrencyRetryAfter).TotalSeconds);
-        context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, seconds).ToString(CultureInfo.InvariantCulture);
         var message = byRate
             ? $"Rate limit reached for this API key. Retry after {Math.Max(1, seconds)} s."
             : "Too many concurrent generations for this API key. Wait for one to finish.";
-        await OpenAiErrorResponse.WriteAsync(context.HttpContext, StatusCodes.Status429TooManyRequests, message, "rate_limit_error", "rate_limit_exceeded", cancellationToken);
+        var error = new OpenAiException(StatusCodes.Status429TooManyRequests, OpenAiErrors.RateLimitError, message, code: "rate_limit_exceeded")
+        {
+            RetryAfter = TimeSpan.FromSeconds(Math.Max(1, seconds)),
+        };
+        await OpenAiErrors.WriteAsync(context.HttpContext, error, cancellationToken);
     }
 }

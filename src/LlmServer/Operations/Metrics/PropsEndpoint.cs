@@ -1,5 +1,6 @@
 using System.Text.Json;
 using LlmServer.Engine.Generation;
+using LlmServer.OpenAi;
 
 namespace LlmServer.Operations.Metrics;
 
@@ -20,8 +21,11 @@ internal static class PropsEndpoint
         var model = generator.Model;
         if (model is null)
         {
-            context.Response.Headers.RetryAfter = "1";
-            await OpenAiErrorResponse.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, $"The model is not loaded (engine {generator.State.ToString().ToLowerInvariant()}).", "server_error", "model_not_loaded", context.RequestAborted);
+            var error = new OpenAiException(StatusCodes.Status503ServiceUnavailable, OpenAiErrors.ServerError, $"The model is not loaded (engine {generator.State.ToString().ToLowerInvariant()}).", code: "model_not_loaded")
+            {
+                RetryAfter = TimeSpan.FromSeconds(1),
+            };
+            await OpenAiErrors.WriteAsync(context, error, context.RequestAborted);
             return;
         }
 

@@ -1,0 +1,500 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace LlmServer.Engine.Grammars;
+
+/// <summary>
+/// GBNF grammars (llama.cpp's format, root rule <c>root</c>) that constrain generation to JSON, for
+/// <see cref="Generation.GenerationRequest.Grammar"/>.
+/// </summary>
+/// <remarks>
+/// <see cref="FromSchema"/> enforces <c>type</c> (one or a list), <c>properties</c> (in declared order, no others),
+/// <c>required</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>, <c>minLength</c>/<c>maxLength</c>, <c>enum</c>,
+/// <c>const</c>, <c>anyOf</c>/<c>oneOf</c>, local <c>$ref</c>s (recursion included) and <c>minimum</c>/<c>maximum</c>
+/// (exclusive too): exactly for integer ranges of up to 256 values, by sign and digit count for wider ones, by sign
+/// for numbers. Annotations (<c>description</c>, <c>title</c>, ...) and constraints it cannot express
+/// (<c>pattern</c>, <c>format</c>, <c>multipleOf</c>, ...) are not enforced; keywords that would change the shape it accepts (<c>allOf</c>,
+/// <c>not</c>, <c>if</c>, <c>patternProperties</c>, ...) are refused with <see cref="ArgumentException"/>.
+/// Output is compact (at most one space between tokens) and numbers have at most 16 integer digits: small models
+/// otherwise fill their token budget with whitespace or digits.
+/// </remarks>
+public static class JsonGrammar
+{
+    /// <summary>Any JSON object (OpenAI's <c>json_object</c> mode): the root is an object, values are any JSON.</summary>
+    public static string AnyObject { get; } = "root ::= object\n" + CommonRules;
+
+    /// <summary>Converts a JSON schema into a grammar whose root accepts exactly the JSON it describes (see remarks).</summary>
+    /// <exception cref="ArgumentException">The schema is malformed or uses a keyword the converter cannot honour.</exception>
+    public static string FromSchema(JsonElement schema) => new SchemaConverter(schema).Convert();
+
+    /// <summary>Writes <paramref name="text"/> as a GBNF string literal.</summary>
+    internal static string Literal(string text)
+    {
+        var builder = new StringBuilder(text.Length + 2).Append('"');
+        foreach (var c in text)
+        {
+            switch (c)
+            {
+                case '"':
+                    builder.Append("\\\"");
+                    break;
+                case '\\':
+                    builder.Append("\\\\");
+                    break;
+                case '\n':
+                    builder.Append("\\n");
+                    break;
+                case '\r':
+                    builder.Append("\\r");
+                    break;
+                case '\t':
+                    builder.Append("\\t");
+                    break;
+                case < ' ' or '\x7F':
+                    builder.Append("\\x").Append(((int)c).ToString("X2", CultureInfo.InvariantCulture));
+                    break;
+                default:
+                    builder.Append(c);
+                    break;
+            }
+        }
+
+        return builder.Append('"').ToString();
+    }
+
+    private const string NonNegativeNumber = "( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?";
+
+    // The building blocks every grammar shares; schema rules refer to them by name.
+    private const string CommonRules =
+        """
+        value ::= object | array | string | number | boolean | null
+        object ::= "{" ws ( member ( "," ws member )* )? "}"
+        member ::= string ws ":" ws value ws
+        array ::= "[" ws ( value ws ( "," ws value ws )* )? "]"
+        string ::= "\"" char* "\""
+        char ::= [^"\\\x00-\x1F\x7F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
+        number ::= integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?
+        integer ::= "-"? ( "0" | [1-9] [0-9]{0,15} )
+        boolean ::= "true" | "false"
+        null ::= "null"
+        ws ::= " "?
+
+        """;
+
+    private sealed class SchemaConverter(JsonElement root)
+    {
+        private static readonly JsonSerializerOptions CompactJson = new()
+        {
+            // The text is matched by the grammar, never embedded in HTML: keep non-ASCII as it is.
+            Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+            WriteIndented = false,
+        };
+
+        // Keywords that narrow the accepted shape in ways a context-free grammar here does not express.
+        private static readonly string[] RefusedKeywords = ["allOf", "not", "if", "then", "else", "patternProperties", "dependentSchemas", "dependentRequired", "prefixItems", "contains", "unevaluatedProperties", "unevaluatedItems"];
+
+        private static readonly HashSet<string> CommonRuleNames = ["root", "value", "object", "member", "array", "string", "char", "number", "integer", "boolean", "null", "ws"];
+
+        private readonly List<KeyValuePair<string, string>> _rules = [];
+        private readonly HashSet<string> _names = new(CommonRuleNames, StringComparer.Ordinal);
+        private readonly Dictionary<string, string> _refRules = new(StringComparer.Ordinal);
+
+        public string Convert()
+        {
+            var rootExpression = Visit(root, "schema", "#");
+            var builder = new StringBuilder();
+            builder.Append("root ::= ").Append(rootExpression).Append('\n');
+            foreach (var (name, body) in _rules)
+            {
+                builder.Append(name).Append(" ::= ").Append(body).Append('\n');
+            }
+
+            return builder.Append(CommonRules).ToString();
+        }
+
+        /// <summary>Returns a GBNF expression for <paramref name="schema"/>, adding the rules it needs.</summary>
+        private string Visit(JsonElement schema, string hint, string path)
+        {
+            if (schema.ValueKind == JsonValueKind.True)
+            {
+                return "value";
+            }
+
+            if (schema.ValueKind != JsonValueKind.Object)
+            {
+                throw new ArgumentException($"The schema at '{path}' must be an object or true, not {schema.ValueKind}.", nameof(schema));
+            }
+
+            foreach (var keyword in RefusedKeywords)
+            {
+                if (schema.TryGetProperty(keyword, out _))
+                {
+                    throw new ArgumentException($"The schema at '{path}' uses '{keyword}', which the JSON grammar cannot enforce.", nameof(schema));
+                }
+            }
+
+            if (schema.TryGetProperty("$ref", out var reference))
+            {
+                return VisitReference(reference, path);
+            }
+
+            if (schema.TryGetProperty("const", out var constant))
+            {
+                return JsonLiteral(constant);
+            }
+
+            if (schema.TryGetProperty("enum", out var values))
+            {
+                return VisitEnum(values, hint, path);
+            }
+
+            if (schema.TryGetProperty("anyOf", out var anyOf) || schema.TryGetProperty("oneOf", out anyOf))
+            {
+                return VisitAlternatives(anyOf, hint, path);
+            }
+
+            if (!schema.TryGetProperty("type", out var type))
+            {
+                return schema.TryGetProperty("properties", out _) ? VisitType("object", schema, hint, path)
+                    : schema.TryGetProperty("items", out _) ? VisitType("array", schema, hint, path)
+                    : "value";
+            }
+
+            if (type.ValueKind == JsonValueKind.String)
+            {
+                return VisitType(type.GetString()!, schema, hint, path);
+            }
+
+            if (type.ValueKind == JsonValueKind.Array && type.GetArrayLength() > 0)
+            {
+                var alternatives = new List<string>();
+                foreach (var item in type.EnumerateArray())
+                {
+                    if (item.ValueKind != JsonValueKind.String)
+                    {
+                        throw new ArgumentException($"'type' at '{path}' must list type names.", nameof(schema));
+                    }
+
+                    alternatives.Add(VisitType(item.GetString()!, schema, hint + "-" + item.GetString(), path));
+                }
+
+                return AddRule(hint, string.Join(" | ", alternatives.Distinct(StringComparer.Ordinal)));
+            }
+
+            throw new ArgumentException($"'type' at '{path}' must be a type name or a non-empty list of them.", nameof(schema));
+        }
+
+        private string VisitType(string type, JsonElement schema, string hint, string path) => type switch
+        {
+            "object" => VisitObject(schema, hint, path),
+            "array" => VisitArray(schema, hint, path),
+            "string" => VisitString(schema, hint, path),
+            "number" => ReadBound(schema, "minimum", "exclusiveMinimum", path)?.Value >= 0 ? AddRule(hint, NonNegativeNumber) : "number",
+            "integer" => VisitInteger(schema, hint, path),
+            "boolean" => "boolean",
+            "null" => "null",
+            _ => throw new ArgumentException($"Unknown type '{type}' at '{path}'.", nameof(schema)),
+        };
+
+        private string VisitObject(JsonElement schema, string hint, string path)
+        {
+            if (!schema.TryGetProperty("properties", out var properties) || properties.ValueKind != JsonValueKind.Object)
+            {
+                // No declared properties: any object (additionalProperties is not narrowed further).
+                return "object";
+            }
+
+            var required = new HashSet<string>(StringComparer.Ordinal);
+            if (schema.TryGetProperty("required", out var requiredList))
+            {
+                if (requiredList.ValueKind != JsonValueKind.Array)
+                {
+                    throw new ArgumentException($"'required' at '{path}' must be an array of property names.", nameof(schema));
+                }
+
+                foreach (var name in requiredList.EnumerateArray())
+                {
+                    required.Add(name.GetString() ?? throw new ArgumentException($"'required' at '{path}' must list strings.", nameof(schema)));
+                }
+            }
+
+            var members = new List<(string Expression, bool Required)>();
+            foreach (var property in properties.EnumerateObject())
+            {
+                var valueExpression = Visit(property.Value, hint + "-" + property.Name, path + "/properties/" + property.Name);
+                var member = Literal(JsonSerializer.Serialize(property.Name, CompactJson)) + " ws \":\" ws " + valueExpression + " ws";
+                members.Add((member, required.Remove(property.Name)));
+            }
+
+            if (required.Count > 0)
+            {
+                throw new ArgumentException($"'required' at '{path}' names properties that are not declared: {string.Join(", ", required)}.", nameof(schema));
+            }
+
+            return AddRule(hint, "\"{\" ws " + MemberSequence(members) + "\"}\"");
+        }
+
+        /// <summary>
+        /// Members in declared order, optional ones skippable, commas only between present members: one alternative
+        /// per possible first member (any member up to the first required one).
+        /// </summary>
+        private static string MemberSequence(List<(string Expression, bool Required)> members)
+        {
+            if (members.Count == 0)
+            {
+                return string.Empty;
+            }
+
+            var alternatives = new List<string>();
+            for (var first = 0; first < members.Count; first++)
+            {
+                var sequence = new StringBuilder(members[first].Expression);
+                for (var next = first + 1; next < members.Count; next++)
+                {
+                    var withComma = "\",\" ws " + members[next].Expression;
+                    sequence.Append(' ').Append(members[next].Required ? withComma : "( " + withComma + " )?");
+                }
+
+                alternatives.Add(sequence.ToString());
+                if (members[first].Required)
+                {
+                    break;
+                }
+            }
+
+            var anyRequired = members.Exists(m => m.Required);
+            return "( " + string.Join(" | ", alternatives) + (anyRequired ? " ) " : " )? ");
+        }
+
+        private string VisitArray(JsonElement schema, string hint, string path)
+        {
+            var item = schema.TryGetProperty("items", out var items) ? Visit(items, hint + "-item", path + "/items") : "value";
+            var min = ReadCount(schema, "minItems", path) ?? 0;
+            var max = ReadCount(schema, "maxItems", path);
+            if (max < min)
+            {
+                throw new ArgumentException($"'maxItems' at '{path}' is below 'minItems'.", nameof(schema));
+            }
+
+            if (max == 0)
+            {
+                return AddRule(hint, "\"[\" ws \"]\"");
+            }
+
+            var body = item + " ws";
+            if (max != 1)
+            {
+                body += " ( \",\" ws " + item + " ws )" + Repetition(Math.Max(min - 1, 0), max - 1);
+            }
+
+            return AddRule(hint, "\"[\" ws " + (min == 0 ? "( " + body + " )?" : body) + " \"]\"");
+        }
+
+        /// <summary>
+        /// Small ranges (up to 256 values) are enforced exactly, as alternatives; wider ones by sign and digit count.
+        /// </summary>
+        private string VisitInteger(JsonElement schema, string hint, string path)
+        {
+            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path);
+            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path);
+            if (minimum is null && maximum is null)
+            {
+                return "integer";
+            }
+
+            var low = minimum is { } min ? (min.Exclusive ? decimal.Floor(min.Value) + 1 : decimal.Ceiling(min.Value)) : (decimal?)null;
+            var high = maximum is { } max ? (max.Exclusive ? decimal.Ceiling(max.Value) - 1 : decimal.Floor(max.Value)) : (decimal?)null;
+            if (low > high)
+            {
+                throw new ArgumentException($"The integer range at '{path}' is empty.", nameof(schema));
+            }
+
+            if (low is { } from && high is { } to && to - from < 256)
+            {
+                var values = new List<string>();
+                for (var value = from; value <= to; value++)
+                {
+                    values.Add(Literal(value.ToString("0", CultureInfo.InvariantCulture)));
+                }
+
+                return AddRule(hint, string.Join(" | ", values));
+            }
+
+            var widest = Math.Max(Math.Abs(low ?? 0), Math.Abs(high ?? 0));
+            var digits = low is null || high is null ? 16 : Math.Min(16, widest.ToString("0", CultureInfo.InvariantCulture).Length);
+            var sign = low is null || low < 0 ? "\"-\"? " : string.Empty;
+            return AddRule(hint, sign + "( \"0\" | [1-9] [0-9]{0," + (digits - 1).ToString(CultureInfo.InvariantCulture) + "} )");
+        }
+
+        private string VisitString(JsonElement schema, string hint, string path)
+        {
+            var min = ReadCount(schema, "minLength", path);
+            var max = ReadCount(schema, "maxLength", path);
+            if (min is null && max is null)
+            {
+                return "string";
+            }
+
+            if (max < (min ?? 0))
+            {
+                throw new ArgumentException($"'maxLength' at '{path}' is below 'minLength'.", nameof(schema));
+            }
+
+            return AddRule(hint, "\"\\\"\" char" + Repetition(min ?? 0, max) + " \"\\\"\"");
+        }
+
+        private string VisitEnum(JsonElement values, string hint, string path)
+        {
+            if (values.ValueKind != JsonValueKind.Array || values.GetArrayLength() == 0)
+            {
+                throw new ArgumentException($"'enum' at '{path}' must be a non-empty array.", nameof(values));
+            }
+
+            return AddRule(hint, string.Join(" | ", values.EnumerateArray().Select(JsonLiteral).Distinct(StringComparer.Ordinal)));
+        }
+
+        private string VisitAlternatives(JsonElement alternatives, string hint, string path)
+        {
+            if (alternatives.ValueKind != JsonValueKind.Array || alternatives.GetArrayLength() == 0)
+            {
+                throw new ArgumentException($"'anyOf'/'oneOf' at '{path}' must be a non-empty array.", nameof(alternatives));
+            }
+
+            var expressions = alternatives.EnumerateArray()
+                .Select((schema, i) => Visit(schema, hint + "-" + i.ToString(CultureInfo.InvariantCulture), path + "/anyOf/" + i.ToString(CultureInfo.InvariantCulture)))
+                .Distinct(StringComparer.Ordinal);
+            return AddRule(hint, string.Join(" | ", expressions));
+        }
+
+        private string VisitReference(JsonElement reference, string path)
+        {
+            var pointer = reference.GetString();
+            if (pointer is null || !pointer.StartsWith('#'))
+            {
+                throw new ArgumentException($"'$ref' at '{path}' must be a local reference ('#/...').", nameof(reference));
+            }
+
+            if (_refRules.TryGetValue(pointer, out var existing))
+            {
+                return existing;
+            }
+
+            // Name the rule before visiting the target, so a recursive schema refers to itself.
+            var name = ReserveName("ref" + pointer.TrimStart('#'));
+            _refRules[pointer] = name;
+            var target = Resolve(pointer, path);
+            var index = _rules.Count;
+            _rules.Add(new(name, string.Empty));
+            _rules[index] = new(name, Visit(target, name, pointer));
+            return name;
+        }
+
+        private JsonElement Resolve(string pointer, string path)
+        {
+            var current = root;
+            foreach (var rawSegment in pointer.TrimStart('#').Split('/', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var segment = Uri.UnescapeDataString(rawSegment).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
+                if (current.ValueKind == JsonValueKind.Object && current.TryGetProperty(segment, out var child))
+                {
+                    current = child;
+                }
+                else if (current.ValueKind == JsonValueKind.Array && int.TryParse(segment, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && i < current.GetArrayLength())
+                {
+                    current = current[i];
+                }
+                else
+                {
+                    throw new ArgumentException($"'$ref' '{pointer}' at '{path}' does not resolve inside the schema.", nameof(pointer));
+                }
+            }
+
+            return current;
+        }
+
+        private string AddRule(string hint, string body)
+        {
+            var name = ReserveName(hint);
+            _rules.Add(new(name, body));
+            return name;
+        }
+
+        private string ReserveName(string hint)
+        {
+            var sanitized = new StringBuilder(hint.Length);
+            foreach (var c in hint)
+            {
+                if (char.IsAsciiLetterOrDigit(c))
+                {
+                    sanitized.Append(c);
+                }
+                else if (sanitized.Length > 0 && sanitized[^1] != '-')
+                {
+                    sanitized.Append('-');
+                }
+            }
+
+            var baseName = sanitized.ToString().Trim('-');
+            if (baseName.Length == 0)
+            {
+                baseName = "rule";
+            }
+
+            var name = baseName;
+            for (var i = 2; !_names.Add(name); i++)
+            {
+                name = baseName + "-" + i.ToString(CultureInfo.InvariantCulture);
+            }
+
+            return name;
+        }
+
+        private static string JsonLiteral(JsonElement value) => Literal(JsonSerializer.Serialize(value, CompactJson));
+
+        private static int? ReadCount(JsonElement schema, string keyword, string path)
+        {
+            if (!schema.TryGetProperty(keyword, out var count))
+            {
+                return null;
+            }
+
+            if (count.ValueKind != JsonValueKind.Number || !count.TryGetInt32(out var value) || value < 0)
+            {
+                throw new ArgumentException($"'{keyword}' at '{path}' must be a non-negative integer.", nameof(schema));
+            }
+
+            return value;
+        }
+
+        /// <summary>
+        /// A numeric bound from its inclusive keyword or, failing that, its exclusive one (JSON Schema 2020-12);
+        /// a bound beyond <see cref="decimal"/> bounds nothing a model writes in 16 digits, so it counts as none.
+        /// </summary>
+        private static (decimal Value, bool Exclusive)? ReadBound(JsonElement schema, string inclusive, string exclusive, string path)
+        {
+            var isExclusive = false;
+            if (!schema.TryGetProperty(inclusive, out var bound))
+            {
+                if (!schema.TryGetProperty(exclusive, out bound))
+                {
+                    return null;
+                }
+
+                isExclusive = true;
+            }
+
+            if (bound.ValueKind != JsonValueKind.Number)
+            {
+                throw new ArgumentException($"'{(isExclusive ? exclusive : inclusive)}' at '{path}' must be a number.", nameof(schema));
+            }
+
+            return bound.TryGetDecimal(out var value) ? (value, isExclusive) : null;
+        }
+
+        private static string Repetition(int min, int? max) => max is { } upper
+            ? "{" + min.ToString(CultureInfo.InvariantCulture) + "," + upper.ToString(CultureInfo.InvariantCulture) + "}"
+            : "{" + min.ToString(CultureInfo.InvariantCulture) + ",}";
+    }
+}

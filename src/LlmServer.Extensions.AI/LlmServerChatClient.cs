@@ -1,0 +1,139 @@
+using System.Runtime.CompilerServices;
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Models;
+using Microsoft.Extensions.AI;
+
+namespace LlmServer.Extensions.AI;
+
+/// <summary>
+/// <see cref="IChatClient"/> over <see cref="ITextGenerator"/>: requests go through the same scheduler as the
+/// REST API and the hub, so they share its batching, cancellation and KV-cache reuse.
+/// </summary>
+internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider timeProvider) : IChatClient
+{
+    /// <summary>What <see cref="ChatClientMetadata.ProviderName"/> reports.</summary>
+    public const string ProviderName = "llmserver";
+
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var request = ChatRequestMapper.ToGenerationRequest(messages, options);
+        var createdAt = timeProvider.GetUtcNow();
+        await using var stream = generator.Submit(request, cancellationToken);
+        var result = await stream.CollectAsync(cancellationToken);
+        var choice = result.Choices[0];
+        ThrowIfUnfinished(choice.Completion, cancellationToken);
+
+        return new ChatResponse(new ChatMessage(ChatRole.Assistant, choice.Text) { MessageId = stream.Id, CreatedAt = createdAt })
+        {
+            ResponseId = stream.Id,
+            ModelId = generator.Model?.Id,
+            CreatedAt = createdAt,
+            FinishReason = ToFinishReason(choice.Completion.FinishReason),
+            Usage = ToUsage(choice.Completion.Usage),
+            RawRepresentation = result,
+        };
+    }
+
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(
+        IEnumerable<ChatMessage> messages,
+        ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var request = ChatRequestMapper.ToGenerationRequest(messages, options);
+        var createdAt = timeProvider.GetUtcNow();
+
+        // Disposing the stream (the caller stopped enumerating, or anything threw) cancels the generation and frees its slot.
+        await using var stream = generator.Submit(request, cancellationToken);
+        var modelId = generator.Model?.Id;
+        var completed = false;
+        await foreach (var item in stream.ReadAllAsync(cancellationToken))
+        {
+            switch (item)
+            {
+                case TextDelta delta when delta.Text.Length > 0:
+                    yield return NewUpdate(new TextContent(delta.Text), delta);
+                    break;
+                case GenerationCompleted done:
+                    ThrowIfUnfinished(done, cancellationToken);
+                    completed = true;
+                    var last = NewUpdate(new UsageContent(ToUsage(done.Usage)), done);
+                    last.FinishReason = ToFinishReason(done.FinishReason);
+                    yield return last;
+                    break;
+            }
+        }
+
+        if (!completed)
+        {
+            throw new InvalidOperationException($"Generation '{stream.Id}' ended without a completion event.");
+        }
+
+        ChatResponseUpdate NewUpdate(AIContent content, GenerationEvent raw) => new(ChatRole.Assistant, [content])
+        {
+            ResponseId = stream.Id,
+            MessageId = stream.Id,
+            ModelId = modelId,
+            CreatedAt = createdAt,
+            RawRepresentation = raw,
+        };
+    }
+
+    public object? GetService(Type serviceType, object? serviceKey = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        if (serviceKey is not null)
+        {
+            return null;
+        }
+
+        if (serviceType == typeof(ChatClientMetadata))
+        {
+            return new ChatClientMetadata(ProviderName, providerUri: null, defaultModelId: generator.Model?.Id);
+        }
+
+        if (serviceType == typeof(ModelInfo))
+        {
+            return generator.Model;
+        }
+
+        if (serviceType.IsInstanceOfType(generator))
+        {
+            return generator;
+        }
+
+        return serviceType.IsInstanceOfType(this) ? this : null;
+    }
+
+    public void Dispose()
+    {
+        // The engine belongs to the host that registered it; this client holds nothing of its own.
+    }
+
+    /// <summary>A cancelled or failed generation surfaces as an exception, as .NET callers expect, never as a partial answer.</summary>
+    private static void ThrowIfUnfinished(GenerationCompleted completion, CancellationToken cancellationToken)
+    {
+        switch (completion.FinishReason)
+        {
+            case FinishReason.Cancelled:
+                cancellationToken.ThrowIfCancellationRequested();
+                throw new OperationCanceledException("The engine cancelled the generation (it is draining or stopping).");
+            case FinishReason.Error:
+                var error = completion.Error;
+                throw new GenerationException(error?.Code ?? GenerationErrorCode.Internal, error?.Message ?? "The generation failed.");
+        }
+    }
+
+    private static ChatFinishReason ToFinishReason(FinishReason reason) => reason switch
+    {
+        FinishReason.Length => ChatFinishReason.Length,
+        _ => ChatFinishReason.Stop,
+    };
+
+    private static UsageDetails ToUsage(GenerationUsage usage) => new()
+    {
+        InputTokenCount = usage.PromptTokens,
+        OutputTokenCount = usage.CompletionTokens,
+        TotalTokenCount = usage.TotalTokens,
+        CachedInputTokenCount = usage.CachedPromptTokens,
+    };
+}

@@ -1,0 +1,52 @@
+using LlmServer.Engine.Generation;
+
+namespace LlmServer.OpenAi;
+
+/// <summary><c>POST /v1/chat/completions</c>, streamed or not.</summary>
+internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiResponder responder)
+{
+    public async Task HandleAsync(HttpContext context)
+    {
+        var aborted = context.RequestAborted;
+        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.ChatCompletionRequest, responder.MaxRequestBodyBytes, aborted);
+        var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
+        var id = OpenAiResponder.NewId("chatcmpl-");
+        var generation = OpenAiRequestMapper.MapChat(request, model, id);
+        var created = responder.UnixNow();
+        var fingerprint = OpenAiResponder.Fingerprint(model);
+
+        // Refusals (queue full, prompt too long, not ready) throw here, before any byte of the response.
+        await using var stream = generator.Submit(generation, aborted);
+        if (request.Stream == true)
+        {
+            using var sse = SseWriter.Start(context);
+            var formatter = new ChatChunkFormatter(sse, id, created, model.Id, fingerprint);
+            var source = new StreamSource([stream], generation.Choices, id);
+            await responder.StreamAsync(formatter, sse, source, request.StreamOptions?.IncludeUsage == true);
+            return;
+        }
+
+        var result = await stream.CollectAsync(aborted);
+        if (!OpenAiResponder.EnsureSucceeded(result.Choices.Select(c => c.Completion), aborted))
+        {
+            return;
+        }
+
+        var choices = result.Choices.Select(c => new ChatChoice(
+            c.Index,
+            new AssistantMessage("assistant", c.Text),
+            generation.LogProbs ? new ChatLogProbs(OpenAiLogProbs.ToChat(c.LogProbs ?? [])) : null,
+            OpenAiResponder.FinishReasonText(c.Completion.FinishReason))).ToList();
+        var first = result.Choices[0].Completion.Usage;
+        var completionTokens = result.Choices.Sum(c => c.Completion.Usage.CompletionTokens);
+        var response = new ChatCompletionResponse(
+            id,
+            "chat.completion",
+            created,
+            model.Id,
+            fingerprint,
+            choices,
+            new Usage(first.PromptTokens, completionTokens, first.PromptTokens + completionTokens, new PromptTokensDetails(first.CachedPromptTokens)));
+        await context.Response.WriteAsJsonAsync(response, OpenAiJson.Context.ChatCompletionResponse, contentType: null, aborted);
+    }
+}

@@ -1,0 +1,216 @@
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+
+namespace LlmServer.OpenAi;
+
+/// <summary>
+/// Writes the streamed chunks of one response. The per-token path writes pre-encoded names and values with
+/// <see cref="Utf8JsonWriter"/>; only log-probabilities, usage and errors go through the serializer.
+/// </summary>
+internal abstract class ChunkFormatter
+{
+    protected static readonly JsonEncodedText IdName = JsonEncodedText.Encode("id");
+    protected static readonly JsonEncodedText ObjectName = JsonEncodedText.Encode("object");
+    protected static readonly JsonEncodedText CreatedName = JsonEncodedText.Encode("created");
+    protected static readonly JsonEncodedText ModelName = JsonEncodedText.Encode("model");
+    protected static readonly JsonEncodedText FingerprintName = JsonEncodedText.Encode("system_fingerprint");
+    protected static readonly JsonEncodedText ChoicesName = JsonEncodedText.Encode("choices");
+    protected static readonly JsonEncodedText IndexName = JsonEncodedText.Encode("index");
+    protected static readonly JsonEncodedText LogprobsName = JsonEncodedText.Encode("logprobs");
+    protected static readonly JsonEncodedText FinishReasonName = JsonEncodedText.Encode("finish_reason");
+    protected static readonly JsonEncodedText UsageName = JsonEncodedText.Encode("usage");
+
+    private readonly JsonEncodedText _id;
+    private readonly JsonEncodedText _object;
+    private readonly long _created;
+    private readonly JsonEncodedText _model;
+    private readonly JsonEncodedText _fingerprint;
+
+    protected ChunkFormatter(SseWriter sse, string id, string objectType, long created, string model, string fingerprint)
+    {
+        Sse = sse;
+        _id = JsonEncodedText.Encode(id, OpenAiJson.Encoder);
+        _object = JsonEncodedText.Encode(objectType);
+        _created = created;
+        _model = JsonEncodedText.Encode(model, OpenAiJson.Encoder);
+        _fingerprint = JsonEncodedText.Encode(fingerprint, OpenAiJson.Encoder);
+    }
+
+    protected SseWriter Sse { get; }
+
+    /// <summary>What a choice sends before its first token (chat: the assistant role).</summary>
+    public abstract void WriteStart(int choice);
+
+    public abstract void WriteText(TextDelta delta);
+
+    public abstract void WriteFinish(int choice, string finishReason);
+
+    /// <summary>The <c>include_usage</c> chunk: no choices, only usage.</summary>
+    public void WriteUsage(Usage usage)
+    {
+        var writer = BeginChunk();
+        writer.WriteEndArray();
+        writer.WritePropertyName(UsageName);
+        JsonSerializer.Serialize(writer, usage, OpenAiJson.Context.Usage);
+        writer.WriteEndObject();
+        Sse.EndEvent();
+    }
+
+    /// <summary>An error after the stream started: one <c>{"error":...}</c> event.</summary>
+    public void WriteError(OpenAiError error)
+    {
+        var writer = Sse.BeginEvent();
+        JsonSerializer.Serialize(writer, new OpenAiErrorResponse(error), OpenAiJson.Context.OpenAiErrorResponse);
+        Sse.EndEvent();
+    }
+
+    /// <summary>Starts an event with the chunk's common fields and opens <c>choices</c>.</summary>
+    protected Utf8JsonWriter BeginChunk()
+    {
+        var writer = Sse.BeginEvent();
+        writer.WriteStartObject();
+        writer.WriteString(IdName, _id);
+        writer.WriteString(ObjectName, _object);
+        writer.WriteNumber(CreatedName, _created);
+        writer.WriteString(ModelName, _model);
+        writer.WriteString(FingerprintName, _fingerprint);
+        writer.WriteStartArray(ChoicesName);
+        return writer;
+    }
+
+    /// <summary>Closes <c>choices</c>, writes <c>usage: null</c> and ends the event.</summary>
+    protected void EndChunk(Utf8JsonWriter writer)
+    {
+        writer.WriteEndArray();
+        writer.WriteNull(UsageName);
+        writer.WriteEndObject();
+        Sse.EndEvent();
+    }
+}
+
+/// <summary><c>chat.completion.chunk</c> events.</summary>
+internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created, string model, string fingerprint)
+    : ChunkFormatter(sse, id, "chat.completion.chunk", created, model, fingerprint)
+{
+    private static readonly JsonEncodedText DeltaName = JsonEncodedText.Encode("delta");
+    private static readonly JsonEncodedText RoleName = JsonEncodedText.Encode("role");
+    private static readonly JsonEncodedText AssistantRole = JsonEncodedText.Encode("assistant");
+    private static readonly JsonEncodedText ContentName = JsonEncodedText.Encode("content");
+
+    public override void WriteStart(int choice)
+    {
+        var writer = BeginChoice(choice);
+        writer.WriteString(RoleName, AssistantRole);
+        writer.WriteString(ContentName, string.Empty);
+        EndChoice(writer, logProbs: null, finishReason: null);
+    }
+
+    public override void WriteText(TextDelta delta)
+    {
+        var writer = BeginChoice(delta.Choice);
+        writer.WriteString(ContentName, delta.Text);
+        EndChoice(writer, delta.LogProbs, finishReason: null);
+    }
+
+    public override void WriteFinish(int choice, string finishReason)
+    {
+        var writer = BeginChoice(choice);
+        EndChoice(writer, logProbs: null, finishReason);
+    }
+
+    private Utf8JsonWriter BeginChoice(int choice)
+    {
+        var writer = BeginChunk();
+        writer.WriteStartObject();
+        writer.WriteNumber(IndexName, choice);
+        writer.WriteStartObject(DeltaName);
+        return writer;
+    }
+
+    private void EndChoice(Utf8JsonWriter writer, IReadOnlyList<TokenLogProb>? logProbs, string? finishReason)
+    {
+        writer.WriteEndObject();
+        if (logProbs is null)
+        {
+            writer.WriteNull(LogprobsName);
+        }
+        else
+        {
+            writer.WritePropertyName(LogprobsName);
+            JsonSerializer.Serialize(writer, new ChatLogProbs(OpenAiLogProbs.ToChat(logProbs)), OpenAiJson.Context.ChatLogProbs);
+        }
+
+        if (finishReason is null)
+        {
+            writer.WriteNull(FinishReasonName);
+        }
+        else
+        {
+            writer.WriteString(FinishReasonName, finishReason);
+        }
+
+        writer.WriteEndObject();
+        EndChunk(writer);
+    }
+}
+
+/// <summary>
+/// <c>text_completion</c> events. With <c>echo</c> each choice first sends its prompt; log-probability text
+/// offsets count from the start of the choice's text.
+/// </summary>
+internal sealed class CompletionChunkFormatter : ChunkFormatter
+{
+    private static readonly JsonEncodedText TextName = JsonEncodedText.Encode("text");
+
+    private readonly Func<int, string?> _echo;
+    private readonly int[] _textOffsets;
+
+    public CompletionChunkFormatter(SseWriter sse, string id, long created, string model, string fingerprint, int choices, Func<int, string?> echo)
+        : base(sse, id, "text_completion", created, model, fingerprint)
+    {
+        _echo = echo;
+        _textOffsets = new int[choices];
+    }
+
+    public override void WriteStart(int choice)
+    {
+        if (_echo(choice) is { } prompt)
+        {
+            WriteChoice(choice, prompt, logProbs: null, finishReason: null);
+            _textOffsets[choice] = prompt.Length;
+        }
+    }
+
+    public override void WriteText(TextDelta delta) => WriteChoice(delta.Choice, delta.Text, delta.LogProbs, finishReason: null);
+
+    public override void WriteFinish(int choice, string finishReason) => WriteChoice(choice, string.Empty, logProbs: null, finishReason);
+
+    private void WriteChoice(int choice, string text, IReadOnlyList<TokenLogProb>? logProbs, string? finishReason)
+    {
+        var writer = BeginChunk();
+        writer.WriteStartObject();
+        writer.WriteString(TextName, text);
+        writer.WriteNumber(IndexName, choice);
+        if (logProbs is null)
+        {
+            writer.WriteNull(LogprobsName);
+        }
+        else
+        {
+            writer.WritePropertyName(LogprobsName);
+            JsonSerializer.Serialize(writer, OpenAiLogProbs.ToCompletion(logProbs, ref _textOffsets[choice]), OpenAiJson.Context.CompletionLogProbs);
+        }
+
+        if (finishReason is null)
+        {
+            writer.WriteNull(FinishReasonName);
+        }
+        else
+        {
+            writer.WriteString(FinishReasonName, finishReason);
+        }
+
+        writer.WriteEndObject();
+        EndChunk(writer);
+    }
+}

@@ -1,0 +1,195 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace LlmServer.OpenAi;
+
+/// <summary>
+/// Reads a JSON request body under a size limit and turns every way it can be wrong into an
+/// <see cref="OpenAiException"/>: 413 when too large, 400 for malformed JSON, 400 naming the field of a wrong type.
+/// </summary>
+internal static class JsonBodyReader
+{
+    public static async Task<T> ReadAsync<T>(HttpContext context, JsonTypeInfo<T> typeInfo, long maxBytes, CancellationToken cancellationToken)
+        where T : class
+    {
+        if (context.Request.ContentLength > maxBytes)
+        {
+            throw TooLarge(maxBytes);
+        }
+
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
+        {
+            sizeFeature.MaxRequestBodySize = maxBytes;
+        }
+
+        var reader = context.Request.BodyReader;
+        ReadResult result;
+        try
+        {
+            while (true)
+            {
+                result = await reader.ReadAsync(cancellationToken);
+                if (result.Buffer.Length > maxBytes)
+                {
+                    reader.AdvanceTo(result.Buffer.End);
+                    throw TooLarge(maxBytes);
+                }
+
+                if (result.IsCompleted)
+                {
+                    break;
+                }
+
+                reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+            }
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw TooLarge(maxBytes);
+        }
+
+        try
+        {
+            return Parse(result.Buffer, typeInfo);
+        }
+        finally
+        {
+            reader.AdvanceTo(result.Buffer.End);
+        }
+    }
+
+    /// <summary>Parses a body; a first pass tells malformed JSON apart from a well-formed body with a wrong field.</summary>
+    public static T Parse<T>(ReadOnlySequence<byte> body, JsonTypeInfo<T> typeInfo)
+        where T : class
+    {
+        CheckWellFormedObject(body);
+        var reader = new Utf8JsonReader(body);
+        try
+        {
+            return JsonSerializer.Deserialize(ref reader, typeInfo)
+                ?? throw new OpenAiException("The request body must be a JSON object.");
+        }
+        catch (JsonException ex)
+        {
+            var param = ParamFromPath(ex.Path);
+            if (param is null)
+            {
+                throw new OpenAiException("The request body must be a JSON object.");
+            }
+
+            var message = ex is InvalidFieldException
+                ? $"Invalid value for '{param}': {ex.Message}"
+                : $"Invalid type for '{param}': expected {DescribeExpected(typeInfo, param)}.";
+            throw OpenAiException.InvalidField(param, message);
+        }
+    }
+
+    private static void CheckWellFormedObject(ReadOnlySequence<byte> body)
+    {
+        var reader = new Utf8JsonReader(body);
+        try
+        {
+            if (!reader.Read())
+            {
+                throw new OpenAiException("The request body is empty; send a JSON object.");
+            }
+
+            if (reader.TokenType != JsonTokenType.StartObject)
+            {
+                throw new OpenAiException("The request body must be a JSON object.");
+            }
+
+            reader.Skip();
+            if (reader.Read())
+            {
+                throw new OpenAiException("The request body has data after its JSON object.");
+            }
+        }
+        catch (JsonException ex)
+        {
+            throw new OpenAiException(
+                $"We could not parse the JSON body of your request ({ex.Message}). Send a valid JSON object.");
+        }
+    }
+
+    private static OpenAiException TooLarge(long maxBytes) => new(
+        StatusCodes.Status413PayloadTooLarge,
+        OpenAiErrors.InvalidRequestError,
+        $"The request body is larger than this server accepts ({maxBytes} bytes).",
+        code: "request_too_large");
+
+    /// <summary><c>$.messages[0].content</c> becomes <c>messages[0].content</c>; the root names no field.</summary>
+    private static string? ParamFromPath(string? path)
+    {
+        if (string.IsNullOrEmpty(path) || path == "$")
+        {
+            return null;
+        }
+
+        return path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path.TrimStart('$');
+    }
+
+    /// <summary>Follows the field path through the source-generated metadata to say what type was expected.</summary>
+    private static string DescribeExpected(JsonTypeInfo root, string param)
+    {
+        var type = root.Type;
+        var info = root;
+        foreach (var segment in param.Split('.'))
+        {
+            var bracket = segment.IndexOf('[', StringComparison.Ordinal);
+            var name = bracket < 0 ? segment : segment[..bracket];
+            var property = info.Properties.FirstOrDefault(p => p.Name == name);
+            if (property is null)
+            {
+                return "another type";
+            }
+
+            type = property.PropertyType;
+            for (var i = bracket; i >= 0; i = segment.IndexOf('[', i + 1))
+            {
+                type = ElementType(type) ?? type;
+            }
+
+            info = info.Options.GetTypeInfo(Nullable.GetUnderlyingType(type) ?? type);
+        }
+
+        return Describe(type);
+    }
+
+    private static Type? ElementType(Type type) =>
+        type.IsGenericType && type.GetGenericTypeDefinition() == typeof(IReadOnlyList<>) ? type.GetGenericArguments()[0] : null;
+
+    private static string Describe(Type type)
+    {
+        type = Nullable.GetUnderlyingType(type) ?? type;
+        if (type == typeof(int) || type == typeof(long))
+        {
+            return "an integer";
+        }
+
+        if (type == typeof(float) || type == typeof(double))
+        {
+            return "a number";
+        }
+
+        if (type == typeof(bool))
+        {
+            return "a boolean";
+        }
+
+        if (type == typeof(string))
+        {
+            return "a string";
+        }
+
+        if (ElementType(type) is not null)
+        {
+            return "an array";
+        }
+
+        return type == typeof(JsonElement) ? "a JSON value" : "an object";
+    }
+}

@@ -1,0 +1,36 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.OpenAi;
+
+public static class OpenAiEndpoints
+{
+    /// <summary>Registers the OpenAI-compatible API; options come from the <c>OpenAi</c> section, validated at start.</summary>
+    public static IServiceCollection AddOpenAiApi(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<OpenAiOptions>().Bind(configuration.GetSection(OpenAiOptions.SectionName)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<OpenAiOptions>, OpenAiOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<OpenAiResponder>();
+        services.TryAddSingleton<ChatCompletionsEndpoint>();
+        services.TryAddSingleton<CompletionsEndpoint>();
+        services.TryAddSingleton<ModelAndTokenEndpoints>();
+        return services;
+    }
+
+    /// <summary>Maps the endpoints, and the error handling that gives every <c>/v1</c> answer the OpenAI shape.</summary>
+    public static WebApplication MapOpenAiApi(this WebApplication app)
+    {
+        app.UseMiddleware<OpenAiErrorMiddleware>();
+        var chat = app.Services.GetRequiredService<ChatCompletionsEndpoint>();
+        var completions = app.Services.GetRequiredService<CompletionsEndpoint>();
+        var models = app.Services.GetRequiredService<ModelAndTokenEndpoints>();
+        app.MapPost("/v1/chat/completions", chat.HandleAsync);
+        app.MapPost("/v1/completions", completions.HandleAsync);
+        app.MapGet("/v1/models", models.ListModelsAsync);
+        app.MapGet("/v1/models/{**id}", models.GetModelAsync);
+        app.MapPost("/tokenize", models.TokenizeAsync);
+        app.MapPost("/detokenize", models.DetokenizeAsync);
+        return app;
+    }
+}

@@ -1,0 +1,143 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace LlmServer.OpenAi;
+
+/// <summary>A JSON value of the wrong shape; its message is the one the client sees.</summary>
+internal sealed class InvalidFieldException(string message) : JsonException(message);
+
+/// <summary><c>"stop": "x"</c> or <c>"stop": ["x", "y"]</c>.</summary>
+internal sealed class StringOrStringArrayConverter : JsonConverter<IReadOnlyList<string>>
+{
+    public override IReadOnlyList<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.String:
+                return [reader.GetString()!];
+            case JsonTokenType.StartArray:
+                var items = new List<string>();
+                while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+                {
+                    if (reader.TokenType != JsonTokenType.String)
+                    {
+                        throw new InvalidFieldException("expected a string or an array of strings.");
+                    }
+
+                    items.Add(reader.GetString()!);
+                }
+
+                return items;
+            default:
+                throw new InvalidFieldException("expected a string or an array of strings.");
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, IReadOnlyList<string> value, JsonSerializerOptions options) =>
+        throw new NotSupportedException("Request fields are only read.");
+}
+
+/// <summary><c>"prompt"</c>: a string or an array of strings; token arrays are refused by name.</summary>
+internal sealed class PromptConverter : JsonConverter<IReadOnlyList<string>>
+{
+    public override IReadOnlyList<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.String:
+                return [reader.GetString()!];
+            case JsonTokenType.StartArray:
+                var items = new List<string>();
+                while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+                {
+                    if (reader.TokenType is JsonTokenType.Number or JsonTokenType.StartArray)
+                    {
+                        throw new InvalidFieldException("token arrays are not supported; send the prompt as text.");
+                    }
+
+                    if (reader.TokenType != JsonTokenType.String)
+                    {
+                        throw new InvalidFieldException("expected a string or an array of strings.");
+                    }
+
+                    items.Add(reader.GetString()!);
+                }
+
+                return items;
+            default:
+                throw new InvalidFieldException("expected a string or an array of strings.");
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, IReadOnlyList<string> value, JsonSerializerOptions options) =>
+        throw new NotSupportedException("Request fields are only read.");
+}
+
+/// <summary>Message <c>content</c>: a string, null, or an array of <c>{"type":"text","text":...}</c> parts.</summary>
+internal sealed class MessageContentConverter : JsonConverter<string>
+{
+    public override bool HandleNull => false;
+
+    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType == JsonTokenType.String)
+        {
+            return reader.GetString();
+        }
+
+        if (reader.TokenType != JsonTokenType.StartArray)
+        {
+            throw new InvalidFieldException("expected a string or an array of content parts.");
+        }
+
+        var text = new StringBuilder();
+        var parts = 0;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType != JsonTokenType.StartObject)
+            {
+                throw new InvalidFieldException("each content part must be an object such as {\"type\":\"text\",\"text\":\"...\"}.");
+            }
+
+            string? type = null;
+            string? partText = null;
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
+            {
+                var name = reader.GetString();
+                reader.Read();
+                if (name == "type" && reader.TokenType == JsonTokenType.String)
+                {
+                    type = reader.GetString();
+                }
+                else if (name == "text" && reader.TokenType == JsonTokenType.String)
+                {
+                    partText = reader.GetString();
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+
+            if (type != "text" || partText is null)
+            {
+                throw new InvalidFieldException(type is null or "text"
+                    ? "a text content part needs \"type\": \"text\" and a string \"text\"."
+                    : $"content parts of type '{type}' are not supported; only text parts are.");
+            }
+
+            if (parts++ > 0)
+            {
+                text.Append('\n');
+            }
+
+            text.Append(partText);
+        }
+
+        return text.ToString();
+    }
+
+    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options) =>
+        throw new NotSupportedException("Request fields are only read.");
+}

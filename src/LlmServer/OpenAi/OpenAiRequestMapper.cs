@@ -1,0 +1,242 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Models;
+
+namespace LlmServer.OpenAi;
+
+/// <summary>
+/// Checks OpenAI request fields and maps them onto the engine's <see cref="GenerationRequest"/>. Every refusal is
+/// a 400 naming the field. Absent sampling fields keep the engine's defaults.
+/// </summary>
+internal static class OpenAiRequestMapper
+{
+    public const int MaxChoices = 4;
+    public const int MaxTopLogProbs = 20;
+    public const int MaxStopSequences = 16;
+    public const int MaxPrompts = 16;
+
+    /// <summary>The loaded model, when <paramref name="requested"/> names it (or names nothing).</summary>
+    public static ModelInfo ResolveModel(ITextGenerator generator, string? requested)
+    {
+        var model = generator.Model ?? throw NotReady(generator.State);
+        if (!string.IsNullOrEmpty(requested) && !string.Equals(requested, model.Id, StringComparison.Ordinal))
+        {
+            throw ModelNotFound(requested);
+        }
+
+        return model;
+    }
+
+    public static OpenAiException ModelNotFound(string id) => new(
+        StatusCodes.Status404NotFound,
+        OpenAiErrors.InvalidRequestError,
+        $"The model '{id}' does not exist. This server serves one model; GET /v1/models names it.",
+        "model",
+        "model_not_found");
+
+    public static OpenAiException NotReady(EngineState state) => new(
+        StatusCodes.Status503ServiceUnavailable,
+        OpenAiErrors.ServerError,
+        state == EngineState.Loading ? "The model is loading; try again shortly." : $"The server is not serving ({state.ToString().ToLowerInvariant()}).",
+        code: "unavailable");
+
+    public static GenerationRequest MapChat(ChatCompletionRequest request, ModelInfo model, string requestId)
+    {
+        var messages = request.Messages ?? throw OpenAiException.InvalidField("messages", "'messages' is required.");
+        if (messages.Count == 0)
+        {
+            throw OpenAiException.InvalidField("messages", "'messages' must contain at least one message.");
+        }
+
+        var turns = new ChatTurn[messages.Count];
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = messages[i] ?? throw OpenAiException.InvalidField($"messages[{i}]", $"messages[{i}] must be an object.");
+            var role = message.Role switch
+            {
+                "system" or "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                null => throw OpenAiException.InvalidField($"messages[{i}].role", $"messages[{i}].role is required."),
+                _ => throw OpenAiException.InvalidField(
+                    $"messages[{i}].role",
+                    $"Invalid value for messages[{i}].role: '{message.Role}'. Supported roles are system, developer, user and assistant."),
+            };
+            if (message.Content is null && role != "assistant")
+            {
+                throw OpenAiException.InvalidField($"messages[{i}].content", $"messages[{i}].content is required.");
+            }
+
+            turns[i] = new ChatTurn(role, message.Content ?? string.Empty);
+        }
+
+        if (request.TopLogprobs is { } top)
+        {
+            if (top is < 0 or > MaxTopLogProbs)
+            {
+                throw OutOfRange("top_logprobs", top, 0, MaxTopLogProbs);
+            }
+
+            if (request.Logprobs != true)
+            {
+                throw OpenAiException.InvalidField("top_logprobs", "'top_logprobs' requires 'logprobs' to be true.");
+            }
+        }
+
+        return new GenerationRequest
+        {
+            Messages = turns,
+            Sampling = MapSampling(request),
+            MaxTokens = MaxTokens(request.MaxCompletionTokens, "max_completion_tokens", model) ?? MaxTokens(request.MaxTokens, "max_tokens", model),
+            Stop = Stop(request.Stop),
+            IgnoreEos = request.IgnoreEos ?? false,
+            Grammar = Grammar(request.ResponseFormat),
+            Choices = Choices(request.N),
+            LogProbs = request.Logprobs ?? false,
+            TopLogProbs = request.TopLogprobs ?? 0,
+            RequestId = requestId,
+        };
+    }
+
+    /// <summary>The prompts of a completion request, each checked.</summary>
+    public static IReadOnlyList<string> Prompts(CompletionRequest request)
+    {
+        var prompts = request.Prompt ?? throw OpenAiException.InvalidField("prompt", "'prompt' is required.");
+        if (prompts.Count is 0 or > MaxPrompts)
+        {
+            throw OpenAiException.InvalidField("prompt", $"'prompt' must hold between 1 and {MaxPrompts} strings.");
+        }
+
+        if (!string.IsNullOrEmpty(request.Suffix))
+        {
+            throw OpenAiException.InvalidField("suffix", "'suffix' (fill-in-the-middle) is not supported.");
+        }
+
+        if (request.BestOf is { } bestOf && bestOf != (request.N ?? 1))
+        {
+            throw OpenAiException.InvalidField("best_of", "'best_of' is only supported equal to 'n'.");
+        }
+
+        return prompts;
+    }
+
+    public static GenerationRequest MapCompletion(CompletionRequest request, string prompt, ModelInfo model, string requestId)
+    {
+        if (request.Logprobs is { } top && top is < 0 or > 5)
+        {
+            throw OutOfRange("logprobs", top, 0, 5);
+        }
+
+        return new GenerationRequest
+        {
+            Prompt = prompt,
+            Sampling = MapSampling(request),
+            MaxTokens = MaxTokens(request.MaxTokens, "max_tokens", model),
+            Stop = Stop(request.Stop),
+            IgnoreEos = request.IgnoreEos ?? false,
+            Choices = Choices(request.N),
+            LogProbs = request.Logprobs is not null,
+            TopLogProbs = request.Logprobs ?? 0,
+            RequestId = requestId,
+        };
+    }
+
+    private static SamplingOptions MapSampling(SamplingRequest request)
+    {
+        var defaults = new SamplingOptions();
+        return new SamplingOptions
+        {
+            Temperature = InRange(request.Temperature, "temperature", 0f, 2f) ?? defaults.Temperature,
+            TopP = InRange(request.TopP, "top_p", 0f, 1f) ?? defaults.TopP,
+            TopK = request.TopK is { } topK ? (topK >= 0 ? topK : throw OutOfRange("top_k", topK, 0, null)) : defaults.TopK,
+            MinP = InRange(request.MinP, "min_p", 0f, 1f) ?? defaults.MinP,
+            RepeatPenalty = InRange(request.RepeatPenalty, "repeat_penalty", 0f, 10f) is { } repeat
+                ? (repeat > 0f ? repeat : throw OpenAiException.InvalidField("repeat_penalty", "'repeat_penalty' must be greater than 0."))
+                : defaults.RepeatPenalty,
+            FrequencyPenalty = InRange(request.FrequencyPenalty, "frequency_penalty", -2f, 2f) ?? defaults.FrequencyPenalty,
+            PresencePenalty = InRange(request.PresencePenalty, "presence_penalty", -2f, 2f) ?? defaults.PresencePenalty,
+            PenaltyLastN = defaults.PenaltyLastN,
+
+            // OpenAI seeds are 64-bit; the sampler takes 32 bits, so the low half is used.
+            Seed = request.Seed is { } seed ? unchecked((uint)seed) : null,
+        };
+    }
+
+    private static int? MaxTokens(int? value, string param, ModelInfo model)
+    {
+        if (value is not { } maxTokens)
+        {
+            return null;
+        }
+
+        if (maxTokens < 1)
+        {
+            throw OpenAiException.InvalidField(param, $"Invalid value for '{param}': {maxTokens}. It must be at least 1.");
+        }
+
+        if (model.SlotContextLength > 0 && maxTokens > model.SlotContextLength)
+        {
+            throw OpenAiException.InvalidField(
+                param,
+                $"'{param}' is too large: {maxTokens}. This model's context holds at most {model.SlotContextLength} tokens, prompt included.");
+        }
+
+        return maxTokens;
+    }
+
+    private static IReadOnlyList<string> Stop(IReadOnlyList<string>? stop)
+    {
+        if (stop is null)
+        {
+            return [];
+        }
+
+        if (stop.Count > MaxStopSequences)
+        {
+            throw OpenAiException.InvalidField("stop", $"'stop' may hold at most {MaxStopSequences} sequences.");
+        }
+
+        if (stop.Any(string.IsNullOrEmpty))
+        {
+            throw OpenAiException.InvalidField("stop", "'stop' sequences must not be empty.");
+        }
+
+        return stop;
+    }
+
+    private static int Choices(int? n) => n switch
+    {
+        null => 1,
+        >= 1 and <= MaxChoices => n.Value,
+        _ => throw OutOfRange("n", n.Value, 1, MaxChoices),
+    };
+
+    private static string? Grammar(ResponseFormat? format) => format is null ? null : format.Type switch
+    {
+        null or "text" => null,
+        "json_object" => JsonSchemaGrammar.ForAnyObject(),
+        "json_schema" => format.JsonSchema?.Schema is { } schema
+            ? JsonSchemaGrammar.ForSchema(schema)
+            : throw OpenAiException.InvalidField("response_format.json_schema", "'response_format.json_schema.schema' is required for type json_schema."),
+        _ => throw OpenAiException.InvalidField(
+            "response_format.type",
+            $"Invalid value for 'response_format.type': '{format.Type}'. Supported values are text, json_object and json_schema."),
+    };
+
+    private static float? InRange(float? value, string param, float min, float max)
+    {
+        if (value is not { } v)
+        {
+            return null;
+        }
+
+        return v >= min && v <= max
+            ? v
+            : throw OpenAiException.InvalidField(param, $"Invalid value for '{param}': {v}. It must be between {min} and {max}.");
+    }
+
+    private static OpenAiException OutOfRange(string param, int value, int min, int? max) => OpenAiException.InvalidField(
+        param,
+        max is { } upper
+            ? $"Invalid value for '{param}': {value}. It must be between {min} and {upper}."
+            : $"Invalid value for '{param}': {value}. It must be at least {min}.");
+}

@@ -1,0 +1,122 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace LlmServer.OpenAi;
+
+/// <summary>Fields <c>/v1/chat/completions</c> and <c>/v1/completions</c> share. Unknown fields are ignored.</summary>
+public abstract class SamplingRequest
+{
+    public string? Model { get; set; }
+
+    public bool? Stream { get; set; }
+
+    public StreamOptions? StreamOptions { get; set; }
+
+    public int? MaxTokens { get; set; }
+
+    public float? Temperature { get; set; }
+
+    public float? TopP { get; set; }
+
+    public float? FrequencyPenalty { get; set; }
+
+    public float? PresencePenalty { get; set; }
+
+    public long? Seed { get; set; }
+
+    [JsonConverter(typeof(StringOrStringArrayConverter))]
+    public IReadOnlyList<string>? Stop { get; set; }
+
+    public int? N { get; set; }
+
+    public string? User { get; set; }
+
+    /// <summary>Extension (llama-server): keep only the K most likely tokens.</summary>
+    public int? TopK { get; set; }
+
+    /// <summary>Extension (llama-server): drop tokens less likely than min_p times the most likely one.</summary>
+    public float? MinP { get; set; }
+
+    /// <summary>Extension (llama-server): multiplicative repetition penalty.</summary>
+    public float? RepeatPenalty { get; set; }
+
+    /// <summary>Extension (llama-server): keep generating past end-of-generation tokens.</summary>
+    public bool? IgnoreEos { get; set; }
+}
+
+public sealed class StreamOptions
+{
+    public bool? IncludeUsage { get; set; }
+}
+
+public sealed class ChatCompletionRequest : SamplingRequest
+{
+    public IReadOnlyList<ChatMessage?>? Messages { get; set; }
+
+    public int? MaxCompletionTokens { get; set; }
+
+    public bool? Logprobs { get; set; }
+
+    public int? TopLogprobs { get; set; }
+
+    public ResponseFormat? ResponseFormat { get; set; }
+}
+
+public sealed class ChatMessage
+{
+    public string? Role { get; set; }
+
+    /// <summary>A string, or an array of text parts (joined with newlines).</summary>
+    [JsonConverter(typeof(MessageContentConverter))]
+    public string? Content { get; set; }
+
+    public string? Name { get; set; }
+}
+
+public sealed class ResponseFormat
+{
+    public string? Type { get; set; }
+
+    public JsonSchemaFormat? JsonSchema { get; set; }
+}
+
+public sealed class JsonSchemaFormat
+{
+    public string? Name { get; set; }
+
+    public JsonElement? Schema { get; set; }
+
+    public bool? Strict { get; set; }
+}
+
+public sealed class CompletionRequest : SamplingRequest
+{
+    /// <summary>A string or an array of strings (one completion per string).</summary>
+    [JsonConverter(typeof(PromptConverter))]
+    public IReadOnlyList<string>? Prompt { get; set; }
+
+    /// <summary>0 to 5: how many most likely alternatives to report per token.</summary>
+    public int? Logprobs { get; set; }
+
+    public bool? Echo { get; set; }
+
+    public string? Suffix { get; set; }
+
+    public int? BestOf { get; set; }
+}
+
+public sealed class TokenizeRequest
+{
+    public string? Content { get; set; }
+
+    public bool? AddSpecial { get; set; }
+
+    public bool? ParseSpecial { get; set; }
+
+    public bool? WithPieces { get; set; }
+}
+
+public sealed class DetokenizeRequest
+{
+    public IReadOnlyList<int>? Tokens { get; set; }
+}

@@ -1,0 +1,312 @@
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading.Channels;
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Models;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.OpenAi;
+
+/// <summary>What the chat and legacy completion endpoints share: ids, the streaming loop, and finish handling.</summary>
+internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor<OpenAiOptions> options, ILogger<OpenAiResponder> logger)
+{
+    private static readonly ConditionalWeakTable<ModelInfo, string> Fingerprints = [];
+
+    public long UnixNow() => timeProvider.GetUtcNow().ToUnixTimeSeconds();
+
+    public long MaxRequestBodyBytes => options.CurrentValue.MaxRequestBodyBytes;
+
+    public static string NewId(string prefix) => prefix + RandomNumberGenerator.GetHexString(24, lowercase: true);
+
+    /// <summary>Stable for one model file and backend, as OpenAI's fingerprint is for one backend configuration.</summary>
+    public static string Fingerprint(ModelInfo model) => Fingerprints.GetValue(model, static m =>
+    {
+        var identity = $"{m.Id}|{m.SizeInBytes}|{m.ParameterCount}|{m.Backend.Kind}|{m.Slots}|{m.SlotContextLength}";
+        return "fp_" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)).AsSpan(0, 5));
+    });
+
+    public static string? FinishReasonText(FinishReason reason) => reason switch
+    {
+        FinishReason.Stop => "stop",
+        FinishReason.Length => "length",
+        _ => null,
+    };
+
+    /// <summary>
+    /// For a non-streamed result: a choice that failed or was cancelled fails the request. Returns false when the
+    /// client went away (nothing to answer).
+    /// </summary>
+    public static bool EnsureSucceeded(IEnumerable<GenerationCompleted> completions, CancellationToken requestAborted)
+    {
+        foreach (var completion in completions)
+        {
+            if (completion.FinishReason == FinishReason.Cancelled)
+            {
+                if (requestAborted.IsCancellationRequested)
+                {
+                    return false;
+                }
+
+                throw new OpenAiException(StatusCodes.Status503ServiceUnavailable, OpenAiErrors.ServerError, CancelledMessage, code: "cancelled");
+            }
+
+            if (completion.FinishReason == FinishReason.Error)
+            {
+                var error = ErrorOf(completion);
+                throw new OpenAiException(StatusCodes.Status500InternalServerError, error.Type, error.Message, error.Param, error.Code);
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Streams events as SSE: each choice's start, its text as it comes (flushed whenever the engine has nothing
+    /// more ready), its finish, the usage chunk when asked, then <c>[DONE]</c>. Keep-alive comments go out while
+    /// the request waits for its first token. A failed or cancelled choice ends the stream with one error event.
+    /// </summary>
+    public async Task StreamAsync(ChunkFormatter formatter, SseWriter sse, StreamSource source, bool includeUsage)
+    {
+        try
+        {
+            await StreamEventsAsync(formatter, sse, source, includeUsage);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The status line is gone; the stream's own error event is the only way left to tell the client.
+            OpenAiLog.StreamBroke(logger, ex, source.RequestId);
+            source.Cancel();
+            if (!sse.IsClientGone)
+            {
+                formatter.WriteError(new OpenAiError("The server had an error while streaming the response.", OpenAiErrors.ServerError, null, null));
+                sse.WriteDone();
+                await sse.FlushAsync();
+            }
+        }
+    }
+
+    private async Task StreamEventsAsync(ChunkFormatter formatter, SseWriter sse, StreamSource source, bool includeUsage)
+    {
+        for (var choice = 0; choice < source.Choices; choice++)
+        {
+            formatter.WriteStart(choice);
+        }
+
+        await sse.FlushAsync();
+        var completionTokens = 0;
+        var cachedTokens = 0;
+        var failed = false;
+        var enumerator = source.Events.GetAsyncEnumerator(CancellationToken.None);
+        try
+        {
+            var hasEvent = await FirstEventAsync(enumerator, sse);
+            while (hasEvent)
+            {
+                switch (enumerator.Current)
+                {
+                    case TextDelta delta when !failed && !sse.IsClientGone:
+                        formatter.WriteText(delta);
+                        break;
+                    case GenerationCompleted completion:
+                        completionTokens += completion.Usage.CompletionTokens;
+                        cachedTokens += completion.Choice % source.ChoicesPerPrompt == 0 ? completion.Usage.CachedPromptTokens : 0;
+                        if (failed || sse.IsClientGone)
+                        {
+                            break;
+                        }
+
+                        if (FinishReasonText(completion.FinishReason) is { } reason)
+                        {
+                            formatter.WriteFinish(completion.Choice, reason);
+                        }
+                        else
+                        {
+                            // The other choices cannot be reported after an error event; stop them.
+                            failed = true;
+                            var error = ErrorOf(completion);
+                            OpenAiLog.StreamFailed(logger, source.RequestId, error.Code ?? error.Type, error.Message);
+                            formatter.WriteError(error);
+                            source.Cancel();
+                        }
+
+                        break;
+                }
+
+                var next = enumerator.MoveNextAsync();
+                if (!next.IsCompleted)
+                {
+                    await sse.FlushAsync();
+                }
+
+                hasEvent = await next;
+            }
+        }
+        finally
+        {
+            await enumerator.DisposeAsync();
+        }
+
+        if (sse.IsClientGone)
+        {
+            return;
+        }
+
+        if (includeUsage && !failed)
+        {
+            formatter.WriteUsage(new Usage(
+                source.PromptTokens,
+                completionTokens,
+                source.PromptTokens + completionTokens,
+                new PromptTokensDetails(cachedTokens)));
+        }
+
+        sse.WriteDone();
+        await sse.FlushAsync();
+    }
+
+    /// <summary>Waits for the first event, sending a keep-alive comment every interval until it comes.</summary>
+    private async ValueTask<bool> FirstEventAsync(IAsyncEnumerator<GenerationEvent> enumerator, SseWriter sse)
+    {
+        var first = enumerator.MoveNextAsync();
+        if (first.IsCompleted)
+        {
+            return await first;
+        }
+
+        var pending = first.AsTask();
+        var interval = options.CurrentValue.KeepAliveInterval;
+        while (true)
+        {
+            using var delayCancellation = new CancellationTokenSource();
+            var delay = Task.Delay(interval, timeProvider, delayCancellation.Token);
+            if (await Task.WhenAny(pending, delay) == pending)
+            {
+                await delayCancellation.CancelAsync();
+                return await pending;
+            }
+
+            if (!sse.IsClientGone)
+            {
+                sse.WriteKeepAlive();
+                await sse.FlushAsync();
+            }
+        }
+    }
+
+    private static OpenAiError ErrorOf(GenerationCompleted completion)
+    {
+        if (completion.FinishReason == FinishReason.Cancelled)
+        {
+            return new OpenAiError(CancelledMessage, OpenAiErrors.ServerError, null, "cancelled");
+        }
+
+        var error = completion.Error ?? new GenerationError(GenerationErrorCode.Internal, "The generation failed.");
+        return error.Code switch
+        {
+            GenerationErrorCode.InvalidRequest => new OpenAiError(error.Message, OpenAiErrors.InvalidRequestError, null, null),
+            GenerationErrorCode.ContextLengthExceeded => new OpenAiError(error.Message, OpenAiErrors.InvalidRequestError, null, "context_length_exceeded"),
+            GenerationErrorCode.Overloaded => new OpenAiError(error.Message, OpenAiErrors.RateLimitError, null, "queue_full"),
+            GenerationErrorCode.Unavailable => new OpenAiError(error.Message, OpenAiErrors.ServerError, null, "unavailable"),
+            _ => new OpenAiError(error.Message, OpenAiErrors.ServerError, null, null),
+        };
+    }
+
+    private const string CancelledMessage = "The generation was cancelled by the server (it is shutting down or draining).";
+}
+
+/// <summary>
+/// The events a streamed response reads: one engine stream, or several (a legacy completion with an array of
+/// prompts) merged with their choices renumbered.
+/// </summary>
+internal sealed class StreamSource
+{
+    private readonly IReadOnlyList<GenerationStream> _streams;
+
+    public StreamSource(IReadOnlyList<GenerationStream> streams, int choicesPerPrompt, string requestId)
+    {
+        _streams = streams;
+        ChoicesPerPrompt = choicesPerPrompt;
+        RequestId = requestId;
+        Choices = streams.Count * choicesPerPrompt;
+        PromptTokens = streams.Sum(s => s.PromptTokens);
+        Events = streams.Count == 1 ? streams[0].ReadAllAsync() : MergeAsync();
+    }
+
+    public string RequestId { get; }
+
+    public int Choices { get; }
+
+    public int ChoicesPerPrompt { get; }
+
+    public int PromptTokens { get; }
+
+    public IAsyncEnumerable<GenerationEvent> Events { get; }
+
+    public void Cancel()
+    {
+        foreach (var stream in _streams)
+        {
+            stream.Cancel();
+        }
+    }
+
+    private async IAsyncEnumerable<GenerationEvent> MergeAsync()
+    {
+        var channel = Channel.CreateBounded<GenerationEvent>(new BoundedChannelOptions(64) { SingleReader = true });
+        using var stop = new CancellationTokenSource();
+        var pumps = new Task[_streams.Count];
+        for (var i = 0; i < pumps.Length; i++)
+        {
+            pumps[i] = PumpAsync(_streams[i], i * ChoicesPerPrompt, channel.Writer, stop.Token);
+        }
+
+        var completion = Task.WhenAll(pumps).ContinueWith(
+            t => channel.Writer.TryComplete(t.Exception?.GetBaseException()),
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        var finished = false;
+        try
+        {
+            await foreach (var item in channel.Reader.ReadAllAsync(CancellationToken.None))
+            {
+                yield return item;
+            }
+
+            finished = true;
+        }
+        finally
+        {
+            if (!finished)
+            {
+                // Left early: stop the generations and unblock the pumps so nothing waits forever.
+                Cancel();
+                await stop.CancelAsync();
+            }
+
+            await completion;
+        }
+    }
+
+    private static async Task PumpAsync(GenerationStream stream, int offset, ChannelWriter<GenerationEvent> writer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var item in stream.ReadAllAsync(CancellationToken.None))
+            {
+                GenerationEvent renumbered = item switch
+                {
+                    TextDelta delta => delta with { Choice = delta.Choice + offset },
+                    GenerationCompleted done => done with { Choice = done.Choice + offset },
+                    _ => item,
+                };
+                await writer.WriteAsync(renumbered, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The reader left; the generation was cancelled with it.
+        }
+    }
+}

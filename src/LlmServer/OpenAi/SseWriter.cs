@@ -1,0 +1,77 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace LlmServer.OpenAi;
+
+/// <summary>
+/// Server-sent events straight into the response pipe: each event is <c>data: JSON</c> and a blank line,
+/// written by one reused <see cref="Utf8JsonWriter"/> (no reflection, no per-event buffers). Once the client is
+/// gone, writes are dropped and <see cref="IsClientGone"/> says so.
+/// </summary>
+internal sealed class SseWriter : IDisposable
+{
+    private readonly PipeWriter _pipe;
+    private readonly Utf8JsonWriter _json;
+
+    private SseWriter(PipeWriter pipe)
+    {
+        _pipe = pipe;
+        _json = new Utf8JsonWriter(pipe, new JsonWriterOptions { Encoder = OpenAiJson.Encoder, SkipValidation = true });
+    }
+
+    public bool IsClientGone { get; private set; }
+
+    /// <summary>Sends 200 and the event-stream headers; nothing is buffered from here on.</summary>
+    public static SseWriter Start(HttpContext context)
+    {
+        var response = context.Response;
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = "text/event-stream; charset=utf-8";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        return new SseWriter(response.BodyWriter);
+    }
+
+    /// <summary>Starts a <c>data:</c> event and returns the writer for its JSON; end it with <see cref="EndEvent"/>.</summary>
+    public Utf8JsonWriter BeginEvent()
+    {
+        _pipe.Write("data: "u8);
+        _json.Reset(_pipe);
+        return _json;
+    }
+
+    public void EndEvent()
+    {
+        _json.Flush();
+        _pipe.Write("\n\n"u8);
+    }
+
+    /// <summary>An SSE comment: clients ignore it, proxies see traffic.</summary>
+    public void WriteKeepAlive() => _pipe.Write(": keep-alive\n\n"u8);
+
+    public void WriteDone() => _pipe.Write("data: [DONE]\n\n"u8);
+
+    /// <summary>Sends what was written. Never throws: a failed flush means the client went away.</summary>
+    public async ValueTask FlushAsync()
+    {
+        if (IsClientGone)
+        {
+            return;
+        }
+
+        try
+        {
+            var result = await _pipe.FlushAsync(CancellationToken.None);
+            IsClientGone = result.IsCompleted || result.IsCanceled;
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
+        {
+            IsClientGone = true;
+        }
+    }
+
+    public void Dispose() => _json.Dispose();
+}

@@ -1,0 +1,175 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using LlmServer.Tests.Infrastructure;
+using static LlmServer.Tests.OpenAi.OpenAiHttp;
+
+namespace LlmServer.Tests.OpenAi;
+
+/// <summary>A server with a small body limit, so the oversized-body case stays small.</summary>
+public sealed class SmallBodyServerFixture : IAsyncLifetime
+{
+    public const int MaxBodyBytes = 64 * 1024;
+
+    private TestServer? _server;
+
+    public TestServer Server => _server ?? throw new InvalidOperationException("Not started.");
+
+    public async Task InitializeAsync() =>
+        _server = await TestServer.StartAsync(extraArgs: [$"--OpenAi:MaxRequestBodyBytes={MaxBodyBytes}"]);
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>
+/// Every kind of bad input gets its status and the OpenAI error shape, and the server serves a normal request
+/// right after each one.
+/// </summary>
+public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixture<SmallBodyServerFixture>
+{
+    private const string Hi = """[{"role":"user","content":"Hi"}]""";
+
+    private static readonly string LongPrompt = string.Concat(Enumerable.Repeat("Once upon a time ", 200));
+
+    private readonly HttpClient _client = fixture.Server.Client;
+
+    public static TheoryData<string, string, string, int, string, string?, string?> Cases => new()
+    {
+        // name, path, body, status, error type, param, code
+        { "malformed JSON", ChatPath, """{"messages":[{"role":"user","content":"Hi"}""", 400, "invalid_request_error", null, null },
+        { "not JSON at all", ChatPath, "hello", 400, "invalid_request_error", null, null },
+        { "empty body", ChatPath, "", 400, "invalid_request_error", null, null },
+        { "array body", ChatPath, "[1,2]", 400, "invalid_request_error", null, null },
+        { "max_tokens of the wrong type", ChatPath, $$"""{"messages":{{Hi}},"max_tokens":"ten"}""", 400, "invalid_request_error", "max_tokens", null },
+        { "temperature of the wrong type", ChatPath, $$"""{"messages":{{Hi}},"temperature":"hot"}""", 400, "invalid_request_error", "temperature", null },
+        { "stream of the wrong type", ChatPath, $$"""{"messages":{{Hi}},"stream":"yes"}""", 400, "invalid_request_error", "stream", null },
+        { "messages of the wrong type", ChatPath, """{"messages":"Hi"}""", 400, "invalid_request_error", "messages", null },
+        { "content of the wrong type", ChatPath, """{"messages":[{"role":"user","content":5}]}""", 400, "invalid_request_error", "messages[0].content", null },
+        { "image content part", ChatPath, """{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""", 400, "invalid_request_error", "messages[0].content", null },
+        { "stop of the wrong type", ChatPath, $$"""{"messages":{{Hi}},"stop":42}""", 400, "invalid_request_error", "stop", null },
+        { "negative max_tokens", ChatPath, $$"""{"messages":{{Hi}},"max_tokens":-5}""", 400, "invalid_request_error", "max_tokens", null },
+        { "zero max_completion_tokens", ChatPath, $$"""{"messages":{{Hi}},"max_completion_tokens":0}""", 400, "invalid_request_error", "max_completion_tokens", null },
+        { "huge max_tokens", ChatPath, $$"""{"messages":{{Hi}},"max_tokens":1000000000}""", 400, "invalid_request_error", "max_tokens", null },
+        { "max_tokens beyond 32 bits", ChatPath, $$"""{"messages":{{Hi}},"max_tokens":99999999999999}""", 400, "invalid_request_error", "max_tokens", null },
+        { "temperature out of range", ChatPath, $$"""{"messages":{{Hi}},"temperature":3.5}""", 400, "invalid_request_error", "temperature", null },
+        { "n out of range", ChatPath, $$"""{"messages":{{Hi}},"n":5}""", 400, "invalid_request_error", "n", null },
+        { "top_logprobs without logprobs", ChatPath, $$"""{"messages":{{Hi}},"top_logprobs":2}""", 400, "invalid_request_error", "top_logprobs", null },
+        { "empty messages", ChatPath, """{"messages":[]}""", 400, "invalid_request_error", "messages", null },
+        { "missing messages", ChatPath, """{"model":"stories260K"}""", 400, "invalid_request_error", "messages", null },
+        { "unknown role", ChatPath, """{"messages":[{"role":"wizard","content":"Hi"}]}""", 400, "invalid_request_error", "messages[0].role", null },
+        { "unknown response_format", ChatPath, $$$"""{"messages":{{{Hi}}},"response_format":{"type":"xml"}}""", 400, "invalid_request_error", "response_format.type", null },
+        { "unsupported schema", ChatPath, $$$$$"""{"messages":{{{{{Hi}}}}},"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"tuple"}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema", null },
+        { "unknown model", ChatPath, $$"""{"model":"gpt-4o","messages":{{Hi}}}""", 404, "invalid_request_error", "model", "model_not_found" },
+        { "prompt over the context (chat)", ChatPath, $$"""{"messages":[{"role":"user","content":"{{LongPrompt}}"}]}""", 400, "invalid_request_error", "messages", "context_length_exceeded" },
+        { "prompt over the context (completions)", "/v1/completions", $$"""{"prompt":"{{LongPrompt}}"}""", 400, "invalid_request_error", "prompt", "context_length_exceeded" },
+        { "missing prompt", "/v1/completions", """{"max_tokens":3}""", 400, "invalid_request_error", "prompt", null },
+        { "token-array prompt", "/v1/completions", """{"prompt":[1,2,3]}""", 400, "invalid_request_error", "prompt", null },
+        { "completions logprobs out of range", "/v1/completions", """{"prompt":"Hi","logprobs":9}""", 400, "invalid_request_error", "logprobs", null },
+        { "tokenize without content", "/tokenize", """{"text":"Hi"}""", 400, "invalid_request_error", "content", null },
+        { "detokenize an unknown token", "/detokenize", """{"tokens":[1,100000]}""", 400, "invalid_request_error", "tokens[1]", null },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task Bad_input_gets_its_status_and_the_error_shape_then_the_server_serves(
+        string name, string path, string body, int status, string type, string? param, string? code)
+    {
+        using var response = await _client.PostAsync(path, Json(body));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(status == (int)response.StatusCode, $"{name}: got {(int)response.StatusCode} {text}");
+        AssertJsonContentType(response);
+        AssertOpenAiError(JsonDocument.Parse(text).RootElement, type, param, code);
+        await AssertServesNormallyAsync();
+    }
+
+    [Fact]
+    public async Task Prompt_over_the_context_names_both_numbers()
+    {
+        var (status, body, _) = await PostAsync(_client, ChatPath, $$"""{"messages":[{"role":"user","content":"{{LongPrompt}}"}]}""");
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        var message = body.GetProperty("error").GetProperty("message").GetString()!;
+        var (models, _, _) = await GetAsync("/v1/models");
+        var contextLength = models.GetProperty("data")[0].GetProperty("context_length").GetInt32();
+        Assert.Contains(contextLength.ToString(System.Globalization.CultureInfo.InvariantCulture), message, StringComparison.Ordinal);
+        var numbers = System.Text.RegularExpressions.Regex.Matches(message, "[0-9]+").Select(m => int.Parse(m.Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        Assert.Contains(numbers, n => n > contextLength);
+    }
+
+    [Fact]
+    public async Task Oversized_body_gets_413_with_or_without_a_content_length()
+    {
+        var big = $$"""{"messages":[{"role":"user","content":"{{new string('a', SmallBodyServerFixture.MaxBodyBytes + 10)}}"}]}""";
+        using (var response = await _client.PostAsync(ChatPath, Json(big)))
+        {
+            Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+            AssertOpenAiError(JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement, "invalid_request_error", expectedCode: "request_too_large");
+        }
+
+        await AssertServesNormallyAsync();
+
+        // Chunked upload: no Content-Length, so the limit is found while reading.
+        var chunked = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(big)));
+        chunked.Headers.ContentType = new("application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, ChatPath) { Content = chunked };
+        request.Headers.TransferEncodingChunked = true;
+        using (var response = await _client.SendAsync(request))
+        {
+            Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+            AssertOpenAiError(JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement, "invalid_request_error", expectedCode: "request_too_large");
+        }
+
+        await AssertServesNormallyAsync();
+    }
+
+    [Fact]
+    public async Task Unknown_route_under_v1_is_404_in_the_error_shape()
+    {
+        var (body, status, response) = await GetAsync("/v1/embeddings");
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        AssertJsonContentType(response);
+        AssertOpenAiError(body, "invalid_request_error", expectedCode: "unknown_url");
+
+        (body, status, _) = await GetAsync("/v1/models/gpt-4o");
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        AssertOpenAiError(body, "invalid_request_error", "model", "model_not_found");
+    }
+
+    [Fact]
+    public async Task Wrong_method_is_405_in_the_error_shape()
+    {
+        var (body, status, response) = await GetAsync(ChatPath);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, status);
+        Assert.Contains("POST", response.Content.Headers.Allow);
+        AssertOpenAiError(body, "invalid_request_error", expectedCode: "method_not_allowed");
+    }
+
+    [Fact]
+    public async Task Unknown_fields_are_ignored()
+    {
+        var (status, body, _) = await PostAsync(_client, ChatPath, $$"""
+            {"messages":{{Hi}},"max_tokens":2,"tools":[],"parallel_tool_calls":false,"metadata":{"a":"b"},"x_custom":[1,{"y":null}]}
+            """);
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(2, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    private async Task<(JsonElement Body, HttpStatusCode Status, HttpResponseMessage Response)> GetAsync(string path)
+    {
+        var response = await _client.GetAsync(path);
+        var text = await response.Content.ReadAsStringAsync();
+        return (JsonDocument.Parse(text).RootElement.Clone(), response.StatusCode, response);
+    }
+
+    private async Task AssertServesNormallyAsync()
+    {
+        var (status, body, _) = await PostAsync(_client, ChatPath, $$"""{"messages":{{Hi}},"max_tokens":3}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+}

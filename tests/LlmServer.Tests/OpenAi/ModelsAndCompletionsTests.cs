@@ -1,0 +1,113 @@
+using System.Net;
+using System.Text.Json;
+using LlmServer.Tests.Infrastructure;
+using static LlmServer.Tests.OpenAi.OpenAiHttp;
+
+namespace LlmServer.Tests.OpenAi;
+
+/// <summary><c>/v1/models</c>, <c>/tokenize</c>, <c>/detokenize</c> and the legacy <c>/v1/completions</c>.</summary>
+public sealed class ModelsAndCompletionsTests(SharedServerFixture fixture) : IClassFixture<SharedServerFixture>
+{
+    private const string CompletionsPath = "/v1/completions";
+
+    private readonly HttpClient _client = fixture.Server.Client;
+
+    [Fact]
+    public async Task Models_lists_the_loaded_model_with_its_context_length()
+    {
+        var list = JsonDocument.Parse(await _client.GetStringAsync("/v1/models")).RootElement;
+        Assert.Equal("list", list.GetProperty("object").GetString());
+        var model = Assert.Single(list.GetProperty("data").EnumerateArray());
+        Assert.Equal("stories260K", model.GetProperty("id").GetString());
+        Assert.Equal("model", model.GetProperty("object").GetString());
+        Assert.True(model.GetProperty("created").GetInt64() > 0);
+        Assert.False(string.IsNullOrEmpty(model.GetProperty("owned_by").GetString()));
+
+        // The test server splits 2048 KV tokens over 4 slots.
+        Assert.Equal(512, model.GetProperty("context_length").GetInt32());
+        Assert.Equal(512, model.GetProperty("meta").GetProperty("vocab_size").GetInt32());
+
+        var single = JsonDocument.Parse(await _client.GetStringAsync("/v1/models/stories260K")).RootElement;
+        Assert.Equal("stories260K", single.GetProperty("id").GetString());
+        Assert.Equal(512, single.GetProperty("context_length").GetInt32());
+    }
+
+    [Fact]
+    public async Task Tokenize_and_detokenize_round_trip()
+    {
+        var (status, body, _) = await PostAsync(_client, "/tokenize", """{"content":"Once upon a time"}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var tokens = body.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToList();
+        Assert.NotEmpty(tokens);
+
+        (status, body, _) = await PostAsync(_client, "/detokenize", JsonSerializer.Serialize(new { tokens }));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("Once upon a time", body.GetProperty("content").GetString()!.TrimStart());
+
+        (status, body, _) = await PostAsync(_client, "/tokenize", """{"content":"Once upon a time","with_pieces":true}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var pieces = body.GetProperty("tokens").EnumerateArray().ToList();
+        Assert.Equal(tokens, pieces.Select(p => p.GetProperty("id").GetInt32()));
+        Assert.Equal("Once upon a time", string.Concat(pieces.Select(p => p.GetProperty("piece").GetString())).TrimStart());
+    }
+
+    [Fact]
+    public async Task Completion_returns_text_finish_reason_and_usage()
+    {
+        var (status, body, _) = await PostAsync(_client, CompletionsPath, """{"model":"stories260K","prompt":"Once upon a time","max_tokens":5,"temperature":0}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.StartsWith("cmpl-", body.GetProperty("id").GetString());
+        Assert.Equal("text_completion", body.GetProperty("object").GetString());
+        var choice = Assert.Single(body.GetProperty("choices").EnumerateArray());
+        Assert.False(string.IsNullOrEmpty(choice.GetProperty("text").GetString()));
+        Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
+        Assert.Equal(5, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task Completion_with_an_array_of_prompts_and_n_2_numbers_choices_per_prompt()
+    {
+        var (status, body, _) = await PostAsync(_client, CompletionsPath, """
+            {"prompt":["Once upon a time","The cat"],"max_tokens":3,"n":2,"echo":true,"logprobs":2,"temperature":1,"seed":5}
+            """);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choices = body.GetProperty("choices").EnumerateArray().ToList();
+        Assert.Equal([0, 1, 2, 3], choices.Select(c => c.GetProperty("index").GetInt32()));
+        Assert.All(choices.Take(2), c => Assert.StartsWith("Once upon a time", c.GetProperty("text").GetString()));
+        Assert.All(choices.Skip(2), c => Assert.StartsWith("The cat", c.GetProperty("text").GetString()));
+        foreach (var choice in choices)
+        {
+            var logprobs = choice.GetProperty("logprobs");
+            Assert.Equal(3, logprobs.GetProperty("tokens").GetArrayLength());
+            Assert.Equal(3, logprobs.GetProperty("token_logprobs").GetArrayLength());
+            Assert.Equal(3, logprobs.GetProperty("text_offset").GetArrayLength());
+            Assert.All(logprobs.GetProperty("top_logprobs").EnumerateArray(), t => Assert.InRange(t.EnumerateObject().Count(), 1, 2));
+        }
+
+        Assert.Equal(12, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task Streamed_completion_sends_text_chunks_finish_usage_and_done()
+    {
+        using var response = await PostStreamAsync(_client, CompletionsPath, """
+            {"prompt":["Once upon a time","The cat"],"max_tokens":3,"stream":true,"stream_options":{"include_usage":true}}
+            """);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var transcript = await ReadAllEventsAsync(response);
+        Assert.Equal("[DONE]", transcript.Events[^1].Data);
+        var chunks = transcript.Chunks;
+        Assert.All(chunks, c => Assert.Equal("text_completion", c.GetProperty("object").GetString()));
+        Assert.Single(chunks.Select(c => c.GetProperty("id").GetString()).Distinct());
+        var usage = chunks[^1];
+        Assert.Empty(usage.GetProperty("choices").EnumerateArray());
+        Assert.Equal(6, usage.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        var finishes = chunks.SkipLast(1)
+            .Select(c => c.GetProperty("choices")[0])
+            .Where(c => c.GetProperty("finish_reason").ValueKind == JsonValueKind.String)
+            .Select(c => c.GetProperty("index").GetInt32())
+            .Order();
+        Assert.Equal([0, 1], finishes);
+        Assert.All(chunks.SkipLast(1), c => Assert.Equal(JsonValueKind.Null, c.GetProperty("usage").ValueKind));
+    }
+}

@@ -1,0 +1,62 @@
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using LlmServer.OpenAi;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace LlmServer.Tests.OpenAi;
+
+/// <summary>The error middleware on its own: failures that no real request can provoke on purpose.</summary>
+public sealed class OpenAiErrorMiddlewareTests
+{
+    [Fact]
+    public async Task Unexpected_exception_on_an_openai_path_is_a_500_server_error()
+    {
+        var middleware = new OpenAiErrorMiddleware(_ => throw new InvalidOperationException("boom"), NullLogger<OpenAiErrorMiddleware>.Instance);
+        var context = NewContext("/v1/chat/completions");
+
+        await middleware.InvokeAsync(context);
+
+        Assert.Equal(StatusCodes.Status500InternalServerError, context.Response.StatusCode);
+        var error = ReadBody(context).GetProperty("error");
+        Assert.Equal("server_error", error.GetProperty("type").GetString());
+        Assert.DoesNotContain("boom", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Overloaded_engine_is_a_429_with_retry_after()
+    {
+        var middleware = new OpenAiErrorMiddleware(
+            _ => throw new GenerationException(GenerationErrorCode.Overloaded, "Queue full.") { RetryAfter = TimeSpan.FromSeconds(2.5) },
+            NullLogger<OpenAiErrorMiddleware>.Instance);
+        var context = NewContext("/v1/completions");
+
+        await middleware.InvokeAsync(context);
+
+        Assert.Equal(StatusCodes.Status429TooManyRequests, context.Response.StatusCode);
+        Assert.Equal("3", context.Response.Headers.RetryAfter.ToString());
+        Assert.Equal("rate_limit_error", ReadBody(context).GetProperty("error").GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task Other_paths_are_left_alone()
+    {
+        var middleware = new OpenAiErrorMiddleware(_ => throw new InvalidOperationException("boom"), NullLogger<OpenAiErrorMiddleware>.Instance);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => middleware.InvokeAsync(NewContext("/health")));
+    }
+
+    private static DefaultHttpContext NewContext(string path)
+    {
+        var context = new DefaultHttpContext();
+        context.Request.Method = "POST";
+        context.Request.Path = path;
+        context.Response.Body = new MemoryStream();
+        return context;
+    }
+
+    private static JsonElement ReadBody(DefaultHttpContext context)
+    {
+        context.Response.Body.Position = 0;
+        return JsonDocument.Parse(context.Response.Body).RootElement.Clone();
+    }
+}

@@ -1,0 +1,172 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using LlmServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using static LlmServer.Tests.OpenAi.OpenAiHttp;
+
+namespace LlmServer.Tests.OpenAi;
+
+/// <summary>One slot and one queue place, with a fast keep-alive: a second request waits, a third is refused.</summary>
+public sealed class OneSlotServerFixture : IAsyncLifetime
+{
+    private TestServer? _server;
+
+    public TestServer Server => _server ?? throw new InvalidOperationException("Not started.");
+
+    public async Task InitializeAsync() => _server = await TestServer.StartAsync(extraArgs:
+    [
+        "--Scheduler:Slots=1",
+        "--Scheduler:ContextSize=1024",
+        "--Scheduler:MaxQueue=1",
+        "--OpenAi:KeepAliveInterval=00:00:00.020",
+    ]);
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>Queueing, overload, disconnects and draining, seen through the OpenAI API.</summary>
+public sealed class QueueAndLifecycleTests(OneSlotServerFixture fixture) : IClassFixture<OneSlotServerFixture>
+{
+    private const string LongStream = """
+        {"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":600,"ignore_eos":true,"temperature":0,"stream":true}
+        """;
+
+    private readonly TestServer _server = fixture.Server;
+
+    [Fact]
+    public async Task Queued_stream_gets_keep_alives_then_its_tokens_and_a_full_queue_gets_429()
+    {
+        using var cancel = new CancellationTokenSource();
+        using var client = NewClient();
+
+        // The one slot: a long generation, known to be running once its first content chunk arrives.
+        using var running = await PostStreamAsync(client, ChatPath, LongStream, cancel.Token);
+        using var runningReader = new StreamReader(await running.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
+        var runningEvents = ReadEventsAsync(runningReader, cancel.Token).GetAsyncEnumerator(cancel.Token);
+        await ReadUntilContentAsync(runningEvents);
+
+        // The one queue place.
+        using var queued = await PostStreamAsync(client, ChatPath, """
+            {"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":3,"stream":true}
+            """, cancel.Token);
+        Assert.Equal(HttpStatusCode.OK, queued.StatusCode);
+        using var queuedReader = new StreamReader(await queued.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
+        var queuedEvents = ReadEventsAsync(queuedReader, cancel.Token).GetAsyncEnumerator(cancel.Token);
+        Assert.True(await queuedEvents.MoveNextAsync());
+        Assert.Equal("assistant", queuedEvents.Current.Json.GetProperty("choices")[0].GetProperty("delta").GetProperty("role").GetString());
+        Assert.True(await queuedEvents.MoveNextAsync());
+        Assert.True(queuedEvents.Current.IsComment, "a queued stream's next line is a keep-alive comment");
+        Assert.Equal(1, _server.Services.GetRequiredService<ITextGenerator>().GetStatus().Waiting);
+
+        // Slot and queue are full.
+        var (status, body, response) = await PostAsync(client, ChatPath, """{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2}""");
+        Assert.Equal(HttpStatusCode.TooManyRequests, status);
+        AssertOpenAiError(body, "rate_limit_error", expectedCode: "queue_full");
+        Assert.True(response.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1));
+
+        // Free the slot: the queued request runs to its end.
+        await cancel.CancelAsync();
+        await runningEvents.DisposeAsync();
+        var rest = new List<SseItem>();
+        using var queuedClient = NewClient();
+        await using (var remaining = ReadEventsAsync(queuedReader).GetAsyncEnumerator())
+        {
+            while (await remaining.MoveNextAsync())
+            {
+                rest.Add(remaining.Current);
+            }
+        }
+
+        Assert.Equal("[DONE]", rest[^1].Data);
+        Assert.Contains(rest, e => !e.IsComment && e.Data != "[DONE]" && e.Json.GetProperty("choices")[0].GetProperty("finish_reason").GetString() == "length");
+        await AssertServesNormallyAsync();
+    }
+
+    [Fact]
+    public async Task Client_disconnect_cancels_the_generation_and_frees_its_slot()
+    {
+        var generator = _server.Services.GetRequiredService<ITextGenerator>();
+        using var client = NewClient();
+        using var cancel = new CancellationTokenSource();
+        var response = await PostStreamAsync(client, ChatPath, LongStream, cancel.Token);
+        var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
+        var chunks = 0;
+        await foreach (var item in ReadEventsAsync(reader, cancel.Token))
+        {
+            if (!item.IsComment && ++chunks == 3)
+            {
+                break;
+            }
+        }
+
+        Assert.Equal(1, generator.GetStatus().Running);
+        await cancel.CancelAsync();
+        reader.Dispose();
+        response.Dispose();
+
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(1);
+        while (generator.GetStatus().Running > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(0, generator.GetStatus().Running);
+        Assert.Equal(0, generator.GetStatus().Waiting);
+        await AssertServesNormallyAsync();
+    }
+
+    /// <summary>A connection per test that is closed, not drained, when a response is abandoned.</summary>
+    private HttpClient NewClient() => new(new SocketsHttpHandler { MaxResponseDrainSize = 0 })
+    {
+        BaseAddress = _server.BaseAddress,
+        Timeout = TimeSpan.FromSeconds(60),
+    };
+
+    private static async Task ReadUntilContentAsync(IAsyncEnumerator<SseItem> events)
+    {
+        while (await events.MoveNextAsync())
+        {
+            if (!events.Current.IsComment && events.Current.Json.GetProperty("choices")[0].GetProperty("delta").TryGetProperty("content", out var content)
+                && content.GetString()!.Length > 0)
+            {
+                return;
+            }
+        }
+
+        throw new InvalidOperationException("The stream ended before any content.");
+    }
+
+    private async Task AssertServesNormallyAsync()
+    {
+        var (status, body, _) = await PostAsync(_server.Client, ChatPath, """{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(2, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+}
+
+/// <summary>A draining server refuses new work with 503 in the error shape.</summary>
+public sealed class DrainingTests
+{
+    [Fact]
+    public async Task Requests_while_draining_get_503()
+    {
+        await using var server = await TestServer.StartAsync();
+        await server.Services.GetRequiredService<ITextGenerator>().DrainAsync(TimeSpan.Zero);
+
+        var (status, body, _) = await PostAsync(server.Client, ChatPath, """{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2}""");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+        AssertOpenAiError(body, "server_error", expectedCode: "unavailable");
+
+        using var streaming = await server.Client.PostAsync(ChatPath, Json("""{"messages":[{"role":"user","content":"Hi"}],"stream":true}"""));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, streaming.StatusCode);
+        AssertOpenAiError(JsonDocument.Parse(await streaming.Content.ReadAsStringAsync()).RootElement, "server_error");
+    }
+}
