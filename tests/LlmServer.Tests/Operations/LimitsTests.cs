@@ -112,6 +112,17 @@ public sealed class LimitsTests
         }));
         Assert.Equal("messages", chat.Parameter);
 
+        // Over HTTP the refusal is the OpenAI API's context_length_exceeded, naming the operator's limit.
+        using (var response = await server.Client.PostAsync(
+            new Uri("/v1/completions", UriKind.Relative),
+            new StringContent("""{"model":"stories260K","prompt":"Once upon a time there was a little girl who liked to play in the park","max_tokens":4}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            var error = await AuthTests.ErrorAsync(response);
+            Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+            Assert.Contains("Limits:MaxPromptTokens", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
         // Nothing was admitted for the refused requests, and a short prompt still runs.
         Assert.Equal(0, generator.GetStatus().Running + generator.GetStatus().Waiting);
         await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once", MaxTokens = 3 });

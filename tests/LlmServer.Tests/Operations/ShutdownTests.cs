@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.Json;
 using LlmServer.Testing;
 
 namespace LlmServer.Tests.Operations;
@@ -65,7 +66,91 @@ public sealed partial class ShutdownTests
         }
     }
 
-    private static Process StartServer(int port, StringBuilder log)
+    [Fact]
+    public async Task Sigterm_during_a_session_stream_stores_the_answer_and_exits_with_code_0()
+    {
+        var data = Directory.CreateTempSubdirectory("llmserver-shutdown-");
+        var database = Path.Combine(data.FullName, "sessions.db");
+        try
+        {
+            string sessionId;
+            var port = FreePort();
+            var log = new StringBuilder();
+            using (var process = StartServer(port, log, $"--Sessions:Database={database}"))
+            {
+                try
+                {
+                    using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+                    await WaitUntilReadyAsync(client, process, log);
+                    using (var created = await client.PostAsync(new Uri("/api/sessions", UriKind.Relative), Json("""{"title":"shutdown","settings":{"maxTokens":60,"temperature":0}}""")))
+                    {
+                        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+                        using var json = JsonDocument.Parse(await created.Content.ReadAsStringAsync());
+                        sessionId = json.RootElement.GetProperty("id").GetString()!;
+                    }
+
+                    using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{sessionId}/messages") { Content = Json("""{"text":"Once upon a time"}""") };
+                    using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                    Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                    using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                    Assert.NotNull(await ReadEventAsync(reader));
+                    Assert.Equal(0, Kill(process.Id, Sigterm));
+
+                    var events = new List<string>();
+                    while (await ReadEventAsync(reader) is { } item)
+                    {
+                        events.Add(item);
+                    }
+
+                    Assert.Contains("\"type\":\"done\"", events.LastOrDefault() ?? string.Empty, StringComparison.Ordinal);
+                    using var exitTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(180));
+                    await process.WaitForExitAsync(exitTimeout.Token);
+                    Assert.True(process.ExitCode == 0, $"exit code {process.ExitCode}; server output:\n{log}");
+                }
+                finally
+                {
+                    if (!process.HasExited)
+                    {
+                        process.Kill(entireProcessTree: true);
+                    }
+                }
+            }
+
+            // A fresh server on the same database has the whole exchange: the question and the finished answer.
+            port = FreePort();
+            using var again = StartServer(port, log, $"--Sessions:Database={database}");
+            try
+            {
+                using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+                await WaitUntilReadyAsync(client, again, log);
+                using var detail = JsonDocument.Parse(await client.GetStringAsync(new Uri($"/api/sessions/{sessionId}", UriKind.Relative)));
+                var messages = detail.RootElement.GetProperty("messages").EnumerateArray().ToArray();
+                Assert.Equal(2, messages.Length);
+                Assert.Equal("assistant", messages[1].GetProperty("role").GetString());
+                Assert.False(string.IsNullOrEmpty(messages[1].GetProperty("content").GetString()));
+                Assert.Contains(messages[1].GetProperty("finishReason").GetString(), new[] { "stop", "length" });
+                Assert.Equal(0, Kill(again.Id, Sigterm));
+                using var exitTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                await again.WaitForExitAsync(exitTimeout.Token);
+                Assert.Equal(0, again.ExitCode);
+            }
+            finally
+            {
+                if (!again.HasExited)
+                {
+                    again.Kill(entireProcessTree: true);
+                }
+            }
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
+    }
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private static Process StartServer(int port, StringBuilder log, params string[] extraArgs)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -82,7 +167,7 @@ public sealed partial class ShutdownTests
             "--Scheduler:Slots=1", "--Scheduler:ContextSize=1024",
             "--Server:DrainSeconds=120",
             "--Logging:LogLevel:Default=Information",
-        })
+        }.Concat(extraArgs))
         {
             start.ArgumentList.Add(argument);
         }
