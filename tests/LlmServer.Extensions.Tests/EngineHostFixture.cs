@@ -58,6 +58,8 @@ public sealed class EngineHostFixture : IAsyncLifetime
         {
             ["Model:Path"] = TestModels.Stories260K,
             ["Scheduler:Slots"] = "2",
+            ["Model:Threads"] = "1",
+            ["Model:BatchThreads"] = "1",
         });
         builder.Logging.AddProvider(Logs).AddFilter("Microsoft.Extensions.AI", LogLevel.Debug);
 

@@ -17,7 +17,7 @@ public sealed class EngineShutdownTests
     public async Task A_stream_the_engine_cancels_while_draining_throws_and_new_calls_are_refused()
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Model:Path"] = TestModels.Stories260K, ["Scheduler:Slots"] = "1" });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Model:Path"] = TestModels.Stories260K, ["Scheduler:Slots"] = "1", ["Model:Threads"] = "1", ["Model:BatchThreads"] = "1" });
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.Services.AddLlmServerChatClient();
         using var host = builder.Build();

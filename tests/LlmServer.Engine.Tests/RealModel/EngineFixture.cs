@@ -14,7 +14,8 @@ internal static class RealEngine
     public static async Task<LlmEngine> StartAsync(string modelPath, int slots = 4, int contextSize = 4096, int budget = 512, bool prefixReuse = true, int maxQueue = 64)
     {
         var engine = new LlmEngine(
-            Options.Create(new ModelOptions { Path = modelPath, Threads = 2, BatchThreads = 2 }),
+            // One thread each: many engines share the test machine, and idle OpenMP workers spin.
+            Options.Create(new ModelOptions { Path = modelPath, Threads = 1, BatchThreads = 1 }),
             Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue }),
             TimeProvider.System,
             NullLoggerFactory.Instance,

@@ -38,6 +38,10 @@ public sealed class TestServer : IAsyncDisposable
             "--urls", "http://127.0.0.1:0",
             "--Logging:LogLevel:Default=Warning",
             "--Scheduler:Slots=4",
+
+            // One thread each: many servers share the test machine, and idle OpenMP workers spin.
+            "--Model:Threads=1",
+            "--Model:BatchThreads=1",
             "--Scheduler:ContextSize=2048",
         };
         args.AddRange(extraArgs ?? []);
