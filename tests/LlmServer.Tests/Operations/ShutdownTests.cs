@@ -165,6 +165,7 @@ public sealed partial class ShutdownTests
             "--model", TestModels.Stories260K,
             "--urls", $"http://127.0.0.1:{port}",
             "--Scheduler:Slots=1", "--Scheduler:ContextSize=1024",
+            "--Model:Threads=1", "--Model:BatchThreads=1",
             "--Server:DrainSeconds=120",
             "--Logging:LogLevel:Default=Information",
         }.Concat(extraArgs))
