@@ -6,6 +6,14 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace LlmServer.Tests.Operations;
 
+/// <summary>
+/// Runs alone: .NET meters are process-wide, so every test server's engine meter shows up in each exporter, and a
+/// server stopping in a parallel test would take its counters out between two scrapes.
+/// </summary>
+[CollectionDefinition(nameof(MetricsTests), DisableParallelization = true)]
+public sealed class MetricsTestsCollection;
+
+[Collection(nameof(MetricsTests))]
 public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<SharedServerFixture>
 {
     private readonly TestServer _server = fixture.Server;
