@@ -12,11 +12,13 @@ namespace LlmServer.Engine.Grammars;
 /// <remarks>
 /// <see cref="FromSchema"/> enforces <c>type</c> (one or a list), <c>properties</c> (in declared order, no others),
 /// <c>required</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>, <c>minLength</c>/<c>maxLength</c>, <c>enum</c>,
-/// <c>const</c>, <c>anyOf</c>/<c>oneOf</c>, local <c>$ref</c>s (recursion included) and <c>minimum</c>/<c>maximum</c>
-/// (exclusive too): exactly for integer ranges of up to 256 values, by sign and digit count for wider ones, by sign
-/// for numbers. Annotations (<c>description</c>, <c>title</c>, ...) and constraints it cannot express
-/// (<c>pattern</c>, <c>format</c>, <c>multipleOf</c>, ...) are not enforced; keywords that would change the shape it accepts (<c>allOf</c>,
-/// <c>not</c>, <c>if</c>, <c>patternProperties</c>, ...) are refused with <see cref="ArgumentException"/>.
+/// <c>const</c>, <c>anyOf</c>/<c>oneOf</c>, OpenAPI's <c>nullable</c>, local <c>$ref</c>s (recursion included) and
+/// <c>minimum</c>/<c>maximum</c> (exclusive too): exactly for integer ranges of up to 256 values, by sign and digit
+/// count for wider ones, by sign for numbers. Schemas nest at most 32 levels. Annotations (<c>description</c>,
+/// <c>title</c>, ...) and constraints it cannot express (<c>pattern</c>, <c>format</c>, <c>multipleOf</c>, ...) are
+/// not enforced; keywords that would change the shape it accepts (<c>allOf</c>, <c>not</c>, <c>if</c>,
+/// <c>patternProperties</c>, ...) and malformed schemas are refused with <see cref="ArgumentException"/>, whose
+/// message names the place in the schema and the reason (front ends show it to the caller as it is).
 /// Output is compact (at most one space between tokens) and numbers have at most 16 integer digits: small models
 /// otherwise fill their token budget with whitespace or digits.
 /// </remarks>
@@ -83,6 +85,9 @@ public static class JsonGrammar
 
         """;
 
+    // Message only: the reason is complete without a parameter name, and front ends pass it on as it is.
+    private static ArgumentException Invalid(string reason) => new(reason);
+
     private sealed class SchemaConverter(JsonElement root)
     {
         private static readonly JsonSerializerOptions CompactJson = new()
@@ -97,13 +102,16 @@ public static class JsonGrammar
 
         private static readonly HashSet<string> CommonRuleNames = ["root", "value", "object", "member", "array", "string", "char", "number", "integer", "boolean", "null", "ws"];
 
+        // Deeper schemas are not what structured output needs, and recursion depth must stay bounded.
+        private const int MaxDepth = 32;
+
         private readonly List<KeyValuePair<string, string>> _rules = [];
         private readonly HashSet<string> _names = new(CommonRuleNames, StringComparer.Ordinal);
         private readonly Dictionary<string, string> _refRules = new(StringComparer.Ordinal);
 
         public string Convert()
         {
-            var rootExpression = Visit(root, "schema", "#");
+            var rootExpression = Visit(root, "schema", "#", 0);
             var builder = new StringBuilder();
             builder.Append("root ::= ").Append(rootExpression).Append('\n');
             foreach (var (name, body) in _rules)
@@ -115,7 +123,26 @@ public static class JsonGrammar
         }
 
         /// <summary>Returns a GBNF expression for <paramref name="schema"/>, adding the rules it needs.</summary>
-        private string Visit(JsonElement schema, string hint, string path)
+        private string Visit(JsonElement schema, string hint, string path, int depth)
+        {
+            if (depth > MaxDepth)
+            {
+                throw Invalid($"The schema at '{path}' nests deeper than {MaxDepth} levels.");
+            }
+
+            var expression = VisitNonNull(schema, hint, path, depth);
+            if (schema.ValueKind != JsonValueKind.Object || !schema.TryGetProperty("nullable", out var nullable)
+                || nullable.ValueKind == JsonValueKind.False || expression is "value" or "null")
+            {
+                return expression;
+            }
+
+            return nullable.ValueKind == JsonValueKind.True
+                ? AddRule(hint + "-nullable", expression + " | null")
+                : throw Invalid($"'nullable' at '{path}' must be true or false.");
+        }
+
+        private string VisitNonNull(JsonElement schema, string hint, string path, int depth)
         {
             if (schema.ValueKind == JsonValueKind.True)
             {
@@ -124,20 +151,20 @@ public static class JsonGrammar
 
             if (schema.ValueKind != JsonValueKind.Object)
             {
-                throw new ArgumentException($"The schema at '{path}' must be an object or true, not {schema.ValueKind}.", nameof(schema));
+                throw Invalid($"The schema at '{path}' must be an object or true, not {schema.ValueKind}.");
             }
 
             foreach (var keyword in RefusedKeywords)
             {
                 if (schema.TryGetProperty(keyword, out _))
                 {
-                    throw new ArgumentException($"The schema at '{path}' uses '{keyword}', which the JSON grammar cannot enforce.", nameof(schema));
+                    throw Invalid($"The schema at '{path}' uses '{keyword}', which the JSON grammar cannot enforce.");
                 }
             }
 
             if (schema.TryGetProperty("$ref", out var reference))
             {
-                return VisitReference(reference, path);
+                return VisitReference(reference, path, depth);
             }
 
             if (schema.TryGetProperty("const", out var constant))
@@ -150,21 +177,24 @@ public static class JsonGrammar
                 return VisitEnum(values, hint, path);
             }
 
-            if (schema.TryGetProperty("anyOf", out var anyOf) || schema.TryGetProperty("oneOf", out anyOf))
+            foreach (var keyword in (ReadOnlySpan<string>)["anyOf", "oneOf"])
             {
-                return VisitAlternatives(anyOf, hint, path);
+                if (schema.TryGetProperty(keyword, out var alternatives))
+                {
+                    return VisitAlternatives(alternatives, hint, path + "/" + keyword, depth);
+                }
             }
 
             if (!schema.TryGetProperty("type", out var type))
             {
-                return schema.TryGetProperty("properties", out _) ? VisitType("object", schema, hint, path)
-                    : schema.TryGetProperty("items", out _) ? VisitType("array", schema, hint, path)
+                return schema.TryGetProperty("properties", out _) ? VisitType("object", schema, hint, path, depth)
+                    : schema.TryGetProperty("items", out _) ? VisitType("array", schema, hint, path, depth)
                     : "value";
             }
 
             if (type.ValueKind == JsonValueKind.String)
             {
-                return VisitType(type.GetString()!, schema, hint, path);
+                return VisitType(type.GetString()!, schema, hint, path, depth);
             }
 
             if (type.ValueKind == JsonValueKind.Array && type.GetArrayLength() > 0)
@@ -174,36 +204,41 @@ public static class JsonGrammar
                 {
                     if (item.ValueKind != JsonValueKind.String)
                     {
-                        throw new ArgumentException($"'type' at '{path}' must list type names.", nameof(schema));
+                        throw Invalid($"'type' at '{path}' must list type names.");
                     }
 
-                    alternatives.Add(VisitType(item.GetString()!, schema, hint + "-" + item.GetString(), path));
+                    alternatives.Add(VisitType(item.GetString()!, schema, hint + "-" + item.GetString(), path, depth));
                 }
 
                 return AddRule(hint, string.Join(" | ", alternatives.Distinct(StringComparer.Ordinal)));
             }
 
-            throw new ArgumentException($"'type' at '{path}' must be a type name or a non-empty list of them.", nameof(schema));
+            throw Invalid($"'type' at '{path}' must be a type name or a non-empty list of them.");
         }
 
-        private string VisitType(string type, JsonElement schema, string hint, string path) => type switch
+        private string VisitType(string type, JsonElement schema, string hint, string path, int depth) => type switch
         {
-            "object" => VisitObject(schema, hint, path),
-            "array" => VisitArray(schema, hint, path),
+            "object" => VisitObject(schema, hint, path, depth),
+            "array" => VisitArray(schema, hint, path, depth),
             "string" => VisitString(schema, hint, path),
             "number" => ReadBound(schema, "minimum", "exclusiveMinimum", path)?.Value >= 0 ? AddRule(hint, NonNegativeNumber) : "number",
             "integer" => VisitInteger(schema, hint, path),
             "boolean" => "boolean",
             "null" => "null",
-            _ => throw new ArgumentException($"Unknown type '{type}' at '{path}'.", nameof(schema)),
+            _ => throw Invalid($"Unknown type '{type}' at '{path}'."),
         };
 
-        private string VisitObject(JsonElement schema, string hint, string path)
+        private string VisitObject(JsonElement schema, string hint, string path, int depth)
         {
-            if (!schema.TryGetProperty("properties", out var properties) || properties.ValueKind != JsonValueKind.Object)
+            if (!schema.TryGetProperty("properties", out var properties))
             {
                 // No declared properties: any object (additionalProperties is not narrowed further).
                 return "object";
+            }
+
+            if (properties.ValueKind != JsonValueKind.Object)
+            {
+                throw Invalid($"'properties' at '{path}' must be an object.");
             }
 
             var required = new HashSet<string>(StringComparer.Ordinal);
@@ -211,26 +246,26 @@ public static class JsonGrammar
             {
                 if (requiredList.ValueKind != JsonValueKind.Array)
                 {
-                    throw new ArgumentException($"'required' at '{path}' must be an array of property names.", nameof(schema));
+                    throw Invalid($"'required' at '{path}' must be an array of property names.");
                 }
 
                 foreach (var name in requiredList.EnumerateArray())
                 {
-                    required.Add(name.GetString() ?? throw new ArgumentException($"'required' at '{path}' must list strings.", nameof(schema)));
+                    required.Add(name.ValueKind == JsonValueKind.String ? name.GetString()! : throw Invalid($"'required' at '{path}' must list strings."));
                 }
             }
 
             var members = new List<(string Expression, bool Required)>();
             foreach (var property in properties.EnumerateObject())
             {
-                var valueExpression = Visit(property.Value, hint + "-" + property.Name, path + "/properties/" + property.Name);
+                var valueExpression = Visit(property.Value, hint + "-" + property.Name, path + "/properties/" + property.Name, depth + 1);
                 var member = Literal(JsonSerializer.Serialize(property.Name, CompactJson)) + " ws \":\" ws " + valueExpression + " ws";
                 members.Add((member, required.Remove(property.Name)));
             }
 
             if (required.Count > 0)
             {
-                throw new ArgumentException($"'required' at '{path}' names properties that are not declared: {string.Join(", ", required)}.", nameof(schema));
+                throw Invalid($"'required' at '{path}' names properties that are not declared: {string.Join(", ", required)}.");
             }
 
             return AddRule(hint, "\"{\" ws " + MemberSequence(members) + "\"}\"");
@@ -268,14 +303,14 @@ public static class JsonGrammar
             return "( " + string.Join(" | ", alternatives) + (anyRequired ? " ) " : " )? ");
         }
 
-        private string VisitArray(JsonElement schema, string hint, string path)
+        private string VisitArray(JsonElement schema, string hint, string path, int depth)
         {
-            var item = schema.TryGetProperty("items", out var items) ? Visit(items, hint + "-item", path + "/items") : "value";
+            var item = schema.TryGetProperty("items", out var items) ? Visit(items, hint + "-item", path + "/items", depth + 1) : "value";
             var min = ReadCount(schema, "minItems", path) ?? 0;
             var max = ReadCount(schema, "maxItems", path);
             if (max < min)
             {
-                throw new ArgumentException($"'maxItems' at '{path}' is below 'minItems'.", nameof(schema));
+                throw Invalid($"'maxItems' at '{path}' is below 'minItems'.");
             }
 
             if (max == 0)
@@ -308,7 +343,7 @@ public static class JsonGrammar
             var high = maximum is { } max ? (max.Exclusive ? decimal.Ceiling(max.Value) - 1 : decimal.Floor(max.Value)) : (decimal?)null;
             if (low > high)
             {
-                throw new ArgumentException($"The integer range at '{path}' is empty.", nameof(schema));
+                throw Invalid($"The integer range at '{path}' is empty.");
             }
 
             if (low is { } from && high is { } to && to - from < 256)
@@ -339,7 +374,7 @@ public static class JsonGrammar
 
             if (max < (min ?? 0))
             {
-                throw new ArgumentException($"'maxLength' at '{path}' is below 'minLength'.", nameof(schema));
+                throw Invalid($"'maxLength' at '{path}' is below 'minLength'.");
             }
 
             return AddRule(hint, "\"\\\"\" char" + Repetition(min ?? 0, max) + " \"\\\"\"");
@@ -349,31 +384,31 @@ public static class JsonGrammar
         {
             if (values.ValueKind != JsonValueKind.Array || values.GetArrayLength() == 0)
             {
-                throw new ArgumentException($"'enum' at '{path}' must be a non-empty array.", nameof(values));
+                throw Invalid($"'enum' at '{path}' must be a non-empty array.");
             }
 
             return AddRule(hint, string.Join(" | ", values.EnumerateArray().Select(JsonLiteral).Distinct(StringComparer.Ordinal)));
         }
 
-        private string VisitAlternatives(JsonElement alternatives, string hint, string path)
+        private string VisitAlternatives(JsonElement alternatives, string hint, string path, int depth)
         {
             if (alternatives.ValueKind != JsonValueKind.Array || alternatives.GetArrayLength() == 0)
             {
-                throw new ArgumentException($"'anyOf'/'oneOf' at '{path}' must be a non-empty array.", nameof(alternatives));
+                throw Invalid($"'{path}' must be a non-empty array.");
             }
 
             var expressions = alternatives.EnumerateArray()
-                .Select((schema, i) => Visit(schema, hint + "-" + i.ToString(CultureInfo.InvariantCulture), path + "/anyOf/" + i.ToString(CultureInfo.InvariantCulture)))
+                .Select((schema, i) => Visit(schema, hint + "-" + i.ToString(CultureInfo.InvariantCulture), path + "/" + i.ToString(CultureInfo.InvariantCulture), depth + 1))
                 .Distinct(StringComparer.Ordinal);
             return AddRule(hint, string.Join(" | ", expressions));
         }
 
-        private string VisitReference(JsonElement reference, string path)
+        private string VisitReference(JsonElement reference, string path, int depth)
         {
-            var pointer = reference.GetString();
+            var pointer = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : null;
             if (pointer is null || !pointer.StartsWith('#'))
             {
-                throw new ArgumentException($"'$ref' at '{path}' must be a local reference ('#/...').", nameof(reference));
+                throw Invalid($"'$ref' at '{path}' must be a local reference ('#/...').");
             }
 
             if (_refRules.TryGetValue(pointer, out var existing))
@@ -387,7 +422,7 @@ public static class JsonGrammar
             var target = Resolve(pointer, path);
             var index = _rules.Count;
             _rules.Add(new(name, string.Empty));
-            _rules[index] = new(name, Visit(target, name, pointer));
+            _rules[index] = new(name, Visit(target, name, pointer, depth + 1));
             return name;
         }
 
@@ -407,7 +442,7 @@ public static class JsonGrammar
                 }
                 else
                 {
-                    throw new ArgumentException($"'$ref' '{pointer}' at '{path}' does not resolve inside the schema.", nameof(pointer));
+                    throw Invalid($"'$ref' '{pointer}' at '{path}' does not resolve inside the schema.");
                 }
             }
 
@@ -462,7 +497,7 @@ public static class JsonGrammar
 
             if (count.ValueKind != JsonValueKind.Number || !count.TryGetInt32(out var value) || value < 0)
             {
-                throw new ArgumentException($"'{keyword}' at '{path}' must be a non-negative integer.", nameof(schema));
+                throw Invalid($"'{keyword}' at '{path}' must be a non-negative integer.");
             }
 
             return value;
@@ -487,7 +522,7 @@ public static class JsonGrammar
 
             if (bound.ValueKind != JsonValueKind.Number)
             {
-                throw new ArgumentException($"'{(isExclusive ? exclusive : inclusive)}' at '{path}' must be a number.", nameof(schema));
+                throw Invalid($"'{(isExclusive ? exclusive : inclusive)}' at '{path}' must be a number.");
             }
 
             return bound.TryGetDecimal(out var value) ? (value, isExclusive) : null;

@@ -1,4 +1,6 @@
+using System.Text.Json;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Grammars;
 using LlmServer.Engine.Models;
 
 namespace LlmServer.OpenAi;
@@ -13,6 +15,9 @@ internal static class OpenAiRequestMapper
     public const int MaxTopLogProbs = 20;
     public const int MaxStopSequences = 16;
     public const int MaxPrompts = 16;
+
+    /// <summary>Where a schema the grammar cannot enforce is reported, in OpenAI's parameter naming.</summary>
+    private const string SchemaParam = "response_format.json_schema.schema";
 
     /// <summary>The loaded model, when <paramref name="requested"/> names it (or names nothing).</summary>
     public static ModelInfo ResolveModel(ITextGenerator generator, string? requested)
@@ -146,7 +151,7 @@ internal static class OpenAiRequestMapper
         return new SamplingOptions
         {
             Temperature = InRange(request.Temperature, "temperature", 0f, 2f) ?? defaults.Temperature,
-            TopP = InRange(request.TopP, "top_p", 0f, 1f) ?? defaults.TopP,
+            TopP = TopP(request.TopP) ?? defaults.TopP,
             TopK = request.TopK is { } topK ? (topK >= 0 ? topK : throw OutOfRange("top_k", topK, 0, null)) : defaults.TopK,
             MinP = InRange(request.MinP, "min_p", 0f, 1f) ?? defaults.MinP,
             RepeatPenalty = InRange(request.RepeatPenalty, "repeat_penalty", 0f, 10f) is { } repeat
@@ -213,14 +218,31 @@ internal static class OpenAiRequestMapper
     private static string? Grammar(ResponseFormat? format) => format is null ? null : format.Type switch
     {
         null or "text" => null,
-        "json_object" => JsonSchemaGrammar.ForAnyObject(),
+        "json_object" => JsonGrammar.AnyObject,
         "json_schema" => format.JsonSchema?.Schema is { } schema
-            ? JsonSchemaGrammar.ForSchema(schema)
+            ? SchemaGrammar(schema)
             : throw OpenAiException.InvalidField("response_format.json_schema", "'response_format.json_schema.schema' is required for type json_schema."),
         _ => throw OpenAiException.InvalidField(
             "response_format.type",
             $"Invalid value for 'response_format.type': '{format.Type}'. Supported values are text, json_object and json_schema."),
     };
+
+    private static string SchemaGrammar(JsonElement schema)
+    {
+        try
+        {
+            return JsonGrammar.FromSchema(schema);
+        }
+        catch (ArgumentException e)
+        {
+            throw OpenAiException.InvalidField(SchemaParam, "Invalid schema for response_format: " + e.Message);
+        }
+    }
+
+    /// <summary>As the engine: 0 would leave no token to sample.</summary>
+    private static float? TopP(float? value) => value is not { } topP || topP is > 0f and <= 1f
+        ? value
+        : throw OpenAiException.InvalidField("top_p", $"Invalid value for 'top_p': {topP}. It must be greater than 0 and at most 1.");
 
     private static float? InRange(float? value, string param, float min, float max)
     {

@@ -93,6 +93,57 @@ public sealed class JsonGrammarTests
         Assert.Equal("number", Rule(Convert("""{ "type": "number", "maximum": 1e300 }"""), "root"));
     }
 
+    [Fact]
+    public void Nullable_admits_null_beside_the_schema_and_false_changes_nothing()
+    {
+        var grammar = Convert("""{ "type": "object", "properties": { "note": { "type": "string", "nullable": true, "maxLength": 4 }, "n": { "type": "integer", "nullable": false } }, "required": ["note", "n"] }""");
+
+        Assert.Equal("schema-note | null", Rule(grammar, "schema-note-nullable"));
+        Assert.Equal(
+            """
+            "{" ws ( "\"note\"" ws ":" ws schema-note-nullable ws "," ws "\"n\"" ws ":" ws integer ws ) "}"
+            """,
+            Rule(grammar, "schema"));
+        Assert.Equal("value", Rule(Convert("""{ "nullable": true }"""), "root"));
+    }
+
+    [Fact]
+    public void Whitespace_is_at_most_one_space_between_tokens()
+    {
+        // Wide whitespace rules (newlines, indentation) let a small model spend its whole budget on them.
+        Assert.Equal("\" \"?", Rule(JsonGrammar.AnyObject, "ws"));
+        Assert.Equal("\" \"?", Rule(Convert("""{ "type": "object", "properties": { "a": { "type": "array" } } }"""), "ws"));
+    }
+
+    [Fact]
+    public void Literals_escape_quotes_backslashes_and_control_characters()
+    {
+        Assert.Equal(
+            """
+            "a\"b\\c\n\r\t\x01\x7Fé"
+            """,
+            JsonGrammar.Literal("a\"b\\c\n\r\t\u0001\u007Fé"));
+
+        // A property name is matched as the JSON the model writes: its tab as the two characters \t.
+        var grammar = Convert("""{ "properties": { "a\tb": { "type": "null" } }, "required": ["a\tb"] }""");
+        Assert.Equal(
+            """
+            "{" ws ( "\"a\\tb\"" ws ":" ws null ws ) "}"
+            """,
+            Rule(grammar, "schema"));
+    }
+
+    [Fact]
+    public void Nesting_beyond_32_levels_is_refused_before_it_exhausts_the_stack()
+    {
+        static string Nested(int levels) =>
+            string.Concat(Enumerable.Repeat("""{ "type": "array", "items": """, levels)) + "{}" + new string('}', levels);
+
+        Assert.Equal("schema", Rule(Convert(Nested(32)), "root"));
+        var error = Assert.Throws<ArgumentException>(() => Convert(Nested(33)));
+        Assert.Contains("nests deeper than 32 levels", error.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("""{ "type": "uuid" }""", "Unknown type 'uuid'")]
     [InlineData("""{ "allOf": [{ "type": "string" }] }""", "allOf")]
@@ -103,9 +154,18 @@ public sealed class JsonGrammarTests
     [InlineData("""[1, 2]""", "must be an object")]
     [InlineData("""{ "type": "integer", "minimum": 3, "maximum": 2.5 }""", "range at '#' is empty")]
     [InlineData("""{ "type": "integer", "minimum": "1" }""", "'minimum' at '#' must be a number")]
+    [InlineData("""{ "$ref": 5 }""", "'$ref' at '#' must be a local reference")]
+    [InlineData("""{ "properties": { "a": {} }, "required": [1] }""", "'required' at '#' must list strings")]
+    [InlineData("""{ "properties": [] }""", "'properties' at '#' must be an object")]
+    [InlineData("""{ "type": "string", "nullable": "yes" }""", "'nullable' at '#' must be true or false")]
+    [InlineData("""{ "oneOf": [] }""", "'#/oneOf' must be a non-empty array")]
+    [InlineData("""{ "anyOf": [{ "type": "tuple" }] }""", "Unknown type 'tuple' at '#/anyOf/0'")]
     public void Schemas_it_cannot_enforce_are_refused_with_the_reason(string schema, string reason)
     {
         var error = Assert.Throws<ArgumentException>(() => Convert(schema));
         Assert.Contains(reason, error.Message, StringComparison.Ordinal);
+
+        // The reason stands alone: front ends put it in their own error (the REST API's names the schema field).
+        Assert.Null(error.ParamName);
     }
 }

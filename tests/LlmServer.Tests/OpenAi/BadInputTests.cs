@@ -58,6 +58,8 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
         { "huge max_tokens", ChatPath, $$"""{"messages":{{Hi}},"max_tokens":1000000000}""", 400, "invalid_request_error", "max_tokens", null },
         { "max_tokens beyond 32 bits", ChatPath, $$"""{"messages":{{Hi}},"max_tokens":99999999999999}""", 400, "invalid_request_error", "max_tokens", null },
         { "temperature out of range", ChatPath, $$"""{"messages":{{Hi}},"temperature":3.5}""", 400, "invalid_request_error", "temperature", null },
+        { "top_p of zero (no token left to sample)", ChatPath, $$"""{"messages":{{Hi}},"top_p":0}""", 400, "invalid_request_error", "top_p", null },
+        { "top_p above one", "/v1/completions", """{"prompt":"Hi","top_p":1.5}""", 400, "invalid_request_error", "top_p", null },
         { "n out of range", ChatPath, $$"""{"messages":{{Hi}},"n":5}""", 400, "invalid_request_error", "n", null },
         { "top_logprobs without logprobs", ChatPath, $$"""{"messages":{{Hi}},"top_logprobs":2}""", 400, "invalid_request_error", "top_logprobs", null },
         { "empty messages", ChatPath, """{"messages":[]}""", 400, "invalid_request_error", "messages", null },
@@ -65,6 +67,7 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
         { "unknown role", ChatPath, """{"messages":[{"role":"wizard","content":"Hi"}]}""", 400, "invalid_request_error", "messages[0].role", null },
         { "unknown response_format", ChatPath, $$$"""{"messages":{{{Hi}}},"response_format":{"type":"xml"}}""", 400, "invalid_request_error", "response_format.type", null },
         { "unsupported schema", ChatPath, $$$$$"""{"messages":{{{{{Hi}}}}},"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"tuple"}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema", null },
+        { "schema with a non-string $ref", ChatPath, $$$$$"""{"messages":{{{{{Hi}}}}},"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":5}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema", null },
         { "unknown model", ChatPath, $$"""{"model":"gpt-4o","messages":{{Hi}}}""", 404, "invalid_request_error", "model", "model_not_found" },
         { "prompt over the context (chat)", ChatPath, $$"""{"messages":[{"role":"user","content":"{{LongPrompt}}"}]}""", 400, "invalid_request_error", "messages", "context_length_exceeded" },
         { "prompt over the context (completions)", "/v1/completions", $$"""{"prompt":"{{LongPrompt}}"}""", 400, "invalid_request_error", "prompt", "context_length_exceeded" },
@@ -86,6 +89,21 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
         AssertJsonContentType(response);
         AssertOpenAiError(JsonDocument.Parse(text).RootElement, type, param, code);
         await AssertServesNormallyAsync();
+    }
+
+    [Fact]
+    public async Task Unsupported_schema_names_the_place_in_the_schema_and_the_reason()
+    {
+        var (status, body, _) = await PostAsync(_client, ChatPath, """
+            {"messages":[{"role":"user","content":"Hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{
+              "type":"object","properties":{"tags":{"type":"array","items":{"allOf":[{"type":"string"}]}}}}}}}
+            """);
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("response_format.json_schema.schema", error.GetProperty("param").GetString());
+        Assert.Equal(
+            "Invalid schema for response_format: The schema at '#/properties/tags/items' uses 'allOf', which the JSON grammar cannot enforce.",
+            error.GetProperty("message").GetString());
     }
 
     [Fact]
