@@ -152,7 +152,9 @@ public sealed partial class ShutdownTests
 
     private static Process StartServer(int port, StringBuilder log, params string[] extraArgs)
     {
-        var start = new ProcessStartInfo("dotnet")
+        // The muxer running these tests, so the child runs on the same runtime even when dotnet is not on PATH.
+        var dotnet = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
+        var start = new ProcessStartInfo(dotnet)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
