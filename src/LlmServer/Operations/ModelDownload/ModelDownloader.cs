@@ -52,7 +52,7 @@ internal sealed class ModelDownloader(HttpClient http, TimeProvider timeProvider
             }
             catch (Exception ex) when (IsTransient(ex, cancellationToken))
             {
-                throw new ModelDownloadException($"Could not download {url}: {ex.Message}", ex);
+                throw new ModelDownloadException($"Could not download {url}: {ex.Message.TrimEnd('.')}.", ex);
             }
         }
 
