@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Grammars;
 using LlmServer.Engine.Sampling;
 using Microsoft.Extensions.Logging;
 
@@ -185,6 +186,12 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     private static ChoiceState[] CreateChoices(IInferenceBackend backend, GenerationRequest request)
     {
+        // llama.cpp returns a NULL sampler for a grammar it cannot parse, and adding that NULL to a chain crashes.
+        if (request.Grammar is not null && !GbnfValidator.TryValidate(request.Grammar, "root", out var grammarError))
+        {
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The grammar does not parse: " + grammarError, "grammar");
+        }
+
         var choices = new ChoiceState[request.Choices];
         try
         {

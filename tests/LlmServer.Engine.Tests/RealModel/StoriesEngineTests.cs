@@ -136,6 +136,8 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
     {
         var error = Assert.Throws<GenerationException>(() => Engine.Submit(new GenerationRequest { Prompt = Prompt, Grammar = "root ::= (" }));
         Assert.Equal(GenerationErrorCode.InvalidRequest, error.Code);
+        Assert.Equal("grammar", error.Parameter);
+        Assert.Contains("line 1, column 11: expecting ')'", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
