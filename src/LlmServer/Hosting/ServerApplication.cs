@@ -1,6 +1,6 @@
 using LlmServer.Engine.Hosting;
-using LlmServer.Health;
 using LlmServer.OpenAi;
+using LlmServer.Operations;
 using LlmServer.Sessions;
 using LlmServer.WebUi;
 
@@ -35,12 +35,12 @@ internal static class ServerApplication
         }
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
-        builder.Services.AddEngineHealthChecks();
+        builder.AddOperations();
         builder.Services.AddOpenAiApi(builder.Configuration);
         builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
-        app.MapEngineHealthChecks();
+        app.UseOperations();
         app.MapOpenAiApi();
         app.MapSessions();
         app.MapWebUi();

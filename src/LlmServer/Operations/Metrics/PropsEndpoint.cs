@@ -1,0 +1,68 @@
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using LlmServer.OpenAi;
+
+namespace LlmServer.Operations.Metrics;
+
+/// <summary>
+/// <c>GET /props</c>, as llama-server has it: the backend, slots and context per slot, the model's metadata and the
+/// build. 503 in the OpenAI error shape while the model loads.
+/// </summary>
+internal static class PropsEndpoint
+{
+    public static IEndpointRouteBuilder MapProps(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapGet("/props", (HttpContext context, ITextGenerator generator) => WriteAsync(context, generator));
+        return endpoints;
+    }
+
+    private static async Task WriteAsync(HttpContext context, ITextGenerator generator)
+    {
+        var model = generator.Model;
+        if (model is null)
+        {
+            var error = new OpenAiException(StatusCodes.Status503ServiceUnavailable, OpenAiErrors.ServerError, $"The model is not loaded (engine {generator.State.ToString().ToLowerInvariant()}).", code: "model_not_loaded")
+            {
+                RetryAfter = TimeSpan.FromSeconds(1),
+            };
+            await OpenAiErrors.WriteAsync(context, error, context.RequestAborted);
+            return;
+        }
+
+        var status = generator.GetStatus();
+        var props = new Dictionary<string, object?>
+        {
+            ["model_alias"] = model.Id,
+            ["model_path"] = model.Path,
+            ["total_slots"] = status.Slots,
+            ["n_ctx"] = status.SlotContextLength,
+            ["n_ctx_total"] = (long)status.Slots * status.SlotContextLength,
+            ["state"] = generator.State.ToString().ToLowerInvariant(),
+            ["slots_running"] = status.Running,
+            ["requests_waiting"] = status.Waiting,
+            ["kv_cache_usage"] = status.KvCacheUsage,
+            ["backend"] = new Dictionary<string, object?>
+            {
+                ["kind"] = model.Backend.Kind,
+                ["library"] = model.Backend.Library,
+                ["system_info"] = model.Backend.SystemInfo,
+                ["gpu_layers"] = model.Backend.GpuLayers,
+                ["threads"] = model.Backend.Threads,
+            },
+            ["model"] = new Dictionary<string, object?>
+            {
+                ["id"] = model.Id,
+                ["name"] = model.Name,
+                ["architecture"] = model.Architecture,
+                ["n_params"] = model.ParameterCount,
+                ["size"] = model.SizeInBytes,
+                ["n_ctx_train"] = model.TrainingContextLength,
+                ["n_vocab"] = model.VocabularySize,
+                ["has_chat_template"] = model.HasChatTemplate,
+            },
+            ["build_info"] = BuildInfo.Version,
+        };
+        context.Response.Headers.CacheControl = "no-store";
+        await context.Response.WriteAsJsonAsync(props, JsonSerializerOptions.Web, context.RequestAborted);
+    }
+}

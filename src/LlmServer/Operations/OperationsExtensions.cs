@@ -1,0 +1,170 @@
+using LlmServer.Engine.Generation;
+using LlmServer.OpenAi;
+using LlmServer.Operations.Auth;
+using LlmServer.Operations.Health;
+using LlmServer.Operations.Lifecycle;
+using LlmServer.Operations.Limits;
+using LlmServer.Operations.Metrics;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Cors.Infrastructure;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Operations;
+
+/// <summary>
+/// What an operator needs before exposing the server: metrics, health, <c>/props</c>, API keys, CORS, limits and a
+/// graceful shutdown. <see cref="AddOperations"/> must come after the engine's registration (it decorates
+/// <see cref="ITextGenerator"/>); <see cref="UseOperations"/> must come before the other features' middleware.
+/// </summary>
+public static partial class OperationsExtensions
+{
+    public static WebApplicationBuilder AddOperations(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        var configuration = builder.Configuration;
+
+        services.AddOptions<ServerOptions>().Bind(configuration.GetSection(ServerOptions.SectionName)).ValidateOnStart();
+        services.AddOptions<ApiKeyOptions>().Bind(configuration.GetSection(ApiKeyOptions.SectionName)).ValidateOnStart();
+        services.AddOptions<LimitsOptions>().Bind(configuration.GetSection(LimitsOptions.SectionName)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ServerOptions>, ServerOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LimitsOptions>, LimitsOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+
+        var startup = new StartupNotes(RequiresKeys(configuration), configuration.GetValue<bool>($"{ServerOptions.SectionName}:{nameof(ServerOptions.AllowRemoteWithoutKeys)}"));
+        if (!startup.RequiresKeys && !startup.AllowRemote)
+        {
+            startup.Rebound.AddRange(LoopbackBinding.RestrictToLoopback(builder));
+        }
+
+        services.AddSingleton(startup);
+
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<ServerOptions>>((kestrel, server) => kestrel.Limits.MaxRequestBodySize = server.Value.MaxRequestBodyBytes);
+        services.AddOptions<HostOptions>().Configure<IOptions<ServerOptions>>((host, server) =>
+        {
+            // The host must outlast the drain, or it would kill the generations the drain waits for.
+            var needed = TimeSpan.FromSeconds(server.Value.DrainSeconds + 15);
+            host.ShutdownTimeout = needed > host.ShutdownTimeout ? needed : host.ShutdownTimeout;
+        });
+        services.AddCors();
+        services.AddOptions<CorsOptions>().Configure<IOptions<ServerOptions>>((cors, server) => cors.AddDefaultPolicy(policy =>
+        {
+            var origins = server.Value.CorsOrigins;
+            _ = origins.Contains("*") ? policy.AllowAnyOrigin() : policy.WithOrigins([.. origins]);
+            policy.AllowAnyHeader().AllowAnyMethod().WithExposedHeaders("Retry-After");
+        }));
+
+        services.AddSingleton<ApiKeyStore>();
+        services.AddSingleton<ProtectedPaths>();
+        services.AddAuthentication(ApiKeyAuthentication.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthentication.SchemeName, null);
+        services.AddAuthorization();
+        services.AddRateLimiter(_ => { });
+        services.AddKeyRateLimiting();
+        DecorateTextGenerator(services);
+
+        services.AddSingleton<GracefulShutdown>();
+        services.AddHostedService(sp => sp.GetRequiredService<GracefulShutdown>());
+        services.AddOperationsHealthChecks(configuration);
+        services.AddOperationsTelemetry(configuration);
+        return builder;
+    }
+
+    /// <summary>The operations middleware (in order: remote guard, CORS, keys, body size, drain, rate limits) and endpoints.</summary>
+    public static WebApplication UseOperations(this WebApplication app)
+    {
+        var startup = app.Services.GetRequiredService<StartupNotes>();
+        var server = app.Services.GetRequiredService<IOptions<ServerOptions>>().Value;
+        LogStartup(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("LlmServer.Operations"), startup, app.Services.GetRequiredService<ApiKeyStore>().Count);
+
+        if (!startup.RequiresKeys && !startup.AllowRemote)
+        {
+            app.UseMiddleware<RemoteAccessGuardMiddleware>();
+        }
+
+        if (server.CorsOrigins.Count > 0)
+        {
+            app.UseCors();
+        }
+
+        app.UseAuthentication();
+        app.UseMiddleware<ApiKeyGateMiddleware>();
+        app.UseMiddleware<RequestBodyLimitMiddleware>();
+        app.UseAuthorization();
+        app.UseMiddleware<DrainingMiddleware>();
+        app.UseRateLimiter();
+
+        app.MapOperationsHealthChecks();
+        app.MapOperationsMetrics();
+        app.MapProps();
+        return app;
+    }
+
+    private static bool RequiresKeys(IConfiguration configuration)
+    {
+        var options = new ApiKeyOptions();
+        configuration.GetSection(ApiKeyOptions.SectionName).Bind(options);
+        return ApiKeyStore.ReadKeys(options).Any();
+    }
+
+    /// <summary>Puts <see cref="PromptLimitingTextGenerator"/> in front of the engine's registration.</summary>
+    private static void DecorateTextGenerator(IServiceCollection services)
+    {
+        var engine = services.LastOrDefault(d => d.ServiceType == typeof(ITextGenerator) && !d.IsKeyedService)
+            ?? throw new InvalidOperationException("AddOperations needs the engine: call AddLlmServerEngine first.");
+        services.Remove(engine);
+        services.AddSingleton<ITextGenerator>(sp => new PromptLimitingTextGenerator(
+            engine.ImplementationInstance as ITextGenerator
+                ?? (ITextGenerator?)engine.ImplementationFactory?.Invoke(sp)
+                ?? (ITextGenerator)ActivatorUtilities.GetServiceOrCreateInstance(sp, engine.ImplementationType!),
+            sp.GetRequiredService<IOptions<LimitsOptions>>()));
+    }
+
+    private static void LogStartup(ILogger logger, StartupNotes startup, int keyCount)
+    {
+        if (startup.RequiresKeys)
+        {
+            LogKeysRequired(logger, keyCount);
+        }
+        else if (startup.AllowRemote)
+        {
+            LogOpenToEveryone(logger);
+        }
+        else
+        {
+            LogLoopbackOnly(logger, startup.Rebound.Count == 0 ? "no address had to change" : string.Join(", ", startup.Rebound));
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "API keys required ({Count} configured).")]
+    private static partial void LogKeysRequired(ILogger logger, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "No API keys configured (Auth:ApiKeys, Auth:ApiKeysFile) and Server:AllowRemoteWithoutKeys is on: anyone who can reach this server may use it.")]
+    private static partial void LogOpenToEveryone(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "No API keys configured (Auth:ApiKeys, Auth:ApiKeysFile): listening on loopback only ({Changes}). Configure keys, or set Server:AllowRemoteWithoutKeys=true, to serve other machines.")]
+    private static partial void LogLoopbackOnly(ILogger logger, string changes);
+}
+
+/// <summary>What start-up decided about keys and listen addresses, for the warnings and the remote guard.</summary>
+internal sealed record StartupNotes(bool RequiresKeys, bool AllowRemote)
+{
+    public List<string> Rebound { get; } = [];
+}
+
+/// <summary>Without keys, refuses connections that are not from this machine (for example through a port forward) as a second line behind the loopback binding.</summary>
+internal sealed class RemoteAccessGuardMiddleware(RequestDelegate next)
+{
+    public async Task InvokeAsync(HttpContext context)
+    {
+        if (!LoopbackBinding.IsLoopback(context.Connection.RemoteIpAddress))
+        {
+            await OpenAiErrors.WriteAsync(context, StatusCodes.Status403Forbidden, OpenAiErrors.InvalidRequestError, "This server has no API keys configured and accepts local connections only.", code: "remote_access_disabled", cancellationToken: context.RequestAborted);
+            return;
+        }
+
+        await next(context);
+    }
+}

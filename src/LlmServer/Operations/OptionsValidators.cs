@@ -1,0 +1,65 @@
+using LlmServer.Operations.Limits;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Operations;
+
+/// <summary>Reports every problem of the <c>Server</c> section at once.</summary>
+internal sealed class ServerOptionsValidator : IValidateOptions<ServerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ServerOptions options)
+    {
+        var errors = new List<string>();
+        if (options.MaxRequestBodyBytes < 1024)
+        {
+            errors.Add("Server:MaxRequestBodyBytes must be at least 1024.");
+        }
+
+        if (options.DrainSeconds < 0)
+        {
+            errors.Add("Server:DrainSeconds must be 0 or more.");
+        }
+
+        foreach (var origin in options.CorsOrigins)
+        {
+            if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/"))
+            {
+                errors.Add($"Server:CorsOrigins entry '{origin}' must be '*' or an origin such as 'https://chat.example.com' (scheme, host, port; no path).");
+            }
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
+
+/// <summary>Reports every problem of the <c>Limits</c> section at once.</summary>
+internal sealed class LimitsOptionsValidator : IValidateOptions<LimitsOptions>
+{
+    public ValidateOptionsResult Validate(string? name, LimitsOptions options)
+    {
+        var errors = new List<string>();
+        if (options.RequestsPerMinute < 0)
+        {
+            errors.Add("Limits:RequestsPerMinute must be 0 (no limit) or more.");
+        }
+
+        if (options.ConcurrentGenerationsPerKey < 0)
+        {
+            errors.Add("Limits:ConcurrentGenerationsPerKey must be 0 (no limit) or more.");
+        }
+
+        if (options.MaxPromptTokens < 0)
+        {
+            errors.Add("Limits:MaxPromptTokens must be 0 (no limit) or more.");
+        }
+
+        foreach (var path in options.GenerationPaths ?? [])
+        {
+            if (!path.StartsWith('/'))
+            {
+                errors.Add($"Limits:GenerationPaths entry '{path}' must start with '/'.");
+            }
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

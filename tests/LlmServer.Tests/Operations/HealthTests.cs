@@ -1,0 +1,102 @@
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Models;
+using LlmServer.Operations.Lifecycle;
+using LlmServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace LlmServer.Tests.Operations;
+
+public sealed partial class HealthTests
+{
+    private const int WriteOnlyNonBlocking = 0x1 | 0x800; // O_WRONLY | O_NONBLOCK (Linux)
+
+    [Fact]
+    public async Task Ready_is_503_while_the_model_loads_and_live_is_200()
+    {
+        // The model path is a FIFO: loading blocks on it until the test lets it go, so "loading" lasts exactly as long as the test needs.
+        var folder = Directory.CreateTempSubdirectory("llmserver-fifo-");
+        var fifo = Path.Combine(folder.FullName, "blocked.gguf");
+        Assert.Equal(0, MakeFifo(fifo, Convert.ToUInt32("600", 8)));
+        var server = await TestServer.StartAsync(fifo, waitUntilReady: false);
+        try
+        {
+            var (readyStatus, ready) = await GetJsonAsync(server, "/health/ready");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, readyStatus);
+            Assert.Equal("loading", ready.GetProperty("state").GetString());
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await GetJsonAsync(server, "/health")).Status);
+            Assert.Equal(HttpStatusCode.OK, (await GetJsonAsync(server, "/health/live")).Status);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await GetJsonAsync(server, "/props")).Status);
+            Assert.Equal(EngineState.Loading, server.Services.GetRequiredService<ITextGenerator>().State);
+        }
+        finally
+        {
+            // Give the loader empty reads (end of file) until it gives up, so the engine stops cleanly.
+            var generator = server.Services.GetRequiredService<ITextGenerator>();
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (generator.State == EngineState.Loading && DateTime.UtcNow < deadline)
+            {
+                var fd = Open(fifo, WriteOnlyNonBlocking);
+                if (fd >= 0)
+                {
+                    _ = Close(fd);
+                }
+
+                await Task.Delay(20);
+            }
+
+            await server.DisposeAsync();
+            folder.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Ready_is_503_while_draining_and_running_generations_finish()
+    {
+        await using var server = await TestServer.StartAsync(extraArgs: ["--Server:DrainSeconds=120"]);
+        Assert.Equal(HttpStatusCode.OK, (await GetJsonAsync(server, "/health/ready")).Status);
+
+        var generator = server.Services.GetRequiredService<ITextGenerator>();
+        await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 40, IgnoreEos = true });
+        var drain = server.Services.GetRequiredService<GracefulShutdown>().BeginDrain();
+
+        var (status, body) = await GetJsonAsync(server, "/health/ready");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+        Assert.Equal("draining", body.GetProperty("reason").GetString());
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await GetJsonAsync(server, "/health")).Status);
+        Assert.Equal(HttpStatusCode.OK, (await GetJsonAsync(server, "/health/live")).Status);
+
+        using var refused = await server.Client.GetAsync(new Uri("/props", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.NotNull(refused.Headers.RetryAfter);
+        using var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
+        Assert.Equal("server_shutting_down", error.RootElement.GetProperty("error").GetProperty("code").GetString());
+
+        var exception = Assert.Throws<GenerationException>(() => generator.Submit(new GenerationRequest { Prompt = "Late", MaxTokens = 2 }));
+        Assert.Equal(GenerationErrorCode.Unavailable, exception.Code);
+
+        // The generation admitted before the drain runs to its end instead of being cut off.
+        var result = await stream.CollectAsync();
+        Assert.Equal(FinishReason.Length, result.Choices[0].Completion.FinishReason);
+        Assert.Equal(40, result.Choices[0].Completion.Usage.CompletionTokens);
+        await drain;
+    }
+
+    private static async Task<(HttpStatusCode Status, JsonElement Body)> GetJsonAsync(TestServer server, string path)
+    {
+        using var response = await server.Client.GetAsync(new Uri(path, UriKind.Relative));
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return (response.StatusCode, json.RootElement.Clone());
+    }
+
+    [LibraryImport("libc", EntryPoint = "mkfifo", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int MakeFifo(string path, uint mode);
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
+}

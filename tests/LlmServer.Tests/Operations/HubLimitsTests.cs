@@ -1,0 +1,73 @@
+using System.Net;
+using System.Text.Json;
+using LlmServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.AspNetCore.SignalR.Client;
+
+namespace LlmServer.Tests.Operations;
+
+/// <summary>The hubs take the key as access_token and share the per-key generation allowance with HTTP.</summary>
+public sealed class HubLimitsTests
+{
+    [Fact]
+    public async Task A_key_generating_over_HTTP_cannot_start_another_generation_on_the_hub()
+    {
+        var data = Directory.CreateTempSubdirectory("llmserver-sessions-");
+        try
+        {
+            await using var server = await TestServer.StartAsync(extraArgs:
+            [
+                $"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}", "--Limits:ConcurrentGenerationsPerKey=1",
+                "--Scheduler:Slots=2", "--Scheduler:ContextSize=4096", $"--Sessions:Database={Path.Combine(data.FullName, "sessions.db")}",
+            ]);
+
+            await using (var anonymous = Connect(server, key: null))
+            {
+                var refused = await Assert.ThrowsAsync<HttpRequestException>(() => anonymous.StartAsync());
+                Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            }
+
+            using var running = await AuthTests.SendAsync(
+                server,
+                HttpMethod.Post,
+                "/v1/completions",
+                AuthTests.KeyA,
+                new StringContent("""{"model":"stories260K","prompt":"Once upon a time","max_tokens":2000,"ignore_eos":true,"stream":true}""", System.Text.Encoding.UTF8, "application/json"),
+                HttpCompletionOption.ResponseHeadersRead);
+            using var reader = new StreamReader(await running.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data:", await reader.ReadLineAsync(), StringComparison.Ordinal);
+
+            await using var hubA = Connect(server, AuthTests.KeyA);
+            await hubA.StartAsync();
+            var sessionA = await hubA.InvokeAsync<JsonElement>("CreateSession", (object?)null);
+            var limited = await Assert.ThrowsAsync<HubException>(async () =>
+            {
+                await foreach (var _ in hubA.StreamAsync<JsonElement>("SendMessage", sessionA.GetProperty("id").GetString(), "Hello"))
+                {
+                }
+            });
+            Assert.StartsWith("rate_limit_exceeded:", limited.Message.Split("HubException: ").Last(), StringComparison.Ordinal);
+            running.Dispose(); // frees the permit and the CPU for key B below
+
+            await using var hubB = Connect(server, AuthTests.KeyB);
+            await hubB.StartAsync();
+            var sessionB = await hubB.InvokeAsync<JsonElement>("CreateSession", (object?)null);
+            var events = 0;
+            await foreach (var _ in hubB.StreamAsync<JsonElement>("SendMessage", sessionB.GetProperty("id").GetString(), "Hello"))
+            {
+                events++;
+            }
+
+            Assert.True(events > 0);
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
+    }
+
+    private static HubConnection Connect(TestServer server, string? key) =>
+        new HubConnectionBuilder()
+            .WithUrl(new Uri(server.BaseAddress, "/hubs/chat"), options => options.AccessTokenProvider = () => Task.FromResult(key))
+            .Build();
+}

@@ -1,0 +1,78 @@
+using System.Net;
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using LlmServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace LlmServer.Tests.Operations;
+
+/// <summary>
+/// Runs alone: .NET meters are process-wide, so every test server's engine meter shows up in each exporter, and a
+/// server stopping in a parallel test would take its counters out between two scrapes.
+/// </summary>
+[CollectionDefinition(nameof(MetricsTests), DisableParallelization = true)]
+public sealed class MetricsTestsCollection;
+
+[Collection(nameof(MetricsTests))]
+public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<SharedServerFixture>
+{
+    private readonly TestServer _server = fixture.Server;
+
+    [Fact]
+    public async Task Metrics_exports_the_engine_instruments_with_vllm_style_names_and_counters_move_after_a_request()
+    {
+        var before = await ScrapeAsync();
+
+        var generator = _server.Services.GetRequiredService<ITextGenerator>();
+        await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 6, IgnoreEos = true, Sampling = new SamplingOptions { Temperature = 0 } });
+        var result = await stream.CollectAsync();
+        var usage = result.Choices[0].Completion.Usage;
+        Assert.Equal(6, usage.CompletionTokens);
+
+        var after = await ScrapeAsync();
+        foreach (var name in new[]
+        {
+            "llmserver_num_requests_running", "llmserver_num_requests_waiting", "llmserver_kv_cache_usage_perc",
+            "llmserver_prompt_tokens_total", "llmserver_generation_tokens_total",
+            "llmserver_prefix_cache_queries_total", "llmserver_prefix_cache_hits_total", "llmserver_request_success_total",
+            "llmserver_time_to_first_token_seconds_bucket", "llmserver_inter_token_latency_seconds_bucket",
+            "llmserver_e2e_request_latency_seconds_bucket", "llmserver_request_queue_time_seconds_bucket",
+            "http_server_request_duration_seconds_bucket",
+        })
+        {
+            Assert.True(PrometheusText.Has(after, name), $"/metrics lacks {name}:\n{after}");
+        }
+
+        Assert.True(PrometheusText.Sum(after, "llmserver_generation_tokens_total") - PrometheusText.Sum(before, "llmserver_generation_tokens_total") >= usage.CompletionTokens);
+        Assert.True(PrometheusText.Sum(after, "llmserver_prompt_tokens_total") - PrometheusText.Sum(before, "llmserver_prompt_tokens_total") >= usage.PromptTokens);
+        Assert.True(PrometheusText.Sum(after, "llmserver_request_success_total", "finished_reason=\"length\"") - PrometheusText.Sum(before, "llmserver_request_success_total", "finished_reason=\"length\"") >= 1);
+        Assert.True(PrometheusText.Sum(after, "llmserver_e2e_request_latency_seconds_count") - PrometheusText.Sum(before, "llmserver_e2e_request_latency_seconds_count") >= 1);
+
+        // vLLM's bucket boundaries, not OpenTelemetry's millisecond-scale defaults.
+        Assert.Contains("llmserver_time_to_first_token_seconds_bucket{", after, StringComparison.Ordinal);
+        Assert.Contains("le=\"0.005\"", after, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Props_reports_backend_slots_context_per_slot_model_and_build()
+    {
+        using var response = await _server.Client.GetAsync(new Uri("/props", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var root = json.RootElement;
+        Assert.Equal(4, root.GetProperty("total_slots").GetInt32());
+        Assert.Equal(512, root.GetProperty("n_ctx").GetInt32());
+        Assert.StartsWith("CPU", root.GetProperty("backend").GetProperty("kind").GetString(), StringComparison.Ordinal);
+        Assert.Equal("llama", root.GetProperty("model").GetProperty("architecture").GetString());
+        Assert.Equal(512, root.GetProperty("model").GetProperty("n_vocab").GetInt32());
+        Assert.False(string.IsNullOrEmpty(root.GetProperty("build_info").GetString()));
+        Assert.Equal("ready", root.GetProperty("state").GetString());
+    }
+
+    private async Task<string> ScrapeAsync()
+    {
+        using var response = await _server.Client.GetAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return await response.Content.ReadAsStringAsync();
+    }
+}
