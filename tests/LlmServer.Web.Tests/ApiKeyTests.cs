@@ -40,4 +40,34 @@ public sealed partial class ChatPageTests
         Assert.Equal($"Bearer {Key}", presented[^1]);
         Assert.Null(presented[0]);
     }
+
+    [Fact]
+    public async Task With_api_keys_on_the_page_asks_for_the_key_then_chats()
+    {
+        const string Key = "web-test-key-0123456789abcdef";
+        var data = Directory.CreateTempSubdirectory("llmserver-web-keys-");
+        try
+        {
+            await using var server = await LlmServer.Tests.Infrastructure.TestServer.StartAsync(extraArgs:
+            [
+                "--Auth:ApiKeys:0=" + Key,
+                "--Sessions:Database=" + Path.Combine(data.FullName, "sessions.db"),
+            ]);
+            await using var chat = await ChatPage.OpenAsync(fixture.Browser, server, waitUntilConnected: false);
+
+            var dialog = chat.Page.GetByRole(AriaRole.Dialog, new() { Name = "API key" });
+            await dialog.GetByLabel("Key").FillAsync(Key);
+            await dialog.GetByRole(AriaRole.Button, new() { Name = "Connect" }).ClickAsync();
+            await chat.WaitUntilConnectedAsync();
+            await Expect(chat.Page.Locator("#model-name")).ToHaveTextAsync("stories260K");
+
+            await chat.SetSettingsAsync(maxTokens: 8);
+            await chat.SendAndWaitAsync(StoryPrompt);
+            await Expect(chat.Page.Locator("#session-list .session-title")).ToHaveTextAsync([StoryPrompt]);
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
+    }
 }

@@ -57,14 +57,19 @@ public sealed class ChatPage : IAsyncDisposable
     public ILocator LiveStats => Page.Locator("#live-stats");
 
     /// <summary>Opens the page in a new context; <paramref name="beforeLoad"/> runs first (to route traffic, say).</summary>
+    public static Task<ChatPage> OpenAsync(
+        ChatPageFixture fixture, BrowserNewContextOptions? options = null, Func<IPage, Task>? beforeLoad = null, bool waitUntilConnected = true) =>
+        OpenAsync(fixture.Browser, fixture.Server, options, beforeLoad, waitUntilConnected);
+
+    /// <summary>Opens the page of another server than the fixture's.</summary>
     public static async Task<ChatPage> OpenAsync(
-        ChatPageFixture fixture, BrowserNewContextOptions? options = null, Func<IPage, Task>? beforeLoad = null, bool waitUntilConnected = true)
+        IBrowser browser, TestServer server, BrowserNewContextOptions? options = null, Func<IPage, Task>? beforeLoad = null, bool waitUntilConnected = true)
     {
         SetDefaultExpectTimeout((float)Patience.TotalMilliseconds);
-        var context = await fixture.Browser.NewContextAsync(options ?? new BrowserNewContextOptions { ViewportSize = new() { Width = 1280, Height = 800 } });
+        var context = await browser.NewContextAsync(options ?? new BrowserNewContextOptions { ViewportSize = new() { Width = 1280, Height = 800 } });
         context.SetDefaultTimeout((float)Patience.TotalMilliseconds);
         var page = await context.NewPageAsync();
-        var chat = new ChatPage(context, page, fixture.Server);
+        var chat = new ChatPage(context, page, server);
         if (beforeLoad is not null)
         {
             await beforeLoad(page);
