@@ -2,6 +2,7 @@ using LlmServer.Engine.Hosting;
 using LlmServer.OpenAi;
 using LlmServer.Operations;
 using LlmServer.Sessions;
+using LlmServer.WebUi;
 
 namespace LlmServer.Hosting;
 
@@ -42,6 +43,7 @@ internal static class ServerApplication
         app.UseOperations();
         app.MapOpenAiApi();
         app.MapSessions();
+        app.MapWebUi();
         return app;
     }
 }

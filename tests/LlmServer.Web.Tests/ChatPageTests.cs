@@ -1,0 +1,259 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using LlmServer.Web.Tests.Infrastructure;
+using Microsoft.Playwright;
+using static Microsoft.Playwright.Assertions;
+
+namespace LlmServer.Web.Tests;
+
+/// <summary>The chat page in headless Chromium against the real server and the stories260K model.</summary>
+public sealed partial class ChatPageTests(ChatPageFixture fixture) : IClassFixture<ChatPageFixture>
+{
+    private const string StoryPrompt = "Once upon a time";
+
+    [Fact]
+    public async Task Page_is_served_at_the_root_with_revalidated_html_and_immutable_assets()
+    {
+        using var page = await fixture.Server.Client.GetAsync(new Uri("/", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+        Assert.True(page.Headers.CacheControl?.NoCache);
+        Assert.Contains("script-src 'self'", string.Join(";", page.Headers.GetValues("Content-Security-Policy")), StringComparison.Ordinal);
+
+        var html = await page.Content.ReadAsStringAsync();
+        var script = Regex.Match(html, "src=\"(assets/app-[A-Z0-9]+\\.js)\"").Groups[1].Value;
+        Assert.NotEmpty(script);
+        using var asset = await fixture.Server.Client.GetAsync(new Uri("/" + script, UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, asset.StatusCode);
+        Assert.True(asset.Headers.CacheControl?.Public);
+        Assert.Equal(TimeSpan.FromDays(365), asset.Headers.CacheControl?.MaxAge);
+        Assert.Contains("immutable", asset.Headers.CacheControl!.Extensions.Select(e => e.Name));
+
+        using var again = new HttpRequestMessage(HttpMethod.Get, "/");
+        again.Headers.IfNoneMatch.Add(page.Headers.ETag!);
+        using var revalidated = await fixture.Server.Client.SendAsync(again);
+        Assert.Equal(HttpStatusCode.NotModified, revalidated.StatusCode);
+    }
+
+    [Fact]
+    public async Task Answer_streams_in_visible_steps_and_ends_with_token_counts()
+    {
+        await using var chat = await ChatPage.OpenAsync(fixture);
+        // Greedy decoding of this prompt runs to the token limit: long enough to span many frames on a fast machine.
+        await chat.SetSettingsAsync(temperature: 0, maxTokens: 300);
+        await chat.RecordAnswerStepsAsync();
+
+        await chat.SendAsync(StoryPrompt);
+        await Expect(chat.LastAnswer.Locator(".msg-body")).ToHaveAttributeAsync("aria-live", "polite");
+        await chat.WaitForAnswerAsync();
+
+        var finalText = await chat.LastAnswer.Locator(".msg-body").InnerTextAsync();
+        var steps = (await chat.AnswerStepsAsync()).Where(n => n > 0).Distinct().ToList();
+        Assert.True(steps.Count >= 2, $"The answer appeared in {steps.Count} visible step(s): {string.Join(", ", steps)}.");
+        Assert.True(steps.Min() < finalText.Length, "The first visible step already held the whole answer.");
+
+        await Expect(chat.LastAnswer.Locator(".msg-meta")).ToHaveTextAsync(new Regex(@"^\d+ tokens · prompt \d+"));
+        Assert.Contains(await chat.LiveStatsSeenAsync(), s => Regex.IsMatch(s, @"^Generating · \d+ tokens · [\d.]+ tok/s$"));
+
+        var stored = await chat.StoredSessionAsync(await chat.CurrentSessionIdAsync());
+        var messages = stored.GetProperty("messages");
+        Assert.Equal(2, messages.GetArrayLength());
+        Assert.Equal(StoryPrompt, messages[0].GetProperty("content").GetString());
+        Assert.True(messages[1].GetProperty("completionTokens").GetInt32() > 0);
+
+        await chat.ScreenshotAsync("finished-conversation");
+        await Expect(chat.Page.Locator("#model-name")).ToHaveTextAsync("stories260K");
+        chat.AssertNoPageErrors();
+    }
+
+    [Fact]
+    public async Task Stop_ends_the_answer_part_way()
+    {
+        await using var chat = await ChatPage.OpenAsync(fixture);
+        // Greedy decoding of this prompt runs to the token limit, so the answer is still running when Stop is pressed.
+        await chat.SetSettingsAsync(temperature: 0, maxTokens: 900);
+        await chat.SendAsync(StoryPrompt);
+        await Expect(chat.LastAnswer.Locator(".msg-body")).Not.ToBeEmptyAsync();
+
+        await chat.StopButton.ClickAsync();
+        await chat.WaitForAnswerAsync();
+
+        await Expect(chat.LastAnswer.Locator(".msg-meta")).ToContainTextAsync("stopped");
+        var stored = await chat.StoredSessionAsync(await chat.CurrentSessionIdAsync());
+        var answer = stored.GetProperty("messages")[1];
+        Assert.Equal("cancelled", answer.GetProperty("finishReason").GetString());
+        Assert.InRange(answer.GetProperty("completionTokens").GetInt32(), 1, 899);
+        chat.AssertNoPageErrors();
+    }
+
+    [Fact]
+    public async Task Regenerate_streams_a_new_last_answer_in_place_of_the_old_one()
+    {
+        await using var chat = await ChatPage.OpenAsync(fixture);
+        await chat.SetSettingsAsync(maxTokens: 32);
+        await chat.SendAndWaitAsync(StoryPrompt);
+        var id = await chat.CurrentSessionIdAsync();
+        var firstStored = (await chat.StoredSessionAsync(id)).GetProperty("messages")[1].GetProperty("createdAt").GetDateTimeOffset();
+
+        await chat.RecordAnswerStepsAsync();
+        await chat.LastAnswer.GetByRole(AriaRole.Button, new() { Name = "Regenerate this answer" }).ClickAsync();
+        await chat.WaitForAnswerAsync();
+
+        Assert.True(await chat.SawStreamingAsync(), "No new answer streamed after Regenerate.");
+        await Expect(chat.Answers).ToHaveCountAsync(1);
+        await Expect(chat.UserMessages).ToHaveCountAsync(1);
+        var messages = (await chat.StoredSessionAsync(id)).GetProperty("messages");
+        Assert.Equal(2, messages.GetArrayLength());
+        Assert.True(messages[1].GetProperty("createdAt").GetDateTimeOffset() > firstStored, "The stored answer was not replaced.");
+        chat.AssertNoPageErrors();
+    }
+
+    [Fact]
+    public async Task Edit_and_resend_replaces_the_message_and_its_answer()
+    {
+        await using var chat = await ChatPage.OpenAsync(fixture);
+        await chat.SetSettingsAsync(maxTokens: 24);
+        await chat.SendAndWaitAsync("The cat sat");
+        var id = await chat.CurrentSessionIdAsync();
+
+        await chat.UserMessages.Last.GetByRole(AriaRole.Button, new() { Name = "Edit and resend this message" }).ClickAsync();
+        var editor = chat.Page.GetByLabel("Edit message");
+        await editor.FillAsync("The dog ran");
+        await editor.PressAsync("Enter");
+        await Expect(chat.UserMessages.Last.Locator(".bubble")).ToHaveTextAsync("The dog ran");
+        await chat.WaitForAnswerAsync();
+
+        await Expect(chat.Messages).ToHaveCountAsync(2);
+        var messages = (await chat.StoredSessionAsync(id)).GetProperty("messages");
+        Assert.Equal(2, messages.GetArrayLength());
+        Assert.Equal("The dog ran", messages[0].GetProperty("content").GetString());
+        chat.AssertNoPageErrors();
+    }
+
+    [Fact]
+    public async Task Conversations_survive_switching_and_a_reload()
+    {
+        var first = "First conversation " + Guid.NewGuid().ToString("N")[..6];
+        var second = "Second conversation " + Guid.NewGuid().ToString("N")[..6];
+        await using var chat = await ChatPage.OpenAsync(fixture);
+        await chat.SetSettingsAsync(maxTokens: 16);
+        await chat.SendAndWaitAsync(first);
+        var firstAnswer = await chat.LastAnswer.Locator(".msg-body").InnerTextAsync();
+
+        await chat.Page.GetByRole(AriaRole.Button, new() { Name = "New chat" }).ClickAsync();
+        await Expect(chat.Messages).ToHaveCountAsync(0);
+        await chat.SetSettingsAsync(maxTokens: 16);
+        await chat.SendAndWaitAsync(second);
+
+        // Newest first.
+        var titles = (await chat.Page.Locator("#session-list .session-title").AllInnerTextsAsync()).ToList();
+        Assert.True(titles.IndexOf(second) >= 0 && titles.IndexOf(second) < titles.IndexOf(first), string.Join(" | ", titles));
+
+        await chat.Page.GetByRole(AriaRole.Button, new() { Name = first, Exact = true }).ClickAsync();
+        await Expect(chat.UserMessages.Locator(".bubble")).ToHaveTextAsync([first]);
+        await Expect(chat.Answers.Locator(".msg-body")).ToHaveTextAsync([firstAnswer]);
+        await Expect(chat.Page.Locator("#chat-title")).ToHaveTextAsync(first);
+
+        await chat.ReloadAsync();
+        await Expect(chat.Page.Locator("#session-list .session-title", new() { HasText = first })).ToHaveCountAsync(1);
+        await Expect(chat.Page.Locator("#session-list .session-title", new() { HasText = second })).ToHaveCountAsync(1);
+        await Expect(chat.UserMessages.Locator(".bubble")).ToHaveTextAsync([first]);
+        await Expect(chat.Answers.Locator(".msg-body")).ToHaveTextAsync([firstAnswer]);
+
+        // On a phone-width screen (and in dark mode) the list is a drawer behind the menu button.
+        await chat.Page.EmulateMediaAsync(new() { ColorScheme = ColorScheme.Dark, ReducedMotion = ReducedMotion.Reduce });
+        await chat.Page.SetViewportSizeAsync(390, 844);
+        var secondInList = chat.Page.GetByRole(AriaRole.Button, new() { Name = second, Exact = true });
+        await Expect(secondInList).Not.ToBeInViewportAsync();
+        await chat.Page.GetByRole(AriaRole.Button, new() { Name = "Open the conversation list" }).ClickAsync();
+        await Expect(secondInList).ToBeInViewportAsync();
+        await chat.ScreenshotAsync("phone-dark-conversation-list");
+        await secondInList.ClickAsync();
+        await Expect(secondInList).Not.ToBeInViewportAsync();
+        await Expect(chat.UserMessages.Locator(".bubble")).ToHaveTextAsync([second]);
+        await Expect(chat.Answers).ToHaveCountAsync(1);
+        await Expect(chat.LastAnswer.Locator(".msg-meta")).ToContainTextAsync("tokens");
+        await chat.ScreenshotAsync("phone-dark-conversation");
+        chat.AssertNoPageErrors();
+    }
+
+    [Fact]
+    public async Task Markup_in_a_message_is_shown_as_text_and_never_runs()
+    {
+        const string Markup = "<img src=x onerror=alert(1)>";
+        await using var chat = await ChatPage.OpenAsync(fixture);
+        var dialogs = new List<string>();
+        chat.Page.Dialog += (_, dialog) =>
+        {
+            dialogs.Add(dialog.Message);
+            _ = dialog.DismissAsync();
+        };
+        await chat.SetSettingsAsync(maxTokens: 16);
+
+        await chat.SendAndWaitAsync(Markup);
+        await chat.ReloadAsync();
+
+        await Expect(chat.UserMessages.Locator(".bubble")).ToHaveTextAsync([Markup]);
+        await Expect(chat.Page.Locator("#messages img")).ToHaveCountAsync(0);
+        await Expect(chat.Page.Locator("#session-list .session-title", new() { HasText = Markup })).ToHaveCountAsync(1);
+        Assert.Empty(dialogs);
+        chat.AssertNoPageErrors();
+    }
+
+    [Fact]
+    public async Task Rename_and_delete_a_conversation_from_the_list()
+    {
+        var title = "To rename " + Guid.NewGuid().ToString("N")[..6];
+        var renamed = "Renamed " + Guid.NewGuid().ToString("N")[..6];
+        await using var chat = await ChatPage.OpenAsync(fixture);
+        await chat.SetSettingsAsync(maxTokens: 8);
+        await chat.SendAndWaitAsync(title);
+        var id = await chat.CurrentSessionIdAsync();
+
+        await chat.Page.GetByRole(AriaRole.Button, new() { Name = $"Rename “{title}”" }).ClickAsync();
+        var input = chat.Page.GetByLabel("Conversation title");
+        await input.FillAsync(renamed);
+        await input.PressAsync("Enter");
+        await Expect(chat.Page.Locator("#chat-title")).ToHaveTextAsync(renamed);
+        await chat.ReloadAsync();
+        await Expect(chat.Page.GetByRole(AriaRole.Button, new() { Name = renamed, Exact = true })).ToBeVisibleAsync();
+
+        await chat.Page.GetByRole(AriaRole.Button, new() { Name = $"Delete “{renamed}”" }).ClickAsync();
+        await chat.Page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Delete" }).ClickAsync();
+        await Expect(chat.Page.GetByRole(AriaRole.Button, new() { Name = renamed, Exact = true })).ToHaveCountAsync(0);
+        await Expect(chat.Page.Locator("#chat-title")).ToHaveTextAsync("New chat");
+        using var gone = await fixture.Server.Client.GetAsync(new Uri($"/api/sessions/{id}", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
+        chat.AssertNoPageErrors();
+    }
+
+    [Fact]
+    public async Task A_dropped_connection_reconnects_and_the_running_answer_resumes()
+    {
+        await using var chat = await ChatPage.OpenAsync(fixture);
+
+        // Every hub WebSocket of the page goes through this route, so the test can cut the current one.
+        var sockets = new List<IWebSocketRoute>();
+        await chat.Page.RouteWebSocketAsync(new Regex("/hubs/chat"), socket =>
+        {
+            sockets.Add(socket);
+            socket.ConnectToServer();
+        });
+        await chat.ReloadAsync();
+        await chat.SetSettingsAsync(temperature: 0, maxTokens: 200);
+
+        await chat.SendAsync(StoryPrompt);
+        await Expect(chat.LastAnswer.Locator(".msg-body")).Not.ToBeEmptyAsync();
+        await sockets[^1].CloseAsync();
+
+        await Expect(chat.Page.Locator(".toast", new() { HasText = "Reconnected." })).ToBeVisibleAsync();
+        await chat.WaitForAnswerAsync();
+        Assert.True(sockets.Count >= 2, "The page did not open a new connection.");
+
+        var stored = (await chat.StoredSessionAsync(await chat.CurrentSessionIdAsync())).GetProperty("messages")[1];
+        Assert.Equal("length", stored.GetProperty("finishReason").GetString());
+        Assert.Equal(200, stored.GetProperty("completionTokens").GetInt32());
+        await Expect(chat.LastAnswer.Locator(".msg-meta")).ToContainTextAsync("200 tokens");
+        Assert.DoesNotContain(chat.PageErrors, e => !e.Contains("WebSocket", StringComparison.OrdinalIgnoreCase) && !e.Contains("connection", StringComparison.OrdinalIgnoreCase));
+    }
+}

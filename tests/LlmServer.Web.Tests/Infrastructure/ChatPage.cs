@@ -1,0 +1,185 @@
+using System.Text.Json;
+using LlmServer.Tests.Infrastructure;
+using Microsoft.Playwright;
+using static Microsoft.Playwright.Assertions;
+
+namespace LlmServer.Web.Tests.Infrastructure;
+
+/// <summary>The chat page in one fresh browser context, driven the way a person uses it.</summary>
+public sealed class ChatPage : IAsyncDisposable
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(90);
+    private readonly List<string> _pageErrors = [];
+
+    private ChatPage(IBrowserContext context, IPage page, TestServer server)
+    {
+        Context = context;
+        Page = page;
+        Server = server;
+        page.PageError += (_, error) => _pageErrors.Add(error);
+        page.Console += (_, message) =>
+        {
+            // A failed fetch is logged by the browser as a console error; the page handles those itself.
+            if (message.Type == "error" && !message.Text.StartsWith("Failed to load resource", StringComparison.Ordinal))
+            {
+                _pageErrors.Add("console: " + message.Text);
+            }
+        };
+    }
+
+    public IBrowserContext Context { get; }
+
+    public IPage Page { get; }
+
+    public TestServer Server { get; }
+
+    /// <summary>Uncaught script errors and console errors seen so far.</summary>
+    public IReadOnlyList<string> PageErrors => _pageErrors;
+
+    /// <summary>Fails with every uncaught script error and console error the page reported.</summary>
+    public void AssertNoPageErrors() =>
+        Assert.True(_pageErrors.Count == 0, "The page reported errors:\n" + string.Join("\n", _pageErrors));
+
+    public ILocator Prompt => Page.Locator("#prompt");
+
+    public ILocator Messages => Page.Locator("#messages > li");
+
+    public ILocator Answers => Page.Locator("#messages > li.msg-assistant");
+
+    public ILocator UserMessages => Page.Locator("#messages > li.msg-user");
+
+    public ILocator LastAnswer => Answers.Last;
+
+    public ILocator SessionItems => Page.Locator("#session-list > li");
+
+    public ILocator StopButton => Page.Locator("#stop");
+
+    public ILocator LiveStats => Page.Locator("#live-stats");
+
+    /// <summary>Opens the page in a new context; <paramref name="beforeLoad"/> runs first (to route traffic, say).</summary>
+    public static Task<ChatPage> OpenAsync(
+        ChatPageFixture fixture, BrowserNewContextOptions? options = null, Func<IPage, Task>? beforeLoad = null, bool waitUntilConnected = true) =>
+        OpenAsync(fixture.Browser, fixture.Server, options, beforeLoad, waitUntilConnected);
+
+    /// <summary>Opens the page of another server than the fixture's.</summary>
+    public static async Task<ChatPage> OpenAsync(
+        IBrowser browser, TestServer server, BrowserNewContextOptions? options = null, Func<IPage, Task>? beforeLoad = null, bool waitUntilConnected = true)
+    {
+        SetDefaultExpectTimeout((float)Patience.TotalMilliseconds);
+        var context = await browser.NewContextAsync(options ?? new BrowserNewContextOptions { ViewportSize = new() { Width = 1280, Height = 800 } });
+        context.SetDefaultTimeout((float)Patience.TotalMilliseconds);
+        var page = await context.NewPageAsync();
+        var chat = new ChatPage(context, page, server);
+        if (beforeLoad is not null)
+        {
+            await beforeLoad(page);
+        }
+
+        await chat.GotoAsync(waitUntilConnected);
+        return chat;
+    }
+
+    public async Task GotoAsync(bool waitUntilConnected = true)
+    {
+        await Page.GotoAsync(Server.BaseAddress.ToString());
+        if (waitUntilConnected)
+        {
+            await WaitUntilConnectedAsync();
+        }
+    }
+
+    /// <summary>A toast (the page's non-blocking message) with this text.</summary>
+    public ILocator Toast(string text) => Page.Locator("#toasts .toast", new() { HasText = text });
+
+    public async Task ReloadAsync()
+    {
+        await Page.ReloadAsync();
+        await WaitUntilConnectedAsync();
+    }
+
+    public Task WaitUntilConnectedAsync() => Expect(Page.Locator("#status-text")).ToHaveTextAsync("Connected");
+
+    public async Task SendAsync(string text)
+    {
+        await Prompt.FillAsync(text);
+        await Prompt.PressAsync("Enter");
+        await Expect(UserMessages.Last.Locator(".bubble")).ToHaveTextAsync(text);
+    }
+
+    /// <summary>Waits until no answer streams and the last one shows its token counts.</summary>
+    public async Task WaitForAnswerAsync()
+    {
+        await Expect(Page.Locator("#messages > li.streaming")).ToHaveCountAsync(0);
+        await Expect(Page.Locator("#send")).ToBeVisibleAsync();
+        await Expect(LastAnswer.Locator(".msg-meta")).ToContainTextAsync("tokens");
+    }
+
+    public async Task SendAndWaitAsync(string text)
+    {
+        await SendAsync(text);
+        await WaitForAnswerAsync();
+    }
+
+    /// <summary>Sets the conversation's settings through the settings dialog (null leaves a field empty: the default).</summary>
+    public async Task SetSettingsAsync(double? temperature = null, int? maxTokens = null, string? systemPrompt = null)
+    {
+        await Page.GetByRole(AriaRole.Button, new() { Name = "Settings" }).ClickAsync();
+        var dialog = Page.GetByRole(AriaRole.Dialog, new() { Name = "Conversation settings" });
+        await dialog.GetByLabel("System prompt").FillAsync(systemPrompt ?? string.Empty);
+        await dialog.GetByLabel("Temperature").FillAsync(temperature?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? string.Empty);
+        await dialog.GetByLabel("Max tokens").FillAsync(maxTokens?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? string.Empty);
+        await dialog.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
+        await Expect(dialog).ToBeHiddenAsync();
+    }
+
+    /// <summary>The id of the conversation on screen, from the address (#/c/ID).</summary>
+    public async Task<string> CurrentSessionIdAsync()
+    {
+        await Expect(Page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("#/c/"));
+        var hash = await Page.EvaluateAsync<string>("() => location.hash");
+        return Uri.UnescapeDataString(hash["#/c/".Length..]);
+    }
+
+    /// <summary>The session as the server stored it (REST mirror).</summary>
+    public async Task<JsonElement> StoredSessionAsync(string id)
+    {
+        var json = await Server.Client.GetStringAsync(new Uri($"/api/sessions/{Uri.EscapeDataString(id)}", UriKind.Relative));
+        return JsonDocument.Parse(json).RootElement.Clone();
+    }
+
+    /// <summary>
+    /// Records the text length of the streaming answer every time the page redraws it, so a test can tell how
+    /// many visible steps an answer took.
+    /// </summary>
+    public Task RecordAnswerStepsAsync() => Page.EvaluateAsync(
+        """
+        () => {
+          window.__answerSteps = [];
+          window.__liveStats = [];
+          window.__sawStreaming = false;
+          const messages = document.getElementById("messages");
+          const stats = document.getElementById("live-stats");
+          new MutationObserver(() => {
+            const streaming = messages.querySelector("li.msg-assistant.streaming .msg-body");
+            if (streaming) {
+              window.__sawStreaming = true;
+              window.__answerSteps.push(streaming.textContent.length);
+            }
+          }).observe(messages, { childList: true, subtree: true, characterData: true, attributes: true });
+          new MutationObserver(() => window.__liveStats.push(stats.textContent))
+            .observe(stats, { childList: true, subtree: true, characterData: true });
+        }
+        """);
+
+    public Task<int[]> AnswerStepsAsync() => Page.EvaluateAsync<int[]>("() => window.__answerSteps");
+
+    /// <summary>Every text the live figures line showed since <see cref="RecordAnswerStepsAsync"/>.</summary>
+    public Task<string[]> LiveStatsSeenAsync() => Page.EvaluateAsync<string[]>("() => window.__liveStats");
+
+    public Task<bool> SawStreamingAsync() => Page.EvaluateAsync<bool>("() => window.__sawStreaming");
+
+    public async Task ScreenshotAsync(string name) =>
+        await Page.ScreenshotAsync(new() { Path = Path.Combine(ChatPageFixture.ArtifactsFolder, name + ".png"), FullPage = true });
+
+    public async ValueTask DisposeAsync() => await Context.CloseAsync();
+}

@@ -1,0 +1,79 @@
+// The hub contract (hub-contract in the sessions feature): DTOs as SignalR's JSON protocol sends them (camelCase).
+
+export interface SessionSettings {
+  temperature?: number | null;
+  topP?: number | null;
+  maxTokens?: number | null;
+  seed?: number | null;
+}
+
+export interface CreateSessionRequest {
+  title?: string | null;
+  systemPrompt?: string | null;
+  settings?: SessionSettings | null;
+}
+
+export interface SessionInfo {
+  id: string;
+  title: string;
+  systemPrompt?: string | null;
+  settings: SessionSettings;
+  createdAt: string;
+  updatedAt: string;
+  messageCount: number;
+  generating: boolean;
+}
+
+export type Role = "system" | "user" | "assistant";
+export type FinishReason = "stop" | "length" | "cancelled" | "error";
+
+export interface SessionMessage {
+  index: number;
+  role: Role;
+  content: string;
+  createdAt: string;
+  promptTokens?: number | null;
+  cachedTokens?: number | null;
+  completionTokens?: number | null;
+  finishReason?: FinishReason | null;
+}
+
+export interface SessionDetail {
+  info: SessionInfo;
+  messages: SessionMessage[];
+}
+
+export interface ChatUsage {
+  promptTokens: number;
+  cachedTokens: number;
+  completionTokens: number;
+}
+
+export interface ChatTimings {
+  queuedMs: number;
+  prefillMs: number;
+  decodeMs: number;
+  tokensPerSecond: number;
+}
+
+export interface ChatStreamEvent {
+  seq: number;
+  type: "delta" | "done" | "error";
+  text?: string | null;
+  finishReason?: FinishReason | null;
+  usage?: ChatUsage | null;
+  timings?: ChatTimings | null;
+  code?: string | null;
+  message?: string | null;
+}
+
+/** Stable error codes: a HubException's message starts with one of them, then ": ". */
+export type ErrorCode =
+  | "session_not_found"
+  | "busy"
+  | "overloaded"
+  | "context_length_exceeded"
+  | "invalid_argument"
+  | "unavailable"
+  | "no_generation"
+  | "internal_error";

@@ -1,0 +1,3 @@
+import { ChatApp } from "./app";
+
+new ChatApp().start();

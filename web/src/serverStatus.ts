@@ -1,0 +1,40 @@
+import { authHeaders } from "./hub";
+
+/** The served model's name: from the OpenAI-style model list, else llama-server style /props; null if neither answers. */
+export async function fetchModelName(signal: AbortSignal): Promise<string | null> {
+  try {
+    const models = await fetch("/v1/models", { headers: authHeaders(), signal });
+    if (models.ok) {
+      const body = (await models.json()) as { data?: { id?: string }[] };
+      const id = body.data?.[0]?.id;
+      if (id) {
+        return id;
+      }
+    }
+    const props = await fetch("/props", { headers: authHeaders(), signal });
+    if (props.ok) {
+      const body = (await props.json()) as { model_alias?: string; model_path?: string; model?: { id?: string; name?: string } };
+      const name = body.model?.id ?? body.model?.name ?? body.model_alias ?? body.model_path;
+      if (name) {
+        return name.split(/[\\/]/).pop() ?? name;
+      }
+    }
+  } catch (error) {
+    if (signal.aborted) {
+      throw error;
+    }
+  }
+  return null;
+}
+
+export type Health = "ready" | "not-ready" | "down";
+
+/** /health: 200 ready, 503 loading or draining, no answer: down. */
+export async function fetchHealth(signal: AbortSignal): Promise<Health> {
+  try {
+    const response = await fetch("/health", { cache: "no-store", headers: authHeaders(), signal });
+    return response.ok ? "ready" : "not-ready";
+  } catch {
+    return "down";
+  }
+}
