@@ -36,6 +36,8 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly List<(ScheduledRequest Request, int Count)> _chunks = [];
     private readonly List<ScheduledRequest> _completed = [];
     private KvSlot[] _slots = [];
+    private ChoiceState?[] _generatingBySlot = [];
+    private int[] _chunkBySlot = [];
     private IInferenceBackend? _backend;
 
     private int _inFlight;
@@ -282,6 +284,8 @@ internal sealed partial class InferenceScheduler : IDisposable
     {
         _backend = _backendFactory();
         _slots = new KvSlot[_backend.SlotCount];
+        _generatingBySlot = new ChoiceState?[_slots.Length];
+        _chunkBySlot = new int[_slots.Length];
         for (var i = 0; i < _slots.Length; i++)
         {
             _slots[i] = new KvSlot(i);
@@ -323,18 +327,20 @@ internal sealed partial class InferenceScheduler : IDisposable
         backend.BeginBatch(hasPrompt);
         _toSample.Clear();
         _chunks.Clear();
+        Array.Clear(_chunkBySlot);
+        Array.Clear(_generatingBySlot);
         foreach (var request in _running)
         {
             foreach (var choice in request.Choices)
             {
                 if (choice.IsGenerating && !choice.IsDone)
                 {
-                    choice.BatchIndex = backend.AddToBatch(choice.PendingToken, choice.Position, choice.Slot, true);
-                    _toSample.Add(choice);
+                    _generatingBySlot[choice.Slot] = choice;
                 }
             }
         }
 
+        // Prompt budget goes to admitted requests in arrival order.
         var budget = _options.StepTokenBudget - generating;
         var chunks = _chunks;
         foreach (var request in _running)
@@ -344,29 +350,28 @@ internal sealed partial class InferenceScheduler : IDisposable
                 break;
             }
 
-            if (!request.IsPrefilling)
+            if (request.IsPrefilling)
             {
-                continue;
+                var count = Math.Min(budget, request.PromptTokens.Length - request.Prefilled);
+                chunks.Add((request, count));
+                _chunkBySlot[request.Choices[0].Slot] = count;
+                budget -= count;
             }
+        }
 
-            var slot = request.Choices[0].Slot;
-            var count = Math.Min(budget, request.PromptTokens.Length - request.Prefilled);
-            var last = request.Prefilled + count == request.PromptTokens.Length;
-            for (var i = 0; i < count; i++)
+        // The batch lists sequences in ascending slot order: with a KV cache split per sequence, llama.cpp splits
+        // a batch whose sequence ids are out of order into several micro-batches, which costs up to 2x a step.
+        for (var slot = 0; slot < _slots.Length; slot++)
+        {
+            if (_generatingBySlot[slot] is { } choice)
             {
-                var position = request.Prefilled + i;
-                var index = backend.AddToBatch(request.PromptTokens[position], position, slot, last && i == count - 1);
-                if (last && i == count - 1)
-                {
-                    foreach (var choice in request.Choices)
-                    {
-                        choice.BatchIndex = index;
-                    }
-                }
+                choice.BatchIndex = backend.AddToBatch(choice.PendingToken, choice.Position, slot, true);
+                _toSample.Add(choice);
             }
-
-            chunks.Add((request, count));
-            budget -= count;
+            else if (_chunkBySlot[slot] > 0)
+            {
+                AddPromptChunk(backend, _slots[slot].Owner!, _chunkBySlot[slot]);
+            }
         }
 
         var outcome = DecodeSafely(backend);
@@ -427,6 +432,25 @@ internal sealed partial class InferenceScheduler : IDisposable
         CompleteFinishedRequests();
         PublishStatus();
         return true;
+    }
+
+    private static void AddPromptChunk(IInferenceBackend backend, ScheduledRequest request, int count)
+    {
+        var slot = request.Choices[0].Slot;
+        var completes = request.Prefilled + count == request.PromptTokens.Length;
+        for (var i = 0; i < count; i++)
+        {
+            var position = request.Prefilled + i;
+            var wantLogits = completes && i == count - 1;
+            var index = backend.AddToBatch(request.PromptTokens[position], position, slot, wantLogits);
+            if (wantLogits)
+            {
+                foreach (var choice in request.Choices)
+                {
+                    choice.BatchIndex = index;
+                }
+            }
+        }
     }
 
     private DecodeOutcome DecodeSafely(IInferenceBackend backend)

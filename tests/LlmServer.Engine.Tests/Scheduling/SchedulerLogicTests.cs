@@ -70,6 +70,28 @@ public sealed class SchedulerLogicTests
     }
 
     [Fact]
+    public async Task Every_batch_lists_its_sequences_in_ascending_slot_order()
+    {
+        using var harness = new SchedulerHarness(slots: 3);
+        await RunAsync(harness, "aaaa", "s1");
+        await RunAsync(harness, "bbbb", "s2");
+        await RunAsync(harness, "cccc", "s3");
+        harness.Backend.Batches.Clear();
+
+        // Arrival order s3, s1, s2 puts the running requests in slot order 2, 0, 1.
+        var streams = new[] { harness.Submit("ccccXY", 6, "s3"), harness.Submit("aaaaXY", 6, "s1"), harness.Submit("bbbbXY", 6, "s2") };
+        harness.RunToIdle();
+        foreach (var stream in streams)
+        {
+            Assert.Equal(6, (await stream.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+        }
+
+        // llama.cpp splits a batch whose sequences are out of order into several micro-batches (up to 2x a step).
+        Assert.All(harness.Backend.Batches, batch => Assert.Equal(batch.Select(e => e.Slot).Order(), batch.Select(e => e.Slot)));
+        Assert.Contains(harness.Backend.Batches, batch => batch.Select(e => e.Slot).Distinct().Count() == 3);
+    }
+
+    [Fact]
     public async Task Cancelling_a_queued_request_removes_it_without_a_slot()
     {
         using var harness = new SchedulerHarness(slots: 1);
