@@ -1,5 +1,10 @@
 using LlmServer.Benchmarks;
 
-return args.Length > 0 && args[0] == "--child"
-    ? await BenchmarkChild.RunAsync(args[1..])
-    : await BenchmarkOrchestrator.RunAsync(args);
+using LlmServer.Testing;
+
+return args switch
+{
+    ["--child", .. var rest] => await BenchmarkChild.RunAsync(rest),
+    ["--sessions", .. var rest] => await SessionTurnsBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 3),
+    _ => await BenchmarkOrchestrator.RunAsync(args),
+};

@@ -93,10 +93,31 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
 
         GenerationRequestValidator.Validate(request);
-        var prompt = request.Messages is { } messages
-            ? _vocabulary!.Tokenize(_formatter!.Format(messages, addAssistantPrompt: true), addSpecial: true, parseSpecial: true)
-            : _vocabulary!.Tokenize(request.Prompt!, addSpecial: true, parseSpecial: false);
-        return scheduler.Submit(request, prompt, cancellationToken);
+        var isChat = request.Messages is not null;
+        var text = isChat ? _formatter!.Format(request.Messages!, addAssistantPrompt: true) : request.Prompt!;
+        return scheduler.Submit(request, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+    }
+
+    /// <summary>
+    /// A session's next prompt starts with the text of its previous turn, whose tokens are resident in its slot.
+    /// Re-tokenizing that text need not give the same tokens the model generated (generated tokens often do not
+    /// round-trip), which would break the shared prefix at the previous answer; so the resident tokens are kept
+    /// as they are and only the new text is tokenized.
+    /// </summary>
+    private int[] TokenizePrompt(InferenceScheduler scheduler, string? sessionKey, string text, bool parseSpecial)
+    {
+        var vocabulary = _vocabulary!;
+        if (sessionKey is not null
+            && scheduler.TryGetResidentText(sessionKey, out var resident)
+            && resident.Text.Length > 0
+            && text.Length > resident.Text.Length
+            && text.StartsWith(resident.Text, StringComparison.Ordinal))
+        {
+            var rest = vocabulary.Tokenize(text[resident.Text.Length..], addSpecial: false, parseSpecial);
+            return [.. resident.Tokens, .. rest];
+        }
+
+        return vocabulary.Tokenize(text, addSpecial: true, parseSpecial);
     }
 
     public void EvictSession(string sessionKey) => _scheduler?.EvictSession(sessionKey);

@@ -61,7 +61,9 @@ internal sealed class ChatPromptFormatter
                 continue;
             }
 
-            builder.Append(role == "assistant" ? "Assistant: " : "User: ").Append(message.Content).Append('\n');
+            // An answer follows "Assistant:" verbatim, as the model generated it after the generation prompt
+            // (usually with a leading space): the re-rendered history then matches the session's KV cache exactly.
+            builder.Append(role == "assistant" ? "Assistant:" : "User: ").Append(message.Content).Append('\n');
         }
 
         if (addAssistantPrompt)

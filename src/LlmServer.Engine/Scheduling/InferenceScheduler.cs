@@ -24,6 +24,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly ILogger _logger;
     private readonly ConcurrentQueue<ScheduledRequest> _intake = new();
     private readonly ConcurrentQueue<string> _evictions = new();
+    private readonly ConcurrentDictionary<string, ResidentText> _residentTexts = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _wake = new(0);
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -83,7 +84,11 @@ internal sealed partial class InferenceScheduler : IDisposable
     public void Start() => _thread.Start();
 
     /// <summary>Admits a request whose prompt is already tokenized. Throws <see cref="GenerationException"/> when refused.</summary>
-    public GenerationStream Submit(GenerationRequest request, int[] promptTokens, CancellationToken cancellationToken)
+    public GenerationStream Submit(GenerationRequest request, int[] promptTokens, CancellationToken cancellationToken) =>
+        Submit(request, promptTokens, null, cancellationToken);
+
+    /// <summary>As <see cref="Submit(GenerationRequest, int[], CancellationToken)"/>, with the prompt's text for session reuse.</summary>
+    public GenerationStream Submit(GenerationRequest request, int[] promptTokens, string? promptText, CancellationToken cancellationToken)
     {
         var backend = _backend;
         if (backend is null || !_loopAlive || _stopRequested)
@@ -139,12 +144,16 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         var id = request.RequestId ?? "gen-" + Guid.NewGuid().ToString("N")[..24];
-        var scheduled = new ScheduledRequest(id, promptTokens, request, maxTokens, choices, _time.GetTimestamp());
+        var scheduled = new ScheduledRequest(id, promptTokens, promptText, request, maxTokens, choices, _time.GetTimestamp());
         var stream = new GenerationStream(id, promptTokens.Length, choices.Length, scheduled.Events.Reader, () => Cancel(scheduled), cancellationToken);
         _intake.Enqueue(scheduled);
         _wake.Release();
         return stream;
     }
+
+    /// <summary>The text and tokens a session's last request left in the KV cache (it may have been evicted since).</summary>
+    public bool TryGetResidentText(string sessionKey, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out ResidentText? resident) =>
+        _residentTexts.TryGetValue(sessionKey, out resident);
 
     /// <summary>Forgets a session's resident sequence (the slot becomes free).</summary>
     public void EvictSession(string sessionKey)
@@ -480,6 +489,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     {
         while (_evictions.TryDequeue(out var key))
         {
+            _residentTexts.TryRemove(key, out _);
             foreach (var slot in _slots)
             {
                 if (slot.SessionKey == key && !slot.IsBusy)
@@ -616,6 +626,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         LogSessionEvicted(_logger, best!.SessionKey!, best.Id);
+        _residentTexts.TryRemove(best.SessionKey!, out _);
         best.SessionKey = null;
         return best;
     }
@@ -805,6 +816,7 @@ internal sealed partial class InferenceScheduler : IDisposable
                     }
 
                     slot.SessionKey = key;
+                    RememberResidentText(key, request, slot);
                 }
             }
 
@@ -823,6 +835,35 @@ internal sealed partial class InferenceScheduler : IDisposable
         {
             request.Events.Writer.TryComplete();
         }
+    }
+
+    private void RememberResidentText(string key, ScheduledRequest request, KvSlot slot)
+    {
+        var prompt = request.PromptTokens;
+        if (request.PromptText is null || slot.Tokens.Count < prompt.Length || InferenceScheduler.CommonPrefix(slot.Tokens, prompt) < prompt.Length)
+        {
+            _residentTexts.TryRemove(key, out _);
+            return;
+        }
+
+        // The generated tokens in the KV (all but the last sampled one), as the text they stand for.
+        var decoder = new Text.Utf8StreamDecoder();
+        var generated = new System.Text.StringBuilder();
+        Span<byte> buffer = stackalloc byte[MaxTokenBytes];
+        for (var i = prompt.Length; i < slot.Tokens.Count; i++)
+        {
+            var length = Math.Clamp(_backend!.Vocabulary.TokenToBytes(slot.Tokens[i], buffer), 0, MaxTokenBytes);
+            generated.Append(decoder.Append(buffer[..length]));
+        }
+
+        // A character still unfinished at the end has no exact text: then nothing is remembered.
+        if (decoder.Flush().Length > 0)
+        {
+            _residentTexts.TryRemove(key, out _);
+            return;
+        }
+
+        _residentTexts[key] = new ResidentText(request.PromptText + generated, [.. slot.Tokens]);
     }
 
     private void Complete(ScheduledRequest request)

@@ -9,10 +9,11 @@ internal sealed class ScheduledRequest
 {
     private int _cancelRequested;
 
-    public ScheduledRequest(string id, int[] promptTokens, GenerationRequest request, int maxTokens, ChoiceState[] choices, long arrivedAt)
+    public ScheduledRequest(string id, int[] promptTokens, string? promptText, GenerationRequest request, int maxTokens, ChoiceState[] choices, long arrivedAt)
     {
         Id = id;
         PromptTokens = promptTokens;
+        PromptText = promptText;
         Request = request;
         MaxTokens = maxTokens;
         Choices = choices;
@@ -28,6 +29,9 @@ internal sealed class ScheduledRequest
     public string Id { get; }
 
     public int[] PromptTokens { get; }
+
+    /// <summary>The prompt as text, when known: a session's resident text is this plus what was generated.</summary>
+    public string? PromptText { get; }
 
     public GenerationRequest Request { get; }
 
@@ -100,6 +104,9 @@ internal sealed class ChoiceState(int index, ITokenSampler sampler, IReadOnlyLis
 
     public List<TokenLogProb>? UnemittedLogProbs { get; set; }
 }
+
+/// <summary>The text a resident session's KV holds, with exactly the tokens that hold it.</summary>
+internal sealed record ResidentText(string Text, int[] Tokens);
 
 /// <summary>One KV-cache slot: the tokens whose KV it holds, its running owner, and the session resident in it.</summary>
 internal sealed class KvSlot(int id)

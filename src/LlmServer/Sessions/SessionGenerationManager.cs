@@ -253,12 +253,10 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
     }
 
     /// <summary>
-    /// A stored message as a chat turn. An assistant reply usually starts with the space the model put after the
-    /// template's "Assistant:"; templates add their own separator, so without trimming the re-rendered history would
-    /// stop matching the tokens still in the session's KV cache right where the reply begins.
+    /// A stored message as a chat turn, verbatim: the engine keeps a session's KV warm by matching the re-rendered
+    /// history against the exact text the model generated, so an answer must come back exactly as it was generated.
     /// </summary>
-    private static ChatTurn ToTurn(SessionMessage message) =>
-        new(message.Role, message.Role == "assistant" ? message.Content.TrimStart() : message.Content);
+    private static ChatTurn ToTurn(SessionMessage message) => new(message.Role, message.Content);
 
     private GenerationRequest BuildRequest(StoredSession session, IReadOnlyList<ChatTurn> history)
     {

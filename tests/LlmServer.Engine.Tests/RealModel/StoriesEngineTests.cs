@@ -90,6 +90,21 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task A_chat_sessions_second_turn_reuses_the_whole_first_conversation()
+    {
+        var session = "chat-" + Guid.NewGuid();
+        var history = new List<ChatTurn> { new("system", "Stories about a red kite."), new("user", "Tell me about the kite.") };
+        var first = await RunAsync(new GenerationRequest { Messages = history.ToArray(), MaxTokens = 20, IgnoreEos = true, SessionKey = session, Sampling = new() { Temperature = 0 } });
+        history.Add(new ChatTurn("assistant", first.Text));
+        history.Add(new ChatTurn("user", "And then?"));
+        var second = await RunAsync(new GenerationRequest { Messages = history.ToArray(), MaxTokens = 4, SessionKey = session, Sampling = new() { Temperature = 0 } });
+
+        // Everything the first turn left in the KV: its prompt and its answer but the last sampled token.
+        var firstUsage = first.Completion.Usage;
+        Assert.Equal(firstUsage.PromptTokens + firstUsage.CompletionTokens - 1, second.Completion.Usage.CachedPromptTokens);
+    }
+
+    [Fact]
     public async Task A_cancelled_request_frees_its_slot()
     {
         using var cts = new CancellationTokenSource();
