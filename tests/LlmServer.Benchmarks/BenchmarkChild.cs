@@ -5,11 +5,8 @@ using System.Text.Json;
 using LLama;
 using LLama.Native;
 using LlmServer.Engine.Generation;
-using LlmServer.Engine.Hosting;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Scheduling;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 
 namespace LlmServer.Benchmarks;
 
@@ -105,12 +102,7 @@ internal static class BenchmarkChild
 
     private static async Task<(double, double, double)> RunSchedulerAsync(string mode, int streams, int tokens)
     {
-        var engine = new LlmEngine(Options.Create(Model), Options.Create(Scheduler), TimeProvider.System, NullLoggerFactory.Instance, new NoServices());
-        await engine.StartAsync(CancellationToken.None);
-        while (engine.State == EngineState.Loading)
-        {
-            await Task.Delay(10);
-        }
+        var engine = await BenchmarkEngine.StartAsync(Model, Scheduler);
 
         using var weights = ModelLoader.LoadVocabularyOnly(Model.Path!);
         var sampling = mode == "greedy" ? new SamplingOptions { Temperature = 0 } : new SamplingOptions { Temperature = 0.8f, TopP = 0.95f };
@@ -153,8 +145,7 @@ internal static class BenchmarkChild
 
         await Generate("Warm-up", WarmupTokens);
         var measured = await Generate("Request", tokens);
-        await engine.StopAsync(CancellationToken.None);
-        engine.Dispose();
+        await BenchmarkEngine.StopAsync(engine);
         return measured;
     }
 
@@ -172,10 +163,5 @@ internal static class BenchmarkChild
         {
             throw new InvalidOperationException("decode failed: " + result);
         }
-    }
-
-    private sealed class NoServices : IServiceProvider
-    {
-        public object? GetService(Type serviceType) => null;
     }
 }

@@ -1,11 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using LlmServer.Engine.Generation;
-using LlmServer.Engine.Hosting;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Scheduling;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 
 namespace LlmServer.Benchmarks;
 
@@ -44,17 +41,9 @@ internal static class SessionTurnsBenchmark
 
     private static async Task<double[]> ConversationAsync(string modelPath, bool reuse, int round)
     {
-        var engine = new LlmEngine(
-            Options.Create(new ModelOptions { Path = modelPath, Threads = 2, BatchThreads = 2 }),
-            Options.Create(new SchedulerOptions { Slots = 4, ContextSize = 4 * 2048, StepTokenBudget = 512, PrefixReuse = reuse }),
-            TimeProvider.System,
-            NullLoggerFactory.Instance,
-            new NoServices());
-        await engine.StartAsync(CancellationToken.None);
-        while (engine.State == EngineState.Loading)
-        {
-            await Task.Delay(10);
-        }
+        var engine = await BenchmarkEngine.StartAsync(
+            new ModelOptions { Path = modelPath, Threads = 2, BatchThreads = 2 },
+            new SchedulerOptions { Slots = 4, ContextSize = 4 * 2048, StepTokenBudget = 512, PrefixReuse = reuse });
 
         var history = new List<ChatTurn> { new("system", "You are a helpful assistant who tells short stories.") };
         var ttft = new double[Turns];
@@ -83,13 +72,7 @@ internal static class SessionTurnsBenchmark
             history.Add(new ChatTurn("assistant", text.ToString()));
         }
 
-        await engine.StopAsync(CancellationToken.None);
-        engine.Dispose();
+        await BenchmarkEngine.StopAsync(engine);
         return ttft;
-    }
-
-    private sealed class NoServices : IServiceProvider
-    {
-        public object? GetService(Type serviceType) => null;
     }
 }

@@ -1,0 +1,34 @@
+using LlmServer.Engine.Hosting;
+using LlmServer.Engine.Models;
+using LlmServer.Engine.Scheduling;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Benchmarks;
+
+/// <summary>The engine as the host builds it, started and loaded, without a host around it.</summary>
+internal static class BenchmarkEngine
+{
+    public static async Task<LlmEngine> StartAsync(ModelOptions model, SchedulerOptions scheduler)
+    {
+        var engine = new LlmEngine(Options.Create(model), Options.Create(scheduler), TimeProvider.System, NullLoggerFactory.Instance, new NoServices());
+        await engine.StartAsync(CancellationToken.None);
+        while (engine.State == EngineState.Loading)
+        {
+            await Task.Delay(10);
+        }
+
+        return engine.State == EngineState.Ready ? engine : throw new InvalidOperationException("The model did not load: " + engine.State);
+    }
+
+    public static async Task StopAsync(LlmEngine engine)
+    {
+        await engine.StopAsync(CancellationToken.None);
+        engine.Dispose();
+    }
+
+    private sealed class NoServices : IServiceProvider
+    {
+        public object? GetService(Type serviceType) => null;
+    }
+}
