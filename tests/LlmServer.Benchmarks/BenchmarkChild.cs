@@ -17,7 +17,9 @@ internal static class BenchmarkChild
     private const int WarmupTokens = 16;
     private const string Story = "Once upon a time, in a small town by the sea, there lived a girl named Lily who loved to watch the boats come in. Every morning she walked to the harbour with her dog Max, and together they counted the sails. One day a storm came, and the sky turned dark and grey. ";
 
-    private static readonly ModelOptions Model = new() { Threads = 2, BatchThreads = 2 };
+    // LLMSERVER_BENCH_THREADS compares decode thread counts (the HTTP script passes the same to the server).
+    private static readonly int Threads = int.TryParse(Environment.GetEnvironmentVariable("LLMSERVER_BENCH_THREADS"), out var threads) ? threads : 2;
+    private static readonly ModelOptions Model = new() { Threads = Threads, BatchThreads = Threads };
     private static readonly SchedulerOptions Scheduler = new() { Slots = 8, ContextSize = 8 * 512, StepTokenBudget = 1024, MaxQueue = 16 };
 
     public static async Task<int> RunAsync(string[] args)

@@ -2,6 +2,7 @@
 # HTTP (the real server driven by ../shared/tools/loadgen.mjs) against the in-process scheduler on the same model,
 # interleaved in one run. Also reports the server's CPU time per generated token. Run by hand on a quiet machine:
 #   bash tests/LlmServer.Benchmarks/http-vs-inprocess.sh [rounds]
+# LLMSERVER_BENCH_THREADS=N sets the decode threads of both (default 2); LLMSERVER_BENCH_MODELS picks models.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-2}
@@ -15,9 +16,10 @@ ticks=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-for model in synth110m-q4_0 stories260K; do
+for model in ${LLMSERVER_BENCH_MODELS:-synth110m-q4_0 stories260K}; do
   dotnet "$server" --model "$shared/models/$model.gguf" --urls "http://127.0.0.1:$port" \
     --Scheduler:Slots=8 --Scheduler:ContextSize=4096 --Scheduler:StepTokenBudget=1024 \
+    --Model:Threads="${LLMSERVER_BENCH_THREADS:-2}" --Model:BatchThreads="${LLMSERVER_BENCH_THREADS:-2}" \
     --Logging:LogLevel:Default=Warning >/dev/null 2>&1 &
   pid=$!
   trap 'kill "$pid" 2>/dev/null || true' EXIT
