@@ -10,38 +10,14 @@ internal sealed class InvalidFieldException(string message) : JsonException(mess
 /// <summary><c>"stop": "x"</c> or <c>"stop": ["x", "y"]</c>.</summary>
 internal sealed class StringOrStringArrayConverter : JsonConverter<IReadOnlyList<string>>
 {
-    public override IReadOnlyList<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
-    {
-        switch (reader.TokenType)
-        {
-            case JsonTokenType.String:
-                return [reader.GetString()!];
-            case JsonTokenType.StartArray:
-                var items = new List<string>();
-                while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-                {
-                    if (reader.TokenType != JsonTokenType.String)
-                    {
-                        throw new InvalidFieldException("expected a string or an array of strings.");
-                    }
-
-                    items.Add(reader.GetString()!);
-                }
-
-                return items;
-            default:
-                throw new InvalidFieldException("expected a string or an array of strings.");
-        }
-    }
+    public override IReadOnlyList<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        ReadStrings(ref reader, refuseTokenArrays: false);
 
     public override void Write(Utf8JsonWriter writer, IReadOnlyList<string> value, JsonSerializerOptions options) =>
         throw new NotSupportedException("Request fields are only read.");
-}
 
-/// <summary><c>"prompt"</c>: a string or an array of strings; token arrays are refused by name.</summary>
-internal sealed class PromptConverter : JsonConverter<IReadOnlyList<string>>
-{
-    public override IReadOnlyList<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    /// <summary>A string or an array of strings; with <paramref name="refuseTokenArrays"/>, numbers name token arrays.</summary>
+    internal static IReadOnlyList<string> ReadStrings(ref Utf8JsonReader reader, bool refuseTokenArrays)
     {
         switch (reader.TokenType)
         {
@@ -51,7 +27,7 @@ internal sealed class PromptConverter : JsonConverter<IReadOnlyList<string>>
                 var items = new List<string>();
                 while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
                 {
-                    if (reader.TokenType is JsonTokenType.Number or JsonTokenType.StartArray)
+                    if (refuseTokenArrays && reader.TokenType is JsonTokenType.Number or JsonTokenType.StartArray)
                     {
                         throw new InvalidFieldException("token arrays are not supported; send the prompt as text.");
                     }
@@ -69,6 +45,13 @@ internal sealed class PromptConverter : JsonConverter<IReadOnlyList<string>>
                 throw new InvalidFieldException("expected a string or an array of strings.");
         }
     }
+}
+
+/// <summary><c>"prompt"</c>: a string or an array of strings; token arrays are refused by name.</summary>
+internal sealed class PromptConverter : JsonConverter<IReadOnlyList<string>>
+{
+    public override IReadOnlyList<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        StringOrStringArrayConverter.ReadStrings(ref reader, refuseTokenArrays: true);
 
     public override void Write(Utf8JsonWriter writer, IReadOnlyList<string> value, JsonSerializerOptions options) =>
         throw new NotSupportedException("Request fields are only read.");
