@@ -79,6 +79,22 @@ internal abstract class ChunkFormatter
     }
 
     /// <summary>Closes <c>choices</c>, writes <c>usage: null</c> and ends the event.</summary>
+    /// <summary>Closes a choice with its finish reason (null while it streams), then the chunk.</summary>
+    protected void EndChoice(Utf8JsonWriter writer, string? finishReason)
+    {
+        if (finishReason is null)
+        {
+            writer.WriteNull(FinishReasonName);
+        }
+        else
+        {
+            writer.WriteString(FinishReasonName, finishReason);
+        }
+
+        writer.WriteEndObject();
+        EndChunk(writer);
+    }
+
     protected void EndChunk(Utf8JsonWriter writer)
     {
         writer.WriteEndArray();
@@ -140,17 +156,7 @@ internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created,
             JsonSerializer.Serialize(writer, new ChatLogProbs(OpenAiLogProbs.ToChat(logProbs)), OpenAiJson.Context.ChatLogProbs);
         }
 
-        if (finishReason is null)
-        {
-            writer.WriteNull(FinishReasonName);
-        }
-        else
-        {
-            writer.WriteString(FinishReasonName, finishReason);
-        }
-
-        writer.WriteEndObject();
-        EndChunk(writer);
+        EndChoice(writer, finishReason);
     }
 }
 
@@ -201,16 +207,6 @@ internal sealed class CompletionChunkFormatter : ChunkFormatter
             JsonSerializer.Serialize(writer, OpenAiLogProbs.ToCompletion(logProbs, ref _textOffsets[choice]), OpenAiJson.Context.CompletionLogProbs);
         }
 
-        if (finishReason is null)
-        {
-            writer.WriteNull(FinishReasonName);
-        }
-        else
-        {
-            writer.WriteString(FinishReasonName, finishReason);
-        }
-
-        writer.WriteEndObject();
-        EndChunk(writer);
+        EndChoice(writer, finishReason);
     }
 }
