@@ -41,7 +41,45 @@ public sealed class GenerationRequest
 
     /// <summary>An id for logs and metrics; one is made when absent.</summary>
     public string? RequestId { get; init; }
+
+    /// <summary>Functions the model may call, rendered into the prompt by the model's chat template.</summary>
+    public IReadOnlyList<ToolDefinition> Tools { get; init; } = [];
+
+    /// <summary>
+    /// Which lane the request waits in: <see cref="RequestPriority.Batch"/> requests only take slots that
+    /// interactive traffic leaves idle.
+    /// </summary>
+    public RequestPriority Priority { get; init; } = RequestPriority.Interactive;
 }
 
-/// <summary>A chat message.</summary>
-public sealed record ChatTurn(string Role, string Content);
+/// <summary>The admission lane of a request.</summary>
+public enum RequestPriority
+{
+    /// <summary>A user is waiting: admitted first.</summary>
+    Interactive,
+
+    /// <summary>Offline work (the Batch API): fills slots interactive requests leave idle and yields them back.</summary>
+    Batch,
+}
+
+/// <summary>
+/// A chat message. <see cref="Content"/> is null for an assistant message that only calls tools; a <c>tool</c>
+/// message answers the call named by <see cref="ToolCallId"/>.
+/// </summary>
+public sealed record ChatTurn(string Role, string? Content)
+{
+    /// <summary>The calls an assistant message made.</summary>
+    public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+
+    /// <summary>On a <c>tool</c> message: the id of the call it answers.</summary>
+    public string? ToolCallId { get; init; }
+
+    /// <summary>On a <c>tool</c> message: the function's name, where the client gave it.</summary>
+    public string? Name { get; init; }
+}
+
+/// <summary>A function call the model made: <see cref="Arguments"/> is the JSON text of its arguments.</summary>
+public sealed record ToolCall(string Id, string Name, string Arguments);
+
+/// <summary>A function offered to the model: <see cref="Parameters"/> is its JSON schema (an object schema), or null.</summary>
+public sealed record ToolDefinition(string Name, string? Description, System.Text.Json.JsonElement? Parameters);

@@ -39,7 +39,7 @@ internal sealed class ChatPromptFormatter
         template.AddAssistant = addAssistantPrompt;
         foreach (var message in messages)
         {
-            template.Add(NormalizeRole(message.Role), message.Content);
+            template.Add(NormalizeRole(message.Role), message.Content ?? string.Empty);
         }
 
         return Encoding.UTF8.GetString(template.Apply());
