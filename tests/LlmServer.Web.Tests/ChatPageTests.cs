@@ -255,23 +255,49 @@ public sealed partial class ChatPageTests(ChatPageFixture fixture) : IClassFixtu
     {
         await using var chat = await ChatPage.OpenAsync(fixture);
 
-        // Every hub WebSocket of the page goes through this route, so the test can cut the current one.
+        // Every hub WebSocket of the page goes through this route, so the test can cut the current one. The first
+        // one shows the page only the start of its answer, then nothing: however fast the model is, the page is
+        // mid-answer when the connection drops, and must resume.
         var sockets = new List<IWebSocketRoute>();
+        var toServer = new List<string>();
         await chat.Page.RouteWebSocketAsync(new Regex("/hubs/chat"), socket =>
         {
+            var first = sockets.Count == 0;
             sockets.Add(socket);
-            socket.ConnectToServer();
+            var server = socket.ConnectToServer();
+            var holding = false;
+            socket.OnMessage(frame =>
+            {
+                lock (toServer)
+                {
+                    toServer.Add(frame.Text ?? string.Empty);
+                }
+
+                server.Send(frame.Text ?? string.Empty);
+            });
+            server.OnMessage(frame =>
+            {
+                if (!holding)
+                {
+                    socket.Send(frame.Text ?? string.Empty);
+                    holding = first && (frame.Text ?? string.Empty).Contains("\"type\":\"delta\"", StringComparison.Ordinal);
+                }
+            });
         });
         await chat.ReloadAsync();
         await chat.SetSettingsAsync(temperature: 0, maxTokens: 200);
 
         await chat.SendAsync(StoryPrompt);
         await Expect(chat.LastAnswer.Locator(".msg-body")).Not.ToBeEmptyAsync();
-        await sockets[^1].CloseAsync();
+        await sockets[0].CloseAsync();
 
         await Expect(chat.Page.Locator(".toast", new() { HasText = "Reconnected." })).ToBeVisibleAsync();
         await chat.WaitForAnswerAsync();
         Assert.True(sockets.Count >= 2, "The page did not open a new connection.");
+        lock (toServer)
+        {
+            Assert.Contains(toServer, frame => frame.Contains("\"target\":\"ResumeStream\"", StringComparison.Ordinal));
+        }
 
         var stored = (await chat.StoredSessionAsync(await chat.CurrentSessionIdAsync())).GetProperty("messages")[1];
         Assert.Equal("length", stored.GetProperty("finishReason").GetString());

@@ -26,6 +26,7 @@ public sealed partial class ChatPageTests
         Assert.InRange(stored.GetProperty("messages")[1].GetProperty("completionTokens").GetInt32(), 1, 12);
 
         await chat.ReloadAsync();
+        await Expect(chat.Page.Locator("#chat-title")).ToHaveTextAsync(StoryPrompt); // the session, loaded
         await chat.ExpectSettingsAsync("0.5", "12", SystemPrompt);
 
         // They went with that chat: the next new chat starts from the server's defaults.
@@ -38,8 +39,8 @@ public sealed partial class ChatPageTests
     [Fact]
     public async Task A_refused_first_message_leaves_no_empty_conversation_behind()
     {
-        var before = await StoredSessionIdsOfFixtureAsync();
         await using var chat = await ChatPage.OpenAsync(fixture);
+        var before = await chat.StoredSessionIdsAsync();
         await Expect(chat.SessionItems).ToHaveCountAsync(before.Count);
         await chat.SetSettingsAsync(maxTokens: 8);
         // Far beyond one slot's 1024 tokens: refused before anything is stored.
@@ -93,12 +94,5 @@ public sealed partial class ChatPageTests
         await dialog.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
         await Expect(dialog.GetByRole(AriaRole.Alert)).ToHaveTextAsync("Max tokens must be a whole number, at least 1.");
         chat.AssertNoPageErrors();
-    }
-
-    private async Task<List<string>> StoredSessionIdsOfFixtureAsync()
-    {
-        var json = await fixture.Server.Client.GetStringAsync(new Uri("/api/sessions", UriKind.Relative));
-        using var list = System.Text.Json.JsonDocument.Parse(json);
-        return [.. list.RootElement.EnumerateArray().Select(s => s.GetProperty("id").GetString()!)];
     }
 }
