@@ -38,28 +38,50 @@ public sealed partial class ChatPageTests(ChatPageFixture fixture) : IClassFixtu
     [Fact]
     public async Task Answer_streams_in_visible_steps_and_ends_with_token_counts()
     {
-        await using var chat = await ChatPage.OpenAsync(fixture);
-        // Greedy decoding of this prompt runs to the token limit: long enough to span many frames on a fast machine.
-        await chat.SetSettingsAsync(temperature: 0, maxTokens: 300);
-        await chat.RecordAnswerStepsAsync();
+        // The scripted hub sends each delta only when the test lets it: every step must show before the next exists.
+        string[] pieces = ["Once", " upon", " a time", ", a cat", " sang", " to the", " moon."];
+        var hub = ScriptedHub.Gated(pieces);
+        await using var chat = await ChatPage.OpenAsync(fixture, beforeLoad: hub.RouteAsync);
 
-        await chat.SendAsync(StoryPrompt);
-        await Expect(chat.LastAnswer.Locator(".msg-body")).ToHaveAttributeAsync("aria-live", "polite");
+        await chat.SendAsync("Tell me a story");
+        var body = chat.LastAnswer.Locator(".msg-body");
+        await Expect(body).ToHaveAttributeAsync("aria-live", "polite");
+        await Expect(chat.LiveStats).ToHaveTextAsync("Waiting for the first token…");
+
+        var shown = string.Empty;
+        for (var step = 1; step <= pieces.Length; step++)
+        {
+            hub.Release();
+            shown += pieces[step - 1];
+            await Expect(body).ToHaveTextAsync(shown);
+            await Expect(chat.LastAnswer).ToHaveClassAsync(new Regex(@"\bstreaming\b"));
+            // The rate needs two tokens.
+            await Expect(chat.LiveStats).ToHaveTextAsync(new Regex(step == 1 ? "^Generating · 1 tokens$" : $@"^Generating · {step} tokens · [\d.]+ tok/s$"));
+        }
+
+        hub.Release();
         await chat.WaitForAnswerAsync();
+        await Expect(body).ToHaveTextAsync(shown);
+        await Expect(chat.LastAnswer.Locator(".msg-meta")).ToHaveTextAsync($"{pieces.Length} tokens · prompt 12 · 90.0 tok/s");
+        await Expect(chat.LiveStats).ToBeEmptyAsync();
+        chat.AssertNoPageErrors();
+    }
 
-        var finalText = await chat.LastAnswer.Locator(".msg-body").InnerTextAsync();
-        var steps = (await chat.AnswerStepsAsync()).Where(n => n > 0).Distinct().ToList();
-        Assert.True(steps.Count >= 2, $"The answer appeared in {steps.Count} visible step(s): {string.Join(", ", steps)}.");
-        Assert.True(steps.Min() < finalText.Length, "The first visible step already held the whole answer.");
+    [Fact]
+    public async Task A_real_answer_ends_with_token_counts_and_is_stored()
+    {
+        await using var chat = await ChatPage.OpenAsync(fixture);
+        await chat.SetSettingsAsync(temperature: 0, maxTokens: 64);
+
+        await chat.SendAndWaitAsync(StoryPrompt);
 
         await Expect(chat.LastAnswer.Locator(".msg-meta")).ToHaveTextAsync(new Regex(@"^\d+ tokens · prompt \d+"));
-        Assert.Contains(await chat.LiveStatsSeenAsync(), s => Regex.IsMatch(s, @"^Generating · \d+ tokens · [\d.]+ tok/s$"));
-
+        await Expect(chat.LastAnswer.Locator(".msg-body")).Not.ToBeEmptyAsync();
         var stored = await chat.StoredSessionAsync(await chat.CurrentSessionIdAsync());
         var messages = stored.GetProperty("messages");
         Assert.Equal(2, messages.GetArrayLength());
         Assert.Equal(StoryPrompt, messages[0].GetProperty("content").GetString());
-        Assert.True(messages[1].GetProperty("completionTokens").GetInt32() > 0);
+        Assert.InRange(messages[1].GetProperty("completionTokens").GetInt32(), 1, 64);
 
         await chat.ScreenshotAsync("finished-conversation");
         await Expect(chat.Page.Locator("#model-name")).ToHaveTextAsync("stories260K");
@@ -69,20 +91,21 @@ public sealed partial class ChatPageTests(ChatPageFixture fixture) : IClassFixtu
     [Fact]
     public async Task Stop_ends_the_answer_part_way()
     {
-        await using var chat = await ChatPage.OpenAsync(fixture);
-        // Greedy decoding of this prompt runs to the token limit, so the answer is still running when Stop is pressed.
-        await chat.SetSettingsAsync(temperature: 0, maxTokens: 900);
+        // Scripted, so the answer is certainly still running when Stop is pressed; that the server stores a stopped
+        // answer as cancelled is ChatHubTests' StopGeneration test.
+        var hub = ScriptedHub.Gated("Once", " upon", " a time", " there was", " a dog.");
+        await using var chat = await ChatPage.OpenAsync(fixture, beforeLoad: hub.RouteAsync);
         await chat.SendAsync(StoryPrompt);
-        await Expect(chat.LastAnswer.Locator(".msg-body")).Not.ToBeEmptyAsync();
+        hub.Release();
+        hub.Release();
+        await Expect(chat.LastAnswer.Locator(".msg-body")).ToHaveTextAsync("Once upon");
 
         await chat.StopButton.ClickAsync();
         await chat.WaitForAnswerAsync();
 
-        await Expect(chat.LastAnswer.Locator(".msg-meta")).ToContainTextAsync("stopped");
-        var stored = await chat.StoredSessionAsync(await chat.CurrentSessionIdAsync());
-        var answer = stored.GetProperty("messages")[1];
-        Assert.Equal("cancelled", answer.GetProperty("finishReason").GetString());
-        Assert.InRange(answer.GetProperty("completionTokens").GetInt32(), 1, 899);
+        await Expect(chat.LastAnswer.Locator(".msg-meta")).ToHaveTextAsync("2 tokens · prompt 12 · 90.0 tok/s · stopped");
+        await Expect(chat.LastAnswer.Locator(".msg-body")).ToHaveTextAsync("Once upon");
+        Assert.Contains("StopGeneration", hub.Calls);
         chat.AssertNoPageErrors();
     }
 
@@ -95,7 +118,7 @@ public sealed partial class ChatPageTests(ChatPageFixture fixture) : IClassFixtu
         var id = await chat.CurrentSessionIdAsync();
         var firstStored = (await chat.StoredSessionAsync(id)).GetProperty("messages")[1].GetProperty("createdAt").GetDateTimeOffset();
 
-        await chat.RecordAnswerStepsAsync();
+        await chat.WatchForStreamingAsync();
         await chat.LastAnswer.GetByRole(AriaRole.Button, new() { Name = "Regenerate this answer" }).ClickAsync();
         await chat.WaitForAnswerAsync();
 
@@ -232,23 +255,49 @@ public sealed partial class ChatPageTests(ChatPageFixture fixture) : IClassFixtu
     {
         await using var chat = await ChatPage.OpenAsync(fixture);
 
-        // Every hub WebSocket of the page goes through this route, so the test can cut the current one.
+        // Every hub WebSocket of the page goes through this route, so the test can cut the current one. The first
+        // one shows the page only the start of its answer, then nothing: however fast the model is, the page is
+        // mid-answer when the connection drops, and must resume.
         var sockets = new List<IWebSocketRoute>();
+        var toServer = new List<string>();
         await chat.Page.RouteWebSocketAsync(new Regex("/hubs/chat"), socket =>
         {
+            var first = sockets.Count == 0;
             sockets.Add(socket);
-            socket.ConnectToServer();
+            var server = socket.ConnectToServer();
+            var holding = false;
+            socket.OnMessage(frame =>
+            {
+                lock (toServer)
+                {
+                    toServer.Add(frame.Text ?? string.Empty);
+                }
+
+                server.Send(frame.Text ?? string.Empty);
+            });
+            server.OnMessage(frame =>
+            {
+                if (!holding)
+                {
+                    socket.Send(frame.Text ?? string.Empty);
+                    holding = first && (frame.Text ?? string.Empty).Contains("\"type\":\"delta\"", StringComparison.Ordinal);
+                }
+            });
         });
         await chat.ReloadAsync();
         await chat.SetSettingsAsync(temperature: 0, maxTokens: 200);
 
         await chat.SendAsync(StoryPrompt);
         await Expect(chat.LastAnswer.Locator(".msg-body")).Not.ToBeEmptyAsync();
-        await sockets[^1].CloseAsync();
+        await sockets[0].CloseAsync();
 
         await Expect(chat.Page.Locator(".toast", new() { HasText = "Reconnected." })).ToBeVisibleAsync();
         await chat.WaitForAnswerAsync();
         Assert.True(sockets.Count >= 2, "The page did not open a new connection.");
+        lock (toServer)
+        {
+            Assert.Contains(toServer, frame => frame.Contains("\"target\":\"ResumeStream\"", StringComparison.Ordinal));
+        }
 
         var stored = (await chat.StoredSessionAsync(await chat.CurrentSessionIdAsync())).GetProperty("messages")[1];
         Assert.Equal("length", stored.GetProperty("finishReason").GetString());

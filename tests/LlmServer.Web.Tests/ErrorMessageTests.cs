@@ -36,6 +36,9 @@ public sealed partial class ChatPageTests
         await Expect(chat.Toast("The server is busy right now")).ToBeVisibleAsync();
         await Expect(chat.Prompt).ToHaveValueAsync("Are you there?");
         await Expect(chat.Answers).ToHaveCountAsync(0);
+        // The session made for the refused message is gone again.
+        await Expect(chat.SessionItems).ToHaveCountAsync(0);
+        Assert.Contains("DeleteSession", hub.Calls);
         chat.AssertNoPageErrors();
     }
 

@@ -36,6 +36,8 @@ export interface SessionMessage {
   cachedTokens?: number | null;
   completionTokens?: number | null;
   finishReason?: FinishReason | null;
+  /** On an assistant message: the index of the first message the model saw for it (older ones fell out of its context). */
+  contextStart?: number | null;
 }
 
 export interface SessionDetail {
@@ -65,15 +67,20 @@ export interface ChatStreamEvent {
   timings?: ChatTimings | null;
   code?: string | null;
   message?: string | null;
+  /** On "done": the index of the first stored message the model saw for this answer. */
+  contextStart?: number | null;
 }
 
-/** Stable error codes: a HubException's message starts with one of them, then ": ". */
-export type ErrorCode =
-  | "session_not_found"
-  | "busy"
-  | "overloaded"
-  | "context_length_exceeded"
-  | "invalid_argument"
-  | "unavailable"
-  | "no_generation"
-  | "internal_error";
+/** Stable error codes: a HubException's message starts with one of them, then ": ". The one list of them. */
+export const ErrorCodes = [
+  "session_not_found",
+  "busy",
+  "overloaded",
+  "context_length_exceeded",
+  "invalid_argument",
+  "unavailable",
+  "no_generation",
+  "internal_error",
+] as const;
+
+export type ErrorCode = (typeof ErrorCodes)[number];

@@ -1,5 +1,4 @@
 import {
-  HttpError,
   HubConnectionBuilder,
   HubConnectionState,
   LogLevel,
@@ -8,14 +7,8 @@ import {
   type ISubscription,
   type RetryContext,
 } from "@microsoft/signalr";
-import type {
-  ChatStreamEvent,
-  CreateSessionRequest,
-  ErrorCode,
-  SessionDetail,
-  SessionInfo,
-  SessionSettings,
-} from "./contract";
+import type { ChatStreamEvent, CreateSessionRequest, SessionDetail, SessionInfo, SessionSettings } from "./contract";
+import { isUnauthorized } from "./errors";
 
 const ApiKeyStorageKey = "llmserver.apiKey";
 
@@ -36,60 +29,6 @@ export const apiKey = {
 export function authHeaders(): HeadersInit {
   const key = apiKey.get();
   return key ? { Authorization: `Bearer ${key}` } : {};
-}
-
-/** A hub error split into its stable code and its text. */
-export interface HubError {
-  code: ErrorCode | "unauthorized" | "connection" | "unknown";
-  message: string;
-}
-
-const KnownCodes: readonly ErrorCode[] = [
-  "session_not_found",
-  "busy",
-  "overloaded",
-  "context_length_exceeded",
-  "invalid_argument",
-  "unavailable",
-  "no_generation",
-  "internal_error",
-];
-
-/**
- * The HTTP status behind a failed connection attempt. A failed negotiation arrives wrapped in an error whose
- * message carries the original ("... Status code '401'"), so both forms are read.
- */
-export function httpStatusOf(error: unknown): number | null {
-  if (error instanceof HttpError) {
-    return error.statusCode;
-  }
-  const match = error instanceof Error ? /Status code '(\d{3})'/.exec(error.message) : null;
-  return match ? Number(match[1]) : null;
-}
-
-export function isUnauthorized(error: unknown): boolean {
-  return httpStatusOf(error) === 401;
-}
-
-export function parseHubError(error: unknown): HubError {
-  if (isUnauthorized(error)) {
-    return { code: "unauthorized", message: "The server needs an API key." };
-  }
-  const text = error instanceof Error ? error.message : String(error);
-  if (httpStatusOf(error) === 429) {
-    return { code: "overloaded", message: text };
-  }
-  // The server's HubException message is "<code>: <text>"; the client may put its own prefix before it.
-  for (const code of KnownCodes) {
-    const at = text.indexOf(`${code}: `);
-    if (at === 0 || (at > 0 && /\s/.test(text[at - 1]!))) {
-      return { code, message: text.slice(at + code.length + 2).trim() };
-    }
-  }
-  if (/connection|closed|disconnected|Failed to fetch|WebSocket/i.test(text)) {
-    return { code: "connection", message: text };
-  }
-  return { code: "unknown", message: text };
 }
 
 /** Keeps retrying for as long as the page is open, backing off to 10 s; gives up only on a refused API key. */

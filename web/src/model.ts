@@ -1,5 +1,4 @@
-import type { ISubscription } from "@microsoft/signalr";
-import type { ChatStreamEvent, FinishReason, SessionInfo, SessionMessage, SessionSettings } from "./contract";
+import type { FinishReason, SessionInfo, SessionMessage, SessionSettings } from "./contract";
 
 let nextKey = 1;
 
@@ -14,6 +13,8 @@ export interface ViewMessage {
   cachedTokens: number | null;
   completionTokens: number | null;
   tokensPerSecond: number | null;
+  /** On an answer: the index of the first message the model saw for it; null when unknown. */
+  contextStart: number | null;
   streaming: boolean;
 }
 
@@ -28,6 +29,7 @@ export function newMessage(role: "user" | "assistant", content: string, index: n
     cachedTokens: null,
     completionTokens: null,
     tokensPerSecond: null,
+    contextStart: null,
     streaming: false,
   };
 }
@@ -39,6 +41,7 @@ export function fromServer(message: SessionMessage): ViewMessage {
     promptTokens: message.promptTokens ?? null,
     cachedTokens: message.cachedTokens ?? null,
     completionTokens: message.completionTokens ?? null,
+    contextStart: message.contextStart ?? null,
   };
 }
 
@@ -51,26 +54,31 @@ export interface Conversation {
   settings: SessionSettings;
 }
 
-export function draftConversation(): Conversation {
-  return { id: null, info: null, messages: [], systemPrompt: null, settings: {} };
+const DraftStorageKey = "llmserver.draft";
+
+interface StoredDraft {
+  systemPrompt: string | null;
+  settings: SessionSettings;
 }
 
-/** One running answer: the stream it arrives on and the figures shown while it runs. */
-export interface Generation {
-  readonly sessionId: string;
-  readonly conversation: Conversation;
-  readonly message: ViewMessage;
-  subscription: ISubscription<ChatStreamEvent> | null;
-  /** Bumped on every (re)subscription: callbacks of an older stream are ignored. */
-  attempt: number;
-  resumeFailures: number;
-  lastSeq: number;
-  startedAt: number;
-  firstDeltaAt: number | null;
-  deltas: number;
-  /** The connection dropped under it: resume with ResumeStream once connected again. */
-  interrupted: boolean;
-  stopRequested: boolean;
-  /** Text to give back to the composer when the server refused the message before storing it. */
-  sentText: string | null;
+/** A new chat, with the settings chosen for it before its first message (kept in this browser until it is sent). */
+export function draftConversation(): Conversation {
+  let stored: Partial<StoredDraft> = {};
+  try {
+    stored = (JSON.parse(localStorage.getItem(DraftStorageKey) ?? "{}") as Partial<StoredDraft> | null) ?? {};
+  } catch {
+    // Unreadable: start from the defaults.
+  }
+  return { id: null, info: null, messages: [], systemPrompt: stored.systemPrompt ?? null, settings: stored.settings ?? {} };
 }
+
+export const draftSettings = {
+  save(conversation: Conversation): void {
+    const draft: StoredDraft = { systemPrompt: conversation.systemPrompt, settings: conversation.settings };
+    localStorage.setItem(DraftStorageKey, JSON.stringify(draft));
+  },
+  /** The draft became a session, which keeps them from now on. */
+  clear(): void {
+    localStorage.removeItem(DraftStorageKey);
+  },
+};

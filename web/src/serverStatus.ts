@@ -38,3 +38,26 @@ export async function fetchHealth(signal: AbortSignal): Promise<Health> {
     return "down";
   }
 }
+
+/** A range as /props states it (JSON Schema's words); an absent end is open. */
+export interface Range {
+  minimum?: number;
+  exclusive_minimum?: number;
+  maximum?: number;
+}
+
+/** The sampling ranges the server's engine accepts, from /props ("limits"). */
+export interface SamplingLimits {
+  temperature?: Range;
+  top_p?: Range;
+  max_tokens?: Range;
+}
+
+export async function fetchLimits(signal: AbortSignal): Promise<SamplingLimits | null> {
+  try {
+    const props = await fetch("/props", { headers: authHeaders(), signal });
+    return props.ok ? (((await props.json()) as { limits?: SamplingLimits }).limits ?? null) : null;
+  } catch {
+    return null;
+  }
+}

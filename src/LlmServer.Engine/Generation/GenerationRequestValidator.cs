@@ -24,9 +24,9 @@ internal static class GenerationRequestValidator
             Fail($"n must be between 1 and {MaxChoices}.", "n");
         }
 
-        if (request.MaxTokens is < 1)
+        if (request.MaxTokens is { } maxTokens && !GenerationLimits.MaxTokens.Contains(maxTokens))
         {
-            Fail("max_tokens must be at least 1.", "max_tokens");
+            Fail($"max_tokens must be {GenerationLimits.MaxTokens.Describe()}.", "max_tokens");
         }
 
         if (request.TopLogProbs is < 0 or > MaxTopLogProbs)
@@ -40,14 +40,14 @@ internal static class GenerationRequestValidator
         }
 
         var sampling = request.Sampling;
-        if (!float.IsFinite(sampling.Temperature) || sampling.Temperature is < 0 or > 2)
+        if (!GenerationLimits.Temperature.Contains(sampling.Temperature))
         {
-            Fail("temperature must be between 0 and 2.", "temperature");
+            Fail($"temperature must be {GenerationLimits.Temperature.Describe()}.", "temperature");
         }
 
-        if (!float.IsFinite(sampling.TopP) || sampling.TopP is <= 0 or > 1)
+        if (!GenerationLimits.TopP.Contains(sampling.TopP))
         {
-            Fail("top_p must be greater than 0 and at most 1.", "top_p");
+            Fail($"top_p must be {GenerationLimits.TopP.Describe()}.", "top_p");
         }
 
         if (sampling.TopK < 0)

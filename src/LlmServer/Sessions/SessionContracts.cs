@@ -30,7 +30,8 @@ public sealed record SessionMessage(
     int? PromptTokens,
     int? CachedTokens,
     int? CompletionTokens,
-    string? FinishReason);
+    string? FinishReason,
+    int? ContextStart = null);
 
 public sealed record SessionDetail(SessionInfo Info, IReadOnlyList<SessionMessage> Messages);
 
@@ -46,7 +47,8 @@ public sealed record ChatStreamEvent(
     ChatUsage? Usage = null,
     ChatTimings? Timings = null,
     string? Code = null,
-    string? Message = null)
+    string? Message = null,
+    int? ContextStart = null)
 {
     public const string DeltaType = "delta";
     public const string DoneType = "done";

@@ -67,6 +67,15 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         Assert.Equal(512, root.GetProperty("model").GetProperty("n_vocab").GetInt32());
         Assert.False(string.IsNullOrEmpty(root.GetProperty("build_info").GetString()));
         Assert.Equal("ready", root.GetProperty("state").GetString());
+
+        // The engine's own ranges, which the chat page reads instead of copying.
+        var limits = root.GetProperty("limits");
+        Assert.Equal(0, limits.GetProperty("temperature").GetProperty("minimum").GetDouble());
+        Assert.Equal(2, limits.GetProperty("temperature").GetProperty("maximum").GetDouble());
+        Assert.Equal(0, limits.GetProperty("top_p").GetProperty("exclusive_minimum").GetDouble());
+        Assert.Equal(1, limits.GetProperty("top_p").GetProperty("maximum").GetDouble());
+        Assert.Equal(1, limits.GetProperty("max_tokens").GetProperty("minimum").GetDouble());
+        Assert.False(limits.GetProperty("max_tokens").TryGetProperty("maximum", out _));
     }
 
     private async Task<string> ScrapeAsync()

@@ -42,7 +42,7 @@ public sealed class ChatPage : IAsyncDisposable
 
     public ILocator Prompt => Page.Locator("#prompt");
 
-    public ILocator Messages => Page.Locator("#messages > li");
+    public ILocator Messages => Page.Locator("#messages > li.msg");
 
     public ILocator Answers => Page.Locator("#messages > li.msg-assistant");
 
@@ -55,6 +55,11 @@ public sealed class ChatPage : IAsyncDisposable
     public ILocator StopButton => Page.Locator("#stop");
 
     public ILocator LiveStats => Page.Locator("#live-stats");
+
+    /// <summary>The line before the first message the model saw for the latest answer.</summary>
+    public ILocator ContextDivider => Page.Locator("#messages > li.context-divider");
+
+    public ILocator SettingsDialog => Page.GetByRole(AriaRole.Dialog, new() { Name = "Conversation settings" });
 
     /// <summary>Opens the page in a new context; <paramref name="beforeLoad"/> runs first (to route traffic, say).</summary>
     public static Task<ChatPage> OpenAsync(
@@ -124,12 +129,32 @@ public sealed class ChatPage : IAsyncDisposable
     public async Task SetSettingsAsync(double? temperature = null, int? maxTokens = null, string? systemPrompt = null)
     {
         await Page.GetByRole(AriaRole.Button, new() { Name = "Settings" }).ClickAsync();
-        var dialog = Page.GetByRole(AriaRole.Dialog, new() { Name = "Conversation settings" });
+        var dialog = SettingsDialog;
         await dialog.GetByLabel("System prompt").FillAsync(systemPrompt ?? string.Empty);
         await dialog.GetByLabel("Temperature").FillAsync(temperature?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? string.Empty);
         await dialog.GetByLabel("Max tokens").FillAsync(maxTokens?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? string.Empty);
         await dialog.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
         await Expect(dialog).ToBeHiddenAsync();
+    }
+
+    /// <summary>Opens the settings dialog, checks what it holds (empty: the server's default), and cancels it.</summary>
+    public async Task ExpectSettingsAsync(string temperature, string maxTokens, string systemPrompt)
+    {
+        await Page.GetByRole(AriaRole.Button, new() { Name = "Settings" }).ClickAsync();
+        var dialog = SettingsDialog;
+        await Expect(dialog.GetByLabel("Temperature")).ToHaveValueAsync(temperature);
+        await Expect(dialog.GetByLabel("Max tokens")).ToHaveValueAsync(maxTokens);
+        await Expect(dialog.GetByLabel("System prompt")).ToHaveValueAsync(systemPrompt);
+        await dialog.GetByRole(AriaRole.Button, new() { Name = "Cancel" }).ClickAsync();
+        await Expect(dialog).ToBeHiddenAsync();
+    }
+
+    /// <summary>The ids of the sessions the server has (REST mirror).</summary>
+    public async Task<List<string>> StoredSessionIdsAsync()
+    {
+        var json = await Server.Client.GetStringAsync(new Uri("/api/sessions", UriKind.Relative));
+        using var list = JsonDocument.Parse(json);
+        return [.. list.RootElement.EnumerateArray().Select(s => s.GetProperty("id").GetString()!)];
     }
 
     /// <summary>The id of the conversation on screen, from the address (#/c/ID).</summary>
@@ -147,34 +172,19 @@ public sealed class ChatPage : IAsyncDisposable
         return JsonDocument.Parse(json).RootElement.Clone();
     }
 
-    /// <summary>
-    /// Records the text length of the streaming answer every time the page redraws it, so a test can tell how
-    /// many visible steps an answer took.
-    /// </summary>
-    public Task RecordAnswerStepsAsync() => Page.EvaluateAsync(
+    /// <summary>Notes when an answer starts streaming from now on (see <see cref="SawStreamingAsync"/>).</summary>
+    public Task WatchForStreamingAsync() => Page.EvaluateAsync(
         """
         () => {
-          window.__answerSteps = [];
-          window.__liveStats = [];
           window.__sawStreaming = false;
           const messages = document.getElementById("messages");
-          const stats = document.getElementById("live-stats");
           new MutationObserver(() => {
-            const streaming = messages.querySelector("li.msg-assistant.streaming .msg-body");
-            if (streaming) {
+            if (messages.querySelector("li.msg-assistant.streaming .msg-body")) {
               window.__sawStreaming = true;
-              window.__answerSteps.push(streaming.textContent.length);
             }
-          }).observe(messages, { childList: true, subtree: true, characterData: true, attributes: true });
-          new MutationObserver(() => window.__liveStats.push(stats.textContent))
-            .observe(stats, { childList: true, subtree: true, characterData: true });
+          }).observe(messages, { childList: true, subtree: true, attributes: true });
         }
         """);
-
-    public Task<int[]> AnswerStepsAsync() => Page.EvaluateAsync<int[]>("() => window.__answerSteps");
-
-    /// <summary>Every text the live figures line showed since <see cref="RecordAnswerStepsAsync"/>.</summary>
-    public Task<string[]> LiveStatsSeenAsync() => Page.EvaluateAsync<string[]>("() => window.__liveStats");
 
     public Task<bool> SawStreamingAsync() => Page.EvaluateAsync<bool>("() => window.__sawStreaming");
 

@@ -6,45 +6,79 @@ using Microsoft.Playwright;
 namespace LlmServer.Web.Tests.Infrastructure;
 
 /// <summary>
-/// Stands in for the chat hub on the page's WebSocket (SignalR JSON protocol) and answers every message with a
-/// fixed text, so a test controls exactly what "the model" says. Negotiation still goes to the real server.
+/// Stands in for the chat hub on the page's WebSocket (SignalR JSON protocol): it keeps sessions the way the server
+/// does and answers every message with a fixed text, so a test controls exactly what "the model" says and when.
+/// Negotiation still goes to the real server.
 /// </summary>
+/// <remarks>
+/// A gated hub sends each event of an answer (every delta, then <c>done</c>) only when the test calls
+/// <see cref="Release"/>, so a test sees each step on the page before the next one exists: streaming is visible by
+/// construction, not by hoping the model is slow.
+/// </remarks>
 public sealed partial class ScriptedHub
 {
     private const char RecordSeparator = '\u001e';
-    private readonly string _answer;
-    private readonly int _pieces;
-    private readonly JsonObject _session;
-    private readonly List<string> _userMessages = [];
+    private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
 
+    private readonly string[] _pieces;
     private readonly string? _refusal;
+    private readonly bool _gated;
+    private readonly Func<int, int?> _contextStart;
+    private readonly SemaphoreSlim _gate = new(0);
+    private readonly Lock _lock = new();
+    private readonly List<Session> _sessions = [];
+    private readonly List<string> _calls = [];
+    private int _created;
+    private volatile bool _stopRequested;
 
     /// <param name="answer">What every message is answered with.</param>
     /// <param name="pieces">How many deltas the answer arrives in.</param>
     /// <param name="refusal">When set, SendMessage fails with this hub error ("code: text") instead.</param>
-    public ScriptedHub(string answer, int pieces, string? refusal = null)
+    /// <param name="contextStart">
+    /// The <c>contextStart</c> of an answer, given the answer's index: what the server reports as the first message
+    /// the model saw. Null (the default) reports 0.
+    /// </param>
+    public ScriptedHub(string answer, int pieces, string? refusal = null, Func<int, int?>? contextStart = null)
+        : this(Split(answer, pieces), gated: false, refusal, contextStart)
     {
-        _answer = answer;
-        _pieces = pieces;
-        _refusal = refusal;
-        var now = DateTimeOffset.UtcNow.ToString("O");
-        _session = new JsonObject
-        {
-            ["id"] = "scripted",
-            ["title"] = "Scripted",
-            ["systemPrompt"] = null,
-            ["settings"] = new JsonObject(),
-            ["createdAt"] = now,
-            ["updatedAt"] = now,
-            ["messageCount"] = 0,
-            ["generating"] = false,
-        };
     }
+
+    private ScriptedHub(string[] pieces, bool gated, string? refusal, Func<int, int?>? contextStart)
+    {
+        _pieces = pieces;
+        _gated = gated;
+        _refusal = refusal;
+        _contextStart = contextStart ?? (_ => 0);
+    }
+
+    /// <summary>A hub whose answers are these deltas, each sent (and then <c>done</c>) on one <see cref="Release"/>.</summary>
+    public static ScriptedHub Gated(params string[] pieces) => new(pieces, gated: true, refusal: null, contextStart: null);
+
+    /// <summary>The hub methods the page invoked, in order.</summary>
+    public IReadOnlyList<string> Calls
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _calls];
+            }
+        }
+    }
+
+    /// <summary>Lets the next event of the running answer go out (gated hubs only).</summary>
+    public void Release() => _gate.Release();
 
     public Task RouteAsync(IPage page) => page.RouteWebSocketAsync(HubPath(), socket => socket.OnMessage(frame => Receive(socket, frame.Text ?? string.Empty)));
 
     [GeneratedRegex("/hubs/chat")]
     private static partial Regex HubPath();
+
+    private static string[] Split(string answer, int pieces)
+    {
+        var size = (answer.Length + pieces - 1) / pieces;
+        return [.. Enumerable.Range(0, pieces).Select(i => i * size).Where(at => at < answer.Length).Select(at => answer[at..Math.Min(answer.Length, at + size)])];
+    }
 
     private void Receive(IWebSocketRoute socket, string text)
     {
@@ -53,85 +87,184 @@ public sealed partial class ScriptedHub
             var message = JsonNode.Parse(record)!.AsObject();
             if (message.ContainsKey("protocol"))
             {
-                socket.Send("{}" + RecordSeparator);
+                Send(socket, "{}");
                 continue;
             }
 
+            var target = message["target"]?.GetValue<string>();
             var invocationId = message["invocationId"]?.GetValue<string>();
-            var arguments = message["arguments"]?.AsArray();
-            switch (message["target"]?.GetValue<string>())
+            var arguments = message["arguments"]?.AsArray() ?? [];
+            if (target is null)
             {
-                case "ListSessions":
-                    Complete(socket, invocationId, new JsonArray(_session.DeepClone()));
-                    break;
-                case "CreateSession":
-                    Complete(socket, invocationId, _session.DeepClone());
-                    break;
-                case "GetSession":
-                    Complete(socket, invocationId, Detail());
-                    break;
-                case "SendMessage" when _refusal is not null:
-                    Send(socket, new JsonObject { ["type"] = 3, ["invocationId"] = invocationId, ["error"] = _refusal });
-                    break;
-                case "SendMessage":
-                    _userMessages.Add(arguments![1]!.GetValue<string>());
-                    Stream(socket, invocationId!);
-                    break;
-                default:
-                    break; // pings and anything the page does not need an answer to
+                continue; // pings and stream completions from the client
+            }
+
+            lock (_lock)
+            {
+                _calls.Add(target);
+                Invoke(socket, target, invocationId, arguments);
             }
         }
     }
 
-    private void Stream(IWebSocketRoute socket, string invocationId)
+    private void Invoke(IWebSocketRoute socket, string target, string? invocationId, JsonArray arguments)
     {
-        var size = (_answer.Length + _pieces - 1) / _pieces;
-        long seq = 0;
-        for (var at = 0; at < _answer.Length; at += size)
+        switch (target)
         {
-            Item(socket, invocationId, new JsonObject { ["seq"] = ++seq, ["type"] = "delta", ["text"] = _answer[at..Math.Min(_answer.Length, at + size)] });
-        }
+            case "ListSessions":
+                Complete(socket, invocationId, new JsonArray([.. _sessions.AsEnumerable().Reverse().Select(s => s.Info.DeepClone())]));
+                break;
+            case "CreateSession":
+            {
+                var request = arguments[0]?.AsObject();
+                var now = DateTimeOffset.UtcNow.ToString("O");
+                var created = new Session(new JsonObject
+                {
+                    ["id"] = $"scripted-{++_created}",
+                    ["title"] = request?["title"]?.GetValue<string>() ?? "New chat",
+                    ["systemPrompt"] = request?["systemPrompt"]?.DeepClone(),
+                    ["settings"] = request?["settings"]?.DeepClone() ?? new JsonObject(),
+                    ["createdAt"] = now,
+                    ["updatedAt"] = now,
+                    ["messageCount"] = 0,
+                    ["generating"] = false,
+                });
+                _sessions.Add(created);
+                Complete(socket, invocationId, created.Info.DeepClone());
+                break;
+            }
 
-        Item(socket, invocationId, new JsonObject
-        {
-            ["seq"] = ++seq,
-            ["type"] = "done",
-            ["finishReason"] = "stop",
-            ["usage"] = new JsonObject { ["promptTokens"] = 12, ["cachedTokens"] = 0, ["completionTokens"] = _pieces },
-            ["timings"] = new JsonObject { ["queuedMs"] = 1.0, ["prefillMs"] = 2.0, ["decodeMs"] = 100.0, ["tokensPerSecond"] = 90.0 },
-        });
-        Send(socket, new JsonObject { ["type"] = 3, ["invocationId"] = invocationId });
+            case "GetSession":
+                if (Find(arguments) is { } found)
+                {
+                    Complete(socket, invocationId, new JsonObject { ["info"] = found.Info.DeepClone(), ["messages"] = new JsonArray([.. found.Messages.Select(m => m.DeepClone())]) });
+                }
+                else
+                {
+                    Fail(socket, invocationId, "session_not_found: no such session");
+                }
+
+                break;
+            case "DeleteSession":
+                _sessions.RemoveAll(s => s.Id == arguments[0]?.GetValue<string>());
+                Complete(socket, invocationId, null);
+                break;
+            case "StopGeneration":
+                _stopRequested = true;
+                _gate.Release(); // the answer ends at once, as a stopped one does
+                Complete(socket, invocationId, null);
+                break;
+            case "SendMessage" when _refusal is not null:
+                Fail(socket, invocationId, _refusal);
+                break;
+            case "SendMessage" when Find(arguments) is { } session:
+                session.Add("user", arguments[1]!.GetValue<string>());
+                _stopRequested = false;
+                _ = Task.Run(() => StreamAsync(socket, invocationId!, session));
+                break;
+            default:
+                if (invocationId is not null)
+                {
+                    Fail(socket, invocationId, $"internal_error: the scripted hub has no {target}");
+                }
+
+                break;
+        }
     }
 
-    private JsonObject Detail()
+    private Session? Find(JsonArray arguments) => _sessions.Find(s => s.Id == arguments[0]?.GetValue<string>());
+
+    private async Task StreamAsync(IWebSocketRoute socket, string invocationId, Session session)
     {
-        var messages = new JsonArray();
-        var now = DateTimeOffset.UtcNow.ToString("O");
-        foreach (var text in _userMessages)
+        long seq = 0;
+        var text = string.Empty;
+        foreach (var piece in _pieces)
         {
-            messages.Add(new JsonObject { ["index"] = messages.Count, ["role"] = "user", ["content"] = text, ["createdAt"] = now });
-            messages.Add(new JsonObject
+            await WaitForReleaseAsync();
+            if (_stopRequested)
             {
-                ["index"] = messages.Count,
-                ["role"] = "assistant",
-                ["content"] = _answer,
-                ["createdAt"] = now,
+                break;
+            }
+
+            text += piece;
+            lock (_lock)
+            {
+                Item(socket, invocationId, new JsonObject { ["seq"] = ++seq, ["type"] = "delta", ["text"] = piece });
+            }
+        }
+
+        if (!_stopRequested)
+        {
+            await WaitForReleaseAsync();
+        }
+
+        lock (_lock)
+        {
+            var finishReason = _stopRequested ? "cancelled" : "stop";
+            var index = session.Messages.Count;
+            var contextStart = _contextStart(index);
+            var usage = new JsonObject { ["promptTokens"] = 12, ["cachedTokens"] = 0, ["completionTokens"] = seq };
+            session.Add("assistant", text, new JsonObject
+            {
                 ["promptTokens"] = 12,
                 ["cachedTokens"] = 0,
-                ["completionTokens"] = _pieces,
-                ["finishReason"] = "stop",
+                ["completionTokens"] = seq,
+                ["finishReason"] = finishReason,
+                ["contextStart"] = contextStart,
             });
+            Item(socket, invocationId, new JsonObject
+            {
+                ["seq"] = ++seq,
+                ["type"] = "done",
+                ["finishReason"] = finishReason,
+                ["usage"] = usage,
+                ["timings"] = new JsonObject { ["queuedMs"] = 1.0, ["prefillMs"] = 2.0, ["decodeMs"] = 100.0, ["tokensPerSecond"] = 90.0 },
+                ["contextStart"] = contextStart,
+            });
+            Send(socket, new JsonObject { ["type"] = 3, ["invocationId"] = invocationId });
         }
-
-        return new JsonObject { ["info"] = _session.DeepClone(), ["messages"] = messages };
     }
+
+    private Task WaitForReleaseAsync() => _gated ? _gate.WaitAsync() : Task.CompletedTask;
 
     private static void Item(IWebSocketRoute socket, string invocationId, JsonObject item) =>
         Send(socket, new JsonObject { ["type"] = 2, ["invocationId"] = invocationId, ["item"] = item });
 
-    private static void Complete(IWebSocketRoute socket, string? invocationId, JsonNode result) =>
+    private static void Complete(IWebSocketRoute socket, string? invocationId, JsonNode? result) =>
         Send(socket, new JsonObject { ["type"] = 3, ["invocationId"] = invocationId, ["result"] = result });
 
-    private static void Send(IWebSocketRoute socket, JsonObject message) =>
-        socket.Send(message.ToJsonString(new JsonSerializerOptions { WriteIndented = false }) + RecordSeparator);
+    private static void Fail(IWebSocketRoute socket, string? invocationId, string error) =>
+        Send(socket, new JsonObject { ["type"] = 3, ["invocationId"] = invocationId, ["error"] = error });
+
+    private static void Send(IWebSocketRoute socket, JsonObject message) => Send(socket, message.ToJsonString(Compact));
+
+    private static void Send(IWebSocketRoute socket, string json) => socket.Send(json + RecordSeparator);
+
+    /// <summary>A stored session: its info as the hub returns it, and its messages.</summary>
+    private sealed class Session(JsonObject info)
+    {
+        public JsonObject Info { get; } = info;
+
+        public List<JsonObject> Messages { get; } = [];
+
+        public string Id => Info["id"]!.GetValue<string>();
+
+        public void Add(string role, string content, JsonObject? extra = null)
+        {
+            var message = new JsonObject
+            {
+                ["index"] = Messages.Count,
+                ["role"] = role,
+                ["content"] = content,
+                ["createdAt"] = DateTimeOffset.UtcNow.ToString("O"),
+            };
+            foreach (var (name, value) in extra ?? [])
+            {
+                message[name] = value?.DeepClone();
+            }
+
+            Messages.Add(message);
+            Info["messageCount"] = Messages.Count;
+        }
+    }
 }

@@ -6,7 +6,8 @@ namespace LlmServer.Operations.Metrics;
 
 /// <summary>
 /// <c>GET /props</c>, as llama-server has it: the backend, slots and context per slot, the model's metadata and the
-/// build. 503 in the OpenAI error shape while the model loads.
+/// build, and the sampling limits the engine accepts (the chat page's settings check against them). 503 in the
+/// OpenAI error shape while the model loads.
 /// </summary>
 internal static class PropsEndpoint
 {
@@ -60,9 +61,32 @@ internal static class PropsEndpoint
                 ["n_vocab"] = model.VocabularySize,
                 ["has_chat_template"] = model.HasChatTemplate,
             },
+            ["limits"] = new Dictionary<string, object?>
+            {
+                ["temperature"] = RangeOf(GenerationLimits.Temperature),
+                ["top_p"] = RangeOf(GenerationLimits.TopP),
+                ["max_tokens"] = RangeOf(GenerationLimits.MaxTokens),
+            },
             ["build_info"] = BuildInfo.Version,
         };
         context.Response.Headers.CacheControl = "no-store";
         await context.Response.WriteAsJsonAsync(props, JsonSerializerOptions.Web, context.RequestAborted);
+    }
+
+    /// <summary>JSON Schema's words for a range: <c>minimum</c> or <c>exclusive_minimum</c>, <c>maximum</c>; open ends left out.</summary>
+    private static Dictionary<string, double> RangeOf(ValueRange range)
+    {
+        var json = new Dictionary<string, double>();
+        if (range.Minimum is { } min)
+        {
+            json[range.ExclusiveMinimum ? "exclusive_minimum" : "minimum"] = min;
+        }
+
+        if (range.Maximum is { } max)
+        {
+            json["maximum"] = max;
+        }
+
+        return json;
     }
 }

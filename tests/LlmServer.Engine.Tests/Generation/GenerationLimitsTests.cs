@@ -1,0 +1,47 @@
+using LlmServer.Engine.Generation;
+
+namespace LlmServer.Engine.Tests.Generation;
+
+/// <summary>The validator enforces exactly the ranges <see cref="GenerationLimits"/> publishes, ends included.</summary>
+public sealed class GenerationLimitsTests
+{
+    [Theory]
+    [InlineData(0f, 1f, null)]
+    [InlineData(2f, 1f, 1)]
+    [InlineData(0.7f, 0.001f, 4096)]
+    public void Values_inside_the_published_ranges_are_accepted(float temperature, float topP, int? maxTokens) =>
+        GenerationRequestValidator.Validate(Request(temperature, topP, maxTokens));
+
+    [Theory]
+    [InlineData(2.01f, 1f, null, "temperature", "temperature must be between 0 and 2.")]
+    [InlineData(-0.1f, 1f, null, "temperature", "temperature must be between 0 and 2.")]
+    [InlineData(float.NaN, 1f, null, "temperature", "temperature must be between 0 and 2.")]
+    [InlineData(1f, 0f, null, "top_p", "top_p must be greater than 0 and at most 1.")]
+    [InlineData(1f, 1.01f, null, "top_p", "top_p must be greater than 0 and at most 1.")]
+    [InlineData(1f, 1f, 0, "max_tokens", "max_tokens must be at least 1.")]
+    public void Values_outside_them_are_refused_naming_the_range(float temperature, float topP, int? maxTokens, string parameter, string message)
+    {
+        var error = Assert.Throws<GenerationException>(() => GenerationRequestValidator.Validate(Request(temperature, topP, maxTokens)));
+        Assert.Equal(GenerationErrorCode.InvalidRequest, error.Code);
+        Assert.Equal(parameter, error.Parameter);
+        Assert.Equal(message, error.Message);
+    }
+
+    [Fact]
+    public void Ranges_say_what_they_allow()
+    {
+        Assert.Equal("between 0 and 2", GenerationLimits.Temperature.Describe());
+        Assert.Equal("greater than 0 and at most 1", GenerationLimits.TopP.Describe());
+        Assert.Equal("at least 1", GenerationLimits.MaxTokens.Describe());
+        Assert.False(GenerationLimits.TopP.Contains(0));
+        Assert.True(GenerationLimits.TopP.Contains(1));
+        Assert.False(GenerationLimits.MaxTokens.Contains(double.PositiveInfinity));
+    }
+
+    private static GenerationRequest Request(float temperature, float topP, int? maxTokens) => new()
+    {
+        Prompt = "Once upon a time",
+        MaxTokens = maxTokens,
+        Sampling = new() { Temperature = temperature, TopP = topP },
+    };
+}
