@@ -12,6 +12,7 @@ internal sealed class ReplicaProcess : IAsyncDisposable
     private readonly StringBuilder _log = new();
     private readonly string[] _extraArgs;
     private Process? _process;
+    private string? _ownDatabase;
 
     private ReplicaProcess(int port, string[] extraArgs)
     {
@@ -34,9 +35,17 @@ internal sealed class ReplicaProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Starts a replica; without a <c>--Sessions:Database</c> argument it gets a database of its own.</summary>
     public static async Task<ReplicaProcess> StartAsync(params string[] extraArgs)
     {
-        var replica = new ReplicaProcess(FreePort(), extraArgs);
+        string? ownDatabase = null;
+        if (!extraArgs.Any(a => a.StartsWith("--Sessions:Database=", StringComparison.Ordinal)))
+        {
+            ownDatabase = Path.Combine(Path.GetTempPath(), $"llmserver-replica-{Guid.NewGuid():N}.db");
+            extraArgs = [.. extraArgs, $"--Sessions:Database={ownDatabase}"];
+        }
+
+        var replica = new ReplicaProcess(FreePort(), extraArgs) { _ownDatabase = ownDatabase };
         await replica.RestartAsync();
         return replica;
     }
@@ -88,6 +97,13 @@ internal sealed class ReplicaProcess : IAsyncDisposable
     {
         await KillAsync();
         _process?.Dispose();
+        if (_ownDatabase is not null)
+        {
+            foreach (var file in new[] { _ownDatabase, _ownDatabase + "-wal", _ownDatabase + "-shm" })
+            {
+                File.Delete(file);
+            }
+        }
     }
 
     public static int FreePort()
