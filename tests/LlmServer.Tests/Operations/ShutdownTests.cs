@@ -18,7 +18,10 @@ public sealed partial class ShutdownTests
     {
         var port = FreePort();
         var log = new StringBuilder();
-        using var process = StartServer(port, log);
+        var data = Directory.CreateTempSubdirectory("llmserver-shutdown-");
+
+        // A database of its own: the default path is relative to the working directory, shared by every child server.
+        using var process = StartServer(port, log, $"--Sessions:Database={Path.Combine(data.FullName, "sessions.db")}");
         try
         {
             using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
@@ -63,6 +66,8 @@ public sealed partial class ShutdownTests
             {
                 process.Kill(entireProcessTree: true);
             }
+
+            data.Delete(recursive: true);
         }
     }
 
