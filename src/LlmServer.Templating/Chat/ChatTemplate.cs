@@ -71,7 +71,7 @@ public sealed class ChatTemplate
             ["messages"] = messages,
             ["bos_token"] = _options.BosToken,
             ["eos_token"] = _options.EosToken,
-            ["enable_thinking"] = request.EnableThinking,
+            ["enable_thinking"] = request.EnableThinking && Capabilities.SupportsThinking,
             ["datetime"] = Strftime.Format(now, "%b %d %Y"),
             ["date_string"] = Strftime.Format(now, "%d %b %Y"),
         };
@@ -87,6 +87,12 @@ public sealed class ChatTemplate
         }
 
         var prompt = _template.Render(variables, _options.Clock);
+
+        // Gemma 4 closes the model's turn after calls without reopening it; llama.cpp reopens it.
+        if (_family.IsGemma4 && request.AddGenerationPrompt && prompt.EndsWith("<turn|>\n", StringComparison.Ordinal))
+        {
+            prompt += "<|turn>model\n";
+        }
         if (_options.AddBos && _options.BosToken.Length > 0 && prompt.StartsWith(_options.BosToken, StringComparison.Ordinal))
         {
             prompt = prompt[_options.BosToken.Length..];

@@ -1,14 +1,20 @@
 namespace LlmServer.Templating.Chat;
 
 /// <summary>Template families whose rendering llama.cpp adjusts specially, told apart by the template's source.</summary>
-internal sealed record TemplateFamily(bool IsGptOss, bool IsMinistral3)
+internal sealed partial record TemplateFamily(bool IsGptOss, bool IsMinistral3, bool ToolResultsOnAssistant, bool IsGemma4)
 {
     public static TemplateFamily Detect(string source) => new(
         IsGptOss: source.Contains("<|channel|>", StringComparison.Ordinal),
+        ToolResultsOnAssistant: source.Contains("['tool_responses']", StringComparison.Ordinal) && !ToolRoleTest().IsMatch(source),
+        IsGemma4: source.Contains("<|turn>model", StringComparison.Ordinal),
         IsMinistral3: source.Contains("[SYSTEM_PROMPT]", StringComparison.Ordinal)
             && source.Contains("[TOOL_CALLS]", StringComparison.Ordinal)
             && source.Contains("[ARGS]", StringComparison.Ordinal)
             && !source.Contains("[CALL_ID]", StringComparison.Ordinal));
+
+    // A template that compares a role with 'tool' renders tool messages itself.
+    [System.Text.RegularExpressions.GeneratedRegex(@"role['""]?\]?\s*[!=]=\s*['""]tool['""]")]
+    private static partial System.Text.RegularExpressions.Regex ToolRoleTest();
 }
 
 /// <summary>
@@ -102,6 +108,11 @@ internal static class ChatTemplateAdjustments
             FoldSystemMessage(messages);
         }
 
+        if (family.ToolResultsOnAssistant)
+        {
+            messages = MoveToolResultsOntoAssistant(messages);
+        }
+
         return family.IsMinistral3
             ? new JinjaList(messages.Cast<JinjaDict>().Select(m => (object?)(m["role"] is "system" or "assistant" ? Ministral3Blocks(m) : m)))
             : messages;
@@ -139,6 +150,84 @@ internal static class ChatTemplateAdjustments
         }
 
         messages.RemoveAt(0);
+    }
+
+    // Gemma 4 (interleaved): an assistant turn with calls takes the following tool results as tool_responses
+    // ({name, response}, the response parsed as JSON where it is JSON) and the assistant's answer after them.
+    private static JinjaList MoveToolResultsOntoAssistant(JinjaList messages)
+    {
+        var result = new JinjaList();
+        var i = 0;
+        while (i < messages.Count)
+        {
+            var message = (JinjaDict)messages[i]!;
+            if (!PyOps.AreEqual(message["role"], "assistant") || message["tool_calls"] is not JinjaList { Count: > 0 } calls)
+            {
+                result.Add(message);
+                i++;
+                continue;
+            }
+
+            var merged = new JinjaDict();
+            merged.Set("role", "assistant");
+            merged.Set("tool_calls", calls);
+            var responses = new JinjaList();
+            i++;
+            while (i < messages.Count && messages[i] is JinjaDict tool && PyOps.AreEqual(tool["role"], "tool"))
+            {
+                var name = responses.Count < calls.Count && calls[responses.Count] is JinjaDict call && call["function"] is JinjaDict function
+                    ? PyOps.Str(function["name"])
+                    : string.Empty;
+                if (name.Length == 0)
+                {
+                    name = PyOps.Str(tool["tool_call_id"]);
+                }
+
+                var response = new JinjaDict();
+                response.Set("name", name);
+                response.Set("response", ParseOrKeep(tool["content"]));
+                responses.Add(response);
+                i++;
+            }
+
+            if (responses.Count > 0)
+            {
+                merged.Set("tool_responses", responses);
+            }
+
+            if (i < messages.Count && messages[i] is JinjaDict next && PyOps.AreEqual(next["role"], "assistant")
+                && next["tool_calls"] is not JinjaList { Count: > 0 } && PyOps.Truthy(next["content"]))
+            {
+                merged.Set("content", next["content"]);
+                i++;
+            }
+
+            if (message["reasoning_content"] is string reasoning)
+            {
+                merged.Set("reasoning_content", reasoning);
+            }
+
+            result.Add(merged);
+        }
+
+        return result;
+    }
+
+    private static object? ParseOrKeep(object? content)
+    {
+        if (content is not string text)
+        {
+            return content;
+        }
+
+        try
+        {
+            return JinjaJson.Parse(text);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return text;
+        }
     }
 
     private static object? ParseArguments(string arguments)

@@ -13,8 +13,6 @@ public sealed record ChatTemplateCapabilities
     private const string ArgumentNeedle = "argument_needle";
     private const string ContentNeedle = "content needle";
 
-    // Arguments given as JSON text that reached the prompt as they were: the template takes them as text.
-    private const string RawArguments = "{\"" + ArgumentNeedle + "\": \"value\"}";
 
     /// <summary>A <c>system</c> message reaches the prompt (else llama.cpp folds it into the first user message).</summary>
     public bool SupportsSystemRole { get; init; } = true;
@@ -28,7 +26,7 @@ public sealed record ChatTemplateCapabilities
     /// <summary>A second call in one assistant message reaches the prompt.</summary>
     public bool SupportsParallelToolCalls { get; init; } = true;
 
-    /// <summary>The template reads tool-call arguments as an object (they are passed parsed, not as JSON text).</summary>
+    /// <summary>The template renders tool-call arguments given as an object (they are passed parsed, not as JSON text).</summary>
     public bool SupportsObjectArguments { get; init; }
 
     /// <summary>The template renders message content given as a string.</summary>
@@ -40,6 +38,12 @@ public sealed record ChatTemplateCapabilities
     /// <summary>An assistant message's <c>reasoning_content</c> reaches the prompt.</summary>
     public bool SupportsPreserveReasoning { get; init; }
 
+    /// <summary>
+    /// The template opens a reasoning block that <c>enable_thinking</c> switches (a tag such as <c>&lt;think&gt;</c>
+    /// appears or goes). llama.cpp renders <c>enable_thinking</c> false for a template without one.
+    /// </summary>
+    public bool SupportsThinking { get; init; }
+
     internal static ChatTemplateCapabilities Probe(JinjaTemplate template)
     {
         var stringContent = TryRender(template, [Message("user", ContentNeedle)], null);
@@ -49,30 +53,60 @@ public sealed record ChatTemplateCapabilities
             ?? TryRender(template, ToolConversation(objectArguments: false, parallel: true), ProbeTools());
 
         // One call only: some templates refuse parallel calls, which says nothing about how they read arguments.
+        // A template that renders object arguments gets them parsed; one that fails on them (string concatenation)
+        // keeps the JSON text.
         var withObjectArguments = TryRender(template, ToolConversation(objectArguments: true, parallel: false), ProbeTools());
-        var withStringArguments = TryRender(template, ToolConversation(objectArguments: false, parallel: false), ProbeTools());
         var reasoning = TryRender(
             template,
             [Message("user", "User message"), Message("assistant", "Assistant message", ("reasoning_content", "reasoning needle")), Message("user", "User message")],
             []);
+        var thinking = TryRender(template, [Message("user", "User message")], null, enableThinking: true);
+        var notThinking = TryRender(template, [Message("user", "User message")], null, enableThinking: false);
         return new ChatTemplateCapabilities
         {
+            SupportsThinking = thinking is not null && notThinking is not null && SwitchesATag(thinking, notThinking),
             SupportsStringContent = stringContent is not null,
             SupportsTypedContent = typedContent?.Contains(ContentNeedle, StringComparison.Ordinal) == true,
             SupportsSystemRole = system?.Contains(SystemNeedle, StringComparison.Ordinal) == true,
             SupportsTools = tools?.Contains(ToolNeedle, StringComparison.Ordinal) == true,
             SupportsToolCalls = tools?.Contains(FirstCallNeedle, StringComparison.Ordinal) == true,
             SupportsParallelToolCalls = tools?.Contains(SecondCallNeedle, StringComparison.Ordinal) == true,
-            SupportsObjectArguments = withObjectArguments?.Contains(ArgumentNeedle, StringComparison.Ordinal) == true
-                && withStringArguments?.Contains(RawArguments, StringComparison.Ordinal) != true,
+            SupportsObjectArguments = withObjectArguments is not null,
             SupportsPreserveReasoning = reasoning?.Contains("reasoning needle", StringComparison.Ordinal) == true,
         };
     }
 
-    private static string? TryRender(JinjaTemplate template, JinjaList messages, JinjaList? tools)
+    // Whether the two renderings differ in a span holding markup (a tag), not only in words.
+    private static bool SwitchesATag(string a, string b)
+    {
+        var prefix = 0;
+        while (prefix < a.Length && prefix < b.Length && a[prefix] == b[prefix])
+        {
+            prefix++;
+        }
+
+        var suffix = 0;
+        while (suffix < a.Length - prefix && suffix < b.Length - prefix && a[^(suffix + 1)] == b[^(suffix + 1)])
+        {
+            suffix++;
+        }
+
+        // One character more on each side catches a tag that only gained or lost a character ("<think>" / "</think>").
+        bool HasTag(string text)
+        {
+            var from = Math.Max(0, prefix - 1);
+            var to = Math.Min(text.Length, text.Length - suffix + 1);
+            return to > from && text.AsSpan(from, to - from).IndexOfAny("<>[]") >= 0;
+        }
+
+        return !string.Equals(a, b, StringComparison.Ordinal) && (HasTag(a) || HasTag(b));
+    }
+
+    private static string? TryRender(JinjaTemplate template, JinjaList messages, JinjaList? tools, bool enableThinking = true)
     {
         var variables = new Dictionary<string, object?>(StringComparer.Ordinal)
         {
+            ["enable_thinking"] = enableThinking,
             ["messages"] = messages,
             ["tools"] = tools,
             ["bos_token"] = string.Empty,

@@ -31,6 +31,9 @@ public sealed record ChatTemplateRequest(IReadOnlyList<ChatTemplateMessage> Mess
     /// <summary>Whether the prompt ends by opening the assistant's turn.</summary>
     public bool AddGenerationPrompt { get; init; } = true;
 
-    /// <summary>The template's <c>enable_thinking</c> (llama.cpp passes true unless told otherwise).</summary>
+    /// <summary>
+    /// The template's <c>enable_thinking</c>: llama.cpp passes true unless told otherwise, and false to a template
+    /// without a reasoning block (<see cref="ChatTemplateCapabilities.SupportsThinking"/>).
+    /// </summary>
     public bool EnableThinking { get; init; } = true;
 }
