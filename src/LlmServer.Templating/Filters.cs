@@ -380,7 +380,8 @@ internal static class Filters
         {
             "ceil" => Math.Ceiling(scaled),
             "floor" => Math.Floor(scaled),
-            _ => Math.Round(scaled, MidpointRounding.AwayFromZero),
+            // Python's round(): halves go to the even neighbour.
+            _ => Math.Round(scaled, MidpointRounding.ToEven),
         };
         return rounded / factor;
     }

@@ -5,7 +5,10 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace LlmServer.Templating.Tests;
 
-/// <summary>Every fixture template × case renders byte for byte as llama.cpp 815a2a59 rendered it, or refuses alike.</summary>
+/// <summary>
+/// Every fixture template × case renders byte for byte as llama.cpp 815a2a59 rendered it, or refuses alike (the
+/// template's own message, at the same line and column). There is no exception list: no rendering differs.
+/// </summary>
 public sealed class ChatTemplateFixtureTests
 {
     /// <summary>The day the fixtures were rendered (templates that print the date show it).</summary>
