@@ -242,7 +242,7 @@ internal static class ChatTemplateAdjustments
         }
     }
 
-    private static JinjaList TextBlocks(string text)
+    internal static JinjaList TextBlocks(string text)
     {
         var block = new JinjaDict();
         block.Set("type", "text");

@@ -47,7 +47,7 @@ public sealed record ChatTemplateCapabilities
     internal static ChatTemplateCapabilities Probe(JinjaTemplate template)
     {
         var stringContent = TryRender(template, [Message("user", ContentNeedle)], null);
-        var typedContent = TryRender(template, [Message("user", TextBlocks(ContentNeedle))], null);
+        var typedContent = TryRender(template, [Message("user", ChatTemplateAdjustments.TextBlocks(ContentNeedle))], null);
         var system = TryRender(template, [Message("system", SystemNeedle), Message("user", "User message")], []);
         var tools = TryRender(template, ToolConversation(objectArguments: true, parallel: true), ProbeTools())
             ?? TryRender(template, ToolConversation(objectArguments: false, parallel: true), ProbeTools());
@@ -183,13 +183,5 @@ public sealed record ChatTemplateCapabilities
         }
 
         return message;
-    }
-
-    private static JinjaList TextBlocks(string text)
-    {
-        var block = new JinjaDict();
-        block.Set("type", "text");
-        block.Set("text", text);
-        return [block];
     }
 }
