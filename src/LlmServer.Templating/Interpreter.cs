@@ -52,6 +52,10 @@ internal sealed partial class Interpreter
         _environment = environment;
     }
 
+    private const int MaxMacroDepth = 100;
+
+    private int _macroDepth;
+
     private sealed class BreakSignal : Exception;
 
     private sealed class ContinueSignal : Exception;
@@ -294,6 +298,12 @@ internal sealed partial class Interpreter
         {
             throw e.Raised ? Raise(node, e.Message) : Fail(node, e.Message);
         }
+        catch (Exception e) when (e is InvalidCastException or ArgumentException or IndexOutOfRangeException
+            or NullReferenceException or OverflowException or FormatException or System.Text.Json.JsonException)
+        {
+            // A call with arguments of the wrong type or number (e.g. s.split(1)): the template's error, not ours.
+            throw Fail(node, e.Message);
+        }
     }
 
     private object? EvaluateCore(Node node, Scope scope)
@@ -449,6 +459,25 @@ internal sealed partial class Interpreter
     }
 
     private string InvokeMacro(JinjaMacro macro, CallArguments args, JinjaMacro? caller)
+    {
+        // Python stops runaway recursion; so must we, before the stack does.
+        if (++_macroDepth > MaxMacroDepth)
+        {
+            _macroDepth = 0;
+            throw new JinjaError("maximum recursion depth exceeded in macro '" + macro.Node.Name + "'");
+        }
+
+        try
+        {
+            return InvokeMacroBody(macro, args, caller);
+        }
+        finally
+        {
+            _macroDepth = Math.Max(0, _macroDepth - 1);
+        }
+    }
+
+    private string InvokeMacroBody(JinjaMacro macro, CallArguments args, JinjaMacro? caller)
     {
         var scope = new Scope(macro.Closure);
         var parameters = macro.Node.Parameters;

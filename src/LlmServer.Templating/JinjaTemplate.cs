@@ -106,6 +106,8 @@ public sealed class JinjaTemplate
         yield return ("len", new JinjaFunction("len", args => PyOps.Length(args.Get(0, "obj"))));
     }
 
+    private const long MaxRangeLength = 1_000_000;
+
     private static object? Range(CallArguments args)
     {
         long Arg(int i) => args.Positional[i] switch
@@ -124,6 +126,12 @@ public sealed class JinjaTemplate
         if (step == 0)
         {
             throw new JinjaError("range() arg 3 must not be zero");
+        }
+
+        var count = step > 0 ? (stop - start + step - 1) / step : (start - stop - step - 1) / -step;
+        if (count > MaxRangeLength)
+        {
+            throw new JinjaError($"range() of {count} items is more than a template may build ({MaxRangeLength})");
         }
 
         var result = new JinjaList();

@@ -177,7 +177,12 @@ internal static class Methods
         _ => throw new JinjaError("startswith/endswith first arg must be str or a tuple of str"),
     };
 
-    private static string? Separator(CallArguments args) => args.Get(0, "sep") is string sep ? sep : null;
+    private static string? Separator(CallArguments args) => args.Get(0, "sep") switch
+    {
+        string sep => sep,
+        null or Undefined => null,
+        var other => throw new JinjaError($"must be str or None, not {PyOps.TypeName(other)}"),
+    };
 
     private static long MaxSplit(CallArguments args) => args.Get(1, "maxsplit") is long n ? n : -1;
 

@@ -431,7 +431,9 @@ internal static class PyOps
     {
         (string s, long n) => Repeat(s, n),
         (long n, string s) => Repeat(s, n),
-        (JinjaList l, long n) => new JinjaList(Enumerable.Repeat(l, (int)Math.Max(0, n)).SelectMany(x => x)),
+        (JinjaList l, long n) => (long)l.Count * n > MaxRepeatLength
+            ? throw new JinjaError("list repetition is too long")
+            : new JinjaList(Enumerable.Repeat(l, (int)Math.Max(0, n)).SelectMany(x => x)),
         _ when IsNumeric(a) && IsNumeric(b) => Numeric(a, b, (x, y) => x * y, (x, y) => x * y),
         _ => throw Unsupported("*", a, b),
     };
@@ -533,7 +535,12 @@ internal static class PyOps
     private static object Numeric(object? a, object? b, Func<long, long, long> onLongs, Func<double, double, double> onDoubles) =>
         AsLong(a) is long la && AsLong(b) is long lb ? (object)onLongs(la, lb) : onDoubles(ToDouble(a), ToDouble(b));
 
-    private static string Repeat(string s, long n) => n <= 0 ? string.Empty : new StringBuilder().Insert(0, s, (int)n).ToString();
+    private static string Repeat(string s, long n) =>
+        n <= 0 ? string.Empty
+        : (long)s.Length * n > MaxRepeatLength ? throw new JinjaError("string repetition is too long")
+        : new StringBuilder().Insert(0, s, (int)n).ToString();
+
+    private const long MaxRepeatLength = 16 * 1024 * 1024;
 
     private static JinjaError Unsupported(string op, object? a, object? b) =>
         new($"unsupported operand type(s) for {op}: '{TypeName(a)}' and '{TypeName(b)}'");

@@ -205,4 +205,17 @@ public sealed class InterpreterTests
             Assert.Equal(expected, template.Render(new Dictionary<string, object?> { ["n"] = (long)n }));
         });
     }
+
+    [Theory]
+    [InlineData("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion")]
+    [InlineData("{{ range(10000000000) | length }}", "range")]
+    [InlineData("{{ 'ab' * 100000000000 }}", "too long")]
+    [InlineData("{{ 'a b'.split(1) }}", "")]
+    [InlineData("{{ 'a'.center() }}", "")]
+    public void Runaway_or_mistyped_templates_fail_as_template_errors(string template, string reason)
+    {
+        var error = Assert.Throws<TemplateException>(() => Render(template));
+        Assert.Contains(reason, error.Reason, StringComparison.Ordinal);
+        Assert.Equal(1, error.Line);
+    }
 }
