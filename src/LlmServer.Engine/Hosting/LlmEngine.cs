@@ -55,10 +55,10 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public SchedulerStatus GetStatus() =>
         _scheduler?.GetStatus() ?? new SchedulerStatus(_schedulerOptions.Slots, 0, 0, 0, 0, 0, false, null, 0);
 
-    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt = true)
+    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true)
     {
         _ = LoadedVocabulary();
-        return _formatter!.Format(messages, addAssistantPrompt);
+        return _formatter!.Format(messages, tools, addAssistantPrompt);
     }
 
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
@@ -94,7 +94,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
         GenerationRequestValidator.Validate(request);
         var isChat = request.Messages is not null;
-        var text = isChat ? _formatter!.Format(request.Messages!, addAssistantPrompt: true) : request.Prompt!;
+        var text = isChat ? _formatter!.Format(request.Messages!, request.Tools, addAssistantPrompt: true) : request.Prompt!;
         return scheduler.Submit(request, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
     }
 
@@ -196,9 +196,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             context = weights.CreateContext(parameters);
             var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
             _vocabulary = backend.Vocabulary;
-            var hasTemplate = ModelLoader.HasChatTemplate(weights);
-            _formatter = new ChatPromptFormatter(weights.NativeHandle, hasTemplate, _modelOptions.FallbackChatTemplate, _modelOptions.ForceFallbackChatTemplate);
-            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters);
+            _formatter = ChatPromptFormatter.Create(weights, _modelOptions, _time, e => LogTemplateUnusable(_logger, e.Message, _modelOptions.FallbackChatTemplate));
+            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters) with { ChatTemplate = _formatter.Info };
             _model = info;
             LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
             LogModel(_logger, info.Id, info.Architecture, info.ParameterCount, info.TrainingContextLength, info.VocabularySize, info.HasChatTemplate, _formatter.TemplateName, info.Slots, info.SlotContextLength, _time.GetElapsedTime(started).TotalMilliseconds);
@@ -272,6 +271,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     [LoggerMessage(Message = "{Message}")]
     private static partial void LogNative(ILogger logger, LogLevel level, string message);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The model's chat template does not parse ({Error}); using the fallback template '{Fallback}'.")]
+    private static partial void LogTemplateUnusable(ILogger logger, string error, string fallback);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Native backend: {Kind} ({Library}), GPU layers {GpuLayers}, threads {Threads}")]
     private static partial void LogBackend(ILogger logger, string kind, string library, int gpuLayers, int threads);

@@ -76,6 +76,9 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         Assert.Equal(1, limits.GetProperty("top_p").GetProperty("maximum").GetDouble());
         Assert.Equal(1, limits.GetProperty("max_tokens").GetProperty("minimum").GetDouble());
         Assert.False(limits.GetProperty("max_tokens").TryGetProperty("maximum", out _));
+        // stories260K ships no chat template: the configured fallback serves, with no Jinja source.
+        Assert.Equal("fallback", root.GetProperty("chat_template_source").GetProperty("origin").GetString());
+        Assert.Equal(JsonValueKind.Null, root.GetProperty("chat_template").ValueKind);
     }
 
     private async Task<string> ScrapeAsync()

@@ -20,7 +20,8 @@ internal sealed class PromptLimitingTextGenerator(ITextGenerator inner, IOptions
 
     public SchedulerStatus GetStatus() => inner.GetStatus();
 
-    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt = true) => inner.ApplyChatTemplate(messages, addAssistantPrompt);
+    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true) =>
+        inner.ApplyChatTemplate(messages, tools, addAssistantPrompt);
 
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) => inner.Tokenize(text, addSpecial, parseSpecial);
 
@@ -67,7 +68,7 @@ internal sealed class PromptLimitingTextGenerator(ITextGenerator inner, IOptions
     {
         // Counted as the engine tokenizes at admission, so the limit matches the usage the client is billed.
         return request.Messages is { } messages
-            ? (inner.Tokenize(inner.ApplyChatTemplate(messages), addSpecial: true, parseSpecial: true).Count, "messages")
+            ? (inner.Tokenize(inner.ApplyChatTemplate(messages, request.Tools), addSpecial: true, parseSpecial: true).Count, "messages")
             : (inner.Tokenize(request.Prompt!, addSpecial: true).Count, "prompt");
     }
 }
