@@ -18,10 +18,10 @@ public sealed partial class ShutdownTests
     {
         var port = FreePort();
         var log = new StringBuilder();
-        var data = Directory.CreateTempSubdirectory("llmserver-shutdown-");
+        var folder = Directory.CreateTempSubdirectory("llmserver-shutdown-");
 
         // A database of its own: the default path is relative to the working directory, shared by every child server.
-        using var process = StartServer(port, log, $"--Sessions:Database={Path.Combine(data.FullName, "sessions.db")}");
+        using var process = StartServer(port, log, $"--Sessions:Database={Path.Combine(folder.FullName, "sessions.db")}");
         try
         {
             using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
@@ -67,7 +67,7 @@ public sealed partial class ShutdownTests
                 process.Kill(entireProcessTree: true);
             }
 
-            data.Delete(recursive: true);
+            folder.Delete(recursive: true);
         }
     }
 
