@@ -1,3 +1,8 @@
+using System.Globalization;
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using Microsoft.AspNetCore.SignalR;
+
 namespace LlmServer.Sessions;
 
 /// <summary>The stable error codes of the hub and the REST mirror.</summary>
@@ -56,4 +61,57 @@ internal sealed class SessionException : Exception
 
     public static SessionException Invalid(string parameter, string message) =>
         new(SessionErrorCodes.InvalidArgument, message, parameter);
+}
+
+/// <summary>
+/// The one error mapping of the sessions' wire format: engine faults become session errors here, and session
+/// errors become the hub's <see cref="HubException"/> ("code: text") and the REST mirror's JSON body here.
+/// </summary>
+internal static class SessionErrors
+{
+    private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
+
+    /// <summary>The session error code of an engine fault.</summary>
+    public static string CodeOf(GenerationErrorCode code) => code switch
+    {
+        GenerationErrorCode.InvalidRequest => SessionErrorCodes.InvalidArgument,
+        GenerationErrorCode.Overloaded => SessionErrorCodes.Overloaded,
+        GenerationErrorCode.ContextLengthExceeded => SessionErrorCodes.ContextLengthExceeded,
+        GenerationErrorCode.Unavailable => SessionErrorCodes.Unavailable,
+        _ => SessionErrorCodes.InternalError,
+    };
+
+    /// <summary>An engine refusal (thrown before anything streamed) as a session error.</summary>
+    public static SessionException FromEngine(GenerationException exception) =>
+        new(CodeOf(exception.Code), exception.Message, exception.Parameter) { RetryAfter = exception.RetryAfter };
+
+    /// <summary>For the hub: the message is the stable code, ": ", then the text.</summary>
+    public static HubException ToHub(SessionException exception) => new($"{exception.Code}: {exception.Message}");
+
+    /// <summary>For the REST mirror: an OpenAI-style error body with the session code, and <c>Retry-After</c> when overloaded.</summary>
+    public static IResult ToHttp(SessionException exception)
+    {
+        var (status, type) = exception.Code switch
+        {
+            SessionErrorCodes.SessionNotFound or SessionErrorCodes.NoGeneration => (StatusCodes.Status404NotFound, "not_found_error"),
+            SessionErrorCodes.Busy => (StatusCodes.Status409Conflict, "conflict_error"),
+            SessionErrorCodes.Overloaded => (StatusCodes.Status429TooManyRequests, "rate_limit_error"),
+            SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => (StatusCodes.Status400BadRequest, "invalid_request_error"),
+            SessionErrorCodes.Unavailable => (StatusCodes.Status503ServiceUnavailable, "unavailable_error"),
+            _ => (StatusCodes.Status500InternalServerError, "server_error"),
+        };
+        var body = new { error = new { message = exception.Message, type, param = exception.Parameter, code = exception.Code } };
+        var result = Results.Json(body, JsonOptions, statusCode: status);
+        return exception.RetryAfter is { } retryAfter ? new RetryAfterResult(result, retryAfter) : result;
+    }
+
+    /// <summary>Adds <c>Retry-After</c> to an overloaded answer.</summary>
+    private sealed class RetryAfterResult(IResult inner, TimeSpan retryAfter) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            return inner.ExecuteAsync(httpContext);
+        }
+    }
 }
