@@ -1,4 +1,5 @@
 using LlmServer.Sessions;
+using LlmServer.Tests.Operations;
 using Microsoft.AspNetCore.SignalR.Client;
 using static LlmServer.Tests.Sessions.HubTestExtensions;
 
@@ -61,6 +62,10 @@ public sealed class LongConversationTests
                 var kept = Enumerable.Range(1, Turns - 1).Where(t => starts[t] == starts[t - 1]).ToList();
                 Assert.True(kept.Count >= Turns / 2, $"the window moved on {Turns - 1 - kept.Count} of {Turns - 1} turns");
                 Assert.All(kept, t => Assert.True(endings[t].Usage!.CachedTokens > 0, $"turn {t} reused no cached tokens"));
+
+                // Each move of the window is counted.
+                var metrics = await server.Server.Client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+                Assert.Equal(Turns - 1 - kept.Count, PrometheusText.Sum(metrics, "llmserver_session_window_slides_total"));
             }
         }
         finally
