@@ -41,9 +41,15 @@ internal static class SessionWindowBenchmark
             }
         }
 
-        var slide = Median(samples["slide"]);
-        var kept = Median(samples["kept"]);
-        var prefill = Median(samples["prefill-slide"]);
+        if (samples.Values.Any(v => v.Count == 0))
+        {
+            Console.WriteLine("The window never slid, or never stayed: use more turns or a smaller slot (--turns, --slot).");
+            return 1;
+        }
+
+        var slide = BenchmarkOrchestrator.Median(samples["slide"]);
+        var kept = BenchmarkOrchestrator.Median(samples["kept"]);
+        var prefill = BenchmarkOrchestrator.Median(samples["prefill-slide"]);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"median TTFT: sliding {slide:F0} ms ({samples["slide"].Count} turns), kept window {kept:F0} ms ({samples["kept"].Count}), sliding with prefix reuse off {prefill:F0} ms ({samples["prefill-slide"].Count})"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -128,16 +134,5 @@ internal static class SessionWindowBenchmark
         }
 
         throw new InvalidOperationException("The stream ended without done.");
-    }
-
-    private static double Median(List<double> values)
-    {
-        if (values.Count == 0)
-        {
-            return double.NaN;
-        }
-
-        var sorted = values.Order().ToArray();
-        return sorted[sorted.Length / 2];
     }
 }
