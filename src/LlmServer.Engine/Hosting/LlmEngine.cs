@@ -201,6 +201,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters);
             _model = info;
             LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
+            LogKvCache(_logger, context.ContextSize, _schedulerOptions.KvCacheType, KvCacheMemory.Estimate(weights.Metadata, context.ContextSize, _schedulerOptions.KvCacheType) is { } kvBytes ? $"{kvBytes / (1024.0 * 1024.0):F1} MiB" : "unknown (the GGUF has per-layer head counts)", parameters.FlashAttention switch { true => "on", false => "off", null => "auto" });
             LogModel(_logger, info.Id, info.Architecture, info.ParameterCount, info.TrainingContextLength, info.VocabularySize, info.HasChatTemplate, _formatter.TemplateName, info.Slots, info.SlotContextLength, _time.GetElapsedTime(started).TotalMilliseconds);
             return backend;
         }
@@ -278,6 +279,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {ModelId} loaded: {Architecture}, {Parameters} parameters, training context {TrainingContext}, vocabulary {Vocabulary}, chat template {HasTemplate} (using {Template}); {Slots} slots of {SlotContext} tokens; {ElapsedMs:F0} ms")]
     private static partial void LogModel(ILogger logger, string modelId, string architecture, ulong parameters, int trainingContext, int vocabulary, bool hasTemplate, string template, int slots, int slotContext, double elapsedMs);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "KV cache: {Cells} cells of {CacheType}, {Memory}; flash attention {FlashAttention}")]
+    private static partial void LogKvCache(ILogger logger, uint cells, string cacheType, string memory, string flashAttention);
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "Loading model {Path} failed")]
     private static partial void LogLoadFailed(ILogger logger, string path, Exception exception);

@@ -73,6 +73,15 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
             errors.Add("Scheduler:DefaultMaxTokens must be 0 (the slot's context) or more.");
         }
 
+        if (!Models.KvCacheType.IsKnown(options.KvCacheType))
+        {
+            errors.Add($"Scheduler:KvCacheType '{options.KvCacheType}' is not a KV cache type; use one of {string.Join(", ", Models.KvCacheType.Names)}.");
+        }
+        else if (Models.KvCacheType.IsQuantized(options.KvCacheType) && options.FlashAttention == false)
+        {
+            errors.Add($"Scheduler:KvCacheType '{options.KvCacheType}' is quantized, and llama.cpp needs flash attention for a quantized V cache: leave Scheduler:FlashAttention unset (or true), or use f16.");
+        }
+
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }
