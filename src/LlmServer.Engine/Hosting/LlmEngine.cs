@@ -271,24 +271,24 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _ => LogLevel.Trace,
     };
 
-    [LoggerMessage(Message = "{Message}")]
+    [LoggerMessage(EventId = 1001, Message = "{Message}")]
     private static partial void LogNative(ILogger logger, LogLevel level, string message);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Native backend: {Kind} ({Library}), GPU layers {GpuLayers}, threads {Threads}")]
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "Native backend: {Kind} ({Library}), GPU layers {GpuLayers}, threads {Threads}")]
     private static partial void LogBackend(ILogger logger, string kind, string library, int gpuLayers, int threads);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Model {ModelId} loaded: {Architecture}, {Parameters} parameters, training context {TrainingContext}, vocabulary {Vocabulary}, chat template {HasTemplate} (using {Template}); {Slots} slots of {SlotContext} tokens; {ElapsedMs:F0} ms")]
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "Model {ModelId} loaded: {Architecture}, {Parameters} parameters, training context {TrainingContext}, vocabulary {Vocabulary}, chat template {HasTemplate} (using {Template}); {Slots} slots of {SlotContext} tokens; {ElapsedMs:F0} ms")]
     private static partial void LogModel(ILogger logger, string modelId, string architecture, ulong parameters, int trainingContext, int vocabulary, bool hasTemplate, string template, int slots, int slotContext, double elapsedMs);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "KV cache: {Cells} cells of {CacheType}, {Memory}; flash attention {FlashAttention}")]
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Information, Message = "KV cache: {Cells} cells of {CacheType}, {Memory}; flash attention {FlashAttention}")]
     private static partial void LogKvCache(ILogger logger, uint cells, string cacheType, string memory, string flashAttention);
 
-    [LoggerMessage(Level = LogLevel.Critical, Message = "Loading model {Path} failed")]
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Critical, Message = "Loading model {Path} failed")]
     private static partial void LogLoadFailed(ILogger logger, string path, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Draining: {InFlight} requests in flight, waiting up to {Seconds} s")]
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Information, Message = "Draining: {InFlight} requests in flight, waiting up to {Seconds} s")]
     private static partial void LogDraining(ILogger logger, int inFlight, double seconds);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
     private static partial void LogDrainCancelling(ILogger logger, int inFlight);
 }

@@ -107,21 +107,3 @@ internal sealed class ChoiceState(int index, ITokenSampler sampler, IReadOnlyLis
 
 /// <summary>The text a resident session's KV holds, with exactly the tokens that hold it.</summary>
 internal sealed record ResidentText(string Text, int[] Tokens);
-
-/// <summary>One KV-cache slot: the tokens whose KV it holds, its running owner, and the session resident in it.</summary>
-internal sealed class KvSlot(int id)
-{
-    public int Id { get; } = id;
-
-    /// <summary>Tokens whose KV is in the slot, by position.</summary>
-    public List<int> Tokens { get; } = [];
-
-    public ScheduledRequest? Owner { get; set; }
-
-    /// <summary>The session whose conversation stays resident here between its requests.</summary>
-    public string? SessionKey { get; set; }
-
-    public long LastUsedAt { get; set; }
-
-    public bool IsBusy => Owner is not null;
-}
