@@ -3,6 +3,7 @@ using System.Text;
 using LLama;
 using LLama.Native;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Prompting;
 using LlmServer.Engine.Scheduling;
@@ -27,6 +28,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private readonly ILogger<LlmEngine> _logger;
     private readonly ILoggerFactory _loggerFactory;
     private readonly IMeterFactory? _meterFactory;
+    private readonly KvCacheOptions? _kvCacheOptions;
     private InferenceScheduler? _scheduler;
     private ChatPromptFormatter? _formatter;
     private ITokenVocabulary? _vocabulary;
@@ -46,6 +48,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<LlmEngine>();
         _meterFactory = services.GetService(typeof(IMeterFactory)) as IMeterFactory;
+        _kvCacheOptions = (services.GetService(typeof(IOptions<KvCacheOptions>)) as IOptions<KvCacheOptions>)?.Value;
     }
 
     public EngineState State => (EngineState)_state;
@@ -156,7 +159,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public Task StartAsync(CancellationToken cancellationToken)
     {
         ConfigureNativeLogging(_loggerFactory);
-        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory);
+        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, diskCacheFactory: OpenDiskCache);
         _scheduler = scheduler;
         scheduler.Start();
         _ = scheduler.Started.ContinueWith(OnSchedulerStarted, TaskScheduler.Default);
@@ -210,6 +213,26 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             context?.Dispose();
             weights.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Runs on the scheduler thread after the model loaded. A cache that cannot open costs warm restores, not the engine.</summary>
+    private DiskKvCache? OpenDiskCache()
+    {
+        if (_kvCacheOptions is not { Enabled: true } options)
+        {
+            return null;
+        }
+
+        try
+        {
+            var model = ModelIdentity.Compute(_modelOptions.Path!, _schedulerOptions.KvCacheType);
+            return new DiskKvCache(options, model, _time, _loggerFactory.CreateLogger<DiskKvCache>());
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            LogDiskCacheUnavailable(_logger, options.KvCacheDirectory!, ex);
+            return null;
         }
     }
 
@@ -282,6 +305,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     [LoggerMessage(EventId = 1007, Level = LogLevel.Information, Message = "KV cache: {Cells} cells of {CacheType}, {Memory}; flash attention {FlashAttention}")]
     private static partial void LogKvCache(ILogger logger, uint cells, string cacheType, string memory, string flashAttention);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Warning, Message = "The KV cache folder {Directory} cannot be used; sessions are prefilled after eviction")]
+    private static partial void LogDiskCacheUnavailable(ILogger logger, string directory, Exception exception);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Critical, Message = "Loading model {Path} failed")]
     private static partial void LogLoadFailed(ILogger logger, string path, Exception exception);

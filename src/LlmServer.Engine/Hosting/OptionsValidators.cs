@@ -85,3 +85,28 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }
+
+/// <summary>Reports every problem of the disk KV cache's settings (section <c>Sessions</c>) at once.</summary>
+internal sealed class KvCacheOptionsValidator : IValidateOptions<KvCache.KvCacheOptions>
+{
+    public ValidateOptionsResult Validate(string? name, KvCache.KvCacheOptions options)
+    {
+        var errors = new List<string>();
+        if (options.Enabled && options.KvCacheDirectory!.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
+        {
+            errors.Add($"Sessions:KvCacheDirectory '{options.KvCacheDirectory}' is not a valid path.");
+        }
+
+        if (options.KvCacheMaxBytes < 1)
+        {
+            errors.Add("Sessions:KvCacheMaxBytes must be at least 1.");
+        }
+
+        if (options.KvCacheWriteQueue < 1)
+        {
+            errors.Add("Sessions:KvCacheWriteQueue must be at least 1.");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

@@ -63,8 +63,11 @@ internal sealed partial class DiskKvCache : IDisposable
         }
     }
 
-    /// <summary>Queues a session's state for writing. Returns false (logged) when the queue is full or the state too large.</summary>
-    public bool Save(SavedKvState saved)
+    /// <summary>
+    /// Queues a session's state for writing. Returns false (logged) when the state is too large, or when the queue is
+    /// full and <paramref name="waitForRoom"/> is false (the decode thread never waits; shutdown does).
+    /// </summary>
+    public bool Save(SavedKvState saved, bool waitForRoom = false)
     {
         if (saved.State.LongLength + (saved.Tokens.LongLength * 4) > _maxBytes)
         {
@@ -76,6 +79,18 @@ internal sealed partial class DiskKvCache : IDisposable
         if (_queue.Writer.TryWrite(new WriteItem(saved, null)))
         {
             return true;
+        }
+
+        if (waitForRoom)
+        {
+            try
+            {
+                _queue.Writer.WriteAsync(new WriteItem(saved, null)).AsTask().GetAwaiter().GetResult();
+                return true;
+            }
+            catch (ChannelClosedException)
+            {
+            }
         }
 
         _pending.TryRemove(new KeyValuePair<string, SavedKvState>(saved.SessionKey, saved));

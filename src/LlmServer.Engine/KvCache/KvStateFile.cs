@@ -1,12 +1,13 @@
 using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
+using System.Text;
 
 namespace LlmServer.Engine.KvCache;
 
 /// <summary>
-/// The file of one saved state: magic and version, the model identity, the tokens, the state bytes, then an XxHash3
-/// checksum of everything before it. A file that is short, from another model or fails its checksum is never used.
+/// The file of one saved state: magic and version, the model identity, the tokens, the text they stand for (UTF-8,
+/// length -1 when unknown), the state bytes, then an XxHash3 checksum of everything before it. A file that is short, from another model or fails its checksum is never used.
 /// </summary>
 internal static class KvStateFile
 {
@@ -25,6 +26,11 @@ internal static class KvStateFile
 
         // Tokens as little-endian int32: the layout in memory on every platform .NET runs llama.cpp on.
         Append(destination, hash, MemoryMarshal.AsBytes(saved.Tokens.AsSpan()));
+        var text = saved.Text is null ? null : Encoding.UTF8.GetBytes(saved.Text);
+        Span<byte> textLength = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(textLength, text?.Length ?? -1);
+        Append(destination, hash, textLength);
+        Append(destination, hash, text);
         Span<byte> length = stackalloc byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(length, saved.State.Length);
         Append(destination, hash, length);
@@ -66,7 +72,16 @@ internal static class KvStateFile
         }
 
         var tokens = MemoryMarshal.Cast<byte, int>(body.Slice(HeaderBytes, (int)tokenBytes)).ToArray();
-        var stateAt = HeaderBytes + (int)tokenBytes + 8;
+        var textAt = HeaderBytes + (int)tokenBytes + 4;
+        var textLength = BinaryPrimitives.ReadInt32LittleEndian(body[(textAt - 4)..]);
+        if (textLength < -1 || textAt + (long)Math.Max(0, textLength) + 8 > body.Length)
+        {
+            problem = "bad text length";
+            return null;
+        }
+
+        var text = textLength < 0 ? null : Encoding.UTF8.GetString(body.Slice(textAt, textLength));
+        var stateAt = textAt + Math.Max(0, textLength) + 8;
         var stateLength = BinaryPrimitives.ReadInt64LittleEndian(body[(stateAt - 8)..]);
         if (stateLength != body.Length - stateAt)
         {
@@ -74,7 +89,7 @@ internal static class KvStateFile
             return null;
         }
 
-        return new SavedKvState(sessionKey, tokens, body[stateAt..].ToArray());
+        return new SavedKvState(sessionKey, tokens, body[stateAt..].ToArray(), text);
     }
 
     private static void Append(Stream destination, XxHash3 hash, ReadOnlySpan<byte> bytes)

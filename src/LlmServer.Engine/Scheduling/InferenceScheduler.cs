@@ -3,6 +3,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Diagnostics.Metrics;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Grammars;
+using LlmServer.Engine.KvCache;
 using Microsoft.Extensions.Logging;
 
 namespace LlmServer.Engine.Scheduling;
@@ -17,6 +18,7 @@ namespace LlmServer.Engine.Scheduling;
 internal sealed partial class InferenceScheduler : IDisposable
 {
     private readonly Func<IInferenceBackend> _backendFactory;
+    private readonly Func<DiskKvCache?>? _diskCacheFactory;
     private readonly SchedulerOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -32,6 +34,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly List<ScheduledRequest> _completed = [];
     private volatile IInferenceBackend? _backend;
     private volatile SlotTable? _slots;
+    private DiskKvCache? _diskCache;
     private StepPlanner? _planner;
     private StepDecoder? _decoder;
     private OutputProcessor? _output;
@@ -51,9 +54,11 @@ internal sealed partial class InferenceScheduler : IDisposable
         TimeProvider time,
         ILogger logger,
         IMeterFactory? meterFactory = null,
-        IEnumerable<IStepObserver>? stepObservers = null)
+        IEnumerable<IStepObserver>? stepObservers = null,
+        Func<DiskKvCache?>? diskCacheFactory = null)
     {
         _backendFactory = backendFactory;
+        _diskCacheFactory = diskCacheFactory;
         _options = options;
         _time = time;
         _logger = logger;
@@ -281,11 +286,26 @@ internal sealed partial class InferenceScheduler : IDisposable
             PublishStatus();
             if (_stopRequested)
             {
-                // The owner thread frees the context it created.
+                // Idle sessions' KV goes to disk first, so a restart resumes them warm; then the owner thread frees
+                // the context it created.
+                SaveResidentSessions();
+                _diskCache?.Dispose();
                 _backend?.Dispose();
             }
 
             _stopped.TrySetResult();
+        }
+    }
+
+    private void SaveResidentSessions()
+    {
+        try
+        {
+            _slots?.SaveResidentSessions();
+        }
+        catch (Exception ex)
+        {
+            LogShutdownSaveFailed(_logger, ex);
         }
     }
 
@@ -297,7 +317,8 @@ internal sealed partial class InferenceScheduler : IDisposable
     {
         var backend = _backendFactory();
         _backend = backend;
-        _slots = new SlotTable(backend, _logger);
+        _diskCache = _diskCacheFactory?.Invoke();
+        _slots = new SlotTable(backend, _logger, Metrics, _diskCache);
         _planner = new StepPlanner(_slots, _options, Metrics, _time);
         _decoder = new StepDecoder(backend, _logger);
         _output = new OutputProcessor(backend, _slots, Metrics, _time, _logger);
@@ -522,6 +543,9 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Critical, Message = "The scheduler loop died; every request failed and the engine is not ready")]
     private static partial void LogLoopDied(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1105, Level = LogLevel.Warning, Message = "Saving resident sessions' KV at shutdown failed")]
+    private static partial void LogShutdownSaveFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 1104, Level = LogLevel.Warning, Message = "No KV space for a step with {PromptChunks} prompt chunks; shrinking the step")]
     private static partial void LogNoKvSpace(ILogger logger, int promptChunks);

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.InteropServices;
 using System.Text;
+using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Text;
 using Microsoft.Extensions.Logging;
 
@@ -15,15 +17,22 @@ internal sealed partial class SlotTable
 {
     private const int MaxTokenBytes = 256;
 
+    /// <summary>Fewest kept tokens worth a warm slide (fewer matching tokens may be chance).</summary>
+    private const int MinSlideTokens = 8;
+
     private readonly IInferenceBackend _backend;
     private readonly ILogger _logger;
+    private readonly SchedulerMetrics? _metrics;
+    private readonly DiskKvCache? _diskCache;
     private readonly KvSlot[] _slots;
     private readonly ConcurrentDictionary<string, ResidentText> _residentTexts = new(StringComparer.Ordinal);
 
-    public SlotTable(IInferenceBackend backend, ILogger logger)
+    public SlotTable(IInferenceBackend backend, ILogger logger, SchedulerMetrics? metrics = null, DiskKvCache? diskCache = null)
     {
         _backend = backend;
         _logger = logger;
+        _metrics = metrics;
+        _diskCache = diskCache;
         _slots = new KvSlot[backend.SlotCount];
         for (var i = 0; i < _slots.Length; i++)
         {
@@ -97,9 +106,20 @@ internal sealed partial class SlotTable
         return i;
     }
 
-    /// <summary>The text and tokens a session's last request left in the KV cache (it may have been evicted since).</summary>
-    public bool TryGetResidentText(string sessionKey, [NotNullWhen(true)] out ResidentText? resident) =>
-        _residentTexts.TryGetValue(sessionKey, out resident);
+    /// <summary>
+    /// The text and tokens a session's last request left in the KV cache (it may have been evicted since): kept in
+    /// memory while resident, then read from its saved state on disk (after an eviction or a restart).
+    /// </summary>
+    public bool TryGetResidentText(string sessionKey, [NotNullWhen(true)] out ResidentText? resident)
+    {
+        if (_residentTexts.TryGetValue(sessionKey, out resident))
+        {
+            return true;
+        }
+
+        resident = _diskCache?.TryLoad(sessionKey) is { Text: { } text } saved ? new ResidentText(text, saved.Tokens) : null;
+        return resident is not null;
+    }
 
     /// <summary>
     /// Gives each choice of an admitted request a free slot. Choice 0 takes the session's own slot if it is resident,
@@ -179,10 +199,11 @@ internal sealed partial class SlotTable
         slot.SessionKey = null;
     }
 
-    /// <summary>Forgets a session: its text, and its KV if its slot is idle.</summary>
+    /// <summary>Forgets a session: its text, its saved state, and its KV if its slot is idle.</summary>
     public void EvictSession(string key)
     {
         _residentTexts.TryRemove(key, out _);
+        _diskCache?.Delete(key);
         foreach (var slot in _slots)
         {
             if (slot.SessionKey == key && !slot.IsBusy)
@@ -268,23 +289,156 @@ internal sealed partial class SlotTable
         }
 
         LogSessionEvicted(_logger, best!.SessionKey!, best.Id);
+        SaveToDisk(best, waitForRoom: false);
         _residentTexts.TryRemove(best.SessionKey!, out _);
         best.SessionKey = null;
         return best;
     }
 
-    private int KeepPrefix(KvSlot slot, ScheduledRequest request, bool prefixReuse)
+    /// <summary>Writes every idle resident session's state to the disk cache (at shutdown, so a restart finds them).</summary>
+    public void SaveResidentSessions()
     {
-        // At least the last prompt token is decoded again: its logits give the first generated token.
-        var reuse = prefixReuse ? Math.Min(CommonPrefix(slot.Tokens, request.PromptTokens), request.PromptTokens.Length - 1) : 0;
-        if (slot.SessionKey is not null && slot.SessionKey != request.Request.SessionKey)
+        foreach (var slot in _slots)
         {
-            reuse = 0;
+            if (slot.SessionKey is not null && !slot.IsBusy)
+            {
+                SaveToDisk(slot, waitForRoom: true);
+            }
+        }
+    }
+
+    private void SaveToDisk(KvSlot slot, bool waitForRoom)
+    {
+        if (_diskCache is null || slot.SessionKey is not { } key || slot.Tokens.Count == 0)
+        {
+            return;
         }
 
-        _backend.TruncateSlot(slot.Id, reuse);
-        slot.Tokens.RemoveRange(reuse, slot.Tokens.Count - reuse);
+        // The bytes are copied out here (the context belongs to this thread); the disk write happens in the background.
+        var text = _residentTexts.TryGetValue(key, out var resident) && resident.Tokens.AsSpan().SequenceEqual(CollectionsMarshal.AsSpan(slot.Tokens)) ? resident.Text : null;
+        var saved = new SavedKvState(key, [.. slot.Tokens], _backend.SaveSlot(slot.Id), text);
+        if (_diskCache.Save(saved, waitForRoom))
+        {
+            _metrics?.KvSaved();
+        }
+    }
+
+    /// <summary>
+    /// Keeps what the slot's KV can give the prompt and returns how many prompt tokens that covers. A session request
+    /// whose slot is not its own first restores its saved state from disk when that gives more. Then: the common
+    /// prefix; and for a session whose window slid (the prompt drops a span of the resident tokens and continues with
+    /// later resident tokens), the kept span's cells are moved down over the dropped ones, so only the new suffix is
+    /// prefilled. Tokens are compared by id, never by text.
+    /// </summary>
+    private int KeepPrefix(KvSlot slot, ScheduledRequest request, bool prefixReuse)
+    {
+        var key = request.Request.SessionKey;
+        if (!prefixReuse || (slot.SessionKey is not null && slot.SessionKey != key))
+        {
+            Truncate(slot, 0);
+            return 0;
+        }
+
+        var prompt = request.PromptTokens;
+        var canShift = key is not null && _backend.CanShift;
+        var plan = Plan(CollectionsMarshal.AsSpan(slot.Tokens), prompt, canShift);
+        var restored = key is not null && slot.SessionKey != key && TryRestore(slot, key, prompt, canShift, ref plan);
+        var reuse = plan.Reused;
+        if (plan.KeptLength > 0)
+        {
+            Truncate(slot, plan.KeptFrom + plan.KeptLength);
+            _backend.RemoveAndShift(slot.Id, plan.Prefix, plan.KeptFrom);
+            slot.Tokens.RemoveRange(plan.Prefix, plan.KeptFrom - plan.Prefix);
+            _metrics?.WarmSlide(plan.KeptLength);
+            LogWarmSlide(_logger, key!, slot.Id, plan.Prefix, plan.KeptFrom - plan.Prefix, plan.KeptLength);
+        }
+        else
+        {
+            Truncate(slot, reuse);
+        }
+
+        if (restored)
+        {
+            _metrics?.KvRestored(reuse);
+        }
+
         return reuse;
+    }
+
+    /// <summary>Restores the session's saved state into the slot when it covers more of the prompt than the slot does.</summary>
+    private bool TryRestore(KvSlot slot, string key, int[] prompt, bool canShift, ref SlidePlan plan)
+    {
+        if (_diskCache is null)
+        {
+            return false;
+        }
+
+        var saved = _diskCache.TryLoad(key);
+        var savedPlan = saved is null || saved.Tokens.Length > _backend.SlotContextSize ? default : Plan(saved.Tokens, prompt, canShift);
+        if (savedPlan.Reused <= plan.Reused)
+        {
+            _metrics?.KvRestoreMissed();
+            return false;
+        }
+
+        if (!_backend.RestoreSlot(slot.Id, saved!.State))
+        {
+            LogRestoreRefused(_logger, key, slot.Id, saved.Tokens.Length);
+            slot.Tokens.Clear();
+            plan = default;
+            _metrics?.KvRestoreMissed();
+            return false;
+        }
+
+        slot.Tokens.Clear();
+        slot.Tokens.AddRange(saved.Tokens);
+        plan = savedPlan;
+        LogRestored(_logger, key, slot.Id, saved.Tokens.Length, savedPlan.Reused);
+        return true;
+    }
+
+    /// <summary>
+    /// What cached tokens can serve the prompt: the common prefix, then (when shifting is allowed) the longest run of
+    /// cached tokens further on that continues the prompt exactly where the prefix ends. At least the last prompt token
+    /// is decoded again: its logits give the first generated token.
+    /// </summary>
+    internal static SlidePlan Plan(ReadOnlySpan<int> cached, int[] prompt, bool canShift)
+    {
+        var limit = prompt.Length - 1;
+        var prefix = Math.Min(cached.CommonPrefixLength(prompt), limit);
+        if (!canShift || prefix >= limit || prefix >= cached.Length)
+        {
+            return new SlidePlan(prefix, 0, 0);
+        }
+
+        var next = prompt[prefix];
+        var bestFrom = 0;
+        var bestLength = 0;
+        for (var from = prefix + 1; from < cached.Length && cached.Length - from > bestLength; from++)
+        {
+            if (cached[from] != next)
+            {
+                continue;
+            }
+
+            var length = cached[from..].CommonPrefixLength(prompt.AsSpan(prefix, limit - prefix));
+            if (length > bestLength)
+            {
+                bestFrom = from;
+                bestLength = length;
+            }
+        }
+
+        return bestLength >= MinSlideTokens ? new SlidePlan(prefix, bestFrom, bestLength) : new SlidePlan(prefix, 0, 0);
+    }
+
+    private void Truncate(KvSlot slot, int keep)
+    {
+        _backend.TruncateSlot(slot.Id, keep);
+        if (keep < slot.Tokens.Count)
+        {
+            slot.Tokens.RemoveRange(keep, slot.Tokens.Count - keep);
+        }
     }
 
     private void RememberResidentText(string key, ScheduledRequest request, KvSlot slot)
@@ -318,6 +472,24 @@ internal sealed partial class SlotTable
 
     [LoggerMessage(EventId = 1120, Level = LogLevel.Debug, Message = "Evicted idle session {SessionKey} from slot {Slot}")]
     private static partial void LogSessionEvicted(ILogger logger, string sessionKey, int slot);
+
+    [LoggerMessage(EventId = 1121, Level = LogLevel.Debug, Message = "Session {SessionKey} slid its window warm in slot {Slot}: kept {Prefix} leading tokens, dropped {Dropped}, moved {Kept} down")]
+    private static partial void LogWarmSlide(ILogger logger, string sessionKey, int slot, int prefix, int dropped, int kept);
+
+    [LoggerMessage(EventId = 1122, Level = LogLevel.Debug, Message = "Session {SessionKey} restored from disk into slot {Slot}: {Tokens} tokens saved, {Reused} reused")]
+    private static partial void LogRestored(ILogger logger, string sessionKey, int slot, int tokens, int reused);
+
+    [LoggerMessage(EventId = 1123, Level = LogLevel.Warning, Message = "The context refused the saved KV state of session {SessionKey} ({Tokens} tokens) in slot {Slot}; prefilling instead")]
+    private static partial void LogRestoreRefused(ILogger logger, string sessionKey, int slot, int tokens);
+}
+
+/// <summary>
+/// Reuse of a slot's tokens for a prompt: <see cref="Prefix"/> leading tokens stay where they are, then
+/// <see cref="KeptLength"/> tokens at <see cref="KeptFrom"/> move down to continue the prefix (none when 0).
+/// </summary>
+internal readonly record struct SlidePlan(int Prefix, int KeptFrom, int KeptLength)
+{
+    public int Reused => Prefix + KeptLength;
 }
 
 /// <summary>One KV-cache slot: the tokens whose KV it holds, its running owner, and the session resident in it.</summary>
