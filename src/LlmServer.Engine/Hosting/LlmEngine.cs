@@ -101,26 +101,16 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         return scheduler.Submit(request, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
     }
 
-    /// <summary>
-    /// A session's next prompt starts with the text of its previous turn, whose tokens are resident in its slot.
-    /// Re-tokenizing that text need not give the same tokens the model generated (generated tokens often do not
-    /// round-trip), which would break the shared prefix at the previous answer; so the resident tokens are kept
-    /// as they are and only the new text is tokenized.
-    /// </summary>
-    private int[] TokenizePrompt(InferenceScheduler scheduler, string? sessionKey, string text, bool parseSpecial)
+    /// <summary>A session's prompt is tokenized onto the tokens its KV cache holds (see <see cref="SessionPromptTokenizer"/>).</summary>
+    private TokenizedPrompt TokenizePrompt(InferenceScheduler scheduler, string? sessionKey, string text, bool parseSpecial)
     {
-        var vocabulary = _vocabulary!;
-        if (sessionKey is not null
-            && scheduler.TryGetResidentText(sessionKey, out var resident)
-            && resident.Text.Length > 0
-            && text.Length > resident.Text.Length
-            && text.StartsWith(resident.Text, StringComparison.Ordinal))
+        ResidentText? resident = null;
+        if (sessionKey is not null)
         {
-            var rest = vocabulary.Tokenize(text[resident.Text.Length..], addSpecial: false, parseSpecial);
-            return [.. resident.Tokens, .. rest];
+            scheduler.TryGetResidentText(sessionKey, out resident);
         }
 
-        return vocabulary.Tokenize(text, addSpecial: true, parseSpecial);
+        return SessionPromptTokenizer.Tokenize(_vocabulary!, resident, text, parseSpecial);
     }
 
     public void EvictSession(string sessionKey) => _scheduler?.EvictSession(sessionKey);

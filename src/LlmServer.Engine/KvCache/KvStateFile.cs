@@ -2,12 +2,13 @@ using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Text;
+using LlmServer.Engine.Scheduling;
 
 namespace LlmServer.Engine.KvCache;
 
 /// <summary>
 /// The file of one saved state: magic and version, the model identity, the tokens, the text they stand for (UTF-8,
-/// length -1 when unknown), the state bytes, then an XxHash3 checksum of everything before it. A file that is short, from another model or fails its checksum is never used.
+/// length -1 when unknown) and where the two split exactly, the state bytes, then an XxHash3 checksum of everything before it. A file that is short, from another model or fails its checksum is never used.
 /// </summary>
 internal static class KvStateFile
 {
@@ -31,6 +32,11 @@ internal static class KvStateFile
         BinaryPrimitives.WriteInt32LittleEndian(textLength, text?.Length ?? -1);
         Append(destination, hash, textLength);
         Append(destination, hash, text);
+        var boundaries = saved.Boundaries;
+        Span<byte> count = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(count, boundaries.Length);
+        Append(destination, hash, count);
+        Append(destination, hash, MemoryMarshal.AsBytes(boundaries.AsSpan()));
         Span<byte> length = stackalloc byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(length, saved.State.Length);
         Append(destination, hash, length);
@@ -81,7 +87,16 @@ internal static class KvStateFile
         }
 
         var text = textLength < 0 ? null : Encoding.UTF8.GetString(body.Slice(textAt, textLength));
-        var stateAt = textAt + Math.Max(0, textLength) + 8;
+        var boundariesAt = textAt + Math.Max(0, textLength) + 4;
+        var boundaryCount = BinaryPrimitives.ReadInt32LittleEndian(body[(boundariesAt - 4)..]);
+        if (boundaryCount < 0 || boundariesAt + ((long)boundaryCount * 8) + 8 > body.Length)
+        {
+            problem = "bad boundary count";
+            return null;
+        }
+
+        var boundaries = MemoryMarshal.Cast<byte, TextTokenBoundary>(body.Slice(boundariesAt, boundaryCount * 8)).ToArray();
+        var stateAt = boundariesAt + (boundaryCount * 8) + 8;
         var stateLength = BinaryPrimitives.ReadInt64LittleEndian(body[(stateAt - 8)..]);
         if (stateLength != body.Length - stateAt)
         {
@@ -89,7 +104,7 @@ internal static class KvStateFile
             return null;
         }
 
-        return new SavedKvState(sessionKey, tokens, body[stateAt..].ToArray(), text);
+        return new SavedKvState(sessionKey, tokens, body[stateAt..].ToArray(), text, boundaries);
     }
 
     private static void Append(Stream destination, XxHash3 hash, ReadOnlySpan<byte> bytes)

@@ -91,8 +91,13 @@ internal sealed partial class InferenceScheduler : IDisposable
         Submit(request, promptTokens, null, cancellationToken);
 
     /// <summary>As <see cref="Submit(GenerationRequest, int[], CancellationToken)"/>, with the prompt's text for session reuse.</summary>
-    public GenerationStream Submit(GenerationRequest request, int[] promptTokens, string? promptText, CancellationToken cancellationToken)
+    public GenerationStream Submit(GenerationRequest request, int[] promptTokens, string? promptText, CancellationToken cancellationToken) =>
+        Submit(request, new TokenizedPrompt(promptTokens, []), promptText, cancellationToken);
+
+    /// <summary>As <see cref="Submit(GenerationRequest, int[], CancellationToken)"/>, with the prompt's text and where it splits exactly.</summary>
+    public GenerationStream Submit(GenerationRequest request, TokenizedPrompt prompt, string? promptText, CancellationToken cancellationToken)
     {
+        var promptTokens = prompt.Tokens;
         var backend = _backend;
         if (backend is null || !_loopAlive || _stopRequested)
         {
@@ -147,7 +152,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         var id = request.RequestId ?? "gen-" + Guid.NewGuid().ToString("N")[..24];
-        var scheduled = new ScheduledRequest(id, promptTokens, promptText, request, maxTokens, choices, _time.GetTimestamp());
+        var scheduled = new ScheduledRequest(id, promptTokens, promptText, request, maxTokens, choices, _time.GetTimestamp(), prompt.Boundaries);
         var stream = new GenerationStream(id, promptTokens.Length, choices.Length, scheduled.Events.Reader, () => Cancel(scheduled), cancellationToken);
         _intake.Enqueue(scheduled);
         _wake.Release();

@@ -117,7 +117,7 @@ internal sealed partial class SlotTable
             return true;
         }
 
-        resident = _diskCache?.TryLoad(sessionKey) is { Text: { } text } saved ? new ResidentText(text, saved.Tokens) : null;
+        resident = _diskCache?.TryLoad(sessionKey) is { Text: { } text } saved ? new ResidentText(text, saved.Tokens, saved.Boundaries) : null;
         return resident is not null;
     }
 
@@ -315,8 +315,8 @@ internal sealed partial class SlotTable
         }
 
         // The bytes are copied out here (the context belongs to this thread); the disk write happens in the background.
-        var text = _residentTexts.TryGetValue(key, out var resident) && resident.Tokens.AsSpan().SequenceEqual(CollectionsMarshal.AsSpan(slot.Tokens)) ? resident.Text : null;
-        var saved = new SavedKvState(key, [.. slot.Tokens], _backend.SaveSlot(slot.Id), text);
+        var known = _residentTexts.TryGetValue(key, out var resident) && resident.Tokens.AsSpan().SequenceEqual(CollectionsMarshal.AsSpan(slot.Tokens));
+        var saved = new SavedKvState(key, [.. slot.Tokens], _backend.SaveSlot(slot.Id), known ? resident!.Text : null, known ? resident!.Boundaries : []);
         if (_diskCache.Save(saved, waitForRoom))
         {
             _metrics?.KvSaved();
@@ -467,7 +467,7 @@ internal sealed partial class SlotTable
             return;
         }
 
-        _residentTexts[key] = new ResidentText(request.PromptText + generated, [.. slot.Tokens]);
+        _residentTexts[key] = new ResidentText(request.PromptText + generated, [.. slot.Tokens], [.. request.PromptBoundaries, new(request.PromptText.Length, prompt.Length)]);
     }
 
     [LoggerMessage(EventId = 1120, Level = LogLevel.Debug, Message = "Evicted idle session {SessionKey} from slot {Slot}")]
