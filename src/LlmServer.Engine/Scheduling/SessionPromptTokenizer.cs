@@ -41,32 +41,51 @@ internal static class SessionPromptTokenizer
             return null;
         }
 
-        // Boundaries in ascending order: the first that fits keeps the most.
+        // Boundaries in ascending order: the first whose tail the new text repeats keeps the most.
+        var previous = new TextTokenBoundary(0, 0);
         foreach (var boundary in resident.Boundaries)
         {
-            var kept = resident.Text.AsSpan(boundary.Text);
-            if (boundary.Text <= 0 || kept.IsEmpty)
+            var segmentStart = previous;
+            previous = boundary;
+            var tail = resident.Text.AsSpan(boundary.Text);
+            var found = boundary.Text <= 0 || tail.IsEmpty ? -1 : text.AsSpan().IndexOf(tail, StringComparison.Ordinal);
+            if (found <= 0)
             {
                 continue;
             }
 
-            // The kept text must follow a leading part the two texts share.
-            var searched = text.AsSpan(0, Math.Min(text.Length, common + kept.Length));
-            var at = searched.IndexOf(kept, StringComparison.Ordinal);
-            if (at <= 0 || at >= boundary.Text)
+            // The kept text may begin before the boundary, inside the segment before it (a turn's answer that ended
+            // at its token limit leaves its last token's text at the start of the next segment): walk back while the
+            // texts agree, to where the new text's shared leading part ends.
+            var at = found;
+            var from = boundary.Text;
+            while (at > common && from > segmentStart.Text && text[at - 1] == resident.Text[from - 1])
             {
-                continue;
+                at--;
+                from--;
             }
 
+            if (at > common || at <= 0)
+            {
+                return null;
+            }
+
+            var keptFrom = KeptTokenStart(vocabulary, resident, from, boundary, parseSpecial);
+            if (keptFrom < 0)
+            {
+                return null;
+            }
+
+            var kept = resident.Text.AsSpan(from);
             var lead = vocabulary.Tokenize(text[..at], addSpecial: true, parseSpecial);
             var rest = vocabulary.Tokenize(text[(at + kept.Length)..], addSpecial: false, parseSpecial);
-            var keptTokens = resident.Tokens.AsSpan(boundary.Token);
+            var keptTokens = resident.Tokens.AsSpan(keptFrom);
             var boundaries = new List<TextTokenBoundary> { new(at, lead.Length) };
             foreach (var later in resident.Boundaries)
             {
-                if (later.Text > boundary.Text)
+                if (later.Text > from)
                 {
-                    boundaries.Add(new(later.Text - boundary.Text + at, later.Token - boundary.Token + lead.Length));
+                    boundaries.Add(new(later.Text - from + at, later.Token - keptFrom + lead.Length));
                 }
             }
 
@@ -75,6 +94,23 @@ internal static class SessionPromptTokenizer
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// The resident token where the kept text (from <paramref name="from"/>) begins: the boundary's own token, or,
+    /// when the kept text begins inside the segment before it, the token from which tokenizing that part of the segment
+    /// again gives exactly the segment's last tokens. -1 when there is no such token.
+    /// </summary>
+    private static int KeptTokenStart(ITokenVocabulary vocabulary, ResidentText resident, int from, TextTokenBoundary boundary, bool parseSpecial)
+    {
+        if (from == boundary.Text)
+        {
+            return boundary.Token;
+        }
+
+        var retokenized = vocabulary.Tokenize(resident.Text[from..boundary.Text], addSpecial: false, parseSpecial);
+        var start = boundary.Token - retokenized.Length;
+        return start >= 0 && resident.Tokens.AsSpan(start, retokenized.Length).SequenceEqual(retokenized) ? start : -1;
     }
 }
 

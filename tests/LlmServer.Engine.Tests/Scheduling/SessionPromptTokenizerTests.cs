@@ -34,6 +34,18 @@ public sealed class SessionPromptTokenizerTests
     }
 
     [Fact]
+    public void A_slide_after_an_answer_cut_at_its_token_limit_keeps_from_inside_the_next_segment()
+    {
+        // The first answer's last token ("Z") was not decoded: the next segment's text starts with it.
+        var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true), ("Z\nu2\n", false), ("a2", true));
+        var slid = "sys" + "\nu2\n" + "a2" + "Y\nu3\n";
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, slid, parseSpecial: false);
+
+        int[] expected = [.. Chars("sys"), .. resident.Tokens[10..], .. Chars("Y\nu3\n")];
+        Assert.Equal(expected, prompt.Tokens);
+    }
+
+    [Fact]
     public void A_prompt_unrelated_to_the_resident_text_is_tokenized_whole()
     {
         var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true));
