@@ -14,14 +14,21 @@ internal sealed class SseWriter : IDisposable
 {
     private readonly PipeWriter _pipe;
     private readonly Utf8JsonWriter _json;
+    private readonly CancellationToken _requestAborted;
+    private bool _writeFailed;
 
-    private SseWriter(PipeWriter pipe)
+    private SseWriter(PipeWriter pipe, CancellationToken requestAborted)
     {
         _pipe = pipe;
+        _requestAborted = requestAborted;
         _json = new Utf8JsonWriter(pipe, new JsonWriterOptions { Encoder = OpenAiJson.Encoder, SkipValidation = true });
     }
 
-    public bool IsClientGone { get; private set; }
+    /// <summary>
+    /// The client disconnected: a write failed, or the request was aborted before anything needed writing (so a
+    /// generation the disconnect cancelled is not reported as cancelled by the server).
+    /// </summary>
+    public bool IsClientGone => _writeFailed || _requestAborted.IsCancellationRequested;
 
     /// <summary>Sends 200 and the event-stream headers; nothing is buffered from here on.</summary>
     public static SseWriter Start(HttpContext context)
@@ -32,7 +39,7 @@ internal sealed class SseWriter : IDisposable
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        return new SseWriter(response.BodyWriter);
+        return new SseWriter(response.BodyWriter, context.RequestAborted);
     }
 
     /// <summary>Starts a <c>data:</c> event and returns the writer for its JSON; end it with <see cref="EndEvent"/>.</summary>
@@ -65,11 +72,11 @@ internal sealed class SseWriter : IDisposable
         try
         {
             var result = await _pipe.FlushAsync(CancellationToken.None);
-            IsClientGone = result.IsCompleted || result.IsCanceled;
+            _writeFailed = result.IsCompleted || result.IsCanceled;
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
         {
-            IsClientGone = true;
+            _writeFailed = true;
         }
     }
 

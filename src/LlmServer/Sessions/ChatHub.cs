@@ -5,18 +5,18 @@ namespace LlmServer.Sessions;
 
 /// <summary>
 /// The sessions hub at <c>/hubs/chat</c> (README, "Sessions"). Errors are <see cref="HubException"/>s whose message
-/// is a stable code, ": ", then text. Streams subscribe to a generation that the manager runs: a dropped
+/// is a stable code, ": ", then text. Streams subscribe to a generation that runs on its own: a dropped
 /// connection leaves it running for the resume grace period, while a stream the client cancels stops it.
 /// </summary>
 internal sealed class ChatHub : Hub
 {
     private readonly SessionService _sessions;
-    private readonly SessionGenerationManager _generations;
+    private readonly SessionTurns _turns;
 
-    public ChatHub(SessionService sessions, SessionGenerationManager generations)
+    public ChatHub(SessionService sessions, SessionTurns turns)
     {
         _sessions = sessions;
-        _generations = generations;
+        _turns = turns;
     }
 
     private string? Owner => SessionCaller.Owner(Context.User);
@@ -47,35 +47,33 @@ internal sealed class ChatHub : Hub
     public Task StopGeneration(string sessionId) =>
         Guard(async () =>
         {
-            await _generations.StopGenerationAsync(Owner, sessionId, Context.ConnectionAborted);
+            await _turns.StopAsync(Owner, sessionId, Context.ConnectionAborted);
             return true;
         });
 
     public IAsyncEnumerable<ChatStreamEvent> SendMessage(string sessionId, string text, CancellationToken cancellationToken)
     {
         var owner = Owner;
-        return Follow(ct => _generations.SendAsync(owner, sessionId, text, ct), Context.ConnectionAborted, cancellationToken);
+        return Follow(ct => _turns.SendAsync(owner, sessionId, text, ct), Context.ConnectionAborted, cancellationToken);
     }
 
     public IAsyncEnumerable<ChatStreamEvent> Regenerate(string sessionId, CancellationToken cancellationToken)
     {
         var owner = Owner;
-        return Follow(ct => _generations.RegenerateAsync(owner, sessionId, ct), Context.ConnectionAborted, cancellationToken);
+        return Follow(ct => _turns.RegenerateAsync(owner, sessionId, ct), Context.ConnectionAborted, cancellationToken);
     }
 
     public IAsyncEnumerable<ChatStreamEvent> EditMessage(string sessionId, int index, string text, CancellationToken cancellationToken)
     {
         var owner = Owner;
-        return Follow(ct => _generations.EditAsync(owner, sessionId, index, text, ct), Context.ConnectionAborted, cancellationToken);
+        return Follow(ct => _turns.EditAsync(owner, sessionId, index, text, ct), Context.ConnectionAborted, cancellationToken);
     }
 
     public IAsyncEnumerable<ChatStreamEvent> ResumeStream(string sessionId, long afterSeq, CancellationToken cancellationToken)
     {
         var owner = Owner;
-        return Follow(ct => _generations.ResumeAsync(owner, sessionId, afterSeq, ct), Context.ConnectionAborted, cancellationToken);
+        return Follow(ct => _turns.ResumeAsync(owner, sessionId, afterSeq, ct), Context.ConnectionAborted, cancellationToken);
     }
-
-    internal static HubException ToHubException(SessionException exception) => new($"{exception.Code}: {exception.Message}");
 
     private static async Task<T> Guard<T>(Func<Task<T>> action)
     {
@@ -85,7 +83,7 @@ internal sealed class ChatHub : Hub
         }
         catch (SessionException ex)
         {
-            throw ToHubException(ex);
+            throw SessionErrors.ToHub(ex);
         }
     }
 
@@ -101,7 +99,7 @@ internal sealed class ChatHub : Hub
         }
         catch (SessionException ex)
         {
-            throw ToHubException(ex);
+            throw SessionErrors.ToHub(ex);
         }
 
         await using (subscription)

@@ -4,7 +4,7 @@ using LlmServer.Engine.Generation;
 namespace LlmServer.Sessions;
 
 /// <summary>
-/// One generation of one session, owned by <see cref="SessionGenerationManager"/> rather than by any connection.
+/// One generation of one session, owned by the <see cref="GenerationRegistry"/> rather than by any connection.
 /// Every event goes into a replay buffer under a sequence number (1, 2, ...); listeners read the buffer from where
 /// they are, so a resumed listener sees each event exactly once and in order. When the last listener leaves while
 /// the generation runs, a grace timer starts; if nobody comes back in time, the generation is stopped.

@@ -19,9 +19,14 @@ public sealed record SessionInfo(
 
 /// <summary>
 /// One message of the conversation. <see cref="Index"/> is its position (0 is the first user message; the system
-/// prompt is <see cref="SessionInfo.SystemPrompt"/>, not a message). Token counts and the finish reason are set on
-/// assistant messages.
+/// prompt is <see cref="SessionInfo.SystemPrompt"/>, not a message). Token counts, the finish reason and
+/// <see cref="ContextStart"/> are set on assistant messages. An assistant message still being written has a null
+/// finish reason (its content is the last checkpoint); one a crash cut short has <c>interrupted</c>.
 /// </summary>
+/// <param name="ContextStart">
+/// The index of the first stored message the model saw for this answer (the system prompt is always seen); earlier
+/// messages were outside its context window.
+/// </param>
 public sealed record SessionMessage(
     int Index,
     string Role,
@@ -37,7 +42,8 @@ public sealed record SessionDetail(SessionInfo Info, IReadOnlyList<SessionMessag
 
 /// <summary>
 /// An event of a generation: <c>delta</c> (text), then exactly one <c>done</c> (finish reason, usage, timings) or
-/// <c>error</c> (code, message). <see cref="Seq"/> counts from 1 within one generation.
+/// <c>error</c> (code, message). <see cref="Seq"/> counts from 1 within one generation. <c>done</c> carries
+/// <see cref="ContextStart"/>: the index of the first stored message the model saw (as on the stored message).
 /// </summary>
 public sealed record ChatStreamEvent(
     long Seq,

@@ -45,32 +45,32 @@ internal static class SessionEndpoints
                 return Results.NoContent();
             }));
 
-        group.MapPost("/{id}/messages", (HttpContext http, string id, SessionGenerationManager generations) =>
+        group.MapPost("/{id}/messages", (HttpContext http, string id, SessionTurns turns) =>
             StreamAsync(http, async ct =>
             {
                 var request = await ReadBodyAsync<SendMessageRequest>(http, ct);
-                return await generations.SendAsync(Owner(http), id, request?.Text, ct);
+                return await turns.SendAsync(Owner(http), id, request?.Text, ct);
             }));
 
-        group.MapPut("/{id}/messages/{index:int}", (HttpContext http, string id, int index, SessionGenerationManager generations) =>
+        group.MapPut("/{id}/messages/{index:int}", (HttpContext http, string id, int index, SessionTurns turns) =>
             StreamAsync(http, async ct =>
             {
                 var request = await ReadBodyAsync<SendMessageRequest>(http, ct);
-                return await generations.EditAsync(Owner(http), id, index, request?.Text, ct);
+                return await turns.EditAsync(Owner(http), id, index, request?.Text, ct);
             }));
 
-        group.MapPost("/{id}/regenerate", (HttpContext http, string id, SessionGenerationManager generations) =>
-            StreamAsync(http, ct => generations.RegenerateAsync(Owner(http), id, ct)));
+        group.MapPost("/{id}/regenerate", (HttpContext http, string id, SessionTurns turns) =>
+            StreamAsync(http, ct => turns.RegenerateAsync(Owner(http), id, ct)));
 
-        group.MapPost("/{id}/stop", (HttpContext http, string id, SessionGenerationManager generations) =>
+        group.MapPost("/{id}/stop", (HttpContext http, string id, SessionTurns turns) =>
             Handle(http, async ct =>
             {
-                await generations.StopGenerationAsync(Owner(http), id, ct);
+                await turns.StopAsync(Owner(http), id, ct);
                 return Results.NoContent();
             }));
 
-        group.MapGet("/{id}/events", (HttpContext http, string id, SessionGenerationManager generations) =>
-            StreamAsync(http, ct => generations.ResumeAsync(Owner(http), id, ResumePoint(http), ct)));
+        group.MapGet("/{id}/events", (HttpContext http, string id, SessionTurns turns) =>
+            StreamAsync(http, ct => turns.ResumeAsync(Owner(http), id, ResumePoint(http), ct)));
     }
 
     private static string? Owner(HttpContext http) => SessionCaller.Owner(http.User);
@@ -83,7 +83,7 @@ internal static class SessionEndpoints
         }
         catch (SessionException ex)
         {
-            return Error(ex);
+            return SessionErrors.ToHttp(ex);
         }
     }
 
@@ -97,7 +97,7 @@ internal static class SessionEndpoints
         }
         catch (SessionException ex)
         {
-            await Error(ex).ExecuteAsync(http);
+            await SessionErrors.ToHttp(ex).ExecuteAsync(http);
             return;
         }
 
@@ -156,33 +156,6 @@ internal static class SessionEndpoints
         catch (InvalidOperationException)
         {
             throw SessionException.Invalid("body", "the body must be JSON (Content-Type: application/json)");
-        }
-    }
-
-    private static IResult Error(SessionException exception)
-    {
-        var (status, type) = exception.Code switch
-        {
-            SessionErrorCodes.SessionNotFound or SessionErrorCodes.NoGeneration => (StatusCodes.Status404NotFound, "not_found_error"),
-            SessionErrorCodes.Busy => (StatusCodes.Status409Conflict, "conflict_error"),
-            SessionErrorCodes.Overloaded => (StatusCodes.Status429TooManyRequests, "rate_limit_error"),
-            SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => (StatusCodes.Status400BadRequest, "invalid_request_error"),
-            SessionErrorCodes.Unavailable => (StatusCodes.Status503ServiceUnavailable, "unavailable_error"),
-            _ => (StatusCodes.Status500InternalServerError, "server_error"),
-        };
-        var body = new { error = new { message = exception.Message, type, param = exception.Parameter, code = exception.Code } };
-        return exception.RetryAfter is { } retryAfter
-            ? new RetryAfterResult(Results.Json(body, JsonOptions, statusCode: status), retryAfter)
-            : Results.Json(body, JsonOptions, statusCode: status);
-    }
-
-    /// <summary>Adds <c>Retry-After</c> to an overloaded answer.</summary>
-    private sealed class RetryAfterResult(IResult inner, TimeSpan retryAfter) : IResult
-    {
-        public Task ExecuteAsync(HttpContext httpContext)
-        {
-            httpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-            return inner.ExecuteAsync(httpContext);
         }
     }
 }

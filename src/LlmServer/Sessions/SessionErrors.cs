@@ -1,3 +1,7 @@
+using LlmServer.Engine.Generation;
+using LlmServer.OpenAi;
+using Microsoft.AspNetCore.SignalR;
+
 namespace LlmServer.Sessions;
 
 /// <summary>The stable error codes of the hub and the REST mirror.</summary>
@@ -56,4 +60,52 @@ internal sealed class SessionException : Exception
 
     public static SessionException Invalid(string parameter, string message) =>
         new(SessionErrorCodes.InvalidArgument, message, parameter);
+}
+
+/// <summary>
+/// The one error mapping of the sessions' wire format: engine faults become session errors here, and session
+/// errors become the hub's <see cref="HubException"/> ("code: text") and the REST mirror's JSON body here.
+/// </summary>
+internal static class SessionErrors
+{
+    /// <summary>The session error code of an engine fault.</summary>
+    public static string CodeOf(GenerationErrorCode code) => code switch
+    {
+        GenerationErrorCode.InvalidRequest or GenerationErrorCode.TemplateRefused => SessionErrorCodes.InvalidArgument,
+        GenerationErrorCode.Overloaded => SessionErrorCodes.Overloaded,
+        GenerationErrorCode.ContextLengthExceeded => SessionErrorCodes.ContextLengthExceeded,
+        GenerationErrorCode.Unavailable => SessionErrorCodes.Unavailable,
+        _ => SessionErrorCodes.InternalError,
+    };
+
+    /// <summary>An engine refusal (thrown before anything streamed) as a session error.</summary>
+    public static SessionException FromEngine(GenerationException exception) =>
+        new(CodeOf(exception.Code), exception.Message, exception.Parameter) { RetryAfter = exception.RetryAfter };
+
+    /// <summary>For the hub: the message is the stable code, ": ", then the text.</summary>
+    public static HubException ToHub(SessionException exception) => new($"{exception.Code}: {exception.Message}");
+
+    /// <summary>
+    /// For the REST mirror: the OpenAI error body (written by the OpenAI front end's one writer) with the session
+    /// code, and <c>Retry-After</c> when overloaded.
+    /// </summary>
+    public static IResult ToHttp(SessionException exception)
+    {
+        var (status, type) = exception.Code switch
+        {
+            SessionErrorCodes.SessionNotFound or SessionErrorCodes.NoGeneration => (StatusCodes.Status404NotFound, "not_found_error"),
+            SessionErrorCodes.Busy => (StatusCodes.Status409Conflict, "conflict_error"),
+            SessionErrorCodes.Overloaded => (StatusCodes.Status429TooManyRequests, OpenAiErrors.RateLimitError),
+            SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => (StatusCodes.Status400BadRequest, OpenAiErrors.InvalidRequestError),
+            SessionErrorCodes.Unavailable => (StatusCodes.Status503ServiceUnavailable, "unavailable_error"),
+            _ => (StatusCodes.Status500InternalServerError, OpenAiErrors.ServerError),
+        };
+        var error = new OpenAiException(status, type, exception.Message, exception.Parameter, exception.Code) { RetryAfter = exception.RetryAfter };
+        return new OpenAiErrorResult(error);
+    }
+
+    private sealed class OpenAiErrorResult(OpenAiException error) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext) => OpenAiErrors.WriteAsync(httpContext, error, httpContext.RequestAborted);
+    }
 }

@@ -25,7 +25,26 @@ public sealed class SessionOptions
     /// <summary>Most tokens a turn generates when the session sets no limit; 0 leaves it to the scheduler.</summary>
     public int DefaultMaxTokens { get; set; } = 1024;
 
+    /// <summary>
+    /// Room the context window leaves for the answer when the turn has no token limit (at most half a slot).
+    /// </summary>
+    public int AnswerReserveTokens { get; set; } = 512;
+
+    /// <summary>
+    /// When the window must slide, it drops old turns until the prompt fills at most this fraction of the room
+    /// (the slot less the answer's), so it moves every few turns rather than every turn.
+    /// </summary>
+    public double WindowLowWater { get; set; } = 0.75;
+
+    /// <summary>A streaming answer is stored at least this often, so a crash loses at most this much of it.</summary>
+    public int CheckpointIntervalMilliseconds { get; set; } = 1000;
+
+    /// <summary>... or after this many new tokens, whichever comes first; 0 checkpoints by time only.</summary>
+    public int CheckpointTokens { get; set; } = 64;
+
     public TimeSpan ResumeGrace => TimeSpan.FromSeconds(ResumeGraceSeconds);
+
+    public TimeSpan CheckpointInterval => TimeSpan.FromMilliseconds(CheckpointIntervalMilliseconds);
 }
 
 /// <summary>Reports every problem of the <c>Sessions</c> section at once.</summary>
@@ -66,6 +85,26 @@ internal sealed class SessionOptionsValidator : IValidateOptions<SessionOptions>
         if (options.DefaultMaxTokens < 0)
         {
             errors.Add("Sessions:DefaultMaxTokens must be 0 (the scheduler's default) or more.");
+        }
+
+        if (options.AnswerReserveTokens < 1)
+        {
+            errors.Add("Sessions:AnswerReserveTokens must be 1 or more.");
+        }
+
+        if (double.IsNaN(options.WindowLowWater) || options.WindowLowWater is <= 0 or > 1)
+        {
+            errors.Add("Sessions:WindowLowWater must be greater than 0 and at most 1 (a fraction of the slot, e.g. 0.75).");
+        }
+
+        if (options.CheckpointIntervalMilliseconds < 1)
+        {
+            errors.Add("Sessions:CheckpointIntervalMilliseconds must be 1 or more.");
+        }
+
+        if (options.CheckpointTokens < 0)
+        {
+            errors.Add("Sessions:CheckpointTokens must be 0 (by time only) or more.");
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

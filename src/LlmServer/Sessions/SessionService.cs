@@ -3,21 +3,31 @@ using Microsoft.Extensions.Options;
 namespace LlmServer.Sessions;
 
 /// <summary>Creating, reading, changing and deleting sessions, for the hub and the REST mirror alike.</summary>
-internal sealed class SessionService
+internal sealed partial class SessionService
 {
     public const string DefaultTitle = "New chat";
 
-    private readonly SessionStore _store;
-    private readonly SessionGenerationManager _generations;
+    private readonly ISessionStore _store;
+    private readonly GenerationRegistry _registry;
+    private readonly GenerationPump _pump;
     private readonly SessionOptions _options;
     private readonly TimeProvider _timeProvider;
+    private readonly ILogger<SessionService> _logger;
 
-    public SessionService(SessionStore store, SessionGenerationManager generations, IOptions<SessionOptions> options, TimeProvider timeProvider)
+    public SessionService(
+        ISessionStore store,
+        GenerationRegistry registry,
+        GenerationPump pump,
+        IOptions<SessionOptions> options,
+        TimeProvider timeProvider,
+        ILogger<SessionService> logger)
     {
         _store = store;
-        _generations = generations;
+        _registry = registry;
+        _pump = pump;
         _options = options.Value;
         _timeProvider = timeProvider;
+        _logger = logger;
     }
 
     public async Task<SessionInfo> CreateAsync(string? owner, CreateSessionRequest? request, CancellationToken cancellationToken)
@@ -36,20 +46,24 @@ internal sealed class SessionService
             now,
             0);
         await _store.CreateAsync(session, cancellationToken);
-        return ToInfo(session);
+        return SessionWire.Info(session, generating: false);
     }
 
     public async Task<SessionInfo[]> ListAsync(string? owner, CancellationToken cancellationToken)
     {
+        // Read "generating" before the rows: a generation that ends in between is then reported as still running
+        // (its answer may or may not be there yet), never as finished without its answer.
+        var generating = _registry.RunningSessions();
         var sessions = await _store.ListAsync(owner, cancellationToken);
-        return [.. sessions.Select(ToInfo)];
+        return [.. sessions.Select(s => SessionWire.Info(s, generating.Contains(s.Id)))];
     }
 
     public async Task<SessionDetail> GetAsync(string? owner, string? id, CancellationToken cancellationToken)
     {
         SessionValidation.SessionId(id);
-        var loaded = await _store.GetWithMessagesAsync(owner, id!, cancellationToken) ?? throw SessionException.NotFound(id!);
-        return new SessionDetail(ToInfo(loaded.Session), loaded.Messages);
+        var generating = _registry.IsGenerating(id!);
+        var loaded = await _store.GetConversationAsync(owner, id!, cancellationToken) ?? throw SessionException.NotFound(id!);
+        return new SessionDetail(SessionWire.Info(loaded.Session, generating), loaded.Messages);
     }
 
     public Task<SessionInfo> RenameAsync(string? owner, string? id, string? title, CancellationToken cancellationToken) =>
@@ -62,23 +76,27 @@ internal sealed class SessionService
         var title = request?.Title is null ? null : SessionValidation.Title(request.Title, _options);
         SessionValidation.SystemPrompt(request?.SystemPrompt, _options);
         SessionValidation.Settings(request?.Settings);
+        var generating = _registry.IsGenerating(id!);
         var updated = await _store.UpdateAsync(owner, id!, title, request?.SystemPrompt, request?.Settings, _timeProvider.GetUtcNow(), cancellationToken);
-        return updated is null ? throw SessionException.NotFound(id!) : ToInfo(updated);
+        return updated is null ? throw SessionException.NotFound(id!) : SessionWire.Info(updated, generating);
     }
 
-    public Task DeleteAsync(string? owner, string? id, CancellationToken cancellationToken)
+    /// <summary>Stops the session's generation, waits until its answer is stored, deletes the session and frees its KV slot.</summary>
+    public async Task DeleteAsync(string? owner, string? id, CancellationToken cancellationToken)
     {
         SessionValidation.SessionId(id);
-        return _generations.DeleteAsync(owner, id!, cancellationToken);
+        _ = await _store.GetAsync(owner, id!, cancellationToken) ?? throw SessionException.NotFound(id!);
+        await _registry.StopAndWaitAsync(id!, cancellationToken);
+        if (!await _store.DeleteAsync(owner, id!, cancellationToken))
+        {
+            throw SessionException.NotFound(id!);
+        }
+
+        _registry.Forget(id!);
+        _pump.EvictQuietly(id!);
+        LogSessionDeleted(id!);
     }
 
-    private SessionInfo ToInfo(StoredSession session) => new(
-        session.Id,
-        session.Title,
-        session.SystemPrompt,
-        session.Settings,
-        session.CreatedAt,
-        session.UpdatedAt,
-        session.MessageCount,
-        _generations.IsGenerating(session.Id));
+    [LoggerMessage(EventId = 4106, Level = LogLevel.Information, Message = "Session {SessionId} deleted.")]
+    private partial void LogSessionDeleted(string sessionId);
 }

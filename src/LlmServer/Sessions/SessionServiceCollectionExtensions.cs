@@ -6,16 +6,21 @@ namespace LlmServer.Sessions;
 
 internal static class SessionServiceCollectionExtensions
 {
-    /// <summary>Registers the session store, the generation manager and SignalR; options from <c>Sessions</c>, validated at start.</summary>
+    /// <summary>Registers the session store, the turns and their generations, and SignalR; options from <c>Sessions</c>, validated at start.</summary>
     public static IServiceCollection AddSessions(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<SessionOptions>().Bind(configuration.GetSection(SessionOptions.SectionName)).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SessionOptions>, SessionOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<SessionStore>();
-        services.TryAddSingleton<SessionGenerationManager>();
+        services.AddMetrics();
+        services.TryAddSingleton<ISessionStore, SqliteSessionStore>();
+        services.TryAddSingleton<SessionMetrics>();
+        services.TryAddSingleton<TurnPlanner>();
+        services.TryAddSingleton<GenerationRegistry>();
+        services.TryAddSingleton<GenerationPump>();
+        services.TryAddSingleton<SessionTurns>();
         services.TryAddSingleton<SessionService>();
-        services.AddHostedService(sp => sp.GetRequiredService<SessionGenerationManager>());
+        services.AddHostedService<SessionsLifecycle>();
         // AddHubOptions marks the hub's options as its own (otherwise SignalR reads only the global ones).
         services.AddSignalR().AddHubOptions<ChatHub>(_ => { });
         services.AddOptions<HubOptions<ChatHub>>().Configure<IOptions<SessionOptions>>((hub, sessions) =>

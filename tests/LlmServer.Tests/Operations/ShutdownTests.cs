@@ -1,18 +1,13 @@
-using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
-using LlmServer.Testing;
+using static LlmServer.Tests.Infrastructure.ChildServer;
 
 namespace LlmServer.Tests.Operations;
 
 /// <summary>The real server as a child process, stopped the way an orchestrator stops it: SIGTERM.</summary>
-public sealed partial class ShutdownTests
+public sealed class ShutdownTests
 {
-    private const int Sigterm = 15;
-
     [Fact]
     public async Task Sigterm_during_a_stream_lets_the_stream_finish_and_exits_with_code_0()
     {
@@ -21,7 +16,7 @@ public sealed partial class ShutdownTests
         var folder = Directory.CreateTempSubdirectory("llmserver-shutdown-");
 
         // A database of its own: the default path is relative to the working directory, shared by every child server.
-        using var process = StartServer(port, log, $"--Sessions:Database={Path.Combine(folder.FullName, "sessions.db")}");
+        using var process = Start(port, log, $"--Sessions:Database={Path.Combine(folder.FullName, "sessions.db")}");
         try
         {
             using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
@@ -40,7 +35,7 @@ public sealed partial class ShutdownTests
 
             var first = await ReadEventAsync(reader);
             Assert.NotNull(first);
-            Assert.Equal(0, Kill(process.Id, Sigterm));
+            Assert.Equal(0, Signal(process, Sigterm));
 
             // The drain lets the admitted stream run to its own end: a finish reason and [DONE], not a cut connection.
             var events = new List<string>();
@@ -81,7 +76,7 @@ public sealed partial class ShutdownTests
             string sessionId;
             var port = FreePort();
             var log = new StringBuilder();
-            using (var process = StartServer(port, log, $"--Sessions:Database={database}"))
+            using (var process = Start(port, log, $"--Sessions:Database={database}"))
             {
                 try
                 {
@@ -99,7 +94,7 @@ public sealed partial class ShutdownTests
                     Assert.Equal(HttpStatusCode.OK, response.StatusCode);
                     using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
                     Assert.NotNull(await ReadEventAsync(reader));
-                    Assert.Equal(0, Kill(process.Id, Sigterm));
+                    Assert.Equal(0, Signal(process, Sigterm));
 
                     var events = new List<string>();
                     while (await ReadEventAsync(reader) is { } item)
@@ -123,7 +118,7 @@ public sealed partial class ShutdownTests
 
             // A fresh server on the same database has the whole exchange: the question and the finished answer.
             port = FreePort();
-            using var again = StartServer(port, log, $"--Sessions:Database={database}");
+            using var again = Start(port, log, $"--Sessions:Database={database}");
             try
             {
                 using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
@@ -134,7 +129,7 @@ public sealed partial class ShutdownTests
                 Assert.Equal("assistant", messages[1].GetProperty("role").GetString());
                 Assert.False(string.IsNullOrEmpty(messages[1].GetProperty("content").GetString()));
                 Assert.Contains(messages[1].GetProperty("finishReason").GetString(), new[] { "stop", "length" });
-                Assert.Equal(0, Kill(again.Id, Sigterm));
+                Assert.Equal(0, Signal(again, Sigterm));
                 using var exitTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
                 await again.WaitForExitAsync(exitTimeout.Token);
                 Assert.Equal(0, again.ExitCode);
@@ -152,99 +147,4 @@ public sealed partial class ShutdownTests
             data.Delete(recursive: true);
         }
     }
-
-    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
-
-    private static Process StartServer(int port, StringBuilder log, params string[] extraArgs)
-    {
-        // The muxer running these tests, so the child runs on the same runtime even when dotnet is not on PATH.
-        var dotnet = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
-        var start = new ProcessStartInfo(dotnet)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = Path.GetTempPath(),
-        };
-        foreach (var argument in new[]
-        {
-            Path.Combine(AppContext.BaseDirectory, "LlmServer.dll"),
-            "--model", TestModels.Stories260K,
-            "--urls", $"http://127.0.0.1:{port}",
-            "--Scheduler:Slots=1", "--Scheduler:ContextSize=1024",
-            "--Model:Threads=1", "--Model:BatchThreads=1",
-            "--Server:DrainSeconds=120",
-            "--Logging:LogLevel:Default=Information",
-        }.Concat(extraArgs))
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        var process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start.");
-        process.OutputDataReceived += (_, e) => Append(log, e.Data);
-        process.ErrorDataReceived += (_, e) => Append(log, e.Data);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static void Append(StringBuilder log, string? line)
-    {
-        if (line is not null)
-        {
-            lock (log)
-            {
-                log.AppendLine(line);
-            }
-        }
-    }
-
-    private static async Task WaitUntilReadyAsync(HttpClient client, Process process, StringBuilder log)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(90);
-        while (DateTime.UtcNow < deadline)
-        {
-            Assert.False(process.HasExited, $"The server exited early:\n{log}");
-            try
-            {
-                using var response = await client.GetAsync(new Uri("/health/ready", UriKind.Relative));
-                if (response.StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // Not listening yet.
-            }
-
-            await Task.Delay(100);
-        }
-
-        throw new TimeoutException($"The server did not become ready:\n{log}");
-    }
-
-    /// <summary>The data of the next server-sent event, or null at the end of the stream.</summary>
-    private static async Task<string?> ReadEventAsync(StreamReader reader)
-    {
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            if (line.StartsWith("data:", StringComparison.Ordinal))
-            {
-                return line["data:".Length..].Trim();
-            }
-        }
-
-        return null;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
 }

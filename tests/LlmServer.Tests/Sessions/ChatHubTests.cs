@@ -135,7 +135,11 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
             }
         });
 
-        var detail = await hub.WaitIdleAsync(session.Id);
+        // The stop reaches the server after the client's stream ended: wait for the generation's own last event,
+        // which is published once the cancelled answer is stored.
+        var ending = AssertWellFormed(await hub.StreamAsync<ChatStreamEvent>("ResumeStream", session.Id, received[^1].Seq).CollectAsync(), received[^1].Seq + 1);
+        Assert.Equal((ChatStreamEvent.DoneType, "cancelled"), (ending.Type, ending.FinishReason));
+        var detail = await hub.GetAsync(session.Id);
         Assert.False(detail.Info.Generating);
         var assistant = detail.Messages[^1];
         Assert.Equal(("assistant", "cancelled"), (assistant.Role, assistant.FinishReason));

@@ -17,22 +17,22 @@ public sealed class SessionStoreTests : IDisposable
         {
             await store.InitializeAsync(CancellationToken.None);
             await store.CreateAsync(new StoredSession("s1", "key-1", "t", null, new SessionSettings(0.5, null, 10, 7), now, now, 0), CancellationToken.None);
-            Assert.True(await store.AppendAsync("s1", new SessionMessage(0, "user", "hi", now, null, null, null, null), now, CancellationToken.None));
+            Assert.True(await store.BeginTurnAsync("key-1", "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, CancellationToken.None));
         }
 
         using var reopened = Open(path);
         await reopened.InitializeAsync(CancellationToken.None);
-        var loaded = await reopened.GetWithMessagesAsync("key-1", "s1", CancellationToken.None);
+        var loaded = await reopened.GetConversationAsync("key-1", "s1", CancellationToken.None);
         Assert.NotNull(loaded);
-        Assert.Equal(new SessionSettings(0.5, null, 10, 7), loaded.Value.Session.Settings);
-        Assert.Equal("hi", Assert.Single(loaded.Value.Messages).Content);
+        Assert.Equal(new SessionSettings(0.5, null, 10, 7), loaded.Session.Settings);
+        Assert.Equal("hi", Assert.Single(loaded.Messages).Content);
 
         // Another owner (or anonymous) does not see it.
-        Assert.Null(await reopened.GetWithMessagesAsync(null, "s1", CancellationToken.None));
+        Assert.Null(await reopened.GetConversationAsync(null, "s1", CancellationToken.None));
         Assert.Empty(await reopened.ListAsync("key-2", CancellationToken.None));
         Assert.False(await reopened.DeleteAsync("key-2", "s1", CancellationToken.None));
         Assert.Equal("wal", await ScalarAsync(path, "PRAGMA journal_mode;"));
-        Assert.Equal((long)SessionStore.SchemaVersion, await ScalarAsync(path, "SELECT version FROM schema_version;"));
+        Assert.Equal((long)SqliteSessionStore.SchemaVersion, await ScalarAsync(path, "SELECT version FROM schema_version;"));
     }
 
     [Fact]
@@ -51,6 +51,67 @@ public sealed class SessionStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task A_version_1_database_is_migrated_and_keeps_its_messages()
+    {
+        var path = Path.Combine(_folder.FullName, "v1.db");
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000);
+        using (var store = Open(path))
+        {
+            await store.InitializeAsync(CancellationToken.None);
+            await store.CreateAsync(new StoredSession("s1", null, "t", null, new SessionSettings(), now, now, 0), CancellationToken.None);
+            Assert.True(await store.BeginTurnAsync(null, "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, CancellationToken.None));
+        }
+
+        // Back to what version 1 wrote: no context_start column.
+        SqliteConnection.ClearAllPools();
+        await ScalarAsync(path, "ALTER TABLE messages DROP COLUMN context_start; UPDATE schema_version SET version = 1;");
+
+        using var migrated = Open(path);
+        await migrated.InitializeAsync(CancellationToken.None);
+        Assert.Equal((long)SqliteSessionStore.SchemaVersion, await ScalarAsync(path, "SELECT version FROM schema_version;"));
+        var message = Assert.Single((await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages);
+        Assert.Equal(("hi", (int?)null), (message.Content, message.ContextStart));
+        Assert.True(await migrated.SaveAnswerAsync(null, "s1", new SessionMessage(1, "assistant", "ho", now, 5, 0, 1, "stop", 0), CancellationToken.None));
+        Assert.Equal(0, (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[1].ContextStart);
+    }
+
+    [Fact]
+    public async Task Checkpoints_replace_each_other_and_an_unfinished_answer_is_marked_interrupted_at_start()
+    {
+        var path = Path.Combine(_folder.FullName, "checkpoints.db");
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000);
+        using var store = Open(path);
+        await store.InitializeAsync(CancellationToken.None);
+        await store.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), now, now, 0), CancellationToken.None);
+        Assert.True(await store.BeginTurnAsync("k", "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, CancellationToken.None));
+        Assert.True(await store.SaveAnswerAsync("k", "s1", new SessionMessage(1, "assistant", "Once", now, null, null, null, null, 0), CancellationToken.None));
+        Assert.True(await store.SaveAnswerAsync("k", "s1", new SessionMessage(1, "assistant", "Once upon", now, null, null, null, null, 0), CancellationToken.None));
+
+        var partial = (await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
+        Assert.Equal(2, partial.Count);
+        Assert.Equal(("Once upon", (string?)null), (partial[1].Content, partial[1].FinishReason));
+
+        Assert.Equal(1, await store.InterruptUnfinishedAsync(CancellationToken.None));
+        Assert.Equal(0, await store.InterruptUnfinishedAsync(CancellationToken.None));
+        var after = (await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages[1];
+        Assert.Equal(("Once upon", "interrupted", (int?)0), (after.Content, after.FinishReason, after.ContextStart));
+    }
+
+    [Fact]
+    public async Task Turn_and_answer_writes_are_scoped_by_owner()
+    {
+        var path = Path.Combine(_folder.FullName, "owners.db");
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000);
+        using var store = Open(path);
+        await store.InitializeAsync(CancellationToken.None);
+        await store.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), now, now, 0), CancellationToken.None);
+
+        Assert.False(await store.BeginTurnAsync("other", "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, CancellationToken.None));
+        Assert.False(await store.SaveAnswerAsync(null, "s1", new SessionMessage(0, "assistant", "x", now, null, null, null, "stop", 0), CancellationToken.None));
+        Assert.Empty((await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages);
+    }
+
+    [Fact]
     public void The_options_validator_reports_every_problem()
     {
         var result = new SessionOptionsValidator().Validate(null, new SessionOptions
@@ -60,10 +121,14 @@ public sealed class SessionStoreTests : IDisposable
             MaxMessageLength = 0,
             MaxTitleLength = 0,
             DefaultMaxTokens = -5,
+            AnswerReserveTokens = 0,
+            WindowLowWater = 1.5,
+            CheckpointIntervalMilliseconds = 0,
+            CheckpointTokens = -1,
         });
 
         Assert.True(result.Failed);
-        Assert.Equal(5, result.Failures!.Count());
+        Assert.Equal(9, result.Failures!.Count());
         Assert.True(new SessionOptionsValidator().Validate(null, new SessionOptions()).Succeeded);
     }
 
@@ -73,7 +138,7 @@ public sealed class SessionStoreTests : IDisposable
         _folder.Delete(recursive: true);
     }
 
-    private static SessionStore Open(string path) => new(Options.Create(new SessionOptions { Database = path }));
+    private static SqliteSessionStore Open(string path) => new(Options.Create(new SessionOptions { Database = path }));
 
     private static async Task<object?> ScalarAsync(string path, string sql)
     {

@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.SignalR.Client;
 
 namespace LlmServer.Tests.Sessions;
 
-/// <summary>A real server with its own sessions database in a temporary folder, and helpers for its hub.</summary>
+/// <summary>A real server with its own sessions database and disk KV cache in a temporary folder, and helpers for its hub.</summary>
 public sealed class SessionTestServer : IAsyncDisposable
 {
     private SessionTestServer(TestServer server, string folder, string database)
@@ -26,7 +26,9 @@ public sealed class SessionTestServer : IAsyncDisposable
     {
         var folder = database is null ? Directory.CreateTempSubdirectory("llmserver-sessions-").FullName : Path.GetDirectoryName(database)!;
         database ??= Path.Combine(folder, "sessions.db");
-        var server = await TestServer.StartAsync(extraArgs: [$"--Sessions:Database={database}", .. extraArgs]);
+        // The disk KV cache beside the database, so a restart on the same database finds it and no other test shares it.
+        var server = await TestServer.StartAsync(
+            extraArgs: [$"--Sessions:Database={database}", $"--Sessions:KvCacheDirectory={Path.Combine(folder, "kv-cache")}", .. extraArgs]);
         return new SessionTestServer(server, folder, database);
     }
 

@@ -1,3 +1,4 @@
+using LlmServer.Sessions;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -6,7 +7,8 @@ using OpenTelemetry.Trace;
 namespace LlmServer.Operations.Metrics;
 
 /// <summary>
-/// OpenTelemetry for the server: the engine's meter (<c>LlmServer.Engine</c>, vLLM-style instrument names) and
+/// OpenTelemetry for the server: the engine's meter (<c>LlmServer.Engine</c>, vLLM-style instrument names), the
+/// sessions' (<c>LlmServer.Sessions</c>) and
 /// ASP.NET Core's HTTP metrics, scraped in Prometheus text format at <c>/metrics</c>; traces, metrics and logs
 /// also go to an OTLP collector when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set.
 /// </summary>
@@ -29,6 +31,7 @@ internal static class OperationsTelemetry
             .ConfigureResource(resource => resource.AddService("llmserver", serviceVersion: BuildInfo.Version))
             .WithMetrics(metrics => metrics
                 .AddMeter(EngineMeterName)
+                .AddMeter(SessionMetrics.MeterName)
                 .AddAspNetCoreInstrumentation()
                 .AddView("llmserver.time_to_first_token", new ExplicitBucketHistogramConfiguration { Boundaries = TimeToFirstTokenBuckets })
                 .AddView("llmserver.inter_token_latency", new ExplicitBucketHistogramConfiguration { Boundaries = InterTokenLatencyBuckets })

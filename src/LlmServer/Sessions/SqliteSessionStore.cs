@@ -3,22 +3,11 @@ using Microsoft.Extensions.Options;
 
 namespace LlmServer.Sessions;
 
-/// <summary>A session row as stored, without its messages.</summary>
-internal sealed record StoredSession(
-    string Id,
-    string? Owner,
-    string Title,
-    string? SystemPrompt,
-    SessionSettings Settings,
-    DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt,
-    int MessageCount);
-
 /// <summary>
 /// Sessions and their messages in SQLite (WAL). Every write is one transaction; the schema is created and migrated
 /// here, its version kept in <c>schema_version</c>. Callers pass the owner so one key never sees another's sessions.
 /// </summary>
-internal sealed class SessionStore : IDisposable
+internal sealed class SqliteSessionStore : ISessionStore, IDisposable
 {
     // Each entry moves the schema from version i to i + 1; append, never edit.
     private static readonly string[] Migrations =
@@ -50,6 +39,8 @@ internal sealed class SessionStore : IDisposable
             PRIMARY KEY (session_id, idx)
         ) WITHOUT ROWID;
         """,
+        // The first message the model saw for an answer (its context window's start).
+        "ALTER TABLE messages ADD COLUMN context_start INTEGER NULL;",
     ];
 
     private const string SessionColumns =
@@ -58,7 +49,7 @@ internal sealed class SessionStore : IDisposable
 
     private readonly string _connectionString;
 
-    public SessionStore(IOptions<SessionOptions> options)
+    public SqliteSessionStore(IOptions<SessionOptions> options)
     {
         DatabasePath = Path.GetFullPath(options.Value.Database);
         _connectionString = new SqliteConnectionStringBuilder
@@ -72,6 +63,8 @@ internal sealed class SessionStore : IDisposable
     }
 
     public string DatabasePath { get; }
+
+    public string Location => DatabasePath;
 
     public static int SchemaVersion => Migrations.Length;
 
@@ -131,7 +124,6 @@ internal sealed class SessionStore : IDisposable
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    /// <summary>The owner's sessions, most recently active first.</summary>
     public async Task<IReadOnlyList<StoredSession>> ListAsync(string? owner, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
@@ -156,9 +148,7 @@ internal sealed class SessionStore : IDisposable
         return await GetAsync(connection, null, owner, id, cancellationToken);
     }
 
-    /// <summary>A session and its messages, read in one transaction so they agree.</summary>
-    public async Task<(StoredSession Session, IReadOnlyList<SessionMessage> Messages)?> GetWithMessagesAsync(
-        string? owner, string id, CancellationToken cancellationToken)
+    public async Task<StoredConversation?> GetConversationAsync(string? owner, string id, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var transaction = connection.BeginTransaction(deferred: true);
@@ -172,7 +162,7 @@ internal sealed class SessionStore : IDisposable
             connection,
             transaction,
             """
-            SELECT idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason
+            SELECT idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start
             FROM messages WHERE session_id = $id ORDER BY idx;
             """);
         command.Parameters.AddWithValue("$id", id);
@@ -189,15 +179,15 @@ internal sealed class SessionStore : IDisposable
                     NullableInt(reader, 4),
                     NullableInt(reader, 5),
                     NullableInt(reader, 6),
-                    reader.IsDBNull(7) ? null : reader.GetString(7)));
+                    reader.IsDBNull(7) ? null : reader.GetString(7),
+                    NullableInt(reader, 8)));
             }
         }
 
         await transaction.CommitAsync(cancellationToken);
-        return (session, messages);
+        return new StoredConversation(session, messages);
     }
 
-    /// <summary>Changes the given fields (null: unchanged; an empty system prompt clears it). Null when the session is gone.</summary>
     public async Task<StoredSession?> UpdateAsync(
         string? owner,
         string id,
@@ -241,7 +231,6 @@ internal sealed class SessionStore : IDisposable
         return updated;
     }
 
-    /// <summary>Deletes the session and its messages. False when it did not exist (for this owner).</summary>
     public async Task<bool> DeleteAsync(string? owner, string id, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
@@ -251,16 +240,12 @@ internal sealed class SessionStore : IDisposable
         return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
-    /// <summary>
-    /// In one transaction: drops the messages from <paramref name="fromIndex"/> on, appends <paramref name="append"/>
-    /// (its index must be <paramref name="fromIndex"/>), and touches the session. False when the session is gone.
-    /// </summary>
-    public async Task<bool> ReplaceTailAsync(
-        string id, int fromIndex, SessionMessage? append, DateTimeOffset now, CancellationToken cancellationToken)
+    public async Task<bool> BeginTurnAsync(
+        string? owner, string id, int fromIndex, SessionMessage? userMessage, DateTimeOffset now, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
-        if (!await TouchAsync(connection, transaction, id, now, cancellationToken))
+        if (!await TouchAsync(connection, transaction, owner, id, now, cancellationToken))
         {
             return false;
         }
@@ -272,28 +257,37 @@ internal sealed class SessionStore : IDisposable
             await delete.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        if (append is not null)
+        if (userMessage is not null)
         {
-            await InsertMessageAsync(connection, transaction, id, append, cancellationToken);
+            await WriteMessageAsync(connection, transaction, id, userMessage, cancellationToken);
         }
 
         await transaction.CommitAsync(cancellationToken);
         return true;
     }
 
-    /// <summary>Appends a message at the end of the conversation. False when the session is gone.</summary>
-    public async Task<bool> AppendAsync(string id, SessionMessage message, DateTimeOffset now, CancellationToken cancellationToken)
+    public async Task<bool> SaveAnswerAsync(string? owner, string id, SessionMessage answer, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
-        if (!await TouchAsync(connection, transaction, id, now, cancellationToken))
+        if (!await TouchAsync(connection, transaction, owner, id, answer.CreatedAt, cancellationToken))
         {
             return false;
         }
 
-        await InsertMessageAsync(connection, transaction, id, message, cancellationToken);
+        await WriteMessageAsync(connection, transaction, id, answer, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return true;
+    }
+
+    public async Task<int> InterruptUnfinishedAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(
+            connection,
+            null,
+            "UPDATE messages SET finish_reason = 'interrupted' WHERE role = 'assistant' AND finish_reason IS NULL;");
+        return await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     public void Dispose()
@@ -329,23 +323,34 @@ internal sealed class SessionStore : IDisposable
     }
 
     private static async Task<bool> TouchAsync(
-        SqliteConnection connection, SqliteTransaction transaction, string id, DateTimeOffset now, CancellationToken cancellationToken)
+        SqliteConnection connection, SqliteTransaction transaction, string? owner, string id, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        await using var command = Command(connection, transaction, "UPDATE sessions SET updated_at = $updated WHERE id = $id;");
+        await using var command = Command(connection, transaction, "UPDATE sessions SET updated_at = $updated WHERE id = $id AND owner IS $owner;");
         command.Parameters.AddWithValue("$id", id);
+        command.Parameters.AddWithValue("$owner", (object?)owner ?? DBNull.Value);
         command.Parameters.AddWithValue("$updated", now.ToUnixTimeMilliseconds());
         return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
-    private static async Task InsertMessageAsync(
+    /// <summary>Inserts the message, or replaces the one at its index (an answer's checkpoint).</summary>
+    private static async Task WriteMessageAsync(
         SqliteConnection connection, SqliteTransaction transaction, string id, SessionMessage message, CancellationToken cancellationToken)
     {
         await using var command = Command(
             connection,
             transaction,
             """
-            INSERT INTO messages (session_id, idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason)
-            VALUES ($id, $idx, $role, $content, $created, $prompt, $cached, $completion, $finish);
+            INSERT INTO messages (session_id, idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start)
+            VALUES ($id, $idx, $role, $content, $created, $prompt, $cached, $completion, $finish, $contextStart)
+            ON CONFLICT (session_id, idx) DO UPDATE SET
+                role = excluded.role,
+                content = excluded.content,
+                created_at = excluded.created_at,
+                prompt_tokens = excluded.prompt_tokens,
+                cached_tokens = excluded.cached_tokens,
+                completion_tokens = excluded.completion_tokens,
+                finish_reason = excluded.finish_reason,
+                context_start = excluded.context_start;
             """);
         command.Parameters.AddWithValue("$id", id);
         command.Parameters.AddWithValue("$idx", message.Index);
@@ -356,6 +361,7 @@ internal sealed class SessionStore : IDisposable
         command.Parameters.AddWithValue("$cached", (object?)message.CachedTokens ?? DBNull.Value);
         command.Parameters.AddWithValue("$completion", (object?)message.CompletionTokens ?? DBNull.Value);
         command.Parameters.AddWithValue("$finish", (object?)message.FinishReason ?? DBNull.Value);
+        command.Parameters.AddWithValue("$contextStart", (object?)message.ContextStart ?? DBNull.Value);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 

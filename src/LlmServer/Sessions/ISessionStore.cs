@@ -1,0 +1,71 @@
+namespace LlmServer.Sessions;
+
+/// <summary>A session row as stored, without its messages.</summary>
+internal sealed record StoredSession(
+    string Id,
+    string? Owner,
+    string Title,
+    string? SystemPrompt,
+    SessionSettings Settings,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    int MessageCount);
+
+/// <summary>A session and its messages, read together so they agree.</summary>
+internal sealed record StoredConversation(StoredSession Session, IReadOnlyList<SessionMessage> Messages);
+
+/// <summary>
+/// Where sessions live (SQLite for one server; a shared database for replicas). Every call is scoped by owner: a
+/// session is only seen, changed or written by the owner it was created for (null: anonymous). Every write is one
+/// transaction, so a reader sees a turn either whole or not at all.
+/// </summary>
+internal interface ISessionStore
+{
+    /// <summary>Where the data is, for the start-up log.</summary>
+    string Location { get; }
+
+    /// <summary>Creates the schema or brings it up to date; refuses a schema newer than this server's.</summary>
+    Task InitializeAsync(CancellationToken cancellationToken);
+
+    Task CreateAsync(StoredSession session, CancellationToken cancellationToken);
+
+    /// <summary>The owner's sessions, most recently active first.</summary>
+    Task<IReadOnlyList<StoredSession>> ListAsync(string? owner, CancellationToken cancellationToken);
+
+    Task<StoredSession?> GetAsync(string? owner, string id, CancellationToken cancellationToken);
+
+    /// <summary>A session and its messages in index order, read in one transaction.</summary>
+    Task<StoredConversation?> GetConversationAsync(string? owner, string id, CancellationToken cancellationToken);
+
+    /// <summary>Changes the given fields (null: unchanged; an empty system prompt clears it). Null when the session is gone.</summary>
+    Task<StoredSession?> UpdateAsync(
+        string? owner,
+        string id,
+        string? title,
+        string? systemPrompt,
+        SessionSettings? settings,
+        DateTimeOffset now,
+        CancellationToken cancellationToken);
+
+    /// <summary>Deletes the session and its messages. False when it did not exist (for this owner).</summary>
+    Task<bool> DeleteAsync(string? owner, string id, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Starts a turn, in one transaction: drops the messages from <paramref name="fromIndex"/> on, stores
+    /// <paramref name="userMessage"/> there (when given) and touches the session. False when the session is gone.
+    /// </summary>
+    Task<bool> BeginTurnAsync(
+        string? owner, string id, int fromIndex, SessionMessage? userMessage, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Writes an assistant answer at its index, replacing what an earlier call wrote there: a checkpoint while it
+    /// streams (finish reason null), then the finished answer. False when the session is gone.
+    /// </summary>
+    Task<bool> SaveAnswerAsync(string? owner, string id, SessionMessage answer, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Marks the answers a stopped server left unfinished (checkpointed, never finished) as <c>interrupted</c>.
+    /// Called at start, before any generation runs; returns how many there were.
+    /// </summary>
+    Task<int> InterruptUnfinishedAsync(CancellationToken cancellationToken);
+}

@@ -1,0 +1,135 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using LlmServer.Sessions;
+using LlmServer.Testing;
+using Microsoft.Extensions.Options;
+using static LlmServer.Tests.Infrastructure.ChildServer;
+
+namespace LlmServer.Tests.Sessions;
+
+/// <summary>A server killed mid-answer (kill -9) keeps the answer up to its last checkpoint, marked interrupted.</summary>
+public sealed class CrashRecoveryTests
+{
+    [Fact]
+    public async Task Kill_9_mid_answer_then_restart_keeps_the_checkpointed_partial_answer_as_interrupted()
+    {
+        var data = Directory.CreateTempSubdirectory("llmserver-crash-");
+        var database = Path.Combine(data.FullName, "sessions.db");
+
+        // synth110m is slow enough that a 2,000-token answer is still streaming when it is killed below; a checkpoint
+        // every 2 tokens makes the first one come at once.
+        string[] args = ["--model", TestModels.Synth110M, "--Scheduler:ContextSize=4096", $"--Sessions:Database={database}", "--Sessions:CheckpointTokens=2"];
+        try
+        {
+            string sessionId;
+            SessionMessage atKill;
+            var log = new StringBuilder();
+            var port = FreePort();
+            using (var process = Start(port, log, args))
+            {
+                try
+                {
+                    using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+                    await WaitUntilReadyAsync(client, process, log);
+                    sessionId = await CreateSessionAsync(client);
+                    using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{sessionId}/messages") { Content = Json("""{"text":"Once upon a time"}""") };
+                    using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                    Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+                    // The event that proves a checkpoint: the partial answer shows in the session (finish reason null).
+                    await WaitForCheckpointAsync(client, sessionId);
+
+                    Assert.Equal(0, Signal(process, Sigkill));
+                    await process.WaitForExitAsync();
+
+                    // What the killed server had committed: the answer so far, not finished.
+                    atKill = (await ReadStoredAsync(database, sessionId))[^1];
+                    Assert.True(atKill.Role == "assistant" && atKill.FinishReason is null, $"the answer had already finished ({atKill.FinishReason}) when the server was killed");
+                }
+                finally
+                {
+                    if (!process.HasExited)
+                    {
+                        process.Kill(entireProcessTree: true);
+                    }
+                }
+            }
+
+            port = FreePort();
+            using var again = Start(port, log, args);
+            try
+            {
+                using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+                await WaitUntilReadyAsync(client, again, log);
+                using var detail = JsonDocument.Parse(await client.GetStringAsync(new Uri($"/api/sessions/{sessionId}", UriKind.Relative)));
+                Assert.False(detail.RootElement.GetProperty("info").GetProperty("generating").GetBoolean());
+                var messages = detail.RootElement.GetProperty("messages").EnumerateArray().ToArray();
+                Assert.Equal(["user", "assistant"], messages.Select(m => m.GetProperty("role").GetString()));
+                var answer = messages[1];
+                Assert.Equal("interrupted", answer.GetProperty("finishReason").GetString());
+                Assert.Equal(atKill.Content, answer.GetProperty("content").GetString());
+                Assert.False(string.IsNullOrEmpty(atKill.Content));
+                Assert.Equal(0, answer.GetProperty("contextStart").GetInt32());
+
+                // The conversation goes on from there.
+                using (var shorter = await client.PatchAsync(new Uri($"/api/sessions/{sessionId}", UriKind.Relative), Json("""{"settings":{"maxTokens":8,"temperature":0}}""")))
+                {
+                    Assert.Equal(HttpStatusCode.OK, shorter.StatusCode);
+                }
+
+                using var next = await client.PostAsync(new Uri($"/api/sessions/{sessionId}/messages", UriKind.Relative), Json("""{"text":"And then?"}"""));
+                Assert.Equal(HttpStatusCode.OK, next.StatusCode);
+                Assert.Contains("\"type\":\"done\"", await next.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+            finally
+            {
+                if (!again.HasExited)
+                {
+                    again.Kill(entireProcessTree: true);
+                }
+            }
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            data.Delete(recursive: true);
+        }
+    }
+
+    private static async Task<string> CreateSessionAsync(HttpClient client)
+    {
+        using var created = await client.PostAsync(
+            new Uri("/api/sessions", UriKind.Relative),
+            Json("""{"title":"crash","settings":{"maxTokens":2000,"temperature":0}}"""));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        using var json = JsonDocument.Parse(await created.Content.ReadAsStringAsync());
+        return json.RootElement.GetProperty("id").GetString()!;
+    }
+
+    private static async Task WaitForCheckpointAsync(HttpClient client, string sessionId)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        while (DateTime.UtcNow < deadline)
+        {
+            using var detail = JsonDocument.Parse(await client.GetStringAsync(new Uri($"/api/sessions/{sessionId}", UriKind.Relative)));
+            var messages = detail.RootElement.GetProperty("messages").EnumerateArray().ToArray();
+            if (messages.Length == 2 && messages[1].GetProperty("content").GetString() is { Length: > 0 })
+            {
+                return;
+            }
+
+            await Task.Delay(20);
+        }
+
+        throw new TimeoutException("No checkpoint of the answer was stored.");
+    }
+
+    /// <summary>The messages as committed in the database file.</summary>
+    private static async Task<IReadOnlyList<SessionMessage>> ReadStoredAsync(string database, string sessionId)
+    {
+        using var store = new SqliteSessionStore(Options.Create(new SessionOptions { Database = database }));
+        var conversation = await store.GetConversationAsync(null, sessionId, CancellationToken.None);
+        return conversation!.Messages;
+    }
+}

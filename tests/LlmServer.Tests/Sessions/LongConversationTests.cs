@@ -1,0 +1,87 @@
+using LlmServer.Sessions;
+using LlmServer.Tests.Operations;
+using Microsoft.AspNetCore.SignalR.Client;
+using static LlmServer.Tests.Sessions.HubTestExtensions;
+
+namespace LlmServer.Tests.Sessions;
+
+/// <summary>Conversations longer than a slot's context: the window slides, the history stays whole.</summary>
+[Collection(SessionsCollection.Name)]
+public sealed class LongConversationTests
+{
+    private const int Turns = 40;
+
+    private static readonly string[] Lines =
+    [
+        "Tom had a red ball and he liked to play with it in the park.",
+        "One day the ball rolled away into the big green bushes.",
+        "Lily saw a little bird sitting on a branch of the tall tree.",
+        "The sun was warm and the children ran to the river to swim.",
+        "Mom made a cake for the party and everyone was very happy.",
+    ];
+
+    [Fact]
+    public async Task A_40_turn_conversation_on_a_512_token_slot_answers_every_turn_and_keeps_the_whole_history()
+    {
+        await WithConversationAsync(async (server, endings, detail) =>
+        {
+            Assert.Equal(Turns * 2, detail.Messages.Count);
+            Assert.Equal(Enumerable.Range(0, Turns * 2), detail.Messages.Select(m => m.Index));
+            var answers = detail.Messages.Where(m => m.Role == "assistant").ToList();
+            Assert.Equal(endings.Select(e => e.ContextStart), answers.Select(a => a.ContextStart));
+            Assert.All(answers, a => Assert.Contains(a.FinishReason, new[] { "stop", "length" }));
+
+            // The window moves forward, only ever to a user message, and never past the turn's own question.
+            var starts = endings.Select(e => e.ContextStart!.Value).ToList();
+            Assert.Equal(starts.Order(), starts);
+            Assert.Equal(0, starts[0]);
+            Assert.True(starts[^1] > 0, "the window never slid");
+            for (var turn = 0; turn < Turns; turn++)
+            {
+                Assert.Equal("user", detail.Messages[starts[turn]].Role);
+                Assert.InRange(starts[turn], 0, turn * 2);
+                Assert.True(endings[turn].Usage!.PromptTokens < 512, $"turn {turn}: {endings[turn].Usage!.PromptTokens} prompt tokens");
+            }
+
+            // It slides every few turns, not every turn; the turns in between reuse the session's KV cache.
+            var kept = KeptTurns(starts);
+            Assert.True(kept.Count >= Turns / 2, $"the window moved on {Turns - 1 - kept.Count} of {Turns - 1} turns");
+            Assert.All(kept, t => Assert.True(endings[t].Usage!.CachedTokens > 0, $"turn {t} reused no cached tokens"));
+
+            // Each move of the window is counted.
+            var metrics = await server.Server.Client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+            Assert.Equal(Turns - 1 - kept.Count, PrometheusText.Sum(metrics, "llmserver_session_window_slides_total"));
+        });
+    }
+
+    /// <summary>Turns (after the first) whose window starts where the previous turn's did.</summary>
+    private static List<int> KeptTurns(List<int> starts) => [.. Enumerable.Range(1, Turns - 1).Where(t => starts[t] == starts[t - 1])];
+
+    /// <summary>Runs the 40 turns on a server with two 512-token slots, then hands the endings and the stored session over.</summary>
+    private static async Task WithConversationAsync(Func<SessionTestServer, List<ChatStreamEvent>, SessionDetail, Task> check)
+    {
+        var server = await SessionTestServer.StartAsync(null, "--Scheduler:Slots=2", "--Scheduler:ContextSize=1024");
+        try
+        {
+            await using (server)
+            {
+                await using var hub = await server.ConnectAsync();
+                var session = await hub.CreateAsync(maxTokens: 24, systemPrompt: "Short stories for children.");
+                var endings = new List<ChatStreamEvent>();
+                for (var turn = 0; turn < Turns; turn++)
+                {
+                    var ending = AssertWellFormed(await hub.Send(session.Id, $"{Lines[turn % Lines.Length]} Turn {turn}.").CollectAsync());
+                    Assert.True(ending.Type == ChatStreamEvent.DoneType, $"turn {turn}: {ending.Code}: {ending.Message}");
+                    Assert.NotNull(ending.ContextStart);
+                    endings.Add(ending);
+                }
+
+                await check(server, endings, await hub.GetAsync(session.Id));
+            }
+        }
+        finally
+        {
+            server.DeleteFiles();
+        }
+    }
+}
