@@ -27,6 +27,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private readonly ILogger<LlmEngine> _logger;
     private readonly ILoggerFactory _loggerFactory;
     private readonly IMeterFactory? _meterFactory;
+    private readonly IEnumerable<IStepObserver>? _stepObservers;
     private InferenceScheduler? _scheduler;
     private ChatPromptFormatter? _formatter;
     private ITokenVocabulary? _vocabulary;
@@ -46,6 +47,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<LlmEngine>();
         _meterFactory = services.GetService(typeof(IMeterFactory)) as IMeterFactory;
+        _stepObservers = services.GetService(typeof(IEnumerable<IStepObserver>)) as IEnumerable<IStepObserver>;
     }
 
     public EngineState State => (EngineState)_state;
@@ -156,7 +158,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public Task StartAsync(CancellationToken cancellationToken)
     {
         ConfigureNativeLogging(_loggerFactory);
-        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory);
+        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, _stepObservers);
         _scheduler = scheduler;
         scheduler.Start();
         _ = scheduler.Started.ContinueWith(OnSchedulerStarted, TaskScheduler.Default);

@@ -68,6 +68,16 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
             errors.Add("Scheduler:StepTokenBudget must be at least Scheduler:Slots (one token per generating sequence).");
         }
 
+        if (options.TargetStepMs is < 0 or > 60_000)
+        {
+            errors.Add("Scheduler:TargetStepMs must be between 0 (no time target) and 60000.");
+        }
+
+        if (options.MinPromptChunk < 1 || options.MinPromptChunk > options.StepTokenBudget)
+        {
+            errors.Add("Scheduler:MinPromptChunk must be between 1 and Scheduler:StepTokenBudget.");
+        }
+
         if (options.DefaultMaxTokens < 0)
         {
             errors.Add("Scheduler:DefaultMaxTokens must be 0 (the slot's context) or more.");

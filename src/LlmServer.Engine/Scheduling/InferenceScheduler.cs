@@ -32,6 +32,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly List<ScheduledRequest> _completed = [];
     private volatile IInferenceBackend? _backend;
     private volatile SlotTable? _slots;
+    private StepCostModel? _costs;
     private StepPlanner? _planner;
     private StepDecoder? _decoder;
     private OutputProcessor? _output;
@@ -298,7 +299,8 @@ internal sealed partial class InferenceScheduler : IDisposable
         var backend = _backendFactory();
         _backend = backend;
         _slots = new SlotTable(backend, _logger);
-        _planner = new StepPlanner(_slots, _options, Metrics, _time);
+        _costs = new StepCostModel(backend.SlotCount);
+        _planner = new StepPlanner(_slots, _options, _costs, Metrics, _time);
         _decoder = new StepDecoder(backend, _logger);
         _output = new OutputProcessor(backend, _slots, Metrics, _time, _logger);
         _loopAlive = true;
@@ -312,6 +314,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     /// </summary>
     internal bool Step()
     {
+        var started = _time.GetTimestamp();
         TakeInWork();
         var plan = _planner!.Plan();
         if (plan.IsEmpty)
@@ -320,7 +323,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             return false;
         }
 
-        var started = _time.GetTimestamp();
+        var decodeStarted = _time.GetTimestamp();
         var outcome = _decoder!.Decode(plan);
         if (outcome == DecodeOutcome.Ok)
         {
@@ -328,7 +331,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             Interlocked.Exchange(ref _lastDecodeTicks, _time.GetUtcNow().UtcTicks);
             _steps++;
             _output!.Process(plan, decoded);
-            Observe(new StepCost(plan.Tokens.Count, plan.PromptTokens, plan.Chunks.Count, _time.GetElapsedTime(started, decoded), _time.GetElapsedTime(started)));
+            Observe(new StepCost(plan.Tokens.Count, plan.PromptTokens, plan.Chunks.Count, _time.GetElapsedTime(decodeStarted, decoded), _time.GetElapsedTime(started)));
         }
         else
         {
@@ -342,6 +345,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     private void Observe(in StepCost cost)
     {
+        _costs!.OnStep(cost);
         foreach (var observer in _stepObservers)
         {
             observer.OnStep(cost);

@@ -3,11 +3,20 @@ namespace LlmServer.Engine.Scheduling;
 /// <summary>
 /// Decides what each step decodes (vLLM's <c>schedule()</c>): admits waiting requests in arrival order while slots are
 /// free, then plans one token for every generating sequence and prompt chunks, in arrival order, within the step's
-/// token budget. It owns the waiting and running requests; the output of a step never changes the plan it came from.
+/// prompt budget. It owns the waiting and running requests; the output of a step never changes the plan it came from.
 /// </summary>
-internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, SchedulerMetrics metrics, TimeProvider time)
+/// <remarks>
+/// The prompt budget: with nothing generating, the whole <see cref="SchedulerOptions.StepTokenBudget"/>. With
+/// sequences generating and <see cref="SchedulerOptions.TargetStepMs"/> set, the prompt tokens the
+/// <see cref="StepCostModel"/> expects to fit in that time beside the generation, within the token budget (the hard
+/// cap), and never less than <see cref="SchedulerOptions.MinPromptChunk"/> for the oldest prompt: a long prompt always
+/// advances. A time-limited budget first gives every prefilling request up to a minimal chunk in arrival order, so a
+/// short prompt behind a long one starts generating in its first step, then the rest in arrival order.
+/// </remarks>
+internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, StepCostModel costs, SchedulerMetrics metrics, TimeProvider time)
 {
     private readonly StepPlan _plan = new();
+    private readonly List<int> _chunkSizes = [];
 
     /// <summary>Requests waiting for slots, in arrival order.</summary>
     public List<ScheduledRequest> Waiting { get; } = [];
@@ -33,24 +42,52 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Sch
             }
         }
 
-        // Prompt budget goes to admitted requests in arrival order.
-        var budget = options.StepTokenBudget - _plan.Tokens.Count;
-        foreach (var request in Running)
-        {
-            if (budget <= 0)
-            {
-                break;
-            }
+        PlanPromptChunks(_plan.Tokens.Count);
+        return _plan;
+    }
 
-            if (request.IsPrefilling)
-            {
-                var count = Math.Min(budget, request.PromptTokens.Length - request.Prefilled);
-                _plan.AddChunk(request, count);
-                budget -= count;
-            }
+    private void PlanPromptChunks(int generating)
+    {
+        var hardCap = options.StepTokenBudget - generating;
+        var timed = generating > 0 && options.TargetStepMs > 0;
+        var budget = hardCap;
+        if (timed)
+        {
+            // Unknown cost (no prompt measured yet): start with the minimal chunk and learn from it.
+            var fits = costs.PromptTokensWithin(options.TargetStepMs, generating) ?? 0;
+            budget = Math.Clamp(fits, Math.Min(options.MinPromptChunk, hardCap), hardCap);
         }
 
-        return _plan;
+        _chunkSizes.Clear();
+        var first = true;
+        foreach (var request in Running)
+        {
+            var count = 0;
+            if (request.IsPrefilling && budget > 0 && (first || timed))
+            {
+                // Untimed, the oldest prompt takes what it needs first; timed, each takes a minimal chunk first.
+                var share = timed ? options.MinPromptChunk : budget;
+                count = Math.Min(Math.Min(share, budget), request.PromptTokens.Length - request.Prefilled);
+                budget -= count;
+                first = false;
+            }
+
+            _chunkSizes.Add(count);
+        }
+
+        for (var i = 0; i < Running.Count; i++)
+        {
+            var request = Running[i];
+            if (request.IsPrefilling)
+            {
+                var count = _chunkSizes[i] + Math.Min(budget, request.PromptTokens.Length - request.Prefilled - _chunkSizes[i]);
+                budget -= count - _chunkSizes[i];
+                if (count > 0)
+                {
+                    _plan.AddChunk(request, count);
+                }
+            }
+        }
     }
 
     /// <summary>Puts a running request back at the head of the queue with empty slots: it will be prefilled again.</summary>

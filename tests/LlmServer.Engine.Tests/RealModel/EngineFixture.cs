@@ -11,15 +11,23 @@ namespace LlmServer.Engine.Tests.RealModel;
 /// <summary>A started engine on a real model, as the host builds it.</summary>
 internal static class RealEngine
 {
-    public static async Task<LlmEngine> StartAsync(string modelPath, int slots = 4, int contextSize = 4096, int budget = 512, bool prefixReuse = true, int maxQueue = 64)
+    public static async Task<LlmEngine> StartAsync(
+        string modelPath,
+        int slots = 4,
+        int contextSize = 4096,
+        int budget = 512,
+        bool prefixReuse = true,
+        int maxQueue = 64,
+        int targetStepMs = 80,
+        IStepObserver? stepObserver = null)
     {
         var engine = new LlmEngine(
             // One thread each: many engines share the test machine, and idle OpenMP workers spin.
             Options.Create(new ModelOptions { Path = modelPath, Threads = 1, BatchThreads = 1 }),
-            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue }),
+            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue, TargetStepMs = targetStepMs }),
             TimeProvider.System,
             NullLoggerFactory.Instance,
-            new EmptyServiceProvider());
+            new StepObserverProvider(stepObserver));
         await engine.StartAsync(CancellationToken.None);
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (engine.State == EngineState.Loading && DateTime.UtcNow < deadline)
@@ -40,9 +48,10 @@ internal static class RealEngine
         }
     }
 
-    private sealed class EmptyServiceProvider : IServiceProvider
+    private sealed class StepObserverProvider(IStepObserver? observer) : IServiceProvider
     {
-        public object? GetService(Type serviceType) => null;
+        public object? GetService(Type serviceType) =>
+            observer is not null && serviceType == typeof(IEnumerable<IStepObserver>) ? new[] { observer } : null;
     }
 }
 

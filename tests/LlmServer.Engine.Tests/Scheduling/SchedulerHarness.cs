@@ -4,16 +4,28 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace LlmServer.Engine.Tests.Scheduling;
 
-/// <summary>A scheduler on a <see cref="FakeBackend"/>, stepped by the test (no thread), so every step is observable.</summary>
+/// <summary>
+/// A scheduler on a <see cref="FakeBackend"/>, stepped by the test (no thread), so every step is observable; its time
+/// is the backend's <see cref="FakeBackend.Clock"/>.
+/// </summary>
 internal sealed class SchedulerHarness : IDisposable
 {
-    public SchedulerHarness(int slots = 2, int slotContext = 64, int maxQueue = 8, int budget = 16, bool prefixReuse = true)
+    public SchedulerHarness(int slots = 2, int slotContext = 64, int maxQueue = 8, int budget = 16, bool prefixReuse = true, int targetStepMs = 80, int minPromptChunk = 4)
     {
         Backend = new FakeBackend(slots, slotContext);
         Scheduler = new InferenceScheduler(
             () => Backend,
-            new SchedulerOptions { Slots = slots, ContextSize = slots * slotContext, MaxQueue = maxQueue, StepTokenBudget = budget, PrefixReuse = prefixReuse },
-            TimeProvider.System,
+            new SchedulerOptions
+            {
+                Slots = slots,
+                ContextSize = slots * slotContext,
+                MaxQueue = maxQueue,
+                StepTokenBudget = budget,
+                PrefixReuse = prefixReuse,
+                TargetStepMs = targetStepMs,
+                MinPromptChunk = minPromptChunk,
+            },
+            Backend.Clock,
             NullLogger.Instance);
         Scheduler.Initialize();
     }
