@@ -63,6 +63,11 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
             errors.Add("Scheduler:MaxQueue must be 0 or more.");
         }
 
+        if (options.MaxBatchQueue < 0)
+        {
+            errors.Add("Scheduler:MaxBatchQueue must be 0 or more.");
+        }
+
         if (options.StepTokenBudget < Math.Max(1, options.Slots))
         {
             errors.Add("Scheduler:StepTokenBudget must be at least Scheduler:Slots (one token per generating sequence).");

@@ -19,6 +19,12 @@ public sealed class SchedulerOptions
     public int MaxQueue { get; set; } = 64;
 
     /// <summary>
+    /// Batch-lane requests (<see cref="Generation.RequestPriority.Batch"/>) that may wait for idle slots; beyond it
+    /// they are refused as overloaded. The batch lane never takes room from <see cref="MaxQueue"/>.
+    /// </summary>
+    public int MaxBatchQueue { get; set; } = 256;
+
+    /// <summary>
     /// Most tokens decoded in one step (the hard cap): one per generating sequence first, then prompt chunks up to
     /// this budget. With nothing generating, prompts are prefilled at this size.
     /// </summary>

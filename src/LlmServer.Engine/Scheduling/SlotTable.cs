@@ -172,6 +172,22 @@ internal sealed partial class SlotTable
         }
     }
 
+    /// <summary>
+    /// Takes a preempted request's slots back. Their KV stays, as a cached prefix for whoever takes them next: the
+    /// request itself if it comes back before another takes them.
+    /// </summary>
+    public void Yield(ScheduledRequest request, long now)
+    {
+        foreach (var choice in request.Choices)
+        {
+            if (Unassign(choice) is { } slot)
+            {
+                slot.LastUsedAt = now;
+                choice.Slot = -1;
+            }
+        }
+    }
+
     /// <summary>Empties a slot whose KV is in an unknown state (after a failed decode).</summary>
     public void Reset(KvSlot slot)
     {
@@ -246,7 +262,7 @@ internal sealed partial class SlotTable
                 continue;
             }
 
-            var prefix = request is null ? 0 : CommonPrefix(slot.Tokens, request.PromptTokens);
+            var prefix = request is null ? 0 : CommonPrefix(slot.Tokens, request.Prefill);
             if (prefix > bestPrefix || (prefix == bestPrefix && slot.LastUsedAt < best!.LastUsedAt))
             {
                 best = slot;
@@ -276,7 +292,7 @@ internal sealed partial class SlotTable
     private int KeepPrefix(KvSlot slot, ScheduledRequest request, bool prefixReuse)
     {
         // At least the last prompt token is decoded again: its logits give the first generated token.
-        var reuse = prefixReuse ? Math.Min(CommonPrefix(slot.Tokens, request.PromptTokens), request.PromptTokens.Length - 1) : 0;
+        var reuse = prefixReuse ? Math.Min(CommonPrefix(slot.Tokens, request.Prefill), request.Prefill.Length - 1) : 0;
         if (slot.SessionKey is not null && slot.SessionKey != request.Request.SessionKey)
         {
             reuse = 0;

@@ -10,7 +10,7 @@ namespace LlmServer.Engine.Tests.Scheduling;
 /// </summary>
 internal sealed class SchedulerHarness : IDisposable
 {
-    public SchedulerHarness(int slots = 2, int slotContext = 64, int maxQueue = 8, int budget = 16, bool prefixReuse = true, int targetStepMs = 80, int minPromptChunk = 4)
+    public SchedulerHarness(int slots = 2, int slotContext = 64, int maxQueue = 8, int budget = 16, bool prefixReuse = true, int targetStepMs = 80, int minPromptChunk = 4, int maxBatchQueue = 8)
     {
         Backend = new FakeBackend(slots, slotContext);
         Scheduler = new InferenceScheduler(
@@ -20,6 +20,7 @@ internal sealed class SchedulerHarness : IDisposable
                 Slots = slots,
                 ContextSize = slots * slotContext,
                 MaxQueue = maxQueue,
+                MaxBatchQueue = maxBatchQueue,
                 StepTokenBudget = budget,
                 PrefixReuse = prefixReuse,
                 TargetStepMs = targetStepMs,
@@ -34,9 +35,16 @@ internal sealed class SchedulerHarness : IDisposable
 
     public InferenceScheduler Scheduler { get; }
 
-    public GenerationStream Submit(string prompt, int maxTokens = 4, string? session = null, int choices = 1, IReadOnlyList<string>? stop = null, CancellationToken cancellationToken = default) =>
+    public GenerationStream Submit(
+        string prompt,
+        int maxTokens = 4,
+        string? session = null,
+        int choices = 1,
+        IReadOnlyList<string>? stop = null,
+        RequestPriority priority = RequestPriority.Interactive,
+        CancellationToken cancellationToken = default) =>
         Scheduler.Submit(
-            new GenerationRequest { Prompt = prompt, MaxTokens = maxTokens, SessionKey = session, Choices = choices, Stop = stop ?? [] },
+            new GenerationRequest { Prompt = prompt, MaxTokens = maxTokens, SessionKey = session, Choices = choices, Stop = stop ?? [], Priority = priority },
             Backend.Vocabulary.Tokenize(prompt, false, false),
             cancellationToken);
 
