@@ -13,28 +13,22 @@ public sealed class StepBudgetRealModelTests
     [Fact]
     public async Task Running_streams_get_a_token_in_every_step_while_a_long_prompt_is_admitted()
     {
+        const string Story = "Once upon a time, there was a little girl named Lily. She liked to play in the park with her dog. ";
         var steps = new StepRecorder();
         var engine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 4, contextSize: 4096, budget: Budget, stepObserver: steps);
         try
         {
-            const string Story = "Once upon a time, there was a little girl named Lily. She liked to play in the park with her dog. ";
+            // The long prompt is submitted from the scheduler's own thread at the first step in which both streams
+            // generate, so they are certainly still running while it is admitted, however busy the machine.
+            steps.SubmitWhenGenerating = () => engine.Submit(new GenerationRequest { Prompt = string.Concat(Enumerable.Repeat(Story, 24)), MaxTokens = 1 });
             var running = Enumerable.Range(0, 2)
                 .Select(i => engine.Submit(new GenerationRequest { Prompt = Story + i, MaxTokens = 900, IgnoreEos = true }))
                 .ToList();
-            var readers = running.Select(s => s.ReadAllAsync().GetAsyncEnumerator()).ToList();
-            foreach (var reader in readers)
-            {
-                Assert.True(await reader.MoveNextAsync());
-            }
-
-            // Both streams generate: from here every step decodes their two tokens, and the long prompt's chunks.
-            steps.Recording = true;
-            var longStream = engine.Submit(new GenerationRequest { Prompt = string.Concat(Enumerable.Repeat(Story, 24)), MaxTokens = 1 });
+            var longStream = await steps.Submitted.Task;
             var longResult = await longStream.CollectAsync();
-            steps.Recording = false;
             Assert.Equal(1, longResult.Choices[0].Completion.Usage.CompletionTokens);
 
-            var promptSteps = steps.Steps.Where(s => s.PromptTokens > 0).ToList();
+            var promptSteps = steps.StepsUntil(longStream.PromptTokens);
             Assert.Equal(longStream.PromptTokens, promptSteps.Sum(s => s.PromptTokens));
             Assert.True(promptSteps.Count >= (longStream.PromptTokens + Budget - 3) / (Budget - 2), $"{longStream.PromptTokens} prompt tokens in {promptSteps.Count} steps");
             Assert.All(promptSteps, s => Assert.Equal(2, s.GenerationTokens));
@@ -43,15 +37,7 @@ public sealed class StepBudgetRealModelTests
             foreach (var stream in running)
             {
                 stream.Cancel();
-            }
-
-            foreach (var reader in readers)
-            {
-                while (await reader.MoveNextAsync())
-                {
-                }
-
-                await reader.DisposeAsync();
+                Assert.Equal(FinishReason.Cancelled, (await stream.CollectAsync()).Choices[0].Completion.FinishReason);
             }
         }
         finally
@@ -61,24 +47,54 @@ public sealed class StepBudgetRealModelTests
         }
     }
 
+    /// <summary>Runs on the scheduler thread: submits the long prompt once two streams generate, then records steps.</summary>
     private sealed class StepRecorder : IStepObserver
     {
-        private volatile bool _recording;
+        private readonly ConcurrentQueue<StepCost> _steps = new();
 
-        public bool Recording
-        {
-            get => _recording;
-            set => _recording = value;
-        }
+        public Func<GenerationStream>? SubmitWhenGenerating { get; set; }
 
-        public ConcurrentQueue<StepCost> Steps { get; } = new();
+        public TaskCompletionSource<GenerationStream> Submitted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public void OnStep(in StepCost cost)
         {
-            if (_recording)
+            if (Submitted.Task.IsCompleted)
             {
-                Steps.Enqueue(cost);
+                _steps.Enqueue(cost);
             }
+            else if (cost.GenerationTokens == 2 && SubmitWhenGenerating is { } submit)
+            {
+                try
+                {
+                    Submitted.SetResult(submit());
+                }
+                catch (GenerationException ex)
+                {
+                    Submitted.SetException(ex);
+                }
+            }
+        }
+
+        /// <summary>The steps after the submission that carried prompt tokens, until <paramref name="promptTokens"/> went in.</summary>
+        public List<StepCost> StepsUntil(int promptTokens)
+        {
+            var result = new List<StepCost>();
+            var total = 0;
+            foreach (var step in _steps)
+            {
+                if (total >= promptTokens)
+                {
+                    break;
+                }
+
+                if (step.PromptTokens > 0)
+                {
+                    result.Add(step);
+                    total += step.PromptTokens;
+                }
+            }
+
+            return result;
         }
     }
 }
