@@ -2,8 +2,9 @@ namespace LlmServer.Engine.Scheduling;
 
 /// <summary>
 /// Decides what each step decodes (vLLM's <c>schedule()</c>): admits waiting requests (interactive ones first, in
-/// arrival order; batch ones into slots left idle, preempted when an interactive request needs their slot), then plans one token for every generating sequence and prompt chunks, in arrival order, within the step's
-/// prompt budget. It owns the waiting and running requests; the output of a step never changes the plan it came from.
+/// arrival order; batch ones into slots left idle, preempted when an interactive request needs their slot), then
+/// plans one token for every generating sequence and prompt chunks, in arrival order, within the step's prompt
+/// budget. It owns the waiting and running requests; the output of a step never changes the plan it came from.
 /// </summary>
 /// <remarks>
 /// The prompt budget: with nothing generating, the whole <see cref="SchedulerOptions.StepTokenBudget"/>. With
@@ -49,6 +50,16 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         return _plan;
     }
 
+    /// <summary>Puts a running request back at the head of its lane with empty slots: it will be prefilled again.</summary>
+    public void Requeue(ScheduledRequest request)
+    {
+        Running.Remove(request);
+        slots.Vacate(request);
+        request.IsAdmitted = false;
+        request.Prefilled = 0;
+        LaneOf(request).Insert(0, request);
+    }
+
     private void PlanPromptChunks(int generating)
     {
         var hardCap = options.StepTokenBudget - generating;
@@ -91,16 +102,6 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
                 }
             }
         }
-    }
-
-    /// <summary>Puts a running request back at the head of its lane with empty slots: it will be prefilled again.</summary>
-    public void Requeue(ScheduledRequest request)
-    {
-        Running.Remove(request);
-        slots.Vacate(request);
-        request.IsAdmitted = false;
-        request.Prefilled = 0;
-        LaneOf(request).Insert(0, request);
     }
 
     private List<ScheduledRequest> LaneOf(ScheduledRequest request) => request.IsBatch ? BatchWaiting : Waiting;
