@@ -17,7 +17,8 @@ dotnet build -c Release -p:SkipWebBuild=true src/LlmServer >/dev/null
 server=src/LlmServer/bin/Release/net10.0/LlmServer.dll
 out=$(mktemp -d)
 pid=
-trap 'rm -rf "$out"; [ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
+echo "loadgen results in $out"
 
 run() { # name target-ms round
   dotnet "$server" --model "$shared/models/synth110m-q4_0.gguf" --urls "http://127.0.0.1:$port" \
@@ -56,7 +57,8 @@ for rnd in range(1, rounds + 1):
     print(f"round {rnd}: TargetStepMs={target}: {t}")
     print(f"round {rnd}: TargetStepMs=0:  {b}")
     for k in ("short ITL p95", "long ITL p95", "short TTFT p95", "long TTFT p50"):
-        ratios.setdefault(k, []).append(t[k] / b[k])
+        if t[k] and b[k]:
+            ratios.setdefault(k, []).append(t[k] / b[k])
 for k, v in ratios.items():
     print(f"{k}: ratio timed/budget median {statistics.median(v):.2f} (rounds: {', '.join(f'{x:.2f}' for x in v)})")
 PY
