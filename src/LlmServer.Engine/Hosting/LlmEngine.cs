@@ -29,6 +29,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private readonly ILoggerFactory _loggerFactory;
     private readonly IMeterFactory? _meterFactory;
     private readonly KvCacheOptions? _kvCacheOptions;
+    private readonly IEnumerable<IStepObserver>? _stepObservers;
     private InferenceScheduler? _scheduler;
     private ChatPromptFormatter? _formatter;
     private ITokenVocabulary? _vocabulary;
@@ -49,6 +50,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _logger = loggerFactory.CreateLogger<LlmEngine>();
         _meterFactory = services.GetService(typeof(IMeterFactory)) as IMeterFactory;
         _kvCacheOptions = (services.GetService(typeof(IOptions<KvCacheOptions>)) as IOptions<KvCacheOptions>)?.Value;
+        _stepObservers = services.GetService(typeof(IEnumerable<IStepObserver>)) as IEnumerable<IStepObserver>;
     }
 
     public EngineState State => (EngineState)_state;
@@ -149,7 +151,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public Task StartAsync(CancellationToken cancellationToken)
     {
         ConfigureNativeLogging(_loggerFactory);
-        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, diskCacheFactory: OpenDiskCache);
+        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, _stepObservers, OpenDiskCache);
         _scheduler = scheduler;
         scheduler.Start();
         _ = scheduler.Started.ContinueWith(OnSchedulerStarted, TaskScheduler.Default);

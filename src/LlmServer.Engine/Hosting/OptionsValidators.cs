@@ -68,9 +68,24 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
             errors.Add("Scheduler:MaxQueue must be 0 or more.");
         }
 
+        if (options.MaxBatchQueue < 0)
+        {
+            errors.Add("Scheduler:MaxBatchQueue must be 0 or more.");
+        }
+
         if (options.StepTokenBudget < Math.Max(1, options.Slots))
         {
             errors.Add("Scheduler:StepTokenBudget must be at least Scheduler:Slots (one token per generating sequence).");
+        }
+
+        if (options.TargetStepMs is < 0 or > 60_000)
+        {
+            errors.Add("Scheduler:TargetStepMs must be between 0 (no time target) and 60000.");
+        }
+
+        if (options.MinPromptChunk < 1 || options.MinPromptChunk > options.StepTokenBudget)
+        {
+            errors.Add("Scheduler:MinPromptChunk must be between 1 and Scheduler:StepTokenBudget.");
         }
 
         if (options.DefaultMaxTokens < 0)

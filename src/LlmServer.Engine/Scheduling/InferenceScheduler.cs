@@ -35,11 +35,13 @@ internal sealed partial class InferenceScheduler : IDisposable
     private volatile IInferenceBackend? _backend;
     private volatile SlotTable? _slots;
     private DiskKvCache? _diskCache;
+    private StepCostModel? _costs;
     private StepPlanner? _planner;
     private StepDecoder? _decoder;
     private OutputProcessor? _output;
 
-    private int _inFlight;
+    // Requests submitted and not yet ended, by lane (index: RequestPriority).
+    private readonly int[] _inFlight = new int[2];
     private int _disposed;
     private volatile bool _stopRequested;
     private volatile bool _cancelAllRequested;
@@ -76,13 +78,19 @@ internal sealed partial class InferenceScheduler : IDisposable
     /// <summary>Completes when the loop has ended (stopped or died).</summary>
     public Task Stopped => _stopped.Task;
 
-    public int InFlight => Volatile.Read(ref _inFlight);
+    public int InFlight => Volatile.Read(ref _inFlight[0]) + Volatile.Read(ref _inFlight[1]);
 
-    public SchedulerStatus GetStatus() => _status with
+    public SchedulerStatus GetStatus()
     {
-        LoopAlive = _loopAlive,
-        Waiting = Math.Max(0, Volatile.Read(ref _inFlight) - _status.Running),
-    };
+        var status = _status;
+        var batchInFlight = Volatile.Read(ref _inFlight[(int)RequestPriority.Batch]);
+        return status with
+        {
+            LoopAlive = _loopAlive,
+            Waiting = Math.Max(0, InFlight - status.Running),
+            BatchWaiting = Math.Max(0, batchInFlight - status.BatchRunning),
+        };
+    }
 
     public void Start() => _thread.Start();
 
@@ -131,10 +139,14 @@ internal sealed partial class InferenceScheduler : IDisposable
         var maxTokens = request.MaxTokens ?? (_options.DefaultMaxTokens > 0 ? _options.DefaultMaxTokens : room);
         maxTokens = Math.Min(maxTokens, room);
 
-        if (Interlocked.Increment(ref _inFlight) > backend.SlotCount + _options.MaxQueue)
+        var lane = (int)request.Priority;
+        var queue = request.Priority == RequestPriority.Batch ? _options.MaxBatchQueue : _options.MaxQueue;
+        if (Interlocked.Increment(ref _inFlight[lane]) > backend.SlotCount + queue)
         {
-            Interlocked.Decrement(ref _inFlight);
-            throw new GenerationException(GenerationErrorCode.Overloaded, "The server is busy: the request queue is full. Retry later.")
+            Interlocked.Decrement(ref _inFlight[lane]);
+            throw new GenerationException(GenerationErrorCode.Overloaded, request.Priority == RequestPriority.Batch
+                ? "The server is busy: the batch queue is full. Retry later."
+                : "The server is busy: the request queue is full. Retry later.")
             {
                 RetryAfter = TimeSpan.FromSeconds(1),
             };
@@ -147,7 +159,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
         catch
         {
-            Interlocked.Decrement(ref _inFlight);
+            Interlocked.Decrement(ref _inFlight[lane]);
             throw;
         }
 
@@ -324,7 +336,8 @@ internal sealed partial class InferenceScheduler : IDisposable
         _backend = backend;
         _diskCache = _diskCacheFactory?.Invoke();
         _slots = new SlotTable(backend, _logger, Metrics, _diskCache);
-        _planner = new StepPlanner(_slots, _options, Metrics, _time);
+        _costs = new StepCostModel(backend.SlotCount);
+        _planner = new StepPlanner(_slots, _options, _costs, Metrics, _time);
         _decoder = new StepDecoder(backend, _logger);
         _output = new OutputProcessor(backend, _slots, Metrics, _time, _logger);
         _loopAlive = true;
@@ -338,6 +351,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     /// </summary>
     internal bool Step()
     {
+        var started = _time.GetTimestamp();
         TakeInWork();
         var plan = _planner!.Plan();
         if (plan.IsEmpty)
@@ -346,7 +360,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             return false;
         }
 
-        var started = _time.GetTimestamp();
+        var decodeStarted = _time.GetTimestamp();
         var outcome = _decoder!.Decode(plan);
         if (outcome == DecodeOutcome.Ok)
         {
@@ -354,7 +368,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             Interlocked.Exchange(ref _lastDecodeTicks, _time.GetUtcNow().UtcTicks);
             _steps++;
             _output!.Process(plan, decoded);
-            Observe(new StepCost(plan.Tokens.Count, plan.PromptTokens, plan.Chunks.Count, _time.GetElapsedTime(started, decoded), _time.GetElapsedTime(started)));
+            Observe(new StepCost(plan.Tokens.Count, plan.PromptTokens, plan.Chunks.Count, _time.GetElapsedTime(decodeStarted, decoded), _time.GetElapsedTime(started)));
         }
         else
         {
@@ -368,6 +382,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     private void Observe(in StepCost cost)
     {
+        _costs!.OnStep(cost);
         foreach (var observer in _stepObservers)
         {
             observer.OnStep(cost);
@@ -390,17 +405,8 @@ internal sealed partial class InferenceScheduler : IDisposable
 
         var cancelAll = _cancelAllRequested;
         _cancelAllRequested = false;
-        var waiting = planner.Waiting;
-        for (var i = waiting.Count - 1; i >= 0; i--)
-        {
-            var request = waiting[i];
-            if (cancelAll || request.CancelRequested)
-            {
-                waiting.RemoveAt(i);
-                FinishAll(request, FinishReason.Cancelled, null);
-                CompleteUnadmitted(request);
-            }
-        }
+        DropCancelled(planner.Waiting, cancelAll);
+        DropCancelled(planner.BatchWaiting, cancelAll);
 
         foreach (var request in planner.Running)
         {
@@ -411,6 +417,20 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         RetireFinished();
+    }
+
+    private void DropCancelled(List<ScheduledRequest> lane, bool cancelAll)
+    {
+        for (var i = lane.Count - 1; i >= 0; i--)
+        {
+            var request = lane[i];
+            if (cancelAll || request.CancelRequested)
+            {
+                lane.RemoveAt(i);
+                FinishAll(request, FinishReason.Cancelled, null);
+                CompleteUnadmitted(request);
+            }
+        }
     }
 
     private void FinishAll(ScheduledRequest request, FinishReason reason, GenerationError? error)
@@ -445,7 +465,11 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         // The status a caller reads once its stream has ended already counts its slot as free.
-        Interlocked.Add(ref _inFlight, -_completed.Count);
+        foreach (var request in _completed)
+        {
+            Interlocked.Decrement(ref _inFlight[(int)request.Request.Priority]);
+        }
+
         PublishStatus();
         foreach (var request in _completed)
         {
@@ -455,7 +479,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     private void CompleteUnadmitted(ScheduledRequest request)
     {
-        Interlocked.Decrement(ref _inFlight);
+        Interlocked.Decrement(ref _inFlight[(int)request.Request.Priority]);
         request.Events.Writer.TryComplete();
     }
 
@@ -516,13 +540,14 @@ internal sealed partial class InferenceScheduler : IDisposable
             planner.Enqueue(request);
         }
 
-        foreach (var request in planner.Waiting)
+        foreach (var request in planner.Waiting.Concat(planner.BatchWaiting))
         {
             FinishAll(request, reason, error);
             CompleteUnadmitted(request);
         }
 
         planner.Waiting.Clear();
+        planner.BatchWaiting.Clear();
         foreach (var request in planner.Running)
         {
             FinishAll(request, reason, error);
@@ -534,16 +559,29 @@ internal sealed partial class InferenceScheduler : IDisposable
     private void PublishStatus()
     {
         var lastDecode = Interlocked.Read(ref _lastDecodeTicks);
+        var batchRunning = 0;
+        foreach (var request in _planner?.Running ?? [])
+        {
+            if (request.IsBatch)
+            {
+                batchRunning++;
+            }
+        }
+
         _status = new SchedulerStatus(
             _slots?.Count ?? 0,
             _backend?.SlotContextSize ?? 0,
             _planner?.Running.Count ?? 0,
-            _planner?.Waiting.Count ?? 0,
+            (_planner?.Waiting.Count ?? 0) + (_planner?.BatchWaiting.Count ?? 0),
             _slots?.ResidentSessions ?? 0,
             _slots?.KvTokensUsed ?? 0,
             _loopAlive,
             lastDecode == 0 ? null : new DateTimeOffset(lastDecode, TimeSpan.Zero),
-            _steps);
+            _steps)
+        {
+            BatchRunning = batchRunning,
+            BatchWaiting = _planner?.BatchWaiting.Count ?? 0,
+        };
     }
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Critical, Message = "The scheduler loop died; every request failed and the engine is not ready")]

@@ -26,10 +26,20 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         foreach (var chunk in plan.Chunks)
         {
             var request = chunk.Request;
-            slots[chunk.Slot].Tokens.AddRange(request.PromptTokens.AsSpan(chunk.Start, chunk.Count));
+            slots[chunk.Slot].Tokens.AddRange(request.Prefill.AsSpan(chunk.Start, chunk.Count));
             request.Prefilled += chunk.Count;
             if (!chunk.CompletesPrompt)
             {
+                continue;
+            }
+
+            if (request.IsResuming)
+            {
+                // A preempted request is back where it was: its pending token, sampled before, decodes next.
+                request.IsResuming = false;
+                var resumed = request.Choices[0];
+                resumed.Position = request.Prefill.Length;
+                resumed.IsGenerating = true;
                 continue;
             }
 

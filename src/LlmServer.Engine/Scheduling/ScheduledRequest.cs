@@ -13,6 +13,7 @@ internal sealed class ScheduledRequest
     {
         Id = id;
         PromptTokens = promptTokens;
+        Prefill = promptTokens;
         PromptText = promptText;
         PromptBoundaries = promptBoundaries ?? [];
         Request = request;
@@ -30,6 +31,20 @@ internal sealed class ScheduledRequest
     public string Id { get; }
 
     public int[] PromptTokens { get; }
+
+    /// <summary>
+    /// The tokens choice 0's slot must hold before the request generates: its prompt, or, once a batch request was
+    /// preempted while generating, its prompt and the tokens it had generated (see <see cref="IsResuming"/>).
+    /// </summary>
+    public int[] Prefill { get; set; }
+
+    /// <summary>
+    /// The request was preempted while generating: its prefill restores the KV of what it generated, after which
+    /// it decodes its pending token and goes on, emitting nothing twice.
+    /// </summary>
+    public bool IsResuming { get; set; }
+
+    public bool IsBatch => Request.Priority == RequestPriority.Batch;
 
     /// <summary>The prompt as text, when known: a session's resident text is this plus what was generated.</summary>
     public string? PromptText { get; }
@@ -52,7 +67,7 @@ internal sealed class ScheduledRequest
 
     public long PrefillDoneAt { get; set; }
 
-    /// <summary>Prompt tokens whose KV is in choice 0's slot (reused or prefilled).</summary>
+    /// <summary>Tokens of <see cref="Prefill"/> whose KV is in choice 0's slot (reused or prefilled).</summary>
     public int Prefilled { get; set; }
 
     /// <summary>Prompt tokens served from the cache.</summary>
@@ -60,7 +75,7 @@ internal sealed class ScheduledRequest
 
     public bool IsAdmitted { get; set; }
 
-    public bool IsPrefilling => IsAdmitted && Prefilled < PromptTokens.Length;
+    public bool IsPrefilling => IsAdmitted && Prefilled < Prefill.Length;
 
     public int FinishedChoices { get; set; }
 

@@ -16,6 +16,7 @@ internal sealed class SchedulerMetrics : IDisposable
     private readonly Counter<long> _prefixQueries;
     private readonly Counter<long> _prefixHits;
     private readonly Counter<long> _requestSuccess;
+    private readonly Counter<long> _preemptions;
     private readonly Histogram<double> _timeToFirstToken;
     private readonly Histogram<double> _interTokenLatency;
     private readonly Histogram<double> _endToEnd;
@@ -31,11 +32,14 @@ internal sealed class SchedulerMetrics : IDisposable
         _meter = meterFactory?.Create(MeterName) ?? new Meter(MeterName);
         _meter.CreateObservableGauge("llmserver.num_requests_running", () => status().Running, description: "Requests generating in a KV slot.");
         _meter.CreateObservableGauge("llmserver.num_requests_waiting", () => status().Waiting, description: "Requests waiting for a slot.");
+        _meter.CreateObservableGauge("llmserver.num_batch_requests_running", () => status().BatchRunning, description: "Batch-lane requests generating in a KV slot.");
+        _meter.CreateObservableGauge("llmserver.num_batch_requests_waiting", () => status().BatchWaiting, description: "Batch-lane requests waiting for a slot that interactive traffic leaves idle.");
         _meter.CreateObservableGauge("llmserver.kv_cache_usage_perc", () => status().KvCacheUsage, description: "Used KV-cache cells over all cells (0 to 1).");
         _promptTokens = _meter.CreateCounter<long>("llmserver.prompt_tokens", description: "Prompt tokens of finished requests.");
         _generationTokens = _meter.CreateCounter<long>("llmserver.generation_tokens", description: "Generated tokens.");
         _prefixQueries = _meter.CreateCounter<long>("llmserver.prefix_cache_queries", description: "Prompt tokens looked up in the KV cache.");
         _prefixHits = _meter.CreateCounter<long>("llmserver.prefix_cache_hits", description: "Prompt tokens served from the KV cache.");
+        _preemptions = _meter.CreateCounter<long>("llmserver.num_preemptions", description: "Batch requests that gave their slot to an interactive request.");
         _requestSuccess = _meter.CreateCounter<long>("llmserver.request_success", description: "Finished requests by finish reason.");
         _timeToFirstToken = _meter.CreateHistogram<double>("llmserver.time_to_first_token", "s", "Time from arrival to the first generated token.");
         _interTokenLatency = _meter.CreateHistogram<double>("llmserver.inter_token_latency", "s", "Time between two generated tokens of a stream.");
@@ -75,6 +79,8 @@ internal sealed class SchedulerMetrics : IDisposable
     public void FirstToken(TimeSpan sinceArrival) => _timeToFirstToken.Record(sinceArrival.TotalSeconds);
 
     public void NextToken(TimeSpan sincePrevious) => _interTokenLatency.Record(sincePrevious.TotalSeconds);
+
+    public void Preempted() => _preemptions.Add(1);
 
     public void GeneratedToken() => _generationTokens.Add(1);
 

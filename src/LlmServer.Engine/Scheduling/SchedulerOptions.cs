@@ -29,10 +29,27 @@ public sealed class SchedulerOptions
     public int MaxQueue { get; set; } = 64;
 
     /// <summary>
-    /// Tokens decoded per step: one per generating sequence first, then prompt chunks up to this budget,
-    /// so a long prompt never stalls running streams for more than one budget's worth of prefill.
+    /// Batch-lane requests (<see cref="Generation.RequestPriority.Batch"/>) that may wait for idle slots; beyond it
+    /// they are refused as overloaded. The batch lane never takes room from <see cref="MaxQueue"/>.
+    /// </summary>
+    public int MaxBatchQueue { get; set; } = 256;
+
+    /// <summary>
+    /// Most tokens decoded in one step (the hard cap): one per generating sequence first, then prompt chunks up to
+    /// this budget. With nothing generating, prompts are prefilled at this size.
     /// </summary>
     public int StepTokenBudget { get; set; } = 512;
+
+    /// <summary>
+    /// While sequences generate, the time a step should take (their time between tokens): prompt chunks are sized
+    /// by the scheduler's measured cost per prompt token to fit it, within <see cref="StepTokenBudget"/>.
+    /// 0 turns the time target off (prompt chunks fill the token budget). 80 ms is 12 tokens a second per stream,
+    /// faster than anyone reads, while chunks of a few dozen tokens still prefill efficiently on a CPU.
+    /// </summary>
+    public int TargetStepMs { get; set; } = 80;
+
+    /// <summary>Prompt tokens the oldest prompt advances by in every step, however tight the time target.</summary>
+    public int MinPromptChunk { get; set; } = 32;
 
     /// <summary>Most tokens one request may ask to generate when it gives no limit; 0 means the slot's context.</summary>
     public int DefaultMaxTokens { get; set; }

@@ -12,6 +12,12 @@ public sealed record SchedulerStatus(
     DateTimeOffset? LastDecodeAt,
     long StepsCompleted)
 {
+    /// <summary>Batch-lane requests holding slots (counted in <see cref="Running"/> too).</summary>
+    public int BatchRunning { get; init; }
+
+    /// <summary>Batch-lane requests waiting for idle slots (counted in <see cref="Waiting"/> too).</summary>
+    public int BatchWaiting { get; init; }
+
     /// <summary>Used KV cells over all cells, 0 to 1.</summary>
     public double KvCacheUsage => Slots == 0 || SlotContextLength == 0 ? 0 : (double)KvTokensUsed / ((long)Slots * SlotContextLength);
 }

@@ -192,6 +192,22 @@ internal sealed partial class SlotTable
         }
     }
 
+    /// <summary>
+    /// Takes a preempted request's slots back. Their KV stays, as a cached prefix for whoever takes them next: the
+    /// request itself if it comes back before another takes them.
+    /// </summary>
+    public void Yield(ScheduledRequest request, long now)
+    {
+        foreach (var choice in request.Choices)
+        {
+            if (Unassign(choice) is { } slot)
+            {
+                slot.LastUsedAt = now;
+                choice.Slot = -1;
+            }
+        }
+    }
+
     /// <summary>Empties a slot whose KV is in an unknown state (after a failed decode).</summary>
     public void Reset(KvSlot slot)
     {
@@ -267,7 +283,7 @@ internal sealed partial class SlotTable
                 continue;
             }
 
-            var prefix = request is null ? 0 : CommonPrefix(slot.Tokens, request.PromptTokens);
+            var prefix = request is null ? 0 : CommonPrefix(slot.Tokens, request.Prefill);
             if (prefix > bestPrefix || (prefix == bestPrefix && slot.LastUsedAt < best!.LastUsedAt))
             {
                 best = slot;
@@ -339,7 +355,8 @@ internal sealed partial class SlotTable
             return 0;
         }
 
-        var prompt = request.PromptTokens;
+        // A preempted batch request comes back with what it had generated: that is prefilled too.
+        var prompt = request.Prefill;
         var canShift = key is not null && _backend.CanShift;
         var plan = Plan(CollectionsMarshal.AsSpan(slot.Tokens), prompt, canShift);
         var restored = key is not null && slot.SessionKey != key && TryRestore(slot, key, prompt, canShift, ref plan);

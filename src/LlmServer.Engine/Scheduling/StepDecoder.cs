@@ -51,8 +51,8 @@ internal sealed partial class StepDecoder(IInferenceBackend backend, ILogger log
         var request = chunk.Request;
         for (var position = chunk.Start; position < chunk.Start + chunk.Count; position++)
         {
-            var wantLogits = chunk.CompletesPrompt && position == chunk.Start + chunk.Count - 1;
-            var index = backend.AddToBatch(request.PromptTokens[position], position, chunk.Slot, wantLogits);
+            var wantLogits = chunk.WantsLogits && position == chunk.Start + chunk.Count - 1;
+            var index = backend.AddToBatch(request.Prefill[position], position, chunk.Slot, wantLogits);
             if (wantLogits)
             {
                 foreach (var choice in request.Choices)

@@ -39,11 +39,14 @@ internal sealed class StepPlan
 /// <summary>A generating choice's pending token, decoded this step.</summary>
 internal readonly record struct PlannedToken(ScheduledRequest Request, ChoiceState Choice);
 
-/// <summary>Prompt tokens <c>[Start, Start + Count)</c> of a request, decoded this step into choice 0's slot.</summary>
+/// <summary>Tokens <c>[Start, Start + Count)</c> of a request's prefill, decoded this step into choice 0's slot.</summary>
 internal readonly record struct PromptChunk(ScheduledRequest Request, int Start, int Count)
 {
     public int Slot => Request.Choices[0].Slot;
 
-    /// <summary>The chunk ends the prompt: its last token's logits give the request's first token.</summary>
-    public bool CompletesPrompt => Start + Count == Request.PromptTokens.Length;
+    /// <summary>The chunk ends the prefill: its last token's logits give the request's first token.</summary>
+    public bool CompletesPrompt => Start + Count == Request.Prefill.Length;
+
+    /// <summary>The last token's logits are needed: the prefill ends and the next token is not known yet.</summary>
+    public bool WantsLogits => CompletesPrompt && !Request.IsResuming;
 }

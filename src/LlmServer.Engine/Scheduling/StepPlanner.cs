@@ -1,21 +1,34 @@
 namespace LlmServer.Engine.Scheduling;
 
 /// <summary>
-/// Decides what each step decodes (vLLM's <c>schedule()</c>): admits waiting requests in arrival order while slots are
-/// free, then plans one token for every generating sequence and prompt chunks, in arrival order, within the step's
-/// token budget. It owns the waiting and running requests; the output of a step never changes the plan it came from.
+/// Decides what each step decodes (vLLM's <c>schedule()</c>): admits waiting requests (interactive ones first, in
+/// arrival order; batch ones into slots left idle, preempted when an interactive request needs their slot), then
+/// plans one token for every generating sequence and prompt chunks, in arrival order, within the step's prompt
+/// budget. It owns the waiting and running requests; the output of a step never changes the plan it came from.
 /// </summary>
-internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, SchedulerMetrics metrics, TimeProvider time)
+/// <remarks>
+/// The prompt budget: with nothing generating, the whole <see cref="SchedulerOptions.StepTokenBudget"/>. With
+/// sequences generating and <see cref="SchedulerOptions.TargetStepMs"/> set, the prompt tokens the
+/// <see cref="StepCostModel"/> expects to fit in that time beside the generation, within the token budget (the hard
+/// cap), and never less than <see cref="SchedulerOptions.MinPromptChunk"/> for the oldest prompt: a long prompt always
+/// advances. A time-limited budget first gives every prefilling request up to a minimal chunk in arrival order, so a
+/// short prompt behind a long one starts generating in its first step, then the rest in arrival order.
+/// </remarks>
+internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, StepCostModel costs, SchedulerMetrics metrics, TimeProvider time)
 {
     private readonly StepPlan _plan = new();
+    private readonly List<int> _chunkSizes = [];
 
-    /// <summary>Requests waiting for slots, in arrival order.</summary>
+    /// <summary>Interactive requests waiting for slots, in arrival order.</summary>
     public List<ScheduledRequest> Waiting { get; } = [];
+
+    /// <summary>Batch requests waiting for slots that interactive traffic leaves idle, in arrival order.</summary>
+    public List<ScheduledRequest> BatchWaiting { get; } = [];
 
     /// <summary>Requests holding slots, in admission order.</summary>
     public List<ScheduledRequest> Running { get; } = [];
 
-    public void Enqueue(ScheduledRequest request) => Waiting.Add(request);
+    public void Enqueue(ScheduledRequest request) => LaneOf(request).Add(request);
 
     /// <summary>Admits what fits and returns the step's plan (empty when there is nothing to decode).</summary>
     public StepPlan Plan()
@@ -33,53 +46,166 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Sch
             }
         }
 
-        // Prompt budget goes to admitted requests in arrival order.
-        var budget = options.StepTokenBudget - _plan.Tokens.Count;
-        foreach (var request in Running)
-        {
-            if (budget <= 0)
-            {
-                break;
-            }
-
-            if (request.IsPrefilling)
-            {
-                var count = Math.Min(budget, request.PromptTokens.Length - request.Prefilled);
-                _plan.AddChunk(request, count);
-                budget -= count;
-            }
-        }
-
+        PlanPromptChunks(_plan.Tokens.Count);
         return _plan;
     }
 
-    /// <summary>Puts a running request back at the head of the queue with empty slots: it will be prefilled again.</summary>
+    /// <summary>Puts a running request back at the head of its lane with empty slots: it will be prefilled again.</summary>
     public void Requeue(ScheduledRequest request)
     {
         Running.Remove(request);
         slots.Vacate(request);
         request.IsAdmitted = false;
         request.Prefilled = 0;
-        request.CachedTokens = 0;
-        Waiting.Insert(0, request);
+        LaneOf(request).Insert(0, request);
     }
 
+    private void PlanPromptChunks(int generating)
+    {
+        var hardCap = options.StepTokenBudget - generating;
+        var timed = generating > 0 && options.TargetStepMs > 0;
+        var budget = hardCap;
+        if (timed)
+        {
+            // Unknown cost (no prompt measured yet): start with the minimal chunk and learn from it.
+            var fits = costs.PromptTokensWithin(options.TargetStepMs, generating) ?? 0;
+            budget = Math.Clamp(fits, Math.Min(options.MinPromptChunk, hardCap), hardCap);
+        }
+
+        _chunkSizes.Clear();
+        var first = true;
+        foreach (var request in Running)
+        {
+            var count = 0;
+            if (request.IsPrefilling && budget > 0 && (first || timed))
+            {
+                // Untimed, the oldest prompt takes what it needs first; timed, each takes a minimal chunk first.
+                var share = timed ? options.MinPromptChunk : budget;
+                count = Math.Min(Math.Min(share, budget), request.Prefill.Length - request.Prefilled);
+                budget -= count;
+                first = false;
+            }
+
+            _chunkSizes.Add(count);
+        }
+
+        for (var i = 0; i < Running.Count; i++)
+        {
+            var request = Running[i];
+            if (request.IsPrefilling)
+            {
+                var count = _chunkSizes[i] + Math.Min(budget, request.Prefill.Length - request.Prefilled - _chunkSizes[i]);
+                budget -= count - _chunkSizes[i];
+                if (count > 0)
+                {
+                    _plan.AddChunk(request, count);
+                }
+            }
+        }
+    }
+
+    private List<ScheduledRequest> LaneOf(ScheduledRequest request) => request.IsBatch ? BatchWaiting : Waiting;
+
+    /// <summary>
+    /// Interactive requests first, in arrival order, preempting running batch requests when no slot is free; batch
+    /// requests only while no interactive request waits, in the slots left idle.
+    /// </summary>
     private void Admit()
     {
-        while (Waiting.Count > 0 && slots.FreeCount >= Waiting[0].Choices.Length)
+        while (Waiting.Count > 0)
         {
-            var request = Waiting[0];
-            Waiting.RemoveAt(0);
+            var needed = Waiting[0].Choices.Length;
+            if (slots.FreeCount < needed && !TryPreemptBatch(needed))
+            {
+                return;
+            }
+
+            Start(Waiting[0], Waiting);
+        }
+
+        while (BatchWaiting.Count > 0 && slots.FreeCount >= BatchWaiting[0].Choices.Length)
+        {
+            Start(BatchWaiting[0], BatchWaiting);
+        }
+    }
+
+    private void Start(ScheduledRequest request, List<ScheduledRequest> lane)
+    {
+        lane.RemoveAt(0);
+        var reused = slots.Claim(request, options.PrefixReuse);
+        request.Prefilled = reused;
+        request.IsAdmitted = true;
+        if (request.AdmittedAt == 0)
+        {
             var now = time.GetTimestamp();
             request.AdmittedAt = now;
-            request.IsAdmitted = true;
             metrics.Queued(time.GetElapsedTime(request.ArrivedAt, now));
+        }
 
-            var reused = slots.Claim(request, options.PrefixReuse);
-            request.Prefilled = reused;
+        if (!request.IsResuming)
+        {
             request.CachedTokens = reused;
             metrics.PrefixLookup(request.PromptTokens.Length, reused);
-            Running.Add(request);
         }
+
+        Running.Add(request);
+    }
+
+    /// <summary>
+    /// Frees <paramref name="needed"/> slots by preempting the batch requests admitted last, if that frees enough;
+    /// else preempts nothing. Each goes back to the head of the batch lane.
+    /// </summary>
+    private bool TryPreemptBatch(int needed)
+    {
+        var freeable = slots.FreeCount;
+        foreach (var request in Running)
+        {
+            if (CanPreempt(request))
+            {
+                freeable += request.Choices.Length;
+            }
+        }
+
+        if (freeable < needed)
+        {
+            return false;
+        }
+
+        for (var i = Running.Count - 1; i >= 0 && slots.FreeCount < needed; i--)
+        {
+            var request = Running[i];
+            if (CanPreempt(request))
+            {
+                Preempt(request);
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// A batch request can continue later if it has one choice (its slot's tokens are exactly what it needs back), or
+    /// has not produced anything yet. Several choices that already generate diverge into several slots: they run on.
+    /// </summary>
+    private static bool CanPreempt(ScheduledRequest request) =>
+        request.IsBatch && (request.Choices.Length == 1 || Array.TrueForAll(request.Choices, c => !c.IsGenerating && !c.IsDone));
+
+    private void Preempt(ScheduledRequest request)
+    {
+        Running.Remove(request);
+        var choice = request.Choices[0];
+        if (choice.IsGenerating)
+        {
+            // The slot holds the prompt and every generated token but the pending one, which decodes after them.
+            request.Prefill = [.. slots[choice.Slot].Tokens];
+            request.IsResuming = true;
+            choice.IsGenerating = false;
+        }
+
+        slots.Yield(request, time.GetTimestamp());
+        request.IsAdmitted = false;
+        request.Prefilled = 0;
+        BatchWaiting.Insert(0, request);
+        metrics.Preempted();
     }
 }

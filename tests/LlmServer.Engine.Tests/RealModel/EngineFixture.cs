@@ -12,15 +12,24 @@ namespace LlmServer.Engine.Tests.RealModel;
 /// <summary>A started engine on a real model, as the host builds it.</summary>
 internal static class RealEngine
 {
-    public static async Task<LlmEngine> StartAsync(string modelPath, int slots = 4, int contextSize = 4096, int budget = 512, bool prefixReuse = true, int maxQueue = 64, string? kvCacheDirectory = null)
+    public static async Task<LlmEngine> StartAsync(
+        string modelPath,
+        int slots = 4,
+        int contextSize = 4096,
+        int budget = 512,
+        bool prefixReuse = true,
+        int maxQueue = 64,
+        int targetStepMs = 80,
+        IStepObserver? stepObserver = null,
+        string? kvCacheDirectory = null)
     {
         var engine = new LlmEngine(
             // One thread each: many engines share the test machine, and idle OpenMP workers spin.
             Options.Create(new ModelOptions { Path = modelPath, Threads = 1, BatchThreads = 1 }),
-            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue }),
+            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue, TargetStepMs = targetStepMs }),
             TimeProvider.System,
             NullLoggerFactory.Instance,
-            new EmptyServiceProvider(kvCacheDirectory));
+            new EngineServices(stepObserver, kvCacheDirectory));
         await engine.StartAsync(CancellationToken.None);
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (engine.State == EngineState.Loading && DateTime.UtcNow < deadline)
@@ -41,13 +50,13 @@ internal static class RealEngine
         }
     }
 
-    /// <summary>No services, but the disk KV cache's options when a folder is given.</summary>
-    private sealed class EmptyServiceProvider(string? kvCacheDirectory) : IServiceProvider
+    /// <summary>The few services a test engine takes: a step observer, and the disk KV cache's options when a folder is given.</summary>
+    private sealed class EngineServices(IStepObserver? observer, string? kvCacheDirectory) : IServiceProvider
     {
         public object? GetService(Type serviceType) =>
-            kvCacheDirectory is not null && serviceType == typeof(IOptions<KvCacheOptions>)
-                ? Options.Create(new KvCacheOptions { KvCacheDirectory = kvCacheDirectory })
-                : null;
+            serviceType == typeof(IEnumerable<IStepObserver>) && observer is not null ? new[] { observer }
+            : serviceType == typeof(IOptions<KvCacheOptions>) && kvCacheDirectory is not null ? Options.Create(new KvCacheOptions { KvCacheDirectory = kvCacheDirectory })
+            : null;
     }
 }
 

@@ -1,13 +1,15 @@
 using System.Text;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Scheduling;
+using Microsoft.Extensions.Time.Testing;
 
 namespace LlmServer.Engine.Tests.Scheduling;
 
 /// <summary>
 /// A scripted backend for the scheduler's logic: one character per token (token id = char code), token 0 is end of
 /// generation, and the "model" continues any token t with <see cref="Next"/>(t). It checks that every slot's
-/// positions stay contiguous, and records every batch.
+/// positions stay contiguous, and records every batch. Each decode advances <see cref="Clock"/> by the scripted
+/// <see cref="StepTime"/> of its batch, so the scheduler's step timings are exact and need no real clock.
 /// </summary>
 internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBackend
 {
@@ -25,6 +27,11 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
     public List<IReadOnlyList<BatchEntry>> Batches { get; } = [];
 
     public Queue<DecodeOutcome> ForcedOutcomes { get; } = new();
+
+    public FakeTimeProvider Clock { get; } = new();
+
+    /// <summary>How long decoding a batch takes on <see cref="Clock"/>; by default 1 ms, so steps happen in order in time.</summary>
+    public Func<IReadOnlyList<BatchEntry>, TimeSpan> StepTime { get; set; } = _ => TimeSpan.FromMilliseconds(1);
 
     public List<(int Source, int Target)> Copies { get; } = [];
 
@@ -46,7 +53,9 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
 
     public DecodeOutcome Decode()
     {
-        Batches.Add(_batch.ToArray());
+        var batch = _batch.ToArray();
+        Batches.Add(batch);
+        Clock.Advance(StepTime(batch));
         if (ForcedOutcomes.TryDequeue(out var forced) && forced != DecodeOutcome.Ok)
         {
             return forced;

@@ -5,16 +5,39 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace LlmServer.Engine.Tests.Scheduling;
 
-/// <summary>A scheduler on a <see cref="FakeBackend"/>, stepped by the test (no thread), so every step is observable.</summary>
+/// <summary>
+/// A scheduler on a <see cref="FakeBackend"/>, stepped by the test (no thread), so every step is observable; its time
+/// is the backend's <see cref="FakeBackend.Clock"/>.
+/// </summary>
 internal sealed class SchedulerHarness : IDisposable
 {
-    public SchedulerHarness(int slots = 2, int slotContext = 64, int maxQueue = 8, int budget = 16, bool prefixReuse = true, DiskKvCache? diskCache = null, bool canShift = true)
+    public SchedulerHarness(
+        int slots = 2,
+        int slotContext = 64,
+        int maxQueue = 8,
+        int budget = 16,
+        bool prefixReuse = true,
+        int targetStepMs = 80,
+        int minPromptChunk = 4,
+        int maxBatchQueue = 8,
+        DiskKvCache? diskCache = null,
+        bool canShift = true)
     {
         Backend = new FakeBackend(slots, slotContext) { CanShift = canShift };
         Scheduler = new InferenceScheduler(
             () => Backend,
-            new SchedulerOptions { Slots = slots, ContextSize = slots * slotContext, MaxQueue = maxQueue, StepTokenBudget = budget, PrefixReuse = prefixReuse },
-            TimeProvider.System,
+            new SchedulerOptions
+            {
+                Slots = slots,
+                ContextSize = slots * slotContext,
+                MaxQueue = maxQueue,
+                MaxBatchQueue = maxBatchQueue,
+                StepTokenBudget = budget,
+                PrefixReuse = prefixReuse,
+                TargetStepMs = targetStepMs,
+                MinPromptChunk = minPromptChunk,
+            },
+            Backend.Clock,
             NullLogger.Instance,
             diskCacheFactory: diskCache is null ? null : () => diskCache);
         Scheduler.Initialize();
@@ -24,9 +47,16 @@ internal sealed class SchedulerHarness : IDisposable
 
     public InferenceScheduler Scheduler { get; }
 
-    public GenerationStream Submit(string prompt, int maxTokens = 4, string? session = null, int choices = 1, IReadOnlyList<string>? stop = null, CancellationToken cancellationToken = default) =>
+    public GenerationStream Submit(
+        string prompt,
+        int maxTokens = 4,
+        string? session = null,
+        int choices = 1,
+        IReadOnlyList<string>? stop = null,
+        RequestPriority priority = RequestPriority.Interactive,
+        CancellationToken cancellationToken = default) =>
         Scheduler.Submit(
-            new GenerationRequest { Prompt = prompt, MaxTokens = maxTokens, SessionKey = session, Choices = choices, Stop = stop ?? [] },
+            new GenerationRequest { Prompt = prompt, MaxTokens = maxTokens, SessionKey = session, Choices = choices, Stop = stop ?? [], Priority = priority },
             Backend.Vocabulary.Tokenize(prompt, false, false),
             cancellationToken);
 

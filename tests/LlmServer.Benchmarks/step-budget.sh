@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Running streams while long prompts are admitted (issue 15): the time target (Scheduler:TargetStepMs, default)
+# against the token budget alone (TargetStepMs=0, the scheduler before the time target), interleaved in one run.
+# Load: 4 concurrent short streams (16-word prompts, 32 tokens, 24 requests) and, at the same time, 2 concurrent long
+# requests (~1,600-token prompts, 6 requests); synth110m-q4_0, 8 slots, context 32768, 2 threads.
+#   bash tests/LlmServer.Benchmarks/step-budget.sh [rounds] [target-ms]
+# Reports per round and as medians: running streams' ITL p95, short requests' TTFT p95, long prompts' TTFT p50,
+# each as the ratio time-target / token-budget. LLMSERVER_BENCH_SHORT_REQUESTS and LLMSERVER_BENCH_LONG_REQUESTS shrink
+# the load (defaults 24 and 6) on a machine too busy for the full one.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-2}
+target=${2:-80}
+shared=$(cd .. && pwd)/shared
+port=5188
+dotnet build -c Release -p:SkipWebBuild=true src/LlmServer >/dev/null
+server=src/LlmServer/bin/Release/net10.0/LlmServer.dll
+out=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
+echo "loadgen results in $out"
+
+run() { # name target-ms round
+  dotnet "$server" --model "$shared/models/synth110m-q4_0.gguf" --urls "http://127.0.0.1:$port" \
+    --Scheduler:Slots=8 --Scheduler:ContextSize=32768 --Scheduler:TargetStepMs="$2" \
+    --Model:Threads=2 --Model:BatchThreads=2 --Logging:LogLevel:Default=Warning >/dev/null 2>&1 &
+  pid=$!
+  until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.2; done
+  local lg=(node "$shared/tools/loadgen.mjs" --url "http://127.0.0.1:$port" --model synth110m-q4_0 --ignore-eos --json)
+  "${lg[@]}" --concurrency 1 --requests 2 --max-tokens 8 --prompt-words 64 >/dev/null
+  "${lg[@]}" --concurrency 2 --requests "${LLMSERVER_BENCH_LONG_REQUESTS:-6}" --max-tokens 32 --prompt-words 1600 --seed 7 >"$out/$1-$3-long.json" &
+  local long=$!
+  "${lg[@]}" --concurrency 4 --requests "${LLMSERVER_BENCH_SHORT_REQUESTS:-24}" --max-tokens 32 --prompt-words 16 >"$out/$1-$3-short.json"
+  wait "$long"
+  kill -TERM "$pid"; wait "$pid" || true
+  pid=
+}
+
+for round in $(seq 1 "$rounds"); do
+  if (( round % 2 )); then run timed "$target" "$round"; run budget 0 "$round"; else run budget 0 "$round"; run timed "$target" "$round"; fi
+done
+
+python3 - "$out" "$rounds" "$target" <<'PY'
+import json, statistics, sys
+out, rounds, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def load(name, rnd, kind): return json.load(open(f"{out}/{name}-{rnd}-{kind}.json"))
+def figures(name, rnd):
+    s, l = load(name, rnd, "short"), load(name, rnd, "long")
+    # Running streams: the inter-token gaps of every stream, short and long, while the other load runs.
+    itl = max(s["itl_ms"]["p95"], l["itl_ms"]["p95"])
+    return {"short ITL p95": s["itl_ms"]["p95"], "long ITL p95": l["itl_ms"]["p95"], "any ITL p95": itl,
+            "short TTFT p95": s["ttft_ms"]["p95"], "long TTFT p50": l["ttft_ms"]["p50"],
+            "short ok": s["ok"], "long ok": l["ok"], "errors": {**s["errors"], **l["errors"]}}
+ratios = {}
+for rnd in range(1, rounds + 1):
+    t, b = figures("timed", rnd), figures("budget", rnd)
+    print(f"round {rnd}: TargetStepMs={target}: {t}")
+    print(f"round {rnd}: TargetStepMs=0:  {b}")
+    for k in ("short ITL p95", "long ITL p95", "short TTFT p95", "long TTFT p50"):
+        if t[k] and b[k]:
+            ratios.setdefault(k, []).append(t[k] / b[k])
+for k, v in ratios.items():
+    print(f"{k}: ratio timed/budget median {statistics.median(v):.2f} (rounds: {', '.join(f'{x:.2f}' for x in v)})")
+PY

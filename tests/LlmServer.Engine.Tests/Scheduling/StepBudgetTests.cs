@@ -1,0 +1,159 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Hosting;
+using LlmServer.Engine.Scheduling;
+
+namespace LlmServer.Engine.Tests.Scheduling;
+
+/// <summary>
+/// Prompt chunks sized by time, on a fake backend whose decode costs a scripted time per token (prompts are upper
+/// case letters, generated tokens lower case), so every figure below is exact.
+/// </summary>
+public sealed class StepBudgetTests
+{
+    private const int StepOverheadMs = 2;
+    private const int GenerationTokenMs = 1;
+    private const int PromptTokenMs = 4;
+
+    [Fact]
+    public async Task Prompt_chunks_follow_the_time_target_while_streams_generate()
+    {
+        using var harness = Timed(slots: 3, targetStepMs: 50, minPromptChunk: 4);
+        var running = new[] { harness.Submit("AB", maxTokens: 200), harness.Submit("CD", maxTokens: 200) };
+        for (var i = 0; i < 5; i++)
+        {
+            harness.Scheduler.Step();
+        }
+
+        var longPrompt = harness.Submit(new string('X', 300), maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        StepUntilPrefilled(harness, 'X', 300);
+
+        var mixed = harness.Backend.Batches.Where(b => b.Any(e => e.Token == 'X')).ToList();
+        Assert.Equal(300, mixed.Sum(b => b.Count(e => e.Token == 'X')));
+
+        // Every step stays within the target, and the running streams get their token in each one.
+        Assert.All(mixed, batch => Assert.InRange(CostMs(batch), 0, 50));
+        Assert.All(mixed, batch => Assert.Equal(2, batch.Count(e => char.IsLower((char)e.Token))));
+
+        // Once the estimate has settled, chunks fill the target: (50 - 2 - 2 * 1) / 4 = 11 tokens.
+        var settled = mixed.Skip(10).SkipLast(1).Select(b => b.Count(e => e.Token == 'X')).ToList();
+        Assert.NotEmpty(settled);
+        Assert.All(settled, count => Assert.Equal(11, count));
+        foreach (var stream in running)
+        {
+            stream.Cancel();
+        }
+
+        harness.RunToIdle();
+        Assert.Equal(1, (await longPrompt.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+    }
+
+    [Fact]
+    public void A_long_prompt_advances_by_the_minimal_chunk_when_the_target_leaves_no_room()
+    {
+        using var harness = Timed(slots: 2, targetStepMs: 3, minPromptChunk: 6);
+        var running = harness.Submit("AB", maxTokens: 200);
+        for (var i = 0; i < 3; i++)
+        {
+            harness.Scheduler.Step();
+        }
+
+        harness.Submit(new string('X', 40), maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        StepUntilPrefilled(harness, 'X', 40);
+
+        var chunks = harness.Backend.Batches.Select(b => b.Count(e => e.Token == 'X')).Where(c => c > 0).ToList();
+        Assert.Equal([6, 6, 6, 6, 6, 6, 4], chunks);
+        running.Cancel();
+        harness.RunToIdle();
+    }
+
+    [Fact]
+    public void With_nothing_generating_a_prompt_fills_the_whole_token_budget()
+    {
+        using var harness = Timed(slots: 2, budget: 64, targetStepMs: 10, minPromptChunk: 4);
+        harness.Submit(new string('X', 200), maxTokens: 1);
+        harness.RunToIdle();
+        var chunks = harness.Backend.Batches.Select(b => b.Count(e => e.Token == 'X')).Where(c => c > 0).ToList();
+        Assert.Equal([64, 64, 64, 8], chunks);
+    }
+
+    [Fact]
+    public async Task Prompts_advance_in_arrival_order_each_by_a_minimal_chunk_first()
+    {
+        using var harness = Timed(slots: 3, targetStepMs: 80, minPromptChunk: 8);
+        var running = harness.Submit("AB", maxTokens: 200);
+        for (var i = 0; i < 3; i++)
+        {
+            harness.Scheduler.Step();
+        }
+
+        var longPrompt = harness.Submit(new string('X', 100), maxTokens: 1);
+        var shortPrompt = harness.Submit("YYYYY", maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        harness.Scheduler.Step();
+
+        // The step holds the oldest prompt's minimal chunk, then the whole short prompt: it answers after one step.
+        var first = harness.Backend.Batches[0];
+        Assert.Equal(5, first.Count(e => e.Token == 'Y'));
+        Assert.True(first.Count(e => e.Token == 'X') >= 8);
+        harness.Scheduler.Step();
+        var shortResult = await shortPrompt.CollectAsync();
+        Assert.Equal(1, shortResult.Choices[0].Completion.Usage.CompletionTokens);
+        Assert.False(longPrompt.IsCompleted);
+
+        running.Cancel();
+        harness.RunToIdle();
+        Assert.Equal(1, (await longPrompt.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+    }
+
+    [Fact]
+    public void Without_a_time_target_prompt_chunks_fill_the_token_budget_in_arrival_order()
+    {
+        using var harness = Timed(slots: 3, budget: 32, targetStepMs: 0, minPromptChunk: 4);
+        var running = harness.Submit("AB", maxTokens: 200);
+        harness.Scheduler.Step();
+        harness.Submit(new string('X', 40), maxTokens: 1);
+        harness.Submit("YYYYY", maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        harness.Scheduler.Step();
+        harness.Scheduler.Step();
+
+        Assert.Equal(31, harness.Backend.Batches[0].Count(e => e.Token == 'X'));
+        Assert.Equal(0, harness.Backend.Batches[0].Count(e => e.Token == 'Y'));
+        Assert.Equal(9, harness.Backend.Batches[1].Count(e => e.Token == 'X'));
+        Assert.Equal(5, harness.Backend.Batches[1].Count(e => e.Token == 'Y'));
+        running.Cancel();
+        harness.RunToIdle();
+    }
+
+    [Fact]
+    public void The_validator_reports_bad_time_settings()
+    {
+        var result = new SchedulerOptionsValidator().Validate(null, new SchedulerOptions { TargetStepMs = -1, MinPromptChunk = 0 });
+        Assert.True(result.Failed);
+        Assert.Contains(result.Failures!, f => f.Contains("TargetStepMs", StringComparison.Ordinal));
+        Assert.Contains(result.Failures!, f => f.Contains("MinPromptChunk", StringComparison.Ordinal));
+        Assert.True(new SchedulerOptionsValidator().Validate(null, new SchedulerOptions()).Succeeded);
+    }
+
+    private static void StepUntilPrefilled(SchedulerHarness harness, char promptToken, int length)
+    {
+        var steps = 0;
+        while (harness.Backend.Batches.Sum(b => b.Count(e => e.Token == promptToken)) < length)
+        {
+            Assert.True(harness.Scheduler.Step(), "the scheduler went idle before the prompt was prefilled");
+            Assert.True(++steps < 1000, "the long prompt stopped advancing");
+        }
+    }
+
+    private static SchedulerHarness Timed(int slots, int targetStepMs, int minPromptChunk, int budget = 512)
+    {
+        var harness = new SchedulerHarness(slots: slots, slotContext: 512, budget: budget, targetStepMs: targetStepMs, minPromptChunk: minPromptChunk);
+        harness.Backend.StepTime = batch => TimeSpan.FromMilliseconds(CostMs(batch));
+        return harness;
+    }
+
+    private static int CostMs(IReadOnlyList<FakeBackend.BatchEntry> batch) =>
+        StepOverheadMs + batch.Sum(e => char.IsUpper((char)e.Token) ? PromptTokenMs : GenerationTokenMs);
+}
