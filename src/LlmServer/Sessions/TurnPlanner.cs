@@ -64,7 +64,7 @@ internal sealed class TurnPlanner
         {
             if (!counts.TryGetValue(start, out var tokens))
             {
-                var text = _generator.ApplyChatTemplate(Turns(systemPrompt, history, start), addAssistantPrompt: true);
+                var text = _generator.ApplyChatTemplate(Turns(systemPrompt, history, start), [], addAssistantPrompt: true);
                 tokens = _generator.Tokenize(text, addSpecial: true, parseSpecial: true).Count;
                 counts[start] = tokens;
             }

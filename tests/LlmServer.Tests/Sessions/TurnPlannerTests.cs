@@ -199,7 +199,7 @@ public sealed class TurnPlannerTests
 
         public SchedulerStatus GetStatus() => new(1, slot, 0, 0, 0, 0, true, null, 0);
 
-        public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt = true) =>
+        public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true) =>
             string.Concat(messages.Select(m => $"{m.Role}: {m.Content}\n"));
 
         public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
