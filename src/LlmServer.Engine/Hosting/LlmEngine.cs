@@ -7,6 +7,7 @@ using LlmServer.Engine.Models;
 using LlmServer.Engine.Prompting;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Engine.Text;
+using LlmServer.Engine.Threading;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -27,11 +28,14 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private readonly ILogger<LlmEngine> _logger;
     private readonly ILoggerFactory _loggerFactory;
     private readonly IMeterFactory? _meterFactory;
+    private readonly ThreadingMetrics _threadingMetrics;
     private InferenceScheduler? _scheduler;
     private ChatPromptFormatter? _formatter;
     private ITokenVocabulary? _vocabulary;
     private volatile ModelInfo? _model;
     private volatile int _state = (int)EngineState.Loading;
+    private string _openMp = string.Empty;
+    private readonly DecodeThreadController _decodeThreads = new();
 
     public LlmEngine(
         IOptions<ModelOptions> modelOptions,
@@ -46,6 +50,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<LlmEngine>();
         _meterFactory = services.GetService(typeof(IMeterFactory)) as IMeterFactory;
+        _threadingMetrics = new ThreadingMetrics(() => _model?.Backend.Threading, _meterFactory);
     }
 
     public EngineState State => (EngineState)_state;
@@ -155,8 +160,10 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        // Before anything loads the native backend: libgomp reads its settings once, when it loads.
+        _openMp = OpenMpTuning.Apply();
         ConfigureNativeLogging(_loggerFactory);
-        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory);
+        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, [_decodeThreads]);
         _scheduler = scheduler;
         scheduler.Start();
         _ = scheduler.Started.ContinueWith(OnSchedulerStarted, TaskScheduler.Default);
@@ -181,6 +188,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         _scheduler?.Dispose();
         _scheduler = null;
+        _threadingMetrics.Dispose();
     }
 
     /// <summary>Runs on the scheduler thread: the thread that will own the context also creates it.</summary>
@@ -188,17 +196,21 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         var started = _time.GetTimestamp();
         var trainingContext = ReadTrainingContext();
-        var parameters = ModelLoader.CreateParameters(_modelOptions, _schedulerOptions, trainingContext);
+        var threading = ModelLoader.PlanThreads(_modelOptions, _openMp);
+        LogThreads(_logger, threading.ToString());
+        var parameters = ModelLoader.CreateParameters(_modelOptions, _schedulerOptions, trainingContext, threading);
         var weights = LLamaWeights.LoadFromFile(parameters);
         LLamaContext? context = null;
         try
         {
             context = weights.CreateContext(parameters);
+            var created = context;
+            _decodeThreads.Attach(threading, threads => ApplyThreads(created, threading, threads));
             var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
             _vocabulary = backend.Vocabulary;
             var hasTemplate = ModelLoader.HasChatTemplate(weights);
             _formatter = new ChatPromptFormatter(weights.NativeHandle, hasTemplate, _modelOptions.FallbackChatTemplate, _modelOptions.ForceFallbackChatTemplate);
-            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters);
+            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters, threading);
             _model = info;
             LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
             LogModel(_logger, info.Id, info.Architecture, info.ParameterCount, info.TrainingContextLength, info.VocabularySize, info.HasChatTemplate, _formatter.TemplateName, info.Slots, info.SlotContextLength, _time.GetElapsedTime(started).TotalMilliseconds);
@@ -210,6 +222,18 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             weights.Dispose();
             throw;
         }
+    }
+
+    /// <summary>On the scheduler thread, between decodes: prompt threads follow when they are automatic too.</summary>
+    private void ApplyThreads(LLamaContext context, CpuThreading threading, int threads)
+    {
+        context.NativeHandle.GenerationThreads = threads;
+        if (threading.BatchThreadsFollow)
+        {
+            context.NativeHandle.BatchThreads = Math.Min(threads, threading.BatchThreads);
+        }
+
+        LogThreadsChanged(_logger, threads, threading.Threads, threading.CpuShare);
     }
 
     private int ReadTrainingContext()
@@ -287,4 +311,10 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
     private static partial void LogDrainCancelling(ILogger logger, int inFlight);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Information, Message = "CPU threads: {Threading}")]
+    private static partial void LogThreads(ILogger logger, string threading);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "Decode threads now {Threads} of {MaxThreads} (the decode thread got {CpuShare:P0} of a CPU)")]
+    private static partial void LogThreadsChanged(ILogger logger, int threads, int maxThreads, double cpuShare);
 }
