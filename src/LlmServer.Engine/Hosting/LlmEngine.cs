@@ -29,6 +29,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private readonly ILoggerFactory _loggerFactory;
     private readonly IMeterFactory? _meterFactory;
     private readonly ThreadingMetrics _threadingMetrics;
+    private readonly BackendDecorator? _decorator;
     private InferenceScheduler? _scheduler;
     private ChatPromptFormatter? _formatter;
     private ITokenVocabulary? _vocabulary;
@@ -51,6 +52,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _logger = loggerFactory.CreateLogger<LlmEngine>();
         _meterFactory = services.GetService(typeof(IMeterFactory)) as IMeterFactory;
         _threadingMetrics = new ThreadingMetrics(() => _model?.Backend.Threading, _meterFactory);
+        _decorator = services.GetService(typeof(BackendDecorator)) as BackendDecorator;
     }
 
     public EngineState State => (EngineState)_state;
@@ -192,7 +194,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     }
 
     /// <summary>Runs on the scheduler thread: the thread that will own the context also creates it.</summary>
-    private LlamaInferenceBackend CreateBackend()
+    private IInferenceBackend CreateBackend()
     {
         var started = _time.GetTimestamp();
         var trainingContext = ReadTrainingContext();
@@ -214,7 +216,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             _model = info;
             LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
             LogModel(_logger, info.Id, info.Architecture, info.ParameterCount, info.TrainingContextLength, info.VocabularySize, info.HasChatTemplate, _formatter.TemplateName, info.Slots, info.SlotContextLength, _time.GetElapsedTime(started).TotalMilliseconds);
-            return backend;
+            return _decorator?.Wrap(backend) ?? backend;
         }
         catch
         {
@@ -318,3 +320,4 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "Decode threads now {Threads} of {MaxThreads} (the decode thread got {CpuShare:P0} of a CPU)")]
     private static partial void LogThreadsChanged(ILogger logger, int threads, int maxThreads, double cpuShare);
 }
+
