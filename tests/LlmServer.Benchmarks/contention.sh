@@ -2,6 +2,7 @@
 # Contention benchmark (issue 12): each configuration a fresh server process, rounds interleaved. For each model and
 # each server build (BASE = today's, NEW = this tree), one server runs quiet (1, 4 and 8 streams) and another runs
 # beside a bounded busy loop on one core (1 and 8 streams). Both builds run with their default thread settings.
+# LLMSERVER_BENCH_TOKENS (128), LLMSERVER_BENCH_QUIET_STREAMS ("1 4 8"), LLMSERVER_BENCH_TIMEOUT (120 s a request).
 #   bash tests/LlmServer.Benchmarks/contention.sh BASE_SERVER_DLL [NEW_SERVER_DLL] [rounds]
 # Build each side first: dotnet build -c Release -p:SkipWebBuild=true src/LlmServer
 set -euo pipefail
@@ -12,6 +13,8 @@ rounds=${3:-2}
 shared=$(cd .. && pwd)/shared
 port=5188
 tokens=${LLMSERVER_BENCH_TOKENS:-128}
+quiet_streams=${LLMSERVER_BENCH_QUIET_STREAMS:-1 4 8}
+timeout_s=${LLMSERVER_BENCH_TIMEOUT:-120}
 out=$(mktemp)
 server=
 busy=
@@ -23,7 +26,7 @@ trap cleanup EXIT
 
 run_loadgen() { # model concurrency -> generated tok/s, time per output token p50, failed requests
   node "$shared/tools/loadgen.mjs" --url "http://127.0.0.1:$port" --model "$1" --concurrency "$2" \
-    --requests $(( $2 > 1 ? $2 : 2 )) --max-tokens "$tokens" --prompt-words 64 --ignore-eos --timeout-s 120 --deadline-s 240 --json \
+    --requests $(( $2 > 1 ? $2 : 2 )) --max-tokens "$tokens" --prompt-words 64 --ignore-eos --timeout-s "$timeout_s" --deadline-s $(( timeout_s * 2 )) --json \
     | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["gen_tok_per_s"], (h.get("tpot_ms") or {}).get("p50"), sum((h.get("errors") or {}).values()))'
 }
 
@@ -39,7 +42,7 @@ for round in $(seq 1 "$rounds"); do
         server=$!
         until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.2; done
         node "$shared/tools/loadgen.mjs" --url "http://127.0.0.1:$port" --model "$model" --concurrency 1 --requests 1 --max-tokens 16 --json >/dev/null
-        streams="1 4 8"
+        streams=$quiet_streams
         if [ "$load" = busy ]; then
           timeout 600 sh -c 'while :; do :; done' &
           busy=$!
