@@ -70,6 +70,8 @@ for r, model, side, load, c, tps, tpot, errors in rows:
 def med(k):
     v = data.get(k)
     return statistics.median(v) if v else float("nan")
+def ratio(a, b):
+    return f"{a / b:.2f}" if b else "n/a (nothing generated)"
 def rng(k):
     v = data.get(k, [])
     return f"{min(v):.1f}-{max(v):.1f}" if v else "-"
@@ -79,7 +81,7 @@ for model in sorted({k[0] for k in data}):
         for load, streams in (("quiet", (1, 4, 8)), ("busy", (1, 8))):
             print(f"  {side:4} {load:5} " + "  ".join(f"x{c}: {med((model, side, load, c)):7.1f} [{rng((model, side, load, c))}]" for c in streams))
     for side in ("base", "new"):
-        print(f"  {side}: busy/quiet x1 {med((model, side, 'busy', 1)) / med((model, side, 'quiet', 1)):.2f}, x8 {med((model, side, 'busy', 8)) / med((model, side, 'quiet', 8)):.2f}")
-    print("  new/base quiet " + ", ".join(f"x{c} {med((model, 'new', 'quiet', c)) / med((model, 'base', 'quiet', c)):.2f}" for c in (1, 4, 8)))
-    print("  new/base busy " + ", ".join(f"x{c} {med((model, 'new', 'busy', c)) / med((model, 'base', 'busy', c)):.2f}" for c in (1, 8)))
+        print(f"  {side}: busy/quiet x1 {ratio(med((model, side, 'busy', 1)), med((model, side, 'quiet', 1)))}, x8 {ratio(med((model, side, 'busy', 8)), med((model, side, 'quiet', 8)))}")
+    print("  new/base quiet " + ", ".join(f"x{c} {ratio(med((model, 'new', 'quiet', c)), med((model, 'base', 'quiet', c)))}" for c in (1, 4, 8)))
+    print("  new/base busy " + ", ".join(f"x{c} {ratio(med((model, 'new', 'busy', c)), med((model, 'base', 'busy', c)))}" for c in (1, 8)))
 PY
