@@ -10,6 +10,7 @@ return args switch
         rounds: BenchmarkOrchestrator.IntOption(rest, "--rounds", 2),
         turns: BenchmarkOrchestrator.IntOption(rest, "--turns", 30),
         slotTokens: BenchmarkOrchestrator.IntOption(rest, "--slot", 1024)),
+    ["--serve-fake", .. var rest] => await FakeDecodeServer.RunAsync(rest),
     ["--sessions", .. var rest] => await SessionTurnsBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 3),
     _ => await BenchmarkOrchestrator.RunAsync(args),
 };

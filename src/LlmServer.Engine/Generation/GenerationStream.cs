@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Threading.Channels;
 
 namespace LlmServer.Engine.Generation;
 
@@ -9,7 +8,7 @@ namespace LlmServer.Engine.Generation;
 /// </summary>
 public sealed class GenerationStream : IAsyncDisposable
 {
-    private readonly ChannelReader<GenerationEvent> _reader;
+    private readonly GenerationEventQueue _events;
     private readonly Action _cancel;
     private readonly CancellationTokenRegistration _registration;
     private int _completedChoices;
@@ -18,14 +17,14 @@ public sealed class GenerationStream : IAsyncDisposable
         string id,
         int promptTokens,
         int choices,
-        ChannelReader<GenerationEvent> reader,
+        GenerationEventQueue events,
         Action cancel,
         CancellationToken cancellationToken)
     {
         Id = id;
         PromptTokens = promptTokens;
         Choices = choices;
-        _reader = reader;
+        _events = events;
         _cancel = cancel;
         _registration = cancellationToken.CanBeCanceled ? cancellationToken.Register(cancel) : default;
     }
@@ -46,9 +45,9 @@ public sealed class GenerationStream : IAsyncDisposable
     public async IAsyncEnumerable<GenerationEvent> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         using var registration = cancellationToken.CanBeCanceled ? cancellationToken.Register(_cancel) : default;
-        while (await _reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+        while (await _events.WaitToReadAsync().ConfigureAwait(false))
         {
-            while (_reader.TryRead(out var item))
+            while (_events.TryRead(out var item))
             {
                 if (item is GenerationCompleted)
                 {

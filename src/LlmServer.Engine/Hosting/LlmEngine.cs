@@ -8,6 +8,7 @@ using LlmServer.Engine.Models;
 using LlmServer.Engine.Prompting;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Engine.Text;
+using LlmServer.Engine.Threading;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -30,11 +31,15 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private readonly IMeterFactory? _meterFactory;
     private readonly KvCacheOptions? _kvCacheOptions;
     private readonly IEnumerable<IStepObserver>? _stepObservers;
+    private readonly ThreadingMetrics _threadingMetrics;
+    private readonly BackendDecorator? _decorator;
     private InferenceScheduler? _scheduler;
     private ChatPromptFormatter? _formatter;
     private ITokenVocabulary? _vocabulary;
     private volatile ModelInfo? _model;
     private volatile int _state = (int)EngineState.Loading;
+    private string _openMp = string.Empty;
+    private readonly DecodeThreadController _decodeThreads = new();
 
     public LlmEngine(
         IOptions<ModelOptions> modelOptions,
@@ -51,6 +56,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _meterFactory = services.GetService(typeof(IMeterFactory)) as IMeterFactory;
         _kvCacheOptions = (services.GetService(typeof(IOptions<KvCacheOptions>)) as IOptions<KvCacheOptions>)?.Value;
         _stepObservers = services.GetService(typeof(IEnumerable<IStepObserver>)) as IEnumerable<IStepObserver>;
+        _threadingMetrics = new ThreadingMetrics(() => _model?.Backend.Threading, _meterFactory);
+        _decorator = services.GetService(typeof(BackendDecorator)) as BackendDecorator;
     }
 
     public EngineState State => (EngineState)_state;
@@ -150,8 +157,10 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        // Before anything loads the native backend: libgomp reads its settings once, when it loads.
+        _openMp = OpenMpTuning.Apply();
         ConfigureNativeLogging(_loggerFactory);
-        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, _stepObservers, OpenDiskCache);
+        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, [.. _stepObservers ?? [], _decodeThreads], OpenDiskCache);
         _scheduler = scheduler;
         scheduler.Start();
         _ = scheduler.Started.ContinueWith(OnSchedulerStarted, TaskScheduler.Default);
@@ -176,28 +185,33 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         _scheduler?.Dispose();
         _scheduler = null;
+        _threadingMetrics.Dispose();
     }
 
     /// <summary>Runs on the scheduler thread: the thread that will own the context also creates it.</summary>
-    private LlamaInferenceBackend CreateBackend()
+    private IInferenceBackend CreateBackend()
     {
         var started = _time.GetTimestamp();
         var trainingContext = ReadTrainingContext();
-        var parameters = ModelLoader.CreateParameters(_modelOptions, _schedulerOptions, trainingContext);
+        var threading = ModelLoader.PlanThreads(_modelOptions, _openMp);
+        LogThreads(_logger, threading.ToString());
+        var parameters = ModelLoader.CreateParameters(_modelOptions, _schedulerOptions, trainingContext, threading);
         var weights = LLamaWeights.LoadFromFile(parameters);
         LLamaContext? context = null;
         try
         {
             context = weights.CreateContext(parameters);
+            var created = context;
+            _decodeThreads.Attach(threading, threads => ApplyThreads(created, threading, threads));
             var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
             _vocabulary = backend.Vocabulary;
             _formatter = ChatPromptFormatter.Create(weights, _modelOptions, _time, e => LogTemplateUnusable(_logger, e.Message, _modelOptions.FallbackChatTemplate));
-            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters) with { ChatTemplate = _formatter.Info };
+            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters, threading) with { ChatTemplate = _formatter.Info };
             _model = info;
             LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
             LogKvCache(_logger, context.ContextSize, _schedulerOptions.KvCacheType, KvCacheMemory.Estimate(weights.Metadata, context.ContextSize, _schedulerOptions.KvCacheType) is { } kvBytes ? $"{kvBytes / (1024.0 * 1024.0):F1} MiB" : "unknown (the GGUF has per-layer head counts)", parameters.FlashAttention switch { true => "on", false => "off", null => "auto" });
             LogModel(_logger, info.Id, info.Architecture, info.ParameterCount, info.TrainingContextLength, info.VocabularySize, info.HasChatTemplate, _formatter.TemplateName, info.Slots, info.SlotContextLength, _time.GetElapsedTime(started).TotalMilliseconds);
-            return backend;
+            return _decorator?.Wrap(backend) ?? backend;
         }
         catch
         {
@@ -225,6 +239,18 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             LogDiskCacheUnavailable(_logger, options.KvCacheDirectory!, ex);
             return null;
         }
+    }
+
+    /// <summary>On the scheduler thread, between decodes: prompt threads follow when they are automatic too.</summary>
+    private void ApplyThreads(LLamaContext context, CpuThreading threading, int threads)
+    {
+        context.NativeHandle.GenerationThreads = threads;
+        if (threading.BatchThreadsFollow)
+        {
+            context.NativeHandle.BatchThreads = Math.Min(threads, threading.BatchThreads);
+        }
+
+        LogThreadsChanged(_logger, threads, threading.Threads, threading.CpuShare);
     }
 
     private int ReadTrainingContext()
@@ -311,4 +337,11 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
     private static partial void LogDrainCancelling(ILogger logger, int inFlight);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Information, Message = "CPU threads: {Threading}")]
+    private static partial void LogThreads(ILogger logger, string threading);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "Decode threads now {Threads} of {MaxThreads} (the decode thread got {CpuShare:P0} of a CPU)")]
+    private static partial void LogThreadsChanged(ILogger logger, int threads, int maxThreads, double cpuShare);
 }
+

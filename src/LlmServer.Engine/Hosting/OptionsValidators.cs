@@ -1,5 +1,6 @@
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Scheduling;
+using LlmServer.Engine.Threading;
 using Microsoft.Extensions.Options;
 
 namespace LlmServer.Engine.Hosting;
@@ -24,9 +25,12 @@ internal sealed class ModelOptionsValidator : IValidateOptions<ModelOptions>
             errors.Add("Model:GpuLayerCount must be 0 or more.");
         }
 
-        if (options.Threads < 0 || options.BatchThreads < 0)
+        foreach (var (key, setting) in new[] { ("Model:Threads", options.Threads), ("Model:BatchThreads", options.BatchThreads) })
         {
-            errors.Add("Model:Threads and Model:BatchThreads must be 0 (one per core) or more.");
+            if (setting.Invalid is { } text)
+            {
+                errors.Add($"{key} '{text}' must be 'auto' or a number of threads from 1 to {ThreadSetting.MaxThreads}.");
+            }
         }
 
         if (string.IsNullOrWhiteSpace(options.FallbackChatTemplate))

@@ -1,3 +1,5 @@
+using LlmServer.Engine.Threading;
+
 namespace LlmServer.Engine.Models;
 
 /// <summary>What the loaded GGUF says about itself, and how it was loaded.</summary>
@@ -31,5 +33,9 @@ public sealed record ChatTemplateInfo(string Origin, string Name, string? Source
     public const string FallbackOrigin = "fallback";
 }
 
-/// <summary>The native library llama.cpp runs on.</summary>
-public sealed record BackendInfo(string Kind, string Library, string SystemInfo, int GpuLayers, int Threads);
+/// <summary>The native library llama.cpp runs on. <see cref="Threads"/> is the decode threads chosen at start.</summary>
+public sealed record BackendInfo(string Kind, string Library, string SystemInfo, int GpuLayers, int Threads)
+{
+    /// <summary>How the CPU threads were chosen and how many decode now; null where the engine did not say.</summary>
+    public CpuThreading? Threading { get; init; }
+}

@@ -3,6 +3,7 @@ using LLama;
 using LLama.Common;
 using LLama.Native;
 using LlmServer.Engine.Scheduling;
+using LlmServer.Engine.Threading;
 
 namespace LlmServer.Engine.Models;
 
@@ -11,10 +12,18 @@ internal static class ModelLoader
 {
     public const int MaxAutomaticSlotContext = 8192;
 
-    public static ModelParams CreateParameters(ModelOptions model, SchedulerOptions scheduler, int trainingContext)
+    /// <summary>The thread counts for <paramref name="model"/> on this machine (see <see cref="CpuThreadPlanner"/>).</summary>
+    public static CpuThreading PlanThreads(ModelOptions model, string openMp)
     {
-        var threads = model.Threads > 0 ? model.Threads : Environment.ProcessorCount;
-        var batchThreads = model.BatchThreads > 0 ? model.BatchThreads : Environment.ProcessorCount;
+        var size = File.Exists(model.Path) ? new FileInfo(model.Path).Length : 0;
+        return CpuThreadPlanner.Resolve(model.Threads, model.BatchThreads, Environment.ProcessorCount, size, openMp);
+    }
+
+    public static ModelParams CreateParameters(ModelOptions model, SchedulerOptions scheduler, int trainingContext) =>
+        CreateParameters(model, scheduler, trainingContext, PlanThreads(model, OpenMpTuning.Describe()));
+
+    public static ModelParams CreateParameters(ModelOptions model, SchedulerOptions scheduler, int trainingContext, CpuThreading threading)
+    {
         var contextSize = scheduler.ContextSize > 0
             ? scheduler.ContextSize
             : scheduler.Slots * Math.Min(trainingContext > 0 ? trainingContext : MaxAutomaticSlotContext, MaxAutomaticSlotContext);
@@ -26,8 +35,8 @@ internal static class ModelLoader
             // One step holds a token per slot plus the prompt budget.
             BatchSize = (uint)(scheduler.StepTokenBudget + scheduler.Slots),
             UBatchSize = 512,
-            Threads = threads,
-            BatchThreads = batchThreads,
+            Threads = threading.Threads,
+            BatchThreads = threading.BatchThreads,
             GpuLayerCount = model.GpuLayerCount ?? (NativeApi.llama_supports_gpu_offload() ? 999 : 0),
             KVUnified = scheduler.UnifiedKvCache,
             TypeK = KvCacheType.Parse(scheduler.KvCacheType),
@@ -40,7 +49,7 @@ internal static class ModelLoader
     public static LLamaWeights LoadVocabularyOnly(string path) =>
         LLamaWeights.LoadFromFile(new ModelParams(path) { VocabOnly = true, GpuLayerCount = 0 });
 
-    public static ModelInfo Describe(LLamaWeights weights, ModelOptions options, int slots, int slotContext, ModelParams parameters)
+    public static ModelInfo Describe(LLamaWeights weights, ModelOptions options, int slots, int slotContext, ModelParams parameters, CpuThreading threading)
     {
         var metadata = weights.Metadata;
         var architecture = metadata.GetValueOrDefault("general.architecture") ?? "unknown";
@@ -57,7 +66,7 @@ internal static class ModelLoader
             HasChatTemplate(weights),
             slotContext,
             slots,
-            DescribeBackend(parameters));
+            DescribeBackend(parameters, threading));
     }
 
     public static bool HasChatTemplate(LLamaWeights weights) => ReadChatTemplate(weights) is not null;
@@ -66,7 +75,7 @@ internal static class ModelLoader
     public static string? ReadChatTemplate(LLamaWeights weights) =>
         weights.Metadata.TryGetValue("tokenizer.chat_template", out var template) && !string.IsNullOrWhiteSpace(template) ? template : null;
 
-    private static BackendInfo DescribeBackend(ModelParams parameters)
+    private static BackendInfo DescribeBackend(ModelParams parameters, CpuThreading threading)
     {
         var library = LoadedLibraryPath() ?? "unknown";
         var gpu = NativeApi.llama_supports_gpu_offload();
@@ -74,7 +83,10 @@ internal static class ModelLoader
             ? (library.Contains("cuda", StringComparison.OrdinalIgnoreCase) ? "CUDA" : "GPU")
             : "CPU " + (Path.GetFileName(Path.GetDirectoryName(library)) ?? "unknown");
         var systemInfo = Marshal.PtrToStringAnsi(NativeApi.llama_print_system_info()) ?? string.Empty;
-        return new BackendInfo(kind, library, systemInfo.Trim(), gpu ? parameters.GpuLayerCount : 0, parameters.Threads ?? 0);
+        return new BackendInfo(kind, library, systemInfo.Trim(), gpu ? parameters.GpuLayerCount : 0, parameters.Threads ?? 0)
+        {
+            Threading = threading,
+        };
     }
 
     /// <summary>The libllama the process mapped (Linux): it tells which CPU variant (avx2, avx512, ...) was picked.</summary>

@@ -1,3 +1,5 @@
+using LlmServer.Engine.Threading;
+
 namespace LlmServer.Engine.Models;
 
 /// <summary>Configuration section <c>Model</c>.</summary>
@@ -14,11 +16,14 @@ public sealed class ModelOptions
     /// <summary>Layers to offload to the GPU; <c>null</c> means all when a GPU backend is loaded, 0 on CPU.</summary>
     public int? GpuLayerCount { get; set; }
 
-    /// <summary>Threads for generation; 0 means one per core.</summary>
-    public int Threads { get; set; }
+    /// <summary>
+    /// Threads for generation: <c>auto</c> (the default, also <c>0</c>) chooses from the CPUs and the model and drops
+    /// threads while other processes compete for the CPUs; a number fixes the count.
+    /// </summary>
+    public ThreadSetting Threads { get; set; }
 
-    /// <summary>Threads for prompt processing; 0 means one per core.</summary>
-    public int BatchThreads { get; set; }
+    /// <summary>Threads for prompt processing: <c>auto</c> (one per available CPU) or a number.</summary>
+    public ThreadSetting BatchThreads { get; set; }
 
     /// <summary>
     /// Template for models without <c>tokenizer.chat_template</c>: a llama.cpp built-in template name

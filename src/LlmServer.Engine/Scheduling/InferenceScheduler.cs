@@ -26,6 +26,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly ConcurrentQueue<ScheduledRequest> _intake = new();
     private readonly ConcurrentQueue<string> _evictions = new();
     private readonly SemaphoreSlim _wake = new(0);
+    private readonly StreamPublisher _publisher = new();
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
@@ -164,8 +165,8 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         var id = request.RequestId ?? "gen-" + Guid.NewGuid().ToString("N")[..24];
-        var scheduled = new ScheduledRequest(id, promptTokens, promptText, request, maxTokens, choices, _time.GetTimestamp(), prompt.Boundaries);
-        var stream = new GenerationStream(id, promptTokens.Length, choices.Length, scheduled.Events.Reader, () => Cancel(scheduled), cancellationToken);
+        var scheduled = new ScheduledRequest(id, promptTokens, promptText, request, maxTokens, choices, _time.GetTimestamp(), _publisher, prompt.Boundaries);
+        var stream = new GenerationStream(id, promptTokens.Length, choices.Length, scheduled.Events, () => Cancel(scheduled), cancellationToken);
         _intake.Enqueue(scheduled);
         _wake.Release();
         return stream;
@@ -300,6 +301,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         finally
         {
             _loopAlive = false;
+            _publisher.Publish();
             PublishStatus();
             if (_stopRequested)
             {
@@ -356,6 +358,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         var plan = _planner!.Plan();
         if (plan.IsEmpty)
         {
+            _publisher.Publish();
             PublishStatus();
             return false;
         }
@@ -376,6 +379,9 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         RetireFinished();
+
+        // The step's events reach their streams in one pass: one wake-up for every reader it fed.
+        _publisher.Publish();
         PublishStatus();
         return true;
     }
@@ -473,14 +479,14 @@ internal sealed partial class InferenceScheduler : IDisposable
         PublishStatus();
         foreach (var request in _completed)
         {
-            request.Events.Writer.TryComplete();
+            request.Events.Complete();
         }
     }
 
     private void CompleteUnadmitted(ScheduledRequest request)
     {
         Interlocked.Decrement(ref _inFlight[(int)request.Request.Priority]);
-        request.Events.Writer.TryComplete();
+        request.Events.Complete();
     }
 
     private void RecoverFromFailedDecode(StepPlan plan, DecodeOutcome outcome)

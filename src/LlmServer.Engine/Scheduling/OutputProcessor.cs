@@ -83,7 +83,7 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
             time.GetElapsedTime(admitted, prefillDone),
             time.GetElapsedTime(prefillDone, now));
         var usage = new GenerationUsage(request.PromptTokens.Length, request.CachedTokens, choice.Generated);
-        request.Events.Writer.TryWrite(new GenerationCompleted(choice.Index, reason, usage, timings, error));
+        request.Events.Write(new GenerationCompleted(choice.Index, reason, usage, timings, error));
         request.FinishedChoices++;
         choice.Sampler.Dispose();
 
@@ -97,7 +97,7 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
 
     private static void Publish(ScheduledRequest request, ChoiceState choice, string text)
     {
-        request.Events.Writer.TryWrite(new TextDelta(choice.Index, text, choice.UnemittedTokens, choice.UnemittedLogProbs));
+        request.Events.Write(new TextDelta(choice.Index, text, choice.UnemittedTokens, choice.UnemittedLogProbs));
         choice.UnemittedTokens = 0;
         choice.UnemittedLogProbs = null;
     }

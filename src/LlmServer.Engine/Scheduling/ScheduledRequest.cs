@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Text;
 
@@ -9,7 +8,16 @@ internal sealed class ScheduledRequest
 {
     private int _cancelRequested;
 
-    public ScheduledRequest(string id, int[] promptTokens, string? promptText, GenerationRequest request, int maxTokens, ChoiceState[] choices, long arrivedAt, TextTokenBoundary[]? promptBoundaries = null)
+    public ScheduledRequest(
+        string id,
+        int[] promptTokens,
+        string? promptText,
+        GenerationRequest request,
+        int maxTokens,
+        ChoiceState[] choices,
+        long arrivedAt,
+        StreamPublisher publisher,
+        TextTokenBoundary[]? promptBoundaries = null)
     {
         Id = id;
         PromptTokens = promptTokens;
@@ -20,12 +28,7 @@ internal sealed class ScheduledRequest
         MaxTokens = maxTokens;
         Choices = choices;
         ArrivedAt = arrivedAt;
-        Events = Channel.CreateBounded<GenerationEvent>(new BoundedChannelOptions(EventCapacity(maxTokens, choices.Length))
-        {
-            SingleWriter = true,
-            SingleReader = true,
-            AllowSynchronousContinuations = false,
-        });
+        Events = new GenerationEventQueue(publisher);
     }
 
     public string Id { get; }
@@ -58,8 +61,8 @@ internal sealed class ScheduledRequest
 
     public ChoiceState[] Choices { get; }
 
-    /// <summary>The request's events. Sized for every event it can produce, so the scheduler's writes never wait.</summary>
-    public Channel<GenerationEvent> Events { get; }
+    /// <summary>The request's events; the scheduler publishes them to the reader once per step.</summary>
+    public GenerationEventQueue Events { get; }
 
     public long ArrivedAt { get; }
 
@@ -82,8 +85,6 @@ internal sealed class ScheduledRequest
     public bool CancelRequested => Volatile.Read(ref _cancelRequested) != 0;
 
     public void RequestCancel() => Interlocked.Exchange(ref _cancelRequested, 1);
-
-    private static int EventCapacity(int maxTokens, int choices) => (maxTokens + 2) * choices;
 }
 
 /// <summary>One choice of a request: its slot, sampler and the text pipeline of its output.</summary>

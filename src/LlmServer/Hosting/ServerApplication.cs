@@ -18,8 +18,11 @@ internal static class ServerApplication
         ["--ctx-size"] = "Scheduler:ContextSize",
     };
 
-    /// <summary>Returns the app, or null after printing why it cannot start (no model).</summary>
-    public static WebApplication? Build(string[] args)
+    /// <summary>
+    /// Returns the app, or null after printing why it cannot start (no model). <paramref name="configureServices"/>
+    /// runs last, so a host that embeds the server (the benchmarks' fake-decode server) can add or replace services.
+    /// </summary>
+    public static WebApplication? Build(string[] args, Action<IServiceCollection>? configureServices = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
@@ -38,6 +41,7 @@ internal static class ServerApplication
         builder.AddOperations();
         builder.Services.AddOpenAiApi(builder.Configuration);
         builder.Services.AddSessions(builder.Configuration);
+        configureServices?.Invoke(builder.Services);
 
         var app = builder.Build();
         app.UseOperations();

@@ -63,7 +63,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
     /// <summary>
     /// Streams events as SSE: each choice's start, its text as it comes (flushed whenever the engine has nothing
-    /// more ready), its finish, the usage chunk when asked, then <c>[DONE]</c>. Keep-alive comments go out while
+    /// more ready; deltas already waiting are merged into one chunk), its finish, the usage chunk when asked, then <c>[DONE]</c>. Keep-alive comments go out while
     /// the request waits for its first token. A failed or cancelled choice ends the stream with one error event.
     /// </summary>
     public async Task StreamAsync(ChunkFormatter formatter, SseWriter sse, StreamSource source, bool includeUsage)
@@ -97,6 +97,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         var completionTokens = 0;
         var cachedTokens = 0;
         var failed = false;
+        var pending = new PendingText();
         var enumerator = source.Events.GetAsyncEnumerator(CancellationToken.None);
         try
         {
@@ -106,15 +107,18 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 switch (enumerator.Current)
                 {
                     case TextDelta delta when !failed && !sse.IsClientGone:
-                        formatter.WriteText(delta);
+                        pending.Add(delta, formatter);
                         break;
                     case GenerationCompleted completion:
                         completionTokens += completion.Usage.CompletionTokens;
                         cachedTokens += completion.Choice % source.ChoicesPerPrompt == 0 ? completion.Usage.CachedPromptTokens : 0;
                         if (failed || sse.IsClientGone)
                         {
+                            pending.Clear();
                             break;
                         }
+
+                        pending.WriteTo(formatter);
 
                         if (FinishReasonText(completion.FinishReason) is { } reason)
                         {
@@ -133,13 +137,21 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                         break;
                 }
 
+                // Text waits only while the next event is already there: a client that is behind gets the
+                // pending tokens as one chunk, written and flushed once.
                 var next = enumerator.MoveNextAsync();
                 if (!next.IsCompleted)
                 {
+                    pending.WriteTo(formatter);
                     await sse.FlushAsync();
                 }
 
                 hasEvent = await next;
+            }
+
+            if (!failed && !sse.IsClientGone)
+            {
+                pending.WriteTo(formatter);
             }
         }
         finally

@@ -38,6 +38,7 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
             "llmserver_time_to_first_token_seconds_bucket", "llmserver_inter_token_latency_seconds_bucket",
             "llmserver_e2e_request_latency_seconds_bucket", "llmserver_request_queue_time_seconds_bucket",
             "http_server_request_duration_seconds_bucket",
+            "llmserver_decode_threads", "llmserver_decode_threads_max", "llmserver_batch_threads",
         })
         {
             Assert.True(PrometheusText.Has(after, name), $"/metrics lacks {name}:\n{after}");
@@ -79,6 +80,14 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         // stories260K ships no chat template: the configured fallback serves, with no Jinja source.
         Assert.Equal("fallback", root.GetProperty("chat_template_source").GetProperty("origin").GetString());
         Assert.Equal(JsonValueKind.Null, root.GetProperty("chat_template").ValueKind);
+        // The test server fixes one thread each: kept as configured, not adapted.
+        var threading = root.GetProperty("backend").GetProperty("threading");
+        Assert.Equal("1", threading.GetProperty("threads_setting").GetString());
+        Assert.Equal(1, threading.GetProperty("threads").GetInt32());
+        Assert.Equal(1, threading.GetProperty("batch_threads").GetInt32());
+        Assert.False(threading.GetProperty("adaptive").GetBoolean());
+        Assert.Equal("decode threads as configured", threading.GetProperty("reason").GetString());
+        Assert.Contains("GOMP_SPINCOUNT", threading.GetProperty("openmp").GetString(), StringComparison.Ordinal);
     }
 
     private async Task<string> ScrapeAsync()

@@ -48,7 +48,20 @@ internal static class PropsEndpoint
                 ["library"] = model.Backend.Library,
                 ["system_info"] = model.Backend.SystemInfo,
                 ["gpu_layers"] = model.Backend.GpuLayers,
-                ["threads"] = model.Backend.Threads,
+                ["threads"] = model.Backend.Threading?.CurrentThreads ?? model.Backend.Threads,
+                ["threading"] = model.Backend.Threading is { } threading ? new Dictionary<string, object?>
+                {
+                    ["threads_setting"] = threading.ThreadsSetting,
+                    ["batch_threads_setting"] = threading.BatchThreadsSetting,
+                    ["threads"] = threading.CurrentThreads,
+                    ["threads_max"] = threading.Threads,
+                    ["batch_threads"] = threading.BatchThreads,
+                    ["adaptive"] = threading.Adaptive,
+                    ["changes"] = threading.Changes,
+                    ["decode_thread_cpu_share"] = threading.Adaptive ? Math.Round(threading.CpuShare, 3) : null,
+                    ["openmp"] = threading.OpenMp,
+                    ["reason"] = threading.Reason,
+                } : null,
             },
             ["model"] = new Dictionary<string, object?>
             {
