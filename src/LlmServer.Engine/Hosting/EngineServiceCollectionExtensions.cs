@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Scheduling;
 using Microsoft.Extensions.Configuration;
@@ -20,6 +21,7 @@ public static class EngineServiceCollectionExtensions
     {
         services.AddOptions<ModelOptions>().Bind(configuration.GetSection(ModelOptions.SectionName)).ValidateOnStart();
         services.AddOptions<SchedulerOptions>().Bind(configuration.GetSection(SchedulerOptions.SectionName)).ValidateOnStart();
+        services.AddOptions<KvCacheOptions>().Bind(configuration.GetSection(KvCacheOptions.SectionName)).ValidateOnStart();
         if (configureModel is not null)
         {
             services.Configure(configureModel);
@@ -27,6 +29,7 @@ public static class EngineServiceCollectionExtensions
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ModelOptions>, ModelOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SchedulerOptions>, SchedulerOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KvCacheOptions>, KvCacheOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<LlmEngine>();
         services.TryAddSingleton<ITextGenerator>(sp => sp.GetRequiredService<LlmEngine>());

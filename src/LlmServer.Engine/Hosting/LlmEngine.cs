@@ -3,6 +3,7 @@ using System.Text;
 using LLama;
 using LLama.Native;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Prompting;
 using LlmServer.Engine.Scheduling;
@@ -27,6 +28,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private readonly ILogger<LlmEngine> _logger;
     private readonly ILoggerFactory _loggerFactory;
     private readonly IMeterFactory? _meterFactory;
+    private readonly KvCacheOptions? _kvCacheOptions;
     private InferenceScheduler? _scheduler;
     private ChatPromptFormatter? _formatter;
     private ITokenVocabulary? _vocabulary;
@@ -46,6 +48,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<LlmEngine>();
         _meterFactory = services.GetService(typeof(IMeterFactory)) as IMeterFactory;
+        _kvCacheOptions = (services.GetService(typeof(IOptions<KvCacheOptions>)) as IOptions<KvCacheOptions>)?.Value;
     }
 
     public EngineState State => (EngineState)_state;
@@ -98,26 +101,16 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         return scheduler.Submit(request, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
     }
 
-    /// <summary>
-    /// A session's next prompt starts with the text of its previous turn, whose tokens are resident in its slot.
-    /// Re-tokenizing that text need not give the same tokens the model generated (generated tokens often do not
-    /// round-trip), which would break the shared prefix at the previous answer; so the resident tokens are kept
-    /// as they are and only the new text is tokenized.
-    /// </summary>
-    private int[] TokenizePrompt(InferenceScheduler scheduler, string? sessionKey, string text, bool parseSpecial)
+    /// <summary>A session's prompt is tokenized onto the tokens its KV cache holds (see <see cref="SessionPromptTokenizer"/>).</summary>
+    private TokenizedPrompt TokenizePrompt(InferenceScheduler scheduler, string? sessionKey, string text, bool parseSpecial)
     {
-        var vocabulary = _vocabulary!;
-        if (sessionKey is not null
-            && scheduler.TryGetResidentText(sessionKey, out var resident)
-            && resident.Text.Length > 0
-            && text.Length > resident.Text.Length
-            && text.StartsWith(resident.Text, StringComparison.Ordinal))
+        ResidentText? resident = null;
+        if (sessionKey is not null)
         {
-            var rest = vocabulary.Tokenize(text[resident.Text.Length..], addSpecial: false, parseSpecial);
-            return [.. resident.Tokens, .. rest];
+            scheduler.TryGetResidentText(sessionKey, out resident);
         }
 
-        return vocabulary.Tokenize(text, addSpecial: true, parseSpecial);
+        return SessionPromptTokenizer.Tokenize(_vocabulary!, resident, text, parseSpecial);
     }
 
     public void EvictSession(string sessionKey) => _scheduler?.EvictSession(sessionKey);
@@ -156,7 +149,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public Task StartAsync(CancellationToken cancellationToken)
     {
         ConfigureNativeLogging(_loggerFactory);
-        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory);
+        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, diskCacheFactory: OpenDiskCache);
         _scheduler = scheduler;
         scheduler.Start();
         _ = scheduler.Started.ContinueWith(OnSchedulerStarted, TaskScheduler.Default);
@@ -201,6 +194,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters);
             _model = info;
             LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
+            LogKvCache(_logger, context.ContextSize, _schedulerOptions.KvCacheType, KvCacheMemory.Estimate(weights.Metadata, context.ContextSize, _schedulerOptions.KvCacheType) is { } kvBytes ? $"{kvBytes / (1024.0 * 1024.0):F1} MiB" : "unknown (the GGUF has per-layer head counts)", parameters.FlashAttention switch { true => "on", false => "off", null => "auto" });
             LogModel(_logger, info.Id, info.Architecture, info.ParameterCount, info.TrainingContextLength, info.VocabularySize, info.HasChatTemplate, _formatter.TemplateName, info.Slots, info.SlotContextLength, _time.GetElapsedTime(started).TotalMilliseconds);
             return backend;
         }
@@ -209,6 +203,26 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             context?.Dispose();
             weights.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Runs on the scheduler thread after the model loaded. A cache that cannot open costs warm restores, not the engine.</summary>
+    private DiskKvCache? OpenDiskCache()
+    {
+        if (_kvCacheOptions is not { Enabled: true } options)
+        {
+            return null;
+        }
+
+        try
+        {
+            var model = ModelIdentity.Compute(_modelOptions.Path!, _schedulerOptions.KvCacheType);
+            return new DiskKvCache(options, model, _time, _loggerFactory.CreateLogger<DiskKvCache>());
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            LogDiskCacheUnavailable(_logger, options.KvCacheDirectory!, ex);
+            return null;
         }
     }
 
@@ -270,21 +284,27 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _ => LogLevel.Trace,
     };
 
-    [LoggerMessage(Message = "{Message}")]
+    [LoggerMessage(EventId = 1001, Message = "{Message}")]
     private static partial void LogNative(ILogger logger, LogLevel level, string message);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Native backend: {Kind} ({Library}), GPU layers {GpuLayers}, threads {Threads}")]
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "Native backend: {Kind} ({Library}), GPU layers {GpuLayers}, threads {Threads}")]
     private static partial void LogBackend(ILogger logger, string kind, string library, int gpuLayers, int threads);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Model {ModelId} loaded: {Architecture}, {Parameters} parameters, training context {TrainingContext}, vocabulary {Vocabulary}, chat template {HasTemplate} (using {Template}); {Slots} slots of {SlotContext} tokens; {ElapsedMs:F0} ms")]
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "Model {ModelId} loaded: {Architecture}, {Parameters} parameters, training context {TrainingContext}, vocabulary {Vocabulary}, chat template {HasTemplate} (using {Template}); {Slots} slots of {SlotContext} tokens; {ElapsedMs:F0} ms")]
     private static partial void LogModel(ILogger logger, string modelId, string architecture, ulong parameters, int trainingContext, int vocabulary, bool hasTemplate, string template, int slots, int slotContext, double elapsedMs);
 
-    [LoggerMessage(Level = LogLevel.Critical, Message = "Loading model {Path} failed")]
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Information, Message = "KV cache: {Cells} cells of {CacheType}, {Memory}; flash attention {FlashAttention}")]
+    private static partial void LogKvCache(ILogger logger, uint cells, string cacheType, string memory, string flashAttention);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Warning, Message = "The KV cache folder {Directory} cannot be used; sessions are prefilled after eviction")]
+    private static partial void LogDiskCacheUnavailable(ILogger logger, string directory, Exception exception);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Critical, Message = "Loading model {Path} failed")]
     private static partial void LogLoadFailed(ILogger logger, string path, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Draining: {InFlight} requests in flight, waiting up to {Seconds} s")]
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Information, Message = "Draining: {InFlight} requests in flight, waiting up to {Seconds} s")]
     private static partial void LogDraining(ILogger logger, int inFlight, double seconds);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
     private static partial void LogDrainCancelling(ILogger logger, int inFlight);
 }

@@ -73,6 +73,40 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
             errors.Add("Scheduler:DefaultMaxTokens must be 0 (the slot's context) or more.");
         }
 
+        if (!Models.KvCacheType.IsKnown(options.KvCacheType))
+        {
+            errors.Add($"Scheduler:KvCacheType '{options.KvCacheType}' is not a KV cache type; use one of {string.Join(", ", Models.KvCacheType.Names)}.");
+        }
+        else if (Models.KvCacheType.IsQuantized(options.KvCacheType) && options.FlashAttention == false)
+        {
+            errors.Add($"Scheduler:KvCacheType '{options.KvCacheType}' is quantized, and llama.cpp needs flash attention for a quantized V cache: leave Scheduler:FlashAttention unset (or true), or use f16.");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
+
+/// <summary>Reports every problem of the disk KV cache's settings (section <c>Sessions</c>) at once.</summary>
+internal sealed class KvCacheOptionsValidator : IValidateOptions<KvCache.KvCacheOptions>
+{
+    public ValidateOptionsResult Validate(string? name, KvCache.KvCacheOptions options)
+    {
+        var errors = new List<string>();
+        if (options.Enabled && options.KvCacheDirectory!.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
+        {
+            errors.Add($"Sessions:KvCacheDirectory '{options.KvCacheDirectory}' is not a valid path.");
+        }
+
+        if (options.KvCacheMaxBytes < 1)
+        {
+            errors.Add("Sessions:KvCacheMaxBytes must be at least 1.");
+        }
+
+        if (options.KvCacheWriteQueue < 1)
+        {
+            errors.Add("Sessions:KvCacheWriteQueue must be at least 1.");
+        }
+
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

@@ -9,7 +9,7 @@ namespace LlmServer.Engine.Models;
 /// <summary>Loads a GGUF into weights and one multi-sequence context, and describes what was loaded.</summary>
 internal static class ModelLoader
 {
-    public const int MaxAutomaticSlotContext = 4096;
+    public const int MaxAutomaticSlotContext = 8192;
 
     public static ModelParams CreateParameters(ModelOptions model, SchedulerOptions scheduler, int trainingContext)
     {
@@ -30,6 +30,9 @@ internal static class ModelLoader
             BatchThreads = batchThreads,
             GpuLayerCount = model.GpuLayerCount ?? (NativeApi.llama_supports_gpu_offload() ? 999 : 0),
             KVUnified = scheduler.UnifiedKvCache,
+            TypeK = KvCacheType.Parse(scheduler.KvCacheType),
+            TypeV = KvCacheType.Parse(scheduler.KvCacheType),
+            FlashAttention = scheduler.FlashAttention ?? (KvCacheType.IsQuantized(scheduler.KvCacheType) ? true : null),
         };
     }
 

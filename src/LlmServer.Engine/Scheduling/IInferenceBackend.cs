@@ -30,6 +30,28 @@ internal interface IInferenceBackend : IDisposable
     /// <summary>Makes <paramref name="targetSlot"/>'s KV cache a copy of <paramref name="sourceSlot"/>'s.</summary>
     void CopySlot(int sourceSlot, int targetSlot);
 
+    /// <summary>
+    /// Whether KV cells can move to other positions (llama.cpp's <c>llama_memory_can_shift</c>): false for models
+    /// whose memory cannot be re-positioned (recurrent state, some position encodings).
+    /// </summary>
+    bool CanShift { get; }
+
+    /// <summary>
+    /// Drops the slot's cells at positions [<paramref name="fromPosition"/>, <paramref name="toPosition"/>) and moves
+    /// every later cell down by the removed length, so the kept cells continue at <paramref name="fromPosition"/>.
+    /// Only valid when <see cref="CanShift"/>.
+    /// </summary>
+    void RemoveAndShift(int slot, int fromPosition, int toPosition);
+
+    /// <summary>The slot's KV state as bytes (llama.cpp's <c>llama_state_seq_get_data</c>).</summary>
+    byte[] SaveSlot(int slot);
+
+    /// <summary>
+    /// Replaces the slot's KV state with <paramref name="state"/> from <see cref="SaveSlot"/>. Returns false (and
+    /// leaves the slot empty) when the context refuses it, as it does for state from another model or cache type.
+    /// </summary>
+    bool RestoreSlot(int slot, ReadOnlySpan<byte> state);
+
     /// <summary>Logits of the batch entry at <paramref name="batchIndex"/> of the last decode.</summary>
     ReadOnlySpan<float> GetLogits(int batchIndex);
 

@@ -1,45 +1,43 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
 using System.Diagnostics.Metrics;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Grammars;
-using LlmServer.Engine.Sampling;
+using LlmServer.Engine.KvCache;
 using Microsoft.Extensions.Logging;
 
 namespace LlmServer.Engine.Scheduling;
 
 /// <summary>
-/// Continuous batching over the KV slots of one context. One thread owns the backend and is its only caller:
-/// each step decodes one batch holding the next token of every generating sequence first, then prompt chunks of
-/// admitted requests within the step's token budget (one budget, no separate prefill phase). Requests wait in
-/// arrival order; a session's sequence stays resident in its slot between requests and is evicted least recently
-/// used when a slot is needed.
+/// Continuous batching over the KV slots of one context: the front door (submit, cancel, evict, status, from any
+/// thread) and the loop. One thread owns the backend and is its only caller; each <see cref="Step"/> plans
+/// (<see cref="StepPlanner"/>: the next token of every generating sequence, then prompt chunks within the step's
+/// budget), decodes the plan as one batch (<see cref="StepDecoder"/>) and turns the result into text on each stream
+/// (<see cref="OutputProcessor"/>). Slots and the sessions resident in them live in the <see cref="SlotTable"/>.
 /// </summary>
 internal sealed partial class InferenceScheduler : IDisposable
 {
-    private const int MaxTokenBytes = 256;
-
     private readonly Func<IInferenceBackend> _backendFactory;
+    private readonly Func<DiskKvCache?>? _diskCacheFactory;
     private readonly SchedulerOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly IStepObserver[] _stepObservers;
     private readonly ConcurrentQueue<ScheduledRequest> _intake = new();
     private readonly ConcurrentQueue<string> _evictions = new();
-    private readonly ConcurrentDictionary<string, ResidentText> _residentTexts = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _wake = new(0);
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
 
-    // Owned by the scheduler thread.
-    private readonly List<ScheduledRequest> _waiting = [];
-    private readonly List<ScheduledRequest> _running = [];
-    private readonly List<ChoiceState> _toSample = [];
-    private readonly List<(ScheduledRequest Request, int Count)> _chunks = [];
+    // Owned by the scheduler thread (set once by Initialize; the slot table's resident texts are read from any thread).
     private readonly List<ScheduledRequest> _completed = [];
-    private KvSlot[] _slots = [];
-    private ChoiceState?[] _generatingBySlot = [];
-    private int[] _chunkBySlot = [];
-    private IInferenceBackend? _backend;
+    private volatile IInferenceBackend? _backend;
+    private volatile SlotTable? _slots;
+    private DiskKvCache? _diskCache;
+    private StepPlanner? _planner;
+    private StepDecoder? _decoder;
+    private OutputProcessor? _output;
 
     private int _inFlight;
     private int _disposed;
@@ -50,12 +48,21 @@ internal sealed partial class InferenceScheduler : IDisposable
     private long _steps;
     private long _lastDecodeTicks;
 
-    public InferenceScheduler(Func<IInferenceBackend> backendFactory, SchedulerOptions options, TimeProvider time, ILogger logger, IMeterFactory? meterFactory = null)
+    public InferenceScheduler(
+        Func<IInferenceBackend> backendFactory,
+        SchedulerOptions options,
+        TimeProvider time,
+        ILogger logger,
+        IMeterFactory? meterFactory = null,
+        IEnumerable<IStepObserver>? stepObservers = null,
+        Func<DiskKvCache?>? diskCacheFactory = null)
     {
         _backendFactory = backendFactory;
+        _diskCacheFactory = diskCacheFactory;
         _options = options;
         _time = time;
         _logger = logger;
+        _stepObservers = stepObservers?.ToArray() ?? [];
         _status = new SchedulerStatus(options.Slots, 0, 0, 0, 0, 0, false, null, 0);
         Metrics = new SchedulerMetrics(() => _status, meterFactory);
         _thread = new Thread(Run) { IsBackground = true, Name = "llm-scheduler" };
@@ -68,10 +75,6 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     /// <summary>Completes when the loop has ended (stopped or died).</summary>
     public Task Stopped => _stopped.Task;
-
-    public IInferenceBackend Backend => _backend ?? throw new InvalidOperationException("The scheduler has not started.");
-
-    public int SlotContextSize => _backend?.SlotContextSize ?? 0;
 
     public int InFlight => Volatile.Read(ref _inFlight);
 
@@ -88,8 +91,13 @@ internal sealed partial class InferenceScheduler : IDisposable
         Submit(request, promptTokens, null, cancellationToken);
 
     /// <summary>As <see cref="Submit(GenerationRequest, int[], CancellationToken)"/>, with the prompt's text for session reuse.</summary>
-    public GenerationStream Submit(GenerationRequest request, int[] promptTokens, string? promptText, CancellationToken cancellationToken)
+    public GenerationStream Submit(GenerationRequest request, int[] promptTokens, string? promptText, CancellationToken cancellationToken) =>
+        Submit(request, new TokenizedPrompt(promptTokens, []), promptText, cancellationToken);
+
+    /// <summary>As <see cref="Submit(GenerationRequest, int[], CancellationToken)"/>, with the prompt's text and where it splits exactly.</summary>
+    public GenerationStream Submit(GenerationRequest request, TokenizedPrompt prompt, string? promptText, CancellationToken cancellationToken)
     {
+        var promptTokens = prompt.Tokens;
         var backend = _backend;
         if (backend is null || !_loopAlive || _stopRequested)
         {
@@ -144,7 +152,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         var id = request.RequestId ?? "gen-" + Guid.NewGuid().ToString("N")[..24];
-        var scheduled = new ScheduledRequest(id, promptTokens, promptText, request, maxTokens, choices, _time.GetTimestamp());
+        var scheduled = new ScheduledRequest(id, promptTokens, promptText, request, maxTokens, choices, _time.GetTimestamp(), prompt.Boundaries);
         var stream = new GenerationStream(id, promptTokens.Length, choices.Length, scheduled.Events.Reader, () => Cancel(scheduled), cancellationToken);
         _intake.Enqueue(scheduled);
         _wake.Release();
@@ -152,8 +160,11 @@ internal sealed partial class InferenceScheduler : IDisposable
     }
 
     /// <summary>The text and tokens a session's last request left in the KV cache (it may have been evicted since).</summary>
-    public bool TryGetResidentText(string sessionKey, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out ResidentText? resident) =>
-        _residentTexts.TryGetValue(sessionKey, out resident);
+    public bool TryGetResidentText(string sessionKey, [NotNullWhen(true)] out ResidentText? resident)
+    {
+        resident = null;
+        return _slots is { } slots && slots.TryGetResidentText(sessionKey, out resident);
+    }
 
     /// <summary>Forgets a session's resident sequence (the slot becomes free).</summary>
     public void EvictSession(string sessionKey)
@@ -280,7 +291,10 @@ internal sealed partial class InferenceScheduler : IDisposable
             PublishStatus();
             if (_stopRequested)
             {
-                // The owner thread frees the context it created.
+                // Idle sessions' KV goes to disk first, so a restart resumes them warm; then the owner thread frees
+                // the context it created.
+                SaveResidentSessions();
+                _diskCache?.Dispose();
                 _backend?.Dispose();
             }
 
@@ -288,538 +302,140 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
     }
 
-    /// <summary>Creates the backend on the calling thread, which becomes the loop's (tests call it and <see cref="Step"/> directly).</summary>
+    private void SaveResidentSessions()
+    {
+        try
+        {
+            _slots?.SaveResidentSessions();
+        }
+        catch (Exception ex)
+        {
+            LogShutdownSaveFailed(_logger, ex);
+        }
+    }
+
+    /// <summary>
+    /// Creates the backend on the calling thread, which becomes the only one that may call <see cref="Step"/>:
+    /// the loop's thread, or a test that steps the scheduler itself.
+    /// </summary>
     internal void Initialize()
     {
-        _backend = _backendFactory();
-        _slots = new KvSlot[_backend.SlotCount];
-        _generatingBySlot = new ChoiceState?[_slots.Length];
-        _chunkBySlot = new int[_slots.Length];
-        for (var i = 0; i < _slots.Length; i++)
-        {
-            _slots[i] = new KvSlot(i);
-        }
-
+        var backend = _backendFactory();
+        _backend = backend;
+        _diskCache = _diskCacheFactory?.Invoke();
+        _slots = new SlotTable(backend, _logger, Metrics, _diskCache);
+        _planner = new StepPlanner(_slots, _options, Metrics, _time);
+        _decoder = new StepDecoder(backend, _logger);
+        _output = new OutputProcessor(backend, _slots, Metrics, _time, _logger);
         _loopAlive = true;
         PublishStatus();
     }
 
-    /// <summary>One scheduling step. Returns false when there was nothing to do.</summary>
+    /// <summary>
+    /// One step: take in new, cancelled and evicted work; plan which sequences decode a token and which prompt chunks
+    /// go in; decode that plan as one batch; turn its output into tokens and text on each stream; retire finished
+    /// requests. Returns false when there was nothing to decode.
+    /// </summary>
     internal bool Step()
     {
-        var backend = _backend!;
-        DrainIntake();
-        ApplyEvictions();
-        ReapCancelled();
-        Admit(backend);
-
-        var hasPrompt = _running.Exists(r => r.IsPrefilling);
-        var generating = 0;
-        foreach (var request in _running)
-        {
-            foreach (var choice in request.Choices)
-            {
-                choice.BatchIndex = -1;
-                if (choice.IsGenerating && !choice.IsDone)
-                {
-                    generating++;
-                }
-            }
-        }
-
-        if (generating == 0 && !hasPrompt)
+        TakeInWork();
+        var plan = _planner!.Plan();
+        if (plan.IsEmpty)
         {
             PublishStatus();
             return false;
         }
 
-        backend.BeginBatch(hasPrompt);
-        _toSample.Clear();
-        _chunks.Clear();
-        Array.Clear(_chunkBySlot);
-        Array.Clear(_generatingBySlot);
-        foreach (var request in _running)
+        var started = _time.GetTimestamp();
+        var outcome = _decoder!.Decode(plan);
+        if (outcome == DecodeOutcome.Ok)
         {
-            foreach (var choice in request.Choices)
-            {
-                if (choice.IsGenerating && !choice.IsDone)
-                {
-                    _generatingBySlot[choice.Slot] = choice;
-                }
-            }
+            var decoded = _time.GetTimestamp();
+            Interlocked.Exchange(ref _lastDecodeTicks, _time.GetUtcNow().UtcTicks);
+            _steps++;
+            _output!.Process(plan, decoded);
+            Observe(new StepCost(plan.Tokens.Count, plan.PromptTokens, plan.Chunks.Count, _time.GetElapsedTime(started, decoded), _time.GetElapsedTime(started)));
+        }
+        else
+        {
+            RecoverFromFailedDecode(plan, outcome);
         }
 
-        // Prompt budget goes to admitted requests in arrival order.
-        var budget = _options.StepTokenBudget - generating;
-        var chunks = _chunks;
-        foreach (var request in _running)
-        {
-            if (budget <= 0)
-            {
-                break;
-            }
-
-            if (request.IsPrefilling)
-            {
-                var count = Math.Min(budget, request.PromptTokens.Length - request.Prefilled);
-                chunks.Add((request, count));
-                _chunkBySlot[request.Choices[0].Slot] = count;
-                budget -= count;
-            }
-        }
-
-        // The batch lists sequences in ascending slot order: with a KV cache split per sequence, llama.cpp splits
-        // a batch whose sequence ids are out of order into several micro-batches, which costs up to 2x a step.
-        for (var slot = 0; slot < _slots.Length; slot++)
-        {
-            if (_generatingBySlot[slot] is { } choice)
-            {
-                choice.BatchIndex = backend.AddToBatch(choice.PendingToken, choice.Position, slot, true);
-                _toSample.Add(choice);
-            }
-            else if (_chunkBySlot[slot] > 0)
-            {
-                AddPromptChunk(backend, _slots[slot].Owner!, _chunkBySlot[slot]);
-            }
-        }
-
-        var outcome = DecodeSafely(backend);
-        if (outcome != DecodeOutcome.Ok)
-        {
-            HandleFailedDecode(backend, outcome, chunks);
-            PublishStatus();
-            return true;
-        }
-
-        Interlocked.Exchange(ref _lastDecodeTicks, _time.GetUtcNow().UtcTicks);
-        _steps++;
-        var now = _time.GetTimestamp();
-
-        foreach (var choice in _toSample)
-        {
-            _slots[choice.Slot].Tokens.Add(choice.PendingToken);
-            choice.Position++;
-        }
-
-        foreach (var (request, count) in chunks)
-        {
-            var slot = _slots[request.Choices[0].Slot];
-            slot.Tokens.AddRange(request.PromptTokens.AsSpan(request.Prefilled, count));
-            request.Prefilled += count;
-            if (!request.IsPrefilling)
-            {
-                request.PrefillDoneAt = now;
-                ForkChoices(backend, request);
-                foreach (var choice in request.Choices)
-                {
-                    choice.Position = request.PromptTokens.Length;
-                    _toSample.Add(choice);
-                }
-            }
-        }
-
-        foreach (var choice in _toSample)
-        {
-            var request = FindOwner(choice);
-            if (request is null || choice.IsDone)
-            {
-                continue;
-            }
-
-            try
-            {
-                SampleAndEmit(backend, request, choice, now);
-            }
-            catch (Exception ex)
-            {
-                // A failure in one request (sampler, grammar, ...) ends that request only.
-                LogRequestFailed(_logger, request.Id, ex);
-                FinishChoice(request, choice, FinishReason.Error, new GenerationError(GenerationErrorCode.Internal, ex.Message));
-            }
-        }
-
-        CompleteFinishedRequests();
+        RetireFinished();
         PublishStatus();
         return true;
     }
 
-    private static void AddPromptChunk(IInferenceBackend backend, ScheduledRequest request, int count)
+    private void Observe(in StepCost cost)
     {
-        var slot = request.Choices[0].Slot;
-        var completes = request.Prefilled + count == request.PromptTokens.Length;
-        for (var i = 0; i < count; i++)
+        foreach (var observer in _stepObservers)
         {
-            var position = request.Prefilled + i;
-            var wantLogits = completes && i == count - 1;
-            var index = backend.AddToBatch(request.PromptTokens[position], position, slot, wantLogits);
-            if (wantLogits)
-            {
-                foreach (var choice in request.Choices)
-                {
-                    choice.BatchIndex = index;
-                }
-            }
+            observer.OnStep(cost);
         }
     }
 
-    private DecodeOutcome DecodeSafely(IInferenceBackend backend)
+    /// <summary>Arrivals join the queue, evicted sessions leave their slots, cancelled requests end.</summary>
+    private void TakeInWork()
     {
-        try
-        {
-            return backend.Decode();
-        }
-        catch (Exception ex)
-        {
-            LogDecodeFailed(_logger, ex);
-            return DecodeOutcome.Failed;
-        }
-    }
-
-    private ScheduledRequest? FindOwner(ChoiceState choice) => choice.Slot >= 0 ? _slots[choice.Slot].Owner : null;
-
-    private void DrainIntake()
-    {
+        var planner = _planner!;
         while (_intake.TryDequeue(out var request))
         {
-            _waiting.Add(request);
+            planner.Enqueue(request);
         }
-    }
 
-    private void ApplyEvictions()
-    {
         while (_evictions.TryDequeue(out var key))
         {
-            _residentTexts.TryRemove(key, out _);
-            foreach (var slot in _slots)
-            {
-                if (slot.SessionKey == key && !slot.IsBusy)
-                {
-                    slot.SessionKey = null;
-                    _backend!.TruncateSlot(slot.Id, 0);
-                    slot.Tokens.Clear();
-                }
-            }
+            _slots!.EvictSession(key);
         }
-    }
 
-    private void ReapCancelled()
-    {
         var cancelAll = _cancelAllRequested;
         _cancelAllRequested = false;
-        for (var i = _waiting.Count - 1; i >= 0; i--)
+        var waiting = planner.Waiting;
+        for (var i = waiting.Count - 1; i >= 0; i--)
         {
-            var request = _waiting[i];
+            var request = waiting[i];
             if (cancelAll || request.CancelRequested)
             {
-                _waiting.RemoveAt(i);
-                foreach (var choice in request.Choices)
-                {
-                    FinishChoice(request, choice, FinishReason.Cancelled, null);
-                }
-
-                Complete(request);
+                waiting.RemoveAt(i);
+                FinishAll(request, FinishReason.Cancelled, null);
+                CompleteUnadmitted(request);
             }
         }
 
-        foreach (var request in _running)
+        foreach (var request in planner.Running)
         {
             if (cancelAll || request.CancelRequested)
             {
-                foreach (var choice in request.Choices)
-                {
-                    if (!choice.IsDone)
-                    {
-                        FinishChoice(request, choice, FinishReason.Cancelled, null);
-                    }
-                }
+                FinishAll(request, FinishReason.Cancelled, null);
             }
         }
 
-        CompleteFinishedRequests();
+        RetireFinished();
     }
 
-    /// <summary>Starts waiting requests in arrival order while slots are free (evicting idle sessions if needed).</summary>
-    private void Admit(IInferenceBackend backend)
+    private void FinishAll(ScheduledRequest request, FinishReason reason, GenerationError? error)
     {
-        while (_waiting.Count > 0)
+        foreach (var choice in request.Choices)
         {
-            var request = _waiting[0];
-            var needed = request.Choices.Length;
-            var available = 0;
-            foreach (var slot in _slots)
-            {
-                if (!slot.IsBusy)
-                {
-                    available++;
-                }
-            }
-
-            if (available < needed)
-            {
-                return;
-            }
-
-            _waiting.RemoveAt(0);
-            var now = _time.GetTimestamp();
-            request.AdmittedAt = now;
-            request.IsAdmitted = true;
-            Metrics.Queued(_time.GetElapsedTime(request.ArrivedAt, now));
-
-            var first = ChooseSlot(request);
-            AssignSlot(request, request.Choices[0], first);
-            ReusePrefix(backend, request, first);
-            for (var i = 1; i < needed; i++)
-            {
-                AssignSlot(request, request.Choices[i], ChooseSlot(null));
-            }
-
-            _running.Add(request);
+            _output!.Finish(request, choice, reason, error);
         }
     }
 
-    /// <summary>
-    /// The session's own slot if it is resident; else the free slot sharing the longest prefix with the prompt
-    /// (least recently used on ties); else the least recently used idle session, which is evicted.
-    /// </summary>
-    private KvSlot ChooseSlot(ScheduledRequest? request)
+    /// <summary>Running requests whose choices have all finished give back their slots and end their streams.</summary>
+    private void RetireFinished()
     {
-        var key = request?.Request.SessionKey;
-        if (key is not null)
-        {
-            foreach (var slot in _slots)
-            {
-                if (slot.SessionKey == key && !slot.IsBusy)
-                {
-                    return slot;
-                }
-            }
-        }
-
-        KvSlot? best = null;
-        var bestPrefix = -1;
-        foreach (var slot in _slots)
-        {
-            if (slot.IsBusy || slot.SessionKey is not null)
-            {
-                continue;
-            }
-
-            var prefix = request is null ? 0 : CommonPrefix(slot.Tokens, request.PromptTokens);
-            if (prefix > bestPrefix || (prefix == bestPrefix && slot.LastUsedAt < best!.LastUsedAt))
-            {
-                best = slot;
-                bestPrefix = prefix;
-            }
-        }
-
-        if (best is not null)
-        {
-            return best;
-        }
-
-        foreach (var slot in _slots)
-        {
-            if (!slot.IsBusy && (best is null || slot.LastUsedAt < best.LastUsedAt))
-            {
-                best = slot;
-            }
-        }
-
-        LogSessionEvicted(_logger, best!.SessionKey!, best.Id);
-        _residentTexts.TryRemove(best.SessionKey!, out _);
-        best.SessionKey = null;
-        return best;
-    }
-
-    private static void AssignSlot(ScheduledRequest request, ChoiceState choice, KvSlot slot)
-    {
-        slot.Owner = request;
-        choice.Slot = slot.Id;
-    }
-
-    private void ReusePrefix(IInferenceBackend backend, ScheduledRequest request, KvSlot slot)
-    {
-        // At least the last prompt token is decoded again: its logits give the first generated token.
-        var reuse = _options.PrefixReuse ? Math.Min(CommonPrefix(slot.Tokens, request.PromptTokens), request.PromptTokens.Length - 1) : 0;
-        if (slot.SessionKey is not null && slot.SessionKey != request.Request.SessionKey)
-        {
-            reuse = 0;
-        }
-
-        backend.TruncateSlot(slot.Id, reuse);
-        slot.Tokens.RemoveRange(reuse, slot.Tokens.Count - reuse);
-        request.Prefilled = reuse;
-        request.CachedTokens = reuse;
-        Metrics.PrefixLookup(request.PromptTokens.Length, reuse);
-    }
-
-    internal static int CommonPrefix(List<int> cached, int[] prompt)
-    {
-        var max = Math.Min(cached.Count, prompt.Length);
-        var i = 0;
-        while (i < max && cached[i] == prompt[i])
-        {
-            i++;
-        }
-
-        return i;
-    }
-
-    /// <summary>Extra choices start from a copy of the prompt's KV in choice 0's slot instead of a second prefill.</summary>
-    private void ForkChoices(IInferenceBackend backend, ScheduledRequest request)
-    {
-        var source = _slots[request.Choices[0].Slot];
-        for (var i = 1; i < request.Choices.Length; i++)
-        {
-            var target = _slots[request.Choices[i].Slot];
-            backend.CopySlot(source.Id, target.Id);
-            target.Tokens.Clear();
-            target.Tokens.AddRange(source.Tokens);
-        }
-    }
-
-    private void SampleAndEmit(IInferenceBackend backend, ScheduledRequest request, ChoiceState choice, long now)
-    {
-        var token = choice.Sampler.Sample(backend, choice.BatchIndex);
-        if (choice.FirstTokenAt == 0)
-        {
-            choice.FirstTokenAt = now;
-            Metrics.FirstToken(_time.GetElapsedTime(request.ArrivedAt, now));
-        }
-        else
-        {
-            Metrics.NextToken(_time.GetElapsedTime(choice.LastTokenAt, now));
-        }
-
-        choice.LastTokenAt = now;
-        var vocabulary = backend.Vocabulary;
-        if (!request.Request.IgnoreEos && vocabulary.IsEndOfGeneration(token))
-        {
-            FinishChoice(request, choice, FinishReason.Stop, null);
-            return;
-        }
-
-        choice.Generated++;
-        Metrics.GeneratedToken();
-        choice.UnemittedTokens++;
-        Span<byte> bytes = stackalloc byte[MaxTokenBytes];
-        var length = vocabulary.TokenToBytes(token, bytes);
-        var piece = bytes[..Math.Clamp(length, 0, MaxTokenBytes)];
-        if (request.Request.LogProbs)
-        {
-            (choice.UnemittedLogProbs ??= []).Add(LogProbCalculator.Compute(backend, choice.BatchIndex, token, request.Request.TopLogProbs));
-        }
-
-        var text = choice.Decoder.Append(piece);
-        var (emit, stopped) = choice.StopMatcher.Push(text);
-        if (emit.Length > 0)
-        {
-            Emit(request, choice, emit);
-        }
-
-        if (stopped)
-        {
-            FinishChoice(request, choice, FinishReason.Stop, null);
-            return;
-        }
-
-        // The next decode needs a free cell in the slot for this token.
-        if (choice.Generated >= request.MaxTokens || choice.Position >= backend.SlotContextSize)
-        {
-            FinishChoice(request, choice, FinishReason.Length, null);
-            return;
-        }
-
-        choice.PendingToken = token;
-        choice.IsGenerating = true;
-    }
-
-    private static void Emit(ScheduledRequest request, ChoiceState choice, string text)
-    {
-        request.Events.Writer.TryWrite(new TextDelta(choice.Index, text, choice.UnemittedTokens, choice.UnemittedLogProbs));
-        choice.UnemittedTokens = 0;
-        choice.UnemittedLogProbs = null;
-    }
-
-    private void FinishChoice(ScheduledRequest request, ChoiceState choice, FinishReason reason, GenerationError? error)
-    {
-        if (choice.IsDone)
-        {
-            return;
-        }
-
-        choice.IsDone = true;
-        choice.IsGenerating = false;
-        if (reason != FinishReason.Error)
-        {
-            // Text held back for a possible stop sequence or an unfinished character belongs to the answer.
-            var rest = choice.Decoder.Flush();
-            var (emit, _) = choice.StopMatcher.Push(rest);
-            emit += reason == FinishReason.Stop ? string.Empty : choice.StopMatcher.Flush();
-            if (emit.Length > 0)
-            {
-                Emit(request, choice, emit);
-            }
-        }
-
-        var now = _time.GetTimestamp();
-        var admitted = request.AdmittedAt == 0 ? now : request.AdmittedAt;
-        var prefillDone = request.PrefillDoneAt == 0 ? now : request.PrefillDoneAt;
-        var timings = new GenerationTimings(
-            _time.GetElapsedTime(request.ArrivedAt, admitted),
-            _time.GetElapsedTime(admitted, prefillDone),
-            _time.GetElapsedTime(prefillDone, now));
-        var usage = new GenerationUsage(request.PromptTokens.Length, request.CachedTokens, choice.Generated);
-        request.Events.Writer.TryWrite(new GenerationCompleted(choice.Index, reason, usage, timings, error));
-        request.FinishedChoices++;
-        choice.Sampler.Dispose();
-
-        var reasonName = reason.ToString().ToLowerInvariant();
-        if (choice.Index == 0)
-        {
-            Metrics.Finished(reasonName, request.PromptTokens.Length, _time.GetElapsedTime(request.ArrivedAt, now));
-            LogRequestFinished(_logger, request.Id, reasonName, request.PromptTokens.Length, request.CachedTokens, choice.Generated, timings.Queued.TotalMilliseconds, timings.Prefill.TotalMilliseconds, timings.Decode.TotalMilliseconds);
-        }
-    }
-
-    private void CompleteFinishedRequests()
-    {
+        var running = _planner!.Running;
         _completed.Clear();
-        for (var i = _running.Count - 1; i >= 0; i--)
+        for (var i = running.Count - 1; i >= 0; i--)
         {
-            var request = _running[i];
+            var request = running[i];
             if (request.FinishedChoices < request.Choices.Length)
             {
                 continue;
             }
 
-            _running.RemoveAt(i);
-            var now = _time.GetTimestamp();
-            foreach (var choice in request.Choices)
-            {
-                if (choice.Slot < 0)
-                {
-                    continue;
-                }
-
-                var slot = _slots[choice.Slot];
-                slot.Owner = null;
-                slot.LastUsedAt = now;
-                if (choice.Index == 0 && request.Request.SessionKey is { } key)
-                {
-                    foreach (var other in _slots)
-                    {
-                        if (other.SessionKey == key)
-                        {
-                            other.SessionKey = null;
-                        }
-                    }
-
-                    slot.SessionKey = key;
-                    RememberResidentText(key, request, slot);
-                }
-            }
-
+            running.RemoveAt(i);
+            _slots!.Release(request, _time.GetTimestamp());
             _completed.Add(request);
         }
 
@@ -837,52 +453,23 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
     }
 
-    private void RememberResidentText(string key, ScheduledRequest request, KvSlot slot)
-    {
-        var prompt = request.PromptTokens;
-        if (request.PromptText is null || slot.Tokens.Count < prompt.Length || InferenceScheduler.CommonPrefix(slot.Tokens, prompt) < prompt.Length)
-        {
-            _residentTexts.TryRemove(key, out _);
-            return;
-        }
-
-        // The generated tokens in the KV (all but the last sampled one), as the text they stand for.
-        var decoder = new Text.Utf8StreamDecoder();
-        var generated = new System.Text.StringBuilder();
-        Span<byte> buffer = stackalloc byte[MaxTokenBytes];
-        for (var i = prompt.Length; i < slot.Tokens.Count; i++)
-        {
-            var length = Math.Clamp(_backend!.Vocabulary.TokenToBytes(slot.Tokens[i], buffer), 0, MaxTokenBytes);
-            generated.Append(decoder.Append(buffer[..length]));
-        }
-
-        // A character still unfinished at the end has no exact text: then nothing is remembered.
-        if (decoder.Flush().Length > 0)
-        {
-            _residentTexts.TryRemove(key, out _);
-            return;
-        }
-
-        _residentTexts[key] = new ResidentText(request.PromptText + generated, [.. slot.Tokens]);
-    }
-
-    private void Complete(ScheduledRequest request)
+    private void CompleteUnadmitted(ScheduledRequest request)
     {
         Interlocked.Decrement(ref _inFlight);
         request.Events.Writer.TryComplete();
     }
 
-    private void HandleFailedDecode(IInferenceBackend backend, DecodeOutcome outcome, List<(ScheduledRequest Request, int Count)> chunks)
+    private void RecoverFromFailedDecode(StepPlan plan, DecodeOutcome outcome)
     {
         // Prompt chunks go back to the queue's head and run again; if the step had none (or failed outright),
         // the requests in the batch fail: never the loop.
+        var chunks = plan.Chunks;
         if (outcome == DecodeOutcome.NoKvSpace && chunks.Count > 0)
         {
             LogNoKvSpace(_logger, chunks.Count);
-            foreach (var (request, _) in chunks)
+            foreach (var chunk in chunks)
             {
-                var slot = _slots[request.Choices[0].Slot];
-                backend.TruncateSlot(slot.Id, request.Prefilled);
+                _backend!.TruncateSlot(chunk.Slot, chunk.Start);
             }
 
             if (chunks.Count > 1)
@@ -890,7 +477,7 @@ internal sealed partial class InferenceScheduler : IDisposable
                 // Make the step smaller: later prompt requests wait for the first to finish prefilling.
                 for (var i = chunks.Count - 1; i >= 1; i--)
                 {
-                    Requeue(backend, chunks[i].Request);
+                    _planner!.Requeue(chunks[i].Request);
                 }
 
                 return;
@@ -900,116 +487,71 @@ internal sealed partial class InferenceScheduler : IDisposable
         var error = new GenerationError(GenerationErrorCode.Internal, outcome == DecodeOutcome.NoKvSpace
             ? "The KV cache had no room for this request."
             : "Decoding failed.");
-        foreach (var choice in _toSample)
+        foreach (var (request, choice) in plan.Tokens)
         {
-            var request = FindOwner(choice);
-            if (request is not null)
-            {
-                FinishChoice(request, choice, FinishReason.Error, error);
-            }
+            _output!.Finish(request, choice, FinishReason.Error, error);
         }
 
-        foreach (var (request, _) in chunks)
+        foreach (var chunk in chunks)
         {
-            foreach (var choice in request.Choices)
-            {
-                FinishChoice(request, choice, FinishReason.Error, error);
-            }
+            FinishAll(chunk.Request, FinishReason.Error, error);
         }
 
-        foreach (var slot in _slots)
+        var slots = _slots!;
+        for (var i = 0; i < slots.Count; i++)
         {
-            if (slot.Owner is { } owner && owner.FinishedChoices == owner.Choices.Length)
+            if (slots[i].Owner is { } owner && owner.FinishedChoices == owner.Choices.Length)
             {
                 // The slot's cells are in an unknown state after a failed decode: start it over.
-                backend.TruncateSlot(slot.Id, 0);
-                slot.Tokens.Clear();
-                slot.SessionKey = null;
+                slots.Reset(slots[i]);
             }
         }
-
-        CompleteFinishedRequests();
-    }
-
-    private void Requeue(IInferenceBackend backend, ScheduledRequest request)
-    {
-        _running.Remove(request);
-        foreach (var choice in request.Choices)
-        {
-            var slot = _slots[choice.Slot];
-            slot.Owner = null;
-            backend.TruncateSlot(slot.Id, 0);
-            slot.Tokens.Clear();
-            choice.Slot = -1;
-        }
-
-        request.IsAdmitted = false;
-        request.Prefilled = 0;
-        request.CachedTokens = 0;
-        _waiting.Insert(0, request);
     }
 
     private void FailEverything(FinishReason reason, GenerationError? error)
     {
-        DrainIntake();
-        foreach (var request in _waiting.Concat(_running).ToList())
+        var planner = _planner!;
+        while (_intake.TryDequeue(out var request))
         {
-            foreach (var choice in request.Choices)
-            {
-                FinishChoice(request, choice, reason, error);
-            }
-
-            if (!_running.Contains(request))
-            {
-                Complete(request);
-            }
+            planner.Enqueue(request);
         }
 
-        _waiting.Clear();
-        CompleteFinishedRequests();
+        foreach (var request in planner.Waiting)
+        {
+            FinishAll(request, reason, error);
+            CompleteUnadmitted(request);
+        }
+
+        planner.Waiting.Clear();
+        foreach (var request in planner.Running)
+        {
+            FinishAll(request, reason, error);
+        }
+
+        RetireFinished();
     }
 
     private void PublishStatus()
     {
-        var kv = 0;
-        var resident = 0;
-        foreach (var slot in _slots)
-        {
-            kv += slot.Tokens.Count;
-            if (slot.SessionKey is not null && !slot.IsBusy)
-            {
-                resident++;
-            }
-        }
-
         var lastDecode = Interlocked.Read(ref _lastDecodeTicks);
         _status = new SchedulerStatus(
-            _slots.Length,
+            _slots?.Count ?? 0,
             _backend?.SlotContextSize ?? 0,
-            _running.Count,
-            _waiting.Count,
-            resident,
-            kv,
+            _planner?.Running.Count ?? 0,
+            _planner?.Waiting.Count ?? 0,
+            _slots?.ResidentSessions ?? 0,
+            _slots?.KvTokensUsed ?? 0,
             _loopAlive,
             lastDecode == 0 ? null : new DateTimeOffset(lastDecode, TimeSpan.Zero),
             _steps);
     }
 
-    [LoggerMessage(Level = LogLevel.Critical, Message = "The scheduler loop died; every request failed and the engine is not ready")]
+    [LoggerMessage(EventId = 1101, Level = LogLevel.Critical, Message = "The scheduler loop died; every request failed and the engine is not ready")]
     private static partial void LogLoopDied(ILogger logger, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Request {RequestId} failed")]
-    private static partial void LogRequestFailed(ILogger logger, string requestId, Exception exception);
+    [LoggerMessage(EventId = 1105, Level = LogLevel.Warning, Message = "Saving resident sessions' KV at shutdown failed")]
+    private static partial void LogShutdownSaveFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Decode threw")]
-    private static partial void LogDecodeFailed(ILogger logger, Exception exception);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "No KV space for a step with {PromptChunks} prompt chunks; shrinking the step")]
+    [LoggerMessage(EventId = 1104, Level = LogLevel.Warning, Message = "No KV space for a step with {PromptChunks} prompt chunks; shrinking the step")]
     private static partial void LogNoKvSpace(ILogger logger, int promptChunks);
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Evicted idle session {SessionKey} from slot {Slot}")]
-    private static partial void LogSessionEvicted(ILogger logger, string sessionKey, int slot);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Request {RequestId} finished: {FinishReason}, prompt {PromptTokens} tokens ({CachedTokens} cached), completion {CompletionTokens} tokens, queued {QueuedMs:F1} ms, prefill {PrefillMs:F1} ms, decode {DecodeMs:F1} ms")]
-    private static partial void LogRequestFinished(ILogger logger, string requestId, string finishReason, int promptTokens, int cachedTokens, int completionTokens, double queuedMs, double prefillMs, double decodeMs);
 }

@@ -61,6 +61,44 @@ internal sealed class LlamaInferenceBackend : IInferenceBackend
         _context.NativeHandle.MemorySequenceCopy((LLamaSeqId)sourceSlot, (LLamaSeqId)targetSlot, -1, -1);
     }
 
+    public bool CanShift => _context.NativeHandle.MemoryCanShift;
+
+    public void RemoveAndShift(int slot, int fromPosition, int toPosition)
+    {
+        var handle = _context.NativeHandle;
+        handle.MemorySequenceRemove((LLamaSeqId)slot, fromPosition, toPosition);
+        handle.MemorySequenceAdd((LLamaSeqId)slot, toPosition, -1, fromPosition - toPosition);
+    }
+
+    public unsafe byte[] SaveSlot(int slot)
+    {
+        var handle = _context.NativeHandle;
+        var size = handle.GetStateSize((LLamaSeqId)slot);
+        var state = GC.AllocateUninitializedArray<byte>(checked((int)size));
+        fixed (byte* destination = state)
+        {
+            var written = handle.GetState(destination, size, (LLamaSeqId)slot);
+            return written == size ? state : state[..checked((int)written)];
+        }
+    }
+
+    public unsafe bool RestoreSlot(int slot, ReadOnlySpan<byte> state)
+    {
+        var handle = _context.NativeHandle;
+        handle.MemorySequenceRemove((LLamaSeqId)slot, -1, -1);
+        fixed (byte* source = state)
+        {
+            // llama.cpp answers 0 when it rejects the state; it then clears the sequence itself.
+            if (handle.SetState(source, (nuint)state.Length, (LLamaSeqId)slot) != 0)
+            {
+                return true;
+            }
+        }
+
+        handle.MemorySequenceRemove((LLamaSeqId)slot, -1, -1);
+        return false;
+    }
+
     public ReadOnlySpan<float> GetLogits(int batchIndex) => _context.NativeHandle.GetLogitsIth(batchIndex);
 
     public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, bool ignoreEos)

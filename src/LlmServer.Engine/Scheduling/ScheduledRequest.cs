@@ -9,11 +9,12 @@ internal sealed class ScheduledRequest
 {
     private int _cancelRequested;
 
-    public ScheduledRequest(string id, int[] promptTokens, string? promptText, GenerationRequest request, int maxTokens, ChoiceState[] choices, long arrivedAt)
+    public ScheduledRequest(string id, int[] promptTokens, string? promptText, GenerationRequest request, int maxTokens, ChoiceState[] choices, long arrivedAt, TextTokenBoundary[]? promptBoundaries = null)
     {
         Id = id;
         PromptTokens = promptTokens;
         PromptText = promptText;
+        PromptBoundaries = promptBoundaries ?? [];
         Request = request;
         MaxTokens = maxTokens;
         Choices = choices;
@@ -32,6 +33,9 @@ internal sealed class ScheduledRequest
 
     /// <summary>The prompt as text, when known: a session's resident text is this plus what was generated.</summary>
     public string? PromptText { get; }
+
+    /// <summary>Where <see cref="PromptText"/> and <see cref="PromptTokens"/> split exactly (the turns before this one).</summary>
+    public TextTokenBoundary[] PromptBoundaries { get; }
 
     public GenerationRequest Request { get; }
 
@@ -106,22 +110,4 @@ internal sealed class ChoiceState(int index, ITokenSampler sampler, IReadOnlyLis
 }
 
 /// <summary>The text a resident session's KV holds, with exactly the tokens that hold it.</summary>
-internal sealed record ResidentText(string Text, int[] Tokens);
-
-/// <summary>One KV-cache slot: the tokens whose KV it holds, its running owner, and the session resident in it.</summary>
-internal sealed class KvSlot(int id)
-{
-    public int Id { get; } = id;
-
-    /// <summary>Tokens whose KV is in the slot, by position.</summary>
-    public List<int> Tokens { get; } = [];
-
-    public ScheduledRequest? Owner { get; set; }
-
-    /// <summary>The session whose conversation stays resident here between its requests.</summary>
-    public string? SessionKey { get; set; }
-
-    public long LastUsedAt { get; set; }
-
-    public bool IsBusy => Owner is not null;
-}
+internal sealed record ResidentText(string Text, int[] Tokens, TextTokenBoundary[] Boundaries);

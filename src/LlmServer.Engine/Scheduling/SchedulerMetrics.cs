@@ -20,6 +20,11 @@ internal sealed class SchedulerMetrics : IDisposable
     private readonly Histogram<double> _interTokenLatency;
     private readonly Histogram<double> _endToEnd;
     private readonly Histogram<double> _queueTime;
+    private readonly Counter<long> _warmSlides;
+    private readonly Counter<long> _kvSaves;
+    private readonly Counter<long> _kvRestores;
+    private readonly Counter<long> _kvRestoreMisses;
+    private readonly Counter<long> _tokensNotPrefilled;
 
     public SchedulerMetrics(Func<SchedulerStatus> status, IMeterFactory? meterFactory = null)
     {
@@ -36,6 +41,11 @@ internal sealed class SchedulerMetrics : IDisposable
         _interTokenLatency = _meter.CreateHistogram<double>("llmserver.inter_token_latency", "s", "Time between two generated tokens of a stream.");
         _endToEnd = _meter.CreateHistogram<double>("llmserver.e2e_request_latency", "s", "Time from arrival to the end of the request.");
         _queueTime = _meter.CreateHistogram<double>("llmserver.request_queue_time", "s", "Time a request waited for a slot.");
+        _warmSlides = _meter.CreateCounter<long>("llmserver.kv_window_slides_warm", description: "Session window slides served by moving the kept KV cells instead of prefilling them.");
+        _kvSaves = _meter.CreateCounter<long>("llmserver.kv_saves", description: "Idle sessions' KV states queued for the disk cache.");
+        _kvRestores = _meter.CreateCounter<long>("llmserver.kv_restores", description: "Sessions whose KV state was restored from the disk cache.");
+        _kvRestoreMisses = _meter.CreateCounter<long>("llmserver.kv_restore_misses", description: "Session requests without a resident slot that found no usable saved state.");
+        _tokensNotPrefilled = _meter.CreateCounter<long>("llmserver.kv_tokens_not_prefilled", description: "Prompt tokens not prefilled thanks to a warm slide or a restore (tag: reason).");
     }
 
     public void PrefixLookup(int promptTokens, int cachedTokens)
@@ -43,6 +53,22 @@ internal sealed class SchedulerMetrics : IDisposable
         _prefixQueries.Add(promptTokens);
         _prefixHits.Add(cachedTokens);
     }
+
+    public void WarmSlide(int keptTokens)
+    {
+        _warmSlides.Add(1);
+        _tokensNotPrefilled.Add(keptTokens, new KeyValuePair<string, object?>("reason", "slide"));
+    }
+
+    public void KvSaved() => _kvSaves.Add(1);
+
+    public void KvRestored(int reusedTokens)
+    {
+        _kvRestores.Add(1);
+        _tokensNotPrefilled.Add(reusedTokens, new KeyValuePair<string, object?>("reason", "restore"));
+    }
+
+    public void KvRestoreMissed() => _kvRestoreMisses.Add(1);
 
     public void Queued(TimeSpan waited) => _queueTime.Record(waited.TotalSeconds);
 

@@ -10,10 +10,20 @@ public sealed class SchedulerOptions
 
     /// <summary>
     /// Total KV-cache tokens of the llama context, split evenly between slots: each slot holds
-    /// <c>ContextSize / Slots</c> tokens (prompt plus generation). 0 means <c>Slots</c> times the model's
-    /// training context, capped at 4096 per slot.
+    /// <c>ContextSize / Slots</c> tokens (prompt plus generation). 0 (the default) means <c>Slots</c> times the
+    /// model's training context, capped at 8192 per slot.
     /// </summary>
-    public int ContextSize { get; set; } = 8192;
+    public int ContextSize { get; set; }
+
+    /// <summary>
+    /// Element type of the K and V caches: <c>f16</c> (default), <c>f32</c>, <c>bf16</c>, <c>q8_0</c> (half of
+    /// f16's memory), <c>q5_1</c>, <c>q5_0</c>, <c>q4_1</c>, <c>q4_0</c>, <c>iq4_nl</c>. Quantized types need
+    /// flash attention (turned on for them unless <see cref="FlashAttention"/> is false, which is refused).
+    /// </summary>
+    public string KvCacheType { get; set; } = "f16";
+
+    /// <summary>Flash attention: null lets llama.cpp decide (on where the backend supports it).</summary>
+    public bool? FlashAttention { get; set; }
 
     /// <summary>Requests that may wait for a slot; beyond it requests are refused as overloaded (HTTP 429).</summary>
     public int MaxQueue { get; set; } = 64;

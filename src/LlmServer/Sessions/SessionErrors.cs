@@ -1,6 +1,5 @@
-using System.Globalization;
-using System.Text.Json;
 using LlmServer.Engine.Generation;
+using LlmServer.OpenAi;
 using Microsoft.AspNetCore.SignalR;
 
 namespace LlmServer.Sessions;
@@ -69,8 +68,6 @@ internal sealed class SessionException : Exception
 /// </summary>
 internal static class SessionErrors
 {
-    private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
-
     /// <summary>The session error code of an engine fault.</summary>
     public static string CodeOf(GenerationErrorCode code) => code switch
     {
@@ -88,30 +85,27 @@ internal static class SessionErrors
     /// <summary>For the hub: the message is the stable code, ": ", then the text.</summary>
     public static HubException ToHub(SessionException exception) => new($"{exception.Code}: {exception.Message}");
 
-    /// <summary>For the REST mirror: an OpenAI-style error body with the session code, and <c>Retry-After</c> when overloaded.</summary>
+    /// <summary>
+    /// For the REST mirror: the OpenAI error body (written by the OpenAI front end's one writer) with the session
+    /// code, and <c>Retry-After</c> when overloaded.
+    /// </summary>
     public static IResult ToHttp(SessionException exception)
     {
         var (status, type) = exception.Code switch
         {
             SessionErrorCodes.SessionNotFound or SessionErrorCodes.NoGeneration => (StatusCodes.Status404NotFound, "not_found_error"),
             SessionErrorCodes.Busy => (StatusCodes.Status409Conflict, "conflict_error"),
-            SessionErrorCodes.Overloaded => (StatusCodes.Status429TooManyRequests, "rate_limit_error"),
-            SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => (StatusCodes.Status400BadRequest, "invalid_request_error"),
+            SessionErrorCodes.Overloaded => (StatusCodes.Status429TooManyRequests, OpenAiErrors.RateLimitError),
+            SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => (StatusCodes.Status400BadRequest, OpenAiErrors.InvalidRequestError),
             SessionErrorCodes.Unavailable => (StatusCodes.Status503ServiceUnavailable, "unavailable_error"),
-            _ => (StatusCodes.Status500InternalServerError, "server_error"),
+            _ => (StatusCodes.Status500InternalServerError, OpenAiErrors.ServerError),
         };
-        var body = new { error = new { message = exception.Message, type, param = exception.Parameter, code = exception.Code } };
-        var result = Results.Json(body, JsonOptions, statusCode: status);
-        return exception.RetryAfter is { } retryAfter ? new RetryAfterResult(result, retryAfter) : result;
+        var error = new OpenAiException(status, type, exception.Message, exception.Parameter, exception.Code) { RetryAfter = exception.RetryAfter };
+        return new OpenAiErrorResult(error);
     }
 
-    /// <summary>Adds <c>Retry-After</c> to an overloaded answer.</summary>
-    private sealed class RetryAfterResult(IResult inner, TimeSpan retryAfter) : IResult
+    private sealed class OpenAiErrorResult(OpenAiException error) : IResult
     {
-        public Task ExecuteAsync(HttpContext httpContext)
-        {
-            httpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-            return inner.ExecuteAsync(httpContext);
-        }
+        public Task ExecuteAsync(HttpContext httpContext) => OpenAiErrors.WriteAsync(httpContext, error, httpContext.RequestAborted);
     }
 }

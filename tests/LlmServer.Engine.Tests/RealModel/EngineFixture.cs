@@ -1,5 +1,6 @@
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
+using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Testing;
@@ -11,7 +12,7 @@ namespace LlmServer.Engine.Tests.RealModel;
 /// <summary>A started engine on a real model, as the host builds it.</summary>
 internal static class RealEngine
 {
-    public static async Task<LlmEngine> StartAsync(string modelPath, int slots = 4, int contextSize = 4096, int budget = 512, bool prefixReuse = true, int maxQueue = 64)
+    public static async Task<LlmEngine> StartAsync(string modelPath, int slots = 4, int contextSize = 4096, int budget = 512, bool prefixReuse = true, int maxQueue = 64, string? kvCacheDirectory = null)
     {
         var engine = new LlmEngine(
             // One thread each: many engines share the test machine, and idle OpenMP workers spin.
@@ -19,7 +20,7 @@ internal static class RealEngine
             Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue }),
             TimeProvider.System,
             NullLoggerFactory.Instance,
-            new EmptyServiceProvider());
+            new EmptyServiceProvider(kvCacheDirectory));
         await engine.StartAsync(CancellationToken.None);
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (engine.State == EngineState.Loading && DateTime.UtcNow < deadline)
@@ -40,9 +41,13 @@ internal static class RealEngine
         }
     }
 
-    private sealed class EmptyServiceProvider : IServiceProvider
+    /// <summary>No services, but the disk KV cache's options when a folder is given.</summary>
+    private sealed class EmptyServiceProvider(string? kvCacheDirectory) : IServiceProvider
     {
-        public object? GetService(Type serviceType) => null;
+        public object? GetService(Type serviceType) =>
+            kvCacheDirectory is not null && serviceType == typeof(IOptions<KvCacheOptions>)
+                ? Options.Create(new KvCacheOptions { KvCacheDirectory = kvCacheDirectory })
+                : null;
     }
 }
 

@@ -11,6 +11,8 @@ namespace LlmServer.Engine.Tests.Scheduling;
 /// </summary>
 internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBackend
 {
+    private const int StateMarker = 0x4b564653;
+
     private readonly List<BatchEntry> _batch = [];
     private readonly List<int>[] _kv = Enumerable.Range(0, slots).Select(_ => new List<int>()).ToArray();
 
@@ -74,6 +76,52 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
         Copies.Add((sourceSlot, targetSlot));
         _kv[targetSlot].Clear();
         _kv[targetSlot].AddRange(_kv[sourceSlot]);
+    }
+
+    /// <summary>What <see cref="CanShift"/> answers (a model whose memory cannot move when false).</summary>
+    public bool CanShift { get; set; } = true;
+
+    public List<(int Slot, int From, int To)> Shifts { get; } = [];
+
+    public int Saves { get; private set; }
+
+    public void RemoveAndShift(int slot, int fromPosition, int toPosition)
+    {
+        Assert.True(CanShift, "shifted a model that cannot shift");
+        Assert.InRange(fromPosition, 0, toPosition);
+        Assert.InRange(toPosition, fromPosition, _kv[slot].Count);
+        Shifts.Add((slot, fromPosition, toPosition));
+        _kv[slot].RemoveRange(fromPosition, toPosition - fromPosition);
+    }
+
+    /// <summary>The fake's state is its tokens, one int each, behind a marker.</summary>
+    public byte[] SaveSlot(int slot)
+    {
+        Saves++;
+        var state = new byte[4 + (_kv[slot].Count * 4)];
+        BitConverter.TryWriteBytes(state, StateMarker);
+        for (var i = 0; i < _kv[slot].Count; i++)
+        {
+            BitConverter.TryWriteBytes(state.AsSpan(4 + (i * 4)), _kv[slot][i]);
+        }
+
+        return state;
+    }
+
+    public bool RestoreSlot(int slot, ReadOnlySpan<byte> state)
+    {
+        _kv[slot].Clear();
+        if (state.Length < 4 || state.Length % 4 != 0 || BitConverter.ToInt32(state) != StateMarker)
+        {
+            return false;
+        }
+
+        for (var i = 4; i < state.Length; i += 4)
+        {
+            _kv[slot].Add(BitConverter.ToInt32(state[i..]));
+        }
+
+        return true;
     }
 
     public ReadOnlySpan<float> GetLogits(int batchIndex)

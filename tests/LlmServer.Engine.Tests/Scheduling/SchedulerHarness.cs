@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Scheduling;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -7,14 +8,15 @@ namespace LlmServer.Engine.Tests.Scheduling;
 /// <summary>A scheduler on a <see cref="FakeBackend"/>, stepped by the test (no thread), so every step is observable.</summary>
 internal sealed class SchedulerHarness : IDisposable
 {
-    public SchedulerHarness(int slots = 2, int slotContext = 64, int maxQueue = 8, int budget = 16, bool prefixReuse = true)
+    public SchedulerHarness(int slots = 2, int slotContext = 64, int maxQueue = 8, int budget = 16, bool prefixReuse = true, DiskKvCache? diskCache = null, bool canShift = true)
     {
-        Backend = new FakeBackend(slots, slotContext);
+        Backend = new FakeBackend(slots, slotContext) { CanShift = canShift };
         Scheduler = new InferenceScheduler(
             () => Backend,
             new SchedulerOptions { Slots = slots, ContextSize = slots * slotContext, MaxQueue = maxQueue, StepTokenBudget = budget, PrefixReuse = prefixReuse },
             TimeProvider.System,
-            NullLogger.Instance);
+            NullLogger.Instance,
+            diskCacheFactory: diskCache is null ? null : () => diskCache);
         Scheduler.Initialize();
     }
 

@@ -308,10 +308,10 @@ public sealed class SchedulerLogicTests
     [Fact]
     public void Common_prefix_counts_matching_leading_tokens()
     {
-        Assert.Equal(0, InferenceScheduler.CommonPrefix([], [1, 2]));
-        Assert.Equal(2, InferenceScheduler.CommonPrefix([1, 2, 3], [1, 2, 4]));
-        Assert.Equal(2, InferenceScheduler.CommonPrefix([1, 2], [1, 2, 3]));
-        Assert.Equal(2, InferenceScheduler.CommonPrefix([1, 2, 3], [1, 2]));
+        Assert.Equal(0, SlotTable.CommonPrefix([], [1, 2]));
+        Assert.Equal(2, SlotTable.CommonPrefix([1, 2, 3], [1, 2, 4]));
+        Assert.Equal(2, SlotTable.CommonPrefix([1, 2], [1, 2, 3]));
+        Assert.Equal(2, SlotTable.CommonPrefix([1, 2, 3], [1, 2]));
     }
 
     private static async Task<GenerationUsage> RunAsync(SchedulerHarness harness, string prompt, string session)

@@ -63,17 +63,8 @@ public sealed class TurnPlannerTests
     [Fact]
     public void The_window_keeps_its_start_while_it_fits_so_turns_in_between_reuse_the_cache()
     {
-        var planner = Planner(slot: 100);
-        var session = Session(null, maxTokens: 20);
-        var history = new List<SessionMessage>();
-        var starts = new List<int>();
-        for (var turn = 0; turn < 30; turn++)
-        {
-            history.Add(Message(history.Count, "user", 4));
-            var plan = planner.Plan(session, history);
-            starts.Add(plan.ContextStart);
-            history.Add(Message(history.Count, "assistant", 4) with { ContextStart = plan.ContextStart });
-        }
+        var (history, plans) = Converse(Planner(slot: 100), Session(null, maxTokens: 20), turns: 30);
+        var starts = plans.Select(p => p.ContextStart).ToList();
 
         // The start never goes back, always lands on a user message, and moves on only a few turns out of 30.
         Assert.Equal(starts.Order(), starts);
@@ -161,14 +152,7 @@ public sealed class TurnPlannerTests
     {
         var planner = Planner(slot: 100);
         var session = Session(null, maxTokens: 20);
-        var history = new List<SessionMessage>();
-        var plans = new List<TurnPlan>();
-        for (var turn = 0; turn < 12; turn++)
-        {
-            history.Add(Message(history.Count, "user", 4));
-            plans.Add(planner.Plan(session, history));
-            history.Add(Message(history.Count, "assistant", 4) with { ContextStart = plans[^1].ContextStart });
-        }
+        var (history, plans) = Converse(planner, session, turns: 12);
 
         // Regenerating the last answer plans the history up to its user message again.
         var again = planner.Plan(session, history.SkipLast(1).ToList());
@@ -180,6 +164,21 @@ public sealed class TurnPlannerTests
         new WordTokenizer(slot),
         Options.Create(new SessionOptions { WindowLowWater = lowWater, DefaultMaxTokens = defaultMaxTokens, AnswerReserveTokens = reserve }),
         Options.Create(new LimitsOptions { MaxPromptTokens = maxPromptTokens }));
+
+    /// <summary>A conversation as the server drives it: each answer stored with the window start its turn had.</summary>
+    private static (List<SessionMessage> History, List<TurnPlan> Plans) Converse(TurnPlanner planner, StoredSession session, int turns)
+    {
+        var history = new List<SessionMessage>();
+        var plans = new List<TurnPlan>();
+        for (var turn = 0; turn < turns; turn++)
+        {
+            history.Add(Message(history.Count, "user", 4));
+            plans.Add(planner.Plan(session, history));
+            history.Add(Message(history.Count, "assistant", 4) with { ContextStart = plans[^1].ContextStart });
+        }
+
+        return (history, plans);
+    }
 
     private static StoredSession Session(string? systemPrompt, int? maxTokens) =>
         new("s1", null, "t", systemPrompt, new SessionSettings(Temperature: 0, MaxTokens: maxTokens), Now, Now, 0);

@@ -1,0 +1,175 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Sampling;
+using Microsoft.Extensions.Logging;
+
+namespace LlmServer.Engine.Scheduling;
+
+/// <summary>
+/// Turns a decoded step into output (vLLM's <c>update_from_output()</c>): records the decoded tokens in their slots,
+/// then for every sequence with logits samples the next token, detokenizes it, matches stop sequences, computes
+/// logprobs and publishes text to the request's stream; and finishes choices with their usage and timings.
+/// </summary>
+internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTable slots, SchedulerMetrics metrics, TimeProvider time, ILogger logger)
+{
+    private const int MaxTokenBytes = 256;
+
+    /// <summary>Processes the output of a plan that decoded successfully at <paramref name="now"/>.</summary>
+    public void Process(StepPlan plan, long now)
+    {
+        foreach (var (request, choice) in plan.Tokens)
+        {
+            slots[choice.Slot].Tokens.Add(choice.PendingToken);
+            choice.Position++;
+            SampleSafely(request, choice, now);
+        }
+
+        foreach (var chunk in plan.Chunks)
+        {
+            var request = chunk.Request;
+            slots[chunk.Slot].Tokens.AddRange(request.PromptTokens.AsSpan(chunk.Start, chunk.Count));
+            request.Prefilled += chunk.Count;
+            if (!chunk.CompletesPrompt)
+            {
+                continue;
+            }
+
+            request.PrefillDoneAt = now;
+            slots.ForkPrompt(request);
+            foreach (var choice in request.Choices)
+            {
+                choice.Position = request.PromptTokens.Length;
+                SampleSafely(request, choice, now);
+            }
+        }
+    }
+
+    /// <summary>Ends a choice: flushes its held-back text, then writes its completion with usage and timings.</summary>
+    public void Finish(ScheduledRequest request, ChoiceState choice, FinishReason reason, GenerationError? error)
+    {
+        if (choice.IsDone)
+        {
+            return;
+        }
+
+        choice.IsDone = true;
+        choice.IsGenerating = false;
+        if (reason != FinishReason.Error)
+        {
+            // Text held back for a possible stop sequence or an unfinished character belongs to the answer.
+            var rest = choice.Decoder.Flush();
+            var (emit, _) = choice.StopMatcher.Push(rest);
+            emit += reason == FinishReason.Stop ? string.Empty : choice.StopMatcher.Flush();
+            if (emit.Length > 0)
+            {
+                Publish(request, choice, emit);
+            }
+        }
+
+        var now = time.GetTimestamp();
+        var admitted = request.AdmittedAt == 0 ? now : request.AdmittedAt;
+        var prefillDone = request.PrefillDoneAt == 0 ? now : request.PrefillDoneAt;
+        var timings = new GenerationTimings(
+            time.GetElapsedTime(request.ArrivedAt, admitted),
+            time.GetElapsedTime(admitted, prefillDone),
+            time.GetElapsedTime(prefillDone, now));
+        var usage = new GenerationUsage(request.PromptTokens.Length, request.CachedTokens, choice.Generated);
+        request.Events.Writer.TryWrite(new GenerationCompleted(choice.Index, reason, usage, timings, error));
+        request.FinishedChoices++;
+        choice.Sampler.Dispose();
+
+        var reasonName = reason.ToString().ToLowerInvariant();
+        if (choice.Index == 0)
+        {
+            metrics.Finished(reasonName, request.PromptTokens.Length, time.GetElapsedTime(request.ArrivedAt, now));
+            LogRequestFinished(logger, request.Id, reasonName, request.PromptTokens.Length, request.CachedTokens, choice.Generated, timings.Queued.TotalMilliseconds, timings.Prefill.TotalMilliseconds, timings.Decode.TotalMilliseconds);
+        }
+    }
+
+    private static void Publish(ScheduledRequest request, ChoiceState choice, string text)
+    {
+        request.Events.Writer.TryWrite(new TextDelta(choice.Index, text, choice.UnemittedTokens, choice.UnemittedLogProbs));
+        choice.UnemittedTokens = 0;
+        choice.UnemittedLogProbs = null;
+    }
+
+    private void SampleSafely(ScheduledRequest request, ChoiceState choice, long now)
+    {
+        if (choice.IsDone)
+        {
+            return;
+        }
+
+        try
+        {
+            Sample(request, choice, now);
+        }
+        catch (Exception ex)
+        {
+            // A failure in one request (sampler, grammar, ...) ends that request only.
+            LogRequestFailed(logger, request.Id, ex);
+            Finish(request, choice, FinishReason.Error, new GenerationError(GenerationErrorCode.Internal, ex.Message));
+        }
+    }
+
+    private void Sample(ScheduledRequest request, ChoiceState choice, long now)
+    {
+        var token = choice.Sampler.Sample(backend, choice.BatchIndex);
+        if (choice.FirstTokenAt == 0)
+        {
+            choice.FirstTokenAt = now;
+            metrics.FirstToken(time.GetElapsedTime(request.ArrivedAt, now));
+        }
+        else
+        {
+            metrics.NextToken(time.GetElapsedTime(choice.LastTokenAt, now));
+        }
+
+        choice.LastTokenAt = now;
+        var vocabulary = backend.Vocabulary;
+        if (!request.Request.IgnoreEos && vocabulary.IsEndOfGeneration(token))
+        {
+            Finish(request, choice, FinishReason.Stop, null);
+            return;
+        }
+
+        choice.Generated++;
+        metrics.GeneratedToken();
+        choice.UnemittedTokens++;
+        Span<byte> bytes = stackalloc byte[MaxTokenBytes];
+        var length = vocabulary.TokenToBytes(token, bytes);
+        var piece = bytes[..Math.Clamp(length, 0, MaxTokenBytes)];
+        if (request.Request.LogProbs)
+        {
+            (choice.UnemittedLogProbs ??= []).Add(LogProbCalculator.Compute(backend, choice.BatchIndex, token, request.Request.TopLogProbs));
+        }
+
+        var text = choice.Decoder.Append(piece);
+        var (emit, stopped) = choice.StopMatcher.Push(text);
+        if (emit.Length > 0)
+        {
+            Publish(request, choice, emit);
+        }
+
+        if (stopped)
+        {
+            Finish(request, choice, FinishReason.Stop, null);
+            return;
+        }
+
+        // The next decode needs a free cell in the slot for this token.
+        if (choice.Generated >= request.MaxTokens || choice.Position >= backend.SlotContextSize)
+        {
+            Finish(request, choice, FinishReason.Length, null);
+            return;
+        }
+
+        choice.PendingToken = token;
+        choice.IsGenerating = true;
+    }
+
+    [LoggerMessage(EventId = 1102, Level = LogLevel.Error, Message = "Request {RequestId} failed")]
+    private static partial void LogRequestFailed(ILogger logger, string requestId, Exception exception);
+
+    [LoggerMessage(EventId = 1110, Level = LogLevel.Information, Message = "Request {RequestId} finished: {FinishReason}, prompt {PromptTokens} tokens ({CachedTokens} cached), completion {CompletionTokens} tokens, queued {QueuedMs:F1} ms, prefill {PrefillMs:F1} ms, decode {DecodeMs:F1} ms")]
+    private static partial void LogRequestFinished(ILogger logger, string requestId, string finishReason, int promptTokens, int cachedTokens, int completionTokens, double queuedMs, double prefillMs, double decodeMs);
+}

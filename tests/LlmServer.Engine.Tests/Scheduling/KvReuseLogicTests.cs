@@ -1,0 +1,200 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.KvCache;
+using LlmServer.Engine.Scheduling;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace LlmServer.Engine.Tests.Scheduling;
+
+/// <summary>Warm window slides and the disk KV cache, on the fake backend (one character per token).</summary>
+public sealed class KvReuseLogicTests : IDisposable
+{
+    // The system prompt, a turn the window will drop, and the turn it keeps. The fake continues 'B' with "abc...".
+    private const string System = "SSSSSSSSSS";
+    private const string Dropped = "AAAAAAAAAAAA";
+    private const string Kept = "BBBBBBBBBBBB";
+
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "llmserver-kvlogic-" + Guid.NewGuid().ToString("N"));
+
+    [Fact]
+    public async Task A_slid_window_moves_the_kept_cells_and_prefills_only_the_new_suffix()
+    {
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64);
+        await RunAsync(harness, System + Dropped + Kept, "s");
+
+        // The KV now holds the prompt and the generated "abc" (the last sampled token is not decoded).
+        var slid = System + Kept + "abc" + "CCCCC";
+        var usage = await RunAsync(harness, slid, "s");
+
+        Assert.Equal(System.Length + Kept.Length + 3, usage.CachedPromptTokens);
+        Assert.Equal([(0, System.Length, System.Length + Dropped.Length)], harness.Backend.Shifts);
+
+        // Only the new suffix went into a batch, at positions continuing the moved cells.
+        var prefilled = harness.Backend.Batches[^5..].SelectMany(b => b).Where(e => e.Token == 'C').ToList();
+        Assert.Equal(5, prefilled.Count);
+        Assert.Equal(System.Length + Kept.Length + 3, prefilled[0].Position);
+        Assert.StartsWith(slid, new string(harness.Backend.KvOf(0).Select(t => (char)t).ToArray()), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Without_shifting_the_slide_prefills_from_the_first_difference()
+    {
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, canShift: false);
+        await RunAsync(harness, System + Dropped + Kept, "s");
+        var usage = await RunAsync(harness, System + Kept + "abc" + "CCCCC", "s");
+
+        Assert.Equal(System.Length, usage.CachedPromptTokens);
+        Assert.Empty(harness.Backend.Shifts);
+    }
+
+    [Fact]
+    public async Task A_request_without_a_session_never_shifts()
+    {
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64);
+        await RunAsync(harness, System + Dropped + Kept, null);
+        var usage = await RunAsync(harness, System + Kept + "abc" + "CCCCC", null);
+
+        Assert.Equal(System.Length, usage.CachedPromptTokens);
+        Assert.Empty(harness.Backend.Shifts);
+    }
+
+    [Fact]
+    public void The_plan_needs_enough_kept_tokens_and_keeps_the_last_prompt_token_for_decoding()
+    {
+        int[] cached = [1, 2, 3, 9, 9, 4, 5, 6, 7, 8, 10, 11, 12];
+        Assert.Equal(new SlidePlan(3, 5, 8), SlotTable.Plan(cached, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13], canShift: true));
+
+        // The whole prompt is cached: the last token is still decoded, so one fewer is kept.
+        Assert.Equal(new SlidePlan(3, 5, 8), SlotTable.Plan(cached, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 99], canShift: true));
+        Assert.Equal(new SlidePlan(3, 0, 0), SlotTable.Plan(cached, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12], canShift: true));
+        Assert.Equal(new SlidePlan(3, 0, 0), SlotTable.Plan(cached, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13], canShift: false));
+        Assert.Equal(new SlidePlan(3, 0, 0), SlotTable.Plan(cached, [1, 2, 3, 4, 5, 6, 99], canShift: true));
+    }
+
+    [Fact]
+    public async Task An_evicted_session_is_restored_from_disk_on_its_next_turn()
+    {
+        using var cache = OpenCache();
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: cache);
+        var first = System + Dropped;
+        await RunAsync(harness, first, "a");
+        var resident = harness.Backend.KvOf(0).Count;
+        Assert.Equal(0, harness.Backend.Saves);
+
+        // Session b takes the only slot: a's state goes to disk.
+        await RunAsync(harness, "bbbbbbbbbbbbbbbbbbbb", "b");
+        Assert.Equal(1, harness.Backend.Saves);
+
+        var next = first + "abc" + "CCCC";
+        var usage = await RunAsync(harness, next, "a");
+        Assert.Equal(resident, usage.CachedPromptTokens);
+        Assert.Equal(2, harness.Backend.Saves);
+    }
+
+    [Fact]
+    public async Task A_restored_session_whose_window_slid_shifts_after_the_restore()
+    {
+        using var cache = OpenCache();
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: cache);
+        await RunAsync(harness, System + Dropped + Kept, "a");
+        await RunAsync(harness, "bbbbbbbbbbbbbbbbbbbb", "b");
+
+        var usage = await RunAsync(harness, System + Kept + "abc" + "CCCCC", "a");
+        Assert.Equal(System.Length + Kept.Length + 3, usage.CachedPromptTokens);
+        Assert.Single(harness.Backend.Shifts);
+    }
+
+    [Fact]
+    public async Task Saved_states_survive_a_new_scheduler_on_the_same_folder()
+    {
+        int resident;
+        using (var cache = OpenCache())
+        using (var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: cache))
+        {
+            await RunAsync(harness, System + Dropped, "a");
+            resident = harness.Backend.KvOf(0).Count;
+            await RunAsync(harness, "bbbbbbbbbbbbbbbbbbbb", "b");
+            await cache.FlushAsync();
+        }
+
+        using var reopened = OpenCache();
+        using var restarted = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: reopened);
+        var usage = await RunAsync(restarted, System + Dropped + "abc" + "CCCC", "a");
+        Assert.Equal(resident, usage.CachedPromptTokens);
+    }
+
+    [Fact]
+    public async Task A_corrupt_or_foreign_state_is_prefilled_without_an_error()
+    {
+        using (var cache = OpenCache())
+        using (var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: cache))
+        {
+            await RunAsync(harness, System + Dropped, "a");
+            await RunAsync(harness, "bbbbbbbbbbbbbbbbbbbb", "b");
+            await cache.FlushAsync();
+        }
+
+        // Another model's cache finds nothing for a.
+        using (var foreign = OpenCache(new UInt128(7, 7)))
+        using (var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: foreign))
+        {
+            var usage = await RunAsync(harness, System + Dropped + "abc" + "CCCC", "a");
+            Assert.Equal(0, usage.CachedPromptTokens);
+        }
+
+        foreach (var file in Directory.GetFiles(_directory, "*.kv"))
+        {
+            var bytes = File.ReadAllBytes(file);
+            bytes[^20] ^= 0xff;
+            File.WriteAllBytes(file, bytes);
+        }
+
+        using var reopened = OpenCache();
+        using var restarted = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: reopened);
+        var prefilled = await RunAsync(restarted, System + Dropped + "abc" + "CCCC", "a");
+        Assert.Equal(0, prefilled.CachedPromptTokens);
+    }
+
+    [Fact]
+    public async Task State_the_context_refuses_is_prefilled_and_the_slot_left_clean()
+    {
+        using var cache = OpenCache();
+        cache.Save(new SavedKvState("a", [.. (System + Dropped).Select(c => (int)c)], [1, 2, 3, 4, 5]));
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: cache);
+        var usage = await RunAsync(harness, System + Dropped + "CCCC", "a");
+        Assert.Equal(0, usage.CachedPromptTokens);
+        Assert.StartsWith(System + Dropped + "CCCC", new string(harness.Backend.KvOf(0).Select(t => (char)t).ToArray()), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Deleting_a_session_deletes_its_saved_state()
+    {
+        using var cache = OpenCache();
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: cache);
+        await RunAsync(harness, System + Dropped, "a");
+        await RunAsync(harness, "bbbbbbbbbbbbbbbbbbbb", "b");
+        harness.Scheduler.EvictSession("a");
+        harness.RunToIdle();
+        Assert.Null(cache.TryLoad("a"));
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_directory))
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+    }
+
+    private DiskKvCache OpenCache(UInt128? model = null) =>
+        new(new KvCacheOptions { KvCacheDirectory = _directory }, model ?? new UInt128(1, 1), TimeProvider.System, NullLogger.Instance);
+
+    private static async Task<GenerationUsage> RunAsync(SchedulerHarness harness, string prompt, string? session)
+    {
+        var stream = harness.Submit(prompt, maxTokens: 4, session: session);
+        harness.RunToIdle();
+        var events = await SchedulerHarness.ReadAvailableAsync(stream);
+        var completed = Assert.Single(events.OfType<GenerationCompleted>());
+        Assert.Null(completed.Error);
+        return completed.Usage;
+    }
+}

@@ -1,0 +1,78 @@
+using LlmServer.Engine.Scheduling;
+
+namespace LlmServer.Engine.Tests.Scheduling;
+
+public sealed class SessionPromptTokenizerTests
+{
+    // One token per character; the "generated" answers use tokens no tokenization of their text would give (1000+),
+    // so reuse of the resident tokens is visible.
+    private static readonly ITokenVocabulary s_vocabulary = new FakeBackend(1, 64).Vocabulary;
+
+    [Fact]
+    public void The_next_turn_extends_the_resident_tokens()
+    {
+        var resident = Resident(("sys\n", false), ("u1\n", false), ("a1", true));
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, resident.Text + "\nu2\n", parseSpecial: false);
+        Assert.Equal([.. resident.Tokens, .. Chars("\nu2\n")], prompt.Tokens);
+        Assert.Equal(new TextTokenBoundary(resident.Text.Length, resident.Tokens.Length), prompt.Boundaries[^1]);
+    }
+
+    [Fact]
+    public void A_slid_window_reuses_the_kept_turns_tokens_from_an_exact_boundary()
+    {
+        var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true), ("\nu2\n", false), ("a2", true));
+        var slid = "sys" + "\nu2\n" + "a2" + "\nu3\n";
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, slid, parseSpecial: false);
+
+        int[] expected = [.. Chars("sys"), .. resident.Tokens[9..], .. Chars("\nu3\n")];
+        Assert.Equal(expected, prompt.Tokens);
+
+        // Its boundaries map the kept turns to their new places, for the slide after this one.
+        Assert.Contains(new TextTokenBoundary(3, 3), prompt.Boundaries);
+        Assert.Contains(new TextTokenBoundary(7, 7), prompt.Boundaries);
+        Assert.Equal(new TextTokenBoundary(9, 9), prompt.Boundaries[^1]);
+    }
+
+    [Fact]
+    public void A_slide_after_an_answer_cut_at_its_token_limit_keeps_from_inside_the_next_segment()
+    {
+        // The first answer's last token ("Z") was not decoded: the next segment's text starts with it.
+        var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true), ("Z\nu2\n", false), ("a2", true));
+        var slid = "sys" + "\nu2\n" + "a2" + "Y\nu3\n";
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, slid, parseSpecial: false);
+
+        int[] expected = [.. Chars("sys"), .. resident.Tokens[10..], .. Chars("Y\nu3\n")];
+        Assert.Equal(expected, prompt.Tokens);
+    }
+
+    [Fact]
+    public void A_prompt_unrelated_to_the_resident_text_is_tokenized_whole()
+    {
+        var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true));
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, "other\nu1\n", parseSpecial: false);
+        Assert.Equal(Chars("other\nu1\n"), prompt.Tokens);
+        Assert.Empty(prompt.Boundaries);
+    }
+
+    private static int[] Chars(string text) => s_vocabulary.Tokenize(text, false, false);
+
+    /// <summary>Resident text built from pieces, with a boundary after each piece but the last.</summary>
+    private static ResidentText Resident(params (string Text, bool Generated)[] pieces)
+    {
+        var text = string.Empty;
+        var tokens = new List<int>();
+        var boundaries = new List<TextTokenBoundary>();
+        foreach (var (piece, generated) in pieces)
+        {
+            if (text.Length > 0)
+            {
+                boundaries.Add(new TextTokenBoundary(text.Length, tokens.Count));
+            }
+
+            text += piece;
+            tokens.AddRange(generated ? piece.Select(c => 1000 + c) : Chars(piece));
+        }
+
+        return new ResidentText(text, [.. tokens], [.. boundaries]);
+    }
+}
