@@ -1,0 +1,50 @@
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Router.Configuration;
+
+/// <summary>Checks every router setting at start and on each reload, and reports every problem at once.</summary>
+internal sealed class RouterOptionsValidator : IValidateOptions<RouterOptions>
+{
+    public ValidateOptionsResult Validate(string? name, RouterOptions options)
+    {
+        var errors = new List<string>();
+        for (var i = 0; i < options.Replicas.Count; i++)
+        {
+            var replica = options.Replicas[i];
+            if (!Uri.TryCreate(replica, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+            {
+                errors.Add($"Router:Replicas:{i} ('{replica}') must be an absolute http or https address.");
+            }
+        }
+
+        if (options.Replicas.Distinct(StringComparer.OrdinalIgnoreCase).Count() != options.Replicas.Count)
+        {
+            errors.Add("Router:Replicas lists a replica more than once.");
+        }
+
+        Positive(errors, options.HealthCheckInterval, "HealthCheckInterval");
+        Positive(errors, options.HealthCheckTimeout, "HealthCheckTimeout");
+        Positive(errors, options.LoadPollInterval, "LoadPollInterval");
+        Positive(errors, options.ActivityTimeout, "ActivityTimeout");
+        Positive(errors, options.RetryAfter, "RetryAfter");
+        if (!(options.LoadFactor >= 1))
+        {
+            errors.Add($"Router:LoadFactor must be at least 1 (it is {options.LoadFactor}).");
+        }
+
+        if (options.SessionMapCapacity < 1)
+        {
+            errors.Add($"Router:SessionMapCapacity must be at least 1 (it is {options.SessionMapCapacity}).");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void Positive(List<string> errors, TimeSpan value, string name)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            errors.Add($"Router:{name} must be more than zero (it is {value}).");
+        }
+    }
+}

@@ -1,0 +1,4 @@
+using LlmServer.Router.Hosting;
+
+var app = RouterApplication.Build(args);
+await app.RunAsync();

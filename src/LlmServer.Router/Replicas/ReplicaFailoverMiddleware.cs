@@ -1,0 +1,121 @@
+using System.Net.Sockets;
+using System.Text;
+using LlmServer.Router.Configuration;
+using LlmServer.Router.Errors;
+using LlmServer.Router.Routing;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Model;
+
+namespace LlmServer.Router.Replicas;
+
+/// <summary>
+/// Around each proxied request: a request that never reached its replica (connection refused) is sent to the next
+/// healthy one; with none left, the client gets the router's 503. A server-sent event stream whose replica dies
+/// mid-answer ends with an error event in the API's format instead of a cut connection.
+/// </summary>
+internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOptions> options, ILogger<ReplicaFailoverMiddleware> logger)
+{
+    public async Task InvokeAsync(HttpContext context, Func<Task> next)
+    {
+        var proxy = context.GetReverseProxyFeature();
+        var candidates = proxy.AvailableDestinations.ToList();
+        var request = context.Request;
+        if (request.ContentLength is > 0 and <= RouteKeyResolver.MaxKeyedBodyBytes && !request.Body.CanSeek)
+        {
+            request.EnableBuffering(bufferThreshold: 64 * 1024, bufferLimit: RouteKeyResolver.MaxKeyedBodyBytes);
+        }
+
+        var lifetime = new DeferredAbortFeature(context);
+        context.Features.Set<IHttpRequestLifetimeFeature>(lifetime);
+        while (true)
+        {
+            if (candidates.Count == 0)
+            {
+                LogNoReplica(logger, request.Path);
+                await RouterErrors.WriteNoReplicaAsync(context, options.CurrentValue.RetryAfter);
+                return;
+            }
+
+            proxy.AvailableDestinations = candidates;
+            await next();
+            var error = context.Features.Get<IForwarderErrorFeature>();
+            if (error is null)
+            {
+                return;
+            }
+
+            if (lifetime.AbortDeferred)
+            {
+                LogStreamLost(logger, proxy.ProxiedDestination?.DestinationId, request.Path);
+                await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes(RouterErrors.StreamFailureEvent(context)), context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+                return;
+            }
+
+            var failed = proxy.ProxiedDestination;
+            if (context.Response.HasStarted || failed is null || !NeverReached(error) || (request.ContentLength is > 0 && !request.Body.CanSeek))
+            {
+                return;
+            }
+
+            LogRetrying(logger, failed.DestinationId, request.Path);
+            candidates.Remove(failed);
+            context.Features.Set<IForwarderErrorFeature>(null);
+            context.Response.Clear();
+            if (request.Body.CanSeek)
+            {
+                request.Body.Position = 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// True when the connection itself could not be made, so the replica never saw the request and a retry is safe
+    /// (a connection reset after sending is not: the replica may have started the work).
+    /// </summary>
+    private static bool NeverReached(IForwarderErrorFeature error) =>
+        error.Error == ForwarderError.Request && error.Exception is HttpRequestException e &&
+        (e.HttpRequestError == HttpRequestError.NameResolutionError ||
+         e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused or SocketError.HostUnreachable or SocketError.NetworkUnreachable });
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "Replica {Replica} could not be reached for {Path}; trying the next one")]
+    private static partial void LogRetrying(ILogger logger, string replica, string path);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "No replica could serve {Path}")]
+    private static partial void LogNoReplica(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Replica {Replica} stopped in the middle of a stream for {Path}; the stream ends with an error event")]
+    private static partial void LogStreamLost(ILogger logger, string? replica, string path);
+
+    /// <summary>
+    /// YARP aborts the client's connection when the replica's response body fails after it started; for an
+    /// event stream this holds that abort back so the stream can end with an error event the client can read.
+    /// </summary>
+    private sealed class DeferredAbortFeature(HttpContext context) : IHttpRequestLifetimeFeature
+    {
+        private readonly IHttpRequestLifetimeFeature _inner = context.Features.GetRequiredFeature<IHttpRequestLifetimeFeature>();
+
+        public bool AbortDeferred { get; private set; }
+
+        public CancellationToken RequestAborted
+        {
+            get => _inner.RequestAborted;
+            set => _inner.RequestAborted = value;
+        }
+
+        public void Abort()
+        {
+            var error = context.Features.Get<IForwarderErrorFeature>();
+            var eventStream = context.Response.ContentType?.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase) == true;
+            if (error?.Error == ForwarderError.ResponseBodyDestination && eventStream && !_inner.RequestAborted.IsCancellationRequested)
+            {
+                AbortDeferred = true;
+                return;
+            }
+
+            _inner.Abort();
+        }
+    }
+}

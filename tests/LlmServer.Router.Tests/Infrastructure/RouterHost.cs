@@ -1,0 +1,60 @@
+using System.Text.Json;
+using LlmServer.Router.Hosting;
+using Microsoft.AspNetCore.Builder;
+
+namespace LlmServer.Router.Tests.Infrastructure;
+
+/// <summary>The router in-process on a free loopback port, in front of the given replica addresses.</summary>
+internal sealed class RouterHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private RouterHost(WebApplication app, int port, string[] replicas)
+    {
+        _app = app;
+        Replicas = replicas;
+        Address = $"http://127.0.0.1:{port}";
+        Client = new HttpClient { BaseAddress = new Uri(Address), Timeout = TimeSpan.FromSeconds(180) };
+    }
+
+    public string Address { get; }
+
+    public HttpClient Client { get; }
+
+    public IReadOnlyList<string> Replicas { get; }
+
+    public static async Task<RouterHost> StartAsync(params string[] replicas)
+    {
+        var port = ReplicaProcess.FreePort();
+        var args = new List<string> { "--urls", $"http://127.0.0.1:{port}", "--Router:HealthCheckInterval=00:00:00.500", "--Router:LoadPollInterval=00:00:00.250", "--Logging:LogLevel:Default=Warning" };
+        args.AddRange(replicas.Select((r, i) => $"--Router:Replicas:{i}={r}"));
+        var app = RouterApplication.Build([.. args]);
+        await app.StartAsync();
+        return new RouterHost(app, port, replicas);
+    }
+
+    /// <summary>Waits until the router's health view says each named replica is in the wanted state.</summary>
+    public async Task WaitForHealthAsync(string replicaAddress, string health)
+    {
+        var name = RouterApplication.ReplicaName(replicaAddress);
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            using var response = await Client.GetAsync(new Uri("/router/health", UriKind.Relative), deadline.Token);
+            using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(deadline.Token));
+            if (body.RootElement.GetProperty("replicas").EnumerateArray().Any(r => r.GetProperty("name").GetString() == name && r.GetProperty("health").GetString() == health))
+            {
+                return;
+            }
+
+            await Task.Delay(50, deadline.Token);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
