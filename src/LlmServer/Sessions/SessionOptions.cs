@@ -7,8 +7,28 @@ public sealed class SessionOptions
 {
     public const string SectionName = "Sessions";
 
+    public const string SqliteStore = "sqlite";
+
+    public const string PostgresStore = "postgres";
+
+    /// <summary>Where sessions live: <c>sqlite</c> (one server) or <c>postgres</c> (shared by replicas).</summary>
+    public string Store { get; set; } = SqliteStore;
+
     /// <summary>The SQLite file; a relative path is taken from the working directory.</summary>
     public string Database { get; set; } = "data/sessions.db";
+
+    /// <summary>For <c>postgres</c>: the connection string, from <c>ConnectionStrings:Sessions</c>.</summary>
+    public string? ConnectionString { get; set; }
+
+    /// <summary>
+    /// This server's name in turn leases; it must differ between replicas and stay the same when one restarts, so a
+    /// restarted server takes its own unfinished turns back at once. Default: the machine name (a pod's name); set
+    /// it when several replicas on one machine share a database.
+    /// </summary>
+    public string ReplicaId { get; set; } = "";
+
+    /// <summary>How long a turn holds its session's lease without a checkpoint renewing it (a stopped server's turn is taken over after this).</summary>
+    public int TurnLeaseSeconds { get; set; } = 30;
 
     /// <summary>How long a generation keeps running after its last listener went away, so a client can resume it.</summary>
     public int ResumeGraceSeconds { get; set; } = 30;
@@ -53,6 +73,20 @@ internal sealed class SessionOptionsValidator : IValidateOptions<SessionOptions>
     public ValidateOptionsResult Validate(string? name, SessionOptions options)
     {
         var errors = new List<string>();
+        if (options.Store is not (SessionOptions.SqliteStore or SessionOptions.PostgresStore))
+        {
+            errors.Add($"Sessions:Store must be '{SessionOptions.SqliteStore}' or '{SessionOptions.PostgresStore}' (it is '{options.Store}').");
+        }
+        else if (options.Store == SessionOptions.PostgresStore && string.IsNullOrWhiteSpace(options.ConnectionString))
+        {
+            errors.Add("Sessions:Store is postgres but ConnectionStrings:Sessions is empty.");
+        }
+
+        if (options.TurnLeaseSeconds is < 1 or > 3600)
+        {
+            errors.Add("Sessions:TurnLeaseSeconds must be between 1 and 3600.");
+        }
+
         if (string.IsNullOrWhiteSpace(options.Database))
         {
             errors.Add("Sessions:Database must name the SQLite file (for example data/sessions.db).");

@@ -9,11 +9,22 @@ internal static class SessionServiceCollectionExtensions
     /// <summary>Registers the session store, the turns and their generations, and SignalR; options from <c>Sessions</c>, validated at start.</summary>
     public static IServiceCollection AddSessions(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<SessionOptions>().Bind(configuration.GetSection(SessionOptions.SectionName)).ValidateOnStart();
+        services.AddOptions<SessionOptions>().Bind(configuration.GetSection(SessionOptions.SectionName))
+            .PostConfigure(options =>
+            {
+                options.ConnectionString ??= configuration.GetConnectionString("Sessions");
+                if (string.IsNullOrWhiteSpace(options.ReplicaId))
+                {
+                    options.ReplicaId = Environment.MachineName;
+                }
+            })
+            .ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SessionOptions>, SessionOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.AddMetrics();
-        services.TryAddSingleton<ISessionStore, SqliteSessionStore>();
+        services.TryAddSingleton<ISessionStore>(sp => sp.GetRequiredService<IOptions<SessionOptions>>().Value.Store == SessionOptions.PostgresStore
+            ? ActivatorUtilities.CreateInstance<PostgresSessionStore>(sp)
+            : ActivatorUtilities.CreateInstance<SqliteSessionStore>(sp));
         services.TryAddSingleton<SessionMetrics>();
         services.TryAddSingleton<TurnPlanner>();
         services.TryAddSingleton<GenerationRegistry>();

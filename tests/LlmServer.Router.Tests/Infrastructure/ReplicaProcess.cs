@@ -62,15 +62,17 @@ internal sealed class ReplicaProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = Path.GetTempPath(),
         };
+        var model = _extraArgs.Contains("--model") ? [] : new[] { "--model", TestModels.Stories260K };
         foreach (var argument in new[]
         {
             Path.Combine(AppContext.BaseDirectory, "LlmServer.dll"),
-            "--model", TestModels.Stories260K,
+        }.Concat(model).Concat(new[]
+        {
             "--urls", Address,
             "--Scheduler:Slots=4", "--Scheduler:ContextSize=8192",
             "--Model:Threads=1", "--Model:BatchThreads=1",
             "--Logging:LogLevel:Default=Warning",
-        }.Concat(_extraArgs))
+        }).Concat(_extraArgs))
         {
             start.ArgumentList.Add(argument);
         }

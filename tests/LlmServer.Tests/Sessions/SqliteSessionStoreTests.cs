@@ -4,9 +4,10 @@ using Microsoft.Extensions.Options;
 
 namespace LlmServer.Tests.Sessions;
 
-public sealed class SessionStoreTests : IDisposable
+public sealed class SqliteSessionStoreTests : SessionStoreContractTests, IDisposable
 {
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("llmserver-store-");
+    private readonly List<SqliteSessionStore> _stores = [];
 
     [Fact]
     public async Task The_store_creates_its_folder_and_schema_and_reopens_it()
@@ -64,7 +65,7 @@ public sealed class SessionStoreTests : IDisposable
 
         // Back to what version 1 wrote: no context_start column.
         SqliteConnection.ClearAllPools();
-        await ScalarAsync(path, "ALTER TABLE messages DROP COLUMN context_start; UPDATE schema_version SET version = 1;");
+        await ScalarAsync(path, "ALTER TABLE messages DROP COLUMN context_start; ALTER TABLE sessions DROP COLUMN lease_holder; ALTER TABLE sessions DROP COLUMN lease_expires_at; UPDATE schema_version SET version = 1;");
 
         using var migrated = Open(path);
         await migrated.InitializeAsync(CancellationToken.None);
@@ -73,42 +74,6 @@ public sealed class SessionStoreTests : IDisposable
         Assert.Equal(("hi", (int?)null), (message.Content, message.ContextStart));
         Assert.True(await migrated.SaveAnswerAsync(null, "s1", new SessionMessage(1, "assistant", "ho", now, 5, 0, 1, "stop", 0), CancellationToken.None));
         Assert.Equal(0, (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[1].ContextStart);
-    }
-
-    [Fact]
-    public async Task Checkpoints_replace_each_other_and_an_unfinished_answer_is_marked_interrupted_at_start()
-    {
-        var path = Path.Combine(_folder.FullName, "checkpoints.db");
-        var now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000);
-        using var store = Open(path);
-        await store.InitializeAsync(CancellationToken.None);
-        await store.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), now, now, 0), CancellationToken.None);
-        Assert.True(await store.BeginTurnAsync("k", "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, CancellationToken.None));
-        Assert.True(await store.SaveAnswerAsync("k", "s1", new SessionMessage(1, "assistant", "Once", now, null, null, null, null, 0), CancellationToken.None));
-        Assert.True(await store.SaveAnswerAsync("k", "s1", new SessionMessage(1, "assistant", "Once upon", now, null, null, null, null, 0), CancellationToken.None));
-
-        var partial = (await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
-        Assert.Equal(2, partial.Count);
-        Assert.Equal(("Once upon", (string?)null), (partial[1].Content, partial[1].FinishReason));
-
-        Assert.Equal(1, await store.InterruptUnfinishedAsync(CancellationToken.None));
-        Assert.Equal(0, await store.InterruptUnfinishedAsync(CancellationToken.None));
-        var after = (await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages[1];
-        Assert.Equal(("Once upon", "interrupted", (int?)0), (after.Content, after.FinishReason, after.ContextStart));
-    }
-
-    [Fact]
-    public async Task Turn_and_answer_writes_are_scoped_by_owner()
-    {
-        var path = Path.Combine(_folder.FullName, "owners.db");
-        var now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000);
-        using var store = Open(path);
-        await store.InitializeAsync(CancellationToken.None);
-        await store.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), now, now, 0), CancellationToken.None);
-
-        Assert.False(await store.BeginTurnAsync("other", "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, CancellationToken.None));
-        Assert.False(await store.SaveAnswerAsync(null, "s1", new SessionMessage(0, "assistant", "x", now, null, null, null, "stop", 0), CancellationToken.None));
-        Assert.Empty((await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages);
     }
 
     [Fact]
@@ -134,8 +99,20 @@ public sealed class SessionStoreTests : IDisposable
 
     public void Dispose()
     {
+        foreach (var store in _stores)
+        {
+            store.Dispose();
+        }
+
         SqliteConnection.ClearAllPools();
         _folder.Delete(recursive: true);
+    }
+
+    private protected override Task<ISessionStore> OpenAsync(string replicaId, TimeProvider time)
+    {
+        var store = new SqliteSessionStore(Options.Create(new SessionOptions { Database = Path.Combine(_folder.FullName, "contract.db"), ReplicaId = replicaId }), time);
+        _stores.Add(store);
+        return Task.FromResult<ISessionStore>(store);
     }
 
     private static SqliteSessionStore Open(string path) => new(Options.Create(new SessionOptions { Database = path }));

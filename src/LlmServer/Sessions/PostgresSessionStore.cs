@@ -1,0 +1,92 @@
+using System.Data.Common;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace LlmServer.Sessions;
+
+/// <summary>
+/// Sessions in PostgreSQL, shared by replicas (<c>Sessions:Store = postgres</c>, connection string
+/// <c>ConnectionStrings:Sessions</c>). Same schema versions as the SQLite store; migrations run under an advisory
+/// lock so replicas starting together migrate once.
+/// </summary>
+internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, IDisposable
+{
+    // Each entry moves the schema from version i to i + 1, as the SQLite store's do; append, never edit.
+    private static readonly string[] Migrations =
+    [
+        """
+        CREATE TABLE sessions (
+            id text NOT NULL PRIMARY KEY,
+            owner text NULL,
+            title text NOT NULL,
+            system_prompt text NULL,
+            temperature double precision NULL,
+            top_p double precision NULL,
+            max_tokens integer NULL,
+            seed bigint NULL,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL
+        );
+        CREATE INDEX ix_sessions_owner_updated ON sessions (owner, updated_at DESC);
+        CREATE TABLE messages (
+            session_id text NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            idx integer NOT NULL,
+            role text NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content text NOT NULL,
+            created_at bigint NOT NULL,
+            prompt_tokens integer NULL,
+            cached_tokens integer NULL,
+            completion_tokens integer NULL,
+            finish_reason text NULL,
+            PRIMARY KEY (session_id, idx)
+        );
+        """,
+        "ALTER TABLE messages ADD COLUMN context_start integer NULL;",
+        "ALTER TABLE sessions ADD COLUMN lease_holder text NULL, ADD COLUMN lease_expires_at bigint NULL;",
+    ];
+
+    // Any constant: every replica takes the same advisory lock around its migrations.
+    private const long MigrationLock = 0x4C4C4D5345535331;
+
+    private readonly NpgsqlDataSource _dataSource;
+
+    public PostgresSessionStore(IOptions<SessionOptions> options, TimeProvider timeProvider)
+        : base(options.Value, timeProvider)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(options.Value.ConnectionString);
+        Location = $"postgres://{builder.Host}:{builder.Port}/{builder.Database}";
+        _dataSource = NpgsqlDataSource.Create(builder.ConnectionString);
+    }
+
+    public static int SchemaVersion => Migrations.Length;
+
+    public override string Location { get; }
+
+    protected override string NullSafeEquals => "IS NOT DISTINCT FROM";
+
+    protected override string LockRow => " FOR UPDATE";
+
+    public override async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using (var command = Command(connection, transaction, "SELECT pg_advisory_xact_lock(@lock);"))
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = "@lock";
+            parameter.Value = MigrationLock;
+            command.Parameters.Add(parameter);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await MigrateAsync(connection, transaction, Migrations, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+
+    public void Dispose() => _dataSource.Dispose();
+
+    protected override async Task<DbConnection> OpenAsync(CancellationToken cancellationToken) =>
+        await _dataSource.OpenConnectionAsync(cancellationToken);
+}

@@ -1,0 +1,62 @@
+using LlmServer.Sessions;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace LlmServer.Tests.Sessions;
+
+/// <summary>The session store contract on a real PostgreSQL server, and what only the shared store must do.</summary>
+public sealed class PostgresSessionStoreTests(PostgresServer server) : SessionStoreContractTests, IClassFixture<PostgresServer>, IAsyncLifetime
+{
+    private readonly List<PostgresSessionStore> _stores = [];
+    private string _connectionString = "";
+
+    public async Task InitializeAsync() => _connectionString = await server.CreateDatabaseAsync();
+
+    public async Task DisposeAsync()
+    {
+        foreach (var store in _stores)
+        {
+            await store.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Replicas_starting_together_migrate_the_schema_once()
+    {
+        var stores = Enumerable.Range(0, 4).Select(i => Open($"r{i}", TimeProvider.System)).ToArray();
+        await Task.WhenAll(stores.Select(s => s.InitializeAsync(CancellationToken.None)));
+        Assert.Equal(PostgresSessionStore.SchemaVersion, Convert.ToInt32(await ScalarAsync("SELECT version FROM schema_version;"), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(1L, await ScalarAsync("SELECT COUNT(*) FROM schema_version;"));
+    }
+
+    [Fact]
+    public async Task A_database_from_a_newer_server_is_refused()
+    {
+        await Open("a", TimeProvider.System).InitializeAsync(CancellationToken.None);
+        await ScalarAsync("UPDATE schema_version SET version = 99;");
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => Open("b", TimeProvider.System).InitializeAsync(CancellationToken.None));
+        Assert.Contains("schema version 99", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Both_stores_have_the_same_schema_versions() =>
+        Assert.Equal(SqliteSessionStore.SchemaVersion, PostgresSessionStore.SchemaVersion);
+
+    private protected override Task<ISessionStore> OpenAsync(string replicaId, TimeProvider time) => Task.FromResult<ISessionStore>(Open(replicaId, time));
+
+    private PostgresSessionStore Open(string replicaId, TimeProvider time)
+    {
+        var store = new PostgresSessionStore(Options.Create(new SessionOptions { Store = SessionOptions.PostgresStore, ConnectionString = _connectionString, ReplicaId = replicaId }), time);
+        _stores.Add(store);
+        return store;
+    }
+
+    private async Task<object?> ScalarAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return await command.ExecuteScalarAsync();
+    }
+}

@@ -1,0 +1,135 @@
+using LlmServer.Sessions;
+using Microsoft.Extensions.Time.Testing;
+
+namespace LlmServer.Tests.Sessions;
+
+/// <summary>
+/// What every session store does, run against SQLite and PostgreSQL alike: checkpoints, owner scoping, and the turn
+/// lease that keeps two servers from running a turn of one session at once. Stores opened by
+/// <see cref="OpenAsync"/> within one test share one database.
+/// </summary>
+public abstract class SessionStoreContractTests
+{
+    private static readonly DateTimeOffset Now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000);
+
+    /// <summary>A store over this test's database, as the server named <paramref name="replicaId"/> would open it.</summary>
+    private protected abstract Task<ISessionStore> OpenAsync(string replicaId, TimeProvider time);
+
+    [Fact]
+    public async Task Checkpoints_replace_each_other_and_an_unfinished_answer_is_marked_interrupted_at_start()
+    {
+        var store = await StartAsync("a", TimeProvider.System);
+        await store.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        Assert.True(await store.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await store.SaveAnswerAsync("k", "s1", Answer(1, "Once", null), CancellationToken.None));
+        Assert.True(await store.SaveAnswerAsync("k", "s1", Answer(1, "Once upon", null), CancellationToken.None));
+
+        var partial = (await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
+        Assert.Equal(2, partial.Count);
+        Assert.Equal(("Once upon", (string?)null), (partial[1].Content, partial[1].FinishReason));
+
+        Assert.Equal(1, await store.InterruptUnfinishedAsync(CancellationToken.None));
+        Assert.Equal(0, await store.InterruptUnfinishedAsync(CancellationToken.None));
+        var after = (await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages[1];
+        Assert.Equal(("Once upon", "interrupted", (int?)0), (after.Content, after.FinishReason, after.ContextStart));
+    }
+
+    [Fact]
+    public async Task Reads_and_writes_are_scoped_by_owner()
+    {
+        var store = await StartAsync("a", TimeProvider.System);
+        await store.CreateAsync(new StoredSession("s1", "k", "t", "be kind", new SessionSettings(0.5, 0.9, 10, 7), Now, Now, 0), CancellationToken.None);
+        await store.CreateAsync(new StoredSession("s2", null, "anon", null, new SessionSettings(), Now, Now.AddSeconds(1), 0), CancellationToken.None);
+
+        Assert.False(await store.BeginTurnAsync("other", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.False(await store.SaveAnswerAsync(null, "s1", Answer(0, "x", "stop"), CancellationToken.None));
+        Assert.Empty((await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages);
+        Assert.Null(await store.GetAsync(null, "s1", CancellationToken.None));
+        Assert.Equal("s1", Assert.Single(await store.ListAsync("k", CancellationToken.None)).Id);
+        Assert.Equal("s2", Assert.Single(await store.ListAsync(null, CancellationToken.None)).Id);
+        Assert.False(await store.DeleteAsync("other", "s1", CancellationToken.None));
+
+        var loaded = await store.GetAsync("k", "s1", CancellationToken.None);
+        Assert.Equal(new SessionSettings(0.5, 0.9, 10, 7), loaded!.Settings);
+        var updated = await store.UpdateAsync("k", "s1", "renamed", string.Empty, null, Now.AddSeconds(5), CancellationToken.None);
+        Assert.Equal(("renamed", (string?)null, new SessionSettings(0.5, 0.9, 10, 7)), (updated!.Title, updated.SystemPrompt, updated.Settings));
+        Assert.Null(await store.UpdateAsync("other", "s1", "x", null, null, Now, CancellationToken.None));
+        Assert.True(await store.DeleteAsync("k", "s1", CancellationToken.None));
+        Assert.Null(await store.GetConversationAsync("k", "s1", CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_turn_leases_its_session_so_another_server_gets_busy_until_the_answer_is_finished()
+    {
+        var time = new FakeTimeProvider(Now);
+        var a = await StartAsync("a", time);
+        var b = await OpenAsync("b", time);
+        await a.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+
+        var busy = await Assert.ThrowsAsync<SessionException>(() => b.BeginTurnAsync("k", "s1", 1, User(1), Now, CancellationToken.None));
+        Assert.Equal(SessionErrorCodes.Busy, busy.Code);
+        Assert.True(busy.RetryAfter > TimeSpan.Zero);
+
+        // A checkpoint renews the lease past its first end; the finished answer gives it up.
+        time.Advance(TimeSpan.FromSeconds(20));
+        Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once", null), CancellationToken.None));
+        time.Advance(TimeSpan.FromSeconds(20));
+        await Assert.ThrowsAsync<SessionException>(() => b.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+
+        // A server starting up leaves a turn another live server holds alone.
+        Assert.Equal(0, await b.InterruptUnfinishedAsync(CancellationToken.None));
+
+        Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once upon", "stop"), CancellationToken.None));
+        Assert.True(await b.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+        var messages = (await b.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
+        Assert.Equal(["user", "assistant", "user"], messages.Select(m => m.Role));
+        Assert.Equal("stop", messages[1].FinishReason);
+    }
+
+    [Fact]
+    public async Task A_stopped_servers_turn_is_taken_over_when_its_lease_runs_out()
+    {
+        var time = new FakeTimeProvider(Now);
+        var a = await StartAsync("a", time);
+        var b = await OpenAsync("b", time);
+        await a.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once", null), CancellationToken.None));
+
+        // Server a stops answering: after its lease, b's turn goes ahead and keeps a's partial answer as interrupted.
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.True(await b.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+        var messages = (await b.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
+        Assert.Equal(("Once", "interrupted"), (messages[1].Content, messages[1].FinishReason));
+
+        // Should a come back, its late writes no longer land: the turn is b's now.
+        Assert.False(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once upon", "stop"), CancellationToken.None));
+        Assert.Equal("Once", (await b.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages[1].Content);
+    }
+
+    [Fact]
+    public async Task A_restarted_server_takes_its_own_unfinished_turn_back_at_once()
+    {
+        var time = new FakeTimeProvider(Now);
+        var before = await StartAsync("a", time);
+        await before.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        Assert.True(await before.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await before.SaveAnswerAsync("k", "s1", Answer(1, "Once", null), CancellationToken.None));
+
+        var after = await StartAsync("a", time);
+        Assert.Equal(1, await after.InterruptUnfinishedAsync(CancellationToken.None));
+        Assert.True(await after.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+    }
+
+    private async Task<ISessionStore> StartAsync(string replicaId, TimeProvider time)
+    {
+        var store = await OpenAsync(replicaId, time);
+        await store.InitializeAsync(CancellationToken.None);
+        return store;
+    }
+
+    private static SessionMessage User(int index) => new(index, "user", "hi", Now, null, null, null, null);
+
+    private static SessionMessage Answer(int index, string text, string? finishReason) => new(index, "assistant", text, Now, null, null, null, finishReason, 0);
+}
