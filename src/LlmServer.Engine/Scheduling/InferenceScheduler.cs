@@ -323,7 +323,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         var backend = _backendFactory();
         _backend = backend;
         _diskCache = _diskCacheFactory?.Invoke();
-        _slots = new SlotTable(backend, _logger, Metrics, _diskCache);
+        _slots = new SlotTable(backend, _logger, Metrics, _diskCache, _options.WarmSlide);
         _planner = new StepPlanner(_slots, _options, Metrics, _time);
         _decoder = new StepDecoder(backend, _logger);
         _output = new OutputProcessor(backend, _slots, Metrics, _time, _logger);

@@ -24,12 +24,14 @@ internal sealed partial class SlotTable
     private readonly ILogger _logger;
     private readonly SchedulerMetrics? _metrics;
     private readonly DiskKvCache? _diskCache;
+    private readonly bool _warmSlide;
     private readonly KvSlot[] _slots;
     private readonly ConcurrentDictionary<string, ResidentText> _residentTexts = new(StringComparer.Ordinal);
 
-    public SlotTable(IInferenceBackend backend, ILogger logger, SchedulerMetrics? metrics = null, DiskKvCache? diskCache = null)
+    public SlotTable(IInferenceBackend backend, ILogger logger, SchedulerMetrics? metrics = null, DiskKvCache? diskCache = null, bool warmSlide = true)
     {
         _backend = backend;
+        _warmSlide = warmSlide;
         _logger = logger;
         _metrics = metrics;
         _diskCache = diskCache;
@@ -340,7 +342,7 @@ internal sealed partial class SlotTable
         }
 
         var prompt = request.PromptTokens;
-        var canShift = key is not null && _backend.CanShift;
+        var canShift = key is not null && _warmSlide && _backend.CanShift;
         var plan = Plan(CollectionsMarshal.AsSpan(slot.Tokens), prompt, canShift);
         var restored = key is not null && slot.SessionKey != key && TryRestore(slot, key, prompt, canShift, ref plan);
         var reuse = plan.Reused;
