@@ -112,7 +112,7 @@ internal static class SessionKvBenchmark
     private static async Task<List<double>> RoundRobinAsync(string modelPath, bool diskCache, int round)
     {
         var directory = Path.Combine(Path.GetTempPath(), $"llmserver-bench-kv-{Environment.ProcessId}-{round}");
-        var options = new KvCacheOptions { KvCacheDirectory = diskCache ? directory : null };
+        var options = new KvCacheOptions { KvCacheDirectory = diskCache ? directory : string.Empty };
         var engine = await BenchmarkEngine.StartAsync(
             new ModelOptions { Path = modelPath, Threads = 2, BatchThreads = 2 },
             new SchedulerOptions { Slots = 4, ContextSize = 4 * 2048, StepTokenBudget = 512 },

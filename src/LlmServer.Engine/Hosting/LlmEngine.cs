@@ -221,7 +221,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            LogDiskCacheUnavailable(_logger, options.KvCacheDirectory!, ex);
+            LogDiskCacheUnavailable(_logger, options.ResolvedDirectory, ex);
             return null;
         }
     }
