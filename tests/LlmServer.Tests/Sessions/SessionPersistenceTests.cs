@@ -9,7 +9,7 @@ namespace LlmServer.Tests.Sessions;
 public sealed class SessionPersistenceTests
 {
     [Fact]
-    public async Task Sessions_survive_a_restart_and_the_history_is_prefilled_again()
+    public async Task Sessions_survive_a_restart_and_their_KV_comes_back_from_disk()
     {
         var first = await SessionTestServer.StartAsync();
         try
@@ -34,11 +34,14 @@ public sealed class SessionPersistenceTests
             Assert.Equal(before.Messages, after.Messages);
             Assert.Equal("Kept", after.Info.Title);
 
-            // The new server has no KV cache for the session: the history is prefilled from the stored messages.
+            // The first server saved the session's KV at shutdown (beside the database): the new one restores it
+            // instead of prefilling the history.
             var secondTurn = AssertWellFormed(await again.Send(session.Id, "The dog was big").CollectAsync());
             Assert.Equal(ChatStreamEvent.DoneType, secondTurn.Type);
-            Assert.Equal(0, secondTurn.Usage!.CachedTokens);
-            Assert.True(secondTurn.Usage.PromptTokens > firstTurn.Usage!.PromptTokens + firstTurn.Usage.CompletionTokens - 2);
+            Assert.True(secondTurn.Usage!.PromptTokens > firstTurn.Usage!.PromptTokens + firstTurn.Usage.CompletionTokens - 2);
+            Assert.True(
+                secondTurn.Usage.CachedTokens >= firstTurn.Usage.PromptTokens + firstTurn.Usage.CompletionTokens - 1,
+                $"cached {secondTurn.Usage.CachedTokens} of the first turn's {firstTurn.Usage.PromptTokens} + {firstTurn.Usage.CompletionTokens}");
             Assert.Equal(4, (await again.GetAsync(session.Id)).Messages.Count);
         }
         finally
