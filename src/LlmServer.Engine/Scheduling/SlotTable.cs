@@ -317,8 +317,20 @@ internal sealed partial class SlotTable
         }
 
         // The bytes are copied out here (the context belongs to this thread); the disk write happens in the background.
+        byte[] state;
+        try
+        {
+            state = _backend.SaveSlot(slot.Id);
+        }
+        catch (Exception ex) when (ex is OverflowException or OutOfMemoryException or InvalidOperationException)
+        {
+            // A state too large for one array (or for memory) is not kept: the session prefills next time.
+            LogSaveFailed(_logger, key, slot.Id, ex);
+            return;
+        }
+
         var known = _residentTexts.TryGetValue(key, out var resident) && resident.Tokens.AsSpan().SequenceEqual(CollectionsMarshal.AsSpan(slot.Tokens));
-        var saved = new SavedKvState(key, [.. slot.Tokens], _backend.SaveSlot(slot.Id), known ? resident!.Text : null, known ? resident!.Boundaries : []);
+        var saved = new SavedKvState(key, [.. slot.Tokens], state, known ? resident!.Text : null, known ? resident!.Boundaries : []);
         if (_diskCache.Save(saved, waitForRoom))
         {
             _metrics?.KvSaved();
@@ -480,6 +492,9 @@ internal sealed partial class SlotTable
 
     [LoggerMessage(EventId = 1122, Level = LogLevel.Debug, Message = "Session {SessionKey} restored from disk into slot {Slot}: {Tokens} tokens saved, {Reused} reused")]
     private static partial void LogRestored(ILogger logger, string sessionKey, int slot, int tokens, int reused);
+
+    [LoggerMessage(EventId = 1124, Level = LogLevel.Warning, Message = "The KV state of session {SessionKey} in slot {Slot} could not be copied out; it is not saved")]
+    private static partial void LogSaveFailed(ILogger logger, string sessionKey, int slot, Exception exception);
 
     [LoggerMessage(EventId = 1123, Level = LogLevel.Warning, Message = "The context refused the saved KV state of session {SessionKey} ({Tokens} tokens) in slot {Slot}; prefilling instead")]
     private static partial void LogRestoreRefused(ILogger logger, string sessionKey, int slot, int tokens);

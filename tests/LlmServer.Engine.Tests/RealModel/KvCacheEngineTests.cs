@@ -75,6 +75,28 @@ public sealed class KvCacheEngineTests : IDisposable
     }
 
     [Fact]
+    public async Task A_state_saved_from_one_slot_restores_into_another()
+    {
+        var engine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 2, contextSize: 1024, kvCacheDirectory: _directory);
+        try
+        {
+            // a takes slot 0 and b slot 1; c evicts a (least recently used) into slot 0; a's return evicts b and
+            // lands in slot 1.
+            var first = await RunAsync(engine, System + Dropped, 12, "a");
+            await RunAsync(engine, "The cat sat on the mat and looked at the bird.", 8, "b");
+            await RunAsync(engine, "A boy named Tim had a big blue boat.", 8, "c");
+            var second = await RunAsync(engine, System + Dropped + first.Text + " The end.", 4, "a");
+
+            var usage = first.Completion.Usage;
+            Assert.Equal(usage.PromptTokens + usage.CompletionTokens - 1, second.Completion.Usage.CachedPromptTokens);
+        }
+        finally
+        {
+            await StopAsync(engine);
+        }
+    }
+
+    [Fact]
     public async Task A_restarted_engine_restores_a_session_saved_at_shutdown()
     {
         var engine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 2, contextSize: 1024, kvCacheDirectory: _directory);
