@@ -186,7 +186,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         LLamaContext? context = null;
         try
         {
-            context = weights.CreateContext(parameters);
+            context = CreateContext(weights, parameters);
             var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
             _vocabulary = backend.Vocabulary;
             var hasTemplate = ModelLoader.HasChatTemplate(weights);
@@ -203,6 +203,21 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             context?.Dispose();
             weights.Dispose();
             throw;
+        }
+    }
+
+    private LLamaContext CreateContext(LLamaWeights weights, LLama.Common.ModelParams parameters)
+    {
+        KvCacheMemory.EnsureFits(weights.Metadata, _schedulerOptions.KvCacheType);
+        try
+        {
+            return weights.CreateContext(parameters);
+        }
+        catch (Exception ex) when (KvCacheType.IsQuantized(_schedulerOptions.KvCacheType) && ex is not OutOfMemoryException)
+        {
+            throw new InvalidOperationException(
+                $"llama.cpp refused the context with Scheduler:KvCacheType '{_schedulerOptions.KvCacheType}': a quantized V cache needs flash attention, which this backend or model may not support. Use f16 (or q8_0 where flash attention works).",
+                ex);
         }
     }
 

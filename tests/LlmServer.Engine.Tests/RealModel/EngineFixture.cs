@@ -12,12 +12,12 @@ namespace LlmServer.Engine.Tests.RealModel;
 /// <summary>A started engine on a real model, as the host builds it.</summary>
 internal static class RealEngine
 {
-    public static async Task<LlmEngine> StartAsync(string modelPath, int slots = 4, int contextSize = 4096, int budget = 512, bool prefixReuse = true, int maxQueue = 64, string? kvCacheDirectory = null)
+    public static async Task<LlmEngine> StartAsync(string modelPath, int slots = 4, int contextSize = 4096, int budget = 512, bool prefixReuse = true, int maxQueue = 64, string? kvCacheDirectory = null, string kvCacheType = "f16")
     {
         var engine = new LlmEngine(
             // One thread each: many engines share the test machine, and idle OpenMP workers spin.
             Options.Create(new ModelOptions { Path = modelPath, Threads = 1, BatchThreads = 1 }),
-            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue }),
+            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue, KvCacheType = kvCacheType }),
             TimeProvider.System,
             NullLoggerFactory.Instance,
             new EmptyServiceProvider(kvCacheDirectory));
