@@ -1,4 +1,5 @@
 using LlmServer.Engine.Hosting;
+using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Scheduling;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -9,9 +10,9 @@ namespace LlmServer.Benchmarks;
 /// <summary>The engine as the host builds it, started and loaded, without a host around it.</summary>
 internal static class BenchmarkEngine
 {
-    public static async Task<LlmEngine> StartAsync(ModelOptions model, SchedulerOptions scheduler)
+    public static async Task<LlmEngine> StartAsync(ModelOptions model, SchedulerOptions scheduler, KvCacheOptions? kvCache = null)
     {
-        var engine = new LlmEngine(Options.Create(model), Options.Create(scheduler), TimeProvider.System, NullLoggerFactory.Instance, new NoServices());
+        var engine = new LlmEngine(Options.Create(model), Options.Create(scheduler), TimeProvider.System, NullLoggerFactory.Instance, new NoServices(kvCache));
         await engine.StartAsync(CancellationToken.None);
         while (engine.State == EngineState.Loading)
         {
@@ -27,8 +28,10 @@ internal static class BenchmarkEngine
         engine.Dispose();
     }
 
-    private sealed class NoServices : IServiceProvider
+    /// <summary>No services but the disk KV cache's options, when given.</summary>
+    private sealed class NoServices(KvCacheOptions? kvCache) : IServiceProvider
     {
-        public object? GetService(Type serviceType) => null;
+        public object? GetService(Type serviceType) =>
+            kvCache is not null && serviceType == typeof(IOptions<KvCacheOptions>) ? Options.Create(kvCache) : null;
     }
 }

@@ -11,6 +11,8 @@ return args switch
         turns: BenchmarkOrchestrator.IntOption(rest, "--turns", 30),
         slotTokens: BenchmarkOrchestrator.IntOption(rest, "--slot", 1024)),
     ["--serve-fake", .. var rest] => await FakeDecodeServer.RunAsync(rest),
-    ["--sessions", .. var rest] => await SessionTurnsBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 3),
+    ["--sessions-kv", .. var rest] => await SessionKvBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 1),
+    ["--sessions", .. var rest] => await SessionTurnsBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 3)
+        + await SessionKvBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 1),
     _ => await BenchmarkOrchestrator.RunAsync(args),
 };

@@ -200,7 +200,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         LLamaContext? context = null;
         try
         {
-            context = weights.CreateContext(parameters);
+            context = CreateContext(weights, parameters);
             var created = context;
             _decodeThreads.Attach(threading, threads => ApplyThreads(created, threading, threads));
             var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
@@ -221,6 +221,21 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
     }
 
+    private LLamaContext CreateContext(LLamaWeights weights, LLama.Common.ModelParams parameters)
+    {
+        KvCacheMemory.EnsureFits(weights.Metadata, _schedulerOptions.KvCacheType);
+        try
+        {
+            return weights.CreateContext(parameters);
+        }
+        catch (Exception ex) when (KvCacheType.IsQuantized(_schedulerOptions.KvCacheType) && ex is not OutOfMemoryException)
+        {
+            throw new InvalidOperationException(
+                $"llama.cpp refused the context with Scheduler:KvCacheType '{_schedulerOptions.KvCacheType}': a quantized V cache needs flash attention, which this backend or model may not support. Use f16 (or q8_0 where flash attention works).",
+                ex);
+        }
+    }
+
     /// <summary>Runs on the scheduler thread after the model loaded. A cache that cannot open costs warm restores, not the engine.</summary>
     private DiskKvCache? OpenDiskCache()
     {
@@ -236,7 +251,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            LogDiskCacheUnavailable(_logger, options.KvCacheDirectory!, ex);
+            LogDiskCacheUnavailable(_logger, options.ResolvedDirectory, ex);
             return null;
         }
     }

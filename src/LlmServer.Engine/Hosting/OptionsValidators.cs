@@ -116,9 +116,9 @@ internal sealed class KvCacheOptionsValidator : IValidateOptions<KvCache.KvCache
     public ValidateOptionsResult Validate(string? name, KvCache.KvCacheOptions options)
     {
         var errors = new List<string>();
-        if (options.Enabled && options.KvCacheDirectory!.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
+        if (options.Enabled && options.ResolvedDirectory.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
         {
-            errors.Add($"Sessions:KvCacheDirectory '{options.KvCacheDirectory}' is not a valid path.");
+            errors.Add($"Sessions:KvCacheDirectory '{options.ResolvedDirectory}' is not a valid path.");
         }
 
         if (options.KvCacheMaxBytes < 1)

@@ -33,7 +33,7 @@ internal sealed partial class DiskKvCache : IDisposable
 
     public DiskKvCache(KvCacheOptions options, UInt128 model, TimeProvider time, ILogger logger)
     {
-        _directory = Path.GetFullPath(options.KvCacheDirectory!);
+        _directory = Path.GetFullPath(options.ResolvedDirectory);
         _maxBytes = options.KvCacheMaxBytes;
         _model = model;
         _modelPrefix = model.ToString("x32", System.Globalization.CultureInfo.InvariantCulture)[..16] + "-";

@@ -27,6 +27,31 @@ internal static class KvCacheMemory
         return (long)(valuesPerCell * cells * KvCacheType.BytesPerValue(cacheType));
     }
 
+    /// <summary>
+    /// Refuses a quantized cache type whose blocks do not divide the model's attention head size (llama.cpp aborts the
+    /// process on such a model at the first decode instead of refusing the context).
+    /// </summary>
+    public static void EnsureFits(IReadOnlyDictionary<string, string> metadata, string cacheType)
+    {
+        var block = KvCacheType.BlockValues(cacheType);
+        if (block == 1
+            || !metadata.TryGetValue("general.architecture", out var arch)
+            || Read(metadata, arch + ".embedding_length") is not { } embedding
+            || Read(metadata, arch + ".attention.head_count") is not { } heads
+            || heads == 0)
+        {
+            return;
+        }
+
+        var keyLength = Read(metadata, arch + ".attention.key_length") ?? (embedding / heads);
+        var valueLength = Read(metadata, arch + ".attention.value_length") ?? (embedding / heads);
+        if (keyLength % block != 0 || valueLength % block != 0)
+        {
+            throw new InvalidOperationException(
+                $"Scheduler:KvCacheType '{cacheType}' stores blocks of {block} values, but this model's attention heads hold {keyLength} (K) and {valueLength} (V) values. Use f16, bf16 or f32 for this model.");
+        }
+    }
+
     // Per-layer arrays (models whose layers differ) are not plain numbers: then there is no estimate.
     private static long? Read(IReadOnlyDictionary<string, string> metadata, string key) =>
         metadata.TryGetValue(key, out var text) && long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : null;

@@ -30,5 +30,8 @@ internal static class KvCacheType
     /// <summary>Quantized V caches need flash attention in llama.cpp (it refuses the context otherwise).</summary>
     public static bool IsQuantized(string name) => s_types[name].BlockValues > 1;
 
+    /// <summary>Values per quantization block: a K or V row must hold whole blocks.</summary>
+    public static int BlockValues(string name) => s_types[name].BlockValues;
+
     public static double BytesPerValue(string name) => (double)s_types[name].BlockBytes / s_types[name].BlockValues;
 }

@@ -57,6 +57,12 @@ public sealed class SchedulerOptions
     /// <summary>Share one KV buffer between all slots (llama.cpp's unified cache); slower with many sequences.</summary>
     public bool UnifiedKvCache { get; set; }
 
+    /// <summary>
+    /// When a session's window slides, move the kept turns' KV cells down over the dropped ones instead of prefilling
+    /// them (where the model allows shifting); turn it off to measure the gain.
+    /// </summary>
+    public bool WarmSlide { get; set; } = true;
+
     /// <summary>Reuse a resident session's KV cache for its next request (turn it off to measure the gain).</summary>
     public bool PrefixReuse { get; set; } = true;
 }

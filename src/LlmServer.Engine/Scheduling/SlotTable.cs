@@ -24,12 +24,14 @@ internal sealed partial class SlotTable
     private readonly ILogger _logger;
     private readonly SchedulerMetrics? _metrics;
     private readonly DiskKvCache? _diskCache;
+    private readonly bool _warmSlide;
     private readonly KvSlot[] _slots;
     private readonly ConcurrentDictionary<string, ResidentText> _residentTexts = new(StringComparer.Ordinal);
 
-    public SlotTable(IInferenceBackend backend, ILogger logger, SchedulerMetrics? metrics = null, DiskKvCache? diskCache = null)
+    public SlotTable(IInferenceBackend backend, ILogger logger, SchedulerMetrics? metrics = null, DiskKvCache? diskCache = null, bool warmSlide = true)
     {
         _backend = backend;
+        _warmSlide = warmSlide;
         _logger = logger;
         _metrics = metrics;
         _diskCache = diskCache;
@@ -331,8 +333,20 @@ internal sealed partial class SlotTable
         }
 
         // The bytes are copied out here (the context belongs to this thread); the disk write happens in the background.
+        byte[] state;
+        try
+        {
+            state = _backend.SaveSlot(slot.Id);
+        }
+        catch (Exception ex) when (ex is OverflowException or OutOfMemoryException or InvalidOperationException)
+        {
+            // A state too large for one array (or for memory) is not kept: the session prefills next time.
+            LogSaveFailed(_logger, key, slot.Id, ex);
+            return;
+        }
+
         var known = _residentTexts.TryGetValue(key, out var resident) && resident.Tokens.AsSpan().SequenceEqual(CollectionsMarshal.AsSpan(slot.Tokens));
-        var saved = new SavedKvState(key, [.. slot.Tokens], _backend.SaveSlot(slot.Id), known ? resident!.Text : null, known ? resident!.Boundaries : []);
+        var saved = new SavedKvState(key, [.. slot.Tokens], state, known ? resident!.Text : null, known ? resident!.Boundaries : []);
         if (_diskCache.Save(saved, waitForRoom))
         {
             _metrics?.KvSaved();
@@ -357,7 +371,7 @@ internal sealed partial class SlotTable
 
         // A preempted batch request comes back with what it had generated: that is prefilled too.
         var prompt = request.Prefill;
-        var canShift = key is not null && _backend.CanShift;
+        var canShift = key is not null && _warmSlide && _backend.CanShift;
         var plan = Plan(CollectionsMarshal.AsSpan(slot.Tokens), prompt, canShift);
         var restored = key is not null && slot.SessionKey != key && TryRestore(slot, key, prompt, canShift, ref plan);
         var reuse = plan.Reused;
@@ -495,6 +509,9 @@ internal sealed partial class SlotTable
 
     [LoggerMessage(EventId = 1122, Level = LogLevel.Debug, Message = "Session {SessionKey} restored from disk into slot {Slot}: {Tokens} tokens saved, {Reused} reused")]
     private static partial void LogRestored(ILogger logger, string sessionKey, int slot, int tokens, int reused);
+
+    [LoggerMessage(EventId = 1124, Level = LogLevel.Warning, Message = "The KV state of session {SessionKey} in slot {Slot} could not be copied out; it is not saved")]
+    private static partial void LogSaveFailed(ILogger logger, string sessionKey, int slot, Exception exception);
 
     [LoggerMessage(EventId = 1123, Level = LogLevel.Warning, Message = "The context refused the saved KV state of session {SessionKey} ({Tokens} tokens) in slot {Slot}; prefilling instead")]
     private static partial void LogRestoreRefused(ILogger logger, string sessionKey, int slot, int tokens);

@@ -21,12 +21,13 @@ internal static class RealEngine
         int maxQueue = 64,
         int targetStepMs = 80,
         IStepObserver? stepObserver = null,
-        string? kvCacheDirectory = null)
+        string? kvCacheDirectory = null,
+        string kvCacheType = "f16")
     {
         var engine = new LlmEngine(
             // One thread each: many engines share the test machine, and idle OpenMP workers spin.
             Options.Create(new ModelOptions { Path = modelPath, Threads = 1, BatchThreads = 1 }),
-            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue, TargetStepMs = targetStepMs }),
+            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue, TargetStepMs = targetStepMs, KvCacheType = kvCacheType }),
             TimeProvider.System,
             NullLoggerFactory.Instance,
             new EngineServices(stepObserver, kvCacheDirectory));

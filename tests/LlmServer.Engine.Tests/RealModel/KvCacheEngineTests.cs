@@ -1,5 +1,6 @@
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
+using LlmServer.Engine.Models;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Testing;
 
@@ -63,6 +64,28 @@ public sealed class KvCacheEngineTests : IDisposable
         {
             var first = await RunAsync(engine, System + Dropped, 12, "a");
             await RunAsync(engine, "The cat sat on the mat and looked at the bird.", 12, "b");
+            var second = await RunAsync(engine, System + Dropped + first.Text + " The end.", 4, "a");
+
+            var usage = first.Completion.Usage;
+            Assert.Equal(usage.PromptTokens + usage.CompletionTokens - 1, second.Completion.Usage.CachedPromptTokens);
+        }
+        finally
+        {
+            await StopAsync(engine);
+        }
+    }
+
+    [Fact]
+    public async Task A_state_saved_from_one_slot_restores_into_another()
+    {
+        var engine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 2, contextSize: 1024, kvCacheDirectory: _directory);
+        try
+        {
+            // a takes slot 0 and b slot 1; c evicts a (least recently used) into slot 0; a's return evicts b and
+            // lands in slot 1.
+            var first = await RunAsync(engine, System + Dropped, 12, "a");
+            await RunAsync(engine, "The cat sat on the mat and looked at the bird.", 8, "b");
+            await RunAsync(engine, "A boy named Tim had a big blue boat.", 8, "c");
             var second = await RunAsync(engine, System + Dropped + first.Text + " The end.", 4, "a");
 
             var usage = first.Completion.Usage;
@@ -145,6 +168,43 @@ public sealed class KvCacheEngineTests : IDisposable
 
         // The first model's state is still there for it, beside the second model's.
         Assert.Equal(2, Directory.GetFiles(_directory, "*.kv").Length);
+    }
+
+    [Fact]
+    public async Task A_quantized_KV_cache_generates_with_flash_attention_turned_on()
+    {
+        var engine = await RealEngine.StartAsync(TestModels.Synth110M, slots: 2, contextSize: 512, kvCacheType: "q8_0");
+        try
+        {
+            var answer = await RunAsync(engine, System, 8, "q8");
+            Assert.Equal(8, answer.Completion.Usage.CompletionTokens);
+            Assert.NotEmpty(answer.Text);
+        }
+        finally
+        {
+            await StopAsync(engine);
+        }
+    }
+
+    [Fact]
+    public void A_quantized_KV_cache_whose_blocks_do_not_fit_the_heads_is_refused_with_the_reason()
+    {
+        // stories260K's heads hold 8 values; q8_0 stores blocks of 32 (llama.cpp would abort at the first decode).
+        using var weights = ModelLoader.LoadVocabularyOnly(TestModels.Stories260K);
+        var error = Assert.Throws<InvalidOperationException>(() => KvCacheMemory.EnsureFits(weights.Metadata, "q8_0"));
+        Assert.Contains("blocks of 32", error.Message, StringComparison.Ordinal);
+        KvCacheMemory.EnsureFits(weights.Metadata, "f16");
+    }
+
+    [Theory]
+    [InlineData("q8_0", false, "needs flash attention")]
+    [InlineData("q3_k", null, "is not a KV cache type")]
+    public void Bad_KV_cache_settings_are_refused_at_start(string type, bool? flashAttention, string message)
+    {
+        var result = new SchedulerOptionsValidator().Validate(null, new SchedulerOptions { KvCacheType = type, FlashAttention = flashAttention });
+        Assert.True(result.Failed);
+        Assert.Contains(message, result.FailureMessage, StringComparison.Ordinal);
+        Assert.True(new SchedulerOptionsValidator().Validate(null, new SchedulerOptions { KvCacheType = "Q8_0" }).Succeeded);
     }
 
     public void Dispose()
