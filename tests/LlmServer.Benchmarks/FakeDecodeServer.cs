@@ -57,6 +57,14 @@ internal static class FakeDecodeServer
 
         public void CopySlot(int sourceSlot, int targetSlot) => inner.CopySlot(sourceSlot, targetSlot);
 
+        public bool CanShift => inner.CanShift;
+
+        public void RemoveAndShift(int slot, int fromPosition, int toPosition) => inner.RemoveAndShift(slot, fromPosition, toPosition);
+
+        public byte[] SaveSlot(int slot) => inner.SaveSlot(slot);
+
+        public bool RestoreSlot(int slot, ReadOnlySpan<byte> state) => inner.RestoreSlot(slot, state);
+
         /// <summary>Always the token of " the": whole characters, never the end of generation.</summary>
         public ReadOnlySpan<float> GetLogits(int batchIndex)
         {
