@@ -770,7 +770,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             _time.GetElapsedTime(admitted, prefillDone),
             _time.GetElapsedTime(prefillDone, now));
         var usage = new GenerationUsage(request.PromptTokens.Length, request.CachedTokens, choice.Generated);
-        request.Events.Writer.TryWrite(new GenerationCompleted(choice.Index, reason, usage, timings, error));
+        request.Events.Writer.TryWrite(new GenerationCompleted(choice.Index, reason, usage, timings, error) { StopSequence = choice.StopMatcher.Matched });
         request.FinishedChoices++;
         choice.Sampler.Dispose();
 

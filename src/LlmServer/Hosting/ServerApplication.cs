@@ -1,3 +1,4 @@
+using LlmServer.Anthropic;
 using LlmServer.Engine.Hosting;
 using LlmServer.OpenAi;
 using LlmServer.Operations;
@@ -37,11 +38,13 @@ internal static class ServerApplication
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.AddOperations();
         builder.Services.AddOpenAiApi(builder.Configuration);
+        builder.Services.AddAnthropicApi();
         builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
         app.UseOperations();
         app.MapOpenAiApi();
+        app.MapAnthropicApi();
         app.MapSessions();
         app.MapWebUi();
         return app;

@@ -166,7 +166,7 @@ internal static class OpenAiRequestMapper
         };
     }
 
-    private static int? MaxTokens(int? value, string param, ModelInfo model)
+    public static int? MaxTokens(int? value, string param, ModelInfo model)
     {
         if (value is not { } maxTokens)
         {
@@ -188,7 +188,7 @@ internal static class OpenAiRequestMapper
         return maxTokens;
     }
 
-    private static IReadOnlyList<string> Stop(IReadOnlyList<string>? stop)
+    public static IReadOnlyList<string> Stop(IReadOnlyList<string>? stop)
     {
         if (stop is null)
         {
@@ -227,7 +227,7 @@ internal static class OpenAiRequestMapper
             $"Invalid value for 'response_format.type': '{format.Type}'. Supported values are text, json_object and json_schema."),
     };
 
-    private static string SchemaGrammar(JsonElement schema)
+    public static string SchemaGrammar(JsonElement schema)
     {
         try
         {
@@ -240,11 +240,11 @@ internal static class OpenAiRequestMapper
     }
 
     /// <summary>As the engine: 0 would leave no token to sample.</summary>
-    private static float? TopP(float? value) => value is not { } topP || topP is > 0f and <= 1f
+    public static float? TopP(float? value) => value is not { } topP || topP is > 0f and <= 1f
         ? value
         : throw OpenAiException.InvalidField("top_p", $"Invalid value for 'top_p': {topP}. It must be greater than 0 and at most 1.");
 
-    private static float? InRange(float? value, string param, float min, float max)
+    public static float? InRange(float? value, string param, float min, float max)
     {
         if (value is not { } v)
         {
@@ -256,7 +256,7 @@ internal static class OpenAiRequestMapper
             : throw OpenAiException.InvalidField(param, $"Invalid value for '{param}': {v}. It must be between {min} and {max}.");
     }
 
-    private static OpenAiException OutOfRange(string param, int value, int min, int? max) => OpenAiException.InvalidField(
+    public static OpenAiException OutOfRange(string param, int value, int min, int? max) => OpenAiException.InvalidField(
         param,
         max is { } upper
             ? $"Invalid value for '{param}': {value}. It must be between {min} and {upper}."

@@ -97,55 +97,38 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         var completionTokens = 0;
         var cachedTokens = 0;
         var failed = false;
-        var enumerator = source.Events.GetAsyncEnumerator(CancellationToken.None);
-        try
+        await RelayAsync(source.Events, sse, sse.WriteKeepAlive, item =>
         {
-            var hasEvent = await FirstEventAsync(enumerator, sse);
-            while (hasEvent)
+            switch (item)
             {
-                switch (enumerator.Current)
-                {
-                    case TextDelta delta when !failed && !sse.IsClientGone:
-                        formatter.WriteText(delta);
+                case TextDelta delta when !failed && !sse.IsClientGone:
+                    formatter.WriteText(delta);
+                    break;
+                case GenerationCompleted completion:
+                    completionTokens += completion.Usage.CompletionTokens;
+                    cachedTokens += completion.Choice % source.ChoicesPerPrompt == 0 ? completion.Usage.CachedPromptTokens : 0;
+                    if (failed || sse.IsClientGone)
+                    {
                         break;
-                    case GenerationCompleted completion:
-                        completionTokens += completion.Usage.CompletionTokens;
-                        cachedTokens += completion.Choice % source.ChoicesPerPrompt == 0 ? completion.Usage.CachedPromptTokens : 0;
-                        if (failed || sse.IsClientGone)
-                        {
-                            break;
-                        }
+                    }
 
-                        if (FinishReasonText(completion.FinishReason) is { } reason)
-                        {
-                            formatter.WriteFinish(completion.Choice, reason);
-                        }
-                        else
-                        {
-                            // The other choices cannot be reported after an error event; stop them.
-                            failed = true;
-                            var error = ErrorOf(completion);
-                            OpenAiLog.StreamFailed(logger, source.RequestId, error.Code ?? error.Type, error.Message);
-                            formatter.WriteError(error);
-                            source.Cancel();
-                        }
+                    if (FinishReasonText(completion.FinishReason) is { } reason)
+                    {
+                        formatter.WriteFinish(completion.Choice, reason);
+                    }
+                    else
+                    {
+                        // The other choices cannot be reported after an error event; stop them.
+                        failed = true;
+                        var error = ErrorOf(completion);
+                        OpenAiLog.StreamFailed(logger, source.RequestId, error.Code ?? error.Type, error.Message);
+                        formatter.WriteError(error);
+                        source.Cancel();
+                    }
 
-                        break;
-                }
-
-                var next = enumerator.MoveNextAsync();
-                if (!next.IsCompleted)
-                {
-                    await sse.FlushAsync();
-                }
-
-                hasEvent = await next;
+                    break;
             }
-        }
-        finally
-        {
-            await enumerator.DisposeAsync();
-        }
+        });
 
         if (sse.IsClientGone)
         {
@@ -165,8 +148,37 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         await sse.FlushAsync();
     }
 
-    /// <summary>Waits for the first event, sending a keep-alive comment every interval until it comes.</summary>
-    private async ValueTask<bool> FirstEventAsync(IAsyncEnumerator<GenerationEvent> enumerator, SseWriter sse)
+    /// <summary>
+    /// The streaming loop every SSE front end shares: hands each engine event to <paramref name="onEvent"/>,
+    /// flushes whenever the engine has nothing more ready, and calls <paramref name="keepAlive"/> (then flushes)
+    /// every <c>OpenAi:KeepAliveInterval</c> while the request waits for its first event.
+    /// </summary>
+    public async Task RelayAsync(IAsyncEnumerable<GenerationEvent> events, SseWriter sse, Action keepAlive, Action<GenerationEvent> onEvent)
+    {
+        var enumerator = events.GetAsyncEnumerator(CancellationToken.None);
+        try
+        {
+            var hasEvent = await FirstEventAsync(enumerator, sse, keepAlive);
+            while (hasEvent)
+            {
+                onEvent(enumerator.Current);
+                var next = enumerator.MoveNextAsync();
+                if (!next.IsCompleted)
+                {
+                    await sse.FlushAsync();
+                }
+
+                hasEvent = await next;
+            }
+        }
+        finally
+        {
+            await enumerator.DisposeAsync();
+        }
+    }
+
+    /// <summary>Waits for the first event, sending a keep-alive every interval until it comes.</summary>
+    private async ValueTask<bool> FirstEventAsync(IAsyncEnumerator<GenerationEvent> enumerator, SseWriter sse, Action keepAlive)
     {
         var first = enumerator.MoveNextAsync();
         if (first.IsCompleted)
@@ -188,13 +200,14 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
             if (!sse.IsClientGone)
             {
-                sse.WriteKeepAlive();
+                keepAlive();
                 await sse.FlushAsync();
             }
         }
     }
 
-    private static OpenAiError ErrorOf(GenerationCompleted completion)
+    /// <summary>Why a streamed choice failed or was cancelled, in the OpenAI error terms every front end maps from.</summary>
+    public static OpenAiError ErrorOf(GenerationCompleted completion)
     {
         if (completion.FinishReason == FinishReason.Cancelled)
         {
