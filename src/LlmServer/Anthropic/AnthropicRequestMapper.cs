@@ -1,4 +1,3 @@
-using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Models;
 using LlmServer.OpenAi;
@@ -34,8 +33,8 @@ internal static class AnthropicRequestMapper
     /// <summary>The system prompt and the messages as chat turns.</summary>
     public static IReadOnlyList<ChatTurn> Turns(MessagesRequest request)
     {
-        RefuseTools(request.Tools, "tools");
-        RefuseTools(request.ToolChoice, "tool_choice");
+        OpenAiRequestMapper.RefuseTools(request.Tools, "tools");
+        OpenAiRequestMapper.RefuseTools(request.ToolChoice, "tool_choice");
         var messages = request.Messages ?? throw OpenAiException.InvalidField("messages", "'messages' is required.");
         if (messages.Count == 0)
         {
@@ -83,12 +82,4 @@ internal static class AnthropicRequestMapper
 
     public static AnthropicUsage Usage(GenerationUsage usage) =>
         new(usage.PromptTokens - usage.CachedPromptTokens, usage.CompletionTokens, 0, usage.CachedPromptTokens);
-
-    private static void RefuseTools(JsonElement? value, string param)
-    {
-        if (value is { ValueKind: not JsonValueKind.Null } tools && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0))
-        {
-            throw OpenAiException.InvalidField(param, $"Tool use is not supported by this server yet; send the request without '{param}'.");
-        }
-    }
 }

@@ -2,6 +2,7 @@ using LlmServer.Anthropic;
 using LlmServer.Engine.Hosting;
 using LlmServer.OpenAi;
 using LlmServer.Operations;
+using LlmServer.Responses;
 using LlmServer.Sessions;
 using LlmServer.WebUi;
 
@@ -39,12 +40,14 @@ internal static class ServerApplication
         builder.AddOperations();
         builder.Services.AddOpenAiApi(builder.Configuration);
         builder.Services.AddAnthropicApi();
+        builder.Services.AddResponsesApi(builder.Configuration);
         builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
         app.UseOperations();
         app.MapOpenAiApi();
         app.MapAnthropicApi();
+        app.MapResponsesApi();
         app.MapSessions();
         app.MapWebUi();
         return app;

@@ -220,14 +220,15 @@ internal static class OpenAiRequestMapper
         null or "text" => null,
         "json_object" => JsonGrammar.AnyObject,
         "json_schema" => format.JsonSchema?.Schema is { } schema
-            ? SchemaGrammar(schema)
+            ? SchemaGrammar(schema, SchemaParam)
             : throw OpenAiException.InvalidField("response_format.json_schema", "'response_format.json_schema.schema' is required for type json_schema."),
         _ => throw OpenAiException.InvalidField(
             "response_format.type",
             $"Invalid value for 'response_format.type': '{format.Type}'. Supported values are text, json_object and json_schema."),
     };
 
-    public static string SchemaGrammar(JsonElement schema)
+    /// <summary>The grammar that enforces <paramref name="schema"/>; a schema it cannot enforce is a 400 on <paramref name="param"/>.</summary>
+    public static string SchemaGrammar(JsonElement schema, string param)
     {
         try
         {
@@ -235,7 +236,21 @@ internal static class OpenAiRequestMapper
         }
         catch (ArgumentException e)
         {
-            throw OpenAiException.InvalidField(SchemaParam, "Invalid schema for response_format: " + e.Message);
+            throw OpenAiException.InvalidField(param, $"Invalid schema for {param[..param.IndexOf('.', StringComparison.Ordinal)]}: " + e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Tool calling is not wired into these front ends yet: a request that offers tools (anything but an empty
+    /// list, or a choice of "none" or "auto") is refused by name rather than answered without them.
+    /// </summary>
+    public static void RefuseTools(JsonElement? value, string param)
+    {
+        if (value is { ValueKind: not JsonValueKind.Null } tools
+            && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0)
+            && !(tools.ValueKind == JsonValueKind.String && tools.GetString() is "none" or "auto"))
+        {
+            throw OpenAiException.InvalidField(param, $"Tool use is not supported by this server yet; send the request without '{param}'.");
         }
     }
 
