@@ -1,4 +1,5 @@
 using LlmServer.Anthropic;
+using LlmServer.Embeddings;
 using LlmServer.Engine.Hosting;
 using LlmServer.OpenAi;
 using LlmServer.Operations;
@@ -41,6 +42,7 @@ internal static class ServerApplication
         builder.Services.AddOpenAiApi(builder.Configuration);
         builder.Services.AddAnthropicApi();
         builder.Services.AddResponsesApi(builder.Configuration);
+        builder.Services.AddEmbeddingsApi();
         builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
@@ -48,6 +50,7 @@ internal static class ServerApplication
         app.MapOpenAiApi();
         app.MapAnthropicApi();
         app.MapResponsesApi();
+        app.MapEmbeddingsApi();
         app.MapSessions();
         app.MapWebUi();
         return app;
