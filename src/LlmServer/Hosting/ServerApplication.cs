@@ -1,4 +1,5 @@
 using LlmServer.Anthropic;
+using LlmServer.Batches;
 using LlmServer.Embeddings;
 using LlmServer.Engine.Hosting;
 using LlmServer.OpenAi;
@@ -43,6 +44,7 @@ internal static class ServerApplication
         builder.Services.AddAnthropicApi();
         builder.Services.AddResponsesApi(builder.Configuration);
         builder.Services.AddEmbeddingsApi();
+        builder.Services.AddBatchApi(builder.Configuration);
         builder.Services.AddSessions(builder.Configuration);
 
         var app = builder.Build();
@@ -51,6 +53,7 @@ internal static class ServerApplication
         app.MapAnthropicApi();
         app.MapResponsesApi();
         app.MapEmbeddingsApi();
+        app.MapBatchApi();
         app.MapSessions();
         app.MapWebUi();
         return app;

@@ -44,7 +44,7 @@ internal static class OpenAiRequestMapper
         state == EngineState.Loading ? "The model is loading; try again shortly." : $"The server is not serving ({state.ToString().ToLowerInvariant()}).",
         code: "unavailable");
 
-    public static GenerationRequest MapChat(ChatCompletionRequest request, ModelInfo model, string requestId)
+    public static GenerationRequest MapChat(ChatCompletionRequest request, ModelInfo model, string requestId, RequestPriority priority = RequestPriority.Interactive)
     {
         var messages = request.Messages ?? throw OpenAiException.InvalidField("messages", "'messages' is required.");
         if (messages.Count == 0)
@@ -99,6 +99,7 @@ internal static class OpenAiRequestMapper
             LogProbs = request.Logprobs ?? false,
             TopLogProbs = request.TopLogprobs ?? 0,
             RequestId = requestId,
+            Priority = priority,
         };
     }
 
@@ -124,7 +125,7 @@ internal static class OpenAiRequestMapper
         return prompts;
     }
 
-    public static GenerationRequest MapCompletion(CompletionRequest request, string prompt, ModelInfo model, string requestId)
+    public static GenerationRequest MapCompletion(CompletionRequest request, string prompt, ModelInfo model, string requestId, RequestPriority priority = RequestPriority.Interactive)
     {
         if (request.Logprobs is { } top && top is < 0 or > 5)
         {
@@ -142,6 +143,7 @@ internal static class OpenAiRequestMapper
             LogProbs = request.Logprobs is not null,
             TopLogProbs = request.Logprobs ?? 0,
             RequestId = requestId,
+            Priority = priority,
         };
     }
 
