@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
 using LlmServer.OpenAi;
 
@@ -15,9 +14,5 @@ internal sealed partial class AnthropicJsonContext : JsonSerializerContext;
 
 internal static class AnthropicJson
 {
-    public static readonly AnthropicJsonContext Context = new(new JsonSerializerOptions
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Encoder = OpenAiJson.Encoder,
-    });
+    public static readonly AnthropicJsonContext Context = new(OpenAiJson.CreateOptions());
 }

@@ -5,7 +5,7 @@ using LlmServer.OpenAi;
 namespace LlmServer.Anthropic;
 
 /// <summary><c>POST /v1/messages</c> (streamed or not) and <c>POST /v1/messages/count_tokens</c>.</summary>
-internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder responder, ILogger<MessagesEndpoint> logger)
+internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder responder)
 {
     public async Task HandleAsync(HttpContext context)
     {
@@ -66,47 +66,21 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         events.Ping();
         await sse.FlushAsync();
 
-        GenerationCompleted? completion = null;
-        try
-        {
-            await responder.RelayAsync(stream.ReadAllAsync(), sse, events.Ping, item =>
-            {
-                switch (item)
-                {
-                    case TextDelta delta when !sse.IsClientGone:
-                        events.TextDelta(delta.Text);
-                        break;
-                    case GenerationCompleted done:
-                        completion = done;
-                        break;
-                }
-            });
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            OpenAiLog.StreamBroke(logger, ex, id);
-            stream.Cancel();
-            completion = null;
-        }
-
-        if (sse.IsClientGone)
+        var end = await responder.RelayChoiceAsync(stream, sse, events.Ping, events.TextDelta, id);
+        if (end is null)
         {
             return;
         }
 
-        if (completion is not null && AnthropicRequestMapper.StopReason(completion) is { } stopReason)
+        if (end.Completion is { } completion)
         {
             events.ContentBlockStop();
-            events.MessageDelta(stopReason, completion.StopSequence, AnthropicRequestMapper.Usage(completion.Usage));
+            events.MessageDelta(AnthropicRequestMapper.StopReason(completion)!, completion.StopSequence, AnthropicRequestMapper.Usage(completion.Usage));
             events.MessageStop();
         }
         else
         {
-            var error = completion is null
-                ? new OpenAiError("The server had an error while streaming the response.", OpenAiErrors.ServerError, null, null)
-                : OpenAiResponder.ErrorOf(completion);
-            OpenAiLog.StreamFailed(logger, id, error.Code ?? error.Type, error.Message);
-            AnthropicErrors.WriteEvent(sse, AnthropicErrors.StreamErrorType(error), error.Message);
+            AnthropicErrors.WriteEvent(sse, AnthropicErrors.StreamErrorType(end.Error!), end.Error!.Message);
         }
 
         await sse.FlushAsync();

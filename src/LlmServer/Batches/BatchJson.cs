@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
 using LlmServer.OpenAi;
 
@@ -20,9 +19,5 @@ internal sealed partial class BatchJsonContext : JsonSerializerContext;
 
 internal static class BatchJson
 {
-    public static readonly BatchJsonContext Context = new(new JsonSerializerOptions
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Encoder = OpenAiJson.Encoder,
-    });
+    public static readonly BatchJsonContext Context = new(OpenAiJson.CreateOptions());
 }

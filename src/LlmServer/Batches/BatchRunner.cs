@@ -81,6 +81,18 @@ internal sealed partial class BatchRunner : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        try
+        {
+            await RunAsync(stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping: unfinished lines are not stored, and the next start resumes them.
+        }
+    }
+
+    private async Task RunAsync(CancellationToken stoppingToken)
+    {
         await _store.InitializeAsync(stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {

@@ -1,5 +1,7 @@
 using System.Text.Json;
+using LlmServer.Sessions;
 using Microsoft.Data.Sqlite;
+using static LlmServer.Sessions.SqliteDatabase;
 using Microsoft.Extensions.Options;
 
 namespace LlmServer.Batches;
@@ -67,48 +69,10 @@ internal sealed class BatchStore(IOptions<LlmServer.Sessions.SessionOptions> ses
         "(SELECT COUNT(*) FROM batch_lines l WHERE l.batch_id = b.id AND l.status_code < 400), " +
         "(SELECT COUNT(*) FROM batch_lines l WHERE l.batch_id = b.id AND l.status_code >= 400)";
 
-    private readonly string _connectionString = new SqliteConnectionStringBuilder
-    {
-        DataSource = Path.GetFullPath(sessions.Value.Database),
-        Mode = SqliteOpenMode.ReadWriteCreate,
-        ForeignKeys = true,
-        Pooling = true,
-        DefaultTimeout = 30,
-    }.ToString();
+    private readonly SqliteDatabase _database = new(sessions.Value.Database);
 
-    public async Task InitializeAsync(CancellationToken cancellationToken)
-    {
-        var folder = Path.GetDirectoryName(Path.GetFullPath(sessions.Value.Database));
-        if (!string.IsNullOrEmpty(folder))
-        {
-            Directory.CreateDirectory(folder);
-        }
-
-        await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, "PRAGMA journal_mode = WAL;", cancellationToken);
-        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
-        await ExecuteAsync(connection, transaction, "CREATE TABLE IF NOT EXISTS batch_schema_version (version INTEGER NOT NULL);", cancellationToken);
-        await using (var read = Command(connection, transaction, "SELECT MAX(version) FROM batch_schema_version;"))
-        {
-            var current = await read.ExecuteScalarAsync(cancellationToken) is long v ? (int)v : 0;
-            if (current > Migrations.Length)
-            {
-                throw new InvalidOperationException($"The batch tables have schema version {current}, newer than this server's {Migrations.Length}.");
-            }
-
-            for (var version = current; version < Migrations.Length; version++)
-            {
-                await ExecuteAsync(connection, transaction, Migrations[version], cancellationToken);
-            }
-
-            await ExecuteAsync(connection, transaction, "DELETE FROM batch_schema_version;", cancellationToken);
-            await using var write = Command(connection, transaction, "INSERT INTO batch_schema_version (version) VALUES ($v);");
-            write.Parameters.AddWithValue("$v", Migrations.Length);
-            await write.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        await transaction.CommitAsync(cancellationToken);
-    }
+    public Task InitializeAsync(CancellationToken cancellationToken) =>
+        _database.MigrateAsync("batch_schema_version", Migrations, $"The batch tables of '{sessions.Value.Database}'", cancellationToken);
 
     public async Task AddFileAsync(FileObject file, string? owner, byte[] content, CancellationToken cancellationToken)
     {
@@ -349,26 +313,7 @@ internal sealed class BatchStore(IOptions<LlmServer.Sessions.SessionOptions> ses
             metadata);
     }
 
-    private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
-    {
-        var connection = new SqliteConnection(_connectionString);
-        await connection.OpenAsync(cancellationToken);
-        return connection;
-    }
-
-    private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        return command;
-    }
-
-    private static async Task ExecuteAsync(SqliteConnection connection, SqliteTransaction? transaction, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = Command(connection, transaction, sql);
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
+    private Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken) => _database.OpenAsync(cancellationToken);
 }
 
 /// <summary>What a status move also records.</summary>

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
 using LlmServer.OpenAi;
 
@@ -11,9 +10,5 @@ internal sealed partial class EmbeddingsJsonContext : JsonSerializerContext;
 
 internal static class EmbeddingsJson
 {
-    public static readonly EmbeddingsJsonContext Context = new(new JsonSerializerOptions
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Encoder = OpenAiJson.Encoder,
-    });
+    public static readonly EmbeddingsJsonContext Context = new(OpenAiJson.CreateOptions());
 }

@@ -177,6 +177,53 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         }
     }
 
+    /// <summary>
+    /// Streams one single-choice generation for the front ends that name their events (Anthropic, Responses): each
+    /// piece of text goes to <paramref name="onText"/>. Returns how it ended: the completion of a finished choice, or
+    /// the error to report (failed, cancelled, or a broken relay, which is logged); null when the client went away.
+    /// </summary>
+    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId)
+    {
+        GenerationCompleted? completion = null;
+        try
+        {
+            await RelayAsync(stream.ReadAllAsync(), sse, keepAlive, item =>
+            {
+                switch (item)
+                {
+                    case TextDelta delta when !sse.IsClientGone:
+                        onText(delta.Text);
+                        break;
+                    case GenerationCompleted done:
+                        completion = done;
+                        break;
+                }
+            });
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            OpenAiLog.StreamBroke(logger, ex, requestId);
+            stream.Cancel();
+            completion = null;
+        }
+
+        if (sse.IsClientGone)
+        {
+            return null;
+        }
+
+        if (completion is { FinishReason: FinishReason.Stop or FinishReason.Length })
+        {
+            return new StreamEnd(completion, null);
+        }
+
+        var error = completion is null
+            ? new OpenAiError("The server had an error while streaming the response.", OpenAiErrors.ServerError, null, null)
+            : ErrorOf(completion);
+        OpenAiLog.StreamFailed(logger, requestId, error.Code ?? error.Type, error.Message);
+        return new StreamEnd(null, error);
+    }
+
     /// <summary>Waits for the first event, sending a keep-alive every interval until it comes.</summary>
     private async ValueTask<bool> FirstEventAsync(IAsyncEnumerator<GenerationEvent> enumerator, SseWriter sse, Action keepAlive)
     {
@@ -227,6 +274,9 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
     private const string CancelledMessage = "The generation was cancelled by the server (it is shutting down or draining).";
 }
+
+/// <summary>How a single-choice stream ended: a finished choice, or the error to report.</summary>
+internal sealed record StreamEnd(GenerationCompleted? Completion, OpenAiError? Error);
 
 /// <summary>
 /// The events a streamed response reads: one engine stream, or several (a legacy completion with an array of

@@ -11,7 +11,7 @@ namespace LlmServer.Responses;
 /// for stored ones. A continuation (<c>previous_response_id</c>) passes its chain's key to the scheduler as the
 /// session key, so the conversation's KV cache stays resident between turns and only the new input is prefilled.
 /// </summary>
-internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponder responder, ResponseStore store, ILogger<ResponsesEndpoint> logger)
+internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponder responder, ResponseStore store)
 {
     public async Task CreateAsync(HttpContext context)
     {
@@ -98,41 +98,23 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         await sse.FlushAsync();
 
         var text = new StringBuilder();
-        GenerationCompleted? completion = null;
-        try
-        {
-            await responder.RelayAsync(stream.ReadAllAsync(), sse, sse.WriteKeepAlive, item =>
+        var end = await responder.RelayChoiceAsync(
+            stream,
+            sse,
+            sse.WriteKeepAlive,
+            delta =>
             {
-                switch (item)
-                {
-                    case TextDelta delta:
-                        text.Append(delta.Text);
-                        if (!sse.IsClientGone)
-                        {
-                            events.TextDelta(delta.Text);
-                        }
-
-                        break;
-                    case GenerationCompleted done:
-                        completion = done;
-                        break;
-                }
-            });
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            OpenAiLog.StreamBroke(logger, ex, shape.Id);
-            stream.Cancel();
-            completion = null;
-        }
-
-        if (sse.IsClientGone)
+                text.Append(delta);
+                events.TextDelta(delta);
+            },
+            shape.Id);
+        if (end is null)
         {
             return null;
         }
 
         ResponseObject? final = null;
-        if (completion is { FinishReason: FinishReason.Stop or FinishReason.Length })
+        if (end.Completion is { } completion)
         {
             final = shape.Finished(text.ToString(), completion);
             events.TextDone(final.OutputText);
@@ -142,11 +124,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         }
         else
         {
-            var error = completion is null
-                ? new OpenAiError("The server had an error while streaming the response.", OpenAiErrors.ServerError, null, null)
-                : OpenAiResponder.ErrorOf(completion);
-            OpenAiLog.StreamFailed(logger, shape.Id, error.Code ?? error.Type, error.Message);
-            events.WithResponse("response.failed"u8, shape.Failed(text.ToString(), error));
+            events.WithResponse("response.failed"u8, shape.Failed(text.ToString(), end.Error!));
         }
 
         await sse.FlushAsync();

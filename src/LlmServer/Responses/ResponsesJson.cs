@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
 using LlmServer.OpenAi;
 
@@ -15,9 +14,5 @@ internal sealed partial class ResponsesJsonContext : JsonSerializerContext;
 
 internal static class ResponsesJson
 {
-    public static readonly ResponsesJsonContext Context = new(new JsonSerializerOptions
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Encoder = OpenAiJson.Encoder,
-    });
+    public static readonly ResponsesJsonContext Context = new(OpenAiJson.CreateOptions());
 }

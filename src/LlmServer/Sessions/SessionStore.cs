@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using static LlmServer.Sessions.SqliteDatabase;
 using Microsoft.Extensions.Options;
 
 namespace LlmServer.Sessions;
@@ -56,19 +57,12 @@ internal sealed class SessionStore : IDisposable
         "s.id, s.owner, s.title, s.system_prompt, s.temperature, s.top_p, s.max_tokens, s.seed, s.created_at, s.updated_at, " +
         "(SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id)";
 
-    private readonly string _connectionString;
+    private readonly SqliteDatabase _database;
 
     public SessionStore(IOptions<SessionOptions> options)
     {
-        DatabasePath = Path.GetFullPath(options.Value.Database);
-        _connectionString = new SqliteConnectionStringBuilder
-        {
-            DataSource = DatabasePath,
-            Mode = SqliteOpenMode.ReadWriteCreate,
-            ForeignKeys = true,
-            Pooling = true,
-            DefaultTimeout = 30,
-        }.ToString();
+        _database = new SqliteDatabase(options.Value.Database);
+        DatabasePath = _database.Path;
     }
 
     public string DatabasePath { get; }
@@ -76,40 +70,8 @@ internal sealed class SessionStore : IDisposable
     public static int SchemaVersion => Migrations.Length;
 
     /// <summary>Creates the folder and the database, switches it to WAL and brings the schema up to date.</summary>
-    public async Task InitializeAsync(CancellationToken cancellationToken)
-    {
-        var folder = Path.GetDirectoryName(DatabasePath);
-        if (!string.IsNullOrEmpty(folder))
-        {
-            Directory.CreateDirectory(folder);
-        }
-
-        await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, "PRAGMA journal_mode = WAL;", cancellationToken);
-        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
-        await ExecuteAsync(connection, transaction, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);", cancellationToken);
-        await using (var read = Command(connection, transaction, "SELECT MAX(version) FROM schema_version;"))
-        {
-            var current = await read.ExecuteScalarAsync(cancellationToken) is long v ? (int)v : 0;
-            if (current > Migrations.Length)
-            {
-                throw new InvalidOperationException(
-                    $"The sessions database '{DatabasePath}' has schema version {current}, newer than this server's {Migrations.Length}.");
-            }
-
-            for (var version = current; version < Migrations.Length; version++)
-            {
-                await ExecuteAsync(connection, transaction, Migrations[version], cancellationToken);
-            }
-
-            await ExecuteAsync(connection, transaction, "DELETE FROM schema_version;", cancellationToken);
-            await using var write = Command(connection, transaction, "INSERT INTO schema_version (version) VALUES ($v);");
-            write.Parameters.AddWithValue("$v", Migrations.Length);
-            await write.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        await transaction.CommitAsync(cancellationToken);
-    }
+    public Task InitializeAsync(CancellationToken cancellationToken) =>
+        _database.MigrateAsync("schema_version", Migrations, $"The sessions database '{DatabasePath}'", cancellationToken);
 
     public async Task CreateAsync(StoredSession session, CancellationToken cancellationToken)
     {
@@ -299,24 +261,11 @@ internal sealed class SessionStore : IDisposable
     public void Dispose()
     {
         // Pooled connections keep the file (and its WAL) open; let them go with the store.
-        using var connection = new SqliteConnection(_connectionString);
+        using var connection = new SqliteConnection(_database.ConnectionString);
         SqliteConnection.ClearPool(connection);
     }
 
-    private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
-    {
-        var connection = new SqliteConnection(_connectionString);
-        try
-        {
-            await connection.OpenAsync(cancellationToken);
-            return connection;
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
-    }
+    private Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken) => _database.OpenAsync(cancellationToken);
 
     private static async Task<StoredSession?> GetAsync(
         SqliteConnection connection, SqliteTransaction? transaction, string? owner, string id, CancellationToken cancellationToken)
@@ -384,18 +333,4 @@ internal sealed class SessionStore : IDisposable
     private static int? NullableInt(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt32(ordinal);
 
     private static DateTimeOffset FromUnixMs(long value) => DateTimeOffset.FromUnixTimeMilliseconds(value);
-
-    private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        return command;
-    }
-
-    private static async Task ExecuteAsync(SqliteConnection connection, SqliteTransaction? transaction, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = Command(connection, transaction, sql);
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
 }
