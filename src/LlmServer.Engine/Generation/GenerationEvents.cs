@@ -15,7 +15,11 @@ public sealed record GenerationCompleted(
     FinishReason FinishReason,
     GenerationUsage Usage,
     GenerationTimings Timings,
-    GenerationError? Error = null) : GenerationEvent(Choice);
+    GenerationError? Error = null) : GenerationEvent(Choice)
+{
+    /// <summary>With <see cref="FinishReason.Stop"/>: the stop sequence that ended the text (null for an end-of-generation token).</summary>
+    public string? StopSequence { get; init; }
+}
 
 public enum FinishReason
 {

@@ -1,3 +1,4 @@
+using LlmServer.Engine.Embeddings;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Models;
@@ -34,6 +35,12 @@ public static class EngineServiceCollectionExtensions
         services.TryAddSingleton<LlmEngine>();
         services.TryAddSingleton<ITextGenerator>(sp => sp.GetRequiredService<LlmEngine>());
         services.AddHostedService(sp => sp.GetRequiredService<LlmEngine>());
+
+        services.AddOptions<EmbeddingOptions>().Bind(configuration.GetSection(EmbeddingOptions.SectionName)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EmbeddingOptions>, EmbeddingOptionsValidator>());
+        services.TryAddSingleton<EmbeddingWorker>();
+        services.TryAddSingleton<ITextEmbedder>(sp => sp.GetRequiredService<EmbeddingWorker>());
+        services.AddHostedService(sp => sp.GetRequiredService<EmbeddingWorker>());
         return services;
     }
 }

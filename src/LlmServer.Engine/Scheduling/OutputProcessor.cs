@@ -83,7 +83,7 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
             time.GetElapsedTime(admitted, prefillDone),
             time.GetElapsedTime(prefillDone, now));
         var usage = new GenerationUsage(request.PromptTokens.Length, request.CachedTokens, choice.Generated);
-        request.Events.Write(new GenerationCompleted(choice.Index, reason, usage, timings, error));
+        request.Events.Write(new GenerationCompleted(choice.Index, reason, usage, timings, error) { StopSequence = choice.StopMatcher.Matched });
         request.FinishedChoices++;
         choice.Sampler.Dispose();
 

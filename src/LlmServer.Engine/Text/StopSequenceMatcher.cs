@@ -10,6 +10,9 @@ internal sealed class StopSequenceMatcher(IReadOnlyList<string> stops)
 
     public bool HasStops => stops.Count > 0;
 
+    /// <summary>The stop sequence that ended the text, once one has.</summary>
+    public string? Matched { get; private set; }
+
     /// <summary>Adds text; returns what may be emitted now and whether a stop sequence ended the text.</summary>
     public (string Emit, bool Stopped) Push(string text)
     {
@@ -20,18 +23,21 @@ internal sealed class StopSequenceMatcher(IReadOnlyList<string> stops)
 
         var buffer = _held.Length == 0 ? text : _held + text;
         var first = -1;
+        string? matched = null;
         foreach (var stop in stops)
         {
             var at = buffer.IndexOf(stop, StringComparison.Ordinal);
             if (at >= 0 && (first < 0 || at < first))
             {
                 first = at;
+                matched = stop;
             }
         }
 
         if (first >= 0)
         {
             _held = string.Empty;
+            Matched = matched;
             return (buffer[..first], true);
         }
 

@@ -1,6 +1,10 @@
+using LlmServer.Anthropic;
+using LlmServer.Batches;
+using LlmServer.Embeddings;
 using LlmServer.Engine.Hosting;
 using LlmServer.OpenAi;
 using LlmServer.Operations;
+using LlmServer.Responses;
 using LlmServer.Sessions;
 using LlmServer.WebUi;
 
@@ -40,12 +44,20 @@ internal static class ServerApplication
         builder.Services.AddLlmServerEngine(builder.Configuration);
         builder.AddOperations();
         builder.Services.AddOpenAiApi(builder.Configuration);
+        builder.Services.AddAnthropicApi();
+        builder.Services.AddResponsesApi(builder.Configuration);
+        builder.Services.AddEmbeddingsApi();
+        builder.Services.AddBatchApi(builder.Configuration);
         builder.Services.AddSessions(builder.Configuration);
         configureServices?.Invoke(builder.Services);
 
         var app = builder.Build();
         app.UseOperations();
         app.MapOpenAiApi();
+        app.MapAnthropicApi();
+        app.MapResponsesApi();
+        app.MapEmbeddingsApi();
+        app.MapBatchApi();
         app.MapSessions();
         app.MapWebUi();
         return app;

@@ -11,7 +11,7 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
         var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.ChatCompletionRequest, responder.MaxRequestBodyBytes, aborted);
         var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
         var id = OpenAiResponder.NewId("chatcmpl-");
-        var generation = OpenAiRequestMapper.MapChat(request, model, id);
+        var generation = OpenAiRequestMapper.MapChat(request, model, id, RequestLane.Of(context));
         var created = responder.UnixNow();
         var fingerprint = OpenAiResponder.Fingerprint(model);
 

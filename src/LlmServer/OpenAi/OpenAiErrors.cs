@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Anthropic;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace LlmServer.OpenAi;
@@ -41,6 +42,12 @@ internal static class OpenAiErrors
         TimeSpan? retryAfter,
         CancellationToken cancellationToken)
     {
+        // Anthropic clients read their own error shape; the status, message and Retry-After are the same facts.
+        if (AnthropicErrors.Owns(context.Request.Path))
+        {
+            return AnthropicErrors.WriteAsync(context, statusCode, code, message, retryAfter, cancellationToken);
+        }
+
         var response = context.Response;
         response.Clear();
         response.StatusCode = statusCode;

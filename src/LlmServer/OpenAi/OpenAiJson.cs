@@ -31,9 +31,12 @@ internal static class OpenAiJson
     /// </summary>
     public static readonly JavaScriptEncoder Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
 
-    public static readonly OpenAiJsonContext Context = new(new JsonSerializerOptions
+    public static readonly OpenAiJsonContext Context = new(CreateOptions());
+
+    /// <summary>The options every API's source-generated context runs with: snake_case names, UTF-8 text unescaped.</summary>
+    public static JsonSerializerOptions CreateOptions() => new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         Encoder = Encoder,
-    });
+    };
 }

@@ -60,13 +60,22 @@ internal sealed class PromptConverter : JsonConverter<IReadOnlyList<string>>
 /// <summary>Message <c>content</c>: a string, null, or an array of <c>{"type":"text","text":...}</c> parts.</summary>
 internal sealed class MessageContentConverter : JsonConverter<string>
 {
+    private static readonly string[] ChatTextTypes = ["text"];
+
     public override bool HandleNull => false;
 
-    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        ReadText(ref reader, ChatTextTypes);
+
+    /// <summary>
+    /// A string, or an array of text parts joined with newlines; <paramref name="textTypes"/> are the part types
+    /// that carry text (chat and Anthropic: <c>text</c>; Responses: <c>input_text</c>, <c>output_text</c>).
+    /// </summary>
+    internal static string ReadText(ref Utf8JsonReader reader, IReadOnlyList<string> textTypes)
     {
         if (reader.TokenType == JsonTokenType.String)
         {
-            return reader.GetString();
+            return reader.GetString()!;
         }
 
         if (reader.TokenType != JsonTokenType.StartArray)
@@ -80,7 +89,7 @@ internal sealed class MessageContentConverter : JsonConverter<string>
         {
             if (reader.TokenType != JsonTokenType.StartObject)
             {
-                throw new InvalidFieldException("each content part must be an object such as {\"type\":\"text\",\"text\":\"...\"}.");
+                throw new InvalidFieldException($"each content part must be an object such as {{\"type\":\"{textTypes[0]}\",\"text\":\"...\"}}.");
             }
 
             string? type = null;
@@ -103,11 +112,12 @@ internal sealed class MessageContentConverter : JsonConverter<string>
                 }
             }
 
-            if (type != "text" || partText is null)
+            var isText = type is not null && textTypes.Contains(type);
+            if (!isText || partText is null)
             {
-                throw new InvalidFieldException(type is null or "text"
-                    ? "a text content part needs \"type\": \"text\" and a string \"text\"."
-                    : $"content parts of type '{type}' are not supported; only text parts are.");
+                throw new InvalidFieldException(type is null || isText
+                    ? $"a text content part needs \"type\": \"{textTypes[0]}\" and a string \"text\"."
+                    : $"content parts of type '{type}' are not supported; only {string.Join(" and ", textTypes)} parts are.");
             }
 
             if (parts++ > 0)

@@ -44,7 +44,7 @@ internal static class OpenAiRequestMapper
         state == EngineState.Loading ? "The model is loading; try again shortly." : $"The server is not serving ({state.ToString().ToLowerInvariant()}).",
         code: "unavailable");
 
-    public static GenerationRequest MapChat(ChatCompletionRequest request, ModelInfo model, string requestId)
+    public static GenerationRequest MapChat(ChatCompletionRequest request, ModelInfo model, string requestId, RequestPriority priority = RequestPriority.Interactive)
     {
         var messages = request.Messages ?? throw OpenAiException.InvalidField("messages", "'messages' is required.");
         if (messages.Count == 0)
@@ -99,6 +99,7 @@ internal static class OpenAiRequestMapper
             LogProbs = request.Logprobs ?? false,
             TopLogProbs = request.TopLogprobs ?? 0,
             RequestId = requestId,
+            Priority = priority,
         };
     }
 
@@ -124,7 +125,7 @@ internal static class OpenAiRequestMapper
         return prompts;
     }
 
-    public static GenerationRequest MapCompletion(CompletionRequest request, string prompt, ModelInfo model, string requestId)
+    public static GenerationRequest MapCompletion(CompletionRequest request, string prompt, ModelInfo model, string requestId, RequestPriority priority = RequestPriority.Interactive)
     {
         if (request.Logprobs is { } top && top is < 0 or > 5)
         {
@@ -142,6 +143,7 @@ internal static class OpenAiRequestMapper
             LogProbs = request.Logprobs is not null,
             TopLogProbs = request.Logprobs ?? 0,
             RequestId = requestId,
+            Priority = priority,
         };
     }
 
@@ -166,7 +168,7 @@ internal static class OpenAiRequestMapper
         };
     }
 
-    private static int? MaxTokens(int? value, string param, ModelInfo model)
+    public static int? MaxTokens(int? value, string param, ModelInfo model)
     {
         if (value is not { } maxTokens)
         {
@@ -188,7 +190,7 @@ internal static class OpenAiRequestMapper
         return maxTokens;
     }
 
-    private static IReadOnlyList<string> Stop(IReadOnlyList<string>? stop)
+    public static IReadOnlyList<string> Stop(IReadOnlyList<string>? stop)
     {
         if (stop is null)
         {
@@ -220,14 +222,15 @@ internal static class OpenAiRequestMapper
         null or "text" => null,
         "json_object" => JsonGrammar.AnyObject,
         "json_schema" => format.JsonSchema?.Schema is { } schema
-            ? SchemaGrammar(schema)
+            ? SchemaGrammar(schema, SchemaParam)
             : throw OpenAiException.InvalidField("response_format.json_schema", "'response_format.json_schema.schema' is required for type json_schema."),
         _ => throw OpenAiException.InvalidField(
             "response_format.type",
             $"Invalid value for 'response_format.type': '{format.Type}'. Supported values are text, json_object and json_schema."),
     };
 
-    private static string SchemaGrammar(JsonElement schema)
+    /// <summary>The grammar that enforces <paramref name="schema"/>; a schema it cannot enforce is a 400 on <paramref name="param"/>.</summary>
+    public static string SchemaGrammar(JsonElement schema, string param)
     {
         try
         {
@@ -235,16 +238,30 @@ internal static class OpenAiRequestMapper
         }
         catch (ArgumentException e)
         {
-            throw OpenAiException.InvalidField(SchemaParam, "Invalid schema for response_format: " + e.Message);
+            throw OpenAiException.InvalidField(param, $"Invalid schema for {param[..param.IndexOf('.', StringComparison.Ordinal)]}: " + e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Tool calling is not wired into these front ends yet: a request that offers tools (anything but an empty
+    /// list, or a choice of "none" or "auto") is refused by name rather than answered without them.
+    /// </summary>
+    public static void RefuseTools(JsonElement? value, string param)
+    {
+        if (value is { ValueKind: not JsonValueKind.Null } tools
+            && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0)
+            && !(tools.ValueKind == JsonValueKind.String && tools.GetString() is "none" or "auto"))
+        {
+            throw OpenAiException.InvalidField(param, $"Tool use is not supported by this server yet; send the request without '{param}'.");
         }
     }
 
     /// <summary>As the engine: 0 would leave no token to sample.</summary>
-    private static float? TopP(float? value) => value is not { } topP || topP is > 0f and <= 1f
+    public static float? TopP(float? value) => value is not { } topP || topP is > 0f and <= 1f
         ? value
         : throw OpenAiException.InvalidField("top_p", $"Invalid value for 'top_p': {topP}. It must be greater than 0 and at most 1.");
 
-    private static float? InRange(float? value, string param, float min, float max)
+    public static float? InRange(float? value, string param, float min, float max)
     {
         if (value is not { } v)
         {
@@ -256,7 +273,7 @@ internal static class OpenAiRequestMapper
             : throw OpenAiException.InvalidField(param, $"Invalid value for '{param}': {v}. It must be between {min} and {max}.");
     }
 
-    private static OpenAiException OutOfRange(string param, int value, int min, int? max) => OpenAiException.InvalidField(
+    public static OpenAiException OutOfRange(string param, int value, int min, int? max) => OpenAiException.InvalidField(
         param,
         max is { } upper
             ? $"Invalid value for '{param}': {value}. It must be between {min} and {upper}."

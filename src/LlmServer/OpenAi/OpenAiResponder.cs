@@ -98,13 +98,15 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         var cachedTokens = 0;
         var failed = false;
         var pending = new PendingText();
-        var enumerator = source.Events.GetAsyncEnumerator(CancellationToken.None);
-        try
-        {
-            var hasEvent = await FirstEventAsync(enumerator, sse);
-            while (hasEvent)
+
+        // A client that is behind gets the tokens waiting for it as one chunk, written and flushed once.
+        await RelayAsync(
+            source.Events,
+            sse,
+            sse.WriteKeepAlive,
+            item =>
             {
-                switch (enumerator.Current)
+                switch (item)
                 {
                     case TextDelta delta when !failed && !sse.IsClientGone:
                         pending.Add(delta, formatter);
@@ -119,7 +121,6 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                         }
 
                         pending.WriteTo(formatter);
-
                         if (FinishReasonText(completion.FinishReason) is { } reason)
                         {
                             formatter.WriteFinish(completion.Choice, reason);
@@ -136,27 +137,12 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
                         break;
                 }
+            },
+            beforeFlush: () => pending.WriteTo(formatter));
 
-                // Text waits only while the next event is already there: a client that is behind gets the
-                // pending tokens as one chunk, written and flushed once.
-                var next = enumerator.MoveNextAsync();
-                if (!next.IsCompleted)
-                {
-                    pending.WriteTo(formatter);
-                    await sse.FlushAsync();
-                }
-
-                hasEvent = await next;
-            }
-
-            if (!failed && !sse.IsClientGone)
-            {
-                pending.WriteTo(formatter);
-            }
-        }
-        finally
+        if (!failed && !sse.IsClientGone)
         {
-            await enumerator.DisposeAsync();
+            pending.WriteTo(formatter);
         }
 
         if (sse.IsClientGone)
@@ -177,8 +163,86 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         await sse.FlushAsync();
     }
 
-    /// <summary>Waits for the first event, sending a keep-alive comment every interval until it comes.</summary>
-    private async ValueTask<bool> FirstEventAsync(IAsyncEnumerator<GenerationEvent> enumerator, SseWriter sse)
+    /// <summary>
+    /// The streaming loop every SSE front end shares: hands each engine event to <paramref name="onEvent"/>,
+    /// flushes whenever the engine has nothing more ready (after <paramref name="beforeFlush"/> wrote what was held
+    /// back), and calls <paramref name="keepAlive"/> (then flushes) every <c>OpenAi:KeepAliveInterval</c> while the
+    /// request waits for its first event.
+    /// </summary>
+    public async Task RelayAsync(IAsyncEnumerable<GenerationEvent> events, SseWriter sse, Action keepAlive, Action<GenerationEvent> onEvent, Action? beforeFlush = null)
+    {
+        var enumerator = events.GetAsyncEnumerator(CancellationToken.None);
+        try
+        {
+            var hasEvent = await FirstEventAsync(enumerator, sse, keepAlive);
+            while (hasEvent)
+            {
+                onEvent(enumerator.Current);
+                var next = enumerator.MoveNextAsync();
+                if (!next.IsCompleted)
+                {
+                    beforeFlush?.Invoke();
+                    await sse.FlushAsync();
+                }
+
+                hasEvent = await next;
+            }
+        }
+        finally
+        {
+            await enumerator.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// Streams one single-choice generation for the front ends that name their events (Anthropic, Responses): each
+    /// piece of text goes to <paramref name="onText"/>. Returns how it ended: the completion of a finished choice, or
+    /// the error to report (failed, cancelled, or a broken relay, which is logged); null when the client went away.
+    /// </summary>
+    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId)
+    {
+        GenerationCompleted? completion = null;
+        try
+        {
+            await RelayAsync(stream.ReadAllAsync(), sse, keepAlive, item =>
+            {
+                switch (item)
+                {
+                    case TextDelta delta when !sse.IsClientGone:
+                        onText(delta.Text);
+                        break;
+                    case GenerationCompleted done:
+                        completion = done;
+                        break;
+                }
+            });
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            OpenAiLog.StreamBroke(logger, ex, requestId);
+            stream.Cancel();
+            completion = null;
+        }
+
+        if (sse.IsClientGone)
+        {
+            return null;
+        }
+
+        if (completion is { FinishReason: FinishReason.Stop or FinishReason.Length })
+        {
+            return new StreamEnd(completion, null);
+        }
+
+        var error = completion is null
+            ? new OpenAiError("The server had an error while streaming the response.", OpenAiErrors.ServerError, null, null)
+            : ErrorOf(completion);
+        OpenAiLog.StreamFailed(logger, requestId, error.Code ?? error.Type, error.Message);
+        return new StreamEnd(null, error);
+    }
+
+    /// <summary>Waits for the first event, sending a keep-alive every interval until it comes.</summary>
+    private async ValueTask<bool> FirstEventAsync(IAsyncEnumerator<GenerationEvent> enumerator, SseWriter sse, Action keepAlive)
     {
         var first = enumerator.MoveNextAsync();
         if (first.IsCompleted)
@@ -200,13 +264,14 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
             if (!sse.IsClientGone)
             {
-                sse.WriteKeepAlive();
+                keepAlive();
                 await sse.FlushAsync();
             }
         }
     }
 
-    private static OpenAiError ErrorOf(GenerationCompleted completion)
+    /// <summary>Why a streamed choice failed or was cancelled, in the OpenAI error terms every front end maps from.</summary>
+    public static OpenAiError ErrorOf(GenerationCompleted completion)
     {
         if (completion.FinishReason == FinishReason.Cancelled)
         {
@@ -227,6 +292,9 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
     private const string CancelledMessage = "The generation was cancelled by the server (it is shutting down or draining).";
 }
+
+/// <summary>How a single-choice stream ended: a finished choice, or the error to report.</summary>
+internal sealed record StreamEnd(GenerationCompleted? Completion, OpenAiError? Error);
 
 /// <summary>
 /// The events a streamed response reads: one engine stream, or several (a legacy completion with an array of

@@ -50,6 +50,18 @@ internal sealed class SseWriter : IDisposable
         return _json;
     }
 
+    /// <summary>
+    /// Starts an event with an <c>event:</c> line (<paramref name="eventName"/> is ASCII, as the Anthropic and
+    /// Responses streams name their events), then its <c>data:</c> JSON; end it with <see cref="EndEvent"/>.
+    /// </summary>
+    public Utf8JsonWriter BeginEvent(ReadOnlySpan<byte> eventName)
+    {
+        _pipe.Write("event: "u8);
+        _pipe.Write(eventName);
+        _pipe.Write("\n"u8);
+        return BeginEvent();
+    }
+
     public void EndEvent()
     {
         _json.Flush();

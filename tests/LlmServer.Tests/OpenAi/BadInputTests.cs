@@ -148,7 +148,7 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
     [Fact]
     public async Task Unknown_route_under_v1_is_404_in_the_error_shape()
     {
-        var (body, status, response) = await GetAsync("/v1/embeddings");
+        var (body, status, response) = await GetAsync("/v1/audio/speech");
         Assert.Equal(HttpStatusCode.NotFound, status);
         AssertJsonContentType(response);
         AssertOpenAiError(body, "invalid_request_error", expectedCode: "unknown_url");

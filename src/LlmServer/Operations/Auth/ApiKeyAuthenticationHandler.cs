@@ -7,7 +7,7 @@ using Microsoft.Extensions.Options;
 namespace LlmServer.Operations.Auth;
 
 /// <summary>
-/// Authenticates callers by API key: <c>Authorization: Bearer KEY</c>, or for SignalR (<c>/hubs/*</c>, where
+/// Authenticates callers by API key: <c>Authorization: Bearer KEY</c> or <c>x-api-key: KEY</c>, or for SignalR (<c>/hubs/*</c>, where
 /// browsers cannot set headers on WebSockets) the <c>access_token</c> query parameter. The principal carries
 /// the key's id in <see cref="ApiKeyAuthentication.KeyIdClaim"/>; with no keys configured every caller is
 /// authenticated as <see cref="ApiKeyStore.AnonymousName"/>, without a key claim.
@@ -20,6 +20,7 @@ internal sealed class ApiKeyAuthenticationHandler(
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     private const string FailureItem = "llmserver:auth-failure";
+    private const string ApiKeyHeader = "x-api-key";
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
@@ -52,7 +53,7 @@ internal sealed class ApiKeyAuthenticationHandler(
         });
         var message = Context.Items.ContainsKey(FailureItem)
             ? "Incorrect API key provided."
-            : "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' (SignalR: the access_token query parameter).";
+            : "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' or 'x-api-key: YOUR_KEY' (SignalR: the access_token query parameter).";
         await OpenAiErrors.WriteAsync(Context, StatusCodes.Status401Unauthorized, OpenAiErrors.InvalidRequestError, message, code: "invalid_api_key", cancellationToken: Context.RequestAborted);
     }
 
@@ -61,6 +62,13 @@ internal sealed class ApiKeyAuthenticationHandler(
 
     private string? PresentedKey()
     {
+        // Anthropic's clients send their key as x-api-key.
+        var apiKey = Request.Headers[ApiKeyHeader].ToString().Trim();
+        if (apiKey.Length > 0)
+        {
+            return apiKey;
+        }
+
         var header = Request.Headers.Authorization.ToString();
         if (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
         {

@@ -1,0 +1,23 @@
+using LlmServer.OpenAi;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace LlmServer.Anthropic;
+
+/// <summary>The Anthropic Messages API over the same engine; errors go through the shared writer (<see cref="AnthropicErrors"/>).</summary>
+public static class AnthropicEndpoints
+{
+    public static IServiceCollection AddAnthropicApi(this IServiceCollection services)
+    {
+        services.TryAddSingleton<MessagesEndpoint>();
+        return services;
+    }
+
+    /// <summary>Maps the endpoints; call after <see cref="OpenAiEndpoints.MapOpenAiApi"/>, whose middleware handles their errors.</summary>
+    public static WebApplication MapAnthropicApi(this WebApplication app)
+    {
+        var messages = app.Services.GetRequiredService<MessagesEndpoint>();
+        app.MapPost("/v1/messages", messages.HandleAsync);
+        app.MapPost("/v1/messages/count_tokens", messages.CountTokensAsync);
+        return app;
+    }
+}

@@ -1,0 +1,26 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace LlmServer.Responses;
+
+/// <summary>The OpenAI Responses API over the same engine; errors use the OpenAI shape through the shared writer.</summary>
+public static class ResponsesEndpoints
+{
+    public static IServiceCollection AddResponsesApi(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<ResponsesOptions>().Bind(configuration.GetSection(ResponsesOptions.SectionName)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ResponsesOptions>, ResponsesOptionsValidator>());
+        services.TryAddSingleton<ResponseStore>();
+        services.TryAddSingleton<ResponsesEndpoint>();
+        return services;
+    }
+
+    public static WebApplication MapResponsesApi(this WebApplication app)
+    {
+        var responses = app.Services.GetRequiredService<ResponsesEndpoint>();
+        app.MapPost("/v1/responses", responses.CreateAsync);
+        app.MapGet("/v1/responses/{id}", responses.GetAsync);
+        app.MapDelete("/v1/responses/{id}", responses.DeleteAsync);
+        return app;
+    }
+}

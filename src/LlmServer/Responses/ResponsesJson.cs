@@ -1,0 +1,18 @@
+using System.Text.Json.Serialization;
+using LlmServer.OpenAi;
+
+namespace LlmServer.Responses;
+
+/// <summary>Source-generated serialization of the Responses API wire types.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(CreateResponseRequest))]
+[JsonSerializable(typeof(ResponseObject))]
+[JsonSerializable(typeof(ResponseOutputMessage))]
+[JsonSerializable(typeof(ResponseOutputText))]
+[JsonSerializable(typeof(ResponseDeleted))]
+internal sealed partial class ResponsesJsonContext : JsonSerializerContext;
+
+internal static class ResponsesJson
+{
+    public static readonly ResponsesJsonContext Context = new(OpenAiJson.CreateOptions());
+}

@@ -1,0 +1,88 @@
+using Microsoft.Data.Sqlite;
+
+namespace LlmServer.Sessions;
+
+/// <summary>
+/// One SQLite file (WAL) that several features share: how it is opened, and each feature's schema migrations,
+/// applied in one transaction with the version kept in the feature's own table.
+/// </summary>
+internal sealed class SqliteDatabase(string path)
+{
+    public string Path { get; } = System.IO.Path.GetFullPath(path);
+
+    public string ConnectionString { get; } = new SqliteConnectionStringBuilder
+    {
+        DataSource = System.IO.Path.GetFullPath(path),
+        Mode = SqliteOpenMode.ReadWriteCreate,
+        ForeignKeys = true,
+        Pooling = true,
+        DefaultTimeout = 30,
+    }.ToString();
+
+    /// <summary>
+    /// Creates the folder and the file, switches it to WAL and brings one feature's tables up to date: each entry of
+    /// <paramref name="migrations"/> moves the schema from version i to i + 1, recorded in <paramref name="versionTable"/>.
+    /// </summary>
+    public async Task MigrateAsync(string versionTable, IReadOnlyList<string> migrations, string description, CancellationToken cancellationToken)
+    {
+        var folder = System.IO.Path.GetDirectoryName(Path);
+        if (!string.IsNullOrEmpty(folder))
+        {
+            Directory.CreateDirectory(folder);
+        }
+
+        await using var connection = await OpenAsync(cancellationToken);
+        await ExecuteAsync(connection, null, "PRAGMA journal_mode = WAL;", cancellationToken);
+        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
+        await ExecuteAsync(connection, transaction, $"CREATE TABLE IF NOT EXISTS {versionTable} (version INTEGER NOT NULL);", cancellationToken);
+        await using (var read = Command(connection, transaction, $"SELECT MAX(version) FROM {versionTable};"))
+        {
+            var current = await read.ExecuteScalarAsync(cancellationToken) is long v ? (int)v : 0;
+            if (current > migrations.Count)
+            {
+                throw new InvalidOperationException($"{description} has schema version {current}, newer than this server's {migrations.Count}.");
+            }
+
+            for (var version = current; version < migrations.Count; version++)
+            {
+                await ExecuteAsync(connection, transaction, migrations[version], cancellationToken);
+            }
+
+            await ExecuteAsync(connection, transaction, $"DELETE FROM {versionTable};", cancellationToken);
+            await using var write = Command(connection, transaction, $"INSERT INTO {versionTable} (version) VALUES ($v);");
+            write.Parameters.AddWithValue("$v", migrations.Count);
+            await write.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    public async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(ConnectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    public static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        return command;
+    }
+
+    public static async Task ExecuteAsync(SqliteConnection connection, SqliteTransaction? transaction, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, transaction, sql);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}
