@@ -147,8 +147,8 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
                 EmbeddingPooling.Last => LLamaPoolingType.Last,
                 _ => LLamaPoolingType.Unspecified,
             },
-            Threads = _model.Threads > 0 ? _model.Threads : Environment.ProcessorCount,
-            BatchThreads = _model.BatchThreads > 0 ? _model.BatchThreads : Environment.ProcessorCount,
+            Threads = _model.Threads.Count > 0 ? _model.Threads.Count : Environment.ProcessorCount,
+            BatchThreads = _model.BatchThreads.Count > 0 ? _model.BatchThreads.Count : Environment.ProcessorCount,
             GpuLayerCount = _model.GpuLayerCount ?? (NativeApi.llama_supports_gpu_offload() ? 999 : 0),
         };
         var weights = LLamaWeights.LoadFromFile(parameters);

@@ -47,7 +47,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         var aborted = context.RequestAborted;
         var request = await JsonBodyReader.ReadAsync(context, AnthropicJson.Context.MessagesRequest, responder.MaxRequestBodyBytes, aborted);
         _ = OpenAiRequestMapper.ResolveModel(generator, request.Model);
-        var prompt = generator.ApplyChatTemplate(AnthropicRequestMapper.Turns(request));
+        var prompt = generator.ApplyChatTemplate(AnthropicRequestMapper.Turns(request), []);
         var count = generator.Tokenize(prompt, addSpecial: true, parseSpecial: true).Count;
         await context.Response.WriteAsJsonAsync(new AnthropicTokenCount(count), AnthropicJson.Context.AnthropicTokenCount, contentType: null, aborted);
     }
