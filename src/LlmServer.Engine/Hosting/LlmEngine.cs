@@ -7,6 +7,7 @@ using LlmServer.Engine.Models;
 using LlmServer.Engine.Prompting;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Engine.Text;
+using LlmServer.Engine.Tools;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -29,6 +30,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private readonly IMeterFactory? _meterFactory;
     private InferenceScheduler? _scheduler;
     private ChatPromptFormatter? _formatter;
+    private ToolCalling? _toolCalling;
     private ITokenVocabulary? _vocabulary;
     private volatile ModelInfo? _model;
     private volatile int _state = (int)EngineState.Loading;
@@ -59,6 +61,13 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         _ = LoadedVocabulary();
         return _formatter!.Format(messages, addAssistantPrompt);
+    }
+
+    public string RenderPrompt(GenerationRequest request)
+    {
+        _ = LoadedVocabulary();
+        GenerationRequestValidator.Validate(request);
+        return request.Messages is null ? request.Prompt! : _formatter!.Format(_toolCalling!.Prepare(request)?.PromptMessages ?? request.Messages, addAssistantPrompt: true);
     }
 
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
@@ -93,9 +102,27 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
 
         GenerationRequestValidator.Validate(request);
+        ValidateLogitBias(request.Sampling);
         var isChat = request.Messages is not null;
-        var text = isChat ? _formatter!.Format(request.Messages!, addAssistantPrompt: true) : request.Prompt!;
-        return scheduler.Submit(request, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+        var tools = _toolCalling!.Prepare(request);
+        var submitted = tools?.Request ?? request;
+        var text = isChat ? _formatter!.Format(tools?.PromptMessages ?? request.Messages!, addAssistantPrompt: true) : request.Prompt!;
+        var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+        if (tools?.Stage is { } stage)
+        {
+            stream.ParseToolCalls(stage);
+        }
+
+        return stream;
+    }
+
+    private void ValidateLogitBias(SamplingOptions sampling)
+    {
+        var vocabulary = _vocabulary!.Count;
+        if (sampling.LogitBias?.Keys.FirstOrDefault(token => token >= vocabulary, -1) is { } token and >= 0)
+        {
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"logit_bias names token {token}, beyond the vocabulary (0 to {vocabulary - 1}).", "logit_bias");
+        }
     }
 
     /// <summary>
@@ -198,7 +225,15 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             _vocabulary = backend.Vocabulary;
             var hasTemplate = ModelLoader.HasChatTemplate(weights);
             _formatter = new ChatPromptFormatter(weights.NativeHandle, hasTemplate, _modelOptions.FallbackChatTemplate, _modelOptions.ForceFallbackChatTemplate);
-            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters);
+
+            // Today's renderer (llama.cpp's built-in templates) cannot render tools: they go in as the generic form.
+            var templateSource = hasTemplate && !_modelOptions.ForceFallbackChatTemplate ? weights.Metadata.GetValueOrDefault("tokenizer.chat_template") : null;
+            _toolCalling = new ToolCalling(ToolCallFormats.Detect(templateSource), templateRendersTools: false);
+            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters) with
+            {
+                TemplateToolCallFormat = ToolCallFormats.Detect(templateSource),
+                ToolCallFormat = _toolCalling.Format,
+            };
             _model = info;
             LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
             LogModel(_logger, info.Id, info.Architecture, info.ParameterCount, info.TrainingContextLength, info.VocabularySize, info.HasChatTemplate, _formatter.TemplateName, info.Slots, info.SlotContextLength, _time.GetElapsedTime(started).TotalMilliseconds);

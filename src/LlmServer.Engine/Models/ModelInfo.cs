@@ -13,7 +13,14 @@ public sealed record ModelInfo(
     bool HasChatTemplate,
     int SlotContextLength,
     int Slots,
-    BackendInfo Backend);
+    BackendInfo Backend)
+{
+    /// <summary>The tool-call syntax the chat template's source shows (generic without a template).</summary>
+    public Tools.ToolCallFormat TemplateToolCallFormat { get; init; }
+
+    /// <summary>The tool-call syntax the engine asks the model for and parses.</summary>
+    public Tools.ToolCallFormat ToolCallFormat { get; init; }
+}
 
 /// <summary>The native library llama.cpp runs on.</summary>
 public sealed record BackendInfo(string Kind, string Library, string SystemInfo, int GpuLayers, int Threads);

@@ -52,24 +52,24 @@ internal sealed class NativeChainSampler : ITokenSampler
     private readonly SafeLLamaSamplerChainHandle _chain;
     private readonly SafeLLamaContextHandle _context;
 
-    public NativeChainSampler(SafeLLamaContextHandle context, SafeLlamaModelHandle model, SamplingOptions options, string? grammar, int[] excludedTokens)
+    public NativeChainSampler(SafeLLamaContextHandle context, SafeLlamaModelHandle model, SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, int[] excludedTokens)
     {
         _context = context;
         _chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
         try
         {
-            if (excludedTokens.Length > 0)
+            var biases = Biases(options.LogitBias, excludedTokens);
+            if (biases.Length > 0)
             {
-                var biases = new LLamaLogitBias[excludedTokens.Length];
-                for (var i = 0; i < excludedTokens.Length; i++)
-                {
-                    biases[i] = new LLamaLogitBias { Token = excludedTokens[i], Bias = float.NegativeInfinity };
-                }
-
                 _chain.AddLogitBias(model.Vocab.Count, biases);
             }
 
-            if (grammar is not null)
+            if (grammar is not null && grammarTriggers.Count > 0)
+            {
+                // Lazy: free text until the output matches a trigger, then the grammar (a tool call under tool_choice auto).
+                _chain.AddLazyGrammar(model, grammar, "root", [.. grammarTriggers], []);
+            }
+            else if (grammar is not null)
             {
                 _chain.AddGrammar(model.Vocab, grammar, "root");
             }
@@ -113,4 +113,27 @@ internal sealed class NativeChainSampler : ITokenSampler
     public int Sample(IInferenceBackend backend, int batchIndex) => (int)_chain.Sample(_context, batchIndex);
 
     public void Dispose() => _chain.Dispose();
+
+    /// <summary>The request's logit biases, then end-of-generation tokens excluded (ignore_eos), which win.</summary>
+    private static LLamaLogitBias[] Biases(IReadOnlyDictionary<int, float>? logitBias, int[] excludedTokens)
+    {
+        var biases = new List<LLamaLogitBias>((logitBias?.Count ?? 0) + excludedTokens.Length);
+        if (logitBias is not null)
+        {
+            foreach (var (token, bias) in logitBias)
+            {
+                if (Array.IndexOf(excludedTokens, token) < 0)
+                {
+                    biases.Add(new LLamaLogitBias { Token = token, Bias = bias });
+                }
+            }
+        }
+
+        foreach (var token in excludedTokens)
+        {
+            biases.Add(new LLamaLogitBias { Token = token, Bias = float.NegativeInfinity });
+        }
+
+        return [.. biases];
+    }
 }
