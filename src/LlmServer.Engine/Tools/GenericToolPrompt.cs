@@ -13,7 +13,6 @@ namespace LlmServer.Engine.Tools;
 /// </summary>
 internal static class GenericToolPrompt
 {
-    private static readonly JsonWriterOptions Indented = new() { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private static readonly JsonWriterOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>
@@ -29,6 +28,9 @@ internal static class GenericToolPrompt
             return messages;
         }
 
+        // A tool result names its call; the function's name comes from that call when the client left it out.
+        var callNames = messages.Where(m => m.ToolCalls is not null).SelectMany(m => m.ToolCalls!)
+            .GroupBy(c => c.Id, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Name, StringComparer.Ordinal);
         var turns = new List<ChatTurn>(messages.Count + 1);
         var instruction = offer ? Instruction(tools, choice, parallelCalls) : null;
         var systemDone = instruction is null;
@@ -47,13 +49,13 @@ internal static class GenericToolPrompt
                 systemDone = true;
             }
 
-            turns.Add(Rewrite(message));
+            turns.Add(Rewrite(message, callNames));
         }
 
         return turns;
     }
 
-    private static ChatTurn Rewrite(ChatTurn message)
+    private static ChatTurn Rewrite(ChatTurn message, Dictionary<string, string> callNames)
     {
         if (message.Role == "tool")
         {
@@ -61,7 +63,7 @@ internal static class GenericToolPrompt
             {
                 writer.WriteStartObject();
                 writer.WriteStartObject("tool_response");
-                if (message.Name is { } name)
+                if ((message.Name ?? (message.ToolCallId is { } callId ? callNames.GetValueOrDefault(callId) : null)) is { } name)
                 {
                     writer.WriteString("tool", name);
                 }
@@ -105,8 +107,9 @@ internal static class GenericToolPrompt
     private static string Instruction(IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallelCalls)
     {
         var offered = choice.Mode == ToolChoiceMode.Function ? tools.Where(t => t.Name == choice.FunctionName).ToList() : tools;
+        // Compact JSON: small models have small contexts, and indentation costs tokens without telling them more.
         var builder = new StringBuilder("You can call any of the following tools to satisfy the user's requests: ");
-        builder.Append(Json(Indented, writer =>
+        builder.Append(Json(Compact, writer =>
         {
             writer.WriteStartArray();
             foreach (var tool in offered)

@@ -30,6 +30,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
     {
         FinishReason.Stop => "stop",
         FinishReason.Length => "length",
+        FinishReason.ToolCalls => "tool_calls",
         _ => null,
     };
 
@@ -107,6 +108,12 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 {
                     case TextDelta delta when !failed && !sse.IsClientGone:
                         formatter.WriteText(delta);
+                        break;
+                    case ToolCallStarted call when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter chat:
+                        chat.WriteToolCallStart(call);
+                        break;
+                    case ToolCallArgumentsDelta arguments when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter chat:
+                        chat.WriteToolCallArguments(arguments);
                         break;
                     case GenerationCompleted completion:
                         completionTokens += completion.Usage.CompletionTokens;

@@ -115,7 +115,7 @@ public sealed class ToolCallFormatTests
 
         Assert.Equal(["system", "user", "assistant", "user"], turns.Select(t => t.Role));
         Assert.StartsWith("Be brief.\n\nYou can call any of the following tools", turns[0].Content, StringComparison.Ordinal);
-        Assert.Contains("\"name\": \"get_weather\"", turns[0].Content, StringComparison.Ordinal);
+        Assert.Contains("\"name\":\"get_weather\"", turns[0].Content, StringComparison.Ordinal);
         Assert.Contains("with `response`", turns[0].Content, StringComparison.Ordinal);
         Assert.Equal("{\"tool_calls\":[{\"name\":\"add\",\"arguments\":{\"a\":1,\"b\":2},\"id\":\"call_1\"}]}", turns[2].Content);
         Assert.Equal("{\"tool_response\":{\"tool\":\"add\",\"id\":\"call_1\",\"content\":\"3\"}}", turns[3].Content);

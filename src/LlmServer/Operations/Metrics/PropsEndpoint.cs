@@ -1,5 +1,6 @@
 using System.Text.Json;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Tools;
 using LlmServer.OpenAi;
 
 namespace LlmServer.Operations.Metrics;
@@ -60,6 +61,8 @@ internal static class PropsEndpoint
                 ["n_vocab"] = model.VocabularySize,
                 ["has_chat_template"] = model.HasChatTemplate,
             },
+            ["tool_call_format"] = ToolCallFormats.Name(model.ToolCallFormat),
+            ["template_tool_call_format"] = ToolCallFormats.Name(model.TemplateToolCallFormat),
             ["build_info"] = BuildInfo.Version,
         };
         context.Response.Headers.CacheControl = "no-store";
