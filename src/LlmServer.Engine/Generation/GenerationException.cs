@@ -17,6 +17,12 @@ public enum GenerationErrorCode
 
     /// <summary>Something failed inside the engine.</summary>
     Internal,
+
+    /// <summary>
+    /// The model's chat template refused the request (its <c>raise_exception</c>, e.g. roles that do not alternate);
+    /// the message is the template's (HTTP 400).
+    /// </summary>
+    TemplateRefused,
 }
 
 /// <summary>Thrown by <see cref="ITextGenerator.Submit"/> when a request is refused before it starts.</summary>

@@ -18,8 +18,12 @@ public interface ITextGenerator
     /// <summary>A snapshot of the scheduler: slots, running and waiting requests, KV usage.</summary>
     SchedulerStatus GetStatus();
 
-    /// <summary>Renders chat messages into the prompt text the model expects (its template, or the fallback).</summary>
-    string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt = true);
+    /// <summary>
+    /// Renders chat messages and the tools offered into the prompt text the model expects (its template, or the
+    /// fallback), exactly as <see cref="Submit"/> renders them. Throws <see cref="GenerationException"/> when the
+    /// template refuses the messages (<see cref="GenerationErrorCode.TemplateRefused"/>) or cannot render them.
+    /// </summary>
+    string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true);
 
     /// <summary>
     /// The exact prompt text <see cref="Submit"/> renders for <paramref name="request"/>: its messages through the

@@ -57,17 +57,23 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public SchedulerStatus GetStatus() =>
         _scheduler?.GetStatus() ?? new SchedulerStatus(_schedulerOptions.Slots, 0, 0, 0, 0, 0, false, null, 0);
 
-    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt = true)
+    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true)
     {
         _ = LoadedVocabulary();
-        return _formatter!.Format(messages, addAssistantPrompt);
+        return _formatter!.Format(messages, tools, addAssistantPrompt);
     }
 
     public string RenderPrompt(GenerationRequest request)
     {
         _ = LoadedVocabulary();
         GenerationRequestValidator.Validate(request);
-        return request.Messages is null ? request.Prompt! : _formatter!.Format(_toolCalling!.Prepare(request)?.PromptMessages ?? request.Messages, addAssistantPrompt: true);
+        if (request.Messages is null)
+        {
+            return request.Prompt!;
+        }
+
+        var tools = _toolCalling!.Prepare(request);
+        return _formatter!.Format(tools?.PromptMessages ?? request.Messages, tools?.TemplateTools ?? [], addAssistantPrompt: true);
     }
 
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
@@ -106,7 +112,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         var isChat = request.Messages is not null;
         var tools = _toolCalling!.Prepare(request);
         var submitted = tools?.Request ?? request;
-        var text = isChat ? _formatter!.Format(tools?.PromptMessages ?? request.Messages!, addAssistantPrompt: true) : request.Prompt!;
+        var text = isChat ? _formatter!.Format(tools?.PromptMessages ?? request.Messages!, tools?.TemplateTools ?? [], addAssistantPrompt: true) : request.Prompt!;
         var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
         if (tools?.Stage is { } stage)
         {
@@ -223,15 +229,16 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             context = weights.CreateContext(parameters);
             var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
             _vocabulary = backend.Vocabulary;
-            var hasTemplate = ModelLoader.HasChatTemplate(weights);
-            _formatter = new ChatPromptFormatter(weights.NativeHandle, hasTemplate, _modelOptions.FallbackChatTemplate, _modelOptions.ForceFallbackChatTemplate);
+            _formatter = ChatPromptFormatter.Create(weights, _modelOptions, _time, e => LogTemplateUnusable(_logger, e.Message, _modelOptions.FallbackChatTemplate));
 
-            // Today's renderer (llama.cpp's built-in templates) cannot render tools: they go in as the generic form.
-            var templateSource = hasTemplate && !_modelOptions.ForceFallbackChatTemplate ? weights.Metadata.GetValueOrDefault("tokenizer.chat_template") : null;
-            _toolCalling = new ToolCalling(ToolCallFormats.Detect(templateSource), templateRendersTools: false);
+            // A template that renders tools gets them as they are, in its own call syntax; any other (the built-in
+            // fallbacks included) gets them in the generic JSON form.
+            var templateFormat = ToolCallFormats.Detect(_formatter.Info.Source);
+            _toolCalling = new ToolCalling(templateFormat, templateRendersTools: _formatter.Info.Capabilities?.SupportsTools == true);
             var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters) with
             {
-                TemplateToolCallFormat = ToolCallFormats.Detect(templateSource),
+                ChatTemplate = _formatter.Info,
+                TemplateToolCallFormat = templateFormat,
                 ToolCallFormat = _toolCalling.Format,
             };
             _model = info;
@@ -307,6 +314,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     [LoggerMessage(Message = "{Message}")]
     private static partial void LogNative(ILogger logger, LogLevel level, string message);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The model's chat template does not parse ({Error}); using the fallback template '{Fallback}'.")]
+    private static partial void LogTemplateUnusable(ILogger logger, string error, string fallback);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Native backend: {Kind} ({Library}), GPU layers {GpuLayers}, threads {Threads}")]
     private static partial void LogBackend(ILogger logger, string kind, string library, int gpuLayers, int threads);

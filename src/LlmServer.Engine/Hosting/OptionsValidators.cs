@@ -34,6 +34,11 @@ internal sealed class ModelOptionsValidator : IValidateOptions<ModelOptions>
             errors.Add("Model:FallbackChatTemplate must name a template (for example 'plain' or 'chatml').");
         }
 
+        if (!string.IsNullOrWhiteSpace(options.ChatTemplateFile) && !File.Exists(options.ChatTemplateFile))
+        {
+            errors.Add($"Model:ChatTemplateFile '{options.ChatTemplateFile}' does not exist.");
+        }
+
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

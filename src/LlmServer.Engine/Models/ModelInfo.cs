@@ -15,11 +15,26 @@ public sealed record ModelInfo(
     int Slots,
     BackendInfo Backend)
 {
+    /// <summary>The chat template in use: where it came from, its source and what it supports.</summary>
+    public ChatTemplateInfo? ChatTemplate { get; init; }
+
     /// <summary>The tool-call syntax the chat template's source shows (generic without a template).</summary>
     public Tools.ToolCallFormat TemplateToolCallFormat { get; init; }
 
     /// <summary>The tool-call syntax the engine asks the model for and parses.</summary>
     public Tools.ToolCallFormat ToolCallFormat { get; init; }
+}
+
+/// <summary>
+/// The chat template prompts are rendered with. <see cref="Origin"/> is <c>gguf</c> (the model's own), <c>file</c>
+/// (<c>Model:ChatTemplateFile</c>) or <c>fallback</c> (<c>Model:FallbackChatTemplate</c>, a built-in name with no
+/// Jinja <see cref="Source"/>).
+/// </summary>
+public sealed record ChatTemplateInfo(string Origin, string Name, string? Source, LlmServer.Templating.Chat.ChatTemplateCapabilities? Capabilities)
+{
+    public const string GgufOrigin = "gguf";
+    public const string FileOrigin = "file";
+    public const string FallbackOrigin = "fallback";
 }
 
 /// <summary>The native library llama.cpp runs on.</summary>

@@ -57,8 +57,11 @@ internal static class ModelLoader
             DescribeBackend(parameters));
     }
 
-    public static bool HasChatTemplate(LLamaWeights weights) =>
-        weights.Metadata.TryGetValue("tokenizer.chat_template", out var template) && !string.IsNullOrWhiteSpace(template);
+    public static bool HasChatTemplate(LLamaWeights weights) => ReadChatTemplate(weights) is not null;
+
+    /// <summary>The GGUF's <c>tokenizer.chat_template</c>, or null when it has none.</summary>
+    public static string? ReadChatTemplate(LLamaWeights weights) =>
+        weights.Metadata.TryGetValue("tokenizer.chat_template", out var template) && !string.IsNullOrWhiteSpace(template) ? template : null;
 
     private static BackendInfo DescribeBackend(ModelParams parameters)
     {

@@ -26,6 +26,12 @@ public sealed class ModelOptions
     /// </summary>
     public string FallbackChatTemplate { get; set; } = "plain";
 
+    /// <summary>
+    /// A Jinja chat template file that replaces the model's <c>tokenizer.chat_template</c> (for a model that ships
+    /// none, or a fixed version of its template).
+    /// </summary>
+    public string? ChatTemplateFile { get; set; }
+
     /// <summary>Use the fallback template even when the model has its own.</summary>
     public bool ForceFallbackChatTemplate { get; set; }
 }

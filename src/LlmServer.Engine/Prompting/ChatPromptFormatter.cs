@@ -1,42 +1,97 @@
 using System.Text;
 using LLama;
-using LLama.Native;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Models;
+using LlmServer.Templating;
+using LlmServer.Templating.Chat;
 
 namespace LlmServer.Engine.Prompting;
 
 /// <summary>
-/// Renders chat messages into prompt text: with the model's own <c>tokenizer.chat_template</c> when it has one,
-/// otherwise with the configured fallback (a llama.cpp built-in template name, or <c>plain</c>).
+/// Renders chat messages into prompt text. The model's own Jinja template (<c>tokenizer.chat_template</c>), or the
+/// one <c>Model:ChatTemplateFile</c> names, is parsed once at load and rendered by our Jinja interpreter as llama.cpp
+/// renders it; a model without one uses <c>Model:FallbackChatTemplate</c> (a llama.cpp built-in template name, or
+/// <c>plain</c>), which knows no tools.
 /// </summary>
 internal sealed class ChatPromptFormatter
 {
     public const string PlainTemplate = "plain";
 
-    private readonly SafeLlamaModelHandle _model;
-    private readonly bool _useModelTemplate;
+    private readonly ChatTemplate? _jinja;
     private readonly string _fallback;
 
-    public ChatPromptFormatter(SafeLlamaModelHandle model, bool modelHasTemplate, string fallbackTemplate, bool forceFallback)
+    private ChatPromptFormatter(ChatTemplate? jinja, string fallback, ChatTemplateInfo info)
     {
-        _model = model;
-        _useModelTemplate = modelHasTemplate && !forceFallback;
-        _fallback = fallbackTemplate;
+        _jinja = jinja;
+        _fallback = fallback;
+        Info = info;
     }
 
-    /// <summary>The template in use, for /props and logs.</summary>
-    public string TemplateName => _useModelTemplate ? "model" : _fallback;
+    /// <summary>Where the template came from and what it is, for /props and logs.</summary>
+    public ChatTemplateInfo Info { get; }
 
-    public string Format(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt)
+    /// <summary>The template in use, for logs: <c>gguf</c>, the file's path, or the fallback's name.</summary>
+    public string TemplateName => Info.Name;
+
+    /// <summary>
+    /// Picks and parses the template: the file when <see cref="ModelOptions.ChatTemplateFile"/> is set (a template
+    /// that does not parse fails the load), else the GGUF's unless <see cref="ModelOptions.ForceFallbackChatTemplate"/>
+    /// (one that does not parse is reported through <paramref name="onTemplateError"/> and the fallback serves).
+    /// </summary>
+    public static ChatPromptFormatter Create(LLamaWeights weights, ModelOptions options, TimeProvider clock, Action<TemplateException>? onTemplateError = null)
     {
-        if (!_useModelTemplate && string.Equals(_fallback, PlainTemplate, StringComparison.OrdinalIgnoreCase))
+        var vocab = weights.Vocab;
+        var templateOptions = new ChatTemplateOptions
+        {
+            BosToken = vocab.BOS is { } bos ? vocab.LLamaTokenToString(bos, true) ?? string.Empty : string.Empty,
+            EosToken = vocab.EOS is { } eos ? vocab.LLamaTokenToString(eos, true) ?? string.Empty : string.Empty,
+            AddBos = vocab.ShouldAddBOS,
+            AddEos = vocab.ShouldAddEOS,
+            Clock = clock,
+        };
+        var fallback = options.FallbackChatTemplate;
+        if (!string.IsNullOrWhiteSpace(options.ChatTemplateFile))
+        {
+            var source = File.ReadAllText(options.ChatTemplateFile);
+            var template = ChatTemplate.Parse(source, templateOptions);
+            return new ChatPromptFormatter(template, fallback, new ChatTemplateInfo(ChatTemplateInfo.FileOrigin, options.ChatTemplateFile, source, template.Capabilities));
+        }
+
+        if (!options.ForceFallbackChatTemplate && ModelLoader.ReadChatTemplate(weights) is { } ggufSource)
+        {
+            try
+            {
+                var template = ChatTemplate.Parse(ggufSource, templateOptions);
+                return new ChatPromptFormatter(template, fallback, new ChatTemplateInfo(ChatTemplateInfo.GgufOrigin, "gguf", ggufSource, template.Capabilities));
+            }
+            catch (TemplateException e)
+            {
+                onTemplateError?.Invoke(e);
+            }
+        }
+
+        return new ChatPromptFormatter(null, fallback, new ChatTemplateInfo(ChatTemplateInfo.FallbackOrigin, fallback, null, null));
+    }
+
+    /// <summary>
+    /// Renders the conversation and the tools offered. A template that refuses it (<c>raise_exception</c>) throws
+    /// <see cref="GenerationErrorCode.TemplateRefused"/> with the template's message; a conversation the template
+    /// cannot render, or tool-call arguments that are not JSON, throw <see cref="GenerationErrorCode.InvalidRequest"/>.
+    /// </summary>
+    public string Format(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt)
+    {
+        if (_jinja is not null)
+        {
+            return FormatJinja(_jinja, messages, tools, addAssistantPrompt);
+        }
+
+        if (string.Equals(_fallback, PlainTemplate, StringComparison.OrdinalIgnoreCase))
         {
             return FormatPlain(messages, addAssistantPrompt);
         }
 
         // LLamaTemplate calls llama_chat_apply_template, a pure function of its inputs: safe from any thread.
-        var template = _useModelTemplate ? new LLamaTemplate(_model) : new LLamaTemplate(_fallback);
-        template.AddAssistant = addAssistantPrompt;
+        var template = new LLamaTemplate(_fallback) { AddAssistant = addAssistantPrompt };
         foreach (var message in messages)
         {
             template.Add(NormalizeRole(message.Role), message.Content ?? string.Empty);
@@ -44,6 +99,38 @@ internal sealed class ChatPromptFormatter
 
         return Encoding.UTF8.GetString(template.Apply());
     }
+
+    private static string FormatJinja(ChatTemplate template, IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt)
+    {
+        var request = new ChatTemplateRequest(messages.Select(ToTemplateMessage).ToList())
+        {
+            Tools = tools.Select(t => new ChatTemplateTool(t.Name, t.Description, t.Parameters?.GetRawText())).ToList(),
+            AddGenerationPrompt = addAssistantPrompt,
+        };
+        try
+        {
+            return template.Render(request);
+        }
+        catch (TemplateRaisedException e)
+        {
+            throw new GenerationException(GenerationErrorCode.TemplateRefused, e.Reason, "messages");
+        }
+        catch (TemplateException e)
+        {
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The model's chat template cannot render these messages: " + e.Message, "messages");
+        }
+        catch (FormatException e)
+        {
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, e.Message, "messages");
+        }
+    }
+
+    private static ChatTemplateMessage ToTemplateMessage(ChatTurn turn) => new(turn.Role.ToLowerInvariant(), turn.Content)
+    {
+        ToolCalls = turn.ToolCalls?.Select(c => new ChatTemplateToolCall(c.Id, c.Name, c.Arguments)).ToList(),
+        ToolCallId = turn.ToolCallId,
+        Name = turn.Name,
+    };
 
     /// <summary>OpenAI's "developer" role is a system message to a chat template.</summary>
     internal static string NormalizeRole(string role) =>

@@ -72,7 +72,7 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
         var promptMessages = TemplateRendersTools ? messages : GenericToolPrompt.Apply(messages, request.Tools, request.ToolChoice, request.ParallelToolCalls);
         if (!offered)
         {
-            return ReferenceEquals(promptMessages, messages) ? null : new PreparedToolRequest(request, promptMessages, null);
+            return ReferenceEquals(promptMessages, messages) ? null : new PreparedToolRequest(request, promptMessages, [], null);
         }
 
         var prepared = request;
@@ -95,7 +95,7 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
 
         var toolNames = request.ToolChoice.Mode == ToolChoiceMode.Function ? [request.ToolChoice.FunctionName!] : request.Tools.Select(t => t.Name);
         var stage = new ToolCallStage(request.Choices, Format, toolNames, request.ParallelToolCalls);
-        return new PreparedToolRequest(prepared, promptMessages, stage);
+        return new PreparedToolRequest(prepared, promptMessages, TemplateRendersTools ? request.Tools : [], stage);
     }
 
     private static GenerationException Invalid(string message, string parameter) =>
@@ -105,5 +105,8 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
     private static partial Regex FunctionName();
 }
 
-/// <summary>A request ready for the scheduler, the messages its template renders, and the parser of its output.</summary>
-internal sealed record PreparedToolRequest(GenerationRequest Request, IReadOnlyList<ChatTurn> PromptMessages, ToolCallStage? Stage);
+/// <summary>
+/// A request ready for the scheduler, the messages and tools its template renders (no tools where they went into
+/// the messages in the generic form), and the parser of its output.
+/// </summary>
+internal sealed record PreparedToolRequest(GenerationRequest Request, IReadOnlyList<ChatTurn> PromptMessages, IReadOnlyList<ToolDefinition> TemplateTools, ToolCallStage? Stage);

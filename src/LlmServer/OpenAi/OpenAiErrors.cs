@@ -63,6 +63,8 @@ internal static class OpenAiErrors
     {
         GenerationErrorCode.InvalidRequest => new OpenAiException(
             StatusCodes.Status400BadRequest, InvalidRequestError, exception.Message, exception.Parameter),
+        GenerationErrorCode.TemplateRefused => new OpenAiException(
+            StatusCodes.Status400BadRequest, InvalidRequestError, exception.Message, exception.Parameter, "chat_template_refused"),
         GenerationErrorCode.ContextLengthExceeded => new OpenAiException(
             StatusCodes.Status400BadRequest,
             InvalidRequestError,

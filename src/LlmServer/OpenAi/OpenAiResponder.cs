@@ -212,6 +212,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         return error.Code switch
         {
             GenerationErrorCode.InvalidRequest => new OpenAiError(error.Message, OpenAiErrors.InvalidRequestError, null, null),
+            GenerationErrorCode.TemplateRefused => new OpenAiError(error.Message, OpenAiErrors.InvalidRequestError, null, "chat_template_refused"),
             GenerationErrorCode.ContextLengthExceeded => new OpenAiError(error.Message, OpenAiErrors.InvalidRequestError, null, "context_length_exceeded"),
             GenerationErrorCode.Overloaded => new OpenAiError(error.Message, OpenAiErrors.RateLimitError, null, "queue_full"),
             GenerationErrorCode.Unavailable => new OpenAiError(error.Message, OpenAiErrors.ServerError, null, "unavailable"),

@@ -430,7 +430,7 @@ internal sealed partial class SessionGenerationManager : IHostedService, IDispos
 
     internal static string ToErrorCode(GenerationErrorCode code) => code switch
     {
-        GenerationErrorCode.InvalidRequest => SessionErrorCodes.InvalidArgument,
+        GenerationErrorCode.InvalidRequest or GenerationErrorCode.TemplateRefused => SessionErrorCodes.InvalidArgument,
         GenerationErrorCode.Overloaded => SessionErrorCodes.Overloaded,
         GenerationErrorCode.ContextLengthExceeded => SessionErrorCodes.ContextLengthExceeded,
         GenerationErrorCode.Unavailable => SessionErrorCodes.Unavailable,

@@ -201,7 +201,7 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
     [Fact]
     public void Chat_messages_use_the_fallback_template_for_a_base_model()
     {
-        var prompt = Engine.ApplyChatTemplate([new ChatTurn("system", "Be kind."), new ChatTurn("user", "Tell a story.")]);
+        var prompt = Engine.ApplyChatTemplate([new ChatTurn("system", "Be kind."), new ChatTurn("user", "Tell a story.")], []);
         Assert.Equal("Be kind.\n\nUser: Tell a story.\nAssistant:", prompt);
     }
 

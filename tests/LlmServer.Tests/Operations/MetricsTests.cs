@@ -67,6 +67,10 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         Assert.Equal(512, root.GetProperty("model").GetProperty("n_vocab").GetInt32());
         Assert.False(string.IsNullOrEmpty(root.GetProperty("build_info").GetString()));
         Assert.Equal("ready", root.GetProperty("state").GetString());
+
+        // stories260K ships no chat template: the configured fallback serves, with no Jinja source.
+        Assert.Equal("fallback", root.GetProperty("chat_template_source").GetProperty("origin").GetString());
+        Assert.Equal(JsonValueKind.Null, root.GetProperty("chat_template").ValueKind);
     }
 
     private async Task<string> ScrapeAsync()

@@ -20,7 +20,8 @@ internal sealed class PromptLimitingTextGenerator(ITextGenerator inner, IOptions
 
     public SchedulerStatus GetStatus() => inner.GetStatus();
 
-    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, bool addAssistantPrompt = true) => inner.ApplyChatTemplate(messages, addAssistantPrompt);
+    public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true) =>
+        inner.ApplyChatTemplate(messages, tools, addAssistantPrompt);
 
     public string RenderPrompt(GenerationRequest request) => inner.RenderPrompt(request);
 

@@ -61,6 +61,24 @@ internal static class PropsEndpoint
                 ["n_vocab"] = model.VocabularySize,
                 ["has_chat_template"] = model.HasChatTemplate,
             },
+            ["chat_template"] = model.ChatTemplate?.Source,
+            ["chat_template_source"] = model.ChatTemplate is { } template
+                ? new Dictionary<string, object?> { ["origin"] = template.Origin, ["name"] = template.Name }
+                : null,
+            ["chat_template_caps"] = model.ChatTemplate?.Capabilities is { } caps
+                ? new Dictionary<string, object?>
+                {
+                    ["supports_system_role"] = caps.SupportsSystemRole,
+                    ["supports_tools"] = caps.SupportsTools,
+                    ["supports_tool_calls"] = caps.SupportsToolCalls,
+                    ["supports_parallel_tool_calls"] = caps.SupportsParallelToolCalls,
+                    ["supports_object_arguments"] = caps.SupportsObjectArguments,
+                    ["supports_string_content"] = caps.SupportsStringContent,
+                    ["supports_typed_content"] = caps.SupportsTypedContent,
+                    ["supports_preserve_reasoning"] = caps.SupportsPreserveReasoning,
+                    ["supports_thinking"] = caps.SupportsThinking,
+                }
+                : null,
             ["tool_call_format"] = ToolCallFormats.Name(model.ToolCallFormat),
             ["template_tool_call_format"] = ToolCallFormats.Name(model.TemplateToolCallFormat),
             ["build_info"] = BuildInfo.Version,
