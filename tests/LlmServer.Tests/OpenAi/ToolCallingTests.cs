@@ -265,3 +265,62 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
     private ChatClient OfficialClient() =>
         new(ModelId, new ApiKeyCredential("any-key"), new OpenAIClientOptions { Endpoint = _endpoint });
 }
+
+/// <summary>stories260K served with Qwen 2.5's template file: a template that renders tools, in the Hermes syntax.</summary>
+public sealed class HermesToolServerFixture : IAsyncLifetime
+{
+    private TestServer? _server;
+
+    public TestServer Server => _server ?? throw new InvalidOperationException("Not started.");
+
+    public async Task InitializeAsync() => _server = await TestServer.StartAsync(extraArgs:
+    [
+        "--Scheduler:Slots=2",
+        "--Scheduler:ContextSize=4096",
+        "--Model:ChatTemplateFile=" + Path.Combine(LlmServer.Testing.ChatTemplateFixtures.Root, "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"),
+    ]);
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>Tools through a template that renders them itself: the prompt is the template's, the call its syntax.</summary>
+public sealed class NativeTemplateToolCallingTests(HermesToolServerFixture fixture) : IClassFixture<HermesToolServerFixture>
+{
+    private const string Tools = """[{"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"integer","minimum":0,"maximum":9}},"required":["a","b"]}}}]""";
+
+    private readonly HttpClient _client = fixture.Server.Client;
+
+    [Fact]
+    public async Task Props_show_the_hermes_format()
+    {
+        var props = JsonDocument.Parse(await _client.GetStringAsync("/props")).RootElement;
+        Assert.Equal("hermes", props.GetProperty("tool_call_format").GetString());
+        Assert.Equal("hermes", props.GetProperty("template_tool_call_format").GetString());
+    }
+
+    [Fact]
+    public async Task The_template_renders_the_tools_and_a_required_call_comes_back_parsed()
+    {
+        var body = $$$"""{"messages":[{"role":"user","content":"Add 2 and 3."}],"tools":{{{Tools}}},"tool_choice":"required","parallel_tool_calls":false,"max_tokens":120,"temperature":0}""";
+        var (_, rendered, _) = await PostAsync(_client, "/apply-template", body);
+        var prompt = rendered.GetProperty("prompt").GetString()!;
+        Assert.Contains("<tools>", prompt, StringComparison.Ordinal);
+        Assert.DoesNotContain("Respond in JSON format", prompt, StringComparison.Ordinal);
+
+        var (status, json, _) = await PostAsync(_client, ChatPath, body);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = json.GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        var call = Assert.Single(choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray());
+        Assert.Equal("add", call.GetProperty("function").GetProperty("name").GetString());
+        ToolCallingTests.AssertMatchesSchema("add", call.GetProperty("function").GetProperty("arguments").GetString()!);
+        Assert.Equal(JsonValueKind.Null, choice.GetProperty("message").GetProperty("content").ValueKind);
+    }
+}
