@@ -3,6 +3,8 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using LlmServer.Tests.Infrastructure;
+using Microsoft.SemanticKernel;
+using Microsoft.SemanticKernel.Connectors.OpenAI;
 using OpenAI;
 using OpenAI.Chat;
 using static LlmServer.Tests.OpenAi.OpenAiHttp;
@@ -233,6 +235,28 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
         AssertOpenAiError(json, "invalid_request_error", "logit_bias");
     }
 
+    [Fact]
+    public async Task Semantic_kernel_connector_runs_the_plugin_function_through_the_server()
+    {
+        var plugin = new Calculator();
+#pragma warning disable SKEXP0010 // The endpoint overload is how Semantic Kernel talks to OpenAI-compatible servers.
+        var builder = Kernel.CreateBuilder().AddOpenAIChatCompletion(ModelId, _endpoint, apiKey: "any-key");
+#pragma warning restore SKEXP0010
+        builder.Plugins.AddFromObject(plugin, "calc");
+        var kernel = builder.Build();
+        var settings = new OpenAIPromptExecutionSettings
+        {
+            FunctionChoiceBehavior = FunctionChoiceBehavior.Required(options: new FunctionChoiceBehaviorOptions { AllowParallelCalls = false }),
+            Temperature = 0,
+            MaxTokens = 120,
+        };
+
+        var reply = await kernel.InvokePromptAsync("Add two and three.", new KernelArguments(settings));
+
+        Assert.True(plugin.Calls >= 1);
+        Assert.NotNull(reply.GetValue<string>());
+    }
+
     /// <summary>The arguments parse and match the schemas above (the grammar enforces exactly these).</summary>
     internal static void AssertMatchesSchema(string function, string arguments)
     {
@@ -264,6 +288,21 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
 
     private ChatClient OfficialClient() =>
         new(ModelId, new ApiKeyCredential("any-key"), new OpenAIClientOptions { Endpoint = _endpoint });
+
+    private sealed class Calculator
+    {
+        private int _calls;
+
+        public int Calls => Volatile.Read(ref _calls);
+
+        [KernelFunction("add")]
+        [System.ComponentModel.Description("Add two digits.")]
+        public int Add(int a, int b)
+        {
+            Interlocked.Increment(ref _calls);
+            return a + b;
+        }
+    }
 }
 
 /// <summary>stories260K served with Qwen 2.5's template file: a template that renders tools, in the Hermes syntax.</summary>
