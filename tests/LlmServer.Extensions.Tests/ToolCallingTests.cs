@@ -10,10 +10,20 @@ using FunctionResultContent = Microsoft.Extensions.AI.FunctionResultContent;
 namespace LlmServer.Extensions.Tests;
 
 /// <summary>
+/// A host of its own: function-invocation loops add calls, logs and activities that the middleware tests, which
+/// read the shared host's records, must not see.
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class ToolEngineHostCollection : ICollectionFixture<EngineHostFixture>
+{
+    public const string Name = "In-process engine host for tool calling";
+}
+
+/// <summary>
 /// Tools in-process on stories260K. A tiny model never calls on its own, so the first round requires a call
 /// (the grammar makes it valid); the invokers then run the function and send its result back.
 /// </summary>
-[Collection(EngineHostCollection.Name)]
+[Collection(ToolEngineHostCollection.Name)]
 public sealed class ToolCallingTests(EngineHostFixture host)
 {
     [Fact]
