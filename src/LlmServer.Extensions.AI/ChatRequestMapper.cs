@@ -23,11 +23,6 @@ internal static class ChatRequestMapper
     public static GenerationRequest ToGenerationRequest(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        if (options?.Tools is { Count: > 0 } && options.ToolMode is RequiredChatToolMode)
-        {
-            throw new NotSupportedException("This chat client cannot call tools; a tool mode that requires a tool call is not supported.");
-        }
-
         var additional = options?.AdditionalProperties;
         var defaults = new SamplingOptions();
         var sampling = defaults with
@@ -52,8 +47,36 @@ internal static class ChatRequestMapper
             Grammar = Grammar(options),
             IgnoreEos = Read(additional, IgnoreEosKey, false),
             SessionKey = options?.ConversationId,
+            Tools = Tools(options),
+            ToolChoice = ToolChoiceOf(options),
+            ParallelToolCalls = options?.AllowMultipleToolCalls ?? true,
         };
     }
+
+    /// <summary>Function declarations (an <see cref="AIFunction"/> is one) become the engine's tool definitions.</summary>
+    private static List<ToolDefinition> Tools(ChatOptions? options)
+    {
+        var tools = new List<ToolDefinition>();
+        foreach (var tool in options?.Tools ?? [])
+        {
+            if (tool is not AIFunctionDeclaration function)
+            {
+                throw new NotSupportedException($"This chat client offers functions only; '{tool.Name}' is a {tool.GetType().Name}.");
+            }
+
+            tools.Add(new ToolDefinition(function.Name, string.IsNullOrEmpty(function.Description) ? null : function.Description, function.JsonSchema));
+        }
+
+        return tools;
+    }
+
+    private static ToolChoice ToolChoiceOf(ChatOptions? options) => options?.ToolMode switch
+    {
+        NoneChatToolMode => ToolChoice.None,
+        RequiredChatToolMode { RequiredFunctionName: { } name } => ToolChoice.Function(name),
+        RequiredChatToolMode => ToolChoice.Required,
+        _ => ToolChoice.Auto,
+    };
 
     private static List<ChatTurn> ToTurns(IEnumerable<ChatMessage> messages, string? instructions)
     {
@@ -65,20 +88,47 @@ internal static class ChatRequestMapper
 
         foreach (var message in messages)
         {
+            List<ToolCall>? calls = null;
             foreach (var content in message.Contents)
             {
-                // Text is what the model reads; usage and reasoning from earlier answers carry nothing for it.
-                if (content is not (TextContent or TextReasoningContent or UsageContent))
+                switch (content)
                 {
-                    throw new NotSupportedException($"This chat client handles text only; a {message.Role} message holds {content.GetType().Name}.");
+                    // Text is what the model reads; usage and reasoning from earlier answers carry nothing for it.
+                    case TextContent or TextReasoningContent or UsageContent:
+                        break;
+                    case FunctionCallContent call:
+                        (calls ??= []).Add(new ToolCall(call.CallId, call.Name, JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions)));
+                        break;
+                    case FunctionResultContent:
+                        break;
+                    default:
+                        throw new NotSupportedException($"This chat client handles text and function calls only; a {message.Role} message holds {content.GetType().Name}.");
                 }
             }
 
-            turns.Add(new ChatTurn(message.Role.Value, message.Text));
+            // A message that only carries function results becomes tool messages alone.
+            if (calls is not null || message.Contents.Any(c => c is TextContent) || !message.Contents.Any(c => c is FunctionResultContent))
+            {
+                turns.Add(new ChatTurn(message.Role.Value, calls is not null && message.Text.Length == 0 ? null : message.Text) { ToolCalls = calls });
+            }
+
+            // Each function result is a tool message answering its call.
+            foreach (var result in message.Contents.OfType<FunctionResultContent>())
+            {
+                turns.Add(new ChatTurn("tool", ResultText(result)) { ToolCallId = result.CallId });
+            }
         }
 
         return turns;
     }
+
+    private static string ResultText(FunctionResultContent result) => result.Result switch
+    {
+        null => result.Exception is { } e ? "Error: " + e.Message : string.Empty,
+        string text => text,
+        JsonElement { ValueKind: JsonValueKind.String } element => element.GetString()!,
+        var value => JsonSerializer.Serialize(value, AIJsonUtilities.DefaultOptions.GetTypeInfo(value.GetType())),
+    };
 
     private static List<string> StopSequences(ChatOptions? options)
     {

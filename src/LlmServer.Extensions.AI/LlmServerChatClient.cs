@@ -23,7 +23,14 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         var choice = result.Choices[0];
         ThrowIfUnfinished(choice.Completion, cancellationToken);
 
-        return new ChatResponse(new ChatMessage(ChatRole.Assistant, choice.Text) { MessageId = stream.Id, CreatedAt = createdAt })
+        List<AIContent> contents = [];
+        if (choice.Text.Length > 0 || choice.ToolCalls.Count == 0)
+        {
+            contents.Add(new TextContent(choice.Text));
+        }
+
+        contents.AddRange(choice.ToolCalls.Select(ToFunctionCall));
+        return new ChatResponse(new ChatMessage(ChatRole.Assistant, contents) { MessageId = stream.Id, CreatedAt = createdAt })
         {
             ResponseId = stream.Id,
             ModelId = generator.Model?.Id,
@@ -46,6 +53,9 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         await using var stream = generator.Submit(request, cancellationToken);
         var modelId = generator.Model?.Id;
         var completed = false;
+
+        // A call is handed over whole (FunctionInvokingChatClient runs what it gets): its arguments are gathered first.
+        var calls = new List<(string Id, string Name, System.Text.StringBuilder Arguments)>();
         await foreach (var item in stream.ReadAllAsync(cancellationToken))
         {
             switch (item)
@@ -53,8 +63,19 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
                 case TextDelta delta when delta.Text.Length > 0:
                     yield return NewUpdate(new TextContent(delta.Text), delta);
                     break;
+                case ToolCallStarted started:
+                    calls.Add((started.Id, started.Name, new System.Text.StringBuilder()));
+                    break;
+                case ToolCallArgumentsDelta arguments:
+                    calls[arguments.Index].Arguments.Append(arguments.Fragment);
+                    break;
                 case GenerationCompleted done:
                     ThrowIfUnfinished(done, cancellationToken);
+                    foreach (var call in calls)
+                    {
+                        yield return NewUpdate(ToFunctionCall(new ToolCall(call.Id, call.Name, call.Arguments.ToString())), done);
+                    }
+
                     completed = true;
                     var last = NewUpdate(new UsageContent(ToUsage(done.Usage)), done);
                     last.FinishReason = ToFinishReason(done.FinishReason);
@@ -123,9 +144,28 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         }
     }
 
+    /// <summary>The engine's call as Microsoft.Extensions.AI has it: arguments parsed from their JSON text.</summary>
+    private static FunctionCallContent ToFunctionCall(ToolCall call)
+    {
+        Dictionary<string, object?>? arguments = null;
+        Exception? error = null;
+        try
+        {
+            arguments = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, object?>>(call.Arguments, AIJsonUtilities.DefaultOptions);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            // Cut short (max tokens): the invoker reports the error to the model instead of calling.
+            error = e;
+        }
+
+        return new FunctionCallContent(call.Id, call.Name, arguments) { Exception = error, RawRepresentation = call };
+    }
+
     private static ChatFinishReason ToFinishReason(FinishReason reason) => reason switch
     {
         FinishReason.Length => ChatFinishReason.Length,
+        FinishReason.ToolCalls => ChatFinishReason.ToolCalls,
         _ => ChatFinishReason.Stop,
     };
 

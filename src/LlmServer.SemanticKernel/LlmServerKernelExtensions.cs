@@ -2,6 +2,7 @@ using LlmServer.Engine.Generation;
 using LlmServer.Extensions.AI;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.SemanticKernel;
 using Microsoft.SemanticKernel.ChatCompletion;
 
@@ -28,6 +29,8 @@ public static class LlmServerKernelExtensions
     /// <c>top_p</c>, <c>top_k</c>, <c>max_tokens</c>, <c>stop_sequences</c>, <c>seed</c>, <c>frequency_penalty</c>,
     /// <c>presence_penalty</c>, <c>response_format</c>; other extension data (<c>stop</c>, <c>min_p</c>,
     /// <c>repeat_penalty</c>, <c>penalty_last_n</c>, <c>grammar</c>, <c>ignore_eos</c>) is honoured by the chat client.
+    /// <c>FunctionChoiceBehavior</c> offers the kernel's functions as tools; with auto-invoke, Semantic Kernel's
+    /// invoker runs the functions the model calls and sends their results back.
     /// </summary>
     public static IServiceCollection AddLlmServerChatCompletion(this IServiceCollection services, string? serviceId = null)
     {
@@ -35,7 +38,9 @@ public static class LlmServerKernelExtensions
         services.AddKeyedSingleton<IChatCompletionService>(serviceId, static (sp, _) =>
         {
             var client = sp.GetService<IChatClient>() ?? sp.GetRequiredService<ITextGenerator>().AsIChatClient(sp.GetService<TimeProvider>());
-            return client.AsChatCompletionService(sp);
+
+            // Semantic Kernel's own invoker runs kernel functions the model calls (FunctionChoiceBehavior with auto-invoke).
+            return client.AsBuilder().UseKernelFunctionInvocation(sp.GetService<ILoggerFactory>()).Build(sp).AsChatCompletionService(sp);
         });
         return services;
     }

@@ -9,6 +9,16 @@ public abstract record GenerationEvent(int Choice);
 /// </summary>
 public sealed record TextDelta(int Choice, string Text, int Tokens, IReadOnlyList<TokenLogProb>? LogProbs) : GenerationEvent(Choice);
 
+/// <summary>
+/// The model started a tool call: <see cref="Index"/> counts the choice's calls from 0, <see cref="Id"/> is the
+/// call's id (<c>call_...</c>, or 9 alphanumerics where the template demands them). Its arguments follow as
+/// <see cref="ToolCallArgumentsDelta"/>s.
+/// </summary>
+public sealed record ToolCallStarted(int Choice, int Index, string Id, string Name) : GenerationEvent(Choice);
+
+/// <summary>The next piece of a tool call's arguments (JSON text; the pieces joined are the arguments).</summary>
+public sealed record ToolCallArgumentsDelta(int Choice, int Index, string Fragment) : GenerationEvent(Choice);
+
 /// <summary>The last event of a choice.</summary>
 public sealed record GenerationCompleted(
     int Choice,
@@ -34,6 +44,9 @@ public enum FinishReason
 
     /// <summary>The request failed; <see cref="GenerationCompleted.Error"/> says why.</summary>
     Error,
+
+    /// <summary>The model ended its turn with tool calls (it stopped by itself, after at least one call).</summary>
+    ToolCalls,
 }
 
 /// <summary>Token counts of one choice. Prompt tokens served from the KV cache are in <see cref="CachedPromptTokens"/>.</summary>

@@ -1,7 +1,7 @@
 namespace LlmServer.Engine.Generation;
 
 /// <summary>One generation request. Give either <see cref="Prompt"/> (raw text) or <see cref="Messages"/> (chat).</summary>
-public sealed class GenerationRequest
+public sealed record GenerationRequest
 {
     /// <summary>Raw prompt text, used as is (BOS added when the model wants one).</summary>
     public string? Prompt { get; init; }
@@ -25,6 +25,14 @@ public sealed class GenerationRequest
     public string? Grammar { get; init; }
 
     /// <summary>
+    /// With <see cref="Grammar"/>: makes it lazy (llama.cpp's trigger patterns). The output is free until all the
+    /// text generated so far matches one of these regular expressions (ECMAScript); the grammar then applies from
+    /// the pattern's first non-empty capture group on. That part must be a prefix the grammar accepts (llama.cpp
+    /// aborts the process otherwise), so only the engine's tool calling sets them.
+    /// </summary>
+    internal IReadOnlyList<string> GrammarTriggers { get; init; } = [];
+
+    /// <summary>
     /// Optional session key: the sequence stays resident in its KV slot after the request, and the session's
     /// next request reuses the longest common token prefix.
     /// </summary>
@@ -46,10 +54,48 @@ public sealed class GenerationRequest
     public IReadOnlyList<ToolDefinition> Tools { get; init; } = [];
 
     /// <summary>
+    /// Whether the model may, must, or must not call <see cref="Tools"/>. Required and named choices constrain
+    /// the output with a grammar in the template's call syntax, so the calls parse and their arguments match
+    /// the tools' schemas; <see cref="ToolChoice.None"/> leaves the tools out of the prompt.
+    /// </summary>
+    public ToolChoice ToolChoice { get; init; } = ToolChoice.Auto;
+
+    /// <summary>Whether one answer may hold several calls; false allows at most one.</summary>
+    public bool ParallelToolCalls { get; init; } = true;
+
+    /// <summary>
     /// Which lane the request waits in: <see cref="RequestPriority.Batch"/> requests only take slots that
     /// interactive traffic leaves idle.
     /// </summary>
     public RequestPriority Priority { get; init; } = RequestPriority.Interactive;
+}
+
+/// <summary>What <see cref="GenerationRequest.ToolChoice"/> allows.</summary>
+public enum ToolChoiceMode
+{
+    /// <summary>The model decides: text, or calls.</summary>
+    Auto,
+
+    /// <summary>No calls: the tools are not offered.</summary>
+    None,
+
+    /// <summary>At least one call, of any offered tool.</summary>
+    Required,
+
+    /// <summary>A call of the one tool <see cref="ToolChoice.FunctionName"/> names.</summary>
+    Function,
+}
+
+/// <summary>A tool choice: a mode, and the function's name for <see cref="ToolChoiceMode.Function"/>.</summary>
+public sealed record ToolChoice(ToolChoiceMode Mode, string? FunctionName = null)
+{
+    public static ToolChoice Auto { get; } = new(ToolChoiceMode.Auto);
+
+    public static ToolChoice None { get; } = new(ToolChoiceMode.None);
+
+    public static ToolChoice Required { get; } = new(ToolChoiceMode.Required);
+
+    public static ToolChoice Function(string name) => new(ToolChoiceMode.Function, name);
 }
 
 /// <summary>The admission lane of a request.</summary>

@@ -79,6 +79,19 @@ internal static class GenerationRequestValidator
         {
             Fail("penalty_last_n must be 0 or more.", "penalty_last_n");
         }
+
+        if (sampling.LogitBias is { } biases)
+        {
+            foreach (var (token, bias) in biases)
+            {
+                if (token < 0 || !float.IsFinite(bias) || bias is < -100 or > 100)
+                {
+                    Fail($"logit_bias maps token ids (0 or more) to biases between -100 and 100; {token}: {bias} is not one.", "logit_bias");
+                }
+            }
+        }
+
+        Tools.ToolCalling.Validate(request);
     }
 
     private static void Fail(string message, string parameter) =>

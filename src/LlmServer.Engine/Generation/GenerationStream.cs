@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using LlmServer.Engine.Tools;
 
 namespace LlmServer.Engine.Generation;
 
@@ -12,6 +13,7 @@ public sealed class GenerationStream : IAsyncDisposable
     private readonly Action _cancel;
     private readonly CancellationTokenRegistration _registration;
     private int _completedChoices;
+    private ToolCallStage? _toolCalls;
 
     internal GenerationStream(
         string id,
@@ -41,10 +43,15 @@ public sealed class GenerationStream : IAsyncDisposable
     /// <summary>True once every choice has completed.</summary>
     public bool IsCompleted => Volatile.Read(ref _completedChoices) >= Choices;
 
-    /// <summary>Reads events as they come. Cancelling <paramref name="cancellationToken"/> cancels the generation.</summary>
+    /// <summary>
+    /// Reads events as they come. Cancelling <paramref name="cancellationToken"/> cancels the generation. With
+    /// tools offered, the text is already split into content and <see cref="ToolCallStarted"/> /
+    /// <see cref="ToolCallArgumentsDelta"/> events.
+    /// </summary>
     public async IAsyncEnumerable<GenerationEvent> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         using var registration = cancellationToken.CanBeCanceled ? cancellationToken.Register(_cancel) : default;
+        var parsed = _toolCalls is null ? null : new List<GenerationEvent>();
         while (await _events.WaitToReadAsync().ConfigureAwait(false))
         {
             while (_events.TryRead(out var item))
@@ -54,10 +61,24 @@ public sealed class GenerationStream : IAsyncDisposable
                     Interlocked.Increment(ref _completedChoices);
                 }
 
-                yield return item;
+                if (parsed is null)
+                {
+                    yield return item;
+                    continue;
+                }
+
+                parsed.Clear();
+                _toolCalls!.Process(item, parsed);
+                foreach (var piece in parsed)
+                {
+                    yield return piece;
+                }
             }
         }
     }
+
+    /// <summary>Routes this stream's text through the tool-call parsers (the engine does it when tools are offered).</summary>
+    internal void ParseToolCalls(ToolCallStage stage) => _toolCalls = stage;
 
     /// <summary>Asks the scheduler to stop this generation; the stream then ends with finish reason cancelled.</summary>
     public void Cancel() => _cancel();
@@ -67,6 +88,7 @@ public sealed class GenerationStream : IAsyncDisposable
     {
         var texts = new System.Text.StringBuilder[Choices];
         var logProbs = new List<TokenLogProb>?[Choices];
+        var calls = new List<(string Id, string Name, System.Text.StringBuilder Arguments)>?[Choices];
         var completions = new GenerationCompleted?[Choices];
         for (var i = 0; i < Choices; i++)
         {
@@ -85,6 +107,12 @@ public sealed class GenerationStream : IAsyncDisposable
                     }
 
                     break;
+                case ToolCallStarted started:
+                    (calls[started.Choice] ??= []).Add((started.Id, started.Name, new System.Text.StringBuilder()));
+                    break;
+                case ToolCallArgumentsDelta arguments:
+                    calls[arguments.Choice]![arguments.Index].Arguments.Append(arguments.Fragment);
+                    break;
                 case GenerationCompleted done:
                     completions[done.Choice] = done;
                     break;
@@ -95,7 +123,10 @@ public sealed class GenerationStream : IAsyncDisposable
         for (var i = 0; i < Choices; i++)
         {
             var done = completions[i] ?? throw new InvalidOperationException($"Choice {i} ended without a completion event.");
-            choices[i] = new GenerationChoiceResult(i, texts[i].ToString(), done, logProbs[i]);
+            choices[i] = new GenerationChoiceResult(i, texts[i].ToString(), done, logProbs[i])
+            {
+                ToolCalls = calls[i]?.Select(c => new ToolCall(c.Id, c.Name, c.Arguments.ToString())).ToList() ?? [],
+            };
         }
 
         return new GenerationResult(Id, choices);
@@ -115,5 +146,9 @@ public sealed class GenerationStream : IAsyncDisposable
 /// <summary>What <see cref="GenerationStream.CollectAsync"/> gathered.</summary>
 public sealed record GenerationResult(string Id, IReadOnlyList<GenerationChoiceResult> Choices);
 
-/// <summary>One choice's text and final event.</summary>
-public sealed record GenerationChoiceResult(int Index, string Text, GenerationCompleted Completion, IReadOnlyList<TokenLogProb>? LogProbs);
+/// <summary>One choice's text (content only, when tools were offered), its tool calls and final event.</summary>
+public sealed record GenerationChoiceResult(int Index, string Text, GenerationCompleted Completion, IReadOnlyList<TokenLogProb>? LogProbs)
+{
+    /// <summary>The calls the model made, in order (empty without tools).</summary>
+    public IReadOnlyList<ToolCall> ToolCalls { get; init; } = [];
+}

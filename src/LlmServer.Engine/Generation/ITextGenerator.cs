@@ -25,6 +25,13 @@ public interface ITextGenerator
     /// </summary>
     string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true);
 
+    /// <summary>
+    /// The exact prompt text <see cref="Submit"/> renders for <paramref name="request"/>: its messages through the
+    /// template, with its tools where they are offered (or its raw prompt). Throws <see cref="GenerationException"/>
+    /// for a request <see cref="Submit"/> would refuse as malformed.
+    /// </summary>
+    string RenderPrompt(GenerationRequest request);
+
     /// <summary>Tokenizes text with the model's vocabulary.</summary>
     IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false);
 

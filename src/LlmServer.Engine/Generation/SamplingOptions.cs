@@ -29,6 +29,9 @@ public sealed record SamplingOptions
     /// <summary>Seed for reproducible sampling; <c>null</c> picks a random one.</summary>
     public uint? Seed { get; init; }
 
+    /// <summary>Added to the logits of the given token ids before sampling (OpenAI's <c>logit_bias</c>: -100 to 100).</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+
     /// <summary>True when no sampler other than argmax is needed.</summary>
     public bool IsGreedy => Temperature <= 0f;
 

@@ -29,7 +29,11 @@ public static class JsonGrammar
 
     /// <summary>Converts a JSON schema into a grammar whose root accepts exactly the JSON it describes (see remarks).</summary>
     /// <exception cref="ArgumentException">The schema is malformed or uses a keyword the converter cannot honour.</exception>
-    public static string FromSchema(JsonElement schema) => new SchemaConverter(schema).Convert();
+    public static string FromSchema(JsonElement schema)
+    {
+        var builder = new Builder();
+        return builder.Render(builder.AddSchema(schema, "schema"));
+    }
 
     /// <summary>Writes <paramref name="text"/> as a GBNF string literal.</summary>
     internal static string Literal(string text)
@@ -88,7 +92,11 @@ public static class JsonGrammar
     // Message only: the reason is complete without a parameter name, and front ends pass it on as it is.
     private static ArgumentException Invalid(string reason) => new(reason);
 
-    private sealed class SchemaConverter(JsonElement root)
+    /// <summary>
+    /// Builds one grammar from several schemas and rules of the caller's own (a tool-call syntax around each tool's
+    /// arguments): every schema's rules get names unique in the grammar, and the common JSON rules come once.
+    /// </summary>
+    internal sealed class Builder
     {
         private static readonly JsonSerializerOptions CompactJson = new()
         {
@@ -109,9 +117,29 @@ public static class JsonGrammar
         private readonly HashSet<string> _names = new(CommonRuleNames, StringComparer.Ordinal);
         private readonly Dictionary<string, string> _refRules = new(StringComparer.Ordinal);
 
-        public string Convert()
+        private JsonElement _root;
+
+        /// <summary>Adds the rules for <paramref name="schema"/>, named after <paramref name="hint"/>; returns its expression.</summary>
+        /// <exception cref="ArgumentException">The schema is malformed or uses a keyword the converter cannot honour.</exception>
+        public string AddSchema(JsonElement schema, string hint)
         {
-            var rootExpression = Visit(root, "schema", "#", 0);
+            // $refs resolve within the schema being added.
+            _root = schema;
+            _refRules.Clear();
+            return Visit(schema, hint, "#", 0);
+        }
+
+        /// <summary>Adds a rule of the caller's own under a unique name made from <paramref name="hint"/>.</summary>
+        public string AddRule(string hint, string body)
+        {
+            var name = ReserveName(hint);
+            _rules.Add(new(name, body));
+            return name;
+        }
+
+        /// <summary>The grammar: <c>root</c> is <paramref name="rootExpression"/>, then every added rule, then the common ones.</summary>
+        public string Render(string rootExpression)
+        {
             var builder = new StringBuilder();
             builder.Append("root ::= ").Append(rootExpression).Append('\n');
             foreach (var (name, body) in _rules)
@@ -428,7 +456,7 @@ public static class JsonGrammar
 
         private JsonElement Resolve(string pointer, string path)
         {
-            var current = root;
+            var current = _root;
             foreach (var rawSegment in pointer.TrimStart('#').Split('/', StringSplitOptions.RemoveEmptyEntries))
             {
                 var segment = Uri.UnescapeDataString(rawSegment).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
@@ -447,13 +475,6 @@ public static class JsonGrammar
             }
 
             return current;
-        }
-
-        private string AddRule(string hint, string body)
-        {
-            var name = ReserveName(hint);
-            _rules.Add(new(name, body));
-            return name;
         }
 
         private string ReserveName(string hint)

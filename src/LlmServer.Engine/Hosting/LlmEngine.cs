@@ -9,6 +9,7 @@ using LlmServer.Engine.Prompting;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Engine.Text;
 using LlmServer.Engine.Threading;
+using LlmServer.Engine.Tools;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -35,6 +36,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private readonly BackendDecorator? _decorator;
     private InferenceScheduler? _scheduler;
     private ChatPromptFormatter? _formatter;
+    private ToolCalling? _toolCalling;
     private ITokenVocabulary? _vocabulary;
     private volatile ModelInfo? _model;
     private volatile int _state = (int)EngineState.Loading;
@@ -73,6 +75,19 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         return _formatter!.Format(messages, tools, addAssistantPrompt);
     }
 
+    public string RenderPrompt(GenerationRequest request)
+    {
+        _ = LoadedVocabulary();
+        GenerationRequestValidator.Validate(request);
+        if (request.Messages is null)
+        {
+            return request.Prompt!;
+        }
+
+        var tools = _toolCalling!.Prepare(request);
+        return _formatter!.Format(tools?.PromptMessages ?? request.Messages, tools?.TemplateTools ?? [], addAssistantPrompt: true);
+    }
+
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
         LoadedVocabulary().Tokenize(text, addSpecial, parseSpecial);
 
@@ -105,9 +120,27 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
 
         GenerationRequestValidator.Validate(request);
+        ValidateLogitBias(request.Sampling);
         var isChat = request.Messages is not null;
-        var text = isChat ? _formatter!.Format(request.Messages!, request.Tools, addAssistantPrompt: true) : request.Prompt!;
-        return scheduler.Submit(request, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+        var tools = _toolCalling!.Prepare(request);
+        var submitted = tools?.Request ?? request;
+        var text = isChat ? _formatter!.Format(tools?.PromptMessages ?? request.Messages!, tools?.TemplateTools ?? [], addAssistantPrompt: true) : request.Prompt!;
+        var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+        if (tools?.Stage is { } stage)
+        {
+            stream.ParseToolCalls(stage);
+        }
+
+        return stream;
+    }
+
+    private void ValidateLogitBias(SamplingOptions sampling)
+    {
+        var vocabulary = _vocabulary!.Count;
+        if (sampling.LogitBias?.Keys.FirstOrDefault(token => token >= vocabulary, -1) is { } token and >= 0)
+        {
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"logit_bias names token {token}, beyond the vocabulary (0 to {vocabulary - 1}).", "logit_bias");
+        }
     }
 
     /// <summary>A session's prompt is tokenized onto the tokens its KV cache holds (see <see cref="SessionPromptTokenizer"/>).</summary>
@@ -206,7 +239,17 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
             _vocabulary = backend.Vocabulary;
             _formatter = ChatPromptFormatter.Create(weights, _modelOptions, _time, e => LogTemplateUnusable(_logger, e.Message, _modelOptions.FallbackChatTemplate));
-            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters, threading) with { ChatTemplate = _formatter.Info };
+
+            // A template that renders tools gets them as they are, in its own call syntax; any other (the built-in
+            // fallbacks included) gets them in the generic JSON form.
+            var templateFormat = ToolCallFormats.Detect(_formatter.Info.Source);
+            _toolCalling = new ToolCalling(templateFormat, templateRendersTools: _formatter.Info.Capabilities?.SupportsTools == true);
+            var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters, threading) with
+            {
+                ChatTemplate = _formatter.Info,
+                TemplateToolCallFormat = templateFormat,
+                ToolCallFormat = _toolCalling.Format,
+            };
             _model = info;
             LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
             LogKvCache(_logger, context.ContextSize, _schedulerOptions.KvCacheType, KvCacheMemory.Estimate(weights.Metadata, context.ContextSize, _schedulerOptions.KvCacheType) is { } kvBytes ? $"{kvBytes / (1024.0 * 1024.0):F1} MiB" : "unknown (the GGUF has per-layer head counts)", parameters.FlashAttention switch { true => "on", false => "off", null => "auto" });

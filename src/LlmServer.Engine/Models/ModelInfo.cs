@@ -19,6 +19,12 @@ public sealed record ModelInfo(
 {
     /// <summary>The chat template in use: where it came from, its source and what it supports.</summary>
     public ChatTemplateInfo? ChatTemplate { get; init; }
+
+    /// <summary>The tool-call syntax the chat template's source shows (generic without a template).</summary>
+    public Tools.ToolCallFormat TemplateToolCallFormat { get; init; }
+
+    /// <summary>The tool-call syntax the engine asks the model for and parses.</summary>
+    public Tools.ToolCallFormat ToolCallFormat { get; init; }
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using LLama.Native;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Scheduling;
@@ -52,24 +53,24 @@ internal sealed class NativeChainSampler : ITokenSampler
     private readonly SafeLLamaSamplerChainHandle _chain;
     private readonly SafeLLamaContextHandle _context;
 
-    public NativeChainSampler(SafeLLamaContextHandle context, SafeLlamaModelHandle model, SamplingOptions options, string? grammar, int[] excludedTokens)
+    public NativeChainSampler(SafeLLamaContextHandle context, SafeLlamaModelHandle model, SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, int[] excludedTokens)
     {
         _context = context;
         _chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
         try
         {
-            if (excludedTokens.Length > 0)
+            var biases = Biases(options.LogitBias, excludedTokens);
+            if (biases.Length > 0)
             {
-                var biases = new LLamaLogitBias[excludedTokens.Length];
-                for (var i = 0; i < excludedTokens.Length; i++)
-                {
-                    biases[i] = new LLamaLogitBias { Token = excludedTokens[i], Bias = float.NegativeInfinity };
-                }
-
                 _chain.AddLogitBias(model.Vocab.Count, biases);
             }
 
-            if (grammar is not null)
+            if (grammar is not null && grammarTriggers.Count > 0)
+            {
+                // Lazy: free text until the output matches a trigger, then the grammar (a tool call under tool_choice auto).
+                LazyGrammar.Add(_chain, model, grammar, grammarTriggers);
+            }
+            else if (grammar is not null)
             {
                 _chain.AddGrammar(model.Vocab, grammar, "root");
             }
@@ -113,4 +114,94 @@ internal sealed class NativeChainSampler : ITokenSampler
     public int Sample(IInferenceBackend backend, int batchIndex) => (int)_chain.Sample(_context, batchIndex);
 
     public void Dispose() => _chain.Dispose();
+
+    /// <summary>The request's logit biases, then end-of-generation tokens excluded (ignore_eos), which win.</summary>
+    private static LLamaLogitBias[] Biases(IReadOnlyDictionary<int, float>? logitBias, int[] excludedTokens)
+    {
+        var biases = new List<LLamaLogitBias>((logitBias?.Count ?? 0) + excludedTokens.Length);
+        if (logitBias is not null)
+        {
+            foreach (var (token, bias) in logitBias)
+            {
+                if (Array.IndexOf(excludedTokens, token) < 0)
+                {
+                    biases.Add(new LLamaLogitBias { Token = token, Bias = bias });
+                }
+            }
+        }
+
+        foreach (var token in excludedTokens)
+        {
+            biases.Add(new LLamaLogitBias { Token = token, Bias = float.NegativeInfinity });
+        }
+
+        return [.. biases];
+    }
+}
+
+/// <summary>
+/// llama.cpp's lazy grammar sampler, called directly: LLamaSharp 0.30.0's
+/// <see cref="SafeLLamaSamplerChainHandle.AddLazyGrammar"/> declares <c>llama_sampler_init_grammar_lazy_patterns</c>
+/// without its pattern count, so the arguments shift and llama.cpp asserts (the process aborts). The function is
+/// resolved from the very library LLamaSharp loaded, and the sampler handed to the chain, which owns it from then on.
+/// </summary>
+internal static class LazyGrammar
+{
+    private static readonly Lazy<(InitLazyGrammar Init, ChainAdd Add, GetVocab Vocab)> Native = new(Resolve);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate IntPtr InitLazyGrammar(
+        IntPtr vocab,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string grammar,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string root,
+        IntPtr[] patterns,
+        nuint patternCount,
+        IntPtr tokens,
+        nuint tokenCount);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate void ChainAdd(IntPtr chain, IntPtr sampler);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate IntPtr GetVocab(IntPtr model);
+
+    public static void Add(SafeLLamaSamplerChainHandle chain, SafeLlamaModelHandle model, string grammar, IReadOnlyList<string> patterns)
+    {
+        var native = Native.Value;
+        var utf8 = new IntPtr[patterns.Count];
+        IntPtr sampler;
+        try
+        {
+            for (var i = 0; i < utf8.Length; i++)
+            {
+                utf8[i] = Marshal.StringToCoTaskMemUTF8(patterns[i]);
+            }
+
+            sampler = native.Init(native.Vocab(model.DangerousGetHandle()), grammar, "root", utf8, (nuint)utf8.Length, IntPtr.Zero, 0);
+        }
+        finally
+        {
+            foreach (var pattern in utf8)
+            {
+                Marshal.FreeCoTaskMem(pattern);
+            }
+        }
+
+        if (sampler == IntPtr.Zero)
+        {
+            throw new InvalidOperationException("llama.cpp refused the lazy grammar or its trigger patterns.");
+        }
+
+        native.Add(chain.DangerousGetHandle(), sampler);
+    }
+
+    private static (InitLazyGrammar, ChainAdd, GetVocab) Resolve()
+    {
+        // LLamaSharp registered a resolver for its own assembly: this finds the library it loaded.
+        var library = NativeLibrary.Load("llama", typeof(NativeApi).Assembly, null);
+        return (
+            Marshal.GetDelegateForFunctionPointer<InitLazyGrammar>(NativeLibrary.GetExport(library, "llama_sampler_init_grammar_lazy_patterns")),
+            Marshal.GetDelegateForFunctionPointer<ChainAdd>(NativeLibrary.GetExport(library, "llama_sampler_chain_add")),
+            Marshal.GetDelegateForFunctionPointer<GetVocab>(NativeLibrary.GetExport(library, "llama_model_get_vocab")));
+    }
 }

@@ -237,7 +237,7 @@ internal sealed partial class InferenceScheduler : IDisposable
                 ITokenSampler sampler;
                 try
                 {
-                    sampler = backend.CreateSampler(sampling, request.Grammar, request.IgnoreEos);
+                    sampler = backend.CreateSampler(sampling, request.Grammar, request.GrammarTriggers, request.IgnoreEos);
                 }
                 catch (Exception ex) when (request.Grammar is not null && ex is not GenerationException)
                 {

@@ -101,15 +101,15 @@ internal sealed class LlamaInferenceBackend : IInferenceBackend
 
     public ReadOnlySpan<float> GetLogits(int batchIndex) => _context.NativeHandle.GetLogitsIth(batchIndex);
 
-    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, bool ignoreEos)
+    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos)
     {
         var excluded = ignoreEos ? LlamaVocab.EndOfGenerationTokens : [];
-        if (options.IsGreedy && !options.HasPenalties && grammar is null)
+        if (options.IsGreedy && !options.HasPenalties && grammar is null && options.LogitBias is not { Count: > 0 })
         {
             return new GreedySampler(excluded);
         }
 
-        return new NativeChainSampler(_context.NativeHandle, _weights.NativeHandle, options, grammar, excluded);
+        return new NativeChainSampler(_context.NativeHandle, _weights.NativeHandle, options, grammar, grammarTriggers, excluded);
     }
 
     public void Dispose()

@@ -2,9 +2,20 @@ using LlmServer.Engine.Generation;
 
 namespace LlmServer.OpenAi;
 
-/// <summary><c>POST /v1/chat/completions</c>, streamed or not.</summary>
+/// <summary><c>POST /v1/chat/completions</c>, streamed or not, and llama-server's <c>POST /apply-template</c>.</summary>
 internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiResponder responder)
 {
+    /// <summary>The body of a chat completion in, <c>{"prompt": "..."}</c> out: exactly the prompt the engine would run.</summary>
+    public async Task ApplyTemplateAsync(HttpContext context)
+    {
+        var aborted = context.RequestAborted;
+        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.ChatCompletionRequest, responder.MaxRequestBodyBytes, aborted);
+        var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
+        var generation = OpenAiRequestMapper.MapChat(request, model, OpenAiResponder.NewId("tmpl-"));
+        var prompt = generator.RenderPrompt(generation);
+        await context.Response.WriteAsJsonAsync(new ApplyTemplateResponse(prompt), OpenAiJson.Context.ApplyTemplateResponse, contentType: null, aborted);
+    }
+
     public async Task HandleAsync(HttpContext context)
     {
         var aborted = context.RequestAborted;
@@ -34,7 +45,10 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
 
         var choices = result.Choices.Select(c => new ChatChoice(
             c.Index,
-            new AssistantMessage("assistant", c.Text),
+            new AssistantMessage("assistant", c.ToolCalls.Count > 0 && c.Text.Length == 0 ? null : c.Text)
+            {
+                ToolCalls = c.ToolCalls.Count == 0 ? null : c.ToolCalls.Select(t => new ResponseToolCall(t.Id, "function", new ResponseFunctionCall(t.Name, t.Arguments))).ToList(),
+            },
             generation.LogProbs ? new ChatLogProbs(OpenAiLogProbs.ToChat(c.LogProbs ?? [])) : null,
             OpenAiResponder.FinishReasonText(c.Completion.FinishReason))).ToList();
         var first = result.Choices[0].Completion.Usage;

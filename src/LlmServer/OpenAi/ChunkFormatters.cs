@@ -112,6 +112,12 @@ internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created,
     private static readonly JsonEncodedText RoleName = JsonEncodedText.Encode("role");
     private static readonly JsonEncodedText AssistantRole = JsonEncodedText.Encode("assistant");
     private static readonly JsonEncodedText ContentName = JsonEncodedText.Encode("content");
+    private static readonly JsonEncodedText ToolCallsName = JsonEncodedText.Encode("tool_calls");
+    private static readonly JsonEncodedText TypeName = JsonEncodedText.Encode("type");
+    private static readonly JsonEncodedText FunctionType = JsonEncodedText.Encode("function");
+    private static readonly JsonEncodedText FunctionName = JsonEncodedText.Encode("function");
+    private static readonly JsonEncodedText NameName = JsonEncodedText.Encode("name");
+    private static readonly JsonEncodedText ArgumentsName = JsonEncodedText.Encode("arguments");
 
     public override void WriteStart(int choice)
     {
@@ -132,6 +138,44 @@ internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created,
     {
         var writer = BeginChoice(choice);
         EndChoice(writer, logProbs: null, finishReason);
+    }
+
+    /// <summary>A call's first chunk, as OpenAI streams it: index, id, type, the function's name, empty arguments.</summary>
+    public void WriteToolCallStart(ToolCallStarted call)
+    {
+        var writer = BeginToolCall(call.Choice, call.Index);
+        writer.WriteString(IdName, call.Id);
+        writer.WriteString(TypeName, FunctionType);
+        writer.WriteStartObject(FunctionName);
+        writer.WriteString(NameName, call.Name);
+        writer.WriteString(ArgumentsName, string.Empty);
+        EndToolCall(writer);
+    }
+
+    /// <summary>A later chunk of a call: only a piece of its arguments.</summary>
+    public void WriteToolCallArguments(ToolCallArgumentsDelta arguments)
+    {
+        var writer = BeginToolCall(arguments.Choice, arguments.Index);
+        writer.WriteStartObject(FunctionName);
+        writer.WriteString(ArgumentsName, arguments.Fragment);
+        EndToolCall(writer);
+    }
+
+    private Utf8JsonWriter BeginToolCall(int choice, int index)
+    {
+        var writer = BeginChoice(choice);
+        writer.WriteStartArray(ToolCallsName);
+        writer.WriteStartObject();
+        writer.WriteNumber(IndexName, index);
+        return writer;
+    }
+
+    private void EndToolCall(Utf8JsonWriter writer)
+    {
+        writer.WriteEndObject();
+        writer.WriteEndObject();
+        writer.WriteEndArray();
+        EndChoice(writer, logProbs: null, finishReason: null);
     }
 
     private Utf8JsonWriter BeginChoice(int choice)

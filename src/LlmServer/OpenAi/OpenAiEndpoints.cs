@@ -31,6 +31,7 @@ public static class OpenAiEndpoints
         app.MapGet("/v1/models/{**id}", models.GetModelAsync);
         app.MapPost("/tokenize", models.TokenizeAsync);
         app.MapPost("/detokenize", models.DetokenizeAsync);
+        app.MapPost("/apply-template", chat.ApplyTemplateAsync);
         return app;
     }
 }

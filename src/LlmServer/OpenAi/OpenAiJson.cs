@@ -20,6 +20,7 @@ namespace LlmServer.OpenAi;
 [JsonSerializable(typeof(TokenizeResponse))]
 [JsonSerializable(typeof(TokenizeWithPiecesResponse))]
 [JsonSerializable(typeof(DetokenizeResponse))]
+[JsonSerializable(typeof(ApplyTemplateResponse))]
 [JsonSerializable(typeof(OpenAiErrorResponse))]
 internal sealed partial class OpenAiJsonContext : JsonSerializerContext;
 

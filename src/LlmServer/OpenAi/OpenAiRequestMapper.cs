@@ -56,22 +56,7 @@ internal static class OpenAiRequestMapper
         for (var i = 0; i < messages.Count; i++)
         {
             var message = messages[i] ?? throw OpenAiException.InvalidField($"messages[{i}]", $"messages[{i}] must be an object.");
-            var role = message.Role switch
-            {
-                "system" or "developer" => "system",
-                "user" => "user",
-                "assistant" => "assistant",
-                null => throw OpenAiException.InvalidField($"messages[{i}].role", $"messages[{i}].role is required."),
-                _ => throw OpenAiException.InvalidField(
-                    $"messages[{i}].role",
-                    $"Invalid value for messages[{i}].role: '{message.Role}'. Supported roles are system, developer, user and assistant."),
-            };
-            if (message.Content is null && role != "assistant")
-            {
-                throw OpenAiException.InvalidField($"messages[{i}].content", $"messages[{i}].content is required.");
-            }
-
-            turns[i] = new ChatTurn(role, message.Content ?? string.Empty);
+            turns[i] = MapMessage(message, i);
         }
 
         if (request.TopLogprobs is { } top)
@@ -100,7 +85,150 @@ internal static class OpenAiRequestMapper
             TopLogProbs = request.TopLogprobs ?? 0,
             RequestId = requestId,
             Priority = priority,
+            Tools = Tools(request.Tools),
+            ToolChoice = ToolChoice(request.ToolChoice),
+            ParallelToolCalls = request.ParallelToolCalls ?? true,
         };
+    }
+
+    private static ChatTurn MapMessage(ChatMessage message, int i)
+    {
+        var role = message.Role switch
+        {
+            "system" or "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            "tool" => "tool",
+            null => throw OpenAiException.InvalidField($"messages[{i}].role", $"messages[{i}].role is required."),
+            _ => throw OpenAiException.InvalidField(
+                $"messages[{i}].role",
+                $"Invalid value for messages[{i}].role: '{message.Role}'. Supported roles are system, developer, user, assistant and tool."),
+        };
+        if (message.Content is null && role != "assistant")
+        {
+            throw OpenAiException.InvalidField($"messages[{i}].content", $"messages[{i}].content is required.");
+        }
+
+        if (role == "tool" && string.IsNullOrEmpty(message.ToolCallId))
+        {
+            throw OpenAiException.InvalidField($"messages[{i}].tool_call_id", $"messages[{i}].tool_call_id is required on a tool message.");
+        }
+
+        if (message.ToolCalls is { Count: > 0 } && role != "assistant")
+        {
+            throw OpenAiException.InvalidField($"messages[{i}].tool_calls", $"messages[{i}].tool_calls is only allowed on assistant messages.");
+        }
+
+        var calls = message.ToolCalls is { Count: > 0 } wire ? new ToolCall[wire.Count] : null;
+        for (var c = 0; calls is not null && c < calls.Length; c++)
+        {
+            var param = $"messages[{i}].tool_calls[{c}]";
+            var call = message.ToolCalls![c] ?? throw OpenAiException.InvalidField(param, $"{param} must be an object.");
+            if (call.Type is not (null or "function"))
+            {
+                throw OpenAiException.InvalidField(param + ".type", $"{param}.type must be 'function'.");
+            }
+
+            var function = call.Function ?? throw OpenAiException.InvalidField(param + ".function", $"{param}.function is required.");
+            if (string.IsNullOrEmpty(function.Name))
+            {
+                throw OpenAiException.InvalidField(param + ".function.name", $"{param}.function.name is required.");
+            }
+
+            calls[c] = new ToolCall(call.Id ?? string.Empty, function.Name, function.Arguments ?? "{}");
+        }
+
+        return new ChatTurn(role, message.Content ?? (calls is null ? string.Empty : null))
+        {
+            ToolCalls = calls,
+            ToolCallId = role == "tool" ? message.ToolCallId : null,
+            Name = message.Name,
+        };
+    }
+
+    private static IReadOnlyList<ToolDefinition> Tools(IReadOnlyList<ChatTool?>? tools)
+    {
+        if (tools is null)
+        {
+            return [];
+        }
+
+        var definitions = new ToolDefinition[tools.Count];
+        for (var i = 0; i < tools.Count; i++)
+        {
+            var param = $"tools[{i}]";
+            var tool = tools[i] ?? throw OpenAiException.InvalidField(param, $"{param} must be an object.");
+            if (tool.Type != "function")
+            {
+                throw OpenAiException.InvalidField(param + ".type", $"Invalid value for {param}.type: '{tool.Type}'. Only 'function' tools are supported.");
+            }
+
+            var function = tool.Function ?? throw OpenAiException.InvalidField(param + ".function", $"{param}.function is required.");
+            if (string.IsNullOrEmpty(function.Name))
+            {
+                throw OpenAiException.InvalidField(param + ".function.name", $"{param}.function.name is required.");
+            }
+
+            if (function.Parameters is { ValueKind: not JsonValueKind.Object and not JsonValueKind.Null })
+            {
+                throw OpenAiException.InvalidField(param + ".function.parameters", $"{param}.function.parameters must be a JSON schema object.");
+            }
+
+            definitions[i] = new ToolDefinition(function.Name, function.Description, function.Parameters is { ValueKind: JsonValueKind.Object } schema ? schema : null);
+        }
+
+        return definitions;
+    }
+
+    private static ToolChoice ToolChoice(JsonElement? choice)
+    {
+        const string Param = "tool_choice";
+        switch (choice)
+        {
+            case null or { ValueKind: JsonValueKind.Null }:
+                return Engine.Generation.ToolChoice.Auto;
+            case { ValueKind: JsonValueKind.String } text:
+                return text.GetString() switch
+                {
+                    "auto" => Engine.Generation.ToolChoice.Auto,
+                    "none" => Engine.Generation.ToolChoice.None,
+                    "required" => Engine.Generation.ToolChoice.Required,
+                    var other => throw OpenAiException.InvalidField(Param, $"Invalid value for 'tool_choice': '{other}'. Supported values are none, auto, required, or an object naming a function."),
+                };
+            case { ValueKind: JsonValueKind.Object } named
+                when named.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "function"
+                    && named.TryGetProperty("function", out var function) && function.ValueKind == JsonValueKind.Object
+                    && function.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String && name.GetString() is { Length: > 0 } functionName:
+                return Engine.Generation.ToolChoice.Function(functionName);
+            default:
+                throw OpenAiException.InvalidField(Param, "'tool_choice' must be none, auto, required, or {\"type\": \"function\", \"function\": {\"name\": ...}}.");
+        }
+    }
+
+    private static Dictionary<int, float>? LogitBias(Dictionary<string, float>? bias)
+    {
+        if (bias is null || bias.Count == 0)
+        {
+            return null;
+        }
+
+        var result = new Dictionary<int, float>(bias.Count);
+        foreach (var (key, value) in bias)
+        {
+            if (!int.TryParse(key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var token))
+            {
+                throw OpenAiException.InvalidField("logit_bias", $"Invalid key in 'logit_bias': '{key}'. Keys are token ids.");
+            }
+
+            if (!float.IsFinite(value) || value is < -100 or > 100)
+            {
+                throw OpenAiException.InvalidField("logit_bias", $"Invalid value in 'logit_bias' for token {token}: {value}. Biases are between -100 and 100.");
+            }
+
+            result[token] = value;
+        }
+
+        return result;
     }
 
     /// <summary>The prompts of a completion request, each checked.</summary>
@@ -162,6 +290,7 @@ internal static class OpenAiRequestMapper
             FrequencyPenalty = InRange(request.FrequencyPenalty, "frequency_penalty", -2f, 2f) ?? defaults.FrequencyPenalty,
             PresencePenalty = InRange(request.PresencePenalty, "presence_penalty", -2f, 2f) ?? defaults.PresencePenalty,
             PenaltyLastN = defaults.PenaltyLastN,
+            LogitBias = LogitBias(request.LogitBias),
 
             // OpenAI seeds are 64-bit; the sampler takes 32 bits, so the low half is used.
             Seed = request.Seed is { } seed ? unchecked((uint)seed) : null,

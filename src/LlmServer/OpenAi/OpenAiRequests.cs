@@ -42,6 +42,9 @@ public abstract class SamplingRequest
 
     /// <summary>Extension (llama-server): keep generating past end-of-generation tokens.</summary>
     public bool? IgnoreEos { get; set; }
+
+    /// <summary>Token id (as a string) to a bias from -100 to 100, added to its logit before sampling.</summary>
+    public Dictionary<string, float>? LogitBias { get; set; }
 }
 
 public sealed class StreamOptions
@@ -60,6 +63,13 @@ public sealed class ChatCompletionRequest : SamplingRequest
     public int? TopLogprobs { get; set; }
 
     public ResponseFormat? ResponseFormat { get; set; }
+
+    public IReadOnlyList<ChatTool?>? Tools { get; set; }
+
+    /// <summary><c>none</c>, <c>auto</c>, <c>required</c>, or <c>{"type":"function","function":{"name":...}}</c>.</summary>
+    public JsonElement? ToolChoice { get; set; }
+
+    public bool? ParallelToolCalls { get; set; }
 }
 
 public sealed class ChatMessage
@@ -71,6 +81,50 @@ public sealed class ChatMessage
     public string? Content { get; set; }
 
     public string? Name { get; set; }
+
+    /// <summary>On an assistant message: the calls it made.</summary>
+    public IReadOnlyList<ChatToolCall?>? ToolCalls { get; set; }
+
+    /// <summary>On a tool message: the call it answers.</summary>
+    public string? ToolCallId { get; set; }
+}
+
+/// <summary>A tool offered to the model: <c>{"type":"function","function":{...}}</c>.</summary>
+public sealed class ChatTool
+{
+    public string? Type { get; set; }
+
+    public ChatFunction? Function { get; set; }
+}
+
+public sealed class ChatFunction
+{
+    public string? Name { get; set; }
+
+    public string? Description { get; set; }
+
+    /// <summary>A JSON schema for the arguments (an object schema).</summary>
+    public JsonElement? Parameters { get; set; }
+
+    public bool? Strict { get; set; }
+}
+
+/// <summary>A call in an assistant message of the history, as OpenAI returned it.</summary>
+public sealed class ChatToolCall
+{
+    public string? Id { get; set; }
+
+    public string? Type { get; set; }
+
+    public ChatFunctionCall? Function { get; set; }
+}
+
+public sealed class ChatFunctionCall
+{
+    public string? Name { get; set; }
+
+    /// <summary>The arguments as JSON text.</summary>
+    public string? Arguments { get; set; }
 }
 
 public sealed class ResponseFormat

@@ -30,6 +30,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
     {
         FinishReason.Stop => "stop",
         FinishReason.Length => "length",
+        FinishReason.ToolCalls => "tool_calls",
         _ => null,
     };
 
@@ -110,6 +111,12 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 {
                     case TextDelta delta when !failed && !sse.IsClientGone:
                         pending.Add(delta, formatter);
+                        break;
+                    case ToolCallStarted call when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter chat:
+                        chat.WriteToolCallStart(call);
+                        break;
+                    case ToolCallArgumentsDelta arguments when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter chat:
+                        chat.WriteToolCallArguments(arguments);
                         break;
                     case GenerationCompleted completion:
                         completionTokens += completion.Usage.CompletionTokens;

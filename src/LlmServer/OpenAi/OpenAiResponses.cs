@@ -13,10 +13,19 @@ public sealed record ChatCompletionResponse(
 
 public sealed record ChatChoice(int Index, AssistantMessage Message, ChatLogProbs? Logprobs, string? FinishReason);
 
-public sealed record AssistantMessage(string Role, string Content)
+/// <summary>The answer: <c>content</c> is null when the model only called tools.</summary>
+public sealed record AssistantMessage(string Role, string? Content)
 {
     public string? Refusal => null;
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<ResponseToolCall>? ToolCalls { get; init; }
 }
+
+/// <summary>A call the model made: <c>arguments</c> is JSON text.</summary>
+public sealed record ResponseToolCall(string Id, string Type, ResponseFunctionCall Function);
+
+public sealed record ResponseFunctionCall(string Name, string Arguments);
 
 /// <summary>Chat log-probabilities: one entry per generated token.</summary>
 public sealed record ChatLogProbs(IReadOnlyList<TokenLogProbEntry> Content)
@@ -75,6 +84,8 @@ public sealed record TokenizeWithPiecesResponse(IReadOnlyList<TokenPiece> Tokens
 public sealed record TokenPiece(int Id, string Piece);
 
 public sealed record DetokenizeResponse(string Content);
+
+public sealed record ApplyTemplateResponse(string Prompt);
 
 public sealed record OpenAiErrorResponse(OpenAiError Error);
 

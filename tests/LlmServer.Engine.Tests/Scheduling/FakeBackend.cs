@@ -140,7 +140,7 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
         return logits;
     }
 
-    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, bool ignoreEos)
+    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos)
     {
         if (grammar == "invalid")
         {

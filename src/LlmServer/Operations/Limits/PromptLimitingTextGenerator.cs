@@ -23,6 +23,8 @@ internal sealed class PromptLimitingTextGenerator(ITextGenerator inner, IOptions
     public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true) =>
         inner.ApplyChatTemplate(messages, tools, addAssistantPrompt);
 
+    public string RenderPrompt(GenerationRequest request) => inner.RenderPrompt(request);
+
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) => inner.Tokenize(text, addSpecial, parseSpecial);
 
     public string Detokenize(IEnumerable<int> tokens) => inner.Detokenize(tokens);
@@ -67,8 +69,8 @@ internal sealed class PromptLimitingTextGenerator(ITextGenerator inner, IOptions
     private (int Tokens, string Parameter) CountPromptTokens(GenerationRequest request)
     {
         // Counted as the engine tokenizes at admission, so the limit matches the usage the client is billed.
-        return request.Messages is { } messages
-            ? (inner.Tokenize(inner.ApplyChatTemplate(messages, request.Tools), addSpecial: true, parseSpecial: true).Count, "messages")
+        return request.Messages is not null
+            ? (inner.Tokenize(inner.RenderPrompt(request), addSpecial: true, parseSpecial: true).Count, "messages")
             : (inner.Tokenize(request.Prompt!, addSpecial: true).Count, "prompt");
     }
 }

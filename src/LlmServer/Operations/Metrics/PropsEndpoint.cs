@@ -1,5 +1,6 @@
 using System.Text.Json;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Tools;
 using LlmServer.OpenAi;
 
 namespace LlmServer.Operations.Metrics;
@@ -98,6 +99,8 @@ internal static class PropsEndpoint
                     ["supports_thinking"] = caps.SupportsThinking,
                 }
                 : null,
+            ["tool_call_format"] = ToolCallFormats.Name(model.ToolCallFormat),
+            ["template_tool_call_format"] = ToolCallFormats.Name(model.TemplateToolCallFormat),
             ["build_info"] = BuildInfo.Version,
         };
         context.Response.Headers.CacheControl = "no-store";

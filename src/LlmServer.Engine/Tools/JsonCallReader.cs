@@ -1,0 +1,270 @@
+using System.Text;
+
+namespace LlmServer.Engine.Tools;
+
+/// <summary>Where a parser sends what it recognised, in order.</summary>
+internal interface IToolCallSink
+{
+    void OnText(string text);
+
+    void OnCallStarted(string name);
+
+    void OnArguments(string fragment);
+}
+
+/// <summary>
+/// Reads one call object, <c>{"name": "...", "arguments": {...}}</c> (the argument key varies by family), a
+/// character at a time. The call starts once its name is known to be an offered tool and its arguments begin;
+/// argument text then streams as it comes. Other keys (<c>type</c>, <c>id</c>) are skipped. An object that is not
+/// a call of an offered tool is reported as <see cref="ScanResult.Invalid"/> (or ends with <see cref="IsCall"/>
+/// false) before anything was emitted, so the caller can release its text as content.
+/// </summary>
+internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> toolNames, IReadOnlyList<string> argumentKeys)
+{
+    private enum Phase
+    {
+        Open,
+        KeyOrEnd,
+        Key,
+        Colon,
+        Value,
+        Name,
+        Arguments,
+        Skip,
+        Comma,
+        Done,
+    }
+
+    private readonly StringBuilder _key = new();
+    private readonly StringBuilder _name = new();
+    private readonly StringBuilder _pendingArguments = new();
+    private JsonStringDecoder _decoder = new();
+    private JsonValueExtent _extent;
+    private Phase _phase = Phase.Open;
+    private bool _nameKnown;
+    private bool _argumentsSeen;
+
+    /// <summary>True once the call was reported to the sink.</summary>
+    public bool Started { get; private set; }
+
+    /// <summary>After the object ended: whether it was a call.</summary>
+    public bool IsCall => Started;
+
+    public ScanResult Feed(char c)
+    {
+        switch (_phase)
+        {
+            case Phase.Open:
+                if (char.IsWhiteSpace(c))
+                {
+                    return ScanResult.Continue;
+                }
+
+                if (c != '{')
+                {
+                    return ScanResult.Invalid;
+                }
+
+                _phase = Phase.KeyOrEnd;
+                return ScanResult.Continue;
+            case Phase.KeyOrEnd:
+                if (char.IsWhiteSpace(c))
+                {
+                    return ScanResult.Continue;
+                }
+
+                if (c == '}')
+                {
+                    return End();
+                }
+
+                if (c != '"')
+                {
+                    return ScanResult.Invalid;
+                }
+
+                _key.Clear();
+                _decoder = new JsonStringDecoder();
+                _phase = Phase.Key;
+                return ScanResult.Continue;
+            case Phase.Key:
+                var keyResult = _decoder.Feed(c, _key);
+                if (keyResult == ScanResult.Ended)
+                {
+                    _phase = Phase.Colon;
+                    return ScanResult.Continue;
+                }
+
+                return keyResult;
+            case Phase.Colon:
+                if (char.IsWhiteSpace(c))
+                {
+                    return ScanResult.Continue;
+                }
+
+                if (c != ':')
+                {
+                    return ScanResult.Invalid;
+                }
+
+                _phase = Phase.Value;
+                return ScanResult.Continue;
+            case Phase.Value:
+                return StartValue(c);
+            case Phase.Name:
+                var nameResult = _decoder.Feed(c, _name);
+                if (nameResult == ScanResult.Ended)
+                {
+                    if (!toolNames.Contains(_name.ToString()))
+                    {
+                        return ScanResult.Invalid;
+                    }
+
+                    _nameKnown = true;
+                    _phase = Phase.Comma;
+                    if (_argumentsSeen)
+                    {
+                        Start();
+                    }
+
+                    return ScanResult.Continue;
+                }
+
+                return nameResult;
+            case Phase.Arguments:
+                return ContinueValue(c, arguments: true);
+            case Phase.Skip:
+                return ContinueValue(c, arguments: false);
+            case Phase.Comma:
+                return AfterValue(c);
+            default:
+                return ScanResult.Invalid;
+        }
+    }
+
+    private ScanResult StartValue(char c)
+    {
+        if (char.IsWhiteSpace(c))
+        {
+            return ScanResult.Continue;
+        }
+
+        var key = _key.ToString();
+        if (key == "name" && !_nameKnown)
+        {
+            if (c != '"')
+            {
+                return ScanResult.Invalid;
+            }
+
+            _name.Clear();
+            _decoder = new JsonStringDecoder();
+            _phase = Phase.Name;
+            return ScanResult.Continue;
+        }
+
+        var isArguments = !_argumentsSeen && argumentKeys.Contains(key);
+        _extent = default;
+        var result = _extent.Feed(c);
+        if (result == ScanResult.Invalid)
+        {
+            return result;
+        }
+
+        if (isArguments)
+        {
+            _argumentsSeen = true;
+            if (_nameKnown)
+            {
+                Start();
+            }
+
+            EmitArguments(c);
+        }
+
+        _phase = isArguments ? Phase.Arguments : Phase.Skip;
+        return ScanResult.Continue;
+    }
+
+    private ScanResult ContinueValue(char c, bool arguments)
+    {
+        switch (_extent.Feed(c))
+        {
+            case ScanResult.Continue:
+                if (arguments)
+                {
+                    EmitArguments(c);
+                }
+
+                return ScanResult.Continue;
+            case ScanResult.Ended:
+                if (arguments)
+                {
+                    EmitArguments(c);
+                }
+
+                _phase = Phase.Comma;
+                return ScanResult.Continue;
+            case ScanResult.EndedBefore:
+                _phase = Phase.Comma;
+                return AfterValue(c);
+            default:
+                return ScanResult.Invalid;
+        }
+    }
+
+    private ScanResult AfterValue(char c)
+    {
+        if (char.IsWhiteSpace(c))
+        {
+            return ScanResult.Continue;
+        }
+
+        switch (c)
+        {
+            case ',':
+                _phase = Phase.KeyOrEnd;
+                return ScanResult.Continue;
+            case '}':
+                return End();
+            default:
+                return ScanResult.Invalid;
+        }
+    }
+
+    private ScanResult End()
+    {
+        _phase = Phase.Done;
+        if (_nameKnown && !Started)
+        {
+            // A call without arguments: OpenAI clients expect an object.
+            Start();
+            sink.OnArguments("{}");
+        }
+
+        return ScanResult.Ended;
+    }
+
+    private void Start()
+    {
+        Started = true;
+        sink.OnCallStarted(_name.ToString());
+        if (_pendingArguments.Length > 0)
+        {
+            sink.OnArguments(_pendingArguments.ToString());
+            _pendingArguments.Clear();
+        }
+    }
+
+    private void EmitArguments(char c)
+    {
+        if (Started)
+        {
+            sink.OnArguments(c.ToString());
+        }
+        else
+        {
+            _pendingArguments.Append(c);
+        }
+    }
+}

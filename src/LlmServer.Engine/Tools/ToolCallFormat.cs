@@ -1,0 +1,80 @@
+namespace LlmServer.Engine.Tools;
+
+/// <summary>How a model writes tool calls: detected from its chat template's source, never from its name.</summary>
+public enum ToolCallFormat
+{
+    /// <summary>
+    /// Templates without native tools: the tools and the instruction to answer in JSON go into the system
+    /// message, and the model answers <c>{"tool_call": {...}}</c>, <c>{"tool_calls": [...]}</c> or
+    /// <c>{"response": "..."}</c> (llama.cpp's generic format).
+    /// </summary>
+    Generic,
+
+    /// <summary>Hermes 2 Pro, Qwen 2.5, Qwen 3: <c>&lt;tool_call&gt;{"name": ..., "arguments": ...}&lt;/tool_call&gt;</c>.</summary>
+    Hermes,
+
+    /// <summary>Llama 3.1 to 3.3: a JSON call <c>{"name": ..., "parameters": ...}</c>, or after <c>&lt;|python_tag|&gt;</c>.</summary>
+    Llama3,
+
+    /// <summary>Mistral Nemo: <c>[TOOL_CALLS][{"name": ..., "arguments": ..., "id": ...}]</c>; ids of 9 alphanumerics.</summary>
+    MistralNemo,
+
+    /// <summary>Mistral Small 3.2, Devstral, Ministral: <c>[TOOL_CALLS]name[ARGS]{...}</c>; ids of 9 alphanumerics.</summary>
+    Mistral,
+
+    /// <summary>functionary v3.2: <c>&gt;&gt;&gt;name\n{...}</c>, with the recipient <c>all</c> for text.</summary>
+    FunctionaryV32,
+}
+
+/// <summary>Detects <see cref="ToolCallFormat"/> from a template's source text, and names it for /props.</summary>
+public static class ToolCallFormats
+{
+    /// <summary>The format a template writes calls in; <see cref="ToolCallFormat.Generic"/> without a template.</summary>
+    public static ToolCallFormat Detect(string? templateSource)
+    {
+        if (string.IsNullOrEmpty(templateSource))
+        {
+            return ToolCallFormat.Generic;
+        }
+
+        if (Has(templateSource, ">>>all"))
+        {
+            return ToolCallFormat.FunctionaryV32;
+        }
+
+        if (Has(templateSource, "[TOOL_CALLS]"))
+        {
+            return Has(templateSource, "[ARGS]") ? ToolCallFormat.Mistral : ToolCallFormat.MistralNemo;
+        }
+
+        // Qwen3-Coder and its kin write <tool_call><function=name><parameter=...>: XML, not Hermes' JSON.
+        if (Has(templateSource, "<tool_call>") && !Has(templateSource, "<function="))
+        {
+            return ToolCallFormat.Hermes;
+        }
+
+        if (Has(templateSource, "<|start_header_id|>ipython<|end_header_id|>") || (Has(templateSource, "<|python_tag|>") && Has(templateSource, "ipython")))
+        {
+            // functionary v3.1 is Llama-based but writes <function=name>: not Llama 3's JSON calls.
+            return Has(templateSource, "<function=") ? ToolCallFormat.Generic : ToolCallFormat.Llama3;
+        }
+
+        return ToolCallFormat.Generic;
+    }
+
+    /// <summary>The name /props shows.</summary>
+    public static string Name(ToolCallFormat format) => format switch
+    {
+        ToolCallFormat.Hermes => "hermes",
+        ToolCallFormat.Llama3 => "llama3",
+        ToolCallFormat.MistralNemo => "mistral-nemo",
+        ToolCallFormat.Mistral => "mistral",
+        ToolCallFormat.FunctionaryV32 => "functionary-v3.2",
+        _ => "generic",
+    };
+
+    /// <summary>Mistral's templates refuse any call id that is not 9 alphanumeric characters.</summary>
+    public static bool WantsShortIds(ToolCallFormat format) => format is ToolCallFormat.Mistral or ToolCallFormat.MistralNemo;
+
+    private static bool Has(string source, string marker) => source.Contains(marker, StringComparison.Ordinal);
+}

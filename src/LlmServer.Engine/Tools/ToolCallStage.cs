@@ -1,0 +1,161 @@
+using System.Security.Cryptography;
+using System.Text;
+using LlmServer.Engine.Generation;
+
+namespace LlmServer.Engine.Tools;
+
+/// <summary>
+/// The one place generated text becomes content and tool calls, for every front end: it sits between the
+/// scheduler's events and the reader of a <see cref="GenerationStream"/>, one parser per choice. A text delta
+/// becomes text, <see cref="ToolCallStarted"/> and <see cref="ToolCallArgumentsDelta"/> events; a choice that
+/// stopped after a call finishes with <see cref="FinishReason.ToolCalls"/>.
+/// </summary>
+internal sealed class ToolCallStage
+{
+    private const string Alphanumerics = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+    private readonly ChoiceParser[] _choices;
+
+    public ToolCallStage(int choices, ToolCallFormat format, IEnumerable<string> toolNames, bool parallelCalls, Func<string>? newId = null)
+    {
+        var names = new HashSet<string>(toolNames, StringComparer.Ordinal);
+        var ids = newId ?? (ToolCallFormats.WantsShortIds(format) ? NewShortId : NewCallId);
+        _choices = new ChoiceParser[choices];
+        for (var i = 0; i < choices; i++)
+        {
+            _choices[i] = new ChoiceParser(i, format, names, parallelCalls, ids);
+        }
+    }
+
+    /// <summary>OpenAI's form: <c>call_</c> and 24 alphanumerics.</summary>
+    public static string NewCallId() => "call_" + RandomNumberGenerator.GetString(Alphanumerics, 24);
+
+    /// <summary>Mistral's templates refuse any other id than 9 alphanumerics.</summary>
+    public static string NewShortId() => RandomNumberGenerator.GetString(Alphanumerics, 9);
+
+    /// <summary>Turns one scheduler event into what the reader sees, appended to <paramref name="output"/>.</summary>
+    public void Process(GenerationEvent item, List<GenerationEvent> output)
+    {
+        switch (item)
+        {
+            case TextDelta delta:
+                _choices[delta.Choice].Push(delta, output);
+                break;
+            case GenerationCompleted done:
+                _choices[done.Choice].Complete(done, output);
+                break;
+            default:
+                output.Add(item);
+                break;
+        }
+    }
+
+    private sealed class ChoiceParser : IToolCallSink
+    {
+        private readonly int _choice;
+        private readonly bool _parallelCalls;
+        private readonly Func<string> _newId;
+        private readonly ToolCallParser _parser;
+        private readonly StringBuilder _text = new();
+        private readonly StringBuilder _arguments = new();
+        private List<GenerationEvent>? _output;
+        private int _carriedTokens;
+        private List<TokenLogProb>? _carriedLogProbs;
+        private int _calls;
+        private bool _ignoringCall;
+
+        public ChoiceParser(int choice, ToolCallFormat format, IReadOnlySet<string> toolNames, bool parallelCalls, Func<string> newId)
+        {
+            _choice = choice;
+            _parallelCalls = parallelCalls;
+            _newId = newId;
+            _parser = new ToolCallParser(this, format, toolNames);
+        }
+
+        public void Push(TextDelta delta, List<GenerationEvent> output)
+        {
+            _output = output;
+            _carriedTokens += delta.Tokens;
+            if (delta.LogProbs is { } logProbs)
+            {
+                (_carriedLogProbs ??= []).AddRange(logProbs);
+            }
+
+            _parser.Push(delta.Text);
+            Flush();
+            _output = null;
+        }
+
+        public void Complete(GenerationCompleted done, List<GenerationEvent> output)
+        {
+            _output = output;
+            _parser.Complete();
+            Flush();
+            _output = null;
+            output.Add(_calls > 0 && done.FinishReason == FinishReason.Stop ? done with { FinishReason = FinishReason.ToolCalls } : done);
+        }
+
+        public void OnText(string text)
+        {
+            FlushArguments();
+            _text.Append(text);
+        }
+
+        public void OnCallStarted(string name)
+        {
+            Flush();
+            if (_calls > 0 && !_parallelCalls)
+            {
+                // One call was allowed and made; a further one is not passed on.
+                _ignoringCall = true;
+                return;
+            }
+
+            _ignoringCall = false;
+            _output!.Add(new ToolCallStarted(_choice, _calls++, _newId(), name));
+
+            // Tokens and log-probabilities of call text belong to no content.
+            _carriedTokens = 0;
+            _carriedLogProbs = null;
+        }
+
+        public void OnArguments(string fragment)
+        {
+            if (!_ignoringCall)
+            {
+                FlushText();
+                _arguments.Append(fragment);
+            }
+        }
+
+        private void Flush()
+        {
+            FlushText();
+            FlushArguments();
+        }
+
+        private void FlushText()
+        {
+            if (_text.Length == 0)
+            {
+                return;
+            }
+
+            _output!.Add(new TextDelta(_choice, _text.ToString(), _carriedTokens, _carriedLogProbs));
+            _text.Clear();
+            _carriedTokens = 0;
+            _carriedLogProbs = null;
+        }
+
+        private void FlushArguments()
+        {
+            if (_arguments.Length == 0)
+            {
+                return;
+            }
+
+            _output!.Add(new ToolCallArgumentsDelta(_choice, _calls - 1, _arguments.ToString()));
+            _arguments.Clear();
+        }
+    }
+}

@@ -1,0 +1,112 @@
+using System.Text.RegularExpressions;
+using LlmServer.Engine.Generation;
+
+namespace LlmServer.Engine.Tools;
+
+/// <summary>
+/// Tool calling for the loaded model: checks a request's tools, puts them into the prompt where the template
+/// cannot, picks the grammar for its tool choice, and parses the output. The engine applies it to every request,
+/// so every front end gets the same calls.
+/// </summary>
+internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool templateRendersTools)
+{
+    /// <summary>The call syntax the model is asked for: its template's own when the template renders tools, else the generic JSON form.</summary>
+    public ToolCallFormat Format { get; } = templateRendersTools ? templateFormat : ToolCallFormat.Generic;
+
+    /// <summary>Whether tools and tool history go to the template as they are (else <see cref="GenericToolPrompt"/> writes them).</summary>
+    public bool TemplateRendersTools => templateRendersTools && Format != ToolCallFormat.Generic;
+
+    /// <summary>Refuses a request whose tools or tool choice are malformed; the parameter is named as OpenAI names it.</summary>
+    public static void Validate(GenerationRequest request)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < request.Tools.Count; i++)
+        {
+            var tool = request.Tools[i];
+            if (string.IsNullOrEmpty(tool.Name) || !FunctionName().IsMatch(tool.Name))
+            {
+                throw Invalid($"tools[{i}].function.name must be 1 to 64 letters, digits, underscores, dots or dashes.", $"tools[{i}].function.name");
+            }
+
+            if (!names.Add(tool.Name))
+            {
+                throw Invalid($"tools[{i}].function.name: the function '{tool.Name}' is defined twice.", $"tools[{i}].function.name");
+            }
+
+            if (tool.Parameters is { } parameters && parameters.ValueKind != System.Text.Json.JsonValueKind.Object)
+            {
+                throw Invalid($"tools[{i}].function.parameters must be a JSON schema object.", $"tools[{i}].function.parameters");
+            }
+        }
+
+        var choice = request.ToolChoice;
+        if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function && request.Tools.Count == 0)
+        {
+            throw Invalid("tool_choice requires a call, but no tools are given.", "tool_choice");
+        }
+
+        if (choice.Mode == ToolChoiceMode.Function && !names.Contains(choice.FunctionName ?? string.Empty))
+        {
+            throw Invalid($"tool_choice names the function '{choice.FunctionName}', which is not among the tools.", "tool_choice");
+        }
+
+        if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function && request.Grammar is not null)
+        {
+            throw Invalid("A required tool call cannot be combined with a grammar or a JSON response format.", "tool_choice");
+        }
+    }
+
+    /// <summary>
+    /// The request as the engine runs it: the messages the template renders and, where the tool choice calls for
+    /// one, the grammar (lazy for <c>auto</c>). Null when the request involves no tools.
+    /// </summary>
+    public PreparedToolRequest? Prepare(GenerationRequest request)
+    {
+        var messages = request.Messages;
+        if (messages is null)
+        {
+            return null;
+        }
+
+        var offered = request.Tools.Count > 0 && request.ToolChoice.Mode != ToolChoiceMode.None;
+        var promptMessages = TemplateRendersTools ? messages : GenericToolPrompt.Apply(messages, request.Tools, request.ToolChoice, request.ParallelToolCalls);
+        if (!offered)
+        {
+            return ReferenceEquals(promptMessages, messages) ? null : new PreparedToolRequest(request, promptMessages, [], null);
+        }
+
+        var prepared = request;
+        if (request.Grammar is null)
+        {
+            try
+            {
+                var grammar = ToolGrammar.Build(Format, request.Tools, request.ToolChoice, request.ParallelToolCalls);
+                prepared = request with { Grammar = grammar!.Grammar, GrammarTriggers = grammar.TriggerPatterns };
+            }
+            catch (ArgumentException e)
+            {
+                // Under auto the calls stay possible, unconstrained; only a required call must be enforced.
+                if (request.ToolChoice.Mode != ToolChoiceMode.Auto)
+                {
+                    throw Invalid(e.Message, "tools");
+                }
+            }
+        }
+
+        var toolNames = request.ToolChoice.Mode == ToolChoiceMode.Function ? [request.ToolChoice.FunctionName!] : request.Tools.Select(t => t.Name);
+        var stage = new ToolCallStage(request.Choices, Format, toolNames, request.ParallelToolCalls);
+        return new PreparedToolRequest(prepared, promptMessages, TemplateRendersTools ? request.Tools : [], stage);
+    }
+
+    private static GenerationException Invalid(string message, string parameter) =>
+        new(GenerationErrorCode.InvalidRequest, message, parameter);
+
+    [GeneratedRegex("^[A-Za-z0-9_.-]{1,64}$")]
+    private static partial Regex FunctionName();
+}
+
+/// <summary>
+/// A request ready for the scheduler, the messages and tools its template renders (no tools where they went into
+/// the messages in the generic form), and the parser of its output.
+/// </summary>
+internal sealed record PreparedToolRequest(GenerationRequest Request, IReadOnlyList<ChatTurn> PromptMessages, IReadOnlyList<ToolDefinition> TemplateTools, ToolCallStage? Stage);

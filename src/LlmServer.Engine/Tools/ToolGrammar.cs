@@ -1,0 +1,112 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Grammars;
+
+namespace LlmServer.Engine.Tools;
+
+/// <summary>
+/// A grammar that makes calls valid by construction: the family's call syntax around each tool's arguments, which
+/// follow the tool's JSON schema (<see cref="JsonGrammar"/>). <see cref="TriggerPatterns"/>, when not empty, make
+/// it lazy (llama.cpp's lazy grammar): free text until the generated text matches one, constrained from the
+/// pattern's first capture group on.
+/// </summary>
+internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> TriggerPatterns)
+{
+    /// <summary>
+    /// The grammar for <paramref name="choice"/>: none for <c>none</c>; for <c>auto</c> a lazy one (a call once
+    /// the model starts one); for <c>required</c> or a named function, calls from the first token.
+    /// </summary>
+    /// <exception cref="ArgumentException">A tool's schema cannot be enforced; the message names the tool.</exception>
+    public static ToolGrammar? Build(ToolCallFormat format, IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallelCalls)
+    {
+        if (choice.Mode == ToolChoiceMode.None || tools.Count == 0)
+        {
+            return null;
+        }
+
+        var offered = choice.Mode == ToolChoiceMode.Function ? tools.Where(t => t.Name == choice.FunctionName).ToList() : tools;
+        var lazy = choice.Mode == ToolChoiceMode.Auto;
+
+        // Llama 3.x takes one call per message.
+        var parallel = parallelCalls && format != ToolCallFormat.Llama3;
+        var builder = new JsonGrammar.Builder();
+        var arguments = new List<(string Name, string Expression)>();
+        foreach (var tool in offered)
+        {
+            try
+            {
+                var expression = tool.Parameters is { } schema ? builder.AddSchema(schema, "args-" + tool.Name) : "object";
+                arguments.Add((tool.Name, expression));
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"The parameters of tool '{tool.Name}' cannot be enforced: {e.Message}", e);
+            }
+        }
+
+        var call = format switch
+        {
+            ToolCallFormat.Mistral => builder.AddRule("tool-call", Alternatives(arguments, a => Str("[TOOL_CALLS]" + a.Name + "[ARGS]") + " " + a.Expression)),
+            ToolCallFormat.FunctionaryV32 => builder.AddRule("tool-call", Alternatives(arguments, a => Str(a.Name + "\n") + " " + a.Expression)),
+            ToolCallFormat.Llama3 => builder.AddRule("tool-call", Alternatives(arguments, a => CallObject(a.Name, "parameters", a.Expression, id: false))),
+            ToolCallFormat.MistralNemo => builder.AddRule("tool-call", Alternatives(arguments, a => CallObject(a.Name, "arguments", a.Expression, id: true))),
+            _ => builder.AddRule("tool-call", Alternatives(arguments, a => CallObject(a.Name, "arguments", a.Expression, id: false))),
+        };
+
+        var calls = format switch
+        {
+            ToolCallFormat.Hermes => Repeat(Str("<tool_call>\n") + " " + call + " " + Str("\n</tool_call>"), Str("\n"), parallel),
+            ToolCallFormat.Mistral => Repeat(call, null, parallel),
+            ToolCallFormat.MistralNemo => Str("[TOOL_CALLS]") + " \"[\" " + Repeat(call, "\",\" ws", parallel) + " \"]\"",
+            ToolCallFormat.FunctionaryV32 => Repeat(call, Str(">>>"), parallel),
+            ToolCallFormat.Llama3 => (lazy ? Str("<|python_tag|>") + "? " : string.Empty) + call,
+            _ => parallel
+                ? "\"{\" ws " + Str("\"tool_calls\"") + " ws \":\" ws \"[\" ws " + Repeat(call, "\",\" ws", parallel: true) + " ws \"]\" ws \"}\""
+                : "\"{\" ws " + Str("\"tool_call\"") + " ws \":\" ws " + call + " ws \"}\"",
+        };
+
+        if (lazy && format == ToolCallFormat.Generic)
+        {
+            // The generic form answers in JSON either way: a call, or {"response": "..."}.
+            calls = "( " + calls + " ) | \"{\" ws " + Str("\"response\"") + " ws \":\" ws string ws \"}\"";
+        }
+
+        var grammar = builder.Render(calls);
+        return new ToolGrammar(grammar, lazy ? Triggers(format, offered) : []);
+    }
+
+    /// <summary>
+    /// llama.cpp matches a pattern against all the text generated so far and feeds the grammar from the first
+    /// capture group. Each pattern here matches only when the text ends exactly with the opening of a call, so
+    /// what the grammar is fed is always a prefix it accepts (fed anything else, llama.cpp would abort the process).
+    /// </summary>
+    private static List<string> Triggers(ToolCallFormat format, IEnumerable<ToolDefinition> tools) => format switch
+    {
+        ToolCallFormat.Hermes => [@"[\s\S]*?(<tool_call>)"],
+        ToolCallFormat.Llama3 => [@"\s*(\{)", @"[\s\S]*?(<\|python_tag\|>)"],
+        ToolCallFormat.Mistral or ToolCallFormat.MistralNemo => [@"[\s\S]*?(\[TOOL_CALLS\])"],
+        ToolCallFormat.FunctionaryV32 => [@"(?:[\s\S]*?>>>)?((?:" + string.Join("|", tools.Select(t => Regex.Escape(t.Name))) + @")\n)"],
+        _ => [@"\s*(\{)"],
+    };
+
+    private static string CallObject(string name, string argumentsKey, string arguments, bool id)
+    {
+        var body = "\"{\" ws " + Str("\"name\"") + " ws \":\" ws " + Str(JsonSerializer.Serialize(name)) + " ws \",\" ws "
+            + Str("\"" + argumentsKey + "\"") + " ws \":\" ws " + arguments;
+        if (id)
+        {
+            body += " ws \",\" ws " + Str("\"id\"") + " ws \":\" ws \"\\\"\" [a-zA-Z0-9]{9} \"\\\"\"";
+        }
+
+        return body + " ws \"}\"";
+    }
+
+    private static string Alternatives(List<(string Name, string Expression)> tools, Func<(string Name, string Expression), string> render) =>
+        string.Join(" | ", tools.Select(t => "( " + render(t) + " )"));
+
+    private static string Repeat(string item, string? separator, bool parallel) =>
+        parallel ? item + " ( " + (separator is null ? string.Empty : separator + " ") + item + " )*" : item;
+
+    private static string Str(string text) => JsonGrammar.Literal(text);
+}

@@ -1,0 +1,100 @@
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Grammars;
+using LlmServer.Engine.Hosting;
+
+namespace LlmServer.Engine.Tests.RealModel;
+
+/// <summary>Tool calling and lazy grammars through the real engine on stories260K (the generic JSON form).</summary>
+public sealed class ToolEngineTests(StoriesEngineFixture fixture) : IClassFixture<StoriesEngineFixture>
+{
+    private const string Prompt = "Once upon a time";
+
+    private static readonly ToolDefinition Add = new(
+        "add",
+        "Add two digits.",
+        JsonDocument.Parse("""{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"integer","minimum":0,"maximum":9}},"required":["a","b"]}""").RootElement);
+
+    private LlmEngine Engine => fixture.Engine;
+
+    [Fact]
+    public async Task A_lazy_grammar_leaves_text_free_until_its_trigger()
+    {
+        var free = await TextAsync(new GenerationRequest { Prompt = Prompt, MaxTokens = 24, Sampling = new() { Temperature = 0 } });
+        var lazy = await TextAsync(new GenerationRequest
+        {
+            Prompt = Prompt,
+            MaxTokens = 24,
+            Sampling = new() { Temperature = 0 },
+            Grammar = JsonGrammar.AnyObject,
+            GrammarTriggers = [@"\s*(\{)"],
+        });
+
+        Assert.Equal(free, lazy);
+    }
+
+    [Fact]
+    public async Task A_lazy_grammar_constrains_from_its_trigger_on()
+    {
+        // Biased to write '{' forever: the first one triggers the grammar, which allows no second one.
+        var brace = Enumerable.Range(0, Engine.Model!.VocabularySize).Single(t => Engine.Detokenize([t]) == "{");
+        var sampling = new SamplingOptions { Temperature = 0, LogitBias = new Dictionary<int, float> { [brace] = 100 } };
+        var unconstrained = await TextAsync(new GenerationRequest { Prompt = Prompt, MaxTokens = 3, Sampling = sampling });
+        var lazy = await TextAsync(new GenerationRequest
+        {
+            Prompt = Prompt,
+            MaxTokens = 3,
+            Sampling = sampling,
+            Grammar = JsonGrammar.AnyObject,
+            GrammarTriggers = [@"\s*(\{)"],
+        });
+
+        Assert.Equal("{{{", unconstrained);
+        Assert.StartsWith("{", lazy, StringComparison.Ordinal);
+        Assert.DoesNotContain("{{", lazy, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Required_call_through_the_engine_is_valid_and_finishes_with_tool_calls()
+    {
+        var request = new GenerationRequest
+        {
+            Messages = [new ChatTurn("user", "Add two and three.")],
+            Tools = [Add],
+            ToolChoice = ToolChoice.Required,
+            ParallelToolCalls = false,
+            MaxTokens = 120,
+            Sampling = new() { Temperature = 0 },
+        };
+
+        await using var stream = Engine.Submit(request);
+        var result = await stream.CollectAsync();
+
+        var choice = Assert.Single(result.Choices);
+        Assert.Equal(FinishReason.ToolCalls, choice.Completion.FinishReason);
+        Assert.Equal(string.Empty, choice.Text);
+        var call = Assert.Single(choice.ToolCalls);
+        Assert.Equal("add", call.Name);
+        using var arguments = JsonDocument.Parse(call.Arguments);
+        Assert.InRange(arguments.RootElement.GetProperty("a").GetInt32(), 0, 9);
+        Assert.InRange(arguments.RootElement.GetProperty("b").GetInt32(), 0, 9);
+    }
+
+    [Fact]
+    public void Logit_bias_beyond_the_vocabulary_is_refused()
+    {
+        var error = Assert.Throws<GenerationException>(() => Engine.Submit(new GenerationRequest
+        {
+            Prompt = Prompt,
+            Sampling = new() { LogitBias = new Dictionary<int, float> { [1_000_000] = 1 } },
+        }));
+        Assert.Equal("logit_bias", error.Parameter);
+    }
+
+    private async Task<string> TextAsync(GenerationRequest request)
+    {
+        await using var stream = Engine.Submit(request);
+        var result = await stream.CollectAsync();
+        return result.Choices[0].Text;
+    }
+}

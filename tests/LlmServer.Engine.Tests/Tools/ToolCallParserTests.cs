@@ -1,0 +1,190 @@
+using System.Text;
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Tools;
+
+namespace LlmServer.Engine.Tests.Tools;
+
+public sealed class ToolCallParserTests
+{
+    private static readonly string[] ToolNames = ["get_weather", "add"];
+
+    public static TheoryData<ToolCallFormat, string, string, string[]> Outputs => new()
+    {
+        // Hermes, Qwen 2.5, Qwen 3.
+        { ToolCallFormat.Hermes, "Let me check.<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>", "Let me check.", ["get_weather {\"city\": \"Paris\"}"] },
+        { ToolCallFormat.Hermes, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>\n<tool_call>\n{\"arguments\": {\"city\": \"Rome\"}, \"name\": \"get_weather\"}\n</tool_call>", "", ["add {\"a\": 1, \"b\": 2}", "get_weather {\"city\": \"Rome\"}"] },
+        { ToolCallFormat.Hermes, "<tool_call>{\"name\": \"add\"}</tool_call>", "", ["add {}"] },
+        { ToolCallFormat.Hermes, "a < b and <tool_call>{\"name\": \"delete_all\", \"arguments\": {}}</tool_call> <tool", "a < b and <tool_call>{\"name\": \"delete_all\", \"arguments\": {}}</tool_call> <tool", [] },
+        { ToolCallFormat.Hermes, "<tool_call>{\"name\": \"add\", \"arguments\": {\"a\": \"}{\\\"\"}}</tool_call>Done.", "Done.", ["add {\"a\": \"}{\\\"\"}"] },
+
+        // Llama 3.1 to 3.3.
+        { ToolCallFormat.Llama3, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}", "", ["get_weather {\"city\": \"Paris\"}"] },
+        { ToolCallFormat.Llama3, "  {\"type\": \"function\", \"name\": \"add\", \"parameters\": {\"a\": 1, \"b\": 2}}", "", ["add {\"a\": 1, \"b\": 2}"] },
+        { ToolCallFormat.Llama3, "<|python_tag|>{\"name\": \"add\", \"parameters\": {\"a\": 1, \"b\": 2}}", "", ["add {\"a\": 1, \"b\": 2}"] },
+        { ToolCallFormat.Llama3, "{\"city\": \"Paris\"} is JSON.", "{\"city\": \"Paris\"} is JSON.", [] },
+        { ToolCallFormat.Llama3, "The set {1, 2} is small.", "The set {1, 2} is small.", [] },
+
+        // Mistral Small 3.2, Devstral, Ministral; Mistral Nemo.
+        { ToolCallFormat.Mistral, "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}", "", ["get_weather {\"city\": \"Paris\"}"] },
+        { ToolCallFormat.Mistral, "Two calls.[TOOL_CALLS]get_weather[CALL_ID]abc123XYZ[ARGS]{\"city\":\"Paris\"}[TOOL_CALLS]add[ARGS]{\"a\":1,\"b\":2}", "Two calls.", ["get_weather {\"city\":\"Paris\"}", "add {\"a\":1,\"b\":2}"] },
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}, \"id\": \"abcdefghi\"}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]", "", ["add {\"a\": 1, \"b\": 2}", "get_weather {\"city\": \"Oslo\"}"] },
+        { ToolCallFormat.Mistral, "No [TOOL] here.", "No [TOOL] here.", [] },
+
+        // functionary v3.2 (the generation prompt ends with ">>>").
+        { ToolCallFormat.FunctionaryV32, "all\nSure, calling.>>>get_weather\n{\"city\": \"Paris\"}", "Sure, calling.", ["get_weather {\"city\": \"Paris\"}"] },
+        { ToolCallFormat.FunctionaryV32, "add\n{\"a\": 1, \"b\": 2}>>>get_weather\n{\"city\": \"Rome\"}", "", ["add {\"a\": 1, \"b\": 2}", "get_weather {\"city\": \"Rome\"}"] },
+        { ToolCallFormat.FunctionaryV32, "all\nJust text, a >> b.", "Just text, a >> b.", [] },
+
+        // The generic JSON form.
+        { ToolCallFormat.Generic, "{\"tool_call\": {\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}}", "", ["add {\"a\": 1, \"b\": 2}"] },
+        { ToolCallFormat.Generic, "{\"tool_calls\": [{\"name\": \"add\", \"arguments\": {\"a\": 1}, \"id\": \"x1\"}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]}", "", ["add {\"a\": 1}", "get_weather {\"city\": \"Paris\"}"] },
+        { ToolCallFormat.Generic, "{\"response\": \"Hi \\\"there\\\" \\u00e9 \\ud83d\\ude00\"}", "Hi \"there\" é 😀", [] },
+        { ToolCallFormat.Generic, "Once upon a time {there} was", "Once upon a time {there} was", [] },
+        { ToolCallFormat.Generic, "{\"answer\": 42}", "{\"answer\": 42}", [] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Outputs))]
+    public void Parses_canned_output(ToolCallFormat format, string output, string text, string[] calls)
+    {
+        var result = Parse(format, [output]);
+        Assert.Equal(text, result.Text);
+        Assert.Equal(calls, result.Calls);
+    }
+
+    [Theory]
+    [MemberData(nameof(Outputs))]
+    public void Any_split_gives_the_unsplit_result(ToolCallFormat format, string output, string text, string[] calls)
+    {
+        _ = text;
+        _ = calls;
+        var whole = Parse(format, [output]);
+        for (var split = 0; split <= output.Length; split++)
+        {
+            var parts = Parse(format, [output[..split], output[split..]]);
+            Assert.Equal(whole, parts);
+        }
+
+        Assert.Equal(whole, Parse(format, output.Select(c => c.ToString())));
+    }
+
+    [Theory]
+    [InlineData(ToolCallFormat.Hermes, "Hello <tool", "Hello ")]
+    [InlineData(ToolCallFormat.Hermes, "Hello <x", "Hello <x")]
+    [InlineData(ToolCallFormat.Hermes, "a<tool_call>{\"na", "a")]
+    [InlineData(ToolCallFormat.Mistral, "Hi [TOOL_", "Hi ")]
+    [InlineData(ToolCallFormat.Llama3, "  {\"name\": \"add\"", "")]
+    [InlineData(ToolCallFormat.Llama3, "Sure {", "Sure {")]
+    [InlineData(ToolCallFormat.Generic, "{\"response\": \"Hel", "Hel")]
+    [InlineData(ToolCallFormat.Generic, "Hello", "Hello")]
+    public void Holds_back_only_what_may_start_a_call(ToolCallFormat format, string pushed, string released)
+    {
+        var sink = new RecordingSink();
+        var parser = new ToolCallParser(sink, format, new HashSet<string>(ToolNames));
+        parser.Push(pushed);
+        Assert.Equal(released, sink.Text.ToString());
+        Assert.Empty(sink.Calls);
+    }
+
+    [Fact]
+    public void Arguments_stream_before_the_call_ends()
+    {
+        var sink = new RecordingSink();
+        var parser = new ToolCallParser(sink, ToolCallFormat.Hermes, new HashSet<string>(ToolNames));
+        parser.Push("<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Pa");
+        Assert.Equal(["get_weather {\"city\": \"Pa"], sink.Calls.Select(c => c.Name + " " + c.Arguments));
+    }
+
+    [Fact]
+    public void Stage_reports_calls_with_ids_and_finishes_with_tool_calls()
+    {
+        var stage = new ToolCallStage(1, ToolCallFormat.Mistral, ToolNames, parallelCalls: true);
+        var events = new List<GenerationEvent>();
+        stage.Process(new TextDelta(0, "[TOOL_CALLS]add[ARGS]{\"a\":", 3, null), events);
+        stage.Process(new TextDelta(0, "1,\"b\":2}", 2, null), events);
+        stage.Process(Completed(FinishReason.Stop), events);
+
+        var started = Assert.Single(events.OfType<ToolCallStarted>());
+        Assert.Equal("add", started.Name);
+        Assert.Matches("^[A-Za-z0-9]{9}$", started.Id);
+        Assert.Equal("{\"a\":1,\"b\":2}", string.Concat(events.OfType<ToolCallArgumentsDelta>().Select(a => a.Fragment)));
+        Assert.Equal(FinishReason.ToolCalls, Assert.IsType<GenerationCompleted>(events[^1]).FinishReason);
+        Assert.Empty(events.OfType<TextDelta>());
+    }
+
+    [Fact]
+    public void Stage_ids_are_openai_style_and_one_call_when_not_parallel()
+    {
+        var stage = new ToolCallStage(1, ToolCallFormat.Hermes, ToolNames, parallelCalls: false);
+        var events = new List<GenerationEvent>();
+        stage.Process(new TextDelta(0, "<tool_call>{\"name\": \"add\", \"arguments\": {}}</tool_call><tool_call>{\"name\": \"add\", \"arguments\": {\"a\": 1}}</tool_call>", 9, null), events);
+        stage.Process(Completed(FinishReason.Length), events);
+
+        var started = Assert.Single(events.OfType<ToolCallStarted>());
+        Assert.Matches("^call_[A-Za-z0-9]{24}$", started.Id);
+        Assert.Equal("{}", string.Concat(events.OfType<ToolCallArgumentsDelta>().Select(a => a.Fragment)));
+        Assert.Equal(FinishReason.Length, Assert.IsType<GenerationCompleted>(events[^1]).FinishReason);
+    }
+
+    [Fact]
+    public void Stage_keeps_token_counts_with_released_text()
+    {
+        var stage = new ToolCallStage(1, ToolCallFormat.Hermes, ToolNames, parallelCalls: true);
+        var events = new List<GenerationEvent>();
+        stage.Process(new TextDelta(0, "a <to", 2, null), events);
+        stage.Process(new TextDelta(0, "y", 1, null), events);
+        stage.Process(Completed(FinishReason.Stop), events);
+
+        var texts = events.OfType<TextDelta>().ToList();
+        Assert.Equal("a <toy", string.Concat(texts.Select(t => t.Text)));
+        Assert.Equal(3, texts.Sum(t => t.Tokens));
+        Assert.Equal(FinishReason.Stop, Assert.IsType<GenerationCompleted>(events[^1]).FinishReason);
+    }
+
+    private static GenerationCompleted Completed(FinishReason reason) =>
+        new(0, reason, new GenerationUsage(1, 0, 1), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero));
+
+    private static ParseResult Parse(ToolCallFormat format, IEnumerable<string> pieces)
+    {
+        var sink = new RecordingSink();
+        var parser = new ToolCallParser(sink, format, new HashSet<string>(ToolNames));
+        foreach (var piece in pieces)
+        {
+            parser.Push(piece);
+        }
+
+        parser.Complete();
+        foreach (var call in sink.Calls)
+        {
+            // Whatever the split, what a call's arguments add up to is the JSON the model wrote.
+            using var _ = JsonDocument.Parse(call.Arguments.ToString());
+        }
+
+        return new ParseResult(sink.Text.ToString(), string.Join("|", sink.Calls.Select(c => c.Name + " " + c.Arguments)), sink.Calls.Select(c => c.Name + " " + c.Arguments).ToArray());
+    }
+
+    private sealed record ParseResult(string Text, string Joined, string[] Calls)
+    {
+        public bool Equals(ParseResult? other) => other is not null && Text == other.Text && Joined == other.Joined;
+
+        public override int GetHashCode() => HashCode.Combine(Text, Joined);
+    }
+
+    private sealed class RecordingSink : IToolCallSink
+    {
+        public StringBuilder Text { get; } = new();
+
+        public List<(string Name, StringBuilder Arguments)> Calls { get; } = [];
+
+        public void OnText(string text)
+        {
+            Assert.NotEmpty(text);
+            Text.Append(text);
+        }
+
+        public void OnCallStarted(string name) => Calls.Add((name, new StringBuilder()));
+
+        public void OnArguments(string fragment) => Calls[^1].Arguments.Append(fragment);
+    }
+}
