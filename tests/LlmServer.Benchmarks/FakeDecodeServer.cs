@@ -77,7 +77,8 @@ internal static class FakeDecodeServer
             return _logits;
         }
 
-        public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, bool ignoreEos) => inner.CreateSampler(options, grammar, ignoreEos);
+        public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos) =>
+            inner.CreateSampler(options, grammar, grammarTriggers, ignoreEos);
 
         public void Dispose() => inner.Dispose();
     }

@@ -107,7 +107,7 @@ internal static class SessionKvBenchmark
     }
 
     private static int PromptTokens(LlmEngine engine, ChatTurn system, List<ChatTurn> history, int start) =>
-        engine.Tokenize(engine.ApplyChatTemplate([system, .. history.Skip(start)]), addSpecial: true, parseSpecial: true).Count;
+        engine.Tokenize(engine.ApplyChatTemplate([system, .. history.Skip(start)], []), addSpecial: true, parseSpecial: true).Count;
 
     private static async Task<List<double>> RoundRobinAsync(string modelPath, bool diskCache, int round)
     {

@@ -202,6 +202,8 @@ public sealed class TurnPlannerTests
         public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true) =>
             string.Concat(messages.Select(m => $"{m.Role}: {m.Content}\n"));
 
+        public string RenderPrompt(GenerationRequest request) => request.Prompt ?? ApplyChatTemplate(request.Messages ?? [], request.Tools);
+
         public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
             new int[text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Length + (addSpecial ? 1 : 0)];
 
