@@ -61,6 +61,15 @@ public sealed class BoundedLoadHashRingTests
     }
 
     [Fact]
+    public void Below_the_minimum_spill_load_a_key_stays_home_however_uneven_the_loads()
+    {
+        var ring = new BoundedLoadHashRing(Replicas);
+        var home = ring.Pick("user:warm", _ => 0, 1.25, strict: false)!;
+        Assert.Equal(home, ring.Pick("user:warm", r => r == home ? 3 : 0, 1.25, strict: false, minimumBound: 4));
+        Assert.NotEqual(home, ring.Pick("user:warm", r => r == home ? 4 : 0, 1.25, strict: false, minimumBound: 4));
+    }
+
+    [Fact]
     public void A_strict_key_stays_home_whatever_the_load()
     {
         var ring = new BoundedLoadHashRing(Replicas);

@@ -23,6 +23,12 @@ public sealed class RouterOptions
     /// </summary>
     public double LoadFactor { get; set; } = 1.25;
 
+    /// <summary>
+    /// The load below which a replica keeps its keys whatever the others run: spilling a conversation away from its
+    /// KV cache costs a full prefill, which only pays once its replica is really busy.
+    /// </summary>
+    public int MinimumSpillLoad { get; set; } = 4;
+
     /// <summary>How many sessions the router remembers the replica of (least recently used are forgotten).</summary>
     public int SessionMapCapacity { get; set; } = 100_000;
 

@@ -32,6 +32,11 @@ internal sealed class RouterOptionsValidator : IValidateOptions<RouterOptions>
             errors.Add($"Router:LoadFactor must be at least 1 (it is {options.LoadFactor}).");
         }
 
+        if (options.MinimumSpillLoad < 0)
+        {
+            errors.Add($"Router:MinimumSpillLoad must be 0 or more (it is {options.MinimumSpillLoad}).");
+        }
+
         if (options.SessionMapCapacity < 1)
         {
             errors.Add($"Router:SessionMapCapacity must be at least 1 (it is {options.SessionMapCapacity}).");

@@ -33,10 +33,11 @@ internal sealed class BoundedLoadHashRing
     }
 
     /// <summary>
-    /// The replica for <paramref name="key"/>: the first on the ring under the load bound, or with
+    /// The replica for <paramref name="key"/>: the first on the ring under the load bound (never below
+    /// <paramref name="minimumBound"/>: a lightly loaded cluster keeps every key home, where its KV cache is), or with
     /// <paramref name="strict"/> the first on the ring whatever its load. Null for an empty ring.
     /// </summary>
-    public string? Pick(string key, Func<string, int> load, double factor, bool strict)
+    public string? Pick(string key, Func<string, int> load, double factor, bool strict, int minimumBound = 0)
     {
         if (_points.Length == 0)
         {
@@ -56,7 +57,7 @@ internal sealed class BoundedLoadHashRing
 
         var replicas = _owners.Distinct(StringComparer.Ordinal).ToArray();
         var total = replicas.Sum(load);
-        var bound = (int)Math.Ceiling(factor * (total + 1) / replicas.Length);
+        var bound = Math.Max(minimumBound, (int)Math.Ceiling(factor * (total + 1) / replicas.Length));
         for (var i = 0; i < _points.Length; i++)
         {
             var owner = _owners[(start + i) % _points.Length];

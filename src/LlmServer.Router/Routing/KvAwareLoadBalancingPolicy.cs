@@ -44,7 +44,8 @@ internal sealed class KvAwareLoadBalancingPolicy(
 
         if (key.Value is { } value)
         {
-            var picked = RingFor(available).Pick(value, loads.LoadOf, options.CurrentValue.LoadFactor, key.Strict);
+            var settings = options.CurrentValue;
+            var picked = RingFor(available).Pick(value, loads.LoadOf, settings.LoadFactor, key.Strict, settings.MinimumSpillLoad);
             if (picked is not null && Find(available, picked) is { } destination)
             {
                 return destination;
