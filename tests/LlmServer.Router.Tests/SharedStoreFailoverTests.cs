@@ -76,7 +76,9 @@ public sealed class SharedStoreFailoverTests(PostgresServer postgres) : IClassFi
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{id}/messages") { Content = Sse.Json("""{"text":"And then?"}""") };
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-            if (response.StatusCode == HttpStatusCode.Conflict)
+            // busy: the dead replica's lease has not run out yet; 503: the router has no healthy replica right now
+            // (the survivor's probe can time out on a loaded machine). Both say to retry.
+            if (response.StatusCode is HttpStatusCode.Conflict or HttpStatusCode.ServiceUnavailable)
             {
                 return false;
             }

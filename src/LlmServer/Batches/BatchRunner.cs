@@ -79,6 +79,13 @@ internal sealed partial class BatchRunner : BackgroundService
         Wake();
     }
 
+    /// <summary>The batch tables exist before the server takes its first request (the loop runs in the background).</summary>
+    public override async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await _store.InitializeAsync(cancellationToken);
+        await base.StartAsync(cancellationToken);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
@@ -93,7 +100,6 @@ internal sealed partial class BatchRunner : BackgroundService
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
-        await _store.InitializeAsync(stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
             var active = await _store.ActiveBatchIdsAsync(stoppingToken);

@@ -26,7 +26,7 @@ internal sealed class RouterHost : IAsyncDisposable
     public static async Task<RouterHost> StartAsync(params string[] replicas)
     {
         var port = ReplicaProcess.FreePort();
-        var args = new List<string> { "--urls", $"http://127.0.0.1:{port}", "--Router:HealthCheckInterval=00:00:00.500", "--Router:LoadPollInterval=00:00:00.250", "--Logging:LogLevel:Default=Warning" };
+        var args = new List<string> { "--urls", $"http://127.0.0.1:{port}", "--Router:HealthCheckInterval=00:00:00.500", "--Router:HealthCheckTimeout=00:00:10", "--Router:LoadPollInterval=00:00:00.250", "--Logging:LogLevel:Default=Warning" };
         args.AddRange(replicas.Select((r, i) => $"--Router:Replicas:{i}={r}"));
         var app = RouterApplication.Build([.. args]);
         await app.StartAsync();
