@@ -79,7 +79,7 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
             await command.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        await MigrateAsync(connection, transaction, Migrations, cancellationToken);
+        await SchemaMigrations.ApplyAsync(connection, transaction, "schema_version", Migrations, $"The sessions database '{Location}'", cancellationToken);
         await transaction.CommitAsync(cancellationToken);
     }
 

@@ -304,32 +304,6 @@ internal abstract class SqlSessionStore : ISessionStore
     protected virtual async Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken cancellationToken) =>
         await connection.BeginTransactionAsync(cancellationToken);
 
-    /// <summary>
-    /// Brings the schema to the newest of <paramref name="migrations"/> (each moves version i to i + 1) inside the
-    /// caller's transaction; refuses a database from a newer server.
-    /// </summary>
-    protected async Task MigrateAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<string> migrations, CancellationToken cancellationToken)
-    {
-        await ExecuteAsync(connection, transaction, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);", cancellationToken);
-        await using var read = Command(connection, transaction, "SELECT MAX(version) FROM schema_version;");
-        var current = await read.ExecuteScalarAsync(cancellationToken) is { } v and not DBNull ? Convert.ToInt32(v, System.Globalization.CultureInfo.InvariantCulture) : 0;
-        if (current > migrations.Count)
-        {
-            throw new InvalidOperationException(
-                $"The sessions database '{Location}' has schema version {current}, newer than this server's {migrations.Count}.");
-        }
-
-        for (var version = current; version < migrations.Count; version++)
-        {
-            await ExecuteAsync(connection, transaction, migrations[version], cancellationToken);
-        }
-
-        await ExecuteAsync(connection, transaction, "DELETE FROM schema_version;", cancellationToken);
-        await using var write = Command(connection, transaction, "INSERT INTO schema_version (version) VALUES (@v);");
-        Add(write, "@v", migrations.Count);
-        await write.ExecuteNonQueryAsync(cancellationToken);
-    }
-
     protected static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql)
     {
         var command = connection.CreateCommand();

@@ -33,27 +33,8 @@ internal sealed class SqliteDatabase(string path)
 
         await using var connection = await OpenAsync(cancellationToken);
         await ExecuteAsync(connection, null, "PRAGMA journal_mode = WAL;", cancellationToken);
-        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
-        await ExecuteAsync(connection, transaction, $"CREATE TABLE IF NOT EXISTS {versionTable} (version INTEGER NOT NULL);", cancellationToken);
-        await using (var read = Command(connection, transaction, $"SELECT MAX(version) FROM {versionTable};"))
-        {
-            var current = await read.ExecuteScalarAsync(cancellationToken) is long v ? (int)v : 0;
-            if (current > migrations.Count)
-            {
-                throw new InvalidOperationException($"{description} has schema version {current}, newer than this server's {migrations.Count}.");
-            }
-
-            for (var version = current; version < migrations.Count; version++)
-            {
-                await ExecuteAsync(connection, transaction, migrations[version], cancellationToken);
-            }
-
-            await ExecuteAsync(connection, transaction, $"DELETE FROM {versionTable};", cancellationToken);
-            await using var write = Command(connection, transaction, $"INSERT INTO {versionTable} (version) VALUES ($v);");
-            write.Parameters.AddWithValue("$v", migrations.Count);
-            await write.ExecuteNonQueryAsync(cancellationToken);
-        }
-
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await SchemaMigrations.ApplyAsync(connection, transaction, versionTable, migrations, description, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
     }
 

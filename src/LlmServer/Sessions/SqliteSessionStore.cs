@@ -46,7 +46,7 @@ internal sealed class SqliteSessionStore : SqlSessionStore, IDisposable
         "ALTER TABLE sessions ADD COLUMN lease_holder TEXT NULL; ALTER TABLE sessions ADD COLUMN lease_expires_at INTEGER NULL;",
     ];
 
-    private readonly string _connectionString;
+    private readonly SqliteDatabase _database;
 
     public SqliteSessionStore(IOptions<SessionOptions> options)
         : this(options, TimeProvider.System)
@@ -57,15 +57,8 @@ internal sealed class SqliteSessionStore : SqlSessionStore, IDisposable
     public SqliteSessionStore(IOptions<SessionOptions> options, TimeProvider timeProvider)
         : base(options.Value, timeProvider)
     {
-        DatabasePath = Path.GetFullPath(options.Value.Database);
-        _connectionString = new SqliteConnectionStringBuilder
-        {
-            DataSource = DatabasePath,
-            Mode = SqliteOpenMode.ReadWriteCreate,
-            ForeignKeys = true,
-            Pooling = true,
-            DefaultTimeout = 30,
-        }.ToString();
+        _database = new SqliteDatabase(options.Value.Database);
+        DatabasePath = _database.Path;
     }
 
     public string DatabasePath { get; }
@@ -79,42 +72,18 @@ internal sealed class SqliteSessionStore : SqlSessionStore, IDisposable
     protected override string LockRow => string.Empty;
 
     /// <summary>Creates the folder and the database, switches it to WAL and brings the schema up to date.</summary>
-    public override async Task InitializeAsync(CancellationToken cancellationToken)
-    {
-        var folder = Path.GetDirectoryName(DatabasePath);
-        if (!string.IsNullOrEmpty(folder))
-        {
-            Directory.CreateDirectory(folder);
-        }
-
-        await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, "PRAGMA journal_mode = WAL;", cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await MigrateAsync(connection, transaction, Migrations, cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-    }
+    public override Task InitializeAsync(CancellationToken cancellationToken) =>
+        _database.MigrateAsync("schema_version", Migrations, $"The sessions database '{DatabasePath}'", cancellationToken);
 
     public void Dispose()
     {
         // Pooled connections keep the file (and its WAL) open; let them go with the store.
-        using var connection = new SqliteConnection(_connectionString);
+        using var connection = new SqliteConnection(_database.ConnectionString);
         SqliteConnection.ClearPool(connection);
     }
 
-    protected override async Task<DbConnection> OpenAsync(CancellationToken cancellationToken)
-    {
-        var connection = new SqliteConnection(_connectionString);
-        try
-        {
-            await connection.OpenAsync(cancellationToken);
-            return connection;
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
-    }
+    protected override async Task<DbConnection> OpenAsync(CancellationToken cancellationToken) =>
+        await _database.OpenAsync(cancellationToken);
 
     protected override Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken cancellationToken) =>
         Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(deferred: true));

@@ -1,0 +1,58 @@
+using System.Data.Common;
+using System.Globalization;
+
+namespace LlmServer.Sessions;
+
+/// <summary>
+/// The one way a feature's tables are brought up to date, in SQLite and PostgreSQL alike: inside the caller's
+/// transaction, each entry of the list moves the schema from version i to i + 1, the version kept in its own table.
+/// </summary>
+internal static class SchemaMigrations
+{
+    /// <summary>Applies the missing migrations; refuses a database from a newer server (<paramref name="description"/> names it).</summary>
+    public static async Task ApplyAsync(
+        DbConnection connection,
+        DbTransaction transaction,
+        string versionTable,
+        IReadOnlyList<string> migrations,
+        string description,
+        CancellationToken cancellationToken)
+    {
+        await ExecuteAsync(connection, transaction, $"CREATE TABLE IF NOT EXISTS {versionTable} (version INTEGER NOT NULL);", cancellationToken);
+        await using (var read = Command(connection, transaction, $"SELECT MAX(version) FROM {versionTable};"))
+        {
+            var current = await read.ExecuteScalarAsync(cancellationToken) is { } v and not DBNull ? Convert.ToInt32(v, CultureInfo.InvariantCulture) : 0;
+            if (current > migrations.Count)
+            {
+                throw new InvalidOperationException($"{description} has schema version {current}, newer than this server's {migrations.Count}.");
+            }
+
+            for (var version = current; version < migrations.Count; version++)
+            {
+                await ExecuteAsync(connection, transaction, migrations[version], cancellationToken);
+            }
+        }
+
+        await ExecuteAsync(connection, transaction, $"DELETE FROM {versionTable};", cancellationToken);
+        await using var write = Command(connection, transaction, $"INSERT INTO {versionTable} (version) VALUES (@v);");
+        var parameter = write.CreateParameter();
+        parameter.ParameterName = "@v";
+        parameter.Value = migrations.Count;
+        write.Parameters.Add(parameter);
+        await write.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static DbCommand Command(DbConnection connection, DbTransaction transaction, string sql)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        return command;
+    }
+
+    private static async Task ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, transaction, sql);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}
