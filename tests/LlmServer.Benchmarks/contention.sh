@@ -2,7 +2,8 @@
 # Contention benchmark (issue 12): each configuration a fresh server process, rounds interleaved. For each model and
 # each server build (BASE = today's, NEW = this tree), one server runs quiet (1, 4 and 8 streams) and another runs
 # beside a bounded busy loop on one core (1 and 8 streams). Both builds run with their default thread settings.
-# LLMSERVER_BENCH_TOKENS (128), LLMSERVER_BENCH_QUIET_STREAMS ("1 4 8"), LLMSERVER_BENCH_TIMEOUT (120 s a request).
+# LLMSERVER_BENCH_TOKENS (128), LLMSERVER_BENCH_QUIET_STREAMS ("1 4 8"), LLMSERVER_BENCH_TIMEOUT (120 s a request),
+# LLMSERVER_BENCH_BASE_ENV / LLMSERVER_BENCH_NEW_ENV (e.g. "GOMP_SPINCOUNT=300000": the environment of each side's server).
 #   bash tests/LlmServer.Benchmarks/contention.sh BASE_SERVER_DLL [NEW_SERVER_DLL] [rounds]
 # Build each side first: dotnet build -c Release -p:SkipWebBuild=true src/LlmServer
 set -euo pipefail
@@ -34,13 +35,14 @@ for round in $(seq 1 "$rounds"); do
   for model in ${LLMSERVER_BENCH_MODELS:-synth110m-q4_0 stories260K}; do
     for side in base new; do
       dll=$base
-      if [ "$side" = new ]; then dll=$new; fi
+      side_env=${LLMSERVER_BENCH_BASE_ENV:-}
+      if [ "$side" = new ]; then dll=$new; side_env=${LLMSERVER_BENCH_NEW_ENV:-}; fi
       for load in quiet busy; do
-        dotnet "$dll" --model "$shared/models/$model.gguf" --urls "http://127.0.0.1:$port" \
+        env $side_env dotnet "$dll" --model "$shared/models/$model.gguf" --urls "http://127.0.0.1:$port" \
           --Scheduler:Slots=8 --Scheduler:ContextSize=4096 --Scheduler:StepTokenBudget=1024 \
-          --Logging:LogLevel:Default=Warning >/dev/null 2>&1 &
+          --Sessions:Database="$(mktemp -d)/sessions.db" --Logging:LogLevel:Default=Warning >"$out.server.log" 2>&1 &
         server=$!
-        until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.2; done
+        until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do kill -0 "$server" 2>/dev/null || { echo "the server exited at start" >&2; exit 1; }; sleep 0.2; done
         node "$shared/tools/loadgen.mjs" --url "http://127.0.0.1:$port" --model "$model" --concurrency 1 --requests 1 --max-tokens 16 --json >/dev/null
         streams=$quiet_streams
         if [ "$load" = busy ]; then
@@ -55,7 +57,8 @@ for round in $(seq 1 "$rounds"); do
         if [ -n "$busy" ]; then kill "$busy"; wait "$busy" 2>/dev/null || true; busy=; fi
         threads=$(curl -sf "http://127.0.0.1:$port/props" | python3 -c 'import json,sys; b=json.load(sys.stdin)["backend"]; t=b.get("threading") or {}; print(b["threads"], t.get("threads_max"), t.get("changes"))' || echo "? ? ?")
         echo "# round $round $model $side $load: decode threads at the end / at start / changes: $threads"
-        kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
+        kill -TERM "$server"; rc=0; wait "$server" 2>/dev/null || rc=$?; server=
+        if [ "$rc" != 0 ]; then echo "# round $round $model $side $load: the server exited with $rc at shutdown; its log: $out.server.$round.$model.$side.$load" | tee -a "$out.notes"; cp "$out.server.log" "$out.server.$round.$model.$side.$load"; fi
       done
     done
   done

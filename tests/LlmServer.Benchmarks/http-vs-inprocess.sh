@@ -21,10 +21,10 @@ for model in ${LLMSERVER_BENCH_MODELS:-synth110m-q4_0 stories260K}; do
   dotnet "$server" --model "$shared/models/$model.gguf" --urls "http://127.0.0.1:$port" \
     --Scheduler:Slots=8 --Scheduler:ContextSize=4096 --Scheduler:StepTokenBudget=1024 \
     --Model:Threads="${LLMSERVER_BENCH_THREADS:-2}" --Model:BatchThreads="${LLMSERVER_BENCH_THREADS:-2}" \
-    --Logging:LogLevel:Default=Warning >/dev/null 2>&1 &
+    --Sessions:Database="$(mktemp -d)/sessions.db" --Logging:LogLevel:Default=Warning >/dev/null 2>&1 &
   pid=$!
   trap 'kill "$pid" 2>/dev/null || true' EXIT
-  until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.2; done
+  until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do kill -0 "$pid" 2>/dev/null || { echo "the server exited at start" >&2; exit 1; }; sleep 0.2; done
   for round in $(seq 1 "$rounds"); do
     for c in 1 4 8; do
       inproc=$( { /usr/bin/time -f "%U %S" dotnet "$bench" --child "${LLMSERVER_BENCH_INPROCESS:-greedy}" "$c" "$shared/models/$model.gguf" 128 | tail -1; } 2>/tmp/inproc.time)

@@ -23,9 +23,9 @@ echo "loadgen results in $out"
 run() { # name target-ms round
   dotnet "$server" --model "$shared/models/synth110m-q4_0.gguf" --urls "http://127.0.0.1:$port" \
     --Scheduler:Slots=8 --Scheduler:ContextSize=32768 --Scheduler:TargetStepMs="$2" \
-    --Model:Threads=2 --Model:BatchThreads=2 --Logging:LogLevel:Default=Warning >/dev/null 2>&1 &
+    --Model:Threads=2 --Model:BatchThreads=2 --Sessions:Database="$out/$1-$3.db" --Logging:LogLevel:Default=Warning >"$out/$1-$3.log" 2>&1 &
   pid=$!
-  until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.2; done
+  until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do kill -0 "$pid" 2>/dev/null || { echo "the server exited at start" >&2; exit 1; }; sleep 0.2; done
   local lg=(node "$shared/tools/loadgen.mjs" --url "http://127.0.0.1:$port" --model synth110m-q4_0 --ignore-eos --json)
   "${lg[@]}" --concurrency 1 --requests 2 --max-tokens 8 --prompt-words 64 >/dev/null
   "${lg[@]}" --concurrency 2 --requests "${LLMSERVER_BENCH_LONG_REQUESTS:-6}" --max-tokens 32 --prompt-words 1600 --seed 7 >"$out/$1-$3-long.json" &

@@ -86,6 +86,12 @@ internal interface ITokenVocabulary
 
     int[] Tokenize(string text, bool addSpecial, bool parseSpecial);
 
+    /// <summary>
+    /// Tokenizes text that continues a prompt already tokenized: no BOS, and none of the space SentencePiece puts
+    /// before the start of a text, which would put into the middle of the prompt a token that whole tokenization has not.
+    /// </summary>
+    int[] TokenizeContinuation(string text, bool parseSpecial);
+
     /// <summary>Writes the token's bytes (not rendering control tokens) and returns how many were written.</summary>
     int TokenToBytes(int token, Span<byte> destination);
 

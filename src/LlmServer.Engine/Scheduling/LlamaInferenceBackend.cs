@@ -122,8 +122,16 @@ internal sealed class LlamaInferenceBackend : IInferenceBackend
 /// <summary>The model's vocabulary; tokenization reads the model only, so it is safe from any thread.</summary>
 internal sealed class LlamaVocabulary : ITokenVocabulary
 {
+    private const string AnchorText = "\n";
+
     private readonly LLamaWeights _weights;
     private readonly SafeLlamaModelHandle.Vocabulary _vocab;
+
+    /// <summary>
+    /// The tokens of a newline tokenized alone, when that adds SentencePiece's leading space (else null): a continuation
+    /// is tokenized after a newline, which never merges with what follows, and the newline's tokens are cut off.
+    /// </summary>
+    private readonly int[]? _continuationAnchor;
 
     public LlamaVocabulary(LLamaWeights weights)
     {
@@ -141,6 +149,7 @@ internal sealed class LlamaVocabulary : ITokenVocabulary
         }
 
         EndOfGenerationTokens = [.. eog];
+        _continuationAnchor = SpacePrefixedAnchor();
     }
 
     public int Count { get; }
@@ -162,8 +171,35 @@ internal sealed class LlamaVocabulary : ITokenVocabulary
         return result;
     }
 
+    public int[] TokenizeContinuation(string text, bool parseSpecial)
+    {
+        if (_continuationAnchor is null || text.Length == 0)
+        {
+            return Tokenize(text, addSpecial: false, parseSpecial);
+        }
+
+        var anchored = Tokenize(AnchorText + text, addSpecial: false, parseSpecial);
+        return anchored.AsSpan().StartsWith(_continuationAnchor)
+            ? anchored[_continuationAnchor.Length..]
+            : Tokenize(text, addSpecial: false, parseSpecial);
+    }
+
     public int TokenToBytes(int token, Span<byte> destination) =>
         (int)_weights.NativeHandle.TokenToSpan(token, destination, 0, false);
 
     public bool IsEndOfGeneration(int token) => Array.IndexOf(EndOfGenerationTokens, token) >= 0;
+
+    private int[]? SpacePrefixedAnchor()
+    {
+        var tokens = Tokenize(AnchorText, addSpecial: false, parseSpecial: false);
+        var text = new List<byte>();
+        Span<byte> buffer = stackalloc byte[64];
+        foreach (var token in tokens)
+        {
+            var length = Math.Clamp(TokenToBytes(token, buffer), 0, buffer.Length);
+            text.AddRange(buffer[..length]);
+        }
+
+        return Encoding.UTF8.GetString([.. text]) == AnchorText ? null : tokens;
+    }
 }

@@ -23,7 +23,7 @@ internal static class SessionPromptTokenizer
 
         if (text.Length > resident.Text.Length && text.StartsWith(resident.Text, StringComparison.Ordinal))
         {
-            var rest = vocabulary.Tokenize(text[resident.Text.Length..], addSpecial: false, parseSpecial);
+            var rest = vocabulary.TokenizeContinuation(text[resident.Text.Length..], parseSpecial);
             return new TokenizedPrompt([.. resident.Tokens, .. rest], [.. resident.Boundaries, new(resident.Text.Length, resident.Tokens.Length)]);
         }
 
@@ -78,7 +78,7 @@ internal static class SessionPromptTokenizer
 
             var kept = resident.Text.AsSpan(from);
             var lead = vocabulary.Tokenize(text[..at], addSpecial: true, parseSpecial);
-            var rest = vocabulary.Tokenize(text[(at + kept.Length)..], addSpecial: false, parseSpecial);
+            var rest = vocabulary.TokenizeContinuation(text[(at + kept.Length)..], parseSpecial);
             var keptTokens = resident.Tokens.AsSpan(keptFrom);
             var boundaries = new List<TextTokenBoundary> { new(at, lead.Length) };
             foreach (var later in resident.Boundaries)
@@ -108,7 +108,7 @@ internal static class SessionPromptTokenizer
             return boundary.Token;
         }
 
-        var retokenized = vocabulary.Tokenize(resident.Text[from..boundary.Text], addSpecial: false, parseSpecial);
+        var retokenized = vocabulary.TokenizeContinuation(resident.Text[from..boundary.Text], parseSpecial);
         var start = boundary.Token - retokenized.Length;
         return start >= 0 && resident.Tokens.AsSpan(start, retokenized.Length).SequenceEqual(retokenized) ? start : -1;
     }

@@ -174,6 +174,8 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
 
         public int[] Tokenize(string text, bool addSpecial, bool parseSpecial) => text.Select(c => (int)c).ToArray();
 
+        public int[] TokenizeContinuation(string text, bool parseSpecial) => Tokenize(text, false, parseSpecial);
+
         public int TokenToBytes(int token, Span<byte> destination) => Encoding.UTF8.GetBytes(((char)token).ToString(), destination);
 
         public bool IsEndOfGeneration(int token) => token == 0;

@@ -54,6 +54,31 @@ public sealed class LongConversationTests
         });
     }
 
+    [Fact]
+    public async Task Sliding_turns_keep_the_rest_of_the_window_warm_and_prefill_only_the_new_message()
+    {
+        await WithConversationAsync((_, endings, _) =>
+        {
+            var starts = endings.Select(e => e.ContextStart!.Value).ToList();
+            var kept = KeptTurns(starts);
+            var sliding = Enumerable.Range(1, Turns - 1).Except(kept).ToList();
+            Assert.NotEmpty(sliding);
+
+            // A turn that keeps its window prefills its new message (and the template around it); a sliding turn, whose
+            // dropped turns' cells were removed and the rest shifted, prefills no more than that (give or take the
+            // turn number's digits), where a slide that fell back to a prefill would decode the whole window again.
+            var newMessageCost = kept.Max(t => endings[t].Usage!.PromptTokens - endings[t].Usage!.CachedTokens) + 2;
+            Assert.All(sliding, t =>
+            {
+                var usage = endings[t].Usage!;
+                Assert.True(
+                    usage.CachedTokens > 0 && usage.PromptTokens - usage.CachedTokens <= newMessageCost,
+                    $"sliding turn {t}: {usage.PromptTokens} prompt tokens, {usage.CachedTokens} cached; a kept turn prefills up to {newMessageCost}");
+            });
+            return Task.CompletedTask;
+        });
+    }
+
     /// <summary>Turns (after the first) whose window starts where the previous turn's did.</summary>
     private static List<int> KeptTurns(List<int> starts) => [.. Enumerable.Range(1, Turns - 1).Where(t => starts[t] == starts[t - 1])];
 
