@@ -7,6 +7,7 @@ using LLama.Native;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Scheduling;
+using LlmServer.Engine.Threading;
 
 namespace LlmServer.Benchmarks;
 
@@ -29,6 +30,9 @@ internal static class BenchmarkChild
         var modelPath = args[2];
         var tokens = int.Parse(args[3], CultureInfo.InvariantCulture);
         Model.Path = modelPath;
+
+        // The same libgomp setting the server's engine makes, before anything loads the native library.
+        Console.Error.WriteLine("bare child: " + OpenMpTuning.Apply());
         NativeLogConfig.llama_log_set((_, _) => { });
         var (tps, tpot, wall) = mode == "bare"
             ? RunBare(streams, tokens)

@@ -48,7 +48,7 @@ public sealed class SchedulerOptions
     /// </summary>
     public int TargetStepMs { get; set; } = 80;
 
-    /// <summary>Prompt tokens the oldest prompt advances by in every step, however tight the time target.</summary>
+    /// <summary>Prompt tokens every prompt in progress advances by in every step, however tight the time target.</summary>
     public int MinPromptChunk { get; set; } = 32;
 
     /// <summary>Most tokens one request may ask to generate when it gives no limit; 0 means the slot's context.</summary>

@@ -9,10 +9,10 @@ namespace LlmServer.Engine.Scheduling;
 /// <remarks>
 /// The prompt budget: with nothing generating, the whole <see cref="SchedulerOptions.StepTokenBudget"/>. With
 /// sequences generating and <see cref="SchedulerOptions.TargetStepMs"/> set, the prompt tokens the
-/// <see cref="StepCostModel"/> expects to fit in that time beside the generation, within the token budget (the hard
-/// cap), and never less than <see cref="SchedulerOptions.MinPromptChunk"/> for the oldest prompt: a long prompt always
-/// advances. A time-limited budget first gives every prefilling request up to a minimal chunk in arrival order, so a
-/// short prompt behind a long one starts generating in its first step, then the rest in arrival order.
+/// <see cref="StepCostModel"/> expects to fit in that time beside the generation, within the token
+/// budget (the hard cap), and never less than <see cref="SchedulerOptions.MinPromptChunk"/> for every prompt in
+/// progress: a long prompt always advances, and a short prompt behind a long one starts generating in its first step.
+/// The budget goes first to every prefilling request up to a minimal chunk, then to the rest in arrival order.
 /// </remarks>
 internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, StepCostModel costs, SchedulerMetrics metrics, TimeProvider time)
 {
@@ -67,9 +67,9 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         var budget = hardCap;
         if (timed)
         {
-            // Unknown cost (no prompt measured yet): start with the minimal chunk and learn from it.
+            // Unknown cost (no prompt measured yet): start with the minimal chunks and learn from them.
             var fits = costs.PromptTokensWithin(options.TargetStepMs, generating) ?? 0;
-            budget = Math.Clamp(fits, Math.Min(options.MinPromptChunk, hardCap), hardCap);
+            budget = Math.Clamp(fits, Math.Min(MinimalChunks(), hardCap), hardCap);
         }
 
         _chunkSizes.Clear();
@@ -102,6 +102,21 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
                 }
             }
         }
+    }
+
+    /// <summary>The floor of a timed prompt budget: a minimal chunk for every prompt in progress.</summary>
+    private int MinimalChunks()
+    {
+        var total = 0;
+        foreach (var request in Running)
+        {
+            if (request.IsPrefilling)
+            {
+                total += Math.Min(options.MinPromptChunk, request.Prefill.Length - request.Prefilled);
+            }
+        }
+
+        return total;
     }
 
     private List<ScheduledRequest> LaneOf(ScheduledRequest request) => request.IsBatch ? BatchWaiting : Waiting;

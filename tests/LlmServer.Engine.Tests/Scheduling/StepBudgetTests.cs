@@ -69,6 +69,31 @@ public sealed class StepBudgetTests
     }
 
     [Fact]
+    public async Task Every_prompt_in_progress_advances_by_a_minimal_chunk_when_the_target_leaves_no_room()
+    {
+        using var harness = Timed(slots: 3, targetStepMs: 3, minPromptChunk: 6);
+        var running = harness.Submit("AB", maxTokens: 200);
+        for (var i = 0; i < 3; i++)
+        {
+            harness.Scheduler.Step();
+        }
+
+        var longPrompt = harness.Submit(new string('X', 40), maxTokens: 1);
+        var shortPrompt = harness.Submit("YYYY", maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        harness.Scheduler.Step();
+
+        // The short prompt behind the long one is not kept waiting for it: both advance in the same step.
+        Assert.Equal(6, harness.Backend.Batches[0].Count(e => e.Token == 'X'));
+        Assert.Equal(4, harness.Backend.Batches[0].Count(e => e.Token == 'Y'));
+        harness.Scheduler.Step();
+        Assert.Equal(1, (await shortPrompt.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+        Assert.False(longPrompt.IsCompleted);
+        running.Cancel();
+        harness.RunToIdle();
+    }
+
+    [Fact]
     public void With_nothing_generating_a_prompt_fills_the_whole_token_budget()
     {
         using var harness = Timed(slots: 2, budget: 64, targetStepMs: 10, minPromptChunk: 4);
