@@ -12,7 +12,8 @@ namespace LlmServer.Engine.Scheduling;
 /// <see cref="StepCostModel"/> expects to fit in that time beside the generation, within the token
 /// budget (the hard cap), and never less than <see cref="SchedulerOptions.MinPromptChunk"/> for every prompt in
 /// progress: a long prompt always advances, and a short prompt behind a long one starts generating in its first step.
-/// The budget goes first to every prefilling request up to a minimal chunk, then to the rest in arrival order.
+/// With the time target on, the budget goes first to every prefilling request up to a minimal chunk (also in a step
+/// where nothing generates), then to the rest in arrival order; with it off, in arrival order only.
 /// </remarks>
 internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, StepCostModel costs, SchedulerMetrics metrics, TimeProvider time)
 {
@@ -63,7 +64,11 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
     private void PlanPromptChunks(int generating)
     {
         var hardCap = options.StepTokenBudget - generating;
-        var timed = generating > 0 && options.TargetStepMs > 0;
+
+        // With a time target, every prompt in progress gets a minimal chunk first, even in a step with nothing
+        // generating: a short prompt admitted behind a long one starts now, not after the long one's whole prefill.
+        var sharing = options.TargetStepMs > 0;
+        var timed = generating > 0 && sharing;
         var budget = hardCap;
         if (timed)
         {
@@ -77,10 +82,10 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         foreach (var request in Running)
         {
             var count = 0;
-            if (request.IsPrefilling && budget > 0 && (first || timed))
+            if (request.IsPrefilling && budget > 0 && (first || sharing))
             {
-                // Untimed, the oldest prompt takes what it needs first; timed, each takes a minimal chunk first.
-                var share = timed ? options.MinPromptChunk : budget;
+                // Without a time target, the oldest prompt takes what it needs first; with one, each takes a minimal chunk first.
+                var share = sharing ? options.MinPromptChunk : budget;
                 count = Math.Min(Math.Min(share, budget), request.Prefill.Length - request.Prefilled);
                 budget -= count;
                 first = false;

@@ -94,6 +94,23 @@ public sealed class StepBudgetTests
     }
 
     [Fact]
+    public async Task With_nothing_generating_a_short_prompt_behind_a_long_one_goes_into_the_same_step()
+    {
+        using var harness = Timed(slots: 2, budget: 64, targetStepMs: 10, minPromptChunk: 8);
+        var longPrompt = harness.Submit(new string('X', 200), maxTokens: 1);
+        var shortPrompt = harness.Submit("YYYYY", maxTokens: 1);
+        harness.Scheduler.Step();
+
+        // The full budget is used: the long prompt's chunk, then the whole short prompt.
+        Assert.Equal(59, harness.Backend.Batches[0].Count(e => e.Token == 'X'));
+        Assert.Equal(5, harness.Backend.Batches[0].Count(e => e.Token == 'Y'));
+        harness.Scheduler.Step();
+        Assert.Equal(1, (await shortPrompt.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+        Assert.False(longPrompt.IsCompleted);
+        harness.RunToIdle();
+    }
+
+    [Fact]
     public void With_nothing_generating_a_prompt_fills_the_whole_token_budget()
     {
         using var harness = Timed(slots: 2, budget: 64, targetStepMs: 10, minPromptChunk: 4);
