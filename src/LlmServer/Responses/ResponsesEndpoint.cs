@@ -28,7 +28,6 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         var stored = request.Store != false;
         var chainKey = previous?.ChainKey ?? "responses:" + id;
         var generation = ResponsesRequestMapper.Map(request, conversation, model, id, stored ? chainKey : null);
-        ResponsesRequestMapper.ValidateTools(generation);
         var shape = new ResponseShape(request, id, responder.UnixNow(), model.Id);
 
         // Refusals (queue full, prompt too long, not ready) throw here, before any byte of the response.

@@ -81,7 +81,7 @@ internal static class ResponsesRequestMapper
         IReadOnlyList<ChatTurn> messages = string.IsNullOrEmpty(request.Instructions)
             ? conversation
             : [new ChatTurn("system", request.Instructions), .. conversation];
-        return new GenerationRequest
+        var generation = new GenerationRequest
         {
             Messages = messages,
             MaxTokens = OpenAiRequestMapper.MaxTokens(request.MaxOutputTokens, "max_output_tokens", model),
@@ -97,11 +97,9 @@ internal static class ResponsesRequestMapper
             ToolChoice = OpenAiRequestMapper.ToolChoice(request.ToolChoice, flat: true),
             ParallelToolCalls = request.ParallelToolCalls ?? true,
         };
+        ToolCalling.Validate(generation.Tools, generation.ToolChoice, generation.Grammar is not null, ToolFields);
+        return generation;
     }
-
-    /// <summary>Refuses malformed tools and tool choices of a mapped request, naming the Responses fields.</summary>
-    public static void ValidateTools(GenerationRequest request) =>
-        ToolCalling.Validate(request.Tools, request.ToolChoice, request.Grammar is not null, ToolFields);
 
     /// <summary>The tools the response echoes (checked by then).</summary>
     public static IReadOnlyList<ResponseToolInfo> ToolsInfo(IReadOnlyList<ResponseToolRequest?>? tools) =>
