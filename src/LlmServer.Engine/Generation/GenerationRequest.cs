@@ -50,6 +50,13 @@ public sealed record GenerationRequest
     /// <summary>An id for logs and metrics; one is made when absent.</summary>
     public string? RequestId { get; init; }
 
+    /// <summary>
+    /// With <see cref="Messages"/> ending in an assistant message: continue that message (prefill) instead of
+    /// starting a new answer. The prompt is the conversation before it, the assistant's turn opened, and its text;
+    /// the output is only what follows. llama.cpp's server prefills the same way.
+    /// </summary>
+    public bool ContinueFinalMessage { get; init; }
+
     /// <summary>Functions the model may call, rendered into the prompt by the model's chat template.</summary>
     public IReadOnlyList<ToolDefinition> Tools { get; init; } = [];
 

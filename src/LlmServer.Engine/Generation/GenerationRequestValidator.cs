@@ -19,6 +19,11 @@ internal static class GenerationRequestValidator
             Fail("messages must hold at least one message.", "messages");
         }
 
+        if (request.ContinueFinalMessage && request.Messages is not [.., { Role: "assistant", ToolCalls: null or { Count: 0 } }])
+        {
+            Fail("Only a final assistant message without tool calls can be continued.", "messages");
+        }
+
         if (request.Choices is < 1 or > MaxChoices)
         {
             Fail($"n must be between 1 and {MaxChoices}.", "n");

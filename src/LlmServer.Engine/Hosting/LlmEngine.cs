@@ -84,8 +84,23 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             return request.Prompt!;
         }
 
-        var tools = _toolCalling!.Prepare(request);
-        return _formatter!.Format(tools?.PromptMessages ?? request.Messages, tools?.TemplateTools ?? [], addAssistantPrompt: true);
+        return FormatChat(request, _toolCalling!.Prepare(request));
+    }
+
+    /// <summary>
+    /// The prompt of a chat request: its messages (as tool calling rewrote them) with the assistant's turn opened;
+    /// a continued final message is rendered after the opened turn, its text as it is.
+    /// </summary>
+    private string FormatChat(GenerationRequest request, PreparedToolRequest? tools)
+    {
+        var messages = tools?.PromptMessages ?? request.Messages!;
+        var templateTools = tools?.TemplateTools ?? [];
+        if (!request.ContinueFinalMessage)
+        {
+            return _formatter!.Format(messages, templateTools, addAssistantPrompt: true);
+        }
+
+        return _formatter!.Format(messages.Take(messages.Count - 1).ToList(), templateTools, addAssistantPrompt: true) + messages[^1].Content;
     }
 
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
@@ -124,7 +139,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         var isChat = request.Messages is not null;
         var tools = _toolCalling!.Prepare(request);
         var submitted = tools?.Request ?? request;
-        var text = isChat ? _formatter!.Format(tools?.PromptMessages ?? request.Messages!, tools?.TemplateTools ?? [], addAssistantPrompt: true) : request.Prompt!;
+        var text = isChat ? FormatChat(request, tools) : request.Prompt!;
         var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
         if (tools?.Stage is { } stage)
         {

@@ -16,43 +16,49 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
     /// <summary>Whether tools and tool history go to the template as they are (else <see cref="GenericToolPrompt"/> writes them).</summary>
     public bool TemplateRendersTools => templateRendersTools && Format != ToolCallFormat.Generic;
 
-    /// <summary>Refuses a request whose tools or tool choice are malformed; the parameter is named as OpenAI names it.</summary>
-    public static void Validate(GenerationRequest request)
+    /// <summary>Refuses a request whose tools or tool choice are malformed; the parameters are named as OpenAI's chat API names them.</summary>
+    public static void Validate(GenerationRequest request) =>
+        Validate(request.Tools, request.ToolChoice, request.Grammar is not null, ToolFieldNames.Chat);
+
+    /// <summary>
+    /// The checks of <see cref="Validate(GenerationRequest)"/>, with the fields named as the calling front end
+    /// names them: each front end runs them on its own request first, so its clients read their own field names.
+    /// </summary>
+    public static void Validate(IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool hasGrammar, ToolFieldNames fields)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
-        for (var i = 0; i < request.Tools.Count; i++)
+        for (var i = 0; i < tools.Count; i++)
         {
-            var tool = request.Tools[i];
+            var tool = tools[i];
             if (string.IsNullOrEmpty(tool.Name) || !FunctionName().IsMatch(tool.Name))
             {
-                throw Invalid($"tools[{i}].function.name must be 1 to 64 letters, digits, underscores, dots or dashes.", $"tools[{i}].function.name");
+                throw Invalid($"{fields.Name(i)} must be 1 to 64 letters, digits, underscores, dots or dashes.", fields.Name(i));
             }
 
             if (!names.Add(tool.Name))
             {
-                throw Invalid($"tools[{i}].function.name: the function '{tool.Name}' is defined twice.", $"tools[{i}].function.name");
+                throw Invalid($"{fields.Name(i)}: the function '{tool.Name}' is defined twice.", fields.Name(i));
             }
 
             if (tool.Parameters is { } parameters && parameters.ValueKind != System.Text.Json.JsonValueKind.Object)
             {
-                throw Invalid($"tools[{i}].function.parameters must be a JSON schema object.", $"tools[{i}].function.parameters");
+                throw Invalid($"{fields.Parameters(i)} must be a JSON schema object.", fields.Parameters(i));
             }
         }
 
-        var choice = request.ToolChoice;
-        if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function && request.Tools.Count == 0)
+        if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function && tools.Count == 0)
         {
-            throw Invalid("tool_choice requires a call, but no tools are given.", "tool_choice");
+            throw Invalid($"{fields.Choice} requires a call, but no tools are given.", fields.Choice);
         }
 
         if (choice.Mode == ToolChoiceMode.Function && !names.Contains(choice.FunctionName ?? string.Empty))
         {
-            throw Invalid($"tool_choice names the function '{choice.FunctionName}', which is not among the tools.", "tool_choice");
+            throw Invalid($"{fields.Choice} names the function '{choice.FunctionName}', which is not among the tools.", fields.Choice);
         }
 
-        if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function && request.Grammar is not null)
+        if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function && hasGrammar)
         {
-            throw Invalid("A required tool call cannot be combined with a grammar or a JSON response format.", "tool_choice");
+            throw Invalid("A required tool call cannot be combined with a grammar or a JSON response format.", fields.Choice);
         }
     }
 
@@ -103,6 +109,13 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
 
     [GeneratedRegex("^[A-Za-z0-9_.-]{1,64}$")]
     private static partial Regex FunctionName();
+}
+
+/// <summary>How a front end names a tool's fields and the tool choice in its errors (<paramref name="Name"/> and <paramref name="Parameters"/> take the tool's index).</summary>
+internal sealed record ToolFieldNames(Func<int, string> Name, Func<int, string> Parameters, string Choice)
+{
+    /// <summary>OpenAI chat completions: <c>tools[i].function.name</c>.</summary>
+    public static ToolFieldNames Chat { get; } = new(i => $"tools[{i}].function.name", i => $"tools[{i}].function.parameters", "tool_choice");
 }
 
 /// <summary>

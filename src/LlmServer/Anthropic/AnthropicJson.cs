@@ -7,6 +7,8 @@ namespace LlmServer.Anthropic;
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(MessagesRequest))]
 [JsonSerializable(typeof(AnthropicMessage))]
+[JsonSerializable(typeof(AnthropicContentBlock))]
+[JsonSerializable(typeof(AnthropicResponseBlock))]
 [JsonSerializable(typeof(AnthropicUsage))]
 [JsonSerializable(typeof(AnthropicTokenCount))]
 [JsonSerializable(typeof(AnthropicErrorResponse))]

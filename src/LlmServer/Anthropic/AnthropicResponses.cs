@@ -1,3 +1,6 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
 namespace LlmServer.Anthropic;
 
 /// <summary>The message object: the whole answer, or (empty, in <c>message_start</c>) the start of a stream.</summary>
@@ -5,13 +8,21 @@ public sealed record AnthropicMessage(
     string Id,
     string Type,
     string Role,
-    IReadOnlyList<AnthropicTextBlock> Content,
+    IReadOnlyList<AnthropicResponseBlock> Content,
     string Model,
     string? StopReason,
     string? StopSequence,
     AnthropicUsage Usage);
 
-public sealed record AnthropicTextBlock(string Type, string Text);
+/// <summary>A content block of the answer: text, or a tool call. Each is written with its own fields.</summary>
+[JsonDerivedType(typeof(AnthropicTextBlock))]
+[JsonDerivedType(typeof(AnthropicToolUseBlock))]
+public abstract record AnthropicResponseBlock(string Type);
+
+public sealed record AnthropicTextBlock(string Text) : AnthropicResponseBlock("text");
+
+/// <summary>A call the model made: <see cref="Input"/> is its arguments object; the <c>tool_result</c> answering it names <see cref="Id"/>.</summary>
+public sealed record AnthropicToolUseBlock(string Id, string Name, JsonElement Input) : AnthropicResponseBlock("tool_use");
 
 /// <summary>
 /// Token counts as Anthropic reports them: <see cref="InputTokens"/> excludes the prompt tokens served from the

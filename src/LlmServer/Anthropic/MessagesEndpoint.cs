@@ -19,7 +19,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         await using var stream = generator.Submit(generation, aborted);
         if (request.Stream == true)
         {
-            await StreamAsync(context, stream, id, model.Id);
+            await StreamAsync(context, stream, id, model.Id, generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None);
             return;
         }
 
@@ -34,7 +34,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
             id,
             "message",
             "assistant",
-            [new AnthropicTextBlock("text", choice.Text)],
+            Content(choice.Text, choice.ToolCalls),
             model.Id,
             AnthropicRequestMapper.StopReason(choice.Completion),
             choice.Completion.StopSequence,
@@ -46,27 +46,46 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
     {
         var aborted = context.RequestAborted;
         var request = await JsonBodyReader.ReadAsync(context, AnthropicJson.Context.MessagesRequest, responder.MaxRequestBodyBytes, aborted);
-        _ = OpenAiRequestMapper.ResolveModel(generator, request.Model);
-        var prompt = generator.ApplyChatTemplate(AnthropicRequestMapper.Turns(request), []);
+        var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
+        var prompt = generator.RenderPrompt(AnthropicRequestMapper.Map(request, model, OpenAiResponder.NewId("msg_"), requireMaxTokens: false));
         var count = generator.Tokenize(prompt, addSpecial: true, parseSpecial: true).Count;
         await context.Response.WriteAsJsonAsync(new AnthropicTokenCount(count), AnthropicJson.Context.AnthropicTokenCount, contentType: null, aborted);
     }
 
+    /// <summary>The answer's blocks: its text (when there is text, or nothing else), then one <c>tool_use</c> per call.</summary>
+    private static List<AnthropicResponseBlock> Content(string text, IReadOnlyList<ToolCall> calls)
+    {
+        var blocks = new List<AnthropicResponseBlock>(calls.Count + 1);
+        if (text.Length > 0 || calls.Count == 0)
+        {
+            blocks.Add(new AnthropicTextBlock(text));
+        }
+
+        blocks.AddRange(calls.Select(c => new AnthropicToolUseBlock(c.Id, c.Name, AnthropicRequestMapper.Input(c.Arguments))));
+        return blocks;
+    }
+
     /// <summary>
-    /// The event sequence Anthropic sends: <c>message_start</c>, <c>content_block_start</c>, <c>ping</c>,
-    /// <c>content_block_delta</c>s, <c>content_block_stop</c>, <c>message_delta</c>, <c>message_stop</c>; a
-    /// failure after the start is one <c>error</c> event. Pings keep a queued request's connection alive.
+    /// The event sequence Anthropic sends: <c>message_start</c>, then each content block (<c>content_block_start</c>,
+    /// its <c>content_block_delta</c>s: <c>text_delta</c> or <c>input_json_delta</c>, <c>content_block_stop</c>),
+    /// <c>message_delta</c>, <c>message_stop</c>; a failure after the start is one <c>error</c> event. Without tools
+    /// the text block opens at once, before the first <c>ping</c>; with tools, a block opens when its first piece
+    /// comes. Pings keep a queued request's connection alive.
     /// </summary>
-    private async Task StreamAsync(HttpContext context, GenerationStream stream, string id, string modelId)
+    private async Task StreamAsync(HttpContext context, GenerationStream stream, string id, string modelId, bool toolsOffered)
     {
         using var sse = SseWriter.Start(context);
         var events = new MessageEventWriter(sse);
         events.MessageStart(new AnthropicMessage(id, "message", "assistant", [], modelId, null, null, new AnthropicUsage(stream.PromptTokens, 0, 0, 0)));
-        events.ContentBlockStart();
+        if (!toolsOffered)
+        {
+            events.Text(string.Empty);
+        }
+
         events.Ping();
         await sse.FlushAsync();
 
-        var end = await responder.RelayChoiceAsync(stream, sse, events.Ping, events.TextDelta, id);
+        var end = await responder.RelayChoiceAsync(stream, sse, events.Ping, events.Text, id, events.ToolCall);
         if (end is null)
         {
             return;
@@ -74,7 +93,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
 
         if (end.Completion is { } completion)
         {
-            events.ContentBlockStop();
+            events.Finish();
             events.MessageDelta(AnthropicRequestMapper.StopReason(completion)!, completion.StopSequence, AnthropicRequestMapper.Usage(completion.Usage));
             events.MessageStop();
         }
@@ -86,7 +105,11 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         await sse.FlushAsync();
     }
 
-    /// <summary>Writes the named events; the per-token delta uses pre-encoded names.</summary>
+    /// <summary>
+    /// Writes the named events. One content block is open at a time: text goes to the open text block (or opens
+    /// one), a tool call closes what is open and opens its <c>tool_use</c> block. The per-token delta uses
+    /// pre-encoded names.
+    /// </summary>
     private sealed class MessageEventWriter(SseWriter sse)
     {
         private static readonly JsonEncodedText TypeName = JsonEncodedText.Encode("type");
@@ -95,6 +118,18 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         private static readonly JsonEncodedText TextName = JsonEncodedText.Encode("text");
         private static readonly JsonEncodedText ContentBlockDeltaType = JsonEncodedText.Encode("content_block_delta");
         private static readonly JsonEncodedText TextDeltaType = JsonEncodedText.Encode("text_delta");
+        private static readonly JsonEncodedText InputJsonDeltaType = JsonEncodedText.Encode("input_json_delta");
+        private static readonly JsonEncodedText PartialJsonName = JsonEncodedText.Encode("partial_json");
+
+        private enum Block
+        {
+            None,
+            Text,
+            ToolUse,
+        }
+
+        private Block _open;
+        private int _index = -1;
 
         public void MessageStart(AnthropicMessage message)
         {
@@ -103,20 +138,6 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
             writer.WriteString(TypeName, "message_start");
             writer.WritePropertyName("message");
             JsonSerializer.Serialize(writer, message, AnthropicJson.Context.AnthropicMessage);
-            writer.WriteEndObject();
-            sse.EndEvent();
-        }
-
-        public void ContentBlockStart()
-        {
-            var writer = sse.BeginEvent("content_block_start"u8);
-            writer.WriteStartObject();
-            writer.WriteString(TypeName, "content_block_start");
-            writer.WriteNumber(IndexName, 0);
-            writer.WriteStartObject("content_block");
-            writer.WriteString(TypeName, "text");
-            writer.WriteString(TextName, string.Empty);
-            writer.WriteEndObject();
             writer.WriteEndObject();
             sse.EndEvent();
         }
@@ -130,26 +151,92 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
             sse.EndEvent();
         }
 
-        public void TextDelta(string text)
+        public void Text(string text)
         {
-            var writer = sse.BeginEvent("content_block_delta"u8);
+            if (_open != Block.Text)
+            {
+                BlockStart(Block.Text, new AnthropicTextBlock(string.Empty));
+            }
+
+            if (text.Length > 0)
+            {
+                var writer = BeginDelta(TextDeltaType);
+                writer.WriteString(TextName, text);
+                EndDelta(writer);
+            }
+        }
+
+        public void ToolCall(GenerationEvent item)
+        {
+            switch (item)
+            {
+                case ToolCallStarted started:
+                    BlockStart(Block.ToolUse, new AnthropicToolUseBlock(started.Id, started.Name, AnthropicRequestMapper.Input("{}")));
+                    break;
+                case ToolCallArgumentsDelta arguments when _open == Block.ToolUse:
+                    var writer = BeginDelta(InputJsonDeltaType);
+                    writer.WriteString(PartialJsonName, arguments.Fragment);
+                    EndDelta(writer);
+                    break;
+            }
+        }
+
+        /// <summary>Closes the open block; an answer with no block at all gets an empty text block.</summary>
+        public void Finish()
+        {
+            if (_index < 0)
+            {
+                Text(string.Empty);
+            }
+
+            BlockStop();
+        }
+
+        private void BlockStart(Block kind, AnthropicResponseBlock block)
+        {
+            BlockStop();
+            _open = kind;
+            _index++;
+            var writer = sse.BeginEvent("content_block_start"u8);
             writer.WriteStartObject();
-            writer.WriteString(TypeName, ContentBlockDeltaType);
-            writer.WriteNumber(IndexName, 0);
-            writer.WriteStartObject(DeltaName);
-            writer.WriteString(TypeName, TextDeltaType);
-            writer.WriteString(TextName, text);
-            writer.WriteEndObject();
+            writer.WriteString(TypeName, "content_block_start");
+            writer.WriteNumber(IndexName, _index);
+            writer.WritePropertyName("content_block");
+            JsonSerializer.Serialize(writer, block, AnthropicJson.Context.AnthropicResponseBlock);
             writer.WriteEndObject();
             sse.EndEvent();
         }
 
-        public void ContentBlockStop()
+        private void BlockStop()
         {
+            if (_open == Block.None)
+            {
+                return;
+            }
+
+            _open = Block.None;
             var writer = sse.BeginEvent("content_block_stop"u8);
             writer.WriteStartObject();
             writer.WriteString(TypeName, "content_block_stop");
-            writer.WriteNumber(IndexName, 0);
+            writer.WriteNumber(IndexName, _index);
+            writer.WriteEndObject();
+            sse.EndEvent();
+        }
+
+        private Utf8JsonWriter BeginDelta(JsonEncodedText deltaType)
+        {
+            var writer = sse.BeginEvent("content_block_delta"u8);
+            writer.WriteStartObject();
+            writer.WriteString(TypeName, ContentBlockDeltaType);
+            writer.WriteNumber(IndexName, _index);
+            writer.WriteStartObject(DeltaName);
+            writer.WriteString(TypeName, deltaType);
+            return writer;
+        }
+
+        private void EndDelta(Utf8JsonWriter writer)
+        {
+            writer.WriteEndObject();
             writer.WriteEndObject();
             sse.EndEvent();
         }

@@ -180,7 +180,12 @@ internal static class OpenAiRequestMapper
         return definitions;
     }
 
-    private static ToolChoice ToolChoice(JsonElement? choice)
+    /// <summary>
+    /// <c>tool_choice</c>: none, auto, required, or an object naming a function, as chat completions nest it
+    /// (<c>{"type":"function","function":{"name":...}}</c>) or, with <paramref name="flat"/>, as the Responses API
+    /// writes it (<c>{"type":"function","name":...}</c>).
+    /// </summary>
+    public static ToolChoice ToolChoice(JsonElement? choice, bool flat = false)
     {
         const string Param = "tool_choice";
         switch (choice)
@@ -197,11 +202,13 @@ internal static class OpenAiRequestMapper
                 };
             case { ValueKind: JsonValueKind.Object } named
                 when named.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "function"
-                    && named.TryGetProperty("function", out var function) && function.ValueKind == JsonValueKind.Object
-                    && function.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String && name.GetString() is { Length: > 0 } functionName:
+                    && (flat ? named : named.TryGetProperty("function", out var function) ? function : default) is { ValueKind: JsonValueKind.Object } holder
+                    && holder.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String && name.GetString() is { Length: > 0 } functionName:
                 return Engine.Generation.ToolChoice.Function(functionName);
             default:
-                throw OpenAiException.InvalidField(Param, "'tool_choice' must be none, auto, required, or {\"type\": \"function\", \"function\": {\"name\": ...}}.");
+                throw OpenAiException.InvalidField(Param, flat
+                    ? "'tool_choice' must be none, auto, required, or {\"type\": \"function\", \"name\": ...}."
+                    : "'tool_choice' must be none, auto, required, or {\"type\": \"function\", \"function\": {\"name\": ...}}.");
         }
     }
 
@@ -368,20 +375,6 @@ internal static class OpenAiRequestMapper
         catch (ArgumentException e)
         {
             throw OpenAiException.InvalidField(param, $"Invalid schema for {param[..param.IndexOf('.', StringComparison.Ordinal)]}: " + e.Message);
-        }
-    }
-
-    /// <summary>
-    /// Tool calling is not wired into these front ends yet: a request that offers tools (anything but an empty
-    /// list, or a choice of "none" or "auto") is refused by name rather than answered without them.
-    /// </summary>
-    public static void RefuseTools(JsonElement? value, string param)
-    {
-        if (value is { ValueKind: not JsonValueKind.Null } tools
-            && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0)
-            && !(tools.ValueKind == JsonValueKind.String && tools.GetString() is "none" or "auto"))
-        {
-            throw OpenAiException.InvalidField(param, $"Tool use is not supported by this server yet; send the request without '{param}'.");
         }
     }
 

@@ -203,10 +203,11 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
     /// <summary>
     /// Streams one single-choice generation for the front ends that name their events (Anthropic, Responses): each
-    /// piece of text goes to <paramref name="onText"/>. Returns how it ended: the completion of a finished choice, or
+    /// piece of text goes to <paramref name="onText"/>, each tool call's start and argument pieces to
+    /// <paramref name="onToolCall"/>. Returns how it ended: the completion of a finished choice, or
     /// the error to report (failed, cancelled, or a broken relay, which is logged); null when the client went away.
     /// </summary>
-    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId)
+    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId, Action<GenerationEvent>? onToolCall = null)
     {
         GenerationCompleted? completion = null;
         try
@@ -217,6 +218,9 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 {
                     case TextDelta delta when !sse.IsClientGone:
                         onText(delta.Text);
+                        break;
+                    case ToolCallStarted or ToolCallArgumentsDelta when !sse.IsClientGone:
+                        onToolCall?.Invoke(item);
                         break;
                     case GenerationCompleted done:
                         completion = done;
@@ -236,7 +240,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
             return null;
         }
 
-        if (completion is { FinishReason: FinishReason.Stop or FinishReason.Length })
+        if (completion is { FinishReason: FinishReason.Stop or FinishReason.Length or FinishReason.ToolCalls })
         {
             return new StreamEnd(completion, null);
         }

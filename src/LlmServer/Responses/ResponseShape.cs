@@ -4,44 +4,81 @@ using LlmServer.OpenAi;
 
 namespace LlmServer.Responses;
 
-/// <summary>Builds the response object of one request at each stage: in progress, finished, failed.</summary>
-internal sealed class ResponseShape(CreateResponseRequest request, string id, string messageId, long createdAt, string model)
+/// <summary>Builds the response object of one request at each stage (in progress, finished, failed) and its output items.</summary>
+internal sealed class ResponseShape(CreateResponseRequest request, string id, long createdAt, string model)
 {
     private static readonly IReadOnlyDictionary<string, string> NoMetadata = new Dictionary<string, string>();
+    private static readonly JsonElement AutoChoice = JsonSerializer.SerializeToElement("auto", ResponsesJson.Context.String);
 
     public string Id => id;
 
-    public string MessageId => messageId;
-
     public static ResponseOutputText TextPart(string text) => new("output_text", text, [], []);
 
-    public ResponseObject InProgress() => Build("in_progress", [], string.Empty, null, null, null);
+    public static ResponseOutputMessage Message(string itemId, string status, string? text) =>
+        new(itemId, status, "assistant", text is null ? [] : [TextPart(text)]);
+
+    public static ResponseFunctionCallItem FunctionCall(string itemId, string status, ToolCall call) =>
+        new(itemId, status, call.Id, call.Name, call.Arguments);
+
+    public static string NewMessageId() => OpenAiResponder.NewId("msg_");
+
+    public static string NewFunctionCallId() => OpenAiResponder.NewId("fc_");
+
+    /// <summary>
+    /// The output of a whole answer: its text as a message (when there is text, or nothing else), then one item
+    /// per call; the last item is <paramref name="lastStatus"/> (incomplete when cut short).
+    /// </summary>
+    public static List<ResponseOutputItem> Output(string text, IReadOnlyList<ToolCall> calls, string lastStatus)
+    {
+        var items = new List<ResponseOutputItem>(calls.Count + 1);
+        if (text.Length > 0 || calls.Count == 0)
+        {
+            items.Add(Message(NewMessageId(), calls.Count == 0 ? lastStatus : "completed", text));
+        }
+
+        for (var i = 0; i < calls.Count; i++)
+        {
+            items.Add(FunctionCall(NewFunctionCallId(), i == calls.Count - 1 ? lastStatus : "completed", calls[i]));
+        }
+
+        return items;
+    }
+
+    /// <summary>The status of a finished generation's response and of its last item.</summary>
+    public static string Status(GenerationCompleted completion) => completion.FinishReason == FinishReason.Length ? "incomplete" : "completed";
+
+    public ResponseObject InProgress() => Build("in_progress", [], null, null, null);
 
     /// <summary>A finished generation: completed, or incomplete with reason <c>max_output_tokens</c> when it hit the limit.</summary>
-    public ResponseObject Finished(string text, GenerationCompleted completion)
+    public ResponseObject Finished(IReadOnlyList<ResponseOutputItem> output, GenerationCompleted completion)
     {
-        var incomplete = completion.FinishReason == FinishReason.Length;
-        var status = incomplete ? "incomplete" : "completed";
+        var status = Status(completion);
         var usage = completion.Usage;
         return Build(
             status,
-            [Message(status, text, withContent: true)],
-            text,
-            incomplete ? new ResponseIncompleteDetails("max_output_tokens") : null,
+            output,
+            status == "incomplete" ? new ResponseIncompleteDetails("max_output_tokens") : null,
             null,
             new ResponseUsage(usage.PromptTokens, new ResponseInputTokensDetails(usage.CachedPromptTokens), usage.CompletionTokens, new ResponseOutputTokensDetails(0), usage.TotalTokens));
     }
 
-    public ResponseObject Failed(string text, OpenAiError error) =>
-        Build("failed", [Message("incomplete", text, withContent: true)], text, null, new ResponseErrorInfo(error.Code ?? error.Type, error.Message), null);
+    public ResponseObject Failed(IReadOnlyList<ResponseOutputItem> output, OpenAiError error) =>
+        Build("failed", output, null, new ResponseErrorInfo(error.Code ?? error.Type, error.Message), null);
 
-    public ResponseOutputMessage Message(string status, string text, bool withContent) =>
-        new("message", messageId, status, "assistant", withContent ? [TextPart(text)] : []);
+    /// <summary>The conversation turn the answer adds: its text and calls.</summary>
+    public static ChatTurn AssistantTurn(IReadOnlyList<ResponseOutputItem> output)
+    {
+        var calls = output.OfType<ResponseFunctionCallItem>().Select(c => new ToolCall(c.CallId, c.Name, c.Arguments)).ToList();
+        var text = OutputText(output);
+        return new ChatTurn("assistant", calls.Count > 0 && text.Length == 0 ? null : text) { ToolCalls = calls.Count == 0 ? null : calls };
+    }
+
+    private static string OutputText(IReadOnlyList<ResponseOutputItem> output) =>
+        string.Concat(output.OfType<ResponseOutputMessage>().SelectMany(m => m.Content).Select(p => p.Text));
 
     private ResponseObject Build(
         string status,
-        IReadOnlyList<ResponseOutputMessage> output,
-        string text,
+        IReadOnlyList<ResponseOutputItem> output,
         ResponseIncompleteDetails? incomplete,
         ResponseErrorInfo? error,
         ResponseUsage? usage)
@@ -58,15 +95,15 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, st
             request.MaxOutputTokens,
             model,
             output,
-            text,
-            ParallelToolCalls: true,
+            OutputText(output),
+            request.ParallelToolCalls ?? true,
             request.PreviousResponseId,
             new ResponseReasoning(null, null),
             request.Store != false,
             request.Temperature ?? defaults.Temperature,
             ResponsesRequestMapper.TextInfo(request.Text?.Format),
-            "auto",
-            Array.Empty<JsonElement>(),
+            request.ToolChoice is { ValueKind: not JsonValueKind.Null } choice ? choice : AutoChoice,
+            ResponsesRequestMapper.ToolsInfo(request.Tools),
             request.TopP ?? defaults.TopP,
             "disabled",
             usage,

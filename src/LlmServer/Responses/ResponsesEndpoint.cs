@@ -28,13 +28,13 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         var stored = request.Store != false;
         var chainKey = previous?.ChainKey ?? "responses:" + id;
         var generation = ResponsesRequestMapper.Map(request, conversation, model, id, stored ? chainKey : null);
-        var shape = new ResponseShape(request, id, OpenAiResponder.NewId("msg_"), responder.UnixNow(), model.Id);
+        var shape = new ResponseShape(request, id, responder.UnixNow(), model.Id);
 
         // Refusals (queue full, prompt too long, not ready) throw here, before any byte of the response.
         await using var stream = generator.Submit(generation, aborted);
         if (request.Stream == true)
         {
-            var streamed = await StreamAsync(context, stream, shape);
+            var streamed = await StreamAsync(context, stream, shape, generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None);
             if (streamed is not null && stored)
             {
                 Store(streamed, conversation, chainKey, owner);
@@ -50,7 +50,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
             return;
         }
 
-        var response = shape.Finished(choice.Text, choice.Completion);
+        var response = shape.Finished(ResponseShape.Output(choice.Text, choice.ToolCalls, ResponseShape.Status(choice.Completion)), choice.Completion);
         if (stored)
         {
             Store(response, conversation, chainKey, owner);
@@ -79,35 +79,32 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         StatusCodes.Status404NotFound, OpenAiErrors.InvalidRequestError, $"No response with id '{id}' is stored.", "id", "not_found");
 
     private void Store(ResponseObject response, List<ChatTurn> conversation, string chainKey, string? owner) =>
-        store.Add(new StoredResponse(response, [.. conversation, new ChatTurn("assistant", response.OutputText)], chainKey, owner, DateTimeOffset.FromUnixTimeSeconds(response.CreatedAt)));
+        store.Add(new StoredResponse(response, [.. conversation, ResponseShape.AssistantTurn(response.Output)], chainKey, owner, DateTimeOffset.FromUnixTimeSeconds(response.CreatedAt)));
 
     /// <summary>
-    /// The semantic events in order: <c>response.created</c>, <c>response.in_progress</c>, the message item and
-    /// its text part opened, <c>response.output_text.delta</c>s, then both closed and <c>response.completed</c>
-    /// (or <c>response.incomplete</c>, or <c>response.failed</c>). Returns the final response, or null when the
-    /// generation failed or the client went away.
+    /// The semantic events in order: <c>response.created</c>, <c>response.in_progress</c>, then each output item
+    /// as it comes (a message: <c>response.output_item.added</c>, <c>response.content_part.added</c>,
+    /// <c>response.output_text.delta</c>s, <c>response.output_text.done</c>, <c>response.content_part.done</c>,
+    /// <c>response.output_item.done</c>; a function call: <c>response.output_item.added</c>,
+    /// <c>response.function_call_arguments.delta</c>s, <c>response.function_call_arguments.done</c>,
+    /// <c>response.output_item.done</c>), then <c>response.completed</c> (or <c>response.incomplete</c>, or
+    /// <c>response.failed</c>). Without tools the message opens at once; with tools, when its first text comes.
+    /// Returns the final response, or null when the generation failed or the client went away.
     /// </summary>
-    private async Task<ResponseObject?> StreamAsync(HttpContext context, GenerationStream stream, ResponseShape shape)
+    private async Task<ResponseObject?> StreamAsync(HttpContext context, GenerationStream stream, ResponseShape shape, bool toolsOffered)
     {
         using var sse = SseWriter.Start(context);
-        var events = new ResponseEventWriter(sse, shape.MessageId);
+        var events = new ResponseEventWriter(sse);
         events.WithResponse("response.created"u8, shape.InProgress());
         events.WithResponse("response.in_progress"u8, shape.InProgress());
-        events.OutputItem("response.output_item.added"u8, shape.Message("in_progress", string.Empty, withContent: false));
-        events.ContentPart("response.content_part.added"u8, string.Empty);
-        await sse.FlushAsync();
+        var output = new StreamedOutput(events);
+        if (!toolsOffered)
+        {
+            output.Text(string.Empty);
+        }
 
-        var text = new StringBuilder();
-        var end = await responder.RelayChoiceAsync(
-            stream,
-            sse,
-            sse.WriteKeepAlive,
-            delta =>
-            {
-                text.Append(delta);
-                events.TextDelta(delta);
-            },
-            shape.Id);
+        await sse.FlushAsync();
+        var end = await responder.RelayChoiceAsync(stream, sse, sse.WriteKeepAlive, output.Text, shape.Id, output.ToolCall);
         if (end is null)
         {
             return null;
@@ -116,23 +113,132 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         ResponseObject? final = null;
         if (end.Completion is { } completion)
         {
-            final = shape.Finished(text.ToString(), completion);
-            events.TextDone(final.OutputText);
-            events.ContentPart("response.content_part.done"u8, final.OutputText);
-            events.OutputItem("response.output_item.done"u8, final.Output[0]);
+            final = shape.Finished(output.Finish(ResponseShape.Status(completion)), completion);
             events.WithResponse(final.Status == "completed" ? "response.completed"u8 : "response.incomplete"u8, final);
         }
         else
         {
-            events.WithResponse("response.failed"u8, shape.Failed(text.ToString(), end.Error!));
+            events.WithResponse("response.failed"u8, shape.Failed(output.Snapshot(), end.Error!));
         }
 
         await sse.FlushAsync();
         return final;
     }
 
+    /// <summary>
+    /// The output items of a stream as they come: one item is open at a time (text goes to the open message, or
+    /// opens one; a call closes what is open and opens its own item). Closing an item writes its done events.
+    /// </summary>
+    private sealed class StreamedOutput(ResponseEventWriter events)
+    {
+        private readonly List<ResponseOutputItem> _closed = [];
+        private readonly StringBuilder _text = new();
+        private string? _messageId;
+        private (string ItemId, ToolCallStarted Call, StringBuilder Arguments)? _call;
+
+        private int OpenIndex => _closed.Count;
+
+        public void Text(string delta)
+        {
+            if (_messageId is null)
+            {
+                CloseCall("completed");
+                _messageId = ResponseShape.NewMessageId();
+                events.OutputItem("response.output_item.added"u8, OpenIndex, ResponseShape.Message(_messageId, "in_progress", text: null));
+                events.ContentPart("response.content_part.added"u8, _messageId, OpenIndex, string.Empty);
+            }
+
+            if (delta.Length > 0)
+            {
+                _text.Append(delta);
+                events.TextDelta(_messageId, OpenIndex, delta);
+            }
+        }
+
+        public void ToolCall(GenerationEvent item)
+        {
+            switch (item)
+            {
+                case ToolCallStarted started:
+                    CloseMessage("completed");
+                    CloseCall("completed");
+                    _call = (ResponseShape.NewFunctionCallId(), started, new StringBuilder());
+                    events.OutputItem("response.output_item.added"u8, OpenIndex, ResponseShape.FunctionCall(_call.Value.ItemId, "in_progress", Call(started, string.Empty)));
+                    break;
+                case ToolCallArgumentsDelta arguments when _call is { } call:
+                    call.Arguments.Append(arguments.Fragment);
+                    events.ArgumentsDelta(call.ItemId, OpenIndex, arguments.Fragment);
+                    break;
+            }
+        }
+
+        /// <summary>Closes the open item with <paramref name="status"/>; an answer with no item at all gets an empty message.</summary>
+        public List<ResponseOutputItem> Finish(string status)
+        {
+            if (_closed.Count == 0 && _messageId is null && _call is null)
+            {
+                Text(string.Empty);
+            }
+
+            CloseMessage(status);
+            CloseCall(status);
+            return _closed;
+        }
+
+        /// <summary>The items so far, the open one incomplete (for a failed response).</summary>
+        public List<ResponseOutputItem> Snapshot()
+        {
+            List<ResponseOutputItem> items = [.. _closed];
+            if (_messageId is not null)
+            {
+                items.Add(ResponseShape.Message(_messageId, "incomplete", _text.ToString()));
+            }
+
+            if (_call is { } call)
+            {
+                items.Add(ResponseShape.FunctionCall(call.ItemId, "incomplete", Call(call.Call, call.Arguments.ToString())));
+            }
+
+            return items;
+        }
+
+        private static ToolCall Call(ToolCallStarted started, string arguments) => new(started.Id, started.Name, arguments);
+
+        private void CloseMessage(string status)
+        {
+            if (_messageId is not { } itemId)
+            {
+                return;
+            }
+
+            var text = _text.ToString();
+            events.TextDone(itemId, OpenIndex, text);
+            events.ContentPart("response.content_part.done"u8, itemId, OpenIndex, text);
+            var message = ResponseShape.Message(itemId, status, text);
+            events.OutputItem("response.output_item.done"u8, OpenIndex, message);
+            _closed.Add(message);
+            _messageId = null;
+            _text.Clear();
+        }
+
+        private void CloseCall(string status)
+        {
+            if (_call is not { } open)
+            {
+                return;
+            }
+
+            var call = Call(open.Call, open.Arguments.ToString());
+            events.ArgumentsDone(open.ItemId, OpenIndex, call);
+            var item = ResponseShape.FunctionCall(open.ItemId, status, call);
+            events.OutputItem("response.output_item.done"u8, OpenIndex, item);
+            _closed.Add(item);
+            _call = null;
+        }
+    }
+
     /// <summary>Writes the named events, each with its <c>sequence_number</c>.</summary>
-    private sealed class ResponseEventWriter(SseWriter sse, string itemId)
+    private sealed class ResponseEventWriter(SseWriter sse)
     {
         private static readonly JsonEncodedText TypeName = JsonEncodedText.Encode("type");
         private static readonly JsonEncodedText SequenceName = JsonEncodedText.Encode("sequence_number");
@@ -142,7 +248,6 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         private static readonly JsonEncodedText DeltaName = JsonEncodedText.Encode("delta");
         private static readonly JsonEncodedText LogprobsName = JsonEncodedText.Encode("logprobs");
 
-        private readonly JsonEncodedText _itemId = JsonEncodedText.Encode(itemId);
         private int _sequence;
 
         public void WithResponse(ReadOnlySpan<byte> type, ResponseObject response)
@@ -153,47 +258,68 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
             End(writer);
         }
 
-        public void OutputItem(ReadOnlySpan<byte> type, ResponseOutputMessage item)
+        public void OutputItem(ReadOnlySpan<byte> type, int outputIndex, ResponseOutputItem item)
         {
             var writer = Begin(type);
-            writer.WriteNumber(OutputIndexName, 0);
+            writer.WriteNumber(OutputIndexName, outputIndex);
             writer.WritePropertyName("item");
-            JsonSerializer.Serialize(writer, item, ResponsesJson.Context.ResponseOutputMessage);
+            JsonSerializer.Serialize(writer, item, ResponsesJson.Context.ResponseOutputItem);
             End(writer);
         }
 
-        public void ContentPart(ReadOnlySpan<byte> type, string text)
+        public void ContentPart(ReadOnlySpan<byte> type, string itemId, int outputIndex, string text)
         {
-            var writer = BeginPart(type);
+            var writer = BeginPart(type, itemId, outputIndex);
             writer.WritePropertyName("part");
             JsonSerializer.Serialize(writer, ResponseShape.TextPart(text), ResponsesJson.Context.ResponseOutputText);
             End(writer);
         }
 
-        public void TextDelta(string text)
+        public void TextDelta(string itemId, int outputIndex, string text)
         {
-            var writer = BeginPart("response.output_text.delta"u8);
+            var writer = BeginPart("response.output_text.delta"u8, itemId, outputIndex);
             writer.WriteString(DeltaName, text);
             writer.WriteStartArray(LogprobsName);
             writer.WriteEndArray();
             End(writer);
         }
 
-        public void TextDone(string text)
+        public void TextDone(string itemId, int outputIndex, string text)
         {
-            var writer = BeginPart("response.output_text.done"u8);
+            var writer = BeginPart("response.output_text.done"u8, itemId, outputIndex);
             writer.WriteString("text", text);
             writer.WriteStartArray(LogprobsName);
             writer.WriteEndArray();
             End(writer);
         }
 
-        private Utf8JsonWriter BeginPart(ReadOnlySpan<byte> type)
+        public void ArgumentsDelta(string itemId, int outputIndex, string fragment)
+        {
+            var writer = BeginItem("response.function_call_arguments.delta"u8, itemId, outputIndex);
+            writer.WriteString(DeltaName, fragment);
+            End(writer);
+        }
+
+        public void ArgumentsDone(string itemId, int outputIndex, ToolCall call)
+        {
+            var writer = BeginItem("response.function_call_arguments.done"u8, itemId, outputIndex);
+            writer.WriteString("name", call.Name);
+            writer.WriteString("arguments", call.Arguments);
+            End(writer);
+        }
+
+        private Utf8JsonWriter BeginPart(ReadOnlySpan<byte> type, string itemId, int outputIndex)
+        {
+            var writer = BeginItem(type, itemId, outputIndex);
+            writer.WriteNumber(ContentIndexName, 0);
+            return writer;
+        }
+
+        private Utf8JsonWriter BeginItem(ReadOnlySpan<byte> type, string itemId, int outputIndex)
         {
             var writer = Begin(type);
-            writer.WriteString(ItemIdName, _itemId);
-            writer.WriteNumber(OutputIndexName, 0);
-            writer.WriteNumber(ContentIndexName, 0);
+            writer.WriteString(ItemIdName, itemId);
+            writer.WriteNumber(OutputIndexName, outputIndex);
             return writer;
         }
 

@@ -7,9 +7,10 @@ namespace LlmServer.Responses;
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(CreateResponseRequest))]
 [JsonSerializable(typeof(ResponseObject))]
-[JsonSerializable(typeof(ResponseOutputMessage))]
+[JsonSerializable(typeof(ResponseOutputItem))]
 [JsonSerializable(typeof(ResponseOutputText))]
 [JsonSerializable(typeof(ResponseDeleted))]
+[JsonSerializable(typeof(string))]
 internal sealed partial class ResponsesJsonContext : JsonSerializerContext;
 
 internal static class ResponsesJson

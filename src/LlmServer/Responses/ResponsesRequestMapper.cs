@@ -1,6 +1,8 @@
+using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Grammars;
 using LlmServer.Engine.Models;
+using LlmServer.Engine.Tools;
 using LlmServer.OpenAi;
 
 namespace LlmServer.Responses;
@@ -10,11 +12,16 @@ internal static class ResponsesRequestMapper
 {
     private const string SchemaParam = "text.format.schema";
 
-    /// <summary>The conversation of this response: the previous one's (when continuing), then this input.</summary>
+    /// <summary>How errors name the Responses tool fields.</summary>
+    private static readonly ToolFieldNames ToolFields = new(i => $"tools[{i}].name", i => $"tools[{i}].parameters", "tool_choice");
+
+    /// <summary>
+    /// The conversation of this response: the previous one's (when continuing), then this input. Function calls
+    /// join the assistant turn before them (or make one); a function call's output becomes a tool turn, and must
+    /// answer a call the conversation holds.
+    /// </summary>
     public static List<ChatTurn> Conversation(CreateResponseRequest request, StoredResponse? previous)
     {
-        OpenAiRequestMapper.RefuseTools(request.Tools, "tools");
-        OpenAiRequestMapper.RefuseTools(request.ToolChoice, "tool_choice");
         var input = request.Input ?? throw OpenAiException.InvalidField("input", "'input' is required.");
         if (input.Count == 0)
         {
@@ -22,17 +29,47 @@ internal static class ResponsesRequestMapper
         }
 
         var turns = new List<ChatTurn>(previous?.Conversation ?? []);
+        var callIds = turns.SelectMany(t => t.ToolCalls ?? []).Select(c => c.Id).ToHashSet(StringComparer.Ordinal);
         for (var i = 0; i < input.Count; i++)
         {
-            var role = input[i].Role switch
+            var item = input[i];
+            switch (item.Type)
             {
-                "system" or "developer" => "system",
-                "user" or "assistant" => input[i].Role,
-                _ => throw OpenAiException.InvalidField(
-                    $"input[{i}].role",
-                    $"Invalid value for input[{i}].role: '{input[i].Role}'. Supported roles are system, developer, user and assistant."),
-            };
-            turns.Add(new ChatTurn(role, input[i].Content));
+                case ResponseInputItem.FunctionCallType:
+                    var call = new ToolCall(item.CallId!, item.Name!, item.Arguments!);
+                    callIds.Add(call.Id);
+                    if (turns is [.., { Role: "assistant" } last])
+                    {
+                        turns[^1] = last with { ToolCalls = [.. last.ToolCalls ?? [], call] };
+                    }
+                    else
+                    {
+                        turns.Add(new ChatTurn("assistant", null) { ToolCalls = [call] });
+                    }
+
+                    break;
+                case ResponseInputItem.FunctionCallOutputType:
+                    if (!callIds.Contains(item.CallId!))
+                    {
+                        throw OpenAiException.InvalidField(
+                            $"input[{i}].call_id",
+                            $"No function call found for the function_call_output with call_id '{item.CallId}': send the function_call item, or continue its response with 'previous_response_id'.");
+                    }
+
+                    turns.Add(new ChatTurn("tool", item.Output) { ToolCallId = item.CallId });
+                    break;
+                default:
+                    var role = item.Role switch
+                    {
+                        "system" or "developer" => "system",
+                        "user" or "assistant" => item.Role,
+                        _ => throw OpenAiException.InvalidField(
+                            $"input[{i}].role",
+                            $"Invalid value for input[{i}].role: '{item.Role}'. Supported roles are system, developer, user and assistant."),
+                    };
+                    turns.Add(new ChatTurn(role, item.Content));
+                    break;
+            }
         }
 
         return turns;
@@ -44,7 +81,7 @@ internal static class ResponsesRequestMapper
         IReadOnlyList<ChatTurn> messages = string.IsNullOrEmpty(request.Instructions)
             ? conversation
             : [new ChatTurn("system", request.Instructions), .. conversation];
-        return new GenerationRequest
+        var generation = new GenerationRequest
         {
             Messages = messages,
             MaxTokens = OpenAiRequestMapper.MaxTokens(request.MaxOutputTokens, "max_output_tokens", model),
@@ -56,7 +93,41 @@ internal static class ResponsesRequestMapper
             Grammar = Grammar(request.Text?.Format),
             SessionKey = sessionKey,
             RequestId = requestId,
+            Tools = Tools(request.Tools),
+            ToolChoice = OpenAiRequestMapper.ToolChoice(request.ToolChoice, flat: true),
+            ParallelToolCalls = request.ParallelToolCalls ?? true,
         };
+        ToolCalling.Validate(generation.Tools, generation.ToolChoice, generation.Grammar is not null, ToolFields);
+        return generation;
+    }
+
+    /// <summary>The tools the response echoes (checked by then).</summary>
+    public static IReadOnlyList<ResponseToolInfo> ToolsInfo(IReadOnlyList<ResponseToolRequest?>? tools) =>
+        tools?.Select(t => new ResponseToolInfo("function", t!.Name!, t.Description, t.Parameters, t.Strict ?? true)).ToList() ?? [];
+
+    private static IReadOnlyList<ToolDefinition> Tools(IReadOnlyList<ResponseToolRequest?>? tools)
+    {
+        if (tools is null)
+        {
+            return [];
+        }
+
+        var definitions = new ToolDefinition[tools.Count];
+        for (var i = 0; i < tools.Count; i++)
+        {
+            var tool = tools[i] ?? throw OpenAiException.InvalidField($"tools[{i}]", $"tools[{i}] must be an object.");
+            if (tool.Type != "function")
+            {
+                throw OpenAiException.InvalidField(
+                    $"tools[{i}].type",
+                    $"Invalid value for tools[{i}].type: '{tool.Type}'. Only 'function' tools are supported.");
+            }
+
+            var parameters = tool.Parameters is { ValueKind: JsonValueKind.Null } ? null : tool.Parameters;
+            definitions[i] = new ToolDefinition(tool.Name ?? string.Empty, tool.Description, parameters);
+        }
+
+        return definitions;
     }
 
     /// <summary>The <c>text</c> object the response echoes.</summary>

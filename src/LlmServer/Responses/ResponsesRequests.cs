@@ -9,9 +9,9 @@ public sealed class CreateResponseRequest
 {
     public string? Model { get; set; }
 
-    /// <summary>A string (one user message) or a list of message items.</summary>
+    /// <summary>A string (one user message) or a list of input items: messages, function calls and their outputs.</summary>
     [JsonConverter(typeof(ResponseInputConverter))]
-    public IReadOnlyList<ResponseInputMessage>? Input { get; set; }
+    public IReadOnlyList<ResponseInputItem>? Input { get; set; }
 
     public string? Instructions { get; set; }
 
@@ -29,17 +29,56 @@ public sealed class CreateResponseRequest
 
     public string? PreviousResponseId { get; set; }
 
-    public JsonElement? Tools { get; set; }
+    public IReadOnlyList<ResponseToolRequest?>? Tools { get; set; }
 
+    /// <summary><c>none</c>, <c>auto</c>, <c>required</c>, or <c>{"type":"function","name":...}</c>.</summary>
     public JsonElement? ToolChoice { get; set; }
+
+    public bool? ParallelToolCalls { get; set; }
 
     public string? User { get; set; }
 
     public Dictionary<string, string>? Metadata { get; set; }
 }
 
-/// <summary>One input message: a role and its text (parts joined with newlines).</summary>
-public sealed record ResponseInputMessage(string Role, string Content);
+/// <summary>
+/// One input item: a <c>message</c> (<see cref="Role"/> and its text, parts joined with newlines), a
+/// <c>function_call</c> the model made (<see cref="CallId"/>, <see cref="Name"/>, <see cref="Arguments"/>), or a
+/// <c>function_call_output</c> (<see cref="CallId"/> and the result in <see cref="Output"/>).
+/// </summary>
+public sealed record ResponseInputItem(string Type)
+{
+    public const string MessageType = "message";
+    public const string FunctionCallType = "function_call";
+    public const string FunctionCallOutputType = "function_call_output";
+
+    public string? Role { get; init; }
+
+    public string? Content { get; init; }
+
+    public string? CallId { get; init; }
+
+    public string? Name { get; init; }
+
+    public string? Arguments { get; init; }
+
+    public string? Output { get; init; }
+}
+
+/// <summary>A function tool in the Responses shape: <c>{"type":"function","name","description","parameters","strict"}</c>.</summary>
+public sealed class ResponseToolRequest
+{
+    public string? Type { get; set; }
+
+    public string? Name { get; set; }
+
+    public string? Description { get; set; }
+
+    /// <summary>A JSON schema for the arguments (an object schema).</summary>
+    public JsonElement? Parameters { get; set; }
+
+    public bool? Strict { get; set; }
+}
 
 public sealed class ResponseTextRequest
 {
@@ -59,18 +98,19 @@ public sealed class ResponseTextFormatRequest
 }
 
 /// <summary>
-/// <c>input</c>: a string, or an array of message items (<c>{"type":"message","role","content"}</c>, the type
-/// optional) whose content is a string or <c>input_text</c>/<c>output_text</c> parts. Other item types are refused.
+/// <c>input</c>: a string, or an array of items: messages (<c>{"type":"message","role","content"}</c>, the type
+/// optional) whose content is a string or <c>input_text</c>/<c>output_text</c> parts, <c>function_call</c> items and
+/// <c>function_call_output</c> items (the output a string or text parts). Other item types are refused.
 /// </summary>
-internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<ResponseInputMessage>>
+internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<ResponseInputItem>>
 {
     private static readonly string[] TextTypes = ["input_text", "output_text"];
 
-    public override IReadOnlyList<ResponseInputMessage>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    public override IReadOnlyList<ResponseInputItem>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
         if (reader.TokenType == JsonTokenType.String)
         {
-            return [new ResponseInputMessage("user", reader.GetString()!)];
+            return [new ResponseInputItem(ResponseInputItem.MessageType) { Role = "user", Content = reader.GetString()! }];
         }
 
         if (reader.TokenType != JsonTokenType.StartArray)
@@ -78,7 +118,7 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
             throw new InvalidFieldException("expected a string or an array of input items.");
         }
 
-        var items = new List<ResponseInputMessage>();
+        var items = new List<ResponseInputItem>();
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
         {
             if (reader.TokenType != JsonTokenType.StartObject)
@@ -86,46 +126,73 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
                 throw new InvalidFieldException("each input item must be an object such as {\"role\":\"user\",\"content\":\"...\"}.");
             }
 
-            string? type = null;
-            string? role = null;
-            string? content = null;
-            while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
-            {
-                var name = reader.GetString();
-                reader.Read();
-                switch (name)
-                {
-                    case "type" when reader.TokenType == JsonTokenType.String:
-                        type = reader.GetString();
-                        break;
-                    case "role" when reader.TokenType == JsonTokenType.String:
-                        role = reader.GetString();
-                        break;
-                    case "content" when reader.TokenType != JsonTokenType.Null:
-                        content = MessageContentConverter.ReadText(ref reader, TextTypes);
-                        break;
-                    default:
-                        reader.Skip();
-                        break;
-                }
-            }
-
-            if (type is not (null or "message"))
-            {
-                throw new InvalidFieldException($"input items of type '{type}' are not supported; only message items are.");
-            }
-
-            if (role is null || content is null)
-            {
-                throw new InvalidFieldException("each input message needs a string \"role\" and its \"content\".");
-            }
-
-            items.Add(new ResponseInputMessage(role, content));
+            items.Add(ReadItem(ref reader));
         }
 
         return items;
     }
 
-    public override void Write(Utf8JsonWriter writer, IReadOnlyList<ResponseInputMessage> value, JsonSerializerOptions options) =>
+    private static ResponseInputItem ReadItem(ref Utf8JsonReader reader)
+    {
+        string? type = null;
+        string? role = null;
+        string? content = null;
+        string? callId = null;
+        string? name = null;
+        string? arguments = null;
+        string? output = null;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
+        {
+            var property = reader.GetString();
+            reader.Read();
+            switch (property)
+            {
+                case "type" when reader.TokenType == JsonTokenType.String:
+                    type = reader.GetString();
+                    break;
+                case "role" when reader.TokenType == JsonTokenType.String:
+                    role = reader.GetString();
+                    break;
+                case "content" when reader.TokenType != JsonTokenType.Null:
+                    content = MessageContentConverter.ReadText(ref reader, TextTypes);
+                    break;
+                case "call_id" when reader.TokenType == JsonTokenType.String:
+                    callId = reader.GetString();
+                    break;
+                case "name" when reader.TokenType == JsonTokenType.String:
+                    name = reader.GetString();
+                    break;
+                case "arguments" when reader.TokenType == JsonTokenType.String:
+                    arguments = reader.GetString();
+                    break;
+                case "output" when reader.TokenType != JsonTokenType.Null:
+                    output = MessageContentConverter.ReadText(ref reader, TextTypes);
+                    break;
+                default:
+                    reader.Skip();
+                    break;
+            }
+        }
+
+        switch (type)
+        {
+            case null or ResponseInputItem.MessageType:
+                return role is not null && content is not null
+                    ? new ResponseInputItem(ResponseInputItem.MessageType) { Role = role, Content = content }
+                    : throw new InvalidFieldException("each input message needs a string \"role\" and its \"content\".");
+            case ResponseInputItem.FunctionCallType:
+                return !string.IsNullOrEmpty(callId) && !string.IsNullOrEmpty(name) && arguments is not null
+                    ? new ResponseInputItem(type) { CallId = callId, Name = name, Arguments = arguments }
+                    : throw new InvalidFieldException("a function_call item needs a string \"call_id\", \"name\" and \"arguments\".");
+            case ResponseInputItem.FunctionCallOutputType:
+                return !string.IsNullOrEmpty(callId) && output is not null
+                    ? new ResponseInputItem(type) { CallId = callId, Output = output }
+                    : throw new InvalidFieldException("a function_call_output item needs a string \"call_id\" and its \"output\".");
+            default:
+                throw new InvalidFieldException($"input items of type '{type}' are not supported; message, function_call and function_call_output items are.");
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, IReadOnlyList<ResponseInputItem> value, JsonSerializerOptions options) =>
         throw new NotSupportedException("Request fields are only read.");
 }

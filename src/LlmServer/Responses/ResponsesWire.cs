@@ -14,7 +14,7 @@ public sealed record ResponseObject(
     string? Instructions,
     int? MaxOutputTokens,
     string Model,
-    IReadOnlyList<ResponseOutputMessage> Output,
+    IReadOnlyList<ResponseOutputItem> Output,
     string OutputText,
     bool ParallelToolCalls,
     string? PreviousResponseId,
@@ -22,8 +22,8 @@ public sealed record ResponseObject(
     bool Store,
     float Temperature,
     ResponseTextInfo Text,
-    string ToolChoice,
-    IReadOnlyList<JsonElement> Tools,
+    JsonElement ToolChoice,
+    IReadOnlyList<ResponseToolInfo> Tools,
     float TopP,
     string Truncation,
     ResponseUsage? Usage,
@@ -34,7 +34,20 @@ public sealed record ResponseErrorInfo(string Code, string Message);
 
 public sealed record ResponseIncompleteDetails(string Reason);
 
-public sealed record ResponseOutputMessage(string Type, string Id, string Status, string Role, IReadOnlyList<ResponseOutputText> Content);
+/// <summary>An item of <c>output</c>: a message, or a function call. Each is written with its own fields.</summary>
+[JsonDerivedType(typeof(ResponseOutputMessage))]
+[JsonDerivedType(typeof(ResponseFunctionCallItem))]
+public abstract record ResponseOutputItem(string Type, string Id, string Status);
+
+public sealed record ResponseOutputMessage(string Id, string Status, string Role, IReadOnlyList<ResponseOutputText> Content)
+    : ResponseOutputItem("message", Id, Status);
+
+/// <summary>A call the model made: <see cref="CallId"/> is what the <c>function_call_output</c> answering it names.</summary>
+public sealed record ResponseFunctionCallItem(string Id, string Status, string CallId, string Name, string Arguments)
+    : ResponseOutputItem("function_call", Id, Status);
+
+/// <summary>A function tool as the response echoes it.</summary>
+public sealed record ResponseToolInfo(string Type, string Name, string? Description, JsonElement? Parameters, bool Strict);
 
 public sealed record ResponseOutputText(string Type, string Text, IReadOnlyList<JsonElement> Annotations, IReadOnlyList<JsonElement> Logprobs);
 

@@ -38,6 +38,25 @@ public sealed class GenerationLimitsTests
         Assert.False(GenerationLimits.MaxTokens.Contains(double.PositiveInfinity));
     }
 
+    [Fact]
+    public void Only_a_final_assistant_message_without_calls_is_continued()
+    {
+        GenerationRequestValidator.Validate(new GenerationRequest { Messages = [new("user", "Hi"), new("assistant", "Once")], ContinueFinalMessage = true });
+
+        GenerationRequest[] refused =
+        [
+            new() { Messages = [new("user", "Hi")], ContinueFinalMessage = true },
+            new() { Messages = [new("user", "Hi"), new("assistant", null) { ToolCalls = [new("call_1", "f", "{}")] }], ContinueFinalMessage = true },
+            new() { Prompt = "Once", ContinueFinalMessage = true },
+        ];
+        foreach (var request in refused)
+        {
+            var error = Assert.Throws<GenerationException>(() => GenerationRequestValidator.Validate(request));
+            Assert.Equal(GenerationErrorCode.InvalidRequest, error.Code);
+            Assert.Equal("messages", error.Parameter);
+        }
+    }
+
     private static GenerationRequest Request(float temperature, float topP, int? maxTokens) => new()
     {
         Prompt = "Once upon a time",

@@ -17,7 +17,8 @@ internal static class NamedSse
         using var reader = new StreamReader(body, Encoding.UTF8);
         while (await reader.ReadLineAsync(cancellationToken) is { } line)
         {
-            if (line.Length == 0)
+            // Blank lines, and keep-alive comments while a request waits for its first token on a busy machine.
+            if (line.Length == 0 || line.StartsWith(':'))
             {
                 continue;
             }

@@ -40,11 +40,11 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
 {
     private const string ModelId = "stories260K";
 
-    private const string WeatherSchema = """{"type":"object","properties":{"city":{"type":"string","enum":["Paris","Rome","Oslo"]},"days":{"type":"integer","minimum":1,"maximum":7}},"required":["city","days"]}""";
+    internal const string WeatherSchema = """{"type":"object","properties":{"city":{"type":"string","enum":["Paris","Rome","Oslo"]},"days":{"type":"integer","minimum":1,"maximum":7}},"required":["city","days"]}""";
 
-    private const string AddSchema = """{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"integer","minimum":0,"maximum":9}},"required":["a","b"]}""";
+    internal const string AddSchema = """{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"integer","minimum":0,"maximum":9}},"required":["a","b"]}""";
 
-    private const string ToolsJson = $$$"""
+    internal const string ToolsJson = $$$"""
         [{"type":"function","function":{"name":"get_weather","description":"Weather in a city.","parameters":{{{WeatherSchema}}}}},
          {"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{{{AddSchema}}}}}]
         """;
