@@ -37,17 +37,21 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         _plan.Clear();
         Admit();
 
+        // While an interactive prompt is prefilled, batch requests sit the step out: their tokens would only lengthen
+        // the steps that stand between an interactive request and its first token.
+        var batchPauses = InteractivePrefilling();
+
         // One walk over the slots: every generating sequence decodes its pending token.
         for (var i = 0; i < slots.Count; i++)
         {
             var slot = slots[i];
-            if (slot.Choice is { IsGenerating: true, IsDone: false } choice)
+            if (slot.Choice is { IsGenerating: true, IsDone: false } choice && !(batchPauses && slot.Owner!.IsBatch))
             {
                 _plan.AddToken(slot.Owner!, choice);
             }
         }
 
-        PlanPromptChunks(_plan.Tokens.Count);
+        PlanPromptChunks(_plan.Tokens.Count, batchPauses);
         return _plan;
     }
 
@@ -61,7 +65,20 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         LaneOf(request).Insert(0, request);
     }
 
-    private void PlanPromptChunks(int generating)
+    private bool InteractivePrefilling()
+    {
+        foreach (var request in Running)
+        {
+            if (!request.IsBatch && request.IsPrefilling)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void PlanPromptChunks(int generating, bool batchPauses)
     {
         var hardCap = options.StepTokenBudget - generating;
 
@@ -74,7 +91,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         {
             // Unknown cost (no prompt measured yet): start with the minimal chunks and learn from them.
             var fits = costs.PromptTokensWithin(options.TargetStepMs, generating) ?? 0;
-            budget = Math.Clamp(fits, Math.Min(MinimalChunks(), hardCap), hardCap);
+            budget = Math.Clamp(fits, Math.Min(MinimalChunks(batchPauses), hardCap), hardCap);
         }
 
         _chunkSizes.Clear();
@@ -82,7 +99,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         foreach (var request in Running)
         {
             var count = 0;
-            if (request.IsPrefilling && budget > 0 && (first || sharing))
+            if (request.IsPrefilling && budget > 0 && (first || sharing) && !(batchPauses && request.IsBatch))
             {
                 // Without a time target, the oldest prompt takes what it needs first; with one, each takes a minimal chunk first.
                 var share = sharing ? options.MinPromptChunk : budget;
@@ -97,7 +114,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         for (var i = 0; i < Running.Count; i++)
         {
             var request = Running[i];
-            if (request.IsPrefilling)
+            if (request.IsPrefilling && !(batchPauses && request.IsBatch))
             {
                 var count = _chunkSizes[i] + Math.Min(budget, request.Prefill.Length - request.Prefilled - _chunkSizes[i]);
                 budget -= count - _chunkSizes[i];
@@ -110,12 +127,12 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
     }
 
     /// <summary>The floor of a timed prompt budget: a minimal chunk for every prompt in progress.</summary>
-    private int MinimalChunks()
+    private int MinimalChunks(bool batchPauses)
     {
         var total = 0;
         foreach (var request in Running)
         {
-            if (request.IsPrefilling)
+            if (request.IsPrefilling && !(batchPauses && request.IsBatch))
             {
                 total += Math.Min(options.MinPromptChunk, request.Prefill.Length - request.Prefilled);
             }

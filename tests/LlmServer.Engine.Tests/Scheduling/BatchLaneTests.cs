@@ -16,9 +16,11 @@ public sealed class BatchLaneTests
         var interactive = harness.Submit("aaa", maxTokens: 10);
         var batch = harness.Submit("kkk", maxTokens: 3, priority: Batch);
         harness.Scheduler.Step();
+        harness.Scheduler.Step();
 
-        // Both prompts go into the first step: one slot each.
-        Assert.Equal(2, harness.Backend.Batches[0].Select(e => e.Slot).Distinct().Count());
+        // Both are admitted at once, one slot each; the batch prompt goes in once the interactive one is in.
+        Assert.Equal([0], harness.Backend.Batches[0].Select(e => e.Slot).Distinct());
+        Assert.Contains(1, harness.Backend.Batches[1].Select(e => e.Slot));
         harness.RunToIdle();
         Assert.Equal("lmn", (await batch.CollectAsync()).Choices[0].Text);
         Assert.Equal(10, (await interactive.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
@@ -76,6 +78,32 @@ public sealed class BatchLaneTests
         Assert.Equal(FinishReason.Length, result.Completion.FinishReason);
         Assert.Equal("abc" + expected[..^1], new string(harness.Backend.KvOf(0).Select(t => (char)t).ToArray()));
         Assert.Equal("abc", (await interactive.CollectAsync()).Choices[0].Text);
+    }
+
+    [Fact]
+    public async Task Batch_requests_sit_out_the_steps_that_prefill_an_interactive_prompt()
+    {
+        using var harness = new SchedulerHarness(slots: 2, budget: 4, targetStepMs: 0);
+        var batch = harness.Submit("kkk", maxTokens: 20, priority: Batch);
+        for (var i = 0; i < 3; i++)
+        {
+            harness.Scheduler.Step();
+        }
+
+        var interactive = harness.Submit("xxxxxxxxxx", maxTokens: 2);
+        harness.Backend.Batches.Clear();
+        while (harness.Backend.Batches.Sum(b => b.Count(e => e.Token == 'x')) < 10)
+        {
+            harness.Scheduler.Step();
+        }
+
+        // The interactive prompt (10 tokens, 4 a step) took three steps, and the batch stream decoded in none of them.
+        var prefill = harness.Backend.Batches.Where(b => b.Any(e => e.Token == 'x')).ToList();
+        Assert.Equal(3, prefill.Count);
+        Assert.All(prefill, b => Assert.All(b, e => Assert.Equal('x', (char)e.Token)));
+        harness.RunToIdle();
+        Assert.Equal(20, (await batch.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+        Assert.Equal(2, (await interactive.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
     }
 
     [Fact]
