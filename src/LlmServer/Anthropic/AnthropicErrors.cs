@@ -39,13 +39,8 @@ internal static class AnthropicErrors
         _ => (status, InvalidRequestError),
     };
 
-    /// <summary>The error type of a generation that failed after its stream started.</summary>
-    public static string StreamErrorType(OpenAiError error) => error switch
-    {
-        { Type: OpenAiErrors.InvalidRequestError } => InvalidRequestError,
-        { Code: "queue_full" or "unavailable" or "cancelled" } => OverloadedError,
-        _ => ApiError,
-    };
+    /// <summary>The error type of a generation that failed after its stream started: the same classification as a refusal.</summary>
+    public static string StreamErrorType(OpenAiException error) => Classify(error.StatusCode, error.Code).Type;
 
     public static Task WriteAsync(HttpContext context, int statusCode, string? code, string message, TimeSpan? retryAfter, CancellationToken cancellationToken)
     {

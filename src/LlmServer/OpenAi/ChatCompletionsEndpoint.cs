@@ -50,7 +50,7 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
                 ToolCalls = c.ToolCalls.Count == 0 ? null : c.ToolCalls.Select(t => new ResponseToolCall(t.Id, "function", new ResponseFunctionCall(t.Name, t.Arguments))).ToList(),
             },
             generation.LogProbs ? new ChatLogProbs(OpenAiLogProbs.ToChat(c.LogProbs ?? [])) : null,
-            OpenAiResponder.FinishReasonText(c.Completion.FinishReason))).ToList();
+            c.Completion.FinishReason.ToName())).ToList();
         var first = result.Choices[0].Completion.Usage;
         var completionTokens = result.Choices.Sum(c => c.Completion.Usage.CompletionTokens);
         var response = new ChatCompletionResponse(

@@ -71,7 +71,7 @@ internal sealed class CompletionsEndpoint(ITextGenerator generator, OpenAiRespon
                         prefix + choice.Text,
                         (p * choicesPerPrompt) + choice.Index,
                         logProbs,
-                        OpenAiResponder.FinishReasonText(choice.Completion.FinishReason)));
+                        choice.Completion.FinishReason.ToName()));
                 }
             }
 

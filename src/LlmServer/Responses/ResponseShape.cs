@@ -32,7 +32,7 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, st
             new ResponseUsage(usage.PromptTokens, new ResponseInputTokensDetails(usage.CachedPromptTokens), usage.CompletionTokens, new ResponseOutputTokensDetails(0), usage.TotalTokens));
     }
 
-    public ResponseObject Failed(string text, OpenAiError error) =>
+    public ResponseObject Failed(string text, OpenAiException error) =>
         Build("failed", [Message("incomplete", text, withContent: true)], text, null, new ResponseErrorInfo(error.Code ?? error.Type, error.Message), null);
 
     public ResponseOutputMessage Message(string status, string text, bool withContent) =>
