@@ -15,8 +15,6 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
     public long UnixNow() => timeProvider.GetUtcNow().ToUnixTimeSeconds();
 
-    public long MaxRequestBodyBytes => options.CurrentValue.MaxRequestBodyBytes;
-
     public static string NewId(string prefix) => prefix + RandomNumberGenerator.GetHexString(24, lowercase: true);
 
     /// <summary>Stable for one model file and backend, as OpenAI's fingerprint is for one backend configuration.</summary>
@@ -167,7 +165,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         var enumerator = events.GetAsyncEnumerator(CancellationToken.None);
         try
         {
-            var hasEvent = await FirstEventAsync(enumerator, sse, keepAlive);
+            var hasEvent = await sse.MoveNextAsync(enumerator, options.CurrentValue.KeepAliveInterval, timeProvider, keepAlive);
             while (hasEvent)
             {
                 onEvent(enumerator.Current);
@@ -230,35 +228,6 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         var error = completion is null ? OpenAiErrors.StreamBroke() : OpenAiErrors.FromCompletion(completion);
         OpenAiLog.StreamFailed(logger, requestId, error.Code ?? error.Type, error.Message);
         return new StreamEnd(null, error);
-    }
-
-    /// <summary>Waits for the first event, sending a keep-alive every interval until it comes.</summary>
-    private async ValueTask<bool> FirstEventAsync(IAsyncEnumerator<GenerationEvent> enumerator, SseWriter sse, Action keepAlive)
-    {
-        var first = enumerator.MoveNextAsync();
-        if (first.IsCompleted)
-        {
-            return await first;
-        }
-
-        var pending = first.AsTask();
-        var interval = options.CurrentValue.KeepAliveInterval;
-        while (true)
-        {
-            using var delayCancellation = new CancellationTokenSource();
-            var delay = Task.Delay(interval, timeProvider, delayCancellation.Token);
-            if (await Task.WhenAny(pending, delay) == pending)
-            {
-                await delayCancellation.CancelAsync();
-                return await pending;
-            }
-
-            if (!sse.IsClientGone)
-            {
-                keepAlive();
-                await sse.FlushAsync();
-            }
-        }
     }
 
     /// <summary>A choice that finished (stop, length or tool calls) rather than failed or was cancelled.</summary>
