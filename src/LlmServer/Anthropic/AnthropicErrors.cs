@@ -1,6 +1,5 @@
 using System.Text.Json;
 using LlmServer.OpenAi;
-using Microsoft.AspNetCore.Http.Features;
 
 namespace LlmServer.Anthropic;
 
@@ -45,16 +44,7 @@ internal static class AnthropicErrors
     public static Task WriteAsync(HttpContext context, int statusCode, string? code, string message, TimeSpan? retryAfter, CancellationToken cancellationToken)
     {
         var (status, type) = Classify(statusCode, code);
-        var response = context.Response;
-        response.Clear();
-        response.StatusCode = status;
-        if (retryAfter is { } delay)
-        {
-            response.Headers.RetryAfter = OpenAiErrors.RetryAfterSeconds(delay);
-        }
-
-        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        return response.WriteAsJsonAsync(Body(type, message), AnthropicJson.Context.AnthropicErrorResponse, contentType: "application/json", cancellationToken);
+        return OpenAiErrors.WriteBodyAsync(context, status, retryAfter, Body(type, message), AnthropicJson.Context.AnthropicErrorResponse, cancellationToken);
     }
 
     public static AnthropicErrorResponse Body(string type, string message) => new("error", new AnthropicErrorDetail(type, message));

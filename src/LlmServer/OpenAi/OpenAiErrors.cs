@@ -1,5 +1,6 @@
 using LlmServer.Engine.Generation;
 using LlmServer.Anthropic;
+using System.Text.Json.Serialization.Metadata;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace LlmServer.OpenAi;
@@ -48,18 +49,26 @@ internal static class OpenAiErrors
             return AnthropicErrors.WriteAsync(context, statusCode, code, message, retryAfter, cancellationToken);
         }
 
+        var body = new OpenAiErrorResponse(new OpenAiError(message, type, param, code));
+        return WriteBodyAsync(context, statusCode, retryAfter, body, OpenAiJson.Context.OpenAiErrorResponse, cancellationToken);
+    }
+
+    /// <summary>
+    /// Writes an error body of any API's shape as the whole response: the status, <c>Retry-After</c> (whole seconds)
+    /// when there is one, and the JSON, unbuffered.
+    /// </summary>
+    public static Task WriteBodyAsync<T>(HttpContext context, int statusCode, TimeSpan? retryAfter, T body, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
+    {
         var response = context.Response;
         response.Clear();
         response.StatusCode = statusCode;
         if (retryAfter is { } delay)
         {
-            response.Headers.RetryAfter = RetryAfterSeconds(delay);
+            response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(delay.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
 
-        response.ContentType = "application/json";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        var body = new OpenAiErrorResponse(new OpenAiError(message, type, param, code));
-        return response.WriteAsJsonAsync(body, OpenAiJson.Context.OpenAiErrorResponse, contentType: "application/json", cancellationToken);
+        return response.WriteAsJsonAsync(body, typeInfo, contentType: "application/json", cancellationToken);
     }
 
     /// <summary>
@@ -116,9 +125,6 @@ internal static class OpenAiErrors
         _ => new(StatusCodes.Status500InternalServerError, ServerError, message),
     };
 
-    /// <summary>Whole seconds, rounded up, at least one: what Retry-After carries.</summary>
-    public static string RetryAfterSeconds(TimeSpan retryAfter) =>
-        Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
 }
 
 /// <summary>A request the OpenAI API refuses, carried to the one place that writes it.</summary>
