@@ -162,12 +162,8 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         return new FunctionCallContent(call.Id, call.Name, arguments) { Exception = error, RawRepresentation = call };
     }
 
-    private static ChatFinishReason ToFinishReason(FinishReason reason) => reason switch
-    {
-        FinishReason.Length => ChatFinishReason.Length,
-        FinishReason.ToolCalls => ChatFinishReason.ToolCalls,
-        _ => ChatFinishReason.Stop,
-    };
+    /// <summary>Microsoft.Extensions.AI spells finish reasons as OpenAI does, which is the engine's own spelling.</summary>
+    private static ChatFinishReason ToFinishReason(FinishReason reason) => new(reason.ToName());
 
     private static UsageDetails ToUsage(GenerationUsage usage) => new()
     {

@@ -49,6 +49,22 @@ public enum FinishReason
     ToolCalls,
 }
 
+/// <summary>
+/// The one spelling of a finish reason on the wire: OpenAI's names (<c>stop</c>, <c>length</c>, <c>tool_calls</c>),
+/// which the sessions' events and Microsoft.Extensions.AI share, plus <c>cancelled</c> and <c>error</c>.
+/// </summary>
+public static class FinishReasonNames
+{
+    public static string ToName(this FinishReason reason) => reason switch
+    {
+        FinishReason.Stop => "stop",
+        FinishReason.Length => "length",
+        FinishReason.ToolCalls => "tool_calls",
+        FinishReason.Cancelled => "cancelled",
+        _ => "error",
+    };
+}
+
 /// <summary>Token counts of one choice. Prompt tokens served from the KV cache are in <see cref="CachedPromptTokens"/>.</summary>
 public sealed record GenerationUsage(int PromptTokens, int CachedPromptTokens, int CompletionTokens)
 {

@@ -112,10 +112,18 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
 }
 
 /// <summary>How a front end names a tool's fields and the tool choice in its errors (<paramref name="Name"/> and <paramref name="Parameters"/> take the tool's index).</summary>
-internal sealed record ToolFieldNames(Func<int, string> Name, Func<int, string> Parameters, string Choice)
+public sealed record ToolFieldNames(Func<int, string> Name, Func<int, string> Parameters, string Choice)
 {
     /// <summary>OpenAI chat completions: <c>tools[i].function.name</c>.</summary>
     public static ToolFieldNames Chat { get; } = new(i => $"tools[{i}].function.name", i => $"tools[{i}].function.parameters", "tool_choice");
+}
+
+/// <summary>The engine's tool checks for the front ends: each runs them on its own request first, naming its own fields.</summary>
+public static class ToolRequestChecks
+{
+    /// <summary>Refuses malformed tools or tool choice, as a <see cref="GenerationException"/> naming the field in <paramref name="fields"/>' terms.</summary>
+    public static void Validate(IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool hasGrammar, ToolFieldNames fields) =>
+        ToolCalling.Validate(tools, choice, hasGrammar, fields);
 }
 
 /// <summary>

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using LlmServer.OpenAi;
-using Microsoft.AspNetCore.Http.Features;
 
 namespace LlmServer.Anthropic;
 
@@ -39,27 +38,13 @@ internal static class AnthropicErrors
         _ => (status, InvalidRequestError),
     };
 
-    /// <summary>The error type of a generation that failed after its stream started.</summary>
-    public static string StreamErrorType(OpenAiError error) => error switch
-    {
-        { Type: OpenAiErrors.InvalidRequestError } => InvalidRequestError,
-        { Code: "queue_full" or "unavailable" or "cancelled" } => OverloadedError,
-        _ => ApiError,
-    };
+    /// <summary>The error type of a generation that failed after its stream started: the same classification as a refusal.</summary>
+    public static string StreamErrorType(OpenAiException error) => Classify(error.StatusCode, error.Code).Type;
 
     public static Task WriteAsync(HttpContext context, int statusCode, string? code, string message, TimeSpan? retryAfter, CancellationToken cancellationToken)
     {
         var (status, type) = Classify(statusCode, code);
-        var response = context.Response;
-        response.Clear();
-        response.StatusCode = status;
-        if (retryAfter is { } delay)
-        {
-            response.Headers.RetryAfter = OpenAiErrors.RetryAfterSeconds(delay);
-        }
-
-        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        return response.WriteAsJsonAsync(Body(type, message), AnthropicJson.Context.AnthropicErrorResponse, contentType: "application/json", cancellationToken);
+        return OpenAiErrors.WriteBodyAsync(context, status, retryAfter, Body(type, message), AnthropicJson.Context.AnthropicErrorResponse, cancellationToken);
     }
 
     public static AnthropicErrorResponse Body(string type, string message) => new("error", new AnthropicErrorDetail(type, message));

@@ -41,16 +41,16 @@ internal static class AnthropicRequestMapper
             Sampling = new SamplingOptions
             {
                 // Anthropic's temperature runs from 0 to 1.
-                Temperature = OpenAiRequestMapper.InRange(request.Temperature, "temperature", 0f, 1f) ?? defaults.Temperature,
+                Temperature = OpenAiRequestMapper.InRange(request.Temperature, "temperature", new(0, 1)) ?? defaults.Temperature,
                 TopP = OpenAiRequestMapper.TopP(request.TopP) ?? defaults.TopP,
-                TopK = request.TopK is { } topK ? (topK >= 0 ? topK : throw OpenAiRequestMapper.OutOfRange("top_k", topK, 0, null)) : defaults.TopK,
+                TopK = OpenAiRequestMapper.InRange(request.TopK, "top_k", GenerationLimits.TopK) ?? defaults.TopK,
             },
             RequestId = requestId,
             Tools = Tools(request.Tools),
             ToolChoice = ToolChoice(request.ToolChoice),
             ParallelToolCalls = request.ToolChoice?.DisableParallelToolUse != true,
         };
-        ToolCalling.Validate(generation.Tools, generation.ToolChoice, hasGrammar: false, ToolFields);
+        ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, hasGrammar: false, ToolFields);
         return generation;
     }
 

@@ -10,7 +10,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
     public async Task HandleAsync(HttpContext context)
     {
         var aborted = context.RequestAborted;
-        var request = await JsonBodyReader.ReadAsync(context, AnthropicJson.Context.MessagesRequest, responder.MaxRequestBodyBytes, aborted);
+        var request = await JsonBodyReader.ReadAsync(context, AnthropicJson.Context.MessagesRequest, aborted);
         var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
         var id = OpenAiResponder.NewId("msg_");
         var generation = AnthropicRequestMapper.Map(request, model, id);
@@ -45,7 +45,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
     public async Task CountTokensAsync(HttpContext context)
     {
         var aborted = context.RequestAborted;
-        var request = await JsonBodyReader.ReadAsync(context, AnthropicJson.Context.MessagesRequest, responder.MaxRequestBodyBytes, aborted);
+        var request = await JsonBodyReader.ReadAsync(context, AnthropicJson.Context.MessagesRequest, aborted);
         var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
         var prompt = generator.RenderPrompt(AnthropicRequestMapper.Map(request, model, OpenAiResponder.NewId("msg_"), requireMaxTokens: false));
         var count = generator.Tokenize(prompt, addSpecial: true, parseSpecial: true).Count;

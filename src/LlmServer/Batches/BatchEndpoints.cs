@@ -109,7 +109,7 @@ internal sealed class BatchHandlers(BatchStore store, BatchRunner runner, OpenAi
     public async Task CreateBatchAsync(HttpContext context)
     {
         var aborted = context.RequestAborted;
-        var request = await JsonBodyReader.ReadAsync(context, BatchJson.Context.CreateBatchRequest, responder.MaxRequestBodyBytes, aborted);
+        var request = await JsonBodyReader.ReadAsync(context, BatchJson.Context.CreateBatchRequest, aborted);
         var owner = context.User.GetApiKeyId();
         var endpoint = request.Endpoint ?? throw OpenAiException.InvalidField("endpoint", "'endpoint' is required.");
         if (!BatchFormat.Endpoints.Contains(endpoint))

@@ -10,7 +10,7 @@ namespace LlmServer.Embeddings;
 /// <c>POST /v1/embeddings</c>: pooled, unit-length vectors from the embedding context (never a generation slot),
 /// as float arrays or base64 (little-endian float32, as OpenAI sends them).
 /// </summary>
-internal sealed class EmbeddingsEndpoint(ITextEmbedder embedder, ITextGenerator generator, OpenAiResponder responder)
+internal sealed class EmbeddingsEndpoint(ITextEmbedder embedder, ITextGenerator generator)
 {
     /// <summary>OpenAI's own limit on inputs per request.</summary>
     public const int MaxInputs = 2048;
@@ -18,7 +18,7 @@ internal sealed class EmbeddingsEndpoint(ITextEmbedder embedder, ITextGenerator 
     public async Task HandleAsync(HttpContext context)
     {
         var aborted = context.RequestAborted;
-        var request = await JsonBodyReader.ReadAsync(context, EmbeddingsJson.Context.EmbeddingsRequest, responder.MaxRequestBodyBytes, aborted);
+        var request = await JsonBodyReader.ReadAsync(context, EmbeddingsJson.Context.EmbeddingsRequest, aborted);
         var result = await EmbedAsync(request, aborted);
         context.Response.ContentType = "application/json";
         WriteResponse(context.Response.BodyWriter, result, request.EncodingFormat == "base64", embedder.ModelId);

@@ -9,7 +9,7 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
     public async Task ApplyTemplateAsync(HttpContext context)
     {
         var aborted = context.RequestAborted;
-        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.ChatCompletionRequest, responder.MaxRequestBodyBytes, aborted);
+        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.ChatCompletionRequest, aborted);
         var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
         var generation = OpenAiRequestMapper.MapChat(request, model, OpenAiResponder.NewId("tmpl-"));
         var prompt = generator.RenderPrompt(generation);
@@ -19,7 +19,7 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
     public async Task HandleAsync(HttpContext context)
     {
         var aborted = context.RequestAborted;
-        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.ChatCompletionRequest, responder.MaxRequestBodyBytes, aborted);
+        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.ChatCompletionRequest, aborted);
         var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
         var id = OpenAiResponder.NewId("chatcmpl-");
         var generation = OpenAiRequestMapper.MapChat(request, model, id, RequestLane.Of(context));
@@ -50,7 +50,7 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
                 ToolCalls = c.ToolCalls.Count == 0 ? null : c.ToolCalls.Select(t => new ResponseToolCall(t.Id, "function", new ResponseFunctionCall(t.Name, t.Arguments))).ToList(),
             },
             generation.LogProbs ? new ChatLogProbs(OpenAiLogProbs.ToChat(c.LogProbs ?? [])) : null,
-            OpenAiResponder.FinishReasonText(c.Completion.FinishReason))).ToList();
+            c.Completion.FinishReason.ToName())).ToList();
         var first = result.Choices[0].Completion.Usage;
         var completionTokens = result.Choices.Sum(c => c.Completion.Usage.CompletionTokens);
         var response = new ChatCompletionResponse(

@@ -11,7 +11,7 @@ internal sealed class CompletionsEndpoint(ITextGenerator generator, OpenAiRespon
     public async Task HandleAsync(HttpContext context)
     {
         var aborted = context.RequestAborted;
-        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.CompletionRequest, responder.MaxRequestBodyBytes, aborted);
+        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.CompletionRequest, aborted);
         var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
         var prompts = OpenAiRequestMapper.Prompts(request);
         var id = OpenAiResponder.NewId("cmpl-");
@@ -71,7 +71,7 @@ internal sealed class CompletionsEndpoint(ITextGenerator generator, OpenAiRespon
                         prefix + choice.Text,
                         (p * choicesPerPrompt) + choice.Index,
                         logProbs,
-                        OpenAiResponder.FinishReasonText(choice.Completion.FinishReason)));
+                        choice.Completion.FinishReason.ToName()));
                 }
             }
 

@@ -2,53 +2,31 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
-using Microsoft.AspNetCore.Http.Features;
 
 namespace LlmServer.OpenAi;
 
 /// <summary>
-/// Reads a JSON request body under a size limit and turns every way it can be wrong into an
-/// <see cref="OpenAiException"/>: 413 when too large, 400 for malformed JSON, 400 naming the field of a wrong type.
+/// Reads a JSON request body and turns every way it can be wrong into an <see cref="OpenAiException"/>: 400 for
+/// malformed JSON, 400 naming the field of a wrong type. Its size is <c>Server:MaxRequestBodyBytes</c>'s business
+/// (<see cref="Operations.RequestBodyLimitMiddleware"/>).
 /// </summary>
 internal static class JsonBodyReader
 {
-    public static async Task<T> ReadAsync<T>(HttpContext context, JsonTypeInfo<T> typeInfo, long maxBytes, CancellationToken cancellationToken)
+    public static async Task<T> ReadAsync<T>(HttpContext context, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
         where T : class
     {
-        if (context.Request.ContentLength > maxBytes)
-        {
-            throw TooLarge(maxBytes);
-        }
-
-        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
-        {
-            sizeFeature.MaxRequestBodySize = maxBytes;
-        }
-
+        // A body over Server:MaxRequestBodyBytes fails the read; RequestBodyLimitMiddleware answers it.
         var reader = context.Request.BodyReader;
         ReadResult result;
-        try
+        while (true)
         {
-            while (true)
+            result = await reader.ReadAsync(cancellationToken);
+            if (result.IsCompleted)
             {
-                result = await reader.ReadAsync(cancellationToken);
-                if (result.Buffer.Length > maxBytes)
-                {
-                    reader.AdvanceTo(result.Buffer.End);
-                    throw TooLarge(maxBytes);
-                }
-
-                if (result.IsCompleted)
-                {
-                    break;
-                }
-
-                reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+                break;
             }
-        }
-        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            throw TooLarge(maxBytes);
+
+            reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
         }
 
         try
@@ -114,12 +92,6 @@ internal static class JsonBodyReader
                 $"We could not parse the JSON body of your request ({ex.Message}). Send a valid JSON object.");
         }
     }
-
-    private static OpenAiException TooLarge(long maxBytes) => new(
-        StatusCodes.Status413PayloadTooLarge,
-        OpenAiErrors.InvalidRequestError,
-        $"The request body is larger than this server accepts ({maxBytes} bytes).",
-        code: "request_too_large");
 
     /// <summary><c>$.messages[0].content</c> becomes <c>messages[0].content</c>; the root names no field.</summary>
     private static string? ParamFromPath(string? path)

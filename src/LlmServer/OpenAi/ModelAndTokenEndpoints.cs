@@ -4,7 +4,7 @@ using LlmServer.Engine.Models;
 namespace LlmServer.OpenAi;
 
 /// <summary><c>GET /v1/models</c>, <c>GET /v1/models/{id}</c>, and llama-server's <c>/tokenize</c> and <c>/detokenize</c>.</summary>
-internal sealed class ModelAndTokenEndpoints(ITextGenerator generator, OpenAiResponder responder, TimeProvider timeProvider)
+internal sealed class ModelAndTokenEndpoints(ITextGenerator generator, TimeProvider timeProvider)
 {
     /// <summary>OpenAI's <c>created</c> for a model: when this server loaded it.</summary>
     private readonly long _loadedAt = timeProvider.GetUtcNow().ToUnixTimeSeconds();
@@ -29,7 +29,7 @@ internal sealed class ModelAndTokenEndpoints(ITextGenerator generator, OpenAiRes
 
     public async Task TokenizeAsync(HttpContext context)
     {
-        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.TokenizeRequest, responder.MaxRequestBodyBytes, context.RequestAborted);
+        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.TokenizeRequest, context.RequestAborted);
         _ = generator.Model ?? throw OpenAiRequestMapper.NotReady(generator.State);
         var content = request.Content ?? throw OpenAiException.InvalidField("content", "'content' is required.");
         var tokens = generator.Tokenize(content, request.AddSpecial ?? false, request.ParseSpecial ?? true);
@@ -45,7 +45,7 @@ internal sealed class ModelAndTokenEndpoints(ITextGenerator generator, OpenAiRes
 
     public async Task DetokenizeAsync(HttpContext context)
     {
-        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.DetokenizeRequest, responder.MaxRequestBodyBytes, context.RequestAborted);
+        var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.DetokenizeRequest, context.RequestAborted);
         var model = generator.Model ?? throw OpenAiRequestMapper.NotReady(generator.State);
         var tokens = request.Tokens ?? throw OpenAiException.InvalidField("tokens", "'tokens' is required.");
         for (var i = 0; i < tokens.Count; i++)

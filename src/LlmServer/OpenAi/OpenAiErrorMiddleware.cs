@@ -37,7 +37,7 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
 
             return;
         }
-        catch (Exception ex)
+        catch (Exception ex) when (!Operations.RequestBodyLimitMiddleware.IsTooLarge(ex))
         {
             OpenAiLog.UnhandledError(logger, ex, context.Request.Method, context.Request.Path);
             if (!context.Response.HasStarted)

@@ -1,5 +1,6 @@
 using LlmServer.Engine.Generation;
 using LlmServer.Anthropic;
+using System.Text.Json.Serialization.Metadata;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace LlmServer.OpenAi;
@@ -48,51 +49,82 @@ internal static class OpenAiErrors
             return AnthropicErrors.WriteAsync(context, statusCode, code, message, retryAfter, cancellationToken);
         }
 
+        var body = new OpenAiErrorResponse(new OpenAiError(message, type, param, code));
+        return WriteBodyAsync(context, statusCode, retryAfter, body, OpenAiJson.Context.OpenAiErrorResponse, cancellationToken);
+    }
+
+    /// <summary>
+    /// Writes an error body of any API's shape as the whole response: the status, <c>Retry-After</c> (whole seconds)
+    /// when there is one, and the JSON, unbuffered.
+    /// </summary>
+    public static Task WriteBodyAsync<T>(HttpContext context, int statusCode, TimeSpan? retryAfter, T body, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
+    {
         var response = context.Response;
         response.Clear();
         response.StatusCode = statusCode;
         if (retryAfter is { } delay)
         {
-            response.Headers.RetryAfter = RetryAfterSeconds(delay);
+            response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(delay.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
 
-        response.ContentType = "application/json";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        var body = new OpenAiErrorResponse(new OpenAiError(message, type, param, code));
-        return response.WriteAsJsonAsync(body, OpenAiJson.Context.OpenAiErrorResponse, contentType: "application/json", cancellationToken);
+        return response.WriteAsJsonAsync(body, typeInfo, contentType: "application/json", cancellationToken);
     }
 
     /// <summary>
-    /// Maps an engine refusal onto the OpenAI status, type and code. <paramref name="promptParam"/> names the
+    /// An engine refusal (thrown before anything streamed) in OpenAI terms. <paramref name="promptParam"/> names the
     /// field that holds the prompt (<c>messages</c> or <c>prompt</c>) for a prompt over the context.
     /// </summary>
-    public static OpenAiException FromGeneration(GenerationException exception, string promptParam = "messages") => exception.Code switch
+    public static OpenAiException FromGeneration(GenerationException exception, string promptParam = "messages")
     {
-        GenerationErrorCode.InvalidRequest => new OpenAiException(
-            StatusCodes.Status400BadRequest, InvalidRequestError, exception.Message, exception.Parameter),
-        GenerationErrorCode.TemplateRefused => new OpenAiException(
-            StatusCodes.Status400BadRequest, InvalidRequestError, exception.Message, exception.Parameter, "chat_template_refused"),
-        GenerationErrorCode.ContextLengthExceeded => new OpenAiException(
-            StatusCodes.Status400BadRequest,
-            InvalidRequestError,
-            exception.PromptTokens is { } prompt && exception.ContextLength is { } context
-                ? $"This model's maximum context length is {context} tokens, but your prompt has {prompt} tokens. Shorten the prompt."
-                : exception.Message,
-            promptParam,
-            "context_length_exceeded"),
-        GenerationErrorCode.Overloaded => new OpenAiException(
-            StatusCodes.Status429TooManyRequests, RateLimitError, exception.Message, code: "queue_full")
+        if (exception.Code != GenerationErrorCode.ContextLengthExceeded)
         {
-            RetryAfter = exception.RetryAfter ?? TimeSpan.FromSeconds(1),
+            return FromEngine(exception.Code, exception.Message, exception.Parameter, exception.RetryAfter);
+        }
+
+        var message = exception.PromptTokens is { } prompt && exception.ContextLength is { } context
+            ? $"This model's maximum context length is {context} tokens, but your prompt has {prompt} tokens. Shorten the prompt."
+            : exception.Message;
+        return FromEngine(exception.Code, message, promptParam, retryAfter: null);
+    }
+
+    /// <summary>A choice that was cancelled or failed after its stream started, in OpenAI terms.</summary>
+    public static OpenAiException FromCompletion(GenerationCompleted completion)
+    {
+        if (completion.FinishReason == FinishReason.Cancelled)
+        {
+            return new OpenAiException(
+                StatusCodes.Status503ServiceUnavailable,
+                ServerError,
+                "The generation was cancelled by the server (it is shutting down or draining).",
+                code: "cancelled");
+        }
+
+        var error = completion.Error ?? new GenerationError(GenerationErrorCode.Internal, "The generation failed.");
+        return FromEngine(error.Code, error.Message, param: null, retryAfter: null);
+    }
+
+    /// <summary>What a stream reports when relaying it broke (the status line is long gone).</summary>
+    public static OpenAiException StreamBroke() =>
+        new(StatusCodes.Status500InternalServerError, ServerError, "The server had an error while streaming the response.");
+
+    /// <summary>
+    /// The one mapping of an engine fault onto a status, type and code. Every front end starts from it: the OpenAI
+    /// and Responses APIs write it as it is, the Anthropic API classifies its status and code into its own types.
+    /// </summary>
+    private static OpenAiException FromEngine(GenerationErrorCode code, string message, string? param, TimeSpan? retryAfter) => code switch
+    {
+        GenerationErrorCode.InvalidRequest => new(StatusCodes.Status400BadRequest, InvalidRequestError, message, param),
+        GenerationErrorCode.TemplateRefused => new(StatusCodes.Status400BadRequest, InvalidRequestError, message, param, "chat_template_refused"),
+        GenerationErrorCode.ContextLengthExceeded => new(StatusCodes.Status400BadRequest, InvalidRequestError, message, param, "context_length_exceeded"),
+        GenerationErrorCode.Overloaded => new(StatusCodes.Status429TooManyRequests, RateLimitError, message, code: "queue_full")
+        {
+            RetryAfter = retryAfter ?? TimeSpan.FromSeconds(1),
         },
-        GenerationErrorCode.Unavailable => new OpenAiException(
-            StatusCodes.Status503ServiceUnavailable, ServerError, exception.Message, code: "unavailable"),
-        _ => new OpenAiException(StatusCodes.Status500InternalServerError, ServerError, exception.Message),
+        GenerationErrorCode.Unavailable => new(StatusCodes.Status503ServiceUnavailable, ServerError, message, code: "unavailable"),
+        _ => new(StatusCodes.Status500InternalServerError, ServerError, message),
     };
 
-    /// <summary>Whole seconds, rounded up, at least one: what Retry-After carries.</summary>
-    public static string RetryAfterSeconds(TimeSpan retryAfter) =>
-        Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
 }
 
 /// <summary>A request the OpenAI API refuses, carried to the one place that writes it.</summary>
@@ -133,6 +165,9 @@ internal sealed class OpenAiException : Exception
     public string? Code { get; }
 
     public TimeSpan? RetryAfter { get; init; }
+
+    /// <summary>The error as the OpenAI body (and a stream's error event) carries it.</summary>
+    public OpenAiError ToError() => new(Message, Type, Param, Code);
 
     /// <summary>A 400 naming the request field at fault.</summary>
     public static OpenAiException InvalidField(string param, string message) =>

@@ -7,9 +7,6 @@ public sealed class OpenAiOptions
 {
     public const string SectionName = "OpenAi";
 
-    /// <summary>Largest request body accepted; larger ones get HTTP 413.</summary>
-    public long MaxRequestBodyBytes { get; set; } = 8 * 1024 * 1024;
-
     /// <summary>How often a queued streaming request gets an SSE comment, so proxies and clients keep the connection.</summary>
     public TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromSeconds(10);
 }
@@ -20,11 +17,6 @@ internal sealed class OpenAiOptionsValidator : IValidateOptions<OpenAiOptions>
     public ValidateOptionsResult Validate(string? name, OpenAiOptions options)
     {
         var errors = new List<string>();
-        if (options.MaxRequestBodyBytes < 1024)
-        {
-            errors.Add("OpenAi:MaxRequestBodyBytes must be at least 1024.");
-        }
-
         if (options.KeepAliveInterval <= TimeSpan.Zero)
         {
             errors.Add("OpenAi:KeepAliveInterval must be positive (for example 00:00:10).");

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Grammars;
@@ -7,14 +8,16 @@ namespace LlmServer.OpenAi;
 
 /// <summary>
 /// Checks OpenAI request fields and maps them onto the engine's <see cref="GenerationRequest"/>. Every refusal is
-/// a 400 naming the field. Absent sampling fields keep the engine's defaults.
+/// a 400 naming the field; the ranges are the engine's (<see cref="GenerationLimits"/>), only the names are
+/// OpenAI's. Absent sampling fields keep the engine's defaults.
 /// </summary>
 internal static class OpenAiRequestMapper
 {
-    public const int MaxChoices = 4;
-    public const int MaxTopLogProbs = 20;
-    public const int MaxStopSequences = 16;
+    /// <summary>Prompts in one legacy completion request (the API's own limit).</summary>
     public const int MaxPrompts = 16;
+
+    /// <summary>The legacy completions API reports at most 5 alternatives per token.</summary>
+    private static readonly ValueRange CompletionLogprobs = new(0, 5);
 
     /// <summary>Where a schema the grammar cannot enforce is reported, in OpenAI's parameter naming.</summary>
     private const string SchemaParam = "response_format.json_schema.schema";
@@ -59,13 +62,8 @@ internal static class OpenAiRequestMapper
             turns[i] = MapMessage(message, i);
         }
 
-        if (request.TopLogprobs is { } top)
+        if (InRange(request.TopLogprobs, "top_logprobs", GenerationLimits.TopLogProbs) is not null)
         {
-            if (top is < 0 or > MaxTopLogProbs)
-            {
-                throw OutOfRange("top_logprobs", top, 0, MaxTopLogProbs);
-            }
-
             if (request.Logprobs != true)
             {
                 throw OpenAiException.InvalidField("top_logprobs", "'top_logprobs' requires 'logprobs' to be true.");
@@ -227,9 +225,9 @@ internal static class OpenAiRequestMapper
                 throw OpenAiException.InvalidField("logit_bias", $"Invalid key in 'logit_bias': '{key}'. Keys are token ids.");
             }
 
-            if (!float.IsFinite(value) || value is < -100 or > 100)
+            if (!GenerationLimits.LogitBias.Contains(value))
             {
-                throw OpenAiException.InvalidField("logit_bias", $"Invalid value in 'logit_bias' for token {token}: {value}. Biases are between -100 and 100.");
+                throw OpenAiException.InvalidField("logit_bias", $"Invalid value in 'logit_bias' for token {token}: {value}. Biases are {GenerationLimits.LogitBias.Describe()}.");
             }
 
             result[token] = value;
@@ -262,11 +260,7 @@ internal static class OpenAiRequestMapper
 
     public static GenerationRequest MapCompletion(CompletionRequest request, string prompt, ModelInfo model, string requestId, RequestPriority priority = RequestPriority.Interactive)
     {
-        if (request.Logprobs is { } top && top is < 0 or > 5)
-        {
-            throw OutOfRange("logprobs", top, 0, 5);
-        }
-
+        InRange(request.Logprobs, "logprobs", CompletionLogprobs);
         return new GenerationRequest
         {
             Prompt = prompt,
@@ -287,15 +281,13 @@ internal static class OpenAiRequestMapper
         var defaults = new SamplingOptions();
         return new SamplingOptions
         {
-            Temperature = InRange(request.Temperature, "temperature", 0f, 2f) ?? defaults.Temperature,
+            Temperature = InRange(request.Temperature, "temperature", GenerationLimits.Temperature) ?? defaults.Temperature,
             TopP = TopP(request.TopP) ?? defaults.TopP,
-            TopK = request.TopK is { } topK ? (topK >= 0 ? topK : throw OutOfRange("top_k", topK, 0, null)) : defaults.TopK,
-            MinP = InRange(request.MinP, "min_p", 0f, 1f) ?? defaults.MinP,
-            RepeatPenalty = InRange(request.RepeatPenalty, "repeat_penalty", 0f, 10f) is { } repeat
-                ? (repeat > 0f ? repeat : throw OpenAiException.InvalidField("repeat_penalty", "'repeat_penalty' must be greater than 0."))
-                : defaults.RepeatPenalty,
-            FrequencyPenalty = InRange(request.FrequencyPenalty, "frequency_penalty", -2f, 2f) ?? defaults.FrequencyPenalty,
-            PresencePenalty = InRange(request.PresencePenalty, "presence_penalty", -2f, 2f) ?? defaults.PresencePenalty,
+            TopK = InRange(request.TopK, "top_k", GenerationLimits.TopK) ?? defaults.TopK,
+            MinP = InRange(request.MinP, "min_p", GenerationLimits.MinP) ?? defaults.MinP,
+            RepeatPenalty = InRange(request.RepeatPenalty, "repeat_penalty", GenerationLimits.RepeatPenalty) ?? defaults.RepeatPenalty,
+            FrequencyPenalty = InRange(request.FrequencyPenalty, "frequency_penalty", GenerationLimits.Penalty) ?? defaults.FrequencyPenalty,
+            PresencePenalty = InRange(request.PresencePenalty, "presence_penalty", GenerationLimits.Penalty) ?? defaults.PresencePenalty,
             PenaltyLastN = defaults.PenaltyLastN,
             LogitBias = LogitBias(request.LogitBias),
 
@@ -311,10 +303,7 @@ internal static class OpenAiRequestMapper
             return null;
         }
 
-        if (maxTokens < 1)
-        {
-            throw OpenAiException.InvalidField(param, $"Invalid value for '{param}': {maxTokens}. It must be at least 1.");
-        }
+        InRange(maxTokens, param, GenerationLimits.MaxTokens);
 
         if (model.SlotContextLength > 0 && maxTokens > model.SlotContextLength)
         {
@@ -333,9 +322,9 @@ internal static class OpenAiRequestMapper
             return [];
         }
 
-        if (stop.Count > MaxStopSequences)
+        if (stop.Count > GenerationLimits.MaxStopSequences)
         {
-            throw OpenAiException.InvalidField("stop", $"'stop' may hold at most {MaxStopSequences} sequences.");
+            throw OpenAiException.InvalidField("stop", $"'stop' may hold at most {GenerationLimits.MaxStopSequences} sequences.");
         }
 
         if (stop.Any(string.IsNullOrEmpty))
@@ -346,12 +335,7 @@ internal static class OpenAiRequestMapper
         return stop;
     }
 
-    private static int Choices(int? n) => n switch
-    {
-        null => 1,
-        >= 1 and <= MaxChoices => n.Value,
-        _ => throw OutOfRange("n", n.Value, 1, MaxChoices),
-    };
+    private static int Choices(int? n) => InRange(n, "n", GenerationLimits.Choices) ?? 1;
 
     private static string? Grammar(ResponseFormat? format) => format is null ? null : format.Type switch
     {
@@ -379,25 +363,16 @@ internal static class OpenAiRequestMapper
     }
 
     /// <summary>As the engine: 0 would leave no token to sample.</summary>
-    public static float? TopP(float? value) => value is not { } topP || topP is > 0f and <= 1f
-        ? value
-        : throw OpenAiException.InvalidField("top_p", $"Invalid value for 'top_p': {topP}. It must be greater than 0 and at most 1.");
+    public static float? TopP(float? value) => InRange(value, "top_p", GenerationLimits.TopP);
 
-    public static float? InRange(float? value, string param, float min, float max)
-    {
-        if (value is not { } v)
-        {
-            return null;
-        }
+    /// <summary>The value when it is absent or within <paramref name="range"/>; otherwise a 400 naming <paramref name="param"/>.</summary>
+    public static float? InRange(float? value, string param, ValueRange range) =>
+        value is not { } v || range.Contains(v) ? value : throw OutOfRange(param, v.ToString(CultureInfo.InvariantCulture), range);
 
-        return v >= min && v <= max
-            ? v
-            : throw OpenAiException.InvalidField(param, $"Invalid value for '{param}': {v}. It must be between {min} and {max}.");
-    }
+    /// <inheritdoc cref="InRange(float?, string, ValueRange)"/>
+    public static int? InRange(int? value, string param, ValueRange range) =>
+        value is not { } v || range.Contains(v) ? value : throw OutOfRange(param, v.ToString(CultureInfo.InvariantCulture), range);
 
-    public static OpenAiException OutOfRange(string param, int value, int min, int? max) => OpenAiException.InvalidField(
-        param,
-        max is { } upper
-            ? $"Invalid value for '{param}': {value}. It must be between {min} and {upper}."
-            : $"Invalid value for '{param}': {value}. It must be at least {min}.");
+    private static OpenAiException OutOfRange(string param, string value, ValueRange range) =>
+        OpenAiException.InvalidField(param, $"Invalid value for '{param}': {value}. It must be {range.Describe()}.");
 }

@@ -15,8 +15,6 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
     public long UnixNow() => timeProvider.GetUtcNow().ToUnixTimeSeconds();
 
-    public long MaxRequestBodyBytes => options.CurrentValue.MaxRequestBodyBytes;
-
     public static string NewId(string prefix) => prefix + RandomNumberGenerator.GetHexString(24, lowercase: true);
 
     /// <summary>Stable for one model file and backend, as OpenAI's fingerprint is for one backend configuration.</summary>
@@ -26,14 +24,6 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         return "fp_" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)).AsSpan(0, 5));
     });
 
-    public static string? FinishReasonText(FinishReason reason) => reason switch
-    {
-        FinishReason.Stop => "stop",
-        FinishReason.Length => "length",
-        FinishReason.ToolCalls => "tool_calls",
-        _ => null,
-    };
-
     /// <summary>
     /// For a non-streamed result: a choice that failed or was cancelled fails the request. Returns false when the
     /// client went away (nothing to answer).
@@ -42,20 +32,14 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
     {
         foreach (var completion in completions)
         {
-            if (completion.FinishReason == FinishReason.Cancelled)
+            if (completion.FinishReason == FinishReason.Cancelled && requestAborted.IsCancellationRequested)
             {
-                if (requestAborted.IsCancellationRequested)
-                {
-                    return false;
-                }
-
-                throw new OpenAiException(StatusCodes.Status503ServiceUnavailable, OpenAiErrors.ServerError, CancelledMessage, code: "cancelled");
+                return false;
             }
 
-            if (completion.FinishReason == FinishReason.Error)
+            if (!Succeeded(completion))
             {
-                var error = ErrorOf(completion);
-                throw new OpenAiException(StatusCodes.Status500InternalServerError, error.Type, error.Message, error.Param, error.Code);
+                throw OpenAiErrors.FromCompletion(completion);
             }
         }
 
@@ -80,7 +64,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
             source.Cancel();
             if (!sse.IsClientGone)
             {
-                formatter.WriteError(new OpenAiError("The server had an error while streaming the response.", OpenAiErrors.ServerError, null, null));
+                formatter.WriteError(OpenAiErrors.StreamBroke().ToError());
                 sse.WriteDone();
                 await sse.FlushAsync();
             }
@@ -128,17 +112,17 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                         }
 
                         pending.WriteTo(formatter);
-                        if (FinishReasonText(completion.FinishReason) is { } reason)
+                        if (Succeeded(completion))
                         {
-                            formatter.WriteFinish(completion.Choice, reason);
+                            formatter.WriteFinish(completion.Choice, completion.FinishReason.ToName());
                         }
                         else
                         {
                             // The other choices cannot be reported after an error event; stop them.
                             failed = true;
-                            var error = ErrorOf(completion);
+                            var error = OpenAiErrors.FromCompletion(completion);
                             OpenAiLog.StreamFailed(logger, source.RequestId, error.Code ?? error.Type, error.Message);
-                            formatter.WriteError(error);
+                            formatter.WriteError(error.ToError());
                             source.Cancel();
                         }
 
@@ -181,7 +165,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         var enumerator = events.GetAsyncEnumerator(CancellationToken.None);
         try
         {
-            var hasEvent = await FirstEventAsync(enumerator, sse, keepAlive);
+            var hasEvent = await sse.MoveNextAsync(enumerator, options.CurrentValue.KeepAliveInterval, timeProvider, keepAlive);
             while (hasEvent)
             {
                 onEvent(enumerator.Current);
@@ -245,67 +229,18 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
             return new StreamEnd(completion, null);
         }
 
-        var error = completion is null
-            ? new OpenAiError("The server had an error while streaming the response.", OpenAiErrors.ServerError, null, null)
-            : ErrorOf(completion);
+        var error = completion is null ? OpenAiErrors.StreamBroke() : OpenAiErrors.FromCompletion(completion);
         OpenAiLog.StreamFailed(logger, requestId, error.Code ?? error.Type, error.Message);
         return new StreamEnd(null, error);
     }
 
-    /// <summary>Waits for the first event, sending a keep-alive every interval until it comes.</summary>
-    private async ValueTask<bool> FirstEventAsync(IAsyncEnumerator<GenerationEvent> enumerator, SseWriter sse, Action keepAlive)
-    {
-        var first = enumerator.MoveNextAsync();
-        if (first.IsCompleted)
-        {
-            return await first;
-        }
-
-        var pending = first.AsTask();
-        var interval = options.CurrentValue.KeepAliveInterval;
-        while (true)
-        {
-            using var delayCancellation = new CancellationTokenSource();
-            var delay = Task.Delay(interval, timeProvider, delayCancellation.Token);
-            if (await Task.WhenAny(pending, delay) == pending)
-            {
-                await delayCancellation.CancelAsync();
-                return await pending;
-            }
-
-            if (!sse.IsClientGone)
-            {
-                keepAlive();
-                await sse.FlushAsync();
-            }
-        }
-    }
-
-    /// <summary>Why a streamed choice failed or was cancelled, in the OpenAI error terms every front end maps from.</summary>
-    public static OpenAiError ErrorOf(GenerationCompleted completion)
-    {
-        if (completion.FinishReason == FinishReason.Cancelled)
-        {
-            return new OpenAiError(CancelledMessage, OpenAiErrors.ServerError, null, "cancelled");
-        }
-
-        var error = completion.Error ?? new GenerationError(GenerationErrorCode.Internal, "The generation failed.");
-        return error.Code switch
-        {
-            GenerationErrorCode.InvalidRequest => new OpenAiError(error.Message, OpenAiErrors.InvalidRequestError, null, null),
-            GenerationErrorCode.TemplateRefused => new OpenAiError(error.Message, OpenAiErrors.InvalidRequestError, null, "chat_template_refused"),
-            GenerationErrorCode.ContextLengthExceeded => new OpenAiError(error.Message, OpenAiErrors.InvalidRequestError, null, "context_length_exceeded"),
-            GenerationErrorCode.Overloaded => new OpenAiError(error.Message, OpenAiErrors.RateLimitError, null, "queue_full"),
-            GenerationErrorCode.Unavailable => new OpenAiError(error.Message, OpenAiErrors.ServerError, null, "unavailable"),
-            _ => new OpenAiError(error.Message, OpenAiErrors.ServerError, null, null),
-        };
-    }
-
-    private const string CancelledMessage = "The generation was cancelled by the server (it is shutting down or draining).";
+    /// <summary>A choice that finished (stop, length or tool calls) rather than failed or was cancelled.</summary>
+    private static bool Succeeded(GenerationCompleted completion) =>
+        completion.FinishReason is not (FinishReason.Cancelled or FinishReason.Error);
 }
 
 /// <summary>How a single-choice stream ended: a finished choice, or the error to report.</summary>
-internal sealed record StreamEnd(GenerationCompleted? Completion, OpenAiError? Error);
+internal sealed record StreamEnd(GenerationCompleted? Completion, OpenAiException? Error);
 
 /// <summary>
 /// The events a streamed response reads: one engine stream, or several (a legacy completion with an array of

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text.Json;
@@ -6,9 +7,11 @@ using Microsoft.AspNetCore.Http.Features;
 namespace LlmServer.OpenAi;
 
 /// <summary>
-/// Server-sent events straight into the response pipe: each event is <c>data: JSON</c> and a blank line,
-/// written by one reused <see cref="Utf8JsonWriter"/> (no reflection, no per-event buffers). Once the client is
-/// gone, writes are dropped and <see cref="IsClientGone"/> says so.
+/// Server-sent events straight into the response pipe: each event is <c>data: JSON</c> and a blank line (after an
+/// optional <c>event:</c> or <c>id:</c> line), written by one reused <see cref="Utf8JsonWriter"/> with source-generated
+/// metadata (no reflection, no per-event buffers). Every streaming front end writes through it: OpenAI, Anthropic,
+/// Responses and the sessions' REST mirror. Once the client is gone, writes are dropped and
+/// <see cref="IsClientGone"/> says so.
 /// </summary>
 internal sealed class SseWriter : IDisposable
 {
@@ -62,6 +65,20 @@ internal sealed class SseWriter : IDisposable
         return BeginEvent();
     }
 
+    /// <summary>
+    /// Starts an event with an <c>id:</c> line (the sessions' sequence number, which a client resumes from with
+    /// <c>Last-Event-ID</c>), then its <c>data:</c> JSON; end it with <see cref="EndEvent"/>.
+    /// </summary>
+    public Utf8JsonWriter BeginEvent(long id)
+    {
+        _pipe.Write("id: "u8);
+        var digits = _pipe.GetSpan(20);
+        id.TryFormat(digits, out var written, provider: CultureInfo.InvariantCulture);
+        _pipe.Advance(written);
+        _pipe.Write("\n"u8);
+        return BeginEvent();
+    }
+
     public void EndEvent()
     {
         _json.Flush();
@@ -72,6 +89,37 @@ internal sealed class SseWriter : IDisposable
     public void WriteKeepAlive() => _pipe.Write(": keep-alive\n\n"u8);
 
     public void WriteDone() => _pipe.Write("data: [DONE]\n\n"u8);
+
+    /// <summary>
+    /// Waits for the next of <paramref name="events"/>, calling <paramref name="keepAlive"/> (then flushing) every
+    /// <paramref name="interval"/> until it comes, so proxies and clients keep a quiet connection.
+    /// </summary>
+    public async ValueTask<bool> MoveNextAsync<T>(IAsyncEnumerator<T> events, TimeSpan interval, TimeProvider timeProvider, Action keepAlive)
+    {
+        var next = events.MoveNextAsync();
+        if (next.IsCompleted)
+        {
+            return await next;
+        }
+
+        var pending = next.AsTask();
+        while (true)
+        {
+            using var delayCancellation = new CancellationTokenSource();
+            var delay = Task.Delay(interval, timeProvider, delayCancellation.Token);
+            if (await Task.WhenAny(pending, delay) == pending)
+            {
+                await delayCancellation.CancelAsync();
+                return await pending;
+            }
+
+            if (!IsClientGone)
+            {
+                keepAlive();
+                await FlushAsync();
+            }
+        }
+    }
 
     /// <summary>Sends what was written. Never throws: a failed flush means the client went away.</summary>
     public async ValueTask FlushAsync()

@@ -5,28 +5,48 @@ using Microsoft.Extensions.Options;
 namespace LlmServer.Operations;
 
 /// <summary>
-/// Refuses a body announced larger than <c>Server:MaxRequestBodyBytes</c> with 413 in the OpenAI shape before any
-/// front end reads it (Kestrel's limit, set to the same value, catches chunked bodies while they are read).
+/// The one enforcement point of <c>Server:MaxRequestBodyBytes</c>: a body announced larger is refused with 413
+/// before any front end reads it, and a body that grows past it while read (chunked; Kestrel's limit, set to the
+/// same value, stops the read) gets the same 413. The answer is in the OpenAI error shape (Anthropic's on its paths).
 /// </summary>
 internal sealed class RequestBodyLimitMiddleware(RequestDelegate next, IOptions<ServerOptions> options)
 {
     private readonly long _maxBytes = options.Value.MaxRequestBodyBytes;
 
+    /// <summary>The exception Kestrel throws when a body grows past its limit while it is read.</summary>
+    public static bool IsTooLarge(Exception exception) =>
+        exception is BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge };
+
     public async Task InvokeAsync(HttpContext context)
     {
         if (context.Request.ContentLength > _maxBytes)
         {
-            OperationsResponses.CloseConnectionAfterResponse(context);
-            await OpenAiErrors.WriteAsync(
-                context,
-                StatusCodes.Status413PayloadTooLarge,
-                OpenAiErrors.InvalidRequestError,
-                string.Create(CultureInfo.InvariantCulture, $"The request body is {context.Request.ContentLength} bytes; this server accepts at most {_maxBytes} (Server:MaxRequestBodyBytes)."),
-                code: "request_too_large",
-                cancellationToken: context.RequestAborted);
+            await RefuseAsync(context, context.Request.ContentLength);
             return;
         }
 
-        await next(context);
+        try
+        {
+            await next(context);
+        }
+        catch (Exception ex) when (IsTooLarge(ex) && !context.Response.HasStarted)
+        {
+            await RefuseAsync(context, size: null);
+        }
+    }
+
+    private Task RefuseAsync(HttpContext context, long? size)
+    {
+        var message = size is { } bytes
+            ? string.Create(CultureInfo.InvariantCulture, $"The request body is {bytes} bytes; this server accepts at most {_maxBytes} (Server:MaxRequestBodyBytes).")
+            : string.Create(CultureInfo.InvariantCulture, $"The request body is larger than this server accepts: at most {_maxBytes} bytes (Server:MaxRequestBodyBytes).");
+        OperationsResponses.CloseConnectionAfterResponse(context);
+        return OpenAiErrors.WriteAsync(
+            context,
+            StatusCodes.Status413PayloadTooLarge,
+            OpenAiErrors.InvalidRequestError,
+            message,
+            code: "request_too_large",
+            cancellationToken: context.RequestAborted);
     }
 }

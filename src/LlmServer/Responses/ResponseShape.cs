@@ -62,7 +62,7 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, lo
             new ResponseUsage(usage.PromptTokens, new ResponseInputTokensDetails(usage.CachedPromptTokens), usage.CompletionTokens, new ResponseOutputTokensDetails(0), usage.TotalTokens));
     }
 
-    public ResponseObject Failed(IReadOnlyList<ResponseOutputItem> output, OpenAiError error) =>
+    public ResponseObject Failed(IReadOnlyList<ResponseOutputItem> output, OpenAiException error) =>
         Build("failed", output, null, new ResponseErrorInfo(error.Code ?? error.Type, error.Message), null);
 
     /// <summary>The conversation turn the answer adds: its text and calls.</summary>

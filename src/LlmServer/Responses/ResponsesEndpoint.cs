@@ -16,7 +16,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
     public async Task CreateAsync(HttpContext context)
     {
         var aborted = context.RequestAborted;
-        var request = await JsonBodyReader.ReadAsync(context, ResponsesJson.Context.CreateResponseRequest, responder.MaxRequestBodyBytes, aborted);
+        var request = await JsonBodyReader.ReadAsync(context, ResponsesJson.Context.CreateResponseRequest, aborted);
         var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
         var owner = context.User.GetApiKeyId();
         var previous = request.PreviousResponseId is { } previousId

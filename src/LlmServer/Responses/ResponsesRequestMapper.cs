@@ -87,7 +87,7 @@ internal static class ResponsesRequestMapper
             MaxTokens = OpenAiRequestMapper.MaxTokens(request.MaxOutputTokens, "max_output_tokens", model),
             Sampling = new SamplingOptions
             {
-                Temperature = OpenAiRequestMapper.InRange(request.Temperature, "temperature", 0f, 2f) ?? defaults.Temperature,
+                Temperature = OpenAiRequestMapper.InRange(request.Temperature, "temperature", GenerationLimits.Temperature) ?? defaults.Temperature,
                 TopP = OpenAiRequestMapper.TopP(request.TopP) ?? defaults.TopP,
             },
             Grammar = Grammar(request.Text?.Format),
@@ -97,7 +97,7 @@ internal static class ResponsesRequestMapper
             ToolChoice = OpenAiRequestMapper.ToolChoice(request.ToolChoice, flat: true),
             ParallelToolCalls = request.ParallelToolCalls ?? true,
         };
-        ToolCalling.Validate(generation.Tools, generation.ToolChoice, generation.Grammar is not null, ToolFields);
+        ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, generation.Grammar is not null, ToolFields);
         return generation;
     }
 

@@ -80,7 +80,7 @@ internal sealed partial class AnswerRecorder : IDisposable
             _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             pending = _write;
             var usage = completed?.Usage;
-            message = Message(usage?.PromptTokens, usage?.CachedPromptTokens, usage?.CompletionTokens, SessionWire.FinishReasonOf(completed?.FinishReason ?? FinishReason.Error));
+            message = Message(usage?.PromptTokens, usage?.CachedPromptTokens, usage?.CompletionTokens, (completed?.FinishReason ?? FinishReason.Error).ToName());
         }
 
         await pending;

@@ -71,7 +71,7 @@ internal sealed partial class GenerationPump
             answer.Dispose();
             _registry.Finished(run);
             run.Publish(seq => SessionWire.Ending(seq, completed, failure, contextStart), final: true);
-            LogGenerationEnded(run.SessionId, SessionWire.FinishReasonOf(completed?.FinishReason ?? FinishReason.Error), completed?.Usage.CompletionTokens ?? 0);
+            LogGenerationEnded(run.SessionId, (completed?.FinishReason ?? FinishReason.Error).ToName(), completed?.Usage.CompletionTokens ?? 0);
         }
     }
 

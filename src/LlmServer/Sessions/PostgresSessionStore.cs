@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using static LlmServer.Sessions.DbCommands;
 
 namespace LlmServer.Sessions;
 

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Globalization;
+using static LlmServer.Sessions.DbCommands;
 
 namespace LlmServer.Sessions;
 
@@ -40,19 +41,5 @@ internal static class SchemaMigrations
         parameter.Value = migrations.Count;
         write.Parameters.Add(parameter);
         await write.ExecuteNonQueryAsync(cancellationToken);
-    }
-
-    private static DbCommand Command(DbConnection connection, DbTransaction transaction, string sql)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        return command;
-    }
-
-    private static async Task ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = Command(connection, transaction, sql);
-        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 }

@@ -1,41 +1,46 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using LlmServer.OpenAi;
+using Microsoft.Extensions.Options;
 
 namespace LlmServer.Sessions;
 
 /// <summary>
 /// The REST mirror of the hub under <c>/api/sessions</c>. Generations stream as server-sent events
-/// (<c>id: seq</c>, <c>data: {ChatStreamEvent}</c>); a client that goes away leaves the generation running for the
-/// resume grace period (<c>GET /api/sessions/{id}/events?afterSeq=N</c> or a <c>Last-Event-ID</c> header resumes it).
+/// (<c>id: seq</c>, <c>data: {ChatStreamEvent}</c>) through the one <see cref="SseWriter"/>, with keep-alive comments
+/// every <c>OpenAi:KeepAliveInterval</c> while nothing comes; a client that goes away leaves the generation running for
+/// the resume grace period (<c>GET /api/sessions/{id}/events?afterSeq=N</c> or a <c>Last-Event-ID</c> header resumes it).
 /// </summary>
 internal static class SessionEndpoints
 {
-    private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
+    private static readonly SessionJsonContext Json = SessionJsonContext.Default;
 
     public static void MapSessionEndpoints(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/sessions");
 
         group.MapGet("", (HttpContext http, SessionService sessions) =>
-            Handle(http, async ct => Results.Ok(await sessions.ListAsync(Owner(http), ct))));
+            Handle(http, async ct => TypedResults.Json(await sessions.ListAsync(Owner(http), ct), Json.SessionInfoArray)));
 
         group.MapPost("", (HttpContext http, SessionService sessions) =>
             Handle(http, async ct =>
             {
-                var request = await ReadBodyAsync<CreateSessionRequest>(http, ct);
+                var request = await ReadBodyAsync(http, Json.CreateSessionRequest, ct);
                 var created = await sessions.CreateAsync(Owner(http), request, ct);
-                return Results.Created($"/api/sessions/{created.Id}", created);
+                http.Response.Headers.Location = $"/api/sessions/{created.Id}";
+                return TypedResults.Json(created, Json.SessionInfo, statusCode: StatusCodes.Status201Created);
             }));
 
         group.MapGet("/{id}", (HttpContext http, string id, SessionService sessions) =>
-            Handle(http, async ct => Results.Ok(await sessions.GetAsync(Owner(http), id, ct))));
+            Handle(http, async ct => TypedResults.Json(await sessions.GetAsync(Owner(http), id, ct), Json.SessionDetail)));
 
         group.MapPatch("/{id}", (HttpContext http, string id, SessionService sessions) =>
             Handle(http, async ct =>
             {
-                var request = await ReadBodyAsync<UpdateSessionRequest>(http, ct)
+                var request = await ReadBodyAsync(http, Json.UpdateSessionRequest, ct)
                     ?? throw SessionException.Invalid("body", "a JSON body with title, systemPrompt or settings is required");
-                return Results.Ok(await sessions.UpdateAsync(Owner(http), id, request, ct));
+                return TypedResults.Json(await sessions.UpdateAsync(Owner(http), id, request, ct), Json.SessionInfo);
             }));
 
         group.MapDelete("/{id}", (HttpContext http, string id, SessionService sessions) =>
@@ -48,14 +53,14 @@ internal static class SessionEndpoints
         group.MapPost("/{id}/messages", (HttpContext http, string id, SessionTurns turns) =>
             StreamAsync(http, async ct =>
             {
-                var request = await ReadBodyAsync<SendMessageRequest>(http, ct);
+                var request = await ReadBodyAsync(http, Json.SendMessageRequest, ct);
                 return await turns.SendAsync(Owner(http), id, request?.Text, ct);
             }));
 
         group.MapPut("/{id}/messages/{index:int}", (HttpContext http, string id, int index, SessionTurns turns) =>
             StreamAsync(http, async ct =>
             {
-                var request = await ReadBodyAsync<SendMessageRequest>(http, ct);
+                var request = await ReadBodyAsync(http, Json.SendMessageRequest, ct);
                 return await turns.EditAsync(Owner(http), id, index, request?.Text, ct);
             }));
 
@@ -103,22 +108,28 @@ internal static class SessionEndpoints
 
         await using (subscription)
         {
-            var response = http.Response;
-            response.ContentType = "text/event-stream";
-            response.Headers.CacheControl = "no-cache";
-            response.Headers["X-Accel-Buffering"] = "no";
+            var interval = http.RequestServices.GetRequiredService<IOptionsMonitor<OpenAiOptions>>().CurrentValue.KeepAliveInterval;
+            var timeProvider = http.RequestServices.GetRequiredService<TimeProvider>();
+            using var sse = SseWriter.Start(http);
+            var events = subscription.ReadAllAsync(cancellationToken).GetAsyncEnumerator();
             try
             {
-                await foreach (var item in subscription.ReadAllAsync(cancellationToken))
+                await sse.FlushAsync();
+                while (!sse.IsClientGone && await sse.MoveNextAsync(events, interval, timeProvider, sse.WriteKeepAlive))
                 {
-                    var json = JsonSerializer.Serialize(item, JsonOptions);
-                    await response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"id: {item.Seq}\ndata: {json}\n\n"), cancellationToken);
-                    await response.Body.FlushAsync(cancellationToken);
+                    var item = events.Current;
+                    JsonSerializer.Serialize(sse.BeginEvent(item.Seq), item, Json.ChatStreamEvent);
+                    sse.EndEvent();
+                    await sse.FlushAsync();
                 }
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
                 // The client went away; the generation keeps running for the grace period so it can resume.
+            }
+            finally
+            {
+                await events.DisposeAsync();
             }
         }
     }
@@ -137,7 +148,7 @@ internal static class SessionEndpoints
             : throw SessionException.Invalid("afterSeq", "afterSeq must be a whole number, 0 or more");
     }
 
-    private static async Task<T?> ReadBodyAsync<T>(HttpContext http, CancellationToken cancellationToken)
+    private static async Task<T?> ReadBodyAsync<T>(HttpContext http, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
         where T : class
     {
         if (http.Request.ContentLength == 0)
@@ -147,7 +158,7 @@ internal static class SessionEndpoints
 
         try
         {
-            return await http.Request.ReadFromJsonAsync<T>(JsonOptions, cancellationToken);
+            return await http.Request.ReadFromJsonAsync(typeInfo, cancellationToken);
         }
         catch (JsonException ex)
         {

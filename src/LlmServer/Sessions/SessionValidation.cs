@@ -1,3 +1,5 @@
+using LlmServer.Engine.Generation;
+
 namespace LlmServer.Sessions;
 
 /// <summary>Argument checks shared by the hub and the REST mirror; each failure is an <c>invalid_argument</c>.</summary>
@@ -58,22 +60,11 @@ internal static class SessionValidation
             return;
         }
 
+        // The engine's ranges, under the sessions' own field names.
         var errors = new List<string>();
-        if (settings.Temperature is { } temperature && (double.IsNaN(temperature) || temperature is < 0 or > 2))
-        {
-            errors.Add("settings.temperature must be between 0 and 2");
-        }
-
-        if (settings.TopP is { } topP && (double.IsNaN(topP) || topP is <= 0 or > 1))
-        {
-            errors.Add("settings.topP must be greater than 0 and at most 1");
-        }
-
-        if (settings.MaxTokens is < 1)
-        {
-            errors.Add("settings.maxTokens must be 1 or more");
-        }
-
+        Check(settings.Temperature, GenerationLimits.Temperature, "settings.temperature", errors);
+        Check(settings.TopP, GenerationLimits.TopP, "settings.topP", errors);
+        Check(settings.MaxTokens, GenerationLimits.MaxTokens, "settings.maxTokens", errors);
         if (settings.Seed is < 0 or > uint.MaxValue)
         {
             errors.Add($"settings.seed must be between 0 and {uint.MaxValue}");
@@ -82,6 +73,14 @@ internal static class SessionValidation
         if (errors.Count > 0)
         {
             throw SessionException.Invalid("settings", string.Join("; ", errors));
+        }
+    }
+
+    private static void Check(double? value, ValueRange range, string name, List<string> errors)
+    {
+        if (value is { } v && !range.Contains(v))
+        {
+            errors.Add($"{name} must be {range.Describe()}");
         }
     }
 }

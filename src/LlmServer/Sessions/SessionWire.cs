@@ -8,14 +8,6 @@ internal static class SessionWire
     /// <summary>The finish reason of an answer a crash cut short (found unfinished when the server started).</summary>
     public const string Interrupted = "interrupted";
 
-    public static string FinishReasonOf(FinishReason reason) => reason switch
-    {
-        FinishReason.Stop => "stop",
-        FinishReason.Length => "length",
-        FinishReason.Cancelled => "cancelled",
-        _ => "error",
-    };
-
     public static SessionInfo Info(StoredSession session, bool generating) => new(
         session.Id,
         session.Title,
@@ -43,11 +35,11 @@ internal static class SessionWire
         {
             var code = completed?.Error is { } error ? SessionErrors.CodeOf(error.Code) : SessionErrorCodes.InternalError;
             var text = failure ?? completed?.Error?.Message ?? "the generation failed";
-            return new ChatStreamEvent(seq, ChatStreamEvent.ErrorType, FinishReason: "error", Usage: usage, Timings: timings, Code: code, Message: text);
+            return new ChatStreamEvent(seq, ChatStreamEvent.ErrorType, FinishReason: FinishReason.Error.ToName(), Usage: usage, Timings: timings, Code: code, Message: text);
         }
 
         return new ChatStreamEvent(
-            seq, ChatStreamEvent.DoneType, FinishReason: FinishReasonOf(finishReason), Usage: usage, Timings: timings, ContextStart: contextStart);
+            seq, ChatStreamEvent.DoneType, FinishReason: finishReason.ToName(), Usage: usage, Timings: timings, ContextStart: contextStart);
     }
 
     private static ChatTimings Timings(GenerationCompleted completed)

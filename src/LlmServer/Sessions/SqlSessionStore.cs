@@ -1,4 +1,5 @@
 using System.Data.Common;
+using static LlmServer.Sessions.DbCommands;
 
 namespace LlmServer.Sessions;
 
@@ -303,20 +304,6 @@ internal abstract class SqlSessionStore : ISessionStore
     /// <summary>A transaction for reads that must agree with each other.</summary>
     protected virtual async Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken cancellationToken) =>
         await connection.BeginTransactionAsync(cancellationToken);
-
-    protected static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        return command;
-    }
-
-    protected static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = Command(connection, transaction, sql);
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
 
     private async Task<StoredSession?> GetAsync(
         DbConnection connection, DbTransaction? transaction, string? owner, string id, CancellationToken cancellationToken)

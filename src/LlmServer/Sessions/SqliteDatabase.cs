@@ -32,7 +32,7 @@ internal sealed class SqliteDatabase(string path)
         }
 
         await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, "PRAGMA journal_mode = WAL;", cancellationToken);
+        await DbCommands.ExecuteAsync(connection, null, "PRAGMA journal_mode = WAL;", cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await SchemaMigrations.ApplyAsync(connection, transaction, versionTable, migrations, description, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
@@ -53,17 +53,7 @@ internal sealed class SqliteDatabase(string path)
         }
     }
 
-    public static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        return command;
-    }
-
-    public static async Task ExecuteAsync(SqliteConnection connection, SqliteTransaction? transaction, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = Command(connection, transaction, sql);
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
+    /// <summary>A command typed for SQLite (its parameters take <c>AddWithValue</c>).</summary>
+    public static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql) =>
+        (SqliteCommand)DbCommands.Command(connection, transaction, sql);
 }

@@ -16,7 +16,7 @@ public sealed class SmallBodyServerFixture : IAsyncLifetime
     public TestServer Server => _server ?? throw new InvalidOperationException("Not started.");
 
     public async Task InitializeAsync() =>
-        _server = await TestServer.StartAsync(extraArgs: [$"--OpenAi:MaxRequestBodyBytes={MaxBodyBytes}"]);
+        _server = await TestServer.StartAsync(extraArgs: [$"--Server:MaxRequestBodyBytes={MaxBodyBytes}"]);
 
     public async Task DisposeAsync()
     {

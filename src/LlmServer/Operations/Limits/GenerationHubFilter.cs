@@ -1,6 +1,6 @@
-using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Threading.RateLimiting;
+using LlmServer.Sessions;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Options;
 
@@ -10,11 +10,11 @@ namespace LlmServer.Operations.Limits;
 /// Applies the per-key concurrent-generation allowance to the hub methods that start a generation
 /// (<c>Limits:HubGenerationMethods</c>): the permit is held while the method's stream is being read and released
 /// when it ends, fails or is cancelled. A refusal is a <see cref="HubException"/> "rate_limit_exceeded: ...".
+/// The hub's generation methods stream <see cref="ChatStreamEvent"/>s; a listed method that returns anything else
+/// holds its permit only while it runs.
 /// </summary>
 internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter, IOptions<LimitsOptions> options) : IHubFilter
 {
-    private static readonly MethodInfo HoldGeneric = typeof(GenerationHubFilter).GetMethod(nameof(HoldLease), BindingFlags.NonPublic | BindingFlags.Static)!;
-
     private readonly HashSet<string> _methods = new(options.Value.HubGenerationMethods ?? [.. LimitsOptions.DefaultHubGenerationMethods], StringComparer.Ordinal);
 
     public async ValueTask<object?> InvokeMethodAsync(HubInvocationContext invocationContext, Func<HubInvocationContext, ValueTask<object?>> next)
@@ -43,18 +43,16 @@ internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter, IOptions
             throw;
         }
 
-        var element = result?.GetType().GetInterfaces()
-            .FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IAsyncEnumerable<>))?.GetGenericArguments()[0];
-        if (element is null)
+        if (result is not IAsyncEnumerable<ChatStreamEvent> events)
         {
             lease.Dispose();
             return result;
         }
 
-        return HoldGeneric.MakeGenericMethod(element).Invoke(null, [result, lease, CancellationToken.None]);
+        return HoldLease(events, lease);
     }
 
-    private static async IAsyncEnumerable<T> HoldLease<T>(IAsyncEnumerable<T> source, RateLimitLease lease, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    private static async IAsyncEnumerable<ChatStreamEvent> HoldLease(IAsyncEnumerable<ChatStreamEvent> source, RateLimitLease lease, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         try
         {
