@@ -15,6 +15,12 @@ public sealed record GenerationRequest
     /// <summary>Most tokens to generate per choice; <c>null</c> means until the slot's context is full.</summary>
     public int? MaxTokens { get; init; }
 
+    /// <summary>
+    /// A limit on the prompt tighter than the slot's context (an operator's): a longer prompt is refused with
+    /// <see cref="GenerationErrorCode.ContextLengthExceeded"/> where the engine tokenizes it, before admission.
+    /// </summary>
+    public PromptTokenLimit? PromptLimit { get; init; }
+
     /// <summary>Stop sequences: matched across token boundaries, never emitted.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
 
@@ -136,3 +142,6 @@ public sealed record ToolCall(string Id, string Name, string Arguments);
 
 /// <summary>A function offered to the model: <see cref="Parameters"/> is its JSON schema (an object schema), or null.</summary>
 public sealed record ToolDefinition(string Name, string? Description, System.Text.Json.JsonElement? Parameters);
+
+/// <summary>The most prompt tokens a request may have, and the setting that says so (named in the refusal).</summary>
+public sealed record PromptTokenLimit(int MaxTokens, string Setting);

@@ -119,6 +119,18 @@ internal sealed partial class InferenceScheduler : IDisposable
             throw new GenerationException(GenerationErrorCode.InvalidRequest, "The prompt is empty.", "prompt");
         }
 
+        if (request.PromptLimit is { } limit && promptTokens.Length > limit.MaxTokens)
+        {
+            // ContextLength stays unset: the limit is the operator's, not the slot's, and the message says so.
+            throw new GenerationException(
+                GenerationErrorCode.ContextLengthExceeded,
+                $"This request's prompt has {promptTokens.Length} tokens; this server accepts at most {limit.MaxTokens} prompt tokens per request ({limit.Setting}).",
+                request.Messages is null ? "prompt" : "messages")
+            {
+                PromptTokens = promptTokens.Length,
+            };
+        }
+
         if (promptTokens.Length >= slotContext)
         {
             throw new GenerationException(
