@@ -75,6 +75,14 @@ internal static class ModelLoader
     public static string? ReadChatTemplate(LLamaWeights weights) =>
         weights.Metadata.TryGetValue("tokenizer.chat_template", out var template) && !string.IsNullOrWhiteSpace(template) ? template : null;
 
+    /// <summary>
+    /// llama.cpp's system line, read once per process: <c>llama_print_system_info</c> rebuilds a static std::string
+    /// on every call, so two engines loading at once (tests, embeddings beside generation) corrupted the heap.
+    /// </summary>
+    private static readonly Lazy<string> SystemInfo = new(
+        () => (Marshal.PtrToStringAnsi(NativeApi.llama_print_system_info()) ?? string.Empty).Trim(),
+        LazyThreadSafetyMode.ExecutionAndPublication);
+
     private static BackendInfo DescribeBackend(ModelParams parameters, CpuThreading threading)
     {
         var library = LoadedLibraryPath() ?? "unknown";
@@ -82,8 +90,7 @@ internal static class ModelLoader
         var kind = gpu
             ? (library.Contains("cuda", StringComparison.OrdinalIgnoreCase) ? "CUDA" : "GPU")
             : "CPU " + (Path.GetFileName(Path.GetDirectoryName(library)) ?? "unknown");
-        var systemInfo = Marshal.PtrToStringAnsi(NativeApi.llama_print_system_info()) ?? string.Empty;
-        return new BackendInfo(kind, library, systemInfo.Trim(), gpu ? parameters.GpuLayerCount : 0, parameters.Threads ?? 0)
+        return new BackendInfo(kind, library, SystemInfo.Value, gpu ? parameters.GpuLayerCount : 0, parameters.Threads ?? 0)
         {
             Threading = threading,
         };
