@@ -400,6 +400,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     private void Observe(in StepCost cost)
     {
+        LogStep(_logger, cost.GenerationTokens, cost.PromptTokens, cost.PromptChunks, cost.DecodeTime.TotalMilliseconds, cost.StepTime.TotalMilliseconds);
         _costs!.OnStep(cost);
         foreach (var observer in _stepObservers)
         {
@@ -607,6 +608,9 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     [LoggerMessage(EventId = 1105, Level = LogLevel.Warning, Message = "Saving resident sessions' KV at shutdown failed")]
     private static partial void LogShutdownSaveFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1106, Level = LogLevel.Trace, Message = "Step: {GenerationTokens} generating, {PromptTokens} prompt tokens in {PromptChunks} chunks; decode {DecodeMs:F1} ms, step {StepMs:F1} ms")]
+    private static partial void LogStep(ILogger logger, int generationTokens, int promptTokens, int promptChunks, double decodeMs, double stepMs);
 
     [LoggerMessage(EventId = 1104, Level = LogLevel.Warning, Message = "No KV space for a step with {PromptChunks} prompt chunks; shrinking the step")]
     private static partial void LogNoKvSpace(ILogger logger, int promptChunks);

@@ -13,6 +13,7 @@ public sealed class CpuThreading
     private volatile int _currentThreads;
     private long _changes;
     private double _cpuShare = 1;
+    private double _otherCores = double.NaN;
 
     internal CpuThreading(int threads, int batchThreads, bool adaptive, string threadsSetting, string batchThreadsSetting, string openMp, string reason)
     {
@@ -59,11 +60,15 @@ public sealed class CpuThreading
     /// <summary>The decode thread's share of the CPU over the last measured window (1 = it never waited for a core).</summary>
     public double CpuShare => Volatile.Read(ref _cpuShare);
 
-    internal void Record(int currentThreads, long changes, double cpuShare)
+    /// <summary>Cores other processes took over the last measured window; NaN when unknown or not adaptive.</summary>
+    public double OtherProcessesCores => Volatile.Read(ref _otherCores);
+
+    internal void Record(int currentThreads, long changes, double cpuShare, double otherCores)
     {
         _currentThreads = currentThreads;
         Interlocked.Exchange(ref _changes, changes);
         Volatile.Write(ref _cpuShare, cpuShare);
+        Volatile.Write(ref _otherCores, otherCores);
     }
 
     public override string ToString() => string.Create(
@@ -133,7 +138,7 @@ internal sealed class DecodeThreadController : IStepObserver
         _threading = threading;
         _apply = apply;
         _governor = threading.Adaptive && ThreadCpuClock.IsSupported
-            ? new DecodeThreadGovernor(threading.Threads, threading.Threads, _settings)
+            ? new DecodeThreadGovernor(threading.Threads, threading.Threads, _settings, ProcCpuCompetition.TryCreate(), Environment.ProcessorCount)
             : null;
         _lastCpu = ThreadCpuClock.Now();
     }
@@ -151,7 +156,7 @@ internal sealed class DecodeThreadController : IStepObserver
         var used = cpu - _lastCpu;
         _lastCpu = cpu;
         var changed = governor.Observe(cost.StepTime.Ticks, used.Ticks);
-        _threading!.Record(governor.Threads, governor.Changes, governor.LastCpuShare);
+        _threading!.Record(governor.Threads, governor.Changes, governor.LastCpuShare, governor.LastOtherCores);
         if (changed)
         {
             _apply!(governor.Threads);

@@ -4,14 +4,18 @@ namespace LlmServer.Engine.Threading;
 /// Adapts the number of decode threads to the CPU the process actually gets. The signal is how much of a decode's
 /// wall time the decoding thread spent on a CPU: on a machine with a core per thread that is nearly all of it; when
 /// other processes compete, llama.cpp's threads wait for each other at every barrier and the share falls (a step
-/// inflates to several scheduler time slices). Two contended windows in a row drop a thread; after a calm stretch
-/// one thread is added back as a probe, kept when the next window is calm, dropped again at once otherwise, with the
-/// calm stretch before the next probe doubling each time a probe fails (hysteresis both ways).
-/// Deterministic: it sees only the times it is given.
+/// inflates to several scheduler time slices). A low share counts only while other processes want more CPU than our
+/// threads leave free (<see cref="ICpuCompetition"/>): the server's own stream and HTTP threads also take the decoding
+/// thread's core for moments, and dropping a decode thread for them only slows decoding down. Two contended windows
+/// in a row drop a thread; after a calm stretch with room for one more thread, one is added back as a probe, kept when
+/// the next window is calm, dropped again at once otherwise, with the calm stretch before the next probe doubling each
+/// time a probe fails (hysteresis both ways). Deterministic: it sees only the times and loads it is given.
 /// </summary>
 internal sealed class DecodeThreadGovernor
 {
     private readonly GovernorSettings _settings;
+    private readonly ICpuCompetition? _competition;
+    private readonly int _processors;
     private long _windowWall;
     private long _windowCpu;
     private int _contendedStreak;
@@ -19,12 +23,16 @@ internal sealed class DecodeThreadGovernor
     private long _probeAfter;
     private bool _probing;
 
-    public DecodeThreadGovernor(int maxThreads, int startThreads, GovernorSettings settings)
+    /// <param name="competition">What other processes take; null when unknown (the share alone decides).</param>
+    /// <param name="processors">The CPUs this process may use.</param>
+    public DecodeThreadGovernor(int maxThreads, int startThreads, GovernorSettings settings, ICpuCompetition? competition = null, int processors = 0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxThreads, 1);
         MaxThreads = maxThreads;
         Threads = Math.Clamp(startThreads, 1, maxThreads);
         _settings = settings;
+        _competition = competition;
+        _processors = processors > 0 ? processors : maxThreads;
         _probeAfter = settings.FirstProbeAfter;
     }
 
@@ -35,6 +43,9 @@ internal sealed class DecodeThreadGovernor
 
     /// <summary>The decoding thread's share of the CPU in the last complete window (1 = never waited).</summary>
     public double LastCpuShare { get; private set; } = 1;
+
+    /// <summary>Cores other processes took in the last complete window; NaN when unknown.</summary>
+    public double LastOtherCores { get; private set; } = double.NaN;
 
     /// <summary>How many times <see cref="Threads"/> changed.</summary>
     public long Changes { get; private set; }
@@ -61,7 +72,9 @@ internal sealed class DecodeThreadGovernor
         var length = _windowWall;
         _windowWall = 0;
         _windowCpu = 0;
-        var contended = LastCpuShare < _settings.ContendedShare;
+        var others = _competition?.OtherCores() ?? double.NaN;
+        LastOtherCores = others;
+        var contended = LastCpuShare < _settings.ContendedShare && (double.IsNaN(others) || Crowded(others, Threads));
 
         if (_probing)
         {
@@ -90,7 +103,9 @@ internal sealed class DecodeThreadGovernor
         _contendedStreak = 0;
         if (Threads < MaxThreads && LastCpuShare >= _settings.CalmShare)
         {
-            _calmWall += length;
+            // A probe follows a calm stretch with room for one more thread: while another process holds that core,
+            // the probe would only fail.
+            _calmWall = Crowded(others, Threads + 1) ? 0 : _calmWall + length;
             if (_calmWall >= _probeAfter)
             {
                 _calmWall = 0;
@@ -102,6 +117,9 @@ internal sealed class DecodeThreadGovernor
         return false;
     }
 
+    /// <summary>Other processes want more than the cores <paramref name="threads"/> decode threads leave free.</summary>
+    private bool Crowded(double others, int threads) => !double.IsNaN(others) && others + threads > _processors + _settings.SpareCores;
+
     private bool Set(int threads)
     {
         Threads = threads;
@@ -110,16 +128,21 @@ internal sealed class DecodeThreadGovernor
     }
 }
 
-/// <summary>The governor's thresholds; times in <see cref="TimeSpan"/> ticks of step wall time.</summary>
+/// <summary>
+/// The governor's thresholds; times in <see cref="TimeSpan"/> ticks of step wall time. <paramref name="SpareCores"/>:
+/// how far other processes may reach into the decode threads' cores before they count as competition (a load
+/// generator or a log shipper beside the server takes a fraction of a core; a build or a busy loop takes whole cores).
+/// </summary>
 internal sealed record GovernorSettings(
     long Window,
     double ContendedShare,
     double CalmShare,
     int ContendedWindowsToDrop,
     long FirstProbeAfter,
-    long LongestProbeInterval)
+    long LongestProbeInterval,
+    double SpareCores = 0.5)
 {
-    /// <summary>Quarter-second windows; a thread goes after half a second below 60%; probes after 4 s, then up to 64 s.</summary>
+    /// <summary>Quarter-second windows; a thread goes after half a second below 60% with another process wanting its core; probes after 4 s, then up to 64 s.</summary>
     public static GovernorSettings Default { get; } = new(
         TimeSpan.TicksPerSecond / 4,
         0.6,

@@ -109,4 +109,67 @@ public sealed class DecodeThreadGovernorTests
 
         Assert.Equal(3, governor.Threads);
     }
+
+    [Fact]
+    public void A_low_share_with_no_other_process_wanting_the_cores_keeps_every_thread()
+    {
+        // The server's own stream threads took the decoding thread's core for moments: no one else wants it.
+        var others = new ScriptedCompetition(0.1);
+        var governor = new DecodeThreadGovernor(2, 2, Settings, others, processors: 2);
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.False(Window(governor, 0.4));
+        }
+
+        Assert.Equal(2, governor.Threads);
+        Assert.Equal(0.1, governor.LastOtherCores, 2);
+    }
+
+    [Fact]
+    public void A_low_share_while_another_process_takes_a_core_drops_a_thread_and_probes_only_once_it_left()
+    {
+        var others = new ScriptedCompetition(1.0);
+        var governor = new DecodeThreadGovernor(2, 2, Settings, others, processors: 2);
+        Window(governor, 0.4);
+        Assert.True(Window(governor, 0.4));
+        Assert.Equal(1, governor.Threads);
+
+        // One thread now has a core of its own: calm, but the busy process still holds the other core, so no probe.
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.False(Window(governor, 0.99));
+        }
+
+        Assert.Equal(1, governor.Threads);
+
+        // The other process ends: the probe follows a full calm stretch, and holds.
+        others.Cores = 0;
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.False(Window(governor, 0.99));
+        }
+
+        Assert.True(Window(governor, 0.99));
+        Assert.False(Window(governor, 0.95));
+        Assert.Equal(2, governor.Threads);
+    }
+
+    [Fact]
+    public void On_a_machine_with_spare_cores_a_busy_neighbour_is_no_reason_to_drop_a_thread()
+    {
+        var governor = new DecodeThreadGovernor(2, 2, Settings, new ScriptedCompetition(1.0), processors: 4);
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.False(Window(governor, 0.5));
+        }
+
+        Assert.Equal(2, governor.Threads);
+    }
+
+    private sealed class ScriptedCompetition(double cores) : ICpuCompetition
+    {
+        public double Cores { get; set; } = cores;
+
+        public double OtherCores() => Cores;
+    }
 }

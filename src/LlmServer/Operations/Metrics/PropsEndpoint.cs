@@ -60,6 +60,7 @@ internal static class PropsEndpoint
                     ["adaptive"] = threading.Adaptive,
                     ["changes"] = threading.Changes,
                     ["decode_thread_cpu_share"] = threading.Adaptive ? Math.Round(threading.CpuShare, 3) : null,
+                    ["other_processes_cores"] = double.IsNaN(threading.OtherProcessesCores) ? null : Math.Round(threading.OtherProcessesCores, 2),
                     ["openmp"] = threading.OpenMp,
                     ["reason"] = threading.Reason,
                 } : null,
