@@ -87,6 +87,11 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
             errors.Add("Scheduler:TargetStepMs must be between 0 (no time target) and 60000.");
         }
 
+        if (options.MinPromptShare is < 0 or > 0.95 || double.IsNaN(options.MinPromptShare))
+        {
+            errors.Add("Scheduler:MinPromptShare must be between 0 (keep to the time target) and 0.95.");
+        }
+
         if (options.MinPromptChunk < 1 || options.MinPromptChunk > options.StepTokenBudget)
         {
             errors.Add("Scheduler:MinPromptChunk must be between 1 and Scheduler:StepTokenBudget.");

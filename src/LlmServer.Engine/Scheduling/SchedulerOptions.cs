@@ -48,6 +48,16 @@ public sealed class SchedulerOptions
     /// </summary>
     public int TargetStepMs { get; set; } = 80;
 
+    /// <summary>
+    /// While sequences generate and prompts wait, the least share of a step's time that goes to prompt tokens' own
+    /// work (0 to 0.95). Where the generation and a chunk's fixed cost leave a step of <see cref="TargetStepMs"/>
+    /// little room, the step stretches until prompt tokens get this share: on a CPU, a small chunk deep in a long
+    /// prompt costs several times its share of a large one, so a strict target would admit long prompts several times
+    /// slower. Higher admits long prompts sooner and lengthens the running streams' time between tokens in those steps;
+    /// 0 keeps to the target whatever the prompts' speed.
+    /// </summary>
+    public double MinPromptShare { get; set; } = 0.6;
+
     /// <summary>Prompt tokens every prompt in progress advances by in every step, however tight the time target.</summary>
     public int MinPromptChunk { get; set; } = 32;
 

@@ -3,22 +3,37 @@ namespace LlmServer.Engine.Scheduling;
 /// <summary>
 /// The scheduler's estimate of what a step costs, learnt from its own measured steps (exponentially weighted, so it
 /// follows the model, the machine's load and the chunk sizes actually in use): the time of a step that only
-/// generates, by how many sequences generate, and the extra time per prompt token on top of that.
+/// generates, by how many sequences generate, and on top of that, what prompt tokens add: a fixed part for a step
+/// that carries any (on a CPU, a small chunk deep in a long prompt costs several times its share of a large one) and a
+/// part per token, fitted as a line through the recent steps' prompt sizes and times.
 /// </summary>
 internal sealed class StepCostModel(int slots) : IStepObserver
 {
-    // Weight of the newest step: about the last ten steps count.
+    // Weight of the newest step for generation times: about the last ten steps count.
     private const double Smoothing = 0.2;
+
+    // The prompt line needs a spread of chunk sizes to tell the fixed part from the per-token part: a longer memory.
+    private const double PromptSmoothing = 0.05;
+
+    // Below this spread of recent chunk sizes (in tokens, one standard deviation) the line is not trusted: the cost
+    // is taken as proportional to the tokens, as if there were no fixed part.
+    private const double MinPromptSpread = 4;
 
     private readonly double[] _generationMs = Enumerable.Repeat(double.NaN, slots + 1).ToArray();
     private double _perGenerationTokenMs = double.NaN;
 
-    // The prompt cost is a ratio of smoothed sums, so a step with many prompt tokens weighs more than one with few.
-    private double _promptMs = double.NaN;
-    private double _promptTokens = double.NaN;
+    // Exponentially weighted sums over steps with prompt tokens: weight, tokens, extra ms, tokens², tokens × ms.
+    private double _w;
+    private double _x;
+    private double _y;
+    private double _xx;
+    private double _xy;
 
-    /// <summary>Milliseconds per prompt token on top of the generation in the same step; NaN until a prompt was seen.</summary>
-    public double PromptTokenMs => _promptMs / _promptTokens;
+    /// <summary>Milliseconds per prompt token on top of the fixed part; NaN until a prompt was seen.</summary>
+    public double PromptTokenMs => Line().PerToken;
+
+    /// <summary>Milliseconds a step carrying any prompt tokens costs beyond its generation and per-token parts.</summary>
+    public double PromptStepMs => Line().Fixed;
 
     public void OnStep(in StepCost cost)
     {
@@ -28,16 +43,22 @@ internal sealed class StepCostModel(int slots) : IStepObserver
         {
             if (generating > 0)
             {
-                _generationMs[generating] = Blend(_generationMs[generating], ms);
-                _perGenerationTokenMs = Blend(_perGenerationTokenMs, ms / generating);
+                _generationMs[generating] = Blend(_generationMs[generating], ms, Smoothing);
+                _perGenerationTokenMs = Blend(_perGenerationTokenMs, ms / generating, Smoothing);
             }
 
             return;
         }
 
         var generation = GenerationMs(generating);
-        _promptMs = Blend(_promptMs, Math.Max(0, ms - (double.IsNaN(generation) ? 0 : generation)));
-        _promptTokens = Blend(_promptTokens, cost.PromptTokens);
+        var extra = Math.Max(0, ms - (double.IsNaN(generation) ? 0 : generation));
+        double tokens = cost.PromptTokens;
+        var keep = _w == 0 ? 0 : 1 - PromptSmoothing;
+        _w = (keep * _w) + 1;
+        _x = (keep * _x) + tokens;
+        _y = (keep * _y) + extra;
+        _xx = (keep * _xx) + (tokens * tokens);
+        _xy = (keep * _xy) + (tokens * extra);
     }
 
     /// <summary>The time of a step in which <paramref name="generating"/> sequences only generate; NaN if unknown.</summary>
@@ -58,14 +79,13 @@ internal sealed class StepCostModel(int slots) : IStepObserver
     /// </summary>
     public int? PromptTokensWithin(double targetMs, int generating)
     {
-        var perToken = PromptTokenMs;
+        var (perToken, fixedMs) = Line();
         if (double.IsNaN(perToken))
         {
             return null;
         }
 
-        var generation = GenerationMs(generating);
-        var room = targetMs - (double.IsNaN(generation) ? 0 : generation);
+        var room = targetMs - Known(GenerationMs(generating)) - fixedMs;
         if (room <= 0)
         {
             return 0;
@@ -74,6 +94,53 @@ internal sealed class StepCostModel(int slots) : IStepObserver
         return perToken <= 0 ? int.MaxValue : (int)Math.Min(int.MaxValue, room / perToken);
     }
 
-    private static double Blend(double current, double sample) =>
-        double.IsNaN(current) ? sample : current + (Smoothing * (sample - current));
+    /// <summary>
+    /// The fewest prompt tokens whose own per-token time is at least <paramref name="share"/> of a step beside
+    /// <paramref name="generating"/> generating sequences (the rest being the generation and the fixed prompt part);
+    /// null while the cost of a prompt token is unknown, 0 when <paramref name="share"/> is 0.
+    /// </summary>
+    public int? PromptTokensForShare(double share, int generating)
+    {
+        var (perToken, fixedMs) = Line();
+        if (double.IsNaN(perToken))
+        {
+            return null;
+        }
+
+        if (share <= 0 || perToken <= 0)
+        {
+            return 0;
+        }
+
+        var overhead = Known(GenerationMs(generating)) + fixedMs;
+        return (int)Math.Min(int.MaxValue, Math.Ceiling(share / (1 - share) * overhead / perToken));
+    }
+
+    /// <summary>The fitted prompt cost: per token and fixed per step; NaN per token until a prompt was seen.</summary>
+    private (double PerToken, double Fixed) Line()
+    {
+        if (_w == 0 || _x <= 0)
+        {
+            return (double.NaN, 0);
+        }
+
+        var proportional = (_y / _x, 0.0);
+        var meanX = _x / _w;
+        var variance = (_xx / _w) - (meanX * meanX);
+        if (variance < MinPromptSpread * MinPromptSpread)
+        {
+            return proportional;
+        }
+
+        var slope = ((_xy / _w) - (meanX * (_y / _w))) / variance;
+        var intercept = (_y / _w) - (slope * meanX);
+
+        // A line that says prompt tokens are free or that a chunk saves time fits noise, not cost.
+        return slope <= 0 || intercept < 0 ? proportional : (slope, intercept);
+    }
+
+    private static double Known(double ms) => double.IsNaN(ms) ? 0 : ms;
+
+    private static double Blend(double current, double sample, double weight) =>
+        double.IsNaN(current) ? sample : current + (weight * (sample - current));
 }

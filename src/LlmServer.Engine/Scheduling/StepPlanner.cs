@@ -9,11 +9,13 @@ namespace LlmServer.Engine.Scheduling;
 /// <remarks>
 /// The prompt budget: with nothing generating, the whole <see cref="SchedulerOptions.StepTokenBudget"/>. With
 /// sequences generating and <see cref="SchedulerOptions.TargetStepMs"/> set, the prompt tokens the
-/// <see cref="StepCostModel"/> expects to fit in that time beside the generation, within the token
-/// budget (the hard cap), and never less than <see cref="SchedulerOptions.MinPromptChunk"/> for every prompt in
-/// progress: a long prompt always advances, and a short prompt behind a long one starts generating in its first step.
-/// With the time target on, the budget goes first to every prefilling request up to a minimal chunk (also in a step
-/// where nothing generates), then to the rest in arrival order; with it off, in arrival order only.
+/// <see cref="StepCostModel"/> expects to fit in that time beside the generation, but never so few that prompt tokens
+/// get less than <see cref="SchedulerOptions.MinPromptShare"/> of the step (where a chunk's fixed cost and the
+/// generation leave a short step little room, the step stretches rather than admit prompts at a crawl), never less
+/// than <see cref="SchedulerOptions.MinPromptChunk"/> for every prompt in progress (a long prompt always advances, and
+/// a short prompt behind a long one starts generating in its first step), and always within the token budget (the
+/// hard cap). With the time target on, the budget goes first to every prefilling request up to a minimal chunk (also
+/// in a step where nothing generates), then to the rest in arrival order; with it off, in arrival order only.
 /// </remarks>
 internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, StepCostModel costs, SchedulerMetrics metrics, TimeProvider time)
 {
@@ -91,7 +93,8 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         {
             // Unknown cost (no prompt measured yet): start with the minimal chunks and learn from them.
             var fits = costs.PromptTokensWithin(options.TargetStepMs, generating) ?? 0;
-            budget = Math.Clamp(fits, Math.Min(MinimalChunks(batchPauses), hardCap), hardCap);
+            var share = costs.PromptTokensForShare(options.MinPromptShare, generating) ?? 0;
+            budget = Math.Clamp(Math.Max(fits, share), Math.Min(MinimalChunks(batchPauses), hardCap), hardCap);
         }
 
         _chunkSizes.Clear();
@@ -99,7 +102,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         foreach (var request in Running)
         {
             var count = 0;
-            if (request.IsPrefilling && budget > 0 && (first || sharing) && !(batchPauses && request.IsBatch))
+            if (budget > 0 && (first || sharing) && Prefills(request, batchPauses))
             {
                 // Without a time target, the oldest prompt takes what it needs first; with one, each takes a minimal chunk first.
                 var share = sharing ? options.MinPromptChunk : budget;
@@ -114,7 +117,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         for (var i = 0; i < Running.Count; i++)
         {
             var request = Running[i];
-            if (request.IsPrefilling && !(batchPauses && request.IsBatch))
+            if (Prefills(request, batchPauses))
             {
                 var count = _chunkSizes[i] + Math.Min(budget, request.Prefill.Length - request.Prefilled - _chunkSizes[i]);
                 budget -= count - _chunkSizes[i];
@@ -132,7 +135,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         var total = 0;
         foreach (var request in Running)
         {
-            if (request.IsPrefilling && !(batchPauses && request.IsBatch))
+            if (Prefills(request, batchPauses))
             {
                 total += Math.Min(options.MinPromptChunk, request.Prefill.Length - request.Prefilled);
             }
@@ -140,6 +143,9 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
 
         return total;
     }
+
+    /// <summary>The request has prompt left and takes part in this step (batch requests sit out while <paramref name="batchPauses"/>).</summary>
+    private static bool Prefills(ScheduledRequest request, bool batchPauses) => request.IsPrefilling && !(batchPauses && request.IsBatch);
 
     private List<ScheduledRequest> LaneOf(ScheduledRequest request) => request.IsBatch ? BatchWaiting : Waiting;
 

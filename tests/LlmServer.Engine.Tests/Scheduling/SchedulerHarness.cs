@@ -21,22 +21,25 @@ internal sealed class SchedulerHarness : IDisposable
         int minPromptChunk = 4,
         int maxBatchQueue = 8,
         DiskKvCache? diskCache = null,
-        bool canShift = true)
+        bool canShift = true,
+        double? minPromptShare = null)
     {
+        var options = new SchedulerOptions
+        {
+            Slots = slots,
+            ContextSize = slots * slotContext,
+            MaxQueue = maxQueue,
+            MaxBatchQueue = maxBatchQueue,
+            StepTokenBudget = budget,
+            PrefixReuse = prefixReuse,
+            TargetStepMs = targetStepMs,
+            MinPromptChunk = minPromptChunk,
+        };
+        options.MinPromptShare = minPromptShare ?? options.MinPromptShare;
         Backend = new FakeBackend(slots, slotContext) { CanShift = canShift };
         Scheduler = new InferenceScheduler(
             () => Backend,
-            new SchedulerOptions
-            {
-                Slots = slots,
-                ContextSize = slots * slotContext,
-                MaxQueue = maxQueue,
-                MaxBatchQueue = maxBatchQueue,
-                StepTokenBudget = budget,
-                PrefixReuse = prefixReuse,
-                TargetStepMs = targetStepMs,
-                MinPromptChunk = minPromptChunk,
-            },
+            options,
             Backend.Clock,
             NullLogger.Instance,
             diskCacheFactory: diskCache is null ? null : () => diskCache);

@@ -179,6 +179,44 @@ public sealed class StepBudgetTests
         Assert.True(new SchedulerOptionsValidator().Validate(null, new SchedulerOptions()).Succeeded);
     }
 
+    [Theory]
+    [InlineData(0.5, 22)]
+    [InlineData(0.0, 4)]
+    public async Task Where_a_chunk_has_a_fixed_cost_prompt_chunks_keep_their_share_of_the_step(double minPromptShare, int settledChunk)
+    {
+        // A step carrying prompt tokens costs 40 ms more, whatever their number, plus 2 ms a token (a small chunk deep
+        // in a long prompt on a CPU): within the 50 ms target only 3 tokens would fit beside two streams.
+        using var harness = Timed(slots: 3, targetStepMs: 50, minPromptChunk: 4, minPromptShare: minPromptShare);
+        harness.Backend.StepTime = batch => TimeSpan.FromMilliseconds(
+            StepOverheadMs + batch.Count(e => char.IsLower((char)e.Token)) + (batch.Any(e => char.IsUpper((char)e.Token)) ? 40 + (2 * batch.Count(e => char.IsUpper((char)e.Token))) : 0));
+        var running = new[] { harness.Submit(new string('P', 100), maxTokens: 200), harness.Submit("AB", maxTokens: 200) };
+        for (var i = 0; i < 5; i++)
+        {
+            harness.Scheduler.Step();
+        }
+
+        var longPrompt = harness.Submit(new string('X', 300), maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        StepUntilPrefilled(harness, 'X', 300);
+
+        // Settled (the fit has seen two chunk sizes), a chunk is the fewest tokens whose own 2 ms each are half the
+        // step: (2 + 2 * 1 + 40) / 2 = 22. Without a share, the minimal chunk: steps keep nearest the target.
+        var chunks = harness.Backend.Batches.Select(b => b.Count(e => e.Token == 'X')).Where(c => c > 0).ToList();
+        var settled = chunks.Skip(2).SkipLast(1).ToList();
+        Assert.NotEmpty(settled);
+        Assert.All(settled, count => Assert.Equal(settledChunk, count));
+        Assert.All(
+            harness.Backend.Batches.Where(b => b.Any(e => e.Token == 'X')),
+            batch => Assert.Equal(2, batch.Count(e => char.IsLower((char)e.Token))));
+        foreach (var stream in running)
+        {
+            stream.Cancel();
+        }
+
+        harness.RunToIdle();
+        Assert.Equal(1, (await longPrompt.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+    }
+
     private static void StepUntilPrefilled(SchedulerHarness harness, char promptToken, int length)
     {
         var steps = 0;
@@ -189,9 +227,9 @@ public sealed class StepBudgetTests
         }
     }
 
-    private static SchedulerHarness Timed(int slots, int targetStepMs, int minPromptChunk, int budget = 512)
+    private static SchedulerHarness Timed(int slots, int targetStepMs, int minPromptChunk, int budget = 512, double? minPromptShare = null)
     {
-        var harness = new SchedulerHarness(slots: slots, slotContext: 512, budget: budget, targetStepMs: targetStepMs, minPromptChunk: minPromptChunk);
+        var harness = new SchedulerHarness(slots: slots, slotContext: 512, budget: budget, targetStepMs: targetStepMs, minPromptChunk: minPromptChunk, minPromptShare: minPromptShare);
         harness.Backend.StepTime = batch => TimeSpan.FromMilliseconds(CostMs(batch));
         return harness;
     }
