@@ -113,7 +113,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         {
             if (token < 0 || token >= vocabulary.Count)
             {
-                throw new GenerationException(GenerationErrorCode.InvalidRequest, $"Token {token} is not in the vocabulary (0 to {vocabulary.Count - 1}).", "tokens");
+                throw new GenerationException(GenerationErrorCode.InvalidRequest, $"Token {token} is not in the vocabulary (0 to {vocabulary.Count - 1}).", GenerationField.Tokens);
             }
         }
 
@@ -149,7 +149,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         var vocabulary = _vocabulary!.Count;
         if (sampling.LogitBias?.Keys.FirstOrDefault(token => token >= vocabulary, -1) is { } token and >= 0)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"logit_bias names token {token}, beyond the vocabulary (0 to {vocabulary - 1}).", "logit_bias");
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"LogitBias names token {token}, beyond the vocabulary (0 to {vocabulary - 1}).", GenerationField.LogitBias);
         }
     }
 
