@@ -33,9 +33,9 @@ internal static class ChatRequestMapper
             FrequencyPenalty = options?.FrequencyPenalty ?? defaults.FrequencyPenalty,
             PresencePenalty = options?.PresencePenalty ?? defaults.PresencePenalty,
             Seed = options?.Seed is { } seed ? FoldSeed(seed) : null,
-            MinP = Read(additional, MinPKey, defaults.MinP),
-            RepeatPenalty = Read(additional, RepeatPenaltyKey, defaults.RepeatPenalty),
-            PenaltyLastN = Read(additional, PenaltyLastNKey, defaults.PenaltyLastN),
+            MinP = Read(additional, MinPKey, GenerationField.MinP, defaults.MinP),
+            RepeatPenalty = Read(additional, RepeatPenaltyKey, GenerationField.RepeatPenalty, defaults.RepeatPenalty),
+            PenaltyLastN = Read(additional, PenaltyLastNKey, GenerationField.PenaltyLastN, defaults.PenaltyLastN),
         };
 
         return new GenerationRequest
@@ -45,7 +45,7 @@ internal static class ChatRequestMapper
             MaxTokens = options?.MaxOutputTokens,
             Stop = StopSequences(options),
             Grammar = Grammar(options),
-            IgnoreEos = Read(additional, IgnoreEosKey, false),
+            IgnoreEos = Read(additional, IgnoreEosKey, GenerationField.IgnoreEos, false),
             SessionKey = options?.ConversationId,
             Tools = Tools(options),
             ToolChoice = ToolChoiceOf(options),
@@ -155,7 +155,7 @@ internal static class ChatRequestMapper
                     stops.AddRange(sequence.Cast<string>());
                     break;
                 default:
-                    throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{StopKey}' must be a string or a list of strings.", StopKey);
+                    throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{StopKey}' must be a string or a list of strings.", GenerationField.Stop);
             }
         }
 
@@ -168,7 +168,7 @@ internal static class ChatRequestMapper
         if (options?.AdditionalProperties is { } additional && additional.TryGetValue(GrammarKey, out var value) && value is not null)
         {
             grammar = value as string ?? (value is JsonElement { ValueKind: JsonValueKind.String } element ? element.GetString() : null)
-                ?? throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{GrammarKey}' must be a GBNF grammar string.", GrammarKey);
+                ?? throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{GrammarKey}' must be a GBNF grammar string.", GenerationField.Grammar);
         }
 
         if (options?.ResponseFormat is not ChatResponseFormatJson json)
@@ -178,7 +178,7 @@ internal static class ChatRequestMapper
 
         if (grammar is not null)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"Give either a JSON response format or a '{GrammarKey}', not both.", GrammarKey);
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"Give either a JSON response format or a '{GrammarKey}', not both.", GenerationField.Grammar);
         }
 
         if (json.Schema is not { } schema)
@@ -192,11 +192,11 @@ internal static class ChatRequestMapper
         }
         catch (ArgumentException e)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The response format's JSON schema cannot be enforced: " + e.Message, "response_format");
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The response format's JSON schema cannot be enforced: " + e.Message, GenerationField.Grammar);
         }
     }
 
-    private static T Read<T>(AdditionalPropertiesDictionary? additional, string key, T fallback)
+    private static T Read<T>(AdditionalPropertiesDictionary? additional, string key, GenerationField field, T fallback)
     {
         if (additional is null || !additional.TryGetValue(key, out var raw) || raw is null)
         {
@@ -211,13 +211,13 @@ internal static class ChatRequestMapper
             }
             catch (JsonException)
             {
-                throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{key}' must be a {typeof(T).Name}.", key);
+                throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{key}' must be a {typeof(T).Name}.", field);
             }
         }
 
         return additional.TryGetValue(key, out T? value) && value is not null
             ? value
-            : throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{key}' must be a {typeof(T).Name}.", key);
+            : throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{key}' must be a {typeof(T).Name}.", field);
     }
 
     /// <summary>ChatOptions seeds are 64-bit, the sampler's 32: fold the halves so every bit still changes the sample.</summary>

@@ -54,7 +54,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
         if (Interlocked.Add(ref _queuedInputs, inputs.Count) > _options.MaxQueuedInputs && Volatile.Read(ref _queuedInputs) != inputs.Count)
         {
             Interlocked.Add(ref _queuedInputs, -inputs.Count);
-            throw new GenerationException(GenerationErrorCode.Overloaded, "Too many embedding inputs are waiting; retry shortly.") { RetryAfter = TimeSpan.FromSeconds(1) };
+            throw new GenerationException(GenerationErrorCode.Overloaded, "Too many embedding inputs are waiting; retry shortly.") { BackOff = TimeSpan.FromSeconds(1) };
         }
 
         EnsureStarted();
@@ -222,7 +222,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
             {
                 if (ids.Any(t => t < 0 || t >= vocabularySize))
                 {
-                    return Refuse(job, i, $"input[{i}] holds token {ids.First(t => t < 0 || t >= vocabularySize)}, which is not in the embedding model's vocabulary (0 to {vocabularySize - 1}).");
+                    return Refuse(job, i, $"Input {i} holds token {ids.First(t => t < 0 || t >= vocabularySize)}, which is not in the embedding model's vocabulary (0 to {vocabularySize - 1}).");
                 }
 
                 tokens = [.. ids];
@@ -234,12 +234,12 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
 
             if (tokens.Length == 0)
             {
-                return Refuse(job, i, $"input[{i}] is empty.");
+                return Refuse(job, i, $"Input {i} is empty.");
             }
 
             if (tokens.Length > _options.ContextSize)
             {
-                return Refuse(job, i, $"input[{i}] has {tokens.Length} tokens; the embedding context holds at most {_options.ContextSize} (Embeddings:ContextSize).");
+                return Refuse(job, i, $"Input {i} has {tokens.Length} tokens; the embedding context holds at most {_options.ContextSize} (Embeddings:ContextSize).");
             }
 
             job.Tokens[i] = tokens;
@@ -251,7 +251,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
 
     private static bool Refuse(EmbeddingJob job, int index, string message)
     {
-        job.Fail(new GenerationException(GenerationErrorCode.InvalidRequest, message, $"input[{index}]"));
+        job.Fail(new GenerationException(GenerationErrorCode.InvalidRequest, message, GenerationField.Input) { FieldIndex = index });
         return false;
     }
 

@@ -25,14 +25,55 @@ public enum GenerationErrorCode
     TemplateRefused,
 }
 
+/// <summary>
+/// The part of a request at fault, in the engine's own terms: the properties of <see cref="GenerationRequest"/> and
+/// <see cref="SamplingOptions"/>, and the inputs of tokenizing and embedding. Each front end names it as its wire does.
+/// </summary>
+public enum GenerationField
+{
+    Prompt,
+    Messages,
+    MaxTokens,
+    Stop,
+    IgnoreEos,
+    Grammar,
+    Choices,
+    TopLogProbs,
+
+    /// <summary>The tools as a whole (for example, a schema the tool grammar cannot enforce).</summary>
+    Tools,
+
+    /// <summary>The name of the tool at <see cref="GenerationException.FieldIndex"/>.</summary>
+    ToolName,
+
+    /// <summary>The parameter schema of the tool at <see cref="GenerationException.FieldIndex"/>.</summary>
+    ToolParameters,
+    ToolChoice,
+    Temperature,
+    TopP,
+    TopK,
+    MinP,
+    RepeatPenalty,
+    FrequencyPenalty,
+    PresencePenalty,
+    PenaltyLastN,
+    LogitBias,
+
+    /// <summary>The token ids given to detokenize.</summary>
+    Tokens,
+
+    /// <summary>The embedding input at <see cref="GenerationException.FieldIndex"/>.</summary>
+    Input,
+}
+
 /// <summary>Thrown by <see cref="ITextGenerator.Submit"/> when a request is refused before it starts.</summary>
 public sealed class GenerationException : Exception
 {
-    public GenerationException(GenerationErrorCode code, string message, string? parameter = null)
+    public GenerationException(GenerationErrorCode code, string message, GenerationField? field = null)
         : base(message)
     {
         Code = code;
-        Parameter = parameter;
+        Field = field;
     }
 
     public GenerationException()
@@ -53,8 +94,11 @@ public sealed class GenerationException : Exception
 
     public GenerationErrorCode Code { get; }
 
-    /// <summary>The request field at fault, when one is.</summary>
-    public string? Parameter { get; }
+    /// <summary>The part of the request at fault, when one is.</summary>
+    public GenerationField? Field { get; }
+
+    /// <summary>With a <see cref="Field"/> that is one item of a list (a tool, an embedding input): the item's index.</summary>
+    public int? FieldIndex { get; init; }
 
     /// <summary>For <see cref="GenerationErrorCode.ContextLengthExceeded"/>: the prompt's token count.</summary>
     public int? PromptTokens { get; init; }
@@ -62,6 +106,9 @@ public sealed class GenerationException : Exception
     /// <summary>For <see cref="GenerationErrorCode.ContextLengthExceeded"/>: the tokens a slot holds.</summary>
     public int? ContextLength { get; init; }
 
-    /// <summary>For <see cref="GenerationErrorCode.Overloaded"/>: a hint for the client's Retry-After.</summary>
-    public TimeSpan? RetryAfter { get; init; }
+    /// <summary>
+    /// For <see cref="GenerationErrorCode.Overloaded"/>: the engine's own estimate of how long to wait before trying
+    /// again. Front ends turn it into their wire's hint (HTTP <c>Retry-After</c>).
+    /// </summary>
+    public TimeSpan? BackOff { get; init; }
 }

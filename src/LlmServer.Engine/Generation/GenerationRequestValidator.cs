@@ -1,8 +1,9 @@
 namespace LlmServer.Engine.Generation;
 
 /// <summary>
-/// Checks a request against <see cref="GenerationLimits"/> before any work is done; the message names the field at
-/// fault. Front ends check their own fields first and name them in their own terms; this is the last word for
+/// Checks a request against <see cref="GenerationLimits"/> before any work is done; the exception names the field at
+/// fault in the engine's terms (<see cref="GenerationField"/>). Front ends check their own fields first, and name
+/// the engine's fields in their own terms; this is the last word for
 /// every caller (in-process clients included).
 /// </summary>
 internal static class GenerationRequestValidator
@@ -11,47 +12,47 @@ internal static class GenerationRequestValidator
     {
         if ((request.Prompt is null) == (request.Messages is null))
         {
-            Fail("Give either a prompt or messages.", "prompt");
+            Fail("Give either a prompt or messages.", GenerationField.Prompt);
         }
 
         if (request.Messages is { Count: 0 })
         {
-            Fail("messages must hold at least one message.", "messages");
+            Fail("Messages must hold at least one message.", GenerationField.Messages);
         }
 
         if (request.ContinueFinalMessage && request.Messages is not [.., { Role: "assistant", ToolCalls: null or { Count: 0 } }])
         {
-            Fail("Only a final assistant message without tool calls can be continued.", "messages");
+            Fail("Only a final assistant message without tool calls can be continued.", GenerationField.Messages);
         }
 
-        Check(request.Choices, GenerationLimits.Choices, "n");
+        Check(request.Choices, GenerationLimits.Choices, GenerationField.Choices);
         if (request.MaxTokens is { } maxTokens)
         {
-            Check(maxTokens, GenerationLimits.MaxTokens, "max_tokens");
+            Check(maxTokens, GenerationLimits.MaxTokens, GenerationField.MaxTokens);
         }
 
-        Check(request.TopLogProbs, GenerationLimits.TopLogProbs, "top_logprobs");
+        Check(request.TopLogProbs, GenerationLimits.TopLogProbs, GenerationField.TopLogProbs);
         if (request.Stop.Count > GenerationLimits.MaxStopSequences || request.Stop.Any(string.IsNullOrEmpty))
         {
-            Fail($"stop takes at most {GenerationLimits.MaxStopSequences} non-empty sequences.", "stop");
+            Fail($"Stop takes at most {GenerationLimits.MaxStopSequences} non-empty sequences.", GenerationField.Stop);
         }
 
         var sampling = request.Sampling;
-        Check(sampling.Temperature, GenerationLimits.Temperature, "temperature");
-        Check(sampling.TopP, GenerationLimits.TopP, "top_p");
-        Check(sampling.TopK, GenerationLimits.TopK, "top_k");
-        Check(sampling.MinP, GenerationLimits.MinP, "min_p");
-        Check(sampling.FrequencyPenalty, GenerationLimits.Penalty, "frequency_penalty");
-        Check(sampling.PresencePenalty, GenerationLimits.Penalty, "presence_penalty");
-        Check(sampling.RepeatPenalty, GenerationLimits.RepeatPenalty, "repeat_penalty");
-        Check(sampling.PenaltyLastN, GenerationLimits.PenaltyLastN, "penalty_last_n");
+        Check(sampling.Temperature, GenerationLimits.Temperature, GenerationField.Temperature);
+        Check(sampling.TopP, GenerationLimits.TopP, GenerationField.TopP);
+        Check(sampling.TopK, GenerationLimits.TopK, GenerationField.TopK);
+        Check(sampling.MinP, GenerationLimits.MinP, GenerationField.MinP);
+        Check(sampling.FrequencyPenalty, GenerationLimits.Penalty, GenerationField.FrequencyPenalty);
+        Check(sampling.PresencePenalty, GenerationLimits.Penalty, GenerationField.PresencePenalty);
+        Check(sampling.RepeatPenalty, GenerationLimits.RepeatPenalty, GenerationField.RepeatPenalty);
+        Check(sampling.PenaltyLastN, GenerationLimits.PenaltyLastN, GenerationField.PenaltyLastN);
         if (sampling.LogitBias is { } biases)
         {
             foreach (var (token, bias) in biases)
             {
                 if (token < 0 || !GenerationLimits.LogitBias.Contains(bias))
                 {
-                    Fail($"logit_bias maps token ids (0 or more) to biases {GenerationLimits.LogitBias.Describe()}; {token}: {bias} is not one.", "logit_bias");
+                    Fail($"LogitBias maps token ids (0 or more) to biases {GenerationLimits.LogitBias.Describe()}; {token}: {bias} is not one.", GenerationField.LogitBias);
                 }
             }
         }
@@ -59,14 +60,14 @@ internal static class GenerationRequestValidator
         Tools.ToolCalling.Validate(request);
     }
 
-    private static void Check(double value, ValueRange range, string parameter)
+    private static void Check(double value, ValueRange range, GenerationField field)
     {
         if (!range.Contains(value))
         {
-            Fail($"{parameter} must be {range.Describe()}.", parameter);
+            Fail($"{field} must be {range.Describe()}.", field);
         }
     }
 
-    private static void Fail(string message, string parameter) =>
-        throw new GenerationException(GenerationErrorCode.InvalidRequest, message, parameter);
+    private static void Fail(string message, GenerationField field) =>
+        throw new GenerationException(GenerationErrorCode.InvalidRequest, message, field);
 }

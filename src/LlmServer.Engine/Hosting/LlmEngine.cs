@@ -22,8 +22,6 @@ namespace LlmServer.Engine.Hosting;
 /// </summary>
 internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDisposable
 {
-    private static int s_nativeLoggingConfigured;
-
     private readonly ModelOptions _modelOptions;
     private readonly SchedulerOptions _schedulerOptions;
     private readonly TimeProvider _time;
@@ -42,6 +40,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private volatile int _state = (int)EngineState.Loading;
     private string _openMp = string.Empty;
     private readonly DecodeThreadController _decodeThreads = new();
+    private IDisposable? _nativeLog;
 
     public LlmEngine(
         IOptions<ModelOptions> modelOptions,
@@ -109,21 +108,17 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public string Detokenize(IEnumerable<int> tokens)
     {
         var vocabulary = LoadedVocabulary();
-        var decoder = new Utf8StreamDecoder();
-        var text = new StringBuilder();
-        Span<byte> buffer = stackalloc byte[256];
-        foreach (var token in tokens)
+        var ids = tokens.ToArray();
+        foreach (var token in ids)
         {
             if (token < 0 || token >= vocabulary.Count)
             {
-                throw new GenerationException(GenerationErrorCode.InvalidRequest, $"Token {token} is not in the vocabulary (0 to {vocabulary.Count - 1}).", "tokens");
+                throw new GenerationException(GenerationErrorCode.InvalidRequest, $"Token {token} is not in the vocabulary (0 to {vocabulary.Count - 1}).", GenerationField.Tokens);
             }
-
-            var length = Math.Clamp(vocabulary.TokenToBytes(token, buffer), 0, buffer.Length);
-            text.Append(decoder.Append(buffer[..length]));
         }
 
-        return text.Append(decoder.Flush()).ToString();
+        var decoder = new Utf8StreamDecoder();
+        return decoder.Append(vocabulary.Utf8Of(ids)) + decoder.Flush();
     }
 
     public GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
@@ -154,7 +149,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         var vocabulary = _vocabulary!.Count;
         if (sampling.LogitBias?.Keys.FirstOrDefault(token => token >= vocabulary, -1) is { } token and >= 0)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"logit_bias names token {token}, beyond the vocabulary (0 to {vocabulary - 1}).", "logit_bias");
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"LogitBias names token {token}, beyond the vocabulary (0 to {vocabulary - 1}).", GenerationField.LogitBias);
         }
     }
 
@@ -207,7 +202,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         // Before anything loads the native backend: libgomp reads its settings once, when it loads.
         _openMp = OpenMpTuning.Apply();
-        ConfigureNativeLogging(_loggerFactory);
+        _nativeLog ??= NativeLogSink.Attach(_loggerFactory);
         var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, [.. _stepObservers ?? [], _decodeThreads], OpenDiskCache);
         _scheduler = scheduler;
         scheduler.Start();
@@ -234,6 +229,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _scheduler?.Dispose();
         _scheduler = null;
         _threadingMetrics.Dispose();
+        _nativeLog?.Dispose();
     }
 
     /// <summary>Runs on the scheduler thread: the thread that will own the context also creates it.</summary>
@@ -365,27 +361,6 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         EngineState.Faulted => new GenerationException(GenerationErrorCode.Unavailable, "The engine has failed; see the server log."),
         _ => new GenerationException(GenerationErrorCode.Unavailable, "The engine is stopped."),
     };
-
-    private static void ConfigureNativeLogging(ILoggerFactory loggerFactory)
-    {
-        // llama.cpp's log callback can be set once per process, before the native library loads.
-        if (Interlocked.Exchange(ref s_nativeLoggingConfigured, 1) == 0 && !NativeLibraryConfig.LLama.LibraryHasLoaded)
-        {
-            var logger = loggerFactory.CreateLogger("LlmServer.Engine.LlamaCpp");
-            NativeLibraryConfig.All.WithLogCallback((level, message) => LogNative(logger, NativeLevel(level), message.TrimEnd()));
-        }
-    }
-
-    /// <summary>llama.cpp is chatty: its information and warnings (tokenizer quirks, tensor listings) are debug detail here.</summary>
-    private static LogLevel NativeLevel(LLamaLogLevel level) => level switch
-    {
-        LLamaLogLevel.Error => LogLevel.Error,
-        LLamaLogLevel.Warning => LogLevel.Debug,
-        _ => LogLevel.Trace,
-    };
-
-    [LoggerMessage(EventId = 1001, Message = "{Message}")]
-    private static partial void LogNative(ILogger logger, LogLevel level, string message);
 
     [LoggerMessage(EventId = 1009, Level = LogLevel.Warning, Message = "The model's chat template does not parse ({Error}); using the fallback template '{Fallback}'.")]
     private static partial void LogTemplateUnusable(ILogger logger, string error, string fallback);

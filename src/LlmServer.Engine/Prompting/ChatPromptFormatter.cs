@@ -113,15 +113,15 @@ internal sealed class ChatPromptFormatter
         }
         catch (TemplateRaisedException e)
         {
-            throw new GenerationException(GenerationErrorCode.TemplateRefused, e.Reason, "messages");
+            throw new GenerationException(GenerationErrorCode.TemplateRefused, e.Reason, GenerationField.Messages);
         }
         catch (TemplateException e)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The model's chat template cannot render these messages: " + e.Message, "messages");
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The model's chat template cannot render these messages: " + e.Message, GenerationField.Messages);
         }
         catch (FormatException e)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, e.Message, "messages");
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, e.Message, GenerationField.Messages);
         }
     }
 

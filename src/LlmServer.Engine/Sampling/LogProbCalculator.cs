@@ -24,12 +24,12 @@ internal static class LogProbCalculator
         {
             foreach (var candidate in TopIndices(logits, top))
             {
-                var bytes = Bytes(backend.Vocabulary, candidate);
+                var bytes = backend.Vocabulary.Utf8Of([candidate]);
                 alternatives.Add(new TopLogProb(candidate, Encoding.UTF8.GetString(bytes), bytes, logits[candidate] - logNormalizer));
             }
         }
 
-        var tokenBytes = Bytes(backend.Vocabulary, token);
+        var tokenBytes = backend.Vocabulary.Utf8Of([token]);
         return new TokenLogProb(token, Encoding.UTF8.GetString(tokenBytes), tokenBytes, logits[token] - logNormalizer, alternatives);
     }
 
@@ -59,12 +59,5 @@ internal static class LogProbCalculator
         }
 
         return best;
-    }
-
-    private static byte[] Bytes(ITokenVocabulary vocabulary, int token)
-    {
-        Span<byte> buffer = stackalloc byte[256];
-        var length = Math.Clamp(vocabulary.TokenToBytes(token, buffer), 0, buffer.Length);
-        return buffer[..length].ToArray();
     }
 }

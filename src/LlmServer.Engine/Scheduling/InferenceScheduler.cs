@@ -116,7 +116,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         var slotContext = backend.SlotContextSize;
         if (promptTokens.Length == 0)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The prompt is empty.", "prompt");
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The prompt is empty.", PromptField(request));
         }
 
         if (request.PromptLimit is { } limit && promptTokens.Length > limit.MaxTokens)
@@ -125,7 +125,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             throw new GenerationException(
                 GenerationErrorCode.ContextLengthExceeded,
                 $"This request's prompt has {promptTokens.Length} tokens; this server accepts at most {limit.MaxTokens} prompt tokens per request ({limit.Setting}).",
-                request.Messages is null ? "prompt" : "messages")
+                PromptField(request))
             {
                 PromptTokens = promptTokens.Length,
             };
@@ -136,7 +136,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             throw new GenerationException(
                 GenerationErrorCode.ContextLengthExceeded,
                 $"The prompt has {promptTokens.Length} tokens but a slot's context holds {slotContext} tokens, prompt and completion together.",
-                "messages")
+                PromptField(request))
             {
                 PromptTokens = promptTokens.Length,
                 ContextLength = slotContext,
@@ -145,7 +145,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
         if (request.Choices > backend.SlotCount)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"{request.Choices} choices need {request.Choices} slots; the server has {backend.SlotCount}.", "n");
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"{request.Choices} choices need {request.Choices} slots; the server has {backend.SlotCount}.", GenerationField.Choices);
         }
 
         var room = slotContext - promptTokens.Length;
@@ -161,7 +161,7 @@ internal sealed partial class InferenceScheduler : IDisposable
                 ? "The server is busy: the batch queue is full. Retry later."
                 : "The server is busy: the request queue is full. Retry later.")
             {
-                RetryAfter = TimeSpan.FromSeconds(1),
+                BackOff = TimeSpan.FromSeconds(1),
             };
         }
 
@@ -231,12 +231,16 @@ internal sealed partial class InferenceScheduler : IDisposable
         Metrics.Dispose();
     }
 
+    /// <summary>Where the request's prompt came from: its raw prompt or its messages.</summary>
+    private static GenerationField PromptField(GenerationRequest request) =>
+        request.Messages is null ? GenerationField.Prompt : GenerationField.Messages;
+
     private static ChoiceState[] CreateChoices(IInferenceBackend backend, GenerationRequest request)
     {
         // llama.cpp returns a NULL sampler for a grammar it cannot parse, and adding that NULL to a chain crashes.
         if (request.Grammar is not null && !GbnfValidator.TryValidate(request.Grammar, "root", out var grammarError))
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The grammar does not parse: " + grammarError, "grammar");
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The grammar does not parse: " + grammarError, GenerationField.Grammar);
         }
 
         var choices = new ChoiceState[request.Choices];
@@ -253,7 +257,7 @@ internal sealed partial class InferenceScheduler : IDisposable
                 }
                 catch (Exception ex) when (request.Grammar is not null && ex is not GenerationException)
                 {
-                    throw new GenerationException(GenerationErrorCode.InvalidRequest, "The grammar could not be parsed: " + ex.Message, "grammar");
+                    throw new GenerationException(GenerationErrorCode.InvalidRequest, "The grammar could not be parsed: " + ex.Message, GenerationField.Grammar);
                 }
 
                 choices[i] = new ChoiceState(i, sampler, request.Stop);

@@ -192,14 +192,6 @@ internal sealed class LlamaVocabulary : ITokenVocabulary
     private int[]? SpacePrefixedAnchor()
     {
         var tokens = Tokenize(AnchorText, addSpecial: false, parseSpecial: false);
-        var text = new List<byte>();
-        Span<byte> buffer = stackalloc byte[64];
-        foreach (var token in tokens)
-        {
-            var length = Math.Clamp(TokenToBytes(token, buffer), 0, buffer.Length);
-            text.AddRange(buffer[..length]);
-        }
-
-        return Encoding.UTF8.GetString([.. text]) == AnchorText ? null : tokens;
+        return Encoding.UTF8.GetString(this.Utf8Of(tokens)) == AnchorText ? null : tokens;
     }
 }

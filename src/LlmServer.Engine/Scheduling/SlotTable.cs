@@ -15,8 +15,6 @@ namespace LlmServer.Engine.Scheduling;
 /// </summary>
 internal sealed partial class SlotTable
 {
-    private const int MaxTokenBytes = 256;
-
     /// <summary>Fewest kept tokens worth a warm slide (fewer matching tokens may be chance).</summary>
     private const int MinSlideTokens = 8;
 
@@ -483,13 +481,7 @@ internal sealed partial class SlotTable
 
         // The generated tokens in the KV (all but the last sampled one), as the text they stand for.
         var decoder = new Utf8StreamDecoder();
-        var generated = new StringBuilder();
-        Span<byte> buffer = stackalloc byte[MaxTokenBytes];
-        for (var i = prompt.Length; i < slot.Tokens.Count; i++)
-        {
-            var length = Math.Clamp(_backend.Vocabulary.TokenToBytes(slot.Tokens[i], buffer), 0, MaxTokenBytes);
-            generated.Append(decoder.Append(buffer[..length]));
-        }
+        var generated = decoder.Append(_backend.Vocabulary.Utf8Of(CollectionsMarshal.AsSpan(slot.Tokens)[prompt.Length..]));
 
         // A character still unfinished at the end has no exact text: then nothing is remembered.
         if (decoder.Flush().Length > 0)

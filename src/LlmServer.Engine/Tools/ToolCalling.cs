@@ -16,15 +16,12 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
     /// <summary>Whether tools and tool history go to the template as they are (else <see cref="GenericToolPrompt"/> writes them).</summary>
     public bool TemplateRendersTools => templateRendersTools && Format != ToolCallFormat.Generic;
 
-    /// <summary>Refuses a request whose tools or tool choice are malformed; the parameters are named as OpenAI's chat API names them.</summary>
+    /// <summary>Refuses a request whose tools or tool choice are malformed, naming the field in the engine's terms.</summary>
     public static void Validate(GenerationRequest request) =>
-        Validate(request.Tools, request.ToolChoice, request.Grammar is not null, ToolFieldNames.Chat);
+        Validate(request.Tools, request.ToolChoice, request.Grammar is not null);
 
-    /// <summary>
-    /// The checks of <see cref="Validate(GenerationRequest)"/>, with the fields named as the calling front end
-    /// names them: each front end runs them on its own request first, so its clients read their own field names.
-    /// </summary>
-    public static void Validate(IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool hasGrammar, ToolFieldNames fields)
+    /// <summary>The checks of <see cref="Validate(GenerationRequest)"/> on a request's tool parts.</summary>
+    public static void Validate(IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool hasGrammar)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < tools.Count; i++)
@@ -32,33 +29,33 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
             var tool = tools[i];
             if (string.IsNullOrEmpty(tool.Name) || !FunctionName().IsMatch(tool.Name))
             {
-                throw Invalid($"{fields.Name(i)} must be 1 to 64 letters, digits, underscores, dots or dashes.", fields.Name(i));
+                throw Invalid($"The name of tool {i} must be 1 to 64 letters, digits, underscores, dots or dashes.", GenerationField.ToolName, i);
             }
 
             if (!names.Add(tool.Name))
             {
-                throw Invalid($"{fields.Name(i)}: the function '{tool.Name}' is defined twice.", fields.Name(i));
+                throw Invalid($"Tool {i}: the function '{tool.Name}' is defined twice.", GenerationField.ToolName, i);
             }
 
             if (tool.Parameters is { } parameters && parameters.ValueKind != System.Text.Json.JsonValueKind.Object)
             {
-                throw Invalid($"{fields.Parameters(i)} must be a JSON schema object.", fields.Parameters(i));
+                throw Invalid($"The parameters of tool {i} must be a JSON schema object.", GenerationField.ToolParameters, i);
             }
         }
 
         if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function && tools.Count == 0)
         {
-            throw Invalid($"{fields.Choice} requires a call, but no tools are given.", fields.Choice);
+            throw Invalid("The tool choice requires a call, but no tools are given.", GenerationField.ToolChoice);
         }
 
         if (choice.Mode == ToolChoiceMode.Function && !names.Contains(choice.FunctionName ?? string.Empty))
         {
-            throw Invalid($"{fields.Choice} names the function '{choice.FunctionName}', which is not among the tools.", fields.Choice);
+            throw Invalid($"The tool choice names the function '{choice.FunctionName}', which is not among the tools.", GenerationField.ToolChoice);
         }
 
         if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function && hasGrammar)
         {
-            throw Invalid("A required tool call cannot be combined with a grammar or a JSON response format.", fields.Choice);
+            throw Invalid("A required tool call cannot be combined with a grammar or a JSON response format.", GenerationField.ToolChoice);
         }
     }
 
@@ -94,7 +91,7 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
                 // Under auto the calls stay possible, unconstrained; only a required call must be enforced.
                 if (request.ToolChoice.Mode != ToolChoiceMode.Auto)
                 {
-                    throw Invalid(e.Message, "tools");
+                    throw Invalid(e.Message, GenerationField.Tools);
                 }
             }
         }
@@ -104,26 +101,19 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
         return new PreparedToolRequest(prepared, promptMessages, TemplateRendersTools ? request.Tools : [], stage);
     }
 
-    private static GenerationException Invalid(string message, string parameter) =>
-        new(GenerationErrorCode.InvalidRequest, message, parameter);
+    private static GenerationException Invalid(string message, GenerationField field, int? index = null) =>
+        new(GenerationErrorCode.InvalidRequest, message, field) { FieldIndex = index };
 
     [GeneratedRegex("^[A-Za-z0-9_.-]{1,64}$")]
     private static partial Regex FunctionName();
 }
 
-/// <summary>How a front end names a tool's fields and the tool choice in its errors (<paramref name="Name"/> and <paramref name="Parameters"/> take the tool's index).</summary>
-public sealed record ToolFieldNames(Func<int, string> Name, Func<int, string> Parameters, string Choice)
-{
-    /// <summary>OpenAI chat completions: <c>tools[i].function.name</c>.</summary>
-    public static ToolFieldNames Chat { get; } = new(i => $"tools[{i}].function.name", i => $"tools[{i}].function.parameters", "tool_choice");
-}
-
-/// <summary>The engine's tool checks for the front ends: each runs them on its own request first, naming its own fields.</summary>
+/// <summary>The engine's tool checks for the front ends, to run on their own request before anything else.</summary>
 public static class ToolRequestChecks
 {
-    /// <summary>Refuses malformed tools or tool choice, as a <see cref="GenerationException"/> naming the field in <paramref name="fields"/>' terms.</summary>
-    public static void Validate(IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool hasGrammar, ToolFieldNames fields) =>
-        ToolCalling.Validate(tools, choice, hasGrammar, fields);
+    /// <summary>Refuses malformed tools or tool choice, as a <see cref="GenerationException"/> naming the field in the engine's terms.</summary>
+    public static void Validate(IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool hasGrammar) =>
+        ToolCalling.Validate(tools, choice, hasGrammar);
 }
 
 /// <summary>

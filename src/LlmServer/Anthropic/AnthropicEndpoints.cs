@@ -1,14 +1,16 @@
+using LlmServer.Errors;
 using LlmServer.OpenAi;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace LlmServer.Anthropic;
 
-/// <summary>The Anthropic Messages API over the same engine; errors go through the shared writer (<see cref="AnthropicErrors"/>).</summary>
+/// <summary>The Anthropic Messages API over the same engine; errors in its own shape (<see cref="AnthropicErrors"/>).</summary>
 public static class AnthropicEndpoints
 {
     public static IServiceCollection AddAnthropicApi(this IServiceCollection services)
     {
         services.TryAddSingleton<MessagesEndpoint>();
+        services.AddRefusalWriter(AnthropicErrors.Path, new AnthropicRefusalWriter());
         return services;
     }
 
@@ -16,8 +18,8 @@ public static class AnthropicEndpoints
     public static WebApplication MapAnthropicApi(this WebApplication app)
     {
         var messages = app.Services.GetRequiredService<MessagesEndpoint>();
-        app.MapPost("/v1/messages", messages.HandleAsync);
-        app.MapPost("/v1/messages/count_tokens", messages.CountTokensAsync);
+        app.MapPost(AnthropicErrors.Path, messages.HandleAsync).WithMetadata(AnthropicFieldNames.Names);
+        app.MapPost("/v1/messages/count_tokens", messages.CountTokensAsync).WithMetadata(AnthropicFieldNames.Names);
         return app;
     }
 }

@@ -1,51 +1,50 @@
 using System.Text.Json;
+using LlmServer.Errors;
 using LlmServer.OpenAi;
 
 namespace LlmServer.Anthropic;
 
 /// <summary>
 /// Anthropic's error shape, <c>{"type":"error","error":{"type","message"}}</c>, for everything under
-/// <c>/v1/messages</c>. <see cref="OpenAiErrors"/> remains the one writer every refusal goes through; it hands
-/// these paths here, so auth, limits, draining and the endpoints' own refusals all come out in this shape.
+/// <c>/v1/messages</c>: this front end registers <see cref="AnthropicRefusalWriter"/> for the path, so auth, limits,
+/// draining and the endpoints' own refusals all come out in this shape.
 /// </summary>
 internal static class AnthropicErrors
 {
     /// <summary>Anthropic's status for "temporarily overloaded": its SDKs retry it.</summary>
     public const int StatusOverloaded = 529;
 
+    public const string Path = "/v1/messages";
+
     public const string InvalidRequestError = "invalid_request_error";
     public const string OverloadedError = "overloaded_error";
     public const string ApiError = "api_error";
-
-    private static readonly PathString MessagesPath = new("/v1/messages");
-
-    public static bool Owns(PathString path) => path.StartsWithSegments(MessagesPath, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// Anthropic's status and error type for a refusal. A full queue and a server that cannot serve (loading,
     /// draining) are <c>overloaded_error</c> 529; a per-key limit stays <c>rate_limit_error</c> 429.
     /// </summary>
-    public static (int Status, string Type) Classify(int status, string? code) => status switch
+    public static (int Status, string Type) Classify(RefusalKind kind) => kind switch
     {
-        StatusCodes.Status401Unauthorized => (status, "authentication_error"),
-        StatusCodes.Status403Forbidden => (status, "permission_error"),
-        StatusCodes.Status404NotFound => (status, "not_found_error"),
-        StatusCodes.Status413PayloadTooLarge => (status, "request_too_large"),
-        StatusCodes.Status429TooManyRequests when code == "queue_full" => (StatusOverloaded, OverloadedError),
-        StatusCodes.Status429TooManyRequests => (status, "rate_limit_error"),
-        StatusCodes.Status503ServiceUnavailable => (StatusOverloaded, OverloadedError),
-        >= 500 => (status, ApiError),
-        _ => (status, InvalidRequestError),
+        RefusalKind.Unauthorized => (StatusCodes.Status401Unauthorized, "authentication_error"),
+        RefusalKind.Forbidden => (StatusCodes.Status403Forbidden, "permission_error"),
+        RefusalKind.NotFound => (StatusCodes.Status404NotFound, "not_found_error"),
+        RefusalKind.TooLarge => (StatusCodes.Status413PayloadTooLarge, "request_too_large"),
+        RefusalKind.RateLimited => (StatusCodes.Status429TooManyRequests, "rate_limit_error"),
+        RefusalKind.Overloaded or RefusalKind.Unavailable => (StatusOverloaded, OverloadedError),
+        RefusalKind.Internal => (StatusCodes.Status500InternalServerError, ApiError),
+        _ => (Refusal.StatusOf(kind), InvalidRequestError),
     };
 
     /// <summary>The error type of a generation that failed after its stream started: the same classification as a refusal.</summary>
-    public static string StreamErrorType(OpenAiException error) => Classify(error.StatusCode, error.Code).Type;
+    public static string StreamErrorType(OpenAiException error) => Classify(error.Kind).Type;
 
-    public static Task WriteAsync(HttpContext context, int statusCode, string? code, string message, TimeSpan? retryAfter, CancellationToken cancellationToken)
-    {
-        var (status, type) = Classify(statusCode, code);
-        return OpenAiErrors.WriteBodyAsync(context, status, retryAfter, Body(type, message), AnthropicJson.Context.AnthropicErrorResponse, cancellationToken);
-    }
+    /// <summary>
+    /// The message of a refusal: Anthropic names the field at fault as a prefix (<c>max_tokens: ...</c>), having no
+    /// field of its own for it.
+    /// </summary>
+    public static string MessageOf(Refusal refusal) =>
+        refusal.Field is { } field && !refusal.Message.Contains(field, StringComparison.Ordinal) ? $"{field}: {refusal.Message}" : refusal.Message;
 
     public static AnthropicErrorResponse Body(string type, string message) => new("error", new AnthropicErrorDetail(type, message));
 
@@ -55,5 +54,16 @@ internal static class AnthropicErrors
         var writer = sse.BeginEvent("error"u8);
         JsonSerializer.Serialize(writer, Body(type, message), AnthropicJson.Context.AnthropicErrorResponse);
         sse.EndEvent();
+    }
+}
+
+/// <summary>Writes the refusals of the <c>/v1/messages</c> paths in Anthropic's shape.</summary>
+internal sealed class AnthropicRefusalWriter : IRefusalWriter
+{
+    public Task WriteAsync(HttpContext context, Refusal refusal, CancellationToken cancellationToken)
+    {
+        var (status, type) = AnthropicErrors.Classify(refusal.Kind);
+        var body = AnthropicErrors.Body(type, AnthropicErrors.MessageOf(refusal));
+        return ErrorResponse.WriteAsync(context, status, refusal.RetryAfter, body, AnthropicJson.Context.AnthropicErrorResponse, cancellationToken);
     }
 }

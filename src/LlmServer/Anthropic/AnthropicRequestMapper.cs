@@ -16,7 +16,6 @@ internal static class AnthropicRequestMapper
     /// <summary>What a failed tool's result is prefixed with in the prompt: the engine's turns carry no error flag.</summary>
     public const string ToolErrorPrefix = "Error: ";
 
-    private static readonly ToolFieldNames ToolFields = new(i => $"tools[{i}].name", i => $"tools[{i}].input_schema", "tool_choice");
 
     /// <summary>
     /// The engine's request. <paramref name="requireMaxTokens"/> is false only for counting tokens, where
@@ -50,7 +49,7 @@ internal static class AnthropicRequestMapper
             ToolChoice = ToolChoice(request.ToolChoice),
             ParallelToolCalls = request.ToolChoice?.DisableParallelToolUse != true,
         };
-        ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, hasGrammar: false, ToolFields);
+        ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, hasGrammar: false);
         return generation;
     }
 

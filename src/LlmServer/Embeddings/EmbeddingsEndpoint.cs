@@ -59,7 +59,7 @@ internal sealed class EmbeddingsEndpoint(ITextEmbedder embedder, ITextGenerator 
         }
         catch (GenerationException ex)
         {
-            throw OpenAiErrors.FromGeneration(ex, promptParam: "input");
+            throw OpenAiErrors.FromGeneration(ex);
         }
 
         if (request.Dimensions is { } dimensions && dimensions != result.Vectors[0].Length)

@@ -28,14 +28,7 @@ internal sealed class CompletionsEndpoint(ITextGenerator generator, OpenAiRespon
         {
             foreach (var generation in generations)
             {
-                try
-                {
-                    streams.Add(generator.Submit(generation, aborted));
-                }
-                catch (GenerationException ex)
-                {
-                    throw OpenAiErrors.FromGeneration(ex, promptParam: "prompt");
-                }
+                streams.Add(generator.Submit(generation, aborted));
             }
 
             if (request.Stream == true)

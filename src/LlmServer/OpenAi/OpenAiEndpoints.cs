@@ -1,3 +1,4 @@
+using LlmServer.Errors;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -15,6 +16,9 @@ public static class OpenAiEndpoints
         services.TryAddSingleton<ChatCompletionsEndpoint>();
         services.TryAddSingleton<CompletionsEndpoint>();
         services.TryAddSingleton<ModelAndTokenEndpoints>();
+
+        // The default writer of refusals: every path no other front end claims gets the OpenAI shape.
+        services.AddRefusalWriter(string.Empty, new OpenAiRefusalWriter());
         return services;
     }
 

@@ -1,13 +1,15 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Errors;
 
 namespace LlmServer.OpenAi;
 
 /// <summary>
-/// Gives every answer on the OpenAI paths (<c>/v1</c>, <c>/tokenize</c>, <c>/detokenize</c>) the OpenAI error
-/// shape: refusals thrown by the endpoints, unknown routes (404), wrong methods (405), and unexpected
-/// exceptions (500 <c>server_error</c>, logged).
+/// Gives every error on the <c>/v1</c> paths (and <c>/tokenize</c>, <c>/detokenize</c>) an API's error shape:
+/// refusals thrown by the endpoints, unknown routes (404), wrong methods (405), and unexpected exceptions (500,
+/// logged). The refusal is written by the front end that owns the path (<see cref="RefusalWriters"/>): OpenAI's
+/// shape, Anthropic's under <c>/v1/messages</c>; an engine refusal names the field as the endpoint's API does.
 /// </summary>
-internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAiErrorMiddleware> logger)
+internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAiErrorMiddleware> logger, RefusalWriters refusals)
 {
     public async Task InvokeAsync(HttpContext context)
     {
@@ -28,11 +30,11 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
         }
         catch (Exception ex) when (ex is OpenAiException or GenerationException)
         {
-            var error = ex as OpenAiException ?? OpenAiErrors.FromGeneration((GenerationException)ex);
+            var error = ex as OpenAiException ?? OpenAiErrors.FromGeneration((GenerationException)ex, context.GetEndpoint()?.Metadata.GetMetadata<WireFieldNames>());
             OpenAiLog.Refused(logger, context.Request.Method, context.Request.Path, error.StatusCode, error.Message);
             if (!context.Response.HasStarted)
             {
-                await OpenAiErrors.WriteAsync(context, error, CancellationToken.None);
+                await refusals.WriteAsync(context, error.ToRefusal(), CancellationToken.None);
             }
 
             return;
@@ -42,12 +44,7 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
             OpenAiLog.UnhandledError(logger, ex, context.Request.Method, context.Request.Path);
             if (!context.Response.HasStarted)
             {
-                await OpenAiErrors.WriteAsync(
-                    context,
-                    StatusCodes.Status500InternalServerError,
-                    OpenAiErrors.ServerError,
-                    "The server had an error while processing your request.",
-                    cancellationToken: CancellationToken.None);
+                await refusals.WriteAsync(context, new Refusal(RefusalKind.Internal, "The server had an error while processing your request."), CancellationToken.None);
             }
 
             return;
@@ -60,13 +57,10 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
 
         if (context.Response.StatusCode == StatusCodes.Status404NotFound)
         {
-            await OpenAiErrors.WriteAsync(
+            await refusals.WriteAsync(
                 context,
-                StatusCodes.Status404NotFound,
-                OpenAiErrors.InvalidRequestError,
-                $"Unknown request URL: {context.Request.Method} {context.Request.Path}. Check the URL for typos.",
-                code: "unknown_url",
-                cancellationToken: CancellationToken.None);
+                new Refusal(RefusalKind.NotFound, $"Unknown request URL: {context.Request.Method} {context.Request.Path}. Check the URL for typos.", "unknown_url"),
+                CancellationToken.None);
         }
         else if (context.Response.StatusCode == StatusCodes.Status405MethodNotAllowed)
         {
@@ -77,13 +71,10 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
                 context.Response.Headers.Allow = allow;
                 return Task.CompletedTask;
             });
-            await OpenAiErrors.WriteAsync(
+            await refusals.WriteAsync(
                 context,
-                StatusCodes.Status405MethodNotAllowed,
-                OpenAiErrors.InvalidRequestError,
-                $"{context.Request.Method} is not allowed on {context.Request.Path}. Allowed: {allow}.",
-                code: "method_not_allowed",
-                cancellationToken: CancellationToken.None);
+                new Refusal(RefusalKind.MethodNotAllowed, $"{context.Request.Method} is not allowed on {context.Request.Path}. Allowed: {allow}.", "method_not_allowed"),
+                CancellationToken.None);
         }
     }
 

@@ -1,13 +1,11 @@
 using LlmServer.Engine.Generation;
-using LlmServer.Anthropic;
-using System.Text.Json.Serialization.Metadata;
-using Microsoft.AspNetCore.Http.Features;
+using LlmServer.Errors;
 
 namespace LlmServer.OpenAi;
 
 /// <summary>
-/// Writes errors in the OpenAI shape, <c>{"error":{"message","type","param","code"}}</c>, with a real HTTP status.
-/// Every front end that answers OpenAI clients (this API, API keys, rate limits) writes its errors here.
+/// The OpenAI front end's errors: the shape <c>{"error":{"message","type","param","code"}}</c> with a real HTTP
+/// status, and the mapping of engine faults onto it.
 /// </summary>
 internal static class OpenAiErrors
 {
@@ -16,76 +14,40 @@ internal static class OpenAiErrors
     public const string RateLimitError = "rate_limit_error";
 
     /// <summary>
-    /// Writes the error as the whole response. Call it only before the response has started; a response that
-    /// has started (a stream) reports errors as an SSE event instead.
+    /// Writes the error as the whole response, in the OpenAI shape. Call it only before the response has started;
+    /// a response that has started (a stream) reports errors as an SSE event instead.
     /// </summary>
-    public static Task WriteAsync(
-        HttpContext context,
-        int statusCode,
-        string type,
-        string message,
-        string? param = null,
-        string? code = null,
-        CancellationToken cancellationToken = default) =>
-        WriteCoreAsync(context, statusCode, type, message, param, code, retryAfter: null, cancellationToken);
-
-    /// <summary>Writes an <see cref="OpenAiException"/>, with its Retry-After when it has one.</summary>
     public static Task WriteAsync(HttpContext context, OpenAiException error, CancellationToken cancellationToken = default) =>
-        WriteCoreAsync(context, error.StatusCode, error.Type, error.Message, error.Param, error.Code, error.RetryAfter, cancellationToken);
+        WriteAsync(context, error.StatusCode, error.RetryAfter, error.ToError(), cancellationToken);
 
-    private static Task WriteCoreAsync(
-        HttpContext context,
-        int statusCode,
-        string type,
-        string message,
-        string? param,
-        string? code,
-        TimeSpan? retryAfter,
-        CancellationToken cancellationToken)
+    /// <summary>Writes an error body of the OpenAI envelope (the sessions' REST mirror writes its own types and codes in it).</summary>
+    public static Task WriteAsync(HttpContext context, int statusCode, TimeSpan? retryAfter, OpenAiError error, CancellationToken cancellationToken) =>
+        ErrorResponse.WriteAsync(context, statusCode, retryAfter, new OpenAiErrorResponse(error), OpenAiJson.Context.OpenAiErrorResponse, cancellationToken);
+
+    /// <summary>The OpenAI error type of a refusal's kind.</summary>
+    public static string TypeOf(RefusalKind kind) => kind switch
     {
-        // Anthropic clients read their own error shape; the status, message and Retry-After are the same facts.
-        if (AnthropicErrors.Owns(context.Request.Path))
-        {
-            return AnthropicErrors.WriteAsync(context, statusCode, code, message, retryAfter, cancellationToken);
-        }
-
-        var body = new OpenAiErrorResponse(new OpenAiError(message, type, param, code));
-        return WriteBodyAsync(context, statusCode, retryAfter, body, OpenAiJson.Context.OpenAiErrorResponse, cancellationToken);
-    }
+        RefusalKind.RateLimited or RefusalKind.Overloaded => RateLimitError,
+        RefusalKind.Unavailable or RefusalKind.Internal => ServerError,
+        _ => InvalidRequestError,
+    };
 
     /// <summary>
-    /// Writes an error body of any API's shape as the whole response: the status, <c>Retry-After</c> (whole seconds)
-    /// when there is one, and the JSON, unbuffered.
+    /// An engine refusal (thrown before anything streamed) in OpenAI terms, the field at fault named by
+    /// <paramref name="fields"/> (the front end's names: OpenAI's when null).
     /// </summary>
-    public static Task WriteBodyAsync<T>(HttpContext context, int statusCode, TimeSpan? retryAfter, T body, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
+    public static OpenAiException FromGeneration(GenerationException exception, WireFieldNames? fields = null)
     {
-        var response = context.Response;
-        response.Clear();
-        response.StatusCode = statusCode;
-        if (retryAfter is { } delay)
-        {
-            response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(delay.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        }
-
-        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        return response.WriteAsJsonAsync(body, typeInfo, contentType: "application/json", cancellationToken);
-    }
-
-    /// <summary>
-    /// An engine refusal (thrown before anything streamed) in OpenAI terms. <paramref name="promptParam"/> names the
-    /// field that holds the prompt (<c>messages</c> or <c>prompt</c>) for a prompt over the context.
-    /// </summary>
-    public static OpenAiException FromGeneration(GenerationException exception, string promptParam = "messages")
-    {
+        var param = (fields ?? OpenAiFieldNames.Names).Of(exception);
         if (exception.Code != GenerationErrorCode.ContextLengthExceeded)
         {
-            return FromEngine(exception.Code, exception.Message, exception.Parameter, exception.RetryAfter);
+            return FromEngine(exception.Code, exception.Message, param, exception.BackOff);
         }
 
         var message = exception.PromptTokens is { } prompt && exception.ContextLength is { } context
             ? $"This model's maximum context length is {context} tokens, but your prompt has {prompt} tokens. Shorten the prompt."
             : exception.Message;
-        return FromEngine(exception.Code, message, promptParam, retryAfter: null);
+        return FromEngine(exception.Code, message, param, retryAfter: null);
     }
 
     /// <summary>A choice that was cancelled or failed after its stream started, in OpenAI terms.</summary>
@@ -119,6 +81,7 @@ internal static class OpenAiErrors
         GenerationErrorCode.ContextLengthExceeded => new(StatusCodes.Status400BadRequest, InvalidRequestError, message, param, "context_length_exceeded"),
         GenerationErrorCode.Overloaded => new(StatusCodes.Status429TooManyRequests, RateLimitError, message, code: "queue_full")
         {
+            Kind = RefusalKind.Overloaded,
             RetryAfter = retryAfter ?? TimeSpan.FromSeconds(1),
         },
         GenerationErrorCode.Unavailable => new(StatusCodes.Status503ServiceUnavailable, ServerError, message, code: "unavailable"),
@@ -137,6 +100,7 @@ internal sealed class OpenAiException : Exception
         Type = type;
         Param = param;
         Code = code;
+        Kind = Refusal.KindOf(statusCode);
     }
 
     public OpenAiException()
@@ -154,6 +118,7 @@ internal sealed class OpenAiException : Exception
     {
         StatusCode = StatusCodes.Status500InternalServerError;
         Type = OpenAiErrors.ServerError;
+        Kind = RefusalKind.Internal;
     }
 
     public int StatusCode { get; }
@@ -166,10 +131,23 @@ internal sealed class OpenAiException : Exception
 
     public TimeSpan? RetryAfter { get; init; }
 
+    /// <summary>The refusal in neutral terms: by default the kind of its status; a full queue says <see cref="RefusalKind.Overloaded"/>.</summary>
+    public RefusalKind Kind { get; init; }
+
     /// <summary>The error as the OpenAI body (and a stream's error event) carries it.</summary>
     public OpenAiError ToError() => new(Message, Type, Param, Code);
+
+    /// <summary>The error for the writer of whichever front end owns the path (the Anthropic API reuses these refusals).</summary>
+    public Refusal ToRefusal() => new(Kind, Message, Code) { Field = Param, RetryAfter = RetryAfter };
 
     /// <summary>A 400 naming the request field at fault.</summary>
     public static OpenAiException InvalidField(string param, string message) =>
         new(StatusCodes.Status400BadRequest, OpenAiErrors.InvalidRequestError, message, param);
+}
+
+/// <summary>Writes the refusals of the OpenAI paths (the default for every path no other front end claims).</summary>
+internal sealed class OpenAiRefusalWriter : IRefusalWriter
+{
+    public Task WriteAsync(HttpContext context, Refusal refusal, CancellationToken cancellationToken) =>
+        OpenAiErrors.WriteAsync(context, refusal.Status, refusal.RetryAfter, new OpenAiError(refusal.Message, OpenAiErrors.TypeOf(refusal.Kind), refusal.Field, refusal.Code), cancellationToken);
 }

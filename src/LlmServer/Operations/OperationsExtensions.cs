@@ -1,5 +1,5 @@
 using LlmServer.Engine.Generation;
-using LlmServer.OpenAi;
+using LlmServer.Errors;
 using LlmServer.Operations.Auth;
 using LlmServer.Operations.Health;
 using LlmServer.Operations.Lifecycle;
@@ -32,6 +32,9 @@ public static partial class OperationsExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LimitsOptions>, LimitsOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
+
+        // Refusals here are written by the front end that owns the path; each front end registers its writer.
+        services.TryAddSingleton<RefusalWriters>();
 
         var startup = new StartupNotes(RequiresKeys(configuration), configuration.GetValue<bool>($"{ServerOptions.SectionName}:{nameof(ServerOptions.AllowRemoteWithoutKeys)}"));
         if (!startup.RequiresKeys && !startup.AllowRemote)
@@ -161,7 +164,7 @@ internal sealed class RemoteAccessGuardMiddleware(RequestDelegate next)
     {
         if (!LoopbackBinding.IsLoopback(context.Connection.RemoteIpAddress))
         {
-            await OpenAiErrors.WriteAsync(context, StatusCodes.Status403Forbidden, OpenAiErrors.InvalidRequestError, "This server has no API keys configured and accepts local connections only.", code: "remote_access_disabled", cancellationToken: context.RequestAborted);
+            await context.RefuseAsync(new Refusal(RefusalKind.Forbidden, "This server has no API keys configured and accepts local connections only.", "remote_access_disabled"), context.RequestAborted);
             return;
         }
 

@@ -1,5 +1,5 @@
 using System.Globalization;
-using LlmServer.OpenAi;
+using LlmServer.Errors;
 using Microsoft.Extensions.Options;
 
 namespace LlmServer.Operations;
@@ -7,7 +7,7 @@ namespace LlmServer.Operations;
 /// <summary>
 /// The one enforcement point of <c>Server:MaxRequestBodyBytes</c>: a body announced larger is refused with 413
 /// before any front end reads it, and a body that grows past it while read (chunked; Kestrel's limit, set to the
-/// same value, stops the read) gets the same 413. The answer is in the OpenAI error shape (Anthropic's on its paths).
+/// same value, stops the read) gets the same 413. The answer is in the shape of the front end that owns the path.
 /// </summary>
 internal sealed class RequestBodyLimitMiddleware(RequestDelegate next, IOptions<ServerOptions> options)
 {
@@ -41,12 +41,6 @@ internal sealed class RequestBodyLimitMiddleware(RequestDelegate next, IOptions<
             ? string.Create(CultureInfo.InvariantCulture, $"The request body is {bytes} bytes; this server accepts at most {_maxBytes} (Server:MaxRequestBodyBytes).")
             : string.Create(CultureInfo.InvariantCulture, $"The request body is larger than this server accepts: at most {_maxBytes} bytes (Server:MaxRequestBodyBytes).");
         OperationsResponses.CloseConnectionAfterResponse(context);
-        return OpenAiErrors.WriteAsync(
-            context,
-            StatusCodes.Status413PayloadTooLarge,
-            OpenAiErrors.InvalidRequestError,
-            message,
-            code: "request_too_large",
-            cancellationToken: context.RequestAborted);
+        return context.RefuseAsync(new Refusal(RefusalKind.TooLarge, message, "request_too_large"), context.RequestAborted);
     }
 }

@@ -18,7 +18,7 @@ public static class ResponsesEndpoints
     public static WebApplication MapResponsesApi(this WebApplication app)
     {
         var responses = app.Services.GetRequiredService<ResponsesEndpoint>();
-        app.MapPost("/v1/responses", responses.CreateAsync);
+        app.MapPost("/v1/responses", responses.CreateAsync).WithMetadata(ResponsesFieldNames.Names);
         app.MapGet("/v1/responses/{id}", responses.GetAsync);
         app.MapDelete("/v1/responses/{id}", responses.DeleteAsync);
         return app;

@@ -13,7 +13,6 @@ internal static class ResponsesRequestMapper
     private const string SchemaParam = "text.format.schema";
 
     /// <summary>How errors name the Responses tool fields.</summary>
-    private static readonly ToolFieldNames ToolFields = new(i => $"tools[{i}].name", i => $"tools[{i}].parameters", "tool_choice");
 
     /// <summary>
     /// The conversation of this response: the previous one's (when continuing), then this input. Function calls
@@ -97,7 +96,7 @@ internal static class ResponsesRequestMapper
             ToolChoice = OpenAiRequestMapper.ToolChoice(request.ToolChoice, flat: true),
             ParallelToolCalls = request.ParallelToolCalls ?? true,
         };
-        ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, generation.Grammar is not null, ToolFields);
+        ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, generation.Grammar is not null);
         return generation;
     }
 

@@ -18,7 +18,7 @@ internal static class SessionEndpoints
 
     public static void MapSessionEndpoints(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/sessions");
+        var group = app.MapGroup(SessionServiceCollectionExtensions.RestPath);
 
         group.MapGet("", (HttpContext http, SessionService sessions) =>
             Handle(http, async ct => TypedResults.Json(await sessions.ListAsync(Owner(http), ct), Json.SessionInfoArray)));

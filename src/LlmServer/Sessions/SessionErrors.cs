@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Errors;
 using LlmServer.OpenAi;
 using Microsoft.AspNetCore.SignalR;
 
@@ -68,6 +69,16 @@ internal sealed class SessionException : Exception
 /// </summary>
 internal static class SessionErrors
 {
+    /// <summary>The sessions' names of the engine's fields: a turn's text and the session's settings.</summary>
+    private static readonly WireFieldNames Fields = new((field, _) => field switch
+    {
+        GenerationField.Prompt or GenerationField.Messages => "text",
+        GenerationField.MaxTokens => "settings.maxTokens",
+        GenerationField.Temperature => "settings.temperature",
+        GenerationField.TopP => "settings.topP",
+        _ => null,
+    });
+
     /// <summary>The session error code of an engine fault.</summary>
     public static string CodeOf(GenerationErrorCode code) => code switch
     {
@@ -80,32 +91,56 @@ internal static class SessionErrors
 
     /// <summary>An engine refusal (thrown before anything streamed) as a session error.</summary>
     public static SessionException FromEngine(GenerationException exception) =>
-        new(CodeOf(exception.Code), exception.Message, exception.Parameter) { RetryAfter = exception.RetryAfter };
+        new(CodeOf(exception.Code), exception.Message, Fields.Of(exception)) { RetryAfter = exception.BackOff };
 
     /// <summary>For the hub: the message is the stable code, ": ", then the text.</summary>
     public static HubException ToHub(SessionException exception) => new($"{exception.Code}: {exception.Message}");
 
-    /// <summary>
-    /// For the REST mirror: the OpenAI error body (written by the OpenAI front end's one writer) with the session
-    /// code, and <c>Retry-After</c> when overloaded.
-    /// </summary>
-    public static IResult ToHttp(SessionException exception)
-    {
-        var (status, type) = exception.Code switch
+    /// <summary>The writer of the sessions' REST shape, for the session paths' refusals and the REST mirror's errors.</summary>
+    public static IRefusalWriter Writer { get; } = new SessionRefusalWriter();
+
+    /// <summary>For the REST mirror: the session error in the sessions' REST shape, <c>Retry-After</c> when overloaded.</summary>
+    public static IResult ToHttp(SessionException exception) => new SessionErrorResult(ToRefusal(exception));
+
+    /// <summary>A session error as a refusal: the kind of its code, the session code kept.</summary>
+    private static Refusal ToRefusal(SessionException exception) => new(
+        exception.Code switch
         {
-            SessionErrorCodes.SessionNotFound or SessionErrorCodes.NoGeneration => (StatusCodes.Status404NotFound, "not_found_error"),
-            SessionErrorCodes.Busy => (StatusCodes.Status409Conflict, "conflict_error"),
-            SessionErrorCodes.Overloaded => (StatusCodes.Status429TooManyRequests, OpenAiErrors.RateLimitError),
-            SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => (StatusCodes.Status400BadRequest, OpenAiErrors.InvalidRequestError),
-            SessionErrorCodes.Unavailable => (StatusCodes.Status503ServiceUnavailable, "unavailable_error"),
-            _ => (StatusCodes.Status500InternalServerError, OpenAiErrors.ServerError),
-        };
-        var error = new OpenAiException(status, type, exception.Message, exception.Parameter, exception.Code) { RetryAfter = exception.RetryAfter };
-        return new OpenAiErrorResult(error);
+            SessionErrorCodes.SessionNotFound or SessionErrorCodes.NoGeneration => RefusalKind.NotFound,
+            SessionErrorCodes.Busy => RefusalKind.Conflict,
+            SessionErrorCodes.Overloaded => RefusalKind.Overloaded,
+            SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => RefusalKind.InvalidRequest,
+            SessionErrorCodes.Unavailable => RefusalKind.Unavailable,
+            _ => RefusalKind.Internal,
+        },
+        exception.Message,
+        exception.Code)
+    {
+        Field = exception.Parameter,
+        RetryAfter = exception.RetryAfter,
+    };
+
+    private sealed class SessionErrorResult(Refusal refusal) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext) => Writer.WriteAsync(httpContext, refusal, httpContext.RequestAborted);
     }
 
-    private sealed class OpenAiErrorResult(OpenAiException error) : IResult
+    /// <summary>
+    /// The sessions' REST shape: the OpenAI error envelope, with the sessions' own types where OpenAI has none
+    /// (not found, conflict, unavailable) and their codes.
+    /// </summary>
+    private sealed class SessionRefusalWriter : IRefusalWriter
     {
-        public Task ExecuteAsync(HttpContext httpContext) => OpenAiErrors.WriteAsync(httpContext, error, httpContext.RequestAborted);
+        public Task WriteAsync(HttpContext context, Refusal refusal, CancellationToken cancellationToken)
+        {
+            var type = refusal.Kind switch
+            {
+                RefusalKind.NotFound => "not_found_error",
+                RefusalKind.Conflict => "conflict_error",
+                RefusalKind.Unavailable => "unavailable_error",
+                _ => OpenAiErrors.TypeOf(refusal.Kind),
+            };
+            return OpenAiErrors.WriteAsync(context, refusal.Status, refusal.RetryAfter, new OpenAiError(refusal.Message, type, refusal.Field, refusal.Code), cancellationToken);
+        }
     }
 }

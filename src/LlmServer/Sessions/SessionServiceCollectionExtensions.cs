@@ -1,3 +1,4 @@
+using LlmServer.Errors;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -6,6 +7,10 @@ namespace LlmServer.Sessions;
 
 internal static class SessionServiceCollectionExtensions
 {
+    public const string HubPath = "/hubs/chat";
+
+    public const string RestPath = "/api/sessions";
+
     /// <summary>Registers the session store, the turns and their generations, and SignalR; options from <c>Sessions</c>, validated at start.</summary>
     public static IServiceCollection AddSessions(this IServiceCollection services, IConfiguration configuration)
     {
@@ -31,6 +36,8 @@ internal static class SessionServiceCollectionExtensions
         services.TryAddSingleton<GenerationPump>();
         services.TryAddSingleton<SessionTurns>();
         services.TryAddSingleton<SessionService>();
+        services.AddRefusalWriter(RestPath, SessionErrors.Writer);
+        services.AddRefusalWriter(HubPath, SessionErrors.Writer);
         services.AddHostedService<SessionsLifecycle>();
         // AddHubOptions marks the hub's options as its own (otherwise SignalR reads only the global ones).
         services.AddSignalR().AddHubOptions<ChatHub>(_ => { });
@@ -47,7 +54,7 @@ internal static class SessionServiceCollectionExtensions
     /// <summary>Maps the hub at <c>/hubs/chat</c> and the REST mirror under <c>/api/sessions</c>.</summary>
     public static WebApplication MapSessions(this WebApplication app)
     {
-        app.MapHub<ChatHub>("/hubs/chat");
+        app.MapHub<ChatHub>(HubPath);
         app.MapSessionEndpoints();
         return app;
     }

@@ -13,17 +13,17 @@ public sealed class GenerationLimitsTests
         GenerationRequestValidator.Validate(Request(temperature, topP, maxTokens));
 
     [Theory]
-    [InlineData(2.01f, 1f, null, "temperature", "temperature must be between 0 and 2.")]
-    [InlineData(-0.1f, 1f, null, "temperature", "temperature must be between 0 and 2.")]
-    [InlineData(float.NaN, 1f, null, "temperature", "temperature must be between 0 and 2.")]
-    [InlineData(1f, 0f, null, "top_p", "top_p must be greater than 0 and at most 1.")]
-    [InlineData(1f, 1.01f, null, "top_p", "top_p must be greater than 0 and at most 1.")]
-    [InlineData(1f, 1f, 0, "max_tokens", "max_tokens must be at least 1.")]
-    public void Values_outside_them_are_refused_naming_the_range(float temperature, float topP, int? maxTokens, string parameter, string message)
+    [InlineData(2.01f, 1f, null, GenerationField.Temperature, "Temperature must be between 0 and 2.")]
+    [InlineData(-0.1f, 1f, null, GenerationField.Temperature, "Temperature must be between 0 and 2.")]
+    [InlineData(float.NaN, 1f, null, GenerationField.Temperature, "Temperature must be between 0 and 2.")]
+    [InlineData(1f, 0f, null, GenerationField.TopP, "TopP must be greater than 0 and at most 1.")]
+    [InlineData(1f, 1.01f, null, GenerationField.TopP, "TopP must be greater than 0 and at most 1.")]
+    [InlineData(1f, 1f, 0, GenerationField.MaxTokens, "MaxTokens must be at least 1.")]
+    public void Values_outside_them_are_refused_naming_the_range(float temperature, float topP, int? maxTokens, GenerationField field, string message)
     {
         var error = Assert.Throws<GenerationException>(() => GenerationRequestValidator.Validate(Request(temperature, topP, maxTokens)));
         Assert.Equal(GenerationErrorCode.InvalidRequest, error.Code);
-        Assert.Equal(parameter, error.Parameter);
+        Assert.Equal(field, error.Field);
         Assert.Equal(message, error.Message);
     }
 
@@ -53,7 +53,7 @@ public sealed class GenerationLimitsTests
         {
             var error = Assert.Throws<GenerationException>(() => GenerationRequestValidator.Validate(request));
             Assert.Equal(GenerationErrorCode.InvalidRequest, error.Code);
-            Assert.Equal("messages", error.Parameter);
+            Assert.Equal(GenerationField.Messages, error.Field);
         }
     }
 

@@ -151,7 +151,7 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
     {
         var error = Assert.Throws<GenerationException>(() => Engine.Submit(new GenerationRequest { Prompt = Prompt, Grammar = "root ::= (" }));
         Assert.Equal(GenerationErrorCode.InvalidRequest, error.Code);
-        Assert.Equal("grammar", error.Parameter);
+        Assert.Equal(GenerationField.Grammar, error.Field);
         Assert.Contains("line 1, column 11: expecting ')'", error.Message, StringComparison.Ordinal);
     }
 
@@ -187,7 +187,7 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
     public void Bad_sampling_values_are_refused_with_the_field_name()
     {
         var error = Assert.Throws<GenerationException>(() => Engine.Submit(new GenerationRequest { Prompt = Prompt, Sampling = new() { TopP = 0 } }));
-        Assert.Equal("top_p", error.Parameter);
+        Assert.Equal(GenerationField.TopP, error.Field);
     }
 
     [Fact]

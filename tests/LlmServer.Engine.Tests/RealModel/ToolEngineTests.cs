@@ -88,7 +88,7 @@ public sealed class ToolEngineTests(StoriesEngineFixture fixture) : IClassFixtur
             Prompt = Prompt,
             Sampling = new() { LogitBias = new Dictionary<int, float> { [1_000_000] = 1 } },
         }));
-        Assert.Equal("logit_bias", error.Parameter);
+        Assert.Equal(GenerationField.LogitBias, error.Field);
     }
 
     private async Task<string> TextAsync(GenerationRequest request)

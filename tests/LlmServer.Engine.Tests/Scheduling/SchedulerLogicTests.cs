@@ -37,7 +37,7 @@ public sealed class SchedulerLogicTests
         harness.Submit("b");
         var refused = Assert.Throws<GenerationException>(() => harness.Submit("c"));
         Assert.Equal(GenerationErrorCode.Overloaded, refused.Code);
-        Assert.NotNull(refused.RetryAfter);
+        Assert.NotNull(refused.BackOff);
         Assert.Equal(2, harness.Scheduler.InFlight);
     }
 
@@ -301,7 +301,7 @@ public sealed class SchedulerLogicTests
         var error = Assert.Throws<GenerationException>(() => harness.Scheduler.Submit(
             new GenerationRequest { Prompt = "a", Grammar = "invalid" }, [97], CancellationToken.None));
         Assert.Equal(GenerationErrorCode.InvalidRequest, error.Code);
-        Assert.Equal("grammar", error.Parameter);
+        Assert.Equal(GenerationField.Grammar, error.Field);
         Assert.Equal(0, harness.Scheduler.InFlight);
     }
 

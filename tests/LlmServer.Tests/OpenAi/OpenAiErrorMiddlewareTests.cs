@@ -1,5 +1,6 @@
 using System.Text.Json;
 using LlmServer.Engine.Generation;
+using LlmServer.Errors;
 using LlmServer.OpenAi;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -9,10 +10,13 @@ namespace LlmServer.Tests.OpenAi;
 /// <summary>The error middleware on its own: failures that no real request can provoke on purpose.</summary>
 public sealed class OpenAiErrorMiddlewareTests
 {
+    /// <summary>The OpenAI API as the only front end: these paths are all its own.</summary>
+    private static readonly RefusalWriters Refusals = new([new RefusalRoute(PathString.Empty, new OpenAiRefusalWriter())]);
+
     [Fact]
     public async Task Unexpected_exception_on_an_openai_path_is_a_500_server_error()
     {
-        var middleware = new OpenAiErrorMiddleware(_ => throw new InvalidOperationException("boom"), NullLogger<OpenAiErrorMiddleware>.Instance);
+        var middleware = new OpenAiErrorMiddleware(_ => throw new InvalidOperationException("boom"), NullLogger<OpenAiErrorMiddleware>.Instance, Refusals);
         var context = NewContext("/v1/chat/completions");
 
         await middleware.InvokeAsync(context);
@@ -27,8 +31,8 @@ public sealed class OpenAiErrorMiddlewareTests
     public async Task Overloaded_engine_is_a_429_with_retry_after()
     {
         var middleware = new OpenAiErrorMiddleware(
-            _ => throw new GenerationException(GenerationErrorCode.Overloaded, "Queue full.") { RetryAfter = TimeSpan.FromSeconds(2.5) },
-            NullLogger<OpenAiErrorMiddleware>.Instance);
+            _ => throw new GenerationException(GenerationErrorCode.Overloaded, "Queue full.") { BackOff = TimeSpan.FromSeconds(2.5) },
+            NullLogger<OpenAiErrorMiddleware>.Instance, Refusals);
         var context = NewContext("/v1/completions");
 
         await middleware.InvokeAsync(context);
@@ -41,7 +45,7 @@ public sealed class OpenAiErrorMiddlewareTests
     [Fact]
     public async Task Other_paths_are_left_alone()
     {
-        var middleware = new OpenAiErrorMiddleware(_ => throw new InvalidOperationException("boom"), NullLogger<OpenAiErrorMiddleware>.Instance);
+        var middleware = new OpenAiErrorMiddleware(_ => throw new InvalidOperationException("boom"), NullLogger<OpenAiErrorMiddleware>.Instance, Refusals);
         await Assert.ThrowsAsync<InvalidOperationException>(() => middleware.InvokeAsync(NewContext("/health")));
     }
 

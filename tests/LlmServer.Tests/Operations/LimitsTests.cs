@@ -101,7 +101,7 @@ public sealed class LimitsTests
             MaxTokens = 4,
         }));
         Assert.Equal(GenerationErrorCode.ContextLengthExceeded, exception.Code);
-        Assert.Equal("prompt", exception.Parameter);
+        Assert.Equal(GenerationField.Prompt, exception.Field);
         Assert.Contains("at most 8 prompt tokens", exception.Message, StringComparison.Ordinal);
         Assert.True(exception.PromptTokens > 8);
 
@@ -110,7 +110,7 @@ public sealed class LimitsTests
             Messages = [new ChatTurn("user", "Tell me a long story about a cat, a dog and a bird in the garden")],
             MaxTokens = 4,
         }));
-        Assert.Equal("messages", chat.Parameter);
+        Assert.Equal(GenerationField.Messages, chat.Field);
 
         // Over HTTP the refusal is the OpenAI API's context_length_exceeded, naming the operator's limit.
         using (var response = await server.Client.PostAsync(

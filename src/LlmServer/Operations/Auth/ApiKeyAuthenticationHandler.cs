@@ -1,6 +1,6 @@
 using System.Security.Claims;
 using System.Text.Encodings.Web;
-using LlmServer.OpenAi;
+using LlmServer.Errors;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Options;
 
@@ -54,11 +54,11 @@ internal sealed class ApiKeyAuthenticationHandler(
         var message = Context.Items.ContainsKey(FailureItem)
             ? "Incorrect API key provided."
             : "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' or 'x-api-key: YOUR_KEY' (SignalR: the access_token query parameter).";
-        await OpenAiErrors.WriteAsync(Context, StatusCodes.Status401Unauthorized, OpenAiErrors.InvalidRequestError, message, code: "invalid_api_key", cancellationToken: Context.RequestAborted);
+        await Context.RefuseAsync(new Refusal(RefusalKind.Unauthorized, message, "invalid_api_key"), Context.RequestAborted);
     }
 
     protected override Task HandleForbiddenAsync(AuthenticationProperties properties)
-        => OpenAiErrors.WriteAsync(Context, StatusCodes.Status403Forbidden, OpenAiErrors.InvalidRequestError, "This API key may not use this resource.", code: "forbidden", cancellationToken: Context.RequestAborted);
+        => Context.RefuseAsync(new Refusal(RefusalKind.Forbidden, "This API key may not use this resource.", "forbidden"), Context.RequestAborted);
 
     private string? PresentedKey()
     {

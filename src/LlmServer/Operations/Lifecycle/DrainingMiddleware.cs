@@ -1,4 +1,4 @@
-using LlmServer.OpenAi;
+using LlmServer.Errors;
 using LlmServer.Operations.Auth;
 using Microsoft.Extensions.Options;
 
@@ -12,11 +12,11 @@ internal sealed class DrainingMiddleware(RequestDelegate next, GracefulShutdown 
         if (shutdown.IsDraining && protectedPaths.Contains(context.Request.Path))
         {
             OperationsResponses.CloseConnectionAfterResponse(context);
-            var error = new OpenAiException(StatusCodes.Status503ServiceUnavailable, OpenAiErrors.ServerError, "The server is shutting down and admits no new requests.", code: "server_shutting_down")
+            var refusal = new Refusal(RefusalKind.Unavailable, "The server is shutting down and admits no new requests.", "server_shutting_down")
             {
                 RetryAfter = TimeSpan.FromSeconds(Math.Max(1, options.Value.DrainSeconds)),
             };
-            await OpenAiErrors.WriteAsync(context, error, context.RequestAborted);
+            await context.RefuseAsync(refusal, context.RequestAborted);
             return;
         }
 

@@ -1,5 +1,5 @@
 using System.Threading.RateLimiting;
-using LlmServer.OpenAi;
+using LlmServer.Errors;
 using LlmServer.Operations.Auth;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.AspNetCore.SignalR;
@@ -86,10 +86,10 @@ internal static class KeyRateLimiting
         var message = byRate
             ? $"Rate limit reached for this API key. Retry after {Math.Max(1, seconds)} s."
             : "Too many concurrent generations for this API key. Wait for one to finish.";
-        var error = new OpenAiException(StatusCodes.Status429TooManyRequests, OpenAiErrors.RateLimitError, message, code: "rate_limit_exceeded")
+        var refusal = new Refusal(RefusalKind.RateLimited, message, "rate_limit_exceeded")
         {
             RetryAfter = TimeSpan.FromSeconds(Math.Max(1, seconds)),
         };
-        await OpenAiErrors.WriteAsync(context.HttpContext, error, cancellationToken);
+        await context.HttpContext.RefuseAsync(refusal, cancellationToken);
     }
 }

@@ -1,14 +1,14 @@
 using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Tools;
-using LlmServer.OpenAi;
+using LlmServer.Errors;
 
 namespace LlmServer.Operations.Metrics;
 
 /// <summary>
 /// <c>GET /props</c>, as llama-server has it: the backend, slots and context per slot, the model's metadata and the
-/// build, and the sampling limits the engine accepts (the chat page's settings check against them). 503 in the
-/// OpenAI error shape while the model loads.
+/// build, and the sampling limits the engine accepts (the chat page's settings check against them). 503 while the
+/// model loads.
 /// </summary>
 internal static class PropsEndpoint
 {
@@ -23,11 +23,11 @@ internal static class PropsEndpoint
         var model = generator.Model;
         if (model is null)
         {
-            var error = new OpenAiException(StatusCodes.Status503ServiceUnavailable, OpenAiErrors.ServerError, $"The model is not loaded (engine {generator.State.ToString().ToLowerInvariant()}).", code: "model_not_loaded")
+            var refusal = new Refusal(RefusalKind.Unavailable, $"The model is not loaded (engine {generator.State.ToString().ToLowerInvariant()}).", "model_not_loaded")
             {
                 RetryAfter = TimeSpan.FromSeconds(1),
             };
-            await OpenAiErrors.WriteAsync(context, error, context.RequestAborted);
+            await context.RefuseAsync(refusal, context.RequestAborted);
             return;
         }
 

@@ -1,0 +1,17 @@
+using LlmServer.Engine.Generation;
+
+namespace LlmServer.Errors;
+
+/// <summary>
+/// How one front end names the engine's request fields (<see cref="GenerationField"/>) on its wire. Each front end
+/// has one, and its endpoints carry it as metadata, so an engine refusal names the field its client sent.
+/// </summary>
+/// <param name="name">The wire's name of a field (with the list index, for one item of a list), or null where the wire has none.</param>
+internal sealed class WireFieldNames(Func<GenerationField, int?, string?> name)
+{
+    /// <summary>The wire's name of the field an engine refusal names, when it names one.</summary>
+    public string? Of(GenerationException exception) => exception.Field is { } field ? name(field, exception.FieldIndex) : null;
+
+    /// <summary>The wire's name of <paramref name="field"/>.</summary>
+    public string? Of(GenerationField field, int? index = null) => name(field, index);
+}
