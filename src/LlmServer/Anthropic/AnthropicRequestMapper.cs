@@ -123,7 +123,7 @@ internal static class AnthropicRequestMapper
                     }
 
                     var result = block.Content ?? string.Empty;
-                    turns.Add(new ChatTurn("tool", block.IsError == true ? ToolErrorPrefix + result : result) { ToolCallId = block.ToolUseId });
+                    turns.Add(new ChatTurn("tool", block.IsError == true ? ToolErrorPrefix + result : result) { ToolCallId = AnthropicToolIds.FromWire(block.ToolUseId) });
                     break;
                 default:
                     throw Unsupported(block, i, j, "user", "text and tool_result");
@@ -160,7 +160,7 @@ internal static class AnthropicRequestMapper
                         throw OpenAiException.InvalidField(field + ".input", $"{field}.input must be an object (the call's arguments).");
                     }
 
-                    (calls ??= []).Add(new ToolCall(block.Id, block.Name, input.GetRawText()));
+                    (calls ??= []).Add(new ToolCall(AnthropicToolIds.FromWire(block.Id), block.Name, input.GetRawText()));
                     break;
                 default:
                     throw Unsupported(block, i, j, "assistant", "text and tool_use");
