@@ -94,6 +94,7 @@ public sealed class AnthropicTemplateToolTests(HermesToolServerFixture fixture) 
     /// <summary>A <c>tool_use</c> block calling <c>add</c> with valid input, in Anthropic's id spelling; returns its id.</summary>
     private static string AssertAddToolUse(JsonElement block)
     {
+        Assert.Equal("type", block.EnumerateObject().First().Name);
         Assert.Equal("tool_use", block.GetProperty("type").GetString());
         var id = block.GetProperty("id").GetString()!;
         Assert.Matches("^toolu_[A-Za-z0-9]{24}$", id);

@@ -87,6 +87,7 @@ public sealed class ResponsesTemplateToolTests(HermesToolServerFixture fixture) 
     /// <summary>A completed <c>add</c> call item, in OpenAI's id spellings; returns its call id and arguments.</summary>
     private static (string CallId, string Arguments) AssertAddCall(JsonElement item)
     {
+        Assert.Equal("type", item.EnumerateObject().First().Name);
         Assert.Equal("function_call", item.GetProperty("type").GetString());
         Assert.Equal("completed", item.GetProperty("status").GetString());
         Assert.StartsWith("fc_", item.GetProperty("id").GetString(), StringComparison.Ordinal);
