@@ -55,7 +55,8 @@ internal static class AnthropicRequestMapper
 
     /// <summary>
     /// The system prompt and the messages as chat turns: a user message's <c>tool_result</c> blocks become tool
-    /// turns (before its text), an assistant message's <c>tool_use</c> blocks its calls.
+    /// turns (before its text), an assistant message's <c>tool_use</c> blocks its calls. As Anthropic requires,
+    /// the message after one with <c>tool_use</c> blocks answers each of them, and only them, with a <c>tool_result</c>.
     /// </summary>
     private static List<ChatTurn> Turns(MessagesRequest request)
     {
@@ -71,6 +72,7 @@ internal static class AnthropicRequestMapper
             turns.Add(new ChatTurn("system", request.System));
         }
 
+        var unanswered = new Dictionary<string, string>(StringComparer.Ordinal);
         for (var i = 0; i < messages.Count; i++)
         {
             var message = messages[i] ?? throw OpenAiException.InvalidField($"messages[{i}]", $"messages[{i}] must be an object.");
@@ -78,10 +80,17 @@ internal static class AnthropicRequestMapper
             switch (message.Role)
             {
                 case "user":
-                    AddUser(turns, content, i);
+                    AddUser(turns, content, i, unanswered);
+                    RequireAnswered(unanswered, i);
                     break;
                 case "assistant":
+                    RequireAnswered(unanswered, i);
                     turns.Add(Assistant(content, i));
+                    foreach (var block in content.Where(b => b?.Type == "tool_use"))
+                    {
+                        unanswered[AnthropicToolIds.FromWire(block!.Id!)] = block.Id!;
+                    }
+
                     break;
                 case null:
                     throw OpenAiException.InvalidField($"messages[{i}].role", $"messages[{i}].role is required.");
@@ -102,7 +111,22 @@ internal static class AnthropicRequestMapper
         return turns;
     }
 
-    private static void AddUser(List<ChatTurn> turns, IReadOnlyList<AnthropicContentBlock?> content, int i)
+    /// <summary>Refuses message <paramref name="i"/> when the <c>tool_use</c> blocks before it are not all answered.</summary>
+    private static void RequireAnswered(Dictionary<string, string> unanswered, int i)
+    {
+        if (unanswered.Count > 0)
+        {
+            throw OpenAiException.InvalidField(
+                $"messages[{i}].content",
+                $"messages[{i}].content: messages[{i - 1}] has tool_use blocks with no tool_result block here: {string.Join(", ", unanswered.Values)}. Each tool_use block needs a tool_result block in the next message, a user message.");
+        }
+    }
+
+    /// <summary>
+    /// A user message: its <c>tool_result</c> blocks answer calls in <paramref name="unanswered"/> (by the engine's
+    /// id; the wire id as sent is the value), which they remove.
+    /// </summary>
+    private static void AddUser(List<ChatTurn> turns, IReadOnlyList<AnthropicContentBlock?> content, int i, Dictionary<string, string> unanswered)
     {
         var text = new StringBuilder();
         var hasText = content.Count == 0;
@@ -121,8 +145,16 @@ internal static class AnthropicRequestMapper
                         throw OpenAiException.InvalidField($"messages[{i}].content[{j}].tool_use_id", $"messages[{i}].content[{j}].tool_use_id is required on a tool_result block.");
                     }
 
+                    var callId = AnthropicToolIds.FromWire(block.ToolUseId);
+                    if (!unanswered.Remove(callId))
+                    {
+                        throw OpenAiException.InvalidField(
+                            $"messages[{i}].content[{j}].tool_use_id",
+                            $"messages[{i}].content[{j}].tool_use_id: unexpected '{block.ToolUseId}'. Each tool_result block answers one tool_use block of the previous message, an assistant message.");
+                    }
+
                     var result = block.Content ?? string.Empty;
-                    turns.Add(new ChatTurn("tool", block.IsError == true ? ToolErrorPrefix + result : result) { ToolCallId = block.ToolUseId });
+                    turns.Add(new ChatTurn("tool", block.IsError == true ? ToolErrorPrefix + result : result) { ToolCallId = callId });
                     break;
                 default:
                     throw Unsupported(block, i, j, "user", "text and tool_result");
@@ -159,7 +191,7 @@ internal static class AnthropicRequestMapper
                         throw OpenAiException.InvalidField(field + ".input", $"{field}.input must be an object (the call's arguments).");
                     }
 
-                    (calls ??= []).Add(new ToolCall(block.Id, block.Name, input.GetRawText()));
+                    (calls ??= []).Add(new ToolCall(AnthropicToolIds.FromWire(block.Id), block.Name, input.GetRawText()));
                     break;
                 default:
                     throw Unsupported(block, i, j, "assistant", "text and tool_use");

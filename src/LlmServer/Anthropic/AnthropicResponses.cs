@@ -17,7 +17,7 @@ public sealed record AnthropicMessage(
 /// <summary>A content block of the answer: text, or a tool call. Each is written with its own fields.</summary>
 [JsonDerivedType(typeof(AnthropicTextBlock))]
 [JsonDerivedType(typeof(AnthropicToolUseBlock))]
-public abstract record AnthropicResponseBlock(string Type);
+public abstract record AnthropicResponseBlock([property: JsonPropertyOrder(-1)] string Type);
 
 public sealed record AnthropicTextBlock(string Text) : AnthropicResponseBlock("text");
 

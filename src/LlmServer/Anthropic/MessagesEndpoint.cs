@@ -61,7 +61,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
             blocks.Add(new AnthropicTextBlock(text));
         }
 
-        blocks.AddRange(calls.Select(c => new AnthropicToolUseBlock(c.Id, c.Name, AnthropicRequestMapper.Input(c.Arguments))));
+        blocks.AddRange(calls.Select(c => new AnthropicToolUseBlock(AnthropicToolIds.ToWire(c.Id), c.Name, AnthropicRequestMapper.Input(c.Arguments))));
         return blocks;
     }
 
@@ -171,7 +171,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
             switch (item)
             {
                 case ToolCallStarted started:
-                    BlockStart(Block.ToolUse, new AnthropicToolUseBlock(started.Id, started.Name, AnthropicRequestMapper.Input("{}")));
+                    BlockStart(Block.ToolUse, new AnthropicToolUseBlock(AnthropicToolIds.ToWire(started.Id), started.Name, AnthropicRequestMapper.Input("{}")));
                     break;
                 case ToolCallArgumentsDelta arguments when _open == Block.ToolUse:
                     var writer = BeginDelta(InputJsonDeltaType);

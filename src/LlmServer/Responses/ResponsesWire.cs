@@ -37,7 +37,10 @@ public sealed record ResponseIncompleteDetails(string Reason);
 /// <summary>An item of <c>output</c>: a message, or a function call. Each is written with its own fields.</summary>
 [JsonDerivedType(typeof(ResponseOutputMessage))]
 [JsonDerivedType(typeof(ResponseFunctionCallItem))]
-public abstract record ResponseOutputItem(string Type, string Id, string Status);
+public abstract record ResponseOutputItem(
+    [property: JsonPropertyOrder(-3)] string Type,
+    [property: JsonPropertyOrder(-2)] string Id,
+    [property: JsonPropertyOrder(-1)] string Status);
 
 public sealed record ResponseOutputMessage(string Id, string Status, string Role, IReadOnlyList<ResponseOutputText> Content)
     : ResponseOutputItem("message", Id, Status);

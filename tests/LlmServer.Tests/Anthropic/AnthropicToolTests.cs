@@ -37,7 +37,7 @@ public sealed class AnthropicToolTests(ToolServerFixture fixture) : IClassFixtur
         Assert.Equal(JsonValueKind.Null, body.GetProperty("stop_sequence").ValueKind);
         var block = Assert.Single(body.GetProperty("content").EnumerateArray());
         Assert.Equal("tool_use", block.GetProperty("type").GetString());
-        Assert.Matches("^call_[A-Za-z0-9]{24}$", block.GetProperty("id").GetString());
+        Assert.Matches("^toolu_[A-Za-z0-9]{24}$", block.GetProperty("id").GetString());
         var name = block.GetProperty("name").GetString()!;
         var input = block.GetProperty("input");
         Assert.Equal(JsonValueKind.Object, input.ValueKind);
@@ -67,7 +67,7 @@ public sealed class AnthropicToolTests(ToolServerFixture fixture) : IClassFixtur
         Assert.Equal(0, start.GetProperty("index").GetInt32());
         var block = start.GetProperty("content_block");
         Assert.Equal("tool_use", block.GetProperty("type").GetString());
-        Assert.StartsWith("call_", block.GetProperty("id").GetString(), StringComparison.Ordinal);
+        Assert.Matches("^toolu_[A-Za-z0-9]{24}$", block.GetProperty("id").GetString());
         Assert.Equal("get_weather", block.GetProperty("name").GetString());
         Assert.Empty(block.GetProperty("input").EnumerateObject());
 
@@ -123,6 +123,35 @@ public sealed class AnthropicToolTests(ToolServerFixture fixture) : IClassFixtur
         var block = Assert.Single(message.GetProperty("content").EnumerateArray());
         Assert.Equal("text", block.GetProperty("type").GetString());
         Assert.Contains(message.GetProperty("stop_reason").GetString(), (string[])["end_turn", "max_tokens"]);
+    }
+
+    [Fact]
+    public async Task A_toolu_id_sent_back_renders_the_engine_call_id_as_the_chat_api_does()
+    {
+        // The generic format writes the ids into the prompt, so their spelling shows there.
+        var (_, call, _) = await PostAsync(_client, Path, $$"""
+            {"max_tokens":200,"temperature":0,"tools":{{Tools}},"tool_choice":{"type":"tool","name":"add","disable_parallel_tool_use":true},
+             "messages":[{"role":"user","content":"Add 2 and 3."}]}
+            """);
+        var block = Assert.Single(call.GetProperty("content").EnumerateArray());
+        var id = block.GetProperty("id").GetString()!;
+        var input = block.GetProperty("input").GetRawText();
+        var engineId = "call_" + id["toolu_".Length..];
+
+        var messages = $$"""
+            [{"role":"user","content":"Add 2 and 3."},
+             {"role":"assistant","content":[{"type":"tool_use","id":"{{id}}","name":"add","input":{{input}}}]},
+             {"role":"user","content":[{"type":"tool_result","tool_use_id":"{{id}}","content":"5"}]}]
+            """;
+        var (status, counted, _) = await PostAsync(_client, "/v1/messages/count_tokens", $$"""{"messages":{{messages}},"tools":{{Tools}}}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var (prompt, tokens) = await ChatPrompt.RenderAsync(_client, $$$"""
+            {"messages":[{"role":"user","content":"Add 2 and 3."},{{{ChatPrompt.CallAndResult(engineId, "add", input, "5")[1..^1]}}}],"tools":{{{ToolCallingTests.ToolsJson}}}}
+            """);
+
+        Assert.Contains($"\"id\":\"{engineId}\"}}]}}", prompt, StringComparison.Ordinal);
+        Assert.Contains($"{{\"tool_response\":{{\"tool\":\"add\",\"id\":\"{engineId}\",\"content\":\"5\"}}}}", prompt, StringComparison.Ordinal);
+        Assert.Equal(tokens, counted.GetProperty("input_tokens").GetInt32());
     }
 
     [Fact]
@@ -186,6 +215,12 @@ public sealed class AnthropicToolTests(ToolServerFixture fixture) : IClassFixtur
     [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]}]""", "tool_result")]
     [InlineData("""[{"role":"user","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]}]""", "tool_use")]
     [InlineData("""[{"role":"assistant","content":[{"type":"tool_result","tool_use_id":"t1","content":"5"}]}]""", "tool_result")]
+    [InlineData("""[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"5"}]}]""", "messages[0].content[0].tool_use_id")]
+    [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t2","content":"5"}]}]""", "messages[2].content[0].tool_use_id")]
+    [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"5"},{"type":"tool_result","tool_use_id":"t1","content":"6"}]}]""", "messages[2].content[1].tool_use_id")]
+    [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}},{"type":"tool_use","id":"t2","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"5"}]}]""", "messages[2].content: messages[1] has tool_use blocks with no tool_result block here: t2.")]
+    [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"f","input":{}}]},{"role":"user","content":"Go on."}]""", "no tool_result block here: toolu_1.")]
+    [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"assistant","content":"More."}]""", "messages[2].content")]
     public async Task Bad_tool_blocks_are_invalid_request_errors_naming_the_field(string messages, string field)
     {
         var (status, body, _) = await PostAsync(_client, Path, $$"""{"max_tokens":4,"messages":{{messages}}}""");

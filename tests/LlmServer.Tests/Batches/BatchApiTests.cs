@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using LlmServer.Batches;
 using LlmServer.Tests.Infrastructure;
+using LlmServer.Tests.Operations;
 using Microsoft.Extensions.DependencyInjection;
 using OpenAI.Batch;
 using OpenAI.Files;
@@ -74,6 +75,14 @@ public sealed class BatchApiTests : IDisposable
         Assert.Equal("req-7", failed.GetProperty("custom_id").GetString());
         Assert.Equal(400, failed.GetProperty("response").GetProperty("status_code").GetInt32());
         Assert.Equal("temperature", failed.GetProperty("response").GetProperty("body").GetProperty("error").GetProperty("param").GetString());
+
+        // The batch lane's metrics: every line done, by outcome; none waiting or running.
+        var metrics = await server.Client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.Equal(49, PrometheusText.Sum(metrics, "llmserver_batch_requests_done_total", "outcome=\"completed\""));
+        Assert.Equal(1, PrometheusText.Sum(metrics, "llmserver_batch_requests_done_total", "outcome=\"failed\""));
+        Assert.True(PrometheusText.Has(metrics, "llmserver_batch_requests_waiting"), metrics);
+        Assert.Equal(0, PrometheusText.Sum(metrics, "llmserver_batch_requests_waiting"));
+        Assert.Equal(0, PrometheusText.Sum(metrics, "llmserver_batch_requests_running"));
 
         var listed = new List<BatchJob>();
         await foreach (var job in batches.GetBatchesAsync(new BatchCollectionOptions()))

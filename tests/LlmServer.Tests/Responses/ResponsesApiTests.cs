@@ -3,6 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using LlmServer.Tests.Infrastructure;
+using LlmServer.Tests.Operations;
 using OpenAI.Responses;
 using static LlmServer.Tests.OpenAi.OpenAiHttp;
 
@@ -151,13 +152,26 @@ public sealed class ResponsesApiTests(SharedServerFixture fixture) : IClassFixtu
         Assert.True(second.Usage.InputTokenDetails.CachedTokenCount >= first.Usage.InputTokenCount, $"cached {second.Usage.InputTokenDetails.CachedTokenCount} of {second.Usage.InputTokenCount}");
     }
 
-    [Fact]
-    public async Task Store_false_is_not_kept()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Store_false_is_not_kept(bool stream)
     {
-        var (status, body, _) = await PostAsync(_server.Client, "/v1/responses", """{"input":"Once upon a time","max_output_tokens":2,"store":false}""");
-        Assert.Equal(HttpStatusCode.OK, status);
-        Assert.False(body.GetProperty("store").GetBoolean());
-        var id = body.GetProperty("id").GetString();
+        var body = $$"""{"input":"Once upon a time","max_output_tokens":2,"store":false,"stream":{{(stream ? "true" : "false")}}}""";
+        JsonElement response;
+        if (stream)
+        {
+            using var streamed = await PostStreamAsync(_server.Client, "/v1/responses", body);
+            response = (await NamedSse.ReadAllAsync(streamed))[^1].Data.GetProperty("response");
+        }
+        else
+        {
+            (_, response, _) = await PostAsync(_server.Client, "/v1/responses", body);
+        }
+
+        Assert.Equal("incomplete", response.GetProperty("status").GetString());
+        Assert.False(response.GetProperty("store").GetBoolean());
+        var id = response.GetProperty("id").GetString();
 
         using var get = await _server.Client.GetAsync($"/v1/responses/{id}");
         Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
@@ -165,6 +179,40 @@ public sealed class ResponsesApiTests(SharedServerFixture fixture) : IClassFixtu
         var (continued, error, _) = await PostAsync(_server.Client, "/v1/responses", $$"""{"input":"More","max_output_tokens":2,"previous_response_id":"{{id}}"}""");
         Assert.Equal(HttpStatusCode.BadRequest, continued);
         AssertOpenAiError(error, "invalid_request_error", "previous_response_id");
+    }
+
+    [Fact]
+    public async Task A_stored_response_belongs_to_its_api_key()
+    {
+        await using var server = await TestServer.StartAsync(extraArgs: [$"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}"]);
+        string id;
+        using (var created = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/responses", AuthTests.KeyA, Json("""{"input":"Once upon a time","max_output_tokens":2}""")))
+        {
+            Assert.Equal(HttpStatusCode.OK, created.StatusCode);
+            id = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
+        }
+
+        using (var read = await AuthTests.SendAsync(server, HttpMethod.Get, $"/v1/responses/{id}", AuthTests.KeyB))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, read.StatusCode);
+        }
+
+        var continuation = $$"""{"input":"More","max_output_tokens":2,"previous_response_id":"{{id}}"}""";
+        using (var continued = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/responses", AuthTests.KeyB, Json(continuation)))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, continued.StatusCode);
+            AssertOpenAiError(JsonDocument.Parse(await continued.Content.ReadAsStringAsync()).RootElement, "invalid_request_error", "previous_response_id");
+        }
+
+        using (var deleted = await AuthTests.SendAsync(server, HttpMethod.Delete, $"/v1/responses/{id}", AuthTests.KeyB))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, deleted.StatusCode);
+        }
+
+        using (var owner = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/responses", AuthTests.KeyA, Json(continuation)))
+        {
+            Assert.Equal(HttpStatusCode.OK, owner.StatusCode);
+        }
     }
 
     [Fact]
