@@ -24,7 +24,7 @@ internal sealed class RefusalWriters(IEnumerable<RefusalRoute> routes)
     public Task WriteAsync(HttpContext context, Refusal refusal, CancellationToken cancellationToken) =>
         WriterFor(context.Request.Path).WriteAsync(context, refusal, cancellationToken);
 
-    public IRefusalWriter WriterFor(PathString path) =>
+    private IRefusalWriter WriterFor(PathString path) =>
         Array.Find(_routes, r => path.StartsWithSegments(r.Prefix, StringComparison.OrdinalIgnoreCase))?.Writer
             ?? throw new InvalidOperationException($"No front end writes the refusals of {path}; the OpenAI API registers the default writer.");
 }

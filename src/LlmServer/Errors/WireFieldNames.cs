@@ -11,7 +11,4 @@ internal sealed class WireFieldNames(Func<GenerationField, int?, string?> name)
 {
     /// <summary>The wire's name of the field an engine refusal names, when it names one.</summary>
     public string? Of(GenerationException exception) => exception.Field is { } field ? name(field, exception.FieldIndex) : null;
-
-    /// <summary>The wire's name of <paramref name="field"/>.</summary>
-    public string? Of(GenerationField field, int? index = null) => name(field, index);
 }
