@@ -7,7 +7,9 @@ namespace LlmServer.Engine.Scheduling;
 /// budget. It owns the waiting and running requests; the output of a step never changes the plan it came from.
 /// </summary>
 /// <remarks>
-/// The prompt budget: with nothing generating, the whole <see cref="SchedulerOptions.StepTokenBudget"/>. With
+/// The prompt budget: with nothing generating, the whole <see cref="SchedulerOptions.StepTokenBudget"/> for interactive
+/// prompts (batch prompts keep to the time target, without the share's stretch, so that an interactive request never
+/// waits behind a long batch step). With
 /// sequences generating and <see cref="SchedulerOptions.TargetStepMs"/> set, the prompt tokens the
 /// <see cref="StepCostModel"/> expects to fit in that time beside the generation, but never so few that prompt tokens
 /// get less than <see cref="SchedulerOptions.MinPromptShare"/> of the step (where a chunk's fixed cost and the
@@ -86,14 +88,16 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
 
         // With a time target, every prompt in progress gets a minimal chunk first, even in a step with nothing
         // generating: a short prompt admitted behind a long one starts now, not after the long one's whole prefill.
+        // Batch prompts keep to the target also with nothing generating, and get no stretch for their share: an
+        // interactive request that arrives waits for at most one target-sized step.
         var sharing = options.TargetStepMs > 0;
-        var timed = generating > 0 && sharing;
+        var timed = sharing && (generating > 0 || !batchPauses);
         var budget = hardCap;
         if (timed)
         {
             // Unknown cost (no prompt measured yet): start with the minimal chunks and learn from them.
             var fits = costs.PromptTokensWithin(options.TargetStepMs, generating) ?? 0;
-            var share = costs.PromptTokensForShare(options.MinPromptShare, generating) ?? 0;
+            var share = batchPauses ? costs.PromptTokensForShare(options.MinPromptShare, generating) ?? 0 : 0;
             budget = Math.Clamp(Math.Max(fits, share), Math.Min(MinimalChunks(batchPauses), hardCap), hardCap);
         }
 

@@ -187,8 +187,7 @@ public sealed class StepBudgetTests
         // A step carrying prompt tokens costs 40 ms more, whatever their number, plus 2 ms a token (a small chunk deep
         // in a long prompt on a CPU): within the 50 ms target only 3 tokens would fit beside two streams.
         using var harness = Timed(slots: 3, targetStepMs: 50, minPromptChunk: 4, minPromptShare: minPromptShare);
-        harness.Backend.StepTime = batch => TimeSpan.FromMilliseconds(
-            StepOverheadMs + batch.Count(e => char.IsLower((char)e.Token)) + (batch.Any(e => char.IsUpper((char)e.Token)) ? 40 + (2 * batch.Count(e => char.IsUpper((char)e.Token))) : 0));
+        harness.Backend.StepTime = FixedPromptCost;
         var running = new[] { harness.Submit(new string('P', 100), maxTokens: 200), harness.Submit("AB", maxTokens: 200) };
         for (var i = 0; i < 5; i++)
         {
@@ -215,6 +214,35 @@ public sealed class StepBudgetTests
 
         harness.RunToIdle();
         Assert.Equal(1, (await longPrompt.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+    }
+
+    [Fact]
+    public async Task Batch_prompts_keep_to_the_time_target_even_with_nothing_generating()
+    {
+        using var harness = Timed(slots: 3, targetStepMs: 50, minPromptChunk: 4, minPromptShare: 0.5);
+        harness.Backend.StepTime = FixedPromptCost;
+
+        // An interactive prompt with nothing generating takes the whole budget in one step (and teaches the costs).
+        var interactive = harness.Submit(new string('P', 100), maxTokens: 2);
+        harness.RunToIdle();
+        Assert.Equal(100, harness.Backend.Batches[0].Count(e => e.Token == 'P'));
+
+        var batch = harness.Submit(new string('K', 200), maxTokens: 1, priority: RequestPriority.Batch);
+        harness.Backend.Batches.Clear();
+        StepUntilPrefilled(harness, 'K', 200);
+
+        // Nothing generates, yet a batch step fits the 50 ms target once the fit has two chunk sizes: (50 - 40) / 2.
+        var chunks = harness.Backend.Batches.Select(b => b.Count(e => e.Token == 'K')).ToList();
+        Assert.All(chunks.Skip(1), count => Assert.InRange(count, 1, 5));
+        Assert.Equal(2, (await interactive.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+        harness.RunToIdle();
+        Assert.Equal(1, (await batch.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+    }
+
+    private static TimeSpan FixedPromptCost(IReadOnlyList<FakeBackend.BatchEntry> batch)
+    {
+        var prompt = batch.Count(e => char.IsUpper((char)e.Token));
+        return TimeSpan.FromMilliseconds(StepOverheadMs + batch.Count(e => char.IsLower((char)e.Token)) + (prompt > 0 ? 40 + (2 * prompt) : 0));
     }
 
     private static void StepUntilPrefilled(SchedulerHarness harness, char promptToken, int length)
