@@ -39,7 +39,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private volatile ModelInfo? _model;
     private volatile int _state = (int)EngineState.Loading;
     private string _openMp = string.Empty;
-    private readonly DecodeThreadController _decodeThreads = new();
+    private readonly DecodeThreadController _decodeThreads;
     private IDisposable? _nativeLog;
 
     public LlmEngine(
@@ -52,6 +52,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _modelOptions = modelOptions.Value;
         _schedulerOptions = schedulerOptions.Value;
         _time = time;
+        _decodeThreads = new DecodeThreadController(time);
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<LlmEngine>();
         _meterFactory = services.GetService(typeof(IMeterFactory)) as IMeterFactory;

@@ -53,8 +53,10 @@ public sealed class SchedulerOptions
     /// work (0 to 0.95). Where the generation and a chunk's fixed cost leave a step of <see cref="TargetStepMs"/>
     /// little room, the step stretches until prompt tokens get this share: on a CPU, a small chunk deep in a long
     /// prompt costs several times its share of a large one, so a strict target would admit long prompts several times
-    /// slower. Higher admits long prompts sooner and lengthens the running streams' time between tokens in those steps;
-    /// 0 keeps to the target whatever the prompts' speed.
+    /// slower. The share is of the whole step, generation included: where generation alone takes more than
+    /// (1 - share) of the target, steps with an interactive prompt stretch to about generation / (1 - share). Higher
+    /// admits long prompts sooner and lengthens the running streams' time between tokens in those steps; 0 keeps to
+    /// the target whatever the prompts' speed. Batch prompts never stretch a step.
     /// </summary>
     public double MinPromptShare { get; set; } = 0.6;
 

@@ -15,8 +15,9 @@ internal sealed class StepCostModel(int slots) : IStepObserver
     // The prompt line needs a spread of chunk sizes to tell the fixed part from the per-token part: a longer memory.
     private const double PromptSmoothing = 0.05;
 
-    // Below this spread of recent chunk sizes (in tokens, one standard deviation) the line is not trusted: the cost
-    // is taken as proportional to the tokens, as if there were no fixed part.
+    // Below this spread of recent chunk sizes (in tokens, one standard deviation) a new line is not fitted: the last
+    // one fitted stands (the planner settles on one chunk size, so the spread fades in steady state), or before any,
+    // the cost is taken as proportional to the tokens.
     private const double MinPromptSpread = 4;
 
     private readonly double[] _generationMs = Enumerable.Repeat(double.NaN, slots + 1).ToArray();
@@ -28,12 +29,7 @@ internal sealed class StepCostModel(int slots) : IStepObserver
     private double _y;
     private double _xx;
     private double _xy;
-
-    /// <summary>Milliseconds per prompt token on top of the fixed part; NaN until a prompt was seen.</summary>
-    public double PromptTokenMs => Line().PerToken;
-
-    /// <summary>Milliseconds a step carrying any prompt tokens costs beyond its generation and per-token parts.</summary>
-    public double PromptStepMs => Line().Fixed;
+    private (double PerToken, double Fixed)? _fitted;
 
     public void OnStep(in StepCost cost)
     {
@@ -59,6 +55,7 @@ internal sealed class StepCostModel(int slots) : IStepObserver
         _y = (keep * _y) + extra;
         _xx = (keep * _xx) + (tokens * tokens);
         _xy = (keep * _xy) + (tokens * extra);
+        Refit();
     }
 
     /// <summary>The time of a step in which <paramref name="generating"/> sequences only generate; NaN if unknown.</summary>
@@ -116,27 +113,25 @@ internal sealed class StepCostModel(int slots) : IStepObserver
         return (int)Math.Min(int.MaxValue, Math.Ceiling(share / (1 - share) * overhead / perToken));
     }
 
-    /// <summary>The fitted prompt cost: per token and fixed per step; NaN per token until a prompt was seen.</summary>
-    private (double PerToken, double Fixed) Line()
-    {
-        if (_w == 0 || _x <= 0)
-        {
-            return (double.NaN, 0);
-        }
+    /// <summary>The prompt cost: per token and fixed per step; NaN per token until a prompt was seen.</summary>
+    private (double PerToken, double Fixed) Line() =>
+        _w == 0 || _x <= 0 ? (double.NaN, 0) : _fitted ?? (_y / _x, 0);
 
-        var proportional = (_y / _x, 0.0);
+    /// <summary>Fits the line again where the recent chunk sizes spread enough to tell its two parts apart.</summary>
+    private void Refit()
+    {
         var meanX = _x / _w;
         var variance = (_xx / _w) - (meanX * meanX);
         if (variance < MinPromptSpread * MinPromptSpread)
         {
-            return proportional;
+            return;
         }
 
         var slope = ((_xy / _w) - (meanX * (_y / _w))) / variance;
         var intercept = (_y / _w) - (slope * meanX);
 
         // A line that says prompt tokens are free or that a chunk saves time fits noise, not cost.
-        return slope <= 0 || intercept < 0 ? proportional : (slope, intercept);
+        _fitted = slope > 0 && intercept >= 0 ? (slope, intercept) : null;
     }
 
     private static double Known(double ms) => double.IsNaN(ms) ? 0 : ms;

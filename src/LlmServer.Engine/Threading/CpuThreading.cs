@@ -120,14 +120,16 @@ internal static class CpuThreadPlanner
 internal sealed class DecodeThreadController : IStepObserver
 {
     private readonly GovernorSettings _settings;
+    private readonly TimeProvider _time;
     private DecodeThreadGovernor? _governor;
     private CpuThreading? _threading;
     private Action<int>? _apply;
     private TimeSpan _lastCpu;
 
-    public DecodeThreadController(GovernorSettings? settings = null)
+    public DecodeThreadController(TimeProvider time)
     {
-        _settings = settings ?? GovernorSettings.Default;
+        _time = time;
+        _settings = GovernorSettings.Default;
     }
 
     public bool IsAdaptive => _governor is not null;
@@ -138,7 +140,7 @@ internal sealed class DecodeThreadController : IStepObserver
         _threading = threading;
         _apply = apply;
         _governor = threading.Adaptive && ThreadCpuClock.IsSupported
-            ? new DecodeThreadGovernor(threading.Threads, threading.Threads, _settings, ProcCpuCompetition.TryCreate(), Environment.ProcessorCount)
+            ? new DecodeThreadGovernor(threading.Threads, threading.Threads, _settings, CpuCompetition.ForThisProcess(_time), Environment.ProcessorCount)
             : null;
         _lastCpu = ThreadCpuClock.Now();
     }

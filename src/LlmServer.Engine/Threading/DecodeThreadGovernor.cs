@@ -23,16 +23,16 @@ internal sealed class DecodeThreadGovernor
     private long _probeAfter;
     private bool _probing;
 
-    /// <param name="competition">What other processes take; null when unknown (the share alone decides).</param>
+    /// <param name="competition">What other processes take; null where it cannot be measured (the share alone decides).</param>
     /// <param name="processors">The CPUs this process may use.</param>
-    public DecodeThreadGovernor(int maxThreads, int startThreads, GovernorSettings settings, ICpuCompetition? competition = null, int processors = 0)
+    public DecodeThreadGovernor(int maxThreads, int startThreads, GovernorSettings settings, ICpuCompetition? competition, int processors)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxThreads, 1);
         MaxThreads = maxThreads;
         Threads = Math.Clamp(startThreads, 1, maxThreads);
         _settings = settings;
         _competition = competition;
-        _processors = processors > 0 ? processors : maxThreads;
+        _processors = processors;
         _probeAfter = settings.FirstProbeAfter;
     }
 

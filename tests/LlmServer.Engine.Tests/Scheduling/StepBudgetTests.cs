@@ -186,17 +186,18 @@ public sealed class StepBudgetTests
     {
         // A step carrying prompt tokens costs 40 ms more, whatever their number, plus 2 ms a token (a small chunk deep
         // in a long prompt on a CPU): within the 50 ms target only 3 tokens would fit beside two streams.
-        using var harness = Timed(slots: 3, targetStepMs: 50, minPromptChunk: 4, minPromptShare: minPromptShare);
+        using var harness = Timed(slots: 3, targetStepMs: 50, minPromptChunk: 4, minPromptShare: minPromptShare, slotContext: 4096);
         harness.Backend.StepTime = FixedPromptCost;
-        var running = new[] { harness.Submit(new string('P', 100), maxTokens: 200), harness.Submit("AB", maxTokens: 200) };
+        var running = new[] { harness.Submit(new string('P', 100), maxTokens: 1000), harness.Submit("AB", maxTokens: 1000) };
         for (var i = 0; i < 5; i++)
         {
             harness.Scheduler.Step();
         }
 
-        var longPrompt = harness.Submit(new string('X', 300), maxTokens: 1);
+        // Long enough that the chunk sizes' spread fades from the fit's memory: the line fitted stands.
+        var longPrompt = harness.Submit(new string('X', 2000), maxTokens: 1);
         harness.Backend.Batches.Clear();
-        StepUntilPrefilled(harness, 'X', 300);
+        StepUntilPrefilled(harness, 'X', 2000);
 
         // Settled (the fit has seen two chunk sizes), a chunk is the fewest tokens whose own 2 ms each are half the
         // step: (2 + 2 * 1 + 40) / 2 = 22. Without a share, the minimal chunk: steps keep nearest the target.
@@ -255,9 +256,9 @@ public sealed class StepBudgetTests
         }
     }
 
-    private static SchedulerHarness Timed(int slots, int targetStepMs, int minPromptChunk, int budget = 512, double? minPromptShare = null)
+    private static SchedulerHarness Timed(int slots, int targetStepMs, int minPromptChunk, int budget = 512, double? minPromptShare = null, int slotContext = 512)
     {
-        var harness = new SchedulerHarness(slots: slots, slotContext: 512, budget: budget, targetStepMs: targetStepMs, minPromptChunk: minPromptChunk, minPromptShare: minPromptShare);
+        var harness = new SchedulerHarness(slots: slots, slotContext: slotContext, budget: budget, targetStepMs: targetStepMs, minPromptChunk: minPromptChunk, minPromptShare: minPromptShare);
         harness.Backend.StepTime = batch => TimeSpan.FromMilliseconds(CostMs(batch));
         return harness;
     }

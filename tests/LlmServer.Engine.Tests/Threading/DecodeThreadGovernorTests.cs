@@ -18,7 +18,7 @@ public sealed class DecodeThreadGovernorTests
     [Fact]
     public void A_calm_machine_keeps_every_thread()
     {
-        var governor = new DecodeThreadGovernor(2, 2, Settings);
+        var governor = new DecodeThreadGovernor(2, 2, Settings, competition: null, processors: 2);
         for (var i = 0; i < 50; i++)
         {
             Assert.False(Window(governor, 0.98));
@@ -31,7 +31,7 @@ public sealed class DecodeThreadGovernorTests
     [Fact]
     public void One_contended_window_is_not_enough_two_in_a_row_drop_a_thread()
     {
-        var governor = new DecodeThreadGovernor(2, 2, Settings);
+        var governor = new DecodeThreadGovernor(2, 2, Settings, competition: null, processors: 2);
 
         Assert.False(Window(governor, 0.3));
         Assert.False(Window(governor, 0.95));
@@ -46,7 +46,7 @@ public sealed class DecodeThreadGovernorTests
     [Fact]
     public void After_a_calm_stretch_a_thread_comes_back_as_a_probe_and_stays_when_the_machine_is_calm()
     {
-        var governor = new DecodeThreadGovernor(2, 2, Settings);
+        var governor = new DecodeThreadGovernor(2, 2, Settings, competition: null, processors: 2);
         Window(governor, 0.3);
         Window(governor, 0.3);
         Assert.Equal(1, governor.Threads);
@@ -67,7 +67,7 @@ public sealed class DecodeThreadGovernorTests
     [Fact]
     public void A_failed_probe_drops_the_thread_at_once_and_doubles_the_wait_before_the_next()
     {
-        var governor = new DecodeThreadGovernor(2, 2, Settings);
+        var governor = new DecodeThreadGovernor(2, 2, Settings, competition: null, processors: 2);
         Window(governor, 0.3);
         Window(governor, 0.3);
 
@@ -95,7 +95,7 @@ public sealed class DecodeThreadGovernorTests
     [Fact]
     public void It_never_goes_below_one_thread_or_above_the_maximum()
     {
-        var governor = new DecodeThreadGovernor(3, 3, Settings);
+        var governor = new DecodeThreadGovernor(3, 3, Settings, competition: null, processors: 3);
         for (var i = 0; i < 20; i++)
         {
             Window(governor, 0.1);
