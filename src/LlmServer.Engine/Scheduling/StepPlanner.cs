@@ -133,19 +133,32 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         }
     }
 
-    /// <summary>The floor of a timed prompt budget: a minimal chunk for every prompt in progress.</summary>
+    /// <summary>
+    /// The floor of a timed prompt budget: a minimal chunk for every interactive prompt in progress, and one between
+    /// the batch prompts (they must progress, but batch requests admitted together, as they finish together, would
+    /// otherwise stretch every step by a chunk each while an interactive request waits for the step to end).
+    /// </summary>
     private int MinimalChunks(bool batchPauses)
     {
         var total = 0;
+        var batch = 0;
         foreach (var request in Running)
         {
             if (Prefills(request, batchPauses))
             {
-                total += Math.Min(options.MinPromptChunk, request.Prefill.Length - request.Prefilled);
+                var chunk = Math.Min(options.MinPromptChunk, request.Prefill.Length - request.Prefilled);
+                if (!request.IsBatch)
+                {
+                    total += chunk;
+                }
+                else if (batch == 0)
+                {
+                    batch = chunk;
+                }
             }
         }
 
-        return total;
+        return total + batch;
     }
 
     /// <summary>The request has prompt left and takes part in this step (batch requests sit out while <paramref name="batchPauses"/>).</summary>

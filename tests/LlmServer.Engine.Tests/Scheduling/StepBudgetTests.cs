@@ -240,6 +240,33 @@ public sealed class StepBudgetTests
         Assert.Equal(1, (await batch.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
     }
 
+    [Fact]
+    public async Task Batch_prompts_admitted_together_share_one_minimal_chunk_a_step_when_the_target_leaves_no_room()
+    {
+        using var harness = Timed(slots: 4, targetStepMs: 3, minPromptChunk: 6);
+        var running = harness.Submit("AB", maxTokens: 200);
+        for (var i = 0; i < 3; i++)
+        {
+            harness.Scheduler.Step();
+        }
+
+        var batch = Enumerable.Range(0, 3).Select(_ => harness.Submit(new string('K', 12), maxTokens: 1, priority: RequestPriority.Batch)).ToList();
+        harness.Backend.Batches.Clear();
+        StepUntilPrefilled(harness, 'K', 36);
+
+        // One 6-token chunk a step, in arrival order (the first batch prompt, then the second, then the third), where
+        // three minimal chunks would each lengthen every step; the interactive stream decodes in every one.
+        var chunks = harness.Backend.Batches.Select(b => b.Count(e => e.Token == 'K')).Where(c => c > 0).ToList();
+        Assert.Equal([6, 6, 6, 6, 6, 6], chunks);
+        Assert.All(harness.Backend.Batches, b => Assert.Contains(b, e => char.IsLower((char)e.Token)));
+        running.Cancel();
+        harness.RunToIdle();
+        foreach (var request in batch)
+        {
+            Assert.Equal(1, (await request.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+        }
+    }
+
     private static TimeSpan FixedPromptCost(IReadOnlyList<FakeBackend.BatchEntry> batch)
     {
         var prompt = batch.Count(e => char.IsUpper((char)e.Token));
