@@ -46,6 +46,11 @@ public sealed class ResponsesTemplateToolTests(HermesToolServerFixture fixture) 
         Assert.EndsWith("<|im_start|>user\n<tool_response>\n5\n</tool_response><|im_end|>\n<|im_start|>assistant\n", followUp, StringComparison.Ordinal);
 
         var firstId = first.GetProperty("id").GetString();
+        var (unanswered, refusal, _) = await PostAsync(_client, "/v1/responses", $$"""{"previous_response_id":"{{firstId}}","input":"And now?","max_output_tokens":2}""");
+        Assert.Equal(HttpStatusCode.BadRequest, unanswered);
+        AssertOpenAiError(refusal, "invalid_request_error", "input");
+        Assert.Contains(callId, refusal.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+
         var (continued, second, _) = await PostAsync(_client, "/v1/responses", $$"""
             {"previous_response_id":"{{firstId}}","input":[{"type":"function_call_output","call_id":"{{callId}}","output":"5"}],
              "tools":{{Tools}},"tool_choice":"required","parallel_tool_calls":false,"max_output_tokens":120,"temperature":0}
