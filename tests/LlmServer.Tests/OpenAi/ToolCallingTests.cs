@@ -305,8 +305,8 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
     }
 }
 
-/// <summary>stories260K served with Qwen 2.5's template file: a template that renders tools, in the Hermes syntax.</summary>
-public sealed class HermesToolServerFixture : IAsyncLifetime
+/// <summary>stories260K served with a real template file that renders tools itself, in its own call syntax.</summary>
+public abstract class TemplateToolServerFixture(string templateFile) : IAsyncLifetime
 {
     private TestServer? _server;
 
@@ -316,7 +316,7 @@ public sealed class HermesToolServerFixture : IAsyncLifetime
     [
         "--Scheduler:Slots=2",
         "--Scheduler:ContextSize=4096",
-        "--Model:ChatTemplateFile=" + Path.Combine(LlmServer.Testing.ChatTemplateFixtures.Root, "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"),
+        "--Model:ChatTemplateFile=" + Path.Combine(LlmServer.Testing.ChatTemplateFixtures.Root, "templates", templateFile),
     ]);
 
     public async Task DisposeAsync()
@@ -327,6 +327,12 @@ public sealed class HermesToolServerFixture : IAsyncLifetime
         }
     }
 }
+
+/// <summary>Qwen 2.5's template: the Hermes syntax.</summary>
+public sealed class HermesToolServerFixture() : TemplateToolServerFixture("Qwen-Qwen2.5-7B-Instruct.jinja");
+
+/// <summary>Mistral Small 3.2's template: Mistral's syntax, and call ids of nine alphanumerics (it refuses others).</summary>
+public sealed class MistralToolServerFixture() : TemplateToolServerFixture("Mistral-Small-3.2-24B-Instruct-2506.jinja");
 
 /// <summary>Tools through a template that renders them itself: the prompt is the template's, the call its syntax.</summary>
 public sealed class NativeTemplateToolCallingTests(HermesToolServerFixture fixture) : IClassFixture<HermesToolServerFixture>
