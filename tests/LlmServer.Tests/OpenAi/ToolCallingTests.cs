@@ -44,6 +44,9 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
 
     internal const string AddSchema = """{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"integer","minimum":0,"maximum":9}},"required":["a","b"]}""";
 
+    /// <summary>The <c>add</c> tool alone, in the chat shape.</summary>
+    internal const string AddToolJson = $$$"""[{"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{{{AddSchema}}}}}]""";
+
     internal const string ToolsJson = $$$"""
         [{"type":"function","function":{"name":"get_weather","description":"Weather in a city.","parameters":{{{WeatherSchema}}}}},
          {"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{{{AddSchema}}}}}]
@@ -337,7 +340,7 @@ public sealed class MistralToolServerFixture() : TemplateToolServerFixture("Mist
 /// <summary>Tools through a template that renders them itself: the prompt is the template's, the call its syntax.</summary>
 public sealed class NativeTemplateToolCallingTests(HermesToolServerFixture fixture) : IClassFixture<HermesToolServerFixture>
 {
-    private const string Tools = """[{"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"integer","minimum":0,"maximum":9}},"required":["a","b"]}}}]""";
+    private const string Tools = ToolCallingTests.AddToolJson;
 
     private readonly HttpClient _client = fixture.Server.Client;
 
