@@ -10,8 +10,10 @@ namespace LlmServer.Responses;
 internal sealed class ResponseStore(IOptions<ResponsesOptions> options, TimeProvider time)
 {
     private readonly Lock _lock = new();
-    private readonly Dictionary<string, StoredResponse> _byId = new(StringComparer.Ordinal);
-    private readonly Queue<StoredResponse> _byAge = new();
+
+    /// <summary>Each response's node in <see cref="_byAge"/>, so a deleted one leaves the queue at once.</summary>
+    private readonly Dictionary<string, LinkedListNode<StoredResponse>> _byId = new(StringComparer.Ordinal);
+    private readonly LinkedList<StoredResponse> _byAge = new();
     private readonly ResponsesOptions _options = options.Value;
 
     public void Add(StoredResponse response)
@@ -23,8 +25,7 @@ internal sealed class ResponseStore(IOptions<ResponsesOptions> options, TimeProv
 
         lock (_lock)
         {
-            _byId[response.Response.Id] = response;
-            _byAge.Enqueue(response);
+            _byId[response.Response.Id] = _byAge.AddLast(response);
             DropOld();
         }
     }
@@ -35,7 +36,7 @@ internal sealed class ResponseStore(IOptions<ResponsesOptions> options, TimeProv
         lock (_lock)
         {
             DropOld();
-            return _byId.TryGetValue(id, out var stored) && stored.Owner == owner ? stored : null;
+            return _byId.TryGetValue(id, out var node) && node.Value.Owner == owner ? node.Value : null;
         }
     }
 
@@ -43,20 +44,24 @@ internal sealed class ResponseStore(IOptions<ResponsesOptions> options, TimeProv
     {
         lock (_lock)
         {
-            return _byId.TryGetValue(id, out var stored) && stored.Owner == owner && _byId.Remove(id);
+            if (!_byId.TryGetValue(id, out var node) || node.Value.Owner != owner)
+            {
+                return false;
+            }
+
+            _byId.Remove(id);
+            _byAge.Remove(node);
+            return true;
         }
     }
 
     private void DropOld()
     {
         var oldest = time.GetUtcNow() - _options.StoreTtl;
-        while (_byAge.TryPeek(out var head) && (_byId.Count > _options.MaxStored || head.StoredAt < oldest || !_byId.ContainsKey(head.Response.Id)))
+        while (_byAge.First is { } head && (_byAge.Count > _options.MaxStored || head.Value.StoredAt < oldest))
         {
-            _byAge.Dequeue();
-            if (_byId.TryGetValue(head.Response.Id, out var current) && ReferenceEquals(current, head))
-            {
-                _byId.Remove(head.Response.Id);
-            }
+            _byAge.RemoveFirst();
+            _byId.Remove(head.Value.Response.Id);
         }
     }
 }

@@ -34,12 +34,13 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         await using var stream = generator.Submit(generation, aborted);
         if (request.Stream == true)
         {
-            var streamed = await StreamAsync(context, stream, shape, generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None);
-            if (streamed is not null && stored)
+            await StreamAsync(context, stream, shape, generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None, final =>
             {
-                Store(streamed, conversation, chainKey, owner);
-            }
-
+                if (stored)
+                {
+                    Store(final, conversation, chainKey, owner);
+                }
+            });
             return;
         }
 
@@ -89,9 +90,10 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
     /// <c>response.function_call_arguments.delta</c>s, <c>response.function_call_arguments.done</c>,
     /// <c>response.output_item.done</c>), then <c>response.completed</c> (or <c>response.incomplete</c>, or
     /// <c>response.failed</c>). Without tools the message opens at once; with tools, when its first text comes.
-    /// Returns the final response, or null when the generation failed or the client went away.
+    /// <paramref name="finished"/> gets the final response before its event is written, so a client that continues
+    /// it as soon as it reads <c>response.completed</c> finds it stored.
     /// </summary>
-    private async Task<ResponseObject?> StreamAsync(HttpContext context, GenerationStream stream, ResponseShape shape, bool toolsOffered)
+    private async Task StreamAsync(HttpContext context, GenerationStream stream, ResponseShape shape, bool toolsOffered, Action<ResponseObject> finished)
     {
         using var sse = SseWriter.Start(context);
         var events = new ResponseEventWriter(sse);
@@ -107,13 +109,13 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         var end = await responder.RelayChoiceAsync(stream, sse, sse.WriteKeepAlive, output.Text, shape.Id, output.ToolCall);
         if (end is null)
         {
-            return null;
+            return;
         }
 
-        ResponseObject? final = null;
         if (end.Completion is { } completion)
         {
-            final = shape.Finished(output.Finish(ResponseShape.Status(completion)), completion);
+            var final = shape.Finished(output.Finish(ResponseShape.Status(completion)), completion);
+            finished(final);
             events.WithResponse(final.Status == "completed" ? "response.completed"u8 : "response.incomplete"u8, final);
         }
         else
@@ -122,7 +124,6 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         }
 
         await sse.FlushAsync();
-        return final;
     }
 
     /// <summary>

@@ -17,7 +17,7 @@ internal static class ResponsesRequestMapper
     /// <summary>
     /// The conversation of this response: the previous one's (when continuing), then this input. Function calls
     /// join the assistant turn before them (or make one); a function call's output becomes a tool turn, and must
-    /// answer a call the conversation holds.
+    /// answer a call the conversation holds. As OpenAI requires, every call in the conversation has its output.
     /// </summary>
     public static List<ChatTurn> Conversation(CreateResponseRequest request, StoredResponse? previous)
     {
@@ -69,6 +69,14 @@ internal static class ResponsesRequestMapper
                     turns.Add(new ChatTurn(role, item.Content));
                     break;
             }
+        }
+
+        var answered = turns.Where(t => t.Role == "tool").Select(t => t.ToolCallId).ToHashSet(StringComparer.Ordinal);
+        if (turns.SelectMany(t => t.ToolCalls ?? []).FirstOrDefault(c => !answered.Contains(c.Id)) is { } unanswered)
+        {
+            throw OpenAiException.InvalidField(
+                "input",
+                $"No tool output found for function call {unanswered.Id}: send its result as a function_call_output item with that call_id.");
         }
 
         return turns;

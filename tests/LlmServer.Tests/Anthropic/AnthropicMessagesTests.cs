@@ -175,6 +175,46 @@ public sealed class AnthropicMessagesTests(SharedServerFixture fixture) : IClass
     }
 
     [Fact]
+    public async Task Body_and_rate_limits_answer_in_anthropic_shape()
+    {
+        const string Key = "anthropic-test-key-0123456789";
+        await using var server = await TestServer.StartAsync(extraArgs: [$"--Auth:ApiKeys:0={Key}", "--Limits:RequestsPerMinute=2", "--Server:MaxRequestBodyBytes=2048"]);
+
+        async Task<HttpResponseMessage> SendAsync(string body)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, Path) { Content = Json(body) };
+            request.Headers.Add("x-api-key", Key);
+            return await server.Client.SendAsync(request);
+        }
+
+        using (var tooLarge = await SendAsync($$"""{"max_tokens":2,"messages":[{"role":"user","content":"{{new string('a', 4096)}}"}]}"""))
+        {
+            Assert.Equal(HttpStatusCode.RequestEntityTooLarge, tooLarge.StatusCode);
+            AssertAnthropicError(JsonDocument.Parse(await tooLarge.Content.ReadAsStringAsync()).RootElement, "request_too_large");
+        }
+
+        // Two requests a minute (the refused one may have counted): the third at the latest is limited.
+        HttpResponseMessage? limited = null;
+        for (var i = 0; i < 3 && limited is null; i++)
+        {
+            var response = await SendAsync("""{"max_tokens":2,"messages":[{"role":"user","content":"Hi"}]}""");
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                limited = response;
+                continue;
+            }
+
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            response.Dispose();
+        }
+
+        Assert.NotNull(limited);
+        using var refused = limited;
+        Assert.NotNull(refused.Headers.RetryAfter?.Delta);
+        AssertAnthropicError(JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement, "rate_limit_error");
+    }
+
+    [Fact]
     public async Task Full_queue_is_overloaded_error_529_with_retry_after()
     {
         await using var server = await TestServer.StartAsync(extraArgs: ["--Scheduler:Slots=1", "--Scheduler:ContextSize=1024", "--Scheduler:MaxQueue=1"]);

@@ -16,9 +16,7 @@ public sealed class AnthropicTemplateToolTests(HermesToolServerFixture fixture) 
 {
     private const string Path = "/v1/messages";
 
-    private const string Tools = $$"""[{"name":"add","description":"Add two digits.","input_schema":{{ToolCallingTests.AddSchema}}}]""";
-
-    private const string ChatTools = $$$"""[{"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{{{ToolCallingTests.AddSchema}}}}}]""";
+    internal const string Tools = $$"""[{"name":"add","description":"Add two digits.","input_schema":{{ToolCallingTests.AddSchema}}}]""";
 
     private const string Question = """{"role":"user","content":"Add 2 and 3."}""";
 
@@ -27,7 +25,7 @@ public sealed class AnthropicTemplateToolTests(HermesToolServerFixture fixture) 
     [Fact]
     public async Task A_forced_call_is_a_tool_use_block_and_its_result_renders_as_the_chat_tool_message()
     {
-        var (prompt, tokens) = await ChatPrompt.RenderAsync(_client, $$"""{"messages":[{{Question}}],"tools":{{ChatTools}},"tool_choice":"required"}""");
+        var (prompt, tokens) = await ChatPrompt.RenderAsync(_client, $$"""{"messages":[{{Question}}],"tools":{{ToolCallingTests.AddToolJson}},"tool_choice":"required"}""");
         Assert.Contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"add\"", prompt, StringComparison.Ordinal);
         var (_, counted, _) = await PostAsync(_client, "/v1/messages/count_tokens", $$$"""{"messages":[{{{Question}}}],"tools":{{{Tools}}},"tool_choice":{"type":"any"}}""");
         Assert.Equal(tokens, counted.GetProperty("input_tokens").GetInt32());
@@ -51,7 +49,7 @@ public sealed class AnthropicTemplateToolTests(HermesToolServerFixture fixture) 
              {"role":"user","content":[{"type":"tool_result","tool_use_id":"{{id}}","content":"5"}]}]
             """;
         var (followUp, followUpTokens) = await ChatPrompt.RenderAsync(_client, $$$"""
-            {"messages":[{{{Question}}},{{{ChatPrompt.CallAndResult("call_" + id["toolu_".Length..], "add", input, "5")[1..^1]}}}],"tools":{{{ChatTools}}}}
+            {"messages":[{{{Question}}},{{{ChatPrompt.CallAndResult("call_" + id["toolu_".Length..], "add", input, "5")[1..^1]}}}],"tools":{{{ToolCallingTests.AddToolJson}}}}
             """);
         Assert.Contains("<|im_start|>assistant\n<tool_call>\n{\"name\": \"add\", \"arguments\": {", followUp, StringComparison.Ordinal);
         Assert.EndsWith("<|im_start|>user\n<tool_response>\n5\n</tool_response><|im_end|>\n<|im_start|>assistant\n", followUp, StringComparison.Ordinal);
@@ -101,5 +99,43 @@ public sealed class AnthropicTemplateToolTests(HermesToolServerFixture fixture) 
         Assert.Equal("add", block.GetProperty("name").GetString());
         ToolCallingTests.AssertMatchesSchema("add", block.GetProperty("input").GetRawText());
         return id;
+    }
+}
+
+/// <summary>
+/// <c>/v1/messages</c> through Mistral's template, whose call ids are nine alphanumerics: the <c>toolu_</c> id of a
+/// call comes back as that short id, so the template renders the round trip instead of refusing it.
+/// </summary>
+public sealed class AnthropicShortToolIdTests(MistralToolServerFixture fixture) : IClassFixture<MistralToolServerFixture>
+{
+    private readonly HttpClient _client = fixture.Server.Client;
+
+    [Fact]
+    public async Task A_short_call_id_goes_out_as_toolu_and_renders_back_as_the_short_id()
+    {
+        var (status, call, _) = await PostAsync(_client, "/v1/messages", $$"""
+            {"max_tokens":120,"temperature":0,"tools":{{AnthropicTemplateToolTests.Tools}},"tool_choice":{"type":"tool","name":"add","disable_parallel_tool_use":true},
+             "messages":[{"role":"user","content":"Add 2 and 3."}]}
+            """);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var block = Assert.Single(call.GetProperty("content").EnumerateArray());
+        var id = block.GetProperty("id").GetString()!;
+        Assert.Matches("^toolu_[A-Za-z0-9]{9}$", id);
+        var shortId = id["toolu_".Length..];
+        var input = block.GetProperty("input").GetRawText();
+
+        var (counted, count, _) = await PostAsync(_client, "/v1/messages/count_tokens", $$"""
+            {"tools":{{AnthropicTemplateToolTests.Tools}},"messages":[{"role":"user","content":"Add 2 and 3."},
+             {"role":"assistant","content":[{"type":"tool_use","id":"{{id}}","name":"add","input":{{input}}}]},
+             {"role":"user","content":[{"type":"tool_result","tool_use_id":"{{id}}","content":"5"}]}]}
+            """);
+        Assert.Equal(HttpStatusCode.OK, counted);
+        var (prompt, tokens) = await ChatPrompt.RenderAsync(_client, $$$"""
+            {"messages":[{"role":"user","content":"Add 2 and 3."},{{{ChatPrompt.CallAndResult(shortId, "add", input, "5")[1..^1]}}}],"tools":{{{ToolCallingTests.AddToolJson}}}}
+            """);
+
+        Assert.Contains($"[CALL_ID]{shortId}[ARGS]", prompt, StringComparison.Ordinal);
+        Assert.Contains($"[TOOL_RESULTS]{shortId}[TOOL_CONTENT]5[/TOOL_RESULTS]", prompt, StringComparison.Ordinal);
+        Assert.Equal(tokens, count.GetProperty("input_tokens").GetInt32());
     }
 }

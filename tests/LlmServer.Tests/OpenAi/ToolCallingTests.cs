@@ -44,6 +44,9 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
 
     internal const string AddSchema = """{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"integer","minimum":0,"maximum":9}},"required":["a","b"]}""";
 
+    /// <summary>The <c>add</c> tool alone, in the chat shape.</summary>
+    internal const string AddToolJson = $$$"""[{"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{{{AddSchema}}}}}]""";
+
     internal const string ToolsJson = $$$"""
         [{"type":"function","function":{"name":"get_weather","description":"Weather in a city.","parameters":{{{WeatherSchema}}}}},
          {"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{{{AddSchema}}}}}]
@@ -305,8 +308,8 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
     }
 }
 
-/// <summary>stories260K served with Qwen 2.5's template file: a template that renders tools, in the Hermes syntax.</summary>
-public sealed class HermesToolServerFixture : IAsyncLifetime
+/// <summary>stories260K served with a real template file that renders tools itself, in its own call syntax.</summary>
+public abstract class TemplateToolServerFixture(string templateFile) : IAsyncLifetime
 {
     private TestServer? _server;
 
@@ -316,7 +319,7 @@ public sealed class HermesToolServerFixture : IAsyncLifetime
     [
         "--Scheduler:Slots=2",
         "--Scheduler:ContextSize=4096",
-        "--Model:ChatTemplateFile=" + Path.Combine(LlmServer.Testing.ChatTemplateFixtures.Root, "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"),
+        "--Model:ChatTemplateFile=" + Path.Combine(LlmServer.Testing.ChatTemplateFixtures.Root, "templates", templateFile),
     ]);
 
     public async Task DisposeAsync()
@@ -328,10 +331,16 @@ public sealed class HermesToolServerFixture : IAsyncLifetime
     }
 }
 
+/// <summary>Qwen 2.5's template: the Hermes syntax.</summary>
+public sealed class HermesToolServerFixture() : TemplateToolServerFixture("Qwen-Qwen2.5-7B-Instruct.jinja");
+
+/// <summary>Mistral Small 3.2's template: Mistral's syntax, and call ids of nine alphanumerics (it refuses others).</summary>
+public sealed class MistralToolServerFixture() : TemplateToolServerFixture("Mistral-Small-3.2-24B-Instruct-2506.jinja");
+
 /// <summary>Tools through a template that renders them itself: the prompt is the template's, the call its syntax.</summary>
 public sealed class NativeTemplateToolCallingTests(HermesToolServerFixture fixture) : IClassFixture<HermesToolServerFixture>
 {
-    private const string Tools = """[{"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"integer","minimum":0,"maximum":9}},"required":["a","b"]}}}]""";
+    private const string Tools = ToolCallingTests.AddToolJson;
 
     private readonly HttpClient _client = fixture.Server.Client;
 

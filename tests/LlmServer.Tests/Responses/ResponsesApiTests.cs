@@ -152,6 +152,34 @@ public sealed class ResponsesApiTests(SharedServerFixture fixture) : IClassFixtu
         Assert.True(second.Usage.InputTokenDetails.CachedTokenCount >= first.Usage.InputTokenCount, $"cached {second.Usage.InputTokenDetails.CachedTokenCount} of {second.Usage.InputTokenCount}");
     }
 
+    [Fact]
+    public async Task A_streamed_response_can_be_continued_as_soon_as_its_completed_event_arrives()
+    {
+        // The response is stored before its last event is written: continued at once, before the stream has even
+        // closed, it is found.
+        using var streamed = await PostStreamAsync(_server.Client, "/v1/responses", """
+            {"input":"Once upon a time there was a little girl named Lily.","max_output_tokens":8,"temperature":0,"stream":true}
+            """);
+        await using var events = NamedSse.ReadAsync(streamed).GetAsyncEnumerator();
+        JsonElement? first = null;
+        while (first is null && await events.MoveNextAsync())
+        {
+            if (events.Current.Name is "response.completed" or "response.incomplete")
+            {
+                first = events.Current.Data.GetProperty("response");
+            }
+        }
+
+        Assert.NotNull(first);
+        var (status, second, _) = await PostAsync(_server.Client, "/v1/responses", $$"""
+            {"previous_response_id":"{{first.Value.GetProperty("id").GetString()}}","input":"She liked to play.","max_output_tokens":2,"temperature":0}
+            """);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var usage = second.GetProperty("usage");
+        Assert.True(usage.GetProperty("input_tokens_details").GetProperty("cached_tokens").GetInt32() >= first.Value.GetProperty("usage").GetProperty("input_tokens").GetInt32(), usage.ToString());
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -16,14 +16,12 @@ public sealed class ResponsesTemplateToolTests(HermesToolServerFixture fixture) 
 {
     private const string Tools = $$"""[{"type":"function","name":"add","description":"Add two digits.","parameters":{{ToolCallingTests.AddSchema}}}]""";
 
-    private const string ChatTools = $$$"""[{"type":"function","function":{"name":"add","description":"Add two digits.","parameters":{{{ToolCallingTests.AddSchema}}}}}]""";
-
     private readonly HttpClient _client = fixture.Server.Client;
 
     [Fact]
     public async Task A_required_call_is_a_function_call_item_and_its_output_renders_as_the_chat_tool_message()
     {
-        var (prompt, tokens) = await ChatPrompt.RenderAsync(_client, $$"""{"messages":[{"role":"user","content":"Add 2 and 3."}],"tools":{{ChatTools}},"tool_choice":"required"}""");
+        var (prompt, tokens) = await ChatPrompt.RenderAsync(_client, $$"""{"messages":[{"role":"user","content":"Add 2 and 3."}],"tools":{{ToolCallingTests.AddToolJson}},"tool_choice":"required"}""");
         Assert.Contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"add\"", prompt, StringComparison.Ordinal);
 
         var (status, first, _) = await PostAsync(_client, "/v1/responses", $$"""
@@ -40,12 +38,17 @@ public sealed class ResponsesTemplateToolTests(HermesToolServerFixture fixture) 
         // The call's output alone continues the stored response: the prompt is the chat API's for the whole
         // conversation, and its prefix comes from the warm KV cache.
         var (followUp, followUpTokens) = await ChatPrompt.RenderAsync(_client, $$$"""
-            {"messages":[{"role":"user","content":"Add 2 and 3."},{{{ChatPrompt.CallAndResult(callId, "add", arguments, "5")[1..^1]}}}],"tools":{{{ChatTools}}},"tool_choice":"required"}
+            {"messages":[{"role":"user","content":"Add 2 and 3."},{{{ChatPrompt.CallAndResult(callId, "add", arguments, "5")[1..^1]}}}],"tools":{{{ToolCallingTests.AddToolJson}}},"tool_choice":"required"}
             """);
         Assert.Contains("<|im_start|>assistant\n<tool_call>\n{\"name\": \"add\", \"arguments\": {", followUp, StringComparison.Ordinal);
         Assert.EndsWith("<|im_start|>user\n<tool_response>\n5\n</tool_response><|im_end|>\n<|im_start|>assistant\n", followUp, StringComparison.Ordinal);
 
         var firstId = first.GetProperty("id").GetString();
+        var (unanswered, refusal, _) = await PostAsync(_client, "/v1/responses", $$"""{"previous_response_id":"{{firstId}}","input":"And now?","max_output_tokens":2}""");
+        Assert.Equal(HttpStatusCode.BadRequest, unanswered);
+        AssertOpenAiError(refusal, "invalid_request_error", "input");
+        Assert.Contains(callId, refusal.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+
         var (continued, second, _) = await PostAsync(_client, "/v1/responses", $$"""
             {"previous_response_id":"{{firstId}}","input":[{"type":"function_call_output","call_id":"{{callId}}","output":"5"}],
              "tools":{{Tools}},"tool_choice":"required","parallel_tool_calls":false,"max_output_tokens":120,"temperature":0}

@@ -217,6 +217,7 @@ public sealed class ResponsesToolTests(ToolServerFixture fixture) : IClassFixtur
     [InlineData("""[{"type":"function_call_output","call_id":"call_x","output":"5"}]""", "input[0].call_id")]
     [InlineData("""[{"type":"function_call","call_id":"call_x","arguments":"{}"}]""", "input")]
     [InlineData("""[{"type":"function_call_output","output":"5"}]""", "input")]
+    [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_x","name":"add","arguments":"{}"},{"role":"user","content":"And?"}]""", "input")]
     public async Task Bad_tool_items_are_refused_naming_the_field(string input, string param)
     {
         var (status, body, _) = await PostAsync(_server.Client, "/v1/responses", $$"""{"input":{{input}},"max_output_tokens":4}""");
