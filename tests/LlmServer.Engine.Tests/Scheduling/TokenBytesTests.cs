@@ -34,10 +34,10 @@ public sealed class TokenBytesTests
     {
         using var weights = LLamaWeights.LoadFromFile(new ModelParams(TestModels.Find("llama-2-tiny-random.gguf")) { VocabOnly = true });
         var vocabulary = new LlamaVocabulary(weights);
-        var token = vocabulary.Tokenize(" children", addSpecial: false, parseSpecial: false)[0];
         Span<byte> whole = stackalloc byte[TokenBytes.StackPiece];
+        var token = vocabulary.Tokenize("Once upon a time the children played", addSpecial: false, parseSpecial: false)
+            .First(t => vocabulary.TokenToBytes(t, new byte[TokenBytes.StackPiece]) > 1);
         var length = vocabulary.TokenToBytes(token, whole);
-        Assert.True(length > 1);
 
         Span<byte> tooShort = [0xEE];
         Assert.Equal(length, vocabulary.TokenToBytes(token, tooShort));
