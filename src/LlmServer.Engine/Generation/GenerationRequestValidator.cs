@@ -2,9 +2,9 @@ namespace LlmServer.Engine.Generation;
 
 /// <summary>
 /// Checks a request against <see cref="GenerationLimits"/> before any work is done; the exception names the field at
-/// fault in the engine's terms (<see cref="GenerationField"/>). Front ends check their own fields first, and name
-/// the engine's fields in their own terms; this is the last word for
-/// every caller (in-process clients included).
+/// fault in the engine's terms (<see cref="GenerationField"/>), and its message does not: each front end puts its own
+/// name of the field in front (<c>top_p: must be between 0 and 1.</c>). Front ends check their own fields first;
+/// this is the last word for every caller (in-process clients included).
 /// </summary>
 internal static class GenerationRequestValidator
 {
@@ -17,7 +17,7 @@ internal static class GenerationRequestValidator
 
         if (request.Messages is { Count: 0 })
         {
-            Fail("Messages must hold at least one message.", GenerationField.Messages);
+            Fail("must hold at least one message.", GenerationField.Messages);
         }
 
         if (request.ContinueFinalMessage && request.Messages is not [.., { Role: "assistant", ToolCalls: null or { Count: 0 } }])
@@ -34,7 +34,7 @@ internal static class GenerationRequestValidator
         Check(request.TopLogProbs, GenerationLimits.TopLogProbs, GenerationField.TopLogProbs);
         if (request.Stop.Count > GenerationLimits.MaxStopSequences || request.Stop.Any(string.IsNullOrEmpty))
         {
-            Fail($"Stop takes at most {GenerationLimits.MaxStopSequences} non-empty sequences.", GenerationField.Stop);
+            Fail($"takes at most {GenerationLimits.MaxStopSequences} non-empty sequences.", GenerationField.Stop);
         }
 
         var sampling = request.Sampling;
@@ -52,7 +52,7 @@ internal static class GenerationRequestValidator
             {
                 if (token < 0 || !GenerationLimits.LogitBias.Contains(bias))
                 {
-                    Fail($"LogitBias maps token ids (0 or more) to biases {GenerationLimits.LogitBias.Describe()}; {token}: {bias} is not one.", GenerationField.LogitBias);
+                    Fail($"maps token ids (0 or more) to biases {GenerationLimits.LogitBias.Describe()}; {token}: {bias} is not one.", GenerationField.LogitBias);
                 }
             }
         }
@@ -64,7 +64,7 @@ internal static class GenerationRequestValidator
     {
         if (!range.Contains(value))
         {
-            Fail($"{field} must be {range.Describe()}.", field);
+            Fail($"must be {range.Describe()}.", field);
         }
     }
 

@@ -150,7 +150,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         var vocabulary = _vocabulary!.Count;
         if (sampling.LogitBias?.Keys.FirstOrDefault(token => token >= vocabulary, -1) is { } token and >= 0)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"LogitBias names token {token}, beyond the vocabulary (0 to {vocabulary - 1}).", GenerationField.LogitBias);
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"names token {token}, beyond the model's vocabulary of {vocabulary}.", GenerationField.LogitBias);
         }
     }
 

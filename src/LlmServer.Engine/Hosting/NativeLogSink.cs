@@ -5,10 +5,11 @@ using Microsoft.Extensions.Logging;
 namespace LlmServer.Engine.Hosting;
 
 /// <summary>
-/// llama.cpp's log callback is global to the process and only takes if it is set before the native library loads,
-/// so it is set once per process, here. Every engine in the process (tests start several; an embedding model loads
-/// beside the generator) attaches its logger while it runs, and each native line goes to the loggers attached then:
-/// a line cannot be told apart by engine, and no engine's callback outlives its logger factory.
+/// llama.cpp's log callback is global to the process, so it is set once per process, here (through LLamaSharp's
+/// <see cref="NativeLogConfig.llama_log_set(NativeLogConfig.LLamaLogCallback?)"/>, which takes before or after the
+/// native library loads). Every engine in the process (tests start several; an embedding model loads beside the
+/// generator) attaches its logger while it runs, and each native line goes to the loggers attached then: a line cannot
+/// be told apart by engine, and no engine's callback outlives its logger factory.
 /// </summary>
 internal static partial class NativeLogSink
 {
@@ -18,28 +19,36 @@ internal static partial class NativeLogSink
     /// <summary>Sends llama.cpp's log to <paramref name="loggerFactory"/> until the result is disposed.</summary>
     public static IDisposable Attach(ILoggerFactory loggerFactory)
     {
+        _ = Installed.Value;
         var logger = loggerFactory.CreateLogger("LlmServer.Engine.LlamaCpp");
         ImmutableInterlocked.Update(ref s_loggers, static (loggers, added) => loggers.Add(added), logger);
-        _ = Installed.Value;
         return new Attachment(logger);
     }
 
     private static bool Install()
     {
-        if (NativeLibraryConfig.LLama.LibraryHasLoaded)
+        NativeLogConfig.LLamaLogCallback callback = Forward;
+        try
         {
-            return false;
+            NativeLogConfig.llama_log_set(callback);
+        }
+        catch (InvalidOperationException) when (NativeLibraryConfig.LLama.LibraryHasLoaded)
+        {
+            // The library loaded (another engine, on another thread) between llama_log_set's check and its
+            // configuring of the load: now loaded, the callback goes to llama.cpp directly.
+            NativeLogConfig.llama_log_set(callback);
         }
 
-        NativeLibraryConfig.All.WithLogCallback(static (level, message) =>
-        {
-            var text = message.TrimEnd();
-            foreach (var logger in s_loggers)
-            {
-                LogNative(logger, NativeLevel(level), text);
-            }
-        });
         return true;
+    }
+
+    private static void Forward(LLamaLogLevel level, string message)
+    {
+        var text = message.TrimEnd();
+        foreach (var logger in s_loggers)
+        {
+            LogNative(logger, NativeLevel(level), text);
+        }
     }
 
     /// <summary>llama.cpp is chatty: its information and warnings (tokenizer quirks, tensor listings) are debug detail here.</summary>

@@ -92,7 +92,10 @@ internal interface ITokenVocabulary
     /// </summary>
     int[] TokenizeContinuation(string text, bool parseSpecial);
 
-    /// <summary>Writes the token's bytes (not rendering control tokens) and returns how many were written.</summary>
+    /// <summary>
+    /// Writes the token's bytes (not rendering control tokens) and returns their length; when that exceeds
+    /// <paramref name="destination"/> nothing is written (as LLamaSharp does), so callers read through <see cref="TokenBytes.PieceOf"/>.
+    /// </summary>
     int TokenToBytes(int token, Span<byte> destination);
 
     bool IsEndOfGeneration(int token);

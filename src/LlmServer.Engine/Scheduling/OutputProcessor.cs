@@ -11,8 +11,6 @@ namespace LlmServer.Engine.Scheduling;
 /// </summary>
 internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTable slots, SchedulerMetrics metrics, TimeProvider time, ILogger logger)
 {
-    private const int MaxTokenBytes = 256;
-
     /// <summary>Processes the output of a plan that decoded successfully at <paramref name="now"/>.</summary>
     public void Process(StepPlan plan, long now)
     {
@@ -145,9 +143,8 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         choice.Generated++;
         metrics.GeneratedToken();
         choice.UnemittedTokens++;
-        Span<byte> bytes = stackalloc byte[MaxTokenBytes];
-        var length = vocabulary.TokenToBytes(token, bytes);
-        var piece = bytes[..Math.Clamp(length, 0, MaxTokenBytes)];
+        Span<byte> buffer = stackalloc byte[TokenBytes.StackPiece];
+        var piece = vocabulary.PieceOf(token, buffer);
         if (request.Request.LogProbs)
         {
             (choice.UnemittedLogProbs ??= []).Add(LogProbCalculator.Compute(backend, choice.BatchIndex, token, request.Request.TopLogProbs));

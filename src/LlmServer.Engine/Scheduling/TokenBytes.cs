@@ -5,20 +5,35 @@ namespace LlmServer.Engine.Scheduling;
 /// <summary>The one way from token ids to the UTF-8 bytes they stand for.</summary>
 internal static class TokenBytes
 {
-    /// <summary>The most bytes one token's piece may take; a longer piece is cut.</summary>
-    private const int MaxPerToken = 256;
+    /// <summary>The stack buffer one token's piece is first written into; a longer piece asks again with room for it.</summary>
+    public const int StackPiece = 256;
 
     /// <summary>The tokens' bytes, one piece after another (control tokens render as nothing).</summary>
     public static byte[] Utf8Of(this ITokenVocabulary vocabulary, ReadOnlySpan<int> tokens)
     {
         var bytes = new ArrayBufferWriter<byte>(Math.Max(1, tokens.Length * 4));
-        Span<byte> piece = stackalloc byte[MaxPerToken];
+        Span<byte> buffer = stackalloc byte[StackPiece];
         foreach (var token in tokens)
         {
-            var length = Math.Clamp(vocabulary.TokenToBytes(token, piece), 0, MaxPerToken);
-            bytes.Write(piece[..length]);
+            bytes.Write(vocabulary.PieceOf(token, buffer));
         }
 
         return bytes.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// One token's bytes, in <paramref name="buffer"/> when they fit; a longer piece (LLamaSharp writes nothing then
+    /// and returns the size it needs) is written again into an array of its size.
+    /// </summary>
+    public static ReadOnlySpan<byte> PieceOf(this ITokenVocabulary vocabulary, int token, Span<byte> buffer)
+    {
+        var length = vocabulary.TokenToBytes(token, buffer);
+        if (length <= buffer.Length)
+        {
+            return buffer[..Math.Max(0, length)];
+        }
+
+        var piece = new byte[length];
+        return piece.AsSpan(0, Math.Clamp(vocabulary.TokenToBytes(token, piece), 0, length));
     }
 }

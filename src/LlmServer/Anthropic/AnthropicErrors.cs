@@ -43,8 +43,7 @@ internal static class AnthropicErrors
     /// The message of a refusal: Anthropic names the field at fault as a prefix (<c>max_tokens: ...</c>), having no
     /// field of its own for it.
     /// </summary>
-    public static string MessageOf(Refusal refusal) =>
-        refusal.Field is { } field && !refusal.Message.Contains(field, StringComparison.Ordinal) ? $"{field}: {refusal.Message}" : refusal.Message;
+    public static string MessageOf(Refusal refusal) => WireFieldNames.Prefixed(refusal.Field, refusal.Message);
 
     public static AnthropicErrorResponse Body(string type, string message) => new("error", new AnthropicErrorDetail(type, message));
 
@@ -62,7 +61,10 @@ internal sealed class AnthropicRefusalWriter : IRefusalWriter
 {
     public Task WriteAsync(HttpContext context, Refusal refusal, CancellationToken cancellationToken)
     {
-        var (status, type) = AnthropicErrors.Classify(refusal.Kind);
+        var (classified, type) = AnthropicErrors.Classify(refusal.Kind);
+
+        // Anthropic's own status for its overloaded type; otherwise the refusal's (it may state one of its own: a 422).
+        var status = classified == AnthropicErrors.StatusOverloaded ? classified : refusal.Status;
         var body = AnthropicErrors.Body(type, AnthropicErrors.MessageOf(refusal));
         return ErrorResponse.WriteAsync(context, status, refusal.RetryAfter, body, AnthropicJson.Context.AnthropicErrorResponse, cancellationToken);
     }

@@ -16,7 +16,6 @@ internal static class AnthropicRequestMapper
     /// <summary>What a failed tool's result is prefixed with in the prompt: the engine's turns carry no error flag.</summary>
     public const string ToolErrorPrefix = "Error: ";
 
-
     /// <summary>
     /// The engine's request. <paramref name="requireMaxTokens"/> is false only for counting tokens, where
     /// <c>max_tokens</c> is not sent. A final assistant message is continued (prefill).

@@ -27,7 +27,7 @@ internal enum RefusalKind
 /// state refusals like this, and the front end that owns the request's path writes it in its own shape
 /// (<see cref="RefusalWriters"/>).
 /// </summary>
-/// <param name="Kind">What went wrong; it decides the HTTP status (<see cref="Status"/>).</param>
+/// <param name="Kind">What went wrong; it decides the HTTP status (<see cref="Status"/>) unless the refusal states its own.</param>
 /// <param name="Message">For a person: what happened and what to do.</param>
 /// <param name="Code">A stable code for programs (<c>invalid_api_key</c>, <c>rate_limit_exceeded</c>), when there is one.</param>
 internal sealed record Refusal(RefusalKind Kind, string Message, string? Code = null)
@@ -38,8 +38,14 @@ internal sealed record Refusal(RefusalKind Kind, string Message, string? Code = 
     /// <summary>When the client may try again (HTTP <c>Retry-After</c>).</summary>
     public TimeSpan? RetryAfter { get; init; }
 
-    /// <summary>The HTTP status of <see cref="Kind"/>; a front end may answer some kinds with its own (Anthropic's 529).</summary>
-    public int Status => StatusOf(Kind);
+    /// <summary>
+    /// The HTTP status: by default that of <see cref="Kind"/>; a refusal stated with a status of its own (an OpenAI
+    /// 422) keeps it. A front end may answer some kinds with its own (Anthropic's 529).
+    /// </summary>
+    public int Status { get; init; } = StatusOf(Kind);
+
+    /// <summary>The OpenAI error type, when the refusal was stated in the OpenAI API's terms; otherwise the writer derives one from <see cref="Kind"/>.</summary>
+    public string? OpenAiType { get; init; }
 
     public static int StatusOf(RefusalKind kind) => kind switch
     {

@@ -31,11 +31,26 @@ internal sealed class RefusalWriters(IEnumerable<RefusalRoute> routes)
 
 internal static class RefusalRegistration
 {
-    /// <summary>Makes <paramref name="writer"/> answer the refusals of paths under <paramref name="prefix"/> (empty: every path no other front end claims).</summary>
+    /// <summary>
+    /// Makes <paramref name="writer"/> answer the refusals of paths under <paramref name="prefix"/> (empty: every path
+    /// no other front end claims). A front end registered twice keeps one route; two writers for one prefix are a bug.
+    /// </summary>
     public static IServiceCollection AddRefusalWriter(this IServiceCollection services, string prefix, IRefusalWriter writer)
     {
         services.TryAddSingleton<RefusalWriters>();
-        services.AddSingleton(new RefusalRoute(new PathString(prefix), writer));
+        var route = new RefusalRoute(new PathString(prefix), writer);
+        var existing = services
+            .Select(d => d.ServiceType == typeof(RefusalRoute) ? d.ImplementationInstance as RefusalRoute : null)
+            .FirstOrDefault(r => r is not null && string.Equals(r.Prefix.Value, route.Prefix.Value, StringComparison.OrdinalIgnoreCase));
+        if (existing is null)
+        {
+            services.AddSingleton(route);
+        }
+        else if (existing.Writer.GetType() != writer.GetType())
+        {
+            throw new InvalidOperationException($"The refusals of {prefix} already have a writer ({existing.Writer.GetType().Name}).");
+        }
+
         return services;
     }
 

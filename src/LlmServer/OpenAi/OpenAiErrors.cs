@@ -34,14 +34,14 @@ internal static class OpenAiErrors
 
     /// <summary>
     /// An engine refusal (thrown before anything streamed) in OpenAI terms, the field at fault named by
-    /// <paramref name="fields"/> (the front end's names: OpenAI's when null).
+    /// <paramref name="fields"/> (the front end's names: OpenAI's when null), in <c>param</c> and in front of the message.
     /// </summary>
     public static OpenAiException FromGeneration(GenerationException exception, WireFieldNames? fields = null)
     {
         var param = (fields ?? OpenAiFieldNames.Names).Of(exception);
         if (exception.Code != GenerationErrorCode.ContextLengthExceeded)
         {
-            return FromEngine(exception.Code, exception.Message, param, exception.BackOff);
+            return FromEngine(exception.Code, WireFieldNames.Prefixed(param, exception.Message), param, exception.BackOff);
         }
 
         var message = exception.PromptTokens is { } prompt && exception.ContextLength is { } context
@@ -87,7 +87,6 @@ internal static class OpenAiErrors
         GenerationErrorCode.Unavailable => new(StatusCodes.Status503ServiceUnavailable, ServerError, message, code: "unavailable"),
         _ => new(StatusCodes.Status500InternalServerError, ServerError, message),
     };
-
 }
 
 /// <summary>A request the OpenAI API refuses, carried to the one place that writes it.</summary>
@@ -138,7 +137,13 @@ internal sealed class OpenAiException : Exception
     public OpenAiError ToError() => new(Message, Type, Param, Code);
 
     /// <summary>The error for the writer of whichever front end owns the path (the Anthropic API reuses these refusals).</summary>
-    public Refusal ToRefusal() => new(Kind, Message, Code) { Field = Param, RetryAfter = RetryAfter };
+    public Refusal ToRefusal() => new(Kind, Message, Code)
+    {
+        Field = Param,
+        RetryAfter = RetryAfter,
+        Status = StatusCode,
+        OpenAiType = Type,
+    };
 
     /// <summary>A 400 naming the request field at fault.</summary>
     public static OpenAiException InvalidField(string param, string message) =>
@@ -149,5 +154,5 @@ internal sealed class OpenAiException : Exception
 internal sealed class OpenAiRefusalWriter : IRefusalWriter
 {
     public Task WriteAsync(HttpContext context, Refusal refusal, CancellationToken cancellationToken) =>
-        OpenAiErrors.WriteAsync(context, refusal.Status, refusal.RetryAfter, new OpenAiError(refusal.Message, OpenAiErrors.TypeOf(refusal.Kind), refusal.Field, refusal.Code), cancellationToken);
+        OpenAiErrors.WriteAsync(context, refusal.Status, refusal.RetryAfter, new OpenAiError(refusal.Message, refusal.OpenAiType ?? OpenAiErrors.TypeOf(refusal.Kind), refusal.Field, refusal.Code), cancellationToken);
 }

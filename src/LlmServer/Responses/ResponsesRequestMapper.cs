@@ -12,8 +12,6 @@ internal static class ResponsesRequestMapper
 {
     private const string SchemaParam = "text.format.schema";
 
-    /// <summary>How errors name the Responses tool fields.</summary>
-
     /// <summary>
     /// The conversation of this response: the previous one's (when continuing), then this input. Function calls
     /// join the assistant turn before them (or make one); a function call's output becomes a tool turn, and must

@@ -90,8 +90,11 @@ internal static class SessionErrors
     };
 
     /// <summary>An engine refusal (thrown before anything streamed) as a session error.</summary>
-    public static SessionException FromEngine(GenerationException exception) =>
-        new(CodeOf(exception.Code), exception.Message, Fields.Of(exception)) { RetryAfter = exception.BackOff };
+    public static SessionException FromEngine(GenerationException exception)
+    {
+        var parameter = Fields.Of(exception);
+        return new(CodeOf(exception.Code), WireFieldNames.Prefixed(parameter, exception.Message), parameter) { RetryAfter = exception.BackOff };
+    }
 
     /// <summary>For the hub: the message is the stable code, ": ", then the text.</summary>
     public static HubException ToHub(SessionException exception) => new($"{exception.Code}: {exception.Message}");

@@ -13,12 +13,12 @@ public sealed class GenerationLimitsTests
         GenerationRequestValidator.Validate(Request(temperature, topP, maxTokens));
 
     [Theory]
-    [InlineData(2.01f, 1f, null, GenerationField.Temperature, "Temperature must be between 0 and 2.")]
-    [InlineData(-0.1f, 1f, null, GenerationField.Temperature, "Temperature must be between 0 and 2.")]
-    [InlineData(float.NaN, 1f, null, GenerationField.Temperature, "Temperature must be between 0 and 2.")]
-    [InlineData(1f, 0f, null, GenerationField.TopP, "TopP must be greater than 0 and at most 1.")]
-    [InlineData(1f, 1.01f, null, GenerationField.TopP, "TopP must be greater than 0 and at most 1.")]
-    [InlineData(1f, 1f, 0, GenerationField.MaxTokens, "MaxTokens must be at least 1.")]
+    [InlineData(2.01f, 1f, null, GenerationField.Temperature, "must be between 0 and 2.")]
+    [InlineData(-0.1f, 1f, null, GenerationField.Temperature, "must be between 0 and 2.")]
+    [InlineData(float.NaN, 1f, null, GenerationField.Temperature, "must be between 0 and 2.")]
+    [InlineData(1f, 0f, null, GenerationField.TopP, "must be greater than 0 and at most 1.")]
+    [InlineData(1f, 1.01f, null, GenerationField.TopP, "must be greater than 0 and at most 1.")]
+    [InlineData(1f, 1f, 0, GenerationField.MaxTokens, "must be at least 1.")]
     public void Values_outside_them_are_refused_naming_the_range(float temperature, float topP, int? maxTokens, GenerationField field, string message)
     {
         var error = Assert.Throws<GenerationException>(() => GenerationRequestValidator.Validate(Request(temperature, topP, maxTokens)));

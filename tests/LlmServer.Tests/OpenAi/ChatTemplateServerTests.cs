@@ -55,7 +55,7 @@ public sealed class ChatTemplateServerTests(TemplateFileServerFixture fixture) :
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
             var error = json.RootElement.GetProperty("error");
-            Assert.Equal("Conversation roles must alternate user/assistant/user/assistant/...", error.GetProperty("message").GetString());
+            Assert.Equal("messages: Conversation roles must alternate user/assistant/user/assistant/...", error.GetProperty("message").GetString());
             Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
             Assert.Equal("chat_template_refused", error.GetProperty("code").GetString());
         }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using LlmServer.Anthropic;
 using LlmServer.Engine.Generation;
 using LlmServer.Errors;
 using LlmServer.OpenAi;
@@ -40,6 +41,39 @@ public sealed class OpenAiErrorMiddlewareTests
         Assert.Equal(StatusCodes.Status429TooManyRequests, context.Response.StatusCode);
         Assert.Equal("3", context.Response.Headers.RetryAfter.ToString());
         Assert.Equal("rate_limit_error", ReadBody(context).GetProperty("error").GetProperty("type").GetString());
+    }
+
+    [Theory]
+    [InlineData(StatusCodes.Status422UnprocessableEntity, "unprocessable_entity_error")]
+    [InlineData(StatusCodes.Status402PaymentRequired, "billing_error")]
+    [InlineData(StatusCodes.Status504GatewayTimeout, "timeout_error")]
+    public async Task A_refusal_with_a_status_of_its_own_keeps_its_status_and_type(int status, string type)
+    {
+        var middleware = new OpenAiErrorMiddleware(
+            _ => throw new OpenAiException(status, type, "Not this.", "input", "its_code"), NullLogger<OpenAiErrorMiddleware>.Instance, Refusals);
+        var context = NewContext("/v1/embeddings");
+
+        await middleware.InvokeAsync(context);
+
+        Assert.Equal(status, context.Response.StatusCode);
+        var error = ReadBody(context).GetProperty("error");
+        Assert.Equal(type, error.GetProperty("type").GetString());
+        Assert.Equal("input", error.GetProperty("param").GetString());
+        Assert.Equal("its_code", error.GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task On_the_anthropic_path_a_refusal_keeps_its_status_in_anthropics_shape()
+    {
+        var refusals = new RefusalWriters([new RefusalRoute(PathString.Empty, new OpenAiRefusalWriter()), new RefusalRoute(AnthropicErrors.Path, new AnthropicRefusalWriter())]);
+        var middleware = new OpenAiErrorMiddleware(
+            _ => throw new OpenAiException(StatusCodes.Status422UnprocessableEntity, "unprocessable_entity_error", "Not this."), NullLogger<OpenAiErrorMiddleware>.Instance, refusals);
+        var context = NewContext(AnthropicErrors.Path);
+
+        await middleware.InvokeAsync(context);
+
+        Assert.Equal(StatusCodes.Status422UnprocessableEntity, context.Response.StatusCode);
+        Assert.Equal("invalid_request_error", ReadBody(context).GetProperty("error").GetProperty("type").GetString());
     }
 
     [Fact]
