@@ -54,10 +54,7 @@ public sealed class BatchLaneTests
         harness.Backend.Batches.Clear();
 
         var batch = harness.Submit("abc", maxTokens: 12, priority: Batch);
-        for (var i = 0; i < 5; i++)
-        {
-            harness.Scheduler.Step();
-        }
+        harness.Steps(5);
 
         Assert.Equal(1, harness.Scheduler.GetStatus().BatchRunning);
         var interactive = harness.Submit("XYZ", maxTokens: 3);
@@ -85,10 +82,7 @@ public sealed class BatchLaneTests
     {
         using var harness = new SchedulerHarness(slots: 2, budget: 4, targetStepMs: 0);
         var batch = harness.Submit("kkk", maxTokens: 20, priority: Batch);
-        for (var i = 0; i < 3; i++)
-        {
-            harness.Scheduler.Step();
-        }
+        harness.Steps(3);
 
         var interactive = harness.Submit("xxxxxxxxxx", maxTokens: 2);
         harness.Backend.Batches.Clear();
@@ -181,7 +175,9 @@ public sealed class BatchLaneTests
     [Fact]
     public void Batch_requests_waiting_and_running_are_reported_on_the_engine_meter()
     {
-        using var harness = new SchedulerHarness(slots: 1);
+        // A meter of this scheduler's own: tests in parallel run schedulers whose meters share the engine meter's name.
+        using var meters = new TestMeterFactory();
+        using var harness = new SchedulerHarness(slots: 1, meterFactory: meters);
         harness.Submit("aaa", maxTokens: 20, priority: Batch);
         harness.Scheduler.Step();
         harness.Submit("bbb", maxTokens: 2, priority: Batch);
@@ -193,7 +189,7 @@ public sealed class BatchLaneTests
         {
             InstrumentPublished = (instrument, l) =>
             {
-                if (instrument.Meter.Name == SchedulerMetrics.MeterName)
+                if (instrument.Meter.Name == SchedulerMetrics.MeterName && instrument.Meter.Scope == meters)
                 {
                     l.EnableMeasurementEvents(instrument);
                 }
@@ -206,5 +202,19 @@ public sealed class BatchLaneTests
         Assert.Equal(2, seen["llmserver.num_batch_requests_waiting"]);
         Assert.Equal(1, seen["llmserver.num_requests_running"]);
         Assert.Equal(2, seen["llmserver.num_requests_waiting"]);
+    }
+
+    private sealed class TestMeterFactory : IMeterFactory
+    {
+        private readonly List<Meter> _meters = [];
+
+        public Meter Create(MeterOptions options)
+        {
+            var meter = new Meter(options.Name, options.Version, options.Tags, scope: this);
+            _meters.Add(meter);
+            return meter;
+        }
+
+        public void Dispose() => _meters.ForEach(m => m.Dispose());
     }
 }

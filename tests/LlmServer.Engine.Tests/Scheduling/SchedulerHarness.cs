@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Scheduling;
@@ -22,7 +23,8 @@ internal sealed class SchedulerHarness : IDisposable
         int maxBatchQueue = 8,
         DiskKvCache? diskCache = null,
         bool canShift = true,
-        double? minPromptShare = null)
+        double? minPromptShare = null,
+        IMeterFactory? meterFactory = null)
     {
         var options = new SchedulerOptions
         {
@@ -42,6 +44,7 @@ internal sealed class SchedulerHarness : IDisposable
             options,
             Backend.Clock,
             NullLogger.Instance,
+            meterFactory,
             diskCacheFactory: diskCache is null ? null : () => diskCache);
         Scheduler.Initialize();
     }
@@ -64,6 +67,15 @@ internal sealed class SchedulerHarness : IDisposable
             cancellationToken);
 
     /// <summary>Steps until nothing is left to do (bounded).</summary>
+    /// <summary>Steps the scheduler <paramref name="count"/> times (streams already running get that many tokens).</summary>
+    public void Steps(int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            Scheduler.Step();
+        }
+    }
+
     public int RunToIdle(int maxSteps = 1000)
     {
         var steps = 0;
