@@ -46,8 +46,7 @@ internal sealed class StepCostModel(int slots) : IStepObserver
             return;
         }
 
-        var generation = GenerationMs(generating);
-        var extra = Math.Max(0, ms - (double.IsNaN(generation) ? 0 : generation));
+        var extra = Math.Max(0, ms - Known(GenerationMs(generating)));
         double tokens = cost.PromptTokens;
         var keep = _w == 0 ? 0 : 1 - PromptSmoothing;
         _w = (keep * _w) + 1;

@@ -119,7 +119,6 @@ internal static class CpuThreadPlanner
 /// </summary>
 internal sealed class DecodeThreadController : IStepObserver
 {
-    private readonly GovernorSettings _settings;
     private readonly TimeProvider _time;
     private DecodeThreadGovernor? _governor;
     private CpuThreading? _threading;
@@ -129,7 +128,6 @@ internal sealed class DecodeThreadController : IStepObserver
     public DecodeThreadController(TimeProvider time)
     {
         _time = time;
-        _settings = GovernorSettings.Default;
     }
 
     public bool IsAdaptive => _governor is not null;
@@ -140,7 +138,7 @@ internal sealed class DecodeThreadController : IStepObserver
         _threading = threading;
         _apply = apply;
         _governor = threading.Adaptive && ThreadCpuClock.IsSupported
-            ? new DecodeThreadGovernor(threading.Threads, threading.Threads, _settings, CpuCompetition.ForThisProcess(_time), Environment.ProcessorCount)
+            ? new DecodeThreadGovernor(threading.Threads, threading.Threads, GovernorSettings.Default, CpuCompetition.ForThisProcess(_time), Environment.ProcessorCount)
             : null;
         _lastCpu = ThreadCpuClock.Now();
     }

@@ -19,10 +19,7 @@ public sealed class StepBudgetTests
     {
         using var harness = Timed(slots: 3, targetStepMs: 50, minPromptChunk: 4);
         var running = new[] { harness.Submit("AB", maxTokens: 200), harness.Submit("CD", maxTokens: 200) };
-        for (var i = 0; i < 5; i++)
-        {
-            harness.Scheduler.Step();
-        }
+        harness.Steps(5);
 
         var longPrompt = harness.Submit(new string('X', 300), maxTokens: 1);
         harness.Backend.Batches.Clear();
@@ -53,10 +50,7 @@ public sealed class StepBudgetTests
     {
         using var harness = Timed(slots: 2, targetStepMs: 3, minPromptChunk: 6);
         var running = harness.Submit("AB", maxTokens: 200);
-        for (var i = 0; i < 3; i++)
-        {
-            harness.Scheduler.Step();
-        }
+        harness.Steps(3);
 
         harness.Submit(new string('X', 40), maxTokens: 1);
         harness.Backend.Batches.Clear();
@@ -73,10 +67,7 @@ public sealed class StepBudgetTests
     {
         using var harness = Timed(slots: 3, targetStepMs: 3, minPromptChunk: 6);
         var running = harness.Submit("AB", maxTokens: 200);
-        for (var i = 0; i < 3; i++)
-        {
-            harness.Scheduler.Step();
-        }
+        harness.Steps(3);
 
         var longPrompt = harness.Submit(new string('X', 40), maxTokens: 1);
         var shortPrompt = harness.Submit("YYYY", maxTokens: 1);
@@ -125,10 +116,7 @@ public sealed class StepBudgetTests
     {
         using var harness = Timed(slots: 3, targetStepMs: 80, minPromptChunk: 8);
         var running = harness.Submit("AB", maxTokens: 200);
-        for (var i = 0; i < 3; i++)
-        {
-            harness.Scheduler.Step();
-        }
+        harness.Steps(3);
 
         var longPrompt = harness.Submit(new string('X', 100), maxTokens: 1);
         var shortPrompt = harness.Submit("YYYYY", maxTokens: 1);
@@ -189,10 +177,7 @@ public sealed class StepBudgetTests
         using var harness = Timed(slots: 3, targetStepMs: 50, minPromptChunk: 4, minPromptShare: minPromptShare, slotContext: 4096);
         harness.Backend.StepTime = FixedPromptCost;
         var running = new[] { harness.Submit(new string('P', 100), maxTokens: 1000), harness.Submit("AB", maxTokens: 1000) };
-        for (var i = 0; i < 5; i++)
-        {
-            harness.Scheduler.Step();
-        }
+        harness.Steps(5);
 
         // Long enough that the chunk sizes' spread fades from the fit's memory: the line fitted stands.
         var longPrompt = harness.Submit(new string('X', 2000), maxTokens: 1);
@@ -245,10 +230,7 @@ public sealed class StepBudgetTests
     {
         using var harness = Timed(slots: 4, targetStepMs: 3, minPromptChunk: 6);
         var running = harness.Submit("AB", maxTokens: 200);
-        for (var i = 0; i < 3; i++)
-        {
-            harness.Scheduler.Step();
-        }
+        harness.Steps(3);
 
         var batch = Enumerable.Range(0, 3).Select(_ => harness.Submit(new string('K', 12), maxTokens: 1, priority: RequestPriority.Batch)).ToList();
         harness.Backend.Batches.Clear();
