@@ -353,7 +353,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         var backend = _backendFactory();
         _backend = backend;
         _diskCache = _diskCacheFactory?.Invoke();
-        _slots = new SlotTable(backend, _logger, Metrics, _diskCache, _options.WarmSlide);
+        _slots = new SlotTable(backend, _logger, Metrics, _diskCache, _options.WarmSlide, kvSplitPerSequence: !_options.UnifiedKvCache);
         _costs = new StepCostModel(backend.SlotCount);
         _planner = new StepPlanner(_slots, _options, _costs, Metrics, _time);
         _decoder = new StepDecoder(backend, _logger);
