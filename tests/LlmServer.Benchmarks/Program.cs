@@ -10,6 +10,10 @@ return args switch
         rounds: BenchmarkOrchestrator.IntOption(rest, "--rounds", 2),
         turns: BenchmarkOrchestrator.IntOption(rest, "--turns", 30),
         slotTokens: BenchmarkOrchestrator.IntOption(rest, "--slot", 1024)),
+    ["--batch-shapes", .. var rest] => BatchShapeBenchmark.Run(
+        BenchmarkOrchestrator.Option(rest, "--model") ?? TestModels.Synth110M,
+        depth: BenchmarkOrchestrator.IntOption(rest, "--depth", 1500),
+        rounds: BenchmarkOrchestrator.IntOption(rest, "--rounds", 8)),
     ["--serve-fake", .. var rest] => await FakeDecodeServer.RunAsync(rest),
     ["--sessions-kv", .. var rest] => await SessionKvBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 1),
     ["--sessions", .. var rest] => await SessionTurnsBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 3)
