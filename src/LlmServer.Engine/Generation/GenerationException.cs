@@ -64,6 +64,9 @@ public enum GenerationField
 
     /// <summary>The embedding input at <see cref="GenerationException.FieldIndex"/>.</summary>
     Input,
+
+    /// <summary>The size asked of embedding vectors.</summary>
+    Dimensions,
 }
 
 /// <summary>Thrown by <see cref="ITextGenerator.Submit"/> when a request is refused before it starts.</summary>
