@@ -18,7 +18,7 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
     {
         var request = ChatRequestMapper.ToGenerationRequest(messages, options);
         var createdAt = timeProvider.GetUtcNow();
-        await using var stream = generator.Submit(request, cancellationToken);
+        await using var stream = Submit(request, cancellationToken);
         var result = await stream.CollectAsync(cancellationToken);
         var choice = result.Choices[0];
         ThrowIfUnfinished(choice.Completion, cancellationToken);
@@ -50,7 +50,7 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         var createdAt = timeProvider.GetUtcNow();
 
         // Disposing the stream (the caller stopped enumerating, or anything threw) cancels the generation and frees its slot.
-        await using var stream = generator.Submit(request, cancellationToken);
+        await using var stream = Submit(request, cancellationToken);
         var modelId = generator.Model?.Id;
         var completed = false;
 
@@ -128,6 +128,19 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
     public void Dispose()
     {
         // The engine belongs to the host that registered it; this client holds nothing of its own.
+    }
+
+    /// <summary>Admits the request; a refusal names the option the caller set (<see cref="InProcessFieldNames.ChatOptions"/>).</summary>
+    private GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return generator.Submit(request, cancellationToken);
+        }
+        catch (GenerationException engine) when (InProcessFieldNames.ChatOptions.Named(engine) is { } named)
+        {
+            throw named;
+        }
     }
 
     /// <summary>A cancelled or failed generation surfaces as an exception, as .NET callers expect, never as a partial answer.</summary>

@@ -30,7 +30,8 @@ public static class LlmServerKernelExtensions
     /// <c>presence_penalty</c>, <c>response_format</c>; other extension data (<c>stop</c>, <c>min_p</c>,
     /// <c>repeat_penalty</c>, <c>penalty_last_n</c>, <c>grammar</c>, <c>ignore_eos</c>) is honoured by the chat client.
     /// <c>FunctionChoiceBehavior</c> offers the kernel's functions as tools; with auto-invoke, Semantic Kernel's
-    /// invoker runs the functions the model calls and sends their results back.
+    /// invoker runs the functions the model calls and sends their results back. A refused setting is named in the
+    /// <see cref="GenerationException"/>'s message as set: <c>PromptExecutionSettings.ExtensionData["max_tokens"]: ...</c>.
     /// </summary>
     public static IServiceCollection AddLlmServerChatCompletion(this IServiceCollection services, string? serviceId = null)
     {
@@ -39,8 +40,13 @@ public static class LlmServerKernelExtensions
         {
             var client = sp.GetService<IChatClient>() ?? sp.GetRequiredService<ITextGenerator>().AsIChatClient(sp.GetService<TimeProvider>());
 
-            // Semantic Kernel's own invoker runs kernel functions the model calls (FunctionChoiceBehavior with auto-invoke).
-            return client.AsBuilder().UseKernelFunctionInvocation(sp.GetService<ILoggerFactory>()).Build(sp).AsChatCompletionService(sp);
+            // Semantic Kernel's own invoker runs kernel functions the model calls (FunctionChoiceBehavior with auto-invoke);
+            // outermost, refusals name the execution settings rather than the ChatOptions they became.
+            return client.AsBuilder()
+                .Use(inner => new SettingsFieldNamesChatClient(inner))
+                .UseKernelFunctionInvocation(sp.GetService<ILoggerFactory>())
+                .Build(sp)
+                .AsChatCompletionService(sp);
         });
         return services;
     }

@@ -305,6 +305,28 @@ public sealed class ChatClientTests(EngineHostFixture host)
     }
 
     [Fact]
+    public async Task A_refused_option_is_named_as_the_caller_set_it()
+    {
+        var maxTokens = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { MaxOutputTokens = -1 }));
+        Assert.Equal("ChatOptions.MaxOutputTokens: must be at least 1.", maxTokens.Message);
+        Assert.Equal(GenerationField.MaxTokens, maxTokens.Field);
+        Assert.Equal("must be at least 1.", Assert.IsType<GenerationException>(maxTokens.InnerException).Message);
+
+        var topP = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { TopP = 0 }));
+        Assert.Equal("ChatOptions.TopP: must be greater than 0 and at most 1.", topP.Message);
+
+        // A streamed request is refused on its first read, named the same way.
+        var minP = await Assert.ThrowsAsync<GenerationException>(async () =>
+        {
+            await foreach (var update in host.ChatClient.GetStreamingResponseAsync(StoryPrompt, new ChatOptions { AdditionalProperties = new() { ["min_p"] = 2f } }))
+            {
+                Assert.Fail($"Nothing streams for a refused request: {update}");
+            }
+        });
+        Assert.Equal("ChatOptions.AdditionalProperties[\"min_p\"]: must be between 0 and 1.", minP.Message);
+    }
+
+    [Fact]
     public void GetService_returns_the_model_and_the_metadata_through_the_pipeline()
     {
         var model = host.ChatClient.GetService<ModelInfo>();

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using LlmServer.Engine.Generation;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.SemanticKernel;
@@ -80,6 +81,30 @@ public sealed class SemanticKernelTests(EngineHostFixture host)
         });
         Assert.Equal(6, direct.Usage!.OutputTokenCount);
         Assert.Equal(direct.Text, streamed.ToString());
+    }
+
+    [Fact]
+    public async Task A_refused_setting_is_named_as_the_caller_set_it()
+    {
+        var service = host.Kernel.GetRequiredService<IChatCompletionService>();
+        ChatHistory history = [];
+        history.AddUserMessage(StoryPrompt);
+
+        var maxTokens = await Assert.ThrowsAsync<GenerationException>(() => service.GetChatMessageContentsAsync(history, Settings("""{ "max_tokens": -1 }"""), host.Kernel));
+        Assert.Equal("PromptExecutionSettings.ExtensionData[\"max_tokens\"]: must be at least 1.", maxTokens.Message);
+        Assert.Equal(GenerationField.MaxTokens, maxTokens.Field);
+
+        var minP = await Assert.ThrowsAsync<GenerationException>(async () =>
+        {
+            await foreach (var chunk in service.GetStreamingChatMessageContentsAsync(history, Settings("""{ "min_p": 2 }"""), host.Kernel))
+            {
+                Assert.Fail($"Nothing streams for a refused request: {chunk}");
+            }
+        });
+        Assert.Equal("PromptExecutionSettings.ExtensionData[\"min_p\"]: must be between 0 and 1.", minP.Message);
+
+        var topP = await Assert.ThrowsAsync<GenerationException>(() => host.Kernel.InvokePromptAsync(StoryPrompt, new KernelArguments(Settings("""{ "top_p": 0 }"""))));
+        Assert.Equal("PromptExecutionSettings.ExtensionData[\"top_p\"]: must be greater than 0 and at most 1.", topP.Message);
     }
 
     [Fact]

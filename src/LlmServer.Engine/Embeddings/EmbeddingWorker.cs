@@ -1,9 +1,11 @@
+using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using LLama;
 using LLama.Common;
 using LLama.Native;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Models;
+using LlmServer.Engine.Scheduling;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -23,17 +25,21 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
     private readonly EmbeddingOptions _options;
     private readonly ModelOptions _model;
     private readonly ILogger<EmbeddingWorker> _logger;
+    private readonly Meter _meter;
+    private readonly Counter<long> _decodedTokens;
     private readonly Channel<EmbeddingJob> _jobs = Channel.CreateUnbounded<EmbeddingJob>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Lock _startLock = new();
     private Thread? _thread;
     private int _queuedInputs;
     private volatile Exception? _loadError;
 
-    public EmbeddingWorker(IOptions<EmbeddingOptions> options, IOptions<ModelOptions> model, ILogger<EmbeddingWorker> logger)
+    public EmbeddingWorker(IOptions<EmbeddingOptions> options, IOptions<ModelOptions> model, ILogger<EmbeddingWorker> logger, IMeterFactory? meterFactory = null)
     {
         _options = options.Value;
         _model = model.Value;
         _logger = logger;
+        _meter = meterFactory?.Create(SchedulerMetrics.MeterName) ?? new Meter(SchedulerMetrics.MeterName);
+        _decodedTokens = _meter.CreateCounter<long>("llmserver.embedding_tokens", description: "Tokens the embedding context decoded.");
         ModelId = string.IsNullOrWhiteSpace(_options.ModelPath)
             ? _model.Id ?? Path.GetFileNameWithoutExtension(_model.Path ?? string.Empty)
             : Path.GetFileNameWithoutExtension(_options.ModelPath);
@@ -43,7 +49,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
 
     private string ModelPath => string.IsNullOrWhiteSpace(_options.ModelPath) ? _model.Path! : _options.ModelPath;
 
-    public Task<EmbeddingResult> EmbedAsync(IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken = default)
+    public Task<EmbeddingResult> EmbedAsync(IReadOnlyList<EmbeddingInput> inputs, int? dimensions = null, CancellationToken cancellationToken = default)
     {
         if (_loadError is not null)
         {
@@ -58,7 +64,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
         }
 
         EnsureStarted();
-        var job = new EmbeddingJob(inputs, cancellationToken);
+        var job = new EmbeddingJob(inputs, dimensions, cancellationToken);
         job.Task.ContinueWith(_ => Interlocked.Add(ref _queuedInputs, -inputs.Count), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         if (!_jobs.Writer.TryWrite(job))
         {
@@ -81,6 +87,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
     {
         _jobs.Writer.TryComplete();
         _thread?.Join();
+        _meter.Dispose();
     }
 
     private void EnsureStarted()
@@ -206,11 +213,23 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
         }
     }
 
-    /// <summary>Tokenizes and checks a job's inputs; a bad one fails the job, naming the input.</summary>
+    /// <summary>
+    /// Checks a job's dimensions against the loaded model (the first job is the first to know its size), then
+    /// tokenizes and checks its inputs; a bad one fails the job, naming the field, before anything is decoded.
+    /// </summary>
     private bool Prepare(EmbeddingJob job, LLamaContext context, int vocabularySize)
     {
         if (job.Task.IsCompleted)
         {
+            return false;
+        }
+
+        if (job.Dimensions is { } dimensions && dimensions != context.EmbeddingSize)
+        {
+            job.Fail(new GenerationException(
+                GenerationErrorCode.InvalidRequest,
+                $"must be {context.EmbeddingSize}, the size of this model's vectors (they are not shortened): omit it, or send {context.EmbeddingSize}.",
+                GenerationField.Dimensions));
             return false;
         }
 
@@ -297,6 +316,8 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
                 throw new InvalidOperationException($"The embedding decode failed ({result}).");
             }
 
+            _decodedTokens.Add(used);
+
             for (var s = 0; s < placed.Count; s++)
             {
                 var pooled = context.NativeHandle.GetEmbeddingsSeq((LLamaSeqId)s);
@@ -358,15 +379,18 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
         private readonly CancellationTokenRegistration _registration;
         private int _done;
 
-        public EmbeddingJob(IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken)
+        public EmbeddingJob(IReadOnlyList<EmbeddingInput> inputs, int? dimensions, CancellationToken cancellationToken)
         {
             Inputs = inputs;
+            Dimensions = dimensions;
             Tokens = new int[inputs.Count][];
             _vectors = new float[inputs.Count][];
             _registration = cancellationToken.Register(() => _result.TrySetCanceled(cancellationToken));
         }
 
         public IReadOnlyList<EmbeddingInput> Inputs { get; }
+
+        public int? Dimensions { get; }
 
         public int[][] Tokens { get; }
 

@@ -7,11 +7,13 @@ public interface ITextEmbedder
     string ModelId { get; }
 
     /// <summary>
-    /// Embeds each input (text, or token ids of the embedding model's vocabulary). Throws
-    /// <see cref="Generation.GenerationException"/>: an input that is empty, too long or has unknown tokens
-    /// (invalid request, naming <c>input[i]</c>), a full queue (overloaded), a model that failed to load (unavailable).
+    /// Embeds each input (text, or token ids of the embedding model's vocabulary); <paramref name="dimensions"/>,
+    /// when given, must be the model's vector size (vectors are never shortened), and is checked before any input
+    /// is decoded. Throws <see cref="Generation.GenerationException"/>: an input that is empty, too long or has
+    /// unknown tokens (invalid request, naming <c>input[i]</c>), other dimensions (invalid request, naming them),
+    /// a full queue (overloaded), a model that failed to load (unavailable).
     /// </summary>
-    Task<EmbeddingResult> EmbedAsync(IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken = default);
+    Task<EmbeddingResult> EmbedAsync(IReadOnlyList<EmbeddingInput> inputs, int? dimensions = null, CancellationToken cancellationToken = default);
 }
 
 /// <summary>One input: <see cref="Text"/> or <see cref="Tokens"/>.</summary>

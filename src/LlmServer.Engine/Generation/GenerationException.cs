@@ -64,6 +64,9 @@ public enum GenerationField
 
     /// <summary>The embedding input at <see cref="GenerationException.FieldIndex"/>.</summary>
     Input,
+
+    /// <summary>The size asked of embedding vectors.</summary>
+    Dimensions,
 }
 
 /// <summary>Thrown by <see cref="ITextGenerator.Submit"/> when a request is refused before it starts.</summary>
@@ -92,6 +95,17 @@ public sealed class GenerationException : Exception
         Code = GenerationErrorCode.Internal;
     }
 
+    private GenerationException(GenerationException engine, string message)
+        : base(message, engine)
+    {
+        Code = engine.Code;
+        Field = engine.Field;
+        FieldIndex = engine.FieldIndex;
+        PromptTokens = engine.PromptTokens;
+        ContextLength = engine.ContextLength;
+        BackOff = engine.BackOff;
+    }
+
     public GenerationErrorCode Code { get; }
 
     /// <summary>The part of the request at fault, when one is.</summary>
@@ -111,4 +125,23 @@ public sealed class GenerationException : Exception
     /// again. Front ends turn it into their wire's hint (HTTP <c>Retry-After</c>).
     /// </summary>
     public TimeSpan? BackOff { get; init; }
+
+    /// <summary>
+    /// The one rule for naming the field at fault in a message, for callers that put it there: <c>field: message</c>
+    /// (the engine's messages do not name the field, having only its own names for it), unless the message already
+    /// begins by naming it (<c>field: ...</c>, <c>field is ...</c>, <c>'field' ...</c>, as front ends' own messages do).
+    /// </summary>
+    public static string Prefixed(string? field, string message) =>
+        field is null
+        || message.StartsWith(field + ":", StringComparison.Ordinal)
+        || message.StartsWith(field + " ", StringComparison.Ordinal)
+        || message.StartsWith($"'{field}'", StringComparison.Ordinal)
+            ? message
+            : $"{field}: {message}";
+
+    /// <summary>
+    /// This refusal as a caller with its own name for the field sees it: the message <see cref="Prefixed"/> with
+    /// <paramref name="fieldName"/>, the rest kept, and this exception (the engine's wording) as the inner one.
+    /// </summary>
+    public GenerationException WithFieldName(string fieldName) => new(this, Prefixed(fieldName, Message));
 }

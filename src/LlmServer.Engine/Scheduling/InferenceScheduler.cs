@@ -321,8 +321,8 @@ internal sealed partial class InferenceScheduler : IDisposable
             PublishStatus();
             if (_stopRequested)
             {
-                // Idle sessions' KV goes to disk first, so a restart resumes them warm; then the owner thread frees
-                // the context it created.
+                // Idle sessions' KV goes to disk first, so a restart resumes them warm (not those evicted on the
+                // way out); then the owner thread frees the context it created.
                 SaveResidentSessions();
                 _diskCache?.Dispose();
                 _backend?.Dispose();
@@ -332,10 +332,19 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
     }
 
+    private void ApplyEvictions()
+    {
+        while (_evictions.TryDequeue(out var key))
+        {
+            _slots?.EvictSession(key);
+        }
+    }
+
     private void SaveResidentSessions()
     {
         try
         {
+            ApplyEvictions();
             _slots?.SaveResidentSessions();
         }
         catch (Exception ex)
@@ -421,10 +430,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             planner.Enqueue(request);
         }
 
-        while (_evictions.TryDequeue(out var key))
-        {
-            _slots!.EvictSession(key);
-        }
+        ApplyEvictions();
 
         var cancelAll = _cancelAllRequested;
         _cancelAllRequested = false;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using LlmServer.Engine.Generation;
 using LlmServer.Errors;
 using LlmServer.OpenAi;
 
@@ -43,7 +44,7 @@ internal static class AnthropicErrors
     /// The message of a refusal: Anthropic names the field at fault as a prefix (<c>max_tokens: ...</c>), having no
     /// field of its own for it.
     /// </summary>
-    public static string MessageOf(Refusal refusal) => WireFieldNames.Prefixed(refusal.Field, refusal.Message);
+    public static string MessageOf(Refusal refusal) => GenerationException.Prefixed(refusal.Field, refusal.Message);
 
     public static AnthropicErrorResponse Body(string type, string message) => new("error", new AnthropicErrorDetail(type, message));
 

@@ -71,7 +71,7 @@ internal static class AnthropicRequestMapper
             turns.Add(new ChatTurn("system", request.System));
         }
 
-        var unanswered = new Dictionary<string, string>(StringComparer.Ordinal);
+        var answers = new ToolCallAnswers();
         for (var i = 0; i < messages.Count; i++)
         {
             var message = messages[i] ?? throw OpenAiException.InvalidField($"messages[{i}]", $"messages[{i}] must be an object.");
@@ -79,15 +79,15 @@ internal static class AnthropicRequestMapper
             switch (message.Role)
             {
                 case "user":
-                    AddUser(turns, content, i, unanswered);
-                    RequireAnswered(unanswered, i);
+                    AddUser(turns, content, i, answers);
+                    RequireAnswered(answers, i);
                     break;
                 case "assistant":
-                    RequireAnswered(unanswered, i);
+                    RequireAnswered(answers, i);
                     turns.Add(Assistant(content, i));
                     foreach (var block in content.Where(b => b?.Type == "tool_use"))
                     {
-                        unanswered[AnthropicToolIds.FromWire(block!.Id!)] = block.Id!;
+                        answers.Expect(AnthropicToolIds.FromWire(block!.Id!), block.Id!);
                     }
 
                     break;
@@ -100,7 +100,7 @@ internal static class AnthropicRequestMapper
             }
         }
 
-        if (turns[^1] is { Role: "assistant", ToolCalls.Count: > 0 })
+        if (answers.Unanswered is not null)
         {
             throw OpenAiException.InvalidField(
                 $"messages[{messages.Count - 1}].content",
@@ -111,21 +111,20 @@ internal static class AnthropicRequestMapper
     }
 
     /// <summary>Refuses message <paramref name="i"/> when the <c>tool_use</c> blocks before it are not all answered.</summary>
-    private static void RequireAnswered(Dictionary<string, string> unanswered, int i)
+    private static void RequireAnswered(ToolCallAnswers answers, int i)
     {
-        if (unanswered.Count > 0)
+        if (answers.Unanswered is { } unanswered)
         {
             throw OpenAiException.InvalidField(
                 $"messages[{i}].content",
-                $"messages[{i}].content: messages[{i - 1}] has tool_use blocks with no tool_result block here: {string.Join(", ", unanswered.Values)}. Each tool_use block needs a tool_result block in the next message, a user message.");
+                $"messages[{i}].content: messages[{i - 1}] has tool_use blocks with no tool_result block here: {unanswered}. Each tool_use block needs a tool_result block in the next message, a user message.");
         }
     }
 
     /// <summary>
-    /// A user message: its <c>tool_result</c> blocks answer calls in <paramref name="unanswered"/> (by the engine's
-    /// id; the wire id as sent is the value), which they remove.
+    /// A user message: its <c>tool_result</c> blocks answer calls in <paramref name="answers"/> (by the engine's id).
     /// </summary>
-    private static void AddUser(List<ChatTurn> turns, IReadOnlyList<AnthropicContentBlock?> content, int i, Dictionary<string, string> unanswered)
+    private static void AddUser(List<ChatTurn> turns, IReadOnlyList<AnthropicContentBlock?> content, int i, ToolCallAnswers answers)
     {
         var text = new StringBuilder();
         var hasText = content.Count == 0;
@@ -145,7 +144,7 @@ internal static class AnthropicRequestMapper
                     }
 
                     var callId = AnthropicToolIds.FromWire(block.ToolUseId);
-                    if (!unanswered.Remove(callId))
+                    if (!answers.Answer(callId))
                     {
                         throw OpenAiException.InvalidField(
                             $"messages[{i}].content[{j}].tool_use_id",

@@ -52,24 +52,14 @@ internal sealed class EmbeddingsEndpoint(ITextEmbedder embedder, ITextGenerator 
             }
         }
 
-        EmbeddingResult result;
         try
         {
-            result = await embedder.EmbedAsync(inputs, cancellationToken);
+            return await embedder.EmbedAsync(inputs, request.Dimensions, cancellationToken);
         }
         catch (GenerationException ex)
         {
             throw OpenAiErrors.FromGeneration(ex);
         }
-
-        if (request.Dimensions is { } dimensions && dimensions != result.Vectors[0].Length)
-        {
-            throw OpenAiException.InvalidField(
-                "dimensions",
-                $"'dimensions' cannot shorten this model's vectors: it gives {result.Vectors[0].Length} dimensions only (omit 'dimensions', or send {result.Vectors[0].Length}).");
-        }
-
-        return result;
     }
 
     /// <summary>The OpenAI list object; a float is written as its shortest round-trip text.</summary>

@@ -41,7 +41,7 @@ internal static class OpenAiErrors
         var param = (fields ?? OpenAiFieldNames.Names).Of(exception);
         if (exception.Code != GenerationErrorCode.ContextLengthExceeded)
         {
-            return FromEngine(exception.Code, WireFieldNames.Prefixed(param, exception.Message), param, exception.BackOff);
+            return FromEngine(exception.Code, GenerationException.Prefixed(param, exception.Message), param, exception.BackOff);
         }
 
         var message = exception.PromptTokens is { } prompt && exception.ContextLength is { } context

@@ -34,6 +34,7 @@ internal static class OpenAiFieldNames
         GenerationField.LogitBias => "logit_bias",
         GenerationField.Tokens => "tokens",
         GenerationField.Input => index is { } i ? $"input[{i}]" : "input",
+        GenerationField.Dimensions => "dimensions",
         _ => null,
     };
 }

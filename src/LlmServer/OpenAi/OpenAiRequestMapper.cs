@@ -62,6 +62,8 @@ internal static class OpenAiRequestMapper
             turns[i] = MapMessage(message, i);
         }
 
+        RequireToolAnswers(turns);
+
         if (InRange(request.TopLogprobs, "top_logprobs", GenerationLimits.TopLogProbs) is not null)
         {
             if (request.Logprobs != true)
@@ -133,7 +135,12 @@ internal static class OpenAiRequestMapper
                 throw OpenAiException.InvalidField(param + ".function.name", $"{param}.function.name is required.");
             }
 
-            calls[c] = new ToolCall(call.Id ?? string.Empty, function.Name, function.Arguments ?? "{}");
+            if (string.IsNullOrEmpty(call.Id))
+            {
+                throw OpenAiException.InvalidField(param + ".id", $"{param}.id is required: the tool message answering the call names it.");
+            }
+
+            calls[c] = new ToolCall(call.Id, function.Name, function.Arguments ?? "{}");
         }
 
         return new ChatTurn(role, message.Content ?? (calls is null ? string.Empty : null))
@@ -142,6 +149,50 @@ internal static class OpenAiRequestMapper
             ToolCallId = role == "tool" ? message.ToolCallId : null,
             Name = message.Name,
         };
+    }
+
+    /// <summary>
+    /// As OpenAI requires (<see cref="ToolCallAnswers"/>): the tool messages right after an assistant message with
+    /// <c>tool_calls</c> answer each of its calls, once, and only its calls, the last message's calls too.
+    /// </summary>
+    private static void RequireToolAnswers(ChatTurn[] turns)
+    {
+        var answers = new ToolCallAnswers();
+        var caller = 0;
+        for (var i = 0; i < turns.Length; i++)
+        {
+            if (turns[i].Role == "tool")
+            {
+                if (!answers.Answer(turns[i].ToolCallId!))
+                {
+                    throw OpenAiException.InvalidField(
+                        $"messages[{i}].tool_call_id",
+                        $"messages[{i}].tool_call_id: '{turns[i].ToolCallId}' answers no call awaiting its answer. Tool messages follow an assistant message with 'tool_calls' and answer each of its calls once.");
+                }
+
+                continue;
+            }
+
+            RequireAnswered(answers, caller, $"before messages[{i}]");
+            foreach (var call in turns[i].ToolCalls ?? [])
+            {
+                answers.Expect(call.Id, call.Id);
+            }
+
+            caller = i;
+        }
+
+        RequireAnswered(answers, caller, "at the end of 'messages'");
+    }
+
+    private static void RequireAnswered(ToolCallAnswers answers, int caller, string where)
+    {
+        if (answers.Unanswered is { } unanswered)
+        {
+            throw OpenAiException.InvalidField(
+                $"messages[{caller}].tool_calls",
+                $"messages[{caller}].tool_calls: no tool message answers {unanswered} {where}. An assistant message with 'tool_calls' must be followed by tool messages answering each 'tool_call_id'.");
+        }
     }
 
     private static IReadOnlyList<ToolDefinition> Tools(IReadOnlyList<ChatTool?>? tools)

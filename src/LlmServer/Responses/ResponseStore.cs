@@ -5,16 +5,47 @@ namespace LlmServer.Responses;
 
 /// <summary>
 /// Stored responses, in memory: at most <see cref="ResponsesOptions.MaxStored"/> (oldest dropped first), each for
-/// <see cref="ResponsesOptions.StoreTtl"/>. A response is visible only to the API key that created it.
+/// <see cref="ResponsesOptions.StoreTtl"/> (a timer drops it when that ends). A response is visible only to the API
+/// key that created it. A chain's KV cache (resident in a slot, or on disk once evicted) is kept only while a stored
+/// response or a running generation uses the chain: when the last one goes, the engine forgets it, so no KV state
+/// outlives the responses that could continue it.
 /// </summary>
-internal sealed class ResponseStore(IOptions<ResponsesOptions> options, TimeProvider time)
+internal sealed class ResponseStore : IDisposable
 {
     private readonly Lock _lock = new();
 
     /// <summary>Each response's node in <see cref="_byAge"/>, so a deleted one leaves the queue at once.</summary>
     private readonly Dictionary<string, LinkedListNode<StoredResponse>> _byId = new(StringComparer.Ordinal);
     private readonly LinkedList<StoredResponse> _byAge = new();
-    private readonly ResponsesOptions _options = options.Value;
+
+    /// <summary>Stored responses and running generations per chain key.</summary>
+    private readonly Dictionary<string, int> _chainUsers = new(StringComparer.Ordinal);
+    private readonly ResponsesOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ITextGenerator _generator;
+    private readonly ITimer _expiry;
+
+    public ResponseStore(IOptions<ResponsesOptions> options, TimeProvider time, ITextGenerator generator)
+    {
+        _options = options.Value;
+        _time = time;
+        _generator = generator;
+        _expiry = time.CreateTimer(_ => Expire(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>
+    /// Keeps <paramref name="chainKey"/>'s KV for a generation that will store its response in the chain, until the
+    /// lease is disposed (after the response is stored, or not: a failed one).
+    /// </summary>
+    public ChainLease UseChain(string chainKey)
+    {
+        lock (_lock)
+        {
+            _chainUsers[chainKey] = _chainUsers.GetValueOrDefault(chainKey) + 1;
+        }
+
+        return new ChainLease(this, chainKey);
+    }
 
     public void Add(StoredResponse response)
     {
@@ -23,25 +54,35 @@ internal sealed class ResponseStore(IOptions<ResponsesOptions> options, TimeProv
             return;
         }
 
+        var ended = new List<string>();
         lock (_lock)
         {
             _byId[response.Response.Id] = _byAge.AddLast(response);
-            DropOld();
+            _chainUsers[response.ChainKey] = _chainUsers.GetValueOrDefault(response.ChainKey) + 1;
+            DropOld(ended);
         }
+
+        Forget(ended);
     }
 
     /// <summary>The caller's stored response, or null when it is unknown, expired, deleted or someone else's.</summary>
     public StoredResponse? Get(string id, string? owner)
     {
+        var ended = new List<string>();
+        StoredResponse? found;
         lock (_lock)
         {
-            DropOld();
-            return _byId.TryGetValue(id, out var node) && node.Value.Owner == owner ? node.Value : null;
+            DropOld(ended);
+            found = _byId.TryGetValue(id, out var node) && node.Value.Owner == owner ? node.Value : null;
         }
+
+        Forget(ended);
+        return found;
     }
 
     public bool Delete(string id, string? owner)
     {
+        var ended = new List<string>();
         lock (_lock)
         {
             if (!_byId.TryGetValue(id, out var node) || node.Value.Owner != owner)
@@ -51,17 +92,103 @@ internal sealed class ResponseStore(IOptions<ResponsesOptions> options, TimeProv
 
             _byId.Remove(id);
             _byAge.Remove(node);
-            return true;
+            Release(node.Value.ChainKey, ended);
         }
+
+        Forget(ended);
+        return true;
     }
 
-    private void DropOld()
+    /// <summary>
+    /// Forgets every chain's KV: at shutdown, since the stored responses, held in memory, do not outlive the
+    /// process, and KV states saved for them would be files nothing can continue.
+    /// </summary>
+    public void ForgetAllChains()
     {
-        var oldest = time.GetUtcNow() - _options.StoreTtl;
-        while (_byAge.First is { } head && (_byAge.Count > _options.MaxStored || head.Value.StoredAt < oldest))
+        List<string> chains;
+        lock (_lock)
+        {
+            chains = [.. _chainUsers.Keys];
+        }
+
+        Forget(chains);
+    }
+
+    public void Dispose() => _expiry.Dispose();
+
+    private void Expire()
+    {
+        var ended = new List<string>();
+        lock (_lock)
+        {
+            DropOld(ended);
+        }
+
+        Forget(ended);
+    }
+
+    private void DropOld(List<string> ended)
+    {
+        var oldest = _time.GetUtcNow() - _options.StoreTtl;
+        while (_byAge.First is { } head && (_byAge.Count > _options.MaxStored || head.Value.StoredAt <= oldest))
         {
             _byAge.RemoveFirst();
             _byId.Remove(head.Value.Response.Id);
+            Release(head.Value.ChainKey, ended);
+        }
+
+        ArmExpiry();
+    }
+
+    /// <summary>The timer fires when the oldest stored response expires (never, with none stored).</summary>
+    private void ArmExpiry() => _expiry.Change(
+        _byAge.First is { } head ? Max(head.Value.StoredAt + _options.StoreTtl - _time.GetUtcNow(), TimeSpan.Zero) : Timeout.InfiniteTimeSpan,
+        Timeout.InfiniteTimeSpan);
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    /// <summary>One user of the chain fewer; a chain no one uses any more goes into <paramref name="ended"/>.</summary>
+    private void Release(string chainKey, List<string> ended)
+    {
+        var users = _chainUsers[chainKey] - 1;
+        if (users > 0)
+        {
+            _chainUsers[chainKey] = users;
+            return;
+        }
+
+        _chainUsers.Remove(chainKey);
+        ended.Add(chainKey);
+    }
+
+    /// <summary>Outside the lock: the engine queues the eviction for its scheduler thread (its slot, then its file).</summary>
+    private void Forget(List<string> chains)
+    {
+        foreach (var chainKey in chains)
+        {
+            _generator.EvictSession(chainKey);
+        }
+    }
+
+    /// <summary>A running generation's hold on its chain (see <see cref="UseChain"/>).</summary>
+    internal sealed class ChainLease(ResponseStore store, string chainKey) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            {
+                return;
+            }
+
+            var ended = new List<string>();
+            lock (store._lock)
+            {
+                store.Release(chainKey, ended);
+            }
+
+            store.Forget(ended);
         }
     }
 }

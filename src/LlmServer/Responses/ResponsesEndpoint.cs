@@ -28,6 +28,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         var stored = request.Store != false;
         var chainKey = previous?.ChainKey ?? "responses:" + id;
         var generation = ResponsesRequestMapper.Map(request, conversation, model, id, stored ? chainKey : null);
+        using var chain = stored ? store.UseChain(chainKey) : null;
         var shape = new ResponseShape(request, id, responder.UnixNow(), model.Id);
 
         // Refusals (queue full, prompt too long, not ready) throw here, before any byte of the response.

@@ -18,6 +18,10 @@ public static class ResponsesEndpoints
     public static WebApplication MapResponsesApi(this WebApplication app)
     {
         var responses = app.Services.GetRequiredService<ResponsesEndpoint>();
+        var store = app.Services.GetRequiredService<ResponseStore>();
+
+        // Before the engine stops, so its shutdown save skips the chains: the in-memory store does not outlive the process.
+        app.Lifetime.ApplicationStopping.Register(store.ForgetAllChains);
         app.MapPost("/v1/responses", responses.CreateAsync).WithMetadata(ResponsesFieldNames.Names);
         app.MapGet("/v1/responses/{id}", responses.GetAsync);
         app.MapDelete("/v1/responses/{id}", responses.DeleteAsync);

@@ -93,7 +93,7 @@ internal static class SessionErrors
     public static SessionException FromEngine(GenerationException exception)
     {
         var parameter = Fields.Of(exception);
-        return new(CodeOf(exception.Code), WireFieldNames.Prefixed(parameter, exception.Message), parameter) { RetryAfter = exception.BackOff };
+        return new(CodeOf(exception.Code), GenerationException.Prefixed(parameter, exception.Message), parameter) { RetryAfter = exception.BackOff };
     }
 
     /// <summary>For the hub: the message is the stable code, ": ", then the text.</summary>

@@ -203,18 +203,4 @@ public sealed class BatchLaneTests
         Assert.Equal(1, seen["llmserver.num_requests_running"]);
         Assert.Equal(2, seen["llmserver.num_requests_waiting"]);
     }
-
-    private sealed class TestMeterFactory : IMeterFactory
-    {
-        private readonly List<Meter> _meters = [];
-
-        public Meter Create(MeterOptions options)
-        {
-            var meter = new Meter(options.Name, options.Version, options.Tags, scope: this);
-            _meters.Add(meter);
-            return meter;
-        }
-
-        public void Dispose() => _meters.ForEach(m => m.Dispose());
-    }
 }

@@ -107,6 +107,7 @@ public sealed class EmbeddingsTests(SharedServerFixture fixture) : IClassFixture
     [InlineData("""{"input":""}""", "input[0]")]
     [InlineData("""{"input":"Hi","encoding_format":"int8"}""", "encoding_format")]
     [InlineData("""{"input":"Hi","dimensions":3}""", "dimensions")]
+    [InlineData("""{"input":"Hi","dimensions":100000}""", "dimensions")]
     [InlineData("""{"input":[[1,2],[99999]]}""", "input[1]")]
     [InlineData("""{"input":[1,"a"]}""", "input")]
     public async Task Bad_request_names_the_field(string json, string param)

@@ -17,7 +17,7 @@ public sealed class WireFieldNamesTests
     [InlineData("stop", "stopping is not allowed", "stop: stopping is not allowed")]
     [InlineData(null, "The server is busy.", "The server is busy.")]
     public void The_field_goes_in_front_unless_the_message_begins_by_naming_it(string? field, string message, string expected) =>
-        Assert.Equal(expected, WireFieldNames.Prefixed(field, message));
+        Assert.Equal(expected, GenerationException.Prefixed(field, message));
 
     [Fact]
     public void OpenAI_names_the_field_in_param_and_in_the_message()

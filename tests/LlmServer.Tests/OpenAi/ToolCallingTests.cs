@@ -184,6 +184,52 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
         AssertOpenAiError(json, "invalid_request_error", param);
     }
 
+    private const string UserAsks = """{"role":"user","content":"Add 2 and 3, then 4 and 5."}""";
+
+    private const string TwoCalls = """{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"add","arguments":"{\"a\":2,\"b\":3}"}},{"id":"call_2","type":"function","function":{"name":"add","arguments":"{\"a\":4,\"b\":5}"}}]}""";
+
+    private const string Answer1 = """{"role":"tool","tool_call_id":"call_1","content":"5"}""";
+
+    private const string Answer2 = """{"role":"tool","tool_call_id":"call_2","content":"9"}""";
+
+    /// <summary>As OpenAI: tool messages answer the calls of the assistant message right before them, each once, before any other message.</summary>
+    [Theory]
+    [InlineData($"[{UserAsks},{TwoCalls},{Answer1},{{\"role\":\"tool\",\"tool_call_id\":\"call_9\",\"content\":\"1\"}}]", "messages[3].tool_call_id", "call_9")]
+    [InlineData($"[{UserAsks},{Answer1}]", "messages[1].tool_call_id", "call_1")]
+    [InlineData($"[{UserAsks},{TwoCalls},{Answer1},{Answer1}]", "messages[3].tool_call_id", "call_1")]
+    [InlineData($"[{UserAsks},{TwoCalls},{Answer1},{Answer2},{Answer2}]", "messages[4].tool_call_id", "call_2")]
+    [InlineData($"[{UserAsks},{TwoCalls},{Answer2},{UserAsks}]", "messages[1].tool_calls", "call_1")]
+    [InlineData($"[{UserAsks},{TwoCalls},{TwoCalls},{Answer1},{Answer2}]", "messages[1].tool_calls", "call_1, call_2")]
+    [InlineData($"[{UserAsks},{TwoCalls},{Answer1}]", "messages[1].tool_calls", "call_2")]
+    [InlineData($"[{UserAsks},{TwoCalls}]", "messages[1].tool_calls", "call_1, call_2")]
+    public async Task Tool_messages_that_do_not_pair_with_the_calls_are_refused(string messages, string param, string ids)
+    {
+        var (status, json, _) = await PostAsync(_client, ChatPath, $$"""{"messages":{{messages}},"max_tokens":4}""");
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        AssertOpenAiError(json, "invalid_request_error", param);
+        Assert.Contains(ids, json.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_call_without_an_id_is_refused()
+    {
+        var messages = """[{"role":"user","content":"Hi"},{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"add","arguments":"{}"}}]},{"role":"tool","tool_call_id":"","content":"3"}]""";
+        var (status, json, _) = await PostAsync(_client, ChatPath, $$"""{"messages":{{messages}},"max_tokens":4}""");
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        AssertOpenAiError(json, "invalid_request_error", "messages[1].tool_calls[0].id");
+    }
+
+    [Fact]
+    public async Task Parallel_calls_answered_in_any_order_are_accepted_and_run()
+    {
+        var (status, json, _) = await PostAsync(_client, ChatPath, $$"""{"messages":[{{UserAsks}},{{TwoCalls}},{{Answer2}},{{Answer1}},{{UserAsks}}],"max_tokens":4}""");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.True(json.GetProperty("usage").GetProperty("completion_tokens").GetInt32() > 0, json.ToString());
+    }
+
     [Fact]
     public async Task Apply_template_renders_the_prompt_the_engine_runs()
     {

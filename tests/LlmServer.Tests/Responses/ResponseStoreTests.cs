@@ -1,3 +1,4 @@
+using LlmServer.Engine.Generation;
 using LlmServer.Responses;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
@@ -8,6 +9,7 @@ namespace LlmServer.Tests.Responses;
 public sealed class ResponseStoreTests
 {
     private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-01-01T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly EvictionRecorder _engine = new();
 
     [Fact]
     public void Beyond_max_stored_the_oldest_goes_first()
@@ -71,12 +73,106 @@ public sealed class ResponseStoreTests
         Assert.NotNull(store.Get("resp_3", owner: null));
     }
 
-    private ResponseStore Store(int maxStored = 100, TimeSpan? ttl = null) =>
-        new(Options.Create(new ResponsesOptions { MaxStored = maxStored, StoreTtl = ttl ?? TimeSpan.FromHours(1) }), _time);
+    [Fact]
+    public void An_expired_response_has_its_chain_forgotten_when_the_ttl_ends_with_no_request_coming()
+    {
+        var store = Store(ttl: TimeSpan.FromMinutes(10));
+        store.Add(Stored("resp_1"));
+        _time.Advance(TimeSpan.FromMinutes(10) - TimeSpan.FromSeconds(1));
+        Assert.Empty(_engine.Evicted);
 
-    private StoredResponse Stored(string id, string? owner = null)
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(["responses:resp_1"], _engine.Evicted);
+    }
+
+    [Fact]
+    public void A_chain_is_kept_while_a_continuation_in_it_is_stored()
+    {
+        var store = Store(ttl: TimeSpan.FromMinutes(10));
+        store.Add(Stored("resp_1"));
+        _time.Advance(TimeSpan.FromMinutes(6));
+        store.Add(Stored("resp_2", chain: "resp_1"));
+        _time.Advance(TimeSpan.FromMinutes(5));
+
+        Assert.Null(store.Get("resp_1", owner: null));
+        Assert.Empty(_engine.Evicted);
+        _time.Advance(TimeSpan.FromMinutes(5));
+        Assert.Equal(["responses:resp_1"], _engine.Evicted);
+    }
+
+    [Fact]
+    public void Deleting_the_last_response_of_a_chain_forgets_its_chain()
+    {
+        var store = Store();
+        store.Add(Stored("resp_1"));
+        store.Add(Stored("resp_2", chain: "resp_1"));
+        store.Add(Stored("resp_3"));
+
+        Assert.True(store.Delete("resp_1", owner: null));
+        Assert.Empty(_engine.Evicted);
+        Assert.True(store.Delete("resp_2", owner: null));
+        Assert.Equal(["responses:resp_1"], _engine.Evicted);
+    }
+
+    [Fact]
+    public void A_response_dropped_beyond_max_stored_forgets_its_chain()
+    {
+        var store = Store(maxStored: 1);
+        store.Add(Stored("resp_1"));
+        store.Add(Stored("resp_2"));
+
+        Assert.Equal(["responses:resp_1"], _engine.Evicted);
+    }
+
+    [Fact]
+    public void A_running_generation_keeps_its_chain_and_a_failed_one_forgets_it()
+    {
+        var store = Store(ttl: TimeSpan.FromMinutes(10));
+        store.Add(Stored("resp_1"));
+        var continuing = store.UseChain("responses:resp_1");
+        _time.Advance(TimeSpan.FromMinutes(10));
+        Assert.Empty(_engine.Evicted);
+
+        // The continuation failed: nothing was stored, so nothing holds the chain.
+        continuing.Dispose();
+        Assert.Equal(["responses:resp_1"], _engine.Evicted);
+
+        using (store.UseChain("responses:resp_2"))
+        {
+            store.Add(Stored("resp_2"));
+        }
+
+        Assert.Equal(["responses:resp_1"], _engine.Evicted);
+        store.Delete("resp_2", owner: null);
+        Assert.Equal(["responses:resp_1", "responses:resp_2"], _engine.Evicted);
+    }
+
+    [Fact]
+    public void At_shutdown_every_chain_is_forgotten()
+    {
+        var store = Store();
+        store.Add(Stored("resp_1"));
+        store.Add(Stored("resp_2", chain: "resp_1"));
+        using var running = store.UseChain("responses:resp_3");
+
+        store.ForgetAllChains();
+        Assert.Equal(["responses:resp_1", "responses:resp_3"], _engine.Evicted.Order(StringComparer.Ordinal));
+    }
+
+    private ResponseStore Store(int maxStored = 100, TimeSpan? ttl = null) =>
+        new(Options.Create(new ResponsesOptions { MaxStored = maxStored, StoreTtl = ttl ?? TimeSpan.FromHours(1) }), _time, _engine);
+
+    private StoredResponse Stored(string id, string? owner = null, string? chain = null)
     {
         var response = new ResponseShape(new CreateResponseRequest(), id, _time.GetUtcNow().ToUnixTimeSeconds(), "model").InProgress();
-        return new StoredResponse(response, [], "responses:" + id, owner, _time.GetUtcNow());
+        return new StoredResponse(response, [], "responses:" + (chain ?? id), owner, _time.GetUtcNow());
+    }
+
+    /// <summary>The engine as the store sees it: only the sessions it is told to forget matter.</summary>
+    private sealed class EvictionRecorder() : DelegatingTextGenerator(null!)
+    {
+        public List<string> Evicted { get; } = [];
+
+        public override void EvictSession(string sessionKey) => Evicted.Add(sessionKey);
     }
 }
