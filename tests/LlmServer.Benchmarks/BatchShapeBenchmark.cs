@@ -33,11 +33,11 @@ internal static class BatchShapeBenchmark
         ("slots 1-4 generate + chunk of 65", [1, 2, 3, 4], 65),
     ];
 
-    public static int Run(string modelPath, int depth, int rounds)
+    public static int Run(string modelPath, int depth, int rounds, int threads)
     {
         Console.Error.WriteLine("batch shapes: " + OpenMpTuning.Apply());
         NativeLogConfig.llama_log_set((_, _) => { });
-        var model = new ModelOptions { Path = modelPath, Threads = 2, BatchThreads = 2 };
+        var model = new ModelOptions { Path = modelPath, Threads = threads, BatchThreads = threads };
         var scheduler = new SchedulerOptions { Slots = 8, ContextSize = 8 * 4096, StepTokenBudget = 512 };
         var parameters = ModelLoader.CreateParameters(model, scheduler, trainingContext: 0);
         using var weights = LLamaWeights.LoadFromFile(parameters);
@@ -65,7 +65,7 @@ internal static class BatchShapeBenchmark
             }
         }
 
-        Console.WriteLine($"synth110m, prompt {depth} tokens deep, generating sequences {GeneratingDepth} deep; median of {rounds} (ms, and ms a prompt token)");
+        Console.WriteLine($"{Path.GetFileNameWithoutExtension(modelPath)}, {threads} threads, prompt {depth} tokens deep, generating sequences {GeneratingDepth} deep; median of {rounds} (ms, and ms a prompt token)");
         for (var shape = 0; shape < Shapes.Length; shape++)
         {
             var line = $"{Shapes[shape].Name,-34}";

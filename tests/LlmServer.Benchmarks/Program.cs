@@ -13,7 +13,8 @@ return args switch
     ["--batch-shapes", .. var rest] => BatchShapeBenchmark.Run(
         BenchmarkOrchestrator.Option(rest, "--model") ?? TestModels.Synth110M,
         depth: BenchmarkOrchestrator.IntOption(rest, "--depth", 1500),
-        rounds: BenchmarkOrchestrator.IntOption(rest, "--rounds", 8)),
+        rounds: BenchmarkOrchestrator.IntOption(rest, "--rounds", 8),
+        threads: BenchmarkOrchestrator.IntOption(rest, "--threads", 2)),
     ["--serve-fake", .. var rest] => await FakeDecodeServer.RunAsync(rest),
     ["--sessions-kv", .. var rest] => await SessionKvBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 1),
     ["--sessions", .. var rest] => await SessionTurnsBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 3)

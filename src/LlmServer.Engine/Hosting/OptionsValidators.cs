@@ -92,9 +92,11 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
             errors.Add("Scheduler:MinPromptShare must be between 0 (keep to the time target) and 0.95.");
         }
 
-        if (options.MinPromptChunk < 1 || options.MinPromptChunk > options.StepTokenBudget)
+        // Above the token budget is allowed: the budget, the hard cap, bounds every chunk anyway, and a budget set
+        // below the default chunk must not fail over an option its owner never set.
+        if (options.MinPromptChunk < 1)
         {
-            errors.Add("Scheduler:MinPromptChunk must be between 1 and Scheduler:StepTokenBudget.");
+            errors.Add("Scheduler:MinPromptChunk must be at least 1.");
         }
 
         if (options.DefaultMaxTokens < 0)

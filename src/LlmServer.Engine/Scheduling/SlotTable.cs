@@ -19,11 +19,12 @@ internal sealed partial class SlotTable
     private const int MinSlideTokens = 8;
 
     /// <summary>
-    /// What one more run of busy slots costs, in prompt tokens to prefill. With the KV cache split per sequence,
-    /// llama.cpp decodes each run of consecutive sequence ids as a micro-batch of its own: one more pass over the
-    /// weights every step for the rest of the request (measured on synth110m: 4 generating slots 0, 2, 4, 6 took
-    /// 1.6x the step of slots 0 to 3). Over an answer's hundred-odd steps that outweighs prefilling a few hundred
-    /// tokens that a longer cached prefix elsewhere would have saved.
+    /// What one more run of busy slots costs, in prompt tokens to prefill, at most (a request generating fewer
+    /// tokens pays fewer steps of it). With the KV cache split per sequence, llama.cpp decodes each run of
+    /// consecutive sequence ids as a micro-batch of its own: one more pass over the weights every step for the rest
+    /// of the request (measured on synth110m: 4 generating slots 0, 2, 4, 6 took 1.6x the step of slots 0 to 3;
+    /// <c>--batch-shapes</c>). Over an answer's hundred-odd steps that outweighs prefilling a few hundred tokens
+    /// that a longer cached prefix elsewhere would have saved.
     /// </summary>
     private const int RunCostTokens = 256;
 
@@ -35,6 +36,9 @@ internal sealed partial class SlotTable
     private readonly int _runCost;
     private readonly KvSlot[] _slots;
     private readonly ConcurrentDictionary<string, ResidentText> _residentTexts = new(StringComparer.Ordinal);
+
+    /// <summary>Sessions evicted while a request of theirs ran: their slot is emptied when it finishes, not kept.</summary>
+    private readonly HashSet<string> _evictOnRelease = new(StringComparer.Ordinal);
 
     /// <param name="kvSplitPerSequence">
     /// Whether the context splits its KV cache per sequence; then the busy slots are kept contiguous where a prefix
@@ -170,6 +174,7 @@ internal sealed partial class SlotTable
     /// <summary>Frees a finished request's slots; choice 0's slot keeps its session resident for the next turn.</summary>
     public void Release(ScheduledRequest request, long now)
     {
+        var evicted = request.Request.SessionKey is { } session && _evictOnRelease.Remove(session);
         foreach (var choice in request.Choices)
         {
             if (Unassign(choice) is not { } slot)
@@ -178,7 +183,11 @@ internal sealed partial class SlotTable
             }
 
             slot.LastUsedAt = now;
-            if (choice.Index == 0 && request.Request.SessionKey is { } key)
+            if (evicted && choice.Index == 0)
+            {
+                Clear(slot);
+            }
+            else if (choice.Index == 0 && request.Request.SessionKey is { } key)
             {
                 foreach (var other in _slots)
                 {
@@ -230,14 +239,21 @@ internal sealed partial class SlotTable
         slot.SessionKey = null;
     }
 
-    /// <summary>Forgets a session: its text, its saved state, and its KV if its slot is idle.</summary>
+    /// <summary>
+    /// Forgets a session: its text, its saved state, and its KV: at once if its slot is idle, else when the request
+    /// running in it finishes (which would otherwise make it resident again).
+    /// </summary>
     public void EvictSession(string key)
     {
         _residentTexts.TryRemove(key, out _);
         _diskCache?.Delete(key);
         foreach (var slot in _slots)
         {
-            if (slot.SessionKey == key && !slot.IsBusy)
+            if (slot.IsBusy && slot.Owner!.Request.SessionKey == key)
+            {
+                _evictOnRelease.Add(key);
+            }
+            else if (slot.SessionKey == key && !slot.IsBusy)
             {
                 slot.SessionKey = null;
                 Clear(slot);
@@ -290,6 +306,8 @@ internal sealed partial class SlotTable
             }
         }
 
+        // A request that generates only a few tokens pays a run's extra pass only that many steps.
+        var runCost = Math.Min(_runCost, request?.MaxTokens ?? _runCost);
         KvSlot? best = null;
         var bestScore = int.MinValue;
         foreach (var slot in _slots)
@@ -299,7 +317,7 @@ internal sealed partial class SlotTable
                 continue;
             }
 
-            var score = (request is null ? 0 : CommonPrefix(slot.Tokens, request.Prefill)) - (_runCost * RunsAdded(slot.Id));
+            var score = (request is null ? 0 : CommonPrefix(slot.Tokens, request.Prefill)) - (runCost * RunsAdded(slot.Id));
             if (score > bestScore || (score == bestScore && slot.LastUsedAt < best!.LastUsedAt))
             {
                 best = slot;

@@ -178,6 +178,21 @@ public sealed class SchedulerLogicTests
     }
 
     [Fact]
+    public async Task A_session_evicted_while_its_request_runs_is_not_kept_resident_when_it_finishes()
+    {
+        using var harness = new SchedulerHarness(slots: 1);
+        var running = harness.Submit("abcd", maxTokens: 6, session: "s1");
+        harness.Scheduler.Step();
+        harness.Scheduler.EvictSession("s1");
+        harness.RunToIdle();
+
+        Assert.Equal(6, (await running.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+        Assert.Equal(0, harness.Scheduler.GetStatus().ResidentSessions);
+        Assert.Empty(harness.Backend.KvOf(0));
+        Assert.Equal(0, (await RunAsync(harness, "abcdXY", "s1")).CachedPromptTokens);
+    }
+
+    [Fact]
     public async Task Evicting_a_session_frees_its_slot_and_cache()
     {
         using var harness = new SchedulerHarness(slots: 1);

@@ -28,20 +28,25 @@ public sealed class SlotChoiceTests
         Assert.Equal(Enumerable.Range(slots[0], 4), slots);
     }
 
-    [Fact]
-    public async Task A_cached_prefix_longer_than_a_runs_cost_outweighs_keeping_the_busy_slots_together()
+    [Theory]
+    [InlineData(300, 256, 300)]
+    [InlineData(200, 256, 0)]
+    [InlineData(200, 40, 200)]
+    public void A_cached_prefix_is_taken_only_where_it_outweighs_starting_a_run(int prefix, int maxTokens, int cached)
     {
-        using var harness = new SchedulerHarness(slots: 4, slotContext: 400, budget: 512);
-        var longPrompt = new string('p', 300);
+        using var harness = new SchedulerHarness(slots: 4, slotContext: 600, budget: 512, targetStepMs: 0);
+        var longPrompt = new string('p', prefix);
         harness.Submit(longPrompt, maxTokens: 1);
+        harness.Submit("xxxx", maxTokens: 1);
         harness.Submit("qqqq", maxTokens: 40);
-        StepUntilBatchHolds(harness, [1]);
+        StepUntilBatchHolds(harness, [2]);
 
-        // Slot 0 holds the long prompt; slot 1 is busy. Slot 2 would keep the run whole, but slot 0 saves 300 tokens.
-        var again = harness.Submit(longPrompt + "x", maxTokens: 1);
+        // Slot 0 holds the prompt and would start a run of its own (slot 1 is free, 2 busy); slots 1 and 3 join
+        // slot 2's run. The run costs 256 prompt tokens, or the request's own token limit if smaller.
+        harness.Submit(longPrompt + "x", maxTokens: maxTokens);
         harness.Scheduler.Step();
-        StepUntilBatchHolds(harness, [1]);
-        Assert.Equal(300, (await again.CollectAsync()).Choices[0].Completion.Usage.CachedPromptTokens);
+        var prefilled = harness.Backend.Batches[^1].Count(entry => entry.Slot != 2);
+        Assert.Equal(prefix + 1 - cached, prefilled);
     }
 
     /// <summary>Steps until a step decodes exactly these slots (the others finished or have not started).</summary>

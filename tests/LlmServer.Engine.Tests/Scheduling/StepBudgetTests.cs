@@ -165,6 +165,9 @@ public sealed class StepBudgetTests
         Assert.Contains(result.Failures!, f => f.Contains("TargetStepMs", StringComparison.Ordinal));
         Assert.Contains(result.Failures!, f => f.Contains("MinPromptChunk", StringComparison.Ordinal));
         Assert.True(new SchedulerOptionsValidator().Validate(null, new SchedulerOptions()).Succeeded);
+
+        // A small token budget with the default minimal chunk is valid: the budget caps every chunk.
+        Assert.True(new SchedulerOptionsValidator().Validate(null, new SchedulerOptions { Slots = 4, StepTokenBudget = 32 }).Succeeded);
     }
 
     [Theory]
