@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using Microsoft.Extensions.AI;
 
 namespace LlmServer.Extensions.AI;
 
@@ -7,15 +8,18 @@ namespace LlmServer.Extensions.AI;
 /// caller set, so a refusal reads <c>ChatOptions.MaxOutputTokens: must be at least 1.</c> The HTTP front ends have
 /// their wire names; these are the .NET callers'. A field a caller cannot set has no name (the message stays the engine's).
 /// </summary>
-/// <param name="name">The caller's name of a field (with the list index, for one item of a list), or null.</param>
-internal sealed class InProcessFieldNames(Func<GenerationField, int?, string?> name)
+/// <param name="name">
+/// The caller's name of a field (with the list index, for one item of a list), from the options the request was
+/// made of (the stop sequences come from two options), or null.
+/// </param>
+internal sealed class InProcessFieldNames(Func<GenerationField, int?, ChatOptions?, string?> name)
 {
     /// <summary>Microsoft.Extensions.AI callers: <see cref="Microsoft.Extensions.AI.ChatOptions"/> and its additional properties.</summary>
-    public static InProcessFieldNames ChatOptions { get; } = new((field, index) => field switch
+    public static InProcessFieldNames ChatOptions { get; } = new((field, index, options) => field switch
     {
         GenerationField.Messages => "messages",
         GenerationField.MaxTokens => "ChatOptions.MaxOutputTokens",
-        GenerationField.Stop => "ChatOptions.StopSequences",
+        GenerationField.Stop => Stop(options, "ChatOptions.StopSequences", AdditionalProperty(ChatRequestMapper.StopKey)),
         GenerationField.Temperature => "ChatOptions.Temperature",
         GenerationField.TopP => "ChatOptions.TopP",
         GenerationField.TopK => "ChatOptions.TopK",
@@ -25,37 +29,38 @@ internal sealed class InProcessFieldNames(Func<GenerationField, int?, string?> n
         GenerationField.ToolName => $"ChatOptions.Tools[{index}].Name",
         GenerationField.ToolParameters => $"ChatOptions.Tools[{index}].JsonSchema",
         GenerationField.ToolChoice => "ChatOptions.ToolMode",
-        _ => Additional(field) is { } key ? $"ChatOptions.AdditionalProperties[\"{key}\"]" : null,
+        _ => Additional(field) is { } key ? AdditionalProperty(key) : null,
     });
 
     /// <summary>
     /// Semantic Kernel callers: the keys of <c>PromptExecutionSettings.ExtensionData</c> (typed settings serialize
-    /// to the same keys), which Semantic Kernel maps onto <see cref="Microsoft.Extensions.AI.ChatOptions"/>; tools
-    /// are the kernel's functions, offered by <c>FunctionChoiceBehavior</c>.
+    /// to the same keys), which Semantic Kernel maps onto <see cref="Microsoft.Extensions.AI.ChatOptions"/> (its
+    /// <c>stop_sequences</c> onto <c>StopSequences</c>) or passes through as additional properties (<c>stop</c>);
+    /// tools are the kernel's functions, offered by <c>FunctionChoiceBehavior</c>.
     /// </summary>
-    public static InProcessFieldNames PromptExecutionSettings { get; } = new((field, _) => field switch
+    public static InProcessFieldNames PromptExecutionSettings { get; } = new((field, _, options) => field switch
     {
         GenerationField.Messages => "ChatHistory",
         GenerationField.Tools or GenerationField.ToolName or GenerationField.ToolParameters or GenerationField.ToolChoice => "FunctionChoiceBehavior",
+        GenerationField.Stop => Stop(options, ExtensionData("stop_sequences"), ExtensionData(ChatRequestMapper.StopKey)),
         _ => (field switch
         {
             GenerationField.MaxTokens => "max_tokens",
-            GenerationField.Stop => "stop_sequences",
             GenerationField.Temperature => "temperature",
             GenerationField.TopP => "top_p",
             GenerationField.TopK => "top_k",
             GenerationField.FrequencyPenalty => "frequency_penalty",
             GenerationField.PresencePenalty => "presence_penalty",
             _ => Additional(field),
-        }) is { } key ? $"PromptExecutionSettings.ExtensionData[\"{key}\"]" : null,
+        }) is { } key ? ExtensionData(key) : null,
     });
 
     /// <summary>
-    /// The engine's refusal with this caller's name of its field in front (the engine's own inside), or null when it
-    /// names no field this caller sets.
+    /// The engine's refusal of a request made of <paramref name="options"/> with this caller's name of its field in
+    /// front (the engine's own inside), or null when it names no field this caller sets.
     /// </summary>
-    public GenerationException? Named(GenerationException engine) =>
-        engine.Field is { } field && name(field, engine.FieldIndex) is { } fieldName ? engine.WithFieldName(fieldName) : null;
+    public GenerationException? Named(GenerationException engine, ChatOptions? options) =>
+        engine.Field is { } field && name(field, engine.FieldIndex, options) is { } fieldName ? engine.WithFieldName(fieldName) : null;
 
     /// <summary>The fields set through additional properties (extension data), under the keys the chat client reads.</summary>
     private static string? Additional(GenerationField field) => field switch
@@ -67,4 +72,19 @@ internal sealed class InProcessFieldNames(Func<GenerationField, int?, string?> n
         GenerationField.Grammar => ChatRequestMapper.GrammarKey,
         _ => null,
     };
+
+    private static string AdditionalProperty(string key) => $"ChatOptions.AdditionalProperties[\"{key}\"]";
+
+    private static string ExtensionData(string key) => $"PromptExecutionSettings.ExtensionData[\"{key}\"]";
+
+    /// <summary>
+    /// The engine refuses the stop sequences merged from <see cref="ChatOptions.StopSequences"/> and the
+    /// <c>stop</c> additional property: named as whichever the caller set, or both.
+    /// </summary>
+    private static string Stop(ChatOptions? options, string sequences, string additional)
+    {
+        var fromSequences = options?.StopSequences is { Count: > 0 };
+        var fromAdditional = options?.AdditionalProperties?.TryGetValue(ChatRequestMapper.StopKey, out var stop) == true && stop is not null;
+        return fromSequences && fromAdditional ? $"{sequences} and {additional}" : fromAdditional ? additional : sequences;
+    }
 }

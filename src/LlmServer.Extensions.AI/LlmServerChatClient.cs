@@ -18,7 +18,7 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
     {
         var request = ChatRequestMapper.ToGenerationRequest(messages, options);
         var createdAt = timeProvider.GetUtcNow();
-        await using var stream = Submit(request, cancellationToken);
+        await using var stream = Submit(request, options, cancellationToken);
         var result = await stream.CollectAsync(cancellationToken);
         var choice = result.Choices[0];
         ThrowIfUnfinished(choice.Completion, cancellationToken);
@@ -50,7 +50,7 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         var createdAt = timeProvider.GetUtcNow();
 
         // Disposing the stream (the caller stopped enumerating, or anything threw) cancels the generation and frees its slot.
-        await using var stream = Submit(request, cancellationToken);
+        await using var stream = Submit(request, options, cancellationToken);
         var modelId = generator.Model?.Id;
         var completed = false;
 
@@ -131,13 +131,13 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
     }
 
     /// <summary>Admits the request; a refusal names the option the caller set (<see cref="InProcessFieldNames.ChatOptions"/>).</summary>
-    private GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken)
+    private GenerationStream Submit(GenerationRequest request, ChatOptions? options, CancellationToken cancellationToken)
     {
         try
         {
             return generator.Submit(request, cancellationToken);
         }
-        catch (GenerationException engine) when (InProcessFieldNames.ChatOptions.Named(engine) is { } named)
+        catch (GenerationException engine) when (InProcessFieldNames.ChatOptions.Named(engine, options) is { } named)
         {
             throw named;
         }

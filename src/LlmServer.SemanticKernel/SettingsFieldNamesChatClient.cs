@@ -18,7 +18,7 @@ internal sealed class SettingsFieldNamesChatClient(IChatClient inner) : Delegati
         {
             return await base.GetResponseAsync(messages, options, cancellationToken);
         }
-        catch (GenerationException refusal) when (Named(refusal) is { } named)
+        catch (GenerationException refusal) when (Named(refusal, options) is { } named)
         {
             throw named;
         }
@@ -39,7 +39,7 @@ internal sealed class SettingsFieldNamesChatClient(IChatClient inner) : Delegati
                     yield break;
                 }
             }
-            catch (GenerationException refusal) when (Named(refusal) is { } named)
+            catch (GenerationException refusal) when (Named(refusal, options) is { } named)
             {
                 throw named;
             }
@@ -48,6 +48,6 @@ internal sealed class SettingsFieldNamesChatClient(IChatClient inner) : Delegati
         }
     }
 
-    private static GenerationException? Named(GenerationException refusal) =>
-        refusal.InnerException is GenerationException engine ? InProcessFieldNames.PromptExecutionSettings.Named(engine) : null;
+    private static GenerationException? Named(GenerationException refusal, ChatOptions? options) =>
+        refusal.InnerException is GenerationException engine ? InProcessFieldNames.PromptExecutionSettings.Named(engine, options) : null;
 }

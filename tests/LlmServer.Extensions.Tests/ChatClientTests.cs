@@ -324,6 +324,11 @@ public sealed class ChatClientTests(EngineHostFixture host)
             }
         });
         Assert.Equal("ChatOptions.AdditionalProperties[\"min_p\"]: must be between 0 and 1.", minP.Message);
+        // Stop sequences come from two options: the refusal names the one set.
+        var stopKey = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { AdditionalProperties = new() { ["stop"] = new[] { "a", string.Empty } } }));
+        Assert.Equal("ChatOptions.AdditionalProperties[\"stop\"]: takes at most 16 non-empty sequences.", stopKey.Message);
+        var stopSequences = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { StopSequences = [string.Empty] }));
+        Assert.Equal("ChatOptions.StopSequences: takes at most 16 non-empty sequences.", stopSequences.Message);
     }
 
     [Fact]

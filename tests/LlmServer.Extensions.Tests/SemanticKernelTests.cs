@@ -105,6 +105,10 @@ public sealed class SemanticKernelTests(EngineHostFixture host)
 
         var topP = await Assert.ThrowsAsync<GenerationException>(() => host.Kernel.InvokePromptAsync(StoryPrompt, new KernelArguments(Settings("""{ "top_p": 0 }"""))));
         Assert.Equal("PromptExecutionSettings.ExtensionData[\"top_p\"]: must be greater than 0 and at most 1.", topP.Message);
+        var stop = await Assert.ThrowsAsync<GenerationException>(() => service.GetChatMessageContentsAsync(history, Settings("""{ "stop": ["a", ""] }"""), host.Kernel));
+        Assert.Equal("PromptExecutionSettings.ExtensionData[\"stop\"]: takes at most 16 non-empty sequences.", stop.Message);
+        var stopSequences = await Assert.ThrowsAsync<GenerationException>(() => service.GetChatMessageContentsAsync(history, Settings("""{ "stop_sequences": [""] }"""), host.Kernel));
+        Assert.Equal("PromptExecutionSettings.ExtensionData[\"stop_sequences\"]: takes at most 16 non-empty sequences.", stopSequences.Message);
     }
 
     [Fact]

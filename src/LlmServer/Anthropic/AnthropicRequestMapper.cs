@@ -85,9 +85,14 @@ internal static class AnthropicRequestMapper
                 case "assistant":
                     RequireAnswered(answers, i);
                     turns.Add(Assistant(content, i));
-                    foreach (var block in content.Where(b => b?.Type == "tool_use"))
+                    for (var j = 0; j < content.Count; j++)
                     {
-                        answers.Expect(AnthropicToolIds.FromWire(block!.Id!), block.Id!);
+                        if (content[j] is { Type: "tool_use", Id: { } id } && !answers.Expect(AnthropicToolIds.FromWire(id), id))
+                        {
+                            throw OpenAiException.InvalidField(
+                                $"messages[{i}].content[{j}].id",
+                                $"messages[{i}].content[{j}].id: '{id}' names the same call as an earlier tool_use block in this message. Each tool_use block needs its own id: the tool_result block answering it names it.");
+                        }
                     }
 
                     break;

@@ -174,9 +174,15 @@ internal static class OpenAiRequestMapper
             }
 
             RequireAnswered(answers, caller, $"before messages[{i}]");
-            foreach (var call in turns[i].ToolCalls ?? [])
+            var calls = turns[i].ToolCalls ?? [];
+            for (var c = 0; c < calls.Count; c++)
             {
-                answers.Expect(call.Id, call.Id);
+                if (!answers.Expect(calls[c].Id, calls[c].Id))
+                {
+                    throw OpenAiException.InvalidField(
+                        $"messages[{i}].tool_calls[{c}].id",
+                        $"messages[{i}].tool_calls[{c}].id: '{calls[c].Id}' is the id of an earlier call in this message. Each call needs its own id: the tool message answering it names it.");
+                }
             }
 
             caller = i;

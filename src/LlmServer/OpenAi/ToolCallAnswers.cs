@@ -14,8 +14,11 @@ internal sealed class ToolCallAnswers
     /// <summary>The calls awaiting an answer, as the wire spells their ids; null when none is.</summary>
     public string? Unanswered => _pending.Count == 0 ? null : string.Join(", ", _pending.Values);
 
-    /// <summary>An assistant turn's call, which the messages after the turn must answer.</summary>
-    public void Expect(string id, string wireId) => _pending[id] = wireId;
+    /// <summary>
+    /// An assistant turn's call, which the messages after the turn must answer; false when the turn already has a
+    /// call with this id (one answer could not tell them apart).
+    /// </summary>
+    public bool Expect(string id, string wireId) => _pending.TryAdd(id, wireId);
 
     /// <summary>Whether <paramref name="id"/> answers a call awaiting its answer (which it then no longer is).</summary>
     public bool Answer(string id) => _pending.Remove(id);

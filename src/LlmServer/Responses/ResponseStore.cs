@@ -5,13 +5,16 @@ namespace LlmServer.Responses;
 
 /// <summary>
 /// Stored responses, in memory: at most <see cref="ResponsesOptions.MaxStored"/> (oldest dropped first), each for
-/// <see cref="ResponsesOptions.StoreTtl"/> (a timer drops it when that ends). A response is visible only to the API
+/// <see cref="ResponsesOptions.StoreTtl"/> from when it is stored (a timer drops it when that ends). A response is visible only to the API
 /// key that created it. A chain's KV cache (resident in a slot, or on disk once evicted) is kept only while a stored
 /// response or a running generation uses the chain: when the last one goes, the engine forgets it, so no KV state
 /// outlives the responses that could continue it.
 /// </summary>
 internal sealed class ResponseStore : IDisposable
 {
+    /// <summary>The longest the expiry timer is armed for at once (see <see cref="ArmExpiry"/>).</summary>
+    private static readonly TimeSpan MaxTimerDue = TimeSpan.FromDays(30);
+
     private readonly Lock _lock = new();
 
     /// <summary>Each response's node in <see cref="_byAge"/>, so a deleted one leaves the queue at once.</summary>
@@ -24,6 +27,7 @@ internal sealed class ResponseStore : IDisposable
     private readonly TimeProvider _time;
     private readonly ITextGenerator _generator;
     private readonly ITimer _expiry;
+    private bool _disposed;
 
     public ResponseStore(IOptions<ResponsesOptions> options, TimeProvider time, ITextGenerator generator)
     {
@@ -57,7 +61,8 @@ internal sealed class ResponseStore : IDisposable
         var ended = new List<string>();
         lock (_lock)
         {
-            _byId[response.Response.Id] = _byAge.AddLast(response);
+            // Stamped now, not at the request's start: the queue is in order of storing, so expiry must be too.
+            _byId[response.Response.Id] = _byAge.AddLast(response with { StoredAt = _time.GetUtcNow() });
             _chainUsers[response.ChainKey] = _chainUsers.GetValueOrDefault(response.ChainKey) + 1;
             DropOld(ended);
         }
@@ -114,7 +119,16 @@ internal sealed class ResponseStore : IDisposable
         Forget(chains);
     }
 
-    public void Dispose() => _expiry.Dispose();
+    public void Dispose()
+    {
+        // Under the lock, so an expiry running now (or a request) never re-arms the timer once it is disposed.
+        lock (_lock)
+        {
+            _disposed = true;
+        }
+
+        _expiry.Dispose();
+    }
 
     private void Expire()
     {
@@ -140,12 +154,24 @@ internal sealed class ResponseStore : IDisposable
         ArmExpiry();
     }
 
-    /// <summary>The timer fires when the oldest stored response expires (never, with none stored).</summary>
-    private void ArmExpiry() => _expiry.Change(
-        _byAge.First is { } head ? Max(head.Value.StoredAt + _options.StoreTtl - _time.GetUtcNow(), TimeSpan.Zero) : Timeout.InfiniteTimeSpan,
-        Timeout.InfiniteTimeSpan);
+    /// <summary>
+    /// The timer fires when the oldest stored response expires (never, with none stored), or after
+    /// <see cref="MaxTimerDue"/> at most: a timer takes no due time past about 49.7 days, and a firing with nothing
+    /// expired yet just arms it again.
+    /// </summary>
+    private void ArmExpiry()
+    {
+        if (_disposed)
+        {
+            return;
+        }
 
-    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+        _expiry.Change(
+            _byAge.First is { } head ? Clamp(head.Value.StoredAt + _options.StoreTtl - _time.GetUtcNow()) : Timeout.InfiniteTimeSpan,
+            Timeout.InfiniteTimeSpan);
+    }
+
+    private static TimeSpan Clamp(TimeSpan due) => due < TimeSpan.Zero ? TimeSpan.Zero : due > MaxTimerDue ? MaxTimerDue : due;
 
     /// <summary>One user of the chain fewer; a chain no one uses any more goes into <paramref name="ended"/>.</summary>
     private void Release(string chainKey, List<string> ended)
@@ -197,4 +223,8 @@ internal sealed class ResponseStore : IDisposable
 /// A stored response: the object GET returns, the conversation so far (without instructions, which are not
 /// carried over), and the chain key its continuations pass to the scheduler as their session key.
 /// </summary>
-internal sealed record StoredResponse(ResponseObject Response, IReadOnlyList<ChatTurn> Conversation, string ChainKey, string? Owner, DateTimeOffset StoredAt);
+internal sealed record StoredResponse(ResponseObject Response, IReadOnlyList<ChatTurn> Conversation, string ChainKey, string? Owner)
+{
+    /// <summary>When the store took it (its generation ended), which its time to live counts from; set by the store.</summary>
+    public DateTimeOffset StoredAt { get; init; }
+}

@@ -81,7 +81,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         StatusCodes.Status404NotFound, OpenAiErrors.InvalidRequestError, $"No response with id '{id}' is stored.", "id", "not_found");
 
     private void Store(ResponseObject response, List<ChatTurn> conversation, string chainKey, string? owner) =>
-        store.Add(new StoredResponse(response, [.. conversation, ResponseShape.AssistantTurn(response.Output)], chainKey, owner, DateTimeOffset.FromUnixTimeSeconds(response.CreatedAt)));
+        store.Add(new StoredResponse(response, [.. conversation, ResponseShape.AssistantTurn(response.Output)], chainKey, owner));
 
     /// <summary>
     /// The semantic events in order: <c>response.created</c>, <c>response.in_progress</c>, then each output item

@@ -221,6 +221,7 @@ public sealed class AnthropicToolTests(ToolServerFixture fixture) : IClassFixtur
     [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}},{"type":"tool_use","id":"t2","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"5"}]}]""", "messages[2].content: messages[1] has tool_use blocks with no tool_result block here: t2.")]
     [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"f","input":{}}]},{"role":"user","content":"Go on."}]""", "no tool_result block here: toolu_1.")]
     [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"assistant","content":"More."}]""", "messages[2].content")]
+    [InlineData("""[{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}},{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"5"}]}]""", "messages[1].content[1].id: 't1'")]
     public async Task Bad_tool_blocks_are_invalid_request_errors_naming_the_field(string messages, string field)
     {
         var (status, body, _) = await PostAsync(_client, Path, $$"""{"max_tokens":4,"messages":{{messages}}}""");

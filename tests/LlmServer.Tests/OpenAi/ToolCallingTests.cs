@@ -222,6 +222,17 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_call_id_repeated_in_one_message_is_refused()
+    {
+        var twice = """{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"add","arguments":"{}"}},{"id":"call_1","type":"function","function":{"name":"add","arguments":"{}"}}]}""";
+        var (status, json, _) = await PostAsync(_client, ChatPath, $$"""{"messages":[{{UserAsks}},{{twice}},{{Answer1}}],"max_tokens":4}""");
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        AssertOpenAiError(json, "invalid_request_error", "messages[1].tool_calls[1].id");
+        Assert.Contains("call_1", json.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Parallel_calls_answered_in_any_order_are_accepted_and_run()
     {
         var (status, json, _) = await PostAsync(_client, ChatPath, $$"""{"messages":[{{UserAsks}},{{TwoCalls}},{{Answer2}},{{Answer1}},{{UserAsks}}],"max_tokens":4}""");

@@ -159,13 +159,65 @@ public sealed class ResponseStoreTests
         Assert.Equal(["responses:resp_1", "responses:resp_3"], _engine.Evicted.Order(StringComparer.Ordinal));
     }
 
+    [Fact]
+    public void A_ttl_beyond_the_longest_timer_stores_and_expires_when_it_ends()
+    {
+        var ttl = TimeSpan.FromDays(90);
+        var store = Store(ttl: ttl);
+        store.Add(Stored("resp_1"));
+
+        _time.Advance(ttl - TimeSpan.FromSeconds(1));
+        Assert.NotNull(store.Get("resp_1", owner: null));
+        Assert.Empty(_engine.Evicted);
+
+        // No request comes: the timer, re-armed every 30 days, drops it on time.
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(["responses:resp_1"], _engine.Evicted);
+        Assert.Null(store.Get("resp_1", owner: null));
+    }
+
+    [Fact]
+    public void A_response_lives_its_ttl_from_when_it_is_stored_in_the_order_stored()
+    {
+        var store = Store(ttl: TimeSpan.FromMinutes(10));
+
+        // A long generation started first and is stored after a short one that started later.
+        _time.Advance(TimeSpan.FromMinutes(1));
+        store.Add(Stored("resp_short"));
+        _time.Advance(TimeSpan.FromMinutes(2));
+        var created = _time.GetUtcNow() - TimeSpan.FromMinutes(3);
+        store.Add(Stored("resp_long", createdAt: created));
+
+        Assert.Equal(created.ToUnixTimeSeconds(), store.Get("resp_long", owner: null)!.Response.CreatedAt);
+        _time.Advance(TimeSpan.FromMinutes(8));
+        Assert.Equal(["responses:resp_short"], _engine.Evicted);
+        Assert.NotNull(store.Get("resp_long", owner: null));
+
+        _time.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal(["responses:resp_short", "responses:resp_long"], _engine.Evicted);
+        Assert.Null(store.Get("resp_long", owner: null));
+    }
+
+    [Fact]
+    public void A_disposed_store_still_answers_and_arms_no_timer()
+    {
+        var store = Store(ttl: TimeSpan.FromMinutes(10));
+        store.Add(Stored("resp_1"));
+        store.Dispose();
+
+        store.Add(Stored("resp_2"));
+        Assert.NotNull(store.Get("resp_2", owner: null));
+        _time.Advance(TimeSpan.FromMinutes(10));
+        Assert.Empty(_engine.Evicted);
+    }
+
     private ResponseStore Store(int maxStored = 100, TimeSpan? ttl = null) =>
         new(Options.Create(new ResponsesOptions { MaxStored = maxStored, StoreTtl = ttl ?? TimeSpan.FromHours(1) }), _time, _engine);
 
-    private StoredResponse Stored(string id, string? owner = null, string? chain = null)
+    private StoredResponse Stored(string id, string? owner = null, string? chain = null, DateTimeOffset? createdAt = null)
     {
-        var response = new ResponseShape(new CreateResponseRequest(), id, _time.GetUtcNow().ToUnixTimeSeconds(), "model").InProgress();
-        return new StoredResponse(response, [], "responses:" + (chain ?? id), owner, _time.GetUtcNow());
+        var response = new ResponseShape(new CreateResponseRequest(), id, (createdAt ?? _time.GetUtcNow()).ToUnixTimeSeconds(), "model").InProgress();
+        return new StoredResponse(response, [], "responses:" + (chain ?? id), owner);
     }
 
     /// <summary>The engine as the store sees it: only the sessions it is told to forget matter.</summary>
