@@ -99,6 +99,16 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
             errors.Add("Scheduler:MinPromptChunk must be at least 1.");
         }
 
+        if (options.MaxLongPrefills < 1)
+        {
+            errors.Add("Scheduler:MaxLongPrefills must be at least 1.");
+        }
+
+        if (options.LongPromptTokens < 1)
+        {
+            errors.Add("Scheduler:LongPromptTokens must be at least 1.");
+        }
+
         if (options.DefaultMaxTokens < 0)
         {
             errors.Add("Scheduler:DefaultMaxTokens must be 0 (the slot's context) or more.");

@@ -80,6 +80,9 @@ internal sealed class ScheduledRequest
 
     public bool IsPrefilling => IsAdmitted && Prefilled < Prefill.Length;
 
+    /// <summary>Its prefill, as admitted, is over <see cref="SchedulerOptions.LongPromptTokens"/> tokens.</summary>
+    public bool IsLongPrompt { get; set; }
+
     public int FinishedChoices { get; set; }
 
     public bool CancelRequested => Volatile.Read(ref _cancelRequested) != 0;

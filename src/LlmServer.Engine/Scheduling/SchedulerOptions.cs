@@ -62,13 +62,30 @@ public sealed class SchedulerOptions
     public double MinPromptShare { get; set; } = 0.6;
 
     /// <summary>
-    /// Prompt tokens every prompt in progress advances by in every step, however tight the time target. 65 because
+    /// Prompt tokens every short prompt in progress, and the oldest long one (see <see cref="MaxLongPrefills"/>),
+    /// advance by in every step, however tight the time target. 65 because
     /// llama.cpp's CPU flash attention takes a sequence's prompt tokens through its tiled kernel only when a
     /// micro-batch holds at least 64 of them, and with the KV cache split per sequence one token of a chunk rides in
     /// the generating sequences' micro-batch. Below that, deep in a prompt, each token costs about twice as much
     /// (synth110m 1,500 tokens deep: 11 to 15 ms a token in chunks of 16 to 48, 6 to 7 ms from 64 up).
     /// </summary>
     public int MinPromptChunk { get; set; } = 65;
+
+    /// <summary>
+    /// Long interactive prompts (over <see cref="LongPromptTokens"/> to prefill) that advance by a minimal chunk in
+    /// every step side by side; a long prompt beyond them waits its turn, in arrival order (vLLM's
+    /// <c>max_long_partial_prefills</c>). Short prompts always advance. 1 keeps a step to one long chunk, so the
+    /// running streams' time between tokens is one chunk's, not one per long prompt, and the first long prompt is
+    /// answered as soon as it alone is prefilled. The limit holds the minimal chunks only: where the time target leaves
+    /// room, waiting long prompts take it in arrival order.
+    /// </summary>
+    public int MaxLongPrefills { get; set; } = 1;
+
+    /// <summary>
+    /// Prompt tokens to prefill (after any cached prefix) above which a prompt counts as long for
+    /// <see cref="MaxLongPrefills"/>. A shorter prompt takes a minimal chunk every step beside the long ones.
+    /// </summary>
+    public int LongPromptTokens { get; set; } = 256;
 
     /// <summary>Most tokens one request may ask to generate when it gives no limit; 0 means the slot's context.</summary>
     public int DefaultMaxTokens { get; set; }

@@ -14,10 +14,11 @@ namespace LlmServer.Engine.Scheduling;
 /// <see cref="StepCostModel"/> expects to fit in that time beside the generation, but never so few that prompt tokens
 /// get less than <see cref="SchedulerOptions.MinPromptShare"/> of the step (where a chunk's fixed cost and the
 /// generation leave a short step little room, the step stretches rather than admit prompts at a crawl), never less
-/// than <see cref="SchedulerOptions.MinPromptChunk"/> for every prompt in progress (a long prompt always advances, and
-/// a short prompt behind a long one starts generating in its first step), and always within the token budget (the
-/// hard cap). With the time target on, the budget goes first to every prefilling request up to a minimal chunk (also
-/// in a step where nothing generates), then to the rest in arrival order; with it off, in arrival order only.
+/// than <see cref="SchedulerOptions.MinPromptChunk"/> for every short prompt in progress and the oldest long one (so
+/// prefill always advances, long prompts in arrival order, and a short prompt behind a long one starts generating in
+/// its first steps), and always within the token budget (the hard cap). With the time target on, the budget goes
+/// first to those minimal chunks (also in a step where nothing generates), then to the rest in arrival order; with it
+/// off, in arrival order only.
 /// </remarks>
 internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, StepCostModel costs, SchedulerMetrics metrics, TimeProvider time)
 {
@@ -86,36 +87,28 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
     {
         var hardCap = options.StepTokenBudget - generating;
 
-        // With a time target, every prompt in progress gets a minimal chunk first, even in a step with nothing
-        // generating: a short prompt admitted behind a long one starts now, not after the long one's whole prefill.
-        // Batch prompts keep to the target also with nothing generating, and get no stretch for their share: an
-        // interactive request that arrives waits for at most one target-sized step.
+        // With a time target, the prompts MarkMinimalChunks picks get a minimal chunk first, even in a step with
+        // nothing generating: a short prompt admitted behind a long one starts now, not after the long one's whole
+        // prefill. Batch prompts keep to the target also with nothing generating, and get no stretch for their share:
+        // an interactive request that arrives waits for at most one target-sized step.
         var sharing = options.TargetStepMs > 0;
         var timed = sharing && (generating > 0 || !batchPauses);
+        var floor = MarkMinimalChunks(sharing, batchPauses);
         var budget = hardCap;
         if (timed)
         {
             // Unknown cost (no prompt measured yet): start with the minimal chunks and learn from them.
             var fits = costs.PromptTokensWithin(options.TargetStepMs, generating) ?? 0;
             var share = batchPauses ? costs.PromptTokensForShare(options.MinPromptShare, generating) ?? 0 : 0;
-            budget = Math.Clamp(Math.Max(fits, share), Math.Min(MinimalChunks(batchPauses), hardCap), hardCap);
+            budget = Math.Clamp(Math.Max(fits, share), Math.Min(floor, hardCap), hardCap);
         }
 
-        _chunkSizes.Clear();
-        var first = true;
-        foreach (var request in Running)
+        // The minimal chunks first, then what is left in arrival order (without a time target, arrival order only).
+        for (var i = 0; i < Running.Count; i++)
         {
-            var count = 0;
-            if (budget > 0 && (first || sharing) && Prefills(request, batchPauses))
-            {
-                // Without a time target, the oldest prompt takes what it needs first; with one, each takes a minimal chunk first.
-                var share = sharing ? options.MinPromptChunk : budget;
-                count = Math.Min(Math.Min(share, budget), request.Prefill.Length - request.Prefilled);
-                budget -= count;
-                first = false;
-            }
-
-            _chunkSizes.Add(count);
+            var count = Math.Min(_chunkSizes[i], budget);
+            _chunkSizes[i] = count;
+            budget -= count;
         }
 
         for (var i = 0; i < Running.Count; i++)
@@ -134,31 +127,40 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
     }
 
     /// <summary>
-    /// The floor of a timed prompt budget: a minimal chunk for every interactive prompt in progress, and one between
-    /// the batch prompts (they must progress, but batch requests admitted together, as they finish together, would
-    /// otherwise stretch every step by a chunk each while an interactive request waits for the step to end).
+    /// Sets each running request's minimal chunk for this step (0 for none) and returns their sum, the floor of a
+    /// timed prompt budget. With a time target, in arrival order: every short interactive prompt (so it starts
+    /// generating in its first steps, whatever is being prefilled), the first <see cref="SchedulerOptions.MaxLongPrefills"/>
+    /// long ones (vLLM's <c>max_long_partial_prefills</c>: two long prompts advancing side by side make every step
+    /// carry two chunks, doubling the running streams' time between tokens for no gain in prefill speed, and both
+    /// answer later than one after the other), and one of the batch prompts (they must progress, but batch requests
+    /// admitted together, as they finish together, would otherwise stretch every step by a chunk each while an
+    /// interactive request waits for the step to end). A long prompt past the limit waits its turn, which comes as
+    /// soon as the one before it is prefilled; it still takes budget the others leave, in arrival order.
     /// </summary>
-    private int MinimalChunks(bool batchPauses)
+    private int MarkMinimalChunks(bool sharing, bool batchPauses)
     {
+        _chunkSizes.Clear();
         var total = 0;
-        var batch = 0;
+        var longs = 0;
+        var batch = false;
         foreach (var request in Running)
         {
-            if (Prefills(request, batchPauses))
+            var chunk = 0;
+            if (sharing && Prefills(request, batchPauses))
             {
-                var chunk = Math.Min(options.MinPromptChunk, request.Prefill.Length - request.Prefilled);
-                if (!request.IsBatch)
+                var takes = request.IsBatch ? !batch : !request.IsLongPrompt || longs++ < options.MaxLongPrefills;
+                batch |= request.IsBatch;
+                if (takes)
                 {
-                    total += chunk;
-                }
-                else if (batch == 0)
-                {
-                    batch = chunk;
+                    chunk = Math.Min(options.MinPromptChunk, request.Prefill.Length - request.Prefilled);
                 }
             }
+
+            _chunkSizes.Add(chunk);
+            total += chunk;
         }
 
-        return total + batch;
+        return total;
     }
 
     /// <summary>The request has prompt left and takes part in this step (batch requests sit out while <paramref name="batchPauses"/>).</summary>
@@ -194,6 +196,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         lane.RemoveAt(0);
         var reused = slots.Claim(request, options.PrefixReuse);
         request.Prefilled = reused;
+        request.IsLongPrompt = request.Prefill.Length - reused > options.LongPromptTokens;
         request.IsAdmitted = true;
         if (request.AdmittedAt == 0)
         {

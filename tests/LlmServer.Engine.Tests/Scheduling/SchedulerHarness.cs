@@ -24,7 +24,8 @@ internal sealed class SchedulerHarness : IDisposable
         DiskKvCache? diskCache = null,
         bool canShift = true,
         double? minPromptShare = null,
-        IMeterFactory? meterFactory = null)
+        IMeterFactory? meterFactory = null,
+        Action<SchedulerOptions>? configure = null)
     {
         var options = new SchedulerOptions
         {
@@ -38,6 +39,7 @@ internal sealed class SchedulerHarness : IDisposable
             MinPromptChunk = minPromptChunk,
         };
         options.MinPromptShare = minPromptShare ?? options.MinPromptShare;
+        configure?.Invoke(options);
         Backend = new FakeBackend(slots, slotContext) { CanShift = canShift };
         Scheduler = new InferenceScheduler(
             () => Backend,

@@ -85,6 +85,78 @@ public sealed class StepBudgetTests
     }
 
     [Fact]
+    public async Task Long_prompts_are_prefilled_one_after_another_while_a_short_one_goes_beside_them()
+    {
+        using var harness = Timed(slots: 4, targetStepMs: 3, minPromptChunk: 6, configure: o => o.LongPromptTokens = 20);
+        var running = harness.Submit("AB", maxTokens: 200);
+        harness.Steps(3);
+
+        var first = harness.Submit(new string('X', 40), maxTokens: 1);
+        var second = harness.Submit(new string('Z', 30), maxTokens: 1);
+        var shortPrompt = harness.Submit("YYYY", maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        StepUntilPrefilled(harness, 'X', 40);
+
+        // One long chunk a step: the second long prompt waits until the first is prefilled, while the
+        // short prompt behind both goes into the first step.
+        var whileFirst = harness.Backend.Batches.ToList();
+        Assert.Equal([6, 6, 6, 6, 6, 6, 4], whileFirst.Select(b => b.Count(e => e.Token == 'X')));
+        Assert.All(whileFirst, b => Assert.DoesNotContain(b, e => e.Token == 'Z'));
+        Assert.Equal(4, whileFirst[0].Count(e => e.Token == 'Y'));
+
+        harness.Backend.Batches.Clear();
+        StepUntilPrefilled(harness, 'Z', 30);
+        Assert.Equal([6, 6, 6, 6, 6], harness.Backend.Batches.Select(b => b.Count(e => e.Token == 'Z')));
+
+        // The running stream decoded a token in every step throughout.
+        Assert.All(whileFirst.Concat(harness.Backend.Batches), b => Assert.Single(b, e => char.IsLower((char)e.Token)));
+        running.Cancel();
+        harness.RunToIdle();
+        foreach (var request in new[] { first, second, shortPrompt })
+        {
+            Assert.Equal(1, (await request.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+        }
+    }
+
+    [Fact]
+    public void With_room_for_two_long_prompts_both_advance_every_step()
+    {
+        using var harness = Timed(slots: 4, targetStepMs: 3, minPromptChunk: 6, configure: o => (o.LongPromptTokens, o.MaxLongPrefills) = (20, 2));
+        var running = harness.Submit("AB", maxTokens: 200);
+        harness.Steps(3);
+
+        harness.Submit(new string('X', 40), maxTokens: 1);
+        harness.Submit(new string('Z', 30), maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        harness.Scheduler.Step();
+
+        Assert.Equal(6, harness.Backend.Batches[0].Count(e => e.Token == 'X'));
+        Assert.Equal(6, harness.Backend.Batches[0].Count(e => e.Token == 'Z'));
+        running.Cancel();
+        harness.RunToIdle();
+    }
+
+    [Fact]
+    public void A_waiting_long_prompt_takes_the_room_the_time_target_leaves()
+    {
+        using var harness = Timed(slots: 4, targetStepMs: 80, minPromptChunk: 4, configure: o => o.LongPromptTokens = 20);
+        var running = harness.Submit("AB", maxTokens: 200);
+        harness.Steps(3);
+
+        harness.Submit(new string('X', 30), maxTokens: 1);
+        harness.Submit(new string('Z', 100), maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        harness.Steps(4);
+
+        // The estimate (learnt from the running stream's prompt, then from these chunks) fits 15 prompt tokens in the
+        // first step, then 19: the oldest long prompt takes them, and where it needs fewer, the second takes the rest.
+        Assert.Equal([15, 15, 0, 0], harness.Backend.Batches.Select(b => b.Count(e => e.Token == 'X')));
+        Assert.Equal([0, 4, 19, 19], harness.Backend.Batches.Select(b => b.Count(e => e.Token == 'Z')));
+        running.Cancel();
+        harness.RunToIdle();
+    }
+
+    [Fact]
     public async Task With_nothing_generating_a_short_prompt_behind_a_long_one_goes_into_the_same_step()
     {
         using var harness = Timed(slots: 2, budget: 64, targetStepMs: 10, minPromptChunk: 8);
@@ -160,10 +232,13 @@ public sealed class StepBudgetTests
     [Fact]
     public void The_validator_reports_bad_time_settings()
     {
-        var result = new SchedulerOptionsValidator().Validate(null, new SchedulerOptions { TargetStepMs = -1, MinPromptChunk = 0 });
+        var result = new SchedulerOptionsValidator().Validate(
+            null, new SchedulerOptions { TargetStepMs = -1, MinPromptChunk = 0, MaxLongPrefills = 0, LongPromptTokens = 0 });
         Assert.True(result.Failed);
         Assert.Contains(result.Failures!, f => f.Contains("TargetStepMs", StringComparison.Ordinal));
         Assert.Contains(result.Failures!, f => f.Contains("MinPromptChunk", StringComparison.Ordinal));
+        Assert.Contains(result.Failures!, f => f.Contains("MaxLongPrefills", StringComparison.Ordinal));
+        Assert.Contains(result.Failures!, f => f.Contains("LongPromptTokens", StringComparison.Ordinal));
         Assert.True(new SchedulerOptionsValidator().Validate(null, new SchedulerOptions()).Succeeded);
 
         // A small token budget with the default minimal chunk is valid: the budget caps every chunk.
@@ -268,9 +343,11 @@ public sealed class StepBudgetTests
         }
     }
 
-    private static SchedulerHarness Timed(int slots, int targetStepMs, int minPromptChunk, int budget = 512, double? minPromptShare = null, int slotContext = 512)
+    private static SchedulerHarness Timed(
+        int slots, int targetStepMs, int minPromptChunk, int budget = 512, double? minPromptShare = null, int slotContext = 512, Action<SchedulerOptions>? configure = null)
     {
-        var harness = new SchedulerHarness(slots: slots, slotContext: slotContext, budget: budget, targetStepMs: targetStepMs, minPromptChunk: minPromptChunk, minPromptShare: minPromptShare);
+        var harness = new SchedulerHarness(
+            slots: slots, slotContext: slotContext, budget: budget, targetStepMs: targetStepMs, minPromptChunk: minPromptChunk, minPromptShare: minPromptShare, configure: configure);
         harness.Backend.StepTime = batch => TimeSpan.FromMilliseconds(CostMs(batch));
         return harness;
     }
