@@ -16,13 +16,13 @@ namespace LlmServer.Benchmarks;
 internal static class BatchShapeBenchmark
 {
     private const int PromptSlot = 5;
-    private const int GeneratingDepth = 200;
 
     private static readonly (string Name, int[] Generating, int Chunk)[] Shapes =
     [
         ("slot 0 generates", [0], 0),
         ("slots 0-3 generate", [0, 1, 2, 3], 0),
         ("slots 0,2,4,6 generate", [0, 2, 4, 6], 0),
+        ("the deep slot generates", [], 1),
         ("chunk of 16", [], 16),
         ("chunk of 32", [], 32),
         ("chunk of 48", [], 48),
@@ -33,7 +33,7 @@ internal static class BatchShapeBenchmark
         ("slots 1-4 generate + chunk of 65", [1, 2, 3, 4], 65),
     ];
 
-    public static int Run(string modelPath, int depth, int rounds, int threads)
+    public static int Run(string modelPath, int depth, int generatingDepth, int rounds, int threads)
     {
         Console.Error.WriteLine("batch shapes: " + OpenMpTuning.Apply());
         NativeLogConfig.llama_log_set((_, _) => { });
@@ -46,7 +46,7 @@ internal static class BatchShapeBenchmark
         foreach (var flashAttention in new[] { true, false })
         {
             parameters.FlashAttention = flashAttention;
-            sides.Add(new Side(flashAttention ? "flash attention" : "no flash attention", weights.CreateContext(parameters), weights, depth, random));
+            sides.Add(new Side(flashAttention ? "flash attention" : "no flash attention", weights.CreateContext(parameters), weights, depth, generatingDepth, random));
         }
 
         var times = new List<double>[Shapes.Length, sides.Count];
@@ -65,14 +65,14 @@ internal static class BatchShapeBenchmark
             }
         }
 
-        Console.WriteLine($"{Path.GetFileNameWithoutExtension(modelPath)}, {threads} threads, prompt {depth} tokens deep, generating sequences {GeneratingDepth} deep; median of {rounds} (ms, and ms a prompt token)");
+        Console.WriteLine($"{Path.GetFileNameWithoutExtension(modelPath)}, {threads} threads, prompt {depth} tokens deep, generating sequences {generatingDepth} deep; median of {rounds} (ms, and ms a prompt token)");
         for (var shape = 0; shape < Shapes.Length; shape++)
         {
             var line = $"{Shapes[shape].Name,-34}";
             for (var side = 0; side < sides.Count; side++)
             {
                 var median = Median(times[shape, side]);
-                var perToken = Shapes[shape].Chunk > 0 ? $" ({median / Shapes[shape].Chunk:F2}/token)" : string.Empty;
+                var perToken = Shapes[shape].Chunk > 1 ? $" ({median / Shapes[shape].Chunk:F2}/token)" : string.Empty;
                 line += $"  {sides[side].Name}: {median,7:F1}{perToken,-15}";
             }
 
@@ -101,7 +101,7 @@ internal static class BatchShapeBenchmark
         private readonly Random _random;
         private readonly int _vocabulary;
 
-        public Side(string name, LLamaContext context, LLamaWeights weights, int depth, Random random)
+        public Side(string name, LLamaContext context, LLamaWeights weights, int depth, int generatingDepth, Random random)
         {
             Name = name;
             Context = context;
@@ -109,7 +109,7 @@ internal static class BatchShapeBenchmark
             _vocabulary = weights.Vocab.Count;
             for (var slot = 0; slot < _positions.Length; slot++)
             {
-                var target = slot == PromptSlot ? depth : GeneratingDepth;
+                var target = slot == PromptSlot ? depth : generatingDepth;
                 while (_positions[slot] < target)
                 {
                     var count = Math.Min(512, target - _positions[slot]);

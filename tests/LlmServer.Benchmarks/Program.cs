@@ -13,6 +13,7 @@ return args switch
     ["--batch-shapes", .. var rest] => BatchShapeBenchmark.Run(
         BenchmarkOrchestrator.Option(rest, "--model") ?? TestModels.Synth110M,
         depth: BenchmarkOrchestrator.IntOption(rest, "--depth", 1500),
+        generatingDepth: BenchmarkOrchestrator.IntOption(rest, "--generating-depth", 200),
         rounds: BenchmarkOrchestrator.IntOption(rest, "--rounds", 8),
         threads: BenchmarkOrchestrator.IntOption(rest, "--threads", 2)),
     ["--serve-fake", .. var rest] => await FakeDecodeServer.RunAsync(rest),

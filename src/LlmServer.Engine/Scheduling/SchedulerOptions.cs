@@ -63,11 +63,11 @@ public sealed class SchedulerOptions
 
     /// <summary>
     /// Prompt tokens every short prompt in progress, and the oldest long one (see <see cref="MaxLongPrefills"/>),
-    /// advance by in every step, however tight the time target. 65 because
-    /// llama.cpp's CPU flash attention takes a sequence's prompt tokens through its tiled kernel only when a
-    /// micro-batch holds at least 64 of them, and with the KV cache split per sequence one token of a chunk rides in
-    /// the generating sequences' micro-batch. Below that, deep in a prompt, each token costs about twice as much
-    /// (synth110m 1,500 tokens deep: 11 to 15 ms a token in chunks of 16 to 48, 6 to 7 ms from 64 up).
+    /// advance by in every step, however tight the time target. 65 because llama.cpp's CPU flash attention takes a
+    /// sequence's prompt tokens through its tiled kernel only when a micro-batch holds at least 64 of them, and with
+    /// the KV cache split per sequence one token of a chunk rides in the generating sequences' micro-batch. Below
+    /// that, deep in a prompt, each token costs about twice as much (synth110m 1,500 tokens deep: 11 to 15 ms a token
+    /// in chunks of 16 to 48, 6 to 7 ms from 64 up).
     /// </summary>
     public int MinPromptChunk { get; set; } = 65;
 
