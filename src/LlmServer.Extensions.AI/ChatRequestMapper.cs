@@ -6,7 +6,11 @@ using Microsoft.Extensions.AI;
 
 namespace LlmServer.Extensions.AI;
 
-/// <summary>Maps Microsoft.Extensions.AI messages and <see cref="ChatOptions"/> onto a <see cref="GenerationRequest"/>.</summary>
+/// <summary>
+/// Maps Microsoft.Extensions.AI messages and <see cref="ChatOptions"/> onto a <see cref="GenerationRequest"/>. Its
+/// refusals are worded as the engine's are (the field in <see cref="GenerationException.Field"/>, not in the message):
+/// the chat client names the option the caller set (<see cref="InProcessFieldNames"/>).
+/// </summary>
 internal static class ChatRequestMapper
 {
     /// <summary>
@@ -155,7 +159,7 @@ internal static class ChatRequestMapper
                     stops.AddRange(sequence.Cast<string>());
                     break;
                 default:
-                    throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{StopKey}' must be a string or a list of strings.", GenerationField.Stop);
+                    throw new GenerationException(GenerationErrorCode.InvalidRequest, "must be a string or a list of strings.", GenerationField.Stop);
             }
         }
 
@@ -168,7 +172,7 @@ internal static class ChatRequestMapper
         if (options?.AdditionalProperties is { } additional && additional.TryGetValue(GrammarKey, out var value) && value is not null)
         {
             grammar = value as string ?? (value is JsonElement { ValueKind: JsonValueKind.String } element ? element.GetString() : null)
-                ?? throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{GrammarKey}' must be a GBNF grammar string.", GenerationField.Grammar);
+                ?? throw new GenerationException(GenerationErrorCode.InvalidRequest, "must be a GBNF grammar string.", GenerationField.Grammar);
         }
 
         if (options?.ResponseFormat is not ChatResponseFormatJson json)
@@ -178,7 +182,7 @@ internal static class ChatRequestMapper
 
         if (grammar is not null)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"Give either a JSON response format or a '{GrammarKey}', not both.", GenerationField.Grammar);
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, "give either a JSON response format or a grammar, not both.", GenerationField.Grammar);
         }
 
         if (json.Schema is not { } schema)
@@ -192,7 +196,7 @@ internal static class ChatRequestMapper
         }
         catch (ArgumentException e)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, "The response format's JSON schema cannot be enforced: " + e.Message, GenerationField.Grammar);
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, "the JSON schema cannot be enforced: " + e.Message, GenerationField.Grammar);
         }
     }
 
@@ -211,14 +215,17 @@ internal static class ChatRequestMapper
             }
             catch (JsonException)
             {
-                throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{key}' must be a {typeof(T).Name}.", field);
+                throw WrongType<T>(field);
             }
         }
 
-        return additional.TryGetValue(key, out T? value) && value is not null
-            ? value
-            : throw new GenerationException(GenerationErrorCode.InvalidRequest, $"'{key}' must be a {typeof(T).Name}.", field);
+        return additional.TryGetValue(key, out T? value) && value is not null ? value : throw WrongType<T>(field);
     }
+
+    private static GenerationException WrongType<T>(GenerationField field) => new(
+        GenerationErrorCode.InvalidRequest,
+        typeof(T) == typeof(bool) ? "must be true or false." : typeof(T) == typeof(int) ? "must be a whole number." : "must be a number.",
+        field);
 
     /// <summary>ChatOptions seeds are 64-bit, the sampler's 32: fold the halves so every bit still changes the sample.</summary>
     private static uint FoldSeed(long seed) => unchecked((uint)seed ^ (uint)(seed >> 32));

@@ -29,6 +29,7 @@ internal sealed class InProcessFieldNames(Func<GenerationField, int?, ChatOption
         GenerationField.ToolName => $"ChatOptions.Tools[{index}].Name",
         GenerationField.ToolParameters => $"ChatOptions.Tools[{index}].JsonSchema",
         GenerationField.ToolChoice => "ChatOptions.ToolMode",
+        GenerationField.Grammar => Grammar(options, "ChatOptions.ResponseFormat", AdditionalProperty(ChatRequestMapper.GrammarKey)),
         _ => Additional(field) is { } key ? AdditionalProperty(key) : null,
     });
 
@@ -43,6 +44,7 @@ internal sealed class InProcessFieldNames(Func<GenerationField, int?, ChatOption
         GenerationField.Messages => "ChatHistory",
         GenerationField.Tools or GenerationField.ToolName or GenerationField.ToolParameters or GenerationField.ToolChoice => "FunctionChoiceBehavior",
         GenerationField.Stop => Stop(options, ExtensionData("stop_sequences"), ExtensionData(ChatRequestMapper.StopKey)),
+        GenerationField.Grammar => Grammar(options, ExtensionData("response_format"), ExtensionData(ChatRequestMapper.GrammarKey)),
         _ => (field switch
         {
             GenerationField.MaxTokens => "max_tokens",
@@ -69,7 +71,6 @@ internal sealed class InProcessFieldNames(Func<GenerationField, int?, ChatOption
         GenerationField.RepeatPenalty => ChatRequestMapper.RepeatPenaltyKey,
         GenerationField.PenaltyLastN => ChatRequestMapper.PenaltyLastNKey,
         GenerationField.IgnoreEos => ChatRequestMapper.IgnoreEosKey,
-        GenerationField.Grammar => ChatRequestMapper.GrammarKey,
         _ => null,
     };
 
@@ -86,5 +87,16 @@ internal sealed class InProcessFieldNames(Func<GenerationField, int?, ChatOption
         var fromSequences = options?.StopSequences is { Count: > 0 };
         var fromAdditional = options?.AdditionalProperties?.TryGetValue(ChatRequestMapper.StopKey, out var stop) == true && stop is not null;
         return fromSequences && fromAdditional ? $"{sequences} and {additional}" : fromAdditional ? additional : sequences;
+    }
+
+    /// <summary>
+    /// The grammar comes from a JSON <see cref="ChatOptions.ResponseFormat"/> or the <c>grammar</c> additional
+    /// property: named as whichever the caller set, or both (which is refused).
+    /// </summary>
+    private static string Grammar(ChatOptions? options, string responseFormat, string additional)
+    {
+        var fromFormat = options?.ResponseFormat is ChatResponseFormatJson;
+        var fromAdditional = options?.AdditionalProperties?.TryGetValue(ChatRequestMapper.GrammarKey, out var grammar) == true && grammar is not null;
+        return fromFormat && fromAdditional ? $"{responseFormat} and {additional}" : fromFormat ? responseFormat : additional;
     }
 }

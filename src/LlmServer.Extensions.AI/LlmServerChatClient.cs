@@ -16,9 +16,8 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var request = ChatRequestMapper.ToGenerationRequest(messages, options);
         var createdAt = timeProvider.GetUtcNow();
-        await using var stream = Submit(request, options, cancellationToken);
+        await using var stream = Submit(messages, options, cancellationToken);
         var result = await stream.CollectAsync(cancellationToken);
         var choice = result.Choices[0];
         ThrowIfUnfinished(choice.Completion, cancellationToken);
@@ -46,11 +45,10 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var request = ChatRequestMapper.ToGenerationRequest(messages, options);
         var createdAt = timeProvider.GetUtcNow();
 
         // Disposing the stream (the caller stopped enumerating, or anything threw) cancels the generation and frees its slot.
-        await using var stream = Submit(request, options, cancellationToken);
+        await using var stream = Submit(messages, options, cancellationToken);
         var modelId = generator.Model?.Id;
         var completed = false;
 
@@ -130,12 +128,15 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         // The engine belongs to the host that registered it; this client holds nothing of its own.
     }
 
-    /// <summary>Admits the request; a refusal names the option the caller set (<see cref="InProcessFieldNames.ChatOptions"/>).</summary>
-    private GenerationStream Submit(GenerationRequest request, ChatOptions? options, CancellationToken cancellationToken)
+    /// <summary>
+    /// Maps and admits the request; a refusal (the mapper's or the engine's) names the option the caller set
+    /// (<see cref="InProcessFieldNames.ChatOptions"/>).
+    /// </summary>
+    private GenerationStream Submit(IEnumerable<ChatMessage> messages, ChatOptions? options, CancellationToken cancellationToken)
     {
         try
         {
-            return generator.Submit(request, cancellationToken);
+            return generator.Submit(ChatRequestMapper.ToGenerationRequest(messages, options), cancellationToken);
         }
         catch (GenerationException engine) when (InProcessFieldNames.ChatOptions.Named(engine, options) is { } named)
         {

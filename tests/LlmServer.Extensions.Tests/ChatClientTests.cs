@@ -332,6 +332,44 @@ public sealed class ChatClientTests(EngineHostFixture host)
     }
 
     [Fact]
+    public async Task An_option_the_client_itself_refuses_is_named_as_the_engine_refusals_are()
+    {
+        var minP = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { AdditionalProperties = new() { ["min_p"] = "high" } }));
+        Assert.Equal("ChatOptions.AdditionalProperties[\"min_p\"]: must be a number.", minP.Message);
+        Assert.Equal(GenerationField.MinP, minP.Field);
+        Assert.Equal(GenerationErrorCode.InvalidRequest, minP.Code);
+        Assert.Equal("must be a number.", Assert.IsType<GenerationException>(minP.InnerException).Message);
+
+        // A streamed request is refused on its first read, named the same way.
+        var penaltyLastN = await Assert.ThrowsAsync<GenerationException>(async () =>
+        {
+            await foreach (var update in host.ChatClient.GetStreamingResponseAsync(StoryPrompt, new ChatOptions { AdditionalProperties = new() { ["penalty_last_n"] = JsonDocument.Parse("1.5").RootElement } }))
+            {
+                Assert.Fail($"Nothing streams for a refused request: {update}");
+            }
+        });
+        Assert.Equal("ChatOptions.AdditionalProperties[\"penalty_last_n\"]: must be a whole number.", penaltyLastN.Message);
+
+        var ignoreEos = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { AdditionalProperties = new() { ["ignore_eos"] = "yes" } }));
+        Assert.Equal("ChatOptions.AdditionalProperties[\"ignore_eos\"]: must be true or false.", ignoreEos.Message);
+        var stop = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { AdditionalProperties = new() { ["stop"] = 5 } }));
+        Assert.Equal("ChatOptions.AdditionalProperties[\"stop\"]: must be a string or a list of strings.", stop.Message);
+        var grammar = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { AdditionalProperties = new() { ["grammar"] = 5 } }));
+        Assert.Equal("ChatOptions.AdditionalProperties[\"grammar\"]: must be a GBNF grammar string.", grammar.Message);
+
+        // The grammar comes from two options: the refusal names the one set, or both.
+        var both = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions
+        {
+            ResponseFormat = ChatResponseFormat.Json,
+            AdditionalProperties = new() { ["grammar"] = "root ::= \"a\"" },
+        }));
+        Assert.Equal("ChatOptions.ResponseFormat and ChatOptions.AdditionalProperties[\"grammar\"]: give either a JSON response format or a grammar, not both.", both.Message);
+        using var schema = JsonDocument.Parse("""{ "type": "object", "properties": { "a": { "type": "uuid" } } }""");
+        var badSchema = await Assert.ThrowsAsync<GenerationException>(() => host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { ResponseFormat = ChatResponseFormat.ForJsonSchema(schema.RootElement) }));
+        Assert.StartsWith("ChatOptions.ResponseFormat: the JSON schema cannot be enforced: ", badSchema.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void GetService_returns_the_model_and_the_metadata_through_the_pipeline()
     {
         var model = host.ChatClient.GetService<ModelInfo>();

@@ -112,6 +112,30 @@ public sealed class SemanticKernelTests(EngineHostFixture host)
     }
 
     [Fact]
+    public async Task A_setting_the_chat_client_itself_refuses_is_named_as_the_caller_set_it()
+    {
+        var service = host.Kernel.GetRequiredService<IChatCompletionService>();
+        ChatHistory history = [];
+        history.AddUserMessage(StoryPrompt);
+
+        var minP = await Assert.ThrowsAsync<GenerationException>(() => service.GetChatMessageContentsAsync(history, Settings("""{ "min_p": "high" }"""), host.Kernel));
+        Assert.Equal("PromptExecutionSettings.ExtensionData[\"min_p\"]: must be a number.", minP.Message);
+        Assert.Equal(GenerationField.MinP, minP.Field);
+
+        var ignoreEos = await Assert.ThrowsAsync<GenerationException>(async () =>
+        {
+            await foreach (var chunk in service.GetStreamingChatMessageContentsAsync(history, Settings("""{ "ignore_eos": "yes" }"""), host.Kernel))
+            {
+                Assert.Fail($"Nothing streams for a refused request: {chunk}");
+            }
+        });
+        Assert.Equal("PromptExecutionSettings.ExtensionData[\"ignore_eos\"]: must be true or false.", ignoreEos.Message);
+
+        var grammar = await Assert.ThrowsAsync<GenerationException>(() => host.Kernel.InvokePromptAsync(StoryPrompt, new KernelArguments(Settings("""{ "grammar": 5 }"""))));
+        Assert.Equal("PromptExecutionSettings.ExtensionData[\"grammar\"]: must be a GBNF grammar string.", grammar.Message);
+    }
+
+    [Fact]
     public async Task Cancelling_a_kernel_stream_ends_it_and_frees_the_slot()
     {
         var service = host.Kernel.GetRequiredService<IChatCompletionService>();

@@ -14,9 +14,10 @@ internal static class ServerProcess
 {
     /// <summary>
     /// Starts the server with <paramref name="arguments"/> (on stories260K unless they name a <c>--model</c>); its
-    /// output goes to <paramref name="log"/> (read it with <see cref="Read"/>).
+    /// output goes to <paramref name="log"/> (read it with <see cref="Read"/>), each line also to
+    /// <paramref name="onLine"/>, so a test can wait for what the server logs.
     /// </summary>
-    public static Process Start(IEnumerable<string> arguments, StringBuilder log)
+    public static Process Start(IEnumerable<string> arguments, StringBuilder log, Action<string>? onLine = null)
     {
         // The muxer running these tests, so the child runs on the same runtime even when dotnet is not on PATH.
         var dotnet = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
@@ -41,8 +42,8 @@ internal static class ServerProcess
         }
 
         var process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start.");
-        process.OutputDataReceived += (_, e) => Append(log, e.Data);
-        process.ErrorDataReceived += (_, e) => Append(log, e.Data);
+        process.OutputDataReceived += (_, e) => Append(log, e.Data, onLine);
+        process.ErrorDataReceived += (_, e) => Append(log, e.Data, onLine);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
@@ -97,7 +98,7 @@ internal static class ServerProcess
         }
     }
 
-    private static void Append(StringBuilder log, string? line)
+    private static void Append(StringBuilder log, string? line, Action<string>? onLine)
     {
         if (line is not null)
         {
@@ -105,6 +106,8 @@ internal static class ServerProcess
             {
                 log.AppendLine(line);
             }
+
+            onLine?.Invoke(line);
         }
     }
 }

@@ -41,6 +41,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private string _openMp = string.Empty;
     private readonly DecodeThreadController _decodeThreads;
     private IDisposable? _nativeLog;
+    private volatile DiskKvCache? _diskCache;
 
     public LlmEngine(
         IOptions<ModelOptions> modelOptions,
@@ -65,6 +66,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public EngineState State => (EngineState)_state;
 
     public ModelInfo? Model => _model;
+
+    /// <summary>The disk KV cache the scheduler opened once the model loaded (null when disabled or unavailable).</summary>
+    internal DiskKvCache? DiskCache => _diskCache;
 
     public SchedulerStatus GetStatus() =>
         _scheduler?.GetStatus() ?? new SchedulerStatus(_schedulerOptions.Slots, 0, 0, 0, 0, 0, false, null, 0);
@@ -302,7 +306,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         try
         {
             var model = ModelIdentity.Compute(_modelOptions.Path!, _schedulerOptions.KvCacheType);
-            return new DiskKvCache(options, model, _time, _loggerFactory.CreateLogger<DiskKvCache>());
+            _diskCache = new DiskKvCache(options, model, _time, _loggerFactory.CreateLogger<DiskKvCache>());
+            return _diskCache;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

@@ -28,6 +28,7 @@ internal sealed partial class DiskKvCache : IDisposable
     private readonly Dictionary<string, FileEntry> _files = new(StringComparer.Ordinal);
     private readonly Lock _filesLock = new();
     private readonly Task _writer;
+    private TaskCompletionSource _nextChange = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _totalBytes;
     private int _disposed;
 
@@ -50,6 +51,13 @@ internal sealed partial class DiskKvCache : IDisposable
     }
 
     public string DirectoryPath => _directory;
+
+    /// <summary>
+    /// Completes when a state file is next written into place or deleted, so a caller can wait for the background
+    /// writer (or a delete the scheduler applies later) without polling the folder: take the task, check the folder,
+    /// then await the task.
+    /// </summary>
+    internal Task NextChange => Volatile.Read(ref _nextChange).Task;
 
     /// <summary>Bytes of the state files on disk.</summary>
     public long TotalBytes
@@ -243,6 +251,8 @@ internal sealed partial class DiskKvCache : IDisposable
             LogSaved(_logger, saved.SessionKey, saved.Tokens.Length, length);
             EnforceBudget(name);
         }
+
+        SignalChange();
     }
 
     /// <summary>Deletes least recently used files until the folder fits the budget (never the one just written).</summary>
@@ -298,7 +308,12 @@ internal sealed partial class DiskKvCache : IDisposable
         {
             DeleteFile(name);
         }
+
+        SignalChange();
     }
+
+    private void SignalChange() =>
+        Interlocked.Exchange(ref _nextChange, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     private void DeleteFile(string name)
     {

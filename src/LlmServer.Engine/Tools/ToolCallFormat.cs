@@ -73,7 +73,7 @@ public static class ToolCallFormats
         _ => "generic",
     };
 
-    /// <summary>Mistral's templates refuse any call id that is not 9 alphanumeric characters.</summary>
+    /// <summary>Mistral's templates refuse any call id that is not 9 alphanumeric characters (<see cref="ShortToolCallIds"/>).</summary>
     public static bool WantsShortIds(ToolCallFormat format) => format is ToolCallFormat.Mistral or ToolCallFormat.MistralNemo;
 
     private static bool Has(string source, string marker) => source.Contains(marker, StringComparison.Ordinal);

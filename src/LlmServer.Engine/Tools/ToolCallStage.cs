@@ -12,14 +12,12 @@ namespace LlmServer.Engine.Tools;
 /// </summary>
 internal sealed class ToolCallStage
 {
-    private const string Alphanumerics = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
     private readonly ChoiceParser[] _choices;
 
     public ToolCallStage(int choices, ToolCallFormat format, IEnumerable<string> toolNames, bool parallelCalls, Func<string>? newId = null)
     {
         var names = new HashSet<string>(toolNames, StringComparer.Ordinal);
-        var ids = newId ?? (ToolCallFormats.WantsShortIds(format) ? NewShortId : NewCallId);
+        var ids = newId ?? (ToolCallFormats.WantsShortIds(format) ? ShortToolCallIds.NewId : NewCallId);
         _choices = new ChoiceParser[choices];
         for (var i = 0; i < choices; i++)
         {
@@ -28,10 +26,7 @@ internal sealed class ToolCallStage
     }
 
     /// <summary>OpenAI's form: <c>call_</c> and 24 alphanumerics.</summary>
-    public static string NewCallId() => "call_" + RandomNumberGenerator.GetString(Alphanumerics, 24);
-
-    /// <summary>Mistral's templates refuse any other id than 9 alphanumerics.</summary>
-    public static string NewShortId() => RandomNumberGenerator.GetString(Alphanumerics, 9);
+    public static string NewCallId() => "call_" + RandomNumberGenerator.GetString(ShortToolCallIds.Alphanumerics, 24);
 
     /// <summary>Turns one scheduler event into what the reader sees, appended to <paramref name="output"/>.</summary>
     public void Process(GenerationEvent item, List<GenerationEvent> output)

@@ -60,8 +60,9 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
     }
 
     /// <summary>
-    /// The request as the engine runs it: the messages the template renders and, where the tool choice calls for
-    /// one, the grammar (lazy for <c>auto</c>). Null when the request involves no tools.
+    /// The request as the engine runs it: the messages the template renders (the generic tool prompt written in, or
+    /// the call ids a Mistral template would refuse renamed) and, where the tool choice calls for one, the grammar
+    /// (lazy for <c>auto</c>). Null when the request involves no tools.
     /// </summary>
     public PreparedToolRequest? Prepare(GenerationRequest request)
     {
@@ -72,7 +73,9 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
         }
 
         var offered = request.Tools.Count > 0 && request.ToolChoice.Mode != ToolChoiceMode.None;
-        var promptMessages = TemplateRendersTools ? messages : GenericToolPrompt.Apply(messages, request.Tools, request.ToolChoice, request.ParallelToolCalls);
+        var promptMessages = !TemplateRendersTools ? GenericToolPrompt.Apply(messages, request.Tools, request.ToolChoice, request.ParallelToolCalls)
+            : ToolCallFormats.WantsShortIds(Format) ? ShortToolCallIds.ForTemplate(messages)
+            : messages;
         if (!offered)
         {
             return ReferenceEquals(promptMessages, messages) ? null : new PreparedToolRequest(request, promptMessages, [], null);

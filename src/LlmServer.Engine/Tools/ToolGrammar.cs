@@ -96,7 +96,7 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
             + Str("\"" + argumentsKey + "\"") + " ws \":\" ws " + arguments;
         if (id)
         {
-            body += " ws \",\" ws " + Str("\"id\"") + " ws \":\" ws \"\\\"\" [a-zA-Z0-9]{9} \"\\\"\"";
+            body += " ws \",\" ws " + Str("\"id\"") + " ws \":\" ws \"\\\"\" [a-zA-Z0-9]{" + ShortToolCallIds.Length + "} \"\\\"\"";
         }
 
         return body + " ws \"}\"";

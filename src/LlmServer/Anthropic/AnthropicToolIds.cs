@@ -1,3 +1,5 @@
+using LlmServer.Engine.Tools;
+
 namespace LlmServer.Anthropic;
 
 /// <summary>
@@ -10,9 +12,6 @@ internal static class AnthropicToolIds
 {
     private const string WirePrefix = "toolu_";
     private const string EnginePrefix = "call_";
-
-    /// <summary>Mistral's templates refuse any id but nine alphanumerics, so those travel without a prefix.</summary>
-    private const int ShortIdLength = 9;
 
     /// <summary>The id an answer's <c>tool_use</c> block carries for the engine's call id.</summary>
     public static string ToWire(string engineId) =>
@@ -30,6 +29,7 @@ internal static class AnthropicToolIds
         }
 
         var rest = wireId[WirePrefix.Length..];
-        return rest.Length == ShortIdLength && rest.All(char.IsAsciiLetterOrDigit) ? rest : EnginePrefix + rest;
+        // The engine's short ids (ShortToolCallIds) travel without a prefix.
+        return ShortToolCallIds.IsShort(rest) ? rest : EnginePrefix + rest;
     }
 }

@@ -1,7 +1,8 @@
 namespace LlmServer.OpenAi;
 
 /// <summary>
-/// The rule the chat wires share (chat completions' <c>tool</c> messages, Anthropic's <c>tool_result</c> blocks) for
+/// The rule the chat wires share (chat completions' <c>tool</c> messages, Anthropic's <c>tool_result</c> blocks, the
+/// Responses API's <c>function_call_output</c> items) for
 /// the answers to an assistant turn's tool calls: the messages right after the turn answer each of its calls, once,
 /// and only its calls, before any other message; a conversation does not end with a call unanswered (a model
 /// cannot go on from a call it has no result for). Each wire words its refusals with its own field names.
@@ -13,6 +14,9 @@ internal sealed class ToolCallAnswers
 
     /// <summary>The calls awaiting an answer, as the wire spells their ids; null when none is.</summary>
     public string? Unanswered => _pending.Count == 0 ? null : string.Join(", ", _pending.Values);
+
+    /// <summary>The engine's ids of the calls awaiting an answer.</summary>
+    public IEnumerable<string> Awaiting => _pending.Keys;
 
     /// <summary>
     /// An assistant turn's call, which the messages after the turn must answer; false when the turn already has a

@@ -14,8 +14,10 @@ internal static class ResponsesRequestMapper
 
     /// <summary>
     /// The conversation of this response: the previous one's (when continuing), then this input. Function calls
-    /// join the assistant turn before them (or make one); a function call's output becomes a tool turn, and must
-    /// answer a call the conversation holds. As OpenAI requires, every call in the conversation has its output.
+    /// join the assistant turn before them (or make one); a function call's output becomes a tool turn. The rule
+    /// the chat wires share (<see cref="ToolCallAnswers"/>): the outputs after a turn's calls answer each of them,
+    /// once, before any other item, and the input does not end with a call unanswered; the previous response's
+    /// calls are the first ones awaiting outputs.
     /// </summary>
     public static List<ChatTurn> Conversation(CreateResponseRequest request, StoredResponse? previous)
     {
@@ -26,57 +28,71 @@ internal static class ResponsesRequestMapper
         }
 
         var turns = new List<ChatTurn>(previous?.Conversation ?? []);
-        var callIds = turns.SelectMany(t => t.ToolCalls ?? []).Select(c => c.Id).ToHashSet(StringComparer.Ordinal);
+        var answers = new ToolCallAnswers();
+
+        // The input item of each call made in this input: a refusal names it.
+        var callItems = new Dictionary<string, int>(StringComparer.Ordinal);
+
+        // A stored conversation answered all its calls but the last turn's, the previous response's own.
+        if (turns is [.., { Role: "assistant", ToolCalls: { } previousCalls }])
+        {
+            foreach (var call in previousCalls)
+            {
+                answers.Expect(call.Id, call.Id);
+            }
+        }
+
         for (var i = 0; i < input.Count; i++)
         {
             var item = input[i];
             switch (item.Type)
             {
                 case ResponseInputItem.FunctionCallType:
-                    var call = new ToolCall(item.CallId!, item.Name!, item.Arguments!);
-                    callIds.Add(call.Id);
+                    var call = FunctionCall(item, i);
                     if (turns is [.., { Role: "assistant" } last])
                     {
+                        // The same turn: its calls await their outputs together.
                         turns[^1] = last with { ToolCalls = [.. last.ToolCalls ?? [], call] };
                     }
                     else
                     {
+                        RequireAnswered(answers, callItems, $"before input[{i}]");
                         turns.Add(new ChatTurn("assistant", null) { ToolCalls = [call] });
                     }
 
-                    break;
-                case ResponseInputItem.FunctionCallOutputType:
-                    if (!callIds.Contains(item.CallId!))
+                    if (!answers.Expect(call.Id, call.Id))
                     {
                         throw OpenAiException.InvalidField(
                             $"input[{i}].call_id",
-                            $"No function call found for the function_call_output with call_id '{item.CallId}': send the function_call item, or continue its response with 'previous_response_id'.");
+                            $"input[{i}].call_id: '{call.Id}' is the call_id of an earlier function call of the same turn. Each function call needs its own call_id: the function_call_output answering it names it.");
                     }
 
-                    turns.Add(new ChatTurn("tool", item.Output) { ToolCallId = item.CallId });
+                    callItems[call.Id] = i;
+                    break;
+                case ResponseInputItem.FunctionCallOutputType:
+                    var (callId, output) = FunctionCallOutput(item, i);
+                    if (!answers.Answer(callId))
+                    {
+                        throw OpenAiException.InvalidField(
+                            $"input[{i}].call_id",
+                            $"input[{i}].call_id: no function call awaits the function_call_output with call_id '{callId}'. A function_call_output answers a function_call item before it (or a call of the response 'previous_response_id' names), once, before the next message.");
+                    }
+
+                    turns.Add(new ChatTurn("tool", output) { ToolCallId = callId });
+                    break;
+                case ResponseInputItem.MessageType:
+                    var message = Message(item, i);
+                    RequireAnswered(answers, callItems, $"before input[{i}]");
+                    turns.Add(message);
                     break;
                 default:
-                    var role = item.Role switch
-                    {
-                        "system" or "developer" => "system",
-                        "user" or "assistant" => item.Role,
-                        _ => throw OpenAiException.InvalidField(
-                            $"input[{i}].role",
-                            $"Invalid value for input[{i}].role: '{item.Role}'. Supported roles are system, developer, user and assistant."),
-                    };
-                    turns.Add(new ChatTurn(role, item.Content));
-                    break;
+                    throw OpenAiException.InvalidField(
+                        $"input[{i}].type",
+                        $"Invalid value for input[{i}].type: '{item.Type}'. Supported item types are message, function_call and function_call_output.");
             }
         }
 
-        var answered = turns.Where(t => t.Role == "tool").Select(t => t.ToolCallId).ToHashSet(StringComparer.Ordinal);
-        if (turns.SelectMany(t => t.ToolCalls ?? []).FirstOrDefault(c => !answered.Contains(c.Id)) is { } unanswered)
-        {
-            throw OpenAiException.InvalidField(
-                "input",
-                $"No tool output found for function call {unanswered.Id}: send its result as a function_call_output item with that call_id.");
-        }
-
+        RequireAnswered(answers, callItems, "at the end of 'input'");
         return turns;
     }
 
@@ -105,6 +121,60 @@ internal static class ResponsesRequestMapper
         ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, generation.Grammar is not null);
         return generation;
     }
+
+    /// <summary>
+    /// Refuses what comes <paramref name="where"/> while calls still await their outputs, naming the first such call's
+    /// item (or the input, for the previous response's calls).
+    /// </summary>
+    private static void RequireAnswered(ToolCallAnswers answers, Dictionary<string, int> callItems, string where)
+    {
+        if (answers.Unanswered is not { } unanswered)
+        {
+            return;
+        }
+
+        var items = answers.Awaiting.Where(callItems.ContainsKey).Select(id => callItems[id]).ToList();
+        var param = items.Count == 0 ? "input" : $"input[{items.Min()}].call_id";
+        throw OpenAiException.InvalidField(
+            param,
+            $"No tool output found for function call {unanswered} {where}: send each call's result as a function_call_output item with its call_id, after the function_call items and before the next message.");
+    }
+
+    private static ToolCall FunctionCall(ResponseInputItem item, int i)
+    {
+        var field = $"input[{i}]";
+        return new ToolCall(
+            Required(item.CallId, field + ".call_id", "a function_call item needs its call_id: the function_call_output answering it names it"),
+            Required(item.Name, field + ".name", "a function_call item needs the name of the function it called"),
+            item.Arguments ?? throw OpenAiException.InvalidField(field + ".arguments", $"{field}.arguments is required: a function_call item needs its arguments, a JSON string."));
+    }
+
+    private static (string CallId, string Output) FunctionCallOutput(ResponseInputItem item, int i)
+    {
+        var field = $"input[{i}]";
+        return (
+            Required(item.CallId, field + ".call_id", "a function_call_output item needs the call_id of the function call it answers"),
+            item.Output ?? throw OpenAiException.InvalidField(field + ".output", $"{field}.output is required: a function_call_output item carries the call's result."));
+    }
+
+    private static ChatTurn Message(ResponseInputItem item, int i)
+    {
+        var field = $"input[{i}]";
+        var role = item.Role switch
+        {
+            "system" or "developer" => "system",
+            "user" or "assistant" => item.Role,
+            null => throw OpenAiException.InvalidField(field + ".role", $"{field}.role is required: each input message needs a role."),
+            _ => throw OpenAiException.InvalidField(
+                field + ".role",
+                $"Invalid value for {field}.role: '{item.Role}'. Supported roles are system, developer, user and assistant."),
+        };
+        var content = item.Content ?? throw OpenAiException.InvalidField(field + ".content", $"{field}.content is required: a string or a list of input_text parts.");
+        return new ChatTurn(role, content);
+    }
+
+    private static string Required(string? value, string param, string why) =>
+        string.IsNullOrEmpty(value) ? throw OpenAiException.InvalidField(param, $"{param} is required: {why}.") : value;
 
     /// <summary>The tools the response echoes (checked by then).</summary>
     public static IReadOnlyList<ResponseToolInfo> ToolsInfo(IReadOnlyList<ResponseToolRequest?>? tools) =>

@@ -100,7 +100,8 @@ public sealed class ResponseTextFormatRequest
 /// <summary>
 /// <c>input</c>: a string, or an array of items: messages (<c>{"type":"message","role","content"}</c>, the type
 /// optional) whose content is a string or <c>input_text</c>/<c>output_text</c> parts, <c>function_call</c> items and
-/// <c>function_call_output</c> items (the output a string or text parts). Other item types are refused.
+/// <c>function_call_output</c> items (the output a string or text parts). Items are read as they are; the mapper
+/// refuses other item types and missing fields.
 /// </summary>
 internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<ResponseInputItem>>
 {
@@ -174,23 +175,16 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
             }
         }
 
-        switch (type)
+        // The mapper checks each item's fields, so its refusals name them (input[2].call_id).
+        return new ResponseInputItem(type ?? ResponseInputItem.MessageType)
         {
-            case null or ResponseInputItem.MessageType:
-                return role is not null && content is not null
-                    ? new ResponseInputItem(ResponseInputItem.MessageType) { Role = role, Content = content }
-                    : throw new InvalidFieldException("each input message needs a string \"role\" and its \"content\".");
-            case ResponseInputItem.FunctionCallType:
-                return !string.IsNullOrEmpty(callId) && !string.IsNullOrEmpty(name) && arguments is not null
-                    ? new ResponseInputItem(type) { CallId = callId, Name = name, Arguments = arguments }
-                    : throw new InvalidFieldException("a function_call item needs a string \"call_id\", \"name\" and \"arguments\".");
-            case ResponseInputItem.FunctionCallOutputType:
-                return !string.IsNullOrEmpty(callId) && output is not null
-                    ? new ResponseInputItem(type) { CallId = callId, Output = output }
-                    : throw new InvalidFieldException("a function_call_output item needs a string \"call_id\" and its \"output\".");
-            default:
-                throw new InvalidFieldException($"input items of type '{type}' are not supported; message, function_call and function_call_output items are.");
-        }
+            Role = role,
+            Content = content,
+            CallId = callId,
+            Name = name,
+            Arguments = arguments,
+            Output = output,
+        };
     }
 
     public override void Write(Utf8JsonWriter writer, IReadOnlyList<ResponseInputItem> value, JsonSerializerOptions options) =>

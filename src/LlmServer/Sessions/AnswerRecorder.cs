@@ -122,6 +122,7 @@ internal sealed partial class AnswerRecorder : IDisposable
         try
         {
             await _store.SaveAnswerAsync(_owner, _sessionId, checkpoint, CancellationToken.None);
+            LogCheckpointStored(_sessionId, checkpoint.Content.Length);
         }
 #pragma warning disable CA1031 // A failed checkpoint only widens what a crash could lose; the final write reports faults.
         catch (Exception ex)
@@ -150,6 +151,9 @@ internal sealed partial class AnswerRecorder : IDisposable
         completionTokens,
         finishReason,
         _contextStart);
+
+    [LoggerMessage(EventId = 4109, Level = LogLevel.Debug, Message = "Session {SessionId}: a checkpoint of the streaming answer is stored ({Characters} characters).")]
+    private partial void LogCheckpointStored(string sessionId, int characters);
 
     [LoggerMessage(EventId = 4105, Level = LogLevel.Warning, Message = "Session {SessionId}: a checkpoint of the streaming answer could not be stored.")]
     private partial void LogCheckpointFailed(Exception exception, string sessionId);

@@ -33,6 +33,24 @@ public sealed class DiskKvCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task NextChange_completes_when_a_state_reaches_the_disk_and_when_it_is_deleted()
+    {
+        using var cache = Open();
+        var written = cache.NextChange;
+        Assert.False(written.IsCompleted);
+
+        cache.Save(State("s1", [1, 2, 3], 100));
+        await written;
+        Assert.Single(Directory.GetFiles(_directory, "*.kv"));
+
+        var deleted = cache.NextChange;
+        Assert.False(deleted.IsCompleted);
+        cache.Delete("s1");
+        Assert.True(deleted.IsCompleted);
+        Assert.Empty(Directory.GetFiles(_directory, "*.kv"));
+    }
+
+    [Fact]
     public async Task A_corrupt_file_is_a_miss_and_is_deleted()
     {
         using (var cache = Open())

@@ -123,7 +123,7 @@ public sealed class OtherModelTests
     }
 
     // A fixture case (an OpenAI request body) as engine turns and tools.
-    private static (List<ChatTurn> Turns, List<ToolDefinition> Tools) FixtureCase(string caseName)
+    internal static (List<ChatTurn> Turns, List<ToolDefinition> Tools) FixtureCase(string caseName)
     {
         using var document = JsonDocument.Parse(ChatTemplateFixtures.CaseJson(caseName));
         var turns = new List<ChatTurn>();

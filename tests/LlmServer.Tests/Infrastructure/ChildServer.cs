@@ -15,7 +15,10 @@ internal static partial class ChildServer
     /// Starts the server on 127.0.0.1:<paramref name="port"/> (stories260K, one slot, 1,024 tokens, unless
     /// <paramref name="extraArgs"/> say otherwise); its output goes to <paramref name="log"/>.
     /// </summary>
-    public static Process Start(int port, StringBuilder log, params string[] extraArgs) => ServerProcess.Start(
+    public static Process Start(int port, StringBuilder log, params string[] extraArgs) => Start(port, log, (Action<string>?)null, extraArgs);
+
+    /// <summary>As <see cref="Start(int, StringBuilder, string[])"/>, each output line also to <paramref name="onLine"/>.</summary>
+    public static Process Start(int port, StringBuilder log, Action<string>? onLine, params string[] extraArgs) => ServerProcess.Start(
         [
             "--urls", $"http://127.0.0.1:{port}",
             "--Scheduler:Slots=1", "--Scheduler:ContextSize=1024",
@@ -24,7 +27,8 @@ internal static partial class ChildServer
             "--Logging:LogLevel:Default=Information",
             .. extraArgs,
         ],
-        log);
+        log,
+        onLine);
 
     public static Task WaitUntilReadyAsync(HttpClient client, Process process, StringBuilder log) =>
         ServerProcess.WaitUntilReadyAsync(process, client.BaseAddress!, log, TimeSpan.FromSeconds(90));

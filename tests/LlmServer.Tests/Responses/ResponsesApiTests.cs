@@ -269,7 +269,9 @@ public sealed class ResponsesApiTests(SharedServerFixture fixture) : IClassFixtu
 
     [Theory]
     [InlineData("""{"max_output_tokens":2}""", "input")]
-    [InlineData("""{"input":[{"type":"reasoning","summary":[]}]}""", "input")]
+    [InlineData("""{"input":[{"type":"reasoning","summary":[]}]}""", "input[0].type")]
+    [InlineData("""{"input":[{"content":"Hi"}]}""", "input[0].role")]
+    [InlineData("""{"input":[{"role":"user","content":"Hi"},{"role":"user"}]}""", "input[1].content")]
     [InlineData("""{"input":"Hi","max_output_tokens":0}""", "max_output_tokens")]
     [InlineData("""{"input":"Hi","text":{"format":{"type":"json_schema","name":"x","schema":{"allOf":[]}}}}""", "text.format.schema")]
     public async Task Bad_request_names_the_field(string json, string param)

@@ -1,5 +1,8 @@
 using System.Net;
+using LlmServer.Engine.Hosting;
+using LlmServer.Engine.KvCache;
 using LlmServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using static LlmServer.Tests.OpenAi.OpenAiHttp;
 
 namespace LlmServer.Tests.Responses;
@@ -15,15 +18,17 @@ public sealed class ResponsesKvCacheTests : IDisposable
         var server = await TestServer.StartAsync(extraArgs: ["--Scheduler:Slots=1", $"--Sessions:KvCacheDirectory={_kvDirectory}"]);
         try
         {
+            var cache = server.Services.GetRequiredService<LlmEngine>().DiskCache;
+            Assert.NotNull(cache);
             var first = await CreateAsync(server, "Once upon a time there was a little girl named Lily.");
 
             // The only slot goes to the second chain: the first one's KV is written to disk.
             await CreateAsync(server, "The cat sat on the mat.");
-            await UntilAsync(() => SavedStates().Length == 1, "the first chain's KV state was never written");
+            await UntilAsync(cache, () => SavedStates().Length == 1, "the first chain's KV state was never written");
 
             using var deleted = await server.Client.DeleteAsync(new Uri("/v1/responses/" + first, UriKind.Relative));
             Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
-            await UntilAsync(() => SavedStates().Length == 0, "the deleted response's KV state is still on disk");
+            await UntilAsync(cache, () => SavedStates().Length == 0, "the deleted response's KV state is still on disk");
         }
         finally
         {
@@ -45,14 +50,29 @@ public sealed class ResponsesKvCacheTests : IDisposable
         return json.GetProperty("id").GetString()!;
     }
 
-    /// <summary>Waits for the disk writer's (or the scheduler's) work to show in the folder: the files are the event.</summary>
-    private static async Task UntilAsync(Func<bool> condition, string failure)
+    /// <summary>
+    /// Waits for the disk writer's (or the scheduler's) work to show in the folder, woken by each change the cache
+    /// makes there; the guard only turns a hang into a failure that says what never happened.
+    /// </summary>
+    private static async Task UntilAsync(DiskKvCache cache, Func<bool> condition, string failure)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (!condition())
+        using var hang = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        while (true)
         {
-            Assert.True(DateTime.UtcNow < deadline, failure);
-            await Task.Delay(20);
+            var change = cache.NextChange;
+            if (condition())
+            {
+                return;
+            }
+
+            try
+            {
+                await change.WaitAsync(hang.Token);
+            }
+            catch (OperationCanceledException) when (hang.IsCancellationRequested)
+            {
+                Assert.Fail(failure);
+            }
         }
     }
 }

@@ -213,17 +213,71 @@ public sealed class ResponsesToolTests(ToolServerFixture fixture) : IClassFixtur
         AssertOpenAiError(body, "invalid_request_error", param);
     }
 
+    /// <summary>The rule chat completions and Anthropic share (ToolCallAnswers), each refusal naming its input item's field.</summary>
     [Theory]
     [InlineData("""[{"type":"function_call_output","call_id":"call_x","output":"5"}]""", "input[0].call_id")]
-    [InlineData("""[{"type":"function_call","call_id":"call_x","arguments":"{}"}]""", "input")]
-    [InlineData("""[{"type":"function_call_output","output":"5"}]""", "input")]
-    [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_x","name":"add","arguments":"{}"},{"role":"user","content":"And?"}]""", "input")]
+    [InlineData("""[{"type":"function_call","call_id":"call_x","arguments":"{}"}]""", "input[0].name")]
+    [InlineData("""[{"type":"function_call","call_id":"call_x","name":"add"}]""", "input[0].arguments")]
+    [InlineData("""[{"type":"function_call","call_id":"","name":"add","arguments":"{}"}]""", "input[0].call_id")]
+    [InlineData("""[{"type":"function_call_output","output":"5"}]""", "input[0].call_id")]
+    [InlineData("""[{"type":"function_call","call_id":"call_x","name":"add","arguments":"{}"},{"type":"function_call_output","call_id":"call_x"}]""", "input[1].output")]
+    [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_x","name":"add","arguments":"{}"},{"role":"user","content":"And?"}]""", "input[1].call_id")]
+    [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"}]""", "input[2].call_id")]
+    [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"},{"type":"function_call_output","call_id":"call_a","output":"5"},{"type":"function_call_output","call_id":"call_a","output":"5"}]""", "input[3].call_id")]
+    [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"},{"type":"function_call_output","call_id":"call_a","output":"5"},{"role":"user","content":"Again."},{"type":"function_call_output","call_id":"call_a","output":"5"}]""", "input[4].call_id")]
+    [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"},{"type":"function_call","call_id":"call_b","name":"add","arguments":"{}"},{"type":"function_call_output","call_id":"call_a","output":"5"}]""", "input[2].call_id")]
+    [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"},{"type":"function_call_output","call_id":"call_a","output":"5"},{"type":"function_call","call_id":"call_b","name":"add","arguments":"{}"}]""", "input[3].call_id")]
+    [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"},{"role":"assistant","content":"Done."},{"type":"function_call_output","call_id":"call_a","output":"5"}]""", "input[1].call_id")]
     public async Task Bad_tool_items_are_refused_naming_the_field(string input, string param)
     {
         var (status, body, _) = await PostAsync(_server.Client, "/v1/responses", $$"""{"input":{{input}},"max_output_tokens":4}""");
 
         Assert.Equal(HttpStatusCode.BadRequest, status);
         AssertOpenAiError(body, "invalid_request_error", param);
+    }
+
+    [Theory]
+    [InlineData("""[{"role":"user","content":"Add 2 and 3, then 4 and 5."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{\"a\":2,\"b\":3}"},{"type":"function_call_output","call_id":"call_a","output":"5"},{"type":"function_call","call_id":"call_b","name":"add","arguments":"{\"a\":4,\"b\":5}"},{"type":"function_call_output","call_id":"call_b","output":"9"}]""")]
+    [InlineData("""[{"role":"user","content":"Add 2 and 3, and 4 and 5."},{"role":"assistant","content":"Adding."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{\"a\":2,\"b\":3}"},{"type":"function_call","call_id":"call_b","name":"add","arguments":"{\"a\":4,\"b\":5}"},{"type":"function_call_output","call_id":"call_b","output":"9"},{"type":"function_call_output","call_id":"call_a","output":"5"},{"role":"user","content":"Thanks."}]""")]
+    public async Task Calls_answered_in_turn_or_in_any_order_within_their_turn_are_accepted(string input)
+    {
+        var (status, body, _) = await PostAsync(_server.Client, "/v1/responses", $$"""{"input":{{input}},"tools":{{ToolsJson}},"tool_choice":"none","max_output_tokens":1,"store":false}""");
+
+        Assert.True(status == HttpStatusCode.OK, body.ToString());
+    }
+
+    [Fact]
+    public async Task A_continued_response_must_answer_its_previous_calls_before_anything_else()
+    {
+        var (status, call, _) = await PostAsync(
+            _server.Client,
+            "/v1/responses",
+            $$"""{"input":"What is the weather in Paris?","tools":{{ToolsJson}},"tool_choice":"required","parallel_tool_calls":false,"max_output_tokens":200,"temperature":0}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var callId = Assert.Single(call.GetProperty("output").EnumerateArray()).GetProperty("call_id").GetString()!;
+        var id = call.GetProperty("id").GetString()!;
+
+        // A message before the call's output, an output for another call, an output twice: each refused, naming the item.
+        (string Input, string Param)[] refused =
+        [
+            ("""[{"role":"user","content":"And tomorrow?"}]""", "input"),
+            ("""[{"type":"function_call_output","call_id":"call_other","output":"Rain."}]""", "input[0].call_id"),
+            ($$"""[{"type":"function_call_output","call_id":"{{callId}}","output":"Sun."},{"type":"function_call_output","call_id":"{{callId}}","output":"Sun."}]""", "input[1].call_id"),
+        ];
+        foreach (var (input, param) in refused)
+        {
+            var (refusedStatus, body, _) = await PostAsync(
+                _server.Client, "/v1/responses", $$"""{"previous_response_id":"{{id}}","input":{{input}},"tools":{{ToolsJson}},"max_output_tokens":1}""");
+            Assert.Equal(HttpStatusCode.BadRequest, refusedStatus);
+            AssertOpenAiError(body, "invalid_request_error", param);
+            Assert.Contains(param == "input" ? callId : "call_id", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        var (answered, _, _) = await PostAsync(
+            _server.Client,
+            "/v1/responses",
+            $$"""{"previous_response_id":"{{id}}","input":[{"type":"function_call_output","call_id":"{{callId}}","output":"Sun."},{"role":"user","content":"And tomorrow?"}],"tools":{{ToolsJson}},"tool_choice":"none","max_output_tokens":1}""");
+        Assert.Equal(HttpStatusCode.OK, answered);
     }
 
     private static CreateResponseOptions Options(ResponseToolChoice choice, ResponseItem input, string? previousResponseId = null)
