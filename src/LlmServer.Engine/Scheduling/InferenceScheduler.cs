@@ -527,7 +527,7 @@ internal sealed partial class InferenceScheduler : IDisposable
 
             if (chunks.Count > 1)
             {
-                // Make the step smaller: later prompt requests wait for the first to finish prefilling.
+                // Make room: the later prompt requests give their slots back and return to the head of the queue.
                 for (var i = chunks.Count - 1; i >= 1; i--)
                 {
                     _planner!.Requeue(chunks[i].Request);

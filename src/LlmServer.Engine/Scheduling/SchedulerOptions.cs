@@ -74,10 +74,9 @@ public sealed class SchedulerOptions
     /// <summary>
     /// Long interactive prompts (over <see cref="LongPromptTokens"/> to prefill) that advance by a minimal chunk in
     /// every step side by side; a long prompt beyond them waits its turn, in arrival order (vLLM's
-    /// <c>max_long_partial_prefills</c>). Short prompts always advance. 1 keeps a step to one long chunk, so the
-    /// running streams' time between tokens is one chunk's, not one per long prompt, and the first long prompt is
-    /// answered as soon as it alone is prefilled. The limit holds the minimal chunks only: where the time target leaves
-    /// room, waiting long prompts take it in arrival order.
+    /// <c>max_long_partial_prefills</c>). Short prompts always advance. With 1, the first long prompt is answered as
+    /// soon as it alone is prefilled, where side by side every long prompt waits for all of them. The limit holds the minimal chunks only: where the time target leaves
+    /// room, waiting long prompts take it in arrival order. <see cref="Slots"/> lets every long prompt advance every step.
     /// </summary>
     public int MaxLongPrefills { get; set; } = 1;
 

@@ -130,9 +130,9 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
     /// Sets each running request's minimal chunk for this step (0 for none) and returns their sum, the floor of a
     /// timed prompt budget. With a time target, in arrival order: every short interactive prompt (so it starts
     /// generating in its first steps, whatever is being prefilled), the first <see cref="SchedulerOptions.MaxLongPrefills"/>
-    /// long ones (vLLM's <c>max_long_partial_prefills</c>: two long prompts advancing side by side make every step
-    /// carry two chunks, doubling the running streams' time between tokens for no gain in prefill speed, and both
-    /// answer later than one after the other), and one of the batch prompts (they must progress, but batch requests
+    /// long ones by arrival (vLLM's <c>max_long_partial_prefills</c>: long prompts advancing side by side split the
+    /// steps' prompt tokens and are all answered at the end, where one after the other the first is answered after its
+    /// own prefill), and one of the batch prompts (they must progress, but batch requests
     /// admitted together, as they finish together, would otherwise stretch every step by a chunk each while an
     /// interactive request waits for the step to end). A long prompt past the limit waits its turn, which comes as
     /// soon as the one before it is prefilled; it still takes budget the others leave, in arrival order.
@@ -141,14 +141,14 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
     {
         _chunkSizes.Clear();
         var total = 0;
-        var longs = 0;
         var batch = false;
-        foreach (var request in Running)
+        for (var i = 0; i < Running.Count; i++)
         {
+            var request = Running[i];
             var chunk = 0;
             if (sharing && Prefills(request, batchPauses))
             {
-                var takes = request.IsBatch ? !batch : !request.IsLongPrompt || longs++ < options.MaxLongPrefills;
+                var takes = request.IsBatch ? !batch : !request.IsLongPrompt || OlderLongPrompts(i, batchPauses) < options.MaxLongPrefills;
                 batch |= request.IsBatch;
                 if (takes)
                 {
@@ -161,6 +161,27 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         }
 
         return total;
+    }
+
+    /// <summary>
+    /// Long interactive prompts in progress that arrived before <c>Running[index]</c> (by arrival, not admission: a
+    /// prompt requeued after a failed decode is admitted again behind later ones, and keeps its turn).
+    /// </summary>
+    private int OlderLongPrompts(int index, bool batchPauses)
+    {
+        var request = Running[index];
+        var older = 0;
+        for (var i = 0; i < Running.Count; i++)
+        {
+            var other = Running[i];
+            if (other.IsLongPrompt && !other.IsBatch && Prefills(other, batchPauses)
+                && (other.ArrivedAt < request.ArrivedAt || (other.ArrivedAt == request.ArrivedAt && i < index)))
+            {
+                older++;
+            }
+        }
+
+        return older;
     }
 
     /// <summary>The request has prompt left and takes part in this step (batch requests sit out while <paramref name="batchPauses"/>).</summary>

@@ -121,8 +121,10 @@ internal sealed partial class AnswerRecorder : IDisposable
         await Task.Yield();
         try
         {
-            await _store.SaveAnswerAsync(_owner, _sessionId, checkpoint, CancellationToken.None);
-            LogCheckpointStored(_sessionId, checkpoint.Content.Length);
+            if (await _store.SaveAnswerAsync(_owner, _sessionId, checkpoint, CancellationToken.None))
+            {
+                LogCheckpointStored(_sessionId, checkpoint.Content.Length);
+            }
         }
 #pragma warning disable CA1031 // A failed checkpoint only widens what a crash could lose; the final write reports faults.
         catch (Exception ex)

@@ -7,6 +7,9 @@ namespace LlmServer.Engine.Tests.KvCache;
 public sealed class DiskKvCacheTests : IDisposable
 {
     private static readonly UInt128 s_model = new(1, 2);
+
+    // Only against a hang: a write that fails never signals a change.
+    private static readonly TimeSpan s_hangGuard = TimeSpan.FromMinutes(5);
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "llmserver-kv-" + Guid.NewGuid().ToString("N"));
     private readonly ManualTime _time = new();
 
@@ -40,7 +43,7 @@ public sealed class DiskKvCacheTests : IDisposable
         Assert.False(written.IsCompleted);
 
         cache.Save(State("s1", [1, 2, 3], 100));
-        await written;
+        await written.WaitAsync(s_hangGuard);
         Assert.Single(Directory.GetFiles(_directory, "*.kv"));
 
         var deleted = cache.NextChange;

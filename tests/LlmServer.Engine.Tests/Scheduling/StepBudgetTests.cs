@@ -119,6 +119,32 @@ public sealed class StepBudgetTests
     }
 
     [Fact]
+    public void A_long_prompt_requeued_after_a_failed_decode_keeps_its_turn()
+    {
+        using var harness = Timed(slots: 4, targetStepMs: 3, minPromptChunk: 6, configure: o => o.LongPromptTokens = 20);
+        var running = harness.Submit("AB", maxTokens: 200);
+        harness.Steps(3);
+
+        harness.Submit("YYYY", maxTokens: 1);
+        harness.Backend.Clock.Advance(TimeSpan.FromMilliseconds(1));
+        harness.Submit(new string('X', 40), maxTokens: 1);
+        harness.Backend.Clock.Advance(TimeSpan.FromMilliseconds(1));
+        harness.Submit(new string('Z', 30), maxTokens: 1);
+        harness.Backend.Batches.Clear();
+
+        // No KV space for the step: the short prompt's chunk keeps its place, the long one gives its slot back and is
+        // admitted again, behind the later long prompt. It still goes first.
+        harness.Backend.ForcedOutcomes.Enqueue(DecodeOutcome.NoKvSpace);
+        harness.Scheduler.Step();
+        harness.Backend.Batches.Clear();
+        StepUntilPrefilled(harness, 'X', 40);
+
+        Assert.All(harness.Backend.Batches, b => Assert.DoesNotContain(b, e => e.Token == 'Z'));
+        running.Cancel();
+        harness.RunToIdle();
+    }
+
+    [Fact]
     public void With_room_for_two_long_prompts_both_advance_every_step()
     {
         using var harness = Timed(slots: 4, targetStepMs: 3, minPromptChunk: 6, configure: o => (o.LongPromptTokens, o.MaxLongPrefills) = (20, 2));

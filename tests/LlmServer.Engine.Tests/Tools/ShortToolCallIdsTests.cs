@@ -71,7 +71,7 @@ public sealed class ShortToolCallIdsTests
     }
 
     [Fact]
-    public void The_same_client_id_gets_the_same_shortIdsid_in_every_request_so_the_prompt_prefix_stays()
+    public void The_same_client_id_gets_the_same_short_id_in_every_request_so_the_prompt_prefix_stays()
     {
         ChatTurn[] first =
         [
@@ -108,7 +108,7 @@ public sealed class ShortToolCallIdsTests
     }
 
     [Fact]
-    public void A_conversation_whose_ids_are_all_shortIdsor_absent_is_rendered_as_it_is()
+    public void A_conversation_whose_ids_are_all_short_or_absent_is_rendered_as_it_is()
     {
         ChatTurn[] plain = [new("user", "Hi"), new("assistant", "Hello")];
         ChatTurn[] shortIds = [new("user", "Add."), Call("abcDEF123"), Answer("abcDEF123", "5")];

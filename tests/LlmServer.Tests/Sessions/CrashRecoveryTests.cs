@@ -52,7 +52,9 @@ public sealed class CrashRecoveryTests
                     Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
                     // The event that proves a checkpoint: the server logs that it stored the partial answer.
-                    await Guarded(() => checkpointed.Task.WaitAsync(HangGuard), "checkpoint of the answer", log);
+                    // A server that exits first fails the test now, with its log, not at the hang guard.
+                    var first = await Guarded(() => Task.WhenAny(checkpointed.Task, process.WaitForExitAsync()).WaitAsync(HangGuard), "checkpoint of the answer", log);
+                    Assert.True(first == checkpointed.Task, $"The server exited before it stored a checkpoint. Its log:\n{ServerProcess.Read(log)}");
 
                     Assert.Equal(0, Signal(process, Sigkill));
                     await process.WaitForExitAsync();
