@@ -58,10 +58,9 @@ internal static class JsonBodyReader
                 throw new OpenAiException("The request body must be a JSON object.");
             }
 
-            var message = ex is InvalidFieldException
-                ? $"Invalid value for '{param}': {ex.Message}"
-                : $"Invalid type for '{param}': expected {DescribeExpected(typeInfo, param)}.";
-            throw OpenAiException.InvalidField(param, message);
+            throw ex is InvalidFieldException
+                ? OpenAiException.InvalidField(param, $"Invalid value for '{param}': {ex.Message}")
+                : OpenAiException.InvalidType(param, DescribeExpected(typeInfo, param));
         }
     }
 
@@ -130,6 +129,17 @@ internal static class JsonBodyReader
 
         return Describe(type);
     }
+
+    /// <summary>What a JSON value is, as a refusal names it ("an object").</summary>
+    public static string Describe(JsonTokenType token) => token switch
+    {
+        JsonTokenType.StartObject => "an object",
+        JsonTokenType.StartArray => "an array",
+        JsonTokenType.String => "a string",
+        JsonTokenType.Number => "a number",
+        JsonTokenType.True or JsonTokenType.False => "a boolean",
+        _ => "null",
+    };
 
     private static Type? ElementType(Type type) =>
         type.IsGenericType && type.GetGenericTypeDefinition() == typeof(IReadOnlyList<>) ? type.GetGenericArguments()[0] : null;

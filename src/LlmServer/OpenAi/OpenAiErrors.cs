@@ -148,6 +148,12 @@ internal sealed class OpenAiException : Exception
     /// <summary>A 400 naming the request field at fault.</summary>
     public static OpenAiException InvalidField(string param, string message) =>
         new(StatusCodes.Status400BadRequest, OpenAiErrors.InvalidRequestError, message, param);
+
+    /// <summary>A 400 for a field of the wrong JSON type, in OpenAI's words; <paramref name="got"/> when known ("an object").</summary>
+    public static OpenAiException InvalidType(string param, string expected, string? got = null) =>
+        InvalidField(param, got is null
+            ? $"Invalid type for '{param}': expected {expected}."
+            : $"Invalid type for '{param}': expected {expected}, but got {got} instead.");
 }
 
 /// <summary>Writes the refusals of the OpenAI paths (the default for every path no other front end claims).</summary>

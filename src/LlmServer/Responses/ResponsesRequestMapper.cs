@@ -45,6 +45,7 @@ internal static class ResponsesRequestMapper
         for (var i = 0; i < input.Count; i++)
         {
             var item = input[i];
+            RequireStrings(item, i, "type");
             switch (item.Type)
             {
                 case ResponseInputItem.FunctionCallType:
@@ -142,6 +143,7 @@ internal static class ResponsesRequestMapper
 
     private static ToolCall FunctionCall(ResponseInputItem item, int i)
     {
+        RequireStrings(item, i, "call_id", "name", "arguments");
         var field = $"input[{i}]";
         return new ToolCall(
             Required(item.CallId, field + ".call_id", "a function_call item needs its call_id: the function_call_output answering it names it"),
@@ -151,6 +153,7 @@ internal static class ResponsesRequestMapper
 
     private static (string CallId, string Output) FunctionCallOutput(ResponseInputItem item, int i)
     {
+        RequireStrings(item, i, "call_id");
         var field = $"input[{i}]";
         return (
             Required(item.CallId, field + ".call_id", "a function_call_output item needs the call_id of the function call it answers"),
@@ -159,6 +162,7 @@ internal static class ResponsesRequestMapper
 
     private static ChatTurn Message(ResponseInputItem item, int i)
     {
+        RequireStrings(item, i, "role");
         var field = $"input[{i}]";
         var role = item.Role switch
         {
@@ -171,6 +175,18 @@ internal static class ResponsesRequestMapper
         };
         var content = item.Content ?? throw OpenAiException.InvalidField(field + ".content", $"{field}.content is required: a string or a list of input_text parts.");
         return new ChatTurn(role, content);
+    }
+
+    /// <summary>Refuses the first of the item's <paramref name="fields"/> that came with another JSON type than a string.</summary>
+    private static void RequireStrings(ResponseInputItem item, int i, params ReadOnlySpan<string> fields)
+    {
+        foreach (var field in fields)
+        {
+            if (item.MistypedFields?.GetValueOrDefault(field) is { } got)
+            {
+                throw OpenAiException.InvalidType($"input[{i}].{field}", "a string", got);
+            }
+        }
     }
 
     private static string Required(string? value, string param, string why) =>

@@ -63,6 +63,12 @@ public sealed record ResponseInputItem(string Type)
     public string? Arguments { get; init; }
 
     public string? Output { get; init; }
+
+    /// <summary>
+    /// The string fields present with another JSON type, and what they held ("an object"): read as absent, so the
+    /// mapper refuses them as mistyped rather than missing.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? MistypedFields { get; init; }
 }
 
 /// <summary>A function tool in the Responses shape: <c>{"type":"function","name","description","parameters","strict"}</c>.</summary>
@@ -135,36 +141,25 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
 
     private static ResponseInputItem ReadItem(ref Utf8JsonReader reader)
     {
-        string? type = null;
-        string? role = null;
+        var strings = new Dictionary<string, string>(StringComparer.Ordinal);
+        Dictionary<string, string>? mistyped = null;
         string? content = null;
-        string? callId = null;
-        string? name = null;
-        string? arguments = null;
         string? output = null;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
         {
-            var property = reader.GetString();
+            var property = reader.GetString()!;
             reader.Read();
             switch (property)
             {
-                case "type" when reader.TokenType == JsonTokenType.String:
-                    type = reader.GetString();
+                case "type" or "role" or "call_id" or "name" or "arguments" when reader.TokenType == JsonTokenType.String:
+                    strings[property] = reader.GetString()!;
                     break;
-                case "role" when reader.TokenType == JsonTokenType.String:
-                    role = reader.GetString();
+                case "type" or "role" or "call_id" or "name" or "arguments" when reader.TokenType != JsonTokenType.Null:
+                    (mistyped ??= new(StringComparer.Ordinal))[property] = JsonBodyReader.Describe(reader.TokenType);
+                    reader.Skip();
                     break;
                 case "content" when reader.TokenType != JsonTokenType.Null:
                     content = MessageContentConverter.ReadText(ref reader, TextTypes);
-                    break;
-                case "call_id" when reader.TokenType == JsonTokenType.String:
-                    callId = reader.GetString();
-                    break;
-                case "name" when reader.TokenType == JsonTokenType.String:
-                    name = reader.GetString();
-                    break;
-                case "arguments" when reader.TokenType == JsonTokenType.String:
-                    arguments = reader.GetString();
                     break;
                 case "output" when reader.TokenType != JsonTokenType.Null:
                     output = MessageContentConverter.ReadText(ref reader, TextTypes);
@@ -176,14 +171,15 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
         }
 
         // The mapper checks each item's fields, so its refusals name them (input[2].call_id).
-        return new ResponseInputItem(type ?? ResponseInputItem.MessageType)
+        return new ResponseInputItem(strings.GetValueOrDefault("type") ?? ResponseInputItem.MessageType)
         {
-            Role = role,
+            Role = strings.GetValueOrDefault("role"),
             Content = content,
-            CallId = callId,
-            Name = name,
-            Arguments = arguments,
+            CallId = strings.GetValueOrDefault("call_id"),
+            Name = strings.GetValueOrDefault("name"),
+            Arguments = strings.GetValueOrDefault("arguments"),
             Output = output,
+            MistypedFields = mistyped,
         };
     }
 

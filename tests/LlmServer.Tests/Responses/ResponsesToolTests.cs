@@ -228,12 +228,22 @@ public sealed class ResponsesToolTests(ToolServerFixture fixture) : IClassFixtur
     [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"},{"type":"function_call","call_id":"call_b","name":"add","arguments":"{}"},{"type":"function_call_output","call_id":"call_a","output":"5"}]""", "input[2].call_id")]
     [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"},{"type":"function_call_output","call_id":"call_a","output":"5"},{"type":"function_call","call_id":"call_b","name":"add","arguments":"{}"}]""", "input[3].call_id")]
     [InlineData("""[{"role":"user","content":"Add."},{"type":"function_call","call_id":"call_a","name":"add","arguments":"{}"},{"role":"assistant","content":"Done."},{"type":"function_call_output","call_id":"call_a","output":"5"}]""", "input[1].call_id")]
-    public async Task Bad_tool_items_are_refused_naming_the_field(string input, string param)
+    [InlineData("""[{"type":"function_call","call_id":"call_x","name":"add","arguments":{"a":1}}]""", "input[0].arguments", "Invalid type for 'input[0].arguments': expected a string, but got an object instead.")]
+    [InlineData("""[{"type":"function_call","call_id":7,"name":"add","arguments":"{}"}]""", "input[0].call_id", "Invalid type for 'input[0].call_id': expected a string, but got a number instead.")]
+    [InlineData("""[{"type":"function_call","call_id":"call_x","name":["add"],"arguments":"{}"}]""", "input[0].name", "Invalid type for 'input[0].name': expected a string, but got an array instead.")]
+    [InlineData("""[{"type":"function_call_output","call_id":true,"output":"5"}]""", "input[0].call_id", "Invalid type for 'input[0].call_id': expected a string, but got a boolean instead.")]
+    [InlineData("""[{"role":1,"content":"Hi"}]""", "input[0].role", "Invalid type for 'input[0].role': expected a string, but got a number instead.")]
+    [InlineData("""[{"role":"user","content":"Hi"},{"type":{"kind":"function_call"},"call_id":"call_x","name":"add","arguments":"{}"}]""", "input[1].type", "Invalid type for 'input[1].type': expected a string, but got an object instead.")]
+    public async Task Bad_tool_items_are_refused_naming_the_field(string input, string param, string? message = null)
     {
         var (status, body, _) = await PostAsync(_server.Client, "/v1/responses", $$"""{"input":{{input}},"max_output_tokens":4}""");
 
         Assert.Equal(HttpStatusCode.BadRequest, status);
         AssertOpenAiError(body, "invalid_request_error", param);
+        if (message is not null)
+        {
+            Assert.Equal(message, body.GetProperty("error").GetProperty("message").GetString());
+        }
     }
 
     [Theory]
