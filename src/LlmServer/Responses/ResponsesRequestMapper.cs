@@ -34,12 +34,10 @@ internal static class ResponsesRequestMapper
         var callItems = new Dictionary<string, int>(StringComparer.Ordinal);
 
         // A stored conversation answered all its calls but the last turn's, the previous response's own.
-        if (turns is [.., { Role: "assistant", ToolCalls: { } previousCalls }])
+        IReadOnlyList<ToolCall> previousCalls = turns is [.., { Role: "assistant", ToolCalls: { } calls }] ? calls : [];
+        foreach (var call in previousCalls)
         {
-            foreach (var call in previousCalls)
-            {
-                answers.Expect(call.Id, call.Id);
-            }
+            answers.Expect(call.Id, call.Id);
         }
 
         for (var i = 0; i < input.Count; i++)
@@ -50,6 +48,15 @@ internal static class ResponsesRequestMapper
             {
                 case ResponseInputItem.FunctionCallType:
                     var call = FunctionCall(item, i);
+                    if (previousCalls.Any(c => c.Id == call.Id))
+                    {
+                        // As OpenAI does, a re-sent item of the previous response is a duplicate, refused; the
+                        // message says why rather than calling it a clash within this input.
+                        throw OpenAiException.InvalidField(
+                            $"input[{i}].call_id",
+                            $"input[{i}] is a function call of response '{previous!.Response.Id}', which 'previous_response_id' continues: that response already holds it. Send only its function_call_output; remove duplicate items from your input and try again.");
+                    }
+
                     if (turns is [.., { Role: "assistant" } last])
                     {
                         // The same turn: its calls await their outputs together.

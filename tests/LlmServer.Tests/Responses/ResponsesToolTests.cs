@@ -264,23 +264,26 @@ public sealed class ResponsesToolTests(ToolServerFixture fixture) : IClassFixtur
             "/v1/responses",
             $$"""{"input":"What is the weather in Paris?","tools":{{ToolsJson}},"tool_choice":"required","parallel_tool_calls":false,"max_output_tokens":200,"temperature":0}""");
         Assert.Equal(HttpStatusCode.OK, status);
-        var callId = Assert.Single(call.GetProperty("output").EnumerateArray()).GetProperty("call_id").GetString()!;
+        var callItem = Assert.Single(call.GetProperty("output").EnumerateArray());
+        var callId = callItem.GetProperty("call_id").GetString()!;
         var id = call.GetProperty("id").GetString()!;
 
-        // A message before the call's output, an output for another call, an output twice: each refused, naming the item.
-        (string Input, string Param)[] refused =
+        // A message before the call's output, an output for another call, an output twice, the previous response's
+        // own call re-sent before its output (a duplicate, as OpenAI says): each refused, naming the item.
+        (string Input, string Param, string Says)[] refused =
         [
-            ("""[{"role":"user","content":"And tomorrow?"}]""", "input"),
-            ("""[{"type":"function_call_output","call_id":"call_other","output":"Rain."}]""", "input[0].call_id"),
-            ($$"""[{"type":"function_call_output","call_id":"{{callId}}","output":"Sun."},{"type":"function_call_output","call_id":"{{callId}}","output":"Sun."}]""", "input[1].call_id"),
+            ("""[{"role":"user","content":"And tomorrow?"}]""", "input", callId),
+            ("""[{"type":"function_call_output","call_id":"call_other","output":"Rain."}]""", "input[0].call_id", "call_id"),
+            ($$"""[{"type":"function_call_output","call_id":"{{callId}}","output":"Sun."},{"type":"function_call_output","call_id":"{{callId}}","output":"Sun."}]""", "input[1].call_id", "call_id"),
+            ($$"""[{{callItem.GetRawText()}},{"type":"function_call_output","call_id":"{{callId}}","output":"Sun."}]""", "input[0].call_id", $"function call of response '{id}', which 'previous_response_id' continues"),
         ];
-        foreach (var (input, param) in refused)
+        foreach (var (input, param, says) in refused)
         {
             var (refusedStatus, body, _) = await PostAsync(
                 _server.Client, "/v1/responses", $$"""{"previous_response_id":"{{id}}","input":{{input}},"tools":{{ToolsJson}},"max_output_tokens":1}""");
             Assert.Equal(HttpStatusCode.BadRequest, refusedStatus);
             AssertOpenAiError(body, "invalid_request_error", param);
-            Assert.Contains(param == "input" ? callId : "call_id", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+            Assert.Contains(says, body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
         }
 
         var (answered, _, _) = await PostAsync(
