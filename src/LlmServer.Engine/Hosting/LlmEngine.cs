@@ -67,7 +67,10 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     public ModelInfo? Model => _model;
 
-    /// <summary>The disk KV cache the scheduler opened once the model loaded (null when disabled or unavailable).</summary>
+    /// <summary>
+    /// The disk KV cache the scheduler opened once the model loaded (null when disabled or unavailable), and null
+    /// again once the engine stops: the scheduler disposes it on its way out.
+    /// </summary>
     internal DiskKvCache? DiskCache => _diskCache;
 
     public SchedulerStatus GetStatus() =>
@@ -227,12 +230,14 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         Interlocked.Exchange(ref _state, (int)EngineState.Stopped);
         scheduler.CancelAll();
         await Task.Run(scheduler.Dispose, CancellationToken.None);
+        _diskCache = null;
     }
 
     public void Dispose()
     {
         _scheduler?.Dispose();
         _scheduler = null;
+        _diskCache = null;
         _threadingMetrics.Dispose();
         _nativeLog?.Dispose();
     }

@@ -16,9 +16,10 @@ public sealed class ResponsesKvCacheTests : IDisposable
     public async Task A_deleted_response_takes_its_saved_kv_along_and_no_chain_is_saved_at_shutdown()
     {
         var server = await TestServer.StartAsync(extraArgs: ["--Scheduler:Slots=1", $"--Sessions:KvCacheDirectory={_kvDirectory}"]);
+        var engine = server.Services.GetRequiredService<LlmEngine>();
         try
         {
-            var cache = server.Services.GetRequiredService<LlmEngine>().DiskCache;
+            var cache = engine.DiskCache;
             Assert.NotNull(cache);
             var first = await CreateAsync(server, "Once upon a time there was a little girl named Lily.");
 
@@ -37,6 +38,9 @@ public sealed class ResponsesKvCacheTests : IDisposable
 
         // The second chain was resident: the stored responses die with the process, so its KV is not saved.
         Assert.Empty(SavedStates());
+
+        // The stopped scheduler disposed the cache: the engine no longer hands it out.
+        Assert.Null(engine.DiskCache);
     }
 
     public void Dispose() => Directory.Delete(_kvDirectory, recursive: true);
