@@ -155,7 +155,7 @@ internal static class ResponsesRequestMapper
         return new ToolCall(
             Required(item.CallId, field + ".call_id", "a function_call item needs its call_id: the function_call_output answering it names it"),
             Required(item.Name, field + ".name", "a function_call item needs the name of the function it called"),
-            item.Arguments ?? throw OpenAiException.InvalidField(field + ".arguments", $"{field}.arguments is required: a function_call item needs its arguments, a JSON string."));
+            Required(item.Arguments, field + ".arguments", "a function_call item needs its arguments, a JSON string", allowEmpty: true));
     }
 
     private static (string CallId, string Output) FunctionCallOutput(ResponseInputItem item, int i)
@@ -164,23 +164,23 @@ internal static class ResponsesRequestMapper
         var field = $"input[{i}]";
         return (
             Required(item.CallId, field + ".call_id", "a function_call_output item needs the call_id of the function call it answers"),
-            item.Output ?? throw OpenAiException.InvalidField(field + ".output", $"{field}.output is required: a function_call_output item carries the call's result."));
+            Required(item.Output, field + ".output", "a function_call_output item carries the call's result", allowEmpty: true));
     }
 
     private static ChatTurn Message(ResponseInputItem item, int i)
     {
         RequireStrings(item, i, "role");
         var field = $"input[{i}]";
-        var role = item.Role switch
+        var given = Required(item.Role, field + ".role", "each input message needs a role", allowEmpty: true);
+        var role = given switch
         {
             "system" or "developer" => "system",
-            "user" or "assistant" => item.Role,
-            null => throw OpenAiException.InvalidField(field + ".role", $"{field}.role is required: each input message needs a role."),
+            "user" or "assistant" => given,
             _ => throw OpenAiException.InvalidField(
                 field + ".role",
-                $"Invalid value for {field}.role: '{item.Role}'. Supported roles are system, developer, user and assistant."),
+                $"Invalid value for {field}.role: '{given}'. Supported roles are system, developer, user and assistant."),
         };
-        var content = item.Content ?? throw OpenAiException.InvalidField(field + ".content", $"{field}.content is required: a string or a list of input_text parts.");
+        var content = Required(item.Content, field + ".content", "a string or a list of input_text parts", allowEmpty: true);
         return new ChatTurn(role, content);
     }
 
@@ -196,8 +196,9 @@ internal static class ResponsesRequestMapper
         }
     }
 
-    private static string Required(string? value, string param, string why) =>
-        string.IsNullOrEmpty(value) ? throw OpenAiException.InvalidField(param, $"{param} is required: {why}.") : value;
+    /// <summary>The field's value, refused as missing when absent (or, unless <paramref name="allowEmpty"/>, empty).</summary>
+    private static string Required(string? value, string param, string why, bool allowEmpty = false) =>
+        value is null || (!allowEmpty && value.Length == 0) ? throw OpenAiException.InvalidField(param, $"{param} is required: {why}.") : value;
 
     /// <summary>The tools the response echoes (checked by then).</summary>
     public static IReadOnlyList<ResponseToolInfo> ToolsInfo(IReadOnlyList<ResponseToolRequest?>? tools) =>
