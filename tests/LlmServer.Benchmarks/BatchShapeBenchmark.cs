@@ -11,7 +11,8 @@ namespace LlmServer.Benchmarks;
 /// What one decode costs by the shape of its batch, on contexts built as the server builds them (KV split per
 /// sequence, 8 slots), flash attention on against off, shapes interleaved: single tokens of generating sequences in
 /// one run of slots against scattered ones, and prompt chunks of several sizes deep in a prompt, alone and beside
-/// generation. The figures behind the scheduler's slot choice and <see cref="SchedulerOptions.MinPromptChunk"/>.
+/// generation, for each KV cache type asked for. The figures behind the scheduler's slot choice,
+/// <see cref="SchedulerOptions.MinPromptChunk"/> and the default cache type.
 /// </summary>
 internal static class BatchShapeBenchmark
 {
@@ -23,6 +24,7 @@ internal static class BatchShapeBenchmark
         ("slots 0-3 generate", [0, 1, 2, 3], 0),
         ("slots 0,2,4,6 generate", [0, 2, 4, 6], 0),
         ("the deep slot generates", [], 1),
+        ("all 8 slots generate", [0, 1, 2, 3, 4, 6, 7], 1),
         ("chunk of 16", [], 16),
         ("chunk of 32", [], 32),
         ("chunk of 48", [], 48),
@@ -33,20 +35,27 @@ internal static class BatchShapeBenchmark
         ("slots 1-4 generate + chunk of 65", [1, 2, 3, 4], 65),
     ];
 
-    public static int Run(string modelPath, int depth, int generatingDepth, int rounds, int threads)
+    public static int Run(string modelPath, int depth, int generatingDepth, int rounds, int threads, IReadOnlyList<string> cacheTypes)
     {
         Console.Error.WriteLine("batch shapes: " + OpenMpTuning.Apply());
         NativeLogConfig.llama_log_set((_, _) => { });
         var model = new ModelOptions { Path = modelPath, Threads = threads, BatchThreads = threads };
         var scheduler = new SchedulerOptions { Slots = 8, ContextSize = 8 * 4096, StepTokenBudget = 512 };
-        var parameters = ModelLoader.CreateParameters(model, scheduler, trainingContext: 0);
-        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var weights = LLamaWeights.LoadFromFile(ModelLoader.CreateParameters(model, scheduler, trainingContext: 0));
         var random = new Random(1);
         var sides = new List<Side>();
-        foreach (var flashAttention in new[] { true, false })
+        foreach (var cacheType in cacheTypes)
         {
-            parameters.FlashAttention = flashAttention;
-            sides.Add(new Side(flashAttention ? "flash attention" : "no flash attention", weights.CreateContext(parameters), weights, depth, generatingDepth, random));
+            scheduler.KvCacheType = cacheType;
+            var parameters = ModelLoader.CreateParameters(model, scheduler, trainingContext: 0);
+
+            // llama.cpp needs flash attention for a quantized V cache.
+            foreach (var flashAttention in KvCacheType.IsQuantized(cacheType) ? [true] : new[] { true, false })
+            {
+                parameters.FlashAttention = flashAttention;
+                var name = (cacheTypes.Count > 1 ? cacheType + ", " : string.Empty) + (flashAttention ? "flash" : "no flash");
+                sides.Add(new Side(name, weights.CreateContext(parameters), weights, depth, generatingDepth, random));
+            }
         }
 
         var times = new List<double>[Shapes.Length, sides.Count];
@@ -65,7 +74,7 @@ internal static class BatchShapeBenchmark
             }
         }
 
-        Console.WriteLine($"{Path.GetFileNameWithoutExtension(modelPath)}, {threads} threads, prompt {depth} tokens deep, generating sequences {generatingDepth} deep; median of {rounds} (ms, and ms a prompt token)");
+        Console.WriteLine($"{Path.GetFileNameWithoutExtension(modelPath)}, KV cache {string.Join('/', cacheTypes)}, {threads} threads, prompt {depth} tokens deep, generating sequences {generatingDepth} deep; median of {rounds} (ms, and ms a prompt token)");
         for (var shape = 0; shape < Shapes.Length; shape++)
         {
             var line = $"{Shapes[shape].Name,-34}";

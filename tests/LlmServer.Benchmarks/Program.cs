@@ -15,7 +15,8 @@ return args switch
         depth: BenchmarkOrchestrator.IntOption(rest, "--depth", 1500),
         generatingDepth: BenchmarkOrchestrator.IntOption(rest, "--generating-depth", 200),
         rounds: BenchmarkOrchestrator.IntOption(rest, "--rounds", 8),
-        threads: BenchmarkOrchestrator.IntOption(rest, "--threads", 2)),
+        threads: BenchmarkOrchestrator.IntOption(rest, "--threads", 2),
+        cacheTypes: (BenchmarkOrchestrator.Option(rest, "--kv-types") ?? "f16").Split(',')),
     ["--serve-fake", .. var rest] => await FakeDecodeServer.RunAsync(rest),
     ["--sessions-kv", .. var rest] => await SessionKvBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 1),
     ["--sessions", .. var rest] => await SessionTurnsBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 3)
