@@ -6,8 +6,9 @@ using LlmServer.Engine.Generation;
 namespace LlmServer.Engine.Tools;
 
 /// <summary>
-/// Call ids of nine alphanumerics, the only ones Mistral's templates render (they raise on any other). The engine
-/// makes such ids for those models' calls; ids a client chose itself (<c>call_...</c>, <c>toolu_...</c>) are renamed
+/// Call ids of nine alphanumerics, the only ones Mistral's templates render (they raise on any other). A call of
+/// those models keeps the id the model wrote when it is such an id (<see cref="ToolCallFormats.KeepsModelId"/>), else
+/// the engine makes one; ids a client chose itself (<c>call_...</c>, <c>toolu_...</c>) are renamed
 /// for the template only (<see cref="ForTemplate"/>), so the API keeps the client's ids.
 /// </summary>
 public static class ShortToolCallIds
