@@ -20,7 +20,7 @@ public static class ShortToolCallIds
     /// <summary>Whether <paramref name="id"/> is nine ASCII letters or digits.</summary>
     public static bool IsShort(string id) => id.Length == Length && id.All(char.IsAsciiLetterOrDigit);
 
-    /// <summary>A new random short id, for a call the model makes.</summary>
+    /// <summary>A new random short id, for a call without a valid id of the model's own.</summary>
     internal static string NewId() => RandomNumberGenerator.GetString(Alphanumerics, Length);
 
     /// <summary>
