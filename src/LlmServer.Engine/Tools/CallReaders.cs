@@ -12,6 +12,9 @@ internal interface ICallBodyReader
     bool SwitchesToText { get; }
 
     ScanResult Feed(char c);
+
+    /// <summary>The output ended inside the body: report what is a call by now (one held back for its id).</summary>
+    void Finish();
 }
 
 /// <summary>A JSON call object as a body (Hermes' <c>&lt;tool_call&gt;</c>, Llama 3's JSON calls).</summary>
@@ -28,10 +31,15 @@ internal sealed class JsonCallBody(IToolCallSink sink, IReadOnlySet<string> tool
         var result = _reader.Feed(c);
         return result == ScanResult.Ended && !_reader.IsCall ? ScanResult.Invalid : result;
     }
+
+    public void Finish() => _reader.Finish();
 }
 
-/// <summary>A JSON array of call objects (Mistral Nemo's <c>[TOOL_CALLS][...]</c>, the generic form's <c>tool_calls</c>).</summary>
-internal sealed class CallArrayReader(IToolCallSink sink, IReadOnlySet<string> toolNames, IReadOnlyList<string> argumentKeys) : ICallBodyReader
+/// <summary>
+/// A JSON array of call objects (Mistral Nemo's <c>[TOOL_CALLS][...]</c>, whose objects carry the model's
+/// <paramref name="idKey"/>, and the generic form's <c>tool_calls</c>).
+/// </summary>
+internal sealed class CallArrayReader(IToolCallSink sink, IReadOnlySet<string> toolNames, IReadOnlyList<string> argumentKeys, string? idKey = null) : ICallBodyReader
 {
     private enum Phase
     {
@@ -74,7 +82,7 @@ internal sealed class CallArrayReader(IToolCallSink sink, IReadOnlySet<string> t
                 _phase = Phase.Element;
                 return ScanResult.Continue;
             case Phase.Element when c == '{':
-                _element = new JsonCallReader(sink, toolNames, argumentKeys);
+                _element = new JsonCallReader(sink, toolNames, argumentKeys, idKey);
                 _phase = Phase.InElement;
                 return _element.Feed(c);
             case Phase.AfterElement when c == ',':
@@ -86,12 +94,21 @@ internal sealed class CallArrayReader(IToolCallSink sink, IReadOnlySet<string> t
                 return ScanResult.Invalid;
         }
     }
+
+    public void Finish()
+    {
+        if (_phase == Phase.InElement)
+        {
+            _element!.Finish();
+            Emitted |= _element.Started;
+        }
+    }
 }
 
 /// <summary>
 /// A call written as its name, a separator, then its JSON arguments: Mistral's <c>name[ARGS]{...}</c> (with an
-/// optional <c>[CALL_ID]id</c> before <c>[ARGS]</c>) and functionary's <c>name\n{...}</c>, where the recipient
-/// <c>all</c> means plain content.
+/// optional <c>[CALL_ID]id</c> before <c>[ARGS]</c>, the model's id for the call) and functionary's
+/// <c>name\n{...}</c>, where the recipient <c>all</c> means plain content.
 /// </summary>
 internal sealed class NamedCallReader(
     IToolCallSink sink,
@@ -103,6 +120,7 @@ internal sealed class NamedCallReader(
     private const int MaxHeaderLength = 256;
 
     private readonly StringBuilder _header = new();
+    private string? _id;
     private JsonValueExtent _extent;
     private bool _inArguments;
 
@@ -128,6 +146,7 @@ internal sealed class NamedCallReader(
         var name = _header.ToString(0, _header.Length - separator.Length);
         if (idMarker is not null && name.IndexOf(idMarker, StringComparison.Ordinal) is var at and >= 0)
         {
+            _id = name[(at + idMarker.Length)..];
             name = name[..at];
         }
 
@@ -163,11 +182,16 @@ internal sealed class NamedCallReader(
         if (!Emitted)
         {
             Emitted = true;
-            sink.OnCallStarted(_header.ToString());
+            sink.OnCallStarted(_header.ToString(), _id);
         }
 
         sink.OnArguments(c.ToString());
         return result;
+    }
+
+    // The call starts with its arguments' first character: nothing is held back.
+    public void Finish()
+    {
     }
 }
 
@@ -292,5 +316,14 @@ internal sealed class GenericJsonReader(IToolCallSink sink, IReadOnlySet<string>
 
         _phase = Phase.Nested;
         return _nested.Feed(c);
+    }
+
+    public void Finish()
+    {
+        if (_phase == Phase.Nested)
+        {
+            _nested!.Finish();
+            Emitted |= _nested.Emitted;
+        }
     }
 }

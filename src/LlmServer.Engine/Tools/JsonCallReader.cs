@@ -7,7 +7,8 @@ internal interface IToolCallSink
 {
     void OnText(string text);
 
-    void OnCallStarted(string name);
+    /// <summary>A call begins; <paramref name="id"/> is the call id the model wrote, if it wrote one.</summary>
+    void OnCallStarted(string name, string? id);
 
     void OnArguments(string fragment);
 }
@@ -15,11 +16,13 @@ internal interface IToolCallSink
 /// <summary>
 /// Reads one call object, <c>{"name": "...", "arguments": {...}}</c> (the argument key varies by family), a
 /// character at a time. The call starts once its name is known to be an offered tool and its arguments begin;
-/// argument text then streams as it comes. Other keys (<c>type</c>, <c>id</c>) are skipped. An object that is not
-/// a call of an offered tool is reported as <see cref="ScanResult.Invalid"/> (or ends with <see cref="IsCall"/>
-/// false) before anything was emitted, so the caller can release its text as content.
+/// argument text then streams as it comes. With an <paramref name="idKey"/> (Mistral Nemo's <c>id</c>, which the
+/// model writes after the arguments) the call starts only once that string is read or the object ends, so the call
+/// carries the model's id from its first event. Other keys (<c>type</c>) are skipped. An object that is not a call
+/// of an offered tool is reported as <see cref="ScanResult.Invalid"/> (or ends with <see cref="IsCall"/> false)
+/// before anything was emitted, so the caller can release its text as content.
 /// </summary>
-internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> toolNames, IReadOnlyList<string> argumentKeys)
+internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> toolNames, IReadOnlyList<string> argumentKeys, string? idKey = null)
 {
     private enum Phase
     {
@@ -29,6 +32,7 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
         Colon,
         Value,
         Name,
+        Id,
         Arguments,
         Skip,
         Comma,
@@ -38,6 +42,7 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
     private readonly StringBuilder _key = new();
     private readonly StringBuilder _name = new();
     private readonly StringBuilder _pendingArguments = new();
+    private StringBuilder? _id;
     private JsonStringDecoder _decoder = new();
     private JsonValueExtent _extent;
     private Phase _phase = Phase.Open;
@@ -122,15 +127,21 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
 
                     _nameKnown = true;
                     _phase = Phase.Comma;
-                    if (_argumentsSeen)
-                    {
-                        Start();
-                    }
-
+                    TryStart();
                     return ScanResult.Continue;
                 }
 
                 return nameResult;
+            case Phase.Id:
+                var idResult = _decoder.Feed(c, _id!);
+                if (idResult == ScanResult.Ended)
+                {
+                    _phase = Phase.Comma;
+                    TryStart();
+                    return ScanResult.Continue;
+                }
+
+                return idResult;
             case Phase.Arguments:
                 return ContinueValue(c, arguments: true);
             case Phase.Skip:
@@ -163,6 +174,14 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
             return ScanResult.Continue;
         }
 
+        if (key == idKey && _id is null && c == '"')
+        {
+            _id = new StringBuilder();
+            _decoder = new JsonStringDecoder();
+            _phase = Phase.Id;
+            return ScanResult.Continue;
+        }
+
         var isArguments = !_argumentsSeen && argumentKeys.Contains(key);
         _extent = default;
         var result = _extent.Feed(c);
@@ -174,11 +193,7 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
         if (isArguments)
         {
             _argumentsSeen = true;
-            if (_nameKnown)
-            {
-                Start();
-            }
-
+            TryStart();
             EmitArguments(c);
         }
 
@@ -232,23 +247,48 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
         }
     }
 
+    /// <summary>The output ended inside the object: a call held back for its id is reported, without a cut-off id.</summary>
+    public void Finish()
+    {
+        if (_phase == Phase.Id)
+        {
+            _id = null;
+        }
+
+        if (_nameKnown && _argumentsSeen && !Started)
+        {
+            Start();
+        }
+    }
+
     private ScanResult End()
     {
         _phase = Phase.Done;
         if (_nameKnown && !Started)
         {
-            // A call without arguments: OpenAI clients expect an object.
             Start();
-            sink.OnArguments("{}");
+            if (!_argumentsSeen)
+            {
+                // A call without arguments: OpenAI clients expect an object.
+                sink.OnArguments("{}");
+            }
         }
 
         return ScanResult.Ended;
     }
 
+    private void TryStart()
+    {
+        if (_nameKnown && _argumentsSeen && !Started && (idKey is null || _id is not null))
+        {
+            Start();
+        }
+    }
+
     private void Start()
     {
         Started = true;
-        sink.OnCallStarted(_name.ToString());
+        sink.OnCallStarted(_name.ToString(), _id?.ToString());
         if (_pendingArguments.Length > 0)
         {
             sink.OnArguments(_pendingArguments.ToString());

@@ -6,8 +6,9 @@ using LlmServer.Engine.Generation;
 namespace LlmServer.Engine.Tools;
 
 /// <summary>
-/// Call ids of nine alphanumerics, the only ones Mistral's templates render (they raise on any other). The engine
-/// makes such ids for those models' calls; ids a client chose itself (<c>call_...</c>, <c>toolu_...</c>) are renamed
+/// Call ids of nine alphanumerics, the only ones Mistral's templates render (they raise on any other). A call of
+/// those models keeps the id the model wrote when it is such an id (<see cref="ToolCallFormats.KeepsModelId"/>), else
+/// the engine makes one; ids a client chose itself (<c>call_...</c>, <c>toolu_...</c>) are renamed
 /// for the template only (<see cref="ForTemplate"/>), so the API keeps the client's ids.
 /// </summary>
 public static class ShortToolCallIds
@@ -19,7 +20,7 @@ public static class ShortToolCallIds
     /// <summary>Whether <paramref name="id"/> is nine ASCII letters or digits.</summary>
     public static bool IsShort(string id) => id.Length == Length && id.All(char.IsAsciiLetterOrDigit);
 
-    /// <summary>A new random short id, for a call the model makes.</summary>
+    /// <summary>A new random short id, for a call without a valid id of the model's own.</summary>
     internal static string NewId() => RandomNumberGenerator.GetString(Alphanumerics, Length);
 
     /// <summary>

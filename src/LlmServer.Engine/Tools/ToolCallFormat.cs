@@ -76,5 +76,13 @@ public static class ToolCallFormats
     /// <summary>Mistral's templates refuse any call id that is not 9 alphanumeric characters (<see cref="ShortToolCallIds"/>).</summary>
     public static bool WantsShortIds(ToolCallFormat format) => format is ToolCallFormat.Mistral or ToolCallFormat.MistralNemo;
 
+    /// <summary>
+    /// Whether a call id the model wrote is the one the API reports: Mistral's templates render the call ids (Nemo's
+    /// <c>"id"</c>, Small 3.2's <c>[CALL_ID]</c>), so the id the model wrote, echoed back by the client, renders the
+    /// next prompt as the model generated it and the cached KV stays warm past the call. It must be nine
+    /// alphanumerics, as those templates require; other formats' calls get the engine's ids.
+    /// </summary>
+    internal static bool KeepsModelId(ToolCallFormat format, string id) => WantsShortIds(format) && ShortToolCallIds.IsShort(id);
+
     private static bool Has(string source, string marker) => source.Contains(marker, StringComparison.Ordinal);
 }

@@ -63,6 +63,7 @@ internal sealed class ToolCallParser
     {
         if (_body is not null)
         {
+            _body.Finish();
             if (!_body.Emitted && _raw.Length > 0)
             {
                 _sink.OnText(_raw.ToString());
@@ -244,7 +245,7 @@ internal sealed class ToolCallParser
     {
         ToolCallFormat.Hermes => new JsonCallBody(_sink, _tools, JsonArguments),
         ToolCallFormat.Llama3 => new JsonCallBody(_sink, _tools, LlamaArguments),
-        ToolCallFormat.MistralNemo => new CallArrayReader(_sink, _tools, JsonArguments),
+        ToolCallFormat.MistralNemo => new CallArrayReader(_sink, _tools, JsonArguments, idKey: "id"),
         ToolCallFormat.Mistral => new NamedCallReader(_sink, _tools, "[ARGS]", "[CALL_ID]", textRecipient: null),
         ToolCallFormat.FunctionaryV32 => new NamedCallReader(_sink, _tools, "\n", idMarker: null, textRecipient: "all"),
         _ => new GenericJsonReader(_sink, _tools),

@@ -8,7 +8,9 @@ namespace LlmServer.Engine.Tools;
 /// The one place generated text becomes content and tool calls, for every front end: it sits between the
 /// scheduler's events and the reader of a <see cref="GenerationStream"/>, one parser per choice. A text delta
 /// becomes text, <see cref="ToolCallStarted"/> and <see cref="ToolCallArgumentsDelta"/> events; a choice that
-/// stopped after a call finishes with <see cref="FinishReason.ToolCalls"/>.
+/// stopped after a call finishes with <see cref="FinishReason.ToolCalls"/>. A call carries the id the model wrote
+/// where the format keeps it (<see cref="ToolCallFormats.KeepsModelId"/>) and no earlier call of the answer has it;
+/// else a new one.
 /// </summary>
 internal sealed class ToolCallStage
 {
@@ -48,11 +50,13 @@ internal sealed class ToolCallStage
     private sealed class ChoiceParser : IToolCallSink
     {
         private readonly int _choice;
+        private readonly ToolCallFormat _format;
         private readonly bool _parallelCalls;
         private readonly Func<string> _newId;
         private readonly ToolCallParser _parser;
         private readonly StringBuilder _text = new();
         private readonly StringBuilder _arguments = new();
+        private readonly HashSet<string> _ids = new(StringComparer.Ordinal);
         private List<GenerationEvent>? _output;
         private int _carriedTokens;
         private List<TokenLogProb>? _carriedLogProbs;
@@ -62,6 +66,7 @@ internal sealed class ToolCallStage
         public ChoiceParser(int choice, ToolCallFormat format, IReadOnlySet<string> toolNames, bool parallelCalls, Func<string> newId)
         {
             _choice = choice;
+            _format = format;
             _parallelCalls = parallelCalls;
             _newId = newId;
             _parser = new ToolCallParser(this, format, toolNames);
@@ -96,7 +101,7 @@ internal sealed class ToolCallStage
             _text.Append(text);
         }
 
-        public void OnCallStarted(string name)
+        public void OnCallStarted(string name, string? id)
         {
             Flush();
             if (_calls > 0 && !_parallelCalls)
@@ -107,7 +112,7 @@ internal sealed class ToolCallStage
             }
 
             _ignoringCall = false;
-            _output!.Add(new ToolCallStarted(_choice, _calls++, _newId(), name));
+            _output!.Add(new ToolCallStarted(_choice, _calls++, CallId(id), name));
 
             // Tokens and log-probabilities of call text belong to no content.
             _carriedTokens = 0;
@@ -151,6 +156,23 @@ internal sealed class ToolCallStage
 
             _output!.Add(new ToolCallArgumentsDelta(_choice, _calls - 1, _arguments.ToString()));
             _arguments.Clear();
+        }
+
+        /// <summary>The model's id when the format keeps it and it is the answer's first call with it; else a new one.</summary>
+        private string CallId(string? modelId)
+        {
+            if (modelId is not null && ToolCallFormats.KeepsModelId(_format, modelId) && _ids.Add(modelId))
+            {
+                return modelId;
+            }
+
+            string id;
+            do
+            {
+                id = _newId();
+            }
+            while (!_ids.Add(id));
+            return id;
         }
     }
 }

@@ -47,7 +47,7 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
 
         var call = format switch
         {
-            ToolCallFormat.Mistral => builder.AddRule("tool-call", Alternatives(arguments, a => Str("[TOOL_CALLS]" + a.Name + "[ARGS]") + " " + a.Expression)),
+            ToolCallFormat.Mistral => builder.AddRule("tool-call", Alternatives(arguments, a => Str("[TOOL_CALLS]" + a.Name) + " " + MistralCallId + " " + Str("[ARGS]") + " " + a.Expression)),
             ToolCallFormat.FunctionaryV32 => builder.AddRule("tool-call", Alternatives(arguments, a => Str(a.Name + "\n") + " " + a.Expression)),
             ToolCallFormat.Llama3 => builder.AddRule("tool-call", Alternatives(arguments, a => CallObject(a.Name, "parameters", a.Expression, id: false))),
             ToolCallFormat.MistralNemo => builder.AddRule("tool-call", Alternatives(arguments, a => CallObject(a.Name, "arguments", a.Expression, id: true))),
@@ -90,13 +90,19 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
         _ => [@"\s*(\{)"],
     };
 
+    /// <summary>The model's own id for a call: nine alphanumerics (<see cref="ShortToolCallIds"/>).</summary>
+    private static string ShortId => "[a-zA-Z0-9]{" + ShortToolCallIds.Length + "}";
+
+    /// <summary>Mistral Small 3.2's <c>[CALL_ID]id</c> before <c>[ARGS]</c>: optional, as templates without it never render one.</summary>
+    private static string MistralCallId => "( " + Str("[CALL_ID]") + " " + ShortId + " )?";
+
     private static string CallObject(string name, string argumentsKey, string arguments, bool id)
     {
         var body = "\"{\" ws " + Str("\"name\"") + " ws \":\" ws " + Str(JsonSerializer.Serialize(name)) + " ws \",\" ws "
             + Str("\"" + argumentsKey + "\"") + " ws \":\" ws " + arguments;
         if (id)
         {
-            body += " ws \",\" ws " + Str("\"id\"") + " ws \":\" ws \"\\\"\" [a-zA-Z0-9]{" + ShortToolCallIds.Length + "} \"\\\"\"";
+            body += " ws \",\" ws " + Str("\"id\"") + " ws \":\" ws \"\\\"\" " + ShortId + " \"\\\"\"";
         }
 
         return body + " ws \"}\"";

@@ -58,6 +58,8 @@ internal static class JsonBodyReader
                 throw new OpenAiException("The request body must be a JSON object.");
             }
 
+            param += (ex as InvalidFieldException)?.Subfield;
+
             throw ex is InvalidFieldException
                 ? OpenAiException.InvalidField(param, $"Invalid value for '{param}': {ex.Message}")
                 : OpenAiException.InvalidType(param, DescribeExpected(typeInfo, param));

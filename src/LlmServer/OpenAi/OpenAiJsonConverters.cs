@@ -4,8 +4,17 @@ using System.Text.Json.Serialization;
 
 namespace LlmServer.OpenAi;
 
-/// <summary>A JSON value of the wrong shape; its message is the one the client sees.</summary>
-internal sealed class InvalidFieldException(string message) : JsonException(message);
+/// <summary>
+/// A JSON value of the wrong shape; its message is the one the client sees. <see cref="Subfield"/> names the field
+/// below the one the serializer was reading, where a converter reads a whole list (<c>[2].content</c> of <c>input</c>).
+/// </summary>
+internal sealed class InvalidFieldException(string message, string subfield = "") : JsonException(message)
+{
+    public string Subfield { get; } = subfield;
+
+    /// <summary>The same refusal, for the value at <paramref name="field"/> below the field being read.</summary>
+    public InvalidFieldException Within(string field) => new(Message, field + Subfield);
+}
 
 /// <summary><c>"stop": "x"</c> or <c>"stop": ["x", "y"]</c>.</summary>
 internal sealed class StringOrStringArrayConverter : JsonConverter<IReadOnlyList<string>>

@@ -133,13 +133,13 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
                 throw new InvalidFieldException("each input item must be an object such as {\"role\":\"user\",\"content\":\"...\"}.");
             }
 
-            items.Add(ReadItem(ref reader));
+            items.Add(ReadItem(ref reader, items.Count));
         }
 
         return items;
     }
 
-    private static ResponseInputItem ReadItem(ref Utf8JsonReader reader)
+    private static ResponseInputItem ReadItem(ref Utf8JsonReader reader, int index)
     {
         var strings = new Dictionary<string, string>(StringComparer.Ordinal);
         Dictionary<string, string>? mistyped = null;
@@ -159,10 +159,10 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
                     reader.Skip();
                     break;
                 case "content" when reader.TokenType != JsonTokenType.Null:
-                    content = MessageContentConverter.ReadText(ref reader, TextTypes);
+                    content = ReadText(ref reader, index, property);
                     break;
                 case "output" when reader.TokenType != JsonTokenType.Null:
-                    output = MessageContentConverter.ReadText(ref reader, TextTypes);
+                    output = ReadText(ref reader, index, property);
                     break;
                 default:
                     reader.Skip();
@@ -181,6 +181,19 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
             Output = output,
             MistypedFields = mistyped,
         };
+    }
+
+    /// <summary>The chat rule for text (<see cref="MessageContentConverter"/>); a refusal names the item's field.</summary>
+    private static string ReadText(ref Utf8JsonReader reader, int index, string field)
+    {
+        try
+        {
+            return MessageContentConverter.ReadText(ref reader, TextTypes);
+        }
+        catch (InvalidFieldException e)
+        {
+            throw e.Within($"[{index}].{field}");
+        }
     }
 
     public override void Write(Utf8JsonWriter writer, IReadOnlyList<ResponseInputItem> value, JsonSerializerOptions options) =>

@@ -29,6 +29,9 @@ public sealed class ToolCallParserTests
         { ToolCallFormat.Mistral, "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}", "", ["get_weather {\"city\": \"Paris\"}"] },
         { ToolCallFormat.Mistral, "Two calls.[TOOL_CALLS]get_weather[CALL_ID]abc123XYZ[ARGS]{\"city\":\"Paris\"}[TOOL_CALLS]add[ARGS]{\"a\":1,\"b\":2}", "Two calls.", ["get_weather {\"city\":\"Paris\"}", "add {\"a\":1,\"b\":2}"] },
         { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}, \"id\": \"abcdefghi\"}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]", "", ["add {\"a\": 1, \"b\": 2}", "get_weather {\"city\": \"Oslo\"}"] },
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"id\": \"x1Y2z3W4v\", \"name\": \"add\", \"arguments\": {}}, {\"name\": \"add\", \"arguments\": {\"a\": [1, {\"b\": \"}\"}]}, \"id\": 7}]", "", ["add {}", "add {\"a\": [1, {\"b\": \"}\"}]}"] },
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1}, \"id\": \"abc", "", ["add {\"a\": 1}"] },
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"delete_all\", \"arguments\": {}, \"id\": \"abcDEF123\"}]", "[TOOL_CALLS][{\"name\": \"delete_all\", \"arguments\": {}, \"id\": \"abcDEF123\"}]", [] },
         { ToolCallFormat.Mistral, "No [TOOL] here.", "No [TOOL] here.", [] },
 
         // functionary v3.2 (the generation prompt ends with ">>>").
@@ -96,6 +99,116 @@ public sealed class ToolCallParserTests
         Assert.Equal(["get_weather {\"city\": \"Pa"], sink.Calls.Select(c => c.Name + " " + c.Arguments));
     }
 
+    public static TheoryData<ToolCallFormat, string, string?[]> WrittenIds => new()
+    {
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1}, \"id\": \"abcDEF123\"}, {\"id\": \"xyz987ABC\", \"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]", ["abcDEF123", "xyz987ABC"] },
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1}, \"id\": \"a\\u0062cDEF123\", \"id\": \"second456\"}, {\"name\": \"add\", \"arguments\": {}}]", ["abcDEF123", null] },
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1}, \"id\": \"abcDEF", [null] },
+        { ToolCallFormat.Mistral, "[TOOL_CALLS]get_weather[CALL_ID]abc123XYZ[ARGS]{\"city\":\"Paris\"}[TOOL_CALLS]add[ARGS]{\"a\":1}", ["abc123XYZ", null] },
+        { ToolCallFormat.Hermes, "<tool_call>{\"name\": \"add\", \"arguments\": {}, \"id\": \"abcDEF123\"}</tool_call>", [null] },
+        { ToolCallFormat.Generic, "{\"tool_calls\": [{\"name\": \"add\", \"arguments\": {\"a\": 1}, \"id\": \"call_1\"}]}", [null] },
+    };
+
+    [Theory]
+    [MemberData(nameof(WrittenIds))]
+    public void Reads_the_ids_the_model_writes_where_the_format_has_them(ToolCallFormat format, string output, string?[] ids)
+    {
+        Assert.Equal(ids, Parse(format, [output]).Ids);
+        Assert.Equal(ids, Parse(format, output.Select(c => c.ToString())).Ids);
+    }
+
+    [Fact]
+    public void A_nemo_call_starts_once_its_id_is_read()
+    {
+        var sink = new RecordingSink();
+        var parser = new ToolCallParser(sink, ToolCallFormat.MistralNemo, new HashSet<string>(ToolNames));
+        parser.Push("[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}, \"id\": \"abc12");
+        Assert.Empty(sink.Calls);
+
+        parser.Push("3XYZ\"");
+        var call = Assert.Single(sink.Calls);
+        Assert.Equal(("get_weather", "abc123XYZ", "{\"city\": \"Paris\"}"), (call.Name, call.Id, call.Arguments.ToString()));
+    }
+
+    [Fact]
+    public void A_nemo_call_cut_off_before_its_id_is_still_a_call()
+    {
+        var sink = new RecordingSink();
+        var parser = new ToolCallParser(sink, ToolCallFormat.MistralNemo, new HashSet<string>(ToolNames));
+        parser.Push("[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1");
+        parser.Complete();
+
+        var call = Assert.Single(sink.Calls);
+        Assert.Equal(("add", null, "{\"a\": 1"), (call.Name, call.Id, call.Arguments.ToString()));
+        Assert.Empty(sink.Text.ToString());
+    }
+
+    public static TheoryData<ToolCallFormat, string, string[]> ReportedIds => new()
+    {
+        // Mistral's templates render the ids: a valid one the model wrote is the call's.
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1}, \"id\": \"abcDEF123\"}]", ["abcDEF123"] },
+        { ToolCallFormat.Mistral, "[TOOL_CALLS]add[CALL_ID]abc123XYZ[ARGS]{\"a\":1}", ["abc123XYZ"] },
+
+        // Not nine alphanumerics, or not the answer's first call with that id: a new one.
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {}, \"id\": \"call_1\"}, {\"name\": \"add\", \"arguments\": {}, \"id\": \"abc-12345\"}, {\"name\": \"add\", \"arguments\": {}, \"id\": \"abcdefghij\"}]", ["new", "new", "new"] },
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {}, \"id\": \"sameSame1\"}, {\"name\": \"add\", \"arguments\": {}, \"id\": \"sameSame1\"}]", ["sameSame1", "new"] },
+        { ToolCallFormat.Mistral, "[TOOL_CALLS]add[CALL_ID]abc123XYZ[ARGS]{}[TOOL_CALLS]add[CALL_ID]abc123XYZ[ARGS]{}[TOOL_CALLS]add[CALL_ID]é12345678[ARGS]{}", ["abc123XYZ", "new", "new"] },
+
+        // Formats whose templates render no model-written id keep the engine's.
+        { ToolCallFormat.Hermes, "<tool_call>{\"name\": \"add\", \"arguments\": {}, \"id\": \"abcDEF123\"}</tool_call>", ["new"] },
+        { ToolCallFormat.Generic, "{\"tool_calls\": [{\"name\": \"add\", \"arguments\": {}, \"id\": \"abcDEF123\"}]}", ["new"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(ReportedIds))]
+    public void Stage_reports_the_id_the_model_wrote_when_valid_and_unique_else_a_new_one(ToolCallFormat format, string output, string[] expected)
+    {
+        foreach (var pieces in new string[][] { [output], output.Select(c => c.ToString()).ToArray() })
+        {
+            var stage = new ToolCallStage(1, format, ToolNames, parallelCalls: true);
+            var events = new List<GenerationEvent>();
+            foreach (var piece in pieces)
+            {
+                stage.Process(new TextDelta(0, piece, 1, null), events);
+            }
+
+            stage.Process(Completed(FinishReason.Stop), events);
+            var ids = events.OfType<ToolCallStarted>().Select(s => s.Id).ToList();
+            Assert.Equal(expected.Length, ids.Count);
+            Assert.Equal(ids.Count, ids.Distinct().Count());
+            for (var i = 0; i < expected.Length; i++)
+            {
+                if (expected[i] != "new")
+                {
+                    Assert.Equal(expected[i], ids[i]);
+                    continue;
+                }
+
+                Assert.DoesNotContain(ids[i], output, StringComparison.Ordinal);
+                Assert.Matches(ToolCallFormats.WantsShortIds(format) ? "^[A-Za-z0-9]{9}$" : "^call_[A-Za-z0-9]{24}$", ids[i]);
+            }
+        }
+    }
+
+    [Fact]
+    public void Stage_streams_a_nemo_call_with_the_models_id_on_its_first_event()
+    {
+        const string Output = "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}, \"id\": \"abc123XYZ\"}]";
+        var stage = new ToolCallStage(1, ToolCallFormat.MistralNemo, ToolNames, parallelCalls: true);
+        var events = new List<GenerationEvent>();
+        foreach (var c in Output)
+        {
+            stage.Process(new TextDelta(0, c.ToString(), 1, null), events);
+        }
+
+        stage.Process(Completed(FinishReason.Stop), events);
+        var started = Assert.IsType<ToolCallStarted>(events[0]);
+        Assert.Equal(("get_weather", "abc123XYZ"), (started.Name, started.Id));
+        Assert.Equal("{\"city\": \"Paris\"}", string.Concat(events.OfType<ToolCallArgumentsDelta>().Select(a => a.Fragment)));
+        Assert.Equal(FinishReason.ToolCalls, Assert.IsType<GenerationCompleted>(events[^1]).FinishReason);
+        Assert.Empty(events.OfType<TextDelta>());
+    }
+
     [Fact]
     public void Stage_reports_calls_with_ids_and_finishes_with_tool_calls()
     {
@@ -161,10 +274,14 @@ public sealed class ToolCallParserTests
             using var _ = JsonDocument.Parse(call.Arguments.ToString());
         }
 
-        return new ParseResult(sink.Text.ToString(), string.Join("|", sink.Calls.Select(c => c.Name + " " + c.Arguments)), sink.Calls.Select(c => c.Name + " " + c.Arguments).ToArray());
+        return new ParseResult(
+            sink.Text.ToString(),
+            string.Join("|", sink.Calls.Select(c => c.Name + "#" + c.Id + " " + c.Arguments)),
+            sink.Calls.Select(c => c.Name + " " + c.Arguments).ToArray(),
+            sink.Calls.Select(c => c.Id).ToArray());
     }
 
-    private sealed record ParseResult(string Text, string Joined, string[] Calls)
+    private sealed record ParseResult(string Text, string Joined, string[] Calls, string?[] Ids)
     {
         public bool Equals(ParseResult? other) => other is not null && Text == other.Text && Joined == other.Joined;
 
@@ -175,7 +292,7 @@ public sealed class ToolCallParserTests
     {
         public StringBuilder Text { get; } = new();
 
-        public List<(string Name, StringBuilder Arguments)> Calls { get; } = [];
+        public List<(string Name, string? Id, StringBuilder Arguments)> Calls { get; } = [];
 
         public void OnText(string text)
         {
@@ -183,7 +300,7 @@ public sealed class ToolCallParserTests
             Text.Append(text);
         }
 
-        public void OnCallStarted(string name) => Calls.Add((name, new StringBuilder()));
+        public void OnCallStarted(string name, string? id) => Calls.Add((name, id, new StringBuilder()));
 
         public void OnArguments(string fragment) => Calls[^1].Arguments.Append(fragment);
     }
