@@ -16,10 +16,10 @@ internal sealed class ToolCallStage
 {
     private readonly ChoiceParser[] _choices;
 
-    public ToolCallStage(int choices, ToolCallFormat format, IEnumerable<string> toolNames, bool parallelCalls, Func<string>? newId = null)
+    public ToolCallStage(int choices, ToolCallFormat format, IEnumerable<string> toolNames, bool parallelCalls)
     {
         var names = new HashSet<string>(toolNames, StringComparer.Ordinal);
-        var ids = newId ?? (ToolCallFormats.WantsShortIds(format) ? ShortToolCallIds.NewId : NewCallId);
+        Func<string> ids = ToolCallFormats.WantsShortIds(format) ? ShortToolCallIds.NewId : NewCallId;
         _choices = new ChoiceParser[choices];
         for (var i = 0; i < choices; i++)
         {
