@@ -29,9 +29,6 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly StreamPublisher _publisher = new();
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    // Completed (and replaced) each time the last request in flight ends: see WaitForIdleAsync.
-    private TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
 
     // Owned by the scheduler thread (set once by Initialize; the slot table's resident texts are read from any thread).
@@ -46,8 +43,11 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     // Requests submitted and not yet ended, by lane (index: RequestPriority).
     private readonly int[] _inFlight = new int[2];
-    private int _disposed;
+
+    // Completed (and replaced) each time the last request in flight ends: see WaitForIdleAsync.
+    private TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _admissionClosed;
+    private int _disposed;
     private volatile bool _stopRequested;
     private volatile bool _cancelAllRequested;
     private volatile bool _loopAlive;
