@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Models;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -29,25 +30,22 @@ public static class LlmServerChatClientExtensions
     }
 
     /// <summary>
-    /// Waits until the engine serves (the model loads in the background after the host starts). Throws
-    /// <see cref="InvalidOperationException"/> when it faulted or stopped instead.
+    /// Waits until the engine serves (the model loads in the background after the host starts), on the engine's
+    /// state-change event. Throws <see cref="InvalidOperationException"/> when it faulted, stopped or began draining
+    /// instead; <paramref name="cancellationToken"/> bounds the wait.
     /// </summary>
-    public static async Task WaitUntilReadyAsync(this ITextGenerator generator, TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
+    public static async Task WaitUntilReadyAsync(this ITextGenerator generator, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(generator);
-        var time = timeProvider ?? TimeProvider.System;
-        while (true)
+        var state = generator.State;
+        while (state == EngineState.Loading)
         {
-            switch (generator.State)
-            {
-                case Engine.Models.EngineState.Ready:
-                    return;
-                case Engine.Models.EngineState.Faulted or Engine.Models.EngineState.Stopped or Engine.Models.EngineState.Draining:
-                    throw new InvalidOperationException($"The engine is {generator.State} and will not serve.");
-            }
+            state = await generator.WaitForStateChangeAsync(state, cancellationToken);
+        }
 
-            // The contract has no readiness event; loading takes seconds, so a short poll costs nothing.
-            await Task.Delay(TimeSpan.FromMilliseconds(50), time, cancellationToken);
+        if (state != EngineState.Ready)
+        {
+            throw new InvalidOperationException($"The engine is {state} and will not serve.");
         }
     }
 }

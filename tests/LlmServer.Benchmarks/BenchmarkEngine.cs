@@ -14,12 +14,8 @@ internal static class BenchmarkEngine
     {
         var engine = new LlmEngine(Options.Create(model), Options.Create(scheduler), TimeProvider.System, NullLoggerFactory.Instance, new NoServices(kvCache));
         await engine.StartAsync(CancellationToken.None);
-        while (engine.State == EngineState.Loading)
-        {
-            await Task.Delay(10);
-        }
-
-        return engine.State == EngineState.Ready ? engine : throw new InvalidOperationException("The model did not load: " + engine.State);
+        var state = await engine.WaitForStateChangeAsync(EngineState.Loading);
+        return state == EngineState.Ready ? engine : throw new InvalidOperationException("The model did not load: " + state);
     }
 
     public static async Task StopAsync(LlmEngine engine)

@@ -131,7 +131,8 @@ public sealed class ChatClientTests(EngineHostFixture host)
             var first = await host.ChatClient.GetResponseAsync(history, options);
 
             // The conversation id became the engine's session key: its sequence stays resident in a slot.
-            await EngineHostFixture.WaitForStatusAsync(host.Generator, status => status.ResidentSessions == residentBefore + 1);
+            await host.WaitUntilIdleAsync();
+            Assert.Equal(residentBefore + 1, host.Generator.GetStatus().ResidentSessions);
             history.AddRange(first.Messages);
             history.Add(new ChatMessage(ChatRole.User, "What did the cat do next?"));
             var second = await host.ChatClient.GetResponseAsync(history, options);

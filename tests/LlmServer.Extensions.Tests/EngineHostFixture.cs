@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
-using LlmServer.Engine.Scheduling;
 using LlmServer.Extensions.AI;
 using LlmServer.SemanticKernel;
 using LlmServer.Testing;
@@ -84,26 +83,21 @@ public sealed class EngineHostFixture : IAsyncLifetime
     }
 
     /// <summary>Waits (bounded, never asserted as a time) until the scheduler runs nothing.</summary>
-    public Task WaitUntilIdleAsync() => WaitForStatusAsync(Generator, status => status.Running == 0 && status.Waiting == 0);
+    public Task WaitUntilIdleAsync() => WaitUntilIdleAsync(Host.Services);
 
     /// <summary>
-    /// Waits, at most 30 seconds, until the scheduler's published status satisfies <paramref name="condition"/>:
-    /// the status is a snapshot the loop publishes after a request's last event, so it may lag that event.
+    /// Waits, at most 60 seconds, for the engine's idle signal: raised once the status it publishes counts the last
+    /// request's slot as free (and its session as resident), so the status read afterwards is current.
     /// </summary>
-    public static async Task WaitForStatusAsync(ITextGenerator generator, Func<SchedulerStatus, bool> condition)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (!condition(generator.GetStatus()))
-        {
-            await Task.Delay(10, timeout.Token);
-        }
-    }
+    public static async Task WaitUntilIdleAsync(IServiceProvider services) =>
+        Assert.True(await services.GetRequiredService<LlmEngine>().WaitForIdleAsync(TimeSpan.FromSeconds(60)), "the engine did not become idle");
 
     /// <summary>Waits (bounded) until the scheduler runs something.</summary>
     public async Task WaitUntilRunningAsync(CancellationToken cancellationToken)
     {
         while (Generator.GetStatus().Running == 0)
         {
+            // No event marks a non-streaming call's admission to a slot; the status is the only sign, so it is polled.
             await Task.Delay(5, cancellationToken);
         }
     }

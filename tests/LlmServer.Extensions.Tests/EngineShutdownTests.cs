@@ -42,7 +42,8 @@ public sealed class EngineShutdownTests
         Assert.Contains("draining", cancelled.Message, StringComparison.Ordinal);
         var refused = await Assert.ThrowsAsync<GenerationException>(() => chat.GetResponseAsync("Once upon a time"));
         Assert.Equal(GenerationErrorCode.Unavailable, refused.Code);
-        await EngineHostFixture.WaitForStatusAsync(generator, status => status.Running == 0);
+        await EngineHostFixture.WaitUntilIdleAsync(host.Services);
+        Assert.Equal(0, generator.GetStatus().Running);
         await host.StopAsync();
     }
 }

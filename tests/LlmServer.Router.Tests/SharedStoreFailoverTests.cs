@@ -120,6 +120,7 @@ public sealed class SharedStoreFailoverTests(PostgresServer postgres) : IClassFi
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(120));
         while (!await condition())
         {
+            // Another process's checkpoint shows only through its HTTP API, which pushes nothing: it is polled.
             await Task.Delay(100, deadline.Token);
         }
     }

@@ -78,6 +78,7 @@ internal static class ServerProcess
                 throw new TimeoutException($"The server did not become ready:\n{Read(log)}");
             }
 
+            // Another process, whose log level may hide every line: readiness shows only over HTTP, so it is polled.
             // Past the deadline, the next request is cancelled at once and reports the timeout.
             await Task.Delay(100, CancellationToken.None);
         }

@@ -16,6 +16,9 @@ public abstract class DelegatingTextGenerator(ITextGenerator inner) : ITextGener
 
     public virtual ModelInfo? Model => InnerGenerator.Model;
 
+    public virtual Task<EngineState> WaitForStateChangeAsync(EngineState state, CancellationToken cancellationToken = default) =>
+        InnerGenerator.WaitForStateChangeAsync(state, cancellationToken);
+
     public virtual SchedulerStatus GetStatus() => InnerGenerator.GetStatus();
 
     public virtual string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true) =>

@@ -12,6 +12,14 @@ public interface ITextGenerator
     /// <summary>Where the engine is in its life: loading, ready, draining, faulted or stopped.</summary>
     EngineState State { get; }
 
+    /// <summary>
+    /// Completes with the new state once <see cref="State"/> is no longer <paramref name="state"/> (at once when it
+    /// already differs): the event to wait on instead of polling <see cref="State"/>, for example for the end of
+    /// <see cref="EngineState.Loading"/>. A state the engine never leaves (<see cref="EngineState.Stopped"/>) never
+    /// completes it; <paramref name="cancellationToken"/> bounds the wait.
+    /// </summary>
+    Task<EngineState> WaitForStateChangeAsync(EngineState state, CancellationToken cancellationToken = default);
+
     /// <summary>The loaded model, or <c>null</c> while it loads.</summary>
     ModelInfo? Model { get; }
 

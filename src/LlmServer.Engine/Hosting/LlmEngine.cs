@@ -43,6 +43,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private IDisposable? _nativeLog;
     private volatile DiskKvCache? _diskCache;
 
+    // Completed (and replaced) on every change of _state, after the change: see WaitForStateChangeAsync.
+    private TaskCompletionSource _stateChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public LlmEngine(
         IOptions<ModelOptions> modelOptions,
         IOptions<SchedulerOptions> schedulerOptions,
@@ -66,6 +69,22 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public EngineState State => (EngineState)_state;
 
     public ModelInfo? Model => _model;
+
+    public async Task<EngineState> WaitForStateChangeAsync(EngineState state, CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            // The signal is read before the state: a change after this read completes it.
+            var changed = Volatile.Read(ref _stateChanged).Task;
+            var current = State;
+            if (current != state)
+            {
+                return current;
+            }
+
+            await changed.WaitAsync(cancellationToken);
+        }
+    }
 
     /// <summary>
     /// The disk KV cache the scheduler opened once the model loaded (null when disabled or unavailable), and null
@@ -183,28 +202,17 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             return;
         }
 
-        if (Interlocked.CompareExchange(ref _state, (int)EngineState.Draining, (int)EngineState.Ready) == (int)EngineState.Ready)
+        if (TryChangeState(EngineState.Ready, EngineState.Draining))
         {
             LogDraining(_logger, scheduler.InFlight, timeout.TotalSeconds);
         }
 
-        var deadline = _time.GetTimestamp();
-        while (scheduler.InFlight > 0 && _time.GetElapsedTime(deadline) < timeout)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(50), _time, cancellationToken);
-        }
-
-        if (scheduler.InFlight > 0)
-        {
-            LogDrainCancelling(_logger, scheduler.InFlight);
-            scheduler.CancelAll();
-            var grace = _time.GetTimestamp();
-            while (scheduler.InFlight > 0 && _time.GetElapsedTime(grace) < TimeSpan.FromSeconds(5))
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken);
-            }
-        }
+        await scheduler.DrainAsync(timeout, cancellationToken);
     }
+
+    /// <summary>Completes with true once no request is in flight, with false when <paramref name="timeout"/> passes first (see <see cref="InferenceScheduler.WaitForIdleAsync"/>).</summary>
+    internal Task<bool> WaitForIdleAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        _scheduler?.WaitForIdleAsync(timeout, cancellationToken) ?? Task.FromResult(true);
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -227,7 +235,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             return;
         }
 
-        Interlocked.Exchange(ref _state, (int)EngineState.Stopped);
+        ChangeState(EngineState.Stopped);
         scheduler.CancelAll();
         await Task.Run(scheduler.Dispose, CancellationToken.None);
         _diskCache = null;
@@ -343,23 +351,44 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         if (started.IsFaulted)
         {
-            Interlocked.Exchange(ref _state, (int)EngineState.Faulted);
             LogLoadFailed(_logger, _modelOptions.Path ?? string.Empty, started.Exception!.GetBaseException());
+            ChangeState(EngineState.Faulted);
             return;
         }
 
-        Interlocked.CompareExchange(ref _state, (int)EngineState.Ready, (int)EngineState.Loading);
+        TryChangeState(EngineState.Loading, EngineState.Ready);
     }
 
     private void OnSchedulerStopped()
     {
         // A loop that ends while the engine should serve has died: readiness must say so.
-        var state = State;
-        if (state is EngineState.Ready or EngineState.Draining)
+        if (!TryChangeState(EngineState.Ready, EngineState.Faulted))
         {
-            Interlocked.Exchange(ref _state, (int)EngineState.Faulted);
+            TryChangeState(EngineState.Draining, EngineState.Faulted);
         }
     }
+
+    private void ChangeState(EngineState state)
+    {
+        if (Interlocked.Exchange(ref _state, (int)state) != (int)state)
+        {
+            SignalStateChanged();
+        }
+    }
+
+    private bool TryChangeState(EngineState from, EngineState to)
+    {
+        if (Interlocked.CompareExchange(ref _state, (int)to, (int)from) != (int)from)
+        {
+            return false;
+        }
+
+        SignalStateChanged();
+        return true;
+    }
+
+    private void SignalStateChanged() =>
+        Interlocked.Exchange(ref _stateChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>The vocabulary while the model is loaded (it is freed when the engine stops).</summary>
     private ITokenVocabulary LoadedVocabulary() =>
@@ -393,9 +422,6 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     [LoggerMessage(EventId = 1005, Level = LogLevel.Information, Message = "Draining: {InFlight} requests in flight, waiting up to {Seconds} s")]
     private static partial void LogDraining(ILogger logger, int inFlight, double seconds);
-
-    [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
-    private static partial void LogDrainCancelling(ILogger logger, int inFlight);
 
     [LoggerMessage(EventId = 1007, Level = LogLevel.Information, Message = "CPU threads: {Threading}")]
     private static partial void LogThreads(ILogger logger, string threading);

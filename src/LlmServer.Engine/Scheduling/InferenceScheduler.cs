@@ -43,6 +43,10 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     // Requests submitted and not yet ended, by lane (index: RequestPriority).
     private readonly int[] _inFlight = new int[2];
+
+    // Completed (and replaced) each time the last request in flight ends: see WaitForIdleAsync.
+    private TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _admissionClosed;
     private int _disposed;
     private volatile bool _stopRequested;
     private volatile bool _cancelAllRequested;
@@ -80,6 +84,9 @@ internal sealed partial class InferenceScheduler : IDisposable
     public Task Stopped => _stopped.Task;
 
     public int InFlight => Volatile.Read(ref _inFlight[0]) + Volatile.Read(ref _inFlight[1]);
+
+    /// <summary>How long requests still running when a drain times out get to end once cancelled.</summary>
+    internal static TimeSpan DrainCancelGrace { get; } = TimeSpan.FromSeconds(5);
 
     public SchedulerStatus GetStatus()
     {
@@ -156,13 +163,21 @@ internal sealed partial class InferenceScheduler : IDisposable
         var queue = request.Priority == RequestPriority.Batch ? _options.MaxBatchQueue : _options.MaxQueue;
         if (Interlocked.Increment(ref _inFlight[lane]) > backend.SlotCount + queue)
         {
-            Interlocked.Decrement(ref _inFlight[lane]);
+            EndInFlight(lane);
             throw new GenerationException(GenerationErrorCode.Overloaded, request.Priority == RequestPriority.Batch
                 ? "The server is busy: the batch queue is full. Retry later."
                 : "The server is busy: the request queue is full. Retry later.")
             {
                 BackOff = TimeSpan.FromSeconds(1),
             };
+        }
+
+        // Counted before the check, and the drain closes admission before it reads the count (both fenced): a request
+        // either is refused here or is counted where the drain sees it, never admitted unseen.
+        if (Volatile.Read(ref _admissionClosed) != 0)
+        {
+            EndInFlight(lane);
+            throw new GenerationException(GenerationErrorCode.Unavailable, "The server is shutting down.");
         }
 
         ChoiceState[] choices;
@@ -172,7 +187,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
         catch
         {
-            Interlocked.Decrement(ref _inFlight[lane]);
+            EndInFlight(lane);
             throw;
         }
 
@@ -208,6 +223,65 @@ internal sealed partial class InferenceScheduler : IDisposable
 
         _cancelAllRequested = true;
         _wake.Release();
+    }
+
+    /// <summary>
+    /// Drains: refuses new requests from now on (<see cref="GenerationErrorCode.Unavailable"/>), waits up to
+    /// <paramref name="timeout"/> (on the scheduler's <see cref="TimeProvider"/>) for those in flight to end, then
+    /// cancels the rest and gives them <see cref="DrainCancelGrace"/> to end. A request admitted while the drain
+    /// began is waited for like the others.
+    /// </summary>
+    public async Task DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        Interlocked.Exchange(ref _admissionClosed, 1);
+        if (await WaitForIdleAsync(timeout, cancellationToken))
+        {
+            return;
+        }
+
+        var left = InFlight;
+        CancelAll();
+        LogDrainCancelling(_logger, left);
+        await WaitForIdleAsync(DrainCancelGrace, cancellationToken);
+    }
+
+    /// <summary>
+    /// Completes with true once no request is in flight (a request admitted meanwhile is waited for too) or the loop
+    /// has ended (nothing in flight can end after that), with false when <paramref name="timeout"/> passes first on
+    /// the scheduler's <see cref="TimeProvider"/>. Throws <see cref="OperationCanceledException"/> when cancelled.
+    /// </summary>
+    public async Task<bool> WaitForIdleAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
+        {
+            timeout = TimeSpan.Zero;
+        }
+
+        using var deadlineCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var deadline = Task.Delay(timeout, _time, deadlineCancellation.Token);
+        try
+        {
+            while (true)
+            {
+                // The signal is read before the count: the end that brings the count to zero after this read completes it.
+                var idle = Volatile.Read(ref _idle).Task;
+                if (InFlight == 0 || _stopped.Task.IsCompleted)
+                {
+                    return true;
+                }
+
+                if (await Task.WhenAny(idle, _stopped.Task, deadline) == deadline)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    return InFlight == 0 || _stopped.Task.IsCompleted;
+                }
+            }
+        }
+        finally
+        {
+            // Frees the deadline's timer when the wait ended first.
+            await deadlineCancellation.CancelAsync();
+        }
     }
 
     /// <summary>
@@ -493,13 +567,14 @@ internal sealed partial class InferenceScheduler : IDisposable
             return;
         }
 
-        // The status a caller reads once its stream has ended already counts its slot as free.
+        // The status a caller reads once its stream has ended (or the scheduler is idle) already counts its slot as free.
         foreach (var request in _completed)
         {
             Interlocked.Decrement(ref _inFlight[(int)request.Request.Priority]);
         }
 
         PublishStatus();
+        SignalIfIdle();
         foreach (var request in _completed)
         {
             request.Events.Complete();
@@ -508,8 +583,26 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     private void CompleteUnadmitted(ScheduledRequest request)
     {
-        Interlocked.Decrement(ref _inFlight[(int)request.Request.Priority]);
+        EndInFlight((int)request.Request.Priority);
         request.Events.Complete();
+    }
+
+    private void EndInFlight(int lane)
+    {
+        Interlocked.Decrement(ref _inFlight[lane]);
+        SignalIfIdle();
+    }
+
+    /// <summary>
+    /// Wakes the idle waiters when nothing is in flight. Called after every decrement (each a full fence), so of two
+    /// lanes ending at once at least one sees both at zero.
+    /// </summary>
+    private void SignalIfIdle()
+    {
+        if (InFlight == 0)
+        {
+            Interlocked.Exchange(ref _idle, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        }
     }
 
     private void RecoverFromFailedDecode(StepPlan plan, DecodeOutcome outcome)
@@ -612,6 +705,9 @@ internal sealed partial class InferenceScheduler : IDisposable
             BatchWaiting = _planner?.BatchWaiting.Count ?? 0,
         };
     }
+
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
+    private static partial void LogDrainCancelling(ILogger logger, int inFlight);
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Critical, Message = "The scheduler loop died; every request failed and the engine is not ready")]
     private static partial void LogLoopDied(ILogger logger, Exception exception);

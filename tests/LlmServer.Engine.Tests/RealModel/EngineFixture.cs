@@ -1,4 +1,3 @@
-using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
 using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Models;
@@ -24,32 +23,30 @@ internal static class RealEngine
         string? kvCacheDirectory = null,
         string kvCacheType = "f16")
     {
-        var engine = new LlmEngine(
-            // One thread each: many engines share the test machine, and idle OpenMP workers spin.
-            Options.Create(new ModelOptions { Path = modelPath, Threads = 1, BatchThreads = 1 }),
-            Options.Create(new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue, TargetStepMs = targetStepMs, KvCacheType = kvCacheType }),
-            TimeProvider.System,
-            NullLoggerFactory.Instance,
-            new EngineServices(stepObserver, kvCacheDirectory));
+        var engine = Create(
+            modelPath,
+            new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue, TargetStepMs = targetStepMs, KvCacheType = kvCacheType },
+            stepObserver,
+            kvCacheDirectory);
         await engine.StartAsync(CancellationToken.None);
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (engine.State == EngineState.Loading && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(20);
-        }
-
-        Assert.Equal(EngineState.Ready, engine.State);
+        using var loading = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        Assert.Equal(EngineState.Ready, await engine.WaitForStateChangeAsync(EngineState.Loading, loading.Token));
         return engine;
     }
 
-    public static async Task WaitUntilIdleAsync(ITextGenerator engine)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while ((engine.GetStatus().Running > 0 || engine.GetStatus().Waiting > 0) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(10);
-        }
-    }
+    /// <summary>An engine on <paramref name="modelPath"/>, not started.</summary>
+    public static LlmEngine Create(string modelPath, SchedulerOptions? scheduler = null, IStepObserver? stepObserver = null, string? kvCacheDirectory = null) =>
+        new(
+            // One thread each: many engines share the test machine, and idle OpenMP workers spin.
+            Options.Create(new ModelOptions { Path = modelPath, Threads = 1, BatchThreads = 1 }),
+            Options.Create(scheduler ?? new SchedulerOptions { Slots = 1, ContextSize = 1024 }),
+            TimeProvider.System,
+            NullLoggerFactory.Instance,
+            new EngineServices(stepObserver, kvCacheDirectory));
+
+    /// <summary>Waits (bounded, never asserted as a time) for the engine's idle signal: nothing running or queued.</summary>
+    public static async Task WaitUntilIdleAsync(LlmEngine engine) =>
+        Assert.True(await engine.WaitForIdleAsync(TimeSpan.FromSeconds(60)), "the engine did not become idle");
 
     /// <summary>The few services a test engine takes: a step observer, and the disk KV cache's options when a folder is given.</summary>
     private sealed class EngineServices(IStepObserver? observer, string? kvCacheDirectory) : IServiceProvider

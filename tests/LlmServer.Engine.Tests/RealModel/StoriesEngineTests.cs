@@ -63,7 +63,7 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
     public async Task Greedy_requests_batched_together_match_each_other_and_the_request_alone()
     {
         var request = new GenerationRequest { Prompt = Prompt, MaxTokens = 32, IgnoreEos = true, Sampling = new() { Temperature = 0 } };
-        await RealEngine.WaitUntilIdleAsync(Engine);
+        await RealEngine.WaitUntilIdleAsync(fixture.Engine);
         var alone = (await RunAsync(request)).Text;
         var batched = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Engine.Submit(request).CollectAsync()));
         var texts = batched.Select(r => r.Choices[0].Text).ToList();
@@ -125,7 +125,7 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
         }
 
         Assert.Equal(FinishReason.Cancelled, finish);
-        await RealEngine.WaitUntilIdleAsync(Engine);
+        await RealEngine.WaitUntilIdleAsync(fixture.Engine);
         Assert.Equal(0, Engine.GetStatus().Running);
     }
 

@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Scheduling;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace LlmServer.Engine.Tests.Scheduling;
@@ -25,7 +26,8 @@ internal sealed class SchedulerHarness : IDisposable
         bool canShift = true,
         double? minPromptShare = null,
         IMeterFactory? meterFactory = null,
-        Action<SchedulerOptions>? configure = null)
+        Action<SchedulerOptions>? configure = null,
+        ILogger? logger = null)
     {
         var options = new SchedulerOptions
         {
@@ -45,7 +47,7 @@ internal sealed class SchedulerHarness : IDisposable
             () => Backend,
             options,
             Backend.Clock,
-            NullLogger.Instance,
+            logger ?? NullLogger.Instance,
             meterFactory,
             diskCacheFactory: diskCache is null ? null : () => diskCache);
         Scheduler.Initialize();

@@ -64,6 +64,7 @@ public sealed class CpuCompetitionTests
             double others;
             do
             {
+                // Competition is CPU time sampled from /proc between readings: only a later reading can show the busy process.
                 await Task.Delay(250, deadline.Token);
                 others = competition.OtherCores();
             }

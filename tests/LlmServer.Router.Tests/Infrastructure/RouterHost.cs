@@ -47,6 +47,7 @@ internal sealed class RouterHost : IAsyncDisposable
                 return;
             }
 
+            // The router learns replica health from its own periodic probes and pushes no change: its view is polled.
             await Task.Delay(50, deadline.Token);
         }
     }

@@ -255,6 +255,7 @@ public sealed class BatchApiTests : IDisposable
             }
 
             Assert.False(current is "completed" or "failed" or "cancelled" or "expired", $"batch ended {current}, expected {status}: {batch}");
+            // The Batches API, like OpenAI's, is read by polling: a batch pushes no change.
             await Task.Delay(50, deadline.Token);
         }
     }
@@ -272,6 +273,7 @@ public sealed class BatchApiTests : IDisposable
                 return completed;
             }
 
+            // The Batches API, like OpenAI's, is read by polling: a batch pushes no change.
             await Task.Delay(50, deadline.Token);
         }
     }

@@ -1,4 +1,6 @@
 using System.Net;
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Models;
 using LlmServer.Hosting;
 using LlmServer.Testing;
 using Microsoft.AspNetCore.Builder;
@@ -57,21 +59,25 @@ public sealed class TestServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>
+    /// Waits (at most <paramref name="timeout"/>, 60 s by default) for the engine's state-change event to end its
+    /// loading, then checks once that <c>/health</c> answers ready.
+    /// </summary>
     public async Task WaitUntilReadyAsync(TimeSpan? timeout = null)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
-        while (DateTime.UtcNow < deadline)
+        using var deadline = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
+        var generator = Services.GetRequiredService<ITextGenerator>();
+        var state = generator.State;
+        while (state == EngineState.Loading)
         {
-            using var response = await Client.GetAsync(new Uri("/health", UriKind.Relative));
-            if (response.StatusCode == HttpStatusCode.OK)
-            {
-                return;
-            }
-
-            await Task.Delay(50);
+            state = await generator.WaitForStateChangeAsync(state, deadline.Token);
         }
 
-        throw new TimeoutException("The server did not become ready.");
+        using var response = await Client.GetAsync(new Uri("/health", UriKind.Relative), deadline.Token);
+        if (response.StatusCode != HttpStatusCode.OK)
+        {
+            throw new InvalidOperationException($"The server is not ready (engine {state}): {await response.Content.ReadAsStringAsync(deadline.Token)}");
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -44,6 +44,7 @@ public sealed partial class HealthTests
                     _ = Close(fd);
                 }
 
+                // The loader blocks in native code on the fifo and raises no event per read: each open ends one read, so this repeats.
                 await Task.Delay(20);
             }
 

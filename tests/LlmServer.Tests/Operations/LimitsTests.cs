@@ -81,6 +81,7 @@ public sealed class LimitsTests
             status = again.StatusCode;
             if (status == HttpStatusCode.TooManyRequests)
             {
+                // The permit returns when the server's request pipeline ends, which a client cannot see: retrying is the signal.
                 await Task.Delay(50);
             }
         }

@@ -228,6 +228,7 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (generator.GetStatus().ResidentSessions != residentBefore - 1 && DateTime.UtcNow < deadline)
         {
+            // No event marks an eviction the loop has applied; the status it publishes is polled.
             await Task.Delay(10);
         }
 

@@ -106,6 +106,7 @@ internal static class HubTestExtensions
                 return detail;
             }
 
+            // The hub pushes nothing when a session's generation is saved; its detail is the only sign, so it is polled.
             await Task.Delay(20);
         }
     }

@@ -194,6 +194,8 @@ public sealed class TurnPlannerTests
     {
         public EngineState State => EngineState.Ready;
 
+        public Task<EngineState> WaitForStateChangeAsync(EngineState state, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
         public ModelInfo? Model { get; } = new(
             "fake", "fake.gguf", "llama", null, 0, 0, slot, 512, true, slot, 1, new BackendInfo("cpu", "none", "", 0, 1));
 
