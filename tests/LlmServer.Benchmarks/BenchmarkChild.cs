@@ -45,7 +45,7 @@ internal static class BenchmarkChild
     private static (double, double, double) RunBare(int streams, int tokens)
     {
         using var vocabularyOnly = ModelLoader.LoadVocabularyOnly(Model.Path!);
-        var parameters = ModelLoader.CreateParameters(Model, Scheduler, vocabularyOnly.ContextSize);
+        var parameters = ModelLoader.CreateParameters(Model, Scheduler, ModelLoader.TrainingContext(vocabularyOnly));
         using var weights = LLamaWeights.LoadFromFile(parameters);
         using var context = weights.CreateContext(parameters);
         var promptBatch = new LLamaBatch();

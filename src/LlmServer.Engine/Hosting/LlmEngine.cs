@@ -344,7 +344,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private int ReadTrainingContext()
     {
         using var weights = ModelLoader.LoadVocabularyOnly(_modelOptions.Path!);
-        return weights.ContextSize;
+        return ModelLoader.TrainingContext(weights);
     }
 
     private void OnSchedulerStarted(Task started)

@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace LlmServer.Engine.Models;
 
 /// <summary>
@@ -53,6 +51,5 @@ internal static class KvCacheMemory
     }
 
     // Per-layer arrays (models whose layers differ) are not plain numbers: then there is no estimate.
-    private static long? Read(IReadOnlyDictionary<string, string> metadata, string key) =>
-        metadata.TryGetValue(key, out var text) && long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : null;
+    private static long? Read(IReadOnlyDictionary<string, string> metadata, string key) => GgufMetadata.Integer(metadata, key);
 }

@@ -45,6 +45,14 @@ internal static class ModelLoader
         };
     }
 
+    /// <summary>
+    /// The context the model was trained with, from the GGUF's <c>{architecture}.context_length</c>: llama.cpp stops
+    /// reading hyperparameters after the vocabulary when loading vocabulary-only, so there
+    /// <see cref="LLamaWeights.ContextSize"/> is 0. 0 where the GGUF does not say.
+    /// </summary>
+    public static int TrainingContext(LLamaWeights weights) =>
+        GgufMetadata.ArchitectureInteger(weights.Metadata, "context_length") is { } length and > 0 and <= int.MaxValue ? (int)length : weights.ContextSize;
+
     /// <summary>Reads the GGUF metadata without building a context (vocabulary only).</summary>
     public static LLamaWeights LoadVocabularyOnly(string path) =>
         LLamaWeights.LoadFromFile(new ModelParams(path) { VocabOnly = true, GpuLayerCount = 0 });
@@ -61,7 +69,7 @@ internal static class ModelLoader
             name,
             weights.ParameterCount,
             weights.SizeInBytes,
-            weights.ContextSize,
+            TrainingContext(weights),
             weights.Vocab.Count,
             HasChatTemplate(weights),
             slotContext,
