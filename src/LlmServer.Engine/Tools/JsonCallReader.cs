@@ -57,6 +57,20 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
 
     public ScanResult Feed(char c)
     {
+        var result = Read(c);
+        if (result == ScanResult.Invalid)
+        {
+            ReleaseHeldCall();
+        }
+
+        return result;
+    }
+
+    /// <summary>The output ended inside the object: a call held back for its id is reported, without a cut-off id.</summary>
+    public void Finish() => ReleaseHeldCall();
+
+    private ScanResult Read(char c)
+    {
         switch (_phase)
         {
             case Phase.Open:
@@ -247,16 +261,19 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
         }
     }
 
-    /// <summary>The output ended inside the object: a call held back for its id is reported, without a cut-off id.</summary>
-    public void Finish()
+    /// <summary>
+    /// A call held back for its id is reported when its object breaks or the output ends first, without a partial id:
+    /// as any call whose arguments began, it is not lost or turned into text (the rest after it is text).
+    /// </summary>
+    private void ReleaseHeldCall()
     {
-        if (_phase == Phase.Id)
-        {
-            _id = null;
-        }
-
         if (_nameKnown && _argumentsSeen && !Started)
         {
+            if (_phase == Phase.Id)
+            {
+                _id = null;
+            }
+
             Start();
         }
     }

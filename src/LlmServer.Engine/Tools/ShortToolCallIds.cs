@@ -31,7 +31,7 @@ public static class ShortToolCallIds
     /// </summary>
     internal static IReadOnlyList<ChatTurn> ForTemplate(IReadOnlyList<ChatTurn> messages)
     {
-        var ids = messages.SelectMany(m => (m.ToolCalls ?? []).Select(c => c.Id).Append(m.ToolCallId ?? string.Empty)).Where(id => id.Length > 0).ToList();
+        var ids = ToolCalling.CallIds(messages).ToList();
         if (ids.TrueForAll(IsShort))
         {
             return messages;

@@ -5,7 +5,8 @@ namespace LlmServer.Engine.Tools;
 /// <summary>
 /// Splits a model's output into content and tool calls in its family's syntax, incrementally: text is released
 /// as soon as it cannot be the start of a call (only a possible opening marker, or a JSON object that may still
-/// be a call, is held back), and a call's arguments stream as they are generated. Feeding the same output in any
+/// be a call, is held back), and a call's arguments stream as they are generated (a Mistral Nemo call's once its id,
+/// written after them, is read). Feeding the same output in any
 /// split gives the same content and calls. A would-be call that turns out not to be one (an unknown function,
 /// broken JSON) is released as content.
 /// </summary>

@@ -9,21 +9,31 @@ namespace LlmServer.Engine.Tools;
 /// scheduler's events and the reader of a <see cref="GenerationStream"/>, one parser per choice. A text delta
 /// becomes text, <see cref="ToolCallStarted"/> and <see cref="ToolCallArgumentsDelta"/> events; a choice that
 /// stopped after a call finishes with <see cref="FinishReason.ToolCalls"/>. A call carries the id the model wrote
-/// where the format keeps it (<see cref="ToolCallFormats.KeepsModelId"/>) and no earlier call of the answer has it;
-/// else a new one.
+/// where the format keeps it (<see cref="ToolCallFormats.KeepsModelId"/>) and no call of the conversation or earlier
+/// call of the answer has it; else a new one.
 /// </summary>
 internal sealed class ToolCallStage
 {
     private readonly ChoiceParser[] _choices;
 
-    public ToolCallStage(int choices, ToolCallFormat format, IEnumerable<string> toolNames, bool parallelCalls)
+    /// <param name="choices">Choices of the request, one parser each.</param>
+    /// <param name="format">The call syntax the model writes.</param>
+    /// <param name="toolNames">The tools a call may name.</param>
+    /// <param name="parallelCalls">Whether a choice may make more than one call.</param>
+    /// <param name="conversationIds">
+    /// Call ids already in the conversation, as the client sent them and as the template renders them: a model that
+    /// copies one from its prompt gets a new id, so no two calls of a conversation share one (and a Mistral template's
+    /// renamed ids keep their names in later requests, see <see cref="ShortToolCallIds.ForTemplate"/>).
+    /// </param>
+    public ToolCallStage(int choices, ToolCallFormat format, IEnumerable<string> toolNames, bool parallelCalls, IEnumerable<string>? conversationIds = null)
     {
         var names = new HashSet<string>(toolNames, StringComparer.Ordinal);
+        var taken = new HashSet<string>(conversationIds ?? [], StringComparer.Ordinal);
         Func<string> ids = ToolCallFormats.WantsShortIds(format) ? ShortToolCallIds.NewId : NewCallId;
         _choices = new ChoiceParser[choices];
         for (var i = 0; i < choices; i++)
         {
-            _choices[i] = new ChoiceParser(i, format, names, parallelCalls, ids);
+            _choices[i] = new ChoiceParser(i, format, names, parallelCalls, ids, taken);
         }
     }
 
@@ -56,15 +66,16 @@ internal sealed class ToolCallStage
         private readonly ToolCallParser _parser;
         private readonly StringBuilder _text = new();
         private readonly StringBuilder _arguments = new();
-        private readonly HashSet<string> _ids = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _ids;
         private List<GenerationEvent>? _output;
         private int _carriedTokens;
         private List<TokenLogProb>? _carriedLogProbs;
         private int _calls;
         private bool _ignoringCall;
 
-        public ChoiceParser(int choice, ToolCallFormat format, IReadOnlySet<string> toolNames, bool parallelCalls, Func<string> newId)
+        public ChoiceParser(int choice, ToolCallFormat format, IReadOnlySet<string> toolNames, bool parallelCalls, Func<string> newId, IReadOnlySet<string> conversationIds)
         {
+            _ids = new HashSet<string>(conversationIds, StringComparer.Ordinal);
             _choice = choice;
             _format = format;
             _parallelCalls = parallelCalls;
@@ -158,7 +169,7 @@ internal sealed class ToolCallStage
             _arguments.Clear();
         }
 
-        /// <summary>The model's id when the format keeps it and it is the answer's first call with it; else a new one.</summary>
+        /// <summary>The model's id when the format keeps it and no call of the conversation or the answer has it; else a new one.</summary>
         private string CallId(string? modelId)
         {
             if (modelId is not null && ToolCallFormats.KeepsModelId(_format, modelId) && _ids.Add(modelId))

@@ -100,9 +100,13 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
         }
 
         var toolNames = request.ToolChoice.Mode == ToolChoiceMode.Function ? [request.ToolChoice.FunctionName!] : request.Tools.Select(t => t.Name);
-        var stage = new ToolCallStage(request.Choices, Format, toolNames, request.ParallelToolCalls);
+        var stage = new ToolCallStage(request.Choices, Format, toolNames, request.ParallelToolCalls, CallIds(messages).Concat(CallIds(promptMessages)));
         return new PreparedToolRequest(prepared, promptMessages, TemplateRendersTools ? request.Tools : [], stage);
     }
+
+    /// <summary>Every call id in <paramref name="messages"/>: of the assistants' calls and of the tool messages answering them.</summary>
+    internal static IEnumerable<string> CallIds(IReadOnlyList<ChatTurn> messages) =>
+        messages.SelectMany(m => (m.ToolCalls ?? []).Select(c => c.Id).Append(m.ToolCallId ?? string.Empty)).Where(id => id.Length > 0);
 
     private static GenerationException Invalid(string message, GenerationField field, int? index = null) =>
         new(GenerationErrorCode.InvalidRequest, message, field) { FieldIndex = index };

@@ -5,8 +5,7 @@ namespace LlmServer.Anthropic;
 /// <summary>
 /// Tool-use ids on the Anthropic wire. Anthropic's clients expect <c>toolu_</c> ids; the engine makes OpenAI's
 /// <c>call_</c> ids (or, for Mistral's templates, nine alphanumerics: the model's own where it wrote a valid one).
-/// Both are spellings of one id: answers carry
-/// the <c>toolu_</c> spelling, and the ids of a request's <c>tool_use</c> and <c>tool_result</c> blocks are read
+/// Both are spellings of one id: answers carry the <c>toolu_</c> spelling, and the ids of a request's <c>tool_use</c> and <c>tool_result</c> blocks are read
 /// back into the engine's, so a round trip renders the prompt the chat API renders for the engine's id.
 /// </summary>
 internal static class AnthropicToolIds

@@ -58,11 +58,13 @@ internal static class JsonBodyReader
                 throw new OpenAiException("The request body must be a JSON object.");
             }
 
-            param += (ex as InvalidFieldException)?.Subfield;
+            if (ex is InvalidFieldException invalid)
+            {
+                param += invalid.Subfield;
+                throw OpenAiException.InvalidField(param, $"Invalid value for '{param}': {ex.Message}");
+            }
 
-            throw ex is InvalidFieldException
-                ? OpenAiException.InvalidField(param, $"Invalid value for '{param}': {ex.Message}")
-                : OpenAiException.InvalidType(param, DescribeExpected(typeInfo, param));
+            throw OpenAiException.InvalidType(param, DescribeExpected(typeInfo, param));
         }
     }
 

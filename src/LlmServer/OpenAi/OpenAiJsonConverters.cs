@@ -8,12 +8,12 @@ namespace LlmServer.OpenAi;
 /// A JSON value of the wrong shape; its message is the one the client sees. <see cref="Subfield"/> names the field
 /// below the one the serializer was reading, where a converter reads a whole list (<c>[2].content</c> of <c>input</c>).
 /// </summary>
-internal sealed class InvalidFieldException(string message, string subfield = "") : JsonException(message)
+internal sealed class InvalidFieldException(string message, string subfield = "", Exception? inner = null) : JsonException(message, inner)
 {
     public string Subfield { get; } = subfield;
 
     /// <summary>The same refusal, for the value at <paramref name="field"/> below the field being read.</summary>
-    public InvalidFieldException Within(string field) => new(Message, field + Subfield);
+    public InvalidFieldException Within(string field) => new(Message, field + Subfield, this);
 }
 
 /// <summary><c>"stop": "x"</c> or <c>"stop": ["x", "y"]</c>.</summary>

@@ -34,6 +34,10 @@ public sealed class ToolCallParserTests
         { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\": \"delete_all\", \"arguments\": {}, \"id\": \"abcDEF123\"}]", "[TOOL_CALLS][{\"name\": \"delete_all\", \"arguments\": {}, \"id\": \"abcDEF123\"}]", [] },
         { ToolCallFormat.Mistral, "No [TOOL] here.", "No [TOOL] here.", [] },
 
+        // A Nemo call held back for its id whose object then breaks is still a call; the rest is text.
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\":\"add\",\"arguments\":{\"a\":1}]", "]", ["add {\"a\":1}"] },
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"name\":\"add\",\"arguments\":{\"a\":1},\"id\":\"abcDEF123\"}, {\"name\":\"add\",\"arguments\":{\"b\":2},\"id\":\"x\\q\"}]", "q\"}]", ["add {\"a\":1}", "add {\"b\":2}"] },
+
         // functionary v3.2 (the generation prompt ends with ">>>").
         { ToolCallFormat.FunctionaryV32, "all\nSure, calling.>>>get_weather\n{\"city\": \"Paris\"}", "Sure, calling.", ["get_weather {\"city\": \"Paris\"}"] },
         { ToolCallFormat.FunctionaryV32, "add\n{\"a\": 1, \"b\": 2}>>>get_weather\n{\"city\": \"Rome\"}", "", ["add {\"a\": 1, \"b\": 2}", "get_weather {\"city\": \"Rome\"}"] },
@@ -188,6 +192,22 @@ public sealed class ToolCallParserTests
                 Assert.Matches(ToolCallFormats.WantsShortIds(format) ? "^[A-Za-z0-9]{9}$" : "^call_[A-Za-z0-9]{24}$", ids[i]);
             }
         }
+    }
+
+    [Fact]
+    public void Stage_gives_a_new_id_to_a_call_whose_model_id_is_already_in_the_conversation()
+    {
+        // The model copied an id from its prompt: the client's own, or the short id its template rendered for one.
+        var stage = new ToolCallStage(1, ToolCallFormat.Mistral, ToolNames, parallelCalls: true, conversationIds: ["abc123XYZ", "Y5rNPpZcs"]);
+        var events = new List<GenerationEvent>();
+        stage.Process(new TextDelta(0, "[TOOL_CALLS]add[CALL_ID]abc123XYZ[ARGS]{}[TOOL_CALLS]add[CALL_ID]Y5rNPpZcs[ARGS]{}[TOOL_CALLS]add[CALL_ID]fresh1234[ARGS]{}", 1, null), events);
+        stage.Process(Completed(FinishReason.Stop), events);
+
+        var ids = events.OfType<ToolCallStarted>().Select(s => s.Id).ToList();
+        Assert.Equal(3, ids.Count);
+        Assert.All(ids.Take(2), id => Assert.DoesNotContain(id, new[] { "abc123XYZ", "Y5rNPpZcs" }));
+        Assert.All(ids, id => Assert.Matches("^[A-Za-z0-9]{9}$", id));
+        Assert.Equal("fresh1234", ids[2]);
     }
 
     [Fact]

@@ -39,7 +39,8 @@ public sealed class MistralModelToolIdTests(MistralToolServerFixture fixture) : 
 
         // Any other id renders another prompt from the id on.
         var other = new string(id.Reverse().ToArray()) == id ? "zZ9zZ9zZ9" : new string(id.Reverse().ToArray());
-        Assert.True(await ChatFollowUpCachedAsync(other, arguments) < throughId);
+        var otherCached = await ChatFollowUpCachedAsync(other, arguments);
+        Assert.True(otherCached < throughId, $"Another id ('{other}') renders another prompt from the id on, yet {otherCached} tokens were reused (through the id: {throughId}).");
     }
 
     [Fact]
