@@ -47,6 +47,13 @@ public sealed record GenerationRequest
     /// <summary>Number of choices (1 to 4); extra choices fork the prompt's KV cache instead of prefilling again.</summary>
     public int Choices { get; init; } = 1;
 
+    /// <summary>
+    /// How many requests the caller admits together with this one, all or none (one per prompt of a completions
+    /// prompt array). More than the request's lane can ever hold at once (its slots and queue) is refused as invalid,
+    /// not as a full queue, since retrying could never succeed.
+    /// </summary>
+    public int AdmittedTogether { get; init; } = 1;
+
     /// <summary>Report the log-probability of each generated token.</summary>
     public bool LogProbs { get; init; }
 

@@ -155,12 +155,21 @@ internal sealed partial class InferenceScheduler : IDisposable
             throw new GenerationException(GenerationErrorCode.InvalidRequest, $"{request.Choices} choices need {request.Choices} slots; the server has {backend.SlotCount}.", GenerationField.Choices);
         }
 
+        var lane = (int)request.Priority;
+        var batchLane = request.Priority == RequestPriority.Batch;
+        var queue = batchLane ? _options.MaxBatchQueue : _options.MaxQueue;
+        if (request.AdmittedTogether > backend.SlotCount + queue)
+        {
+            throw new GenerationException(
+                GenerationErrorCode.InvalidRequest,
+                $"This request has {request.AdmittedTogether} prompts; the server holds at most {backend.SlotCount + queue} at once ({backend.SlotCount} slots and a queue of {queue}, Scheduler:{(batchLane ? "MaxBatchQueue" : "MaxQueue")}).",
+                PromptField(request));
+        }
+
         var room = slotContext - promptTokens.Length;
         var maxTokens = request.MaxTokens ?? (_options.DefaultMaxTokens > 0 ? _options.DefaultMaxTokens : room);
         maxTokens = Math.Min(maxTokens, room);
 
-        var lane = (int)request.Priority;
-        var queue = request.Priority == RequestPriority.Batch ? _options.MaxBatchQueue : _options.MaxQueue;
         if (Interlocked.Increment(ref _inFlight[lane]) > backend.SlotCount + queue)
         {
             EndInFlight(lane);

@@ -1,5 +1,6 @@
 using LlmServer.Errors;
 using LlmServer.OpenAi;
+using LlmServer.Operations.Limits;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace LlmServer.Anthropic;
@@ -18,7 +19,7 @@ public static class AnthropicEndpoints
     public static WebApplication MapAnthropicApi(this WebApplication app)
     {
         var messages = app.Services.GetRequiredService<MessagesEndpoint>();
-        app.MapPost(AnthropicErrors.Path, messages.HandleAsync).WithMetadata(AnthropicFieldNames.Names);
+        app.MapPost(AnthropicErrors.Path, messages.HandleAsync).WithMetadata(AnthropicFieldNames.Names).RunsModel();
         app.MapPost("/v1/messages/count_tokens", messages.CountTokensAsync).WithMetadata(AnthropicFieldNames.Names);
         return app;
     }

@@ -134,7 +134,11 @@ internal sealed class BatchHandlers(BatchStore store, BatchRunner runner, OpenAi
             OpenAiResponder.NewId("batch_"), "batch", endpoint, null, inputId, CompletionWindow, "validating", null, null,
             now.ToUnixTimeSeconds(), null, now.AddHours(24).ToUnixTimeSeconds(), null, null, null, null, null, null,
             new BatchRequestCounts(0, 0, 0), request.Metadata);
-        await store.CreateBatchAsync(batch, owner, aborted);
+        if (!await store.CreateBatchAsync(batch, owner, aborted))
+        {
+            throw OpenAiException.InvalidField("input_file_id", $"No file with id '{inputId}' exists.");
+        }
+
         runner.Wake();
         await context.Response.WriteAsJsonAsync(batch, BatchJson.Context.BatchObject, contentType: null, aborted);
     }

@@ -16,7 +16,8 @@ internal static class BatchFormat
         var lines = new List<ParsedLine>();
         var errors = new List<BatchError>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        var text = Encoding.UTF8.GetString(content);
+        // Windows tools often start a UTF-8 file with a byte order mark; it is not part of the first line.
+        var text = Encoding.UTF8.GetString(content.AsSpan().StartsWith(Encoding.UTF8.Preamble) ? content.AsSpan(Encoding.UTF8.Preamble.Length) : content);
         var number = 0;
         foreach (var raw in text.Split('\n'))
         {

@@ -13,7 +13,8 @@ using Microsoft.Extensions.Options;
 namespace LlmServer.Batches;
 
 /// <summary>
-/// Works through batches oldest first: validates the input file, runs its request lines through the same endpoint
+/// Works through batches oldest first: validates the batch's own copy of its input file (taken when it was created,
+/// so deleting the file changes nothing), runs its request lines through the same endpoint
 /// code callers use, in the scheduler's batch lane, at most <see cref="BatchOptions.MaxRunning"/> at a time, stores
 /// each finished line, then writes the output and error files. A restart resumes every unfinished batch: stored
 /// lines are kept, the rest run again. A line the engine refuses for a full queue is retried, never failed.
@@ -24,6 +25,7 @@ internal sealed partial class BatchRunner : BackgroundService
     private static readonly string[] FinishingStatuses = ["in_progress", "finalizing"];
     private static readonly string[] CancellingStatuses = ["cancelling"];
     private static readonly string[] ValidatingStatuses = ["validating"];
+    private static readonly string[] StartedStatuses = ["validating", "in_progress"];
 
     private readonly BatchStore _store;
     private readonly BatchOptions _options;
@@ -124,10 +126,22 @@ internal sealed partial class BatchRunner : BackgroundService
     private async Task ProcessAsync(string id, CancellationToken stoppingToken)
     {
         var (batch, owner) = await _store.GetBatchAsync(id, null, anyOwner: true, stoppingToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
-        var content = await _store.GetFileContentAsync(batch.InputFileId, owner, stoppingToken);
+        switch (batch.Status)
+        {
+            // Ending a batch needs only its stored lines, never its input.
+            case "finalizing":
+                await FinalizeAsync(batch, owner, "completed", FinishingStatuses, stoppingToken);
+                return;
+            case "cancelling":
+                await FinalizeAsync(batch, owner, "cancelled", CancellingStatuses, stoppingToken);
+                return;
+        }
+
+        var content = await _store.GetBatchInputAsync(id, stoppingToken);
         if (content is null)
         {
-            await _store.MoveAsync(id, "failed", Now(), BatchStore.ActiveStatuses, stoppingToken, new BatchTransition(Errors: Errors("input_file_missing", $"The input file '{batch.InputFileId}' was deleted.")));
+            // Only a batch created before batches kept their own copy of the input can lose it.
+            await _store.MoveAsync(id, "failed", Now(), StartedStatuses, stoppingToken, new BatchTransition(Errors: Errors("input_file_missing", $"The input file '{batch.InputFileId}' was deleted.")));
             return;
         }
 
@@ -151,12 +165,6 @@ internal sealed partial class BatchRunner : BackgroundService
                     await FinalizeAsync(batch, owner, "expired", RunningStatuses, stoppingToken);
                 }
 
-                return;
-            case "finalizing":
-                await FinalizeAsync(batch, owner, "completed", FinishingStatuses, stoppingToken);
-                return;
-            case "cancelling":
-                await FinalizeAsync(batch, owner, "cancelled", CancellingStatuses, stoppingToken);
                 return;
         }
     }

@@ -57,10 +57,14 @@ internal sealed class BatchStore(IOptions<LlmServer.Sessions.SessionOptions> ses
             PRIMARY KEY (batch_id, idx)
         ) WITHOUT ROWID;
         """,
+        // The batch keeps its own copy of the input while it runs: deleting the file must not break it.
+        "ALTER TABLE batches ADD COLUMN input BLOB NULL;",
     ];
 
     /// <summary>Statuses a batch is still worked on in; a restart resumes these.</summary>
     public static readonly string[] ActiveStatuses = ["validating", "in_progress", "finalizing", "cancelling"];
+
+    private static readonly string[] FinalStatuses = ["completed", "failed", "expired", "cancelled"];
 
     private const string BatchColumns =
         "b.id, b.endpoint, b.input_file_id, b.completion_window, b.status, b.total, b.created_at, b.expires_at, b.in_progress_at, " +
@@ -131,15 +135,20 @@ internal sealed class BatchStore(IOptions<LlmServer.Sessions.SessionOptions> ses
         return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
-    public async Task CreateBatchAsync(BatchObject batch, string? owner, CancellationToken cancellationToken)
+    /// <summary>
+    /// Stores a new batch with a copy of its input file's content, taken in the same statement, so the batch runs
+    /// (and resumes after a restart) whatever later happens to the file. False when the owner has no such file.
+    /// </summary>
+    public async Task<bool> CreateBatchAsync(BatchObject batch, string? owner, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = Command(
             connection,
             null,
             """
-            INSERT INTO batches (id, owner, endpoint, input_file_id, completion_window, status, created_at, expires_at, metadata)
-            VALUES ($id, $owner, $endpoint, $input, $window, $status, $created, $expires, $metadata);
+            INSERT INTO batches (id, owner, endpoint, input_file_id, completion_window, status, created_at, expires_at, metadata, input)
+            SELECT $id, $owner, $endpoint, $input, $window, $status, $created, $expires, $metadata, f.content
+            FROM batch_files f WHERE f.id = $input AND f.owner IS $owner;
             """);
         command.Parameters.AddWithValue("$id", batch.Id);
         command.Parameters.AddWithValue("$owner", (object?)owner ?? DBNull.Value);
@@ -150,7 +159,22 @@ internal sealed class BatchStore(IOptions<LlmServer.Sessions.SessionOptions> ses
         command.Parameters.AddWithValue("$created", batch.CreatedAt);
         command.Parameters.AddWithValue("$expires", batch.ExpiresAt);
         command.Parameters.AddWithValue("$metadata", batch.Metadata is null ? DBNull.Value : JsonSerializer.Serialize(batch.Metadata, BatchJson.Context.DictionaryStringString));
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+    }
+
+    /// <summary>
+    /// The batch's own copy of its input; for a batch created before the copy was kept, its input file's content
+    /// (null when that file is gone).
+    /// </summary>
+    public async Task<byte[]?> GetBatchInputAsync(string id, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(
+            connection,
+            null,
+            "SELECT COALESCE(b.input, (SELECT f.content FROM batch_files f WHERE f.id = b.input_file_id AND f.owner IS b.owner)) FROM batches b WHERE b.id = $id;");
+        command.Parameters.AddWithValue("$id", id);
+        return await command.ExecuteScalarAsync(cancellationToken) as byte[];
     }
 
     /// <summary>A batch with its owner; <paramref name="owner"/> null with <paramref name="anyOwner"/> reads it for the runner.</summary>
@@ -219,12 +243,15 @@ internal sealed class BatchStore(IOptions<LlmServer.Sessions.SessionOptions> ses
             $"""
             UPDATE batches SET status = $status, {status}_at = $now,
                 total = COALESCE($total, total), output_file_id = COALESCE($output, output_file_id),
-                error_file_id = COALESCE($error, error_file_id), errors = COALESCE($errors, errors)
+                error_file_id = COALESCE($error, error_file_id), errors = COALESCE($errors, errors),
+                input = CASE WHEN $final THEN NULL ELSE input END
             WHERE id = $id AND status IN ({statuses});
             """);
         command.Parameters.AddWithValue("$id", id);
         command.Parameters.AddWithValue("$status", status);
         command.Parameters.AddWithValue("$now", now);
+        // An ended batch never reads its input again: its copy is dropped.
+        command.Parameters.AddWithValue("$final", FinalStatuses.Contains(status));
         command.Parameters.AddWithValue("$total", (object?)extra?.Total ?? DBNull.Value);
         command.Parameters.AddWithValue("$output", (object?)extra?.OutputFileId ?? DBNull.Value);
         command.Parameters.AddWithValue("$error", (object?)extra?.ErrorFileId ?? DBNull.Value);

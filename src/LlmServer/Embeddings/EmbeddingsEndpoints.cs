@@ -1,3 +1,4 @@
+using LlmServer.Operations.Limits;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace LlmServer.Embeddings;
@@ -13,7 +14,7 @@ public static class EmbeddingsEndpoints
 
     public static WebApplication MapEmbeddingsApi(this WebApplication app)
     {
-        app.MapPost("/v1/embeddings", app.Services.GetRequiredService<EmbeddingsEndpoint>().HandleAsync);
+        app.MapPost("/v1/embeddings", app.Services.GetRequiredService<EmbeddingsEndpoint>().HandleAsync).RunsModel();
         return app;
     }
 }

@@ -16,7 +16,7 @@ internal sealed class CompletionsEndpoint(ITextGenerator generator, OpenAiRespon
         var prompts = OpenAiRequestMapper.Prompts(request);
         var id = OpenAiResponder.NewId("cmpl-");
         var generations = prompts
-            .Select((prompt, i) => OpenAiRequestMapper.MapCompletion(request, prompt, model, prompts.Count == 1 ? id : $"{id}-{i}", RequestLane.Of(context)))
+            .Select((prompt, i) => OpenAiRequestMapper.MapCompletion(request, prompt, prompts.Count, model, prompts.Count == 1 ? id : $"{id}-{i}", RequestLane.Of(context)))
             .ToList();
         var choicesPerPrompt = generations[0].Choices;
         var created = responder.UnixNow();

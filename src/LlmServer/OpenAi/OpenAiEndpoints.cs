@@ -1,4 +1,5 @@
 using LlmServer.Errors;
+using LlmServer.Operations.Limits;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -29,8 +30,8 @@ public static class OpenAiEndpoints
         var chat = app.Services.GetRequiredService<ChatCompletionsEndpoint>();
         var completions = app.Services.GetRequiredService<CompletionsEndpoint>();
         var models = app.Services.GetRequiredService<ModelAndTokenEndpoints>();
-        app.MapPost("/v1/chat/completions", chat.HandleAsync);
-        app.MapPost("/v1/completions", completions.HandleAsync);
+        app.MapPost("/v1/chat/completions", chat.HandleAsync).RunsModel();
+        app.MapPost("/v1/completions", completions.HandleAsync).RunsModel();
         app.MapGet("/v1/models", models.ListModelsAsync);
         app.MapGet("/v1/models/{**id}", models.GetModelAsync);
         app.MapPost("/tokenize", models.TokenizeAsync);

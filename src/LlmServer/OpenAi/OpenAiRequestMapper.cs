@@ -315,7 +315,7 @@ internal static class OpenAiRequestMapper
         return prompts;
     }
 
-    public static GenerationRequest MapCompletion(CompletionRequest request, string prompt, ModelInfo model, string requestId, RequestPriority priority = RequestPriority.Interactive)
+    public static GenerationRequest MapCompletion(CompletionRequest request, string prompt, int prompts, ModelInfo model, string requestId, RequestPriority priority = RequestPriority.Interactive)
     {
         InRange(request.Logprobs, "logprobs", CompletionLogprobs);
         return new GenerationRequest
@@ -326,6 +326,7 @@ internal static class OpenAiRequestMapper
             Stop = Stop(request.Stop),
             IgnoreEos = request.IgnoreEos ?? false,
             Choices = Choices(request.N),
+            AdmittedTogether = prompts,
             LogProbs = request.Logprobs is not null,
             TopLogProbs = request.Logprobs ?? 0,
             RequestId = requestId,

@@ -52,14 +52,6 @@ internal sealed class LimitsOptionsValidator : IValidateOptions<LimitsOptions>
             errors.Add("Limits:MaxPromptTokens must be 0 (no limit) or more.");
         }
 
-        foreach (var path in options.GenerationPaths ?? [])
-        {
-            if (!path.StartsWith('/'))
-            {
-                errors.Add($"Limits:GenerationPaths entry '{path}' must start with '/'.");
-            }
-        }
-
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

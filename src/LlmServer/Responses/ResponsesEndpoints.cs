@@ -1,3 +1,4 @@
+using LlmServer.Operations.Limits;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -22,7 +23,7 @@ public static class ResponsesEndpoints
 
         // Before the engine stops, so its shutdown save skips the chains: the in-memory store does not outlive the process.
         app.Lifetime.ApplicationStopping.Register(store.ForgetAllChains);
-        app.MapPost("/v1/responses", responses.CreateAsync).WithMetadata(ResponsesFieldNames.Names);
+        app.MapPost("/v1/responses", responses.CreateAsync).WithMetadata(ResponsesFieldNames.Names).RunsModel();
         app.MapGet("/v1/responses/{id}", responses.GetAsync);
         app.MapDelete("/v1/responses/{id}", responses.DeleteAsync);
         return app;

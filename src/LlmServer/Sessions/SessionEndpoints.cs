@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using LlmServer.OpenAi;
+using LlmServer.Operations.Limits;
 using Microsoft.Extensions.Options;
 
 namespace LlmServer.Sessions;
@@ -55,17 +56,17 @@ internal static class SessionEndpoints
             {
                 var request = await ReadBodyAsync(http, Json.SendMessageRequest, ct);
                 return await turns.SendAsync(Owner(http), id, request?.Text, ct);
-            }));
+            })).RunsModel();
 
         group.MapPut("/{id}/messages/{index:int}", (HttpContext http, string id, int index, SessionTurns turns) =>
             StreamAsync(http, async ct =>
             {
                 var request = await ReadBodyAsync(http, Json.SendMessageRequest, ct);
                 return await turns.EditAsync(Owner(http), id, index, request?.Text, ct);
-            }));
+            })).RunsModel();
 
         group.MapPost("/{id}/regenerate", (HttpContext http, string id, SessionTurns turns) =>
-            StreamAsync(http, ct => turns.RegenerateAsync(Owner(http), id, ct)));
+            StreamAsync(http, ct => turns.RegenerateAsync(Owner(http), id, ct))).RunsModel();
 
         group.MapPost("/{id}/stop", (HttpContext http, string id, SessionTurns turns) =>
             Handle(http, async ct =>

@@ -156,6 +156,31 @@ public sealed class BatchLaneTests
     }
 
     [Fact]
+    public async Task Requests_admitted_together_beyond_their_lanes_slots_and_queue_are_invalid_not_overloaded()
+    {
+        using var harness = new SchedulerHarness(slots: 2, maxQueue: 1, maxBatchQueue: 4);
+        GenerationRequest Together(int count, RequestPriority priority) => new() { Prompt = "a", MaxTokens = 2, AdmittedTogether = count, Priority = priority };
+        int[] Tokens() => [.. harness.Backend.Vocabulary.Tokenize("a", false, false)];
+
+        // The interactive lane holds 2 + 1; the batch lane 2 + 4. Nothing is counted for a refused request.
+        var refused = Assert.Throws<GenerationException>(() => harness.Scheduler.Submit(Together(4, RequestPriority.Interactive), Tokens(), CancellationToken.None));
+        Assert.Equal(GenerationErrorCode.InvalidRequest, refused.Code);
+        Assert.Equal(GenerationField.Prompt, refused.Field);
+        Assert.Contains("at most 3 at once", refused.Message, StringComparison.Ordinal);
+        var batchRefused = Assert.Throws<GenerationException>(() => harness.Scheduler.Submit(Together(7, Batch), Tokens(), CancellationToken.None));
+        Assert.Contains("Scheduler:MaxBatchQueue", batchRefused.Message, StringComparison.Ordinal);
+        Assert.Equal(0, harness.Scheduler.InFlight);
+
+        await using var fits = harness.Scheduler.Submit(Together(3, RequestPriority.Interactive), Tokens(), CancellationToken.None);
+        await using var batchFits = harness.Scheduler.Submit(Together(6, Batch), Tokens(), CancellationToken.None);
+        Assert.Equal(2, harness.Scheduler.InFlight);
+        harness.RunToIdle();
+        Assert.Equal(FinishReason.Length, (await fits.CollectAsync()).Choices[0].Completion.FinishReason);
+        Assert.Equal(FinishReason.Length, (await batchFits.CollectAsync()).Choices[0].Completion.FinishReason);
+        Assert.Equal(0, harness.Scheduler.InFlight);
+    }
+
+    [Fact]
     public async Task A_cancelled_waiting_batch_request_leaves_its_lane()
     {
         using var harness = new SchedulerHarness(slots: 1);

@@ -165,7 +165,36 @@ public sealed class BatchApiTests : IDisposable
     }
 
     [Fact]
-    public async Task A_restart_mid_batch_keeps_done_lines_and_runs_the_rest()
+    public async Task Deleting_the_input_file_mid_batch_changes_nothing_and_cancel_keeps_the_finished_lines()
+    {
+        await using var server = await StartAsync();
+        var lines = Enumerable.Range(0, 200).Select(i => ChatLine($"del-{i}", """ "ignore_eos": true,""", maxTokens: 400));
+        var file = await UploadAsync(server, string.Join("\n", lines));
+        var id = await CreateAsync(server, file, "/v1/chat/completions");
+        await WaitForCompletedLinesAsync(server, id, atLeast: 1);
+
+        using (var deleted = await server.Client.DeleteAsync($"/v1/files/{file}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+        }
+
+        // The batch runs on without its file: more lines finish after the deletion.
+        var before = (await GetAsync(server, $"/v1/batches/{id}")).Body.GetProperty("request_counts").GetProperty("completed").GetInt32();
+        await WaitForCompletedLinesAsync(server, id, atLeast: before + 1);
+
+        var (status, _, _) = await PostAsync(server.Client, $"/v1/batches/{id}/cancel", "{}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var cancelled = await WaitForStatusAsync(server, id, "cancelled");
+        Assert.Equal(JsonValueKind.Null, cancelled.GetProperty("errors").ValueKind);
+        var completed = cancelled.GetProperty("request_counts").GetProperty("completed").GetInt32();
+        Assert.InRange(completed, before + 1, 199);
+        var output = await DownloadLinesAsync(server, cancelled.GetProperty("output_file_id").GetString()!);
+        Assert.Equal(completed, output.Count);
+        Assert.All(output, line => Assert.StartsWith("del-", line.GetProperty("custom_id").GetString()));
+    }
+
+    [Fact]
+    public async Task A_restart_mid_batch_keeps_done_lines_and_runs_the_rest_without_its_input_file()
     {
         var database = Path.Combine(_folder, "restart.db");
         var lines = Enumerable.Range(0, 50).Select(i => ChatLine($"r-{i}", """ "ignore_eos": true,""", maxTokens: 48));
@@ -176,6 +205,8 @@ public sealed class BatchApiTests : IDisposable
             var file = await UploadAsync(first, string.Join("\n", lines));
             id = await CreateAsync(first, file, "/v1/chat/completions");
             doneBeforeStop = await WaitForCompletedLinesAsync(first, id, atLeast: 2);
+            using var deleted = await first.Client.DeleteAsync($"/v1/files/{file}");
+            Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
         }
 
         await using var second = await StartAsync(database);
@@ -186,6 +217,25 @@ public sealed class BatchApiTests : IDisposable
 
         var output = await DownloadLinesAsync(second, batch.GetProperty("output_file_id").GetString()!);
         Assert.Equal(Enumerable.Range(0, 50).Select(i => $"r-{i}"), output.Select(l => l.GetProperty("custom_id").GetString()));
+    }
+
+    [Fact]
+    public async Task A_jsonl_file_starting_with_a_utf8_byte_order_mark_is_accepted()
+    {
+        await using var server = await StartAsync();
+        var content = Encoding.UTF8.GetPreamble().Concat(Encoding.UTF8.GetBytes(ChatLine("bom-0", string.Empty) + "\r\n" + ChatLine("bom-1", string.Empty) + "\r\n")).ToArray();
+        using var upload = new MultipartFormDataContent
+        {
+            { new StringContent("batch"), "purpose" },
+            { new ByteArrayContent(content), "file", "windows.jsonl" },
+        };
+        using var response = await server.Client.PostAsync("/v1/files", upload);
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body.ToString());
+
+        var batch = await WaitForStatusAsync(server, await CreateAsync(server, body.GetProperty("id").GetString()!, "/v1/chat/completions"), "completed");
+        var output = await DownloadLinesAsync(server, batch.GetProperty("output_file_id").GetString()!);
+        Assert.Equal(["bom-0", "bom-1"], output.Select(l => l.GetProperty("custom_id").GetString()));
     }
 
     [Fact]

@@ -92,6 +92,26 @@ public sealed class QueueAndLifecycleTests(OneSlotServerFixture fixture) : IClas
     }
 
     [Fact]
+    public async Task A_prompt_array_larger_than_slots_and_queue_is_a_400_not_a_retryable_429()
+    {
+        using var client = NewClient();
+
+        // One slot and one queue place hold two prompts at once: three can never be admitted together.
+        var (status, body, response) = await PostAsync(client, "/v1/completions", """{"prompt":["Once","Once upon","Once upon a"],"max_tokens":2}""");
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        AssertOpenAiError(body, "invalid_request_error", expectedParam: "prompt");
+        Assert.Contains("3 prompts", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Null(response.Headers.RetryAfter);
+        var engine = _server.Services.GetRequiredService<ITextGenerator>().GetStatus();
+        Assert.Equal(0, engine.Running + engine.Waiting);
+
+        // Two fit: they are served.
+        (status, body, _) = await PostAsync(client, "/v1/completions", """{"prompt":["Once","Once upon"],"max_tokens":2}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(2, body.GetProperty("choices").GetArrayLength());
+    }
+
+    [Fact]
     public async Task Client_disconnect_cancels_the_generation_and_frees_its_slot()
     {
         var generator = _server.Services.GetRequiredService<ITextGenerator>();

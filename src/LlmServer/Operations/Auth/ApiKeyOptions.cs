@@ -14,6 +14,9 @@ public sealed class ApiKeyOptions
     /// <summary>Path prefixes that need a key; <c>null</c> means <see cref="DefaultProtectedPaths"/>.</summary>
     public IList<string>? ProtectedPaths { get; set; }
 
-    /// <summary>The API, the sessions API, the SignalR hubs and <c>/props</c>; health, metrics and the chat page stay open.</summary>
-    public static IReadOnlyList<string> DefaultProtectedPaths { get; } = ["/v1", "/api", "/hubs", "/props"];
+    /// <summary>
+    /// The API, the sessions API, the SignalR hubs, <c>/props</c> and llama-server's tokenizer and template routes
+    /// (they run the model's tokenizer and template); health, metrics and the chat page stay open.
+    /// </summary>
+    public static IReadOnlyList<string> DefaultProtectedPaths { get; } = ["/v1", "/api", "/hubs", "/props", "/tokenize", "/detokenize", "/apply-template"];
 }

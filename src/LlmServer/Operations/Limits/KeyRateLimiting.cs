@@ -9,8 +9,9 @@ namespace LlmServer.Operations.Limits;
 
 /// <summary>
 /// Per-key limits with ASP.NET Core rate limiting: a token bucket of <c>Limits:RequestsPerMinute</c> over every
-/// API request, chained with the <see cref="KeyGenerationLimiter"/> over the requests that generate (held until the
-/// response, stream included, ends) and, through <see cref="GenerationHubFilter"/>, the hub methods that generate. Refusals are 429 with <c>Retry-After</c>.
+/// API request, chained with the <see cref="KeyGenerationLimiter"/> over the requests to endpoints marked
+/// <see cref="GenerationEndpoint"/> (held until the response, stream included, ends) and, through
+/// <see cref="GenerationHubFilter"/>, the hub methods that generate. Refusals are 429 with <c>Retry-After</c>.
 /// </summary>
 internal static class KeyRateLimiting
 {
@@ -25,7 +26,6 @@ internal static class KeyRateLimiting
         services.AddOptions<RateLimiterOptions>().Configure<IOptions<LimitsOptions>, ProtectedPaths, KeyGenerationLimiter>((rateLimiter, limitsOptions, protectedPaths, generations) =>
         {
             var limits = limitsOptions.Value;
-            var generationPaths = (limits.GenerationPaths ?? [.. LimitsOptions.DefaultGenerationPaths]).Select(p => p.Trim('/').Split('/')).ToArray();
             var limiters = new List<PartitionedRateLimiter<HttpContext>>();
             if (limits.RequestsPerMinute > 0)
             {
@@ -40,7 +40,7 @@ internal static class KeyRateLimiting
             if (generations.IsEnabled)
             {
                 limiters.Add(generations.Limiter.WithTranslatedKey<HttpContext>(
-                    context => IsGeneration(context.Request, generationPaths)
+                    context => GenerationEndpoint.Runs(context)
                         ? KeyGenerationLimiter.PartitionKey(context.User, context.Connection.RemoteIpAddress)
                         : KeyGenerationLimiter.Unlimited,
                     leaveOpen: true));
@@ -66,18 +66,6 @@ internal static class KeyRateLimiting
         QueueLimit = 0,
         AutoReplenishment = true,
     };
-
-    private static bool IsGeneration(HttpRequest request, string[][] patterns)
-    {
-        if (!HttpMethods.IsPost(request.Method) && !HttpMethods.IsPut(request.Method))
-        {
-            return false;
-        }
-
-        var segments = (request.Path.Value ?? string.Empty).Trim('/').Split('/');
-        return patterns.Any(pattern => pattern.Length == segments.Length
-            && pattern.Zip(segments).All(pair => pair.First == "*" || string.Equals(pair.First, pair.Second, StringComparison.OrdinalIgnoreCase)));
-    }
 
     private static async ValueTask OnRejectedAsync(OnRejectedContext context, CancellationToken cancellationToken)
     {
