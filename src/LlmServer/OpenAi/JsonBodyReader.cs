@@ -64,7 +64,17 @@ internal static class JsonBodyReader
                 throw OpenAiException.InvalidField(param, $"Invalid value for '{param}': {ex.Message}");
             }
 
-            throw OpenAiException.InvalidType(param, DescribeExpected(typeInfo, param));
+            var expected = DescribeExpected(typeInfo, param);
+
+            // A value of the right kind that could not be read: the serializer's inner exception says why.
+            throw ex.InnerException switch
+            {
+                FormatException or OverflowException when expected is "an integer" or "a number" =>
+                    OpenAiException.InvalidField(param, $"Invalid value for '{param}': the number is out of range for {expected}."),
+                InvalidOperationException when expected == "a string" =>
+                    OpenAiException.InvalidField(param, $"Invalid value for '{param}': the string is not valid Unicode text (a lone surrogate escape, or bytes that are not UTF-8)."),
+                _ => OpenAiException.InvalidType(param, expected),
+            };
         }
     }
 

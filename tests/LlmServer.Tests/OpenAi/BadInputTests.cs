@@ -106,6 +106,19 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
             error.GetProperty("message").GetString());
     }
 
+    [Theory]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":99999999999}""", "max_tokens", "Invalid value for 'max_tokens': the number is out of range for an integer.")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"seed":18446744073709551615}""", "seed", "Invalid value for 'seed': the number is out of range for an integer.")]
+    [InlineData("""{"messages":[{"role":"user","content":"a\ud800b"}]}""", "messages[0].content", "Invalid value for 'messages[0].content': the string is not valid Unicode text (a lone surrogate escape, or bytes that are not UTF-8).")]
+    public async Task A_value_of_the_right_kind_that_cannot_be_read_says_why_not_that_its_type_is_wrong(string body, string param, string message)
+    {
+        var (status, json, _) = await PostAsync(_client, ChatPath, body);
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        var error = json.GetProperty("error");
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Equal(message, error.GetProperty("message").GetString());
+    }
+
     [Fact]
     public async Task Prompt_over_the_context_names_both_numbers()
     {
