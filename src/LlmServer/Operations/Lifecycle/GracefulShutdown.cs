@@ -6,11 +6,9 @@ namespace LlmServer.Operations.Lifecycle;
 /// <summary>
 /// Drains the engine when the host stops (SIGTERM, Ctrl+C): from <see cref="IHostApplicationLifetime.ApplicationStopping"/>
 /// on, new generations are refused (503) while running ones get up to <c>Server:DrainSeconds</c> to finish; the rest
-/// are cancelled. The host awaits the drain in <see cref="StoppingAsync"/>, before it stops any hosted service: the
-/// web server (which <see cref="WebApplication"/> stops first) keeps listening, so a client that connects during the
-/// drain gets the 503 rather than a refused connection, and the engine stops only once the drain is over.
+/// are cancelled. Registered after the engine, so the engine stops only once the drain is over.
 /// </summary>
-internal sealed partial class GracefulShutdown : IHostedLifecycleService, IDisposable
+internal sealed partial class GracefulShutdown : IHostedService, IDisposable
 {
     private readonly ITextGenerator _generator;
     private readonly IHostApplicationLifetime _lifetime;
@@ -42,11 +40,7 @@ internal sealed partial class GracefulShutdown : IHostedLifecycleService, IDispo
         return Task.CompletedTask;
     }
 
-    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public async Task StoppingAsync(CancellationToken cancellationToken)
+    public async Task StopAsync(CancellationToken cancellationToken)
     {
         try
         {
@@ -57,10 +51,6 @@ internal sealed partial class GracefulShutdown : IHostedLifecycleService, IDispo
             LogShutdownTimeout(_logger);
         }
     }
-
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public void Dispose() => _stoppingRegistration.Dispose();
 
