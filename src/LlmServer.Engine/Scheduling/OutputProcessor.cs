@@ -1,3 +1,4 @@
+using System.Text;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Sampling;
 using Microsoft.Extensions.Logging;
@@ -61,15 +62,16 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
 
         choice.IsDone = true;
         choice.IsGenerating = false;
-        if (reason != FinishReason.Error)
+        if (reason != FinishReason.Error && choice.StopMatcher.Matched is null)
         {
-            // Text held back for a possible stop sequence or an unfinished character belongs to the answer.
+            // Text held back for a possible stop sequence or an unfinished character belongs to the answer, also when
+            // the model ended it (end of generation) right after a stop sequence's first characters.
             var rest = choice.Decoder.Flush();
-            var (emit, _) = choice.StopMatcher.Push(rest);
-            emit += reason == FinishReason.Stop ? string.Empty : choice.StopMatcher.Flush();
+            var (emit, stopped) = choice.StopMatcher.Push(rest);
+            emit += stopped ? string.Empty : choice.StopMatcher.Flush();
             if (emit.Length > 0)
             {
-                Publish(request, choice, emit);
+                Publish(request, choice, emit, allLogProbs: !stopped);
             }
         }
 
@@ -93,11 +95,50 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         }
     }
 
-    private static void Publish(ScheduledRequest request, ChoiceState choice, string text)
+    private static void Publish(ScheduledRequest request, ChoiceState choice, string text, bool allLogProbs = false)
     {
-        request.Events.Write(new TextDelta(choice.Index, text, choice.UnemittedTokens, choice.UnemittedLogProbs));
+        request.Events.Write(new TextDelta(choice.Index, text, choice.UnemittedTokens, TakeLogProbs(choice, text, allLogProbs)));
         choice.UnemittedTokens = 0;
-        choice.UnemittedLogProbs = null;
+    }
+
+    /// <summary>
+    /// The log-probabilities of the tokens whose text is now all emitted. A token whose text is still held back (it may
+    /// start a stop sequence, or ends inside a character) waits; so at a stop sequence, a token that writes any of it
+    /// is left out with it, as llama.cpp leaves out the stop sequence's tokens.
+    /// </summary>
+    private static List<TokenLogProb>? TakeLogProbs(ChoiceState choice, string text, bool all)
+    {
+        if (choice.UnemittedLogProbs is not { } pending)
+        {
+            return null;
+        }
+
+        var taken = pending.Count;
+        if (!all)
+        {
+            choice.EmittedBytesAhead += Encoding.UTF8.GetByteCount(text);
+            taken = 0;
+            while (taken < pending.Count && pending[taken].Bytes.Length <= choice.EmittedBytesAhead)
+            {
+                choice.EmittedBytesAhead -= pending[taken].Bytes.Length;
+                taken++;
+            }
+        }
+
+        if (taken == pending.Count)
+        {
+            choice.UnemittedLogProbs = null;
+            return pending;
+        }
+
+        if (taken == 0)
+        {
+            return null;
+        }
+
+        var result = pending.GetRange(0, taken);
+        pending.RemoveRange(0, taken);
+        return result;
     }
 
     private void SampleSafely(ScheduledRequest request, ChoiceState choice, long now)

@@ -125,7 +125,11 @@ internal sealed class ChoiceState(int index, ITokenSampler sampler, IReadOnlyLis
     /// <summary>Tokens produced since the last emitted text (a character can span tokens).</summary>
     public int UnemittedTokens { get; set; }
 
+    /// <summary>Log-probabilities of tokens whose text has not all been emitted yet (held back or unfinished).</summary>
     public List<TokenLogProb>? UnemittedLogProbs { get; set; }
+
+    /// <summary>Bytes of emitted text beyond those of the tokens whose log-probabilities went out with it.</summary>
+    public int EmittedBytesAhead { get; set; }
 }
 
 /// <summary>The text a resident session's KV holds, with exactly the tokens that hold it.</summary>

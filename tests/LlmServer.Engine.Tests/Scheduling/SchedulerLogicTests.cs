@@ -252,6 +252,20 @@ public sealed class SchedulerLogicTests
     }
 
     [Fact]
+    public async Task Text_held_for_a_possible_stop_sequence_stays_in_the_answer_when_the_model_ends_it()
+    {
+        // "bc" may begin the stop sequence "cx", so it is held back; then the model ends the answer.
+        using var harness = new SchedulerHarness(slots: 1);
+        harness.Backend.Next = token => token == 'c' ? 0 : token + 1;
+        var stream = harness.Submit("a", maxTokens: 20, stop: ["cx"]);
+        harness.RunToIdle();
+        var choice = (await stream.CollectAsync()).Choices[0];
+        Assert.Equal("bc", choice.Text);
+        Assert.Equal(FinishReason.Stop, choice.Completion.FinishReason);
+        Assert.Null(choice.Completion.StopSequence);
+    }
+
+    [Fact]
     public async Task Extra_choices_fork_the_prompt_cache_instead_of_prefilling_again()
     {
         using var harness = new SchedulerHarness(slots: 3);

@@ -110,4 +110,31 @@ public sealed class ModelsAndCompletionsTests(SharedServerFixture fixture) : ICl
         Assert.Equal([0, 1], finishes);
         Assert.All(chunks.SkipLast(1), c => Assert.Equal(JsonValueKind.Null, c.GetProperty("usage").ValueKind));
     }
+    [Fact]
+    public async Task At_a_stop_sequence_the_logprobs_cover_the_answers_text_and_no_more()
+    {
+        const string Request = """{"prompt":"Once upon a time, there was a little","max_tokens":40,"temperature":0,"logprobs":1""";
+        var (_, full, _) = await PostAsync(_client, CompletionsPath, Request + "}");
+        var tokens = full.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!).ToList();
+        var text = string.Concat(tokens);
+
+        // A stop sequence that begins inside a token: the rest of that token and the next, first found where they stand.
+        var at = Enumerable.Range(2, tokens.Count - 3).First(k =>
+            tokens[k].Length >= 2 && tokens[k][1..].Trim().Length > 0
+            && text.IndexOf(tokens[k][1..] + tokens[k + 1], StringComparison.Ordinal) == string.Concat(tokens.Take(k)).Length + 1);
+        var stop = tokens[at][1..] + tokens[at + 1];
+
+        var (status, stopped, _) = await PostAsync(_client, CompletionsPath, Request + $",\"stop\":[{JsonSerializer.Serialize(stop)}]}}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = stopped.GetProperty("choices")[0];
+        Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
+        var before = string.Concat(tokens.Take(at));
+        Assert.Equal(before + tokens[at][0], choice.GetProperty("text").GetString());
+
+        // The token that writes the start of the stop sequence goes with it: the log-probabilities end at the tokens
+        // wholly in the answer.
+        var logprobs = choice.GetProperty("logprobs");
+        Assert.Equal(before, string.Concat(logprobs.GetProperty("tokens").EnumerateArray().Select(t => t.GetString())));
+        Assert.Equal(at, logprobs.GetProperty("token_logprobs").GetArrayLength());
+    }
 }
