@@ -428,4 +428,31 @@ public sealed class NativeTemplateToolCallingTests(HermesToolServerFixture fixtu
         ToolCallingTests.AssertMatchesSchema("add", call.GetProperty("function").GetProperty("arguments").GetString()!);
         Assert.Equal(JsonValueKind.Null, choice.GetProperty("message").GetProperty("content").ValueKind);
     }
+
+    [Fact]
+    public async Task An_answer_cut_at_any_max_tokens_has_no_call_markup_in_its_content()
+    {
+        // Greedy: the answer cut at k tokens is the first k tokens of the long one, so every cut point is tried.
+        const string Request = $$$"""{"messages":[{"role":"user","content":"Weather in Oslo?"}],"tools":{{{ToolCallingTests.ToolsJson}}},"tool_choice":"required","temperature":0""";
+        var (_, full, _) = await PostAsync(_client, ChatPath, Request + ""","max_tokens":60}""");
+        var tokens = full.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        Assert.True(tokens > 10, full.ToString());
+
+        for (var maxTokens = 1; maxTokens <= tokens; maxTokens++)
+        {
+            var body = Request + $$""","max_tokens":{{maxTokens}}}""";
+            var (status, json, _) = await PostAsync(_client, ChatPath, body);
+            Assert.Equal(HttpStatusCode.OK, status);
+            var message = json.GetProperty("choices")[0].GetProperty("message");
+            Assert.True(message.GetProperty("content").ValueKind == JsonValueKind.Null || message.GetProperty("content").GetString() == "", $"max_tokens {maxTokens}: {json}");
+
+            using var stream = await PostStreamAsync(_client, ChatPath, body[..^1] + ""","stream":true}""");
+            var transcript = await ReadAllEventsAsync(stream);
+            var content = string.Concat(transcript.Chunks
+                .Select(c => c.GetProperty("choices")).Where(c => c.GetArrayLength() > 0)
+                .Select(c => c[0].GetProperty("delta")).Where(d => d.TryGetProperty("content", out var t) && t.ValueKind == JsonValueKind.String)
+                .Select(d => d.GetProperty("content").GetString()));
+            Assert.True(content.Length == 0, $"max_tokens {maxTokens} streamed: {content}");
+        }
+    }
 }
