@@ -32,8 +32,24 @@ public static class JsonGrammar
     public static string FromSchema(JsonElement schema)
     {
         var builder = new Builder();
-        return builder.Render(builder.AddSchema(schema, "schema"));
+        return Checked(builder.Render(builder.AddSchema(schema, "schema")));
     }
+
+    /// <summary>
+    /// The most a length or item count may be: llama.cpp unrolls <c>{m,n}</c> into rules and refuses counts from
+    /// <see cref="GbnfValidator.MaxRepetitions"/> on.
+    /// </summary>
+    public const int MaxCount = GbnfValidator.MaxRepetitions - 1;
+
+    /// <summary>
+    /// <paramref name="grammar"/>, built from schemas, once llama.cpp is known to take it. The schema checks refuse
+    /// what would break it; this catches the rest (a grammar too large to unroll) before it reaches admission, where
+    /// the error would name the wrong field.
+    /// </summary>
+    /// <exception cref="ArgumentException">llama.cpp would refuse the grammar.</exception>
+    internal static string Checked(string grammar) => GbnfValidator.TryValidate(grammar, "root", out var error)
+        ? grammar
+        : throw Invalid("The schema makes a grammar too large for llama.cpp (" + error + ").");
 
     /// <summary>Writes <paramref name="text"/> as a GBNF string literal.</summary>
     internal static string Literal(string text)
@@ -117,6 +133,10 @@ public static class JsonGrammar
         private readonly HashSet<string> _names = new(CommonRuleNames, StringComparer.Ordinal);
         private readonly Dictionary<string, string> _refRules = new(StringComparer.Ordinal);
 
+        // References being resolved since the last object or array opened: reaching one again would make a rule
+        // that begins with itself, which never ends (and llama.cpp refuses).
+        private HashSet<string> _unguardedRefs = new(StringComparer.Ordinal);
+
         private JsonElement _root;
 
         /// <summary>Adds the rules for <paramref name="schema"/>, named after <paramref name="hint"/>; returns its expression.</summary>
@@ -126,6 +146,7 @@ public static class JsonGrammar
             // $refs resolve within the schema being added.
             _root = schema;
             _refRules.Clear();
+            _unguardedRefs.Clear();
             return Visit(schema, hint, "#", 0);
         }
 
@@ -269,6 +290,7 @@ public static class JsonGrammar
                 throw Invalid($"'properties' at '{path}' must be an object.");
             }
 
+            var outer = Guard();
             var required = new HashSet<string>(StringComparer.Ordinal);
             if (schema.TryGetProperty("required", out var requiredList))
             {
@@ -295,6 +317,8 @@ public static class JsonGrammar
             {
                 throw Invalid($"'required' at '{path}' names properties that are not declared: {string.Join(", ", required)}.");
             }
+
+            _unguardedRefs = outer;
 
             return AddRule(hint, "\"{\" ws " + MemberSequence(members) + "\"}\"");
         }
@@ -333,7 +357,9 @@ public static class JsonGrammar
 
         private string VisitArray(JsonElement schema, string hint, string path, int depth)
         {
+            var outer = Guard();
             var item = schema.TryGetProperty("items", out var items) ? Visit(items, hint + "-item", path + "/items", depth + 1) : "value";
+            _unguardedRefs = outer;
             var min = ReadCount(schema, "minItems", path) ?? 0;
             var max = ReadCount(schema, "maxItems", path);
             if (max < min)
@@ -439,6 +465,11 @@ public static class JsonGrammar
                 throw Invalid($"'$ref' at '{path}' must be a local reference ('#/...').");
             }
 
+            if (_unguardedRefs.Contains(pointer))
+            {
+                throw Invalid($"The schema at '{path}' refers to '{pointer}', which contains it, without an object or array between: a value of it could never end.");
+            }
+
             if (_refRules.TryGetValue(pointer, out var existing))
             {
                 return existing;
@@ -450,7 +481,9 @@ public static class JsonGrammar
             var target = Resolve(pointer, path);
             var index = _rules.Count;
             _rules.Add(new(name, string.Empty));
+            _unguardedRefs.Add(pointer);
             _rules[index] = new(name, Visit(target, name, pointer, depth + 1));
+            _unguardedRefs.Remove(pointer);
             return name;
         }
 
@@ -475,6 +508,14 @@ public static class JsonGrammar
             }
 
             return current;
+        }
+
+        /// <summary>An object or array opened: what is inside starts after its bracket. Returns the outer set to restore.</summary>
+        private HashSet<string> Guard()
+        {
+            var outer = _unguardedRefs;
+            _unguardedRefs = new(StringComparer.Ordinal);
+            return outer;
         }
 
         private string ReserveName(string hint)
@@ -516,12 +557,14 @@ public static class JsonGrammar
                 return null;
             }
 
-            if (count.ValueKind != JsonValueKind.Number || !count.TryGetInt32(out var value) || value < 0)
+            if (count.ValueKind != JsonValueKind.Number || !count.TryGetDecimal(out var value) || value < 0 || value != decimal.Truncate(value))
             {
                 throw Invalid($"'{keyword}' at '{path}' must be a non-negative integer.");
             }
 
-            return value;
+            return value <= MaxCount
+                ? (int)value
+                : throw Invalid($"'{keyword}' at '{path}' is {value.ToString(CultureInfo.InvariantCulture)}, above the {MaxCount} this server supports.");
         }
 
         /// <summary>

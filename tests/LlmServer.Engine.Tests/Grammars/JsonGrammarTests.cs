@@ -144,6 +144,21 @@ public sealed class JsonGrammarTests
         Assert.Contains("nests deeper than 32 levels", error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Counts_up_to_the_limit_and_recursion_through_containers_make_grammars_llama_cpp_takes()
+    {
+        using var llamaCpp = new LlamaCppGrammar();
+        foreach (var schema in new[]
+        {
+            """{ "type": "string", "minLength": 1999, "maxLength": 1999 }""",
+            """{ "type": "array", "minItems": 1999, "maxItems": 1999 }""",
+            """{ "anyOf": [{ "type": "array", "items": { "$ref": "#" } }, { "type": "object", "properties": { "a": { "$ref": "#" } } }, { "type": "null" }] }""",
+        })
+        {
+            Assert.True(llamaCpp.Accepts(Convert(schema)), schema);
+        }
+    }
+
     [Theory]
     [InlineData("""{ "type": "uuid" }""", "Unknown type 'uuid'")]
     [InlineData("""{ "allOf": [{ "type": "string" }] }""", "allOf")]
@@ -160,6 +175,13 @@ public sealed class JsonGrammarTests
     [InlineData("""{ "type": "string", "nullable": "yes" }""", "'nullable' at '#' must be true or false")]
     [InlineData("""{ "oneOf": [] }""", "'#/oneOf' must be a non-empty array")]
     [InlineData("""{ "anyOf": [{ "type": "tuple" }] }""", "Unknown type 'tuple' at '#/anyOf/0'")]
+    [InlineData("""{ "type": "object", "properties": { "a": { "type": "string", "minLength": 5000 } }, "required": ["a"] }""", "'minLength' at '#/properties/a' is 5000, above the 1999 this server supports")]
+    [InlineData("""{ "type": "string", "maxLength": 2000 }""", "'maxLength' at '#' is 2000, above the 1999")]
+    [InlineData("""{ "type": "array", "maxItems": 100000 }""", "'maxItems' at '#' is 100000, above the 1999")]
+    [InlineData("""{ "type": "string", "minLength": 1.5 }""", "'minLength' at '#' must be a non-negative integer")]
+    [InlineData("""{ "$ref": "#" }""", "refers to '#', which contains it, without an object or array between")]
+    [InlineData("""{ "anyOf": [{ "type": "string" }, { "$ref": "#" }] }""", "at '#/anyOf/1' refers to '#'")]
+    [InlineData("""{ "$defs": { "a": { "$ref": "#/$defs/b" }, "b": { "anyOf": [{ "$ref": "#/$defs/a" }, { "type": "null" }] } }, "$ref": "#/$defs/a" }""", "refers to '#/$defs/a', which contains it")]
     public void Schemas_it_cannot_enforce_are_refused_with_the_reason(string schema, string reason)
     {
         var error = Assert.Throws<ArgumentException>(() => Convert(schema));

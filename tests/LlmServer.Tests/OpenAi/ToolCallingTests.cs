@@ -163,7 +163,9 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
     [InlineData("""[{"type":"function","function":{"name":"f"}}]""", "42", "tool_choice")]
     [InlineData("[]", "\"required\"", "tool_choice")]
     [InlineData("\"f\"", "\"auto\"", "tools")]
-    [InlineData("""[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"not":{}}}}}}]""", "\"required\"", "tools")]
+    [InlineData("""[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"not":{}}}}}}]""", "\"required\"", "tools[0].function.parameters")]
+    [InlineData("""[{"type":"function","function":{"name":"f"}},{"type":"function","function":{"name":"g","parameters":{"type":"object","properties":{"a":{"type":"string","minLength":5000}},"required":["a"]}}}]""", "\"required\"", "tools[1].function.parameters")]
+    [InlineData("""[{"type":"function","function":{"name":"f"}},{"type":"function","function":{"name":"g","parameters":{"$ref":"#"}}}]""", """{"type":"function","function":{"name":"g"}}""", "tools[1].function.parameters")]
     public async Task Bad_tools_are_refused_naming_the_field(string tools, string toolChoice, string param)
     {
         var body = $$"""{"messages":[{"role":"user","content":"Hi"}],"tools":{{tools}},"tool_choice":{{toolChoice}},"max_tokens":4}""";
