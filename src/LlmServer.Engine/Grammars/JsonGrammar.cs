@@ -13,8 +13,9 @@ namespace LlmServer.Engine.Grammars;
 /// <see cref="FromSchema"/> enforces <c>type</c> (one or a list), <c>properties</c> (in declared order, no others),
 /// <c>required</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>, <c>minLength</c>/<c>maxLength</c>, <c>enum</c>,
 /// <c>const</c>, <c>anyOf</c>/<c>oneOf</c>, OpenAPI's <c>nullable</c>, local <c>$ref</c>s (recursion included) and
-/// <c>minimum</c>/<c>maximum</c> (exclusive too): exactly for integer ranges of up to 256 values, by sign and digit
-/// count for wider ones, by sign for numbers. Schemas nest at most 32 levels. Annotations (<c>description</c>,
+/// <c>minimum</c>/<c>maximum</c> (exclusive too): exactly for integers, whatever the range (an open side stops at 16
+/// digits); for numbers only a minimum at or above 0 is enforced, as non-negative (llama.cpp enforces no number bounds).
+/// Lengths and item counts go up to <see cref="MaxCount"/>. Schemas nest at most 32 levels. Annotations (<c>description</c>,
 /// <c>title</c>, ...) and constraints it cannot express (<c>pattern</c>, <c>format</c>, <c>multipleOf</c>, ...) are
 /// not enforced; keywords that would change the shape it accepts (<c>allOf</c>, <c>not</c>, <c>if</c>,
 /// <c>patternProperties</c>, ...) and malformed schemas are refused with <see cref="ArgumentException"/>, whose
@@ -382,7 +383,9 @@ public static class JsonGrammar
         }
 
         /// <summary>
-        /// Small ranges (up to 256 values) are enforced exactly, as alternatives; wider ones by sign and digit count.
+        /// Any range, bounded on one side or both, enforced exactly: a negative part ("-" and a range of magnitudes)
+        /// and a non-negative part, each a range of digit strings (<see cref="DigitRange"/>). An open side stops at
+        /// 16 digits, as <c>integer</c> does.
         /// </summary>
         private string VisitInteger(JsonElement schema, string hint, string path)
         {
@@ -400,21 +403,96 @@ public static class JsonGrammar
                 throw Invalid($"The integer range at '{path}' is empty.");
             }
 
-            if (low is { } from && high is { } to && to - from < 256)
+            var open = Math.Max(OpenIntegerLimit, Math.Max(Math.Abs(low ?? 0), Math.Abs(high ?? 0)));
+            var from = low ?? -open;
+            var to = high ?? open;
+            var parts = new List<string>();
+            if (from < 0)
             {
-                var values = new List<string>();
-                for (var value = from; value <= to; value++)
-                {
-                    values.Add(Literal(value.ToString("0", CultureInfo.InvariantCulture)));
-                }
-
-                return AddRule(hint, string.Join(" | ", values));
+                parts.Add("\"-\" " + DigitRange(Math.Max(1, -to), -from));
             }
 
-            var widest = Math.Max(Math.Abs(low ?? 0), Math.Abs(high ?? 0));
-            var digits = low is null || high is null ? 16 : Math.Min(16, widest.ToString("0", CultureInfo.InvariantCulture).Length);
-            var sign = low is null || low < 0 ? "\"-\"? " : string.Empty;
-            return AddRule(hint, sign + "( \"0\" | [1-9] [0-9]{0," + (digits - 1).ToString(CultureInfo.InvariantCulture) + "} )");
+            if (to >= 0)
+            {
+                parts.Add(DigitRange(Math.Max(0, from), to));
+            }
+
+            return AddRule(hint, string.Join(" | ", parts));
+        }
+
+        /// <summary>The largest magnitude an open side of an integer range allows: 16 digits.</summary>
+        private const decimal OpenIntegerLimit = 9_999_999_999_999_999m;
+
+        /// <summary>
+        /// The decimal numerals (no leading zeros) of <paramref name="from"/> to <paramref name="to"/>, both
+        /// non-negative: per length between theirs, one range of equal-length digit strings.
+        /// </summary>
+        private static string DigitRange(decimal from, decimal to)
+        {
+            var low = from.ToString("0", CultureInfo.InvariantCulture);
+            var high = to.ToString("0", CultureInfo.InvariantCulture);
+            if (low.Length == high.Length)
+            {
+                return "( " + SameLengthRange(low, high) + " )";
+            }
+
+            var alternatives = new List<string> { SameLengthRange(low, new string('9', low.Length)) };
+            if (high.Length - low.Length > 1)
+            {
+                // Every numeral of the lengths strictly between.
+                alternatives.Add("[1-9] [0-9]" + Repetition(low.Length, high.Length - 2));
+            }
+
+            alternatives.Add(SameLengthRange("1" + new string('0', high.Length - 1), high));
+            return "( " + string.Join(" | ", alternatives) + " )";
+        }
+
+        /// <summary>
+        /// The digit strings of one length from <paramref name="low"/> to <paramref name="high"/>: a shared first digit
+        /// then the rest's range; else the low first digit and anything from the rest of low up, the digits between
+        /// and anything, the high first digit and anything up to the rest of high. The alternatives never overlap.
+        /// </summary>
+        private static string SameLengthRange(string low, string high)
+        {
+            if (low.Length == 0)
+            {
+                return string.Empty;
+            }
+
+            if (low == high)
+            {
+                return Literal(low);
+            }
+
+            var rest = low.Length - 1;
+            if (low[0] == high[0])
+            {
+                return Literal(low[..1]) + " ( " + SameLengthRange(low[1..], high[1..]) + " )";
+            }
+
+            // A first digit whose rest is unconstrained joins the digits between.
+            var lowFree = low.AsSpan(1).TrimStart('0').IsEmpty;
+            var highFree = high.AsSpan(1).TrimStart('9').IsEmpty;
+            var firstFree = lowFree ? low[0] : (char)(low[0] + 1);
+            var lastFree = highFree ? high[0] : (char)(high[0] - 1);
+            var alternatives = new List<string>();
+            if (!lowFree)
+            {
+                alternatives.Add(Literal(low[..1]) + " ( " + SameLengthRange(low[1..], new string('9', rest)) + " )");
+            }
+
+            if (firstFree <= lastFree)
+            {
+                var digits = firstFree == lastFree ? Literal(firstFree.ToString()) : "[" + firstFree + "-" + lastFree + "]";
+                alternatives.Add(rest == 0 ? digits : digits + " [0-9]{" + rest.ToString(CultureInfo.InvariantCulture) + "}");
+            }
+
+            if (!highFree)
+            {
+                alternatives.Add(Literal(high[..1]) + " ( " + SameLengthRange(new string('0', rest), high[1..]) + " )");
+            }
+
+            return string.Join(" | ", alternatives);
         }
 
         private string VisitString(JsonElement schema, string hint, string path)

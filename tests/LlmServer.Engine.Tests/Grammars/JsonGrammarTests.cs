@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using LlmServer.Engine.Grammars;
 
@@ -83,12 +84,69 @@ public sealed class JsonGrammarTests
         Assert.Equal("string | null", Rule(Convert("""{ "type": ["string", "null"] }"""), "schema"));
     }
 
-    [Fact]
-    public void Integer_ranges_are_exact_when_small_and_bounded_by_sign_and_digits_when_wide()
+    public static TheoryData<string, long?, long?> IntegerRanges => new()
     {
-        Assert.Equal("\"1\" | \"2\" | \"3\"", Rule(Convert("""{ "type": "integer", "minimum": 0.5, "exclusiveMaximum": 4 }"""), "schema"));
-        Assert.Equal("( \"0\" | [1-9] [0-9]{0,5} )", Rule(Convert("""{ "type": "integer", "minimum": 0, "maximum": 100000 }"""), "schema"));
-        Assert.Equal("\"-\"? ( \"0\" | [1-9] [0-9]{0,15} )", Rule(Convert("""{ "type": "integer", "maximum": 1000 }"""), "schema"));
+        // Schema bounds, then the integer range they mean (null: open).
+        { """ "minimum": -5, "maximum": 1000 """, -5, 1000 },
+        { """ "minimum": 0.5, "exclusiveMaximum": 4 """, 1, 3 },
+        { """ "exclusiveMinimum": -1000, "maximum": -5 """, -999, -5 },
+        { """ "minimum": 0, "maximum": 0 """, 0, 0 },
+        { """ "minimum": -99, "maximum": 99 """, -99, 99 },
+        { """ "minimum": 7, "maximum": 123456 """, 7, 123456 },
+        { """ "minimum": 1999, "maximum": 2001 """, 1999, 2001 },
+        { """ "minimum": 100, "maximum": 999 """, 100, 999 },
+        { """ "minimum": 1000000000000000, "maximum": 1000000000000300 """, 1000000000000000, 1000000000000300 },
+        { """ "minimum": 10 """, 10, null },
+        { """ "exclusiveMaximum": -3 """, null, -4 },
+        { """ "maximum": 1000 """, null, 1000 },
+        { """ "minimum": -250, "maximum": 9.5 """, -250, 9 },
+    };
+
+    [Theory]
+    [MemberData(nameof(IntegerRanges))]
+    public void Integer_ranges_accept_exactly_their_values(string bounds, long? low, long? high)
+    {
+        var grammar = Convert("{ \"type\": \"integer\", " + bounds + " }");
+        var matcher = new GbnfMatcher(grammar);
+
+        // Every value near each bound and across small ranges, then values of every length up to 17 digits.
+        var values = new SortedSet<long>();
+        foreach (var edge in new[] { low, high, 0 })
+        {
+            for (var delta = -300L; delta <= 300 && edge is not null; delta++)
+            {
+                values.Add(edge.Value + delta);
+            }
+        }
+
+        var random = new Random(7);
+        for (var digits = 1; digits <= 17; digits++)
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                var magnitude = (long)(Math.Pow(10, digits - 1) + random.NextDouble() * 9 * Math.Pow(10, digits - 1));
+                values.Add(magnitude);
+                values.Add(-magnitude);
+            }
+        }
+
+        foreach (var value in values)
+        {
+            var inRange = (low is null || value >= low) && (high is null || value <= high) && Math.Abs(value) <= 9_999_999_999_999_999;
+            Assert.True(inRange == matcher.Matches(value.ToString(CultureInfo.InvariantCulture)), $"{value} with {bounds}: expected {(inRange ? "accepted" : "refused")}.");
+        }
+
+        // Only the canonical form: no leading zeros, no plus sign.
+        Assert.False(matcher.Matches("0" + (high ?? 5).ToString(CultureInfo.InvariantCulture)));
+        Assert.False(matcher.Matches("+" + (high ?? 5).ToString(CultureInfo.InvariantCulture)));
+
+        using var llamaCpp = new LlamaCppGrammar();
+        Assert.True(llamaCpp.Accepts(grammar), grammar);
+    }
+
+    [Fact]
+    public void Number_bounds_enforce_the_sign_only()
+    {
         Assert.StartsWith("( \"0\"", Rule(Convert("""{ "type": "number", "exclusiveMinimum": 0 }"""), "schema"), StringComparison.Ordinal);
         Assert.Equal("number", Rule(Convert("""{ "type": "number", "maximum": 1e300 }"""), "root"));
     }
