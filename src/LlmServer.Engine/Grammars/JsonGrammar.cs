@@ -13,8 +13,8 @@ namespace LlmServer.Engine.Grammars;
 /// <see cref="FromSchema"/> enforces <c>type</c> (one or a list), <c>properties</c> (in declared order, no others),
 /// <c>required</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>, <c>minLength</c>/<c>maxLength</c>, <c>enum</c>,
 /// <c>const</c>, <c>anyOf</c>/<c>oneOf</c>, OpenAPI's <c>nullable</c>, local <c>$ref</c>s (recursion included) and
-/// <c>minimum</c>/<c>maximum</c> (exclusive too): exactly for integers, whatever the range (an open side stops at 16
-/// digits); for numbers only a minimum at or above 0 is enforced, as non-negative (llama.cpp enforces no number bounds).
+/// <c>minimum</c>/<c>maximum</c> (exclusive too), exactly for integers and numbers whatever the range (an open side
+/// stops at 16 integer digits; a bounded number is written without an exponent, with at most 16 fraction digits).
 /// Lengths and item counts go up to <see cref="MaxCount"/>. Schemas nest at most 32 levels. Annotations (<c>description</c>,
 /// <c>title</c>, ...) and constraints it cannot express (<c>pattern</c>, <c>format</c>, <c>multipleOf</c>, ...) are
 /// not enforced; keywords that would change the shape it accepts (<c>allOf</c>, <c>not</c>, <c>if</c>,
@@ -86,8 +86,6 @@ public static class JsonGrammar
 
         return builder.Append('"').ToString();
     }
-
-    private const string NonNegativeNumber = "( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?";
 
     // The building blocks every grammar shares; schema rules refer to them by name.
     private const string CommonRules =
@@ -271,7 +269,7 @@ public static class JsonGrammar
             "object" => VisitObject(schema, hint, path, depth),
             "array" => VisitArray(schema, hint, path, depth),
             "string" => VisitString(schema, hint, path),
-            "number" => ReadBound(schema, "minimum", "exclusiveMinimum", path)?.Value >= 0 ? AddRule(hint, NonNegativeNumber) : "number",
+            "number" => VisitNumber(schema, hint, path),
             "integer" => VisitInteger(schema, hint, path),
             "boolean" => "boolean",
             "null" => "null",
@@ -419,6 +417,182 @@ public static class JsonGrammar
 
             return AddRule(hint, string.Join(" | ", parts));
         }
+
+        /// <summary>
+        /// Numbers within their bounds, exactly: without an exponent, an integer part of at most 16 digits (more only
+        /// as a bound needs) and at most 16 fraction digits. A negative part ("-" and magnitudes above 0) and a
+        /// non-negative one, each split by integer part: those strictly between the bounds' take any fraction, the
+        /// bounds' own integer parts take the fractions on the right side of the bounds' fractions.
+        /// </summary>
+        private string VisitNumber(JsonElement schema, string hint, string path)
+        {
+            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path);
+            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path);
+            if (minimum is null && maximum is null)
+            {
+                return "number";
+            }
+
+            if (minimum is { } min && maximum is { } max && (min.Value > max.Value || (min.Value == max.Value && (min.Exclusive || max.Exclusive))))
+            {
+                throw Invalid($"The number range at '{path}' is empty.");
+            }
+
+            var parts = new List<string>();
+            if (minimum is not { Value: >= 0 })
+            {
+                // Magnitudes of negative numbers: above 0 (no "-0") or the maximum's, up to the minimum's.
+                var lower = maximum is { Value: < 0 } below ? (-below.Value, below.Exclusive) : (0m, true);
+                var upper = minimum is { } least ? (-least.Value, least.Exclusive) : ((decimal, bool)?)null;
+                if (Magnitudes(lower, upper) is { } negative)
+                {
+                    parts.Add("\"-\" " + negative);
+                }
+            }
+
+            if (maximum is not { Value: < 0 })
+            {
+                var lower = minimum is { Value: >= 0 } least ? (least.Value, least.Exclusive) : (0m, false);
+                if (Magnitudes(lower, maximum is { } most ? (most.Value, most.Exclusive) : null) is { } positive)
+                {
+                    parts.Add(positive);
+                }
+            }
+
+            return parts.Count > 0 ? AddRule(hint, string.Join(" | ", parts)) : throw Invalid($"The number range at '{path}' is empty.");
+        }
+
+        private const int FractionDigits = 16;
+
+        /// <summary>Non-negative numerals from <paramref name="lower"/> to <paramref name="upper"/> (null: open), or null when none.</summary>
+        private static string? Magnitudes((decimal Value, bool Exclusive) lower, (decimal Value, bool Exclusive)? upper)
+        {
+            var (lowInteger, lowFraction) = Split(lower.Value);
+            var alternatives = new List<string>();
+            if (upper is { } top)
+            {
+                var (highInteger, highFraction) = Split(top.Value);
+                if (lowInteger == highInteger)
+                {
+                    alternatives.Add(WithFraction(Literal(Numeral(lowInteger)), Between(lowFraction, lower.Exclusive, highFraction, top.Exclusive, FractionDigits, mayEnd: true)));
+                }
+                else
+                {
+                    alternatives.Add(WithFraction(Literal(Numeral(lowInteger)), AtLeast(lowFraction, lower.Exclusive, FractionDigits, mayEnd: true)));
+                    if (highInteger - lowInteger >= 2)
+                    {
+                        alternatives.Add(DigitRange(lowInteger + 1, highInteger - 1) + " " + AnyFraction);
+                    }
+
+                    alternatives.Add(WithFraction(Literal(Numeral(highInteger)), AtMost(highFraction, top.Exclusive, FractionDigits, mayEnd: true)));
+                }
+            }
+            else
+            {
+                alternatives.Add(WithFraction(Literal(Numeral(lowInteger)), AtLeast(lowFraction, lower.Exclusive, FractionDigits, mayEnd: true)));
+                var highest = Math.Max(OpenIntegerLimit, lowInteger);
+                if (highest > lowInteger)
+                {
+                    alternatives.Add(DigitRange(lowInteger + 1, highest) + " " + AnyFraction);
+                }
+            }
+
+            alternatives.RemoveAll(a => a.Length == 0);
+            return alternatives.Count > 0 ? "( " + string.Join(" | ", alternatives) + " )" : null;
+        }
+
+        private const string AnyFraction = "( \".\" [0-9]{1,16} )?";
+
+        private static (decimal Integer, string Fraction) Split(decimal value)
+        {
+            var integer = decimal.Floor(value);
+            var text = (value - integer).ToString(CultureInfo.InvariantCulture);
+            return (integer, text.Contains('.', StringComparison.Ordinal) ? text[(text.IndexOf('.', StringComparison.Ordinal) + 1)..].TrimEnd('0') : string.Empty);
+        }
+
+        private static string Numeral(decimal integer) => integer.ToString("0", CultureInfo.InvariantCulture);
+
+        /// <summary>
+        /// An integer part and the fraction digits that may follow it (<see cref="Tail"/>): "" when only the integer
+        /// part itself may stand, null or nothing allowed at all gives "".
+        /// </summary>
+        private static string WithFraction(string integer, Tail? fraction) => fraction switch
+        {
+            null => string.Empty,
+            { Digits: null } => integer,
+            { Digits: { } digits, MayEnd: true } => integer + " ( \".\" " + digits + " )?",
+            { Digits: { } digits } => integer + " \".\" " + digits,
+        };
+
+        /// <summary>Fraction digits (at least one when present): <see cref="Digits"/> null when there are none; <see cref="MayEnd"/>: none at all is allowed too.</summary>
+        private sealed record Tail(string? Digits, bool MayEnd);
+
+        /// <summary>
+        /// Digit strings D of up to <paramref name="room"/> digits with 0.D at least (or above) 0.<paramref name="low"/>:
+        /// as a tail whose empty form is allowed when <paramref name="mayEnd"/> and 0 qualifies.
+        /// </summary>
+        private static Tail? AtLeast(string low, bool exclusive, int room, bool mayEnd) =>
+            Between(low, exclusive, null, false, room, mayEnd);
+
+        private static Tail? AtMost(string high, bool exclusive, int room, bool mayEnd) =>
+            Between(string.Empty, false, high, exclusive, room, mayEnd);
+
+        /// <summary>
+        /// Digit strings D (up to <paramref name="room"/> digits) with 0.<paramref name="low"/> ≤ 0.D ≤ 0.<paramref name="high"/>
+        /// (strict where exclusive; <paramref name="high"/> null: no upper bound), digit by digit: the bounds' first
+        /// digits, and any digit between them followed by anything.
+        /// </summary>
+        private static Tail? Between(string low, bool lowExclusive, string? high, bool highExclusive, int room, bool mayEnd)
+        {
+            // D may end here when its value, 0, is within the bounds.
+            var zeroFits = low.Length == 0 && !lowExclusive && (high is null || high.Length > 0 || !highExclusive);
+            if (room == 0)
+            {
+                return zeroFits && mayEnd ? new Tail(null, true) : null;
+            }
+
+            var lowDigit = low.Length > 0 ? low[0] : '0';
+            var highDigit = high is null ? '9' : high.Length > 0 ? high[0] : '0';
+            var any = room > 1 ? " [0-9]{0," + (room - 1).ToString(CultureInfo.InvariantCulture) + "}" : string.Empty;
+            var alternatives = new List<string>();
+            if (lowDigit == highDigit && high is not null)
+            {
+                Add(lowDigit, Between(Rest(low), lowExclusive, Rest(high), highExclusive, room - 1, mayEnd: true));
+            }
+            else
+            {
+                Add(lowDigit, Between(Rest(low), lowExclusive, null, false, room - 1, mayEnd: true));
+                var first = (char)(lowDigit + 1);
+                var last = high is null ? '9' : (char)(highDigit - 1);
+                if (first <= last)
+                {
+                    alternatives.Add((first == last ? Literal(first.ToString()) : "[" + first + "-" + last + "]") + any);
+                }
+
+                if (high is not null)
+                {
+                    Add(highDigit, Between(string.Empty, false, Rest(high), highExclusive, room - 1, mayEnd: true));
+                }
+            }
+
+            if (alternatives.Count == 0)
+            {
+                return zeroFits && mayEnd ? new Tail(null, true) : null;
+            }
+
+            return new Tail("( " + string.Join(" | ", alternatives) + " )", zeroFits && mayEnd);
+
+            void Add(char digit, Tail? rest)
+            {
+                if (rest is not null)
+                {
+                    alternatives.Add(rest.Digits is null ? Literal(digit.ToString())
+                        : Literal(digit.ToString()) + (rest.MayEnd ? " " + rest.Digits + "?" : " " + rest.Digits));
+                }
+            }
+        }
+
+        private static string Rest(string digits) => digits.Length > 0 ? digits[1..] : string.Empty;
 
         /// <summary>The largest magnitude an open side of an integer range allows: 16 digits.</summary>
         private const decimal OpenIntegerLimit = 9_999_999_999_999_999m;

@@ -144,11 +144,78 @@ public sealed class JsonGrammarTests
         Assert.True(llamaCpp.Accepts(grammar), grammar);
     }
 
-    [Fact]
-    public void Number_bounds_enforce_the_sign_only()
+    public static TheoryData<string, string?, bool, string?, bool> NumberRanges => new()
     {
-        Assert.StartsWith("( \"0\"", Rule(Convert("""{ "type": "number", "exclusiveMinimum": 0 }"""), "schema"), StringComparison.Ordinal);
+        // Schema bounds, then the range they mean: low, exclusive, high, exclusive (null: open).
+        { """ "minimum": 0.5, "maximum": 1.5 """, "0.5", false, "1.5", false },
+        { """ "exclusiveMinimum": 0, "exclusiveMaximum": 1 """, "0", true, "1", true },
+        { """ "minimum": -2.25, "exclusiveMaximum": 3.75 """, "-2.25", false, "3.75", true },
+        { """ "exclusiveMinimum": -1.5, "maximum": -0.25 """, "-1.5", true, "-0.25", false },
+        { """ "minimum": 0.5 """, "0.5", false, null, false },
+        { """ "exclusiveMinimum": 0 """, "0", true, null, false },
+        { """ "maximum": -1.05 """, null, false, "-1.05", false },
+        { """ "exclusiveMaximum": 0 """, null, false, "0", true },
+        { """ "minimum": 1.05, "maximum": 1.05 """, "1.05", false, "1.05", false },
+        { """ "minimum": 2, "exclusiveMaximum": 2.5 """, "2", false, "2.5", true },
+        { """ "minimum": -100, "maximum": 250.125 """, "-100", false, "250.125", false },
+    };
+
+    [Theory]
+    [MemberData(nameof(NumberRanges))]
+    public void Number_ranges_accept_exactly_their_values(string bounds, string? low, bool lowExclusive, string? high, bool highExclusive)
+    {
+        var grammar = Convert("{ \"type\": \"number\", " + bounds + " }");
+        var matcher = new GbnfMatcher(grammar);
+        var lowValue = low is null ? (decimal?)null : decimal.Parse(low, CultureInfo.InvariantCulture);
+        var highValue = high is null ? (decimal?)null : decimal.Parse(high, CultureInfo.InvariantCulture);
+
+        // Integer parts around the bounds and zero, with fractions on both sides of the bounds' own.
+        var integers = new SortedSet<long> { 0, 99999, 1234567890123456 };
+        foreach (var edge in new[] { lowValue, highValue })
+        {
+            for (var delta = -3; delta <= 3 && edge is not null; delta++)
+            {
+                integers.Add((long)decimal.Truncate(edge.Value) + delta);
+            }
+        }
+
+        string[] fractions = ["", "0", "00", "04", "05", "049", "05000001", "1", "124", "125", "1250", "126", "24", "25", "2499999999999999", "250", "251", "4", "49", "5", "50", "5000000000000001", "74", "75", "750", "751", "9", "99", "9999999999999999"];
+        foreach (var integer in integers)
+        {
+            foreach (var sign in new[] { "", "-" })
+            {
+                foreach (var fraction in fractions)
+                {
+                    var text = sign + Math.Abs(integer).ToString(CultureInfo.InvariantCulture) + (fraction.Length > 0 ? "." + fraction : string.Empty);
+                    var value = decimal.Parse(text, CultureInfo.InvariantCulture);
+                    var inRange = (lowValue is null || (lowExclusive ? value > lowValue : value >= lowValue))
+                        && (highValue is null || (highExclusive ? value < highValue : value <= highValue))
+                        && !(sign == "-" && value == 0);
+                    Assert.True(inRange == matcher.Matches(text), $"{text} with {bounds}: expected {(inRange ? "accepted" : "refused")}.");
+                }
+            }
+        }
+
+        // Bounded numbers have no exponent, and at most 16 fraction digits.
+        Assert.False(matcher.Matches((highValue ?? lowValue)!.Value.ToString(CultureInfo.InvariantCulture) + "e0"));
+        Assert.False(matcher.Matches("1." + new string('0', 17)));
+
+        using var llamaCpp = new LlamaCppGrammar();
+        Assert.True(llamaCpp.Accepts(grammar), grammar);
+    }
+
+    [Fact]
+    public void Bounds_beyond_decimal_bound_nothing_a_model_writes()
+    {
         Assert.Equal("number", Rule(Convert("""{ "type": "number", "maximum": 1e300 }"""), "root"));
+        Assert.Equal("integer", Rule(Convert("""{ "type": "integer", "minimum": -1e300 }"""), "root"));
+    }
+
+    [Fact]
+    public void An_empty_number_range_is_refused()
+    {
+        var error = Assert.Throws<ArgumentException>(() => Convert("""{ "type": "number", "exclusiveMinimum": 1.5, "maximum": 1.5 }"""));
+        Assert.Contains("The number range at '#' is empty", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
