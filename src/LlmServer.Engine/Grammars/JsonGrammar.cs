@@ -551,6 +551,12 @@ public static class JsonGrammar
                 return zeroFits && mayEnd ? new Tail(null, true) : null;
             }
 
+            if (low.Length == 0 && !lowExclusive && high is null)
+            {
+                // Unbounded on both sides: any digits.
+                return new Tail("[0-9]{1," + room.ToString(CultureInfo.InvariantCulture) + "}", mayEnd);
+            }
+
             var lowDigit = low.Length > 0 ? low[0] : '0';
             var highDigit = high is null ? '9' : high.Length > 0 ? high[0] : '0';
             var any = room > 1 ? " [0-9]{0," + (room - 1).ToString(CultureInfo.InvariantCulture) + "}" : string.Empty;
