@@ -513,8 +513,8 @@ public static class JsonGrammar
         private static string Numeral(decimal integer) => integer.ToString("0", CultureInfo.InvariantCulture);
 
         /// <summary>
-        /// An integer part and the fraction digits that may follow it (<see cref="Tail"/>): "" when only the integer
-        /// part itself may stand, null or nothing allowed at all gives "".
+        /// An integer part and the fractions that may follow it: the integer part alone when it takes none, "" when
+        /// no value fits (<paramref name="fraction"/> null).
         /// </summary>
         private static string WithFraction(string integer, Tail? fraction) => fraction switch
         {
