@@ -13,8 +13,9 @@ namespace LlmServer.Engine.Grammars;
 /// <see cref="FromSchema"/> enforces <c>type</c> (one or a list), <c>properties</c> (in declared order, no others),
 /// <c>required</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>, <c>minLength</c>/<c>maxLength</c>, <c>enum</c>,
 /// <c>const</c>, <c>anyOf</c>/<c>oneOf</c>, OpenAPI's <c>nullable</c>, local <c>$ref</c>s (recursion included) and
-/// <c>minimum</c>/<c>maximum</c> (exclusive too): exactly for integer ranges of up to 256 values, by sign and digit
-/// count for wider ones, by sign for numbers. Schemas nest at most 32 levels. Annotations (<c>description</c>,
+/// <c>minimum</c>/<c>maximum</c> (exclusive too), exactly for integers and numbers whatever the range (an open side
+/// stops at 16 integer digits; a bounded number is written without an exponent, with at most 16 fraction digits).
+/// Lengths and item counts go up to <see cref="MaxCount"/>. Schemas nest at most 32 levels. Annotations (<c>description</c>,
 /// <c>title</c>, ...) and constraints it cannot express (<c>pattern</c>, <c>format</c>, <c>multipleOf</c>, ...) are
 /// not enforced; keywords that would change the shape it accepts (<c>allOf</c>, <c>not</c>, <c>if</c>,
 /// <c>patternProperties</c>, ...) and malformed schemas are refused with <see cref="ArgumentException"/>, whose
@@ -32,8 +33,24 @@ public static class JsonGrammar
     public static string FromSchema(JsonElement schema)
     {
         var builder = new Builder();
-        return builder.Render(builder.AddSchema(schema, "schema"));
+        return Checked(builder.Render(builder.AddSchema(schema, "schema")));
     }
+
+    /// <summary>
+    /// The most a length or item count may be: llama.cpp unrolls <c>{m,n}</c> into rules and refuses counts from
+    /// <see cref="GbnfValidator.MaxRepetitions"/> on.
+    /// </summary>
+    public const int MaxCount = GbnfValidator.MaxRepetitions - 1;
+
+    /// <summary>
+    /// <paramref name="grammar"/>, built from schemas, once llama.cpp is known to take it. The schema checks refuse
+    /// what would break it; this catches the rest (a grammar too large to unroll) before it reaches admission, where
+    /// the error would name the wrong field.
+    /// </summary>
+    /// <exception cref="ArgumentException">llama.cpp would refuse the grammar.</exception>
+    internal static string Checked(string grammar) => GbnfValidator.TryValidate(grammar, "root", out var error)
+        ? grammar
+        : throw Invalid("The schema makes a grammar too large for llama.cpp (" + error + ").");
 
     /// <summary>Writes <paramref name="text"/> as a GBNF string literal.</summary>
     internal static string Literal(string text)
@@ -69,8 +86,6 @@ public static class JsonGrammar
 
         return builder.Append('"').ToString();
     }
-
-    private const string NonNegativeNumber = "( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?";
 
     // The building blocks every grammar shares; schema rules refer to them by name.
     private const string CommonRules =
@@ -117,6 +132,10 @@ public static class JsonGrammar
         private readonly HashSet<string> _names = new(CommonRuleNames, StringComparer.Ordinal);
         private readonly Dictionary<string, string> _refRules = new(StringComparer.Ordinal);
 
+        // References being resolved since the last object or array opened: reaching one again would make a rule
+        // that begins with itself, which never ends (and llama.cpp refuses).
+        private HashSet<string> _unguardedRefs = new(StringComparer.Ordinal);
+
         private JsonElement _root;
 
         /// <summary>Adds the rules for <paramref name="schema"/>, named after <paramref name="hint"/>; returns its expression.</summary>
@@ -126,6 +145,7 @@ public static class JsonGrammar
             // $refs resolve within the schema being added.
             _root = schema;
             _refRules.Clear();
+            _unguardedRefs.Clear();
             return Visit(schema, hint, "#", 0);
         }
 
@@ -249,7 +269,7 @@ public static class JsonGrammar
             "object" => VisitObject(schema, hint, path, depth),
             "array" => VisitArray(schema, hint, path, depth),
             "string" => VisitString(schema, hint, path),
-            "number" => ReadBound(schema, "minimum", "exclusiveMinimum", path)?.Value >= 0 ? AddRule(hint, NonNegativeNumber) : "number",
+            "number" => VisitNumber(schema, hint, path),
             "integer" => VisitInteger(schema, hint, path),
             "boolean" => "boolean",
             "null" => "null",
@@ -269,6 +289,7 @@ public static class JsonGrammar
                 throw Invalid($"'properties' at '{path}' must be an object.");
             }
 
+            var outer = Guard();
             var required = new HashSet<string>(StringComparer.Ordinal);
             if (schema.TryGetProperty("required", out var requiredList))
             {
@@ -295,6 +316,8 @@ public static class JsonGrammar
             {
                 throw Invalid($"'required' at '{path}' names properties that are not declared: {string.Join(", ", required)}.");
             }
+
+            _unguardedRefs = outer;
 
             return AddRule(hint, "\"{\" ws " + MemberSequence(members) + "\"}\"");
         }
@@ -333,7 +356,9 @@ public static class JsonGrammar
 
         private string VisitArray(JsonElement schema, string hint, string path, int depth)
         {
+            var outer = Guard();
             var item = schema.TryGetProperty("items", out var items) ? Visit(items, hint + "-item", path + "/items", depth + 1) : "value";
+            _unguardedRefs = outer;
             var min = ReadCount(schema, "minItems", path) ?? 0;
             var max = ReadCount(schema, "maxItems", path);
             if (max < min)
@@ -356,7 +381,9 @@ public static class JsonGrammar
         }
 
         /// <summary>
-        /// Small ranges (up to 256 values) are enforced exactly, as alternatives; wider ones by sign and digit count.
+        /// Any range, bounded on one side or both, enforced exactly: a negative part ("-" and a range of magnitudes)
+        /// and a non-negative part, each a range of digit strings (<see cref="DigitRange"/>). An open side stops at
+        /// 16 digits, as <c>integer</c> does.
         /// </summary>
         private string VisitInteger(JsonElement schema, string hint, string path)
         {
@@ -374,21 +401,278 @@ public static class JsonGrammar
                 throw Invalid($"The integer range at '{path}' is empty.");
             }
 
-            if (low is { } from && high is { } to && to - from < 256)
+            var open = Math.Max(OpenIntegerLimit, Math.Max(Math.Abs(low ?? 0), Math.Abs(high ?? 0)));
+            var from = low ?? -open;
+            var to = high ?? open;
+            var parts = new List<string>();
+            if (from < 0)
             {
-                var values = new List<string>();
-                for (var value = from; value <= to; value++)
-                {
-                    values.Add(Literal(value.ToString("0", CultureInfo.InvariantCulture)));
-                }
-
-                return AddRule(hint, string.Join(" | ", values));
+                parts.Add("\"-\" " + DigitRange(Math.Max(1, -to), -from));
             }
 
-            var widest = Math.Max(Math.Abs(low ?? 0), Math.Abs(high ?? 0));
-            var digits = low is null || high is null ? 16 : Math.Min(16, widest.ToString("0", CultureInfo.InvariantCulture).Length);
-            var sign = low is null || low < 0 ? "\"-\"? " : string.Empty;
-            return AddRule(hint, sign + "( \"0\" | [1-9] [0-9]{0," + (digits - 1).ToString(CultureInfo.InvariantCulture) + "} )");
+            if (to >= 0)
+            {
+                parts.Add(DigitRange(Math.Max(0, from), to));
+            }
+
+            return AddRule(hint, string.Join(" | ", parts));
+        }
+
+        /// <summary>
+        /// Numbers within their bounds, exactly: without an exponent, an integer part of at most 16 digits (more only
+        /// as a bound needs) and at most 16 fraction digits. A negative part ("-" and magnitudes above 0) and a
+        /// non-negative one, each split by integer part: those strictly between the bounds' take any fraction, the
+        /// bounds' own integer parts take the fractions on the right side of the bounds' fractions.
+        /// </summary>
+        private string VisitNumber(JsonElement schema, string hint, string path)
+        {
+            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path);
+            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path);
+            if (minimum is null && maximum is null)
+            {
+                return "number";
+            }
+
+            if (minimum is { } min && maximum is { } max && (min.Value > max.Value || (min.Value == max.Value && (min.Exclusive || max.Exclusive))))
+            {
+                throw Invalid($"The number range at '{path}' is empty.");
+            }
+
+            var parts = new List<string>();
+            if (minimum is not { Value: >= 0 })
+            {
+                // Magnitudes of negative numbers: above 0 (no "-0") or the maximum's, up to the minimum's.
+                var lower = maximum is { Value: < 0 } below ? (-below.Value, below.Exclusive) : (0m, true);
+                var upper = minimum is { } least ? (-least.Value, least.Exclusive) : ((decimal, bool)?)null;
+                if (Magnitudes(lower, upper) is { } negative)
+                {
+                    parts.Add("\"-\" " + negative);
+                }
+            }
+
+            if (maximum is not { Value: < 0 })
+            {
+                var lower = minimum is { Value: >= 0 } least ? (least.Value, least.Exclusive) : (0m, false);
+                if (Magnitudes(lower, maximum is { } most ? (most.Value, most.Exclusive) : null) is { } positive)
+                {
+                    parts.Add(positive);
+                }
+            }
+
+            return parts.Count > 0 ? AddRule(hint, string.Join(" | ", parts)) : throw Invalid($"The number range at '{path}' is empty.");
+        }
+
+        private const int FractionDigits = 16;
+
+        /// <summary>Non-negative numerals from <paramref name="lower"/> to <paramref name="upper"/> (null: open), or null when none.</summary>
+        private static string? Magnitudes((decimal Value, bool Exclusive) lower, (decimal Value, bool Exclusive)? upper)
+        {
+            var (lowInteger, lowFraction) = Split(lower.Value);
+            var alternatives = new List<string>();
+            if (upper is { } top)
+            {
+                var (highInteger, highFraction) = Split(top.Value);
+                if (lowInteger == highInteger)
+                {
+                    alternatives.Add(WithFraction(Literal(Numeral(lowInteger)), Between(lowFraction, lower.Exclusive, highFraction, top.Exclusive, FractionDigits, mayEnd: true)));
+                }
+                else
+                {
+                    alternatives.Add(WithFraction(Literal(Numeral(lowInteger)), AtLeast(lowFraction, lower.Exclusive, FractionDigits, mayEnd: true)));
+                    if (highInteger - lowInteger >= 2)
+                    {
+                        alternatives.Add(DigitRange(lowInteger + 1, highInteger - 1) + " " + AnyFraction);
+                    }
+
+                    alternatives.Add(WithFraction(Literal(Numeral(highInteger)), AtMost(highFraction, top.Exclusive, FractionDigits, mayEnd: true)));
+                }
+            }
+            else
+            {
+                alternatives.Add(WithFraction(Literal(Numeral(lowInteger)), AtLeast(lowFraction, lower.Exclusive, FractionDigits, mayEnd: true)));
+                var highest = Math.Max(OpenIntegerLimit, lowInteger);
+                if (highest > lowInteger)
+                {
+                    alternatives.Add(DigitRange(lowInteger + 1, highest) + " " + AnyFraction);
+                }
+            }
+
+            alternatives.RemoveAll(a => a.Length == 0);
+            return alternatives.Count > 0 ? "( " + string.Join(" | ", alternatives) + " )" : null;
+        }
+
+        private const string AnyFraction = "( \".\" [0-9]{1,16} )?";
+
+        private static (decimal Integer, string Fraction) Split(decimal value)
+        {
+            var integer = decimal.Floor(value);
+            var text = (value - integer).ToString(CultureInfo.InvariantCulture);
+            return (integer, text.Contains('.', StringComparison.Ordinal) ? text[(text.IndexOf('.', StringComparison.Ordinal) + 1)..].TrimEnd('0') : string.Empty);
+        }
+
+        private static string Numeral(decimal integer) => integer.ToString("0", CultureInfo.InvariantCulture);
+
+        /// <summary>
+        /// An integer part and the fractions that may follow it: the integer part alone when it takes none, "" when
+        /// no value fits (<paramref name="fraction"/> null).
+        /// </summary>
+        private static string WithFraction(string integer, Tail? fraction) => fraction switch
+        {
+            null => string.Empty,
+            { Digits: null } => integer,
+            { Digits: { } digits, MayEnd: true } => integer + " ( \".\" " + digits + " )?",
+            { Digits: { } digits } => integer + " \".\" " + digits,
+        };
+
+        /// <summary>Fraction digits (at least one when present): <see cref="Digits"/> null when there are none; <see cref="MayEnd"/>: none at all is allowed too.</summary>
+        private sealed record Tail(string? Digits, bool MayEnd);
+
+        /// <summary>
+        /// Digit strings D of up to <paramref name="room"/> digits with 0.D at least (or above) 0.<paramref name="low"/>:
+        /// as a tail whose empty form is allowed when <paramref name="mayEnd"/> and 0 qualifies.
+        /// </summary>
+        private static Tail? AtLeast(string low, bool exclusive, int room, bool mayEnd) =>
+            Between(low, exclusive, null, false, room, mayEnd);
+
+        private static Tail? AtMost(string high, bool exclusive, int room, bool mayEnd) =>
+            Between(string.Empty, false, high, exclusive, room, mayEnd);
+
+        /// <summary>
+        /// Digit strings D (up to <paramref name="room"/> digits) with 0.<paramref name="low"/> ≤ 0.D ≤ 0.<paramref name="high"/>
+        /// (strict where exclusive; <paramref name="high"/> null: no upper bound), digit by digit: the bounds' first
+        /// digits, and any digit between them followed by anything.
+        /// </summary>
+        private static Tail? Between(string low, bool lowExclusive, string? high, bool highExclusive, int room, bool mayEnd)
+        {
+            // D may end here when its value, 0, is within the bounds.
+            var zeroFits = low.Length == 0 && !lowExclusive && (high is null || high.Length > 0 || !highExclusive);
+            if (room == 0)
+            {
+                return zeroFits && mayEnd ? new Tail(null, true) : null;
+            }
+
+            if (low.Length == 0 && !lowExclusive && high is null)
+            {
+                // Unbounded on both sides: any digits.
+                return new Tail("[0-9]{1," + room.ToString(CultureInfo.InvariantCulture) + "}", mayEnd);
+            }
+
+            var lowDigit = low.Length > 0 ? low[0] : '0';
+            var highDigit = high is null ? '9' : high.Length > 0 ? high[0] : '0';
+            var any = room > 1 ? " [0-9]{0," + (room - 1).ToString(CultureInfo.InvariantCulture) + "}" : string.Empty;
+            var alternatives = new List<string>();
+            if (lowDigit == highDigit && high is not null)
+            {
+                Add(lowDigit, Between(Rest(low), lowExclusive, Rest(high), highExclusive, room - 1, mayEnd: true));
+            }
+            else
+            {
+                Add(lowDigit, Between(Rest(low), lowExclusive, null, false, room - 1, mayEnd: true));
+                var first = (char)(lowDigit + 1);
+                var last = high is null ? '9' : (char)(highDigit - 1);
+                if (first <= last)
+                {
+                    alternatives.Add((first == last ? Literal(first.ToString()) : "[" + first + "-" + last + "]") + any);
+                }
+
+                if (high is not null)
+                {
+                    Add(highDigit, Between(string.Empty, false, Rest(high), highExclusive, room - 1, mayEnd: true));
+                }
+            }
+
+            if (alternatives.Count == 0)
+            {
+                return zeroFits && mayEnd ? new Tail(null, true) : null;
+            }
+
+            return new Tail("( " + string.Join(" | ", alternatives) + " )", zeroFits && mayEnd);
+
+            void Add(char digit, Tail? rest)
+            {
+                if (rest is not null)
+                {
+                    alternatives.Add(rest.Digits is null ? Literal(digit.ToString())
+                        : Literal(digit.ToString()) + (rest.MayEnd ? " " + rest.Digits + "?" : " " + rest.Digits));
+                }
+            }
+        }
+
+        private static string Rest(string digits) => digits.Length > 0 ? digits[1..] : string.Empty;
+
+        /// <summary>The largest magnitude an open side of an integer range allows: 16 digits.</summary>
+        private const decimal OpenIntegerLimit = 9_999_999_999_999_999m;
+
+        /// <summary>
+        /// The decimal numerals (no leading zeros) of <paramref name="from"/> to <paramref name="to"/>, both
+        /// non-negative: per length between theirs, one range of equal-length digit strings.
+        /// </summary>
+        private static string DigitRange(decimal from, decimal to)
+        {
+            var low = from.ToString("0", CultureInfo.InvariantCulture);
+            var high = to.ToString("0", CultureInfo.InvariantCulture);
+            if (low.Length == high.Length)
+            {
+                return "( " + SameLengthRange(low, high) + " )";
+            }
+
+            var alternatives = new List<string> { SameLengthRange(low, new string('9', low.Length)) };
+            if (high.Length - low.Length > 1)
+            {
+                // Every numeral of the lengths strictly between.
+                alternatives.Add("[1-9] [0-9]" + Repetition(low.Length, high.Length - 2));
+            }
+
+            alternatives.Add(SameLengthRange("1" + new string('0', high.Length - 1), high));
+            return "( " + string.Join(" | ", alternatives) + " )";
+        }
+
+        /// <summary>
+        /// The digit strings of one length from <paramref name="low"/> to <paramref name="high"/>: a shared first digit
+        /// then the rest's range; else the low first digit and anything from the rest of low up, the digits between
+        /// and anything, the high first digit and anything up to the rest of high. The alternatives never overlap.
+        /// </summary>
+        private static string SameLengthRange(string low, string high)
+        {
+            if (low.Length == 0)
+            {
+                return string.Empty;
+            }
+
+            if (low == high)
+            {
+                return Literal(low);
+            }
+
+            var rest = low.Length - 1;
+            if (low[0] == high[0])
+            {
+                return Literal(low[..1]) + " ( " + SameLengthRange(low[1..], high[1..]) + " )";
+            }
+
+            // A first digit whose rest is unconstrained joins the digits between.
+            var lowFree = low.AsSpan(1).TrimStart('0').IsEmpty;
+            var highFree = high.AsSpan(1).TrimStart('9').IsEmpty;
+            var firstFree = lowFree ? low[0] : (char)(low[0] + 1);
+            var lastFree = highFree ? high[0] : (char)(high[0] - 1);
+            var alternatives = new List<string>();
+            if (!lowFree)
+            {
+                alternatives.Add(Literal(low[..1]) + " ( " + SameLengthRange(low[1..], new string('9', rest)) + " )");
+            }
+
+            if (firstFree <= lastFree)
+            {
+                var digits = firstFree == lastFree ? Literal(firstFree.ToString()) : "[" + firstFree + "-" + lastFree + "]";
+                alternatives.Add(rest == 0 ? digits : digits + " [0-9]{" + rest.ToString(CultureInfo.InvariantCulture) + "}");
+            }
+
+            if (!highFree)
+            {
+                alternatives.Add(Literal(high[..1]) + " ( " + SameLengthRange(new string('0', rest), high[1..]) + " )");
+            }
+
+            return string.Join(" | ", alternatives);
         }
 
         private string VisitString(JsonElement schema, string hint, string path)
@@ -439,6 +723,11 @@ public static class JsonGrammar
                 throw Invalid($"'$ref' at '{path}' must be a local reference ('#/...').");
             }
 
+            if (_unguardedRefs.Contains(pointer))
+            {
+                throw Invalid($"The schema at '{path}' refers to '{pointer}', which contains it, without an object or array between: a value of it could never end.");
+            }
+
             if (_refRules.TryGetValue(pointer, out var existing))
             {
                 return existing;
@@ -450,7 +739,9 @@ public static class JsonGrammar
             var target = Resolve(pointer, path);
             var index = _rules.Count;
             _rules.Add(new(name, string.Empty));
+            _unguardedRefs.Add(pointer);
             _rules[index] = new(name, Visit(target, name, pointer, depth + 1));
+            _unguardedRefs.Remove(pointer);
             return name;
         }
 
@@ -475,6 +766,14 @@ public static class JsonGrammar
             }
 
             return current;
+        }
+
+        /// <summary>An object or array opened: what is inside starts after its bracket. Returns the outer set to restore.</summary>
+        private HashSet<string> Guard()
+        {
+            var outer = _unguardedRefs;
+            _unguardedRefs = new(StringComparer.Ordinal);
+            return outer;
         }
 
         private string ReserveName(string hint)
@@ -516,12 +815,14 @@ public static class JsonGrammar
                 return null;
             }
 
-            if (count.ValueKind != JsonValueKind.Number || !count.TryGetInt32(out var value) || value < 0)
+            if (count.ValueKind != JsonValueKind.Number || !count.TryGetDecimal(out var value) || value < 0 || value != decimal.Truncate(value))
             {
                 throw Invalid($"'{keyword}' at '{path}' must be a non-negative integer.");
             }
 
-            return value;
+            return value <= MaxCount
+                ? (int)value
+                : throw Invalid($"'{keyword}' at '{path}' is {value.ToString(CultureInfo.InvariantCulture)}, above the {MaxCount} this server supports.");
         }
 
         /// <summary>

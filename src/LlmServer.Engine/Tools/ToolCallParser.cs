@@ -59,13 +59,18 @@ internal sealed class ToolCallParser
         }
     }
 
-    /// <summary>The generation ended: held text is content after all.</summary>
-    public void Complete()
+    /// <summary>
+    /// The generation ended. When the model ended it, held text is content after all (a broken call, an answer
+    /// ending in "&lt;"). When it was cut off (max tokens, a full context, cancellation), held text is markup the model
+    /// had not finished: a partial marker, a call not yet known to be one, a partial closing marker. That is dropped,
+    /// as llama.cpp's chat parser does with output it parses as partial (anything not ended by end of generation).
+    /// </summary>
+    public void Complete(bool cutOff)
     {
         if (_body is not null)
         {
             _body.Finish();
-            if (!_body.Emitted && _raw.Length > 0)
+            if (!_body.Emitted && _raw.Length > 0 && !cutOff)
             {
                 _sink.OnText(_raw.ToString());
             }
@@ -74,11 +79,22 @@ internal sealed class ToolCallParser
         }
         else if (_closeMatched > 0)
         {
-            _sink.OnText(_closeMarker![.._closeMatched]);
+            if (!cutOff)
+            {
+                _sink.OnText(_closeMarker![.._closeMatched]);
+            }
         }
-        else if (!(_afterCall && IsWhiteSpace(_held)))
+        else
         {
-            FlushAll();
+            if (cutOff)
+            {
+                _held.Length -= LongestTriggerPrefix();
+            }
+
+            if (!(_afterCall && IsWhiteSpace(_held)))
+            {
+                FlushAll();
+            }
         }
 
         _raw.Clear();

@@ -100,7 +100,7 @@ internal sealed class ToolCallStage
         public void Complete(GenerationCompleted done, List<GenerationEvent> output)
         {
             _output = output;
-            _parser.Complete();
+            _parser.Complete(cutOff: done.FinishReason != FinishReason.Stop);
             Flush();
             _output = null;
             output.Add(_calls > 0 && done.FinishReason == FinishReason.Stop ? done with { FinishReason = FinishReason.ToolCalls } : done);

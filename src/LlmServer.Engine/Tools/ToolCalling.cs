@@ -94,7 +94,9 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
                 // Under auto the calls stay possible, unconstrained; only a required call must be enforced.
                 if (request.ToolChoice.Mode != ToolChoiceMode.Auto)
                 {
-                    throw Invalid(e.Message, GenerationField.Tools);
+                    throw e is ToolSchemaException schema
+                        ? Invalid(e.Message, GenerationField.ToolParameters, schema.ToolIndex)
+                        : Invalid(e.Message, GenerationField.Tools);
                 }
             }
         }

@@ -17,7 +17,8 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
     /// The grammar for <paramref name="choice"/>: none for <c>none</c>; for <c>auto</c> a lazy one (a call once
     /// the model starts one); for <c>required</c> or a named function, calls from the first token.
     /// </summary>
-    /// <exception cref="ArgumentException">A tool's schema cannot be enforced; the message names the tool.</exception>
+    /// <exception cref="ToolSchemaException">A tool's schema cannot be enforced; the message names the tool.</exception>
+    /// <exception cref="ArgumentException">The tools together make a grammar llama.cpp cannot take.</exception>
     public static ToolGrammar? Build(ToolCallFormat format, IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallelCalls)
     {
         if (choice.Mode == ToolChoiceMode.None || tools.Count == 0)
@@ -41,7 +42,7 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
             }
             catch (ArgumentException e)
             {
-                throw new ArgumentException($"The parameters of tool '{tool.Name}' cannot be enforced: {e.Message}", e);
+                throw new ToolSchemaException(IndexOf(tools, tool), $"The parameters of tool '{tool.Name}' cannot be enforced: {e.Message}", e);
             }
         }
 
@@ -72,7 +73,7 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
             calls = "( " + calls + " ) | \"{\" ws " + Str("\"response\"") + " ws \":\" ws string ws \"}\"";
         }
 
-        var grammar = builder.Render(calls);
+        var grammar = JsonGrammar.Checked(builder.Render(calls));
         return new ToolGrammar(grammar, lazy ? Triggers(format, offered) : []);
     }
 
@@ -115,4 +116,23 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
         parallel ? item + " ( " + (separator is null ? string.Empty : separator + " ") + item + " )*" : item;
 
     private static string Str(string text) => JsonGrammar.Literal(text);
+
+    private static int IndexOf(IReadOnlyList<ToolDefinition> tools, ToolDefinition tool)
+    {
+        for (var i = 0; i < tools.Count; i++)
+        {
+            if (ReferenceEquals(tools[i], tool))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+}
+
+/// <summary>The schema of the tool at <see cref="ToolIndex"/> (in the request's list) cannot be enforced.</summary>
+internal sealed class ToolSchemaException(int toolIndex, string message, Exception innerException) : ArgumentException(message, innerException)
+{
+    public int ToolIndex { get; } = toolIndex;
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using LlmServer.Engine.Grammars;
 
@@ -83,14 +84,138 @@ public sealed class JsonGrammarTests
         Assert.Equal("string | null", Rule(Convert("""{ "type": ["string", "null"] }"""), "schema"));
     }
 
-    [Fact]
-    public void Integer_ranges_are_exact_when_small_and_bounded_by_sign_and_digits_when_wide()
+    public static TheoryData<string, long?, long?> IntegerRanges => new()
     {
-        Assert.Equal("\"1\" | \"2\" | \"3\"", Rule(Convert("""{ "type": "integer", "minimum": 0.5, "exclusiveMaximum": 4 }"""), "schema"));
-        Assert.Equal("( \"0\" | [1-9] [0-9]{0,5} )", Rule(Convert("""{ "type": "integer", "minimum": 0, "maximum": 100000 }"""), "schema"));
-        Assert.Equal("\"-\"? ( \"0\" | [1-9] [0-9]{0,15} )", Rule(Convert("""{ "type": "integer", "maximum": 1000 }"""), "schema"));
-        Assert.StartsWith("( \"0\"", Rule(Convert("""{ "type": "number", "exclusiveMinimum": 0 }"""), "schema"), StringComparison.Ordinal);
+        // Schema bounds, then the integer range they mean (null: open).
+        { """ "minimum": -5, "maximum": 1000 """, -5, 1000 },
+        { """ "minimum": 0.5, "exclusiveMaximum": 4 """, 1, 3 },
+        { """ "exclusiveMinimum": -1000, "maximum": -5 """, -999, -5 },
+        { """ "minimum": 0, "maximum": 0 """, 0, 0 },
+        { """ "minimum": -99, "maximum": 99 """, -99, 99 },
+        { """ "minimum": 7, "maximum": 123456 """, 7, 123456 },
+        { """ "minimum": 1999, "maximum": 2001 """, 1999, 2001 },
+        { """ "minimum": 100, "maximum": 999 """, 100, 999 },
+        { """ "minimum": 1000000000000000, "maximum": 1000000000000300 """, 1000000000000000, 1000000000000300 },
+        { """ "minimum": 10 """, 10, null },
+        { """ "exclusiveMaximum": -3 """, null, -4 },
+        { """ "maximum": 1000 """, null, 1000 },
+        { """ "minimum": -250, "maximum": 9.5 """, -250, 9 },
+    };
+
+    [Theory]
+    [MemberData(nameof(IntegerRanges))]
+    public void Integer_ranges_accept_exactly_their_values(string bounds, long? low, long? high)
+    {
+        var grammar = Convert("{ \"type\": \"integer\", " + bounds + " }");
+        var matcher = new GbnfMatcher(grammar);
+
+        // Every value near each bound and across small ranges, then values of every length up to 17 digits.
+        var values = new SortedSet<long>();
+        foreach (var edge in new[] { low, high, 0 })
+        {
+            for (var delta = -300L; delta <= 300 && edge is not null; delta++)
+            {
+                values.Add(edge.Value + delta);
+            }
+        }
+
+        var random = new Random(7);
+        for (var digits = 1; digits <= 17; digits++)
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                var magnitude = (long)(Math.Pow(10, digits - 1) + random.NextDouble() * 9 * Math.Pow(10, digits - 1));
+                values.Add(magnitude);
+                values.Add(-magnitude);
+            }
+        }
+
+        foreach (var value in values)
+        {
+            var inRange = (low is null || value >= low) && (high is null || value <= high) && Math.Abs(value) <= 9_999_999_999_999_999;
+            Assert.True(inRange == matcher.Matches(value.ToString(CultureInfo.InvariantCulture)), $"{value} with {bounds}: expected {(inRange ? "accepted" : "refused")}.");
+        }
+
+        // Only the canonical form: no leading zeros, no plus sign.
+        Assert.False(matcher.Matches("0" + (high ?? 5).ToString(CultureInfo.InvariantCulture)));
+        Assert.False(matcher.Matches("+" + (high ?? 5).ToString(CultureInfo.InvariantCulture)));
+
+        using var llamaCpp = new LlamaCppGrammar();
+        Assert.True(llamaCpp.Accepts(grammar), grammar);
+    }
+
+    public static TheoryData<string, string?, bool, string?, bool> NumberRanges => new()
+    {
+        // Schema bounds, then the range they mean: low, exclusive, high, exclusive (null: open).
+        { """ "minimum": 0.5, "maximum": 1.5 """, "0.5", false, "1.5", false },
+        { """ "exclusiveMinimum": 0, "exclusiveMaximum": 1 """, "0", true, "1", true },
+        { """ "minimum": -2.25, "exclusiveMaximum": 3.75 """, "-2.25", false, "3.75", true },
+        { """ "exclusiveMinimum": -1.5, "maximum": -0.25 """, "-1.5", true, "-0.25", false },
+        { """ "minimum": 0.5 """, "0.5", false, null, false },
+        { """ "exclusiveMinimum": 0 """, "0", true, null, false },
+        { """ "maximum": -1.05 """, null, false, "-1.05", false },
+        { """ "exclusiveMaximum": 0 """, null, false, "0", true },
+        { """ "minimum": 1.05, "maximum": 1.05 """, "1.05", false, "1.05", false },
+        { """ "minimum": 2, "exclusiveMaximum": 2.5 """, "2", false, "2.5", true },
+        { """ "minimum": -100, "maximum": 250.125 """, "-100", false, "250.125", false },
+    };
+
+    [Theory]
+    [MemberData(nameof(NumberRanges))]
+    public void Number_ranges_accept_exactly_their_values(string bounds, string? low, bool lowExclusive, string? high, bool highExclusive)
+    {
+        var grammar = Convert("{ \"type\": \"number\", " + bounds + " }");
+        var matcher = new GbnfMatcher(grammar);
+        var lowValue = low is null ? (decimal?)null : decimal.Parse(low, CultureInfo.InvariantCulture);
+        var highValue = high is null ? (decimal?)null : decimal.Parse(high, CultureInfo.InvariantCulture);
+
+        // Integer parts around the bounds and zero, with fractions on both sides of the bounds' own.
+        var integers = new SortedSet<long> { 0, 99999, 1234567890123456 };
+        foreach (var edge in new[] { lowValue, highValue })
+        {
+            for (var delta = -3; delta <= 3 && edge is not null; delta++)
+            {
+                integers.Add((long)decimal.Truncate(edge.Value) + delta);
+            }
+        }
+
+        string[] fractions = ["", "0", "00", "04", "05", "049", "05000001", "1", "124", "125", "1250", "126", "24", "25", "2499999999999999", "250", "251", "4", "49", "5", "50", "5000000000000001", "74", "75", "750", "751", "9", "99", "9999999999999999"];
+        foreach (var integer in integers)
+        {
+            foreach (var sign in new[] { "", "-" })
+            {
+                foreach (var fraction in fractions)
+                {
+                    var text = sign + Math.Abs(integer).ToString(CultureInfo.InvariantCulture) + (fraction.Length > 0 ? "." + fraction : string.Empty);
+                    var value = decimal.Parse(text, CultureInfo.InvariantCulture);
+                    var inRange = (lowValue is null || (lowExclusive ? value > lowValue : value >= lowValue))
+                        && (highValue is null || (highExclusive ? value < highValue : value <= highValue))
+                        && !(sign == "-" && value == 0);
+                    Assert.True(inRange == matcher.Matches(text), $"{text} with {bounds}: expected {(inRange ? "accepted" : "refused")}.");
+                }
+            }
+        }
+
+        // Bounded numbers have no exponent, and at most 16 fraction digits.
+        Assert.False(matcher.Matches((highValue ?? lowValue)!.Value.ToString(CultureInfo.InvariantCulture) + "e0"));
+        Assert.False(matcher.Matches("1." + new string('0', 17)));
+
+        using var llamaCpp = new LlamaCppGrammar();
+        Assert.True(llamaCpp.Accepts(grammar), grammar);
+    }
+
+    [Fact]
+    public void Bounds_beyond_decimal_bound_nothing_a_model_writes()
+    {
         Assert.Equal("number", Rule(Convert("""{ "type": "number", "maximum": 1e300 }"""), "root"));
+        Assert.Equal("integer", Rule(Convert("""{ "type": "integer", "minimum": -1e300 }"""), "root"));
+    }
+
+    [Fact]
+    public void An_empty_number_range_is_refused()
+    {
+        var error = Assert.Throws<ArgumentException>(() => Convert("""{ "type": "number", "exclusiveMinimum": 1.5, "maximum": 1.5 }"""));
+        Assert.Contains("The number range at '#' is empty", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -144,6 +269,21 @@ public sealed class JsonGrammarTests
         Assert.Contains("nests deeper than 32 levels", error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Counts_up_to_the_limit_and_recursion_through_containers_make_grammars_llama_cpp_takes()
+    {
+        using var llamaCpp = new LlamaCppGrammar();
+        foreach (var schema in new[]
+        {
+            """{ "type": "string", "minLength": 1999, "maxLength": 1999 }""",
+            """{ "type": "array", "minItems": 1999, "maxItems": 1999 }""",
+            """{ "anyOf": [{ "type": "array", "items": { "$ref": "#" } }, { "type": "object", "properties": { "a": { "$ref": "#" } } }, { "type": "null" }] }""",
+        })
+        {
+            Assert.True(llamaCpp.Accepts(Convert(schema)), schema);
+        }
+    }
+
     [Theory]
     [InlineData("""{ "type": "uuid" }""", "Unknown type 'uuid'")]
     [InlineData("""{ "allOf": [{ "type": "string" }] }""", "allOf")]
@@ -160,6 +300,13 @@ public sealed class JsonGrammarTests
     [InlineData("""{ "type": "string", "nullable": "yes" }""", "'nullable' at '#' must be true or false")]
     [InlineData("""{ "oneOf": [] }""", "'#/oneOf' must be a non-empty array")]
     [InlineData("""{ "anyOf": [{ "type": "tuple" }] }""", "Unknown type 'tuple' at '#/anyOf/0'")]
+    [InlineData("""{ "type": "object", "properties": { "a": { "type": "string", "minLength": 5000 } }, "required": ["a"] }""", "'minLength' at '#/properties/a' is 5000, above the 1999 this server supports")]
+    [InlineData("""{ "type": "string", "maxLength": 2000 }""", "'maxLength' at '#' is 2000, above the 1999")]
+    [InlineData("""{ "type": "array", "maxItems": 100000 }""", "'maxItems' at '#' is 100000, above the 1999")]
+    [InlineData("""{ "type": "string", "minLength": 1.5 }""", "'minLength' at '#' must be a non-negative integer")]
+    [InlineData("""{ "$ref": "#" }""", "refers to '#', which contains it, without an object or array between")]
+    [InlineData("""{ "anyOf": [{ "type": "string" }, { "$ref": "#" }] }""", "at '#/anyOf/1' refers to '#'")]
+    [InlineData("""{ "$defs": { "a": { "$ref": "#/$defs/b" }, "b": { "anyOf": [{ "$ref": "#/$defs/a" }, { "type": "null" }] } }, "$ref": "#/$defs/a" }""", "refers to '#/$defs/a', which contains it")]
     public void Schemas_it_cannot_enforce_are_refused_with_the_reason(string schema, string reason)
     {
         var error = Assert.Throws<ArgumentException>(() => Convert(schema));

@@ -76,9 +76,11 @@ public sealed class ToolCallFormatTests
     [Fact]
     public void A_schema_the_grammar_cannot_enforce_names_the_tool()
     {
+        var good = new ToolDefinition("good", null, JsonDocument.Parse("""{"type":"object"}""").RootElement);
         var bad = new ToolDefinition("bad", null, JsonDocument.Parse("""{"type":"object","properties":{"x":{"not":{}}}}""").RootElement);
-        var error = Assert.Throws<ArgumentException>(() => ToolGrammar.Build(ToolCallFormat.Generic, [bad], ToolChoice.Required, parallelCalls: false));
+        var error = Assert.Throws<ToolSchemaException>(() => ToolGrammar.Build(ToolCallFormat.Generic, [good, bad], ToolChoice.Required, parallelCalls: false));
         Assert.Contains("'bad'", error.Message, StringComparison.Ordinal);
+        Assert.Equal(1, error.ToolIndex);
     }
 
     [Theory]

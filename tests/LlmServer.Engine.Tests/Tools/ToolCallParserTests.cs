@@ -94,6 +94,55 @@ public sealed class ToolCallParserTests
         Assert.Empty(sink.Calls);
     }
 
+    public static TheoryData<ToolCallFormat, string, string, string, string[]> UnfinishedOutputs => new()
+    {
+        // Output, its content when cut off (max tokens), its content when the model ended it, the calls.
+        { ToolCallFormat.Hermes, "Let me check.<tool_call>\n{ \"name\" :\"get_weather", "Let me check.", "Let me check.<tool_call>\n{ \"name\" :\"get_weather", [] },
+        { ToolCallFormat.Hermes, "<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call", "", "</tool_call", ["add {}"] },
+        { ToolCallFormat.Hermes, "<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>\n<to", "", "\n<to", ["add {}"] },
+        { ToolCallFormat.Hermes, "<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>\n<tool_call>", "", "<tool_call>", ["add {}"] },
+        { ToolCallFormat.Hermes, "<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>\nDone <", "\nDone ", "\nDone <", ["add {}"] },
+        { ToolCallFormat.Hermes, "Is 1 <", "Is 1 ", "Is 1 <", [] },
+        { ToolCallFormat.Hermes, "Is 1 < 2", "Is 1 < 2", "Is 1 < 2", [] },
+        { ToolCallFormat.Mistral, "Hi [TOOL_", "Hi ", "Hi [TOOL_", [] },
+        { ToolCallFormat.Llama3, "  {\"name\": \"ad", "", "  {\"name\": \"ad", [] },
+        { ToolCallFormat.MistralNemo, "[TOOL_CALLS][{\"na", "", "[TOOL_CALLS][{\"na", [] },
+    };
+
+    [Theory]
+    [MemberData(nameof(UnfinishedOutputs))]
+    public void Unfinished_markup_is_dropped_when_cut_off_and_content_when_the_model_ended(
+        ToolCallFormat format, string output, string cutOffText, string endedText, string[] calls)
+    {
+        foreach (var pieces in new[] { [output], output.Select(c => c.ToString()).ToArray(), [output[..(output.Length / 2)], output[(output.Length / 2)..]] })
+        {
+            var cut = Parse(format, pieces, cutOff: true);
+            Assert.Equal(cutOffText, cut.Text);
+            Assert.Equal(calls, cut.Calls);
+
+            var ended = Parse(format, pieces, cutOff: false);
+            Assert.Equal(endedText, ended.Text);
+            Assert.Equal(calls, ended.Calls);
+        }
+    }
+
+    [Fact]
+    public void Stage_drops_unfinished_markup_of_an_answer_cut_at_max_tokens()
+    {
+        var stage = new ToolCallStage(2, ToolCallFormat.Hermes, ToolNames, parallelCalls: true);
+        var events = new List<GenerationEvent>();
+        stage.Process(new TextDelta(0, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool", 20, null), events);
+        stage.Process(new TextDelta(1, "<tool_call>\n{ \"name\" :\"get_weather", 9, null), events);
+        stage.Process(new GenerationCompleted(0, FinishReason.Length, new GenerationUsage(1, 20, 21), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero)), events);
+        stage.Process(new GenerationCompleted(1, FinishReason.Length, new GenerationUsage(1, 9, 10), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero)), events);
+
+        Assert.Empty(events.OfType<TextDelta>());
+        var started = Assert.Single(events.OfType<ToolCallStarted>());
+        Assert.Equal((0, "get_weather"), (started.Choice, started.Name));
+        Assert.Equal("{\"city\": \"Oslo\"}", string.Concat(events.OfType<ToolCallArgumentsDelta>().Select(a => a.Fragment)));
+        Assert.All(events.OfType<GenerationCompleted>(), c => Assert.Equal(FinishReason.Length, c.FinishReason));
+    }
+
     [Fact]
     public void Arguments_stream_before_the_call_ends()
     {
@@ -140,7 +189,7 @@ public sealed class ToolCallParserTests
         var sink = new RecordingSink();
         var parser = new ToolCallParser(sink, ToolCallFormat.MistralNemo, new HashSet<string>(ToolNames));
         parser.Push("[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1");
-        parser.Complete();
+        parser.Complete(cutOff: true);
 
         var call = Assert.Single(sink.Calls);
         Assert.Equal(("add", null, "{\"a\": 1"), (call.Name, call.Id, call.Arguments.ToString()));
@@ -278,7 +327,7 @@ public sealed class ToolCallParserTests
     private static GenerationCompleted Completed(FinishReason reason) =>
         new(0, reason, new GenerationUsage(1, 0, 1), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero));
 
-    private static ParseResult Parse(ToolCallFormat format, IEnumerable<string> pieces)
+    private static ParseResult Parse(ToolCallFormat format, IEnumerable<string> pieces, bool cutOff = false)
     {
         var sink = new RecordingSink();
         var parser = new ToolCallParser(sink, format, new HashSet<string>(ToolNames));
@@ -287,7 +336,7 @@ public sealed class ToolCallParserTests
             parser.Push(piece);
         }
 
-        parser.Complete();
+        parser.Complete(cutOff);
         foreach (var call in sink.Calls)
         {
             // Whatever the split, what a call's arguments add up to is the JSON the model wrote.

@@ -201,6 +201,8 @@ public sealed class AnthropicToolTests(ToolServerFixture fixture) : IClassFixtur
     [InlineData("""[{"name":"f","input_schema":{"type":"object"}}]""", """{"type":"tool"}""", "tool_choice.name")]
     [InlineData("""[{"name":"f","input_schema":{"type":"object"}}]""", """{"type":"sometimes"}""", "tool_choice")]
     [InlineData("[]", """{"type":"any"}""", "tool_choice")]
+    [InlineData("""[{"name":"f","input_schema":{"type":"object"}},{"name":"g","input_schema":{"type":"object","properties":{"a":{"type":"string","minLength":5000}},"required":["a"]}}]""", """{"type":"any"}""", "tools[1].input_schema")]
+    [InlineData("""[{"name":"f","input_schema":{"$ref":"#"}}]""", """{"type":"tool","name":"f"}""", "tools[0].input_schema")]
     public async Task Bad_tools_are_invalid_request_errors_naming_the_field(string tools, string? toolChoice, string field)
     {
         var choice = toolChoice is null ? string.Empty : $",\"tool_choice\":{toolChoice}";

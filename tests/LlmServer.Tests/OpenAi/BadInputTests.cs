@@ -67,6 +67,8 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
         { "unknown role", ChatPath, """{"messages":[{"role":"wizard","content":"Hi"}]}""", 400, "invalid_request_error", "messages[0].role", null },
         { "unknown response_format", ChatPath, $$$"""{"messages":{{{Hi}}},"response_format":{"type":"xml"}}""", 400, "invalid_request_error", "response_format.type", null },
         { "unsupported schema", ChatPath, $$$$$"""{"messages":{{{{{Hi}}}}},"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"tuple"}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema", null },
+        { "schema that refers to itself", ChatPath, $$$$$"""{"messages":{{{{{Hi}}}}},"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":"#"}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema", null },
+        { "schema with a length above the grammar's counts", ChatPath, $$$$$"""{"messages":{{{{{Hi}}}}},"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"string","minLength":5000}},"required":["a"]}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema", null },
         { "schema with a non-string $ref", ChatPath, $$$$$"""{"messages":{{{{{Hi}}}}},"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":5}}}}""", 400, "invalid_request_error", "response_format.json_schema.schema", null },
         { "unknown model", ChatPath, $$"""{"model":"gpt-4o","messages":{{Hi}}}""", 404, "invalid_request_error", "model", "model_not_found" },
         { "prompt over the context (chat)", ChatPath, $$"""{"messages":[{"role":"user","content":"{{LongPrompt}}"}]}""", 400, "invalid_request_error", "messages", "context_length_exceeded" },
@@ -117,6 +119,20 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
         var error = json.GetProperty("error");
         Assert.Equal(param, error.GetProperty("param").GetString());
         Assert.Equal(message, error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task A_schema_llama_cpp_could_not_run_is_refused_in_words_about_the_schema()
+    {
+        var (status, body, _) = await PostAsync(_client, ChatPath, """
+            {"messages":[{"role":"user","content":"Hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":"#"}}}}
+            """);
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("response_format.json_schema.schema", error.GetProperty("param").GetString());
+        Assert.Equal(
+            "Invalid schema for response_format: The schema at '#' refers to '#', which contains it, without an object or array between: a value of it could never end.",
+            error.GetProperty("message").GetString());
     }
 
     [Fact]

@@ -264,6 +264,33 @@ public sealed class ChatWireFormatTests(SharedServerFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task Integer_and_number_bounds_hold()
+    {
+        // Hot sampling from a story model: only the grammar keeps the numbers in range.
+        for (var seed = 1; seed <= 3; seed++)
+        {
+            var (status, body, _) = await PostAsync(_client, ChatPath, $$$$$"""
+                {"messages":[{"role":"user","content":"Pick numbers."}],"max_tokens":120,"n":3,"temperature":1.5,"seed":{{{{{seed}}}}},
+                 "response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{
+                   "type":"object",
+                   "properties":{"a":{"type":"integer","minimum":-5,"maximum":1000},"b":{"type":"integer","exclusiveMinimum":99,"exclusiveMaximum":123457},"c":{"type":"integer","maximum":-40},"d":{"type":"number","minimum":0.5,"maximum":1.5},"e":{"type":"number","exclusiveMaximum":-2.25}},
+                   "required":["a","b","c","d","e"]}}}}
+                """);
+            Assert.Equal(HttpStatusCode.OK, status);
+            foreach (var choice in body.GetProperty("choices").EnumerateArray())
+            {
+                Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
+                var output = JsonDocument.Parse(choice.GetProperty("message").GetProperty("content").GetString()!).RootElement;
+                Assert.InRange(output.GetProperty("a").GetInt64(), -5, 1000);
+                Assert.InRange(output.GetProperty("b").GetInt64(), 100, 123456);
+                Assert.InRange(output.GetProperty("c").GetInt64(), -9_999_999_999_999_999, -40);
+                Assert.InRange(output.GetProperty("d").GetDecimal(), 0.5m, 1.5m);
+                Assert.True(output.GetProperty("e").GetDecimal() < -2.25m, output.ToString());
+            }
+        }
+    }
+
+    [Fact]
     public async Task Json_object_output_is_json_and_parses_when_complete()
     {
         // A story model writes long strings; the grammar still keeps every prefix valid JSON, and an output the

@@ -163,7 +163,9 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
     [InlineData("""[{"type":"function","function":{"name":"f"}}]""", "42", "tool_choice")]
     [InlineData("[]", "\"required\"", "tool_choice")]
     [InlineData("\"f\"", "\"auto\"", "tools")]
-    [InlineData("""[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"not":{}}}}}}]""", "\"required\"", "tools")]
+    [InlineData("""[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"not":{}}}}}}]""", "\"required\"", "tools[0].function.parameters")]
+    [InlineData("""[{"type":"function","function":{"name":"f"}},{"type":"function","function":{"name":"g","parameters":{"type":"object","properties":{"a":{"type":"string","minLength":5000}},"required":["a"]}}}]""", "\"required\"", "tools[1].function.parameters")]
+    [InlineData("""[{"type":"function","function":{"name":"f"}},{"type":"function","function":{"name":"g","parameters":{"$ref":"#"}}}]""", """{"type":"function","function":{"name":"g"}}""", "tools[1].function.parameters")]
     public async Task Bad_tools_are_refused_naming_the_field(string tools, string toolChoice, string param)
     {
         var body = $$"""{"messages":[{"role":"user","content":"Hi"}],"tools":{{tools}},"tool_choice":{{toolChoice}},"max_tokens":4}""";
@@ -427,5 +429,32 @@ public sealed class NativeTemplateToolCallingTests(HermesToolServerFixture fixtu
         Assert.Equal("add", call.GetProperty("function").GetProperty("name").GetString());
         ToolCallingTests.AssertMatchesSchema("add", call.GetProperty("function").GetProperty("arguments").GetString()!);
         Assert.Equal(JsonValueKind.Null, choice.GetProperty("message").GetProperty("content").ValueKind);
+    }
+
+    [Fact]
+    public async Task An_answer_cut_at_any_max_tokens_has_no_call_markup_in_its_content()
+    {
+        // Greedy: the answer cut at k tokens is the first k tokens of the long one, so every cut point is tried.
+        const string Request = $$$"""{"messages":[{"role":"user","content":"Weather in Oslo?"}],"tools":{{{ToolCallingTests.ToolsJson}}},"tool_choice":"required","temperature":0""";
+        var (_, full, _) = await PostAsync(_client, ChatPath, Request + ""","max_tokens":60}""");
+        var tokens = full.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        Assert.True(tokens > 10, full.ToString());
+
+        for (var maxTokens = 1; maxTokens <= tokens; maxTokens++)
+        {
+            var body = Request + $$""","max_tokens":{{maxTokens}}}""";
+            var (status, json, _) = await PostAsync(_client, ChatPath, body);
+            Assert.Equal(HttpStatusCode.OK, status);
+            var message = json.GetProperty("choices")[0].GetProperty("message");
+            Assert.True(message.GetProperty("content").ValueKind == JsonValueKind.Null || message.GetProperty("content").GetString() == "", $"max_tokens {maxTokens}: {json}");
+
+            using var stream = await PostStreamAsync(_client, ChatPath, body[..^1] + ""","stream":true}""");
+            var transcript = await ReadAllEventsAsync(stream);
+            var content = string.Concat(transcript.Chunks
+                .Select(c => c.GetProperty("choices")).Where(c => c.GetArrayLength() > 0)
+                .Select(c => c[0].GetProperty("delta")).Where(d => d.TryGetProperty("content", out var t) && t.ValueKind == JsonValueKind.String)
+                .Select(d => d.GetProperty("content").GetString()));
+            Assert.True(content.Length == 0, $"max_tokens {maxTokens} streamed: {content}");
+        }
     }
 }

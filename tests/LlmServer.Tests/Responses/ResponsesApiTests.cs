@@ -274,6 +274,8 @@ public sealed class ResponsesApiTests(SharedServerFixture fixture) : IClassFixtu
     [InlineData("""{"input":[{"role":"user","content":"Hi"},{"role":"user"}]}""", "input[1].content")]
     [InlineData("""{"input":"Hi","max_output_tokens":0}""", "max_output_tokens")]
     [InlineData("""{"input":"Hi","text":{"format":{"type":"json_schema","name":"x","schema":{"allOf":[]}}}}""", "text.format.schema")]
+    [InlineData("""{"input":"Hi","text":{"format":{"type":"json_schema","name":"x","schema":{"$ref":"#"}}}}""", "text.format.schema")]
+    [InlineData("""{"input":"Hi","text":{"format":{"type":"json_schema","name":"x","schema":{"type":"object","properties":{"a":{"type":"string","minLength":5000}},"required":["a"]}}}}""", "text.format.schema")]
     public async Task Bad_request_names_the_field(string json, string param)
     {
         var (status, body, _) = await PostAsync(_server.Client, "/v1/responses", json);

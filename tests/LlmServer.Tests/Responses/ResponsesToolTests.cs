@@ -204,7 +204,8 @@ public sealed class ResponsesToolTests(ToolServerFixture fixture) : IClassFixtur
     [InlineData("""[{"type":"function","name":"f"}]""", "\"sometimes\"", "tool_choice")]
     [InlineData("[]", "\"required\"", "tool_choice")]
     [InlineData("\"f\"", "\"auto\"", "tools")]
-    [InlineData("""[{"type":"function","name":"f","parameters":{"type":"object","properties":{"x":{"not":{}}}}}]""", "\"required\"", "tools")]
+    [InlineData("""[{"type":"function","name":"f","parameters":{"type":"object","properties":{"x":{"not":{}}}}}]""", "\"required\"", "tools[0].parameters")]
+    [InlineData("""[{"type":"function","name":"f"},{"type":"function","name":"g","parameters":{"type":"object","properties":{"a":{"type":"string","minLength":5000}},"required":["a"]}}]""", "\"required\"", "tools[1].parameters")]
     public async Task Bad_tools_are_refused_naming_the_field(string tools, string toolChoice, string param)
     {
         var (status, body, _) = await PostAsync(_server.Client, "/v1/responses", $$"""{"input":"Hi","tools":{{tools}},"tool_choice":{{toolChoice}},"max_output_tokens":4}""");
