@@ -10,17 +10,17 @@ internal static class KvCacheMemory
     public static long? Estimate(IReadOnlyDictionary<string, string> metadata, long cells, string cacheType)
     {
         if (!metadata.TryGetValue("general.architecture", out var arch)
-            || Read(metadata, arch + ".block_count") is not { } layers
-            || Read(metadata, arch + ".embedding_length") is not { } embedding
-            || Read(metadata, arch + ".attention.head_count") is not { } heads
+            || GgufMetadata.Integer(metadata, arch + ".block_count") is not { } layers
+            || GgufMetadata.Integer(metadata, arch + ".embedding_length") is not { } embedding
+            || GgufMetadata.Integer(metadata, arch + ".attention.head_count") is not { } heads
             || heads == 0)
         {
             return null;
         }
 
-        var kvHeads = Read(metadata, arch + ".attention.head_count_kv") ?? heads;
-        var keyLength = Read(metadata, arch + ".attention.key_length") ?? (embedding / heads);
-        var valueLength = Read(metadata, arch + ".attention.value_length") ?? (embedding / heads);
+        var kvHeads = GgufMetadata.Integer(metadata, arch + ".attention.head_count_kv") ?? heads;
+        var keyLength = GgufMetadata.Integer(metadata, arch + ".attention.key_length") ?? (embedding / heads);
+        var valueLength = GgufMetadata.Integer(metadata, arch + ".attention.value_length") ?? (embedding / heads);
         var valuesPerCell = layers * kvHeads * (keyLength + valueLength);
         return (long)(valuesPerCell * cells * KvCacheType.BytesPerValue(cacheType));
     }
@@ -34,22 +34,19 @@ internal static class KvCacheMemory
         var block = KvCacheType.BlockValues(cacheType);
         if (block == 1
             || !metadata.TryGetValue("general.architecture", out var arch)
-            || Read(metadata, arch + ".embedding_length") is not { } embedding
-            || Read(metadata, arch + ".attention.head_count") is not { } heads
+            || GgufMetadata.Integer(metadata, arch + ".embedding_length") is not { } embedding
+            || GgufMetadata.Integer(metadata, arch + ".attention.head_count") is not { } heads
             || heads == 0)
         {
             return;
         }
 
-        var keyLength = Read(metadata, arch + ".attention.key_length") ?? (embedding / heads);
-        var valueLength = Read(metadata, arch + ".attention.value_length") ?? (embedding / heads);
+        var keyLength = GgufMetadata.Integer(metadata, arch + ".attention.key_length") ?? (embedding / heads);
+        var valueLength = GgufMetadata.Integer(metadata, arch + ".attention.value_length") ?? (embedding / heads);
         if (keyLength % block != 0 || valueLength % block != 0)
         {
             throw new InvalidOperationException(
                 $"Scheduler:KvCacheType '{cacheType}' stores blocks of {block} values, but this model's attention heads hold {keyLength} (K) and {valueLength} (V) values. Use f16, bf16 or f32 for this model.");
         }
     }
-
-    // Per-layer arrays (models whose layers differ) are not plain numbers: then there is no estimate.
-    private static long? Read(IReadOnlyDictionary<string, string> metadata, string key) => GgufMetadata.Integer(metadata, key);
 }
