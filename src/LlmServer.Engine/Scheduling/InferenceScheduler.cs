@@ -170,7 +170,17 @@ internal sealed partial class InferenceScheduler : IDisposable
         var maxTokens = request.MaxTokens ?? (_options.DefaultMaxTokens > 0 ? _options.DefaultMaxTokens : room);
         maxTokens = Math.Min(maxTokens, room);
 
-        if (Interlocked.Increment(ref _inFlight[lane]) > backend.SlotCount + queue)
+        // Counted before the checks, and the drain closes admission before it reads the count (both fenced): a request
+        // either is refused here or is counted where the drain sees it, never admitted unseen. A draining server says
+        // so before it says it is full: retrying it is no use.
+        var inFlight = Interlocked.Increment(ref _inFlight[lane]);
+        if (Volatile.Read(ref _admissionClosed) != 0)
+        {
+            EndInFlight(lane);
+            throw new GenerationException(GenerationErrorCode.Unavailable, "The server is shutting down.");
+        }
+
+        if (inFlight > backend.SlotCount + queue)
         {
             EndInFlight(lane);
             throw new GenerationException(GenerationErrorCode.Overloaded, request.Priority == RequestPriority.Batch
@@ -179,14 +189,6 @@ internal sealed partial class InferenceScheduler : IDisposable
             {
                 BackOff = TimeSpan.FromSeconds(1),
             };
-        }
-
-        // Counted before the check, and the drain closes admission before it reads the count (both fenced): a request
-        // either is refused here or is counted where the drain sees it, never admitted unseen.
-        if (Volatile.Read(ref _admissionClosed) != 0)
-        {
-            EndInFlight(lane);
-            throw new GenerationException(GenerationErrorCode.Unavailable, "The server is shutting down.");
         }
 
         ChoiceState[] choices;

@@ -6,6 +6,8 @@ namespace LlmServer.Operations;
 /// <summary>Reports every problem of the <c>Server</c> section at once.</summary>
 internal sealed class ServerOptionsValidator : IValidateOptions<ServerOptions>
 {
+    private const int MaxDrainSeconds = 86_400;
+
     public ValidateOptionsResult Validate(string? name, ServerOptions options)
     {
         var errors = new List<string>();
@@ -14,9 +16,10 @@ internal sealed class ServerOptionsValidator : IValidateOptions<ServerOptions>
             errors.Add("Server:MaxRequestBodyBytes must be at least 1024.");
         }
 
-        if (options.DrainSeconds < 0)
+        if (options.DrainSeconds is < 0 or > MaxDrainSeconds)
         {
-            errors.Add("Server:DrainSeconds must be 0 or more.");
+            // Timers (the drain's, the host's shutdown timeout) take at most about 49 days.
+            errors.Add($"Server:DrainSeconds must be 0 to {MaxDrainSeconds} (a day).");
         }
 
         foreach (var origin in options.CorsOrigins)

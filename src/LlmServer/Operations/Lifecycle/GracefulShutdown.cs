@@ -74,7 +74,7 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
     [LoggerMessage(Level = LogLevel.Information, Message = "Shutting down: refusing new generations, letting {Running} running and {Waiting} queued finish for up to {Seconds} s.")]
     private static partial void LogDrainStarted(ILogger logger, int running, int waiting, double seconds);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Drained: every generation has ended.")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "The drain is over: no generation is running.")]
     private static partial void LogDrained(ILogger logger);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Draining the engine failed.")]
