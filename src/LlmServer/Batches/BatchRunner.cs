@@ -140,7 +140,8 @@ internal sealed partial class BatchRunner : BackgroundService
         var content = await _store.GetBatchInputAsync(id, stoppingToken);
         if (content is null)
         {
-            // Only a batch created before batches kept their own copy of the input can lose it.
+            // Only a batch created before batches kept their own copy of the input, whose file was deleted before the
+            // upgrade, has none.
             await _store.MoveAsync(id, "failed", Now(), StartedStatuses, stoppingToken, new BatchTransition(Errors: Errors("input_file_missing", $"The input file '{batch.InputFileId}' was deleted.")));
             return;
         }

@@ -59,6 +59,12 @@ internal sealed class BatchStore(IOptions<LlmServer.Sessions.SessionOptions> ses
         """,
         // The batch keeps its own copy of the input while it runs: deleting the file must not break it.
         "ALTER TABLE batches ADD COLUMN input BLOB NULL;",
+
+        // Batches still running from before the copy was kept take it from their file now, while it exists.
+        """
+        UPDATE batches SET input = (SELECT f.content FROM batch_files f WHERE f.id = batches.input_file_id AND f.owner IS batches.owner)
+        WHERE input IS NULL AND status IN ('validating', 'in_progress', 'finalizing', 'cancelling');
+        """,
     ];
 
     /// <summary>Statuses a batch is still worked on in; a restart resumes these.</summary>
@@ -162,17 +168,14 @@ internal sealed class BatchStore(IOptions<LlmServer.Sessions.SessionOptions> ses
         return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
-    /// <summary>
-    /// The batch's own copy of its input; for a batch created before the copy was kept, its input file's content
-    /// (null when that file is gone).
-    /// </summary>
+    /// <summary>The batch's own copy of its input; null for one whose file was gone before batches kept a copy.</summary>
     public async Task<byte[]?> GetBatchInputAsync(string id, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = Command(
             connection,
             null,
-            "SELECT COALESCE(b.input, (SELECT f.content FROM batch_files f WHERE f.id = b.input_file_id AND f.owner IS b.owner)) FROM batches b WHERE b.id = $id;");
+            "SELECT input FROM batches WHERE id = $id;");
         command.Parameters.AddWithValue("$id", id);
         return await command.ExecuteScalarAsync(cancellationToken) as byte[];
     }
