@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.IO.Pipelines;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
@@ -65,17 +66,92 @@ internal static class JsonBodyReader
             }
 
             var expected = DescribeExpected(typeInfo, param);
-
-            // A value of the right kind that could not be read: the serializer's inner exception says why.
-            throw ex.InnerException switch
-            {
-                FormatException or OverflowException when expected is "an integer" or "a number" =>
-                    OpenAiException.InvalidField(param, $"Invalid value for '{param}': the number is out of range for {expected}."),
-                InvalidOperationException when expected == "a string" =>
-                    OpenAiException.InvalidField(param, $"Invalid value for '{param}': the string is not valid Unicode text (a lone surrogate escape, or bytes that are not UTF-8)."),
-                _ => OpenAiException.InvalidType(param, expected),
-            };
+            throw Unreadable(body, ex.Path!, expected) is { } why
+                ? OpenAiException.InvalidField(param, $"Invalid value for '{param}': {why}")
+                : OpenAiException.InvalidType(param, expected);
         }
+    }
+
+    /// <summary>
+    /// Why a value of the kind expected could not be read (an integer literal beyond its type, a string that is not
+    /// valid Unicode); null when the value is of another kind, a plain type error.
+    /// </summary>
+    private static string? Unreadable(ReadOnlySequence<byte> body, string path, string expected)
+    {
+        using var document = JsonDocument.Parse(body);
+        if (ValueAt(document.RootElement, path) is not { } value)
+        {
+            return null;
+        }
+
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.Number when expected == "an integer" && value.GetRawText().AsSpan().IndexOfAny(".eE") < 0:
+                return $"{value.GetRawText()} is out of range for an integer.";
+            case JsonValueKind.String when expected == "a string":
+                try
+                {
+                    _ = value.GetString();
+                    return null;
+                }
+                catch (InvalidOperationException)
+                {
+                    return "the string is not valid Unicode text (a lone surrogate escape, or bytes that are not UTF-8).";
+                }
+
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>The element at a serializer path (<c>$.messages[0].content</c>, <c>$['odd name']</c>); null if none.</summary>
+    private static JsonElement? ValueAt(JsonElement root, string path)
+    {
+        var element = root;
+        var i = path.StartsWith('$') ? 1 : 0;
+        while (i < path.Length)
+        {
+            if (path[i] == '.')
+            {
+                var end = path.IndexOfAny(['.', '['], i + 1);
+                end = end < 0 ? path.Length : end;
+                if (element.ValueKind != JsonValueKind.Object || !element.TryGetProperty(path[(i + 1)..end], out element))
+                {
+                    return null;
+                }
+
+                i = end;
+            }
+            else if (path[i] == '[' && i + 1 < path.Length && path[i + 1] == '\'')
+            {
+                var end = path.IndexOf("']", i + 2, StringComparison.Ordinal);
+                if (end < 0 || element.ValueKind != JsonValueKind.Object || !element.TryGetProperty(path[(i + 2)..end], out element))
+                {
+                    return null;
+                }
+
+                i = end + 2;
+            }
+            else if (path[i] == '[')
+            {
+                var end = path.IndexOf(']', i + 1);
+                if (end < 0 || element.ValueKind != JsonValueKind.Array
+                    || !int.TryParse(path.AsSpan(i + 1, end - i - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var index)
+                    || index >= element.GetArrayLength())
+                {
+                    return null;
+                }
+
+                element = element[index];
+                i = end + 1;
+            }
+            else
+            {
+                return null;
+            }
+        }
+
+        return element;
     }
 
     private static void CheckWellFormedObject(ReadOnlySequence<byte> body)

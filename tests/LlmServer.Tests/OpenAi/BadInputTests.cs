@@ -109,8 +109,13 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
     }
 
     [Theory]
-    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":99999999999}""", "max_tokens", "Invalid value for 'max_tokens': the number is out of range for an integer.")]
-    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"seed":18446744073709551615}""", "seed", "Invalid value for 'seed': the number is out of range for an integer.")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":99999999999}""", "max_tokens", "Invalid value for 'max_tokens': 99999999999 is out of range for an integer.")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"seed":18446744073709551615}""", "seed", "Invalid value for 'seed': 18446744073709551615 is out of range for an integer.")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":1.5}""", "max_tokens", "Invalid type for 'max_tokens': expected an integer.")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"max_tokens":1e3}""", "max_tokens", "Invalid type for 'max_tokens': expected an integer.")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"model":5}""", "model", "Invalid type for 'model': expected a string.")]
+    [InlineData("""{"messages":[{"role":5,"content":"Hi"}]}""", "messages[0].role", "Invalid type for 'messages[0].role': expected a string.")]
+    [InlineData("""{"messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":{}}}]}]}""", "messages[0].tool_calls[0].function.arguments", "Invalid type for 'messages[0].tool_calls[0].function.arguments': expected a string.")]
     [InlineData("""{"messages":[{"role":"user","content":"a\ud800b"}]}""", "messages[0].content", "Invalid value for 'messages[0].content': the string is not valid Unicode text (a lone surrogate escape, or bytes that are not UTF-8).")]
     public async Task A_value_of_the_right_kind_that_cannot_be_read_says_why_not_that_its_type_is_wrong(string body, string param, string message)
     {
