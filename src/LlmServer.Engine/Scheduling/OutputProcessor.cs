@@ -1,4 +1,3 @@
-using System.Text;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Sampling;
 using Microsoft.Extensions.Logging;
@@ -65,11 +64,18 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         if (reason != FinishReason.Error && choice.StopMatcher.Matched is null)
         {
             // Text held back for a possible stop sequence or an unfinished character belongs to the answer, also when
-            // the model ended it (end of generation) right after a stop sequence's first characters.
+            // the model ended it (end of generation) right after a stop sequence's first characters. Tokens without
+            // text (a control token under ignore_eos) still bring their log-probabilities.
             var rest = choice.Decoder.Flush();
             var (emit, stopped) = choice.StopMatcher.Push(rest);
             emit += stopped ? string.Empty : choice.StopMatcher.Flush();
-            if (emit.Length > 0)
+            if (stopped && reason == FinishReason.Length)
+            {
+                // The flushed remainder completed a stop sequence: the answer ended there.
+                reason = FinishReason.Stop;
+            }
+
+            if (emit.Length > 0 || (!stopped && choice.UnemittedLogProbs is not null))
             {
                 Publish(request, choice, emit, allLogProbs: !stopped);
             }
@@ -108,6 +114,7 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
     /// </summary>
     private static List<TokenLogProb>? TakeLogProbs(ChoiceState choice, string text, bool all)
     {
+        choice.EmittedChars += text.Length;
         if (choice.UnemittedLogProbs is not { } pending)
         {
             return null;
@@ -116,24 +123,23 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         var taken = pending.Count;
         if (!all)
         {
-            choice.EmittedBytesAhead += Encoding.UTF8.GetByteCount(text);
             taken = 0;
-            while (taken < pending.Count && pending[taken].Bytes.Length <= choice.EmittedBytesAhead)
+            while (taken < pending.Count && choice.UnemittedLogProbEnds[taken] <= choice.EmittedChars)
             {
-                choice.EmittedBytesAhead -= pending[taken].Bytes.Length;
                 taken++;
             }
-        }
-
-        if (taken == pending.Count)
-        {
-            choice.UnemittedLogProbs = null;
-            return pending;
         }
 
         if (taken == 0)
         {
             return null;
+        }
+
+        choice.UnemittedLogProbEnds.RemoveRange(0, taken);
+        if (taken == pending.Count)
+        {
+            choice.UnemittedLogProbs = null;
+            return pending;
         }
 
         var result = pending.GetRange(0, taken);
@@ -186,12 +192,16 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         choice.UnemittedTokens++;
         Span<byte> buffer = stackalloc byte[TokenBytes.StackPiece];
         var piece = vocabulary.PieceOf(token, buffer);
+        var text = choice.Decoder.Append(piece);
+        choice.DecodedChars += text.Length;
         if (request.Request.LogProbs)
         {
+            // Counted in characters, as the stop matcher holds text back: a token ending inside a character is complete
+            // with the next one decoded (invalid bytes decode to one replacement character each, whatever their count).
             (choice.UnemittedLogProbs ??= []).Add(LogProbCalculator.Compute(backend, choice.BatchIndex, token, request.Request.TopLogProbs));
+            choice.UnemittedLogProbEnds.Add(choice.DecodedChars + (choice.Decoder.HasPending ? 1 : 0));
         }
 
-        var text = choice.Decoder.Append(piece);
         var (emit, stopped) = choice.StopMatcher.Push(text);
         if (emit.Length > 0)
         {

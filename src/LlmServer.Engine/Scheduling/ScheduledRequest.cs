@@ -128,8 +128,14 @@ internal sealed class ChoiceState(int index, ITokenSampler sampler, IReadOnlyLis
     /// <summary>Log-probabilities of tokens whose text has not all been emitted yet (held back or unfinished).</summary>
     public List<TokenLogProb>? UnemittedLogProbs { get; set; }
 
-    /// <summary>Bytes of emitted text beyond those of the tokens whose log-probabilities went out with it.</summary>
-    public int EmittedBytesAhead { get; set; }
+    /// <summary>For each of <see cref="UnemittedLogProbs"/>: the characters decoded once its token's text is complete.</summary>
+    public List<long> UnemittedLogProbEnds { get; } = [];
+
+    /// <summary>Characters the decoder has produced so far (the unit the stop-sequence matcher holds text back in).</summary>
+    public long DecodedChars { get; set; }
+
+    /// <summary>Characters emitted so far.</summary>
+    public long EmittedChars { get; set; }
 }
 
 /// <summary>The text a resident session's KV holds, with exactly the tokens that hold it.</summary>

@@ -11,6 +11,9 @@ internal sealed class Utf8StreamDecoder
     private byte[] _pending = new byte[64];
     private int _count;
 
+    /// <summary>Whether bytes of an unfinished character are held back.</summary>
+    public bool HasPending => _count > 0;
+
     /// <summary>Appends bytes and returns the text that is now complete (possibly empty).</summary>
     public string Append(ReadOnlySpan<byte> bytes)
     {

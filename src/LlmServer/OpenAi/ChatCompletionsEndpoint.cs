@@ -31,7 +31,7 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
         if (request.Stream == true)
         {
             using var sse = SseWriter.Start(context);
-            var formatter = new ChatChunkFormatter(sse, id, created, model.Id, fingerprint);
+            var formatter = new ChatChunkFormatter(sse, id, created, model.Id, fingerprint, generation.LogProbs);
             var source = new StreamSource([stream], generation.Choices, id);
             await responder.StreamAsync(formatter, sse, source, request.StreamOptions?.IncludeUsage == true);
             return;

@@ -105,7 +105,7 @@ internal abstract class ChunkFormatter
 }
 
 /// <summary><c>chat.completion.chunk</c> events.</summary>
-internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created, string model, string fingerprint)
+internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created, string model, string fingerprint, bool logProbs)
     : ChunkFormatter(sse, id, "chat.completion.chunk", created, model, fingerprint)
 {
     private static readonly JsonEncodedText DeltaName = JsonEncodedText.Encode("delta");
@@ -131,7 +131,7 @@ internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created,
     {
         var writer = BeginChoice(delta.Choice);
         writer.WriteString(ContentName, delta.Text);
-        EndChoice(writer, delta.LogProbs, finishReason: null);
+        EndChoice(writer, delta.LogProbs ?? (logProbs ? [] : null), finishReason: null);
     }
 
     public override void WriteFinish(int choice, string finishReason)
@@ -215,11 +215,14 @@ internal sealed class CompletionChunkFormatter : ChunkFormatter
     private readonly Func<int, string?> _echo;
     private readonly int[] _textOffsets;
 
-    public CompletionChunkFormatter(SseWriter sse, string id, long created, string model, string fingerprint, int choices, Func<int, string?> echo)
+    private readonly bool _logProbs;
+
+    public CompletionChunkFormatter(SseWriter sse, string id, long created, string model, string fingerprint, int choices, Func<int, string?> echo, bool logProbs)
         : base(sse, id, "text_completion", created, model, fingerprint)
     {
         _echo = echo;
         _textOffsets = new int[choices];
+        _logProbs = logProbs;
     }
 
     public override void WriteStart(int choice)
@@ -231,7 +234,7 @@ internal sealed class CompletionChunkFormatter : ChunkFormatter
         }
     }
 
-    public override void WriteText(TextDelta delta) => WriteChoice(delta.Choice, delta.Text, delta.LogProbs, finishReason: null);
+    public override void WriteText(TextDelta delta) => WriteChoice(delta.Choice, delta.Text, delta.LogProbs ?? (_logProbs ? [] : null), finishReason: null);
 
     public override void WriteFinish(int choice, string finishReason) => WriteChoice(choice, string.Empty, logProbs: null, finishReason);
 

@@ -35,7 +35,7 @@ internal sealed class CompletionsEndpoint(ITextGenerator generator, OpenAiRespon
             {
                 using var sse = SseWriter.Start(context);
                 var formatter = new CompletionChunkFormatter(
-                    sse, id, created, model.Id, fingerprint, streams.Count * choicesPerPrompt, choice => echo ? prompts[choice / choicesPerPrompt] : null);
+                    sse, id, created, model.Id, fingerprint, streams.Count * choicesPerPrompt, choice => echo ? prompts[choice / choicesPerPrompt] : null, generations[0].LogProbs);
                 await responder.StreamAsync(formatter, sse, new StreamSource(streams, choicesPerPrompt, id), request.StreamOptions?.IncludeUsage == true);
                 return;
             }

@@ -257,12 +257,34 @@ public sealed class SchedulerLogicTests
         // "bc" may begin the stop sequence "cx", so it is held back; then the model ends the answer.
         using var harness = new SchedulerHarness(slots: 1);
         harness.Backend.Next = token => token == 'c' ? 0 : token + 1;
-        var stream = harness.Submit("a", maxTokens: 20, stop: ["cx"]);
+        var stream = harness.Scheduler.Submit(
+            new GenerationRequest { Prompt = "a", MaxTokens = 20, Stop = ["cx"], LogProbs = true },
+            harness.Backend.Vocabulary.Tokenize("a", false, false),
+            CancellationToken.None);
         harness.RunToIdle();
         var choice = (await stream.CollectAsync()).Choices[0];
         Assert.Equal("bc", choice.Text);
         Assert.Equal(FinishReason.Stop, choice.Completion.FinishReason);
         Assert.Null(choice.Completion.StopSequence);
+
+        // The held tokens' log-probabilities come with their text, each once, in order.
+        Assert.Equal(["b", "c"], choice.LogProbs!.Select(p => p.Token));
+    }
+
+    [Fact]
+    public async Task At_a_stop_sequence_the_log_probabilities_end_with_the_answers_text()
+    {
+        // "d" writes the stop sequence's start: it goes with it, while "b" and "c" stay with the answer.
+        using var harness = new SchedulerHarness(slots: 1);
+        var stream = harness.Scheduler.Submit(
+            new GenerationRequest { Prompt = "a", MaxTokens = 20, Stop = ["de"], LogProbs = true },
+            harness.Backend.Vocabulary.Tokenize("a", false, false),
+            CancellationToken.None);
+        harness.RunToIdle();
+        var choice = (await stream.CollectAsync()).Choices[0];
+        Assert.Equal("bc", choice.Text);
+        Assert.Equal("de", choice.Completion.StopSequence);
+        Assert.Equal(["b", "c"], choice.LogProbs!.Select(p => p.Token));
     }
 
     [Fact]

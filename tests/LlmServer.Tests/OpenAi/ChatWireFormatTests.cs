@@ -210,6 +210,26 @@ public sealed class ChatWireFormatTests(SharedServerFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task With_text_held_for_a_stop_sequence_every_content_chunk_has_logprobs_and_each_token_comes_once()
+    {
+        // Every "e" may start the stop sequence, so its token's text and log-probability wait for the next character.
+        using var response = await PostStreamAsync(_client, ChatPath, """
+            {"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":40,"ignore_eos":true,"temperature":0,"logprobs":true,"stop":["e\u0001"],"stream":true}
+            """);
+        var contentChunks = (await ReadAllEventsAsync(response)).Chunks
+            .Select(c => c.GetProperty("choices")[0])
+            .Where(c => c.GetProperty("delta").TryGetProperty("content", out var content) && content.GetString()!.Length > 0)
+            .ToList();
+        Assert.NotEmpty(contentChunks);
+        Assert.All(contentChunks, c => Assert.Equal(JsonValueKind.Array, c.GetProperty("logprobs").GetProperty("content").ValueKind));
+        var entries = contentChunks.SelectMany(c => c.GetProperty("logprobs").GetProperty("content").EnumerateArray()).ToList();
+        Assert.Equal(40, entries.Count);
+        Assert.Equal(
+            string.Concat(contentChunks.Select(c => c.GetProperty("delta").GetProperty("content").GetString())),
+            string.Concat(entries.Select(e => e.GetProperty("token").GetString())));
+    }
+
+    [Fact]
     public async Task Json_schema_output_parses_and_matches_the_schema()
     {
         var (status, body, _) = await PostAsync(_client, ChatPath, """

@@ -110,6 +110,7 @@ public sealed class ModelsAndCompletionsTests(SharedServerFixture fixture) : ICl
         Assert.Equal([0, 1], finishes);
         Assert.All(chunks.SkipLast(1), c => Assert.Equal(JsonValueKind.Null, c.GetProperty("usage").ValueKind));
     }
+
     [Fact]
     public async Task At_a_stop_sequence_the_logprobs_cover_the_answers_text_and_no_more()
     {

@@ -26,7 +26,7 @@ public sealed class StreamCoalescingTests
         var stream = new GenerationStream("gen-test", promptTokens: 5, choices: 1, queue, () => { }, CancellationToken.None);
         var responder = new OpenAiResponder(TimeProvider.System, new FixedOptions(), NullLogger<OpenAiResponder>.Instance);
         using var sse = SseWriter.Start(client.Context);
-        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test");
+        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test", logProbs: false);
 
         // The writer sends the role chunk and waits in its flush: the client has not read anything yet.
         var streaming = responder.StreamAsync(formatter, sse, new StreamSource([stream], 1, "gen-test"), includeUsage: true);
@@ -72,7 +72,7 @@ public sealed class StreamCoalescingTests
         var stream = new GenerationStream("gen-test", promptTokens: 3, choices: 1, queue, () => { }, CancellationToken.None);
         var responder = new OpenAiResponder(TimeProvider.System, new FixedOptions(), NullLogger<OpenAiResponder>.Instance);
         using var sse = SseWriter.Start(client.Context);
-        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test");
+        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test", logProbs: false);
         var streaming = responder.StreamAsync(formatter, sse, new StreamSource([stream], 1, "gen-test"), includeUsage: false);
         await client.ReadUntilAsync(e => e.Count == 1);
 
