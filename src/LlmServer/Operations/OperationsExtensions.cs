@@ -36,7 +36,11 @@ public static partial class OperationsExtensions
         // Refusals here are written by the front end that owns the path; each front end registers its writer.
         services.TryAddSingleton<RefusalWriters>();
 
-        var startup = new StartupNotes(RequiresKeys(configuration), configuration.GetValue<bool>($"{ServerOptions.SectionName}:{nameof(ServerOptions.AllowRemoteWithoutKeys)}"));
+        var startup = new StartupNotes(RequiresKeys(configuration), configuration.GetValue<bool>($"{ServerOptions.SectionName}:{nameof(ServerOptions.AllowRemoteWithoutKeys)}"))
+        {
+            // Removed settings still set would otherwise be ignored without a word.
+            Removed = configuration.GetSection("Limits:GenerationPaths").Exists() ? ["Limits:GenerationPaths"] : [],
+        };
         if (!startup.RequiresKeys && !startup.AllowRemote)
         {
             startup.Rebound.AddRange(LoopbackBinding.RestrictToLoopback(builder));
@@ -127,6 +131,11 @@ public static partial class OperationsExtensions
 
     private static void LogStartup(ILogger logger, StartupNotes startup, int keyCount)
     {
+        foreach (var setting in startup.Removed)
+        {
+            LogRemovedSetting(logger, setting);
+        }
+
         if (startup.RequiresKeys)
         {
             LogKeysRequired(logger, keyCount);
@@ -140,6 +149,9 @@ public static partial class OperationsExtensions
             LogLoopbackOnly(logger, startup.Rebound.Count == 0 ? "no address had to change" : string.Join(", ", startup.Rebound));
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Setting} is no longer read and is ignored: every endpoint that runs the model counts against Limits:ConcurrentGenerationsPerKey.")]
+    private static partial void LogRemovedSetting(ILogger logger, string setting);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "API keys required ({Count} configured).")]
     private static partial void LogKeysRequired(ILogger logger, int count);
@@ -155,6 +167,9 @@ public static partial class OperationsExtensions
 internal sealed record StartupNotes(bool RequiresKeys, bool AllowRemote)
 {
     public List<string> Rebound { get; } = [];
+
+    /// <summary>Settings that are set but no longer exist (a warning at start).</summary>
+    public IReadOnlyList<string> Removed { get; init; } = [];
 }
 
 /// <summary>Without keys, refuses connections that are not from this machine (for example through a port forward) as a second line behind the loopback binding.</summary>
