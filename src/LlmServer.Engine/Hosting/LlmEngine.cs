@@ -202,7 +202,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             return;
         }
 
-        if (TryChangeState(EngineState.Ready, EngineState.Draining))
+        // A drain while the model loads keeps it from turning ready: admission is closed either way.
+        if (TryChangeState(EngineState.Ready, EngineState.Draining) || TryChangeState(EngineState.Loading, EngineState.Draining))
         {
             LogDraining(_logger, scheduler.InFlight, timeout.TotalSeconds);
         }

@@ -33,22 +33,34 @@ public sealed partial class HealthTests
         }
         finally
         {
-            // Give the loader empty reads (end of file) until it gives up, so the engine stops cleanly.
+            await ReleaseLoaderAsync(server, fifo);
+            folder.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_drain_while_the_model_loads_keeps_the_engine_from_turning_ready()
+    {
+        var folder = Directory.CreateTempSubdirectory("llmserver-fifo-");
+        var fifo = Path.Combine(folder.FullName, "blocked.gguf");
+        Assert.Equal(0, MakeFifo(fifo, Convert.ToUInt32("600", 8)));
+        var server = await TestServer.StartAsync(fifo, waitUntilReady: false);
+        try
+        {
             var generator = server.Services.GetRequiredService<ITextGenerator>();
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (generator.State == EngineState.Loading && DateTime.UtcNow < deadline)
-            {
-                var fd = Open(fifo, WriteOnlyNonBlocking);
-                if (fd >= 0)
-                {
-                    _ = Close(fd);
-                }
+            Assert.Equal(EngineState.Loading, generator.State);
+            await generator.DrainAsync(TimeSpan.Zero);
 
-                // The loader blocks in native code on the fifo and raises no event per read: each open ends one read, so this repeats.
-                await Task.Delay(20);
-            }
-
-            await server.DisposeAsync();
+            Assert.Equal(EngineState.Draining, generator.State);
+            var refusal = Assert.Throws<GenerationException>(() => generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 4 }));
+            Assert.Equal(GenerationErrorCode.Unavailable, refusal.Code);
+            var (status, body) = await GetJsonAsync(server, "/health/ready");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+            Assert.Equal("draining", body.GetProperty("reason").GetString());
+        }
+        finally
+        {
+            await ReleaseLoaderAsync(server, fifo);
             folder.Delete(recursive: true);
         }
     }
@@ -90,6 +102,26 @@ public sealed partial class HealthTests
         using var response = await server.Client.GetAsync(new Uri(path, UriKind.Relative));
         using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         return (response.StatusCode, json.RootElement.Clone());
+    }
+
+    /// <summary>Gives the loader empty reads (end of file) until it gives up, so the engine stops cleanly.</summary>
+    private static async Task ReleaseLoaderAsync(TestServer server, string fifo)
+    {
+        var generator = server.Services.GetRequiredService<ITextGenerator>();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (generator.State is EngineState.Loading or EngineState.Draining && DateTime.UtcNow < deadline)
+        {
+            var fd = Open(fifo, WriteOnlyNonBlocking);
+            if (fd >= 0)
+            {
+                _ = Close(fd);
+            }
+
+            // The loader blocks in native code on the fifo and raises no event per read: each open ends one read, so this repeats.
+            await Task.Delay(20);
+        }
+
+        await server.DisposeAsync();
     }
 
     [LibraryImport("libc", EntryPoint = "mkfifo", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
