@@ -20,6 +20,8 @@ export interface SessionListEvents {
 
 export class SessionList {
   private sessions: SessionInfo[] = [];
+  /** A rename box is open: the list renders again once it is answered, not under the user's typing. */
+  private renaming = false;
 
   private readonly ui = {
     app: byId("app"),
@@ -77,6 +79,9 @@ export class SessionList {
   }
 
   render(): void {
+    if (this.renaming) {
+      return;
+    }
     const items = this.sessions.map((info) => this.item(info));
     this.ui.list.replaceChildren(...items);
     this.ui.empty.hidden = items.length > 0;
@@ -138,6 +143,7 @@ export class SessionList {
     });
     input.value = info.title;
     item.replaceChildren(input);
+    this.renaming = true;
     input.focus();
     input.select();
     const title = await new Promise<string | null>((resolve) => {
@@ -152,6 +158,7 @@ export class SessionList {
       });
       input.addEventListener("blur", () => resolve(input.value.trim()));
     });
+    this.renaming = false;
     if (!title || title === info.title) {
       this.render();
       return;
