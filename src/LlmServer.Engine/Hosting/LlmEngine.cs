@@ -43,8 +43,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private IDisposable? _nativeLog;
     private volatile DiskKvCache? _diskCache;
 
-    // Completed (and replaced) on every change of _state, after the change: see WaitForStateChangeAsync.
-    private TaskCompletionSource _stateChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Signalled on every change of _state, after the change: see WaitForStateChangeAsync.
+    private readonly ChangeSignal _stateChanged = new();
 
     public LlmEngine(
         IOptions<ModelOptions> modelOptions,
@@ -75,7 +75,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         while (true)
         {
             // The signal is read before the state: a change after this read completes it.
-            var changed = Volatile.Read(ref _stateChanged).Task;
+            var changed = _stateChanged.Next;
             var current = State;
             if (current != state)
             {
@@ -373,7 +373,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         if (Interlocked.Exchange(ref _state, (int)state) != (int)state)
         {
-            SignalStateChanged();
+            _stateChanged.Signal();
         }
     }
 
@@ -384,12 +384,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             return false;
         }
 
-        SignalStateChanged();
+        _stateChanged.Signal();
         return true;
     }
-
-    private void SignalStateChanged() =>
-        Interlocked.Exchange(ref _stateChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>The vocabulary while the model is loaded (it is freed when the engine stops).</summary>
     private ITokenVocabulary LoadedVocabulary() =>

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.IO.Hashing;
 using System.Text;
 using System.Threading.Channels;
+using LlmServer.Engine.Threading;
 using Microsoft.Extensions.Logging;
 
 namespace LlmServer.Engine.KvCache;
@@ -28,7 +29,7 @@ internal sealed partial class DiskKvCache : IDisposable
     private readonly Dictionary<string, FileEntry> _files = new(StringComparer.Ordinal);
     private readonly Lock _filesLock = new();
     private readonly Task _writer;
-    private TaskCompletionSource _nextChange = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ChangeSignal _changed = new();
     private long _totalBytes;
     private int _disposed;
 
@@ -57,7 +58,7 @@ internal sealed partial class DiskKvCache : IDisposable
     /// writer (or a delete the scheduler applies later) without polling the folder: take the task, check the folder,
     /// then await the task.
     /// </summary>
-    internal Task NextChange => Volatile.Read(ref _nextChange).Task;
+    internal Task NextChange => _changed.Next;
 
     /// <summary>Bytes of the state files on disk.</summary>
     public long TotalBytes
@@ -312,8 +313,7 @@ internal sealed partial class DiskKvCache : IDisposable
         SignalChange();
     }
 
-    private void SignalChange() =>
-        Interlocked.Exchange(ref _nextChange, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    private void SignalChange() => _changed.Signal();
 
     private void DeleteFile(string name)
     {

@@ -4,6 +4,7 @@ using System.Diagnostics.Metrics;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Grammars;
 using LlmServer.Engine.KvCache;
+using LlmServer.Engine.Threading;
 using Microsoft.Extensions.Logging;
 
 namespace LlmServer.Engine.Scheduling;
@@ -44,8 +45,8 @@ internal sealed partial class InferenceScheduler : IDisposable
     // Requests submitted and not yet ended, by lane (index: RequestPriority).
     private readonly int[] _inFlight = new int[2];
 
-    // Completed (and replaced) each time the last request in flight ends: see WaitForIdleAsync.
-    private TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Signalled each time the last request in flight ends: see WaitForIdleAsync.
+    private readonly ChangeSignal _idle = new();
     private int _admissionClosed;
     private int _disposed;
     private volatile bool _stopRequested;
@@ -275,7 +276,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             while (true)
             {
                 // The signal is read before the count: the end that brings the count to zero after this read completes it.
-                var idle = Volatile.Read(ref _idle).Task;
+                var idle = _idle.Next;
                 if (InFlight == 0 || _stopped.Task.IsCompleted)
                 {
                     return true;
@@ -612,7 +613,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     {
         if (InFlight == 0)
         {
-            Interlocked.Exchange(ref _idle, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+            _idle.Signal();
         }
     }
 

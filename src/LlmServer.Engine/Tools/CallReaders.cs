@@ -13,8 +13,13 @@ internal interface ICallBodyReader
 
     ScanResult Feed(char c);
 
-    /// <summary>The output ended inside the body: report what is a call by now (one held back for its id).</summary>
-    void Finish();
+    /// <summary>
+    /// The output ended inside the body: report what is a call by now. Only a reader that holds a call back (for the
+    /// id Mistral Nemo writes after the arguments) has anything to do; the others started their call already.
+    /// </summary>
+    void Finish()
+    {
+    }
 }
 
 /// <summary>A JSON call object as a body (Hermes' <c>&lt;tool_call&gt;</c>, Llama 3's JSON calls).</summary>
@@ -31,8 +36,6 @@ internal sealed class JsonCallBody(IToolCallSink sink, IReadOnlySet<string> tool
         var result = _reader.Feed(c);
         return result == ScanResult.Ended && !_reader.IsCall ? ScanResult.Invalid : result;
     }
-
-    public void Finish() => _reader.Finish();
 }
 
 /// <summary>
@@ -187,11 +190,6 @@ internal sealed class NamedCallReader(
 
         sink.OnArguments(c.ToString());
         return result;
-    }
-
-    // The call starts with its arguments' first character: nothing is held back.
-    public void Finish()
-    {
     }
 }
 

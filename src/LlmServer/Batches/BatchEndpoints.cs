@@ -123,7 +123,7 @@ internal sealed class BatchHandlers(BatchStore store, BatchRunner runner, OpenAi
         }
 
         var inputId = request.InputFileId ?? throw OpenAiException.InvalidField("input_file_id", "'input_file_id' is required.");
-        var input = await store.GetFileAsync(inputId, owner, aborted) ?? throw OpenAiException.InvalidField("input_file_id", $"No file with id '{inputId}' exists.");
+        var input = await store.GetFileAsync(inputId, owner, aborted) ?? throw NoSuchFile();
         if (input.Purpose != "batch")
         {
             throw OpenAiException.InvalidField("input_file_id", $"The file '{inputId}' has purpose '{input.Purpose}', not 'batch'.");
@@ -134,13 +134,16 @@ internal sealed class BatchHandlers(BatchStore store, BatchRunner runner, OpenAi
             OpenAiResponder.NewId("batch_"), "batch", endpoint, null, inputId, CompletionWindow, "validating", null, null,
             now.ToUnixTimeSeconds(), null, now.AddHours(24).ToUnixTimeSeconds(), null, null, null, null, null, null,
             new BatchRequestCounts(0, 0, 0), request.Metadata);
+        // The file may be deleted between the check above and the copy the batch takes of it.
         if (!await store.CreateBatchAsync(batch, owner, aborted))
         {
-            throw OpenAiException.InvalidField("input_file_id", $"No file with id '{inputId}' exists.");
+            throw NoSuchFile();
         }
 
         runner.Wake();
         await context.Response.WriteAsJsonAsync(batch, BatchJson.Context.BatchObject, contentType: null, aborted);
+
+        OpenAiException NoSuchFile() => OpenAiException.InvalidField("input_file_id", $"No file with id '{inputId}' exists.");
     }
 
     public async Task GetBatchAsync(HttpContext context, string id)

@@ -25,10 +25,12 @@ internal abstract class ChunkFormatter
     private readonly long _created;
     private readonly JsonEncodedText _model;
     private readonly JsonEncodedText _fingerprint;
+    private readonly bool _logProbs;
 
-    protected ChunkFormatter(SseWriter sse, string id, string objectType, long created, string model, string fingerprint)
+    protected ChunkFormatter(SseWriter sse, string id, string objectType, long created, string model, string fingerprint, bool logProbs)
     {
         Sse = sse;
+        _logProbs = logProbs;
         _id = JsonEncodedText.Encode(id, OpenAiJson.Encoder);
         _object = JsonEncodedText.Encode(objectType);
         _created = created;
@@ -37,6 +39,12 @@ internal abstract class ChunkFormatter
     }
 
     protected SseWriter Sse { get; }
+
+    /// <summary>
+    /// A text chunk's log-probabilities: where they were asked for, a list on every text chunk (empty while its tokens'
+    /// text is still held back), as OpenAI sends them.
+    /// </summary>
+    protected IReadOnlyList<TokenLogProb>? LogProbsOf(TextDelta delta) => delta.LogProbs ?? (_logProbs ? [] : null);
 
     /// <summary>What a choice sends before its first token (chat: the assistant role).</summary>
     public abstract void WriteStart(int choice);
@@ -106,7 +114,7 @@ internal abstract class ChunkFormatter
 
 /// <summary><c>chat.completion.chunk</c> events.</summary>
 internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created, string model, string fingerprint, bool logProbs)
-    : ChunkFormatter(sse, id, "chat.completion.chunk", created, model, fingerprint)
+    : ChunkFormatter(sse, id, "chat.completion.chunk", created, model, fingerprint, logProbs)
 {
     private static readonly JsonEncodedText DeltaName = JsonEncodedText.Encode("delta");
     private static readonly JsonEncodedText RoleName = JsonEncodedText.Encode("role");
@@ -131,7 +139,7 @@ internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created,
     {
         var writer = BeginChoice(delta.Choice);
         writer.WriteString(ContentName, delta.Text);
-        EndChoice(writer, delta.LogProbs ?? (logProbs ? [] : null), finishReason: null);
+        EndChoice(writer, LogProbsOf(delta), finishReason: null);
     }
 
     public override void WriteFinish(int choice, string finishReason)
@@ -215,14 +223,11 @@ internal sealed class CompletionChunkFormatter : ChunkFormatter
     private readonly Func<int, string?> _echo;
     private readonly int[] _textOffsets;
 
-    private readonly bool _logProbs;
-
     public CompletionChunkFormatter(SseWriter sse, string id, long created, string model, string fingerprint, int choices, Func<int, string?> echo, bool logProbs)
-        : base(sse, id, "text_completion", created, model, fingerprint)
+        : base(sse, id, "text_completion", created, model, fingerprint, logProbs)
     {
         _echo = echo;
         _textOffsets = new int[choices];
-        _logProbs = logProbs;
     }
 
     public override void WriteStart(int choice)
@@ -234,7 +239,7 @@ internal sealed class CompletionChunkFormatter : ChunkFormatter
         }
     }
 
-    public override void WriteText(TextDelta delta) => WriteChoice(delta.Choice, delta.Text, delta.LogProbs ?? (_logProbs ? [] : null), finishReason: null);
+    public override void WriteText(TextDelta delta) => WriteChoice(delta.Choice, delta.Text, LogProbsOf(delta), finishReason: null);
 
     public override void WriteFinish(int choice, string finishReason) => WriteChoice(choice, string.Empty, logProbs: null, finishReason);
 
