@@ -482,7 +482,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             Interlocked.Exchange(ref _lastDecodeTicks, _time.GetUtcNow().UtcTicks);
             _steps++;
             _output!.Process(plan, decoded);
-            Observe(new StepCost(plan.Tokens.Count, plan.PromptTokens, plan.Chunks.Count, _time.GetElapsedTime(decodeStarted, decoded), _time.GetElapsedTime(started)));
+            Observe(new StepCost(plan.Tokens.Count, plan.PromptTokens, plan.PromptPositions, plan.Chunks.Count, _time.GetElapsedTime(decodeStarted, decoded), _time.GetElapsedTime(started)), plan.ExpectedMs);
         }
         else
         {
@@ -497,9 +497,9 @@ internal sealed partial class InferenceScheduler : IDisposable
         return true;
     }
 
-    private void Observe(in StepCost cost)
+    private void Observe(in StepCost cost, double expectedMs)
     {
-        LogStep(_logger, cost.GenerationTokens, cost.PromptTokens, cost.PromptChunks, cost.DecodeTime.TotalMilliseconds, cost.StepTime.TotalMilliseconds);
+        LogStep(_logger, cost.GenerationTokens, cost.PromptTokens, cost.PromptChunks, cost.PromptTokens == 0 ? 0 : cost.PromptPositions / cost.PromptTokens, cost.DecodeTime.TotalMilliseconds, cost.StepTime.TotalMilliseconds, expectedMs);
         _costs!.OnStep(cost);
         foreach (var observer in _stepObservers)
         {
@@ -727,8 +727,8 @@ internal sealed partial class InferenceScheduler : IDisposable
     [LoggerMessage(EventId = 1105, Level = LogLevel.Warning, Message = "Saving resident sessions' KV at shutdown failed")]
     private static partial void LogShutdownSaveFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 1106, Level = LogLevel.Trace, Message = "Step: {GenerationTokens} generating, {PromptTokens} prompt tokens in {PromptChunks} chunks; decode {DecodeMs:F1} ms, step {StepMs:F1} ms")]
-    private static partial void LogStep(ILogger logger, int generationTokens, int promptTokens, int promptChunks, double decodeMs, double stepMs);
+    [LoggerMessage(EventId = 1106, Level = LogLevel.Trace, Message = "Step: {GenerationTokens} generating, {PromptTokens} prompt tokens in {PromptChunks} chunks, {MeanDepth:F0} deep on average; decode {DecodeMs:F1} ms, step {StepMs:F1} ms (expected {ExpectedMs:F1})")]
+    private static partial void LogStep(ILogger logger, int generationTokens, int promptTokens, int promptChunks, double meanDepth, double decodeMs, double stepMs, double expectedMs);
 
     [LoggerMessage(EventId = 1104, Level = LogLevel.Warning, Message = "No KV space for a step with {PromptChunks} prompt chunks; shrinking the step")]
     private static partial void LogNoKvSpace(ILogger logger, int promptChunks);

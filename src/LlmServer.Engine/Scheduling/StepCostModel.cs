@@ -3,33 +3,43 @@ namespace LlmServer.Engine.Scheduling;
 /// <summary>
 /// The scheduler's estimate of what a step costs, learnt from its own measured steps (exponentially weighted, so it
 /// follows the model, the machine's load and the chunk sizes actually in use): the time of a step that only
-/// generates, by how many sequences generate, and on top of that, what prompt tokens add: a fixed part for a step
-/// that carries any (on a CPU, a small chunk deep in a long prompt costs several times its share of a large one) and a
-/// part per token, fitted as a line through the recent steps' prompt sizes and times.
+/// generates, by how many sequences generate, and on top of that what prompt tokens add (<see cref="PromptCost"/>),
+/// fitted by least squares through the recent steps' prompt sizes, depths and times.
 /// </summary>
 internal sealed class StepCostModel(int slots) : IStepObserver
 {
     // Weight of the newest step for generation times: about the last ten steps count.
     private const double Smoothing = 0.2;
 
-    // The prompt line needs a spread of chunk sizes to tell the fixed part from the per-token part: a longer memory.
+    // The prompt fit needs a spread of chunk sizes and depths to tell its parts apart: a longer memory.
     private const double PromptSmoothing = 0.05;
 
-    // Below this spread of recent chunk sizes (in tokens, one standard deviation) a new line is not fitted: the last
-    // one fitted stands (the planner settles on one chunk size, so the spread fades in steady state), or before any,
-    // the cost is taken as proportional to the tokens.
+    // Below this spread of recent chunk sizes (in tokens, one standard deviation) a new fit is not made: the last one
+    // stands (the planner settles on one chunk size, so the spread fades in steady state), or before any, the cost is
+    // taken as proportional to the tokens.
     private const double MinPromptSpread = 4;
+
+    // The depth term is fitted only where chunk sizes and depths vary apart from each other (their correlation²
+    // below this), and kept only where it leaves clearly less unexplained time than the line without it.
+    private const double MaxSizeDepthCorrelation = 0.98;
+    private const double MinDepthGain = 0.2;
 
     private readonly double[] _generationMs = Enumerable.Repeat(double.NaN, slots + 1).ToArray();
     private double _perGenerationTokenMs = double.NaN;
 
-    // Exponentially weighted sums over steps with prompt tokens: weight, tokens, extra ms, tokens², tokens × ms.
+    // Exponentially weighted sums over steps with prompt tokens, of t (tokens), p (thousands of positions attended
+    // over) and y (ms beyond the generation), and of their products.
     private double _w;
-    private double _x;
+    private double _t;
+    private double _p;
     private double _y;
-    private double _xx;
-    private double _xy;
-    private (double PerToken, double Fixed)? _fitted;
+    private double _tt;
+    private double _tp;
+    private double _pp;
+    private double _ty;
+    private double _py;
+    private double _yy;
+    private PromptCost? _fitted;
 
     public void OnStep(in StepCost cost)
     {
@@ -46,19 +56,25 @@ internal sealed class StepCostModel(int slots) : IStepObserver
             return;
         }
 
-        var extra = Math.Max(0, ms - Known(GenerationMs(generating)));
-        double tokens = cost.PromptTokens;
+        var y = Math.Max(0, ms - KnownGenerationMs(generating));
+        double t = cost.PromptTokens;
+        var p = cost.PromptPositions / 1000;
         var keep = _w == 0 ? 0 : 1 - PromptSmoothing;
         _w = (keep * _w) + 1;
-        _x = (keep * _x) + tokens;
-        _y = (keep * _y) + extra;
-        _xx = (keep * _xx) + (tokens * tokens);
-        _xy = (keep * _xy) + (tokens * extra);
+        _t = (keep * _t) + t;
+        _p = (keep * _p) + p;
+        _y = (keep * _y) + y;
+        _tt = (keep * _tt) + (t * t);
+        _tp = (keep * _tp) + (t * p);
+        _pp = (keep * _pp) + (p * p);
+        _ty = (keep * _ty) + (t * y);
+        _py = (keep * _py) + (p * y);
+        _yy = (keep * _yy) + (y * y);
         Refit();
     }
 
-    /// <summary>The time of a step in which <paramref name="generating"/> sequences only generate; NaN if unknown.</summary>
-    public double GenerationMs(int generating)
+    /// <summary>The time of a step in which <paramref name="generating"/> sequences only generate; 0 while unknown.</summary>
+    public double KnownGenerationMs(int generating)
     {
         if (generating == 0)
         {
@@ -66,75 +82,121 @@ internal sealed class StepCostModel(int slots) : IStepObserver
         }
 
         var known = _generationMs[Math.Min(generating, _generationMs.Length - 1)];
-        return double.IsNaN(known) ? _perGenerationTokenMs * generating : known;
+        var ms = double.IsNaN(known) ? _perGenerationTokenMs * generating : known;
+        return double.IsNaN(ms) ? 0 : ms;
     }
+
+    /// <summary>What prompt tokens add to a step; null until a step with prompt tokens was seen.</summary>
+    public PromptCost? Prompt => _w == 0 || _t <= 0 ? null : _fitted ?? new PromptCost(0, _y / _t, 0);
 
     /// <summary>
-    /// Prompt tokens that fit beside <paramref name="generating"/> generating sequences in a step of
-    /// <paramref name="targetMs"/>; null while the cost of a prompt token is unknown.
+    /// Fits again where the recent steps spread enough to tell the parts apart: with the depth term where it explains
+    /// the times clearly better, else a line in the tokens alone; a fit that says tokens are free or that a chunk saves
+    /// time fits noise, not cost, and is not taken.
     /// </summary>
-    public int? PromptTokensWithin(double targetMs, int generating)
-    {
-        var (perToken, fixedMs) = Line();
-        if (double.IsNaN(perToken))
-        {
-            return null;
-        }
-
-        var room = targetMs - Known(GenerationMs(generating)) - fixedMs;
-        if (room <= 0)
-        {
-            return 0;
-        }
-
-        return perToken <= 0 ? int.MaxValue : (int)Math.Min(int.MaxValue, room / perToken);
-    }
-
-    /// <summary>
-    /// The fewest prompt tokens whose own per-token time is at least <paramref name="share"/> of a step beside
-    /// <paramref name="generating"/> generating sequences (the rest being the generation and the fixed prompt part);
-    /// null while the cost of a prompt token is unknown, 0 when <paramref name="share"/> is 0.
-    /// </summary>
-    public int? PromptTokensForShare(double share, int generating)
-    {
-        var (perToken, fixedMs) = Line();
-        if (double.IsNaN(perToken))
-        {
-            return null;
-        }
-
-        if (share <= 0 || perToken <= 0)
-        {
-            return 0;
-        }
-
-        var overhead = Known(GenerationMs(generating)) + fixedMs;
-        return (int)Math.Min(int.MaxValue, Math.Ceiling(share / (1 - share) * overhead / perToken));
-    }
-
-    /// <summary>The prompt cost: per token and fixed per step; NaN per token until a prompt was seen.</summary>
-    private (double PerToken, double Fixed) Line() =>
-        _w == 0 || _x <= 0 ? (double.NaN, 0) : _fitted ?? (_y / _x, 0);
-
-    /// <summary>Fits the line again where the recent chunk sizes spread enough to tell its two parts apart.</summary>
     private void Refit()
     {
-        var meanX = _x / _w;
-        var variance = (_xx / _w) - (meanX * meanX);
-        if (variance < MinPromptSpread * MinPromptSpread)
+        var (mt, mp, my) = (_t / _w, _p / _w, _y / _w);
+        var vt = (_tt / _w) - (mt * mt);
+        if (vt < MinPromptSpread * MinPromptSpread)
         {
             return;
         }
 
-        var slope = ((_xy / _w) - (meanX * (_y / _w))) / variance;
-        var intercept = (_y / _w) - (slope * meanX);
+        var vp = (_pp / _w) - (mp * mp);
+        var vy = (_yy / _w) - (my * my);
+        var ctp = (_tp / _w) - (mt * mp);
+        var cty = (_ty / _w) - (mt * my);
+        var cpy = (_py / _w) - (mp * my);
 
-        // A line that says prompt tokens are free or that a chunk saves time fits noise, not cost.
-        _fitted = slope > 0 && intercept >= 0 ? (slope, intercept) : null;
+        var slope = cty / vt;
+        var line = new PromptCost(NoiseFloor(my - (slope * mt)), slope, 0);
+        var lineError = vy - (slope * cty);
+
+        var det = (vt * vp) - (ctp * ctp);
+        if (vp <= 0 || ctp * ctp >= MaxSizeDepthCorrelation * vt * vp)
+        {
+            // The recent sizes and depths cannot tell the depth term from the per-token one: a depth fit made when
+            // they could stands.
+            if (_fitted is not { PerKiloPositionMs: > 0 })
+            {
+                _fitted = line.IsPlausible ? WithFixedAtMost(line, FixedCap()) : null;
+            }
+        }
+        else
+        {
+            var perToken = ((cty * vp) - (cpy * ctp)) / det;
+            var perKiloPosition = ((cpy * vt) - (cty * ctp)) / det;
+            var deep = new PromptCost(NoiseFloor(my - (perToken * mt) - (perKiloPosition * mp)), perToken, perKiloPosition);
+            var deepError = vy - (perToken * cty) - (perKiloPosition * cpy);
+            _fitted = deep.IsPlausible && deepError < (1 - MinDepthGain) * lineError ? WithFixedAtMost(deep, FixedCap())
+                : line.IsPlausible ? WithFixedAtMost(line, FixedCap())
+                : null;
+        }
     }
 
-    private static double Known(double ms) => double.IsNaN(ms) ? 0 : ms;
+    /// <summary>
+    /// What a chunk's own micro-batch can cost at most: the quickest step measured that only generates (one micro-batch
+    /// of at least one token, with the step's overhead); unbounded until one was measured.
+    /// </summary>
+    private double FixedCap()
+    {
+        var cap = double.PositiveInfinity;
+        foreach (var ms in _generationMs)
+        {
+            cap = ms < cap ? ms : cap;
+        }
+
+        return cap;
+    }
+
+    /// <summary>
+    /// <paramref name="fit"/>, or where its fixed part is beyond <paramref name="cap"/>, the fit again with the fixed
+    /// part held at the cap. Steps as noisy as a busy CPU's, with chunk sizes that hardly spread, can put most of their
+    /// time in the fixed part; the share rule would then stretch every step to several times the generation's time.
+    /// </summary>
+    private PromptCost? WithFixedAtMost(PromptCost fit, double cap)
+    {
+        if (fit.FixedMs <= cap)
+        {
+            return fit;
+        }
+
+        var (t, p, tt, tp, pp) = (_t / _w, _p / _w, _tt / _w, _tp / _w, _pp / _w);
+        var (ty, py) = ((_ty / _w) - (cap * t), (_py / _w) - (cap * p));
+        if (fit.PerKiloPositionMs > 0)
+        {
+            var det = (tt * pp) - (tp * tp);
+            var deep = new PromptCost(cap, ((ty * pp) - (py * tp)) / det, ((py * tt) - (ty * tp)) / det);
+            if (det > 0 && deep.IsPlausible)
+            {
+                return deep;
+            }
+        }
+
+        var line = new PromptCost(cap, ty / tt, 0);
+        return line.IsPlausible ? line : null;
+    }
+
+    // A fixed part within half a millisecond below zero is rounding and timer noise around none.
+    private static double NoiseFloor(double fixedMs) => fixedMs is < 0 and > -0.5 ? 0 : fixedMs;
 
     private static double Blend(double current, double sample, double weight) =>
         double.IsNaN(current) ? sample : current + (weight * (sample - current));
+}
+
+/// <summary>
+/// What prompt tokens add to a step's time: a fixed part for a step that carries any (on a CPU, a chunk is a micro-batch
+/// of its own), a part per token (the weights' work) and a part per position each token attends over (attention: deep
+/// in a long prompt a token costs several times what it costs near the start).
+/// </summary>
+internal readonly record struct PromptCost(double FixedMs, double PerTokenMs, double PerKiloPositionMs)
+{
+    public bool IsPlausible => PerTokenMs > 0 && FixedMs >= 0 && PerKiloPositionMs >= 0;
+
+    /// <summary>The time of <paramref name="count"/> prompt tokens decoded from position <paramref name="start"/>, fixed part aside.</summary>
+    public double TokensMs(int start, int count) => (count * PerTokenMs) + (PerKiloPositionMs * Positions(start, count) / 1000);
+
+    /// <summary>The positions tokens <c>[start, start + count)</c> attend over, summed: each attends over those before it.</summary>
+    public static double Positions(int start, int count) => count * (start + ((count - 1) / 2.0));
 }

@@ -18,6 +18,12 @@ internal sealed class StepPlan
 
     public int PromptTokens { get; private set; }
 
+    /// <summary>The positions the prompt tokens attend over, summed: what their attention costs grows with.</summary>
+    public double PromptPositions { get; private set; }
+
+    /// <summary>The step's time as the cost model expects it, where a time target sized it (NaN otherwise): for the step log.</summary>
+    public double ExpectedMs { get; set; }
+
     public bool IsEmpty => _tokens.Count == 0 && _chunks.Count == 0;
 
     public void Clear()
@@ -25,6 +31,8 @@ internal sealed class StepPlan
         _tokens.Clear();
         _chunks.Clear();
         PromptTokens = 0;
+        PromptPositions = 0;
+        ExpectedMs = double.NaN;
     }
 
     public void AddToken(ScheduledRequest request, ChoiceState choice) => _tokens.Add(new PlannedToken(request, choice));
@@ -33,6 +41,7 @@ internal sealed class StepPlan
     {
         _chunks.Add(new PromptChunk(request, request.Prefilled, count));
         PromptTokens += count;
+        PromptPositions += PromptCost.Positions(request.Prefilled, count);
     }
 }
 

@@ -23,6 +23,7 @@ namespace LlmServer.Engine.Scheduling;
 internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, StepCostModel costs, SchedulerMetrics metrics, TimeProvider time)
 {
     private readonly StepPlan _plan = new();
+    private readonly List<int> _minimalChunks = [];
     private readonly List<int> _chunkSizes = [];
 
     /// <summary>Interactive requests waiting for slots, in arrival order.</summary>
@@ -98,32 +99,101 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         if (timed)
         {
             // Unknown cost (no prompt measured yet): start with the minimal chunks and learn from them.
-            var fits = costs.PromptTokensWithin(options.TargetStepMs, generating) ?? 0;
-            var share = batchPauses ? costs.PromptTokensForShare(options.MinPromptShare, generating) ?? 0 : 0;
-            budget = Math.Clamp(Math.Max(fits, share), Math.Min(floor, hardCap), hardCap);
+            var least = Math.Min(floor, hardCap);
+            budget = costs.Prompt is { } cost ? TimedBudget(cost, generating, least, hardCap, batchPauses) : least;
         }
 
-        // The minimal chunks first, then what is left in arrival order (without a time target, arrival order only).
+        SizeChunks(budget, batchPauses);
+        if (timed && costs.Prompt is { } expected)
+        {
+            _plan.ExpectedMs = costs.KnownGenerationMs(generating) + (budget > 0 ? expected.FixedMs + ChunksMs(expected) : 0);
+        }
+
         for (var i = 0; i < Running.Count; i++)
         {
-            var count = Math.Min(_chunkSizes[i], budget);
-            _chunkSizes[i] = count;
+            if (_chunkSizes[i] > 0)
+            {
+                _plan.AddChunk(Running[i], _chunkSizes[i]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The prompt budget, between <paramref name="least"/> and <paramref name="most"/> tokens, that the cost model
+    /// expects to fill the time target beside the generation, or more where that gives prompt tokens less than their
+    /// share of the step. Each chunk is costed at its own depth: the same tokens cost far more deep in a long prompt.
+    /// </summary>
+    private int TimedBudget(PromptCost cost, int generating, int least, int most, bool batchPauses)
+    {
+        var overheadMs = costs.KnownGenerationMs(generating) + cost.FixedMs;
+        var fits = LastBudgetWhere(least, most, ms => ms <= options.TargetStepMs - overheadMs, cost, batchPauses);
+        if (!batchPauses || options.MinPromptShare <= 0)
+        {
+            return fits;
+        }
+
+        // The fewest tokens whose own time is the share of a step made of them, the generation and the fixed part.
+        var shareMs = options.MinPromptShare / (1 - options.MinPromptShare) * overheadMs;
+        var share = LastBudgetWhere(least - 1, most, ms => ms < shareMs, cost, batchPauses) + 1;
+        return Math.Max(fits, Math.Min(share, most));
+    }
+
+    /// <summary>
+    /// The largest budget in [<paramref name="least"/>, <paramref name="most"/>] whose chunks' time satisfies
+    /// <paramref name="holds"/> (<paramref name="least"/> where none does): the time only grows with the budget.
+    /// </summary>
+    private int LastBudgetWhere(int least, int most, Func<double, bool> holds, PromptCost cost, bool batchPauses)
+    {
+        var (low, high) = (least, most);
+        while (low < high)
+        {
+            var middle = low + ((high - low + 1) / 2);
+            SizeChunks(middle, batchPauses);
+            if (holds(ChunksMs(cost)))
+            {
+                low = middle;
+            }
+            else
+            {
+                high = middle - 1;
+            }
+        }
+
+        return low;
+    }
+
+    /// <summary>Sizes each running request's chunk for a prompt budget: the minimal chunks first, then what is left in arrival order.</summary>
+    private void SizeChunks(int budget, bool batchPauses)
+    {
+        _chunkSizes.Clear();
+        for (var i = 0; i < Running.Count; i++)
+        {
+            var count = Math.Min(_minimalChunks[i], budget);
+            _chunkSizes.Add(count);
             budget -= count;
         }
 
-        for (var i = 0; i < Running.Count; i++)
+        for (var i = 0; i < Running.Count && budget > 0; i++)
         {
             var request = Running[i];
             if (Prefills(request, batchPauses))
             {
-                var count = _chunkSizes[i] + Math.Min(budget, request.Prefill.Length - request.Prefilled - _chunkSizes[i]);
-                budget -= count - _chunkSizes[i];
-                if (count > 0)
-                {
-                    _plan.AddChunk(request, count);
-                }
+                var more = Math.Min(budget, request.Prefill.Length - request.Prefilled - _chunkSizes[i]);
+                _chunkSizes[i] += more;
+                budget -= more;
             }
         }
+    }
+
+    private double ChunksMs(PromptCost cost)
+    {
+        var ms = 0.0;
+        for (var i = 0; i < Running.Count; i++)
+        {
+            ms += cost.TokensMs(Running[i].Prefilled, _chunkSizes[i]);
+        }
+
+        return ms;
     }
 
     /// <summary>
@@ -139,7 +209,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
     /// </summary>
     private int MarkMinimalChunks(bool sharing, bool batchPauses)
     {
-        _chunkSizes.Clear();
+        _minimalChunks.Clear();
         var total = 0;
         var batch = false;
         for (var i = 0; i < Running.Count; i++)
@@ -156,7 +226,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
                 }
             }
 
-            _chunkSizes.Add(chunk);
+            _minimalChunks.Add(chunk);
             total += chunk;
         }
 

@@ -272,12 +272,13 @@ public sealed class StepBudgetTests
     }
 
     [Theory]
-    [InlineData(0.5, 22)]
+    [InlineData(0.6, 62)]
     [InlineData(0.0, 4)]
     public async Task Where_a_chunk_has_a_fixed_cost_prompt_chunks_keep_their_share_of_the_step(double minPromptShare, int settledChunk)
     {
-        // A step carrying prompt tokens costs 40 ms more, whatever their number, plus 2 ms a token (a small chunk deep
-        // in a long prompt on a CPU): within the 50 ms target only 3 tokens would fit beside two streams.
+        // Each micro-batch costs 40 ms, whatever its tokens (the weights' pass), the generating sequences' and the
+        // prompt chunk's: a step carrying prompt tokens costs 40 ms more, plus 2 ms a token (a small chunk deep in a
+        // long prompt on a CPU), and the two streams leave no room in the 50 ms target.
         using var harness = Timed(slots: 3, targetStepMs: 50, minPromptChunk: 4, minPromptShare: minPromptShare, slotContext: 4096);
         harness.Backend.StepTime = FixedPromptCost;
         var running = new[] { harness.Submit(new string('P', 100), maxTokens: 1000), harness.Submit("AB", maxTokens: 1000) };
@@ -288,8 +289,8 @@ public sealed class StepBudgetTests
         harness.Backend.Batches.Clear();
         StepUntilPrefilled(harness, 'X', 2000);
 
-        // Settled (the fit has seen two chunk sizes), a chunk is the fewest tokens whose own 2 ms each are half the
-        // step: (2 + 2 * 1 + 40) / 2 = 22. Without a share, the minimal chunk: steps keep nearest the target.
+        // Settled (the fit has seen two chunk sizes), a chunk is the fewest tokens whose own 2 ms each are 60% of the
+        // step: (40 + 2 * 1 + 40) * 0.6 / 0.4 / 2 = 61.5, so 62. Without a share, the minimal chunk: steps keep nearest the target.
         var chunks = harness.Backend.Batches.Select(b => b.Count(e => e.Token == 'X')).Where(c => c > 0).ToList();
         var settled = chunks.Skip(2).SkipLast(1).ToList();
         Assert.NotEmpty(settled);
@@ -297,6 +298,44 @@ public sealed class StepBudgetTests
         Assert.All(
             harness.Backend.Batches.Where(b => b.Any(e => e.Token == 'X')),
             batch => Assert.Equal(2, batch.Count(e => char.IsLower((char)e.Token))));
+        foreach (var stream in running)
+        {
+            stream.Cancel();
+        }
+
+        harness.RunToIdle();
+        Assert.Equal(1, (await longPrompt.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+    }
+
+    [Fact]
+    public async Task Deep_in_a_long_prompt_chunks_shrink_so_that_steps_keep_to_the_target()
+    {
+        // A prompt token costs 1 ms plus 1 ms for every 200 positions it attends over (attention grows with depth):
+        // 11 ms 2,000 tokens deep. Beside two streams, 50 tokens fit the 60 ms target at the start, 5 at the end.
+        using var harness = Timed(slots: 3, targetStepMs: 60, minPromptChunk: 2, minPromptShare: 0, slotContext: 4096);
+        harness.Backend.StepTime = batch => TimeSpan.FromMilliseconds(DeepCostMs(batch));
+        var running = new[] { harness.Submit("AB", maxTokens: 3000), harness.Submit("CD", maxTokens: 3000) };
+        harness.Steps(5);
+
+        var longPrompt = harness.Submit(new string('X', 2000), maxTokens: 1);
+        harness.Backend.Batches.Clear();
+        StepUntilPrefilled(harness, 'X', 2000);
+
+        // Once the first steps have taught the fit its parts, every step keeps to the target, shallow or deep (a
+        // depth-blind line, fitted on the recent shallower chunks, sizes deep ones too large), and the streams decode
+        // in each. Within 0.1 ms: the streams' own prompts, prefilled with nothing generating, counted the step's
+        // overhead as prompt time, and their fading weight leaves the fit a few hundredths of a millisecond off.
+        var mixed = harness.Backend.Batches.Where(b => b.Any(e => e.Token == 'X')).ToList();
+        var settled = mixed.Skip(8).ToList();
+        Assert.All(settled, batch => Assert.InRange(DeepCostMs(batch), 0, 60.1));
+        Assert.All(mixed, batch => Assert.Equal(2, batch.Count(e => char.IsLower((char)e.Token))));
+
+        // And they fill it: each settled step but the last is within one deep token of the target.
+        Assert.All(settled.SkipLast(1), batch => Assert.InRange(DeepCostMs(batch), 60 - 11, 60.1));
+        var chunks = settled.Select(b => b.Count(e => e.Token == 'X')).ToList();
+        // About 260 deep a token costs 2.3 ms and 23 fit; 1,990 deep, 11 ms and 5.
+        Assert.InRange(chunks[0], 20, 25);
+        Assert.InRange(chunks[^2], 4, 5);
         foreach (var stream in running)
         {
             stream.Cancel();
@@ -356,7 +395,8 @@ public sealed class StepBudgetTests
     private static TimeSpan FixedPromptCost(IReadOnlyList<FakeBackend.BatchEntry> batch)
     {
         var prompt = batch.Count(e => char.IsUpper((char)e.Token));
-        return TimeSpan.FromMilliseconds(StepOverheadMs + batch.Count(e => char.IsLower((char)e.Token)) + (prompt > 0 ? 40 + (2 * prompt) : 0));
+        var generating = batch.Count(e => char.IsLower((char)e.Token));
+        return TimeSpan.FromMilliseconds((generating > 0 ? 40 + generating : 0) + (prompt > 0 ? 40 + (2 * prompt) : 0));
     }
 
     private static void StepUntilPrefilled(SchedulerHarness harness, char promptToken, int length)
@@ -377,6 +417,9 @@ public sealed class StepBudgetTests
         harness.Backend.StepTime = batch => TimeSpan.FromMilliseconds(CostMs(batch));
         return harness;
     }
+
+    private static double DeepCostMs(IReadOnlyList<FakeBackend.BatchEntry> batch) =>
+        StepOverheadMs + batch.Sum(e => char.IsUpper((char)e.Token) ? 1 + (e.Position / 200.0) : GenerationTokenMs);
 
     private static int CostMs(IReadOnlyList<FakeBackend.BatchEntry> batch) =>
         StepOverheadMs + batch.Sum(e => char.IsUpper((char)e.Token) ? PromptTokenMs : GenerationTokenMs);
