@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Batch lane under a steady interactive load (the thrash of task s23): two server builds side by side, rounds
-# interleaved (order alternating), synth110m-q4_0, 2 slots, each run a fresh server process (its database in a temp
+# interleaved (order alternating), LLMSERVER_BENCH_MODEL (stories260K; synth110m-q4_0's steps are long enough under
+# load that the next interactive request mostly arrives before the gap is seen), 2 slots, each run a fresh server process (its database in a temp
 # dir). A run starts a batch of LLMSERVER_BENCH_BATCH chat completions (64-word prompts, 64 tokens) and, at once,
 # a closed-loop interactive load (loadgen, CONCURRENCY streams, LLMSERVER_BENCH_INTERACTIVE requests, 64-word prompts,
 # 64 tokens); when the load ends it reads the scheduler's preemption counter (/metrics) and the batch's completed
@@ -15,11 +16,12 @@ new=$2
 rounds=${3:-3}
 concurrencies=${4:-"1 2"}
 shared=$(cd .. && pwd)/shared
-model=synth110m-q4_0
+model=${LLMSERVER_BENCH_MODEL:-stories260K}
 port=5320
 url=http://127.0.0.1:$port
 batch_size=${LLMSERVER_BENCH_BATCH:-200}
 interactive=${LLMSERVER_BENCH_INTERACTIVE:-40}
+jobs=tests/LlmServer.Benchmarks/batch_job.py
 out=$(mktemp)
 tmp=$(mktemp -d)
 server=
@@ -43,31 +45,6 @@ stop_server() {
   kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
 }
 
-# batch.py URL MODEL SIZE: uploads the JSONL, creates the batch, prints its id once it is in progress.
-cat >"$tmp/batch.py" <<'PY'
-import json, sys, time, urllib.request, uuid
-url, model, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-def call(method, path, body=None, headers=None):
-    req = urllib.request.Request(url + path, data=body, method=method, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return r.read()
-words = "the quick brown fox jumps over a lazy dog while seven small birds sing".split()
-lines = []
-for i in range(size):
-    prompt = f"job {i:04d} " + " ".join(words[(i + k) % len(words)] for k in range(62))
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 64, "ignore_eos": True}
-    lines.append(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}))
-boundary = uuid.uuid4().hex
-form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.jsonl\"\r\n"
-        f"Content-Type: application/jsonl\r\n\r\n" + "\n".join(lines) + f"\r\n--{boundary}--\r\n").encode()
-file_id = json.loads(call("POST", "/v1/files", form, {"Content-Type": f"multipart/form-data; boundary={boundary}"}))["id"]
-created = json.loads(call("POST", "/v1/batches", json.dumps({"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}).encode(), {"Content-Type": "application/json"}))
-while json.loads(call("GET", f"/v1/batches/{created['id']}"))["status"] == "validating":
-    time.sleep(0.05)
-print(created["id"])
-PY
-
 preemptions() {
   curl -sf "$url/metrics" | awk '/^llmserver_num_preemptions_total/ { s += $2 } END { print s + 0 }'
 }
@@ -75,7 +52,7 @@ preemptions() {
 run() { # build dll concurrency
   start_server "$2"
   local id started ended load done
-  id=$(python3 "$tmp/batch.py" "$url" "$model" "$batch_size")
+  id=$(python3 "$jobs" "$url" "$model" "$batch_size" start "$tmp/started")
   started=$(date +%s.%N)
   load=$(node "$shared/tools/loadgen.mjs" --url "$url" --model "$model" --concurrency "$3" --requests "$interactive" \
     --max-tokens 64 --prompt-words 64 --ignore-eos --timeout-s 300 --deadline-s 1200 --json)
@@ -91,11 +68,11 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out" "$rounds" <<'PY'
+python3 - "$out" "$rounds" "$model" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
 failed = sum(int(r[-1]) for r in rows)
-print(f"\nsynth110m-q4_0, 2 slots, medians of {sys.argv[2]} rounds [range]; failed interactive requests: {failed}")
+print(f"\n{sys.argv[3]}, 2 slots, medians of {sys.argv[2]} rounds [range]; failed interactive requests: {failed}")
 names = ["preemptions", "batch lines/min", "TTFT p50 ms", "TTFT p95 ms", "ITL p95 ms"]
 def cell(vals):
     return f"{statistics.median(vals):.1f} [{min(vals):.1f}-{max(vals):.1f}]"
