@@ -55,7 +55,7 @@ run() { # build dll concurrency
   id=$(python3 "$jobs" "$url" "$model" "$batch_size" start "$tmp/started")
   started=$(date +%s.%N)
   load=$(node "$shared/tools/loadgen.mjs" --url "$url" --model "$model" --concurrency "$3" --requests "$interactive" \
-    --max-tokens 64 --prompt-words 64 --ignore-eos --timeout-s 300 --deadline-s 1200 --json)
+    --max-tokens 64 --prompt-words 64 --ignore-eos --timeout-s 300 --deadline-s 1200 --json) || true # failures are counted below
   ended=$(date +%s.%N)
   done=$(curl -sf "$url/v1/batches/$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_counts"]["completed"])')
   echo "$round $1 $3 $(preemptions) $(python3 -c "print($done * 60 / ($ended - $started))") $(echo "$load" | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["ttft_ms"]["p50"], h["ttft_ms"]["p95"], h["itl_ms"]["p95"], sum((h.get("errors") or {}).values()))')" | tee -a "$out"

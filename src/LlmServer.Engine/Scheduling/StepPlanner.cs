@@ -2,7 +2,8 @@ namespace LlmServer.Engine.Scheduling;
 
 /// <summary>
 /// Decides what each step decodes (vLLM's <c>schedule()</c>): admits waiting requests (interactive ones first, in
-/// arrival order; batch ones into slots left idle, preempted when an interactive request needs their slot), then
+/// arrival order; batch ones into slots left idle that recent interactive demand does not reserve, preempted, least
+/// work first, when an interactive request needs their slot), then
 /// plans one token for every generating sequence and prompt chunks, in arrival order, within the step's prompt
 /// budget. It owns the waiting and running requests; the output of a step never changes the plan it came from.
 /// </summary>
