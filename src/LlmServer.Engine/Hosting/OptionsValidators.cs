@@ -109,6 +109,11 @@ internal sealed class SchedulerOptionsValidator : IValidateOptions<SchedulerOpti
             errors.Add("Scheduler:LongPromptTokens must be at least 1.");
         }
 
+        if (options.BatchHoldMaxSteps is < 0 or > 4096)
+        {
+            errors.Add("Scheduler:BatchHoldMaxSteps must be 0 (no hold) to 4096.");
+        }
+
         if (options.DefaultMaxTokens < 0)
         {
             errors.Add("Scheduler:DefaultMaxTokens must be 0 (the slot's context) or more.");

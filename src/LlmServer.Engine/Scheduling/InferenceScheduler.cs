@@ -388,7 +388,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             {
                 if (!Step())
                 {
-                    _wake.Wait(TimeSpan.FromSeconds(1));
+                    _wake.Wait(IdleWait());
                 }
             }
 
@@ -416,6 +416,22 @@ internal sealed partial class InferenceScheduler : IDisposable
 
             _stopped.TrySetResult();
         }
+    }
+
+    /// <summary>
+    /// How long the loop sleeps with nothing to decode unless woken: a second, or, while a batch request waits out
+    /// the interactive reservation of an idle slot, one step's measured time, so that the hold counts steps at the
+    /// pace of the busy engine (the demand it reserves was measured in such steps).
+    /// </summary>
+    private TimeSpan IdleWait()
+    {
+        if (!_planner!.HoldsBatch)
+        {
+            return TimeSpan.FromSeconds(1);
+        }
+
+        var stepMs = _costs!.GenerationMs(1);
+        return TimeSpan.FromMilliseconds(double.IsNaN(stepMs) ? Math.Max(1, _options.TargetStepMs) : Math.Clamp(stepMs, 1, 1000));
     }
 
     private void ApplyEvictions()

@@ -86,6 +86,16 @@ public sealed class SchedulerOptions
     /// </summary>
     public int LongPromptTokens { get; set; } = 256;
 
+    /// <summary>
+    /// The batch lane's hysteresis: the most steps a slot stays reserved for interactive traffic after interactive
+    /// demand left it. Batch requests take only the slots that the peak interactive demand of the recent steps leaves
+    /// idle; how many steps count as recent is learnt from the gaps between an interactive request leaving and the next
+    /// arriving (twice the longest of the last 16, plus one), up to this. While nothing runs, the loop counts a step per
+    /// measured step time. 0 turns the hold off: a batch request takes any idle slot at once (and is preempted
+    /// when an interactive request arrives for it).
+    /// </summary>
+    public int BatchHoldMaxSteps { get; set; } = 64;
+
     /// <summary>Most tokens one request may ask to generate when it gives no limit; 0 means the slot's context.</summary>
     public int DefaultMaxTokens { get; set; }
 

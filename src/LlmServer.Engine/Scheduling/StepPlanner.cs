@@ -2,7 +2,8 @@ namespace LlmServer.Engine.Scheduling;
 
 /// <summary>
 /// Decides what each step decodes (vLLM's <c>schedule()</c>): admits waiting requests (interactive ones first, in
-/// arrival order; batch ones into slots left idle, preempted when an interactive request needs their slot), then
+/// arrival order; batch ones into slots left idle that recent interactive demand does not reserve, preempted, least
+/// work first, when an interactive request needs their slot), then
 /// plans one token for every generating sequence and prompt chunks, in arrival order, within the step's prompt
 /// budget. It owns the waiting and running requests; the output of a step never changes the plan it came from.
 /// </summary>
@@ -25,6 +26,8 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
     private readonly StepPlan _plan = new();
     private readonly List<int> _minimalChunks = [];
     private readonly List<int> _chunkSizes = [];
+    private readonly List<ScheduledRequest> _victims = [];
+    private readonly InteractiveDemandWindow _demand = new(options.BatchHoldMaxSteps);
 
     /// <summary>Interactive requests waiting for slots, in arrival order.</summary>
     public List<ScheduledRequest> Waiting { get; } = [];
@@ -34,6 +37,12 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
 
     /// <summary>Requests holding slots, in admission order.</summary>
     public List<ScheduledRequest> Running { get; } = [];
+
+    /// <summary>
+    /// A batch request waits for a slot that is free but reserved for interactive traffic (see
+    /// <see cref="InteractiveDemandWindow"/>): the reservation ends after some steps, so the loop must keep stepping.
+    /// </summary>
+    public bool HoldsBatch { get; private set; }
 
     public void Enqueue(ScheduledRequest request) => LaneOf(request).Add(request);
 
@@ -261,25 +270,65 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
 
     /// <summary>
     /// Interactive requests first, in arrival order, preempting running batch requests when no slot is free; batch
-    /// requests only while no interactive request waits, in the slots left idle.
+    /// requests only while no interactive request waits, in the slots left idle that recent interactive demand does
+    /// not reserve (see <see cref="InteractiveDemandWindow"/>).
     /// </summary>
     private void Admit()
     {
+        HoldsBatch = false;
         while (Waiting.Count > 0)
         {
             var needed = Waiting[0].Choices.Length;
             if (slots.FreeCount < needed && !TryPreemptBatch(needed))
             {
+                _demand.Observe(InteractiveDemand());
                 return;
             }
 
             Start(Waiting[0], Waiting);
         }
 
+        var room = slots.Count - _demand.Observe(InteractiveDemand()) - BatchSlots();
         while (BatchWaiting.Count > 0 && slots.FreeCount >= BatchWaiting[0].Choices.Length)
         {
+            var needed = BatchWaiting[0].Choices.Length;
+            if (needed > room)
+            {
+                HoldsBatch = true;
+                return;
+            }
+
+            room -= needed;
             Start(BatchWaiting[0], BatchWaiting);
         }
+    }
+
+    /// <summary>Slots held by running interactive requests and needed by waiting ones.</summary>
+    private int InteractiveDemand()
+    {
+        var demand = 0;
+        foreach (var request in Running)
+        {
+            demand += request.IsBatch ? 0 : request.Choices.Length;
+        }
+
+        foreach (var request in Waiting)
+        {
+            demand += request.Choices.Length;
+        }
+
+        return demand;
+    }
+
+    private int BatchSlots()
+    {
+        var held = 0;
+        foreach (var request in Running)
+        {
+            held += request.IsBatch ? request.Choices.Length : 0;
+        }
+
+        return held;
     }
 
     private void Start(ScheduledRequest request, List<ScheduledRequest> lane)
@@ -306,17 +355,20 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
     }
 
     /// <summary>
-    /// Frees <paramref name="needed"/> slots by preempting the batch requests admitted last, if that frees enough;
-    /// else preempts nothing. Each goes back to the head of the batch lane.
+    /// Frees <paramref name="needed"/> slots by preempting the batch requests with the least work in their slots
+    /// (the least to lose: a request whose slot is reused prefills again; on ties, the one admitted last), if that
+    /// frees enough; else preempts nothing. Each goes back to the head of the batch lane.
     /// </summary>
     private bool TryPreemptBatch(int needed)
     {
         var freeable = slots.FreeCount;
+        _victims.Clear();
         foreach (var request in Running)
         {
             if (CanPreempt(request))
             {
                 freeable += request.Choices.Length;
+                _victims.Add(request);
             }
         }
 
@@ -325,16 +377,30 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
             return false;
         }
 
-        for (var i = Running.Count - 1; i >= 0 && slots.FreeCount < needed; i--)
+        _victims.Sort((a, b) => Work(a) != Work(b) ? Work(a).CompareTo(Work(b)) : Running.IndexOf(b).CompareTo(Running.IndexOf(a)));
+        foreach (var request in _victims)
         {
-            var request = Running[i];
-            if (CanPreempt(request))
+            if (slots.FreeCount >= needed)
             {
-                Preempt(request);
+                break;
             }
+
+            Preempt(request);
         }
 
         return true;
+    }
+
+    /// <summary>Tokens whose KV the request has in its slots (prompt reused or prefilled, and generated).</summary>
+    private int Work(ScheduledRequest request)
+    {
+        var work = 0;
+        foreach (var choice in request.Choices)
+        {
+            work += choice.Slot < 0 ? 0 : slots[choice.Slot].Tokens.Count;
+        }
+
+        return work;
     }
 
     /// <summary>
