@@ -430,8 +430,8 @@ internal sealed partial class InferenceScheduler : IDisposable
             return TimeSpan.FromSeconds(1);
         }
 
-        var stepMs = _costs!.GenerationMs(1);
-        return TimeSpan.FromMilliseconds(double.IsNaN(stepMs) ? Math.Max(1, _options.TargetStepMs) : Math.Clamp(stepMs, 1, 1000));
+        var stepMs = _costs!.KnownGenerationMs(1);
+        return TimeSpan.FromMilliseconds(stepMs == 0 ? Math.Max(1, _options.TargetStepMs) : Math.Clamp(stepMs, 1, 1000));
     }
 
     private void ApplyEvictions()
