@@ -10,6 +10,13 @@ public abstract record GenerationEvent(int Choice);
 public sealed record TextDelta(int Choice, string Text, int Tokens, IReadOnlyList<TokenLogProb>? LogProbs) : GenerationEvent(Choice);
 
 /// <summary>
+/// The request was admitted to a slot and its cached prefix is known (only when <see cref="GenerationRequest.ReportAdmission"/>
+/// asked for it): the first event of the stream, before any text. The figures equal those of every choice's final
+/// <see cref="GenerationUsage"/>. <see cref="GenerationEvent.Choice"/> is 0: it speaks for the whole request.
+/// </summary>
+public sealed record RequestAdmitted(int Choice, int PromptTokens, int CachedPromptTokens) : GenerationEvent(Choice);
+
+/// <summary>
 /// The model started a tool call: <see cref="Index"/> counts the choice's calls from 0, <see cref="Id"/> is the
 /// call's id (<c>call_...</c>, or 9 alphanumerics where the template demands them). Its arguments follow as
 /// <see cref="ToolCallArgumentsDelta"/>s.

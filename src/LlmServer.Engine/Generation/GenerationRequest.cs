@@ -60,6 +60,12 @@ public sealed record GenerationRequest
     /// <summary>With <see cref="LogProbs"/>: how many most likely alternatives to report per token (0 to 20).</summary>
     public int TopLogProbs { get; init; }
 
+    /// <summary>
+    /// Send a <see cref="RequestAdmitted"/> event once the request holds a slot and its cached prefix is decided
+    /// (a front end whose stream opens with the prompt's usage, as Anthropic's <c>message_start</c> does).
+    /// </summary>
+    public bool ReportAdmission { get; init; }
+
     /// <summary>An id for logs and metrics; one is made when absent.</summary>
     public string? RequestId { get; init; }
 

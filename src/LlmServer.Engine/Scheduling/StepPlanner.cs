@@ -1,3 +1,5 @@
+using LlmServer.Engine.Generation;
+
 namespace LlmServer.Engine.Scheduling;
 
 /// <summary>
@@ -349,6 +351,10 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         {
             request.CachedTokens = reused;
             metrics.PrefixLookup(request.PromptTokens.Length, reused);
+            if (request.Request.ReportAdmission)
+            {
+                request.Events.Write(new RequestAdmitted(0, request.PromptTokens.Length, reused));
+            }
         }
 
         Running.Add(request);

@@ -27,6 +27,8 @@ internal sealed class ToolCallParser
     private bool _atStart = true;
     private bool _afterCall;
     private int _closeMatched = -1;
+    private int _fed;
+    private int? _contentEnd;
 
     public ToolCallParser(IToolCallSink sink, ToolCallFormat format, IReadOnlySet<string> toolNames)
     {
@@ -50,11 +52,19 @@ internal sealed class ToolCallParser
         }
     }
 
+    /// <summary>
+    /// During an <see cref="IToolCallSink.OnText"/> call: where that content ends in all the text fed so far
+    /// (characters, exclusive). Content is a run of the fed text ending there (a call body's decoded response text
+    /// ends at the character being read), so the caller can tell which of its tokens it came from.
+    /// </summary>
+    public int ContentEnd => _contentEnd ?? _fed;
+
     /// <summary>Feeds generated text.</summary>
     public void Push(ReadOnlySpan<char> text)
     {
         foreach (var c in text)
         {
+            _fed++;
             Feed(c);
         }
     }
@@ -72,7 +82,7 @@ internal sealed class ToolCallParser
             _body.Finish();
             if (!_body.Emitted && _raw.Length > 0 && !cutOff)
             {
-                _sink.OnText(_raw.ToString());
+                Emit(_raw.ToString(), _fed);
             }
 
             _body = null;
@@ -81,7 +91,7 @@ internal sealed class ToolCallParser
         {
             if (!cutOff)
             {
-                _sink.OnText(_closeMarker![.._closeMatched]);
+                Emit(_closeMarker![.._closeMatched], _fed);
             }
         }
         else
@@ -93,7 +103,7 @@ internal sealed class ToolCallParser
 
             if (!(_afterCall && IsWhiteSpace(_held)))
             {
-                FlushAll();
+                FlushAll(_fed);
             }
         }
 
@@ -139,8 +149,8 @@ internal sealed class ToolCallParser
                 _raw.Length--;
                 if (!emitted && _raw.Length > 0)
                 {
-                    // Not a call after all: everything since the marker is content.
-                    _sink.OnText(_raw.ToString());
+                    // Not a call after all: everything since the marker is content (all but the character read).
+                    Emit(_raw.ToString(), _fed - 1);
                 }
 
                 _raw.Clear();
@@ -220,7 +230,7 @@ internal sealed class ToolCallParser
                 _held.Length -= trigger.Length;
                 if (!(_afterCall && IsWhiteSpace(_held)))
                 {
-                    FlushAll();
+                    FlushAll(_fed - trigger.Length);
                 }
 
                 _held.Clear();
@@ -244,18 +254,26 @@ internal sealed class ToolCallParser
 
         if (keep < _held.Length)
         {
-            _sink.OnText(_held.ToString(0, _held.Length - keep));
+            Emit(_held.ToString(0, _held.Length - keep), _fed - keep);
             _held.Remove(0, _held.Length - keep);
         }
     }
 
-    private void FlushAll()
+    /// <summary>Releases the held text, which ends at <paramref name="end"/> of the fed text.</summary>
+    private void FlushAll(int end)
     {
         if (_held.Length > 0)
         {
-            _sink.OnText(_held.ToString());
+            Emit(_held.ToString(), end);
             _held.Clear();
         }
+    }
+
+    private void Emit(string text, int end)
+    {
+        _contentEnd = end;
+        _sink.OnText(text);
+        _contentEnd = null;
     }
 
     private ICallBodyReader NewBody() => _format switch

@@ -10,7 +10,9 @@ namespace LlmServer.Engine.Tools;
 /// becomes text, <see cref="ToolCallStarted"/> and <see cref="ToolCallArgumentsDelta"/> events; a choice that
 /// stopped after a call finishes with <see cref="FinishReason.ToolCalls"/>. A call carries the id the model wrote
 /// where the format keeps it (<see cref="ToolCallFormats.KeepsModelId"/>) and no call of the conversation or earlier
-/// call of the answer has it; else a new one.
+/// call of the answer has it; else a new one. Token counts and log-probabilities go with the content by token: a
+/// token is content when any of its text is (once, with the first content it wrote); tokens that became markup or a
+/// call are no content's.
 /// </summary>
 internal sealed class ToolCallStage
 {
@@ -67,9 +69,12 @@ internal sealed class ToolCallStage
         private readonly StringBuilder _text = new();
         private readonly StringBuilder _arguments = new();
         private readonly HashSet<string> _ids;
+        private readonly Queue<PendingToken> _pending = new();
         private List<GenerationEvent>? _output;
         private int _carriedTokens;
         private List<TokenLogProb>? _carriedLogProbs;
+        private int _pushed;
+        private bool _lastWasContent;
         private int _calls;
         private bool _ignoringCall;
 
@@ -86,12 +91,7 @@ internal sealed class ToolCallStage
         public void Push(TextDelta delta, List<GenerationEvent> output)
         {
             _output = output;
-            _carriedTokens += delta.Tokens;
-            if (delta.LogProbs is { } logProbs)
-            {
-                (_carriedLogProbs ??= []).AddRange(logProbs);
-            }
-
+            Enqueue(delta);
             _parser.Push(delta.Text);
             Flush();
             _output = null;
@@ -102,6 +102,25 @@ internal sealed class ToolCallStage
             _output = output;
             _parser.Complete(cutOff: done.FinishReason != FinishReason.Stop);
             Flush();
+
+            // Tokens without text right after the last content (a control token) are that content's.
+            while (_pending.TryDequeue(out var token))
+            {
+                if (token.Start == token.End && _lastWasContent)
+                {
+                    Claim(token);
+                }
+                else
+                {
+                    _lastWasContent = false;
+                }
+            }
+
+            if (_carriedLogProbs is not null)
+            {
+                output.Add(new TextDelta(_choice, string.Empty, _carriedTokens, _carriedLogProbs));
+            }
+
             _output = null;
             output.Add(_calls > 0 && done.FinishReason == FinishReason.Stop ? done with { FinishReason = FinishReason.ToolCalls } : done);
         }
@@ -109,6 +128,8 @@ internal sealed class ToolCallStage
         public void OnText(string text)
         {
             FlushArguments();
+            var end = _parser.ContentEnd;
+            ClaimContent(Math.Max(end - text.Length, 0), end);
             _text.Append(text);
         }
 
@@ -124,10 +145,6 @@ internal sealed class ToolCallStage
 
             _ignoringCall = false;
             _output!.Add(new ToolCallStarted(_choice, _calls++, CallId(id), name));
-
-            // Tokens and log-probabilities of call text belong to no content.
-            _carriedTokens = 0;
-            _carriedLogProbs = null;
         }
 
         public void OnArguments(string fragment)
@@ -136,6 +153,64 @@ internal sealed class ToolCallStage
             {
                 FlushText();
                 _arguments.Append(fragment);
+            }
+        }
+
+        /// <summary>
+        /// Places the delta's tokens in the text fed to the parser: with log-probabilities each token by its text's
+        /// length (the last one ending with the delta, as a character may span tokens); without, every token spans the
+        /// delta's text.
+        /// </summary>
+        private void Enqueue(TextDelta delta)
+        {
+            var start = _pushed;
+            _pushed += delta.Text.Length;
+            if (delta.LogProbs is not { } logProbs)
+            {
+                for (var i = 0; i < delta.Tokens; i++)
+                {
+                    _pending.Enqueue(new PendingToken(null, start, _pushed));
+                }
+
+                return;
+            }
+
+            for (var i = 0; i < logProbs.Count; i++)
+            {
+                var end = i == logProbs.Count - 1 ? _pushed : Math.Min(start + logProbs[i].Token.Length, _pushed);
+                _pending.Enqueue(new PendingToken(logProbs[i], start, end));
+                start = end;
+            }
+        }
+
+        /// <summary>
+        /// Content was fed at [<paramref name="start"/>, <paramref name="end"/>): the waiting tokens before it wrote no
+        /// content (content comes in order), those that overlap it are its; a token without text goes with the one before.
+        /// </summary>
+        private void ClaimContent(int start, int end)
+        {
+            while (_pending.TryPeek(out var token) && token.Start < end)
+            {
+                _pending.Dequeue();
+                var isContent = token.Start == token.End ? token.Start >= start || _lastWasContent : token.End > start;
+                if (isContent)
+                {
+                    Claim(token);
+                }
+                else
+                {
+                    _lastWasContent = false;
+                }
+            }
+        }
+
+        private void Claim(PendingToken token)
+        {
+            _lastWasContent = true;
+            _carriedTokens++;
+            if (token.LogProb is { } logProb)
+            {
+                (_carriedLogProbs ??= []).Add(logProb);
             }
         }
 
@@ -185,5 +260,8 @@ internal sealed class ToolCallStage
             while (!_ids.Add(id));
             return id;
         }
+
+        /// <summary>A generated token waiting to be placed, at [<see cref="Start"/>, <see cref="End"/>) of the fed text; its log-probability when asked for.</summary>
+        private readonly record struct PendingToken(TokenLogProb? LogProb, int Start, int End);
     }
 }

@@ -13,7 +13,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         var request = await JsonBodyReader.ReadAsync(context, AnthropicJson.Context.MessagesRequest, aborted);
         var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
         var id = OpenAiResponder.NewId("msg_");
-        var generation = AnthropicRequestMapper.Map(request, model, id);
+        var generation = AnthropicRequestMapper.Map(request, model, id) with { ReportAdmission = request.Stream == true };
 
         // Refusals (queue full, prompt too long, not ready) throw here, before any byte of the response.
         await using var stream = generator.Submit(generation, aborted);
@@ -68,24 +68,20 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
     /// <summary>
     /// The event sequence Anthropic sends: <c>message_start</c>, then each content block (<c>content_block_start</c>,
     /// its <c>content_block_delta</c>s: <c>text_delta</c> or <c>input_json_delta</c>, <c>content_block_stop</c>),
-    /// <c>message_delta</c>, <c>message_stop</c>; a failure after the start is one <c>error</c> event. Without tools
-    /// the text block opens at once, before the first <c>ping</c>; with tools, a block opens when its first piece
-    /// comes. Pings keep a queued request's connection alive.
+    /// <c>message_delta</c>, <c>message_stop</c>; a failure is one <c>error</c> event. <c>message_start</c> waits for
+    /// the engine's admission (the first event, before the first token), so its input and cache figures are the
+    /// final ones, as Anthropic's are; until then SSE comments keep the connection alive, pings after it. Without
+    /// tools the text block opens with the start, before the first <c>ping</c>; with tools, a block opens when its
+    /// first piece comes.
     /// </summary>
     private async Task StreamAsync(HttpContext context, GenerationStream stream, string id, string modelId, bool toolsOffered)
     {
         using var sse = SseWriter.Start(context);
-        var events = new MessageEventWriter(sse);
-        events.MessageStart(new AnthropicMessage(id, "message", "assistant", [], modelId, null, null, new AnthropicUsage(stream.PromptTokens, 0, 0, 0)));
-        if (!toolsOffered)
-        {
-            events.Text(string.Empty);
-        }
-
-        events.Ping();
+        var unadmitted = new AnthropicMessage(id, "message", "assistant", [], modelId, null, null, AnthropicRequestMapper.Usage(new GenerationUsage(stream.PromptTokens, 0, 0)));
+        var events = new MessageEventWriter(sse, unadmitted, openText: !toolsOffered);
         await sse.FlushAsync();
 
-        var end = await responder.RelayChoiceAsync(stream, sse, events.Ping, events.Text, id, events.ToolCall);
+        var end = await responder.RelayChoiceAsync(stream, sse, events.KeepAlive, events.Text, id, events.ToolCall, events.Admitted);
         if (end is null)
         {
             return;
@@ -110,7 +106,9 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
     /// one), a tool call closes what is open and opens its <c>tool_use</c> block. The per-token delta uses
     /// pre-encoded names.
     /// </summary>
-    private sealed class MessageEventWriter(SseWriter sse)
+    /// <param name="unadmitted">The <c>message_start</c> message for a stream that ends without an admission event.</param>
+    /// <param name="openText">Open the text block right after <c>message_start</c> (no tools offered).</param>
+    private sealed class MessageEventWriter(SseWriter sse, AnthropicMessage unadmitted, bool openText)
     {
         private static readonly JsonEncodedText TypeName = JsonEncodedText.Encode("type");
         private static readonly JsonEncodedText IndexName = JsonEncodedText.Encode("index");
@@ -130,9 +128,33 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
 
         private Block _open;
         private int _index = -1;
+        private bool _started;
 
-        public void MessageStart(AnthropicMessage message)
+        /// <summary>The engine admitted the request: <c>message_start</c> carries its prompt and cached-prefix figures.</summary>
+        public void Admitted(RequestAdmitted admitted) =>
+            MessageStart(unadmitted with { Usage = AnthropicRequestMapper.Usage(new GenerationUsage(admitted.PromptTokens, admitted.CachedPromptTokens, 0)) });
+
+        /// <summary>Before <c>message_start</c> an SSE comment (Anthropic's stream opens with that event), after it a ping.</summary>
+        public void KeepAlive()
         {
+            if (_started)
+            {
+                Ping();
+            }
+            else
+            {
+                sse.WriteKeepAlive();
+            }
+        }
+
+        private void MessageStart(AnthropicMessage message)
+        {
+            if (_started)
+            {
+                return;
+            }
+
+            _started = true;
             var writer = sse.BeginEvent("message_start"u8);
             writer.WriteStartObject();
             writer.WriteString(TypeName, "message_start");
@@ -140,9 +162,15 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
             JsonSerializer.Serialize(writer, message, AnthropicJson.Context.AnthropicMessage);
             writer.WriteEndObject();
             sse.EndEvent();
+            if (openText)
+            {
+                Text(string.Empty);
+            }
+
+            Ping();
         }
 
-        public void Ping()
+        private void Ping()
         {
             var writer = sse.BeginEvent("ping"u8);
             writer.WriteStartObject();
@@ -153,6 +181,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
 
         public void Text(string text)
         {
+            MessageStart(unadmitted);
             if (_open != Block.Text)
             {
                 BlockStart(Block.Text, new AnthropicTextBlock(string.Empty));
@@ -168,6 +197,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
 
         public void ToolCall(GenerationEvent item)
         {
+            MessageStart(unadmitted);
             switch (item)
             {
                 case ToolCallStarted started:
@@ -184,6 +214,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         /// <summary>Closes the open block; an answer with no block at all gets an empty text block.</summary>
         public void Finish()
         {
+            MessageStart(unadmitted);
             if (_index < 0)
             {
                 Text(string.Empty);

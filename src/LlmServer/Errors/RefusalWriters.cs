@@ -22,7 +22,11 @@ internal sealed class RefusalWriters(IEnumerable<RefusalRoute> routes)
     private readonly RefusalRoute[] _routes = [.. routes.OrderByDescending(r => r.Prefix.Value?.Length ?? 0)];
 
     public Task WriteAsync(HttpContext context, Refusal refusal, CancellationToken cancellationToken) =>
-        WriterFor(context.Request.Path).WriteAsync(context, refusal, cancellationToken);
+        WriteAsync(context, refusal, context.Request.Path, cancellationToken);
+
+    /// <summary>Writes in the shape of the front end owning <paramref name="path"/> (a mistyped request's intended path).</summary>
+    public Task WriteAsync(HttpContext context, Refusal refusal, PathString path, CancellationToken cancellationToken) =>
+        WriterFor(path).WriteAsync(context, refusal, cancellationToken);
 
     private IRefusalWriter WriterFor(PathString path) =>
         Array.Find(_routes, r => path.StartsWithSegments(r.Prefix, StringComparison.OrdinalIgnoreCase))?.Writer

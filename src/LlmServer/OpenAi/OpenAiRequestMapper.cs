@@ -307,6 +307,15 @@ internal static class OpenAiRequestMapper
             throw OpenAiException.InvalidField("suffix", "'suffix' (fill-in-the-middle) is not supported.");
         }
 
+        // OpenAI would add the prompt tokens' log-probabilities, which needs logits over the whole prompt; llama.cpp's
+        // server refuses 'echo' altogether ("Only no echo is supported"). Refused, rather than answered short.
+        if (request.Echo == true && request.Logprobs is not null)
+        {
+            throw OpenAiException.InvalidField(
+                "echo",
+                "'echo' with 'logprobs' is not supported: the prompt's tokens get no log-probabilities on this server. Send 'echo' or 'logprobs', not both.");
+        }
+
         if (request.BestOf is { } bestOf && bestOf != (request.N ?? 1))
         {
             throw OpenAiException.InvalidField("best_of", "'best_of' is only supported equal to 'n'.");

@@ -158,7 +158,8 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
     /// The streaming loop every SSE front end shares: hands each engine event to <paramref name="onEvent"/>,
     /// flushes whenever the engine has nothing more ready (after <paramref name="beforeFlush"/> wrote what was held
     /// back), and calls <paramref name="keepAlive"/> (then flushes) every <c>OpenAi:KeepAliveInterval</c> while the
-    /// request waits for its first event.
+    /// request waits for its first event, and on until its first token when that event is the admission
+    /// (<see cref="RequestAdmitted"/>, which comes before the prompt's prefill).
     /// </summary>
     public async Task RelayAsync(IAsyncEnumerable<GenerationEvent> events, SseWriter sse, Action keepAlive, Action<GenerationEvent> onEvent, Action? beforeFlush = null)
     {
@@ -166,6 +167,13 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
         try
         {
             var hasEvent = await sse.MoveNextAsync(enumerator, options.CurrentValue.KeepAliveInterval, timeProvider, keepAlive);
+            while (hasEvent && enumerator.Current is RequestAdmitted)
+            {
+                onEvent(enumerator.Current);
+                await sse.FlushAsync();
+                hasEvent = await sse.MoveNextAsync(enumerator, options.CurrentValue.KeepAliveInterval, timeProvider, keepAlive);
+            }
+
             while (hasEvent)
             {
                 onEvent(enumerator.Current);
@@ -188,10 +196,10 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
     /// <summary>
     /// Streams one single-choice generation for the front ends that name their events (Anthropic, Responses): each
     /// piece of text goes to <paramref name="onText"/>, each tool call's start and argument pieces to
-    /// <paramref name="onToolCall"/>. Returns how it ended: the completion of a finished choice, or
+    /// <paramref name="onToolCall"/>, the admission (when the request asked for it) to <paramref name="onAdmitted"/>. Returns how it ended: the completion of a finished choice, or
     /// the error to report (failed, cancelled, or a broken relay, which is logged); null when the client went away.
     /// </summary>
-    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId, Action<GenerationEvent>? onToolCall = null)
+    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId, Action<GenerationEvent>? onToolCall = null, Action<RequestAdmitted>? onAdmitted = null)
     {
         GenerationCompleted? completion = null;
         try
@@ -205,6 +213,9 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                         break;
                     case ToolCallStarted or ToolCallArgumentsDelta when !sse.IsClientGone:
                         onToolCall?.Invoke(item);
+                        break;
+                    case RequestAdmitted admitted when !sse.IsClientGone:
+                        onAdmitted?.Invoke(admitted);
                         break;
                     case GenerationCompleted done:
                         completion = done;

@@ -185,6 +185,32 @@ public sealed class KvReuseLogicTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Asked_for_the_admission_is_the_first_event_and_states_the_final_cached_prefix()
+    {
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64);
+        await RunAsync(harness, System + Dropped, null);
+
+        var prompt = System + Dropped + "CCCC";
+        var stream = harness.Scheduler.Submit(
+            new GenerationRequest { Prompt = prompt, MaxTokens = 4, ReportAdmission = true },
+            harness.Backend.Vocabulary.Tokenize(prompt, false, false),
+            CancellationToken.None);
+        harness.RunToIdle();
+        var events = await SchedulerHarness.ReadAvailableAsync(stream);
+
+        var admitted = Assert.IsType<RequestAdmitted>(events[0]);
+        var usage = Assert.Single(events.OfType<GenerationCompleted>()).Usage;
+        Assert.Single(events.OfType<RequestAdmitted>());
+        Assert.Equal(System.Length + Dropped.Length, admitted.CachedPromptTokens);
+        Assert.Equal((usage.PromptTokens, usage.CachedPromptTokens), (admitted.PromptTokens, admitted.CachedPromptTokens));
+
+        // Not asked: no such event (the other front ends' streams are unchanged).
+        var unasked = harness.Submit(prompt);
+        harness.RunToIdle();
+        Assert.Empty((await SchedulerHarness.ReadAvailableAsync(unasked)).OfType<RequestAdmitted>());
+    }
+
     private DiskKvCache OpenCache(UInt128? model = null) =>
         new(new KvCacheOptions { KvCacheDirectory = _directory }, model ?? new UInt128(1, 1), TimeProvider.System, NullLogger.Instance);
 

@@ -324,6 +324,67 @@ public sealed class ToolCallParserTests
         Assert.Equal(FinishReason.Stop, Assert.IsType<GenerationCompleted>(events[^1]).FinishReason);
     }
 
+    /// <summary>
+    /// OpenAI's <c>choices[].logprobs.content</c> covers the message content's tokens; a streamed answer with a call
+    /// gets log-probabilities for its content tokens only, each token once, none for the tokens that wrote the call.
+    /// </summary>
+    [Fact]
+    public void Stage_gives_content_the_log_probabilities_of_its_own_tokens_only()
+    {
+        string[] tokens = ["Sure", ".", "<tool_call>", "\n{\"name\": \"get_weather\", ", "\"arguments\": {\"city\": ", "\"Paris\"}}", "\n</tool_call>", " Done", "!"];
+        var stage = new ToolCallStage(1, ToolCallFormat.Hermes, ToolNames, parallelCalls: true);
+        var events = new List<GenerationEvent>();
+        foreach (var token in tokens)
+        {
+            stage.Process(new TextDelta(0, token, 1, [LogProb(token)]), events);
+        }
+
+        stage.Process(Completed(FinishReason.Stop), events);
+
+        var texts = events.OfType<TextDelta>().ToList();
+        Assert.Equal("Sure. Done!", string.Concat(texts.Select(t => t.Text)));
+        Assert.Equal(["Sure", ".", " Done", "!"], texts.SelectMany(t => t.LogProbs!).Select(l => l.Token));
+        Assert.Equal(4, texts.Sum(t => t.Tokens));
+        Assert.Equal("{\"city\": \"Paris\"}", string.Concat(events.OfType<ToolCallArgumentsDelta>().Select(a => a.Fragment)));
+    }
+
+    [Fact]
+    public void Stage_splits_a_delta_of_several_tokens_between_content_and_the_call_by_token()
+    {
+        // A delta can carry several tokens (text held back for a stop sequence): "Hi" and " <" wrote content (" <"
+        // its space), the rest the call; a token that wrote any content is the content's, once.
+        string[] tokens = ["Hi", " <", "tool_call>", "{\"name\": \"add\", \"arguments\": {}}", "</tool_call>"];
+        var stage = new ToolCallStage(1, ToolCallFormat.Hermes, ToolNames, parallelCalls: true);
+        var events = new List<GenerationEvent>();
+        stage.Process(new TextDelta(0, string.Concat(tokens), tokens.Length, [.. tokens.Select(LogProb)]), events);
+        stage.Process(new TextDelta(0, "\n", 1, [LogProb("\n")]), events);
+        stage.Process(new TextDelta(0, string.Empty, 1, [LogProb(string.Empty)]), events);
+        stage.Process(Completed(FinishReason.Stop), events);
+
+        var text = Assert.Single(events.OfType<TextDelta>());
+        Assert.Equal("Hi ", text.Text);
+        Assert.Equal(["Hi", " <"], text.LogProbs!.Select(l => l.Token));
+        Assert.Equal(2, text.Tokens);
+        Assert.Equal("add", Assert.Single(events.OfType<ToolCallStarted>()).Name);
+        Assert.Equal(FinishReason.ToolCalls, Assert.IsType<GenerationCompleted>(events[^1]).FinishReason);
+    }
+
+    [Fact]
+    public void Stage_keeps_the_log_probabilities_of_textless_tokens_after_content()
+    {
+        var stage = new ToolCallStage(1, ToolCallFormat.Hermes, ToolNames, parallelCalls: true);
+        var events = new List<GenerationEvent>();
+        stage.Process(new TextDelta(0, "Hello", 1, [LogProb("Hello")]), events);
+        stage.Process(new TextDelta(0, string.Empty, 1, [LogProb(string.Empty)]), events);
+        stage.Process(Completed(FinishReason.Length), events);
+
+        var texts = events.OfType<TextDelta>().ToList();
+        Assert.Equal("Hello", string.Concat(texts.Select(t => t.Text)));
+        Assert.Equal(["Hello", string.Empty], texts.SelectMany(t => t.LogProbs!).Select(l => l.Token));
+    }
+
+    private static TokenLogProb LogProb(string token) => new(token.Length, token, Encoding.UTF8.GetBytes(token), -0.5f, []);
+
     private static GenerationCompleted Completed(FinishReason reason) =>
         new(0, reason, new GenerationUsage(1, 0, 1), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero));
 

@@ -201,6 +201,72 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
         AssertOpenAiError(body, "invalid_request_error", expectedCode: "method_not_allowed");
     }
 
+    /// <summary>
+    /// OpenAI answers any unknown URL with a 404 in its error shape ("Invalid URL (GET /v1/...)", type
+    /// <c>invalid_request_error</c>); so does this server on every path nothing serves. A double slash is not merged
+    /// (ASP.NET Core routes the path as sent): its 404 names the path meant, in that path's API shape.
+    /// </summary>
+    [Fact]
+    public async Task A_double_slash_is_a_404_that_names_the_path_meant_in_that_apis_shape()
+    {
+        var (body, status, response) = await GetAsync(new Uri(fixture.Server.BaseAddress, "/").AbsoluteUri + "/v1/models");
+        Assert.Equal("//v1/models", response.RequestMessage!.RequestUri!.AbsolutePath);
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        AssertJsonContentType(response);
+        AssertOpenAiError(body, "invalid_request_error", expectedCode: "unknown_url");
+        var message = body.GetProperty("error").GetProperty("message").GetString()!;
+        Assert.Contains("GET //v1/models", message, StringComparison.Ordinal);
+        Assert.Contains("did you mean /v1/models?", message, StringComparison.Ordinal);
+
+        using var anthropic = await _client.PostAsync(
+            new Uri(fixture.Server.BaseAddress.AbsoluteUri + "/v1//messages"),
+            new StringContent("{}", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.NotFound, anthropic.StatusCode);
+        var error = JsonDocument.Parse(await anthropic.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("error", error.GetProperty("type").GetString());
+        Assert.Equal("not_found_error", error.GetProperty("error").GetProperty("type").GetString());
+        Assert.Contains("did you mean /v1/messages?", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        await AssertServesNormallyAsync();
+    }
+
+    [Theory]
+    [InlineData("POST", "/chat/completions")]
+    [InlineData("GET", "/models")]
+    [InlineData("GET", "/favicon.ico")]
+    [InlineData("GET", "/assets/app-MISSING.js")]
+    public async Task An_unknown_path_outside_v1_is_a_404_in_the_openai_shape_that_points_to_v1(string method, string path)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), path);
+        using var response = await _client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        AssertJsonContentType(response);
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        AssertOpenAiError(body, "invalid_request_error", expectedCode: "unknown_url");
+        Assert.Contains("start with /v1", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_chat_page_its_assets_and_the_operations_paths_are_still_served()
+    {
+        using var page = await _client.GetAsync(new Uri("/", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+        var script = System.Text.RegularExpressions.Regex.Match(await page.Content.ReadAsStringAsync(), "src=\"(assets/app-[A-Z0-9]+\\.js)\"").Groups[1].Value;
+        Assert.NotEmpty(script);
+        using var asset = await _client.GetAsync(new Uri("/" + script, UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, asset.StatusCode);
+        Assert.Equal("text/javascript", asset.Content.Headers.ContentType?.MediaType);
+        using var health = await _client.GetAsync(new Uri("/health", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+
+        // A wrong method on the page is a 405 in the error shape, with Allow.
+        using var post = await _client.PostAsync(new Uri("/", UriKind.Relative), new StringContent("{}"));
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, post.StatusCode);
+        Assert.Contains("GET", post.Content.Headers.Allow);
+        AssertOpenAiError(JsonDocument.Parse(await post.Content.ReadAsStringAsync()).RootElement, "invalid_request_error", expectedCode: "method_not_allowed");
+    }
+
     [Fact]
     public async Task Unknown_fields_are_ignored()
     {

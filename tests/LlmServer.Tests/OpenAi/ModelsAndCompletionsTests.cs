@@ -68,13 +68,20 @@ public sealed class ModelsAndCompletionsTests(SharedServerFixture fixture) : ICl
     public async Task Completion_with_an_array_of_prompts_and_n_2_numbers_choices_per_prompt()
     {
         var (status, body, _) = await PostAsync(_client, CompletionsPath, """
-            {"prompt":["Once upon a time","The cat"],"max_tokens":3,"n":2,"echo":true,"logprobs":2,"temperature":1,"seed":5}
+            {"prompt":["Once upon a time","The cat"],"max_tokens":3,"n":2,"echo":true,"temperature":1,"seed":5}
+            """);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var echoed = body.GetProperty("choices").EnumerateArray().ToList();
+        Assert.Equal([0, 1, 2, 3], echoed.Select(c => c.GetProperty("index").GetInt32()));
+        Assert.All(echoed.Take(2), c => Assert.StartsWith("Once upon a time", c.GetProperty("text").GetString()));
+        Assert.All(echoed.Skip(2), c => Assert.StartsWith("The cat", c.GetProperty("text").GetString()));
+
+        (status, body, _) = await PostAsync(_client, CompletionsPath, """
+            {"prompt":["Once upon a time","The cat"],"max_tokens":3,"n":2,"logprobs":2,"temperature":1,"seed":5}
             """);
         Assert.Equal(HttpStatusCode.OK, status);
         var choices = body.GetProperty("choices").EnumerateArray().ToList();
         Assert.Equal([0, 1, 2, 3], choices.Select(c => c.GetProperty("index").GetInt32()));
-        Assert.All(choices.Take(2), c => Assert.StartsWith("Once upon a time", c.GetProperty("text").GetString()));
-        Assert.All(choices.Skip(2), c => Assert.StartsWith("The cat", c.GetProperty("text").GetString()));
         foreach (var choice in choices)
         {
             var logprobs = choice.GetProperty("logprobs");
@@ -85,6 +92,25 @@ public sealed class ModelsAndCompletionsTests(SharedServerFixture fixture) : ICl
         }
 
         Assert.Equal(12, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    /// <summary>
+    /// OpenAI's legacy completions would add the prompt tokens' log-probabilities (the first one null) with
+    /// <c>echo</c> and <c>logprobs</c>; llama.cpp's server refuses <c>echo</c> at all ("Only no echo is supported",
+    /// <c>oaicompat_completion_params_parse</c>). This server refuses the pair with a 400 on <c>echo</c>, streamed or not.
+    /// </summary>
+    [Theory]
+    [InlineData("""{"prompt":"Once upon a time","max_tokens":2,"echo":true,"logprobs":0}""")]
+    [InlineData("""{"prompt":["Once upon a time","The cat"],"max_tokens":2,"echo":true,"logprobs":3,"stream":true}""")]
+    public async Task Echo_with_logprobs_is_refused_as_an_invalid_echo(string json)
+    {
+        var (status, body, _) = await PostAsync(_client, CompletionsPath, json);
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal("echo", error.GetProperty("param").GetString());
+        Assert.Contains("'logprobs'", error.GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]

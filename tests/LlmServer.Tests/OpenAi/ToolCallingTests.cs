@@ -139,6 +139,34 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
         Assert.Equal("tool_calls", chunks[^1].GetProperty("finish_reason").GetString());
     }
 
+    /// <summary>
+    /// OpenAI's <c>logprobs.content</c> is the log-probabilities of the message content's tokens: an answer that is
+    /// all call (the generic form's JSON, every token of it) has none, streamed or not, and its call is intact.
+    /// </summary>
+    [Fact]
+    public async Task A_call_only_answer_has_no_content_log_probabilities()
+    {
+        var body = $$$"""{"model":"{{{ModelId}}}","messages":[{"role":"user","content":"Weather?"}],"tools":{{{ToolsJson}}},"tool_choice":{"type":"function","function":{"name":"get_weather"}},"logprobs":true,"top_logprobs":1,"max_tokens":200,"temperature":0STREAM}""";
+        using var response = await PostStreamAsync(_client, ChatPath, body.Replace("STREAM", ",\"stream\":true", StringComparison.Ordinal));
+        var transcript = await ReadAllEventsAsync(response);
+        var chunks = transcript.Items.Where(i => !i.IsComment && i.Data != "[DONE]").Select(i => JsonDocument.Parse(i.Data).RootElement.GetProperty("choices")).Where(c => c.GetArrayLength() > 0).Select(c => c[0]).ToList();
+        var streamedContent = chunks
+            .Where(c => c.TryGetProperty("logprobs", out var l) && l.ValueKind == JsonValueKind.Object)
+            .SelectMany(c => c.GetProperty("logprobs").GetProperty("content").EnumerateArray())
+            .ToList();
+        Assert.Empty(streamedContent);
+        AssertMatchesSchema("get_weather", string.Concat(chunks
+            .Where(c => c.GetProperty("delta").TryGetProperty("tool_calls", out _))
+            .Select(c => c.GetProperty("delta").GetProperty("tool_calls")[0].GetProperty("function").GetProperty("arguments").GetString())));
+
+        var (status, answer, _) = await PostAsync(_client, ChatPath, body.Replace("STREAM", string.Empty, StringComparison.Ordinal));
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = answer.GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        var logprobs = choice.GetProperty("logprobs");
+        Assert.True(logprobs.ValueKind == JsonValueKind.Null || logprobs.GetProperty("content").GetArrayLength() == 0, $"No content, no content log-probabilities: {logprobs}");
+    }
+
     [Fact]
     public async Task Tool_choice_none_gives_text()
     {
