@@ -12,10 +12,17 @@ namespace LlmServer.Tests.Infrastructure;
 internal sealed class HeldGenerator(ITextGenerator inner) : DelegatingTextGenerator(inner)
 {
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _cancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Puts the hook in front of the registered engine (for <see cref="TestServer.StartAsync"/>'s configureServices).</summary>
     public static void Install(IServiceCollection services) =>
         OperationsExtensions.DecorateTextGenerator(services, (_, engine) => new HeldGenerator(engine));
+
+    /// <summary>
+    /// Completes when a caller first cancels one of the generations (its token, <see cref="GenerationStream.Cancel"/>,
+    /// or disposing it before its end): with the ending held, nothing else can end a stream early.
+    /// </summary>
+    public Task Cancelled => _cancelled.Task;
 
     /// <summary>Lets every held generation end (now and from now on).</summary>
     public void Release() => _released.TrySetResult();
@@ -35,6 +42,7 @@ internal sealed class HeldGenerator(ITextGenerator inner) : DelegatingTextGenera
             () =>
             {
                 cancelled.TrySetResult();
+                _cancelled.TrySetResult();
                 engine.Cancel();
                 GC.KeepAlive(forwarding);
             },
