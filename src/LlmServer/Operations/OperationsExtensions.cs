@@ -20,6 +20,9 @@ namespace LlmServer.Operations;
 /// </summary>
 public static partial class OperationsExtensions
 {
+    /// <summary>Settings that no longer exist: each one still set is named in a warning at start.</summary>
+    private static readonly string[] RemovedSettings = ["Limits:GenerationPaths", "Limits:HubGenerationMethods"];
+
     public static WebApplicationBuilder AddOperations(this WebApplicationBuilder builder)
     {
         var services = builder.Services;
@@ -39,7 +42,7 @@ public static partial class OperationsExtensions
         var startup = new StartupNotes(RequiresKeys(configuration), configuration.GetValue<bool>($"{ServerOptions.SectionName}:{nameof(ServerOptions.AllowRemoteWithoutKeys)}"))
         {
             // Removed settings still set would otherwise be ignored without a word.
-            Removed = configuration.GetSection("Limits:GenerationPaths").Exists() ? ["Limits:GenerationPaths"] : [],
+            Removed = [.. RemovedSettings.Where(setting => configuration.GetSection(setting).Exists())],
         };
         if (!startup.RequiresKeys && !startup.AllowRemote)
         {
@@ -70,7 +73,7 @@ public static partial class OperationsExtensions
         services.AddAuthorization();
         services.AddRateLimiter(_ => { });
         services.AddKeyRateLimiting();
-        DecorateTextGenerator(services);
+        DecorateTextGenerator(services, (sp, engine) => new PromptLimitingTextGenerator(engine, sp.GetRequiredService<IOptions<LimitsOptions>>()));
 
         services.AddSingleton<GracefulShutdown>();
         services.AddHostedService(sp => sp.GetRequiredService<GracefulShutdown>());
@@ -79,7 +82,7 @@ public static partial class OperationsExtensions
         return builder;
     }
 
-    /// <summary>The operations middleware (in order: remote guard, CORS, keys, body size, drain, rate limits) and endpoints.</summary>
+    /// <summary>The operations middleware (in order: remote guard, CORS, keys, body size, drain, request rate, concurrent generations) and endpoints.</summary>
     public static WebApplication UseOperations(this WebApplication app)
     {
         var startup = app.Services.GetRequiredService<StartupNotes>();
@@ -102,6 +105,7 @@ public static partial class OperationsExtensions
         app.UseAuthorization();
         app.UseMiddleware<DrainingMiddleware>();
         app.UseRateLimiter();
+        app.UseMiddleware<GenerationPermitMiddleware>();
 
         app.MapOperationsHealthChecks();
         app.MapOperationsMetrics();
@@ -116,17 +120,17 @@ public static partial class OperationsExtensions
         return ApiKeyStore.ReadKeys(options).Any();
     }
 
-    /// <summary>Puts <see cref="PromptLimitingTextGenerator"/> in front of the engine's registration.</summary>
-    private static void DecorateTextGenerator(IServiceCollection services)
+    /// <summary>Puts a decorator (<see cref="PromptLimitingTextGenerator"/>, a test's hook) in front of the registered <see cref="ITextGenerator"/>.</summary>
+    internal static void DecorateTextGenerator(IServiceCollection services, Func<IServiceProvider, ITextGenerator, ITextGenerator> decorate)
     {
         var engine = services.LastOrDefault(d => d.ServiceType == typeof(ITextGenerator) && !d.IsKeyedService)
             ?? throw new InvalidOperationException("AddOperations needs the engine: call AddLlmServerEngine first.");
         services.Remove(engine);
-        services.AddSingleton<ITextGenerator>(sp => new PromptLimitingTextGenerator(
+        services.AddSingleton<ITextGenerator>(sp => decorate(
+            sp,
             engine.ImplementationInstance as ITextGenerator
                 ?? (ITextGenerator?)engine.ImplementationFactory?.Invoke(sp)
-                ?? (ITextGenerator)ActivatorUtilities.GetServiceOrCreateInstance(sp, engine.ImplementationType!),
-            sp.GetRequiredService<IOptions<LimitsOptions>>()));
+                ?? (ITextGenerator)ActivatorUtilities.GetServiceOrCreateInstance(sp, engine.ImplementationType!)));
     }
 
     private static void LogStartup(ILogger logger, StartupNotes startup, int keyCount)
@@ -150,7 +154,7 @@ public static partial class OperationsExtensions
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Setting} is no longer read and is ignored: every endpoint that runs the model counts against Limits:ConcurrentGenerationsPerKey.")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Setting} is no longer read and is ignored: every endpoint and hub method that runs the model counts against Limits:ConcurrentGenerationsPerKey.")]
     private static partial void LogRemovedSetting(ILogger logger, string setting);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "API keys required ({Count} configured).")]

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using LlmServer.Operations.Limits;
 using Microsoft.AspNetCore.SignalR;
 
 namespace LlmServer.Sessions;
@@ -6,17 +7,20 @@ namespace LlmServer.Sessions;
 /// <summary>
 /// The sessions hub at <c>/hubs/chat</c> (README, "Sessions"). Errors are <see cref="HubException"/>s whose message
 /// is a stable code, ": ", then text. Streams subscribe to a generation that runs on its own: a dropped
-/// connection leaves it running for the resume grace period, while a stream the client cancels stops it.
+/// connection leaves it running for the resume grace period, while a stream the client cancels stops it. The methods
+/// that start a turn are marked <see cref="RunsModelAttribute"/>; the turn keeps the invocation's permit until it ends.
 /// </summary>
 internal sealed class ChatHub : Hub
 {
     private readonly SessionService _sessions;
     private readonly SessionTurns _turns;
+    private readonly CallPermit _permit;
 
-    public ChatHub(SessionService sessions, SessionTurns turns)
+    public ChatHub(SessionService sessions, SessionTurns turns, CallPermit permit)
     {
         _sessions = sessions;
         _turns = turns;
+        _permit = permit;
     }
 
     private string? Owner => SessionCaller.Owner(Context.User);
@@ -51,22 +55,25 @@ internal sealed class ChatHub : Hub
             return true;
         });
 
+    [RunsModel]
     public IAsyncEnumerable<ChatStreamEvent> SendMessage(string sessionId, string text, CancellationToken cancellationToken)
     {
         var owner = Owner;
-        return Follow(ct => _turns.SendAsync(owner, sessionId, text, ct), Context.ConnectionAborted, cancellationToken);
+        return Follow(ct => _turns.SendAsync(owner, sessionId, text, _permit, ct), Context.ConnectionAborted, cancellationToken);
     }
 
+    [RunsModel]
     public IAsyncEnumerable<ChatStreamEvent> Regenerate(string sessionId, CancellationToken cancellationToken)
     {
         var owner = Owner;
-        return Follow(ct => _turns.RegenerateAsync(owner, sessionId, ct), Context.ConnectionAborted, cancellationToken);
+        return Follow(ct => _turns.RegenerateAsync(owner, sessionId, _permit, ct), Context.ConnectionAborted, cancellationToken);
     }
 
+    [RunsModel]
     public IAsyncEnumerable<ChatStreamEvent> EditMessage(string sessionId, int index, string text, CancellationToken cancellationToken)
     {
         var owner = Owner;
-        return Follow(ct => _turns.EditAsync(owner, sessionId, index, text, ct), Context.ConnectionAborted, cancellationToken);
+        return Follow(ct => _turns.EditAsync(owner, sessionId, index, text, _permit, ct), Context.ConnectionAborted, cancellationToken);
     }
 
     public IAsyncEnumerable<ChatStreamEvent> ResumeStream(string sessionId, long afterSeq, CancellationToken cancellationToken)

@@ -4,7 +4,8 @@ namespace LlmServer.Sessions;
 
 /// <summary>
 /// Reads one engine stream to its end, whoever listens: each token goes to the run's listeners and to the answer's
-/// checkpoints; at the end the answer is stored, however the generation ended, and then the last event published.
+/// checkpoints; at the end the answer is stored, however the generation ended, the run's permit released, and then the
+/// last event published (so a client that saw the ending may start its next generation at once).
 /// </summary>
 internal sealed partial class GenerationPump
 {
@@ -69,6 +70,7 @@ internal sealed partial class GenerationPump
         finally
         {
             answer.Dispose();
+            run.ReleasePermit();
             _registry.Finished(run);
             run.Publish(seq => SessionWire.Ending(seq, completed, failure, contextStart), final: true);
             LogGenerationEnded(run.SessionId, (completed?.FinishReason ?? FinishReason.Error).ToName(), completed?.Usage.CompletionTokens ?? 0);

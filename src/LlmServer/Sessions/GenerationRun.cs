@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using LlmServer.Engine.Generation;
+using LlmServer.Operations.Limits;
 
 namespace LlmServer.Sessions;
 
@@ -7,7 +8,8 @@ namespace LlmServer.Sessions;
 /// One generation of one session, owned by the <see cref="GenerationRegistry"/> rather than by any connection.
 /// Every event goes into a replay buffer under a sequence number (1, 2, ...); listeners read the buffer from where
 /// they are, so a resumed listener sees each event exactly once and in order. When the last listener leaves while
-/// the generation runs, a grace timer starts; if nobody comes back in time, the generation is stopped.
+/// the generation runs, a grace timer starts; if nobody comes back in time, the generation is stopped. The run holds
+/// the concurrent-generation permit of the call that started it until the <see cref="GenerationPump"/> ends it.
 /// </summary>
 internal sealed class GenerationRun : IDisposable
 {
@@ -18,6 +20,7 @@ internal sealed class GenerationRun : IDisposable
     private readonly TimeSpan _resumeGrace;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private GenerationStream? _stream;
+    private GenerationPermit? _permit;
     private ITimer? _graceTimer;
     private ITimer? _retentionTimer;
     private int _listeners;
@@ -36,13 +39,17 @@ internal sealed class GenerationRun : IDisposable
     /// <summary>Completes once the assistant message is stored and the last event published.</summary>
     public Task Finished => _finished.Task;
 
-    /// <summary>Hands over the admitted engine stream; a stop asked for before this point applies at once.</summary>
-    public void Attach(GenerationStream stream)
+    /// <summary>
+    /// Hands over the admitted engine stream and the caller's permit (null without a limit); a stop asked for before
+    /// this point applies at once.
+    /// </summary>
+    public void Attach(GenerationStream stream, GenerationPermit? permit)
     {
         bool stop;
         lock (_gate)
         {
             _stream = stream;
+            _permit = permit;
             stop = _stopRequested;
         }
 
@@ -64,6 +71,9 @@ internal sealed class GenerationRun : IDisposable
 
         stream?.Cancel();
     }
+
+    /// <summary>The generation has ended (finished, stopped, failed or abandoned): its permit goes back to the key, once.</summary>
+    public void ReleasePermit() => Interlocked.Exchange(ref _permit, null)?.Dispose();
 
     /// <summary>Adds an event under the next sequence number and wakes the listeners.</summary>
     public void Publish(Func<long, ChatStreamEvent> create, bool final = false)
@@ -120,6 +130,7 @@ internal sealed class GenerationRun : IDisposable
 
     public void Dispose()
     {
+        ReleasePermit();
         lock (_gate)
         {
             _graceTimer?.Dispose();

@@ -11,7 +11,8 @@ namespace LlmServer.Sessions;
 /// The REST mirror of the hub under <c>/api/sessions</c>. Generations stream as server-sent events
 /// (<c>id: seq</c>, <c>data: {ChatStreamEvent}</c>) through the one <see cref="SseWriter"/>, with keep-alive comments
 /// every <c>OpenAi:KeepAliveInterval</c> while nothing comes; a client that goes away leaves the generation running for
-/// the resume grace period (<c>GET /api/sessions/{id}/events?afterSeq=N</c> or a <c>Last-Event-ID</c> header resumes it).
+/// the resume grace period (<c>GET /api/sessions/{id}/events?afterSeq=N</c> or a <c>Last-Event-ID</c> header resumes it),
+/// and with it the request's concurrent-generation permit (<see cref="CallPermit"/>); resuming takes none.
 /// </summary>
 internal static class SessionEndpoints
 {
@@ -51,22 +52,22 @@ internal static class SessionEndpoints
                 return Results.NoContent();
             }));
 
-        group.MapPost("/{id}/messages", (HttpContext http, string id, SessionTurns turns) =>
+        group.MapPost("/{id}/messages", (HttpContext http, string id, SessionTurns turns, CallPermit permit) =>
             StreamAsync(http, async ct =>
             {
                 var request = await ReadBodyAsync(http, Json.SendMessageRequest, ct);
-                return await turns.SendAsync(Owner(http), id, request?.Text, ct);
+                return await turns.SendAsync(Owner(http), id, request?.Text, permit, ct);
             })).RunsModel();
 
-        group.MapPut("/{id}/messages/{index:int}", (HttpContext http, string id, int index, SessionTurns turns) =>
+        group.MapPut("/{id}/messages/{index:int}", (HttpContext http, string id, int index, SessionTurns turns, CallPermit permit) =>
             StreamAsync(http, async ct =>
             {
                 var request = await ReadBodyAsync(http, Json.SendMessageRequest, ct);
-                return await turns.EditAsync(Owner(http), id, index, request?.Text, ct);
+                return await turns.EditAsync(Owner(http), id, index, request?.Text, permit, ct);
             })).RunsModel();
 
-        group.MapPost("/{id}/regenerate", (HttpContext http, string id, SessionTurns turns) =>
-            StreamAsync(http, ct => turns.RegenerateAsync(Owner(http), id, ct))).RunsModel();
+        group.MapPost("/{id}/regenerate", (HttpContext http, string id, SessionTurns turns, CallPermit permit) =>
+            StreamAsync(http, ct => turns.RegenerateAsync(Owner(http), id, permit, ct))).RunsModel();
 
         group.MapPost("/{id}/stop", (HttpContext http, string id, SessionTurns turns) =>
             Handle(http, async ct =>

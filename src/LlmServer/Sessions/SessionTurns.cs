@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Operations.Limits;
 using Microsoft.Extensions.Options;
 
 namespace LlmServer.Sessions;
@@ -6,7 +7,8 @@ namespace LlmServer.Sessions;
 /// <summary>
 /// Starts, stops and resumes a session's turns. A turn is planned (<see cref="TurnPlanner"/>), admitted by the engine,
 /// then stored (its user message) before anything streams; the <see cref="GenerationPump"/> runs it from there,
-/// independent of the connection that asked for it.
+/// independent of the connection that asked for it. The caller's concurrent-generation permit (<see cref="CallPermit"/>)
+/// goes with the turn and is released when the turn ends, not when the request that started it does.
 /// </summary>
 internal sealed partial class SessionTurns
 {
@@ -43,14 +45,14 @@ internal sealed partial class SessionTurns
     }
 
     /// <summary>Appends a user message and answers it.</summary>
-    public Task<GenerationSubscription> SendAsync(string? owner, string sessionId, string? text, CancellationToken cancellationToken)
+    public Task<GenerationSubscription> SendAsync(string? owner, string sessionId, string? text, CallPermit permit, CancellationToken cancellationToken)
     {
         var content = SessionValidation.MessageText(text, _options, "text");
-        return StartAsync(owner, sessionId, messages => (messages.Count, content), cancellationToken);
+        return StartAsync(owner, sessionId, messages => (messages.Count, content), permit, cancellationToken);
     }
 
     /// <summary>Answers the last user message again, replacing the assistant message that followed it.</summary>
-    public Task<GenerationSubscription> RegenerateAsync(string? owner, string sessionId, CancellationToken cancellationToken) =>
+    public Task<GenerationSubscription> RegenerateAsync(string? owner, string sessionId, CallPermit permit, CancellationToken cancellationToken) =>
         StartAsync(
             owner,
             sessionId,
@@ -61,10 +63,11 @@ internal sealed partial class SessionTurns
                     ? throw SessionException.Invalid("sessionId", "the session has no user message to answer")
                     : (lastUser + 1, null);
             },
+            permit,
             cancellationToken);
 
     /// <summary>Replaces user message <paramref name="index"/>, drops what followed it, and answers it.</summary>
-    public Task<GenerationSubscription> EditAsync(string? owner, string sessionId, int index, string? text, CancellationToken cancellationToken)
+    public Task<GenerationSubscription> EditAsync(string? owner, string sessionId, int index, string? text, CallPermit permit, CancellationToken cancellationToken)
     {
         var content = SessionValidation.MessageText(text, _options, "text");
         return StartAsync(
@@ -81,6 +84,7 @@ internal sealed partial class SessionTurns
                     ? (index, content)
                     : throw SessionException.Invalid("index", $"message {index} is an {messages[index].Role} message; only user messages can be edited");
             },
+            permit,
             cancellationToken);
     }
 
@@ -91,7 +95,10 @@ internal sealed partial class SessionTurns
         _registry.Stop(sessionId);
     }
 
-    /// <summary>Listens to the session's running (or just finished) generation from after <paramref name="afterSeq"/>.</summary>
+    /// <summary>
+    /// Listens to the session's running (or just finished) generation from after <paramref name="afterSeq"/>; takes
+    /// no permit: the generation holds its own.
+    /// </summary>
     public async Task<GenerationSubscription> ResumeAsync(string? owner, string sessionId, long afterSeq, CancellationToken cancellationToken)
     {
         if (afterSeq < 0)
@@ -116,10 +123,12 @@ internal sealed partial class SessionTurns
     /// From the stored messages: where the new turn starts (messages from there on are replaced) and the user
     /// message to put there (null to answer the message before it).
     /// </param>
+    /// <param name="permit">The caller's permit: the started turn takes it; a refused turn leaves it to the caller.</param>
     private async Task<GenerationSubscription> StartAsync(
         string? owner,
         string sessionId,
         Func<IReadOnlyList<SessionMessage>, (int FromIndex, string? UserText)> startAt,
+        CallPermit permit,
         CancellationToken cancellationToken)
     {
         SessionValidation.SessionId(sessionId);
@@ -160,7 +169,7 @@ internal sealed partial class SessionTurns
                 _metrics.WindowSlid();
             }
 
-            run.Attach(stream);
+            run.Attach(stream, permit.Take());
             var subscription = run.Subscribe(0);
             var answer = new AnswerRecorder(_store, _options, _timeProvider, _logger, owner, sessionId, history.Count, plan.ContextStart);
             _registry.Started(run, () => _pump.RunAsync(run, stream, answer, plan.ContextStart));

@@ -16,13 +16,15 @@ public sealed class OneSlotServerFixture : IAsyncLifetime
 
     public TestServer Server => _server ?? throw new InvalidOperationException("Not started.");
 
-    public async Task InitializeAsync() => _server = await TestServer.StartAsync(extraArgs:
+    public static string[] Arguments { get; } =
     [
         "--Scheduler:Slots=1",
         "--Scheduler:ContextSize=1024",
         "--Scheduler:MaxQueue=1",
         "--OpenAi:KeepAliveInterval=00:00:00.020",
-    ]);
+    ];
+
+    public async Task InitializeAsync() => _server = await TestServer.StartAsync(extraArgs: Arguments);
 
     public async Task DisposeAsync()
     {
@@ -111,11 +113,17 @@ public sealed class QueueAndLifecycleTests(OneSlotServerFixture fixture) : IClas
         Assert.Equal(2, body.GetProperty("choices").GetArrayLength());
     }
 
+    /// <summary>
+    /// Its own server, whose generations' endings are held back (<see cref="HeldGenerator"/>): the stream cannot end by
+    /// itself, so it ends early only if the server cancels it when its client goes away.
+    /// </summary>
     [Fact]
     public async Task Client_disconnect_cancels_the_generation_and_frees_its_slot()
     {
-        var generator = _server.Services.GetRequiredService<ITextGenerator>();
-        using var client = NewClient();
+        await using var server = await TestServer.StartAsync(extraArgs: OneSlotServerFixture.Arguments, configureServices: HeldGenerator.Install);
+        var generator = server.Services.GetRequiredService<ITextGenerator>();
+        var held = (HeldGenerator)generator;
+        using var client = NewClient(server);
         using var cancel = new CancellationTokenSource();
         var response = await PostStreamAsync(client, ChatPath, LongStream, cancel.Token);
         var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
@@ -133,17 +141,20 @@ public sealed class QueueAndLifecycleTests(OneSlotServerFixture fixture) : IClas
         reader.Dispose();
         response.Dispose();
 
-        // The server notices the disconnect when it next writes; the engine's idle signal marks the slot freed.
-        Assert.True(await _server.Services.GetRequiredService<LlmEngine>().WaitForIdleAsync(TimeSpan.FromSeconds(60)), "the generation did not end");
+        // The server notices the disconnect and cancels the generation (the event); the engine's idle signal then marks the slot freed.
+        using var hang = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await held.Cancelled.WaitAsync(hang.Token);
+        Assert.True(await server.Services.GetRequiredService<LlmEngine>().WaitForIdleAsync(TimeSpan.FromSeconds(60)), "the generation did not end");
         Assert.Equal(0, generator.GetStatus().Running);
         Assert.Equal(0, generator.GetStatus().Waiting);
-        await AssertServesNormallyAsync();
+        held.Release();
+        await AssertServesNormallyAsync(server);
     }
 
     /// <summary>A connection per test that is closed, not drained, when a response is abandoned.</summary>
-    private HttpClient NewClient() => new(new SocketsHttpHandler { MaxResponseDrainSize = 0 })
+    private HttpClient NewClient(TestServer? server = null) => new(new SocketsHttpHandler { MaxResponseDrainSize = 0 })
     {
-        BaseAddress = _server.BaseAddress,
+        BaseAddress = (server ?? _server).BaseAddress,
         Timeout = TimeSpan.FromSeconds(60),
     };
 
@@ -161,9 +172,9 @@ public sealed class QueueAndLifecycleTests(OneSlotServerFixture fixture) : IClas
         throw new InvalidOperationException("The stream ended before any content.");
     }
 
-    private async Task AssertServesNormallyAsync()
+    private async Task AssertServesNormallyAsync(TestServer? server = null)
     {
-        var (status, body, _) = await PostAsync(_server.Client, ChatPath, """{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2}""");
+        var (status, body, _) = await PostAsync((server ?? _server).Client, ChatPath, """{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2}""");
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(2, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
     }

@@ -1,5 +1,8 @@
 using System.Net;
+using System.Reflection;
 using System.Text.Json;
+using LlmServer.Operations.Limits;
+using LlmServer.Sessions;
 using LlmServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
@@ -9,6 +12,38 @@ namespace LlmServer.Tests.Operations;
 /// <summary>The hubs take the key as access_token and share the per-key generation allowance with HTTP.</summary>
 public sealed class HubLimitsTests
 {
+    /// <summary>Hub methods that stream a generation without starting one: they re-attach to a running one, which holds its permit.</summary>
+    private static readonly string[] Reattaching = ["ResumeStream"];
+
+    [Fact]
+    public void Every_hub_method_that_streams_a_generation_is_marked_as_running_the_model()
+    {
+        var hubs = typeof(ChatHub).Assembly.GetTypes().Where(t => !t.IsAbstract && t.IsSubclassOf(typeof(Hub))).ToList();
+        Assert.Contains(typeof(ChatHub), hubs);
+        var streaming = hubs
+            .SelectMany(hub => hub.GetMethods(BindingFlags.Public | BindingFlags.Instance | BindingFlags.DeclaredOnly))
+            .Where(method => StreamsGeneration(method.ReturnType))
+            .ToList();
+        Assert.Contains(streaming, method => method.Name == "SendMessage");
+
+        var wrong = streaming
+            .Where(method => method.IsDefined(typeof(RunsModelAttribute)) == Reattaching.Contains(method.Name))
+            .Select(method => $"{method.DeclaringType!.Name}.{method.Name}")
+            .ToList();
+        Assert.True(wrong.Count == 0, $"marked wrongly (a method that starts a generation needs [RunsModel], a re-attach must not have it): {string.Join(", ", wrong)}");
+
+        // The marker is what counts: a method that does not stream generation events is never marked by mistake.
+        var markedElsewhere = hubs
+            .SelectMany(hub => hub.GetMethods(BindingFlags.Public | BindingFlags.Instance | BindingFlags.DeclaredOnly))
+            .Where(method => method.IsDefined(typeof(RunsModelAttribute)) && !StreamsGeneration(method.ReturnType));
+        Assert.Empty(markedElsewhere);
+    }
+
+    private static bool StreamsGeneration(Type returnType) =>
+        returnType.IsGenericType
+        && (returnType.GetGenericTypeDefinition() == typeof(IAsyncEnumerable<>) || returnType.GetGenericTypeDefinition() == typeof(System.Threading.Channels.ChannelReader<>))
+        && returnType.GetGenericArguments()[0] == typeof(ChatStreamEvent);
+
     [Fact]
     public async Task A_key_generating_over_HTTP_cannot_start_another_generation_on_the_hub()
     {

@@ -3,14 +3,15 @@ using static LlmServer.Tests.Infrastructure.ChildServer;
 
 namespace LlmServer.Tests.Operations;
 
-/// <summary>A setting that no longer exists, still set, is named in a warning at start rather than ignored silently.</summary>
+/// <summary>Settings that no longer exist, still set, are named in a warning at start rather than ignored silently.</summary>
 public sealed class RemovedSettingTests
 {
     [Fact]
-    public async Task Limits_generation_paths_still_set_gets_a_warning_at_start()
+    public async Task Removed_limits_settings_still_set_get_a_warning_at_start()
     {
         var folder = Directory.CreateTempSubdirectory("llmserver-removed-setting-");
-        var warned = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var paths = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var hubMethods = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var log = new StringBuilder();
         using var process = Start(
             FreePort(),
@@ -19,16 +20,22 @@ public sealed class RemovedSettingTests
             {
                 if (line.Contains("Limits:GenerationPaths is no longer read", StringComparison.Ordinal))
                 {
-                    warned.TrySetResult();
+                    paths.TrySetResult();
+                }
+
+                if (line.Contains("Limits:HubGenerationMethods is no longer read", StringComparison.Ordinal))
+                {
+                    hubMethods.TrySetResult();
                 }
             },
             $"--Sessions:Database={Path.Combine(folder.FullName, "sessions.db")}",
-            "--Limits:GenerationPaths:0=/v1/chat/completions");
+            "--Limits:GenerationPaths:0=/v1/chat/completions",
+            "--Limits:HubGenerationMethods:0=SendMessage");
         try
         {
-            // Only a hang guard: the warning is written before the server listens.
+            // Only a hang guard: the warnings are written before the server listens.
             using var hang = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-            await warned.Task.WaitAsync(hang.Token);
+            await Task.WhenAll(paths.Task, hubMethods.Task).WaitAsync(hang.Token);
         }
         finally
         {

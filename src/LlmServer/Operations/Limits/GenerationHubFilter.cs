@@ -1,35 +1,30 @@
 using System.Runtime.CompilerServices;
-using System.Threading.RateLimiting;
 using LlmServer.Sessions;
 using Microsoft.AspNetCore.SignalR;
-using Microsoft.Extensions.Options;
 
 namespace LlmServer.Operations.Limits;
 
 /// <summary>
-/// Applies the per-key concurrent-generation allowance to the hub methods that start a generation
-/// (<c>Limits:HubGenerationMethods</c>): the permit is held while the method's stream is being read and released
-/// when it ends, fails or is cancelled. A refusal is a <see cref="HubException"/> "rate_limit_exceeded: ...".
-/// The hub's generation methods stream <see cref="ChatStreamEvent"/>s; a listed method that returns anything else
-/// holds its permit only while it runs.
+/// Applies the per-key concurrent-generation allowance to the hub methods marked <see cref="RunsModelAttribute"/>:
+/// the permit is taken into the invocation's <see cref="CallPermit"/> and released when the method's stream ends,
+/// fails or is cancelled, unless the method handed it to a generation that outlives the stream (a session turn).
+/// A refusal is a <see cref="HubException"/> "rate_limit_exceeded: ...". The hub's generation methods stream
+/// <see cref="ChatStreamEvent"/>s; a marked method that returns anything else holds its permit only while it runs.
 /// </summary>
-internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter, IOptions<LimitsOptions> options) : IHubFilter
+internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter) : IHubFilter
 {
-    private readonly HashSet<string> _methods = new(options.Value.HubGenerationMethods ?? [.. LimitsOptions.DefaultHubGenerationMethods], StringComparer.Ordinal);
-
     public async ValueTask<object?> InvokeMethodAsync(HubInvocationContext invocationContext, Func<HubInvocationContext, ValueTask<object?>> next)
     {
-        if (!limiter.IsEnabled || !_methods.Contains(invocationContext.HubMethodName))
+        if (!limiter.IsEnabled || !invocationContext.HubMethod.IsDefined(typeof(RunsModelAttribute), inherit: true))
         {
             return await next(invocationContext);
         }
 
         var caller = invocationContext.Context;
-        var lease = limiter.Limiter.AttemptAcquire(KeyGenerationLimiter.PartitionKey(caller.User, caller.GetHttpContext()?.Connection.RemoteIpAddress));
-        if (!lease.IsAcquired)
+        var call = invocationContext.ServiceProvider.GetRequiredService<CallPermit>();
+        if (!limiter.TryAcquire(caller.User, caller.GetHttpContext()?.Connection.RemoteIpAddress, call))
         {
-            lease.Dispose();
-            throw new HubException("rate_limit_exceeded: Too many concurrent generations for this API key. Wait for one to finish.");
+            throw KeyGenerationLimiter.HubRefusal();
         }
 
         object? result;
@@ -39,20 +34,20 @@ internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter, IOptions
         }
         catch
         {
-            lease.Dispose();
+            call.Release();
             throw;
         }
 
         if (result is not IAsyncEnumerable<ChatStreamEvent> events)
         {
-            lease.Dispose();
+            call.Release();
             return result;
         }
 
-        return HoldLease(events, lease);
+        return HoldPermit(events, call);
     }
 
-    private static async IAsyncEnumerable<ChatStreamEvent> HoldLease(IAsyncEnumerable<ChatStreamEvent> source, RateLimitLease lease, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    private static async IAsyncEnumerable<ChatStreamEvent> HoldPermit(IAsyncEnumerable<ChatStreamEvent> source, CallPermit call, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         try
         {
@@ -63,7 +58,7 @@ internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter, IOptions
         }
         finally
         {
-            lease.Dispose();
+            call.Release();
         }
     }
 }

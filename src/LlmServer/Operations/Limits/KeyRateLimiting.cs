@@ -8,50 +8,31 @@ using Microsoft.Extensions.Options;
 namespace LlmServer.Operations.Limits;
 
 /// <summary>
-/// Per-key limits with ASP.NET Core rate limiting: a token bucket of <c>Limits:RequestsPerMinute</c> over every
-/// API request, chained with the <see cref="KeyGenerationLimiter"/> over the requests to endpoints marked
-/// <see cref="GenerationEndpoint"/> (held until the response, stream included, ends) and, through
-/// <see cref="GenerationHubFilter"/>, the hub methods that generate. Refusals are 429 with <c>Retry-After</c>.
+/// Per-key limits: a token bucket of <c>Limits:RequestsPerMinute</c> over every API request (ASP.NET Core rate
+/// limiting), then the <see cref="KeyGenerationLimiter"/>'s concurrent generations, taken by
+/// <see cref="GenerationPermitMiddleware"/> for the endpoints marked <see cref="GenerationEndpoint"/> and by
+/// <see cref="GenerationHubFilter"/> for the hub methods marked <see cref="RunsModelAttribute"/>. Refusals are 429
+/// with <c>Retry-After</c>.
 /// </summary>
 internal static class KeyRateLimiting
 {
-    /// <summary>Retry-After for a refused concurrent generation: the limiter cannot know when a running one ends.</summary>
-    private static readonly TimeSpan ConcurrencyRetryAfter = TimeSpan.FromSeconds(1);
-
     public static IServiceCollection AddKeyRateLimiting(this IServiceCollection services)
     {
         services.AddSingleton<KeyGenerationLimiter>();
+        services.AddScoped<CallPermit>();
         services.AddSingleton<GenerationHubFilter>();
         services.AddOptions<HubOptions>().Configure(hub => hub.AddFilter<GenerationHubFilter>());
-        services.AddOptions<RateLimiterOptions>().Configure<IOptions<LimitsOptions>, ProtectedPaths, KeyGenerationLimiter>((rateLimiter, limitsOptions, protectedPaths, generations) =>
+        services.AddOptions<RateLimiterOptions>().Configure<IOptions<LimitsOptions>, ProtectedPaths>((rateLimiter, limitsOptions, protectedPaths) =>
         {
-            var limits = limitsOptions.Value;
-            var limiters = new List<PartitionedRateLimiter<HttpContext>>();
-            if (limits.RequestsPerMinute > 0)
-            {
-                limiters.Add(PartitionedRateLimiter.Create<HttpContext, string>(context =>
+            var perMinute = limitsOptions.Value.RequestsPerMinute;
+            rateLimiter.GlobalLimiter = perMinute > 0
+                ? PartitionedRateLimiter.Create<HttpContext, string>(context =>
                     protectedPaths.Contains(context.Request.Path)
                         ? RateLimitPartition.GetTokenBucketLimiter(
                             KeyGenerationLimiter.PartitionKey(context.User, context.Connection.RemoteIpAddress),
-                            _ => RequestsPerMinute(limits.RequestsPerMinute))
-                        : RateLimitPartition.GetNoLimiter(string.Empty)));
-            }
-
-            if (generations.IsEnabled)
-            {
-                limiters.Add(generations.Limiter.WithTranslatedKey<HttpContext>(
-                    context => GenerationEndpoint.Runs(context)
-                        ? KeyGenerationLimiter.PartitionKey(context.User, context.Connection.RemoteIpAddress)
-                        : KeyGenerationLimiter.Unlimited,
-                    leaveOpen: true));
-            }
-
-            rateLimiter.GlobalLimiter = limiters.Count switch
-            {
-                0 => null,
-                1 => limiters[0],
-                _ => PartitionedRateLimiter.CreateChained([.. limiters]),
-            };
+                            _ => RequestsPerMinute(perMinute))
+                        : RateLimitPartition.GetNoLimiter(string.Empty))
+                : null;
             rateLimiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
             rateLimiter.OnRejected = OnRejectedAsync;
         });
@@ -69,14 +50,11 @@ internal static class KeyRateLimiting
 
     private static async ValueTask OnRejectedAsync(OnRejectedContext context, CancellationToken cancellationToken)
     {
-        var byRate = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter);
-        var seconds = (int)Math.Ceiling((byRate ? retryAfter : ConcurrencyRetryAfter).TotalSeconds);
-        var message = byRate
-            ? $"Rate limit reached for this API key. Retry after {Math.Max(1, seconds)} s."
-            : "Too many concurrent generations for this API key. Wait for one to finish.";
-        var refusal = new Refusal(RefusalKind.RateLimited, message, "rate_limit_exceeded")
+        // The token bucket states when its next token comes; at least a second.
+        var seconds = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)) : 1;
+        var refusal = new Refusal(RefusalKind.RateLimited, $"Rate limit reached for this API key. Retry after {seconds} s.", "rate_limit_exceeded")
         {
-            RetryAfter = TimeSpan.FromSeconds(Math.Max(1, seconds)),
+            RetryAfter = TimeSpan.FromSeconds(seconds),
         };
         await context.HttpContext.RefuseAsync(refusal, cancellationToken);
     }

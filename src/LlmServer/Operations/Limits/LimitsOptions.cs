@@ -10,15 +10,11 @@ public sealed class LimitsOptions
 
     /// <summary>
     /// Generations one API key may run at the same time (every endpoint marked <see cref="GenerationEndpoint"/>, and the
-    /// hub methods in <see cref="HubGenerationMethods"/>); further ones get 429.
+    /// hub methods marked <see cref="RunsModelAttribute"/>); further ones get 429. A session turn holds its permit until
+    /// it ends, also after its client went away.
     /// </summary>
     public int ConcurrentGenerationsPerKey { get; set; }
 
     /// <summary>Most prompt tokens one request may carry (after the chat template); longer prompts are refused.</summary>
     public int MaxPromptTokens { get; set; }
-
-    /// <summary>SignalR hub methods that start a generation (for <see cref="ConcurrentGenerationsPerKey"/>); <c>null</c> means <see cref="DefaultHubGenerationMethods"/>.</summary>
-    public IList<string>? HubGenerationMethods { get; set; }
-
-    public static IReadOnlyList<string> DefaultHubGenerationMethods { get; } = ["SendMessage", "Regenerate", "EditMessage"];
 }

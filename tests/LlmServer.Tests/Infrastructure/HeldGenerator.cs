@@ -1,0 +1,74 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Operations;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace LlmServer.Tests.Infrastructure;
+
+/// <summary>
+/// A test hook in front of the server's engine: each generation streams its text as the model writes it, but its
+/// ending is held back until the test calls <see cref="Release"/> or the generation is cancelled. A test can then
+/// rely on a generation still running, whatever the model's own length, without racing it.
+/// </summary>
+internal sealed class HeldGenerator(ITextGenerator inner) : DelegatingTextGenerator(inner)
+{
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _cancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Puts the hook in front of the registered engine (for <see cref="TestServer.StartAsync"/>'s configureServices).</summary>
+    public static void Install(IServiceCollection services) =>
+        OperationsExtensions.DecorateTextGenerator(services, (_, engine) => new HeldGenerator(engine));
+
+    /// <summary>
+    /// Completes when a caller first cancels one of the generations (its token, <see cref="GenerationStream.Cancel"/>,
+    /// or disposing it before its end): with the ending held, nothing else can end a stream early.
+    /// </summary>
+    public Task Cancelled => _cancelled.Task;
+
+    /// <summary>Lets every held generation end (now and from now on).</summary>
+    public void Release() => _released.TrySetResult();
+
+    public override GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
+    {
+        var engine = base.Submit(request, cancellationToken);
+        var publisher = new StreamPublisher();
+        var queue = new GenerationEventQueue(publisher);
+        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var forwarding = ForwardAsync(engine, queue, publisher, cancelled.Task);
+        return new GenerationStream(
+            engine.Id,
+            engine.PromptTokens,
+            engine.Choices,
+            queue,
+            () =>
+            {
+                cancelled.TrySetResult();
+                _cancelled.TrySetResult();
+                engine.Cancel();
+                GC.KeepAlive(forwarding);
+            },
+            cancellationToken);
+    }
+
+    private async Task ForwardAsync(GenerationStream engine, GenerationEventQueue queue, StreamPublisher publisher, Task cancelled)
+    {
+        try
+        {
+            await foreach (var item in engine.ReadAllAsync())
+            {
+                if (item is GenerationCompleted)
+                {
+                    await Task.WhenAny(_released.Task, cancelled);
+                }
+
+                queue.Write(item);
+                publisher.Publish();
+            }
+        }
+        finally
+        {
+            queue.Complete();
+            publisher.Publish();
+            await engine.DisposeAsync();
+        }
+    }
+}

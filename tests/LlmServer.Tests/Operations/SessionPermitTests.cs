@@ -1,0 +1,251 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using LlmServer.Sessions;
+using LlmServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.AspNetCore.SignalR.Client;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit.Abstractions;
+using static LlmServer.Tests.OpenAi.OpenAiHttp;
+
+namespace LlmServer.Tests.Operations;
+
+/// <summary>
+/// <c>Limits:ConcurrentGenerationsPerKey</c> holds for session turns: a turn keeps running after its client went
+/// away (for the resume grace period), and it keeps its key's permit until it ends, not until its request or hub
+/// stream does. The engine's endings are held back (<see cref="HeldGenerator"/>), so "the turn still runs" is a fact,
+/// and the server's own end of each call is an event (<see cref="CallEnds"/>), never a guess about time.
+/// </summary>
+public sealed class SessionPermitTests(ITestOutputHelper output)
+{
+    private const string Key = AuthTests.KeyA;
+    private const string Completion = """{"model":"stories260K","prompt":"Once upon a time","max_tokens":2}""";
+
+    /// <summary>Streamed, so that a generation admitted by mistake answers with its headers at once instead of waiting on its held ending.</summary>
+    private const string StreamedCompletion = """{"model":"stories260K","prompt":"Once upon a time","max_tokens":2,"stream":true}""";
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    [Fact]
+    public async Task Over_HTTP_a_turn_whose_client_went_away_keeps_the_key_permit_until_it_ends()
+    {
+        await using var fixture = await Fixture.StartAsync();
+        var server = fixture.Server;
+        var sessionId = await CreateSessionAsync(server);
+        var path = $"/api/sessions/{sessionId}/messages";
+
+        // Start a turn, read its first event and go away mid-stream; wait until the server has finished with the request.
+        using (var turn = await AuthTests.SendAsync(server, HttpMethod.Post, path, Key, Body("""{"text":"Once upon a time"}"""), HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, turn.StatusCode);
+            var reader = new StreamReader(await turn.Content.ReadAsStreamAsync());
+            Assert.Equal(ChatStreamEvent.DeltaType, (await NextEventAsync(reader))!.Type);
+        }
+
+        await fixture.Ends.Ended("POST " + path).WaitAsync(fixture.Hang);
+        Assert.True(fixture.Registry.IsGenerating(sessionId));
+
+        // The turn runs on and holds the key's one permit: another generation of the key is refused, in the API's shape.
+        using (var refused = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", Key, Body(StreamedCompletion), HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.NotNull(refused.Headers.RetryAfter?.Delta);
+            AssertOpenAiError(JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement, "rate_limit_error", expectedCode: "rate_limit_exceeded");
+        }
+
+        // Re-attaching to the running turn takes no permit of its own.
+        using var resume = await AuthTests.SendAsync(server, HttpMethod.Get, $"/api/sessions/{sessionId}/events", Key, completion: HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, resume.StatusCode);
+        var resumed = new StreamReader(await resume.Content.ReadAsStreamAsync());
+        Assert.Equal(1, (await NextEventAsync(resumed))!.Seq);
+
+        // End the turn and read its last event: by then its permit is back, so the key's next generation is admitted.
+        using (var stop = await AuthTests.SendAsync(server, HttpMethod.Post, $"/api/sessions/{sessionId}/stop", Key))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, stop.StatusCode);
+        }
+
+        var ending = await LastEventAsync(resumed);
+        Assert.Equal(ChatStreamEvent.DoneType, ending.Type);
+        Assert.False(fixture.Registry.IsGenerating(sessionId));
+
+        fixture.Held.Release();
+        using var admitted = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", Key, Body(Completion));
+        Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
+    }
+
+    [Fact]
+    public async Task Over_the_hub_a_turn_whose_connection_dropped_keeps_the_key_permit_until_it_ends()
+    {
+        await using var fixture = await Fixture.StartAsync();
+        var server = fixture.Server;
+
+        // Start a turn on the hub, read its first event and drop the connection; wait until the server released the invocation.
+        var dropped = Connect(server);
+        await dropped.StartAsync();
+        var sessionId = (await dropped.InvokeAsync<SessionInfo>("CreateSession", (object?)null)).Id;
+        try
+        {
+            await foreach (var item in dropped.StreamAsync<ChatStreamEvent>("SendMessage", sessionId, "Once upon a time"))
+            {
+                Assert.Equal(ChatStreamEvent.DeltaType, item.Type);
+                await dropped.StopAsync();
+            }
+        }
+        catch (Exception ex) when (ex is HubException or OperationCanceledException or InvalidOperationException or IOException)
+        {
+            output.WriteLine($"stream ended by the drop: {ex.GetType().Name}: {ex.Message}");
+        }
+        finally
+        {
+            await dropped.DisposeAsync();
+        }
+
+        await fixture.Ends.Ended("hub SendMessage").WaitAsync(fixture.Hang);
+        Assert.True(fixture.Registry.IsGenerating(sessionId));
+
+        // Another generation of the key, on the hub or over HTTP, is refused while the turn runs.
+        await using var hub = Connect(server);
+        await hub.StartAsync();
+        var other = (await hub.InvokeAsync<SessionInfo>("CreateSession", (object?)null)).Id;
+        var refusedTurn = hub.StreamAsync<ChatStreamEvent>("SendMessage", other, "Hello").GetAsyncEnumerator();
+        try
+        {
+            var limited = await Assert.ThrowsAsync<HubException>(async () => await refusedTurn.MoveNextAsync());
+            Assert.StartsWith("rate_limit_exceeded:", limited.Message.Split("HubException: ").Last(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            await refusedTurn.DisposeAsync();
+        }
+
+        using (var refused = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", Key, Body(StreamedCompletion), HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        }
+
+        // Re-attaching is admitted; stopping the turn ends it, and with its last event its permit is back.
+        var resumed = hub.StreamAsync<ChatStreamEvent>("ResumeStream", sessionId, 0L).GetAsyncEnumerator();
+        try
+        {
+            Assert.True(await resumed.MoveNextAsync());
+            Assert.Equal(1, resumed.Current.Seq);
+            await hub.InvokeAsync("StopGeneration", sessionId);
+            var ending = resumed.Current;
+            while (await resumed.MoveNextAsync())
+            {
+                ending = resumed.Current;
+            }
+
+            Assert.Equal(ChatStreamEvent.DoneType, ending.Type);
+        }
+        finally
+        {
+            await resumed.DisposeAsync();
+        }
+
+        fixture.Held.Release();
+        var events = await Collect(hub.StreamAsync<ChatStreamEvent>("SendMessage", other, "Hello"));
+        Assert.Equal(ChatStreamEvent.DoneType, events[^1].Type);
+    }
+
+    private static async Task<string> CreateSessionAsync(TestServer server)
+    {
+        using var created = await AuthTests.SendAsync(server, HttpMethod.Post, "/api/sessions", Key, Body("{}"));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        return (await created.Content.ReadFromJsonAsync<SessionInfo>(Json))!.Id;
+    }
+
+    private static async Task<ChatStreamEvent?> NextEventAsync(StreamReader reader)
+    {
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                return JsonSerializer.Deserialize<ChatStreamEvent>(line[6..], Json);
+            }
+        }
+
+        return null;
+    }
+
+    private static async Task<ChatStreamEvent> LastEventAsync(StreamReader reader)
+    {
+        ChatStreamEvent? last = null;
+        while (await NextEventAsync(reader) is { } item)
+        {
+            last = item;
+        }
+
+        return last ?? throw new InvalidOperationException("The stream ended without an event.");
+    }
+
+    private static async Task<List<ChatStreamEvent>> Collect(IAsyncEnumerable<ChatStreamEvent> stream)
+    {
+        var events = new List<ChatStreamEvent>();
+        await foreach (var item in stream)
+        {
+            events.Add(item);
+        }
+
+        return events;
+    }
+
+    private static StringContent Body(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private static HubConnection Connect(TestServer server) =>
+        new HubConnectionBuilder()
+            .WithUrl(new Uri(server.BaseAddress, "/hubs/chat"), options => options.AccessTokenProvider = () => Task.FromResult<string?>(Key))
+            .Build();
+
+    /// <summary>A server with one permit per key, a long resume grace, held endings and observed call ends.</summary>
+    private sealed class Fixture : IAsyncDisposable
+    {
+        private readonly DirectoryInfo _folder;
+        private readonly CancellationTokenSource _hang = new(TimeSpan.FromMinutes(2));
+
+        private Fixture(TestServer server, DirectoryInfo folder)
+        {
+            Server = server;
+            _folder = folder;
+        }
+
+        public TestServer Server { get; }
+
+        public CallEnds Ends => Server.Services.GetRequiredService<CallEnds>();
+
+        public GenerationRegistry Registry => Server.Services.GetRequiredService<GenerationRegistry>();
+
+        public HeldGenerator Held => (HeldGenerator)Server.Services.GetRequiredService<ITextGenerator>();
+
+        /// <summary>Only a hang guard for the waits on events.</summary>
+        public CancellationToken Hang => _hang.Token;
+
+        public static async Task<Fixture> StartAsync()
+        {
+            var folder = Directory.CreateTempSubdirectory("llmserver-session-permit-");
+            var server = await TestServer.StartAsync(
+                extraArgs:
+                [
+                    $"--Auth:ApiKeys:0={Key}", "--Limits:ConcurrentGenerationsPerKey=1", "--Sessions:ResumeGraceSeconds=3600",
+                    $"--Sessions:Database={Path.Combine(folder.FullName, "sessions.db")}", $"--Sessions:KvCacheDirectory={Path.Combine(folder.FullName, "kv-cache")}",
+                ],
+                configureServices: services =>
+                {
+                    HeldGenerator.Install(services);
+                    CallEnds.Install(services);
+                });
+            return new Fixture(server, folder);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Held.Release();
+            await Server.DisposeAsync();
+            _hang.Dispose();
+            _folder.Delete(recursive: true);
+        }
+    }
+}
