@@ -59,6 +59,40 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
     }
 
     [Fact]
+    public async Task Deleting_a_session_while_its_turns_are_being_refused_deletes_it()
+    {
+        // Each refused turn registers, then abandons, a run; a delete that finds one must not wait on it forever.
+        var tooLong = new SendMessageRequest(string.Concat(Enumerable.Repeat("word ", 6000)));
+        for (var round = 0; round < 3; round++)
+        {
+            using var create = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest("race"));
+            var session = (await create.Content.ReadFromJsonAsync<SessionInfo>(Json))!;
+            var refused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            async Task SendUntilGoneAsync()
+            {
+                while (true)
+                {
+                    using var response = await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", tooLong);
+                    if (response.StatusCode == HttpStatusCode.NotFound)
+                    {
+                        return;
+                    }
+
+                    Assert.Contains(response.StatusCode, new[] { HttpStatusCode.BadRequest, HttpStatusCode.Conflict });
+                    refused.TrySetResult();
+                }
+            }
+
+            var senders = Enumerable.Range(0, 3).Select(_ => Task.Run(SendUntilGoneAsync)).ToArray();
+            await refused.Task;
+            using var delete = await _client.DeleteAsync($"/api/sessions/{session.Id}");
+            Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
+            await Task.WhenAll(senders);
+            await AssertErrorAsync(await _client.GetAsync($"/api/sessions/{session.Id}"), HttpStatusCode.NotFound, "session_not_found");
+        }
+    }
+
+    [Fact]
     public async Task Rest_errors_have_the_api_error_shape_and_status()
     {
         const string missing = "/api/sessions/0123456789abcdef0123456789abcdef";
