@@ -52,7 +52,8 @@ internal interface ISessionStore
 
     /// <summary>
     /// Starts a turn, in one transaction: drops the messages from <paramref name="fromIndex"/> on, stores
-    /// <paramref name="userMessage"/> there (when given) and touches the session. False when the session is gone.
+    /// <paramref name="userMessage"/> there (when given), an empty unfinished assistant message after it (the answer's
+    /// place, which its checkpoints then fill) and touches the session. False when the session is gone.
     /// </summary>
     Task<bool> BeginTurnAsync(
         string? owner, string id, int fromIndex, SessionMessage? userMessage, DateTimeOffset now, CancellationToken cancellationToken);

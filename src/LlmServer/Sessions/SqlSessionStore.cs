@@ -233,6 +233,11 @@ internal abstract class SqlSessionStore : ISessionStore
             await WriteMessageAsync(connection, transaction, id, userMessage, cancellationToken);
         }
 
+        // The answer's place is taken with the turn (empty, unfinished), so a server that stops before the first
+        // checkpoint still leaves an answer to mark interrupted, and the roles keep alternating.
+        var answerIndex = fromIndex + (userMessage is null ? 0 : 1);
+        await WriteMessageAsync(connection, transaction, id, new SessionMessage(answerIndex, "assistant", string.Empty, now, null, null, null, null), cancellationToken);
+
         await transaction.CommitAsync(cancellationToken);
         return true;
     }
