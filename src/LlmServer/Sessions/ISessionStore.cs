@@ -1,6 +1,7 @@
 namespace LlmServer.Sessions;
 
 /// <summary>A session row as stored, without its messages.</summary>
+/// <param name="TurnRunning">A turn holds the session's lease now, on this server or another sharing the store.</param>
 internal sealed record StoredSession(
     string Id,
     string? Owner,
@@ -9,7 +10,8 @@ internal sealed record StoredSession(
     SessionSettings Settings,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
-    int MessageCount);
+    int MessageCount,
+    bool TurnRunning = false);
 
 /// <summary>A session and its messages, read together so they agree.</summary>
 internal sealed record StoredConversation(StoredSession Session, IReadOnlyList<SessionMessage> Messages);
@@ -47,7 +49,10 @@ internal interface ISessionStore
         DateTimeOffset now,
         CancellationToken cancellationToken);
 
-    /// <summary>Deletes the session and its messages. False when it did not exist (for this owner).</summary>
+    /// <summary>
+    /// Deletes the session and its messages. False when it did not exist (for this owner); <c>busy</c> while a turn
+    /// of it runs on another server.
+    /// </summary>
     Task<bool> DeleteAsync(string? owner, string id, CancellationToken cancellationToken);
 
     /// <summary>

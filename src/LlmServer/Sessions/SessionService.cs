@@ -55,7 +55,7 @@ internal sealed partial class SessionService
         // (its answer may or may not be there yet), never as finished without its answer.
         var generating = _registry.RunningSessions();
         var sessions = await _store.ListAsync(owner, cancellationToken);
-        return [.. sessions.Select(s => SessionWire.Info(s, generating.Contains(s.Id)))];
+        return [.. sessions.Select(s => SessionWire.Info(s, generating.Contains(s.Id) || s.TurnRunning))];
     }
 
     public async Task<SessionDetail> GetAsync(string? owner, string? id, CancellationToken cancellationToken)
@@ -63,7 +63,7 @@ internal sealed partial class SessionService
         SessionValidation.SessionId(id);
         var generating = _registry.IsGenerating(id!);
         var loaded = await _store.GetConversationAsync(owner, id!, cancellationToken) ?? throw SessionException.NotFound(id!);
-        return new SessionDetail(SessionWire.Info(loaded.Session, generating), loaded.Messages);
+        return new SessionDetail(SessionWire.Info(loaded.Session, generating || loaded.Session.TurnRunning), loaded.Messages);
     }
 
     public Task<SessionInfo> RenameAsync(string? owner, string? id, string? title, CancellationToken cancellationToken) =>

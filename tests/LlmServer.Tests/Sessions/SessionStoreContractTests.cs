@@ -154,6 +154,36 @@ public abstract class SessionStoreContractTests
         Assert.True(await after.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
     }
 
+    [Fact]
+    public async Task A_turn_on_another_server_shows_as_running_and_keeps_the_session_from_being_deleted_there()
+    {
+        var time = new FakeTimeProvider(Now);
+        var a = await StartAsync("a", time);
+        var b = await OpenAsync("b", time);
+        await a.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        await a.CreateAsync(new StoredSession("s2", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        Assert.False((await b.GetAsync("k", "s1", CancellationToken.None))!.TurnRunning);
+
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True((await b.GetAsync("k", "s1", CancellationToken.None))!.TurnRunning);
+        Assert.True((await b.GetConversationAsync("k", "s1", CancellationToken.None))!.Session.TurnRunning);
+        Assert.Equal([true, false], (await b.ListAsync("k", CancellationToken.None)).OrderBy(s => s.Id).Select(s => s.TurnRunning));
+        var busy = await Assert.ThrowsAsync<SessionException>(() => b.DeleteAsync("k", "s1", CancellationToken.None));
+        Assert.Equal(SessionErrorCodes.Busy, busy.Code);
+        Assert.True(busy.RetryAfter > TimeSpan.Zero);
+        Assert.NotNull(await a.GetAsync("k", "s1", CancellationToken.None));
+
+        Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once", "stop"), CancellationToken.None));
+        Assert.False((await b.GetAsync("k", "s1", CancellationToken.None))!.TurnRunning);
+        Assert.True(await b.DeleteAsync("k", "s1", CancellationToken.None));
+
+        // A stopped server's turn stops counting once its lease ran out.
+        Assert.True(await a.BeginTurnAsync("k", "s2", 0, User(0), Now, CancellationToken.None));
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.False((await b.GetAsync("k", "s2", CancellationToken.None))!.TurnRunning);
+        Assert.True(await b.DeleteAsync("k", "s2", CancellationToken.None));
+    }
+
     private async Task<ISessionStore> StartAsync(string replicaId, TimeProvider time)
     {
         var store = await OpenAsync(replicaId, time);
