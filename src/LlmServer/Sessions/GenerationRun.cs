@@ -120,6 +120,13 @@ internal sealed class GenerationRun : IDisposable
     {
         lock (_gate)
         {
+            if (afterSeq > _events.Count)
+            {
+                throw SessionException.Invalid(
+                    "afterSeq",
+                    $"afterSeq {afterSeq} is beyond the generation's last event so far ({_events.Count}); resume from the last seq received");
+            }
+
             _listeners++;
             _graceTimer?.Dispose();
             _graceTimer = null;

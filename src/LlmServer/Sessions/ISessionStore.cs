@@ -45,7 +45,7 @@ internal interface ISessionStore
         string id,
         string? title,
         string? systemPrompt,
-        SessionSettings? settings,
+        SettingsChange? settings,
         DateTimeOffset now,
         CancellationToken cancellationToken);
 
@@ -74,4 +74,19 @@ internal interface ISessionStore
     /// Called at start, before any generation runs; returns how many there were.
     /// </summary>
     Task<int> InterruptUnfinishedAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>New values for some of a session's settings: only the fields in <see cref="Given"/> change (a given null resets one).</summary>
+internal sealed record SettingsChange(SessionSettings Values, SettingsFields Given);
+
+/// <summary>The fields of <see cref="SessionSettings"/>.</summary>
+[Flags]
+internal enum SettingsFields
+{
+    None = 0,
+    Temperature = 1,
+    TopP = 2,
+    MaxTokens = 4,
+    Seed = 8,
+    All = Temperature | TopP | MaxTokens | Seed,
 }

@@ -67,21 +67,29 @@ internal sealed partial class SessionService
     }
 
     public Task<SessionInfo> RenameAsync(string? owner, string? id, string? title, CancellationToken cancellationToken) =>
-        UpdateAsync(owner, id, new UpdateSessionRequest(Title: SessionValidation.Title(title, _options)), cancellationToken);
+        UpdateAsync(owner, id, new UpdateSessionRequest(Title: SessionValidation.Title(title, _options)), SettingsFields.All, cancellationToken);
 
-    /// <summary>Changes what the request gives; null fields stay, an empty system prompt clears it.</summary>
-    public async Task<SessionInfo> UpdateAsync(string? owner, string? id, UpdateSessionRequest? request, CancellationToken cancellationToken)
+    /// <summary>
+    /// Changes what the request gives; null fields stay, an empty system prompt clears it. Of the settings, only the
+    /// <paramref name="settingsGiven"/> fields change (the hub replaces them all; a REST PATCH merges what it names).
+    /// </summary>
+    public async Task<SessionInfo> UpdateAsync(
+        string? owner, string? id, UpdateSessionRequest? request, SettingsFields settingsGiven, CancellationToken cancellationToken)
     {
         SessionValidation.SessionId(id);
         var title = request?.Title is null ? null : SessionValidation.Title(request.Title, _options);
         SessionValidation.SystemPrompt(request?.SystemPrompt, _options);
         SessionValidation.Settings(request?.Settings);
         var generating = _registry.IsGenerating(id!);
-        var updated = await _store.UpdateAsync(owner, id!, title, request?.SystemPrompt, request?.Settings, _timeProvider.GetUtcNow(), cancellationToken);
-        return updated is null ? throw SessionException.NotFound(id!) : SessionWire.Info(updated, generating);
+        var settings = request?.Settings is { } values ? new SettingsChange(values, settingsGiven) : null;
+        var updated = await _store.UpdateAsync(owner, id!, title, request?.SystemPrompt, settings, _timeProvider.GetUtcNow(), cancellationToken);
+        return updated is null ? throw SessionException.NotFound(id!) : SessionWire.Info(updated, generating || updated.TurnRunning);
     }
 
-    /// <summary>Stops the session's generation, waits until its answer is stored, deletes the session and frees its KV slot.</summary>
+    /// <summary>
+    /// Stops the session's generation, waits until its answer is stored, deletes the session and frees its KV slot;
+    /// <c>busy</c> while a turn of it runs on another server (that turn's stop is that server's).
+    /// </summary>
     public async Task DeleteAsync(string? owner, string? id, CancellationToken cancellationToken)
     {
         SessionValidation.SessionId(id);

@@ -128,7 +128,7 @@ internal abstract class SqlSessionStore : ISessionStore
         string id,
         string? title,
         string? systemPrompt,
-        SessionSettings? settings,
+        SettingsChange? settings,
         DateTimeOffset now,
         CancellationToken cancellationToken)
     {
@@ -141,10 +141,10 @@ internal abstract class SqlSessionStore : ISessionStore
             UPDATE sessions SET
                 title = COALESCE(@title, title),
                 system_prompt = CASE WHEN @setSystem THEN @system ELSE system_prompt END,
-                temperature = CASE WHEN @setSettings THEN @temperature ELSE temperature END,
-                top_p = CASE WHEN @setSettings THEN @topP ELSE top_p END,
-                max_tokens = CASE WHEN @setSettings THEN @maxTokens ELSE max_tokens END,
-                seed = CASE WHEN @setSettings THEN @seed ELSE seed END,
+                temperature = CASE WHEN @setTemperature THEN @temperature ELSE temperature END,
+                top_p = CASE WHEN @setTopP THEN @topP ELSE top_p END,
+                max_tokens = CASE WHEN @setMaxTokens THEN @maxTokens ELSE max_tokens END,
+                seed = CASE WHEN @setSeed THEN @seed ELSE seed END,
                 updated_at = @updated
             WHERE id = @id AND owner {NullSafeEquals} @owner;
             """);
@@ -153,8 +153,12 @@ internal abstract class SqlSessionStore : ISessionStore
         Add(command, "@title", title);
         Add(command, "@setSystem", systemPrompt is not null);
         Add(command, "@system", string.IsNullOrEmpty(systemPrompt) ? null : systemPrompt);
-        Add(command, "@setSettings", settings is not null);
-        AddSettings(command, settings ?? new SessionSettings());
+        var given = settings?.Given ?? SettingsFields.None;
+        Add(command, "@setTemperature", given.HasFlag(SettingsFields.Temperature));
+        Add(command, "@setTopP", given.HasFlag(SettingsFields.TopP));
+        Add(command, "@setMaxTokens", given.HasFlag(SettingsFields.MaxTokens));
+        Add(command, "@setSeed", given.HasFlag(SettingsFields.Seed));
+        AddSettings(command, settings?.Values ?? new SessionSettings());
         Add(command, "@updated", now.ToUnixTimeMilliseconds());
         if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
         {
