@@ -3,6 +3,8 @@
 # Usage: scripts/run-cluster.sh MODEL.gguf [ROUTER_PORT]. Ctrl-C stops all three.
 # Each replica keeps its own SQLite sessions file here, so a session lives on the replica that created it (the
 # router keeps it there). With PostgreSQL, sessions outlive any one replica: export Sessions__Store=postgres ConnectionStrings__Sessions='Host=...;Database=...' first.
+# Each replica has its own lease name (Sessions:ReplicaId), the same across restarts, so a restarted one takes its own
+# unfinished turns back at once.
 set -euo pipefail
 model=${1:?usage: scripts/run-cluster.sh MODEL.gguf [ROUTER_PORT]}
 port=${2:-5000}
@@ -13,7 +15,7 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
 for i in 1 2; do
   dotnet src/LlmServer/bin/Release/net10.0/LlmServer.dll --model "$model" --urls "http://127.0.0.1:$((port + i))" \
-    --Model:Threads=1 --Model:BatchThreads=1 --Sessions:Database="data/replica-$i.db" &
+    --Model:Threads=1 --Model:BatchThreads=1 --Sessions:Database="data/replica-$i.db" --Sessions:ReplicaId="replica-$i" &
   pids+=($!)
 done
 dotnet src/LlmServer.Router/bin/Release/net10.0/LlmServer.Router.dll --urls "http://127.0.0.1:$port" \

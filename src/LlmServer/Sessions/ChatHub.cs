@@ -39,7 +39,7 @@ internal sealed class ChatHub : Hub
 
     /// <summary>Replaces the settings (when given) and the system prompt (when not null; empty clears it).</summary>
     public Task<SessionInfo> UpdateSettings(string id, SessionSettings? settings, string? systemPrompt) =>
-        Guard(() => _sessions.UpdateAsync(Owner, id, new UpdateSessionRequest(SystemPrompt: systemPrompt, Settings: settings), Context.ConnectionAborted));
+        Guard(() => _sessions.UpdateAsync(Owner, id, new UpdateSessionRequest(SystemPrompt: systemPrompt, Settings: settings), SettingsFields.All, Context.ConnectionAborted));
 
     public Task DeleteSession(string id) =>
         Guard(async () =>

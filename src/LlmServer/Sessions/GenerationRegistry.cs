@@ -39,10 +39,14 @@ internal sealed class GenerationRegistry : IDisposable
         return null;
     }
 
-    /// <summary>Forgets a run that never started (the engine or the store refused its turn).</summary>
+    /// <summary>
+    /// Forgets a run that never started (the engine or the store refused its turn), and ends it, so a delete or
+    /// stop that found it while it was being refused goes on.
+    /// </summary>
     public void Abandon(GenerationRun run)
     {
         _running.TryRemove(new KeyValuePair<string, GenerationRun>(run.SessionId, run));
+        run.Abandon();
         run.Dispose();
     }
 

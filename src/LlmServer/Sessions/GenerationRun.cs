@@ -36,7 +36,10 @@ internal sealed class GenerationRun : IDisposable
 
     public string SessionId { get; }
 
-    /// <summary>Completes once the assistant message is stored and the last event published.</summary>
+    /// <summary>
+    /// Completes once the assistant message is stored and the last event published, or once the run is abandoned
+    /// (its turn was refused before it streamed): whoever waits to delete or stop the session never waits forever.
+    /// </summary>
     public Task Finished => _finished.Task;
 
     /// <summary>
@@ -105,11 +108,35 @@ internal sealed class GenerationRun : IDisposable
         }
     }
 
-    /// <summary>Registers a listener that will read the events after <paramref name="afterSeq"/>.</summary>
+    /// <summary>Ends a run that never streamed (its turn was refused); publishes nothing and completes <see cref="Finished"/>.</summary>
+    public void Abandon()
+    {
+        TaskCompletionSource changed;
+        lock (_gate)
+        {
+            _isFinished = true;
+            changed = _changed;
+        }
+
+        changed.TrySetResult();
+        _finished.TrySetResult();
+    }
+
+    /// <summary>
+    /// Registers a listener that will read the events after <paramref name="afterSeq"/>, which no listener can have
+    /// seen beyond the last event published so far.
+    /// </summary>
     public GenerationSubscription Subscribe(long afterSeq)
     {
         lock (_gate)
         {
+            if (afterSeq > _events.Count)
+            {
+                throw SessionException.Invalid(
+                    "afterSeq",
+                    $"afterSeq {afterSeq} is beyond the generation's last event so far ({_events.Count}); resume from the last seq received");
+            }
+
             _listeners++;
             _graceTimer?.Dispose();
             _graceTimer = null;

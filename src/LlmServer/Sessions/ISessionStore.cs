@@ -1,6 +1,7 @@
 namespace LlmServer.Sessions;
 
 /// <summary>A session row as stored, without its messages.</summary>
+/// <param name="TurnRunning">A turn holds the session's lease now, on this server or another sharing the store.</param>
 internal sealed record StoredSession(
     string Id,
     string? Owner,
@@ -9,7 +10,8 @@ internal sealed record StoredSession(
     SessionSettings Settings,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
-    int MessageCount);
+    int MessageCount,
+    bool TurnRunning = false);
 
 /// <summary>A session and its messages, read together so they agree.</summary>
 internal sealed record StoredConversation(StoredSession Session, IReadOnlyList<SessionMessage> Messages);
@@ -43,16 +45,20 @@ internal interface ISessionStore
         string id,
         string? title,
         string? systemPrompt,
-        SessionSettings? settings,
+        SettingsChange? settings,
         DateTimeOffset now,
         CancellationToken cancellationToken);
 
-    /// <summary>Deletes the session and its messages. False when it did not exist (for this owner).</summary>
+    /// <summary>
+    /// Deletes the session and its messages. False when it did not exist (for this owner); <c>busy</c> while a turn
+    /// of it runs on another server.
+    /// </summary>
     Task<bool> DeleteAsync(string? owner, string id, CancellationToken cancellationToken);
 
     /// <summary>
     /// Starts a turn, in one transaction: drops the messages from <paramref name="fromIndex"/> on, stores
-    /// <paramref name="userMessage"/> there (when given) and touches the session. False when the session is gone.
+    /// <paramref name="userMessage"/> there (when given), an empty unfinished assistant message after it (the answer's
+    /// place, which its checkpoints then fill) and touches the session. False when the session is gone.
     /// </summary>
     Task<bool> BeginTurnAsync(
         string? owner, string id, int fromIndex, SessionMessage? userMessage, DateTimeOffset now, CancellationToken cancellationToken);
@@ -68,4 +74,19 @@ internal interface ISessionStore
     /// Called at start, before any generation runs; returns how many there were.
     /// </summary>
     Task<int> InterruptUnfinishedAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>New values for some of a session's settings: only the fields in <see cref="Given"/> change (a given null resets one).</summary>
+internal sealed record SettingsChange(SessionSettings Values, SettingsFields Given);
+
+/// <summary>The fields of <see cref="SessionSettings"/>.</summary>
+[Flags]
+internal enum SettingsFields
+{
+    None = 0,
+    Temperature = 1,
+    TopP = 2,
+    MaxTokens = 4,
+    Seed = 8,
+    All = Temperature | TopP | MaxTokens | Seed,
 }

@@ -40,9 +40,8 @@ internal static class SessionEndpoints
         group.MapPatch("/{id}", (HttpContext http, string id, SessionService sessions) =>
             Handle(http, async ct =>
             {
-                var request = await ReadBodyAsync(http, Json.UpdateSessionRequest, ct)
-                    ?? throw SessionException.Invalid("body", "a JSON body with title, systemPrompt or settings is required");
-                return TypedResults.Json(await sessions.UpdateAsync(Owner(http), id, request, ct), Json.SessionInfo);
+                var (request, settingsGiven) = await ReadUpdateAsync(http, ct);
+                return TypedResults.Json(await sessions.UpdateAsync(Owner(http), id, request, settingsGiven, ct), Json.SessionInfo);
             }));
 
         group.MapDelete("/{id}", (HttpContext http, string id, SessionService sessions) =>
@@ -150,11 +149,74 @@ internal static class SessionEndpoints
             : throw SessionException.Invalid("afterSeq", "afterSeq must be a whole number, 0 or more");
     }
 
+    /// <summary>A PATCH body, and which settings it names: those change (null resets one), the others stay.</summary>
+    private static async Task<(UpdateSessionRequest Request, SettingsFields SettingsGiven)> ReadUpdateAsync(HttpContext http, CancellationToken cancellationToken)
+    {
+        using var body = await ReadBodyAsync(http, Json.JsonDocument, cancellationToken);
+        if (body is null || body.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            throw SessionException.Invalid("body", "a JSON object with title, systemPrompt or settings is required");
+        }
+
+        UpdateSessionRequest request;
+        try
+        {
+            request = body.RootElement.Deserialize(Json.UpdateSessionRequest)!;
+        }
+        catch (JsonException ex)
+        {
+            throw SessionException.Invalid("body", $"the body is not valid JSON for this request: {ex.Message}");
+        }
+
+        var given = SettingsFields.None;
+        foreach (var property in body.RootElement.EnumerateObject())
+        {
+            // Names match as the deserializer matches them (the web defaults ignore case).
+            if (!property.Name.Equals("settings", StringComparison.OrdinalIgnoreCase) || property.Value.ValueKind != JsonValueKind.Object)
+            {
+                continue;
+            }
+
+            foreach (var field in property.Value.EnumerateObject())
+            {
+                given |= SettingsField(field.Name) ?? throw SessionException.Invalid(
+                    "settings",
+                    $"settings has no field '{field.Name}' (the fields are temperature, topP, maxTokens and seed)");
+            }
+        }
+
+        return (request, given);
+    }
+
+    private static SettingsFields? SettingsField(string name) => name.ToUpperInvariant() switch
+    {
+        "TEMPERATURE" => SettingsFields.Temperature,
+        "TOPP" => SettingsFields.TopP,
+        "MAXTOKENS" => SettingsFields.MaxTokens,
+        "SEED" => SettingsFields.Seed,
+        _ => null,
+    };
+
     private static async Task<T?> ReadBodyAsync<T>(HttpContext http, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
         where T : class
     {
         if (http.Request.ContentLength == 0)
         {
+            return null;
+        }
+
+        if (!http.Request.HasJsonContentType())
+        {
+            // No body at all (no Content-Length and no content type, as many clients send a bodiless POST) is an
+            // empty one; a body of another type is refused.
+            var read = await http.Request.BodyReader.ReadAsync(cancellationToken);
+            var empty = read.IsCompleted && read.Buffer.IsEmpty;
+            http.Request.BodyReader.AdvanceTo(read.Buffer.Start);
+            if (!empty)
+            {
+                throw SessionException.Invalid("body", "the body must be JSON (Content-Type: application/json)");
+            }
+
             return null;
         }
 
@@ -165,10 +227,6 @@ internal static class SessionEndpoints
         catch (JsonException ex)
         {
             throw SessionException.Invalid("body", $"the body is not valid JSON for this request: {ex.Message}");
-        }
-        catch (InvalidOperationException)
-        {
-            throw SessionException.Invalid("body", "the body must be JSON (Content-Type: application/json)");
         }
     }
 }

@@ -12,4 +12,5 @@ namespace LlmServer.Sessions;
 [JsonSerializable(typeof(SessionInfo[]))]
 [JsonSerializable(typeof(SessionDetail))]
 [JsonSerializable(typeof(ChatStreamEvent))]
+[JsonSerializable(typeof(JsonDocument))]
 internal sealed partial class SessionJsonContext : JsonSerializerContext;

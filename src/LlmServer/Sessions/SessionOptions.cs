@@ -21,11 +21,20 @@ public sealed class SessionOptions
     public string? ConnectionString { get; set; }
 
     /// <summary>
-    /// This server's name in turn leases; it must differ between replicas and stay the same when one restarts, so a
-    /// restarted server takes its own unfinished turns back at once. Default: the machine name (a pod's name); set
-    /// it when several replicas on one machine share a database.
+    /// This server's name in turn leases; it must differ between replicas. Set it to a name that stays the same when
+    /// the replica restarts (a pod's name), so a restarted server takes its own unfinished turns back at once.
+    /// Default with <c>postgres</c>: <see cref="ProcessReplicaId"/>, unique to this process, so replicas never share a
+    /// lease; a restart then leaves its old turns' leases to run out (<see cref="TurnLeaseSeconds"/>). With
+    /// <c>sqlite</c> (one server's file): the machine name.
     /// </summary>
     public string ReplicaId { get; set; } = "";
+
+    /// <summary>
+    /// This process's own lease name: the machine name, the process id and a random part (two containers on one
+    /// host can share both a hostname and process id 1).
+    /// </summary>
+    public static string ProcessReplicaId { get; } =
+        $"{Environment.MachineName}-{Environment.ProcessId}-{System.Security.Cryptography.RandomNumberGenerator.GetHexString(8, lowercase: true)}";
 
     /// <summary>How long a turn holds its session's lease without a checkpoint renewing it (a stopped server's turn is taken over after this).</summary>
     public int TurnLeaseSeconds { get; set; } = 30;

@@ -55,7 +55,7 @@ internal sealed partial class SessionService
         // (its answer may or may not be there yet), never as finished without its answer.
         var generating = _registry.RunningSessions();
         var sessions = await _store.ListAsync(owner, cancellationToken);
-        return [.. sessions.Select(s => SessionWire.Info(s, generating.Contains(s.Id)))];
+        return [.. sessions.Select(s => SessionWire.Info(s, generating.Contains(s.Id) || s.TurnRunning))];
     }
 
     public async Task<SessionDetail> GetAsync(string? owner, string? id, CancellationToken cancellationToken)
@@ -63,25 +63,33 @@ internal sealed partial class SessionService
         SessionValidation.SessionId(id);
         var generating = _registry.IsGenerating(id!);
         var loaded = await _store.GetConversationAsync(owner, id!, cancellationToken) ?? throw SessionException.NotFound(id!);
-        return new SessionDetail(SessionWire.Info(loaded.Session, generating), loaded.Messages);
+        return new SessionDetail(SessionWire.Info(loaded.Session, generating || loaded.Session.TurnRunning), loaded.Messages);
     }
 
     public Task<SessionInfo> RenameAsync(string? owner, string? id, string? title, CancellationToken cancellationToken) =>
-        UpdateAsync(owner, id, new UpdateSessionRequest(Title: SessionValidation.Title(title, _options)), cancellationToken);
+        UpdateAsync(owner, id, new UpdateSessionRequest(Title: SessionValidation.Title(title, _options)), SettingsFields.All, cancellationToken);
 
-    /// <summary>Changes what the request gives; null fields stay, an empty system prompt clears it.</summary>
-    public async Task<SessionInfo> UpdateAsync(string? owner, string? id, UpdateSessionRequest? request, CancellationToken cancellationToken)
+    /// <summary>
+    /// Changes what the request gives; null fields stay, an empty system prompt clears it. Of the settings, only the
+    /// <paramref name="settingsGiven"/> fields change (the hub replaces them all; a REST PATCH merges what it names).
+    /// </summary>
+    public async Task<SessionInfo> UpdateAsync(
+        string? owner, string? id, UpdateSessionRequest? request, SettingsFields settingsGiven, CancellationToken cancellationToken)
     {
         SessionValidation.SessionId(id);
         var title = request?.Title is null ? null : SessionValidation.Title(request.Title, _options);
         SessionValidation.SystemPrompt(request?.SystemPrompt, _options);
         SessionValidation.Settings(request?.Settings);
         var generating = _registry.IsGenerating(id!);
-        var updated = await _store.UpdateAsync(owner, id!, title, request?.SystemPrompt, request?.Settings, _timeProvider.GetUtcNow(), cancellationToken);
-        return updated is null ? throw SessionException.NotFound(id!) : SessionWire.Info(updated, generating);
+        var settings = request?.Settings is { } values ? new SettingsChange(values, settingsGiven) : null;
+        var updated = await _store.UpdateAsync(owner, id!, title, request?.SystemPrompt, settings, _timeProvider.GetUtcNow(), cancellationToken);
+        return updated is null ? throw SessionException.NotFound(id!) : SessionWire.Info(updated, generating || updated.TurnRunning);
     }
 
-    /// <summary>Stops the session's generation, waits until its answer is stored, deletes the session and frees its KV slot.</summary>
+    /// <summary>
+    /// Stops the session's generation, waits until its answer is stored, deletes the session and frees its KV slot;
+    /// <c>busy</c> while a turn of it runs on another server (that turn's stop is that server's).
+    /// </summary>
     public async Task DeleteAsync(string? owner, string? id, CancellationToken cancellationToken)
     {
         SessionValidation.SessionId(id);

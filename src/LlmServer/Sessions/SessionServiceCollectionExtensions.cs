@@ -20,7 +20,9 @@ internal static class SessionServiceCollectionExtensions
                 options.ConnectionString ??= configuration.GetConnectionString("Sessions");
                 if (string.IsNullOrWhiteSpace(options.ReplicaId))
                 {
-                    options.ReplicaId = Environment.MachineName;
+                    // A SQLite file is one server's, so its restart takes its own turns back at once; replicas
+                    // sharing PostgreSQL must never share a name, even on one machine.
+                    options.ReplicaId = options.Store == SessionOptions.PostgresStore ? SessionOptions.ProcessReplicaId : Environment.MachineName;
                 }
             })
             .ValidateOnStart();

@@ -35,7 +35,7 @@ internal abstract class SqlSessionStore : ISessionStore
 
     private string SessionColumns =>
         "s.id, s.owner, s.title, s.system_prompt, s.temperature, s.top_p, s.max_tokens, s.seed, s.created_at, s.updated_at, " +
-        "(SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id)";
+        "(SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id), s.lease_expires_at";
 
     public abstract Task InitializeAsync(CancellationToken cancellationToken);
 
@@ -128,7 +128,7 @@ internal abstract class SqlSessionStore : ISessionStore
         string id,
         string? title,
         string? systemPrompt,
-        SessionSettings? settings,
+        SettingsChange? settings,
         DateTimeOffset now,
         CancellationToken cancellationToken)
     {
@@ -141,10 +141,10 @@ internal abstract class SqlSessionStore : ISessionStore
             UPDATE sessions SET
                 title = COALESCE(@title, title),
                 system_prompt = CASE WHEN @setSystem THEN @system ELSE system_prompt END,
-                temperature = CASE WHEN @setSettings THEN @temperature ELSE temperature END,
-                top_p = CASE WHEN @setSettings THEN @topP ELSE top_p END,
-                max_tokens = CASE WHEN @setSettings THEN @maxTokens ELSE max_tokens END,
-                seed = CASE WHEN @setSettings THEN @seed ELSE seed END,
+                temperature = CASE WHEN @setTemperature THEN @temperature ELSE temperature END,
+                top_p = CASE WHEN @setTopP THEN @topP ELSE top_p END,
+                max_tokens = CASE WHEN @setMaxTokens THEN @maxTokens ELSE max_tokens END,
+                seed = CASE WHEN @setSeed THEN @seed ELSE seed END,
                 updated_at = @updated
             WHERE id = @id AND owner {NullSafeEquals} @owner;
             """);
@@ -153,8 +153,12 @@ internal abstract class SqlSessionStore : ISessionStore
         Add(command, "@title", title);
         Add(command, "@setSystem", systemPrompt is not null);
         Add(command, "@system", string.IsNullOrEmpty(systemPrompt) ? null : systemPrompt);
-        Add(command, "@setSettings", settings is not null);
-        AddSettings(command, settings ?? new SessionSettings());
+        var given = settings?.Given ?? SettingsFields.None;
+        Add(command, "@setTemperature", given.HasFlag(SettingsFields.Temperature));
+        Add(command, "@setTopP", given.HasFlag(SettingsFields.TopP));
+        Add(command, "@setMaxTokens", given.HasFlag(SettingsFields.MaxTokens));
+        Add(command, "@setSeed", given.HasFlag(SettingsFields.Seed));
+        AddSettings(command, settings?.Values ?? new SessionSettings());
         Add(command, "@updated", now.ToUnixTimeMilliseconds());
         if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
         {
@@ -169,10 +173,18 @@ internal abstract class SqlSessionStore : ISessionStore
     public async Task<bool> DeleteAsync(string? owner, string id, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
-        await using var command = Command(connection, null, $"DELETE FROM sessions WHERE id = @id AND owner {NullSafeEquals} @owner;");
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        if (!await LockUnlessLeasedElsewhereAsync(connection, transaction, owner, id, Time.GetUtcNow(), cancellationToken))
+        {
+            return false;
+        }
+
+        await using var command = Command(connection, transaction, $"DELETE FROM sessions WHERE id = @id AND owner {NullSafeEquals} @owner;");
         Add(command, "@id", id);
         Add(command, "@owner", owner);
-        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+        var deleted = await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+        await transaction.CommitAsync(cancellationToken);
+        return deleted;
     }
 
     public async Task<bool> BeginTurnAsync(
@@ -181,28 +193,9 @@ internal abstract class SqlSessionStore : ISessionStore
         await using var connection = await OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var leaseNow = Time.GetUtcNow();
-        string? holder;
-        long? expires;
-        await using (var read = Command(connection, transaction, $"SELECT lease_holder, lease_expires_at FROM sessions WHERE id = @id AND owner {NullSafeEquals} @owner{LockRow};"))
+        if (!await LockUnlessLeasedElsewhereAsync(connection, transaction, owner, id, leaseNow, cancellationToken))
         {
-            Add(read, "@id", id);
-            Add(read, "@owner", owner);
-            await using var reader = await read.ExecuteReaderAsync(cancellationToken);
-            if (!await reader.ReadAsync(cancellationToken))
-            {
-                return false;
-            }
-
-            holder = reader.IsDBNull(0) ? null : reader.GetString(0);
-            expires = reader.IsDBNull(1) ? null : reader.GetInt64(1);
-        }
-
-        if (holder is not null && holder != ReplicaId && expires > leaseNow.ToUnixTimeMilliseconds())
-        {
-            throw new SessionException(SessionErrorCodes.Busy, "a turn of this session is running on another server; wait for it to finish", "sessionId")
-            {
-                RetryAfter = FromUnixMs(expires.Value) - leaseNow,
-            };
+            return false;
         }
 
         // A turn another server left unfinished (it stopped, and its lease ran out) is kept as interrupted.
@@ -232,6 +225,11 @@ internal abstract class SqlSessionStore : ISessionStore
         {
             await WriteMessageAsync(connection, transaction, id, userMessage, cancellationToken);
         }
+
+        // The answer's place is taken with the turn (empty, unfinished), so a server that stops before the first
+        // checkpoint still leaves an answer to mark interrupted, and the roles keep alternating.
+        var answerIndex = fromIndex + (userMessage is null ? 0 : 1);
+        await WriteMessageAsync(connection, transaction, id, new SessionMessage(answerIndex, "assistant", string.Empty, now, null, null, null, null), cancellationToken);
 
         await transaction.CommitAsync(cancellationToken);
         return true;
@@ -305,6 +303,40 @@ internal abstract class SqlSessionStore : ISessionStore
     protected virtual async Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken cancellationToken) =>
         await connection.BeginTransactionAsync(cancellationToken);
 
+    /// <summary>
+    /// Locks the session's row for a write that must not overlap a turn another live server runs there: refuses
+    /// with <c>busy</c> while that server's lease holds. False when the session is gone (for this owner).
+    /// </summary>
+    private async Task<bool> LockUnlessLeasedElsewhereAsync(
+        DbConnection connection, DbTransaction transaction, string? owner, string id, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        string? holder;
+        long? expires;
+        await using (var read = Command(connection, transaction, $"SELECT lease_holder, lease_expires_at FROM sessions WHERE id = @id AND owner {NullSafeEquals} @owner{LockRow};"))
+        {
+            Add(read, "@id", id);
+            Add(read, "@owner", owner);
+            await using var reader = await read.ExecuteReaderAsync(cancellationToken);
+            if (!await reader.ReadAsync(cancellationToken))
+            {
+                return false;
+            }
+
+            holder = reader.IsDBNull(0) ? null : reader.GetString(0);
+            expires = reader.IsDBNull(1) ? null : reader.GetInt64(1);
+        }
+
+        if (holder is not null && holder != ReplicaId && expires > now.ToUnixTimeMilliseconds())
+        {
+            throw new SessionException(SessionErrorCodes.Busy, "a turn of this session is running on another server; wait for it to finish", "sessionId")
+            {
+                RetryAfter = FromUnixMs(expires.Value) - now,
+            };
+        }
+
+        return true;
+    }
+
     private async Task<StoredSession?> GetAsync(
         DbConnection connection, DbTransaction? transaction, string? owner, string id, CancellationToken cancellationToken)
     {
@@ -373,7 +405,7 @@ internal abstract class SqlSessionStore : ISessionStore
         command.Parameters.Add(parameter);
     }
 
-    private static StoredSession ReadSession(DbDataReader reader) => new(
+    private StoredSession ReadSession(DbDataReader reader) => new(
         reader.GetString(0),
         reader.IsDBNull(1) ? null : reader.GetString(1),
         reader.GetString(2),
@@ -385,7 +417,8 @@ internal abstract class SqlSessionStore : ISessionStore
             reader.IsDBNull(7) ? null : reader.GetInt64(7)),
         FromUnixMs(reader.GetInt64(8)),
         FromUnixMs(reader.GetInt64(9)),
-        Int(reader, 10));
+        Int(reader, 10),
+        TurnRunning: !reader.IsDBNull(11) && reader.GetInt64(11) > Time.GetUtcNow().ToUnixTimeMilliseconds());
 
     private static int Int(DbDataReader reader, int ordinal) => Convert.ToInt32(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
 

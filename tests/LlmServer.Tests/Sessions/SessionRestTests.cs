@@ -59,6 +59,40 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
     }
 
     [Fact]
+    public async Task Deleting_a_session_while_its_turns_are_being_refused_deletes_it()
+    {
+        // Each refused turn registers, then abandons, a run; a delete that finds one must not wait on it forever.
+        var tooLong = new SendMessageRequest(string.Concat(Enumerable.Repeat("word ", 6000)));
+        for (var round = 0; round < 3; round++)
+        {
+            using var create = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest("race"));
+            var session = (await create.Content.ReadFromJsonAsync<SessionInfo>(Json))!;
+            var refused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            async Task SendUntilGoneAsync()
+            {
+                while (true)
+                {
+                    using var response = await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", tooLong);
+                    if (response.StatusCode == HttpStatusCode.NotFound)
+                    {
+                        return;
+                    }
+
+                    Assert.Contains(response.StatusCode, new[] { HttpStatusCode.BadRequest, HttpStatusCode.Conflict });
+                    refused.TrySetResult();
+                }
+            }
+
+            var senders = Enumerable.Range(0, 3).Select(_ => Task.Run(SendUntilGoneAsync)).ToArray();
+            await refused.Task;
+            using var delete = await _client.DeleteAsync($"/api/sessions/{session.Id}");
+            Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
+            await Task.WhenAll(senders);
+            await AssertErrorAsync(await _client.GetAsync($"/api/sessions/{session.Id}"), HttpStatusCode.NotFound, "session_not_found");
+        }
+    }
+
+    [Fact]
     public async Task Rest_errors_have_the_api_error_shape_and_status()
     {
         const string missing = "/api/sessions/0123456789abcdef0123456789abcdef";
@@ -88,6 +122,64 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
         Assert.Equal(HttpStatusCode.NoContent, stop.StatusCode);
         var rest = await reader.ReadToEndAsync();
         Assert.Contains("\"finishReason\":\"cancelled\"", rest, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_patch_merges_the_settings_it_names_and_refuses_unknown_ones()
+    {
+        using var create = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest(Settings: new SessionSettings(Temperature: 0, MaxTokens: 12, Seed: 5)));
+        var session = (await create.Content.ReadFromJsonAsync<SessionInfo>(Json))!;
+        var path = $"/api/sessions/{session.Id}";
+
+        Assert.Equal(new SessionSettings(0.5, null, 12, 5), await PatchAsync("""{"settings":{"temperature":0.5}}"""));
+        Assert.Equal(new SessionSettings(0.5, null, null, 5), await PatchAsync("""{"title":"t","settings":{"maxTokens":null}}"""));
+        Assert.Equal(new SessionSettings(0.5, null, null, 5), await PatchAsync("""{"settings":null}"""));
+
+        using var unknown = new StringContent("""{"settings":{"bogus":3}}""", System.Text.Encoding.UTF8, "application/json");
+        await AssertErrorAsync(await _client.PatchAsync(path, unknown), HttpStatusCode.BadRequest, "invalid_argument", "settings");
+        Assert.Equal(new SessionSettings(0.5, null, null, 5), (await _client.GetFromJsonAsync<SessionDetail>(path, Json))!.Info.Settings);
+
+        async Task<SessionSettings> PatchAsync(string body)
+        {
+            using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+            using var response = await _client.PatchAsync(path, content);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            return (await response.Content.ReadFromJsonAsync<SessionInfo>(Json))!.Settings;
+        }
+    }
+
+    [Fact]
+    public async Task A_bodiless_create_makes_a_default_session()
+    {
+        // As many clients send a bodiless POST: no Content-Length, no content type.
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(_client.BaseAddress!.Host, _client.BaseAddress.Port);
+        await using var stream = tcp.GetStream();
+        await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"POST /api/sessions HTTP/1.1\r\nHost: {_client.BaseAddress.Authority}\r\nConnection: close\r\n\r\n"));
+        using var reader = new StreamReader(stream);
+        var answer = await reader.ReadToEndAsync();
+        Assert.StartsWith("HTTP/1.1 201", answer, StringComparison.Ordinal);
+        Assert.Contains($"\"title\":\"{SessionService.DefaultTitle}\"", answer, StringComparison.Ordinal);
+
+        using var text = new StringContent("title=x", System.Text.Encoding.UTF8, "application/x-www-form-urlencoded");
+        await AssertErrorAsync(await _client.PostAsync("/api/sessions", text), HttpStatusCode.BadRequest, "invalid_argument", "body");
+    }
+
+    [Fact]
+    public async Task Resuming_after_a_seq_the_generation_never_reached_is_refused()
+    {
+        using var create = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest(Settings: new SessionSettings(Temperature: 0, MaxTokens: 4)));
+        var session = (await create.Content.ReadFromJsonAsync<SessionInfo>(Json))!;
+        var events = await SendAsync(session.Id, "Once upon a time");
+        var last = HubTestExtensions.AssertWellFormed(events).Seq;
+
+        using (var atEnd = new HttpRequestMessage(HttpMethod.Get, $"/api/sessions/{session.Id}/events?afterSeq={last}"))
+        {
+            Assert.Empty(await ReadEventsAsync(atEnd));
+        }
+
+        await AssertErrorAsync(await _client.GetAsync($"/api/sessions/{session.Id}/events?afterSeq={last + 1}"), HttpStatusCode.BadRequest, "invalid_argument", "afterSeq");
+        await AssertErrorAsync(await _client.GetAsync($"/api/sessions/{session.Id}/events?afterSeq=100000"), HttpStatusCode.BadRequest, "invalid_argument", "afterSeq");
     }
 
     private Task<List<ChatStreamEvent>> SendAsync(string id, string text) =>

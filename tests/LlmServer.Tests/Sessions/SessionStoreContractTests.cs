@@ -35,6 +35,38 @@ public abstract class SessionStoreContractTests
     }
 
     [Fact]
+    public async Task An_answer_cut_before_its_first_checkpoint_is_kept_as_an_empty_interrupted_message()
+    {
+        var time = new FakeTimeProvider(Now);
+        var a = await StartAsync("a", time);
+        await a.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        await a.CreateAsync(new StoredSession("s2", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+
+        // Server a restarts in both sessions' first turns; then it stops in s2's second, which server b takes over
+        // once the lease ran out.
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await a.BeginTurnAsync("k", "s2", 0, User(0), Now, CancellationToken.None));
+        var running = (await a.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
+        Assert.Equal(new (string, string?)[] { ("user", null), ("assistant", null) }, running.Select(m => (m.Role, m.FinishReason)));
+
+        var restarted = await StartAsync("a", time);
+        Assert.Equal(2, await restarted.InterruptUnfinishedAsync(CancellationToken.None));
+        var cut = (await restarted.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
+        Assert.Equal(new (string, string, string?)[] { ("user", "hi", null), ("assistant", "", "interrupted") }, cut.Select(m => (m.Role, m.Content, m.FinishReason)));
+        Assert.True(await restarted.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+
+        var b = await OpenAsync("b", time);
+        Assert.True(await a.BeginTurnAsync("k", "s2", 2, User(2), Now, CancellationToken.None));
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.True(await b.BeginTurnAsync("k", "s2", 4, User(4), Now, CancellationToken.None));
+        var taken = (await b.GetConversationAsync("k", "s2", CancellationToken.None))!.Messages;
+        Assert.Equal(
+            ["user", "assistant", "user", "assistant", "user", "assistant"],
+            taken.Select(m => m.Role));
+        Assert.Equal(("", "interrupted"), (taken[3].Content, taken[3].FinishReason));
+    }
+
+    [Fact]
     public async Task Reads_and_writes_are_scoped_by_owner()
     {
         var store = await StartAsync("a", TimeProvider.System);
@@ -83,8 +115,8 @@ public abstract class SessionStoreContractTests
         Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once upon", "stop"), CancellationToken.None));
         Assert.True(await b.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
         var messages = (await b.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
-        Assert.Equal(["user", "assistant", "user"], messages.Select(m => m.Role));
-        Assert.Equal("stop", messages[1].FinishReason);
+        Assert.Equal(["user", "assistant", "user", "assistant"], messages.Select(m => m.Role));
+        Assert.Equal(("stop", (string?)null), (messages[1].FinishReason, messages[3].FinishReason));
     }
 
     [Fact]
@@ -120,6 +152,36 @@ public abstract class SessionStoreContractTests
         var after = await StartAsync("a", time);
         Assert.Equal(1, await after.InterruptUnfinishedAsync(CancellationToken.None));
         Assert.True(await after.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_turn_on_another_server_shows_as_running_and_keeps_the_session_from_being_deleted_there()
+    {
+        var time = new FakeTimeProvider(Now);
+        var a = await StartAsync("a", time);
+        var b = await OpenAsync("b", time);
+        await a.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        await a.CreateAsync(new StoredSession("s2", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        Assert.False((await b.GetAsync("k", "s1", CancellationToken.None))!.TurnRunning);
+
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True((await b.GetAsync("k", "s1", CancellationToken.None))!.TurnRunning);
+        Assert.True((await b.GetConversationAsync("k", "s1", CancellationToken.None))!.Session.TurnRunning);
+        Assert.Equal([true, false], (await b.ListAsync("k", CancellationToken.None)).OrderBy(s => s.Id).Select(s => s.TurnRunning));
+        var busy = await Assert.ThrowsAsync<SessionException>(() => b.DeleteAsync("k", "s1", CancellationToken.None));
+        Assert.Equal(SessionErrorCodes.Busy, busy.Code);
+        Assert.True(busy.RetryAfter > TimeSpan.Zero);
+        Assert.NotNull(await a.GetAsync("k", "s1", CancellationToken.None));
+
+        Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once", "stop"), CancellationToken.None));
+        Assert.False((await b.GetAsync("k", "s1", CancellationToken.None))!.TurnRunning);
+        Assert.True(await b.DeleteAsync("k", "s1", CancellationToken.None));
+
+        // A stopped server's turn stops counting once its lease ran out.
+        Assert.True(await a.BeginTurnAsync("k", "s2", 0, User(0), Now, CancellationToken.None));
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.False((await b.GetAsync("k", "s2", CancellationToken.None))!.TurnRunning);
+        Assert.True(await b.DeleteAsync("k", "s2", CancellationToken.None));
     }
 
     private async Task<ISessionStore> StartAsync(string replicaId, TimeProvider time)
