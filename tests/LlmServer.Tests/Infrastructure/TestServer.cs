@@ -31,8 +31,11 @@ public sealed class TestServer : IAsyncDisposable
 
     public IServiceProvider Services => App.Services;
 
-    /// <summary>Starts a server on <paramref name="modelPath"/> (default stories260K) and waits until it is ready.</summary>
-    public static async Task<TestServer> StartAsync(string? modelPath = null, IEnumerable<string>? extraArgs = null, bool waitUntilReady = true)
+    /// <summary>
+    /// Starts a server on <paramref name="modelPath"/> (default stories260K) and waits until it is ready;
+    /// <paramref name="configureServices"/> may add or replace services (a decorated backend).
+    /// </summary>
+    public static async Task<TestServer> StartAsync(string? modelPath = null, IEnumerable<string>? extraArgs = null, bool waitUntilReady = true, Action<IServiceCollection>? configureServices = null)
     {
         var args = new List<string>
         {
@@ -47,7 +50,7 @@ public sealed class TestServer : IAsyncDisposable
             "--Scheduler:ContextSize=2048",
         };
         args.AddRange(extraArgs ?? []);
-        var app = ServerApplication.Build([.. args]) ?? throw new InvalidOperationException("The server refused to start.");
+        var app = ServerApplication.Build([.. args], configureServices) ?? throw new InvalidOperationException("The server refused to start.");
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var server = new TestServer(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)));
