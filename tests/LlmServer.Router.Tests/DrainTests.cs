@@ -97,6 +97,55 @@ public sealed class DrainTests
         }
     }
 
+    [Fact]
+    public async Task A_drain_refusal_goes_to_the_next_replica_when_the_request_can_be_sent_again_and_to_the_client_when_not()
+    {
+        await using var refusing = await FakeReplica.StartAsync(refusesAsDraining: true);
+        await using var serving = await FakeReplica.StartAsync(refusesAsDraining: false);
+        string[] noPolls = ["--Router:HealthCheckInterval=01:00:00", "--Router:LoadPollInterval=01:00:00"];
+
+        // A buffered request keyed to the refusing replica: answered by the other; the refusing one is then skipped.
+        await using (var router = await RouterHost.StartAsync(noPolls, refusing.Address, serving.Address))
+        {
+            var ring = new BoundedLoadHashRing([refusing.Address, serving.Address]);
+            var user = Enumerable.Range(0, 100).Select(i => $"u{i}").First(u => ring.Pick("user:" + u, _ => 0, 1.25, strict: false) == refusing.Address);
+            var body = $$"""{"user":"{{user}}","messages":[{"role":"user","content":"hi"}]}""";
+            for (var i = 0; i < 2; i++)
+            {
+                using var response = await router.Client.PostAsync(new Uri("/v1/chat/completions", UriKind.Relative), Sse.Json(body));
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                Assert.Equal(RouterApplication.ReplicaName(serving.Address), ServedBy(response));
+                Assert.Contains("served", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+
+            Assert.Equal(1, refusing.Requests);
+            Assert.True(await ReplicaDrainingAsync(router, RouterApplication.ReplicaName(refusing.Address)));
+        }
+
+        // Alone behind a router: a streamed body (sent once, not buffered) cannot be sent again, so its refusal
+        // reaches the client as the replica wrote it; the replica is marked, and the next request gets the router's 503.
+        await using (var router = await RouterHost.StartAsync(noPolls, refusing.Address))
+        {
+            using var streamed = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = new StreamContent(new MemoryStream("""{"messages":[{"role":"user","content":"hi"}]}"""u8.ToArray())),
+            };
+            streamed.Headers.TransferEncodingChunked = true;
+            using (var refused = await router.Client.SendAsync(streamed))
+            {
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+                Assert.True(refused.Headers.Contains(DrainMarker.Header));
+                Assert.Contains("server_shutting_down", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+
+            using var next = await router.Client.PostAsync(new Uri("/v1/chat/completions", UriKind.Relative), Sse.Json("""{"messages":[{"role":"user","content":"hi"}]}"""));
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, next.StatusCode);
+            using var error = JsonDocument.Parse(await next.Content.ReadAsStringAsync());
+            Assert.Equal("no_healthy_replica", error.RootElement.GetProperty("error").GetProperty("code").GetString());
+            Assert.Equal(2, refusing.Requests);
+        }
+    }
+
     private static string ServedBy(HttpResponseMessage response) => Assert.Single(response.Headers.GetValues(RouterApplication.ReplicaHeader));
 
     private static async Task<bool> IsDrainingAsync(ReplicaProcess replica)
