@@ -39,8 +39,7 @@ public sealed class DrainLifetimeTests
             var session = await hub.CreateAsync(maxTokens: 24);
 
             gate.Close();
-            await using var stream = hub.Send(session.Id, "Once upon a time").GetAsyncEnumerator();
-            var first = stream.MoveNextAsync();
+            var stream = await hub.StreamAsChannelAsync<ChatStreamEvent>("SendMessage", session.Id, "Once upon a time");
             await gate.Blocked;
             Lifetime(server).RequestStop();
 
@@ -64,14 +63,12 @@ public sealed class DrainLifetimeTests
             Assert.False(stopping.IsCompleted);
 
             gate.Open();
+
+            // Read to the answer's last event: the connection closes once the drain is over.
             var events = new List<ChatStreamEvent>();
-            for (var more = await first; more; more = await stream.MoveNextAsync())
+            while (events.LastOrDefault()?.Type is not ChatStreamEvent.DoneType and not ChatStreamEvent.ErrorType)
             {
-                events.Add(stream.Current);
-                if (stream.Current.Type == ChatStreamEvent.DoneType)
-                {
-                    break;
-                }
+                events.Add(await stream.ReadAsync());
             }
 
             Assert.Equal(ChatStreamEvent.DoneType, events[^1].Type);

@@ -42,7 +42,9 @@ internal sealed partial class DrainingLifetime(
         if (Interlocked.Increment(ref _stopRequests) == 1)
         {
             LogDraining(logger);
-            _ = StopAfterDrainAsync();
+
+            // Admission closes before this returns (the drain's first steps are synchronous and brief).
+            _ = StopAfterAsync(shutdown.BeginDrain());
             return;
         }
 
@@ -67,10 +69,10 @@ internal sealed partial class DrainingLifetime(
         RequestStop();
     }
 
-    private async Task StopAfterDrainAsync()
+    private async Task StopAfterAsync(Task drain)
     {
-        // The drain never throws (it logs its failures); off the signal's thread, so a second signal is heard.
-        await Task.Run(shutdown.BeginDrain);
+        // The drain never throws (it logs its failures).
+        await drain;
         lifetime.StopApplication();
     }
 

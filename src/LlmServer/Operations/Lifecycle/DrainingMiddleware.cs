@@ -4,6 +4,7 @@ using LlmServer.Operations.Auth;
 using LlmServer.ReplicaProtocol;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
 
 namespace LlmServer.Operations.Lifecycle;
 
@@ -15,6 +16,9 @@ namespace LlmServer.Operations.Lifecycle;
 /// </summary>
 internal sealed class DrainingMiddleware(RequestDelegate next, GracefulShutdown shutdown, ProtectedPaths protectedPaths, IOptions<ServerOptions> options)
 {
+    /// <summary>When a refused client may try again: a drained server is gone by then, its replacement or another replica up.</summary>
+    private TimeSpan RetryAfter => TimeSpan.FromSeconds(Math.Max(1, options.Value.DrainSeconds));
+
     public async Task InvokeAsync(HttpContext context)
     {
         if (!protectedPaths.Contains(context.Request.Path))
@@ -27,9 +31,14 @@ internal sealed class DrainingMiddleware(RequestDelegate next, GracefulShutdown 
         // the drain began may still be refused by the engine; that refusal is the drain's too.
         context.Response.OnStarting(() =>
         {
-            if (shutdown.IsDraining && context.Response.StatusCode is StatusCodes.Status503ServiceUnavailable or AnthropicErrors.StatusOverloaded)
+            var response = context.Response;
+            if (shutdown.IsDraining && response.StatusCode is StatusCodes.Status503ServiceUnavailable or AnthropicErrors.StatusOverloaded)
             {
-                context.Response.Headers[DrainMarker.Header] = DrainMarker.Value;
+                response.Headers[DrainMarker.Header] = DrainMarker.Value;
+                if (!response.Headers.ContainsKey(HeaderNames.RetryAfter))
+                {
+                    ErrorResponse.SetRetryAfter(response, RetryAfter);
+                }
             }
 
             return Task.CompletedTask;
@@ -41,7 +50,7 @@ internal sealed class DrainingMiddleware(RequestDelegate next, GracefulShutdown 
             OperationsResponses.CloseConnectionAfterResponse(context);
             var refusal = new Refusal(RefusalKind.Unavailable, "The server is shutting down and admits no new requests.", "server_shutting_down")
             {
-                RetryAfter = TimeSpan.FromSeconds(Math.Max(1, options.Value.DrainSeconds)),
+                RetryAfter = RetryAfter,
             };
             await context.RefuseAsync(refusal, context.RequestAborted);
             return;
