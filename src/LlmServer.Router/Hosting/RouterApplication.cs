@@ -36,7 +36,11 @@ public static class RouterApplication
         services.AddSingleton<ReplicaFailoverMiddleware>();
         services.AddSingleton<ReplicaProxyConfigProvider>();
         services.AddSingleton<IProxyConfigProvider>(sp => sp.GetRequiredService<ReplicaProxyConfigProvider>());
-        services.AddReverseProxy().AddTransforms(transforms => transforms.AddResponseTransform(LearnReplica));
+        services.AddReverseProxy().AddTransforms(transforms =>
+        {
+            transforms.AddResponseTransform(ReplicaFailoverMiddleware.HoldDrainRefusal);
+            transforms.AddResponseTransform(LearnReplica);
+        });
 
         var app = builder.Build();
         app.MapGet("/router/health", (IProxyStateLookup state, ReplicaLoadMonitor loads) => RouterHealth(state, loads));
@@ -92,9 +96,10 @@ public static class RouterApplication
                 ReplicaName(d.DestinationId),
                 d.Model.Config.Address,
                 d.Health.Active.ToString().ToLowerInvariant(),
-                loads.LoadOf(d.DestinationId))).ToArray()
+                loads.LoadOf(d.DestinationId),
+                loads.IsDraining(d.DestinationId))).ToArray()
             : [];
-        var healthy = replicas.Any(r => r.Health != "unhealthy");
+        var healthy = replicas.Any(r => r.Health != "unhealthy" && !r.Draining);
         return Results.Json(new RouterHealthStatus(healthy ? "ok" : "unavailable", replicas), statusCode: healthy ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
 }
@@ -102,5 +107,8 @@ public static class RouterApplication
 /// <summary><c>GET /router/health</c>: the router's view of its replicas.</summary>
 public sealed record RouterHealthStatus(string Status, IReadOnlyList<RouterReplicaStatus> Replicas);
 
-/// <summary>One replica as the router sees it: health is <c>unknown</c> until the first probe.</summary>
-public sealed record RouterReplicaStatus(string Name, string Address, string Health, int Load);
+/// <summary>
+/// One replica as the router sees it: health is <c>unknown</c> until the first probe; a draining replica gets no new
+/// requests.
+/// </summary>
+public sealed record RouterReplicaStatus(string Name, string Address, string Health, int Load, bool Draining);

@@ -1,26 +1,53 @@
 using System.Net.Sockets;
 using System.Text;
+using LlmServer.ReplicaProtocol;
 using LlmServer.Router.Configuration;
 using LlmServer.Router.Errors;
 using LlmServer.Router.Routing;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Model;
+using Yarp.ReverseProxy.Transforms;
 
 namespace LlmServer.Router.Replicas;
 
 /// <summary>
-/// Around each proxied request: a request that never reached its replica (connection refused) is sent to the next
-/// healthy one; with none left, the client gets the router's 503. A server-sent event stream whose replica dies
-/// mid-answer ends with an error event in the API's format instead of a cut connection.
+/// Around each proxied request: a request that never reached its replica (connection refused), or that a draining
+/// replica refused (<see cref="DrainMarker"/>) before answering anything, is sent to the next healthy one; with none
+/// left, the client gets the router's 503. Draining replicas get no new requests (a session moves to another). A
+/// server-sent event stream whose replica dies mid-answer ends with an error event in the API's format instead of a
+/// cut connection.
 /// </summary>
-internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOptions> options, ILogger<ReplicaFailoverMiddleware> logger)
+internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOptions> options, ReplicaLoadMonitor replicas, ILogger<ReplicaFailoverMiddleware> logger)
 {
+    /// <summary>Set on a request whose replica refused it as draining: the replica that did.</summary>
+    private sealed record DrainRefusal(string Replica, bool Held);
+
+    /// <summary>
+    /// The response transform that reads <see cref="DrainMarker"/> (the router's one reader of it): a draining
+    /// replica's refusal is held back (headers not sent, body dropped) when the request can be sent again, so
+    /// <see cref="InvokeAsync"/> tries another replica; otherwise it goes to the client as it is.
+    /// </summary>
+    public static ValueTask HoldDrainRefusal(ResponseTransformContext context)
+    {
+        var http = context.HttpContext;
+        if (context.ProxyResponse is { } response && response.Headers.Contains(DrainMarker.Header) &&
+            http.GetReverseProxyFeature().ProxiedDestination is { } replica)
+        {
+            var held = !http.Response.HasStarted && CanSendAgain(http.Request);
+            context.SuppressResponseBody = held;
+            http.Features.Set(new DrainRefusal(replica.DestinationId, held));
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
     public async Task InvokeAsync(HttpContext context, Func<Task> next)
     {
         var proxy = context.GetReverseProxyFeature();
-        var candidates = proxy.AvailableDestinations.ToList();
+        var candidates = proxy.AvailableDestinations.Where(d => !replicas.IsDraining(d.DestinationId)).ToList();
         var request = context.Request;
         if (request.ContentLength is > 0 and <= RouteKeyResolver.MaxKeyedBodyBytes && !request.Body.CanSeek)
         {
@@ -40,6 +67,21 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
 
             proxy.AvailableDestinations = candidates;
             await next();
+            if (context.Features.Get<DrainRefusal>() is { } refusal)
+            {
+                context.Features.Set<DrainRefusal>(null);
+                replicas.MarkDraining(refusal.Replica);
+                if (!refusal.Held)
+                {
+                    return;
+                }
+
+                LogRetryingDrained(logger, refusal.Replica, request.Path);
+                candidates.RemoveAll(d => d.DestinationId == refusal.Replica);
+                SendAgain(context);
+                continue;
+            }
+
             var error = context.Features.Get<IForwarderErrorFeature>();
             if (error is null)
             {
@@ -63,13 +105,26 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
             LogRetrying(logger, failed.DestinationId, request.Path);
             candidates.Remove(failed);
             context.Features.Set<IForwarderErrorFeature>(null);
-            context.Response.Clear();
-            if (request.Body.CanSeek)
-            {
-                request.Body.Position = 0;
-            }
+            SendAgain(context);
         }
     }
+
+    private static void SendAgain(HttpContext context)
+    {
+        context.Response.Clear();
+        if (context.Request.Body.CanSeek)
+        {
+            context.Request.Body.Position = 0;
+        }
+    }
+
+    /// <summary>
+    /// True when the request can be sent once more after a replica answered it: it has no body, or its body was
+    /// buffered (a body streamed through once is gone).
+    /// </summary>
+    private static bool CanSendAgain(HttpRequest request) =>
+        request.Body.CanSeek || request.ContentLength == 0 ||
+        (request.ContentLength is null && !request.Headers.ContainsKey(HeaderNames.TransferEncoding));
 
     /// <summary>
     /// True when the connection itself could not be made, so the replica never saw the request and a retry is safe
@@ -88,6 +143,9 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Replica {Replica} stopped in the middle of a stream for {Path}; the stream ends with an error event")]
     private static partial void LogStreamLost(ILogger logger, string? replica, string path);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Replica {Replica} drains and refused {Path}; trying the next one")]
+    private static partial void LogRetryingDrained(ILogger logger, string replica, string path);
 
     /// <summary>
     /// YARP aborts the client's connection when the replica's response body fails after it started; for an

@@ -8,7 +8,9 @@ namespace LlmServer.Router.Replicas;
 /// <summary>
 /// Reads each replica's load (running and waiting requests, from <c>/health/ready</c>) every
 /// <see cref="RouterOptions.LoadPollInterval"/>, and counts the requests the router sent it since: the load a
-/// routing decision sees is the last reading plus those.
+/// routing decision sees is the last reading plus those. It also knows which replicas drain: marked when one refuses
+/// a request as draining (<see cref="MarkDraining"/>) or its readiness says so, until a reading begun after the mark
+/// says otherwise.
 /// </summary>
 internal sealed partial class ReplicaLoadMonitor(
     IOptionsMonitor<RouterOptions> options,
@@ -18,13 +20,28 @@ internal sealed partial class ReplicaLoadMonitor(
 {
     public const string HttpClientName = "replica-load";
 
+    /// <summary>The reason a draining replica's readiness gives.</summary>
+    private const string DrainingReason = "draining";
+
     private readonly ConcurrentDictionary<string, ReplicaLoad> _loads = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>The replica's load as the router sees it now.</summary>
     public int LoadOf(string destinationId) => _loads.TryGetValue(destinationId, out var load) ? load.Current : 0;
 
     /// <summary>Counts a request the router just sent to the replica, until the next reading includes it.</summary>
-    public void Sent(string destinationId) => _loads.GetOrAdd(destinationId, _ => new ReplicaLoad()).AddSent();
+    public void Sent(string destinationId) => Of(destinationId).AddSent();
+
+    /// <summary>True while the replica drains: it takes no new requests, so none is routed there.</summary>
+    public bool IsDraining(string destinationId) => _loads.TryGetValue(destinationId, out var load) && load.Draining;
+
+    /// <summary>Marks the replica draining now (it refused a request as draining).</summary>
+    public void MarkDraining(string destinationId)
+    {
+        if (Of(destinationId).MarkDraining(time.GetTimestamp()))
+        {
+            LogDraining(logger, destinationId);
+        }
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -47,6 +64,7 @@ internal sealed partial class ReplicaLoadMonitor(
     {
         try
         {
+            var started = time.GetTimestamp();
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(options.CurrentValue.HealthCheckTimeout);
             using var client = httpClients.CreateClient(HttpClientName);
@@ -54,25 +72,58 @@ internal sealed partial class ReplicaLoadMonitor(
             using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(timeout.Token));
             var running = body.RootElement.TryGetProperty("running", out var r) && r.TryGetInt32(out var rv) ? rv : 0;
             var waiting = body.RootElement.TryGetProperty("waiting", out var w) && w.TryGetInt32(out var wv) ? wv : 0;
-            _loads.GetOrAdd(replica, _ => new ReplicaLoad()).Read(running + waiting);
+            var draining = body.RootElement.TryGetProperty("reason", out var reason) && reason.ValueKind == JsonValueKind.String && reason.GetString() == DrainingReason;
+            var load = Of(replica);
+            load.Read(running + waiting);
+            if (draining)
+            {
+                MarkDraining(replica);
+            }
+            else
+            {
+                load.ClearDrainingMarkedBefore(started);
+            }
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException or JsonException && !cancellationToken.IsCancellationRequested)
         {
             // Health checks take an unreachable replica out; what it ran when it went away is gone with it.
             LogPollFailed(logger, replica, e.Message);
-            _loads.GetOrAdd(replica, _ => new ReplicaLoad()).Read(0);
+            Of(replica).Read(0);
         }
     }
 
+    private ReplicaLoad Of(string destinationId) => _loads.GetOrAdd(destinationId, _ => new ReplicaLoad());
+
     [LoggerMessage(EventId = 1, Level = LogLevel.Debug, Message = "Reading the load of replica {Replica} failed: {Reason}")]
     private static partial void LogPollFailed(ILogger logger, string replica, string reason);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Replica {Replica} drains: no new requests go there until its readiness says otherwise")]
+    private static partial void LogDraining(ILogger logger, string replica);
 
     private sealed class ReplicaLoad
     {
         private int _reported;
         private int _sentSinceReading;
 
+        // When the replica was marked draining (a timestamp), 0 when it is not.
+        private long _drainingSince;
+
         public int Current => Volatile.Read(ref _reported) + Volatile.Read(ref _sentSinceReading);
+
+        public bool Draining => Volatile.Read(ref _drainingSince) != 0;
+
+        /// <summary>True when this marked it (it was not marked already).</summary>
+        public bool MarkDraining(long now) => Interlocked.CompareExchange(ref _drainingSince, Math.Max(1, now), 0) == 0;
+
+        /// <summary>A reading that began before the mark may predate the drain, so only a later one clears it.</summary>
+        public void ClearDrainingMarkedBefore(long readingStarted)
+        {
+            var since = Volatile.Read(ref _drainingSince);
+            if (since != 0 && since < readingStarted)
+            {
+                Interlocked.CompareExchange(ref _drainingSince, 0, since);
+            }
+        }
 
         public void AddSent() => Interlocked.Increment(ref _sentSinceReading);
 

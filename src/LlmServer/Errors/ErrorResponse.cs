@@ -18,10 +18,14 @@ internal static class ErrorResponse
         response.StatusCode = statusCode;
         if (retryAfter is { } delay)
         {
-            response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(delay.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            SetRetryAfter(response, delay);
         }
 
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         return response.WriteAsJsonAsync(body, typeInfo, contentType: "application/json", cancellationToken);
     }
+
+    /// <summary>Sets <c>Retry-After</c> in whole seconds, at least 1.</summary>
+    public static void SetRetryAfter(HttpResponse response, TimeSpan delay) =>
+        response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(delay.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
 }

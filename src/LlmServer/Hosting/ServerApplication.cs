@@ -4,6 +4,7 @@ using LlmServer.Embeddings;
 using LlmServer.Engine.Hosting;
 using LlmServer.OpenAi;
 using LlmServer.Operations;
+using LlmServer.Operations.Lifecycle;
 using LlmServer.Responses;
 using LlmServer.Sessions;
 using LlmServer.WebUi;
@@ -49,6 +50,9 @@ internal static class ServerApplication
         builder.Services.AddEmbeddingsApi();
         builder.Services.AddBatchApi(builder.Configuration);
         builder.Services.AddSessions(builder.Configuration);
+
+        // In place of ConsoleLifetime: a signal drains while the host keeps listening; the drain's end stops it.
+        builder.Services.AddSingleton<IHostLifetime, DrainingLifetime>();
         configureServices?.Invoke(builder.Services);
 
         var app = builder.Build();

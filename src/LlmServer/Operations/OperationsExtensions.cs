@@ -7,6 +7,7 @@ using LlmServer.Operations.Limits;
 using LlmServer.Operations.Metrics;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Cors.Infrastructure;
+using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -77,6 +78,8 @@ public static partial class OperationsExtensions
 
         services.AddSingleton<GracefulShutdown>();
         services.AddHostedService(sp => sp.GetRequiredService<GracefulShutdown>());
+        services.AddSingleton<DrainHubFilter>();
+        services.AddOptions<HubOptions>().Configure(hub => hub.AddFilter<DrainHubFilter>());
         services.AddOperationsHealthChecks(configuration);
         services.AddOperationsTelemetry(configuration);
         return builder;

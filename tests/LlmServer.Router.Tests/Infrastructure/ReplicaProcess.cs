@@ -1,12 +1,15 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text;
 using LlmServer.Testing;
 
 namespace LlmServer.Router.Tests.Infrastructure;
 
-/// <summary>A real LlmServer replica as a child process on stories260K with one decode thread; killed with SIGKILL.</summary>
-internal sealed class ReplicaProcess : IAsyncDisposable
+/// <summary>A real LlmServer replica as a child process on stories260K with one decode thread; stopped with SIGTERM or SIGKILL.</summary>
+internal sealed partial class ReplicaProcess : IAsyncDisposable
 {
+    private const int Sigterm = 15;
+
     private readonly StringBuilder _log = new();
     private readonly string[] _extraArgs;
     private Process? _process;
@@ -65,6 +68,23 @@ internal sealed class ReplicaProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>SIGTERM, as an orchestrator stops a replica: the first begins its drain, a second stops it at once.</summary>
+    public void Terminate()
+    {
+        if (Kill(_process!.Id, Sigterm) != 0)
+        {
+            throw new InvalidOperationException($"SIGTERM was not delivered (errno {Marshal.GetLastPInvokeError()}):\n{Log}");
+        }
+    }
+
+    /// <summary>Waits (at most <paramref name="within"/>) for the replica to exit and returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan within)
+    {
+        using var deadline = new CancellationTokenSource(within);
+        await _process!.WaitForExitAsync(deadline.Token);
+        return _process.ExitCode;
+    }
+
     public async ValueTask DisposeAsync()
     {
         await KillAsync();
@@ -79,4 +99,7 @@ internal sealed class ReplicaProcess : IAsyncDisposable
     }
 
     public static int FreePort() => ServerProcess.FreePort();
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
 }

@@ -23,10 +23,14 @@ internal sealed class RouterHost : IAsyncDisposable
 
     public IReadOnlyList<string> Replicas { get; }
 
-    public static async Task<RouterHost> StartAsync(params string[] replicas)
+    public static Task<RouterHost> StartAsync(params string[] replicas) => StartAsync([], replicas);
+
+    /// <summary>Starts the router with <paramref name="settings"/> (command-line style) over the defaults.</summary>
+    public static async Task<RouterHost> StartAsync(IEnumerable<string> settings, params string[] replicas)
     {
         var port = ReplicaProcess.FreePort();
         var args = new List<string> { "--urls", $"http://127.0.0.1:{port}", "--Router:HealthCheckInterval=00:00:00.500", "--Router:HealthCheckTimeout=00:00:10", "--Router:LoadPollInterval=00:00:00.250", "--Logging:LogLevel:Default=Warning" };
+        args.AddRange(settings);
         args.AddRange(replicas.Select((r, i) => $"--Router:Replicas:{i}={r}"));
         var app = RouterApplication.Build([.. args]);
         await app.StartAsync();

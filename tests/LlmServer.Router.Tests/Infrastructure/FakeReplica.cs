@@ -1,0 +1,55 @@
+using LlmServer.ReplicaProtocol;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+
+namespace LlmServer.Router.Tests.Infrastructure;
+
+/// <summary>
+/// A stand-in replica in this process, for what a real one does only for an instant: it reports ready, and either
+/// refuses every API request as a draining replica does (503 with <see cref="DrainMarker"/>, body unread) or
+/// answers it with 200. Counts the API requests it saw.
+/// </summary>
+internal sealed class FakeReplica : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private int _requests;
+
+    private FakeReplica(WebApplication app, string address)
+    {
+        _app = app;
+        Address = address;
+    }
+
+    public string Address { get; }
+
+    public int Requests => Volatile.Read(ref _requests);
+
+    public static async Task<FakeReplica> StartAsync(bool refusesAsDraining)
+    {
+        var address = $"http://127.0.0.1:{ReplicaProcess.FreePort()}";
+        var builder = WebApplication.CreateSlimBuilder(["--urls", address, "--Logging:LogLevel:Default=Warning"]);
+        var app = builder.Build();
+        var replica = new FakeReplica(app, address);
+        app.MapGet("/health/ready", () => Results.Json(new { status = "ok", reason = "ready", running = 0, waiting = 0 }));
+        app.MapPost("/v1/chat/completions", (HttpContext context) =>
+        {
+            Interlocked.Increment(ref replica._requests);
+            if (!refusesAsDraining)
+            {
+                return Results.Json(new { served = true });
+            }
+
+            context.Response.Headers[DrainMarker.Header] = DrainMarker.Value;
+            context.Response.Headers.RetryAfter = "30";
+            return Results.Json(new { error = new { message = "The server is shutting down.", code = "server_shutting_down" } }, statusCode: StatusCodes.Status503ServiceUnavailable);
+        });
+        await app.StartAsync();
+        return replica;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}

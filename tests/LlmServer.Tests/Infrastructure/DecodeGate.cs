@@ -1,0 +1,90 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Hosting;
+using LlmServer.Engine.Scheduling;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace LlmServer.Tests.Infrastructure;
+
+/// <summary>
+/// Holds the real model's decode steps while closed, so a test can keep a generation running for as long as it
+/// needs (a drain that must not end yet) and knows, by <see cref="Blocked"/>, when one is held.
+/// </summary>
+internal sealed class DecodeGate
+{
+    private readonly object _lock = new();
+    private readonly TaskCompletionSource _blocked = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private bool _closed;
+
+    /// <summary>Completes when a decode step first waits at the closed gate.</summary>
+    public Task Blocked => _blocked.Task;
+
+    /// <summary>Decorates the server's backend with this gate (pass to <see cref="TestServer.StartAsync"/>).</summary>
+    public void Install(IServiceCollection services) => services.AddSingleton(new BackendDecorator(inner => new GatedBackend(inner, this)));
+
+    public void Close()
+    {
+        lock (_lock)
+        {
+            _closed = true;
+        }
+    }
+
+    public void Open()
+    {
+        lock (_lock)
+        {
+            _closed = false;
+            Monitor.PulseAll(_lock);
+        }
+    }
+
+    private void Pass()
+    {
+        lock (_lock)
+        {
+            while (_closed)
+            {
+                _blocked.TrySetResult();
+                Monitor.Wait(_lock);
+            }
+        }
+    }
+
+    private sealed class GatedBackend(IInferenceBackend inner, DecodeGate gate) : IInferenceBackend
+    {
+        public int SlotCount => inner.SlotCount;
+
+        public int SlotContextSize => inner.SlotContextSize;
+
+        public ITokenVocabulary Vocabulary => inner.Vocabulary;
+
+        public bool CanShift => inner.CanShift;
+
+        public void BeginBatch(bool forPrompt) => inner.BeginBatch(forPrompt);
+
+        public int AddToBatch(int token, int position, int slot, bool wantLogits) => inner.AddToBatch(token, position, slot, wantLogits);
+
+        public DecodeOutcome Decode()
+        {
+            gate.Pass();
+            return inner.Decode();
+        }
+
+        public void TruncateSlot(int slot, int fromPosition) => inner.TruncateSlot(slot, fromPosition);
+
+        public void CopySlot(int sourceSlot, int targetSlot) => inner.CopySlot(sourceSlot, targetSlot);
+
+        public void RemoveAndShift(int slot, int fromPosition, int toPosition) => inner.RemoveAndShift(slot, fromPosition, toPosition);
+
+        public byte[] SaveSlot(int slot) => inner.SaveSlot(slot);
+
+        public bool RestoreSlot(int slot, ReadOnlySpan<byte> state) => inner.RestoreSlot(slot, state);
+
+        public ReadOnlySpan<float> GetLogits(int batchIndex) => inner.GetLogits(batchIndex);
+
+        public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos) =>
+            inner.CreateSampler(options, grammar, grammarTriggers, ignoreEos);
+
+        public void Dispose() => inner.Dispose();
+    }
+}
