@@ -386,7 +386,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         {
             while (!_stopRequested)
             {
-                if (!Step())
+                if (!Step() && !_stopRequested)
                 {
                     _wake.Wait(IdleWait());
                 }
@@ -481,6 +481,13 @@ internal sealed partial class InferenceScheduler : IDisposable
     internal bool Step()
     {
         var started = _time.GetTimestamp();
+
+        // Wake-ups for work taken in below are spent: left counted, each would run an idle step at once (and count
+        // it against the batch lane's hold). Any signal after this point stays for the idle wait.
+        while (_wake.Wait(0))
+        {
+        }
+
         TakeInWork();
         var plan = _planner!.Plan();
         if (plan.IsEmpty)

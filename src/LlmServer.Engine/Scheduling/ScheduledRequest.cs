@@ -70,6 +70,12 @@ internal sealed class ScheduledRequest
 
     public long PrefillDoneAt { get; set; }
 
+    /// <summary>
+    /// Steps this batch request waited at the head of its lane for a free slot the batch lane's hold reserved; at
+    /// <see cref="SchedulerOptions.BatchHoldMaxSteps"/> it takes the slot anyway, so the hold cannot starve it.
+    /// </summary>
+    public int HeldSteps { get; set; }
+
     /// <summary>Tokens of <see cref="Prefill"/> whose KV is in choice 0's slot (reused or prefilled).</summary>
     public int Prefilled { get; set; }
 

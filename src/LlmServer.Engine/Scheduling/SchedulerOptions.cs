@@ -91,8 +91,9 @@ public sealed class SchedulerOptions
     /// demand left it. Batch requests take only the slots that the peak interactive demand of the recent steps leaves
     /// idle; how many steps count as recent is learnt from the gaps between an interactive request leaving and the next
     /// arriving (twice the longest of the last 16, plus one), up to this. While nothing runs, the loop counts a step per
-    /// measured step time. 0 turns the hold off: a batch request takes any idle slot at once (and is preempted
-    /// when an interactive request arrives for it).
+    /// measured step time. A batch request held this many steps in all takes a free slot anyway, so interactive
+    /// requests that keep coming back within the window delay the batch lane but never starve it. 0 turns the hold
+    /// off: a batch request takes any idle slot at once (and is preempted when an interactive request arrives for it).
     /// </summary>
     public int BatchHoldMaxSteps { get; set; } = 64;
 

@@ -111,13 +111,14 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         {
             // Unknown cost (no prompt measured yet): start with the minimal chunks and learn from them.
             var least = Math.Min(floor, hardCap);
-            budget = costs.Prompt is { } cost ? TimedBudget(cost, generating, least, hardCap, batchPauses) : least;
+            budget = costs.Prompt is { } cost && AnyPrefills(batchPauses) ? TimedBudget(cost, generating, least, hardCap, batchPauses) : least;
         }
 
         SizeChunks(budget, batchPauses);
         if (timed && costs.Prompt is { } expected)
         {
-            _plan.ExpectedMs = costs.KnownGenerationMs(generating) + (budget > 0 ? expected.FixedMs + ChunksMs(expected) : 0);
+            var chunksMs = ChunksMs(expected);
+            _plan.ExpectedMs = costs.KnownGenerationMs(generating) + (chunksMs > 0 ? expected.FixedMs + chunksMs : 0);
         }
 
         for (var i = 0; i < Running.Count; i++)
@@ -158,7 +159,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         var (low, high) = (least, most);
         while (low < high)
         {
-            var middle = low + ((high - low + 1) / 2);
+            var middle = (int)(low + (((long)high - low + 1) / 2));
             SizeChunks(middle, batchPauses);
             if (holds(ChunksMs(cost)))
             {
@@ -265,6 +266,19 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         return older;
     }
 
+    private bool AnyPrefills(bool batchPauses)
+    {
+        foreach (var request in Running)
+        {
+            if (Prefills(request, batchPauses))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>The request has prompt left and takes part in this step (batch requests sit out while <paramref name="batchPauses"/>).</summary>
     private static bool Prefills(ScheduledRequest request, bool batchPauses) => request.IsPrefilling && !(batchPauses && request.IsBatch);
 
@@ -294,7 +308,7 @@ internal sealed class StepPlanner(SlotTable slots, SchedulerOptions options, Ste
         while (BatchWaiting.Count > 0 && slots.FreeCount >= BatchWaiting[0].Choices.Length)
         {
             var needed = BatchWaiting[0].Choices.Length;
-            if (needed > room)
+            if (needed > room && ++BatchWaiting[0].HeldSteps <= options.BatchHoldMaxSteps)
             {
                 HoldsBatch = true;
                 return;

@@ -27,6 +27,7 @@ public sealed class BatchLaneRealModelTests
                 Assert.Equal(8, result.Choices[0].Completion.Usage.CompletionTokens);
                 Assert.Equal(FinishReason.Length, result.Choices[0].Completion.FinishReason);
                 interactive++;
+                Assert.True(interactive < 1000, "the batch job made no progress beside the interactive stream");
             }
             while (!batchDone.IsCompleted);
 

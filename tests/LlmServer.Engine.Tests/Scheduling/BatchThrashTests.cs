@@ -88,6 +88,38 @@ public sealed class BatchThrashTests
         Assert.Equal("ef", (await second.CollectAsync()).Choices[0].Text);
     }
 
+    [Fact]
+    public async Task Interactive_requests_that_keep_coming_back_within_the_window_delay_a_batch_request_but_never_starve_it()
+    {
+        // One slot; an interactive request every 40 idle steps, within the learnt window (twice the gap), so the slot
+        // stays reserved. The batch request held 64 steps in all takes the slot in a gap anyway.
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 64, targetStepMs: 0, configure: o => o.BatchHoldMaxSteps = 64);
+        GenerationStream? batch = null;
+        var arrivals = 0;
+        var finishedAt = -1;
+        for (var quiet = 0; arrivals < 30 || InteractiveInFlight(harness) > 0;)
+        {
+            if (InteractiveInFlight(harness) == 0 && arrivals < 30 && quiet++ == 40)
+            {
+                harness.Submit("ab", maxTokens: 3);
+                quiet = 0;
+                if (++arrivals == 5)
+                {
+                    batch = harness.Submit("kkkk", maxTokens: 4, priority: Batch);
+                }
+            }
+
+            harness.Scheduler.Step();
+            if (batch is not null && finishedAt < 0 && harness.Scheduler.GetStatus() is { BatchRunning: 0, BatchWaiting: 0 })
+            {
+                finishedAt = arrivals;
+            }
+        }
+
+        Assert.InRange(finishedAt, 5, 29);
+        Assert.Equal("lmno", (await batch!.CollectAsync()).Choices[0].Text);
+    }
+
     private const int Gaps = 30;
 
     private const int BatchLines = 6;
