@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -14,7 +15,8 @@ namespace LlmServer.Engine.Grammars;
 /// <c>required</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>, <c>minLength</c>/<c>maxLength</c>, <c>enum</c>,
 /// <c>const</c>, <c>anyOf</c>/<c>oneOf</c>, OpenAPI's <c>nullable</c>, local <c>$ref</c>s (recursion included) and
 /// <c>minimum</c>/<c>maximum</c> (exclusive too), exactly for integers and numbers whatever the range (an open side
-/// stops at 16 integer digits; a bounded number is written without an exponent, with at most 16 fraction digits).
+/// stops at 16 integer digits; a bounded number is written without an exponent, with at most 16 fraction digits; a
+/// bound <see cref="decimal"/> cannot hold exactly is refused unless dropping it only widens the range).
 /// Lengths and item counts go up to <see cref="MaxCount"/>. Schemas nest at most 32 levels. Annotations (<c>description</c>,
 /// <c>title</c>, ...) and constraints it cannot express (<c>pattern</c>, <c>format</c>, <c>multipleOf</c>, ...) are
 /// not enforced; keywords that would change the shape it accepts (<c>allOf</c>, <c>not</c>, <c>if</c>,
@@ -387,8 +389,8 @@ public static class JsonGrammar
         /// </summary>
         private string VisitInteger(JsonElement schema, string hint, string path)
         {
-            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path);
-            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path);
+            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path, upper: false);
+            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path, upper: true);
             if (minimum is null && maximum is null)
             {
                 return "integer";
@@ -426,8 +428,8 @@ public static class JsonGrammar
         /// </summary>
         private string VisitNumber(JsonElement schema, string hint, string path)
         {
-            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path);
-            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path);
+            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path, upper: false);
+            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path, upper: true);
             if (minimum is null && maximum is null)
             {
                 return "number";
@@ -826,28 +828,74 @@ public static class JsonGrammar
         }
 
         /// <summary>
-        /// A numeric bound from its inclusive keyword or, failing that, its exclusive one (JSON Schema 2020-12);
-        /// a bound beyond <see cref="decimal"/> bounds nothing a model writes in 16 digits, so it counts as none.
+        /// The tighter of a side's inclusive and exclusive bounds (JSON Schema 2020-12; draft 4's boolean exclusive
+        /// keyword makes the inclusive one exclusive), enforced exactly, so a bound <see cref="decimal"/> cannot hold
+        /// exactly is refused; except one of 29 or more integer digits on the side where dropping it only widens the
+        /// range (a maximum far above zero, a minimum far below): no numeral this grammar writes reaches it.
         /// </summary>
-        private static (decimal Value, bool Exclusive)? ReadBound(JsonElement schema, string inclusive, string exclusive, string path)
+        private static (decimal Value, bool Exclusive)? ReadBound(JsonElement schema, string inclusive, string exclusive, string path, bool upper)
         {
-            var isExclusive = false;
-            if (!schema.TryGetProperty(inclusive, out var bound))
+            var draft4Exclusive = schema.TryGetProperty(exclusive, out var flag) && flag.ValueKind is JsonValueKind.True or JsonValueKind.False;
+            var bound = ReadOne(inclusive, exclusive: draft4Exclusive && flag.ValueKind == JsonValueKind.True);
+            if (!draft4Exclusive && ReadOne(exclusive, exclusive: true) is { } strict
+                && (bound is not { } loose || (upper ? strict.Value <= loose.Value : strict.Value >= loose.Value)))
             {
-                if (!schema.TryGetProperty(exclusive, out bound))
+                bound = strict;
+            }
+
+            return bound;
+
+            (decimal Value, bool Exclusive)? ReadOne(string keyword, bool exclusive)
+            {
+                if (!schema.TryGetProperty(keyword, out var element))
                 {
                     return null;
                 }
 
-                isExclusive = true;
-            }
+                if (element.ValueKind != JsonValueKind.Number)
+                {
+                    throw Invalid($"'{keyword}' at '{path}' must be a number.");
+                }
 
-            if (bound.ValueKind != JsonValueKind.Number)
+                var exact = ExactNumber.Parse(element.GetRawText());
+                if (element.TryGetDecimal(out var value) && exact == ExactNumber.Parse(value.ToString(CultureInfo.InvariantCulture)))
+                {
+                    return (value, exclusive);
+                }
+
+                if (exact.IntegerDigits >= 29 && exact.Negative != upper)
+                {
+                    return null;
+                }
+
+                throw Invalid($"'{keyword}' at '{path}' is {element.GetRawText()}, which this server cannot enforce exactly: a bound has at most 28 significant digits, 28 after the decimal point, and a magnitude below 7.9e28.");
+            }
+        }
+
+        /// <summary>A JSON numeral's exact value: sign, significant digits (no leading or trailing zeros) and the power of ten they are scaled by.</summary>
+        private readonly record struct ExactNumber(bool Negative, string Digits, BigInteger Exponent)
+        {
+            /// <summary>Digits before the decimal point (0 or less for a magnitude below 1).</summary>
+            public BigInteger IntegerDigits => Digits.Length + Exponent;
+
+            public static ExactNumber Parse(string numeral)
             {
-                throw Invalid($"'{(isExclusive ? exclusive : inclusive)}' at '{path}' must be a number.");
-            }
+                var negative = numeral.StartsWith('-');
+                var unsigned = negative ? numeral[1..] : numeral;
+                var e = unsigned.IndexOfAny(['e', 'E']);
+                var exponent = e < 0 ? BigInteger.Zero : BigInteger.Parse(unsigned[(e + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+                var mantissa = e < 0 ? unsigned : unsigned[..e];
+                var point = mantissa.IndexOf('.', StringComparison.Ordinal);
+                if (point >= 0)
+                {
+                    exponent -= mantissa.Length - point - 1;
+                    mantissa = mantissa.Remove(point, 1);
+                }
 
-            return bound.TryGetDecimal(out var value) ? (value, isExclusive) : null;
+                var digits = mantissa.TrimStart('0');
+                var trimmed = digits.TrimEnd('0');
+                return trimmed.Length == 0 ? new(false, string.Empty, BigInteger.Zero) : new(negative, trimmed, exponent + (digits.Length - trimmed.Length));
+            }
         }
 
         private static string Repetition(int min, int? max) => max is { } upper

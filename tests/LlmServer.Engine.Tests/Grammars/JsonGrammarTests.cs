@@ -100,6 +100,10 @@ public sealed class JsonGrammarTests
         { """ "exclusiveMaximum": -3 """, null, -4 },
         { """ "maximum": 1000 """, null, 1000 },
         { """ "minimum": -250, "maximum": 9.5 """, -250, 9 },
+        { """ "minimum": 10, "maximum": 1e300 """, 10, null },
+        { """ "minimum": -1e300, "exclusiveMaximum": 1000 """, null, 999 },
+        { """ "minimum": 0, "exclusiveMinimum": 5, "maximum": 20, "exclusiveMaximum": 30 """, 6, 20 },
+        { """ "minimum": 3, "exclusiveMinimum": true, "maximum": 9, "exclusiveMaximum": false """, 4, 9 },
     };
 
     [Theory]
@@ -158,6 +162,10 @@ public sealed class JsonGrammarTests
         { """ "minimum": 1.05, "maximum": 1.05 """, "1.05", false, "1.05", false },
         { """ "minimum": 2, "exclusiveMaximum": 2.5 """, "2", false, "2.5", true },
         { """ "minimum": -100, "maximum": 250.125 """, "-100", false, "250.125", false },
+        { """ "exclusiveMinimum": -1e300, "maximum": -1.05 """, null, false, "-1.05", false },
+        { """ "minimum": 1, "exclusiveMinimum": 1, "maximum": 2, "exclusiveMaximum": 2 """, "1", true, "2", true },
+        { """ "minimum": -0.5, "exclusiveMinimum": true """, "-0.5", true, null, false },
+        { """ "minimum": 0.5, "exclusiveMaximum": 123456789012345678901234567890 """, "0.5", false, null, false },
     };
 
     [Theory]
@@ -205,10 +213,35 @@ public sealed class JsonGrammarTests
     }
 
     [Fact]
-    public void Bounds_beyond_decimal_bound_nothing_a_model_writes()
+    public void Bounds_far_out_on_the_side_that_only_widens_are_dropped()
     {
         Assert.Equal("number", Rule(Convert("""{ "type": "number", "maximum": 1e300 }"""), "root"));
         Assert.Equal("integer", Rule(Convert("""{ "type": "integer", "minimum": -1e300 }"""), "root"));
+        Assert.Equal("integer", Rule(Convert("""{ "type": "integer", "exclusiveMaximum": 1E+29 }"""), "root"));
+    }
+
+    [Theory]
+    [InlineData("""{ "type": "integer", "minimum": 1e300 }""", "'minimum' at '#' is 1e300")]
+    [InlineData("""{ "type": "number", "maximum": -1e300 }""", "'maximum' at '#' is -1e300")]
+    [InlineData("""{ "type": "integer", "exclusiveMaximum": -1e29 }""", "'exclusiveMaximum' at '#' is -1e29")]
+    [InlineData("""{ "type": "integer", "exclusiveMinimum": 79228162514264337593543950336 }""", "'exclusiveMinimum' at '#' is 79228162514264337593543950336")]
+    [InlineData("""{ "type": "object", "properties": { "n": { "type": "number", "minimum": 1e-30, "maximum": 1e-29 } } }""", "'minimum' at '#/properties/n' is 1e-30")]
+    [InlineData("""{ "type": "number", "minimum": 0, "maximum": 1e-29 }""", "'maximum' at '#' is 1e-29")]
+    [InlineData("""{ "type": "number", "minimum": 1.00000000000000000000000000001 }""", "'minimum' at '#' is 1.00000000000000000000000000001")]
+    public void Bounds_decimal_cannot_hold_exactly_are_refused_unless_dropping_only_widens(string schema, string reason)
+    {
+        var error = Assert.Throws<ArgumentException>(() => Convert(schema));
+        Assert.Contains(reason + ", which this server cannot enforce exactly", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{ "type": "number", "minimum": 1.0E-28, "maximum": 2.50e2 }""")]
+    [InlineData("""{ "type": "integer", "minimum": -0, "maximum": 7.9228162514264337593543950335E28 }""")]
+    [InlineData("""{ "type": "number", "exclusiveMinimum": 0.000, "maximum": 12e-3 }""")]
+    public void Bounds_decimal_holds_exactly_are_enforced_whatever_their_spelling(string schema)
+    {
+        Assert.NotEqual("number", Rule(Convert(schema), "root"));
+        Assert.NotEqual("integer", Rule(Convert(schema), "root"));
     }
 
     [Fact]
