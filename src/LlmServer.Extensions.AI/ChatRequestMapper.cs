@@ -36,7 +36,7 @@ internal static class ChatRequestMapper
             TopK = options?.TopK ?? defaults.TopK,
             FrequencyPenalty = options?.FrequencyPenalty ?? defaults.FrequencyPenalty,
             PresencePenalty = options?.PresencePenalty ?? defaults.PresencePenalty,
-            Seed = options?.Seed is { } seed ? FoldSeed(seed) : null,
+            Seed = options?.Seed is { } seed ? SamplingOptions.SeedFrom(seed) : null,
             MinP = Read(additional, MinPKey, GenerationField.MinP, defaults.MinP),
             RepeatPenalty = Read(additional, RepeatPenaltyKey, GenerationField.RepeatPenalty, defaults.RepeatPenalty),
             PenaltyLastN = Read(additional, PenaltyLastNKey, GenerationField.PenaltyLastN, defaults.PenaltyLastN),
@@ -226,7 +226,4 @@ internal static class ChatRequestMapper
         GenerationErrorCode.InvalidRequest,
         typeof(T) == typeof(bool) ? "must be true or false." : typeof(T) == typeof(int) ? "must be a whole number." : "must be a number.",
         field);
-
-    /// <summary>ChatOptions seeds are 64-bit, the sampler's 32: fold the halves so every bit still changes the sample.</summary>
-    private static uint FoldSeed(long seed) => unchecked((uint)seed ^ (uint)(seed >> 32));
 }

@@ -26,8 +26,18 @@ public sealed record SamplingOptions
     /// <summary>How many recent tokens the penalties look at.</summary>
     public int PenaltyLastN { get; init; } = 64;
 
-    /// <summary>Seed for reproducible sampling; <c>null</c> picks a random one.</summary>
+    /// <summary>
+    /// Seed for reproducible sampling, any value (llama.cpp's own "pick a random seed" value, 0xFFFFFFFF, samples as
+    /// 0x7FFFFFFF does: half the range away, so the consecutive seeds of a request's choices never meet it);
+    /// <c>null</c> picks a random one. Front ends make it from a client's seed with <see cref="SeedFrom"/>.
+    /// </summary>
     public uint? Seed { get; init; }
+
+    /// <summary>The <see cref="Seed"/> for a client's 64-bit seed: its halves folded, so every bit changes the sample.</summary>
+    public static uint SeedFrom(long seed) => unchecked((uint)seed ^ (uint)(seed >> 32));
+
+    /// <summary>The seed llama.cpp gets for <paramref name="seed"/>: never its "random seed" value (see <see cref="Seed"/>).</summary>
+    internal static uint NativeSeed(uint seed) => seed == uint.MaxValue ? 0x7FFF_FFFFu : seed;
 
     /// <summary>Added to the logits of the given token ids before sampling (OpenAI's <c>logit_bias</c>: -100 to 100).</summary>
     public IReadOnlyDictionary<int, float>? LogitBias { get; init; }

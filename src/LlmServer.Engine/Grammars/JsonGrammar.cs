@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -14,11 +15,15 @@ namespace LlmServer.Engine.Grammars;
 /// <c>required</c>, <c>items</c>, <c>minItems</c>/<c>maxItems</c>, <c>minLength</c>/<c>maxLength</c>, <c>enum</c>,
 /// <c>const</c>, <c>anyOf</c>/<c>oneOf</c>, OpenAPI's <c>nullable</c>, local <c>$ref</c>s (recursion included) and
 /// <c>minimum</c>/<c>maximum</c> (exclusive too), exactly for integers and numbers whatever the range (an open side
-/// stops at 16 integer digits; a bounded number is written without an exponent, with at most 16 fraction digits).
-/// Lengths and item counts go up to <see cref="MaxCount"/>. Schemas nest at most 32 levels. Annotations (<c>description</c>,
-/// <c>title</c>, ...) and constraints it cannot express (<c>pattern</c>, <c>format</c>, <c>multipleOf</c>, ...) are
-/// not enforced; keywords that would change the shape it accepts (<c>allOf</c>, <c>not</c>, <c>if</c>,
-/// <c>patternProperties</c>, ...) and malformed schemas are refused with <see cref="ArgumentException"/>, whose
+/// stops at 16 integer digits; a bounded number is written without an exponent, with at most 16 fraction digits; a
+/// bound <see cref="decimal"/> cannot hold exactly is refused unless dropping it only widens the range).
+/// Lengths and item counts go up to <see cref="MaxCount"/>. Strings' <c>format</c> <c>date</c>, <c>time</c>,
+/// <c>date-time</c> and <c>uuid</c> (llama.cpp's set) and <c>additionalProperties</c> of objects without declared
+/// properties are enforced too. Schemas nest at most 32 levels. Annotations (<c>description</c>, <c>title</c>,
+/// <c>default</c>, <c>examples</c>, ...) and keywords outside JSON Schema are ignored; every other assertion
+/// (<c>pattern</c>, other formats, <c>multipleOf</c>, <c>uniqueItems</c>, <c>minProperties</c>, <c>allOf</c>,
+/// <c>not</c>, <c>if</c>, <c>patternProperties</c>, ...) and malformed schemas are refused with
+/// <see cref="ArgumentException"/>, whose
 /// message names the place in the schema and the reason (front ends show it to the caller as it is).
 /// Output is compact (at most one space between tokens) and numbers have at most 16 integer digits: small models
 /// otherwise fill their token budget with whitespace or digits.
@@ -107,6 +112,9 @@ public static class JsonGrammar
     // Message only: the reason is complete without a parameter name, and front ends pass it on as it is.
     private static ArgumentException Invalid(string reason) => new(reason);
 
+    private static ArgumentException Refused(string keyword, string path) =>
+        Invalid($"'{keyword}' at '{path}' is a constraint the JSON grammar cannot enforce, so the schema is refused rather than broken.");
+
     /// <summary>
     /// Builds one grammar from several schemas and rules of the caller's own (a tool-call syntax around each tool's
     /// arguments): every schema's rules get names unique in the grammar, and the common JSON rules come once.
@@ -120,8 +128,30 @@ public static class JsonGrammar
             WriteIndented = false,
         };
 
-        // Keywords that narrow the accepted shape in ways a context-free grammar here does not express.
-        private static readonly string[] RefusedKeywords = ["allOf", "not", "if", "then", "else", "patternProperties", "dependentSchemas", "dependentRequired", "prefixItems", "contains", "unevaluatedProperties", "unevaluatedItems"];
+        // JSON Schema's assertions that the grammar does not express, with the instance types each constrains (null:
+        // any): refused, so an answer never breaks its schema, unless the schema's "type" rules those types out. Its
+        // annotations (title, description, default, examples, $comment, ...) and keywords outside its vocabularies
+        // assert nothing and are ignored.
+        private static readonly string[] Objects = ["object"];
+        private static readonly string[] Arrays = ["array"];
+        private static readonly Dictionary<string, string[]?> RefusedKeywords = new(StringComparer.Ordinal)
+        {
+            ["allOf"] = null, ["not"] = null, ["if"] = null, ["then"] = null, ["else"] = null, ["$dynamicRef"] = null, ["$recursiveRef"] = null,
+            ["patternProperties"] = Objects, ["propertyNames"] = Objects, ["dependentSchemas"] = Objects, ["dependentRequired"] = Objects,
+            ["dependencies"] = Objects, ["minProperties"] = Objects, ["maxProperties"] = Objects, ["unevaluatedProperties"] = Objects,
+            ["prefixItems"] = Arrays, ["additionalItems"] = Arrays, ["contains"] = Arrays, ["minContains"] = Arrays, ["maxContains"] = Arrays,
+            ["unevaluatedItems"] = Arrays, ["uniqueItems"] = Arrays, ["multipleOf"] = ["number", "integer"], ["pattern"] = ["string"],
+        };
+
+        // RFC 3339 dates, times and date-times (a day exists in every year: February stops at 28) and RFC 9562 UUIDs.
+        private static readonly Dictionary<string, string> FormatRules = new(StringComparer.Ordinal)
+        {
+            ["date"] = """[0-9]{4} "-" ( ( "0" [13578] | "1" [02] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] ) | ( "0" [469] | "11" ) "-" ( "0" [1-9] | [12] [0-9] | "30" ) | "02-" ( "0" [1-9] | "1" [0-9] | "2" [0-8] ) )""",
+            ["time"] = """( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,9} )? ( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )""",
+            ["uuid"] = """[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12}""",
+        };
+
+        private readonly Dictionary<string, string> _formatRules = new(StringComparer.Ordinal);
 
         private static readonly HashSet<string> CommonRuleNames = ["root", "value", "object", "member", "array", "string", "char", "number", "integer", "boolean", "null", "ws"];
 
@@ -202,11 +232,13 @@ public static class JsonGrammar
                 throw Invalid($"The schema at '{path}' must be an object or true, not {schema.ValueKind}.");
             }
 
-            foreach (var keyword in RefusedKeywords)
+            foreach (var (keyword, types) in RefusedKeywords)
             {
-                if (schema.TryGetProperty(keyword, out _))
+                // uniqueItems: false asserts nothing.
+                if (schema.TryGetProperty(keyword, out var value) && (keyword != "uniqueItems" || value.ValueKind != JsonValueKind.False)
+                    && (types is null || MayBe(schema, types)))
                 {
-                    throw Invalid($"The schema at '{path}' uses '{keyword}', which the JSON grammar cannot enforce.");
+                    throw Refused(keyword, path);
                 }
             }
 
@@ -280,8 +312,7 @@ public static class JsonGrammar
         {
             if (!schema.TryGetProperty("properties", out var properties))
             {
-                // No declared properties: any object (additionalProperties is not narrowed further).
-                return "object";
+                return VisitMap(schema, hint, path, depth);
             }
 
             if (properties.ValueKind != JsonValueKind.Object)
@@ -320,6 +351,44 @@ public static class JsonGrammar
             _unguardedRefs = outer;
 
             return AddRule(hint, "\"{\" ws " + MemberSequence(members) + "\"}\"");
+        }
+
+        /// <summary>Whether the schema's <c>type</c> (none: any) admits one of <paramref name="types"/>.</summary>
+        private static bool MayBe(JsonElement schema, string[] types) => !schema.TryGetProperty("type", out var type)
+            || (type.ValueKind == JsonValueKind.String ? types.Contains(type.GetString()!)
+                : type.ValueKind != JsonValueKind.Array || type.EnumerateArray().Any(t => t.ValueKind != JsonValueKind.String || types.Contains(t.GetString()!)));
+
+        /// <summary>
+        /// An object without declared properties: any members, members whose values follow
+        /// <c>additionalProperties</c>, or none when it is false. (With declared properties the grammar writes those
+        /// alone, which any <c>additionalProperties</c> allows.)
+        /// </summary>
+        private string VisitMap(JsonElement schema, string hint, string path, int depth)
+        {
+            if (schema.TryGetProperty("required", out var required) && (required.ValueKind != JsonValueKind.Array || required.GetArrayLength() > 0))
+            {
+                throw Invalid($"'required' at '{path}' names properties that are not declared: declare them in 'properties'.");
+            }
+
+            if (!schema.TryGetProperty("additionalProperties", out var additional) || additional.ValueKind == JsonValueKind.True)
+            {
+                return "object";
+            }
+
+            if (additional.ValueKind == JsonValueKind.False)
+            {
+                return AddRule(hint, "\"{\" ws \"}\"");
+            }
+
+            if (additional.ValueKind != JsonValueKind.Object)
+            {
+                throw Invalid($"'additionalProperties' at '{path}' must be true, false or a schema.");
+            }
+
+            var outer = Guard();
+            var member = "string ws \":\" ws " + Visit(additional, hint + "-value", path + "/additionalProperties", depth + 1) + " ws";
+            _unguardedRefs = outer;
+            return AddRule(hint, "\"{\" ws ( " + member + " ( \",\" ws " + member + " )* )? \"}\"");
         }
 
         /// <summary>
@@ -387,8 +456,8 @@ public static class JsonGrammar
         /// </summary>
         private string VisitInteger(JsonElement schema, string hint, string path)
         {
-            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path);
-            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path);
+            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path, upper: false);
+            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path, upper: true);
             if (minimum is null && maximum is null)
             {
                 return "integer";
@@ -426,8 +495,8 @@ public static class JsonGrammar
         /// </summary>
         private string VisitNumber(JsonElement schema, string hint, string path)
         {
-            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path);
-            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path);
+            var minimum = ReadBound(schema, "minimum", "exclusiveMinimum", path, upper: false);
+            var maximum = ReadBound(schema, "maximum", "exclusiveMaximum", path, upper: true);
             if (minimum is null && maximum is null)
             {
                 return "number";
@@ -679,6 +748,12 @@ public static class JsonGrammar
         {
             var min = ReadCount(schema, "minLength", path);
             var max = ReadCount(schema, "maxLength", path);
+            if (schema.TryGetProperty("format", out var format))
+            {
+                return min is null && max is null
+                    ? VisitFormat(format, path)
+                    : throw Invalid($"'format' at '{path}' is enforced alone: remove 'minLength'/'maxLength' beside it.");
+            }
             if (min is null && max is null)
             {
                 return "string";
@@ -690,6 +765,30 @@ public static class JsonGrammar
             }
 
             return AddRule(hint, "\"\\\"\" char" + Repetition(min ?? 0, max) + " \"\\\"\"");
+        }
+
+        /// <summary>A string in one of the formats llama.cpp's converter enforces: date, time, date-time, uuid (uuid1 to uuid5 too).</summary>
+        private string VisitFormat(JsonElement format, string path)
+        {
+            var name = format.ValueKind == JsonValueKind.String ? format.GetString()! : throw Invalid($"'format' at '{path}' must be a string.");
+            var kind = name is ['u', 'u', 'i', 'd', >= '1' and <= '5'] ? "uuid" : name;
+            if (kind is not ("date" or "time" or "date-time" or "uuid"))
+            {
+                throw Invalid($"'format' at '{path}' is '{name}', which the JSON grammar cannot enforce (it enforces date, time, date-time and uuid).");
+            }
+
+            return "\"\\\"\" " + FormatRule(kind) + " \"\\\"\"";
+        }
+
+        private string FormatRule(string kind)
+        {
+            if (!_formatRules.TryGetValue(kind, out var rule))
+            {
+                rule = kind == "date-time" ? AddRule("format-date-time", FormatRule("date") + " \"T\" " + FormatRule("time")) : AddRule("format-" + kind, FormatRules[kind]);
+                _formatRules[kind] = rule;
+            }
+
+            return rule;
         }
 
         private string VisitEnum(JsonElement values, string hint, string path)
@@ -826,28 +925,74 @@ public static class JsonGrammar
         }
 
         /// <summary>
-        /// A numeric bound from its inclusive keyword or, failing that, its exclusive one (JSON Schema 2020-12);
-        /// a bound beyond <see cref="decimal"/> bounds nothing a model writes in 16 digits, so it counts as none.
+        /// The tighter of a side's inclusive and exclusive bounds (JSON Schema 2020-12; draft 4's boolean exclusive
+        /// keyword makes the inclusive one exclusive), enforced exactly, so a bound <see cref="decimal"/> cannot hold
+        /// exactly is refused; except one of 29 or more integer digits on the side where dropping it only widens the
+        /// range (a maximum far above zero, a minimum far below): no numeral this grammar writes reaches it.
         /// </summary>
-        private static (decimal Value, bool Exclusive)? ReadBound(JsonElement schema, string inclusive, string exclusive, string path)
+        private static (decimal Value, bool Exclusive)? ReadBound(JsonElement schema, string inclusive, string exclusive, string path, bool upper)
         {
-            var isExclusive = false;
-            if (!schema.TryGetProperty(inclusive, out var bound))
+            var draft4Exclusive = schema.TryGetProperty(exclusive, out var flag) && flag.ValueKind is JsonValueKind.True or JsonValueKind.False;
+            var bound = ReadOne(inclusive, exclusive: draft4Exclusive && flag.ValueKind == JsonValueKind.True);
+            if (!draft4Exclusive && ReadOne(exclusive, exclusive: true) is { } strict
+                && (bound is not { } loose || (upper ? strict.Value <= loose.Value : strict.Value >= loose.Value)))
             {
-                if (!schema.TryGetProperty(exclusive, out bound))
+                bound = strict;
+            }
+
+            return bound;
+
+            (decimal Value, bool Exclusive)? ReadOne(string keyword, bool exclusive)
+            {
+                if (!schema.TryGetProperty(keyword, out var element))
                 {
                     return null;
                 }
 
-                isExclusive = true;
-            }
+                if (element.ValueKind != JsonValueKind.Number)
+                {
+                    throw Invalid($"'{keyword}' at '{path}' must be a number.");
+                }
 
-            if (bound.ValueKind != JsonValueKind.Number)
+                var exact = ExactNumber.Parse(element.GetRawText());
+                if (element.TryGetDecimal(out var value) && exact == ExactNumber.Parse(value.ToString(CultureInfo.InvariantCulture)))
+                {
+                    return (value, exclusive);
+                }
+
+                if (exact.IntegerDigits >= 29 && exact.Negative != upper)
+                {
+                    return null;
+                }
+
+                throw Invalid($"'{keyword}' at '{path}' is {element.GetRawText()}, which this server cannot enforce exactly: a bound has at most 28 significant digits, 28 after the decimal point, and a magnitude below 7.9e28.");
+            }
+        }
+
+        /// <summary>A JSON numeral's exact value: sign, significant digits (no leading or trailing zeros) and the power of ten they are scaled by.</summary>
+        private readonly record struct ExactNumber(bool Negative, string Digits, BigInteger Exponent)
+        {
+            /// <summary>Digits before the decimal point (0 or less for a magnitude below 1).</summary>
+            public BigInteger IntegerDigits => Digits.Length + Exponent;
+
+            public static ExactNumber Parse(string numeral)
             {
-                throw Invalid($"'{(isExclusive ? exclusive : inclusive)}' at '{path}' must be a number.");
-            }
+                var negative = numeral.StartsWith('-');
+                var unsigned = negative ? numeral[1..] : numeral;
+                var e = unsigned.IndexOfAny(['e', 'E']);
+                var exponent = e < 0 ? BigInteger.Zero : BigInteger.Parse(unsigned[(e + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+                var mantissa = e < 0 ? unsigned : unsigned[..e];
+                var point = mantissa.IndexOf('.', StringComparison.Ordinal);
+                if (point >= 0)
+                {
+                    exponent -= mantissa.Length - point - 1;
+                    mantissa = mantissa.Remove(point, 1);
+                }
 
-            return bound.TryGetDecimal(out var value) ? (value, isExclusive) : null;
+                var digits = mantissa.TrimStart('0');
+                var trimmed = digits.TrimEnd('0');
+                return trimmed.Length == 0 ? new(false, string.Empty, BigInteger.Zero) : new(negative, trimmed, exponent + (digits.Length - trimmed.Length));
+            }
         }
 
         private static string Repetition(int min, int? max) => max is { } upper

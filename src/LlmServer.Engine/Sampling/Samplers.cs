@@ -102,7 +102,7 @@ internal sealed class NativeChainSampler : ITokenSampler
             }
 
             _chain.AddTemperature(options.Temperature);
-            _chain.AddDistributionSampler(options.Seed ?? (uint)Random.Shared.Next());
+            _chain.AddDistributionSampler(options.Seed is { } seed ? SamplingOptions.NativeSeed(seed) : (uint)Random.Shared.Next());
         }
         catch
         {

@@ -1,12 +1,14 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using LlmServer.Router.Replicas;
 
 namespace LlmServer.Router.Errors;
 
 /// <summary>
 /// The router's own errors, in the wire format of the API the client called: OpenAI's error body (and its SSE
-/// error event), Anthropic's for <c>/v1/messages</c>, the sessions API's error event for <c>/api/sessions</c>.
+/// error event), Anthropic's for <c>/v1/messages</c>, the Responses API's <c>error</c> event for <c>/v1/responses</c>,
+/// the sessions API's error event for <c>/api/sessions</c>.
 /// </summary>
 internal static class RouterErrors
 {
@@ -30,8 +32,12 @@ internal static class RouterErrors
         return response.WriteAsJsonAsync(new OpenAiError(new OpenAiErrorDetail(message, "server_error", null, NoReplicaCode)), RouterJson.Default.OpenAiError, cancellationToken: context.RequestAborted);
     }
 
-    /// <summary>The event that ends a server-sent event stream whose replica went away mid-answer.</summary>
-    public static string StreamFailureEvent(HttpContext context)
+    /// <summary>
+    /// The event that ends a server-sent event stream whose replica went away mid-answer, numbered after the last event
+    /// the client got (<paramref name="progress"/>): the sessions stream's next <c>seq</c> (with its <c>id:</c> line),
+    /// so a client that drops events it has seen keeps it; the Responses stream's next <c>sequence_number</c>.
+    /// </summary>
+    public static string StreamFailureEvent(HttpContext context, EventStreamTap? progress)
     {
         const string message = "The model server replica serving this stream stopped before the answer finished. Retry the request.";
         var path = context.Request.Path;
@@ -43,8 +49,15 @@ internal static class RouterErrors
 
         if (path.StartsWithSegments("/api/sessions"))
         {
-            var body = JsonSerializer.Serialize(new SessionErrorEvent(0, "error", ReplicaLostCode, message), RouterJson.Default.SessionErrorEvent);
-            return $"data: {body}\n\n";
+            var seq = (progress?.LastId ?? 0) + 1;
+            var body = JsonSerializer.Serialize(new SessionErrorEvent(seq, "error", ReplicaLostCode, message), RouterJson.Default.SessionErrorEvent);
+            return $"id: {seq.ToString(CultureInfo.InvariantCulture)}\ndata: {body}\n\n";
+        }
+
+        if (path.StartsWithSegments("/v1/responses"))
+        {
+            var body = JsonSerializer.Serialize(new ResponsesErrorEvent("error", ReplicaLostCode, message, null, (progress?.LastSequenceNumber ?? -1) + 1), RouterJson.Default.ResponsesErrorEvent);
+            return $"event: error\ndata: {body}\n\n";
         }
 
         var error = JsonSerializer.Serialize(new OpenAiError(new OpenAiErrorDetail(message, "server_error", null, ReplicaLostCode)), RouterJson.Default.OpenAiError);
@@ -64,8 +77,11 @@ internal sealed record AnthropicErrorDetail(string Type, string Message);
 
 internal sealed record SessionErrorEvent(long Seq, string Type, string Code, string Message);
 
+internal sealed record ResponsesErrorEvent(string Type, string Code, string Message, string? Param, long SequenceNumber);
+
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(OpenAiError))]
 [JsonSerializable(typeof(AnthropicError))]
 [JsonSerializable(typeof(SessionErrorEvent))]
+[JsonSerializable(typeof(ResponsesErrorEvent))]
 internal sealed partial class RouterJson : JsonSerializerContext;

@@ -3,6 +3,7 @@ using System.Text;
 using LlmServer.Router.Configuration;
 using LlmServer.Router.Replicas;
 using LlmServer.Router.Routing;
+using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.Options;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy;
@@ -20,9 +21,20 @@ public static class RouterApplication
     /// <summary>The response header naming the replica that served a request (a hash of its address, not the address).</summary>
     public const string ReplicaHeader = "x-llmserver-replica";
 
+    private static readonly Dictionary<string, string?> DefaultLogLevels = new(StringComparer.Ordinal)
+    {
+        ["Logging:LogLevel:Default"] = "Information",
+        ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
+        ["Logging:LogLevel:Yarp"] = "Warning",
+    };
+
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateBuilder(args);
+
+        // Defaults any settings file or argument overrides: ASP.NET Core's and YARP's lines for every request would
+        // otherwise fill the log at the rate requests pass.
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = DefaultLogLevels });
         configure?.Invoke(builder);
         var services = builder.Services;
         services.AddSingleton<IValidateOptions<RouterOptions>, RouterOptionsValidator>();
@@ -42,6 +54,7 @@ public static class RouterApplication
             transforms.AddResponseTransform(LearnReplica);
         });
 
+        LogRedaction.WrapProviders(services);
         var app = builder.Build();
         app.MapGet("/router/health", (IProxyStateLookup state, ReplicaLoadMonitor loads) => RouterHealth(state, loads));
         var failover = app.Services.GetRequiredService<ReplicaFailoverMiddleware>();

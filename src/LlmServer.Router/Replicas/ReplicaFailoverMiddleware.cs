@@ -56,6 +56,23 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
 
         var lifetime = new DeferredAbortFeature(context);
         context.Features.Set<IHttpRequestLifetimeFeature>(lifetime);
+        // Only the streams whose events are numbered need their last number.
+        var body = context.Response.Body;
+        var progress = request.Path.StartsWithSegments("/api/sessions") || request.Path.StartsWithSegments("/v1/responses") ? new EventStreamTap(body) : null;
+        context.Response.Body = progress ?? body;
+        try
+        {
+            await ProxyAsync(context, next, proxy, candidates, lifetime, progress);
+        }
+        finally
+        {
+            context.Response.Body = body;
+        }
+    }
+
+    private async Task ProxyAsync(HttpContext context, Func<Task> next, IReverseProxyFeature proxy, List<DestinationState> candidates, DeferredAbortFeature lifetime, EventStreamTap? progress)
+    {
+        var request = context.Request;
         while (true)
         {
             if (candidates.Count == 0)
@@ -91,7 +108,7 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
             if (lifetime.AbortDeferred)
             {
                 LogStreamLost(logger, proxy.ProxiedDestination?.DestinationId, request.Path);
-                await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes(RouterErrors.StreamFailureEvent(context)), context.RequestAborted);
+                await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes(RouterErrors.StreamFailureEvent(context, progress)), context.RequestAborted);
                 await context.Response.Body.FlushAsync(context.RequestAborted);
                 return;
             }

@@ -359,7 +359,7 @@ internal static class OpenAiRequestMapper
             LogitBias = LogitBias(request.LogitBias),
 
             // OpenAI seeds are 64-bit; the sampler takes 32 bits, so the low half is used.
-            Seed = request.Seed is { } seed ? unchecked((uint)seed) : null,
+            Seed = request.Seed is { } seed ? SamplingOptions.SeedFrom(seed) : null,
         };
     }
 

@@ -174,7 +174,7 @@ internal sealed class TurnPlanner
             {
                 Temperature = settings.Temperature is { } temperature ? (float)temperature : defaults.Temperature,
                 TopP = settings.TopP is { } topP ? (float)topP : defaults.TopP,
-                Seed = settings.Seed is { } seed ? (uint)seed : null,
+                Seed = settings.Seed is { } seed ? SamplingOptions.SeedFrom(seed) : null,
             },
             MaxTokens = maxTokens,
             SessionKey = session.Id,

@@ -100,6 +100,10 @@ public sealed class JsonGrammarTests
         { """ "exclusiveMaximum": -3 """, null, -4 },
         { """ "maximum": 1000 """, null, 1000 },
         { """ "minimum": -250, "maximum": 9.5 """, -250, 9 },
+        { """ "minimum": 10, "maximum": 1e300 """, 10, null },
+        { """ "minimum": -1e300, "exclusiveMaximum": 1000 """, null, 999 },
+        { """ "minimum": 0, "exclusiveMinimum": 5, "maximum": 20, "exclusiveMaximum": 30 """, 6, 20 },
+        { """ "minimum": 3, "exclusiveMinimum": true, "maximum": 9, "exclusiveMaximum": false """, 4, 9 },
     };
 
     [Theory]
@@ -158,6 +162,10 @@ public sealed class JsonGrammarTests
         { """ "minimum": 1.05, "maximum": 1.05 """, "1.05", false, "1.05", false },
         { """ "minimum": 2, "exclusiveMaximum": 2.5 """, "2", false, "2.5", true },
         { """ "minimum": -100, "maximum": 250.125 """, "-100", false, "250.125", false },
+        { """ "exclusiveMinimum": -1e300, "maximum": -1.05 """, null, false, "-1.05", false },
+        { """ "minimum": 1, "exclusiveMinimum": 1, "maximum": 2, "exclusiveMaximum": 2 """, "1", true, "2", true },
+        { """ "minimum": -0.5, "exclusiveMinimum": true """, "-0.5", true, null, false },
+        { """ "minimum": 0.5, "exclusiveMaximum": 123456789012345678901234567890 """, "0.5", false, null, false },
     };
 
     [Theory]
@@ -205,10 +213,127 @@ public sealed class JsonGrammarTests
     }
 
     [Fact]
-    public void Bounds_beyond_decimal_bound_nothing_a_model_writes()
+    public void Bounds_far_out_on_the_side_that_only_widens_are_dropped()
     {
         Assert.Equal("number", Rule(Convert("""{ "type": "number", "maximum": 1e300 }"""), "root"));
         Assert.Equal("integer", Rule(Convert("""{ "type": "integer", "minimum": -1e300 }"""), "root"));
+        Assert.Equal("integer", Rule(Convert("""{ "type": "integer", "exclusiveMaximum": 1E+29 }"""), "root"));
+    }
+
+    [Theory]
+    [InlineData("""{ "type": "integer", "minimum": 1e300 }""", "'minimum' at '#' is 1e300")]
+    [InlineData("""{ "type": "number", "maximum": -1e300 }""", "'maximum' at '#' is -1e300")]
+    [InlineData("""{ "type": "integer", "exclusiveMaximum": -1e29 }""", "'exclusiveMaximum' at '#' is -1e29")]
+    [InlineData("""{ "type": "integer", "exclusiveMinimum": 79228162514264337593543950336 }""", "'exclusiveMinimum' at '#' is 79228162514264337593543950336")]
+    [InlineData("""{ "type": "object", "properties": { "n": { "type": "number", "minimum": 1e-30, "maximum": 1e-29 } } }""", "'minimum' at '#/properties/n' is 1e-30")]
+    [InlineData("""{ "type": "number", "minimum": 0, "maximum": 1e-29 }""", "'maximum' at '#' is 1e-29")]
+    [InlineData("""{ "type": "number", "minimum": 1.00000000000000000000000000001 }""", "'minimum' at '#' is 1.00000000000000000000000000001")]
+    public void Bounds_decimal_cannot_hold_exactly_are_refused_unless_dropping_only_widens(string schema, string reason)
+    {
+        var error = Assert.Throws<ArgumentException>(() => Convert(schema));
+        Assert.Contains(reason + ", which this server cannot enforce exactly", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{ "type": "number", "minimum": 1.0E-28, "maximum": 2.50e2 }""")]
+    [InlineData("""{ "type": "integer", "minimum": -0, "maximum": 7.9228162514264337593543950335E28 }""")]
+    [InlineData("""{ "type": "number", "exclusiveMinimum": 0.000, "maximum": 12e-3 }""")]
+    public void Bounds_decimal_holds_exactly_are_enforced_whatever_their_spelling(string schema)
+    {
+        Assert.NotEqual("number", Rule(Convert(schema), "root"));
+        Assert.NotEqual("integer", Rule(Convert(schema), "root"));
+    }
+
+    [Theory]
+    [InlineData("""{ "type": "object", "properties": { "n": { "type": "integer", "multipleOf": 7 } } }""", "multipleOf", "#/properties/n")]
+    [InlineData("""{ "type": "object", "properties": { "s": { "type": "string", "pattern": "^[a-z]+$" } } }""", "pattern", "#/properties/s")]
+    [InlineData("""{ "type": "array", "items": { "type": "integer" }, "uniqueItems": true }""", "uniqueItems", "#")]
+    [InlineData("""{ "type": "object", "properties": { "a": { "type": "integer" } }, "minProperties": 1 }""", "minProperties", "#")]
+    [InlineData("""{ "type": "object", "maxProperties": 3 }""", "maxProperties", "#")]
+    [InlineData("""{ "type": "object", "propertyNames": { "maxLength": 3 } }""", "propertyNames", "#")]
+    [InlineData("""{ "type": "array", "items": [{ "type": "string" }], "additionalItems": false }""", "additionalItems", "#")]
+    [InlineData("""{ "$defs": { "a": { "type": "object", "dependencies": { "x": ["y"] } } }, "$ref": "#/$defs/a" }""", "dependencies", "#/$defs/a")]
+    public void Assertions_it_cannot_enforce_are_refused_naming_keyword_and_place(string schema, string keyword, string place)
+    {
+        var error = Assert.Throws<ArgumentException>(() => Convert(schema));
+        Assert.Equal($"'{keyword}' at '{place}' is a constraint the JSON grammar cannot enforce, so the schema is refused rather than broken.", error.Message);
+    }
+
+    [Fact]
+    public void Annotations_and_unknown_keywords_are_ignored()
+    {
+        var plain = Convert("""{ "type": "object", "properties": { "a": { "type": "integer", "minimum": 1 } }, "required": ["a"] }""");
+        var annotated = Convert("""
+            { "$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "urn:x", "title": "T", "description": "D", "$comment": "C",
+              "type": "object", "additionalProperties": false, "x-vendor": { "pattern": "ignored" }, "uniqueItems": false,
+              "properties": { "a": { "type": "integer", "minimum": 1, "default": 3, "examples": [4], "deprecated": false, "readOnly": true } },
+              "required": ["a"] }
+            """);
+        Assert.Equal(plain, annotated);
+    }
+
+    [Fact]
+    public void Assertions_on_types_the_schema_rules_out_are_ignored()
+    {
+        Assert.Equal("integer", Rule(Convert("""{ "type": "integer", "pattern": "^1$", "minProperties": 2, "uniqueItems": true, "format": "email" }"""), "root"));
+        Assert.Equal("string", Rule(Convert("""{ "type": "string", "multipleOf": 3, "maxContains": 1 }"""), "root"));
+        Assert.Throws<ArgumentException>(() => Convert("""{ "type": ["integer", "string"], "pattern": "^1$" }"""));
+        Assert.Throws<ArgumentException>(() => Convert("""{ "pattern": "^1$" }"""));
+    }
+
+    [Theory]
+    [InlineData("date", new[] { "2024-01-31", "1999-12-01", "0000-04-30", "2023-02-28" }, new[] { "2024-02-30", "2024-04-31", "2024-13-01", "2024-00-10", "2024-1-01", "24-01-01" })]
+    [InlineData("time", new[] { "00:00:00Z", "23:59:59.123+05:30", "12:30:00-08:00", "07:08:09.5Z" }, new[] { "24:00:00Z", "12:60:00Z", "12:00:00", "12:00Z", "12:00:00.Z" })]
+    [InlineData("date-time", new[] { "2024-06-30T23:59:59Z", "1970-01-01T00:00:00.000+00:00" }, new[] { "2024-06-30 23:59:59Z", "2024-06-31T00:00:00Z", "2024-06-30T00:00:00" })]
+    [InlineData("uuid", new[] { "123e4567-e89b-12d3-a456-426614174000", "ABCDEF01-2345-6789-abcd-ef0123456789" }, new[] { "123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400g", "123e4567-e89b-12d3-a456-4266141740001" })]
+    [InlineData("uuid4", new[] { "123e4567-e89b-42d3-a456-426614174000" }, new[] { "not-a-uuid" })]
+    public void String_formats_llama_cpp_enforces_accept_exactly_their_strings(string format, string[] valid, string[] invalid)
+    {
+        var grammar = Convert("{ \"type\": \"object\", \"properties\": { \"at\": { \"type\": \"string\", \"format\": \"" + format + "\" }, \"again\": { \"type\": [\"string\", \"null\"], \"format\": \"" + format + "\" } }, \"required\": [\"at\", \"again\"] }");
+        var matcher = new GbnfMatcher(grammar);
+        foreach (var text in valid)
+        {
+            Assert.True(matcher.Matches("{\"at\":\"" + text + "\",\"again\":null}"), text);
+            Assert.True(matcher.Matches("{\"at\":\"" + text + "\",\"again\":\"" + text + "\"}"), text);
+        }
+
+        foreach (var text in invalid)
+        {
+            Assert.False(matcher.Matches("{\"at\":\"" + text + "\",\"again\":null}"), text);
+        }
+
+        using var llamaCpp = new LlamaCppGrammar();
+        Assert.True(llamaCpp.Accepts(grammar), grammar);
+    }
+
+    [Theory]
+    [InlineData("""{ "type": "string", "format": "email" }""", "'format' at '#' is 'email', which the JSON grammar cannot enforce")]
+    [InlineData("""{ "type": "string", "format": "date", "maxLength": 12 }""", "'format' at '#' is enforced alone")]
+    [InlineData("""{ "type": "string", "format": 3 }""", "'format' at '#' must be a string")]
+    public void String_formats_it_cannot_enforce_are_refused(string schema, string reason)
+    {
+        var error = Assert.Throws<ArgumentException>(() => Convert(schema));
+        Assert.Contains(reason, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Additional_properties_shape_objects_without_declared_properties()
+    {
+        var closed = new GbnfMatcher(Convert("""{ "type": "object", "additionalProperties": false }"""));
+        Assert.True(closed.Matches("{}"));
+        Assert.False(closed.Matches("{\"a\":1}"));
+
+        var grammar = Convert("""{ "type": "object", "additionalProperties": { "type": "integer", "minimum": 0 } }""");
+        var map = new GbnfMatcher(grammar);
+        Assert.True(map.Matches("{}"));
+        Assert.True(map.Matches("{\"a\":1, \"b\":20}"));
+        Assert.False(map.Matches("{\"a\":-1}"));
+        Assert.False(map.Matches("{\"a\":\"x\"}"));
+        using var llamaCpp = new LlamaCppGrammar();
+        Assert.True(llamaCpp.Accepts(grammar), grammar);
+
+        var error = Assert.Throws<ArgumentException>(() => Convert("""{ "type": "object", "required": ["a"] }"""));
+        Assert.Contains("'required' at '#' names properties that are not declared", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

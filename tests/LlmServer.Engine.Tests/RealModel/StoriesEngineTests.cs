@@ -44,6 +44,20 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
         Assert.NotEqual(first.Text, other.Text);
     }
 
+    [Theory]
+    [InlineData(4294967295L)]
+    [InlineData(-1L)]
+    [InlineData(8589934591L)]
+    [InlineData(0L)]
+    public async Task Every_client_seed_gives_the_same_text_twice(long clientSeed)
+    {
+        // 0xFFFFFFFF in the low half once reached llama.cpp as its "random seed" value.
+        var request = new GenerationRequest { Prompt = Prompt, MaxTokens = 40, Sampling = new() { Temperature = 0.9f, TopP = 0.95f, Seed = SamplingOptions.SeedFrom(clientSeed) } };
+        var first = await RunAsync(request);
+        var second = await RunAsync(request);
+        Assert.Equal(first.Text, second.Text);
+    }
+
     [Fact]
     public async Task Eight_concurrent_requests_all_complete_with_the_right_token_counts()
     {

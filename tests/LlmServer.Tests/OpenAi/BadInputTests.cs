@@ -104,7 +104,7 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
         var error = body.GetProperty("error");
         Assert.Equal("response_format.json_schema.schema", error.GetProperty("param").GetString());
         Assert.Equal(
-            "Invalid schema for response_format: The schema at '#/properties/tags/items' uses 'allOf', which the JSON grammar cannot enforce.",
+            "Invalid schema for response_format: 'allOf' at '#/properties/tags/items' is a constraint the JSON grammar cannot enforce, so the schema is refused rather than broken.",
             error.GetProperty("message").GetString());
     }
 

@@ -1,0 +1,79 @@
+using System.Collections.Concurrent;
+using System.Net;
+using LlmServer.Router.Hosting;
+using LlmServer.Router.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace LlmServer.Router.Tests;
+
+public sealed class RouterLoggingTests
+{
+    [Fact]
+    public async Task By_default_the_router_logs_no_line_per_request()
+    {
+        await using var app = RouterApplication.Build(["--Router:Replicas:0=http://127.0.0.1:1"]);
+        var loggers = app.Services.GetRequiredService<ILoggerFactory>();
+
+        Assert.False(loggers.CreateLogger("Microsoft.AspNetCore.Hosting.Diagnostics").IsEnabled(LogLevel.Information));
+        Assert.False(loggers.CreateLogger("Yarp.ReverseProxy.Forwarder.HttpForwarder").IsEnabled(LogLevel.Information));
+        Assert.True(loggers.CreateLogger("LlmServer.Router.Replicas.ReplicaFailoverMiddleware").IsEnabled(LogLevel.Information));
+    }
+
+    [Fact]
+    public async Task An_access_token_in_a_logged_url_is_redacted()
+    {
+        var capture = new CapturingLoggerProvider();
+        var port = ReplicaProcess.FreePort();
+        await using var app = RouterApplication.Build(
+            ["--urls", $"http://127.0.0.1:{port}", "--Logging:LogLevel:Default=Information", "--Logging:LogLevel:Microsoft.AspNetCore=Information",
+             "--Logging:LogLevel:Yarp=Information", $"--Router:Replicas:0=http://127.0.0.1:{ReplicaProcess.FreePort()}"],
+            builder => builder.Logging.AddProvider(capture));
+        await app.StartAsync();
+        using (var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") })
+        {
+            using var response = await client.PostAsync(new Uri("/hubs/chat/negotiate?negotiateVersion=1&access_token=SECRET-KEY-123&x=1", UriKind.Relative), null);
+            Assert.NotEqual(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        await app.StopAsync();
+
+        Assert.Contains(capture.Lines, line => line.Contains("access_token=[redacted]&x=1", StringComparison.Ordinal));
+        Assert.DoesNotContain(capture.Lines, line => line.Contains("SECRET-KEY-123", StringComparison.Ordinal));
+    }
+
+    /// <summary>Every message and every structured value logged, as text.</summary>
+    private sealed class CapturingLoggerProvider : ILoggerProvider
+    {
+        private readonly ConcurrentQueue<string> _lines = new();
+
+        public IReadOnlyCollection<string> Lines => _lines;
+
+        public ILogger CreateLogger(string categoryName) => new Logger(_lines);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(ConcurrentQueue<string> lines) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                lines.Enqueue(formatter(state, exception));
+                if (state is IEnumerable<KeyValuePair<string, object?>> values)
+                {
+                    foreach (var value in values)
+                    {
+                        lines.Enqueue(value.Key + "=" + value.Value);
+                    }
+                }
+            }
+        }
+    }
+}
