@@ -131,7 +131,10 @@ public static class JsonGrammar
         // JSON Schema's assertions that the grammar does not express, with the instance types each constrains (null:
         // any): refused, so an answer never breaks its schema, unless the schema's "type" rules those types out. Its
         // annotations (title, description, default, examples, $comment, ...) and keywords outside its vocabularies
-        // assert nothing and are ignored.
+        // assert nothing and are ignored. Three assertions that everyday schemas carry (pydantic's EmailStr, HttpUrl,
+        // set[T], Field(pattern=...); zod's .email(), .url(), .regex()) are left to the model, as llama.cpp leaves
+        // formats it does not know: refusing them would refuse most tool definitions. They are "pattern",
+        // "uniqueItems" and a "format" other than the enforced ones.
         private static readonly string[] Objects = ["object"];
         private static readonly string[] Arrays = ["array"];
         private static readonly Dictionary<string, string[]?> RefusedKeywords = new(StringComparer.Ordinal)
@@ -140,7 +143,7 @@ public static class JsonGrammar
             ["patternProperties"] = Objects, ["propertyNames"] = Objects, ["dependentSchemas"] = Objects, ["dependentRequired"] = Objects,
             ["dependencies"] = Objects, ["minProperties"] = Objects, ["maxProperties"] = Objects, ["unevaluatedProperties"] = Objects,
             ["prefixItems"] = Arrays, ["additionalItems"] = Arrays, ["contains"] = Arrays, ["minContains"] = Arrays, ["maxContains"] = Arrays,
-            ["unevaluatedItems"] = Arrays, ["uniqueItems"] = Arrays, ["multipleOf"] = ["number", "integer"], ["pattern"] = ["string"],
+            ["unevaluatedItems"] = Arrays, ["multipleOf"] = ["number", "integer"],
         };
 
         // RFC 3339 dates, times and date-times (a day exists in every year: February stops at 28) and RFC 9562 UUIDs.
@@ -748,11 +751,10 @@ public static class JsonGrammar
         {
             var min = ReadCount(schema, "minLength", path);
             var max = ReadCount(schema, "maxLength", path);
-            if (schema.TryGetProperty("format", out var format))
+            if (schema.TryGetProperty("format", out var format) && EnforcedFormat(format, path) is { } kind)
             {
-                return min is null && max is null
-                    ? VisitFormat(format, path)
-                    : throw Invalid($"'format' at '{path}' is enforced alone: remove 'minLength'/'maxLength' beside it.");
+                // The format fixes the string's shape; lengths beside it add nothing a client could rely on.
+                return "\"\\\"\" " + FormatRule(kind) + " \"\\\"\"";
             }
             if (min is null && max is null)
             {
@@ -767,17 +769,15 @@ public static class JsonGrammar
             return AddRule(hint, "\"\\\"\" char" + Repetition(min ?? 0, max) + " \"\\\"\"");
         }
 
-        /// <summary>A string in one of the formats llama.cpp's converter enforces: date, time, date-time, uuid (uuid1 to uuid5 too).</summary>
-        private string VisitFormat(JsonElement format, string path)
+        /// <summary>
+        /// The format llama.cpp's converter enforces that <paramref name="format"/> names (date, time, date-time, uuid;
+        /// uuid1 to uuid5 as uuid), or null for any other, which is left to the model.
+        /// </summary>
+        private static string? EnforcedFormat(JsonElement format, string path)
         {
             var name = format.ValueKind == JsonValueKind.String ? format.GetString()! : throw Invalid($"'format' at '{path}' must be a string.");
             var kind = name is ['u', 'u', 'i', 'd', >= '1' and <= '5'] ? "uuid" : name;
-            if (kind is not ("date" or "time" or "date-time" or "uuid"))
-            {
-                throw Invalid($"'format' at '{path}' is '{name}', which the JSON grammar cannot enforce (it enforces date, time, date-time and uuid).");
-            }
-
-            return "\"\\\"\" " + FormatRule(kind) + " \"\\\"\"";
+            return kind is "date" or "time" or "date-time" or "uuid" ? kind : null;
         }
 
         private string FormatRule(string kind)
@@ -919,8 +919,10 @@ public static class JsonGrammar
                 throw Invalid($"'{keyword}' at '{path}' must be a non-negative integer.");
             }
 
-            return value <= MaxCount
-                ? (int)value
+            // An upper count beyond the grammar's repetition limit is dropped: that only widens what is accepted, and
+            // everyday schemas carry one (pydantic's HttpUrl: maxLength 2083). A lower one cannot be dropped.
+            return value <= MaxCount ? (int)value
+                : keyword.StartsWith("max", StringComparison.Ordinal) ? null
                 : throw Invalid($"'{keyword}' at '{path}' is {value.ToString(CultureInfo.InvariantCulture)}, above the {MaxCount} this server supports.");
         }
 
