@@ -101,6 +101,43 @@ public sealed class HubLimitsTests
         }
     }
 
+    [Fact]
+    public async Task Hub_calls_count_against_the_keys_requests_per_minute()
+    {
+        var data = Directory.CreateTempSubdirectory("llmserver-sessions-");
+        try
+        {
+            await using var server = await TestServer.StartAsync(extraArgs:
+            [
+                $"--Auth:ApiKeys:0={AuthTests.KeyA}", "--Limits:RequestsPerMinute=5", $"--Sessions:Database={Path.Combine(data.FullName, "sessions.db")}",
+            ]);
+            await using var hub = Connect(server, AuthTests.KeyA);
+            await hub.StartAsync();
+
+            // The bucket holds 5 calls (the connection's own requests take some) and gains one every 12 s: 20 calls
+            // cannot all pass unless hub calls go uncounted.
+            HubException? refused = null;
+            for (var call = 0; call < 20 && refused is null; call++)
+            {
+                try
+                {
+                    await hub.InvokeAsync<JsonElement>("ListSessions");
+                }
+                catch (HubException ex)
+                {
+                    refused = ex;
+                }
+            }
+
+            Assert.NotNull(refused);
+            Assert.Matches("rate_limit_exceeded: Rate limit reached for this API key. Retry after [0-9]+ s.$", refused.Message);
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
+    }
+
     private static HubConnection Connect(TestServer server, string? key) =>
         new HubConnectionBuilder()
             .WithUrl(new Uri(server.BaseAddress, "/hubs/chat"), options => options.AccessTokenProvider = () => Task.FromResult(key))
