@@ -1,5 +1,6 @@
 using LlmServer.Engine.Generation;
 using LlmServer.Errors;
+using LlmServer.Operations.Lifecycle;
 
 namespace LlmServer.OpenAi;
 
@@ -46,6 +47,11 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
         {
             var error = ex as OpenAiException ?? OpenAiErrors.FromGeneration((GenerationException)ex, context.GetEndpoint()?.Metadata.GetMetadata<WireFieldNames>());
             OpenAiLog.Refused(logger, context.Request.Method, context.Request.Path, error.StatusCode, error.Message);
+            if (error.AfterGeneration)
+            {
+                DrainingMiddleware.NoteGenerationRan(context);
+            }
+
             if (!context.Response.HasStarted)
             {
                 await refusals.WriteAsync(context, error.ToRefusal(), CancellationToken.None);

@@ -59,11 +59,16 @@ internal static class OpenAiErrors
                 StatusCodes.Status503ServiceUnavailable,
                 ServerError,
                 "The generation was cancelled by the server (it is shutting down or draining).",
-                code: "cancelled");
+                code: "cancelled")
+            {
+                AfterGeneration = true,
+            };
         }
 
         var error = completion.Error ?? new GenerationError(GenerationErrorCode.Internal, "The generation failed.");
-        return FromEngine(error.Code, error.Message, param: null, retryAfter: null);
+        var failed = FromEngine(error.Code, error.Message, param: null, retryAfter: null);
+        failed.AfterGeneration = true;
+        return failed;
     }
 
     /// <summary>What a stream reports when relaying it broke (the status line is long gone).</summary>
@@ -121,6 +126,9 @@ internal sealed class OpenAiException : Exception
     }
 
     public int StatusCode { get; }
+
+    /// <summary>The request ran on the engine before it failed: not a refusal a router may send elsewhere.</summary>
+    public bool AfterGeneration { get; set; }
 
     public string Type { get; }
 

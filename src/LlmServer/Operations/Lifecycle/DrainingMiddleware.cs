@@ -19,6 +19,11 @@ internal sealed class DrainingMiddleware(RequestDelegate next, GracefulShutdown 
     /// <summary>When a refused client may try again: a drained server is gone by then, its replacement or another replica up.</summary>
     private TimeSpan RetryAfter => TimeSpan.FromSeconds(Math.Max(1, options.Value.DrainSeconds));
 
+    private static readonly object GenerationRanKey = new();
+
+    /// <summary>The request's error comes from a generation that ran: a drain's 503 for it gets no marker.</summary>
+    public static void NoteGenerationRan(HttpContext context) => context.Items[GenerationRanKey] = true;
+
     public async Task InvokeAsync(HttpContext context)
     {
         if (!protectedPaths.Contains(context.Request.Path))
@@ -28,11 +33,13 @@ internal sealed class DrainingMiddleware(RequestDelegate next, GracefulShutdown 
         }
 
         // Set when the response starts: the error writers clear headers set before. A request admitted just before
-        // the drain began may still be refused by the engine; that refusal is the drain's too.
+        // the drain began may still be refused by the engine; that refusal is the drain's too. A generation the drain
+        // cancelled once it ran is not: sent elsewhere, its work would be done twice.
         context.Response.OnStarting(() =>
         {
             var response = context.Response;
-            if (shutdown.IsDraining && response.StatusCode is StatusCodes.Status503ServiceUnavailable or AnthropicErrors.StatusOverloaded)
+            if (shutdown.IsDraining && response.StatusCode is StatusCodes.Status503ServiceUnavailable or AnthropicErrors.StatusOverloaded
+                && !context.Items.ContainsKey(GenerationRanKey))
             {
                 response.Headers[DrainMarker.Header] = DrainMarker.Value;
                 if (!response.Headers.ContainsKey(HeaderNames.RetryAfter))
@@ -56,13 +63,8 @@ internal sealed class DrainingMiddleware(RequestDelegate next, GracefulShutdown 
             return;
         }
 
-        // A hub connection's transport request lasts as long as the connection; its streams are counted one by one.
-        if (hub)
-        {
-            await next(context);
-            return;
-        }
-
+        // A hub connection's transport request is counted too: it ends only once its last bytes (a stream's final
+        // events) went out, after DrainHubFilter closes the connection, so the host's stop cannot cut them off.
         using (shutdown.TrackWork())
         {
             await next(context);

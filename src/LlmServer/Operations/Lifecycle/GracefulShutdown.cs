@@ -22,6 +22,7 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
     // The engine refuses new work synchronously inside DrainAsync, so once BeginDrain returns nothing more is admitted.
     private readonly Lazy<Task> _drain;
     private readonly CancellationTokenSource _cutShort = new();
+    private readonly CancellationTokenSource _drainStarted = new();
     private readonly TaskCompletionSource _frontEndsIdle = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationTokenRegistration _stoppingRegistration;
     private int _work;
@@ -39,6 +40,9 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
 
     /// <summary>True from the moment the drain begins; readiness and the API answer 503 from then on.</summary>
     public bool IsDraining => Volatile.Read(ref _draining) == 1;
+
+    /// <summary>Cancelled when the drain begins (after admission closed): front ends close what holds no work.</summary>
+    public CancellationToken DrainStarted => _drainStarted.Token;
 
     /// <summary>Starts the drain once; later calls return the same task.</summary>
     public Task BeginDrain() => _drain.Value;
@@ -91,6 +95,7 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
     {
         _stoppingRegistration.Dispose();
         _cutShort.Dispose();
+        _drainStarted.Dispose();
     }
 
     private void EndWork()
@@ -110,6 +115,8 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
         {
             _frontEndsIdle.TrySetResult();
         }
+
+        await _drainStarted.CancelAsync();
 
         var started = _time.GetTimestamp();
         var timeout = TimeSpan.FromSeconds(_options.DrainSeconds);
