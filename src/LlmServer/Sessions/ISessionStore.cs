@@ -58,10 +58,11 @@ internal interface ISessionStore
     /// <summary>
     /// Starts a turn, in one transaction: drops the messages from <paramref name="fromIndex"/> on, stores
     /// <paramref name="userMessage"/> there (when given), an empty unfinished assistant message after it (the answer's
-    /// place, which its checkpoints then fill) and touches the session. False when the session is gone.
+    /// place, which its checkpoints then fill, with <paramref name="contextStart"/>, the window it is answered in) and
+    /// touches the session. False when the session is gone.
     /// </summary>
     Task<bool> BeginTurnAsync(
-        string? owner, string id, int fromIndex, SessionMessage? userMessage, DateTimeOffset now, CancellationToken cancellationToken);
+        string? owner, string id, int fromIndex, SessionMessage? userMessage, DateTimeOffset now, int? contextStart, CancellationToken cancellationToken);
 
     /// <summary>
     /// Writes an assistant answer at its index, replacing what an earlier call wrote there: a checkpoint while it

@@ -153,7 +153,7 @@ internal sealed partial class SessionTurns
             try
             {
                 // The turn is accepted: store it before anything streams (nothing is half-written if this fails).
-                if (!await _store.BeginTurnAsync(owner, sessionId, fromIndex, userMessage, now, cancellationToken))
+                if (!await _store.BeginTurnAsync(owner, sessionId, fromIndex, userMessage, now, plan.ContextStart, cancellationToken))
                 {
                     throw SessionException.NotFound(sessionId);
                 }

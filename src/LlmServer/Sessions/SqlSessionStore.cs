@@ -188,7 +188,7 @@ internal abstract class SqlSessionStore : ISessionStore
     }
 
     public async Task<bool> BeginTurnAsync(
-        string? owner, string id, int fromIndex, SessionMessage? userMessage, DateTimeOffset now, CancellationToken cancellationToken)
+        string? owner, string id, int fromIndex, SessionMessage? userMessage, DateTimeOffset now, int? contextStart, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -229,7 +229,7 @@ internal abstract class SqlSessionStore : ISessionStore
         // The answer's place is taken with the turn (empty, unfinished), so a server that stops before the first
         // checkpoint still leaves an answer to mark interrupted, and the roles keep alternating.
         var answerIndex = fromIndex + (userMessage is null ? 0 : 1);
-        await WriteMessageAsync(connection, transaction, id, new SessionMessage(answerIndex, "assistant", string.Empty, now, null, null, null, null), cancellationToken);
+        await WriteMessageAsync(connection, transaction, id, new SessionMessage(answerIndex, "assistant", string.Empty, now, null, null, null, null, contextStart), cancellationToken);
 
         await transaction.CommitAsync(cancellationToken);
         return true;

@@ -20,7 +20,7 @@ public abstract class SessionStoreContractTests
     {
         var store = await StartAsync("a", TimeProvider.System);
         await store.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
-        Assert.True(await store.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await store.BeginTurnAsync("k", "s1", 0, User(0), Now, null, CancellationToken.None));
         Assert.True(await store.SaveAnswerAsync("k", "s1", Answer(1, "Once", null), CancellationToken.None));
         Assert.True(await store.SaveAnswerAsync("k", "s1", Answer(1, "Once upon", null), CancellationToken.None));
 
@@ -44,8 +44,8 @@ public abstract class SessionStoreContractTests
 
         // Server a restarts in both sessions' first turns; then it stops in s2's second, which server b takes over
         // once the lease ran out.
-        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
-        Assert.True(await a.BeginTurnAsync("k", "s2", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, 0, CancellationToken.None));
+        Assert.True(await a.BeginTurnAsync("k", "s2", 0, User(0), Now, null, CancellationToken.None));
         var running = (await a.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
         Assert.Equal(new (string, string?)[] { ("user", null), ("assistant", null) }, running.Select(m => (m.Role, m.FinishReason)));
 
@@ -53,12 +53,15 @@ public abstract class SessionStoreContractTests
         Assert.Equal(2, await restarted.InterruptUnfinishedAsync(CancellationToken.None));
         var cut = (await restarted.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
         Assert.Equal(new (string, string, string?)[] { ("user", "hi", null), ("assistant", "", "interrupted") }, cut.Select(m => (m.Role, m.Content, m.FinishReason)));
-        Assert.True(await restarted.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+
+        // The placeholder records the window the answer was begun in, as a checkpoint would (the page's divider).
+        Assert.Equal(0, cut[1].ContextStart);
+        Assert.True(await restarted.BeginTurnAsync("k", "s1", 2, User(2), Now, null, CancellationToken.None));
 
         var b = await OpenAsync("b", time);
-        Assert.True(await a.BeginTurnAsync("k", "s2", 2, User(2), Now, CancellationToken.None));
+        Assert.True(await a.BeginTurnAsync("k", "s2", 2, User(2), Now, null, CancellationToken.None));
         time.Advance(TimeSpan.FromSeconds(31));
-        Assert.True(await b.BeginTurnAsync("k", "s2", 4, User(4), Now, CancellationToken.None));
+        Assert.True(await b.BeginTurnAsync("k", "s2", 4, User(4), Now, null, CancellationToken.None));
         var taken = (await b.GetConversationAsync("k", "s2", CancellationToken.None))!.Messages;
         Assert.Equal(
             ["user", "assistant", "user", "assistant", "user", "assistant"],
@@ -73,7 +76,7 @@ public abstract class SessionStoreContractTests
         await store.CreateAsync(new StoredSession("s1", "k", "t", "be kind", new SessionSettings(0.5, 0.9, 10, 7), Now, Now, 0), CancellationToken.None);
         await store.CreateAsync(new StoredSession("s2", null, "anon", null, new SessionSettings(), Now, Now.AddSeconds(1), 0), CancellationToken.None);
 
-        Assert.False(await store.BeginTurnAsync("other", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.False(await store.BeginTurnAsync("other", "s1", 0, User(0), Now, null, CancellationToken.None));
         Assert.False(await store.SaveAnswerAsync(null, "s1", Answer(0, "x", "stop"), CancellationToken.None));
         Assert.Empty((await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages);
         Assert.Null(await store.GetAsync(null, "s1", CancellationToken.None));
@@ -97,9 +100,9 @@ public abstract class SessionStoreContractTests
         var a = await StartAsync("a", time);
         var b = await OpenAsync("b", time);
         await a.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
-        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, null, CancellationToken.None));
 
-        var busy = await Assert.ThrowsAsync<SessionException>(() => b.BeginTurnAsync("k", "s1", 1, User(1), Now, CancellationToken.None));
+        var busy = await Assert.ThrowsAsync<SessionException>(() => b.BeginTurnAsync("k", "s1", 1, User(1), Now, null, CancellationToken.None));
         Assert.Equal(SessionErrorCodes.Busy, busy.Code);
         Assert.True(busy.RetryAfter > TimeSpan.Zero);
 
@@ -107,13 +110,13 @@ public abstract class SessionStoreContractTests
         time.Advance(TimeSpan.FromSeconds(20));
         Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once", null), CancellationToken.None));
         time.Advance(TimeSpan.FromSeconds(20));
-        await Assert.ThrowsAsync<SessionException>(() => b.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+        await Assert.ThrowsAsync<SessionException>(() => b.BeginTurnAsync("k", "s1", 2, User(2), Now, null, CancellationToken.None));
 
         // A server starting up leaves a turn another live server holds alone.
         Assert.Equal(0, await b.InterruptUnfinishedAsync(CancellationToken.None));
 
         Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once upon", "stop"), CancellationToken.None));
-        Assert.True(await b.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+        Assert.True(await b.BeginTurnAsync("k", "s1", 2, User(2), Now, null, CancellationToken.None));
         var messages = (await b.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
         Assert.Equal(["user", "assistant", "user", "assistant"], messages.Select(m => m.Role));
         Assert.Equal(("stop", (string?)null), (messages[1].FinishReason, messages[3].FinishReason));
@@ -126,12 +129,12 @@ public abstract class SessionStoreContractTests
         var a = await StartAsync("a", time);
         var b = await OpenAsync("b", time);
         await a.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
-        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, null, CancellationToken.None));
         Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once", null), CancellationToken.None));
 
         // Server a stops answering: after its lease, b's turn goes ahead and keeps a's partial answer as interrupted.
         time.Advance(TimeSpan.FromSeconds(31));
-        Assert.True(await b.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+        Assert.True(await b.BeginTurnAsync("k", "s1", 2, User(2), Now, null, CancellationToken.None));
         var messages = (await b.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
         Assert.Equal(("Once", "interrupted"), (messages[1].Content, messages[1].FinishReason));
 
@@ -146,12 +149,12 @@ public abstract class SessionStoreContractTests
         var time = new FakeTimeProvider(Now);
         var before = await StartAsync("a", time);
         await before.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
-        Assert.True(await before.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await before.BeginTurnAsync("k", "s1", 0, User(0), Now, null, CancellationToken.None));
         Assert.True(await before.SaveAnswerAsync("k", "s1", Answer(1, "Once", null), CancellationToken.None));
 
         var after = await StartAsync("a", time);
         Assert.Equal(1, await after.InterruptUnfinishedAsync(CancellationToken.None));
-        Assert.True(await after.BeginTurnAsync("k", "s1", 2, User(2), Now, CancellationToken.None));
+        Assert.True(await after.BeginTurnAsync("k", "s1", 2, User(2), Now, null, CancellationToken.None));
     }
 
     [Fact]
@@ -164,7 +167,7 @@ public abstract class SessionStoreContractTests
         await a.CreateAsync(new StoredSession("s2", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
         Assert.False((await b.GetAsync("k", "s1", CancellationToken.None))!.TurnRunning);
 
-        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, null, CancellationToken.None));
         Assert.True((await b.GetAsync("k", "s1", CancellationToken.None))!.TurnRunning);
         Assert.True((await b.GetConversationAsync("k", "s1", CancellationToken.None))!.Session.TurnRunning);
         Assert.Equal([true, false], (await b.ListAsync("k", CancellationToken.None)).OrderBy(s => s.Id).Select(s => s.TurnRunning));
@@ -178,7 +181,7 @@ public abstract class SessionStoreContractTests
         Assert.True(await b.DeleteAsync("k", "s1", CancellationToken.None));
 
         // A stopped server's turn stops counting once its lease ran out.
-        Assert.True(await a.BeginTurnAsync("k", "s2", 0, User(0), Now, CancellationToken.None));
+        Assert.True(await a.BeginTurnAsync("k", "s2", 0, User(0), Now, null, CancellationToken.None));
         time.Advance(TimeSpan.FromSeconds(31));
         Assert.False((await b.GetAsync("k", "s2", CancellationToken.None))!.TurnRunning);
         Assert.True(await b.DeleteAsync("k", "s2", CancellationToken.None));

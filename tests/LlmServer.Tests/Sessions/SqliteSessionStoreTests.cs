@@ -18,7 +18,7 @@ public sealed class SqliteSessionStoreTests : SessionStoreContractTests, IDispos
         {
             await store.InitializeAsync(CancellationToken.None);
             await store.CreateAsync(new StoredSession("s1", "key-1", "t", null, new SessionSettings(0.5, null, 10, 7), now, now, 0), CancellationToken.None);
-            Assert.True(await store.BeginTurnAsync("key-1", "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, CancellationToken.None));
+            Assert.True(await store.BeginTurnAsync("key-1", "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, null, CancellationToken.None));
         }
 
         using var reopened = Open(path);
@@ -60,7 +60,7 @@ public sealed class SqliteSessionStoreTests : SessionStoreContractTests, IDispos
         {
             await store.InitializeAsync(CancellationToken.None);
             await store.CreateAsync(new StoredSession("s1", null, "t", null, new SessionSettings(), now, now, 0), CancellationToken.None);
-            Assert.True(await store.BeginTurnAsync(null, "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, CancellationToken.None));
+            Assert.True(await store.BeginTurnAsync(null, "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, null, CancellationToken.None));
         }
 
         // Back to what version 1 wrote: no context_start column.
