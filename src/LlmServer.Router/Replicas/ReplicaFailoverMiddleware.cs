@@ -6,7 +6,6 @@ using LlmServer.Router.Errors;
 using LlmServer.Router.Routing;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
-using Microsoft.Net.Http.Headers;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Model;
 using Yarp.ReverseProxy.Transforms;
@@ -36,7 +35,7 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
         if (context.ProxyResponse is { } response && response.Headers.Contains(DrainMarker.Header) &&
             http.GetReverseProxyFeature().ProxiedDestination is { } replica)
         {
-            var held = !http.Response.HasStarted && CanSendAgain(http.Request);
+            var held = !http.Response.HasStarted && CanSendAgain(http);
             context.SuppressResponseBody = held;
             http.Features.Set(new DrainRefusal(replica.DestinationId, held));
         }
@@ -137,11 +136,12 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
 
     /// <summary>
     /// True when the request can be sent once more after a replica answered it: it has no body, or its body was
-    /// buffered (a body streamed through once is gone).
+    /// buffered (a body streamed through once is gone). The server says whether a body may follow: over HTTP/2 and
+    /// HTTP/3 a streamed body has neither Content-Length nor Transfer-Encoding.
     /// </summary>
-    private static bool CanSendAgain(HttpRequest request) =>
-        request.Body.CanSeek || request.ContentLength == 0 ||
-        (request.ContentLength is null && !request.Headers.ContainsKey(HeaderNames.TransferEncoding));
+    private static bool CanSendAgain(HttpContext context) =>
+        context.Request.Body.CanSeek || context.Request.ContentLength == 0 ||
+        context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false;
 
     /// <summary>
     /// True when the connection itself could not be made, so the replica never saw the request and a retry is safe
