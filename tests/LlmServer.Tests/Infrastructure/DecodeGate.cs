@@ -14,6 +14,7 @@ internal sealed class DecodeGate
     private readonly object _lock = new();
     private readonly TaskCompletionSource _blocked = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _closed;
+    private int _allowance;
 
     /// <summary>Completes when a decode step first waits at the closed gate.</summary>
     public Task Blocked => _blocked.Task;
@@ -21,11 +22,15 @@ internal sealed class DecodeGate
     /// <summary>Decorates the server's backend with this gate (pass to <see cref="TestServer.StartAsync"/>).</summary>
     public void Install(IServiceCollection services) => services.AddSingleton(new BackendDecorator(inner => new GatedBackend(inner, this)));
 
-    public void Close()
+    public void Close() => CloseAfter(0);
+
+    /// <summary>Lets <paramref name="decodes"/> more decode steps through, then holds the next ones.</summary>
+    public void CloseAfter(int decodes)
     {
         lock (_lock)
         {
             _closed = true;
+            _allowance = decodes;
         }
     }
 
@@ -34,6 +39,7 @@ internal sealed class DecodeGate
         lock (_lock)
         {
             _closed = false;
+            _allowance = 0;
             Monitor.PulseAll(_lock);
         }
     }
@@ -42,10 +48,15 @@ internal sealed class DecodeGate
     {
         lock (_lock)
         {
-            while (_closed)
+            while (_closed && _allowance == 0)
             {
                 _blocked.TrySetResult();
                 Monitor.Wait(_lock);
+            }
+
+            if (_closed)
+            {
+                _allowance--;
             }
         }
     }

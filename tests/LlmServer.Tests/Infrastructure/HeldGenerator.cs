@@ -7,12 +7,23 @@ namespace LlmServer.Tests.Infrastructure;
 /// <summary>
 /// A test hook in front of the server's engine: each generation streams its text as the model writes it, but its
 /// ending is held back until the test calls <see cref="Release"/> or the generation is cancelled. A test can then
-/// rely on a generation still running, whatever the model's own length, without racing it.
+/// rely on a generation still running, whatever the model's own length, without racing it. Built with
+/// <c>holdEndings: false</c> it only reports cancellations (<see cref="NextCancellation"/>).
 /// </summary>
-internal sealed class HeldGenerator(ITextGenerator inner) : DelegatingTextGenerator(inner)
+internal sealed class HeldGenerator : DelegatingTextGenerator
 {
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _cancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource? _nextCancellation;
+
+    public HeldGenerator(ITextGenerator inner, bool holdEndings = true)
+        : base(inner)
+    {
+        if (!holdEndings)
+        {
+            Release();
+        }
+    }
 
     /// <summary>Puts the hook in front of the registered engine (for <see cref="TestServer.StartAsync"/>'s configureServices).</summary>
     public static void Install(IServiceCollection services) =>
@@ -23,6 +34,14 @@ internal sealed class HeldGenerator(ITextGenerator inner) : DelegatingTextGenera
     /// or disposing it before its end): with the ending held, nothing else can end a stream early.
     /// </summary>
     public Task Cancelled => _cancelled.Task;
+
+    /// <summary>Completes at the first cancellation of any generation after this call.</summary>
+    public Task NextCancellation()
+    {
+        var next = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _nextCancellation, next);
+        return next.Task;
+    }
 
     /// <summary>Lets every held generation end (now and from now on).</summary>
     public void Release() => _released.TrySetResult();
@@ -43,6 +62,7 @@ internal sealed class HeldGenerator(ITextGenerator inner) : DelegatingTextGenera
             {
                 cancelled.TrySetResult();
                 _cancelled.TrySetResult();
+                Volatile.Read(ref _nextCancellation)?.TrySetResult();
                 engine.Cancel();
                 GC.KeepAlive(forwarding);
             },

@@ -11,14 +11,17 @@ namespace LlmServer.Tests.Sessions;
 [Collection(SessionsCollection.Name)]
 public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
 {
-    // Long enough that a stop or a second send arrives while the story is still being written.
+    // More than the decodes a closed gate lets through: the turn is still running when the test acts on it.
     private const int LongTurn = 400;
+    private const int DecodesBeforeTheGate = 4;
 
+    private readonly SessionServerFixture _fixture;
     private readonly SessionTestServer _server;
     private readonly ITestOutputHelper _output;
 
     public ChatHubTests(SessionServerFixture fixture, ITestOutputHelper output)
     {
+        _fixture = fixture;
         _server = fixture.Server;
         _output = output;
     }
@@ -102,13 +105,23 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
         await using var hub = await _server.ConnectAsync();
         var session = await hub.CreateAsync(maxTokens: LongTurn);
         var events = new List<ChatStreamEvent>();
-        await foreach (var item in hub.Send(session.Id, "Once upon a time"))
+        _fixture.Gate.CloseAfter(DecodesBeforeTheGate);
+        try
         {
-            events.Add(item);
-            if (events.Count == 1)
+            await foreach (var item in hub.Send(session.Id, "Once upon a time"))
             {
-                await hub.InvokeAsync("StopGeneration", session.Id);
+                events.Add(item);
+                if (events.Count == 1)
+                {
+                    // The stop has reached the engine when the call returns.
+                    await hub.InvokeAsync("StopGeneration", session.Id);
+                    _fixture.Gate.Open();
+                }
             }
+        }
+        finally
+        {
+            _fixture.Gate.Open();
         }
 
         var done = AssertWellFormed(events);
@@ -126,14 +139,24 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
         var session = await hub.CreateAsync(maxTokens: LongTurn);
         using var cancel = new CancellationTokenSource();
         var received = new List<ChatStreamEvent>();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        var stopped = _fixture.Cancellations.NextCancellation();
+        _fixture.Gate.CloseAfter(DecodesBeforeTheGate);
+        try
         {
-            await foreach (var item in hub.Send(session.Id, "Once upon a time", cancel.Token))
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
             {
-                received.Add(item);
-                await cancel.CancelAsync();
-            }
-        });
+                await foreach (var item in hub.Send(session.Id, "Once upon a time", cancel.Token))
+                {
+                    received.Add(item);
+                    await cancel.CancelAsync();
+                }
+            });
+            await stopped;
+        }
+        finally
+        {
+            _fixture.Gate.Open();
+        }
 
         // The stop reaches the server after the client's stream ended: wait for the generation's own last event,
         // which is published once the cancelled answer is stored.
@@ -153,21 +176,31 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
         await using var hub = await _server.ConnectAsync();
         await using var other = await _server.ConnectAsync();
         var session = await hub.CreateAsync(maxTokens: LongTurn);
-        await using var first = hub.Send(session.Id, "Once upon a time").GetAsyncEnumerator();
-        Assert.True(await first.MoveNextAsync());
-
-        await AssertHubErrorAsync("busy", () => other.Send(session.Id, "Another message").CollectAsync());
-        await AssertHubErrorAsync("busy", () => hub.StreamAsync<ChatStreamEvent>("Regenerate", session.Id).CollectAsync());
-        Assert.True((await other.GetAsync(session.Id)).Info.Generating);
-
-        await other.InvokeAsync("StopGeneration", session.Id);
-        var rest = new List<ChatStreamEvent> { first.Current };
-        while (await first.MoveNextAsync())
+        _fixture.Gate.CloseAfter(DecodesBeforeTheGate);
+        try
         {
-            rest.Add(first.Current);
+            await using var first = hub.Send(session.Id, "Once upon a time").GetAsyncEnumerator();
+            Assert.True(await first.MoveNextAsync());
+
+            await AssertHubErrorAsync("busy", () => other.Send(session.Id, "Another message").CollectAsync());
+            await AssertHubErrorAsync("busy", () => hub.StreamAsync<ChatStreamEvent>("Regenerate", session.Id).CollectAsync());
+            Assert.True((await other.GetAsync(session.Id)).Info.Generating);
+
+            await other.InvokeAsync("StopGeneration", session.Id);
+            _fixture.Gate.Open();
+            var rest = new List<ChatStreamEvent> { first.Current };
+            while (await first.MoveNextAsync())
+            {
+                rest.Add(first.Current);
+            }
+
+            Assert.Equal("cancelled", AssertWellFormed(rest).FinishReason);
+        }
+        finally
+        {
+            _fixture.Gate.Open();
         }
 
-        AssertWellFormed(rest);
         var detail = await hub.GetAsync(session.Id);
         Assert.Equal(["user", "assistant"], detail.Messages.Select(m => m.Role));
     }

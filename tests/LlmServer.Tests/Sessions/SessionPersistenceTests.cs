@@ -1,4 +1,6 @@
+using LlmServer.Operations;
 using LlmServer.Sessions;
+using LlmServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.SignalR.Client;
 using static LlmServer.Tests.Sessions.HubTestExtensions;
 
@@ -53,13 +55,24 @@ public sealed class SessionPersistenceTests
     [Fact]
     public async Task A_generation_nobody_resumes_is_stopped_after_the_grace_period_and_stored_as_cancelled()
     {
-        var server = await SessionTestServer.StartAsync(null, "--Sessions:ResumeGraceSeconds=0");
+        // The decode gate keeps the answer from finishing on its own; it opens once the grace's end cancelled it.
+        var gate = new DecodeGate();
+        HeldGenerator? held = null;
+        var server = await SessionTestServer.StartAsync(
+            null,
+            services =>
+            {
+                gate.Install(services);
+                OperationsExtensions.DecorateTextGenerator(services, (_, engine) => held = new HeldGenerator(engine));
+            },
+            "--Sessions:ResumeGraceSeconds=0");
         try
         {
             await using (server)
             {
                 var hub = await server.ConnectAsync();
                 var session = await hub.CreateAsync(maxTokens: 400);
+                gate.CloseAfter(4);
                 var seen = new List<ChatStreamEvent>();
                 try
                 {
@@ -78,6 +91,8 @@ public sealed class SessionPersistenceTests
                     await hub.DisposeAsync();
                 }
 
+                await held!.Cancelled;
+                gate.Open();
                 await using var again = await server.ConnectAsync();
                 var detail = await again.WaitIdleAsync(session.Id);
                 var assistant = detail.Messages[^1];
@@ -88,6 +103,7 @@ public sealed class SessionPersistenceTests
         }
         finally
         {
+            gate.Open();
             server.DeleteFiles();
         }
     }
@@ -95,29 +111,45 @@ public sealed class SessionPersistenceTests
     [Fact]
     public async Task Shutting_down_stores_a_running_generation_as_cancelled()
     {
-        var server = await SessionTestServer.StartAsync();
+        // The decode gate keeps the answer from finishing on its own (stories260K writes 400 tokens in well under a
+        // second); it opens only once the shutdown has cancelled the generation.
+        var gate = new DecodeGate();
+        HeldGenerator? held = null;
+        var server = await SessionTestServer.StartAsync(null, services =>
+        {
+            gate.Install(services);
+            OperationsExtensions.DecorateTextGenerator(services, (_, engine) => held = new HeldGenerator(engine));
+        });
         try
         {
             string id;
             string received;
-            await using (server)
+            await using (var hub = await server.ConnectAsync())
             {
-                await using var hub = await server.ConnectAsync();
                 var session = await hub.CreateAsync(maxTokens: 400);
                 id = session.Id;
+                gate.CloseAfter(4);
                 await using var stream = hub.Send(id, "Once upon a time").GetAsyncEnumerator();
                 Assert.True(await stream.MoveNextAsync());
                 received = stream.Current.Text!;
             }
+
+            await gate.Blocked;
+            var stopping = server.DisposeAsync().AsTask();
+            await held!.Cancelled;
+            gate.Open();
+            await stopping;
 
             await using var restarted = await SessionTestServer.StartAsync(server.Database);
             await using var again = await restarted.ConnectAsync();
             var assistant = (await again.GetAsync(id)).Messages[^1];
             Assert.Equal(("assistant", "cancelled"), (assistant.Role, assistant.FinishReason));
             Assert.StartsWith(received, assistant.Content, StringComparison.Ordinal);
+            Assert.True(assistant.CompletionTokens < 400);
         }
         finally
         {
+            gate.Open();
             server.DeleteFiles();
         }
     }

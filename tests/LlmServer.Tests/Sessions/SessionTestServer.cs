@@ -1,7 +1,9 @@
+using LlmServer.Operations;
 using LlmServer.Sessions;
 using LlmServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace LlmServer.Tests.Sessions;
 
@@ -22,13 +24,18 @@ public sealed class SessionTestServer : IAsyncDisposable
     public string Database { get; }
 
     /// <summary>Starts a server on <paramref name="database"/> (a new temporary one when null).</summary>
-    public static async Task<SessionTestServer> StartAsync(string? database = null, params string[] extraArgs)
+    public static Task<SessionTestServer> StartAsync(string? database = null, params string[] extraArgs) =>
+        StartAsync(database, configureServices: null, extraArgs);
+
+    /// <summary>Starts a server on <paramref name="database"/> with test hooks (<paramref name="configureServices"/>).</summary>
+    public static async Task<SessionTestServer> StartAsync(string? database, Action<IServiceCollection>? configureServices, params string[] extraArgs)
     {
         var folder = database is null ? Directory.CreateTempSubdirectory("llmserver-sessions-").FullName : Path.GetDirectoryName(database)!;
         database ??= Path.Combine(folder, "sessions.db");
         // The disk KV cache beside the database, so a restart on the same database finds it and no other test shares it.
         var server = await TestServer.StartAsync(
-            extraArgs: [$"--Sessions:Database={database}", $"--Sessions:KvCacheDirectory={Path.Combine(folder, "kv-cache")}", .. extraArgs]);
+            extraArgs: [$"--Sessions:Database={database}", $"--Sessions:KvCacheDirectory={Path.Combine(folder, "kv-cache")}", .. extraArgs],
+            configureServices: configureServices);
         return new SessionTestServer(server, folder, database);
     }
 
@@ -53,14 +60,26 @@ public sealed class SessionTestServer : IAsyncDisposable
     }
 }
 
-/// <summary>One server for a test class; its database is removed afterwards.</summary>
+/// <summary>
+/// One server for a test class; its database is removed afterwards. Its decode <see cref="Gate"/> (open unless a test
+/// closes it) and <see cref="Cancellations"/> let a test hold a generation until its stop has reached the engine.
+/// </summary>
 public sealed class SessionServerFixture : IAsyncLifetime
 {
     private SessionTestServer? _server;
+    private HeldGenerator? _cancellations;
 
     public SessionTestServer Server => _server ?? throw new InvalidOperationException("Not started.");
 
-    public async Task InitializeAsync() => _server = await SessionTestServer.StartAsync();
+    internal DecodeGate Gate { get; } = new();
+
+    internal HeldGenerator Cancellations => _cancellations ?? throw new InvalidOperationException("Not started.");
+
+    public async Task InitializeAsync() => _server = await SessionTestServer.StartAsync(null, services =>
+    {
+        Gate.Install(services);
+        OperationsExtensions.DecorateTextGenerator(services, (_, engine) => _cancellations = new HeldGenerator(engine, holdEndings: false));
+    });
 
     public async Task DisposeAsync()
     {
