@@ -116,12 +116,12 @@ internal sealed class StepCostModel(int slots) : IStepObserver
         var det = (vt * vp) - (ctp * ctp);
         if (vp <= 0 || ctp * ctp >= MaxSizeDepthCorrelation * vt * vp)
         {
-            // The recent sizes and depths cannot tell the depth term from the per-token one: a depth fit made when
-            // they could stands.
-            if (_fitted is not { PerKiloPositionMs: > 0 })
-            {
-                _fitted = line.IsPlausible ? WithFixedAtMost(line, FixedCap()) : null;
-            }
+            // The recent sizes and depths cannot tell the depth term from the per-token one: the depth term of a fit
+            // made when they could is held, and the other parts follow the recent steps (a machine that got busier).
+            var refit = _fitted is { PerKiloPositionMs: > 0 } depth && WithDepthHeld(depth.PerKiloPositionMs, mt, mp, my, vt, ctp, cty) is { IsPlausible: true } held
+                ? held
+                : line;
+            _fitted = refit.IsPlausible ? WithFixedAtMost(refit, FixedCap()) : null;
         }
         else
         {
@@ -133,6 +133,13 @@ internal sealed class StepCostModel(int slots) : IStepObserver
                 : line.IsPlausible ? WithFixedAtMost(line, FixedCap())
                 : null;
         }
+    }
+
+    /// <summary>The line through the recent steps' times less what <paramref name="perKiloPositionMs"/> puts on their depth.</summary>
+    private static PromptCost WithDepthHeld(double perKiloPositionMs, double mt, double mp, double my, double vt, double ctp, double cty)
+    {
+        var perToken = (cty - (perKiloPositionMs * ctp)) / vt;
+        return new PromptCost(NoiseFloor(my - (perKiloPositionMs * mp) - (perToken * mt)), perToken, perKiloPositionMs);
     }
 
     /// <summary>

@@ -14,7 +14,6 @@ public sealed class StepCostModelTests
         var prompt = Assert.NotNull(model.Prompt);
         Assert.Equal(3, prompt.FixedMs, 6);
         Assert.Equal(1, prompt.PerTokenMs, 6);
-        Assert.Equal(5, prompt.PerKiloPositionMs, 6);
 
         // 10 tokens 1,500 deep cost 10 + 5 * 15.045 ms beyond the fixed part.
         Assert.Equal(10 + (5 * 15.045), prompt.TokensMs(1500, 10), 6);
@@ -39,6 +38,32 @@ public sealed class StepCostModelTests
         var prompt = Assert.NotNull(model.Prompt);
         Assert.Equal(4, prompt.FixedMs, 6);
         Assert.True(prompt.PerTokenMs > 1, $"the 26 ms left over go to the tokens: {prompt}");
+    }
+
+    [Fact]
+    public void A_depth_fit_follows_a_machine_that_got_slower_while_sizes_and_depths_move_together()
+    {
+        // The planner has settled: its chunks (two sizes at the prompt's start) vary in size and depth together, so
+        // the depth term cannot be fitted again. Then the machine becomes twice as slow: the fit must follow.
+        var truth = new PromptCost(3, 1, 5);
+        var model = Learn(truth);
+        Settle(model, truth);
+        var slower = new PromptCost(6, 2, 10);
+        Settle(model, slower);
+
+        var prompt = Assert.NotNull(model.Prompt);
+        var expected = slower.FixedMs + slower.TokensMs(0, 50);
+        var estimate = prompt.FixedMs + prompt.TokensMs(0, 50);
+        Assert.True(Math.Abs(estimate - expected) < 0.01 * expected, $"{estimate} ms estimated for {expected} ms: {prompt}");
+
+        static void Settle(StepCostModel model, PromptCost truth)
+        {
+            // Long enough that the steps before weigh nothing.
+            for (var i = 0; i < 1000; i++)
+            {
+                model.OnStep(Step(generating: 0, tokens: i % 2 == 0 ? 38 : 50, start: 0, truth, generationMs: 0));
+            }
+        }
     }
 
     [Fact]
