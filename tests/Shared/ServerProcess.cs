@@ -73,6 +73,10 @@ internal static class ServerProcess
             {
                 // Not listening yet.
             }
+            catch (OperationCanceledException) when (!deadline.IsCancellationRequested)
+            {
+                // One probe outlasted the client's timeout (a starting server on a busy machine): ask again.
+            }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested)
             {
                 throw new TimeoutException($"The server did not become ready:\n{Read(log)}");
