@@ -29,10 +29,14 @@ internal static class ServerApplication
     /// </summary>
     public static async Task<int> RunAsync(string[] args)
     {
-        var app = Build(args);
-        if (app is null)
+        WebApplication app;
+        try
         {
-            return StartupProblems.ExitCode;
+            app = Build(args);
+        }
+        catch (ServerCannotStartException ex)
+        {
+            return StartupProblems.Report(ex.Message);
         }
 
         try
@@ -48,11 +52,11 @@ internal static class ServerApplication
     }
 
     /// <summary>
-    /// Returns the app, or null after printing why it cannot start (no model, invalid settings).
-    /// <paramref name="configureServices"/> runs last, so a host that embeds the server (the benchmarks'
+    /// Returns the app; throws <see cref="ServerCannotStartException"/>, saying why, when it cannot start (no model,
+    /// invalid settings). <paramref name="configureServices"/> runs last, so a host that embeds the server (the benchmarks'
     /// fake-decode server) can add or replace services.
     /// </summary>
-    public static WebApplication? Build(string[] args, Action<IServiceCollection>? configureServices = null)
+    public static WebApplication Build(string[] args, Action<IServiceCollection>? configureServices = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
@@ -63,8 +67,7 @@ internal static class ServerApplication
 
         if (!ModelPathResolver.TryResolve(builder.Configuration, out var error))
         {
-            StartupProblems.Report(error);
-            return null;
+            throw new ServerCannotStartException(error);
         }
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
@@ -85,8 +88,7 @@ internal static class ServerApplication
         configureServices?.Invoke(builder.Services);
         if (StartupProblems.InvalidSettings(builder.Services) is { Count: > 0 } invalid)
         {
-            StartupProblems.Report(StartupProblems.DescribeInvalidSettings(invalid));
-            return null;
+            throw new ServerCannotStartException(StartupProblems.DescribeInvalidSettings(invalid));
         }
 
         var app = builder.Build();

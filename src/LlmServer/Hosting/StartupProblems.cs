@@ -68,3 +68,21 @@ internal static class StartupProblems
         return ExitCode;
     }
 }
+
+/// <summary>The server cannot start; the message says why, for an operator (no stack trace needed).</summary>
+internal sealed class ServerCannotStartException : Exception
+{
+    public ServerCannotStartException(string message)
+        : base(message)
+    {
+    }
+
+    public ServerCannotStartException()
+    {
+    }
+
+    public ServerCannotStartException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

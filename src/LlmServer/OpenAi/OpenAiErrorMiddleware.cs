@@ -9,9 +9,9 @@ namespace LlmServer.OpenAi;
 /// refusals thrown by the endpoints, unknown routes (404), wrong methods (405), and unexpected exceptions (500,
 /// logged). The refusal is written by the front end that owns the path (<see cref="RefusalWriters"/>): OpenAI's
 /// shape, Anthropic's under <c>/v1/messages</c>; an engine refusal names the field as the endpoint's API does.
-/// On any other path a request that nothing answered (no endpoint, no static file) gets the 404 or 405 in the
-/// shape of the front end owning the path too (OpenAI's by default, as OpenAI answers every unknown URL), and
-/// other failures are left to that front end.
+/// On any other path a request that nothing answered (no endpoint, no static file) gets the 404, or routing's own
+/// 405, in the shape of the front end owning the path too (OpenAI's by default, as OpenAI answers every unknown
+/// URL); other failures, and a 405 an endpoint or another component set, are left to whoever set them.
 /// </summary>
 /// <remarks>
 /// A path with an empty segment (<c>//v1/models</c>, from a base URL ending in <c>/</c>) is not routed as the single
