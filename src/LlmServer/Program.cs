@@ -1,10 +1,3 @@
 using LlmServer.Hosting;
 
-var app = ServerApplication.Build(args);
-if (app is null)
-{
-    return 2;
-}
-
-await app.RunAsync();
-return 0;
+return await ServerApplication.RunAsync(args);

@@ -24,10 +24,6 @@ internal static class FakeDecodeServer
                 "--Model:Threads=1", "--Model:BatchThreads=1", "--Logging:LogLevel:Default=Warning",
             ],
             services => services.AddSingleton(new BackendDecorator(inner => new ConstantTimeBackend(inner, decode))));
-        if (app is null)
-        {
-            return 1;
-        }
 
         await app.RunAsync();
         return 0;

@@ -70,7 +70,7 @@ internal static class SessionWindowBenchmark
             "--Model:Threads=2",
             "--Model:BatchThreads=2",
             $"--Sessions:Database={Path.Combine(Path.GetTempPath(), $"llmserver-bench-{Guid.NewGuid():N}.db")}",
-        ]) ?? throw new InvalidOperationException("The server refused to start.");
+        ]);
         await app.StartAsync();
         try
         {

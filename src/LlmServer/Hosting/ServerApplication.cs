@@ -24,10 +24,39 @@ internal static class ServerApplication
     };
 
     /// <summary>
-    /// Returns the app, or null after printing why it cannot start (no model). <paramref name="configureServices"/>
-    /// runs last, so a host that embeds the server (the benchmarks' fake-decode server) can add or replace services.
+    /// Builds and runs the server until it stops: 0 after a clean stop, <see cref="StartupProblems.ExitCode"/> when it
+    /// cannot start (invalid settings, no model, a port in use), said in one message without a stack trace.
     /// </summary>
-    public static WebApplication? Build(string[] args, Action<IServiceCollection>? configureServices = null)
+    public static async Task<int> RunAsync(string[] args)
+    {
+        WebApplication app;
+        try
+        {
+            app = Build(args);
+        }
+        catch (ServerCannotStartException ex)
+        {
+            return StartupProblems.Report(ex.Message);
+        }
+
+        try
+        {
+            await app.RunAsync();
+        }
+        catch (Exception ex) when (StartupProblems.IsAddressInUse(ex))
+        {
+            return StartupProblems.Report(StartupProblems.DescribeAddressInUse(ex));
+        }
+
+        return 0;
+    }
+
+    /// <summary>
+    /// Returns the app; throws <see cref="ServerCannotStartException"/>, saying why, when it cannot start (no model,
+    /// invalid settings). <paramref name="configureServices"/> runs last, so a host that embeds the server (the benchmarks'
+    /// fake-decode server) can add or replace services.
+    /// </summary>
+    public static WebApplication Build(string[] args, Action<IServiceCollection>? configureServices = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
@@ -38,11 +67,13 @@ internal static class ServerApplication
 
         if (!ModelPathResolver.TryResolve(builder.Configuration, out var error))
         {
-            Console.Error.WriteLine(error);
-            return null;
+            throw new ServerCannotStartException(error);
         }
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
+
+        // Before the other hub filters: the outermost one logs their refusals too.
+        HubCallLog.Register(builder.Services);
         builder.AddOperations();
         builder.Services.AddOpenAiApi(builder.Configuration);
         builder.Services.AddAnthropicApi();
@@ -53,9 +84,15 @@ internal static class ServerApplication
 
         // In place of ConsoleLifetime: a signal drains while the host keeps listening; the drain's end stops it.
         builder.Services.AddSingleton<IHostLifetime, DrainingLifetime>();
+        StartupProblems.QuietenAddressInUse(builder.Services);
         configureServices?.Invoke(builder.Services);
+        if (StartupProblems.InvalidSettings(builder.Services) is { Count: > 0 } invalid)
+        {
+            throw new ServerCannotStartException(StartupProblems.DescribeInvalidSettings(invalid));
+        }
 
         var app = builder.Build();
+        app.UseRoutingWithHeadAsGet();
         app.UseOperations();
         app.MapOpenAiApi();
         app.MapAnthropicApi();

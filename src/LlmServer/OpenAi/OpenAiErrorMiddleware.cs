@@ -9,9 +9,9 @@ namespace LlmServer.OpenAi;
 /// refusals thrown by the endpoints, unknown routes (404), wrong methods (405), and unexpected exceptions (500,
 /// logged). The refusal is written by the front end that owns the path (<see cref="RefusalWriters"/>): OpenAI's
 /// shape, Anthropic's under <c>/v1/messages</c>; an engine refusal names the field as the endpoint's API does.
-/// On any other path a request that nothing answered (no endpoint, no static file) gets the 404 or 405 in the
-/// shape of the front end owning the path too (OpenAI's by default, as OpenAI answers every unknown URL), and
-/// other failures are left to that front end.
+/// On any other path a request that nothing answered (no endpoint, no static file) gets the 404, or routing's own
+/// 405, in the shape of the front end owning the path too (OpenAI's by default, as OpenAI answers every unknown
+/// URL); other failures, and a 405 an endpoint or another component set, are left to whoever set them.
 /// </summary>
 /// <remarks>
 /// A path with an empty segment (<c>//v1/models</c>, from a base URL ending in <c>/</c>) is not routed as the single
@@ -76,13 +76,23 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
         }
     }
 
-    /// <summary>A 404 no endpoint wrote (nothing matched), or a 405 from routing, both without a body.</summary>
+    /// <summary>
+    /// A 404 no endpoint wrote (nothing matched), or routing's own 405 (the path is known, the method is not); a 405
+    /// an endpoint or another component set is theirs to answer.
+    /// </summary>
     private static bool IsUnanswered(HttpContext context) => context.Response.StatusCode switch
     {
         StatusCodes.Status404NotFound => context.GetEndpoint() is null,
-        StatusCodes.Status405MethodNotAllowed => true,
+        StatusCodes.Status405MethodNotAllowed => IsRoutingMethodRefusal(context.GetEndpoint()),
         _ => false,
     };
+
+    /// <summary>
+    /// The endpoint routing selects when a path's endpoints all take other methods, named by this
+    /// display name (<c>HttpMethodMatcherPolicy</c>; a test pins it).
+    /// </summary>
+    internal static bool IsRoutingMethodRefusal(Endpoint? endpoint) =>
+        endpoint?.DisplayName == "405 HTTP Method Not Supported";
 
     /// <summary>Writes a routing 404 or 405 in the shape of the front end owning <paramref name="path"/> (slashes merged).</summary>
     private Task RefuseUnansweredAsync(HttpContext context, PathString path)

@@ -147,7 +147,7 @@ internal sealed partial class AnswerRecorder : IDisposable
         _index,
         "assistant",
         _text.ToString(),
-        _timeProvider.GetUtcNow(),
+        SessionTime.Now(_timeProvider),
         promptTokens,
         cachedTokens,
         completionTokens,

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace LlmServer.Sessions;
 
 // The hub contract shared with the web UI (README, "Sessions"). SignalR and the REST mirror send these as camelCase JSON.
@@ -12,8 +14,8 @@ public sealed record SessionInfo(
     string Title,
     string? SystemPrompt,
     SessionSettings Settings,
-    DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt,
+    [property: JsonConverter(typeof(SessionTimestampConverter))] DateTimeOffset CreatedAt,
+    [property: JsonConverter(typeof(SessionTimestampConverter))] DateTimeOffset UpdatedAt,
     int MessageCount,
     bool Generating);
 
@@ -31,7 +33,7 @@ public sealed record SessionMessage(
     int Index,
     string Role,
     string Content,
-    DateTimeOffset CreatedAt,
+    [property: JsonConverter(typeof(SessionTimestampConverter))] DateTimeOffset CreatedAt,
     int? PromptTokens,
     int? CachedTokens,
     int? CompletionTokens,

@@ -35,7 +35,7 @@ internal sealed partial class SessionService
         var title = request?.Title is null ? DefaultTitle : SessionValidation.Title(request.Title, _options);
         SessionValidation.SystemPrompt(request?.SystemPrompt, _options);
         SessionValidation.Settings(request?.Settings);
-        var now = _timeProvider.GetUtcNow();
+        var now = SessionTime.Now(_timeProvider);
         var session = new StoredSession(
             Guid.CreateVersion7().ToString("N"),
             owner,
@@ -82,7 +82,7 @@ internal sealed partial class SessionService
         SessionValidation.Settings(request?.Settings);
         var generating = _registry.IsGenerating(id!);
         var settings = request?.Settings is { } values ? new SettingsChange(values, settingsGiven) : null;
-        var updated = await _store.UpdateAsync(owner, id!, title, request?.SystemPrompt, settings, _timeProvider.GetUtcNow(), cancellationToken);
+        var updated = await _store.UpdateAsync(owner, id!, title, request?.SystemPrompt, settings, SessionTime.Now(_timeProvider), cancellationToken);
         return updated is null ? throw SessionException.NotFound(id!) : SessionWire.Info(updated, generating || updated.TurnRunning);
     }
 

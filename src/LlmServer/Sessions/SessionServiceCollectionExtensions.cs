@@ -45,10 +45,11 @@ internal static class SessionServiceCollectionExtensions
         services.AddSignalR().AddHubOptions<ChatHub>(_ => { });
         services.AddOptions<HubOptions<ChatHub>>().Configure<IOptions<SessionOptions>>((hub, sessions) =>
         {
-            // Room for the longest message or system prompt the options allow, even fully JSON-escaped (6 bytes a char),
-            // so an over-long one is refused as invalid_argument rather than by closing the connection.
+            // Room for the longest message or system prompt the options allow, even fully JSON-escaped (12 bytes a
+            // character: one outside the BMP is two \u escapes), so an over-long one is refused as invalid_argument
+            // rather than by closing the connection.
             var longest = Math.Max(sessions.Value.MaxMessageLength, sessions.Value.MaxSystemPromptLength) + sessions.Value.MaxTitleLength;
-            hub.MaximumReceiveMessageSize = Math.Max(hub.MaximumReceiveMessageSize ?? 0, (longest * 6L) + 16_384);
+            hub.MaximumReceiveMessageSize = Math.Max(hub.MaximumReceiveMessageSize ?? 0, (longest * 12L) + 16_384);
         });
         return services;
     }

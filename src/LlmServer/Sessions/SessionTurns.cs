@@ -145,7 +145,7 @@ internal sealed partial class SessionTurns
         {
             var (session, messages) = await _store.GetConversationAsync(owner, sessionId, cancellationToken) ?? throw SessionException.NotFound(sessionId);
             var (fromIndex, userText) = startAt(messages);
-            var now = _timeProvider.GetUtcNow();
+            var now = SessionTime.Now(_timeProvider);
             var userMessage = userText is null ? null : new SessionMessage(fromIndex, "user", userText, now, null, null, null, null);
             var history = userMessage is null ? messages.Take(fromIndex).ToList() : [.. messages.Take(fromIndex), userMessage];
             var plan = _planner.Plan(session, history);

@@ -2,7 +2,10 @@ using LlmServer.Engine.Generation;
 
 namespace LlmServer.Sessions;
 
-/// <summary>Argument checks shared by the hub and the REST mirror; each failure is an <c>invalid_argument</c>.</summary>
+/// <summary>
+/// Argument checks shared by the hub and the REST mirror; each failure is an <c>invalid_argument</c>. Lengths are in
+/// <see cref="TextLength"/>'s characters.
+/// </summary>
 internal static class SessionValidation
 {
     private const int MaxIdLength = 128;
@@ -14,7 +17,7 @@ internal static class SessionValidation
             throw SessionException.Invalid("sessionId", "sessionId is required");
         }
 
-        if (id.Length > MaxIdLength)
+        if (TextLength.Exceeds(id, MaxIdLength))
         {
             throw SessionException.Invalid("sessionId", $"sessionId is longer than {MaxIdLength} characters");
         }
@@ -27,8 +30,8 @@ internal static class SessionValidation
             throw SessionException.Invalid(parameter, $"{parameter} must not be empty");
         }
 
-        return text.Length > options.MaxMessageLength
-            ? throw SessionException.Invalid(parameter, $"{parameter} is {text.Length} characters; the limit is {options.MaxMessageLength}")
+        return TextLength.Exceeds(text, options.MaxMessageLength)
+            ? throw SessionException.Invalid(parameter, $"{parameter} is {TextLength.Of(text)} characters; the limit is {options.MaxMessageLength}")
             : text;
     }
 
@@ -40,16 +43,16 @@ internal static class SessionValidation
             throw SessionException.Invalid("title", "title must not be empty");
         }
 
-        return trimmed.Length > options.MaxTitleLength
-            ? throw SessionException.Invalid("title", $"title is {trimmed.Length} characters; the limit is {options.MaxTitleLength}")
+        return TextLength.Exceeds(trimmed, options.MaxTitleLength)
+            ? throw SessionException.Invalid("title", $"title is {TextLength.Of(trimmed)} characters; the limit is {options.MaxTitleLength}")
             : trimmed;
     }
 
     public static void SystemPrompt(string? systemPrompt, SessionOptions options)
     {
-        if (systemPrompt is not null && systemPrompt.Length > options.MaxSystemPromptLength)
+        if (systemPrompt is not null && TextLength.Exceeds(systemPrompt, options.MaxSystemPromptLength))
         {
-            throw SessionException.Invalid("systemPrompt", $"systemPrompt is {systemPrompt.Length} characters; the limit is {options.MaxSystemPromptLength}");
+            throw SessionException.Invalid("systemPrompt", $"systemPrompt is {TextLength.Of(systemPrompt)} characters; the limit is {options.MaxSystemPromptLength}");
         }
     }
 

@@ -424,5 +424,5 @@ internal abstract class SqlSessionStore : ISessionStore
 
     private static int? NullableInt(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : Int(reader, ordinal);
 
-    private static DateTimeOffset FromUnixMs(long value) => DateTimeOffset.FromUnixTimeMilliseconds(value);
+    private static DateTimeOffset FromUnixMs(long value) => SessionTime.FromUnixMilliseconds(value);
 }

@@ -54,7 +54,7 @@ public sealed class TestServer : IAsyncDisposable
             "--Scheduler:ContextSize=2048",
         };
         args.AddRange(extraArgs ?? []);
-        var app = ServerApplication.Build([.. args], configureServices) ?? throw new InvalidOperationException("The server refused to start.");
+        var app = ServerApplication.Build([.. args], configureServices);
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var server = new TestServer(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)));

@@ -267,6 +267,39 @@ public sealed class BadInputTests(SmallBodyServerFixture fixture) : IClassFixtur
         AssertOpenAiError(JsonDocument.Parse(await post.Content.ReadAsStringAsync()).RootElement, "invalid_request_error", expectedCode: "method_not_allowed");
     }
 
+    /// <summary>Monitors and load balancers probe with HEAD: every GET route answers it as GET, without the body.</summary>
+    [Theory]
+    [InlineData("/")]
+    [InlineData("/health")]
+    [InlineData("/v1/models")]
+    public async Task Head_is_answered_as_get_without_a_body(string path)
+    {
+        // Headers as sent: a Content-Length the client computed from a buffered body would not be the server's.
+        using var get = await _client.GetAsync(new Uri(path, UriKind.Relative), HttpCompletionOption.ResponseHeadersRead);
+        using var headRequest = new HttpRequestMessage(HttpMethod.Head, path);
+        using var head = await _client.SendAsync(headRequest, HttpCompletionOption.ResponseHeadersRead);
+
+        Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+        Assert.Equal(get.Content.Headers.ContentType, head.Content.Headers.ContentType);
+        Assert.Empty(await head.Content.ReadAsByteArrayAsync());
+        if (get.Content.Headers.ContentLength is { } length)
+        {
+            Assert.Equal(length, head.Content.Headers.ContentLength);
+        }
+    }
+
+    [Fact]
+    public async Task Head_on_a_path_without_get_is_a_405_that_names_its_methods()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Head, ChatPath);
+        using var response = await _client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        Assert.Contains("POST", response.Content.Headers.Allow);
+        Assert.Empty(await response.Content.ReadAsByteArrayAsync());
+    }
+
     [Fact]
     public async Task Unknown_fields_are_ignored()
     {

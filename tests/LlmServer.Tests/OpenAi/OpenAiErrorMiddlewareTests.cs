@@ -76,6 +76,41 @@ public sealed class OpenAiErrorMiddlewareTests
         Assert.Equal("invalid_request_error", ReadBody(context).GetProperty("error").GetProperty("type").GetString());
     }
 
+    /// <summary>
+    /// Outside the API the middleware answers only what nothing else did: routing's own 405 gets the error shape, a
+    /// body-less 405 an endpoint or another component set is left as it is.
+    /// </summary>
+    [Theory]
+    [InlineData("405 HTTP Method Not Supported", true)]
+    [InlineData("A component's own endpoint", false)]
+    public async Task Outside_the_api_only_routings_own_405_gets_the_error_shape(string endpointName, bool rewritten)
+    {
+        var middleware = new OpenAiErrorMiddleware(
+            context =>
+            {
+                context.Response.StatusCode = StatusCodes.Status405MethodNotAllowed;
+                context.Response.Headers.Allow = "GET";
+                return Task.CompletedTask;
+            },
+            NullLogger<OpenAiErrorMiddleware>.Instance,
+            Refusals);
+        var context = NewContext("/hubs/chat");
+        context.SetEndpoint(new Endpoint(null, EndpointMetadataCollection.Empty, endpointName));
+
+        await middleware.InvokeAsync(context);
+
+        Assert.Equal(StatusCodes.Status405MethodNotAllowed, context.Response.StatusCode);
+        if (rewritten)
+        {
+            Assert.Equal("method_not_allowed", ReadBody(context).GetProperty("error").GetProperty("code").GetString());
+        }
+        else
+        {
+            Assert.Null(context.Response.ContentType);
+            Assert.Equal(0, context.Response.Body.Length);
+        }
+    }
+
     [Fact]
     public async Task Other_paths_are_left_alone()
     {

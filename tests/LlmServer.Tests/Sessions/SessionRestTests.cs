@@ -58,6 +58,46 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
         await AssertErrorAsync(await _client.GetAsync($"/api/sessions/{session.Id}"), HttpStatusCode.NotFound, "session_not_found");
     }
 
+    /// <summary>
+    /// Length limits count characters as Unicode scalar values (README, "Sessions"): an emoji is one character,
+    /// not the two UTF-16 code units it takes.
+    /// </summary>
+    [Fact]
+    public async Task A_title_of_emoji_is_limited_by_characters_not_utf16_code_units()
+    {
+        var atTheLimit = string.Concat(Enumerable.Repeat("\U0001F600", 200));
+        using var accepted = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest(atTheLimit));
+        Assert.Equal(HttpStatusCode.Created, accepted.StatusCode);
+        Assert.Equal(atTheLimit, (await accepted.Content.ReadFromJsonAsync<SessionInfo>(Json))!.Title);
+
+        using var refused = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest(atTheLimit + "\U0001F600"));
+        var message = await ErrorMessageAsync(refused, HttpStatusCode.BadRequest, "invalid_argument");
+        Assert.Contains("title is 201 characters; the limit is 200", message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Session timestamps are UTC to the millisecond (the stores' precision) with exactly three fractional digits:
+    /// what a create or a rename answers is what a later read of the store answers.
+    /// </summary>
+    [Fact]
+    public async Task Timestamps_are_utc_milliseconds_and_read_back_exactly_as_first_answered()
+    {
+        using var create = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest("times"));
+        var created = JsonDocument.Parse(await create.Content.ReadAsStringAsync()).RootElement;
+        var id = created.GetProperty("id").GetString()!;
+        using var patch = await _client.PatchAsJsonAsync($"/api/sessions/{id}", new UpdateSessionRequest("times, renamed"));
+        var renamed = JsonDocument.Parse(await patch.Content.ReadAsStringAsync()).RootElement;
+        var read = JsonDocument.Parse(await _client.GetStringAsync(new Uri($"/api/sessions/{id}", UriKind.Relative))).RootElement.GetProperty("info");
+
+        foreach (var time in new[] { created.GetProperty("createdAt"), created.GetProperty("updatedAt"), renamed.GetProperty("updatedAt"), read.GetProperty("createdAt") })
+        {
+            Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", time.GetString());
+        }
+
+        Assert.Equal(created.GetProperty("createdAt").GetString(), read.GetProperty("createdAt").GetString());
+        Assert.Equal(renamed.GetProperty("updatedAt").GetString(), read.GetProperty("updatedAt").GetString());
+    }
+
     [Fact]
     public async Task Deleting_a_session_while_its_turns_are_being_refused_deletes_it()
     {
@@ -214,6 +254,15 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
         }
 
         return events;
+    }
+
+    private static async Task<string> ErrorMessageAsync(HttpResponseMessage response, HttpStatusCode status, string code)
+    {
+        Assert.Equal(status, response.StatusCode);
+        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var error = body.RootElement.GetProperty("error");
+        Assert.Equal(code, error.GetProperty("code").GetString());
+        return error.GetProperty("message").GetString()!;
     }
 
     private static async Task AssertErrorAsync(HttpResponseMessage response, HttpStatusCode status, string code, string? param = null)

@@ -187,6 +187,32 @@ public abstract class SessionStoreContractTests
         Assert.True(await b.DeleteAsync("k", "s2", CancellationToken.None));
     }
 
+    /// <summary>
+    /// The server takes its times through <see cref="SessionTime"/>, cut to the store's millisecond, so a session's
+    /// and its messages' times read back exactly, in UTC, even from a clock with finer ticks.
+    /// </summary>
+    [Fact]
+    public async Task Times_the_server_takes_read_back_exactly()
+    {
+        var time = new FakeTimeProvider(Now + TimeSpan.FromTicks(4_567));
+        var store = await StartAsync("a", time);
+        var created = SessionTime.Now(time);
+        await store.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), created, created, 0), CancellationToken.None);
+        time.Advance(TimeSpan.FromTicks(12_345_678));
+        var asked = SessionTime.Now(time);
+        Assert.True(await store.BeginTurnAsync("k", "s1", 0, User(0) with { CreatedAt = asked }, asked, null, CancellationToken.None));
+        time.Advance(TimeSpan.FromTicks(9_999));
+        var answered = SessionTime.Now(time);
+        Assert.True(await store.SaveAnswerAsync("k", "s1", Answer(1, "Once", "stop") with { CreatedAt = answered }, CancellationToken.None));
+
+        var (session, messages) = (await store.GetConversationAsync("k", "s1", CancellationToken.None))!;
+        Assert.Equal((created, TimeSpan.Zero), (session.CreatedAt, session.CreatedAt.Offset));
+        Assert.Equal(
+            new[] { (asked, TimeSpan.Zero), (answered, TimeSpan.Zero) },
+            messages.Select(m => (m.CreatedAt, m.CreatedAt.Offset)));
+        Assert.Equal(answered, session.UpdatedAt);
+    }
+
     private async Task<ISessionStore> StartAsync(string replicaId, TimeProvider time)
     {
         var store = await OpenAsync(replicaId, time);

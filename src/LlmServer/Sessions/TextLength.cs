@@ -1,0 +1,23 @@
+namespace LlmServer.Sessions;
+
+/// <summary>
+/// The one unit of the limits on user text (a message, a system prompt, a title, a session id): characters counted
+/// as Unicode scalar values (<see cref="System.Text.Rune"/>s), as a person counts them, so an emoji or a character
+/// outside the Basic Multilingual Plane is one, not two UTF-16 code units; a lone surrogate counts as one.
+/// </summary>
+internal static class TextLength
+{
+    public static int Of(string text)
+    {
+        var count = 0;
+        foreach (var _ in text.EnumerateRunes())
+        {
+            count++;
+        }
+
+        return count;
+    }
+
+    /// <summary>Whether <paramref name="text"/> has more than <paramref name="limit"/> characters.</summary>
+    public static bool Exceeds(string text, int limit) => text.Length > limit && Of(text) > limit;
+}
