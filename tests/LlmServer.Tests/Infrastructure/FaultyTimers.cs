@@ -19,7 +19,10 @@ internal sealed class FaultyTimers : TimeProvider
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
         var failFor = Volatile.Read(ref _failFor);
-        if (failFor is not null && callback.Method.DeclaringType == failFor && Interlocked.CompareExchange(ref _failFor, null, failFor) == failFor)
+        // A callback lambda is a method of its class, or of a closure class nested in it.
+        var declaring = callback.Method.DeclaringType;
+        if (failFor is not null && (declaring == failFor || declaring?.DeclaringType == failFor)
+            && Interlocked.CompareExchange(ref _failFor, null, failFor) == failFor)
         {
             throw new InvalidOperationException($"Injected fault: a timer of {failFor.Name} could not be created.");
         }
