@@ -10,6 +10,9 @@ namespace LlmServer.Engine.Scheduling;
 /// <item>the prompt keeps a leading part of it and then the resident text from one of its exact token boundaries on
 /// (the window slid: the system prompt stays, the oldest turns went): the leading part's tokens, the resident tokens
 /// from that boundary, then the new text's tokens. The scheduler then moves the kept cells instead of prefilling.</item>
+/// <item>the prompt repeats the resident text up to one of its boundaries and then differs (a regenerate or an edit):
+/// the resident tokens up to there, then the new text's tokens; so the answer sees the tokens the conversation had,
+/// as it would have had the history not changed.</item>
 /// </list>
 /// </summary>
 internal static class SessionPromptTokenizer
@@ -27,7 +30,26 @@ internal static class SessionPromptTokenizer
             return new TokenizedPrompt([.. resident.Tokens, .. rest], [.. resident.Boundaries, new(resident.Text.Length, resident.Tokens.Length)]);
         }
 
-        return TryKeepTail(vocabulary, resident, text, parseSpecial) ?? Whole(vocabulary, text, parseSpecial);
+        // A slid window keeps resident tokens beyond the shared beginning; else the longest shared beginning wins.
+        var head = TryKeepHead(vocabulary, resident, text, parseSpecial);
+        var tail = TryKeepTail(vocabulary, resident, text, parseSpecial);
+        return tail is not null && (head is null || tail.Boundaries[^1].Text > head.Boundaries[^1].Text)
+            ? tail
+            : head ?? Whole(vocabulary, text, parseSpecial);
+    }
+
+    /// <summary>The resident tokens up to the last boundary within the text the prompt shares with them, then the rest's tokens.</summary>
+    private static TokenizedPrompt? TryKeepHead(ITokenVocabulary vocabulary, ResidentText resident, string text, bool parseSpecial)
+    {
+        var common = text.AsSpan().CommonPrefixLength(resident.Text);
+        var kept = resident.Boundaries.LastOrDefault(b => b.Text <= common && b.Token > 0);
+        if (kept.Token == 0)
+        {
+            return null;
+        }
+
+        var rest = kept.Text < text.Length ? vocabulary.TokenizeContinuation(text[kept.Text..], parseSpecial) : [];
+        return new TokenizedPrompt([.. resident.Tokens.AsSpan(0, kept.Token), .. rest], [.. resident.Boundaries.Where(b => b.Text <= kept.Text)]);
     }
 
     private static TokenizedPrompt Whole(ITokenVocabulary vocabulary, string text, bool parseSpecial) =>

@@ -4,8 +4,8 @@ namespace LlmServer.Sessions;
 
 /// <summary>
 /// Reads one engine stream to its end, whoever listens: each token goes to the run's listeners and to the answer's
-/// checkpoints; at the end the answer is stored, however the generation ended, the run's permit released, and then the
-/// last event published (so a client that saw the ending may start its next generation at once).
+/// checkpoints. The run's permit goes back as soon as the engine is done with the generation (a slow store holds no
+/// generation permit); then the answer is stored, however the generation ended, and the last event published.
 /// </summary>
 internal sealed partial class GenerationPump
 {
@@ -50,6 +50,7 @@ internal sealed partial class GenerationPump
         finally
         {
             await stream.DisposeAsync();
+            run.ReleasePermit();
         }
 
         try
@@ -70,7 +71,6 @@ internal sealed partial class GenerationPump
         finally
         {
             answer.Dispose();
-            run.ReleasePermit();
             _registry.Finished(run);
             run.Publish(seq => SessionWire.Ending(seq, completed, failure, contextStart), final: true);
             LogGenerationEnded(run.SessionId, (completed?.FinishReason ?? FinishReason.Error).ToName(), completed?.Usage.CompletionTokens ?? 0);

@@ -9,7 +9,7 @@ namespace LlmServer.Sessions;
 /// Every event goes into a replay buffer under a sequence number (1, 2, ...); listeners read the buffer from where
 /// they are, so a resumed listener sees each event exactly once and in order. When the last listener leaves while
 /// the generation runs, a grace timer starts; if nobody comes back in time, the generation is stopped. The run holds
-/// the concurrent-generation permit of the call that started it until the <see cref="GenerationPump"/> ends it.
+/// the concurrent-generation permit of the call that started it until the engine is done with the generation.
 /// </summary>
 internal sealed class GenerationRun : IDisposable
 {
@@ -75,7 +75,7 @@ internal sealed class GenerationRun : IDisposable
         stream?.Cancel();
     }
 
-    /// <summary>The generation has ended (finished, stopped, failed or abandoned): its permit goes back to the key, once.</summary>
+    /// <summary>The engine is done with the generation (finished, stopped, failed or abandoned): its permit goes back to the key, once.</summary>
     public void ReleasePermit() => Interlocked.Exchange(ref _permit, null)?.Dispose();
 
     /// <summary>Adds an event under the next sequence number and wakes the listeners.</summary>

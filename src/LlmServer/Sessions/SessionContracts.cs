@@ -9,6 +9,14 @@ public sealed record SessionSettings(double? Temperature = null, double? TopP = 
 
 public sealed record CreateSessionRequest(string? Title = null, string? SystemPrompt = null, SessionSettings? Settings = null);
 
+/// <summary>A session without its messages.</summary>
+/// <param name="MessageCount">
+/// The conversation's messages that are written: user messages and answers that ended, however they ended (stop,
+/// length, cancelled, error, interrupted). The answer being written now is not counted until it ends, so while a turn
+/// runs this is one less than the messages <c>GetSession</c> returns (whose last one, the running answer, has a null
+/// finish reason).
+/// </param>
+/// <param name="Generating">A turn of the session runs now (on this server or another sharing the store).</param>
 public sealed record SessionInfo(
     string Id,
     string Title,

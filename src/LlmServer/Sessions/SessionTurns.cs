@@ -8,7 +8,8 @@ namespace LlmServer.Sessions;
 /// Starts, stops and resumes a session's turns. A turn is planned (<see cref="TurnPlanner"/>), admitted by the engine,
 /// then stored (its user message) before anything streams; the <see cref="GenerationPump"/> runs it from there,
 /// independent of the connection that asked for it. The caller's concurrent-generation permit (<see cref="CallPermit"/>)
-/// goes with the turn and is released when the turn ends, not when the request that started it does.
+/// goes with the turn and is released when the engine is done with its generation, not when the request that started it
+/// ends, nor when its answer is stored.
 /// </summary>
 internal sealed partial class SessionTurns
 {
@@ -150,6 +151,11 @@ internal sealed partial class SessionTurns
             var history = userMessage is null ? messages.Take(fromIndex).ToList() : [.. messages.Take(fromIndex), userMessage];
             var plan = _planner.Plan(session, history);
             var stream = Submit(plan.Request);
+
+            // The engine runs the generation from here: every way out but handing it to the pump cancels it (as SignalR's
+            // stream dispatch cleans up in finally), and closes the answer a begun turn left open.
+            var begun = false;
+            AnswerRecorder? answer = null;
             try
             {
                 // The turn is accepted: store it before anything streams (nothing is half-written if this fails).
@@ -157,25 +163,33 @@ internal sealed partial class SessionTurns
                 {
                     throw SessionException.NotFound(sessionId);
                 }
-            }
-            catch
-            {
-                await stream.DisposeAsync();
-                throw;
-            }
 
-            if (plan.Slid)
-            {
-                _metrics.WindowSlid();
-            }
+                begun = true;
+                if (plan.Slid)
+                {
+                    _metrics.WindowSlid();
+                }
 
-            run.Attach(stream, permit.Take());
-            var subscription = run.Subscribe(0);
-            var answer = new AnswerRecorder(_store, _options, _timeProvider, _logger, owner, sessionId, history.Count, plan.ContextStart);
-            _registry.Started(run, () => _pump.RunAsync(run, stream, answer, plan.ContextStart));
-            started = true;
-            LogGenerationStarted(sessionId, stream.Id, stream.PromptTokens, plan.ContextStart);
-            return subscription;
+                run.Attach(stream, permit.Take());
+                var subscription = run.Subscribe(0);
+                var recorder = answer = new AnswerRecorder(_store, _options, _timeProvider, _logger, owner, sessionId, history.Count, plan.ContextStart);
+                LogGenerationStarted(sessionId, stream.Id, stream.PromptTokens, plan.ContextStart);
+                _registry.Started(run, () => _pump.RunAsync(run, stream, recorder, plan.ContextStart));
+                started = true;
+                return subscription;
+            }
+            finally
+            {
+                if (!started)
+                {
+                    answer?.Dispose();
+                    await stream.DisposeAsync();
+                    if (begun)
+                    {
+                        await CloseUnstartedAnswerAsync(owner, sessionId, history.Count, plan.ContextStart);
+                    }
+                }
+            }
         }
         finally
         {
@@ -183,6 +197,26 @@ internal sealed partial class SessionTurns
             {
                 _registry.Abandon(run);
             }
+        }
+    }
+
+    /// <summary>
+    /// Ends the empty answer a turn that failed after it was stored left behind, as the pump ends one whose generation
+    /// failed (finish reason error), which also gives up the session's lease; best effort, a restart marks it interrupted.
+    /// </summary>
+    private async Task CloseUnstartedAnswerAsync(string? owner, string sessionId, int index, int contextStart)
+    {
+        var failed = new SessionMessage(index, "assistant", string.Empty, _timeProvider.GetUtcNow(), null, null, null, FinishReason.Error.ToName(), contextStart);
+        try
+        {
+            // Not the caller's token: the caller may be the reason the turn failed.
+            await _store.SaveAnswerAsync(owner, sessionId, failed, CancellationToken.None);
+        }
+#pragma warning disable CA1031 // The turn's own failure is what the caller gets; this one is only logged.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            LogAnswerNotClosed(ex, sessionId);
         }
     }
 
@@ -214,4 +248,7 @@ internal sealed partial class SessionTurns
 
     [LoggerMessage(EventId = 4100, Level = LogLevel.Debug, Message = "Session {SessionId}: generation {RequestId} started with {PromptTokens} prompt tokens, context from message {ContextStart}.")]
     private partial void LogGenerationStarted(string sessionId, string requestId, int promptTokens, int contextStart);
+
+    [LoggerMessage(EventId = 4110, Level = LogLevel.Error, Message = "Session {SessionId}: a turn failed before it streamed, and its empty answer could not be marked as failed.")]
+    private partial void LogAnswerNotClosed(Exception exception, string sessionId);
 }

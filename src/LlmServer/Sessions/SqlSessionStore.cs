@@ -33,9 +33,10 @@ internal abstract class SqlSessionStore : ISessionStore
     /// <summary>What locks a row read inside a transaction (PostgreSQL's <c>FOR UPDATE</c>; SQLite locks the database on write).</summary>
     protected abstract string LockRow { get; }
 
+    /// <summary>The session's columns; its message count leaves out the answer being written (see <see cref="SessionInfo.MessageCount"/>).</summary>
     private string SessionColumns =>
         "s.id, s.owner, s.title, s.system_prompt, s.temperature, s.top_p, s.max_tokens, s.seed, s.created_at, s.updated_at, " +
-        "(SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id), s.lease_expires_at";
+        "(SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id AND (m.role <> 'assistant' OR m.finish_reason IS NOT NULL)), s.lease_expires_at";
 
     public abstract Task InitializeAsync(CancellationToken cancellationToken);
 

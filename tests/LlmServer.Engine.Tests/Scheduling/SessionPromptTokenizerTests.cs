@@ -46,6 +46,25 @@ public sealed class SessionPromptTokenizerTests
     }
 
     [Fact]
+    public void A_regenerate_after_a_slide_gets_the_tokens_its_prompt_had()
+    {
+        // The resident text of a slid window (system prompt, then kept turns), the last prompt and its answer.
+        var resident = Resident(("sys", false), ("\nu2\n", false), ("a2", true), ("\nu3\n", false), ("a3", true));
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, "sys\nu2\na2\nu3\n", parseSpecial: false);
+        Assert.Equal(resident.Tokens[..13], prompt.Tokens);
+        Assert.Equal(new TextTokenBoundary(13, 13), prompt.Boundaries[^1]);
+    }
+
+    [Fact]
+    public void An_edit_keeps_the_resident_tokens_up_to_the_edited_message_and_tokenizes_the_rest()
+    {
+        var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true), ("\nu2\n", false), ("a2", true));
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, "sys\nu1\na1\nedited\n", parseSpecial: false);
+        Assert.Equal([.. resident.Tokens[..9], .. Chars("\nedited\n")], prompt.Tokens);
+        Assert.Equal(new TextTokenBoundary(9, 9), prompt.Boundaries[^1]);
+    }
+
+    [Fact]
     public void A_prompt_unrelated_to_the_resident_text_is_tokenized_whole()
     {
         var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true));
