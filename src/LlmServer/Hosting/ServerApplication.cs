@@ -47,6 +47,11 @@ internal static class ServerApplication
         {
             return StartupProblems.Report(StartupProblems.DescribeAddressInUse(ex));
         }
+        catch (InvalidOperationException ex) when (StartupProblems.IsUnreadableSetting(ex))
+        {
+            // An options section read only once the host starts.
+            return StartupProblems.Report(StartupProblems.DescribeInvalidSettings([ex.Message]));
+        }
 
         return 0;
     }
@@ -57,6 +62,19 @@ internal static class ServerApplication
     /// fake-decode server) can add or replace services.
     /// </summary>
     public static WebApplication Build(string[] args, Action<IServiceCollection>? configureServices = null)
+    {
+        try
+        {
+            return BuildApp(args, configureServices);
+        }
+        catch (InvalidOperationException ex) when (StartupProblems.IsUnreadableSetting(ex))
+        {
+            // A section read while the services are registered (the model's download, the keys).
+            throw new ServerCannotStartException(StartupProblems.DescribeInvalidSettings([ex.Message]));
+        }
+    }
+
+    private static WebApplication BuildApp(string[] args, Action<IServiceCollection>? configureServices)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {

@@ -37,7 +37,19 @@ internal static class StartupProblems
         {
             return [.. ex.Flatten().InnerExceptions.Cast<OptionsValidationException>().SelectMany(e => e.Failures)];
         }
+        catch (InvalidOperationException ex) when (IsUnreadableSetting(ex))
+        {
+            // The binder stops at the first value it cannot convert, before any validator runs.
+            return [ex.Message];
+        }
     }
+
+    /// <summary>
+    /// The configuration binder's failure for a value that is not of its setting's type (<c>--Scheduler:Slots=abc</c>):
+    /// it names the value and the setting; the binder has no exception type of its own.
+    /// </summary>
+    public static bool IsUnreadableSetting(Exception exception) =>
+        exception is InvalidOperationException && exception.Message.StartsWith("Failed to convert configuration value", StringComparison.Ordinal);
 
     public static string DescribeInvalidSettings(IReadOnlyList<string> failures) =>
         $"The server cannot start: {(failures.Count == 1 ? "a setting is" : $"{failures.Count} settings are")} invalid.{Environment.NewLine}"

@@ -116,6 +116,12 @@ internal static class SessionEndpoints
             try
             {
                 await sse.FlushAsync();
+                if (HttpMethods.IsHead(http.Request.Method))
+                {
+                    // The stream's headers only: a HEAD's client reads no events, so none are waited for.
+                    return;
+                }
+
                 while (!sse.IsClientGone && await sse.MoveNextAsync(events, interval, timeProvider, sse.WriteKeepAlive))
                 {
                     var item = events.Current;

@@ -79,6 +79,9 @@ public sealed class SessionOptions
 /// <summary>Reports every problem of the <c>Sessions</c> section at once.</summary>
 internal sealed class SessionOptionsValidator : IValidateOptions<SessionOptions>
 {
+    // A hub message is buffered whole, at up to 12 bytes a character escaped: a million characters is 12 MB.
+    private const int MaxTextLength = 1_048_576;
+
     public ValidateOptionsResult Validate(string? name, SessionOptions options)
     {
         var errors = new List<string>();
@@ -110,19 +113,19 @@ internal sealed class SessionOptionsValidator : IValidateOptions<SessionOptions>
             errors.Add("Sessions:ResumeGraceSeconds must be between 0 and 3600.");
         }
 
-        if (options.MaxMessageLength < 1)
+        if (options.MaxMessageLength is < 1 or > MaxTextLength)
         {
-            errors.Add("Sessions:MaxMessageLength must be 1 or more.");
+            errors.Add($"Sessions:MaxMessageLength must be 1 to {MaxTextLength}.");
         }
 
-        if (options.MaxSystemPromptLength < 0)
+        if (options.MaxSystemPromptLength is < 0 or > MaxTextLength)
         {
-            errors.Add("Sessions:MaxSystemPromptLength must be 0 or more.");
+            errors.Add($"Sessions:MaxSystemPromptLength must be 0 to {MaxTextLength}.");
         }
 
-        if (options.MaxTitleLength < 1)
+        if (options.MaxTitleLength is < 1 or > MaxTextLength)
         {
-            errors.Add("Sessions:MaxTitleLength must be 1 or more.");
+            errors.Add($"Sessions:MaxTitleLength must be 1 to {MaxTextLength}.");
         }
 
         if (options.DefaultMaxTokens < 0)

@@ -32,6 +32,19 @@ public sealed class StartupProblemTests
         AssertNoStackTrace(output);
     }
 
+    [Theory]
+    [InlineData("--Scheduler:Slots=abc", "'abc' at 'Scheduler:Slots'")]
+    [InlineData("--Server:DrainSeconds=soon", "'soon' at 'Server:DrainSeconds'")]
+    public async Task A_value_not_of_its_settings_type_is_named_and_the_exit_code_is_1(string setting, string named)
+    {
+        var (exitCode, output) = await RunUntilExitAsync((log, args) => Start(FreePort(), log, args), setting);
+
+        Assert.True(exitCode == 1, $"exit code {exitCode}; output:\n{output}");
+        Assert.Contains("The server cannot start: a setting is invalid.", output, StringComparison.Ordinal);
+        Assert.Contains(named, output, StringComparison.Ordinal);
+        AssertNoStackTrace(output);
+    }
+
     [Fact]
     public async Task A_model_file_that_does_not_exist_is_named_and_the_exit_code_is_1()
     {
