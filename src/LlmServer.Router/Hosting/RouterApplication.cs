@@ -3,6 +3,7 @@ using System.Text;
 using LlmServer.Router.Configuration;
 using LlmServer.Router.Replicas;
 using LlmServer.Router.Routing;
+using LlmServer.Router.Sessions;
 using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.Options;
 using Yarp.ReverseProxy.Configuration;
@@ -46,6 +47,8 @@ public static class RouterApplication
         services.AddSingleton(sp => new SessionReplicaMap(sp.GetRequiredService<IOptions<RouterOptions>>().Value.SessionMapCapacity));
         services.AddSingleton<ILoadBalancingPolicy, KvAwareLoadBalancingPolicy>();
         services.AddSingleton<ReplicaFailoverMiddleware>();
+        services.AddHttpClient(SessionListing.HttpClientName);
+        services.AddSingleton<SessionListing>();
         services.AddSingleton<ReplicaProxyConfigProvider>();
         services.AddSingleton<IProxyConfigProvider>(sp => sp.GetRequiredService<ReplicaProxyConfigProvider>());
         services.AddReverseProxy().AddTransforms(transforms =>
@@ -58,9 +61,11 @@ public static class RouterApplication
         var app = builder.Build();
         app.MapGet("/router/health", (IProxyStateLookup state, ReplicaLoadMonitor loads) => RouterHealth(state, loads));
         var failover = app.Services.GetRequiredService<ReplicaFailoverMiddleware>();
+        var listing = app.Services.GetRequiredService<SessionListing>();
         app.MapReverseProxy(pipeline =>
         {
             pipeline.Use(RouteKeyMiddleware.InvokeAsync);
+            pipeline.Use(listing.InvokeAsync);
             pipeline.Use(failover.InvokeAsync);
             pipeline.UseLoadBalancing();
             pipeline.UsePassiveHealthChecks();
