@@ -115,7 +115,8 @@ public static class RouterApplication
                 d.Model.Config.Address,
                 d.Health.Active.ToString().ToLowerInvariant(),
                 loads.LoadOf(d.DestinationId),
-                loads.IsDraining(d.DestinationId))).ToArray()
+                loads.IsDraining(d.DestinationId),
+                loads.StoreOf(d.DestinationId))).ToArray()
             : [];
         var healthy = replicas.Any(r => r.Health != "unhealthy" && !r.Draining);
         return Results.Json(new RouterHealthStatus(healthy ? "ok" : "unavailable", replicas), statusCode: healthy ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
@@ -127,6 +128,7 @@ public sealed record RouterHealthStatus(string Status, IReadOnlyList<RouterRepli
 
 /// <summary>
 /// One replica as the router sees it: health is <c>unknown</c> until the first probe; a draining replica gets no new
-/// requests.
+/// requests; <see cref="SessionStore"/> is the sessions store it last reported (replicas that share one share their
+/// sessions), null until its first reading.
 /// </summary>
-public sealed record RouterReplicaStatus(string Name, string Address, string Health, int Load, bool Draining);
+public sealed record RouterReplicaStatus(string Name, string Address, string Health, int Load, bool Draining, string? SessionStore);

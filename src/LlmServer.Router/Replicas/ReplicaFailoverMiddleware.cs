@@ -50,16 +50,11 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
 
         // A session lives in the store its id names: only the replicas on that store can serve it (an unknown store,
         // or an id from before stores had ids, leaves the choice open).
-        if (context.Items[RouteKeyMiddleware.ItemKey] is RouteKey { SessionId: { } session } &&
-            SessionStoreIds.StoreOf(session) is { } store && replicas.IsKnownStore(store))
+        var sessionStore = context.Items[RouteKeyMiddleware.ItemKey] is RouteKey { SessionId: { } session } &&
+            SessionStoreIds.StoreOf(session) is { } store && replicas.IsKnownStore(store) ? store : null;
+        if (sessionStore is not null)
         {
-            candidates.RemoveAll(d => replicas.StoreOf(d.DestinationId) != store);
-            if (candidates.Count == 0)
-            {
-                LogNoSessionReplica(logger, store, context.Request.Path);
-                await RouterErrors.WriteSessionReplicaUnavailableAsync(context, options.CurrentValue.RetryAfter);
-                return;
-            }
+            candidates.RemoveAll(d => replicas.StoreOf(d.DestinationId) != sessionStore);
         }
         var request = context.Request;
         if (request.ContentLength is > 0 and <= RouteKeyResolver.MaxKeyedBodyBytes && !request.Body.CanSeek)
@@ -75,7 +70,7 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
         context.Response.Body = progress ?? body;
         try
         {
-            await ProxyAsync(context, next, proxy, candidates, lifetime, progress);
+            await ProxyAsync(context, next, proxy, candidates, sessionStore, lifetime, progress);
         }
         finally
         {
@@ -83,11 +78,19 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
         }
     }
 
-    private async Task ProxyAsync(HttpContext context, Func<Task> next, IReverseProxyFeature proxy, List<DestinationState> candidates, DeferredAbortFeature lifetime, EventStreamTap? progress)
+    private async Task ProxyAsync(
+        HttpContext context, Func<Task> next, IReverseProxyFeature proxy, List<DestinationState> candidates, string? sessionStore, DeferredAbortFeature lifetime, EventStreamTap? progress)
     {
         var request = context.Request;
         while (true)
         {
+            if (candidates.Count == 0 && sessionStore is not null)
+            {
+                LogNoSessionReplica(logger, sessionStore, request.Path);
+                await RouterErrors.WriteSessionReplicaUnavailableAsync(context, options.CurrentValue.RetryAfter);
+                return;
+            }
+
             if (candidates.Count == 0)
             {
                 LogNoReplica(logger, request.Path);

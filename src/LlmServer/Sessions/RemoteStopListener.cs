@@ -37,7 +37,11 @@ internal sealed partial class RemoteStopListener(
             {
                 await shared.ListenForStopsAsync(() => Enqueue(null), id => Enqueue(id), stoppingToken);
             }
-            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
             {
                 LogListenFailed(e.Message);
                 await Task.Delay(ReconnectDelay, timeProvider, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
