@@ -120,7 +120,7 @@ public sealed class SessionTopologyTests(PostgresServer postgres) : IClassFixtur
         using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{onA}/messages") { Content = Sse.Json("""{"text":"Once upon a time"}""") };
         using var response = await router.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var (runner, asked) = ServedBy(response) == RouterApplication.ReplicaName(a.Address) ? (a, directB) : (b, directA);
+        var asked = ServedBy(response) == RouterApplication.ReplicaName(a.Address) ? directB : directA;
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
         Assert.Contains("\"delta\"", await Sse.ReadEventAsync(reader), StringComparison.Ordinal);
 
@@ -138,7 +138,6 @@ public sealed class SessionTopologyTests(PostgresServer postgres) : IClassFixtur
         using var detail = JsonDocument.Parse(await asked.GetStringAsync(new Uri($"/api/sessions/{onA}", UriKind.Relative)));
         var answer = detail.RootElement.GetProperty("messages").EnumerateArray().Last();
         Assert.Equal(("assistant", "cancelled"), (answer.GetProperty("role").GetString(), answer.GetProperty("finishReason").GetString()));
-        Assert.Contains("stopped from another replica", runner.Log, StringComparison.Ordinal);
     }
 
     private static HttpClient Direct(ReplicaProcess replica) => new() { BaseAddress = new Uri(replica.Address), Timeout = TimeSpan.FromSeconds(180) };
