@@ -28,7 +28,7 @@ internal static class SessionStoreIds
 
         foreach (var c in text)
         {
-            if (!char.IsAsciiHexDigitLower(c) && !char.IsAsciiDigit(c))
+            if (!char.IsAsciiHexDigitLower(c))
             {
                 return false;
             }
