@@ -15,21 +15,45 @@ internal static class RouterErrors
     public const string NoReplicaCode = "no_healthy_replica";
     public const string ReplicaLostCode = "replica_lost";
 
+    public const string SessionReplicaUnavailableCode = "session_replica_unavailable";
+
     /// <summary>503 with <c>Retry-After</c>: no replica is healthy, or none could be reached.</summary>
     public static Task WriteNoReplicaAsync(HttpContext context, TimeSpan retryAfter)
+    {
+        const string message = "No model server replica is available right now. Retry shortly.";
+        if (IsAnthropic(context))
+        {
+            Begin503(context, retryAfter);
+            return context.Response.WriteAsJsonAsync(new AnthropicError("error", new AnthropicErrorDetail("overloaded_error", message)), RouterJson.Default.AnthropicError, cancellationToken: context.RequestAborted);
+        }
+
+        return WriteUnavailableAsync(context, retryAfter, message, NoReplicaCode);
+    }
+
+    /// <summary>
+    /// 503 with <c>Retry-After</c> for a sessions request: no available replica holds the sessions store it needs (the
+    /// session's, or for a listing one of the stores). Sessions are not copied between stores, so no other replica can
+    /// answer in its place.
+    /// </summary>
+    public static Task WriteSessionReplicaUnavailableAsync(HttpContext context, TimeSpan retryAfter) => WriteUnavailableAsync(
+        context,
+        retryAfter,
+        "The model server replica that holds these sessions is not available right now (its sessions are in its own store). Retry shortly.",
+        SessionReplicaUnavailableCode);
+
+    private static Task WriteUnavailableAsync(HttpContext context, TimeSpan retryAfter, string message, string code)
+    {
+        Begin503(context, retryAfter);
+        return context.Response.WriteAsJsonAsync(new OpenAiError(new OpenAiErrorDetail(message, "server_error", null, code)), RouterJson.Default.OpenAiError, cancellationToken: context.RequestAborted);
+    }
+
+    private static void Begin503(HttpContext context, TimeSpan retryAfter)
     {
         var response = context.Response;
         response.Clear();
         response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
         response.Headers.CacheControl = "no-store";
-        const string message = "No model server replica is available right now. Retry shortly.";
-        if (IsAnthropic(context))
-        {
-            return response.WriteAsJsonAsync(new AnthropicError("error", new AnthropicErrorDetail("overloaded_error", message)), RouterJson.Default.AnthropicError, cancellationToken: context.RequestAborted);
-        }
-
-        return response.WriteAsJsonAsync(new OpenAiError(new OpenAiErrorDetail(message, "server_error", null, NoReplicaCode)), RouterJson.Default.OpenAiError, cancellationToken: context.RequestAborted);
     }
 
     /// <summary>

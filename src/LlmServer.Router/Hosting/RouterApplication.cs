@@ -3,6 +3,7 @@ using System.Text;
 using LlmServer.Router.Configuration;
 using LlmServer.Router.Replicas;
 using LlmServer.Router.Routing;
+using LlmServer.Router.Sessions;
 using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.Options;
 using Yarp.ReverseProxy.Configuration;
@@ -46,6 +47,8 @@ public static class RouterApplication
         services.AddSingleton(sp => new SessionReplicaMap(sp.GetRequiredService<IOptions<RouterOptions>>().Value.SessionMapCapacity));
         services.AddSingleton<ILoadBalancingPolicy, KvAwareLoadBalancingPolicy>();
         services.AddSingleton<ReplicaFailoverMiddleware>();
+        services.AddHttpClient(SessionListing.HttpClientName);
+        services.AddSingleton<SessionListing>();
         services.AddSingleton<ReplicaProxyConfigProvider>();
         services.AddSingleton<IProxyConfigProvider>(sp => sp.GetRequiredService<ReplicaProxyConfigProvider>());
         services.AddReverseProxy().AddTransforms(transforms =>
@@ -58,9 +61,11 @@ public static class RouterApplication
         var app = builder.Build();
         app.MapGet("/router/health", (IProxyStateLookup state, ReplicaLoadMonitor loads) => RouterHealth(state, loads));
         var failover = app.Services.GetRequiredService<ReplicaFailoverMiddleware>();
+        var listing = app.Services.GetRequiredService<SessionListing>();
         app.MapReverseProxy(pipeline =>
         {
             pipeline.Use(RouteKeyMiddleware.InvokeAsync);
+            pipeline.Use(listing.InvokeAsync);
             pipeline.Use(failover.InvokeAsync);
             pipeline.UseLoadBalancing();
             pipeline.UsePassiveHealthChecks();
@@ -110,7 +115,8 @@ public static class RouterApplication
                 d.Model.Config.Address,
                 d.Health.Active.ToString().ToLowerInvariant(),
                 loads.LoadOf(d.DestinationId),
-                loads.IsDraining(d.DestinationId))).ToArray()
+                loads.IsDraining(d.DestinationId),
+                loads.StoreOf(d.DestinationId))).ToArray()
             : [];
         var healthy = replicas.Any(r => r.Health != "unhealthy" && !r.Draining);
         return Results.Json(new RouterHealthStatus(healthy ? "ok" : "unavailable", replicas), statusCode: healthy ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
@@ -122,6 +128,7 @@ public sealed record RouterHealthStatus(string Status, IReadOnlyList<RouterRepli
 
 /// <summary>
 /// One replica as the router sees it: health is <c>unknown</c> until the first probe; a draining replica gets no new
-/// requests.
+/// requests; <see cref="SessionStore"/> is the sessions store it last reported (replicas that share one share their
+/// sessions), null until its first reading.
 /// </summary>
-public sealed record RouterReplicaStatus(string Name, string Address, string Health, int Load, bool Draining);
+public sealed record RouterReplicaStatus(string Name, string Address, string Health, int Load, bool Draining, string? SessionStore);

@@ -16,7 +16,7 @@ namespace LlmServer.Router.Replicas;
 /// Around each proxied request: a request that never reached its replica (connection refused), or that a draining
 /// replica refused (<see cref="DrainMarker"/>) before answering anything, is sent to the next healthy one; with none
 /// left, the client gets the router's 503. Draining replicas get no new requests (a session moves to another). A
-/// server-sent event stream whose replica dies mid-answer ends with an error event in the API's format instead of a
+/// session's request goes only to the replicas on its sessions store. A server-sent event stream whose replica dies mid-answer ends with an error event in the API's format instead of a
 /// cut connection.
 /// </summary>
 internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOptions> options, ReplicaLoadMonitor replicas, ILogger<ReplicaFailoverMiddleware> logger)
@@ -47,6 +47,15 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
     {
         var proxy = context.GetReverseProxyFeature();
         var candidates = proxy.AvailableDestinations.Where(d => !replicas.IsDraining(d.DestinationId)).ToList();
+
+        // A session lives in the store its id names: only the replicas on that store can serve it (an unknown store,
+        // or an id from before stores had ids, leaves the choice open).
+        var sessionStore = context.Items[RouteKeyMiddleware.ItemKey] is RouteKey { SessionId: { } session } &&
+            SessionStoreIds.StoreOf(session) is { } store && replicas.IsKnownStore(store) ? store : null;
+        if (sessionStore is not null)
+        {
+            candidates.RemoveAll(d => replicas.StoreOf(d.DestinationId) != sessionStore);
+        }
         var request = context.Request;
         if (request.ContentLength is > 0 and <= RouteKeyResolver.MaxKeyedBodyBytes && !request.Body.CanSeek)
         {
@@ -61,7 +70,7 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
         context.Response.Body = progress ?? body;
         try
         {
-            await ProxyAsync(context, next, proxy, candidates, lifetime, progress);
+            await ProxyAsync(context, next, proxy, candidates, sessionStore, lifetime, progress);
         }
         finally
         {
@@ -69,11 +78,19 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
         }
     }
 
-    private async Task ProxyAsync(HttpContext context, Func<Task> next, IReverseProxyFeature proxy, List<DestinationState> candidates, DeferredAbortFeature lifetime, EventStreamTap? progress)
+    private async Task ProxyAsync(
+        HttpContext context, Func<Task> next, IReverseProxyFeature proxy, List<DestinationState> candidates, string? sessionStore, DeferredAbortFeature lifetime, EventStreamTap? progress)
     {
         var request = context.Request;
         while (true)
         {
+            if (candidates.Count == 0 && sessionStore is not null)
+            {
+                LogNoSessionReplica(logger, sessionStore, request.Path);
+                await RouterErrors.WriteSessionReplicaUnavailableAsync(context, options.CurrentValue.RetryAfter);
+                return;
+            }
+
             if (candidates.Count == 0)
             {
                 LogNoReplica(logger, request.Path);
@@ -160,6 +177,9 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Replica {Replica} stopped in the middle of a stream for {Path}; the stream ends with an error event")]
     private static partial void LogStreamLost(ILogger logger, string? replica, string path);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "No replica on sessions store {Store} is available for {Path}")]
+    private static partial void LogNoSessionReplica(ILogger logger, string store, string path);
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Replica {Replica} drains and refused {Path}; trying the next one")]
     private static partial void LogRetryingDrained(ILogger logger, string replica, string path);

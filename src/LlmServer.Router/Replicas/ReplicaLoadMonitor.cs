@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
+using LlmServer.ReplicaProtocol;
 using LlmServer.Router.Configuration;
 using Microsoft.Extensions.Options;
 
@@ -10,7 +11,8 @@ namespace LlmServer.Router.Replicas;
 /// <see cref="RouterOptions.LoadPollInterval"/>, and counts the requests the router sent it since: the load a
 /// routing decision sees is the last reading plus those. It also knows which replicas drain: marked when one refuses
 /// a request as draining (<see cref="MarkDraining"/>) or its readiness says so, until a reading begun after the mark
-/// says otherwise.
+/// says otherwise. Each reading also names the replica's sessions store (<see cref="SessionStoreIds"/>): replicas that
+/// name one store share their sessions, and the last name read is kept while a replica is away.
 /// </summary>
 internal sealed partial class ReplicaLoadMonitor(
     IOptionsMonitor<RouterOptions> options,
@@ -27,6 +29,19 @@ internal sealed partial class ReplicaLoadMonitor(
 
     /// <summary>The replica's load as the router sees it now.</summary>
     public int LoadOf(string destinationId) => _loads.TryGetValue(destinationId, out var load) ? load.Current : 0;
+
+    /// <summary>The sessions store the replica last reported; null before its first reading.</summary>
+    public string? StoreOf(string destinationId) => _loads.TryGetValue(destinationId, out var load) ? load.Store : null;
+
+    /// <summary>True when some replica reported <paramref name="storeId"/> (it may be away now).</summary>
+    public bool IsKnownStore(string storeId) => _loads.Values.Any(l => l.Store == storeId);
+
+    /// <summary>The stores the replicas reported and, for each, the replicas that reported it.</summary>
+    public ILookup<string, string> ReplicasByStore() =>
+        _loads.Where(l => l.Value.Store is not null).ToLookup(l => l.Value.Store!, l => l.Key, StringComparer.Ordinal);
+
+    /// <summary>True when the replicas do not all share one sessions store (each SQLite replica has its own).</summary>
+    public bool StoresSplit => _loads.Values.Select(l => l.Store).OfType<string>().Distinct(StringComparer.Ordinal).Skip(1).Any();
 
     /// <summary>Counts a request the router just sent to the replica, until the next reading includes it.</summary>
     public void Sent(string destinationId) => Of(destinationId).AddSent();
@@ -75,6 +90,11 @@ internal sealed partial class ReplicaLoadMonitor(
             var draining = body.RootElement.TryGetProperty("reason", out var reason) && reason.ValueKind == JsonValueKind.String && reason.GetString() == DrainingReason;
             var load = Of(replica);
             load.Read(running + waiting);
+            if (body.RootElement.TryGetProperty(SessionStoreIds.ReadinessField, out var store) && store.ValueKind == JsonValueKind.String &&
+                SessionStoreIds.IsStoreId(store.GetString()))
+            {
+                load.Store = store.GetString();
+            }
             if (draining)
             {
                 MarkDraining(replica);
@@ -104,9 +124,16 @@ internal sealed partial class ReplicaLoadMonitor(
     {
         private int _reported;
         private int _sentSinceReading;
+        private string? _store;
 
         // When the replica was marked draining (a timestamp), 0 when it is not.
         private long _drainingSince;
+
+        public string? Store
+        {
+            get => Volatile.Read(ref _store);
+            set => Volatile.Write(ref _store, value);
+        }
 
         public int Current => Volatile.Read(ref _reported) + Volatile.Read(ref _sentSinceReading);
 

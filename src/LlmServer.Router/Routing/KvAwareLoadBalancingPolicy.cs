@@ -7,7 +7,8 @@ using Yarp.ReverseProxy.Model;
 namespace LlmServer.Router.Routing;
 
 /// <summary>
-/// Chooses the replica for a request among the healthy ones: a session goes where it last ran; a keyed request
+/// Chooses the replica for a request among the healthy ones (for a session, those that hold its store: see
+/// <see cref="Replicas.ReplicaFailoverMiddleware"/>): a session goes where it last ran; a keyed request
 /// (owner, conversation, session id) goes to its place on a bounded-load hash ring; anything else to the least
 /// loaded replica.
 /// </summary>
@@ -45,7 +46,8 @@ internal sealed class KvAwareLoadBalancingPolicy(
         if (key.Value is { } value)
         {
             var settings = options.CurrentValue;
-            var picked = RingFor(available).Pick(value, loads.LoadOf, settings.LoadFactor, key.Strict, settings.MinimumSpillLoad);
+            var strict = key.Strict || (key.StrictWhenStoresSplit && loads.StoresSplit);
+            var picked = RingFor(available).Pick(value, loads.LoadOf, settings.LoadFactor, strict, settings.MinimumSpillLoad);
             if (picked is not null && Find(available, picked) is { } destination)
             {
                 return destination;

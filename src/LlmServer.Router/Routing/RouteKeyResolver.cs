@@ -26,7 +26,7 @@ internal static class RouteKeyResolver
         if (path.StartsWithSegments(SessionsPath, out var rest))
         {
             var id = rest.Value?.Split('/', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
-            return id is not null ? RouteKey.ForSession(id) : Owner(context) is { } owner ? RouteKey.Spillable(owner) : RouteKey.None;
+            return id is not null ? RouteKey.ForSession(id) : Owner(context) is { } owner ? RouteKey.ForNewSession(owner) : RouteKey.None;
         }
 
         if (path.StartsWithSegments(HubsPath))

@@ -26,6 +26,12 @@ internal interface ISessionStore
     /// <summary>Where the data is, for the start-up log.</summary>
     string Location { get; }
 
+    /// <summary>
+    /// The database's own id (made with its schema; known after <see cref="InitializeAsync"/>): servers sharing the
+    /// database share it. Session ids begin with it (<see cref="ReplicaProtocol.SessionStoreIds"/>).
+    /// </summary>
+    string StoreId { get; }
+
     /// <summary>Creates the schema or brings it up to date; refuses a schema newer than this server's.</summary>
     Task InitializeAsync(CancellationToken cancellationToken);
 
@@ -75,6 +81,16 @@ internal interface ISessionStore
     /// Called at start, before any generation runs; returns how many there were.
     /// </summary>
     Task<int> InterruptUnfinishedAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Asks the server that runs a turn of the session (another server sharing the store, whose lease holds) to
+    /// stop it: recorded with the lease until the turn ends, and announced to that server where the store can.
+    /// False when no other server's turn runs there now.
+    /// </summary>
+    Task<bool> RequestStopAsync(string? owner, string id, CancellationToken cancellationToken);
+
+    /// <summary>True while a stop is asked of the turn of <paramref name="id"/> that this server runs.</summary>
+    Task<bool> IsStopRequestedAsync(string id, CancellationToken cancellationToken);
 }
 
 /// <summary>New values for some of a session's settings: only the fields in <see cref="Given"/> change (a given null resets one).</summary>

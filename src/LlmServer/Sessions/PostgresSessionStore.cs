@@ -44,10 +44,18 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
         """,
         "ALTER TABLE messages ADD COLUMN context_start integer NULL;",
         "ALTER TABLE sessions ADD COLUMN lease_holder text NULL, ADD COLUMN lease_expires_at bigint NULL;",
+        """
+        CREATE TABLE store_info (store_id text NOT NULL);
+        INSERT INTO store_info (store_id) VALUES (substr(md5(random()::text || clock_timestamp()::text), 1, 12));
+        ALTER TABLE sessions ADD COLUMN stop_requested bigint NULL;
+        """,
     ];
 
     // Any constant: every replica takes the same advisory lock around its migrations.
     private const long MigrationLock = 0x4C4C4D5345535331;
+
+    // The channel a stop request is announced on (pg_notify with the session id), sent when its transaction commits.
+    private const string StopChannel = "llmserver_session_stop";
 
     private readonly NpgsqlDataSource _dataSource;
 
@@ -67,7 +75,7 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
 
     protected override string LockRow => " FOR UPDATE";
 
-    public override async Task InitializeAsync(CancellationToken cancellationToken)
+    protected override async Task MigrateAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -84,9 +92,40 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
         await transaction.CommitAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// Listens for stop requests (<see cref="SqlSessionStore.RequestStopAsync"/>) until cancelled or the connection
+    /// fails: <paramref name="onListening"/> once listening (what was asked before may have been missed),
+    /// <paramref name="onStopRequested"/> with each session id, on the listening connection's thread (it must not block).
+    /// </summary>
+    public async Task ListenForStopsAsync(Action onListening, Action<string> onStopRequested, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        connection.Notification += (_, e) => onStopRequested(e.Payload);
+        await using (var listen = new NpgsqlCommand($"LISTEN {StopChannel};", connection))
+        {
+            await listen.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        onListening();
+        while (true)
+        {
+            await connection.WaitAsync(cancellationToken);
+        }
+    }
+
     public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
 
     public void Dispose() => _dataSource.Dispose();
+
+    protected override async Task NotifyStopRequestedAsync(DbConnection connection, DbTransaction transaction, string id, CancellationToken cancellationToken)
+    {
+        await using var notify = Command(connection, transaction, $"SELECT pg_notify('{StopChannel}', @id);");
+        var parameter = notify.CreateParameter();
+        parameter.ParameterName = "@id";
+        parameter.Value = id;
+        notify.Parameters.Add(parameter);
+        await notify.ExecuteNonQueryAsync(cancellationToken);
+    }
 
     protected override async Task<DbConnection> OpenAsync(CancellationToken cancellationToken) =>
         await _dataSource.OpenConnectionAsync(cancellationToken);

@@ -1,3 +1,4 @@
+using LlmServer.ReplicaProtocol;
 using Microsoft.Extensions.Options;
 
 namespace LlmServer.Sessions;
@@ -37,7 +38,7 @@ internal sealed partial class SessionService
         SessionValidation.Settings(request?.Settings);
         var now = SessionTime.Now(_timeProvider);
         var session = new StoredSession(
-            Guid.CreateVersion7().ToString("N"),
+            SessionStoreIds.NewSessionId(_store.StoreId),
             owner,
             title,
             string.IsNullOrEmpty(request?.SystemPrompt) ? null : request.SystemPrompt,

@@ -1,4 +1,5 @@
 using LlmServer.Errors;
+using LlmServer.Operations.Health;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -41,6 +42,8 @@ internal static class SessionServiceCollectionExtensions
         services.AddRefusalWriter(RestPath, SessionErrors.Writer);
         services.AddRefusalWriter(HubPath, SessionErrors.Writer);
         services.AddHostedService<SessionsLifecycle>();
+        services.AddHostedService<RemoteStopListener>();
+        services.AddHealthChecks().AddCheck<SessionStoreReadinessCheck>("sessions", tags: [HealthEndpoints.ReadyTag]);
         // AddHubOptions marks the hub's options as its own (otherwise SignalR reads only the global ones).
         services.AddSignalR().AddHubOptions<ChatHub>(_ => { });
         services.AddOptions<HubOptions<ChatHub>>().Configure<IOptions<SessionOptions>>((hub, sessions) =>

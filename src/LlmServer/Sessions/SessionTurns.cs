@@ -89,11 +89,18 @@ internal sealed partial class SessionTurns
             cancellationToken);
     }
 
-    /// <summary>Stops the session's generation, if one runs.</summary>
+    /// <summary>Stops the session's generation, if one runs here or on another server sharing the store.</summary>
     public async Task StopAsync(string? owner, string sessionId, CancellationToken cancellationToken)
     {
         await RequireSessionAsync(owner, sessionId, cancellationToken);
-        _registry.Stop(sessionId);
+        if (_registry.IsGenerating(sessionId))
+        {
+            _registry.Stop(sessionId);
+            return;
+        }
+
+        // A turn another server sharing the store runs: that server stops it (RemoteStopListener) and stores its answer.
+        await _store.RequestStopAsync(owner, sessionId, cancellationToken);
     }
 
     /// <summary>

@@ -25,6 +25,8 @@ internal abstract class SqlSessionStore : ISessionStore
 
     public abstract string Location { get; }
 
+    public string StoreId { get; private set; } = "";
+
     protected TimeProvider Time { get; }
 
     /// <summary>Null-safe equality: SQLite's <c>IS</c>, PostgreSQL's <c>IS NOT DISTINCT FROM</c>.</summary>
@@ -38,7 +40,14 @@ internal abstract class SqlSessionStore : ISessionStore
         "s.id, s.owner, s.title, s.system_prompt, s.temperature, s.top_p, s.max_tokens, s.seed, s.created_at, s.updated_at, " +
         "(SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id AND (m.role <> 'assistant' OR m.finish_reason IS NOT NULL)), s.lease_expires_at";
 
-    public abstract Task InitializeAsync(CancellationToken cancellationToken);
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        await MigrateAsync(cancellationToken);
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT store_id FROM store_info;");
+        StoreId = await command.ExecuteScalarAsync(cancellationToken) as string
+            ?? throw new InvalidOperationException($"The sessions database '{Location}' has no store id.");
+    }
 
     public async Task CreateAsync(StoredSession session, CancellationToken cancellationToken)
     {
@@ -206,7 +215,7 @@ internal abstract class SqlSessionStore : ISessionStore
             await interrupt.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        await using (var take = Command(connection, transaction, "UPDATE sessions SET updated_at = @updated, lease_holder = @holder, lease_expires_at = @expires WHERE id = @id;"))
+        await using (var take = Command(connection, transaction, "UPDATE sessions SET updated_at = @updated, lease_holder = @holder, lease_expires_at = @expires, stop_requested = NULL WHERE id = @id;"))
         {
             Add(take, "@id", id);
             Add(take, "@updated", now.ToUnixTimeMilliseconds());
@@ -250,7 +259,8 @@ internal abstract class SqlSessionStore : ISessionStore
             $"""
             UPDATE sessions SET updated_at = @updated,
                 lease_holder = CASE WHEN @finished THEN NULL ELSE @holder END,
-                lease_expires_at = CASE WHEN @finished THEN NULL ELSE @expires END
+                lease_expires_at = CASE WHEN @finished THEN NULL ELSE @expires END,
+                stop_requested = CASE WHEN @finished THEN NULL ELSE stop_requested END
             WHERE id = @id AND owner {NullSafeEquals} @owner AND (lease_holder IS NULL OR lease_holder = @holder);
             """))
         {
@@ -297,6 +307,50 @@ internal abstract class SqlSessionStore : ISessionStore
         await transaction.CommitAsync(cancellationToken);
         return count;
     }
+
+    public async Task<bool> RequestStopAsync(string? owner, string id, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var now = Time.GetUtcNow().ToUnixTimeMilliseconds();
+        await using (var request = Command(
+            connection,
+            transaction,
+            $"""
+            UPDATE sessions SET stop_requested = @now
+            WHERE id = @id AND owner {NullSafeEquals} @owner AND lease_holder IS NOT NULL AND lease_holder <> @holder AND lease_expires_at > @now;
+            """))
+        {
+            Add(request, "@id", id);
+            Add(request, "@owner", owner);
+            Add(request, "@holder", ReplicaId);
+            Add(request, "@now", now);
+            if (await request.ExecuteNonQueryAsync(cancellationToken) == 0)
+            {
+                return false;
+            }
+        }
+
+        await NotifyStopRequestedAsync(connection, transaction, id, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return true;
+    }
+
+    public async Task<bool> IsStopRequestedAsync(string id, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT COUNT(*) FROM sessions WHERE id = @id AND lease_holder = @holder AND stop_requested IS NOT NULL;");
+        Add(command, "@id", id);
+        Add(command, "@holder", ReplicaId);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture) > 0;
+    }
+
+    /// <summary>Creates the schema or brings it up to date (the store's id is made with it).</summary>
+    protected abstract Task MigrateAsync(CancellationToken cancellationToken);
+
+    /// <summary>Tells the server holding the session's lease, sent when <paramref name="transaction"/> commits; nothing by default.</summary>
+    protected virtual Task NotifyStopRequestedAsync(DbConnection connection, DbTransaction transaction, string id, CancellationToken cancellationToken) =>
+        Task.CompletedTask;
 
     protected abstract Task<DbConnection> OpenAsync(CancellationToken cancellationToken);
 

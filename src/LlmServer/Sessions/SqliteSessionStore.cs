@@ -44,6 +44,13 @@ internal sealed class SqliteSessionStore : SqlSessionStore, IDisposable
         "ALTER TABLE messages ADD COLUMN context_start INTEGER NULL;",
         // The turn lease: which server runs a turn of the session, and until when unless it renews.
         "ALTER TABLE sessions ADD COLUMN lease_holder TEXT NULL; ALTER TABLE sessions ADD COLUMN lease_expires_at INTEGER NULL;",
+        // The database's own id, which begins its session ids (the router finds a session's replica by it), and a
+        // stop asked of a turn that another server runs.
+        """
+        CREATE TABLE store_info (store_id TEXT NOT NULL);
+        INSERT INTO store_info (store_id) VALUES (lower(hex(randomblob(6))));
+        ALTER TABLE sessions ADD COLUMN stop_requested INTEGER NULL;
+        """,
     ];
 
     private readonly SqliteDatabase _database;
@@ -72,7 +79,7 @@ internal sealed class SqliteSessionStore : SqlSessionStore, IDisposable
     protected override string LockRow => string.Empty;
 
     /// <summary>Creates the folder and the database, switches it to WAL and brings the schema up to date.</summary>
-    public override Task InitializeAsync(CancellationToken cancellationToken) =>
+    protected override Task MigrateAsync(CancellationToken cancellationToken) =>
         _database.MigrateAsync("schema_version", Migrations, $"The sessions database '{DatabasePath}'", cancellationToken);
 
     public void Dispose()

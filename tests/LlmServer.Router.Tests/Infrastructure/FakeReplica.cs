@@ -7,7 +7,8 @@ namespace LlmServer.Router.Tests.Infrastructure;
 /// <summary>
 /// A stand-in replica in this process, for what a real one does only for an instant: it reports ready, and either
 /// refuses every API request as a draining replica does (503 with <see cref="DrainMarker"/>, body unread) or
-/// answers it with 200. Counts the API requests it saw.
+/// answers it with 200. Counts the API requests it saw. Given a sessions store, it reports it in its readiness and
+/// answers <c>GET /api/sessions</c> with <see cref="SessionsAnswer"/>, keeping the <c>Authorization</c> it was sent.
 /// </summary>
 internal sealed class FakeReplica : IAsyncDisposable
 {
@@ -24,13 +25,24 @@ internal sealed class FakeReplica : IAsyncDisposable
 
     public int Requests => Volatile.Read(ref _requests);
 
-    public static async Task<FakeReplica> StartAsync(bool refusesAsDraining)
+    /// <summary>What <c>GET /api/sessions</c> answers (a list of sessions by default: none).</summary>
+    public Func<IResult> SessionsAnswer { get; set; } = () => Results.Json(Array.Empty<object>());
+
+    /// <summary>The <c>Authorization</c> header of the last <c>GET /api/sessions</c>.</summary>
+    public string? SessionsAuthorization { get; private set; }
+
+    public static async Task<FakeReplica> StartAsync(bool refusesAsDraining, string? sessionStore = null)
     {
         var address = $"http://127.0.0.1:{ReplicaProcess.FreePort()}";
         var builder = WebApplication.CreateSlimBuilder(["--urls", address, "--Logging:LogLevel:Default=Warning"]);
         var app = builder.Build();
         var replica = new FakeReplica(app, address);
-        app.MapGet("/health/ready", () => Results.Json(new { status = "ok", reason = "ready", running = 0, waiting = 0 }));
+        app.MapGet("/health/ready", () => Results.Json(new { status = "ok", reason = "ready", running = 0, waiting = 0, sessionStore }));
+        app.MapGet("/api/sessions", (HttpContext context) =>
+        {
+            replica.SessionsAuthorization = context.Request.Headers.Authorization;
+            return replica.SessionsAnswer();
+        });
         app.MapPost("/v1/chat/completions", (HttpContext context) =>
         {
             Interlocked.Increment(ref replica._requests);

@@ -56,6 +56,31 @@ internal sealed class RouterHost : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits until the router has read the sessions store of each replica (what it routes sessions by) and returns
+    /// them in the order of <paramref name="replicaAddresses"/>.
+    /// </summary>
+    public async Task<string[]> WaitForStoresAsync(params string[] replicaAddresses)
+    {
+        var names = replicaAddresses.Select(RouterApplication.ReplicaName).ToArray();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            using var response = await Client.GetAsync(new Uri("/router/health", UriKind.Relative), deadline.Token);
+            using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(deadline.Token));
+            var stores = body.RootElement.GetProperty("replicas").EnumerateArray()
+                .Where(r => r.GetProperty("sessionStore").ValueKind == JsonValueKind.String)
+                .ToDictionary(r => r.GetProperty("name").GetString()!, r => r.GetProperty("sessionStore").GetString()!);
+            if (names.All(stores.ContainsKey))
+            {
+                return [.. names.Select(n => stores[n])];
+            }
+
+            // Learned from the router's periodic load readings, which push nothing: its view is polled.
+            await Task.Delay(50, deadline.Token);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();

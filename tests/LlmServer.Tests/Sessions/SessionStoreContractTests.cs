@@ -213,6 +213,49 @@ public abstract class SessionStoreContractTests
         Assert.Equal(answered, session.UpdatedAt);
     }
 
+    [Fact]
+    public async Task The_database_has_one_store_id_that_every_server_on_it_reads()
+    {
+        var a = await StartAsync("a", TimeProvider.System);
+        var b = await StartAsync("b", TimeProvider.System);
+        Assert.True(ReplicaProtocol.SessionStoreIds.IsStoreId(a.StoreId));
+        Assert.Equal(a.StoreId, b.StoreId);
+
+        var id = ReplicaProtocol.SessionStoreIds.NewSessionId(a.StoreId);
+        Assert.Equal(a.StoreId, ReplicaProtocol.SessionStoreIds.StoreOf(id));
+        Assert.Null(ReplicaProtocol.SessionStoreIds.StoreOf(Guid.NewGuid().ToString("N")));
+    }
+
+    [Fact]
+    public async Task A_stop_asked_of_another_servers_turn_is_recorded_with_its_lease_until_the_turn_ends()
+    {
+        var a = await StartAsync("a", TimeProvider.System);
+        var b = await StartAsync("b", TimeProvider.System);
+        await a.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+
+        // No turn runs: nothing to ask.
+        Assert.False(await b.RequestStopAsync("k", "s1", CancellationToken.None));
+
+        Assert.True(await a.BeginTurnAsync("k", "s1", 0, User(0), Now, null, CancellationToken.None));
+        Assert.False(await a.RequestStopAsync("k", "s1", CancellationToken.None));
+        Assert.False(await b.RequestStopAsync("other", "s1", CancellationToken.None));
+        Assert.False(await a.IsStopRequestedAsync("s1", CancellationToken.None));
+
+        Assert.True(await b.RequestStopAsync("k", "s1", CancellationToken.None));
+        Assert.True(await a.IsStopRequestedAsync("s1", CancellationToken.None));
+        Assert.False(await b.IsStopRequestedAsync("s1", CancellationToken.None));
+
+        // A checkpoint keeps it; the finished answer ends it, and the next turn starts without it.
+        Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once", null), CancellationToken.None));
+        Assert.True(await a.IsStopRequestedAsync("s1", CancellationToken.None));
+        Assert.True(await a.SaveAnswerAsync("k", "s1", Answer(1, "Once", "cancelled"), CancellationToken.None));
+        Assert.False(await a.IsStopRequestedAsync("s1", CancellationToken.None));
+        Assert.False(await b.RequestStopAsync("k", "s1", CancellationToken.None));
+
+        Assert.True(await a.BeginTurnAsync("k", "s1", 2, User(2), Now, null, CancellationToken.None));
+        Assert.False(await a.IsStopRequestedAsync("s1", CancellationToken.None));
+    }
+
     private async Task<ISessionStore> StartAsync(string replicaId, TimeProvider time)
     {
         var store = await OpenAsync(replicaId, time);

@@ -7,7 +7,8 @@ namespace LlmServer.Operations.Health;
 /// <summary><c>/health/live</c> (the process answers), <c>/health/ready</c> and <c>/health</c> (the engine serves).</summary>
 internal static class HealthEndpoints
 {
-    private const string ReadyTag = "ready";
+    /// <summary>The tag of the checks <c>/health/ready</c> runs; each adds its data to the answer.</summary>
+    public const string ReadyTag = "ready";
 
     public static IServiceCollection AddOperationsHealthChecks(this IServiceCollection services, IConfiguration configuration)
     {
@@ -29,13 +30,14 @@ internal static class HealthEndpoints
     private static Task WriteAsync(HttpContext context, HealthReport report)
     {
         context.Response.Headers.CacheControl = "no-store";
-        var entry = report.Entries.Values.FirstOrDefault();
+        // The reason is the worst check's (the engine's while it is healthy too: it is registered first).
+        var entry = report.Entries.Values.FirstOrDefault(e => e.Status == report.Status);
         var body = new Dictionary<string, object?>
         {
             ["status"] = report.Status == HealthStatus.Healthy ? "ok" : "unavailable",
             ["reason"] = entry.Description,
         };
-        foreach (var (key, value) in entry.Data ?? new Dictionary<string, object>())
+        foreach (var (key, value) in report.Entries.Values.SelectMany(e => e.Data))
         {
             body[key] = value;
         }

@@ -1,0 +1,101 @@
+using System.Threading.Channels;
+
+namespace LlmServer.Sessions;
+
+/// <summary>
+/// With a shared store (PostgreSQL), stops this server's turns that a stop sent to another replica asked for
+/// (<see cref="ISessionStore.RequestStopAsync"/>): it listens for the store's announcements and, on each, checks that
+/// the request is still recorded with this server's lease of the session (a later turn clears it) before stopping the
+/// generation, which then stores its answer as <c>cancelled</c> as a local stop does. After every (re)connection it
+/// checks all its running turns, so an announcement missed while it was away is not lost.
+/// </summary>
+internal sealed partial class RemoteStopListener(
+    ISessionStore store,
+    GenerationRegistry registry,
+    TimeProvider timeProvider,
+    ILogger<RemoteStopListener> logger) : BackgroundService
+{
+    private static readonly TimeSpan ReconnectDelay = TimeSpan.FromSeconds(1);
+
+    // Session ids to check; null: check every running turn. An id that finds the queue full asks for that instead.
+    private readonly Channel<string?> _checks = Channel.CreateBounded<string?>(
+        new BoundedChannelOptions(1024) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+
+    private int _checkAll;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (store is not PostgresSessionStore shared)
+        {
+            return;
+        }
+
+        var checking = CheckAsync(stoppingToken);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await shared.ListenForStopsAsync(() => Enqueue(null), id => Enqueue(id), stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                LogListenFailed(e.Message);
+                await Task.Delay(ReconnectDelay, timeProvider, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+
+        await checking;
+    }
+
+    private void Enqueue(string? sessionId)
+    {
+        if (!_checks.Writer.TryWrite(sessionId))
+        {
+            Volatile.Write(ref _checkAll, 1);
+        }
+    }
+
+    private async Task CheckAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var sessionId in _checks.Reader.ReadAllAsync(cancellationToken))
+            {
+                var all = sessionId is null || Interlocked.Exchange(ref _checkAll, 0) == 1;
+                foreach (var id in all ? registry.RunningSessions() : [sessionId!])
+                {
+                    try
+                    {
+                        if (registry.IsGenerating(id) && await store.IsStopRequestedAsync(id, cancellationToken))
+                        {
+                            registry.Stop(id);
+                            LogStopped(id);
+                        }
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // The store is unreachable now; the check after the listener reconnects covers this turn.
+                        LogCheckFailed(id, e.Message);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Shutting down: the lifecycle stops every running turn itself.
+        }
+    }
+
+    [LoggerMessage(EventId = 4120, Level = LogLevel.Information, Message = "Session {SessionId}: its turn was stopped from another replica.")]
+    private partial void LogStopped(string sessionId);
+
+    [LoggerMessage(EventId = 4121, Level = LogLevel.Warning, Message = "Listening for stop requests from other replicas failed ({Reason}); reconnecting.")]
+    private partial void LogListenFailed(string reason);
+
+    [LoggerMessage(EventId = 4122, Level = LogLevel.Warning, Message = "Session {SessionId}: checking for a stop request failed ({Reason}).")]
+    private partial void LogCheckFailed(string sessionId, string reason);
+}

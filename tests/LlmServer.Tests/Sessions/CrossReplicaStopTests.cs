@@ -1,0 +1,93 @@
+using System.Net;
+using LlmServer.Operations;
+using LlmServer.Sessions;
+using LlmServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.SignalR.Client;
+using static LlmServer.Tests.Sessions.HubTestExtensions;
+
+namespace LlmServer.Tests.Sessions;
+
+/// <summary>
+/// Two servers sharing sessions in PostgreSQL: a stop sent to the one that does not run the turn (REST <c>/stop</c> or
+/// the hub's <c>StopGeneration</c>) stops it on the other, and the answer is stored <c>cancelled</c>. The running
+/// server's decode is held at a gate until its engine has seen the stop, so the turn cannot end on its own first.
+/// </summary>
+public sealed class CrossReplicaStopTests(PostgresServer postgres) : IClassFixture<PostgresServer>
+{
+    private const int LongTurn = 400;
+    private const int DecodesBeforeTheGate = 4;
+
+    [Fact]
+    public async Task A_stop_sent_to_another_replica_stops_the_turn_there_and_its_answer_is_stored_cancelled()
+    {
+        var connection = await postgres.CreateDatabaseAsync();
+        string[] Shared(string replicaId) => ["--Sessions:Store=postgres", $"--ConnectionStrings:Sessions={connection}", $"--Sessions:ReplicaId={replicaId}"];
+        var gate = new DecodeGate();
+        HeldGenerator? cancellations = null;
+        var runner = await SessionTestServer.StartAsync(
+            null,
+            services =>
+            {
+                gate.Install(services);
+                OperationsExtensions.DecorateTextGenerator(services, (_, engine) => cancellations = new HeldGenerator(engine, holdEndings: false));
+            },
+            Shared("runner"));
+        var other = await SessionTestServer.StartAsync(null, Shared("other"));
+        try
+        {
+            await using var runnerHub = await runner.ConnectAsync();
+            await using var otherHub = await other.ConnectAsync();
+            var stops = new (string Via, Func<string, Task> Stop)[]
+            {
+                ("rest", async id =>
+                {
+                    using var response = await other.Server.Client.PostAsync(new Uri($"/api/sessions/{id}/stop", UriKind.Relative), null);
+                    Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+                }),
+                ("hub", id => otherHub.InvokeAsync("StopGeneration", id)),
+            };
+
+            foreach (var (via, stop) in stops)
+            {
+                var session = await runnerHub.CreateAsync(maxTokens: LongTurn, title: via);
+                var events = new List<ChatStreamEvent>();
+                gate.CloseAfter(DecodesBeforeTheGate);
+                try
+                {
+                    await foreach (var item in runnerHub.Send(session.Id, "Once upon a time"))
+                    {
+                        events.Add(item);
+                        if (events.Count == 1)
+                        {
+                            // The turn holds its lease once it streams; the other server records the stop with it, and
+                            // the runner's engine sees it (the event) before the gate lets its decode go on.
+                            var reached = cancellations!.NextCancellation();
+                            await stop(session.Id);
+                            await reached.WaitAsync(TimeSpan.FromSeconds(120));
+                            gate.Open();
+                        }
+                    }
+                }
+                finally
+                {
+                    gate.Open();
+                }
+
+                var done = AssertWellFormed(events);
+                Assert.Equal("cancelled", done.FinishReason);
+                Assert.True(done.Usage!.CompletionTokens < LongTurn);
+
+                // Stored as a local stop stores it, and read as such from the server that asked.
+                var assistant = (await otherHub.GetAsync(session.Id)).Messages[^1];
+                Assert.Equal(("assistant", "cancelled", Text(events)), (assistant.Role, assistant.FinishReason, assistant.Content));
+            }
+        }
+        finally
+        {
+            await other.DisposeAsync();
+            await runner.DisposeAsync();
+            other.DeleteFiles();
+            runner.DeleteFiles();
+        }
+    }
+}
