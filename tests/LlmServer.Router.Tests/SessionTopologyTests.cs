@@ -100,7 +100,7 @@ public sealed class SessionTopologyTests(PostgresServer postgres) : IClassFixtur
     }
 
     [Fact]
-    public async Task With_a_shared_store_either_replica_serves_a_session_and_a_stop_sent_to_the_replica_not_running_its_turn_stops_it()
+    public async Task With_a_shared_store_either_replica_serves_a_session_and_a_stop_is_taken_by_the_replica_not_running_its_turn()
     {
         var connection = await postgres.CreateDatabaseAsync();
 
@@ -131,7 +131,9 @@ public sealed class SessionTopologyTests(PostgresServer postgres) : IClassFixtur
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
         Assert.Contains("\"delta\"", await Sse.ReadEventAsync(reader), StringComparison.Ordinal);
 
-        // The stop goes to the replica that does not run the turn; the turn's own stream ends cancelled.
+        // The stop goes to the replica that does not run the turn, which takes it. That it ends the turn as cancelled
+        // is CrossReplicaStopTests' (in process, with the decode held): a child replica's decode cannot be held, and
+        // the turn could end on its own first.
         using (var stop = await asked.PostAsync(new Uri($"/api/sessions/{onA}/stop", UriKind.Relative), null))
         {
             Assert.Equal(HttpStatusCode.NoContent, stop.StatusCode);
@@ -139,12 +141,14 @@ public sealed class SessionTopologyTests(PostgresServer postgres) : IClassFixtur
 
         var rest = await Sse.ReadAllAsync(reader);
         using var done = JsonDocument.Parse(rest[^1]);
-        Assert.Equal(("done", "cancelled"), (done.RootElement.GetProperty("type").GetString(), done.RootElement.GetProperty("finishReason").GetString()));
-        Assert.True(done.RootElement.GetProperty("usage").GetProperty("completionTokens").GetInt32() < 2000);
+        Assert.Equal("done", done.RootElement.GetProperty("type").GetString());
 
+        // The other replica reads the answer as the running one ended it: one store.
         using var detail = JsonDocument.Parse(await asked.GetStringAsync(new Uri($"/api/sessions/{onA}", UriKind.Relative)));
         var answer = detail.RootElement.GetProperty("messages").EnumerateArray().Last();
-        Assert.Equal(("assistant", "cancelled"), (answer.GetProperty("role").GetString(), answer.GetProperty("finishReason").GetString()));
+        Assert.Equal(
+            ("assistant", done.RootElement.GetProperty("finishReason").GetString()),
+            (answer.GetProperty("role").GetString(), answer.GetProperty("finishReason").GetString()));
     }
 
     private static HttpClient Direct(ReplicaProcess replica) => new() { BaseAddress = new Uri(replica.Address), Timeout = TimeSpan.FromSeconds(180) };

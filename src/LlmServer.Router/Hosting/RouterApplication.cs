@@ -47,7 +47,14 @@ public static class RouterApplication
         services.AddSingleton(sp => new SessionReplicaMap(sp.GetRequiredService<IOptions<RouterOptions>>().Value.SessionMapCapacity));
         services.AddSingleton<ILoadBalancingPolicy, KvAwareLoadBalancingPolicy>();
         services.AddSingleton<ReplicaFailoverMiddleware>();
-        services.AddHttpClient(SessionListing.HttpClientName);
+        // It carries callers' keys and cookies to the replicas: straight there, as the proxied requests go (no outbound
+        // proxy, no shared cookie jar, no redirect that would take the key elsewhere).
+        services.AddHttpClient(SessionListing.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+        {
+            UseProxy = false,
+            UseCookies = false,
+            AllowAutoRedirect = false,
+        });
         services.AddSingleton<SessionListing>();
         services.AddSingleton<ReplicaProxyConfigProvider>();
         services.AddSingleton<IProxyConfigProvider>(sp => sp.GetRequiredService<ReplicaProxyConfigProvider>());

@@ -75,6 +75,11 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
 
     protected override string LockRow => " FOR UPDATE";
 
+    // A read of a session and its messages is two statements: one snapshot for both, or a save committed between them
+    // gives a count and messages that disagree (read committed takes a snapshot per statement).
+    protected override async Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
+
     protected override async Task MigrateAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
