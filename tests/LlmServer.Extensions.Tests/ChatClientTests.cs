@@ -183,13 +183,26 @@ public sealed class ChatClientTests(EngineHostFixture host)
     public async Task Cancelling_GetResponseAsync_ends_it_and_frees_the_slot()
     {
         using var cts = new CancellationTokenSource();
-        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        var call = host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { AdditionalProperties = new() { ["ignore_eos"] = true } }, cts.Token);
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 
-        await host.WaitUntilRunningAsync(bound.Token);
-        await cts.CancelAsync();
+        // The gate holds the engine past the answer's first tokens: the call is still running when it is cancelled,
+        // however fast the model writes (no event marks a non-streaming call's admission; the held decode does).
+        host.Gate.CloseAfter(4);
+        try
+        {
+            var call = host.ChatClient.GetResponseAsync(StoryPrompt, new ChatOptions { AdditionalProperties = new() { ["ignore_eos"] = true } }, cts.Token);
+            await host.Gate.Blocked.WaitAsync(bound.Token);
+            Assert.Equal(1, host.Generator.GetStatus().Running);
+            await cts.CancelAsync();
+            host.Gate.Open();
 
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+        }
+        finally
+        {
+            host.Gate.Open();
+        }
+
         await host.WaitUntilIdleAsync();
         Assert.Equal(0, host.Generator.GetStatus().Running);
     }

@@ -4,6 +4,7 @@ using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
 using LlmServer.Extensions.AI;
 using LlmServer.SemanticKernel;
+using LlmServer.Tests.Infrastructure;
 using LlmServer.Testing;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Configuration;
@@ -50,6 +51,9 @@ public sealed class EngineHostFixture : IAsyncLifetime
 
     public ConcurrentQueue<Activity> Activities { get; } = new();
 
+    /// <summary>Holds the engine's decode steps while a test keeps a generation running (open unless a test closes it).</summary>
+    internal DecodeGate Gate { get; } = new();
+
     public async Task InitializeAsync()
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
@@ -63,6 +67,7 @@ public sealed class EngineHostFixture : IAsyncLifetime
         builder.Logging.AddProvider(Logs).AddFilter("Microsoft.Extensions.AI", LogLevel.Debug);
 
         builder.Services.AddLlmServerEngine(builder.Configuration);
+        Gate.Install(builder.Services);
         builder.Services.AddLlmServerChatClient()
             .UseLogging()
             .UseOpenTelemetry(sourceName: ActivitySourceName)
@@ -91,16 +96,6 @@ public sealed class EngineHostFixture : IAsyncLifetime
     /// </summary>
     public static async Task WaitUntilIdleAsync(IServiceProvider services) =>
         Assert.True(await services.GetRequiredService<LlmEngine>().WaitForIdleAsync(TimeSpan.FromSeconds(60)), "the engine did not become idle");
-
-    /// <summary>Waits (bounded) until the scheduler runs something.</summary>
-    public async Task WaitUntilRunningAsync(CancellationToken cancellationToken)
-    {
-        while (Generator.GetStatus().Running == 0)
-        {
-            // No event marks a non-streaming call's admission to a slot; the status is the only sign, so it is polled.
-            await Task.Delay(5, cancellationToken);
-        }
-    }
 }
 
 [CollectionDefinition(Name)]

@@ -58,12 +58,14 @@ internal static class RealEngine
     }
 }
 
-/// <summary>One stories260K engine shared by a test class.</summary>
+/// <summary>One stories260K engine shared by a test class; its step <see cref="Gate"/> is open unless a test closes it.</summary>
 public sealed class StoriesEngineFixture : IAsyncLifetime
 {
     internal LlmEngine Engine { get; private set; } = null!;
 
-    public async Task InitializeAsync() => Engine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 8, contextSize: 8192);
+    internal StepGate Gate { get; } = new();
+
+    public async Task InitializeAsync() => Engine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 8, contextSize: 8192, stepObserver: Gate);
 
     public async Task DisposeAsync()
     {

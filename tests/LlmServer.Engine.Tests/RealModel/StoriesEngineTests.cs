@@ -122,20 +122,32 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
     public async Task A_cancelled_request_frees_its_slot()
     {
         using var cts = new CancellationTokenSource();
-        var stream = Engine.Submit(new GenerationRequest { Prompt = Prompt, MaxTokens = 900, IgnoreEos = true }, cts.Token);
         var seen = 0;
         var finish = FinishReason.Stop;
-        await foreach (var item in stream.ReadAllAsync())
-        {
-            if (item is TextDelta && ++seen == 3)
-            {
-                await cts.CancelAsync();
-            }
 
-            if (item is GenerationCompleted done)
+        // The gate holds the scheduler past the first tokens until the cancel is made: unheld, the engine can write
+        // all 900 tokens before this reader has seen 3.
+        fixture.Gate.CloseAfter(4);
+        try
+        {
+            var stream = Engine.Submit(new GenerationRequest { Prompt = Prompt, MaxTokens = 900, IgnoreEos = true }, cts.Token);
+            await foreach (var item in stream.ReadAllAsync())
             {
-                finish = done.FinishReason;
+                if (item is TextDelta && ++seen == 3)
+                {
+                    await cts.CancelAsync();
+                    fixture.Gate.Open();
+                }
+
+                if (item is GenerationCompleted done)
+                {
+                    finish = done.FinishReason;
+                }
             }
+        }
+        finally
+        {
+            fixture.Gate.Open();
         }
 
         Assert.Equal(FinishReason.Cancelled, finish);

@@ -38,7 +38,17 @@ internal sealed partial class ReplicaProcess : IAsyncDisposable
         }
 
         var replica = new ReplicaProcess(FreePort(), extraArgs) { _ownDatabase = ownDatabase };
-        await replica.RestartAsync();
+        try
+        {
+            await replica.RestartAsync();
+        }
+        catch
+        {
+            // A replica that never became ready is not the caller's to dispose: it would outlive the test.
+            await replica.DisposeAsync();
+            throw;
+        }
+
         return replica;
     }
 
@@ -55,7 +65,7 @@ internal sealed partial class ReplicaProcess : IAsyncDisposable
                 .. _extraArgs,
             ],
             _log);
-        await ServerProcess.WaitUntilReadyAsync(_process, new Uri(Address), _log, TimeSpan.FromSeconds(120));
+        await ServerProcess.WaitUntilReadyAsync(_process, new Uri(Address), _log, TimeSpan.FromMinutes(5));
     }
 
     /// <summary>kill -9: the replica dies at once, mid-answer, without draining.</summary>

@@ -246,26 +246,37 @@ public sealed class AnthropicMessagesTests(SharedServerFixture fixture) : IClass
     [Fact]
     public async Task Full_queue_is_overloaded_error_529_with_retry_after()
     {
-        await using var server = await TestServer.StartAsync(extraArgs: ["--Scheduler:Slots=1", "--Scheduler:ContextSize=1024", "--Scheduler:MaxQueue=1"]);
+        var gate = new DecodeGate();
+        await using var server = await TestServer.StartAsync(extraArgs: ["--Scheduler:Slots=1", "--Scheduler:ContextSize=1024", "--Scheduler:MaxQueue=1"], configureServices: gate.Install);
         using var cancel = new CancellationTokenSource();
         const string Long = """{"max_tokens":600,"temperature":0,"stream":true,"messages":[{"role":"user","content":"Once upon a time"}]}""";
 
-        // The slot: running once its first text delta arrives. The queue place: taken once the 200 arrives (the
-        // headers go out when the request is queued; message_start waits for the slot, to state the cached prefix).
-        using var running = await PostStreamAsync(server.Client, Path, Long, cancel.Token);
-        await using var runningEvents = NamedSse.ReadAsync(running, cancel.Token).GetAsyncEnumerator(cancel.Token);
-        while (await runningEvents.MoveNextAsync() && runningEvents.Current.Name != "content_block_delta")
+        // The gate holds the slot's generation past its first tokens until the refusal is seen: unheld, stories260K
+        // can end its story (or write all 600 tokens) before the third request arrives.
+        gate.CloseAfter(4);
+        try
         {
+            // The slot: running once its first text delta arrives. The queue place: taken once the 200 arrives (the
+            // headers go out when the request is queued; message_start waits for the slot, to state the cached prefix).
+            using var running = await PostStreamAsync(server.Client, Path, Long, cancel.Token);
+            await using var runningEvents = NamedSse.ReadAsync(running, cancel.Token).GetAsyncEnumerator(cancel.Token);
+            while (await runningEvents.MoveNextAsync() && runningEvents.Current.Name != "content_block_delta")
+            {
+            }
+
+            using var queued = await PostStreamAsync(server.Client, Path, Long, cancel.Token);
+            Assert.Equal(HttpStatusCode.OK, queued.StatusCode);
+
+            var (status, body, response) = await PostAsync(server.Client, Path, """{"max_tokens":2,"messages":[{"role":"user","content":"Hi"}]}""");
+            Assert.Equal(529, (int)status);
+            AssertAnthropicError(body, "overloaded_error");
+            Assert.True(response.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1));
+            await cancel.CancelAsync();
         }
-
-        using var queued = await PostStreamAsync(server.Client, Path, Long, cancel.Token);
-        Assert.Equal(HttpStatusCode.OK, queued.StatusCode);
-
-        var (status, body, response) = await PostAsync(server.Client, Path, """{"max_tokens":2,"messages":[{"role":"user","content":"Hi"}]}""");
-        Assert.Equal(529, (int)status);
-        AssertAnthropicError(body, "overloaded_error");
-        Assert.True(response.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1));
-        await cancel.CancelAsync();
+        finally
+        {
+            gate.Open();
+        }
     }
 
     private static void AssertAnthropicError(JsonElement body, string expectedType)

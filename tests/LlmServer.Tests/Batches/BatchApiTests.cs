@@ -4,6 +4,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using LlmServer.Batches;
+using LlmServer.Operations.Lifecycle;
 using LlmServer.Tests.Infrastructure;
 using LlmServer.Tests.Operations;
 using Microsoft.Extensions.DependencyInjection;
@@ -149,19 +150,30 @@ public sealed class BatchApiTests : IDisposable
     [Fact]
     public async Task Cancel_stops_the_batch_and_keeps_what_finished()
     {
-        await using var server = await StartAsync();
-        var lines = Enumerable.Range(0, 200).Select(i => ChatLine($"long-{i}", """ "ignore_eos": true,""", maxTokens: 400));
-        var file = await UploadAsync(server, string.Join("\n", lines));
-        var id = await CreateAsync(server, file, "/v1/chat/completions");
-        await WaitForStatusAsync(server, id, "in_progress");
+        // The gate holds every decode until the cancel is made: no line can finish first, however fast the model is.
+        var gate = new DecodeGate();
+        await using var server = await StartAsync(gate: gate);
+        gate.Close();
+        try
+        {
+            var lines = Enumerable.Range(0, 200).Select(i => ChatLine($"long-{i}", """ "ignore_eos": true,""", maxTokens: 400));
+            var file = await UploadAsync(server, string.Join("\n", lines));
+            var id = await CreateAsync(server, file, "/v1/chat/completions");
+            await WaitForStatusAsync(server, id, "in_progress");
 
-        var (status, cancelling, _) = await PostAsync(server.Client, $"/v1/batches/{id}/cancel", "{}");
-        Assert.Equal(HttpStatusCode.OK, status);
-        Assert.Contains(cancelling.GetProperty("status").GetString(), new[] { "cancelling", "cancelled" });
+            var (status, cancelling, _) = await PostAsync(server.Client, $"/v1/batches/{id}/cancel", "{}");
+            Assert.Equal(HttpStatusCode.OK, status);
+            Assert.Contains(cancelling.GetProperty("status").GetString(), new[] { "cancelling", "cancelled" });
+            gate.Open();
 
-        var cancelled = await WaitForStatusAsync(server, id, "cancelled");
-        Assert.True(cancelled.GetProperty("cancelled_at").GetInt64() > 0);
-        Assert.True(cancelled.GetProperty("request_counts").GetProperty("completed").GetInt32() < 200);
+            var cancelled = await WaitForStatusAsync(server, id, "cancelled");
+            Assert.True(cancelled.GetProperty("cancelled_at").GetInt64() > 0);
+            Assert.True(cancelled.GetProperty("request_counts").GetProperty("completed").GetInt32() < 200);
+        }
+        finally
+        {
+            gate.Open();
+        }
     }
 
     [Fact]
@@ -200,13 +212,27 @@ public sealed class BatchApiTests : IDisposable
         var lines = Enumerable.Range(0, 50).Select(i => ChatLine($"r-{i}", """ "ignore_eos": true,""", maxTokens: 48));
         string id;
         int doneBeforeStop;
-        await using (var first = await StartAsync(database))
+
+        // The first server's decodes stop after enough steps for a few lines (48 each, 4 at a time), far too few for
+        // all 50: the batch is mid-way when the server stops, however fast the model is. Its drain closes admission
+        // before the gate opens, so only the lines already admitted can still finish there.
+        var gate = new DecodeGate();
+        await using (var first = await StartAsync(database, gate: gate))
         {
-            var file = await UploadAsync(first, string.Join("\n", lines));
-            id = await CreateAsync(first, file, "/v1/chat/completions");
-            doneBeforeStop = await WaitForCompletedLinesAsync(first, id, atLeast: 2);
-            using var deleted = await first.Client.DeleteAsync($"/v1/files/{file}");
-            Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+            gate.CloseAfter(150);
+            try
+            {
+                var file = await UploadAsync(first, string.Join("\n", lines));
+                id = await CreateAsync(first, file, "/v1/chat/completions");
+                doneBeforeStop = await WaitForCompletedLinesAsync(first, id, atLeast: 2);
+                using var deleted = await first.Client.DeleteAsync($"/v1/files/{file}");
+                Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+                _ = first.Services.GetRequiredService<GracefulShutdown>().BeginDrain();
+            }
+            finally
+            {
+                gate.Open();
+            }
         }
 
         await using var second = await StartAsync(database);
@@ -260,8 +286,9 @@ public sealed class BatchApiTests : IDisposable
     private static string ChatLine(string customId, string extra, int maxTokens = 4) =>
         $$$"""{"custom_id":"{{{customId}}}","method":"POST","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"Once upon a time"}],{{{extra}}} "max_tokens":{{{maxTokens}}}}}""";
 
-    private Task<TestServer> StartAsync(string? database = null, IEnumerable<string>? extra = null) => TestServer.StartAsync(extraArgs:
-        [$"--Sessions:Database={database ?? Path.Combine(_folder, Guid.NewGuid().ToString("N") + ".db")}", .. extra ?? []]);
+    private Task<TestServer> StartAsync(string? database = null, IEnumerable<string>? extra = null, DecodeGate? gate = null) => TestServer.StartAsync(
+        extraArgs: [$"--Sessions:Database={database ?? Path.Combine(_folder, Guid.NewGuid().ToString("N") + ".db")}", .. extra ?? []],
+        configureServices: gate is null ? null : gate.Install);
 
     private static MultipartFormDataContent Multipart(string jsonl, string purpose) => new()
     {

@@ -160,24 +160,36 @@ public sealed class EmbeddingContextTests
     [Fact]
     public async Task Embeddings_answer_while_every_generation_slot_is_busy()
     {
-        await using var server = await TestServer.StartAsync(extraArgs: ["--Scheduler:Slots=1", "--Scheduler:ContextSize=1024", "--Scheduler:MaxQueue=0"]);
+        // The gate holds the one slot's generation (and with it the generation context's decodes) until the
+        // embedding is answered: unheld, it could have ended first, and the slot would not be busy.
+        var gate = new DecodeGate();
+        await using var server = await TestServer.StartAsync(extraArgs: ["--Scheduler:Slots=1", "--Scheduler:ContextSize=1024", "--Scheduler:MaxQueue=0"], configureServices: gate.Install);
         using var cancel = new CancellationTokenSource();
-        using var running = await PostStreamAsync(server.Client, ChatPath, """
-            {"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":900,"ignore_eos":true,"temperature":0,"stream":true}
-            """, cancel.Token);
-        using var reader = new StreamReader(await running.Content.ReadAsStreamAsync(cancel.Token));
-        await foreach (var item in ReadEventsAsync(reader, cancel.Token))
+        gate.CloseAfter(4);
+        try
         {
-            if (!item.IsComment && item.Json.GetProperty("choices")[0].GetProperty("delta").TryGetProperty("content", out var content) && content.GetString()!.Length > 0)
+            using var running = await PostStreamAsync(server.Client, ChatPath, """
+                {"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":900,"ignore_eos":true,"temperature":0,"stream":true}
+                """, cancel.Token);
+            using var reader = new StreamReader(await running.Content.ReadAsStreamAsync(cancel.Token));
+            await foreach (var item in ReadEventsAsync(reader, cancel.Token))
             {
-                break;
+                if (!item.IsComment && item.Json.GetProperty("choices")[0].GetProperty("delta").TryGetProperty("content", out var content) && content.GetString()!.Length > 0)
+                {
+                    break;
+                }
             }
-        }
 
-        var (status, body, _) = await PostAsync(server.Client, "/v1/embeddings", """{"input":"Once upon a time"}""");
-        Assert.Equal(HttpStatusCode.OK, status);
-        Assert.Equal(1, body.GetProperty("data").GetArrayLength());
-        await cancel.CancelAsync();
+            await gate.Blocked;
+            var (status, body, _) = await PostAsync(server.Client, "/v1/embeddings", """{"input":"Once upon a time"}""");
+            Assert.Equal(HttpStatusCode.OK, status);
+            Assert.Equal(1, body.GetProperty("data").GetArrayLength());
+            await cancel.CancelAsync();
+        }
+        finally
+        {
+            gate.Open();
+        }
     }
 
     [Fact]

@@ -31,7 +31,7 @@ internal static partial class ChildServer
         onLine);
 
     public static Task WaitUntilReadyAsync(HttpClient client, Process process, StringBuilder log) =>
-        ServerProcess.WaitUntilReadyAsync(process, client.BaseAddress!, log, TimeSpan.FromSeconds(90));
+        ServerProcess.WaitUntilReadyAsync(process, client.BaseAddress!, log, TimeSpan.FromMinutes(5));
 
     /// <summary>The data of the next server-sent event, or null at the end of the stream.</summary>
     public static async Task<string?> ReadEventAsync(StreamReader reader)

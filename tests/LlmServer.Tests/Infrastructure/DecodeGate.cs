@@ -7,19 +7,29 @@ namespace LlmServer.Tests.Infrastructure;
 
 /// <summary>
 /// Holds the real model's decode steps while closed, so a test can keep a generation running for as long as it
-/// needs (a drain that must not end yet) and knows, by <see cref="Blocked"/>, when one is held.
+/// needs (a drain that must not end yet) and knows, by <see cref="Blocked"/>, when one is held. Also linked into
+/// LlmServer.Extensions.Tests.
 /// </summary>
 internal sealed class DecodeGate
 {
     private readonly object _lock = new();
-    private readonly TaskCompletionSource _blocked = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource _blocked = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _closed;
     private int _allowance;
 
-    /// <summary>Completes when a decode step first waits at the closed gate.</summary>
-    public Task Blocked => _blocked.Task;
+    /// <summary>Completes when a decode step first waits at the gate since it was last closed.</summary>
+    public Task Blocked
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _blocked.Task;
+            }
+        }
+    }
 
-    /// <summary>Decorates the server's backend with this gate (pass to <see cref="TestServer.StartAsync"/>).</summary>
+    /// <summary>Decorates the engine's backend with this gate (pass to the test server's configureServices).</summary>
     public void Install(IServiceCollection services) => services.AddSingleton(new BackendDecorator(inner => new GatedBackend(inner, this)));
 
     public void Close() => CloseAfter(0);
@@ -31,6 +41,10 @@ internal sealed class DecodeGate
         {
             _closed = true;
             _allowance = decodes;
+            if (_blocked.Task.IsCompleted)
+            {
+                _blocked = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
         }
     }
 

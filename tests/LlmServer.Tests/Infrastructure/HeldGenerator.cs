@@ -8,17 +8,20 @@ namespace LlmServer.Tests.Infrastructure;
 /// A test hook in front of the server's engine: each generation streams its text as the model writes it, but its
 /// ending is held back until the test calls <see cref="Release"/> or the generation is cancelled. A test can then
 /// rely on a generation still running, whatever the model's own length, without racing it. Built with
-/// <c>holdEndings: false</c> it only reports cancellations (<see cref="NextCancellation"/>).
+/// <c>holdEndings: false</c> it only reports cancellations (<see cref="NextCancellation"/>); built with a
+/// <c>holds</c> filter it holds only the endings of the requests the filter picks.
 /// </summary>
 internal sealed class HeldGenerator : DelegatingTextGenerator
 {
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _cancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Func<GenerationRequest, bool>? _holds;
     private TaskCompletionSource? _nextCancellation;
 
-    public HeldGenerator(ITextGenerator inner, bool holdEndings = true)
+    public HeldGenerator(ITextGenerator inner, bool holdEndings = true, Func<GenerationRequest, bool>? holds = null)
         : base(inner)
     {
+        _holds = holds;
         if (!holdEndings)
         {
             Release();
@@ -26,8 +29,11 @@ internal sealed class HeldGenerator : DelegatingTextGenerator
     }
 
     /// <summary>Puts the hook in front of the registered engine (for <see cref="TestServer.StartAsync"/>'s configureServices).</summary>
-    public static void Install(IServiceCollection services) =>
-        OperationsExtensions.DecorateTextGenerator(services, (_, engine) => new HeldGenerator(engine));
+    public static void Install(IServiceCollection services) => Install(services, holds: null);
+
+    /// <summary>As <see cref="Install(IServiceCollection)"/>, holding only the endings of the requests <paramref name="holds"/> picks.</summary>
+    public static void Install(IServiceCollection services, Func<GenerationRequest, bool>? holds) =>
+        OperationsExtensions.DecorateTextGenerator(services, (_, engine) => new HeldGenerator(engine, holds: holds));
 
     /// <summary>
     /// Completes when a caller first cancels one of the generations (its token, <see cref="GenerationStream.Cancel"/>,
@@ -52,7 +58,8 @@ internal sealed class HeldGenerator : DelegatingTextGenerator
         var publisher = new StreamPublisher();
         var queue = new GenerationEventQueue(publisher);
         var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var forwarding = ForwardAsync(engine, queue, publisher, cancelled.Task);
+        var ending = _holds is null || _holds(request) ? Task.WhenAny(_released.Task, cancelled.Task) : Task.CompletedTask;
+        var forwarding = ForwardAsync(engine, queue, publisher, ending);
         return new GenerationStream(
             engine.Id,
             engine.PromptTokens,
@@ -69,7 +76,7 @@ internal sealed class HeldGenerator : DelegatingTextGenerator
             cancellationToken);
     }
 
-    private async Task ForwardAsync(GenerationStream engine, GenerationEventQueue queue, StreamPublisher publisher, Task cancelled)
+    private static async Task ForwardAsync(GenerationStream engine, GenerationEventQueue queue, StreamPublisher publisher, Task ending)
     {
         try
         {
@@ -77,7 +84,7 @@ internal sealed class HeldGenerator : DelegatingTextGenerator
             {
                 if (item is GenerationCompleted)
                 {
-                    await Task.WhenAny(_released.Task, cancelled);
+                    await ending;
                 }
 
                 queue.Write(item);

@@ -9,12 +9,17 @@ using static LlmServer.Tests.OpenAi.OpenAiHttp;
 
 namespace LlmServer.Tests.OpenAi;
 
-/// <summary>One slot and one queue place, with a fast keep-alive: a second request waits, a third is refused.</summary>
+/// <summary>
+/// One slot and one queue place, with a fast keep-alive: a second request waits, a third is refused. Its decode
+/// <see cref="Gate"/> (open unless a test closes it) keeps the slot's generation running while a test needs it.
+/// </summary>
 public sealed class OneSlotServerFixture : IAsyncLifetime
 {
     private TestServer? _server;
 
     public TestServer Server => _server ?? throw new InvalidOperationException("Not started.");
+
+    internal DecodeGate Gate { get; } = new();
 
     public static string[] Arguments { get; } =
     [
@@ -24,7 +29,7 @@ public sealed class OneSlotServerFixture : IAsyncLifetime
         "--OpenAi:KeepAliveInterval=00:00:00.020",
     ];
 
-    public async Task InitializeAsync() => _server = await TestServer.StartAsync(extraArgs: Arguments);
+    public async Task InitializeAsync() => _server = await TestServer.StartAsync(extraArgs: Arguments, configureServices: Gate.Install);
 
     public async Task DisposeAsync()
     {
@@ -42,55 +47,70 @@ public sealed class QueueAndLifecycleTests(OneSlotServerFixture fixture) : IClas
         {"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":600,"ignore_eos":true,"temperature":0,"stream":true}
         """;
 
+    // Fewer than the long stream's tokens: past them, a closed gate holds the stream running until the test opens it.
+    private const int DecodesBeforeTheGate = 4;
+
     private readonly TestServer _server = fixture.Server;
+    private readonly DecodeGate _gate = fixture.Gate;
 
     [Fact]
     public async Task Queued_stream_gets_keep_alives_then_its_tokens_and_a_full_queue_gets_429()
     {
-        using var cancel = new CancellationTokenSource();
-        using var client = NewClient();
-
-        // The one slot: a long generation, known to be running once its first content chunk arrives.
-        using var running = await PostStreamAsync(client, ChatPath, LongStream, cancel.Token);
-        using var runningReader = new StreamReader(await running.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
-        var runningEvents = ReadEventsAsync(runningReader, cancel.Token).GetAsyncEnumerator(cancel.Token);
-        await ReadUntilContentAsync(runningEvents);
-
-        // The one queue place.
-        using var queued = await PostStreamAsync(client, ChatPath, """
-            {"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":3,"stream":true}
-            """, cancel.Token);
-        Assert.Equal(HttpStatusCode.OK, queued.StatusCode);
-        using var queuedReader = new StreamReader(await queued.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
-        var queuedEvents = ReadEventsAsync(queuedReader, cancel.Token).GetAsyncEnumerator(cancel.Token);
-        Assert.True(await queuedEvents.MoveNextAsync());
-        Assert.Equal("assistant", queuedEvents.Current.Json.GetProperty("choices")[0].GetProperty("delta").GetProperty("role").GetString());
-        Assert.True(await queuedEvents.MoveNextAsync());
-        Assert.True(queuedEvents.Current.IsComment, "a queued stream's next line is a keep-alive comment");
-        Assert.Equal(1, _server.Services.GetRequiredService<ITextGenerator>().GetStatus().Waiting);
-
-        // Slot and queue are full.
-        var (status, body, response) = await PostAsync(client, ChatPath, """{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2}""");
-        Assert.Equal(HttpStatusCode.TooManyRequests, status);
-        AssertOpenAiError(body, "rate_limit_error", expectedCode: "queue_full");
-        Assert.True(response.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1));
-
-        // Free the slot: the queued request runs to its end.
-        await cancel.CancelAsync();
-        await runningEvents.DisposeAsync();
-        var rest = new List<SseItem>();
-        using var queuedClient = NewClient();
-        await using (var remaining = ReadEventsAsync(queuedReader).GetAsyncEnumerator())
+        // The gate holds the long generation running (past its first tokens) until the slot and queue are seen full:
+        // unheld, stories260K can write all 600 tokens before the third request arrives.
+        _gate.CloseAfter(DecodesBeforeTheGate);
+        try
         {
-            while (await remaining.MoveNextAsync())
-            {
-                rest.Add(remaining.Current);
-            }
-        }
+            using var cancel = new CancellationTokenSource();
+            using var client = NewClient();
 
-        Assert.Equal("[DONE]", rest[^1].Data);
-        Assert.Contains(rest, e => !e.IsComment && e.Data != "[DONE]" && e.Json.GetProperty("choices")[0].GetProperty("finish_reason").GetString() == "length");
-        await AssertServesNormallyAsync();
+            // The one slot: a long generation, known to be running once its first content chunk arrives.
+            using var running = await PostStreamAsync(client, ChatPath, LongStream, cancel.Token);
+            using var runningReader = new StreamReader(await running.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
+            var runningEvents = ReadEventsAsync(runningReader, cancel.Token).GetAsyncEnumerator(cancel.Token);
+            await ReadUntilContentAsync(runningEvents);
+
+            // The one queue place.
+            using var queued = await PostStreamAsync(client, ChatPath, """
+                {"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":3,"stream":true}
+                """, cancel.Token);
+            Assert.Equal(HttpStatusCode.OK, queued.StatusCode);
+            using var queuedReader = new StreamReader(await queued.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
+            var queuedEvents = ReadEventsAsync(queuedReader, cancel.Token).GetAsyncEnumerator(cancel.Token);
+            Assert.True(await queuedEvents.MoveNextAsync());
+            Assert.Equal("assistant", queuedEvents.Current.Json.GetProperty("choices")[0].GetProperty("delta").GetProperty("role").GetString());
+            Assert.True(await queuedEvents.MoveNextAsync());
+            Assert.True(queuedEvents.Current.IsComment, "a queued stream's next line is a keep-alive comment");
+            Assert.Equal(1, _server.Services.GetRequiredService<ITextGenerator>().GetStatus().Waiting);
+
+            // Slot and queue are full.
+            var (status, body, response) = await PostAsync(client, ChatPath, """{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2}""");
+            Assert.Equal(HttpStatusCode.TooManyRequests, status);
+            AssertOpenAiError(body, "rate_limit_error", expectedCode: "queue_full");
+            Assert.True(response.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1));
+
+            // Free the slot: the queued request runs to its end.
+            _gate.Open();
+            await cancel.CancelAsync();
+            await runningEvents.DisposeAsync();
+            var rest = new List<SseItem>();
+            using var queuedClient = NewClient();
+            await using (var remaining = ReadEventsAsync(queuedReader).GetAsyncEnumerator())
+            {
+                while (await remaining.MoveNextAsync())
+                {
+                    rest.Add(remaining.Current);
+                }
+            }
+
+            Assert.Equal("[DONE]", rest[^1].Data);
+            Assert.Contains(rest, e => !e.IsComment && e.Data != "[DONE]" && e.Json.GetProperty("choices")[0].GetProperty("finish_reason").GetString() == "length");
+            await AssertServesNormallyAsync();
+        }
+        finally
+        {
+            _gate.Open();
+        }
     }
 
     [Fact]
@@ -115,40 +135,55 @@ public sealed class QueueAndLifecycleTests(OneSlotServerFixture fixture) : IClas
 
     /// <summary>
     /// Its own server, whose generations' endings are held back (<see cref="HeldGenerator"/>): the stream cannot end by
-    /// itself, so it ends early only if the server cancels it when its client goes away.
+    /// itself, so it ends early only if the server cancels it when its client goes away. A decode gate keeps the
+    /// engine's generation running until then (CI once saw it finished, Running 0, when the client acted).
     /// </summary>
     [Fact]
     public async Task Client_disconnect_cancels_the_generation_and_frees_its_slot()
     {
-        await using var server = await TestServer.StartAsync(extraArgs: OneSlotServerFixture.Arguments, configureServices: HeldGenerator.Install);
+        var gate = new DecodeGate();
+        await using var server = await TestServer.StartAsync(extraArgs: OneSlotServerFixture.Arguments, configureServices: services =>
+        {
+            gate.Install(services);
+            HeldGenerator.Install(services);
+        });
         var generator = server.Services.GetRequiredService<ITextGenerator>();
         var held = (HeldGenerator)generator;
         using var client = NewClient(server);
         using var cancel = new CancellationTokenSource();
-        var response = await PostStreamAsync(client, ChatPath, LongStream, cancel.Token);
-        var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
-        var chunks = 0;
-        await foreach (var item in ReadEventsAsync(reader, cancel.Token))
+
+        // The gate holds the engine past the stream's first tokens: the generation is running (not finished, its
+        // slot taken) when the client goes away, however fast the model writes.
+        gate.CloseAfter(DecodesBeforeTheGate);
+        try
         {
-            if (!item.IsComment && ++chunks == 3)
+            var response = await PostStreamAsync(client, ChatPath, LongStream, cancel.Token);
+            var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token), Encoding.UTF8);
+            await using (var events = ReadEventsAsync(reader, cancel.Token).GetAsyncEnumerator(cancel.Token))
             {
-                break;
+                await ReadUntilContentAsync(events);
             }
+
+            await gate.Blocked;
+            Assert.Equal(1, generator.GetStatus().Running);
+            await cancel.CancelAsync();
+            reader.Dispose();
+            response.Dispose();
+
+            // The server notices the disconnect and cancels the generation (the event); the engine's idle signal then marks the slot freed.
+            using var hang = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            await held.Cancelled.WaitAsync(hang.Token);
+            gate.Open();
+            Assert.True(await server.Services.GetRequiredService<LlmEngine>().WaitForIdleAsync(TimeSpan.FromSeconds(60)), "the generation did not end");
+            Assert.Equal(0, generator.GetStatus().Running);
+            Assert.Equal(0, generator.GetStatus().Waiting);
+            held.Release();
+            await AssertServesNormallyAsync(server);
         }
-
-        Assert.Equal(1, generator.GetStatus().Running);
-        await cancel.CancelAsync();
-        reader.Dispose();
-        response.Dispose();
-
-        // The server notices the disconnect and cancels the generation (the event); the engine's idle signal then marks the slot freed.
-        using var hang = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await held.Cancelled.WaitAsync(hang.Token);
-        Assert.True(await server.Services.GetRequiredService<LlmEngine>().WaitForIdleAsync(TimeSpan.FromSeconds(60)), "the generation did not end");
-        Assert.Equal(0, generator.GetStatus().Running);
-        Assert.Equal(0, generator.GetStatus().Waiting);
-        held.Release();
-        await AssertServesNormallyAsync(server);
+        finally
+        {
+            gate.Open();
+        }
     }
 
     /// <summary>A connection per test that is closed, not drained, when a response is abandoned.</summary>

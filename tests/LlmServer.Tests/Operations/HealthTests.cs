@@ -68,33 +68,47 @@ public sealed partial class HealthTests
     [Fact]
     public async Task Ready_is_503_while_draining_and_running_generations_finish()
     {
-        await using var server = await TestServer.StartAsync(extraArgs: ["--Server:DrainSeconds=120"]);
+        // The gate holds the generation past its first tokens, so it is certainly running when the drain begins
+        // (unheld, stories260K can write all 40 tokens first) and the drain cannot end before the checks below.
+        var gate = new DecodeGate();
+        await using var server = await TestServer.StartAsync(extraArgs: ["--Server:DrainSeconds=120"], configureServices: gate.Install);
         Assert.Equal(HttpStatusCode.OK, (await GetJsonAsync(server, "/health/ready")).Status);
 
         var generator = server.Services.GetRequiredService<ITextGenerator>();
-        await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 40, IgnoreEos = true });
-        var drain = server.Services.GetRequiredService<GracefulShutdown>().BeginDrain();
+        gate.CloseAfter(4);
+        try
+        {
+            await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 40, IgnoreEos = true });
+            await gate.Blocked;
+            var drain = server.Services.GetRequiredService<GracefulShutdown>().BeginDrain();
 
-        var (status, body) = await GetJsonAsync(server, "/health/ready");
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
-        Assert.Equal("draining", body.GetProperty("reason").GetString());
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await GetJsonAsync(server, "/health")).Status);
-        Assert.Equal(HttpStatusCode.OK, (await GetJsonAsync(server, "/health/live")).Status);
+            var (status, body) = await GetJsonAsync(server, "/health/ready");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+            Assert.Equal("draining", body.GetProperty("reason").GetString());
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await GetJsonAsync(server, "/health")).Status);
+            Assert.Equal(HttpStatusCode.OK, (await GetJsonAsync(server, "/health/live")).Status);
 
-        using var refused = await server.Client.GetAsync(new Uri("/props", UriKind.Relative));
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
-        Assert.NotNull(refused.Headers.RetryAfter);
-        using var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
-        Assert.Equal("server_shutting_down", error.RootElement.GetProperty("error").GetProperty("code").GetString());
+            using var refused = await server.Client.GetAsync(new Uri("/props", UriKind.Relative));
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.NotNull(refused.Headers.RetryAfter);
+            using var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
+            Assert.Equal("server_shutting_down", error.RootElement.GetProperty("error").GetProperty("code").GetString());
 
-        var exception = Assert.Throws<GenerationException>(() => generator.Submit(new GenerationRequest { Prompt = "Late", MaxTokens = 2 }));
-        Assert.Equal(GenerationErrorCode.Unavailable, exception.Code);
+            var exception = Assert.Throws<GenerationException>(() => generator.Submit(new GenerationRequest { Prompt = "Late", MaxTokens = 2 }));
+            Assert.Equal(GenerationErrorCode.Unavailable, exception.Code);
+            Assert.False(drain.IsCompleted);
 
-        // The generation admitted before the drain runs to its end instead of being cut off.
-        var result = await stream.CollectAsync();
-        Assert.Equal(FinishReason.Length, result.Choices[0].Completion.FinishReason);
-        Assert.Equal(40, result.Choices[0].Completion.Usage.CompletionTokens);
-        await drain;
+            // The generation admitted before the drain runs to its end instead of being cut off.
+            gate.Open();
+            var result = await stream.CollectAsync();
+            Assert.Equal(FinishReason.Length, result.Choices[0].Completion.FinishReason);
+            Assert.Equal(40, result.Choices[0].Completion.Usage.CompletionTokens);
+            await drain;
+        }
+        finally
+        {
+            gate.Open();
+        }
     }
 
     private static async Task<(HttpStatusCode Status, JsonElement Body)> GetJsonAsync(TestServer server, string path)

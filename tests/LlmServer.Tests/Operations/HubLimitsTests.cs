@@ -50,11 +50,15 @@ public sealed class HubLimitsTests
         var data = Directory.CreateTempSubdirectory("llmserver-sessions-");
         try
         {
-            await using var server = await TestServer.StartAsync(extraArgs:
-            [
-                $"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}", "--Limits:ConcurrentGenerationsPerKey=1",
-                "--Scheduler:Slots=2", "--Scheduler:ContextSize=4096", $"--Sessions:Database={Path.Combine(data.FullName, "sessions.db")}",
-            ]);
+            // The HTTP stream's ending is held back (the only ignore_eos request here): it is still being answered, and
+            // holds key A's permit, when the hub call comes, however fast the model writes its 2,000 tokens.
+            await using var server = await TestServer.StartAsync(
+                extraArgs:
+                [
+                    $"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}", "--Limits:ConcurrentGenerationsPerKey=1",
+                    "--Scheduler:Slots=2", "--Scheduler:ContextSize=4096", $"--Sessions:Database={Path.Combine(data.FullName, "sessions.db")}",
+                ],
+                configureServices: services => HeldGenerator.Install(services, holds: request => request.IgnoreEos));
 
             await using (var anonymous = Connect(server, key: null))
             {

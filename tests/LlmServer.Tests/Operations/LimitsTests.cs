@@ -38,10 +38,12 @@ public sealed class LimitsTests
     [Fact]
     public async Task Beyond_the_per_key_concurrent_generations_a_generation_gets_429_until_one_ends()
     {
-        await using var server = await TestServer.StartAsync(extraArgs:
-            [$"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}", "--Limits:ConcurrentGenerationsPerKey=1", "--Scheduler:Slots=2", "--Scheduler:ContextSize=4096"]);
+        // The long stream's ending is held back (the only ignore_eos request here): it is still being answered, and
+        // holds key A's permit, when the next requests arrive, however fast the model writes its 2,000 tokens.
+        await using var server = await TestServer.StartAsync(
+            extraArgs: [$"--Auth:ApiKeys:0={AuthTests.KeyA}", $"--Auth:ApiKeys:1={AuthTests.KeyB}", "--Limits:ConcurrentGenerationsPerKey=1", "--Scheduler:Slots=2", "--Scheduler:ContextSize=4096"],
+            configureServices: services => HeldGenerator.Install(services, holds: request => request.IgnoreEos));
 
-        // A stream that fills its slot (ignore_eos) is still running when the next request arrives.
         var running = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", AuthTests.KeyA, Completion(stream: true, maxTokens: 2000), HttpCompletionOption.ResponseHeadersRead);
         try
         {

@@ -9,9 +9,14 @@ namespace LlmServer.Tests.Sessions;
 public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private readonly SessionServerFixture _fixture;
     private readonly HttpClient _client;
 
-    public SessionRestTests(SessionServerFixture fixture) => _client = fixture.Server.Server.Client;
+    public SessionRestTests(SessionServerFixture fixture)
+    {
+        _fixture = fixture;
+        _client = fixture.Server.Server.Client;
+    }
 
     [Fact]
     public async Task The_rest_mirror_creates_streams_updates_and_deletes()
@@ -152,16 +157,26 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
         await AssertErrorAsync(await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", new SendMessageRequest("")), HttpStatusCode.BadRequest, "invalid_argument", "text");
         await AssertErrorAsync(await _client.GetAsync($"/api/sessions/{session.Id}/events?afterSeq=x"), HttpStatusCode.BadRequest, "invalid_argument", "afterSeq");
 
-        // While one generation streams, a second send is refused with 409 busy.
-        using var first = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{session.Id}/messages") { Content = JsonContent.Create(new SendMessageRequest("Once upon a time")) };
-        using var streaming = await _client.SendAsync(first, HttpCompletionOption.ResponseHeadersRead);
-        using var reader = new StreamReader(await streaming.Content.ReadAsStreamAsync());
-        Assert.StartsWith("id: 1", await reader.ReadLineAsync());
-        await AssertErrorAsync(await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", new SendMessageRequest("again")), HttpStatusCode.Conflict, "busy");
-        using var stop = await _client.PostAsync($"/api/sessions/{session.Id}/stop", null);
-        Assert.Equal(HttpStatusCode.NoContent, stop.StatusCode);
-        var rest = await reader.ReadToEndAsync();
-        Assert.Contains("\"finishReason\":\"cancelled\"", rest, StringComparison.Ordinal);
+        // While one generation streams, a second send is refused with 409 busy. The decode gate holds the turn past
+        // its first tokens until its stop has reached the engine: unheld, stories260K can finish all 400 first.
+        _fixture.Gate.CloseAfter(4);
+        try
+        {
+            using var first = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{session.Id}/messages") { Content = JsonContent.Create(new SendMessageRequest("Once upon a time")) };
+            using var streaming = await _client.SendAsync(first, HttpCompletionOption.ResponseHeadersRead);
+            using var reader = new StreamReader(await streaming.Content.ReadAsStreamAsync());
+            Assert.StartsWith("id: 1", await reader.ReadLineAsync());
+            await AssertErrorAsync(await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", new SendMessageRequest("again")), HttpStatusCode.Conflict, "busy");
+            using var stop = await _client.PostAsync($"/api/sessions/{session.Id}/stop", null);
+            Assert.Equal(HttpStatusCode.NoContent, stop.StatusCode);
+            _fixture.Gate.Open();
+            var rest = await reader.ReadToEndAsync();
+            Assert.Contains("\"finishReason\":\"cancelled\"", rest, StringComparison.Ordinal);
+        }
+        finally
+        {
+            _fixture.Gate.Open();
+        }
     }
 
     [Fact]
