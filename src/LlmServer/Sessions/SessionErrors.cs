@@ -2,6 +2,8 @@ using LlmServer.Engine.Generation;
 using LlmServer.Errors;
 using LlmServer.OpenAi;
 using Microsoft.AspNetCore.SignalR;
+using Microsoft.Data.Sqlite;
+using Npgsql;
 
 namespace LlmServer.Sessions;
 
@@ -78,6 +80,33 @@ internal static class SessionErrors
         GenerationField.TopP => "settings.topP",
         _ => null,
     });
+
+    /// <summary>How long a client is asked to wait after the session store was busy or unreachable.</summary>
+    private static readonly TimeSpan StoreRetryAfter = TimeSpan.FromSeconds(1);
+
+    // SQLite's primary result codes for "another connection holds the lock" (the extended codes keep them in the low byte).
+    private const int SqliteBusy = 5;
+    private const int SqliteLocked = 6;
+
+    /// <summary>
+    /// The one mapping of a failed session operation, for the hub and the REST mirror alike: a session error as it
+    /// is; a store that is locked, busy or unreachable for now (SQLite busy or locked past its busy timeout, a
+    /// transient PostgreSQL failure, a timeout) as <c>unavailable</c> with a retry hint; null for anything else
+    /// (a fault of the server, left to the host).
+    /// </summary>
+    public static SessionException? Of(Exception exception) => exception switch
+    {
+        SessionException session => session,
+        SqliteException sqlite when (sqlite.SqliteErrorCode & 0xFF) is SqliteBusy or SqliteLocked =>
+            StoreUnavailable("the session store is locked by another writer"),
+        NpgsqlException { IsTransient: true } => StoreUnavailable("the session store cannot be reached or is overloaded"),
+        TimeoutException => StoreUnavailable("the session store did not answer in time"),
+        _ => null,
+    };
+
+    // The store's own error text stays in the server: it names files and hosts.
+    private static SessionException StoreUnavailable(string what) =>
+        new(SessionErrorCodes.Unavailable, $"{what}; try again shortly") { RetryAfter = StoreRetryAfter };
 
     /// <summary>The session error code of an engine fault.</summary>
     public static string CodeOf(GenerationErrorCode code) => code switch
