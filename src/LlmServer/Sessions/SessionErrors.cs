@@ -12,7 +12,8 @@ public static class SessionErrorCodes
 {
     public const string SessionNotFound = "session_not_found";
     public const string Busy = "busy";
-    public const string Overloaded = "overloaded";
+    /// <summary>The scheduler's queue is full: retry after the hint; the same code as the OpenAI front ends'.</summary>
+    public const string QueueFull = RefusalCodes.QueueFull;
     public const string ContextLengthExceeded = "context_length_exceeded";
     public const string InvalidArgument = "invalid_argument";
     public const string Unavailable = "unavailable";
@@ -55,7 +56,7 @@ internal sealed class SessionException : Exception
     /// <summary>The argument at fault, when one is.</summary>
     public string? Parameter { get; }
 
-    /// <summary>For overloaded: a hint for the client's retry.</summary>
+    /// <summary>For queue_full and unavailable: a hint for the client's retry.</summary>
     public TimeSpan? RetryAfter { get; init; }
 
     public static SessionException NotFound(string id) =>
@@ -112,7 +113,7 @@ internal static class SessionErrors
     public static string CodeOf(GenerationErrorCode code) => code switch
     {
         GenerationErrorCode.InvalidRequest or GenerationErrorCode.TemplateRefused => SessionErrorCodes.InvalidArgument,
-        GenerationErrorCode.Overloaded => SessionErrorCodes.Overloaded,
+        GenerationErrorCode.Overloaded => SessionErrorCodes.QueueFull,
         GenerationErrorCode.ContextLengthExceeded => SessionErrorCodes.ContextLengthExceeded,
         GenerationErrorCode.Unavailable => SessionErrorCodes.Unavailable,
         _ => SessionErrorCodes.InternalError,
@@ -140,7 +141,7 @@ internal static class SessionErrors
         {
             SessionErrorCodes.SessionNotFound or SessionErrorCodes.NoGeneration => RefusalKind.NotFound,
             SessionErrorCodes.Busy => RefusalKind.Conflict,
-            SessionErrorCodes.Overloaded => RefusalKind.Overloaded,
+            SessionErrorCodes.QueueFull => RefusalKind.Overloaded,
             SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => RefusalKind.InvalidRequest,
             SessionErrorCodes.Unavailable => RefusalKind.Unavailable,
             _ => RefusalKind.Internal,
