@@ -27,7 +27,7 @@ public sealed partial class ChatPageTests
     [Fact]
     public async Task A_busy_server_gets_a_clear_message_and_the_text_stays_in_the_box()
     {
-        var hub = new ScriptedHub("unused", pieces: 1, refusal: "overloaded: 64 requests are already waiting");
+        var hub = new ScriptedHub("unused", pieces: 1, refusal: "queue_full: 64 requests are already waiting");
         await using var chat = await ChatPage.OpenAsync(fixture, beforeLoad: hub.RouteAsync);
 
         await chat.Prompt.FillAsync("Are you there?");

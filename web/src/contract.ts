@@ -75,7 +75,7 @@ export interface ChatStreamEvent {
 export const ErrorCodes = [
   "session_not_found",
   "busy",
-  "overloaded",
+  "queue_full",
   "context_length_exceeded",
   "invalid_argument",
   "unavailable",

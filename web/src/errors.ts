@@ -41,7 +41,7 @@ export function parseHubError(error: unknown): HubError {
   }
   const text = error instanceof Error ? error.message : String(error);
   if (httpStatusOf(error) === 429) {
-    return { code: "overloaded", message: text };
+    return { code: "queue_full", message: text };
   }
   // The server's HubException message is "<code>: <text>"; the client may put its own prefix before it.
   for (const code of ErrorCodes) {
@@ -61,7 +61,7 @@ export function describe(error: HubError): string {
   switch (error.code) {
     case "busy":
       return "This conversation is already answering. Wait for it or press Stop.";
-    case "overloaded":
+    case "queue_full":
       return "The server is busy right now. Try again in a moment.";
     case "context_length_exceeded":
       return "This conversation is too long for the model's context. Shorten the message or start a new chat.";
@@ -85,7 +85,7 @@ export function describe(error: HubError): string {
 /** Tells the person in a toast: a warning when waiting helps, an error otherwise. */
 export function showError(error: HubError | unknown): void {
   const parsed = isHubError(error) ? error : parseHubError(error);
-  const kind = parsed.code === "busy" || parsed.code === "overloaded" ? "warning" : "error";
+  const kind = parsed.code === "busy" || parsed.code === "queue_full" ? "warning" : "error";
   toast(kind, describe(parsed));
 }
 

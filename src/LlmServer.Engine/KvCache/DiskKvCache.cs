@@ -54,6 +54,12 @@ internal sealed partial class DiskKvCache : IDisposable
     public string DirectoryPath => _directory;
 
     /// <summary>
+    /// Raised on the writer thread when a queued state is in place on disk (true) or its write failed (false, logged);
+    /// a save superseded or deleted before its write raises nothing.
+    /// </summary>
+    public event Action<bool>? WriteEnded;
+
+    /// <summary>
     /// Completes when a state file is next written into place or deleted, so a caller can wait for the background
     /// writer (or a delete the scheduler applies later) without polling the folder: take the task, check the folder,
     /// then await the task.
@@ -122,8 +128,9 @@ internal sealed partial class DiskKvCache : IDisposable
         {
             bytes = File.ReadAllBytes(path);
         }
-        catch (FileNotFoundException)
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
+            // A vanished folder is a missing file: the write that could not go there has already warned.
             return null;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -201,23 +208,28 @@ internal sealed partial class DiskKvCache : IDisposable
 
             try
             {
-                Write(item.State!);
+                if (Write(item.State!))
+                {
+                    WriteEnded?.Invoke(true);
+                }
             }
             catch (Exception ex)
             {
                 // A full disk or a vanished folder costs that session a prefill, nothing more.
                 _pending.TryRemove(new KeyValuePair<string, SavedKvState>(item.State!.SessionKey, item.State));
                 LogWriteFailed(_logger, item.State.SessionKey, ex);
+                WriteEnded?.Invoke(false);
             }
         }
     }
 
-    private void Write(SavedKvState saved)
+    /// <summary>Writes a queued state into place; false when it was superseded or deleted before its turn.</summary>
+    private bool Write(SavedKvState saved)
     {
         if (!_pending.TryGetValue(saved.SessionKey, out var current) || !ReferenceEquals(current, saved))
         {
             // Superseded by a newer save of the same session, or deleted.
-            return;
+            return false;
         }
 
         var name = FileName(saved.SessionKey);
@@ -236,7 +248,7 @@ internal sealed partial class DiskKvCache : IDisposable
             if (!_pending.TryRemove(new KeyValuePair<string, SavedKvState>(saved.SessionKey, saved)))
             {
                 File.Delete(temporary);
-                return;
+                return false;
             }
 
             File.Move(temporary, path, overwrite: true);
@@ -254,6 +266,7 @@ internal sealed partial class DiskKvCache : IDisposable
         }
 
         SignalChange();
+        return true;
     }
 
     /// <summary>Deletes least recently used files until the folder fits the budget (never the one just written).</summary>

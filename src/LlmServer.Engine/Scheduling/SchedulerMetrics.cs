@@ -23,6 +23,7 @@ internal sealed class SchedulerMetrics : IDisposable
     private readonly Histogram<double> _queueTime;
     private readonly Counter<long> _warmSlides;
     private readonly Counter<long> _kvSaves;
+    private readonly Counter<long> _kvSaveFailures;
     private readonly Counter<long> _kvRestores;
     private readonly Counter<long> _kvRestoreMisses;
     private readonly Counter<long> _tokensNotPrefilled;
@@ -46,7 +47,8 @@ internal sealed class SchedulerMetrics : IDisposable
         _endToEnd = _meter.CreateHistogram<double>("llmserver.e2e_request_latency", "s", "Time from arrival to the end of the request.");
         _queueTime = _meter.CreateHistogram<double>("llmserver.request_queue_time", "s", "Time a request waited for a slot.");
         _warmSlides = _meter.CreateCounter<long>("llmserver.kv_window_slides_warm", description: "Session window slides served by moving the kept KV cells instead of prefilling them.");
-        _kvSaves = _meter.CreateCounter<long>("llmserver.kv_saves", description: "Idle sessions' KV states queued for the disk cache.");
+        _kvSaves = _meter.CreateCounter<long>("llmserver.kv_saves", description: "Idle sessions' KV states written to the disk cache.");
+        _kvSaveFailures = _meter.CreateCounter<long>("llmserver.kv_save_failures", description: "Idle sessions' KV states not saved: too large, the write queue full, or the write failed.");
         _kvRestores = _meter.CreateCounter<long>("llmserver.kv_restores", description: "Sessions whose KV state was restored from the disk cache.");
         _kvRestoreMisses = _meter.CreateCounter<long>("llmserver.kv_restore_misses", description: "Session requests without a resident slot that found no usable saved state.");
         _tokensNotPrefilled = _meter.CreateCounter<long>("llmserver.kv_tokens_not_prefilled", description: "Prompt tokens not prefilled thanks to a warm slide or a restore (tag: reason).");
@@ -64,7 +66,8 @@ internal sealed class SchedulerMetrics : IDisposable
         _tokensNotPrefilled.Add(keptTokens, new KeyValuePair<string, object?>("reason", "slide"));
     }
 
-    public void KvSaved() => _kvSaves.Add(1);
+    /// <summary>A KV state save ended: written to the disk cache, or not saved (thread-safe: the disk writer reports too).</summary>
+    public void KvSaveEnded(bool written) => (written ? _kvSaves : _kvSaveFailures).Add(1);
 
     public void KvRestored(int reusedTokens)
     {

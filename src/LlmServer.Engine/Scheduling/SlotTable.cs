@@ -52,6 +52,12 @@ internal sealed partial class SlotTable
         _logger = logger;
         _metrics = metrics;
         _diskCache = diskCache;
+        if (diskCache is not null && metrics is not null)
+        {
+            // A save counts when its write ends (in the background), so the metric says what reached the disk.
+            diskCache.WriteEnded += metrics.KvSaveEnded;
+        }
+
         _slots = new KvSlot[backend.SlotCount];
         for (var i = 0; i < _slots.Length; i++)
         {
@@ -391,14 +397,15 @@ internal sealed partial class SlotTable
         {
             // A state too large for one array (or for memory) is not kept: the session prefills next time.
             LogSaveFailed(_logger, key, slot.Id, ex);
+            _metrics?.KvSaveEnded(written: false);
             return;
         }
 
         var known = _residentTexts.TryGetValue(key, out var resident) && resident.Tokens.AsSpan().SequenceEqual(CollectionsMarshal.AsSpan(slot.Tokens));
         var saved = new SavedKvState(key, [.. slot.Tokens], state, known ? resident!.Text : null, known ? resident!.Boundaries : []);
-        if (_diskCache.Save(saved, waitForRoom))
+        if (!_diskCache.Save(saved, waitForRoom))
         {
-            _metrics?.KvSaved();
+            _metrics?.KvSaveEnded(written: false);
         }
     }
 

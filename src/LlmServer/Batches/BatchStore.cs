@@ -79,7 +79,7 @@ internal sealed class BatchStore(IOptions<LlmServer.Sessions.SessionOptions> ses
         "(SELECT COUNT(*) FROM batch_lines l WHERE l.batch_id = b.id AND l.status_code < 400), " +
         "(SELECT COUNT(*) FROM batch_lines l WHERE l.batch_id = b.id AND l.status_code >= 400)";
 
-    private readonly SqliteDatabase _database = new(sessions.Value.Database);
+    private readonly SqliteDatabase _database = new(sessions.Value.Database, sessions.Value.SqliteBusyTimeoutSeconds);
 
     public Task InitializeAsync(CancellationToken cancellationToken) =>
         _database.MigrateAsync("batch_schema_version", Migrations, $"The batch tables of '{sessions.Value.Database}'", cancellationToken);

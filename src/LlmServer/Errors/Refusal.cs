@@ -1,5 +1,15 @@
 namespace LlmServer.Errors;
 
+/// <summary>Stable error codes that several front ends send alike.</summary>
+internal static class RefusalCodes
+{
+    /// <summary>
+    /// The scheduler's queue is full (HTTP 429 with <c>Retry-After</c>): the code of the OpenAI, completions and
+    /// Responses APIs and of the sessions' hub and REST mirror. The Anthropic API keeps its own <c>overloaded_error</c>.
+    /// </summary>
+    public const string QueueFull = "queue_full";
+}
+
 /// <summary>What kind of refusal, in no API's words; each front end turns it into its own status and error type.</summary>
 internal enum RefusalKind
 {

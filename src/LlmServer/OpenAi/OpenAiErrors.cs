@@ -84,7 +84,7 @@ internal static class OpenAiErrors
         GenerationErrorCode.InvalidRequest => new(StatusCodes.Status400BadRequest, InvalidRequestError, message, param),
         GenerationErrorCode.TemplateRefused => new(StatusCodes.Status400BadRequest, InvalidRequestError, message, param, "chat_template_refused"),
         GenerationErrorCode.ContextLengthExceeded => new(StatusCodes.Status400BadRequest, InvalidRequestError, message, param, "context_length_exceeded"),
-        GenerationErrorCode.Overloaded => new(StatusCodes.Status429TooManyRequests, RateLimitError, message, code: "queue_full")
+        GenerationErrorCode.Overloaded => new(StatusCodes.Status429TooManyRequests, RateLimitError, message, code: RefusalCodes.QueueFull)
         {
             Kind = RefusalKind.Overloaded,
             RetryAfter = retryAfter ?? TimeSpan.FromSeconds(1),

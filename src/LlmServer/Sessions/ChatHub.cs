@@ -88,9 +88,9 @@ internal sealed class ChatHub : Hub
         {
             return await action();
         }
-        catch (SessionException ex)
+        catch (Exception ex) when (SessionErrors.Of(ex) is { } error)
         {
-            throw SessionErrors.ToHub(ex);
+            throw SessionErrors.ToHub(error);
         }
     }
 
@@ -104,9 +104,9 @@ internal sealed class ChatHub : Hub
         {
             subscription = await subscribe(cancellationToken);
         }
-        catch (SessionException ex)
+        catch (Exception ex) when (SessionErrors.Of(ex) is { } error)
         {
-            throw SessionErrors.ToHub(ex);
+            throw SessionErrors.ToHub(error);
         }
 
         await using (subscription)

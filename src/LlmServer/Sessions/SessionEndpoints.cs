@@ -87,9 +87,9 @@ internal static class SessionEndpoints
         {
             return await action(http.RequestAborted);
         }
-        catch (SessionException ex)
+        catch (Exception ex) when (SessionErrors.Of(ex) is { } error)
         {
-            return SessionErrors.ToHttp(ex);
+            return SessionErrors.ToHttp(error);
         }
     }
 
@@ -101,9 +101,9 @@ internal static class SessionEndpoints
         {
             subscription = await subscribe(cancellationToken);
         }
-        catch (SessionException ex)
+        catch (Exception ex) when (SessionErrors.Of(ex) is { } error)
         {
-            await SessionErrors.ToHttp(ex).ExecuteAsync(http);
+            await SessionErrors.ToHttp(error).ExecuteAsync(http);
             return;
         }
 

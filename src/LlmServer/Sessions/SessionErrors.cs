@@ -2,6 +2,8 @@ using LlmServer.Engine.Generation;
 using LlmServer.Errors;
 using LlmServer.OpenAi;
 using Microsoft.AspNetCore.SignalR;
+using Microsoft.Data.Sqlite;
+using Npgsql;
 
 namespace LlmServer.Sessions;
 
@@ -10,7 +12,8 @@ public static class SessionErrorCodes
 {
     public const string SessionNotFound = "session_not_found";
     public const string Busy = "busy";
-    public const string Overloaded = "overloaded";
+    /// <summary>The scheduler's queue is full: retry after the hint; the same code as the OpenAI front ends'.</summary>
+    public const string QueueFull = RefusalCodes.QueueFull;
     public const string ContextLengthExceeded = "context_length_exceeded";
     public const string InvalidArgument = "invalid_argument";
     public const string Unavailable = "unavailable";
@@ -53,7 +56,7 @@ internal sealed class SessionException : Exception
     /// <summary>The argument at fault, when one is.</summary>
     public string? Parameter { get; }
 
-    /// <summary>For overloaded: a hint for the client's retry.</summary>
+    /// <summary>For queue_full and unavailable: a hint for the client's retry.</summary>
     public TimeSpan? RetryAfter { get; init; }
 
     public static SessionException NotFound(string id) =>
@@ -79,11 +82,38 @@ internal static class SessionErrors
         _ => null,
     });
 
+    /// <summary>How long a client is asked to wait after the session store was busy or unreachable.</summary>
+    private static readonly TimeSpan StoreRetryAfter = TimeSpan.FromSeconds(1);
+
+    // SQLite's primary result codes for "another connection holds the lock" (the extended codes keep them in the low byte).
+    private const int SqliteBusy = 5;
+    private const int SqliteLocked = 6;
+
+    /// <summary>
+    /// The one mapping of a failed session operation, for the hub and the REST mirror alike: a session error as it
+    /// is; a store that is locked, busy or unreachable for now (SQLite busy or locked past its busy timeout, a
+    /// transient PostgreSQL failure, a timeout) as <c>unavailable</c> with a retry hint; null for anything else
+    /// (a fault of the server, left to the host).
+    /// </summary>
+    public static SessionException? Of(Exception exception) => exception switch
+    {
+        SessionException session => session,
+        SqliteException sqlite when (sqlite.SqliteErrorCode & 0xFF) is SqliteBusy or SqliteLocked =>
+            StoreUnavailable("the session store is locked by another writer"),
+        NpgsqlException { IsTransient: true } => StoreUnavailable("the session store cannot be reached or is overloaded"),
+        TimeoutException => StoreUnavailable("the session store did not answer in time"),
+        _ => null,
+    };
+
+    // The store's own error text stays in the server: it names files and hosts.
+    private static SessionException StoreUnavailable(string what) =>
+        new(SessionErrorCodes.Unavailable, $"{what}; try again shortly") { RetryAfter = StoreRetryAfter };
+
     /// <summary>The session error code of an engine fault.</summary>
     public static string CodeOf(GenerationErrorCode code) => code switch
     {
         GenerationErrorCode.InvalidRequest or GenerationErrorCode.TemplateRefused => SessionErrorCodes.InvalidArgument,
-        GenerationErrorCode.Overloaded => SessionErrorCodes.Overloaded,
+        GenerationErrorCode.Overloaded => SessionErrorCodes.QueueFull,
         GenerationErrorCode.ContextLengthExceeded => SessionErrorCodes.ContextLengthExceeded,
         GenerationErrorCode.Unavailable => SessionErrorCodes.Unavailable,
         _ => SessionErrorCodes.InternalError,
@@ -111,7 +141,7 @@ internal static class SessionErrors
         {
             SessionErrorCodes.SessionNotFound or SessionErrorCodes.NoGeneration => RefusalKind.NotFound,
             SessionErrorCodes.Busy => RefusalKind.Conflict,
-            SessionErrorCodes.Overloaded => RefusalKind.Overloaded,
+            SessionErrorCodes.QueueFull => RefusalKind.Overloaded,
             SessionErrorCodes.InvalidArgument or SessionErrorCodes.ContextLengthExceeded => RefusalKind.InvalidRequest,
             SessionErrorCodes.Unavailable => RefusalKind.Unavailable,
             _ => RefusalKind.Internal,

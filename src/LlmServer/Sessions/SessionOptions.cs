@@ -17,6 +17,12 @@ public sealed class SessionOptions
     /// <summary>The SQLite file; a relative path is taken from the working directory.</summary>
     public string Database { get; set; } = "data/sessions.db";
 
+    /// <summary>
+    /// For <c>sqlite</c>: how long a write waits for a lock another connection holds (another process on the file, a
+    /// backup) before the request is refused with 503 <c>unavailable</c>.
+    /// </summary>
+    public int SqliteBusyTimeoutSeconds { get; set; } = 30;
+
     /// <summary>For <c>postgres</c>: the connection string, from <c>ConnectionStrings:Sessions</c>.</summary>
     public string? ConnectionString { get; set; }
 
@@ -106,6 +112,11 @@ internal sealed class SessionOptionsValidator : IValidateOptions<SessionOptions>
         else if (options.Database.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
         {
             errors.Add($"Sessions:Database '{options.Database}' is not a valid path.");
+        }
+
+        if (options.SqliteBusyTimeoutSeconds is < 1 or > 3600)
+        {
+            errors.Add("Sessions:SqliteBusyTimeoutSeconds must be between 1 and 3600.");
         }
 
         if (options.ResumeGraceSeconds is < 0 or > 3600)

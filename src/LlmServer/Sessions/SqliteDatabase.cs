@@ -6,7 +6,8 @@ namespace LlmServer.Sessions;
 /// One SQLite file (WAL) that several features share: how it is opened, and each feature's schema migrations,
 /// applied in one transaction with the version kept in the feature's own table.
 /// </summary>
-internal sealed class SqliteDatabase(string path)
+/// <param name="busyTimeoutSeconds">How long a command waits for a lock another connection holds (<c>Sessions:SqliteBusyTimeoutSeconds</c>).</param>
+internal sealed class SqliteDatabase(string path, int busyTimeoutSeconds)
 {
     public string Path { get; } = System.IO.Path.GetFullPath(path);
 
@@ -16,7 +17,7 @@ internal sealed class SqliteDatabase(string path)
         Mode = SqliteOpenMode.ReadWriteCreate,
         ForeignKeys = true,
         Pooling = true,
-        DefaultTimeout = 30,
+        DefaultTimeout = busyTimeoutSeconds,
     }.ToString();
 
     /// <summary>

@@ -64,7 +64,7 @@ internal sealed class SqliteSessionStore : SqlSessionStore, IDisposable
     public SqliteSessionStore(IOptions<SessionOptions> options, TimeProvider timeProvider)
         : base(options.Value, timeProvider)
     {
-        _database = new SqliteDatabase(options.Value.Database);
+        _database = new SqliteDatabase(options.Value.Database, options.Value.SqliteBusyTimeoutSeconds);
         DatabasePath = _database.Path;
     }
 

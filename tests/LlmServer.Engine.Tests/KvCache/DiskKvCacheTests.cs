@@ -1,5 +1,6 @@
 using LlmServer.Engine.KvCache;
 using LlmServer.Testing;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace LlmServer.Engine.Tests.KvCache;
@@ -186,6 +187,39 @@ public sealed class DiskKvCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task A_failed_write_warns_once_ends_as_failed_and_its_read_is_a_plain_miss()
+    {
+        var logger = new WarningCounter();
+        using var cache = new DiskKvCache(new KvCacheOptions { KvCacheDirectory = _directory, KvCacheMaxBytes = 1 << 20 }, s_model, _time, logger);
+        var ended = new List<bool>();
+        cache.WriteEnded += written =>
+        {
+            lock (ended)
+            {
+                ended.Add(written);
+            }
+        };
+
+        // The folder vanishes under the running server: the write fails and the next read finds nothing.
+        Directory.Delete(_directory, recursive: true);
+        Assert.True(cache.Save(State("s1", [1, 2, 3], 100)));
+        await cache.FlushAsync();
+        Assert.Null(cache.TryLoad("s1"));
+        Assert.Equal(1, logger.Warnings);
+
+        Directory.CreateDirectory(_directory);
+        Assert.True(cache.Save(State("s2", [4, 5], 100)));
+        await cache.FlushAsync();
+        Assert.NotNull(cache.TryLoad("s2"));
+        lock (ended)
+        {
+            Assert.Equal([false, true], ended);
+        }
+
+        Assert.Equal(1, logger.Warnings);
+    }
+
+    [Fact]
     public void A_stale_temporary_file_from_a_crash_is_removed_at_start()
     {
         Directory.CreateDirectory(_directory);
@@ -219,6 +253,26 @@ public sealed class DiskKvCacheTests : IDisposable
 
     private static SavedKvState State(string key, int[] tokens, int bytes) =>
         new(key, tokens, Enumerable.Range(0, bytes).Select(i => (byte)(i * 7)).ToArray());
+
+    private sealed class WarningCounter : ILogger
+    {
+        private int _warnings;
+
+        public int Warnings => Volatile.Read(ref _warnings);
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel >= LogLevel.Warning)
+            {
+                Interlocked.Increment(ref _warnings);
+            }
+        }
+    }
 
     private sealed class ManualTime : TimeProvider
     {
