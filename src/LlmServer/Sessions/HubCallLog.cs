@@ -23,7 +23,7 @@ internal sealed partial class HubCallLog(ILogger<HubCallLog> logger) : IHubFilte
         }
         catch (HubException ex)
         {
-            LogRefused(logger, method, ex.Message);
+            Log(ex, method);
             throw;
         }
 
@@ -37,6 +37,22 @@ internal sealed partial class HubCallLog(ILogger<HubCallLog> logger) : IHubFilte
         services.AddOptions<HubOptions>().Configure(hub => hub.AddFilter<HubCallLog>());
         services.AddSingleton(sp => ActivatorUtilities.CreateInstance<HubConnectionHandler<ChatHub>>(
             sp, new QuietLoggerFactory(sp.GetRequiredService<ILoggerFactory>(), (_, exception) => exception is HubException, ownsInner: false)));
+    }
+
+    /// <summary>An internal error sent as a hub error is a fault of the server, not a refusal of the call.</summary>
+    private static bool IsFault(Exception exception) =>
+        exception.InnerException is SessionException { Code: SessionErrorCodes.InternalError };
+
+    private void Log(HubException exception, string method)
+    {
+        if (IsFault(exception))
+        {
+            LogFailed(logger, exception.InnerException!, method);
+        }
+        else
+        {
+            LogRefused(logger, method, exception.Message);
+        }
     }
 
     /// <summary>SignalR does not log a stream's failure once it streams: a refusal or fault while subscribing is logged here.</summary>
@@ -54,7 +70,7 @@ internal sealed partial class HubCallLog(ILogger<HubCallLog> logger) : IHubFilte
             }
             catch (HubException ex)
             {
-                LogRefused(logger, method, ex.Message);
+                Log(ex, method);
                 throw;
             }
             catch (Exception ex) when (!(ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
@@ -67,9 +83,12 @@ internal sealed partial class HubCallLog(ILogger<HubCallLog> logger) : IHubFilte
         }
     }
 
-    [LoggerMessage(EventId = 4120, Level = LogLevel.Information, Message = "Hub call {HubMethod} refused: {Refusal}")]
+    [LoggerMessage(EventId = 4130, Level = LogLevel.Information, Message = "Hub call {HubMethod} refused: {Refusal}")]
     private static partial void LogRefused(ILogger logger, string hubMethod, string refusal);
 
-    [LoggerMessage(EventId = 4121, Level = LogLevel.Error, Message = "Hub stream {HubMethod} failed.")]
+    [LoggerMessage(EventId = 4132, Level = LogLevel.Error, Message = "Hub call {HubMethod} failed.")]
+    private static partial void LogFailed(ILogger logger, Exception exception, string hubMethod);
+
+    [LoggerMessage(EventId = 4131, Level = LogLevel.Error, Message = "Hub stream {HubMethod} failed.")]
     private static partial void LogStreamFailed(ILogger logger, Exception exception, string hubMethod);
 }

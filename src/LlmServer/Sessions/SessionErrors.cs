@@ -127,7 +127,8 @@ internal static class SessionErrors
     }
 
     /// <summary>For the hub: the message is the stable code, ": ", then the text.</summary>
-    public static HubException ToHub(SessionException exception) => new($"{exception.Code}: {exception.Message}");
+    /// <summary>The hub's "code: text" error; the session error rides along (not sent) for the call's log.</summary>
+    public static HubException ToHub(SessionException exception) => new($"{exception.Code}: {exception.Message}", exception);
 
     /// <summary>The writer of the sessions' REST shape, for the session paths' refusals and the REST mirror's errors.</summary>
     public static IRefusalWriter Writer { get; } = new SessionRefusalWriter();

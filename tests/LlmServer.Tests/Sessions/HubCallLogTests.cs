@@ -56,6 +56,42 @@ public sealed class HubCallLogTests
         }
     }
 
+    [Fact]
+    public async Task An_internal_error_sent_as_a_hub_error_is_logged_at_error_with_its_cause()
+    {
+        var logs = new CapturedLogs();
+        var server = await SessionTestServer.StartAsync(
+            null,
+            services =>
+            {
+                services.AddSingleton<ILoggerProvider>(logs);
+                services.AddOptions<HubOptions>().Configure(hub => hub.AddFilter(new InternalErrorOn("ListSessions")));
+            });
+        try
+        {
+            await using (var hub = await server.ConnectAsync())
+            {
+                await AssertHubErrorAsync(SessionErrorCodes.InternalError, () => hub.InvokeAsync<SessionInfo[]>("ListSessions"));
+            }
+
+            var failed = Assert.Single(logs.Entries, e => e.Exception is HubException or SessionException);
+            Assert.Equal((LogLevel.Error, typeof(HubCallLog).FullName, "Hub call ListSessions failed."), (failed.Level, failed.Category, failed.Message));
+            Assert.IsType<SessionException>(failed.Exception);
+        }
+        finally
+        {
+            await server.DisposeAsync();
+            server.DeleteFiles();
+        }
+    }
+
+    /// <summary>A hub filter that answers the named method with the hub error of an internal session error.</summary>
+    private sealed class InternalErrorOn(string method) : IHubFilter
+    {
+        public ValueTask<object?> InvokeMethodAsync(HubInvocationContext invocationContext, Func<HubInvocationContext, ValueTask<object?>> next) =>
+            invocationContext.HubMethodName == method ? throw SessionErrors.ToHub(new SessionException()) : next(invocationContext);
+    }
+
     /// <summary>A hub filter that fails the named method with an unexpected exception.</summary>
     private sealed class FaultOn(string method) : IHubFilter
     {
