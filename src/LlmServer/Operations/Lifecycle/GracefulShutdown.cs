@@ -140,7 +140,9 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
 
             // What the engine finished may still be on its way to clients (a stream's last events, a stored answer).
             var left = timeout - _time.GetElapsedTime(started);
-            if (!await WaitForFrontEndsAsync(left > FrontEndGrace ? left : FrontEndGrace, _cutShort.Token))
+            // Cut short, what the engine cancelled still gets the grace to tell its client so before being cut off.
+            if (!await WaitForFrontEndsAsync(left > FrontEndGrace ? left : FrontEndGrace, _cutShort.Token)
+                && (!_cutShort.IsCancellationRequested || !await WaitForFrontEndsAsync(FrontEndGrace, CancellationToken.None)))
             {
                 // Left alone, the host's stop would wait its whole timeout for them (a stalled client holds its request).
                 LogFrontEndsCut(_logger, Volatile.Read(ref _work));
