@@ -57,7 +57,10 @@ internal sealed class CallPermit
 /// <summary>How an HTTP front end hands its request's permit to the generations it started.</summary>
 internal static class CallPermitHttpExtensions
 {
-    /// <summary>The request's permit goes back once the engine has ended <paramref name="streams"/> (<see cref="CallPermit.ReleaseWhenEnded"/>).</summary>
+    /// <summary>
+    /// The request's permit goes back once the engine has ended <paramref name="streams"/> (<see cref="CallPermit.ReleaseWhenEnded"/>).
+    /// A batch line runs the handler on a context of its own, without services: it holds no permit.
+    /// </summary>
     public static void ReleasePermitWhenEnded(this HttpContext context, params IReadOnlyList<GenerationStream> streams) =>
-        context.RequestServices.GetRequiredService<CallPermit>().ReleaseWhenEnded(streams);
+        (context.RequestServices as IServiceProvider)?.GetService<CallPermit>()?.ReleaseWhenEnded(streams);
 }
