@@ -13,6 +13,9 @@ internal sealed class GenerationEventQueue : IValueTaskSource<bool>
     private readonly Lock _lock = new();
     private readonly Queue<GenerationEvent> _items = new();
     private readonly StreamPublisher _publisher;
+
+    // Asynchronous continuations: Complete runs on the scheduler thread, which must not run what waits on the end.
+    private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ManualResetValueTaskSourceCore<bool> _waiter = new() { RunContinuationsAsynchronously = false };
     private bool _completed;
     private bool _readerWaiting;
@@ -22,6 +25,9 @@ internal sealed class GenerationEventQueue : IValueTaskSource<bool>
     {
         _publisher = publisher;
     }
+
+    /// <summary>Completes once the scheduler has written the last event, however far the reader is behind.</summary>
+    public Task Ended => _ended.Task;
 
     /// <summary>Adds an event (scheduler thread); the reader sees it once the step is published.</summary>
     public void Write(GenerationEvent item)
@@ -52,6 +58,7 @@ internal sealed class GenerationEventQueue : IValueTaskSource<bool>
             _completed = true;
         }
 
+        _ended.TrySetResult();
         Touch();
     }
 

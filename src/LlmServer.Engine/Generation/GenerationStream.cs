@@ -40,6 +40,12 @@ public sealed class GenerationStream : IAsyncDisposable
     /// <summary>How many choices this stream carries.</summary>
     public int Choices { get; }
 
+    /// <summary>
+    /// Completes once the engine is done with the generation: every choice finished, was cancelled or failed, and its
+    /// slot is free, however much of the stream is still unread (a slow client may read its events long after).
+    /// </summary>
+    public Task Ended => _events.Ended;
+
     /// <summary>True once every choice has completed.</summary>
     public bool IsCompleted => Volatile.Read(ref _completedChoices) >= Choices;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.OpenAi;
+using LlmServer.Operations.Limits;
 
 namespace LlmServer.Anthropic;
 
@@ -17,6 +18,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
 
         // Refusals (queue full, prompt too long, not ready) throw here, before any byte of the response.
         await using var stream = generator.Submit(generation, aborted);
+        context.ReleasePermitWhenEnded(stream);
         if (request.Stream == true)
         {
             await StreamAsync(context, stream, id, model.Id, generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None);

@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Operations.Limits;
 
 namespace LlmServer.OpenAi;
 
@@ -28,6 +29,7 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
 
         // Refusals (queue full, prompt too long, not ready) throw here, before any byte of the response.
         await using var stream = generator.Submit(generation, aborted);
+        context.ReleasePermitWhenEnded(stream);
         if (request.Stream == true)
         {
             using var sse = SseWriter.Start(context);

@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Operations.Limits;
 
 namespace LlmServer.OpenAi;
 
@@ -30,6 +31,8 @@ internal sealed class CompletionsEndpoint(ITextGenerator generator, OpenAiRespon
             {
                 streams.Add(generator.Submit(generation, aborted));
             }
+
+            context.ReleasePermitWhenEnded(streams);
 
             if (request.Stream == true)
             {

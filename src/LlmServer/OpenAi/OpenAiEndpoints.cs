@@ -14,6 +14,7 @@ public static class OpenAiEndpoints
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<OpenAiOptions>, OpenAiOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<OpenAiResponder>();
+        services.TryAddSingleton<StalledClients>();
         services.TryAddSingleton<ChatCompletionsEndpoint>();
         services.TryAddSingleton<CompletionsEndpoint>();
         services.TryAddSingleton<ModelAndTokenEndpoints>();

@@ -11,19 +11,26 @@ namespace LlmServer.OpenAi;
 /// optional <c>event:</c> or <c>id:</c> line), written by one reused <see cref="Utf8JsonWriter"/> with source-generated
 /// metadata (no reflection, no per-event buffers). Every streaming front end writes through it: OpenAI, Anthropic,
 /// Responses and the sessions' REST mirror. Once the client is gone, writes are dropped and
-/// <see cref="IsClientGone"/> says so.
+/// <see cref="IsClientGone"/> says so; a client that lets a flush wait <c>Server:StalledClientSeconds</c> is cut off
+/// (<see cref="StalledClients"/>).
 /// </summary>
 internal sealed class SseWriter : IDisposable
 {
     private readonly PipeWriter _pipe;
     private readonly Utf8JsonWriter _json;
+    private readonly HttpContext _context;
     private readonly CancellationToken _requestAborted;
+    private readonly StalledClients _stalledClients;
+    private ITimer? _stallTimer;
+    private int _stalled;
     private bool _writeFailed;
 
-    private SseWriter(PipeWriter pipe, CancellationToken requestAborted)
+    private SseWriter(PipeWriter pipe, HttpContext context, StalledClients stalledClients)
     {
         _pipe = pipe;
-        _requestAborted = requestAborted;
+        _context = context;
+        _requestAborted = context.RequestAborted;
+        _stalledClients = stalledClients;
         _json = new Utf8JsonWriter(pipe, new JsonWriterOptions { Encoder = OpenAiJson.Encoder, SkipValidation = true });
     }
 
@@ -42,7 +49,7 @@ internal sealed class SseWriter : IDisposable
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        return new SseWriter(response.BodyWriter, context.RequestAborted);
+        return new SseWriter(response.BodyWriter, context, context.RequestServices.GetRequiredService<StalledClients>());
     }
 
     /// <summary>Starts a <c>data:</c> event and returns the writer for its JSON; end it with <see cref="EndEvent"/>.</summary>
@@ -121,7 +128,10 @@ internal sealed class SseWriter : IDisposable
         }
     }
 
-    /// <summary>Sends what was written. Never throws: a failed flush means the client went away.</summary>
+    /// <summary>
+    /// Sends what was written. Never throws: a failed flush means the client went away. A flush that waits (the
+    /// client's buffers are full) is timed: past <c>Server:StalledClientSeconds</c> the connection is aborted.
+    /// </summary>
     public async ValueTask FlushAsync()
     {
         if (IsClientGone)
@@ -131,8 +141,29 @@ internal sealed class SseWriter : IDisposable
 
         try
         {
-            var result = await _pipe.FlushAsync(CancellationToken.None);
-            _writeFailed = result.IsCompleted || result.IsCanceled;
+            var flush = _pipe.FlushAsync(CancellationToken.None);
+            FlushResult result;
+            if (flush.IsCompleted)
+            {
+                result = flush.Result;
+            }
+            else
+            {
+                // Armed only when the client is behind: a reading client's flushes complete at once, untimed.
+                var timer = _stallTimer ??= _stalledClients.TimeProvider.CreateTimer(
+                    static writer => ((SseWriter)writer!).OnStalled(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                timer.Change(_stalledClients.Limit, Timeout.InfiniteTimeSpan);
+                try
+                {
+                    result = await flush;
+                }
+                finally
+                {
+                    timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                }
+            }
+
+            _writeFailed = result.IsCompleted || result.IsCanceled || Volatile.Read(ref _stalled) == Stalled;
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
         {
@@ -140,5 +171,34 @@ internal sealed class SseWriter : IDisposable
         }
     }
 
-    public void Dispose() => _json.Dispose();
+    public void Dispose()
+    {
+        // A late timer callback must not touch the context once the response is over (Kestrel reuses it).
+        Interlocked.CompareExchange(ref _stalled, Disposed, 0);
+        _stallTimer?.Dispose();
+        _json.Dispose();
+    }
+
+    private const int Stalled = 1;
+    private const int Disposed = 2;
+
+    /// <summary>The timer's callback (a thread-pool thread): the flush made no progress for the limit.</summary>
+    private void OnStalled()
+    {
+        if (Interlocked.CompareExchange(ref _stalled, Stalled, 0) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            // Aborting cancels RequestAborted, so the generation submitted with it stops; the flush then returns.
+            _stalledClients.Abort(_context);
+            _pipe.CancelPendingFlush();
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
+        {
+            // The response ended meanwhile: nothing is left to cut.
+        }
+    }
 }

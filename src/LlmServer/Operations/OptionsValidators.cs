@@ -22,6 +22,11 @@ internal sealed class ServerOptionsValidator : IValidateOptions<ServerOptions>
             errors.Add($"Server:DrainSeconds must be 0 to {MaxDrainSeconds} (a day).");
         }
 
+        if (options.StalledClientSeconds is < 1 or > MaxDrainSeconds)
+        {
+            errors.Add($"Server:StalledClientSeconds must be 1 to {MaxDrainSeconds} (a day).");
+        }
+
         foreach (var origin in options.CorsOrigins)
         {
             if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/"))

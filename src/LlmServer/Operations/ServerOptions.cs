@@ -14,6 +14,12 @@ public sealed class ServerOptions
     /// <summary>On SIGTERM or Ctrl+C, how long running generations may take to finish before they are cancelled.</summary>
     public int DrainSeconds { get; set; } = 30;
 
+    /// <summary>
+    /// How long a streamed response waits for a client that reads nothing (its buffers full) before the connection is
+    /// closed and the generation cancelled.
+    /// </summary>
+    public int StalledClientSeconds { get; set; } = 60;
+
     /// <summary>Listen on every address even though no API key is configured (anyone who reaches the port may generate).</summary>
     public bool AllowRemoteWithoutKeys { get; set; }
 }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.OpenAi;
 using LlmServer.Operations.Auth;
+using LlmServer.Operations.Limits;
 
 namespace LlmServer.Responses;
 
@@ -33,6 +34,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
 
         // Refusals (queue full, prompt too long, not ready) throw here, before any byte of the response.
         await using var stream = generator.Submit(generation, aborted);
+        context.ReleasePermitWhenEnded(stream);
         if (request.Stream == true)
         {
             await StreamAsync(context, stream, shape, generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None, final =>

@@ -3,8 +3,10 @@ using System.Text;
 using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.OpenAi;
+using LlmServer.Operations;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
@@ -120,7 +122,11 @@ public sealed class StreamCoalescingTests
 
         public SlowClient()
         {
-            Context = new DefaultHttpContext();
+            // The writer's stall limit stays at its default: the test's reads are what lets a flush finish.
+            var services = new ServiceCollection()
+                .AddSingleton(new StalledClients(Options.Create(new ServerOptions()), TimeProvider.System, NullLogger<StalledClients>.Instance))
+                .BuildServiceProvider();
+            Context = new DefaultHttpContext { RequestServices = services };
             Context.Features.Set<IHttpResponseBodyFeature>(this);
         }
 

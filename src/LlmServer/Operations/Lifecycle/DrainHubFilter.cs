@@ -43,7 +43,7 @@ internal sealed class DrainHubFilter : IHubFilter
 
     public async ValueTask<object?> InvokeMethodAsync(HubInvocationContext invocationContext, Func<HubInvocationContext, ValueTask<object?>> next)
     {
-        var work = _shutdown.TrackWork();
+        var work = _shutdown.TrackWork(invocationContext.Context.Abort);
         object? result;
         try
         {

@@ -65,7 +65,7 @@ internal sealed class DrainingMiddleware(RequestDelegate next, GracefulShutdown 
 
         // A hub connection's transport request is counted too: it ends only once its last bytes (a stream's final
         // events) went out, after DrainHubFilter closes the connection, so the host's stop cannot cut them off.
-        using (shutdown.TrackWork())
+        using (shutdown.TrackWork(context.Abort))
         {
             await next(context);
         }

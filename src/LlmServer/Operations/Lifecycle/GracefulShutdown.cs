@@ -7,7 +7,8 @@ namespace LlmServer.Operations.Lifecycle;
 /// The drain: from <see cref="BeginDrain"/> on, new generations are refused (503) while running ones get up to
 /// <c>Server:DrainSeconds</c> to finish; the rest are cancelled. It ends once the engine is idle and no API request
 /// or hub stream that began before it is still being answered (<see cref="TrackWork"/>), so what a generation wrote
-/// reaches its client before the host stops. <see cref="DrainingLifetime"/> begins it on SIGTERM/Ctrl+C and stops
+/// reaches its client before the host stops; those still being answered when its time is up (a client that reads
+/// nothing) are cut, so the drain ends within <c>Server:DrainSeconds</c> and a few seconds. <see cref="DrainingLifetime"/> begins it on SIGTERM/Ctrl+C and stops
 /// the host when it ends; a host stopped any other way drains here on <see cref="IHostApplicationLifetime.ApplicationStopping"/>.
 /// Registered after the engine, so the engine stops only once the drain is over.
 /// </summary>
@@ -23,6 +24,7 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
     private readonly Lazy<Task> _drain;
     private readonly CancellationTokenSource _cutShort = new();
     private readonly CancellationTokenSource _drainStarted = new();
+    private readonly CancellationTokenSource _cutFrontEnds = new();
     private readonly TaskCompletionSource _frontEndsIdle = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationTokenRegistration _stoppingRegistration;
     private int _work;
@@ -65,12 +67,13 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
 
     /// <summary>
     /// Counts an API request or hub invocation being answered until the returned handle is disposed; the drain waits
-    /// for those counted when it began (or, admitted just before, while it began) to end.
+    /// for those counted when it began (or, admitted just before, while it began) to end, and calls
+    /// <paramref name="cut"/> (which aborts its connection) for each one still counted when the drain's time is up.
     /// </summary>
-    public WorkHandle TrackWork()
+    public WorkHandle TrackWork(Action cut)
     {
         Interlocked.Increment(ref _work);
-        return new WorkHandle(this);
+        return new WorkHandle(this, _cutFrontEnds.Token.Register(cut));
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -96,6 +99,7 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
         _stoppingRegistration.Dispose();
         _cutShort.Dispose();
         _drainStarted.Dispose();
+        _cutFrontEnds.Dispose();
     }
 
     private void EndWork()
@@ -136,9 +140,17 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
 
             // What the engine finished may still be on its way to clients (a stream's last events, a stored answer).
             var left = timeout - _time.GetElapsedTime(started);
-            if (!await WaitForFrontEndsAsync(left > FrontEndGrace ? left : FrontEndGrace))
+            // Cut short, what the engine cancelled still gets the grace to tell its client so before being cut off.
+            if (!await WaitForFrontEndsAsync(left > FrontEndGrace ? left : FrontEndGrace, _cutShort.Token)
+                && (!_cutShort.IsCancellationRequested || !await WaitForFrontEndsAsync(FrontEndGrace, CancellationToken.None)))
             {
-                LogFrontEndsLeft(_logger, Volatile.Read(ref _work));
+                // Left alone, the host's stop would wait its whole timeout for them (a stalled client holds its request).
+                LogFrontEndsCut(_logger, Volatile.Read(ref _work));
+                await _cutFrontEnds.CancelAsync();
+                if (!await WaitForFrontEndsAsync(FrontEndGrace, CancellationToken.None))
+                {
+                    LogFrontEndsLeft(_logger, Volatile.Read(ref _work));
+                }
             }
 
             LogDrained(_logger);
@@ -153,11 +165,11 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
     /// <summary>How long answers get to reach their clients once the engine has cancelled what ran.</summary>
     private static TimeSpan FrontEndGrace { get; } = TimeSpan.FromSeconds(5);
 
-    private async Task<bool> WaitForFrontEndsAsync(TimeSpan within)
+    private async Task<bool> WaitForFrontEndsAsync(TimeSpan within, CancellationToken cancellationToken)
     {
         try
         {
-            await _frontEndsIdle.Task.WaitAsync(within, _time, _cutShort.Token);
+            await _frontEndsIdle.Task.WaitAsync(within, _time, cancellationToken);
             return true;
         }
         catch (Exception e) when (e is TimeoutException or OperationCanceledException)
@@ -167,7 +179,7 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
     }
 
     /// <summary>One counted piece of front-end work; disposing it ends it (once).</summary>
-    internal sealed class WorkHandle(GracefulShutdown owner) : IDisposable
+    internal sealed class WorkHandle(GracefulShutdown owner, CancellationTokenRegistration cut) : IDisposable
     {
         private int _ended;
 
@@ -175,6 +187,7 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
         {
             if (Interlocked.Exchange(ref _ended, 1) == 0)
             {
+                cut.Dispose();
                 owner.EndWork();
             }
         }
@@ -188,6 +201,9 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Stopping at once: cancelling what still runs.")]
     private static partial void LogCutShort(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The drain's time is up: closing the connections of {Count} API requests or hub streams still being answered.")]
+    private static partial void LogFrontEndsCut(ILogger logger, int count);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The drain ends with {Count} API requests or hub streams still being answered.")]
     private static partial void LogFrontEndsLeft(ILogger logger, int count);

@@ -4,8 +4,9 @@ namespace LlmServer.Operations.Limits;
 
 /// <summary>
 /// A request to an endpoint marked <see cref="GenerationEndpoint"/> takes one of its key's permits before it runs
-/// (429 in the path's API shape when none is left) and releases it when the response, stream included, ends, unless
-/// the endpoint handed it to a generation that outlives the request (<see cref="CallPermit.Take"/>).
+/// (429 in the path's API shape when none is left). The endpoint releases it once the engine is done with what it
+/// generates (<see cref="CallPermitHttpExtensions.ReleasePermitWhenEnded"/>), or hands it to a generation that outlives
+/// the request (<see cref="CallPermit.Take"/>); at the latest it goes back when the response ends.
 /// </summary>
 internal sealed class GenerationPermitMiddleware(RequestDelegate next, KeyGenerationLimiter limiter)
 {
