@@ -66,12 +66,20 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
 
     private readonly NpgsqlDataSource _dataSource;
 
+    // Its own unpooled connection, named so operators (and tests) can find it: a dead one is never handed out again.
+    private readonly NpgsqlDataSource _listenSource;
+
     public PostgresSessionStore(IOptions<SessionOptions> options, TimeProvider timeProvider)
         : base(options.Value, timeProvider)
     {
         var builder = new NpgsqlConnectionStringBuilder(options.Value.ConnectionString);
         Location = $"postgres://{builder.Host}:{builder.Port}/{builder.Database}";
         _dataSource = NpgsqlDataSource.Create(builder.ConnectionString);
+        _listenSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(builder.ConnectionString)
+        {
+            ApplicationName = ListenerApplicationName,
+            Pooling = false,
+        }.ConnectionString);
     }
 
     public static int SchemaVersion => Migrations.Length;
@@ -108,12 +116,7 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
     /// </summary>
     public async Task ListenForStopsAsync(Action onListening, Action<string> onStopRequested, CancellationToken cancellationToken)
     {
-        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await using (var name = new NpgsqlCommand($"SET application_name = '{ListenerApplicationName}';", connection))
-        {
-            await name.ExecuteNonQueryAsync(cancellationToken);
-        }
-
+        await using var connection = await _listenSource.OpenConnectionAsync(cancellationToken);
         connection.Notification += (_, e) => onStopRequested(e.Payload);
         await using (var listen = new NpgsqlCommand($"LISTEN {StopChannel};", connection))
         {
@@ -131,9 +134,17 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
         }
     }
 
-    public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _listenSource.DisposeAsync();
+        await _dataSource.DisposeAsync();
+    }
 
-    public void Dispose() => _dataSource.Dispose();
+    public void Dispose()
+    {
+        _listenSource.Dispose();
+        _dataSource.Dispose();
+    }
 
     protected override async Task NotifyStopRequestedAsync(DbConnection connection, DbTransaction transaction, string id, CancellationToken cancellationToken)
     {

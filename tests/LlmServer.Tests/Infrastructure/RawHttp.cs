@@ -11,7 +11,7 @@ internal static class RawHttp
     /// returns all it reads until the server closes it: a HEAD answered without a body is followed at once by the
     /// GET's status line, and a HEAD still being answered holds the GET back.
     /// </summary>
-    public static async Task<(string HeadHeaders, string Rest)> HeadThenGetAsync(Uri server, string headPath, string nextPath, CancellationToken cancellationToken)
+    public static async Task<(string HeadHeaders, string Following)> HeadThenGetAsync(Uri server, string headPath, string nextPath, CancellationToken cancellationToken)
     {
         using var tcp = new TcpClient();
         await tcp.ConnectAsync(server.Host, server.Port, cancellationToken);
