@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Sockets;
 using System.Text.Json;
 using LlmServer.Router.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
@@ -39,6 +40,41 @@ public sealed class SessionListingTests
         Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
         using var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
         Assert.Equal("invalid_api_key", error.RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task While_a_replica_never_reported_its_store_the_list_and_a_session_of_an_unknown_store_are_unavailable()
+    {
+        await using var first = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "aaaaaaaaaaaa");
+        await using var second = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "bbbbbbbbbbbb");
+
+        // Takes connections and never answers: its readiness (and so its store) is never read.
+        var silent = new TcpListener(IPAddress.Loopback, 0);
+        silent.Start();
+        try
+        {
+            await using var router = await RouterHost.StartAsync(first.Address, second.Address, $"http://127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}");
+            await router.WaitForStoresAsync(first.Address, second.Address);
+
+            using var list = await router.Client.GetAsync(new Uri("/api/sessions", UriKind.Relative));
+            await AssertSessionReplicaUnavailableAsync(list);
+
+            // Its store may be the silent replica's: not a 404 from a replica that never had it.
+            using var session = await router.Client.GetAsync(new Uri("/api/sessions/cccccccccccc-1", UriKind.Relative));
+            await AssertSessionReplicaUnavailableAsync(session);
+        }
+        finally
+        {
+            silent.Stop();
+        }
+    }
+
+    private static async Task AssertSessionReplicaUnavailableAsync(HttpResponseMessage response)
+    {
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.NotNull(response.Headers.RetryAfter);
+        using var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal("session_replica_unavailable", error.RootElement.GetProperty("error").GetProperty("code").GetString());
     }
 
     private static object Session(string id, string updatedAt) => new { id, title = id, createdAt = "2026-01-01T00:00:00Z", updatedAt };

@@ -48,10 +48,18 @@ internal sealed partial class ReplicaFailoverMiddleware(IOptionsMonitor<RouterOp
         var proxy = context.GetReverseProxyFeature();
         var candidates = proxy.AvailableDestinations.Where(d => !replicas.IsDraining(d.DestinationId)).ToList();
 
-        // A session lives in the store its id names: only the replicas on that store can serve it (an unknown store,
-        // or an id from before stores had ids, leaves the choice open).
-        var sessionStore = context.Items[RouteKeyMiddleware.ItemKey] is RouteKey { SessionId: { } session } &&
-            SessionStoreIds.StoreOf(session) is { } store && replicas.IsKnownStore(store) ? store : null;
+        // A session lives in the store its id names: only the replicas on that store can serve it. A store no replica
+        // named while some replica never said its own may be that one's: the session is unavailable, not missing.
+        // Once every replica has spoken, an unknown store (or an id from before stores had ids) leaves the choice open.
+        var namedStore = context.Items[RouteKeyMiddleware.ItemKey] is RouteKey { SessionId: { } session } ? SessionStoreIds.StoreOf(session) : null;
+        if (namedStore is not null && !replicas.IsKnownStore(namedStore) && !replicas.AllReported)
+        {
+            LogNoSessionReplica(logger, namedStore, context.Request.Path);
+            await RouterErrors.WriteSessionReplicaUnavailableAsync(context, options.CurrentValue.RetryAfter);
+            return;
+        }
+
+        var sessionStore = namedStore is not null && replicas.IsKnownStore(namedStore) ? namedStore : null;
         if (sessionStore is not null)
         {
             candidates.RemoveAll(d => replicas.StoreOf(d.DestinationId) != sessionStore);

@@ -36,6 +36,13 @@ internal sealed partial class ReplicaLoadMonitor(
     /// <summary>True when some replica reported <paramref name="storeId"/> (it may be away now).</summary>
     public bool IsKnownStore(string storeId) => _loads.Values.Any(l => l.Store == storeId);
 
+    /// <summary>
+    /// True once every configured replica has told its sessions store, or answered ready without one: until then a
+    /// store no replica named may be one not heard of yet, and a list of the stores heard of may be incomplete.
+    /// </summary>
+    public bool AllReported => options.CurrentValue.Replicas.Select(ReplicaProxyConfigProvider.DestinationId)
+        .All(r => _loads.TryGetValue(r, out var load) && load.Reported);
+
     /// <summary>The stores the replicas reported and, for each, the replicas that reported it.</summary>
     public ILookup<string, string> ReplicasByStore() =>
         _loads.Where(l => l.Value.Store is not null).ToLookup(l => l.Value.Store!, l => l.Key, StringComparer.Ordinal);
@@ -94,7 +101,14 @@ internal sealed partial class ReplicaLoadMonitor(
                 SessionStoreIds.IsStoreId(store.GetString()))
             {
                 load.Store = store.GetString();
+                load.Reported = true;
             }
+            else if (response.IsSuccessStatusCode)
+            {
+                // Ready without a store: it keeps no sessions of its own to route by.
+                load.Reported = true;
+            }
+
             if (draining)
             {
                 MarkDraining(replica);
@@ -125,6 +139,7 @@ internal sealed partial class ReplicaLoadMonitor(
         private int _reported;
         private int _sentSinceReading;
         private string? _store;
+        private bool _everReported;
 
         // When the replica was marked draining (a timestamp), 0 when it is not.
         private long _drainingSince;
@@ -133,6 +148,13 @@ internal sealed partial class ReplicaLoadMonitor(
         {
             get => Volatile.Read(ref _store);
             set => Volatile.Write(ref _store, value);
+        }
+
+        /// <summary>True once a reading told the store (or that there is none); never reset.</summary>
+        public bool Reported
+        {
+            get => Volatile.Read(ref _everReported);
+            set => Volatile.Write(ref _everReported, value);
         }
 
         public int Current => Volatile.Read(ref _reported) + Volatile.Read(ref _sentSinceReading);

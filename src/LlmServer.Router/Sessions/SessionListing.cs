@@ -11,7 +11,8 @@ namespace LlmServer.Router.Sessions;
 /// <c>GET /api/sessions</c> while the replicas keep sessions in stores of their own (SQLite): the router asks one
 /// available replica of each store, with the caller's credentials, and answers the lists merged, most recently active
 /// first as a replica orders them. A store none of whose replicas is available makes the answer a 503
-/// (<c>session_replica_unavailable</c>), never a list that silently lacks sessions; a replica's own refusal (401, 429)
+/// (<c>session_replica_unavailable</c>), never a list that silently lacks sessions, and so does a replica that has not
+/// yet reported its store (whether the stores are split is not known); a replica's own refusal (401, 429)
 /// is passed on as it is. With one shared store (PostgreSQL) the request is proxied like any other.
 /// </summary>
 internal sealed partial class SessionListing(
@@ -33,7 +34,21 @@ internal sealed partial class SessionListing(
     public async Task InvokeAsync(HttpContext context, Func<Task> next)
     {
         var request = context.Request;
-        if (!HttpMethods.IsGet(request.Method) || !request.Path.Equals(ListPath, StringComparison.OrdinalIgnoreCase) || !replicas.StoresSplit)
+        if (!HttpMethods.IsGet(request.Method) || !request.Path.Equals(ListPath, StringComparison.OrdinalIgnoreCase))
+        {
+            await next();
+            return;
+        }
+
+        // A replica that never said its store may keep sessions no other has: no list can be shown complete.
+        if (!replicas.AllReported)
+        {
+            LogStoresUnknown(logger);
+            await RouterErrors.WriteSessionReplicaUnavailableAsync(context, options.CurrentValue.RetryAfter);
+            return;
+        }
+
+        if (!replicas.StoresSplit)
         {
             await next();
             return;
@@ -144,6 +159,9 @@ internal sealed partial class SessionListing(
 
     [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Sessions cannot be listed: no replica on sessions store {Store} is available")]
     private static partial void LogStoreUnavailable(ILogger logger, string store);
+
+    [LoggerMessage(EventId = 22, Level = LogLevel.Warning, Message = "Sessions cannot be listed: a replica has not yet reported its sessions store")]
+    private static partial void LogStoresUnknown(ILogger logger);
 
     [LoggerMessage(EventId = 21, Level = LogLevel.Warning, Message = "Replica {Replica} did not list its sessions: {Reason}")]
     private static partial void LogReplicaFailed(ILogger logger, string replica, string reason);

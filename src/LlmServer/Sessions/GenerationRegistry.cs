@@ -84,6 +84,9 @@ internal sealed class GenerationRegistry : IDisposable
     public GenerationRun? Find(string sessionId) =>
         _running.TryGetValue(sessionId, out var run) || _recent.TryGetValue(sessionId, out run) ? run : null;
 
+    /// <summary>The session's running generation, or null.</summary>
+    public GenerationRun? Running(string sessionId) => _running.TryGetValue(sessionId, out var run) ? run : null;
+
     public void Stop(string sessionId)
     {
         if (_running.TryGetValue(sessionId, out var run))

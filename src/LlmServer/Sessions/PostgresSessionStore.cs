@@ -57,7 +57,17 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
     // The channel a stop request is announced on (pg_notify with the session id), sent when its transaction commits.
     private const string StopChannel = "llmserver_session_stop";
 
+    /// <summary>The <c>application_name</c> of the connection that listens for stops (operators can find it).</summary>
+    public const string ListenerApplicationName = "llmserver-stop-listener";
+
+    // A listening connection that stays idle is asked this often whether it still answers: a half-open socket
+    // never fails a wait, and a missed announcement would leave a stop undone.
+    private static readonly TimeSpan ListenProbeInterval = TimeSpan.FromSeconds(15);
+
     private readonly NpgsqlDataSource _dataSource;
+
+    // Its own unpooled connection, named so operators (and tests) can find it: a dead one is never handed out again.
+    private readonly NpgsqlDataSource _listenSource;
 
     public PostgresSessionStore(IOptions<SessionOptions> options, TimeProvider timeProvider)
         : base(options.Value, timeProvider)
@@ -65,6 +75,11 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
         var builder = new NpgsqlConnectionStringBuilder(options.Value.ConnectionString);
         Location = $"postgres://{builder.Host}:{builder.Port}/{builder.Database}";
         _dataSource = NpgsqlDataSource.Create(builder.ConnectionString);
+        _listenSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(builder.ConnectionString)
+        {
+            ApplicationName = ListenerApplicationName,
+            Pooling = false,
+        }.ConnectionString);
     }
 
     public static int SchemaVersion => Migrations.Length;
@@ -101,10 +116,12 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
     /// Listens for stop requests (<see cref="SqlSessionStore.RequestStopAsync"/>) until cancelled or the connection
     /// fails: <paramref name="onListening"/> once listening (what was asked before may have been missed),
     /// <paramref name="onStopRequested"/> with each session id, on the listening connection's thread (it must not block).
+    /// An idle connection is probed with <c>SELECT 1</c> (bounded by a command timeout) so a dead one fails and is
+    /// replaced rather than waited on for ever.
     /// </summary>
     public async Task ListenForStopsAsync(Action onListening, Action<string> onStopRequested, CancellationToken cancellationToken)
     {
-        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var connection = await _listenSource.OpenConnectionAsync(cancellationToken);
         connection.Notification += (_, e) => onStopRequested(e.Payload);
         await using (var listen = new NpgsqlCommand($"LISTEN {StopChannel};", connection))
         {
@@ -114,13 +131,25 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
         onListening();
         while (true)
         {
-            await connection.WaitAsync(cancellationToken);
+            if (!await connection.WaitAsync(ListenProbeInterval, cancellationToken))
+            {
+                await using var probe = new NpgsqlCommand("SELECT 1;", connection) { CommandTimeout = (int)ListenProbeInterval.TotalSeconds };
+                await probe.ExecuteNonQueryAsync(cancellationToken);
+            }
         }
     }
 
-    public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _listenSource.DisposeAsync();
+        await _dataSource.DisposeAsync();
+    }
 
-    public void Dispose() => _dataSource.Dispose();
+    public void Dispose()
+    {
+        _listenSource.Dispose();
+        _dataSource.Dispose();
+    }
 
     protected override async Task NotifyStopRequestedAsync(DbConnection connection, DbTransaction transaction, string id, CancellationToken cancellationToken)
     {

@@ -6,8 +6,9 @@ namespace LlmServer.Sessions;
 /// With a shared store (PostgreSQL), stops this server's turns that a stop sent to another replica asked for
 /// (<see cref="ISessionStore.RequestStopAsync"/>): it listens for the store's announcements and, on each, checks that
 /// the request is still recorded with this server's lease of the session (a later turn clears it) before stopping the
-/// generation, which then stores its answer as <c>cancelled</c> as a local stop does. After every (re)connection it
-/// checks all its running turns, so an announcement missed while it was away is not lost.
+/// generation, which then stores its answer as <c>cancelled</c> as a local stop does. After every (re)connection, and
+/// every <see cref="SweepInterval"/> as a backstop, it checks all its running turns, so an announcement missed while it
+/// was away is not lost; a check the store failed is tried again after <see cref="RetryDelay"/>.
 /// </summary>
 internal sealed partial class RemoteStopListener(
     ISessionStore store,
@@ -16,6 +17,8 @@ internal sealed partial class RemoteStopListener(
     ILogger<RemoteStopListener> logger) : BackgroundService
 {
     private static readonly TimeSpan ReconnectDelay = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(30);
 
     // Session ids to check; null: check every running turn. An id that finds the queue full asks for that instead.
     private readonly Channel<string?> _checks = Channel.CreateBounded<string?>(
@@ -31,6 +34,7 @@ internal sealed partial class RemoteStopListener(
         }
 
         var checking = CheckAsync(stoppingToken);
+        var sweeping = SweepAsync(stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -49,6 +53,32 @@ internal sealed partial class RemoteStopListener(
         }
 
         await checking;
+        await sweeping;
+    }
+
+    private async Task SweepAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(SweepInterval, timeProvider);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                Enqueue(null);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Shutting down.
+        }
+    }
+
+    private async Task RetryAsync(string sessionId, CancellationToken cancellationToken)
+    {
+        await Task.Delay(RetryDelay, timeProvider, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        if (!cancellationToken.IsCancellationRequested)
+        {
+            Enqueue(sessionId);
+        }
     }
 
     private void Enqueue(string? sessionId)
@@ -68,18 +98,22 @@ internal sealed partial class RemoteStopListener(
                 var all = sessionId is null || Interlocked.Exchange(ref _checkAll, 0) == 1;
                 foreach (var id in all ? registry.RunningSessions() : [sessionId!])
                 {
+                    // The run is taken before the store is asked: the request found there is for this turn, and a turn
+                    // that began since (its own request cleared) is not the one stopped.
+                    var run = registry.Running(id);
                     try
                     {
-                        if (registry.IsGenerating(id) && await store.IsStopRequestedAsync(id, cancellationToken))
+                        if (run is not null && await store.IsStopRequestedAsync(id, cancellationToken))
                         {
-                            registry.Stop(id);
+                            run.Stop();
                             LogStopped(id);
                         }
                     }
                     catch (Exception e) when (e is not OperationCanceledException)
                     {
-                        // The store is unreachable now; the check after the listener reconnects covers this turn.
+                        // The store is unreachable now: asked again shortly (while the turn still runs).
                         LogCheckFailed(id, e.Message);
+                        _ = RetryAsync(id, cancellationToken);
                     }
                 }
             }

@@ -100,7 +100,11 @@ internal sealed partial class SessionTurns
         }
 
         // A turn another server sharing the store runs: that server stops it (RemoteStopListener) and stores its answer.
-        await _store.RequestStopAsync(owner, sessionId, cancellationToken);
+        // False: no other server holds a live lease, so nothing runs there; a turn may have begun here meanwhile.
+        if (!await _store.RequestStopAsync(owner, sessionId, cancellationToken))
+        {
+            _registry.Stop(sessionId);
+        }
     }
 
     /// <summary>

@@ -45,7 +45,13 @@ internal sealed class HeldAnswerStore(ISessionStore inner) : ISessionStore, IDis
         return await inner.SaveAnswerAsync(owner, id, answer, cancellationToken);
     }
 
+    public string StoreId => inner.StoreId;
+
     public Task InitializeAsync(CancellationToken cancellationToken) => inner.InitializeAsync(cancellationToken);
+
+    public Task<bool> RequestStopAsync(string? owner, string id, CancellationToken cancellationToken) => inner.RequestStopAsync(owner, id, cancellationToken);
+
+    public Task<bool> IsStopRequestedAsync(string id, CancellationToken cancellationToken) => inner.IsStopRequestedAsync(id, cancellationToken);
 
     public Task CreateAsync(StoredSession session, CancellationToken cancellationToken) => inner.CreateAsync(session, cancellationToken);
 

@@ -3,19 +3,35 @@ using LlmServer.Operations;
 using LlmServer.Sessions;
 using LlmServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.SignalR.Client;
+using Npgsql;
 using static LlmServer.Tests.Sessions.HubTestExtensions;
 
 namespace LlmServer.Tests.Sessions;
 
 /// <summary>
 /// Two servers sharing sessions in PostgreSQL: a stop sent to the one that does not run the turn (REST <c>/stop</c> or
-/// the hub's <c>StopGeneration</c>) stops it on the other, and the answer is stored <c>cancelled</c>. The running
+/// the hub's <c>StopGeneration</c>, also right after the listening connections were dropped) stops it on the other, and
+/// the answer is stored <c>cancelled</c>. The running
 /// server's decode is held at a gate until its engine has seen the stop, so the turn cannot end on its own first.
 /// </summary>
 public sealed class CrossReplicaStopTests(PostgresServer postgres) : IClassFixture<PostgresServer>
 {
     private const int LongTurn = 400;
     private const int DecodesBeforeTheGate = 4;
+
+    private static async Task<long> TerminateListenersAsync(string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var terminate = new NpgsqlCommand(
+            """
+            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name = @name AND pid <> pg_backend_pid();
+            """,
+            connection);
+        terminate.Parameters.AddWithValue("name", PostgresSessionStore.ListenerApplicationName);
+        return (long)(await terminate.ExecuteScalarAsync())!;
+    }
 
     [Fact]
     public async Task A_stop_sent_to_another_replica_stops_the_turn_there_and_its_answer_is_stored_cancelled()
@@ -45,6 +61,13 @@ public sealed class CrossReplicaStopTests(PostgresServer postgres) : IClassFixtu
                     Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
                 }),
                 ("hub", id => otherHub.InvokeAsync("StopGeneration", id)),
+                ("rest, the listening connections dropped", async id =>
+                {
+                    // Announced while the runner's listener may be gone: its check after reconnecting stops the turn.
+                    Assert.True(await TerminateListenersAsync(connection) >= 1);
+                    using var response = await other.Server.Client.PostAsync(new Uri($"/api/sessions/{id}/stop", UriKind.Relative), null);
+                    Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+                }),
             };
 
             foreach (var (via, stop) in stops)
