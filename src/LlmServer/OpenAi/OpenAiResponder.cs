@@ -178,7 +178,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
             {
                 onEvent(enumerator.Current);
                 var next = enumerator.MoveNextAsync();
-                if (!next.IsCompleted)
+                if (!next.IsCompleted || sse.HasBacklog)
                 {
                     beforeFlush?.Invoke();
                     await sse.FlushAsync();

@@ -21,8 +21,13 @@ internal sealed class SseWriter : IDisposable
     private readonly HttpContext _context;
     private readonly CancellationToken _requestAborted;
     private readonly StalledClients _stalledClients;
+    // The stall timer's callback runs on the thread pool: it may cut the connection only while a flush is pending and
+    // the writer is not disposed (Kestrel reuses a context once its response ends), decided under this lock.
+    private readonly Lock _stallLock = new();
     private ITimer? _stallTimer;
-    private int _stalled;
+    private bool _flushPending;
+    private bool _disposed;
+    private bool _stalled;
     private bool _writeFailed;
 
     private SseWriter(PipeWriter pipe, HttpContext context, StalledClients stalledClients)
@@ -152,6 +157,11 @@ internal sealed class SseWriter : IDisposable
                 // Armed only when the client is behind: a reading client's flushes complete at once, untimed.
                 var timer = _stallTimer ??= _stalledClients.TimeProvider.CreateTimer(
                     static writer => ((SseWriter)writer!).OnStalled(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                lock (_stallLock)
+                {
+                    _flushPending = true;
+                }
+
                 timer.Change(_stalledClients.Limit, Timeout.InfiniteTimeSpan);
                 try
                 {
@@ -159,11 +169,22 @@ internal sealed class SseWriter : IDisposable
                 }
                 finally
                 {
+                    lock (_stallLock)
+                    {
+                        _flushPending = false;
+                    }
+
                     timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
                 }
             }
 
-            _writeFailed = result.IsCompleted || result.IsCanceled || Volatile.Read(ref _stalled) == Stalled;
+            bool stalled;
+            lock (_stallLock)
+            {
+                stalled = _stalled;
+            }
+
+            _writeFailed = result.IsCompleted || result.IsCanceled || stalled;
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
         {
@@ -174,31 +195,44 @@ internal sealed class SseWriter : IDisposable
     public void Dispose()
     {
         // A late timer callback must not touch the context once the response is over (Kestrel reuses it).
-        Interlocked.CompareExchange(ref _stalled, Disposed, 0);
+        lock (_stallLock)
+        {
+            _disposed = true;
+        }
+
         _stallTimer?.Dispose();
         _json.Dispose();
     }
 
-    private const int Stalled = 1;
-    private const int Disposed = 2;
+    /// <summary>
+    /// More than a socket buffer's worth written and not yet sent: a burst of ready events is flushed part by part, so
+    /// each timed flush waits for the client to make room for one part, not to read the whole backlog.
+    /// </summary>
+    public bool HasBacklog => _pipe.CanGetUnflushedBytes && _pipe.UnflushedBytes >= BacklogBytes;
+
+    private const int BacklogBytes = 32 * 1024;
 
     /// <summary>The timer's callback (a thread-pool thread): the flush made no progress for the limit.</summary>
     private void OnStalled()
     {
-        if (Interlocked.CompareExchange(ref _stalled, Stalled, 0) != 0)
+        lock (_stallLock)
         {
-            return;
-        }
+            if (!_flushPending || _disposed || _stalled)
+            {
+                return;
+            }
 
-        try
-        {
-            // Aborting cancels RequestAborted, so the generation submitted with it stops; the flush then returns.
-            _stalledClients.Abort(_context);
-            _pipe.CancelPendingFlush();
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
-        {
-            // The response ended meanwhile: nothing is left to cut.
+            _stalled = true;
+            try
+            {
+                // Aborting cancels RequestAborted, so the generation submitted with it stops; the flush then returns.
+                _stalledClients.Abort(_context);
+                _pipe.CancelPendingFlush();
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
+            {
+                // The response ended meanwhile: nothing is left to cut.
+            }
         }
     }
 }

@@ -22,6 +22,6 @@ internal sealed partial class StalledClients(IOptions<ServerOptions> options, Ti
         context.Abort();
     }
 
-    [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Closing the connection of {Method} {Path} ({ConnectionId}): the client read nothing of its stream for {Seconds} s.")]
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Closing the connection of {Method} {Path} ({ConnectionId}): the client made no room in its stream for {Seconds} s.")]
     private static partial void LogStalled(ILogger logger, string method, string path, string connectionId, double seconds);
 }

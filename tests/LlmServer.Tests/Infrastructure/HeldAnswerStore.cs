@@ -19,8 +19,6 @@ internal sealed class HeldAnswerStore(ISessionStore inner) : ISessionStore, IDis
 
     public string Location => inner.Location;
 
-    public string StoreId => inner.StoreId;
-
     /// <summary>Puts the hook in front of the registered store (for <see cref="TestServer.StartAsync"/>'s configureServices).</summary>
     public static void Install(IServiceCollection services)
     {
@@ -73,10 +71,6 @@ internal sealed class HeldAnswerStore(ISessionStore inner) : ISessionStore, IDis
         inner.BeginTurnAsync(owner, id, fromIndex, userMessage, now, contextStart, cancellationToken);
 
     public Task<int> InterruptUnfinishedAsync(CancellationToken cancellationToken) => inner.InterruptUnfinishedAsync(cancellationToken);
-
-    public Task<bool> RequestStopAsync(string? owner, string id, CancellationToken cancellationToken) => inner.RequestStopAsync(owner, id, cancellationToken);
-
-    public Task<bool> IsStopRequestedAsync(string id, CancellationToken cancellationToken) => inner.IsStopRequestedAsync(id, cancellationToken);
 
     public void Dispose() => (inner as IDisposable)?.Dispose();
 }

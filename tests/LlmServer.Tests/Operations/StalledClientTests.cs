@@ -47,10 +47,10 @@ public sealed class StalledClientTests
         using var stalled = await StallAsync(server);
 
         using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await log.WaitForAsync("read nothing of its stream", deadline.Token);
+        await log.WaitForAsync("made no room in its stream", deadline.Token);
         await ends.Ended(StalledCall).WaitAsync(deadline.Token);
         await AssertClosedAsync(stalled, deadline.Token);
-        Assert.Single(log.Lines, line => line.Contains("read nothing of its stream", StringComparison.Ordinal));
+        Assert.Single(log.Lines, line => line.Contains("made no room in its stream", StringComparison.Ordinal));
 
         await WaitForFreePermitAsync(server);
         using var next = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", Key, Json("""{"model":"stories260K","prompt":"Once","max_tokens":2}"""));
