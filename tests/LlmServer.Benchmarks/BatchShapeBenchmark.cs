@@ -74,15 +74,20 @@ internal static class BatchShapeBenchmark
             }
         }
 
-        Console.WriteLine($"{Path.GetFileNameWithoutExtension(modelPath)}, KV cache {string.Join('/', cacheTypes)}, {threads} threads, prompt {depth} tokens deep, generating sequences {generatingDepth} deep; median of {rounds} (ms, and ms a prompt token)");
+        Console.WriteLine($"{Path.GetFileNameWithoutExtension(modelPath)}, KV cache {string.Join('/', cacheTypes)}, {threads} threads, prompt {depth} tokens deep, generating sequences {generatingDepth} deep; median of {rounds} [quartiles] (ms, and ms a prompt token)");
         for (var shape = 0; shape < Shapes.Length; shape++)
         {
             var line = $"{Shapes[shape].Name,-34}";
             for (var side = 0; side < sides.Count; side++)
             {
-                var median = Median(times[shape, side]);
+                var sorted = times[shape, side];
+                sorted.Sort();
+                var median = sorted[sorted.Count / 2];
                 var perToken = Shapes[shape].Chunk > 1 ? $" ({median / Shapes[shape].Chunk:F2}/token)" : string.Empty;
-                line += $"  {sides[side].Name}: {median,7:F1}{perToken,-15}";
+
+                // The quartiles show how noisy the machine was: a median alone hides it.
+                var spread = $" [{sorted[sorted.Count / 4]:F0}-{sorted[sorted.Count * 3 / 4]:F0}]";
+                line += $"  {sides[side].Name}: {median,7:F1}{spread,-12}{perToken,-15}";
             }
 
             Console.WriteLine(line);
@@ -94,12 +99,6 @@ internal static class BatchShapeBenchmark
         }
 
         return 0;
-    }
-
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values[values.Count / 2];
     }
 
     /// <summary>A context whose slots hold their sequences; each measured decode is removed again, so depths stay.</summary>
