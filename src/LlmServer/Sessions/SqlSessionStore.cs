@@ -241,7 +241,9 @@ internal abstract class SqlSessionStore : ISessionStore
         var answerIndex = fromIndex + (userMessage is null ? 0 : 1);
         await WriteMessageAsync(connection, transaction, id, new SessionMessage(answerIndex, "assistant", string.Empty, now, null, null, null, null, contextStart), cancellationToken);
 
-        await transaction.CommitAsync(cancellationToken);
+        // Not cancellable: a cancel arriving while PostgreSQL commits can leave the turn committed (the answer open, the
+        // lease held) with the caller told it failed, and nothing then closes that answer until the lease runs out.
+        await transaction.CommitAsync(CancellationToken.None);
         return true;
     }
 
