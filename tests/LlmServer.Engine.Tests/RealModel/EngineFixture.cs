@@ -21,11 +21,12 @@ internal static class RealEngine
         int targetStepMs = 80,
         IStepObserver? stepObserver = null,
         string? kvCacheDirectory = null,
-        string kvCacheType = "f16")
+        string kvCacheType = "f16",
+        bool warmSlide = false)
     {
         var engine = Create(
             modelPath,
-            new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue, TargetStepMs = targetStepMs, KvCacheType = kvCacheType },
+            new SchedulerOptions { Slots = slots, ContextSize = contextSize, StepTokenBudget = budget, PrefixReuse = prefixReuse, MaxQueue = maxQueue, TargetStepMs = targetStepMs, KvCacheType = kvCacheType, WarmSlide = warmSlide },
             stepObserver,
             kvCacheDirectory);
         await engine.StartAsync(CancellationToken.None);

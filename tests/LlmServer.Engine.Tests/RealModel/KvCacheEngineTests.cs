@@ -17,9 +17,9 @@ public sealed class KvCacheEngineTests : IDisposable
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "llmserver-kvreal-" + Guid.NewGuid().ToString("N"));
 
     [Fact]
-    public async Task A_slid_prompt_prefills_only_what_is_new_and_answers_as_a_cold_prefill_does()
+    public async Task A_warm_slide_moves_the_kept_turn_and_prefills_only_what_is_new()
     {
-        var engine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 2, contextSize: 1024);
+        var engine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 2, contextSize: 1024, warmSlide: true);
         try
         {
             var session = "slide-" + Guid.NewGuid();
@@ -27,7 +27,9 @@ public sealed class KvCacheEngineTests : IDisposable
             var slid = System + Kept + Next;
             var warm = await RunAsync(engine, slid, 24, session);
 
-            // The engine compares token ids: the system prompt's tokens stay, the kept turn's move down.
+            // The engine compares token ids: the system prompt's tokens stay, the kept turn's move down. The answer is
+            // not compared with a cold prefill's: the moved cells still hold what the kept turn computed with the
+            // dropped one in view (WindowSlideRealModelTests checks the default, exact slide).
             var before = engine.Tokenize(System + Dropped + Kept, addSpecial: true).ToArray();
             var after = engine.Tokenize(slid, addSpecial: true).ToArray();
             var plan = SlotTable.Plan(before, after, canShift: true);
@@ -35,20 +37,7 @@ public sealed class KvCacheEngineTests : IDisposable
             Assert.Equal(plan.Reused, warm.Completion.Usage.CachedPromptTokens);
             var keptTokens = engine.Tokenize(Kept).Count;
             Assert.InRange(plan.KeptLength, keptTokens - 2, keptTokens + 2);
-            Assert.Equal(after.Length - plan.Reused, after.Length - warm.Completion.Usage.CachedPromptTokens);
-
-            // The same prompt prefilled cold, in a fresh engine, gives the same greedy answer here.
-            var coldEngine = await RealEngine.StartAsync(TestModels.Stories260K, slots: 2, contextSize: 1024);
-            try
-            {
-                var cold = await RunAsync(coldEngine, slid, 24, "cold-" + Guid.NewGuid());
-                Assert.Equal(0, cold.Completion.Usage.CachedPromptTokens);
-                Assert.Equal(cold.Text, warm.Text);
-            }
-            finally
-            {
-                await StopAsync(coldEngine);
-            }
+            Assert.Equal(24, warm.Completion.Usage.CompletionTokens);
         }
         finally
         {

@@ -13,12 +13,14 @@ public sealed class KvReuseLogicTests : IDisposable
     private const string Dropped = "AAAAAAAAAAAA";
     private const string Kept = "BBBBBBBBBBBB";
 
+    private static readonly Action<SchedulerOptions> WarmSlide = options => options.WarmSlide = true;
+
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "llmserver-kvlogic-" + Guid.NewGuid().ToString("N"));
 
     [Fact]
     public async Task A_slid_window_moves_the_kept_cells_and_prefills_only_the_new_suffix()
     {
-        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64);
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, configure: WarmSlide);
         await RunAsync(harness, System + Dropped + Kept, "s");
 
         // The KV now holds the prompt and the generated "abc" (the last sampled token is not decoded).
@@ -36,9 +38,84 @@ public sealed class KvReuseLogicTests : IDisposable
     }
 
     [Fact]
+    public async Task By_default_a_slid_window_prefills_the_kept_turn_again_at_the_positions_a_fresh_prefill_gives_it()
+    {
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64);
+        await RunAsync(harness, System + Dropped + Kept, "s");
+        var firstTurn = harness.Backend.Batches.Count;
+
+        var slid = System + Kept + "abc" + "CCCCC";
+        var usage = await RunAsync(harness, slid, "s");
+
+        // Only the system prompt's cells stay; nothing moves, the kept turn and what follows are prefilled in order.
+        Assert.Equal(System.Length, usage.CachedPromptTokens);
+        Assert.Empty(harness.Backend.Shifts);
+        var prefilled = harness.Backend.Batches.Skip(firstTurn).SelectMany(b => b).Where(e => e.Position < slid.Length).ToList();
+        Assert.Equal(slid[System.Length..], new string(prefilled.Select(e => (char)e.Token).ToArray()));
+        Assert.Equal(Enumerable.Range(System.Length, slid.Length - System.Length), prefilled.Select(e => e.Position));
+        Assert.StartsWith(slid, KvText(harness, 0), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_slides_prefill_goes_in_budget_sized_chunks_while_another_slot_generates_every_step()
+    {
+        using var harness = new SchedulerHarness(slots: 2, slotContext: 128, budget: 16);
+        await RunAsync(harness, System + Dropped + Kept, "s");
+        var sessionSlot = harness.Backend.KvOf(0).Count > 0 ? 0 : 1;
+        var other = harness.Submit("xxxxxxxx", maxTokens: 80);
+        harness.Steps(2);
+
+        var slid = System + Kept + "abc" + "CCCCCCCCCCCC";
+        var turn = harness.Submit(slid, maxTokens: 4, session: "s");
+        var promptSteps = 0;
+        do
+        {
+            Assert.True(harness.Scheduler.Step());
+            var batch = harness.Backend.Batches[^1];
+            Assert.InRange(batch.Count, 1, 16);
+            Assert.Contains(batch, e => e.Slot != sessionSlot);
+            promptSteps += batch.Any(e => e.Slot == sessionSlot) ? 1 : 0;
+            Assert.True(promptSteps < 20, "the slide's prefill did not finish");
+        }
+        while (harness.Backend.KvOf(sessionSlot).Count < slid.Length);
+
+        // 27 tokens past the system prompt, at most 15 a step beside the other slot's token.
+        Assert.True(promptSteps >= 2, $"the slide's prefill took {promptSteps} steps");
+        harness.RunToIdle();
+        var completed = Assert.Single((await SchedulerHarness.ReadAvailableAsync(turn)).OfType<GenerationCompleted>());
+        Assert.Equal(System.Length, completed.Usage.CachedPromptTokens);
+        Assert.Equal(80, Assert.Single((await SchedulerHarness.ReadAvailableAsync(other)).OfType<GenerationCompleted>()).Usage.CompletionTokens);
+    }
+
+    [Fact]
+    public async Task Cancelling_a_slides_prefill_frees_the_slot_and_the_session_keeps_only_cells_it_can_use()
+    {
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 16);
+        await RunAsync(harness, System + Dropped + Kept, "s");
+
+        var slid = System + Kept + "abc" + "CCCCCCCCCCCC";
+        var turn = harness.Submit(slid, maxTokens: 4, session: "s");
+        Assert.True(harness.Scheduler.Step());
+        Assert.InRange(harness.Backend.KvOf(0).Count, System.Length + 1, slid.Length - 1);
+        turn.Cancel();
+        harness.RunToIdle();
+
+        var cancelled = Assert.Single((await SchedulerHarness.ReadAvailableAsync(turn)).OfType<GenerationCompleted>());
+        Assert.Equal(FinishReason.Cancelled, cancelled.FinishReason);
+        Assert.Equal(0, harness.Scheduler.GetStatus().Running);
+        Assert.StartsWith(KvText(harness, 0), slid, StringComparison.Ordinal);
+
+        // The slot is free for the session's next turn, which reuses exactly the cells prefilled before the cancel.
+        var partial = harness.Backend.KvOf(0).Count;
+        var usage = await RunAsync(harness, slid, "s");
+        Assert.Equal(partial, usage.CachedPromptTokens);
+        Assert.StartsWith(slid, KvText(harness, 0), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Without_shifting_the_slide_prefills_from_the_first_difference()
     {
-        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, canShift: false);
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, canShift: false, configure: WarmSlide);
         await RunAsync(harness, System + Dropped + Kept, "s");
         var usage = await RunAsync(harness, System + Kept + "abc" + "CCCCC", "s");
 
@@ -49,7 +126,7 @@ public sealed class KvReuseLogicTests : IDisposable
     [Fact]
     public async Task A_request_without_a_session_never_shifts()
     {
-        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64);
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, configure: WarmSlide);
         await RunAsync(harness, System + Dropped + Kept, null);
         var usage = await RunAsync(harness, System + Kept + "abc" + "CCCCC", null);
 
@@ -94,7 +171,7 @@ public sealed class KvReuseLogicTests : IDisposable
     public async Task A_restored_session_whose_window_slid_shifts_after_the_restore()
     {
         using var cache = OpenCache();
-        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: cache);
+        using var harness = new SchedulerHarness(slots: 1, slotContext: 128, budget: 64, diskCache: cache, configure: WarmSlide);
         await RunAsync(harness, System + Dropped + Kept, "a");
         await RunAsync(harness, "bbbbbbbbbbbbbbbbbbbb", "b");
 
@@ -210,6 +287,8 @@ public sealed class KvReuseLogicTests : IDisposable
         harness.RunToIdle();
         Assert.Empty((await SchedulerHarness.ReadAvailableAsync(unasked)).OfType<RequestAdmitted>());
     }
+
+    private static string KvText(SchedulerHarness harness, int slot) => new([.. harness.Backend.KvOf(slot).Select(t => (char)t)]);
 
     private DiskKvCache OpenCache(UInt128? model = null) =>
         new(new KvCacheOptions { KvCacheDirectory = _directory }, model ?? new UInt128(1, 1), TimeProvider.System, NullLogger.Instance);

@@ -23,7 +23,7 @@ public sealed class LongConversationTests
     [Fact]
     public async Task A_40_turn_conversation_on_a_512_token_slot_answers_every_turn_and_keeps_the_whole_history()
     {
-        await WithConversationAsync(async (server, endings, detail) =>
+        await WithConversationAsync(warmSlide: false, async (server, endings, detail) =>
         {
             Assert.Equal(Turns * 2, detail.Messages.Count);
             Assert.Equal(Enumerable.Range(0, Turns * 2), detail.Messages.Select(m => m.Index));
@@ -48,6 +48,17 @@ public sealed class LongConversationTests
             Assert.True(kept.Count >= Turns / 2, $"the window moved on {Turns - 1 - kept.Count} of {Turns - 1} turns");
             Assert.All(kept, t => Assert.True(endings[t].Usage!.CachedTokens > 0, $"turn {t} reused no cached tokens"));
 
+            // By default a slide is exact: the system prompt's cells stay, the kept turns are prefilled again.
+            var sliding = Enumerable.Range(1, Turns - 1).Except(kept).ToList();
+            var newMessageCost = kept.Max(t => endings[t].Usage!.PromptTokens - endings[t].Usage!.CachedTokens) + 2;
+            Assert.All(sliding, t =>
+            {
+                var usage = endings[t].Usage!;
+                Assert.True(
+                    usage.CachedTokens > 0 && usage.PromptTokens - usage.CachedTokens > newMessageCost,
+                    $"sliding turn {t}: {usage.PromptTokens} prompt tokens, {usage.CachedTokens} cached; a kept turn prefills up to {newMessageCost}");
+            });
+
             // Each move of the window is counted.
             var metrics = await server.Server.Client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
             Assert.Equal(Turns - 1 - kept.Count, PrometheusText.Sum(metrics, "llmserver_session_window_slides_total"));
@@ -55,9 +66,9 @@ public sealed class LongConversationTests
     }
 
     [Fact]
-    public async Task Sliding_turns_keep_the_rest_of_the_window_warm_and_prefill_only_the_new_message()
+    public async Task With_the_warm_slide_sliding_turns_keep_the_rest_of_the_window_and_prefill_only_the_new_message()
     {
-        await WithConversationAsync((_, endings, _) =>
+        await WithConversationAsync(warmSlide: true, (_, endings, _) =>
         {
             var starts = endings.Select(e => e.ContextStart!.Value).ToList();
             var kept = KeptTurns(starts);
@@ -83,9 +94,10 @@ public sealed class LongConversationTests
     private static List<int> KeptTurns(List<int> starts) => [.. Enumerable.Range(1, Turns - 1).Where(t => starts[t] == starts[t - 1])];
 
     /// <summary>Runs the 40 turns on a server with two 512-token slots, then hands the endings and the stored session over.</summary>
-    private static async Task WithConversationAsync(Func<SessionTestServer, List<ChatStreamEvent>, SessionDetail, Task> check)
+    private static async Task WithConversationAsync(bool warmSlide, Func<SessionTestServer, List<ChatStreamEvent>, SessionDetail, Task> check)
     {
-        var server = await SessionTestServer.StartAsync(null, "--Scheduler:Slots=2", "--Scheduler:ContextSize=1024");
+        string[] args = ["--Scheduler:Slots=2", "--Scheduler:ContextSize=1024", .. warmSlide ? ["--Scheduler:WarmSlide=true"] : Array.Empty<string>()];
+        var server = await SessionTestServer.StartAsync(null, args);
         try
         {
             await using (server)
