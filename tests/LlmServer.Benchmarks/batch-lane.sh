@@ -14,37 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 dll=${1:-src/LlmServer/bin/Release/net10.0/LlmServer.dll}
 rounds=${2:-3}
-shared=$(cd .. && pwd)/shared
-model=synth110m-q4_0
-port=5310
-url=http://127.0.0.1:$port
 batch_size=${LLMSERVER_BENCH_BATCH:-200}
 interactive=${LLMSERVER_BENCH_INTERACTIVE:-16}
 busy_requests=${LLMSERVER_BENCH_BUSY:-48}
-jobs=tests/LlmServer.Benchmarks/batch_job.py
-out=$(mktemp)
-tmp=$(mktemp -d)
-server=
-cleanup() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-start_server() {
-  rm -rf "$tmp/db" && mkdir -p "$tmp/db"
-  dotnet "$dll" --model "$shared/models/$model.gguf" --urls "$url" \
-    --Scheduler:Slots=8 --Scheduler:ContextSize=4096 --Sessions:Database="$tmp/db/sessions.db" \
-    --Logging:LogLevel:Default=Warning >"$tmp/server.log" 2>&1 &
-  server=$!
-  until curl -sf "$url/health/ready" >/dev/null; do sleep 0.2; done
-  node "$shared/tools/loadgen.mjs" --url "$url" --model "$model" --concurrency 1 --requests 1 --max-tokens 16 --json >/dev/null
-}
-
-stop_server() {
-  kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
-}
-
+source tests/LlmServer.Benchmarks/batch-server.sh
+batch_server 5310 synth110m-q4_0 8 4096 1
 
 loadgen() { # concurrency requests max_tokens -> gen tok/s, ttft p95 ms, failed requests
   node "$shared/tools/loadgen.mjs" --url "$url" --model "$model" --concurrency "$1" --requests "$2" --max-tokens "$3" \
@@ -58,7 +32,7 @@ batch_status() {
 
 for round in $(seq 1 "$rounds"); do
   for config in ttft-alone ttft-batch batch-idle busy; do
-    start_server
+    start_server "$dll"
     case $config in
       ttft-alone)
         read -r tps p95 errors < <(loadgen 4 "$interactive" 32)

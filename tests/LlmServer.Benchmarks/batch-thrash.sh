@@ -15,35 +15,10 @@ old=$1
 new=$2
 rounds=${3:-3}
 concurrencies=${4:-"1 2"}
-shared=$(cd .. && pwd)/shared
-model=${LLMSERVER_BENCH_MODEL:-stories260K}
-port=5320
-url=http://127.0.0.1:$port
 batch_size=${LLMSERVER_BENCH_BATCH:-200}
 interactive=${LLMSERVER_BENCH_INTERACTIVE:-40}
-jobs=tests/LlmServer.Benchmarks/batch_job.py
-out=$(mktemp)
-tmp=$(mktemp -d)
-server=
-cleanup() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-start_server() { # dll
-  rm -rf "$tmp/db" && mkdir -p "$tmp/db"
-  dotnet "$1" --model "$shared/models/$model.gguf" --urls "$url" \
-    --Scheduler:Slots=2 --Scheduler:ContextSize=2048 --Sessions:Database="$tmp/db/sessions.db" \
-    --Logging:LogLevel:Default=Warning >"$tmp/server.log" 2>&1 &
-  server=$!
-  until curl -sf "$url/health/ready" >/dev/null; do sleep 0.2; done
-  node "$shared/tools/loadgen.mjs" --url "$url" --model "$model" --concurrency 1 --requests 2 --max-tokens 16 --json >/dev/null
-}
-
-stop_server() {
-  kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
-}
+source tests/LlmServer.Benchmarks/batch-server.sh
+batch_server 5320 "${LLMSERVER_BENCH_MODEL:-stories260K}" 2 2048 2
 
 preemptions() {
   curl -sf "$url/metrics" | awk '/^llmserver_num_preemptions_total/ { s += $2 } END { print s + 0 }'

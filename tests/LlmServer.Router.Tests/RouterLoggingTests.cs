@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using LlmServer.Router.Hosting;
 using LlmServer.Router.Tests.Infrastructure;
@@ -41,39 +40,5 @@ public sealed class RouterLoggingTests
 
         Assert.Contains(capture.Lines, line => line.Contains("access_token=[redacted]&x=1", StringComparison.Ordinal));
         Assert.DoesNotContain(capture.Lines, line => line.Contains("SECRET-KEY-123", StringComparison.Ordinal));
-    }
-
-    /// <summary>Every message and every structured value logged, as text.</summary>
-    private sealed class CapturingLoggerProvider : ILoggerProvider
-    {
-        private readonly ConcurrentQueue<string> _lines = new();
-
-        public IReadOnlyCollection<string> Lines => _lines;
-
-        public ILogger CreateLogger(string categoryName) => new Logger(_lines);
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Logger(ConcurrentQueue<string> lines) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state)
-                where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => true;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                lines.Enqueue(formatter(state, exception));
-                if (state is IEnumerable<KeyValuePair<string, object?>> values)
-                {
-                    foreach (var value in values)
-                    {
-                        lines.Enqueue(value.Key + "=" + value.Value);
-                    }
-                }
-            }
-        }
     }
 }

@@ -2,8 +2,10 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Text.Json;
+using LlmServer.Router.Hosting;
 using LlmServer.Router.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 
 namespace LlmServer.Router.Tests;
 
@@ -40,6 +42,69 @@ public sealed class SessionListingTests
         Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
         using var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
         Assert.Equal("invalid_api_key", error.RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Theory]
+    [InlineData("/api/sessions/", null)]
+    [InlineData("/API/Sessions/", null)]
+    [InlineData("/api/sessions?limit=5&owner=x", "?limit=5&owner=x")]
+    [InlineData("/api/sessions/?limit=5", "?limit=5")]
+    public async Task Every_path_the_replicas_list_on_is_merged_and_its_query_goes_to_each_replica(string path, string? query)
+    {
+        await using var first = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "aaaaaaaaaaaa");
+        await using var second = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "bbbbbbbbbbbb");
+        first.SessionsAnswer = () => Results.Json(new[] { Session("aaaaaaaaaaaa-1", "2026-01-01T00:00:00Z") });
+        second.SessionsAnswer = () => Results.Json(new[] { Session("bbbbbbbbbbbb-1", "2026-01-02T00:00:00Z") });
+        await using var router = await RouterHost.StartAsync(first.Address, second.Address);
+        await router.WaitForStoresAsync(first.Address, second.Address);
+
+        using var response = await router.Client.GetAsync(new Uri(path, UriKind.Relative));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var list = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal(new[] { "bbbbbbbbbbbb-1", "aaaaaaaaaaaa-1" }, list.RootElement.EnumerateArray().Select(s => s.GetProperty("id").GetString()!).ToArray());
+        Assert.Equal((query ?? "", query ?? ""), (first.SessionsQuery, second.SessionsQuery));
+    }
+
+    private static IResult InvalidAnswer(string what) => what switch
+    {
+        "not JSON" => Results.Text("<html>oops</html>", "text/html"),
+        "JSON cut short" => Results.Text("""[{"id":"bbbbbbbbbbbb-1","createdAt":"2026""", "application/json"),
+        "an object" => Results.Json(new { sessions = Array.Empty<object>() }),
+        "a session without its times" => Results.Json(new object[] { Session("bbbbbbbbbbbb-1", "2026-01-02T00:00:00Z"), new { id = "bbbbbbbbbbbb-2" } }),
+        "a time that is not one" => Results.Json(new[] { Session("bbbbbbbbbbbb-1", "yesterday") }),
+        _ => Results.Json(new[] { 1, 2 }),
+    };
+
+    [Theory]
+    [InlineData("not JSON", "not valid JSON")]
+    [InlineData("JSON cut short", "not valid JSON")]
+    [InlineData("an object", "a JSON object, not a list of sessions")]
+    [InlineData("a session without its times", "item 1 of its list is not a session")]
+    [InlineData("a time that is not one", "item 0 of its list is not a session")]
+    [InlineData("a list of numbers", "item 0 of its list is not a session")]
+    public async Task A_replicas_answer_that_is_not_a_list_of_sessions_is_a_502_naming_the_replica_and_logged_once(string what, string problem)
+    {
+        await using var first = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "aaaaaaaaaaaa");
+        await using var second = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "bbbbbbbbbbbb");
+        first.SessionsAnswer = () => Results.Json(new[] { Session("aaaaaaaaaaaa-1", "2026-01-01T00:00:00Z") });
+        second.SessionsAnswer = () => InvalidAnswer(what);
+        var capture = new CapturingLoggerProvider();
+        await using var router = await RouterHost.StartAsync([], builder => builder.Logging.AddProvider(capture), first.Address, second.Address);
+        await router.WaitForStoresAsync(first.Address, second.Address);
+
+        using var response = await router.Client.GetAsync(new Uri("/api/sessions", UriKind.Relative));
+
+        Assert.True(response.StatusCode == HttpStatusCode.BadGateway, $"{what}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        using var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var detail = error.RootElement.GetProperty("error");
+        Assert.Equal(("server_error", "session_replica_invalid_answer"), (detail.GetProperty("type").GetString(), detail.GetProperty("code").GetString()));
+        var message = detail.GetProperty("message").GetString()!;
+        Assert.Contains(RouterApplication.ReplicaName(second.Address), message, StringComparison.Ordinal);
+        Assert.Contains(problem, message, StringComparison.Ordinal);
+        Assert.DoesNotContain(RouterApplication.ReplicaName(first.Address), message, StringComparison.Ordinal);
+        Assert.Single(capture.Events, e => e.Name == "LogInvalidAnswer");
+        Assert.DoesNotContain(capture.Events, e => e.Name?.Contains("Exception", StringComparison.OrdinalIgnoreCase) == true);
     }
 
     [Fact]

@@ -421,10 +421,10 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     [LoggerMessage(EventId = 1005, Level = LogLevel.Information, Message = "Draining: {InFlight} requests in flight, waiting up to {Seconds} s")]
     private static partial void LogDraining(ILogger logger, int inFlight, double seconds);
 
-    [LoggerMessage(EventId = 1007, Level = LogLevel.Information, Message = "CPU threads: {Threading}")]
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Information, Message = "CPU threads: {Threading}")]
     private static partial void LogThreads(ILogger logger, string threading);
 
-    [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "Decode threads now {Threads} of {MaxThreads} (the decode thread got {CpuShare:P0} of a CPU)")]
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Information, Message = "Decode threads now {Threads} of {MaxThreads} (the decode thread got {CpuShare:P0} of a CPU)")]
     private static partial void LogThreadsChanged(ILogger logger, int threads, int maxThreads, double cpuShare);
 }
 

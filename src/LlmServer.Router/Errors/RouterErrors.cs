@@ -16,6 +16,7 @@ internal static class RouterErrors
     public const string ReplicaLostCode = "replica_lost";
 
     public const string SessionReplicaUnavailableCode = "session_replica_unavailable";
+    public const string SessionReplicaInvalidAnswerCode = "session_replica_invalid_answer";
 
     /// <summary>503 with <c>Retry-After</c>: no replica is healthy, or none could be reached.</summary>
     public static Task WriteNoReplicaAsync(HttpContext context, TimeSpan retryAfter)
@@ -40,6 +41,20 @@ internal static class RouterErrors
         retryAfter,
         "The model server replica that holds these sessions is not available right now (its sessions are in its own store). Retry shortly.",
         SessionReplicaUnavailableCode);
+
+    /// <summary>
+    /// 502 for the merged session list: a replica answered it with something that is not a list of sessions
+    /// (<paramref name="problem"/>); no list is shown without that replica's sessions.
+    /// </summary>
+    public static Task WriteSessionReplicaInvalidAnswerAsync(HttpContext context, string replicaName, string problem)
+    {
+        var response = context.Response;
+        response.Clear();
+        response.StatusCode = StatusCodes.Status502BadGateway;
+        response.Headers.CacheControl = "no-store";
+        var message = $"The sessions cannot be listed: model server replica {replicaName} did not answer with a list of sessions ({problem}).";
+        return response.WriteAsJsonAsync(new OpenAiError(new OpenAiErrorDetail(message, "server_error", null, SessionReplicaInvalidAnswerCode)), RouterJson.Default.OpenAiError, cancellationToken: context.RequestAborted);
+    }
 
     private static Task WriteUnavailableAsync(HttpContext context, TimeSpan retryAfter, string message, string code)
     {

@@ -128,10 +128,10 @@ internal sealed partial class ReplicaLoadMonitor(
 
     private ReplicaLoad Of(string destinationId) => _loads.GetOrAdd(destinationId, _ => new ReplicaLoad());
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Debug, Message = "Reading the load of replica {Replica} failed: {Reason}")]
+    [LoggerMessage(EventId = 10, Level = LogLevel.Debug, Message = "Reading the load of replica {Replica} failed: {Reason}")]
     private static partial void LogPollFailed(ILogger logger, string replica, string reason);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Replica {Replica} drains: no new requests go there until its readiness says otherwise")]
+    [LoggerMessage(EventId = 11, Level = LogLevel.Information, Message = "Replica {Replica} drains: no new requests go there until its readiness says otherwise")]
     private static partial void LogDraining(ILogger logger, string replica);
 
     private sealed class ReplicaLoad

@@ -60,9 +60,8 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
     /// <summary>The <c>application_name</c> of the connection that listens for stops (operators can find it).</summary>
     public const string ListenerApplicationName = "llmserver-stop-listener";
 
-    // A listening connection that stays idle is asked this often whether it still answers: a half-open socket
-    // never fails a wait, and a missed announcement would leave a stop undone.
-    private static readonly TimeSpan ListenProbeInterval = TimeSpan.FromSeconds(15);
+    // A listening connection that stays idle is asked this often whether it still answers (Sessions:StopListenProbeSeconds).
+    private readonly TimeSpan _listenProbeInterval;
 
     private readonly NpgsqlDataSource _dataSource;
 
@@ -74,6 +73,7 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
     {
         var builder = new NpgsqlConnectionStringBuilder(options.Value.ConnectionString);
         Location = $"postgres://{builder.Host}:{builder.Port}/{builder.Database}";
+        _listenProbeInterval = options.Value.StopListenProbe;
         _dataSource = NpgsqlDataSource.Create(builder.ConnectionString);
         _listenSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(builder.ConnectionString)
         {
@@ -131,9 +131,9 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
         onListening();
         while (true)
         {
-            if (!await connection.WaitAsync(ListenProbeInterval, cancellationToken))
+            if (!await connection.WaitAsync(_listenProbeInterval, cancellationToken))
             {
-                await using var probe = new NpgsqlCommand("SELECT 1;", connection) { CommandTimeout = (int)ListenProbeInterval.TotalSeconds };
+                await using var probe = new NpgsqlCommand("SELECT 1;", connection) { CommandTimeout = (int)_listenProbeInterval.TotalSeconds };
                 await probe.ExecuteNonQueryAsync(cancellationToken);
             }
         }

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using Microsoft.Extensions.Options;
 
 namespace LlmServer.Sessions;
 
@@ -7,18 +8,18 @@ namespace LlmServer.Sessions;
 /// (<see cref="ISessionStore.RequestStopAsync"/>): it listens for the store's announcements and, on each, checks that
 /// the request is still recorded with this server's lease of the session (a later turn clears it) before stopping the
 /// generation, which then stores its answer as <c>cancelled</c> as a local stop does. After every (re)connection, and
-/// every <see cref="SweepInterval"/> as a backstop, it checks all its running turns, so an announcement missed while it
+/// every <see cref="SessionOptions.StopSweepSeconds"/> as a backstop, it checks all its running turns, so an announcement missed while it
 /// was away is not lost; a check the store failed is tried again after <see cref="RetryDelay"/>.
 /// </summary>
 internal sealed partial class RemoteStopListener(
     ISessionStore store,
     GenerationRegistry registry,
+    IOptions<SessionOptions> options,
     TimeProvider timeProvider,
     ILogger<RemoteStopListener> logger) : BackgroundService
 {
     private static readonly TimeSpan ReconnectDelay = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
-    private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(30);
 
     // Session ids to check; null: check every running turn. An id that finds the queue full asks for that instead.
     private readonly Channel<string?> _checks = Channel.CreateBounded<string?>(
@@ -58,7 +59,7 @@ internal sealed partial class RemoteStopListener(
 
     private async Task SweepAsync(CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(SweepInterval, timeProvider);
+        using var timer = new PeriodicTimer(options.Value.StopSweep, timeProvider);
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken))

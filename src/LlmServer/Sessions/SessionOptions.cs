@@ -45,6 +45,19 @@ public sealed class SessionOptions
     /// <summary>How long a turn holds its session's lease without a checkpoint renewing it (a stopped server's turn is taken over after this).</summary>
     public int TurnLeaseSeconds { get; set; } = 30;
 
+    /// <summary>
+    /// For <c>postgres</c>: how often the connection that listens for other replicas' stop requests is asked, while
+    /// idle, whether it still answers (and how long it has to answer): a half-open socket never fails a wait, and a
+    /// missed announcement would leave a stop undone.
+    /// </summary>
+    public int StopListenProbeSeconds { get; set; } = 15;
+
+    /// <summary>
+    /// For <c>postgres</c>: how often every turn running here is checked for a stop request anyway, in case an
+    /// announcement was lost (a connection that failed between two probes).
+    /// </summary>
+    public int StopSweepSeconds { get; set; } = 30;
+
     /// <summary>How long a generation keeps running after its last listener went away, so a client can resume it.</summary>
     public int ResumeGraceSeconds { get; set; } = 30;
 
@@ -79,6 +92,10 @@ public sealed class SessionOptions
 
     public TimeSpan ResumeGrace => TimeSpan.FromSeconds(ResumeGraceSeconds);
 
+    public TimeSpan StopListenProbe => TimeSpan.FromSeconds(StopListenProbeSeconds);
+
+    public TimeSpan StopSweep => TimeSpan.FromSeconds(StopSweepSeconds);
+
     public TimeSpan CheckpointInterval => TimeSpan.FromMilliseconds(CheckpointIntervalMilliseconds);
 }
 
@@ -103,6 +120,16 @@ internal sealed class SessionOptionsValidator : IValidateOptions<SessionOptions>
         if (options.TurnLeaseSeconds is < 1 or > 3600)
         {
             errors.Add("Sessions:TurnLeaseSeconds must be between 1 and 3600.");
+        }
+
+        if (options.StopListenProbeSeconds is < 1 or > 3600)
+        {
+            errors.Add("Sessions:StopListenProbeSeconds must be between 1 and 3600.");
+        }
+
+        if (options.StopSweepSeconds is < 1 or > 3600)
+        {
+            errors.Add("Sessions:StopSweepSeconds must be between 1 and 3600.");
         }
 
         if (string.IsNullOrWhiteSpace(options.Database))

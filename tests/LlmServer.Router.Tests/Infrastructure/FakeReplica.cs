@@ -8,7 +8,7 @@ namespace LlmServer.Router.Tests.Infrastructure;
 /// A stand-in replica in this process, for what a real one does only for an instant: it reports ready, and either
 /// refuses every API request as a draining replica does (503 with <see cref="DrainMarker"/>, body unread) or
 /// answers it with 200. Counts the API requests it saw. Given a sessions store, it reports it in its readiness and
-/// answers <c>GET /api/sessions</c> with <see cref="SessionsAnswer"/>, keeping the <c>Authorization</c> it was sent.
+/// answers <c>GET /api/sessions</c> with <see cref="SessionsAnswer"/>, keeping the <c>Authorization</c> and query it was sent.
 /// </summary>
 internal sealed class FakeReplica : IAsyncDisposable
 {
@@ -31,6 +31,9 @@ internal sealed class FakeReplica : IAsyncDisposable
     /// <summary>The <c>Authorization</c> header of the last <c>GET /api/sessions</c>.</summary>
     public string? SessionsAuthorization { get; private set; }
 
+    /// <summary>The query string of the last <c>GET /api/sessions</c>.</summary>
+    public string? SessionsQuery { get; private set; }
+
     public static async Task<FakeReplica> StartAsync(bool refusesAsDraining, string? sessionStore = null)
     {
         var address = $"http://127.0.0.1:{ReplicaProcess.FreePort()}";
@@ -41,6 +44,7 @@ internal sealed class FakeReplica : IAsyncDisposable
         app.MapGet("/api/sessions", (HttpContext context) =>
         {
             replica.SessionsAuthorization = context.Request.Headers.Authorization;
+            replica.SessionsQuery = context.Request.QueryString.Value;
             return replica.SessionsAnswer();
         });
         app.MapPost("/v1/chat/completions", (HttpContext context) =>

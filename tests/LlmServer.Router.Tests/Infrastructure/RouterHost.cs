@@ -26,13 +26,16 @@ internal sealed class RouterHost : IAsyncDisposable
     public static Task<RouterHost> StartAsync(params string[] replicas) => StartAsync([], replicas);
 
     /// <summary>Starts the router with <paramref name="settings"/> (command-line style) over the defaults.</summary>
-    public static async Task<RouterHost> StartAsync(IEnumerable<string> settings, params string[] replicas)
+    public static Task<RouterHost> StartAsync(IEnumerable<string> settings, params string[] replicas) => StartAsync(settings, null, replicas);
+
+    /// <summary>Starts the router with <paramref name="settings"/> over the defaults, its builder given to <paramref name="configure"/>.</summary>
+    public static async Task<RouterHost> StartAsync(IEnumerable<string> settings, Action<WebApplicationBuilder>? configure, params string[] replicas)
     {
         var port = ReplicaProcess.FreePort();
         var args = new List<string> { "--urls", $"http://127.0.0.1:{port}", "--Router:HealthCheckInterval=00:00:00.500", "--Router:HealthCheckTimeout=00:00:10", "--Router:LoadPollInterval=00:00:00.250", "--Logging:LogLevel:Default=Warning" };
         args.AddRange(settings);
         args.AddRange(replicas.Select((r, i) => $"--Router:Replicas:{i}={r}"));
-        var app = RouterApplication.Build([.. args]);
+        var app = RouterApplication.Build([.. args], configure);
         await app.StartAsync();
         return new RouterHost(app, port, replicas);
     }

@@ -5,6 +5,7 @@ using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Sessions;
 using LlmServer.Tests.Infrastructure;
+using LlmServer.Tests.Sessions;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
 using Microsoft.Extensions.DependencyInjection;
@@ -21,7 +22,7 @@ namespace LlmServer.Tests.Operations;
 /// </summary>
 public sealed class SessionPermitTests(ITestOutputHelper output)
 {
-    private const string Key = AuthTests.KeyA;
+    private const string Key = KeyedSessionServer.Key;
     private const string Completion = """{"model":"stories260K","prompt":"Once upon a time","max_tokens":2}""";
 
     /// <summary>Streamed, so that a generation admitted by mistake answers with its headers at once instead of waiting on its held ending.</summary>
@@ -31,7 +32,7 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
     [Fact]
     public async Task Over_HTTP_a_turn_whose_client_went_away_keeps_the_key_permit_until_it_ends()
     {
-        await using var fixture = await Fixture.StartAsync();
+        await using var fixture = await StartAsync();
         var server = fixture.Server;
         var sessionId = await CreateSessionAsync(server);
         var path = $"/api/sessions/{sessionId}/messages";
@@ -44,7 +45,7 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
             Assert.Equal(ChatStreamEvent.DeltaType, (await NextEventAsync(reader))!.Type);
         }
 
-        await fixture.Ends.Ended("POST " + path).WaitAsync(fixture.Hang);
+        await Ends(fixture).Ended("POST " + path).WaitAsync(fixture.Hang);
         Assert.True(fixture.Registry.IsGenerating(sessionId));
 
         // The turn runs on and holds the key's one permit: another generation of the key is refused, in the API's shape.
@@ -79,12 +80,11 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
     [Fact]
     public async Task Over_the_hub_a_turn_whose_connection_dropped_keeps_the_key_permit_until_it_ends()
     {
-        await using var fixture = await Fixture.StartAsync();
+        await using var fixture = await StartAsync();
         var server = fixture.Server;
 
         // Start a turn on the hub, read its first event and drop the connection; wait until the server released the invocation.
-        var dropped = Connect(server);
-        await dropped.StartAsync();
+        var dropped = await fixture.ConnectAsync();
         var sessionId = (await dropped.InvokeAsync<SessionInfo>("CreateSession", (object?)null)).Id;
         try
         {
@@ -103,12 +103,11 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
             await dropped.DisposeAsync();
         }
 
-        await fixture.Ends.Ended("hub SendMessage").WaitAsync(fixture.Hang);
+        await Ends(fixture).Ended("hub SendMessage").WaitAsync(fixture.Hang);
         Assert.True(fixture.Registry.IsGenerating(sessionId));
 
         // Another generation of the key, on the hub or over HTTP, is refused while the turn runs.
-        await using var hub = Connect(server);
-        await hub.StartAsync();
+        await using var hub = await fixture.ConnectAsync();
         var other = (await hub.InvokeAsync<SessionInfo>("CreateSession", (object?)null)).Id;
         var refusedTurn = hub.StreamAsync<ChatStreamEvent>("SendMessage", other, "Hello").GetAsyncEnumerator();
         try
@@ -133,13 +132,7 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
             Assert.True(await resumed.MoveNextAsync());
             Assert.Equal(1, resumed.Current.Seq);
             await hub.InvokeAsync("StopGeneration", sessionId);
-            var ending = resumed.Current;
-            while (await resumed.MoveNextAsync())
-            {
-                ending = resumed.Current;
-            }
-
-            Assert.Equal(ChatStreamEvent.DoneType, ending.Type);
+            Assert.Equal(ChatStreamEvent.DoneType, (await resumed.LastEventAsync()).Type);
         }
         finally
         {
@@ -147,7 +140,7 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
         }
 
         fixture.Held.Release();
-        var events = await Collect(hub.StreamAsync<ChatStreamEvent>("SendMessage", other, "Hello"));
+        var events = await hub.StreamAsync<ChatStreamEvent>("SendMessage", other, "Hello").CollectAsync();
         Assert.Equal(ChatStreamEvent.DoneType, events[^1].Type);
     }
 
@@ -182,70 +175,10 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
         return last ?? throw new InvalidOperationException("The stream ended without an event.");
     }
 
-    private static async Task<List<ChatStreamEvent>> Collect(IAsyncEnumerable<ChatStreamEvent> stream)
-    {
-        var events = new List<ChatStreamEvent>();
-        await foreach (var item in stream)
-        {
-            events.Add(item);
-        }
-
-        return events;
-    }
-
     private static StringContent Body(string json) => new(json, Encoding.UTF8, "application/json");
 
-    private static HubConnection Connect(TestServer server) =>
-        new HubConnectionBuilder()
-            .WithUrl(new Uri(server.BaseAddress, "/hubs/chat"), options => options.AccessTokenProvider = () => Task.FromResult<string?>(Key))
-            .Build();
+    /// <summary>The keyed server with a long resume grace and observed call ends.</summary>
+    private static Task<KeyedSessionServer> StartAsync() => KeyedSessionServer.StartAsync(CallEnds.Install, "--Sessions:ResumeGraceSeconds=3600");
 
-    /// <summary>A server with one permit per key, a long resume grace, held endings and observed call ends.</summary>
-    private sealed class Fixture : IAsyncDisposable
-    {
-        private readonly DirectoryInfo _folder;
-        private readonly CancellationTokenSource _hang = new(TimeSpan.FromMinutes(2));
-
-        private Fixture(TestServer server, DirectoryInfo folder)
-        {
-            Server = server;
-            _folder = folder;
-        }
-
-        public TestServer Server { get; }
-
-        public CallEnds Ends => Server.Services.GetRequiredService<CallEnds>();
-
-        public GenerationRegistry Registry => Server.Services.GetRequiredService<GenerationRegistry>();
-
-        public HeldGenerator Held => (HeldGenerator)Server.Services.GetRequiredService<ITextGenerator>();
-
-        /// <summary>Only a hang guard for the waits on events.</summary>
-        public CancellationToken Hang => _hang.Token;
-
-        public static async Task<Fixture> StartAsync()
-        {
-            var folder = Directory.CreateTempSubdirectory("llmserver-session-permit-");
-            var server = await TestServer.StartAsync(
-                extraArgs:
-                [
-                    $"--Auth:ApiKeys:0={Key}", "--Limits:ConcurrentGenerationsPerKey=1", "--Sessions:ResumeGraceSeconds=3600",
-                    $"--Sessions:Database={Path.Combine(folder.FullName, "sessions.db")}", $"--Sessions:KvCacheDirectory={Path.Combine(folder.FullName, "kv-cache")}",
-                ],
-                configureServices: services =>
-                {
-                    HeldGenerator.Install(services);
-                    CallEnds.Install(services);
-                });
-            return new Fixture(server, folder);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            Held.Release();
-            await Server.DisposeAsync();
-            _hang.Dispose();
-            _folder.Delete(recursive: true);
-        }
-    }
+    private static CallEnds Ends(KeyedSessionServer server) => server.Server.Services.GetRequiredService<CallEnds>();
 }

@@ -11,7 +11,8 @@ namespace LlmServer.Tests.Sessions;
 /// <summary>
 /// Two servers sharing sessions in PostgreSQL: a stop sent to the one that does not run the turn (REST <c>/stop</c> or
 /// the hub's <c>StopGeneration</c>, also right after the listening connections were dropped) stops it on the other, and
-/// the answer is stored <c>cancelled</c>. The running
+/// the answer is stored <c>cancelled</c>; a stop whose announcement was lost is found by the sweep (a short
+/// <c>Sessions:StopSweepSeconds</c> here, waited for as the engine's cancellation). The running
 /// server's decode is held at a gate until its engine has seen the stop, so the turn cannot end on its own first.
 /// </summary>
 public sealed class CrossReplicaStopTests(PostgresServer postgres) : IClassFixture<PostgresServer>
@@ -33,6 +34,16 @@ public sealed class CrossReplicaStopTests(PostgresServer postgres) : IClassFixtu
         return (long)(await terminate.ExecuteScalarAsync())!;
     }
 
+    /// <summary>Records a stop as another replica would, without announcing it (an announcement lost on the way).</summary>
+    private static async Task RecordStopUnannouncedAsync(string connectionString, string sessionId)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var record = new NpgsqlCommand("UPDATE sessions SET stop_requested = 1 WHERE id = @id AND lease_holder IS NOT NULL;", connection);
+        record.Parameters.AddWithValue("id", sessionId);
+        Assert.Equal(1, await record.ExecuteNonQueryAsync());
+    }
+
     [Fact]
     public async Task A_stop_sent_to_another_replica_stops_the_turn_there_and_its_answer_is_stored_cancelled()
     {
@@ -47,7 +58,7 @@ public sealed class CrossReplicaStopTests(PostgresServer postgres) : IClassFixtu
                 gate.Install(services);
                 OperationsExtensions.DecorateTextGenerator(services, (_, engine) => cancellations = new HeldGenerator(engine, holdEndings: false));
             },
-            Shared("runner"));
+            [.. Shared("runner"), "--Sessions:StopSweepSeconds=1", "--Sessions:StopListenProbeSeconds=1"]);
         var other = await SessionTestServer.StartAsync(null, Shared("other"));
         try
         {
@@ -68,6 +79,7 @@ public sealed class CrossReplicaStopTests(PostgresServer postgres) : IClassFixtu
                     using var response = await other.Server.Client.PostAsync(new Uri($"/api/sessions/{id}/stop", UriKind.Relative), null);
                     Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
                 }),
+                ("recorded, its announcement lost", id => RecordStopUnannouncedAsync(connection, id)),
             };
 
             foreach (var (via, stop) in stops)

@@ -39,10 +39,11 @@ public sealed class SessionTestServer : IAsyncDisposable
         return new SessionTestServer(server, folder, database);
     }
 
-    public async Task<HubConnection> ConnectAsync()
+    /// <summary>A started hub connection, with <paramref name="apiKey"/> when given.</summary>
+    public async Task<HubConnection> ConnectAsync(string? apiKey = null)
     {
         var connection = new HubConnectionBuilder()
-            .WithUrl(new Uri(Server.BaseAddress, "/hubs/chat"))
+            .WithUrl(new Uri(Server.BaseAddress, "/hubs/chat"), options => options.AccessTokenProvider = () => Task.FromResult(apiKey))
             .Build();
         await connection.StartAsync();
         return connection;
@@ -97,6 +98,18 @@ internal static class HubTestExtensions
         hub.InvokeAsync<SessionInfo>("CreateSession", new CreateSessionRequest(title, systemPrompt, new SessionSettings(Temperature: 0, MaxTokens: maxTokens)));
 
     public static Task<SessionDetail> GetAsync(this HubConnection hub, string id) => hub.InvokeAsync<SessionDetail>("GetSession", id);
+
+    /// <summary>Reads the rest of a stream whose current event has been read; its last event.</summary>
+    public static async Task<ChatStreamEvent> LastEventAsync(this IAsyncEnumerator<ChatStreamEvent> stream)
+    {
+        var last = stream.Current;
+        while (await stream.MoveNextAsync())
+        {
+            last = stream.Current;
+        }
+
+        return last;
+    }
 
     /// <summary>Reads a whole stream.</summary>
     public static async Task<List<ChatStreamEvent>> CollectAsync(this IAsyncEnumerable<ChatStreamEvent> stream)

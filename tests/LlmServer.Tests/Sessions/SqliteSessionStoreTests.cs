@@ -91,10 +91,14 @@ public sealed class SqliteSessionStoreTests : SessionStoreContractTests, IDispos
             WindowLowWater = 1.5,
             CheckpointIntervalMilliseconds = 0,
             CheckpointTokens = -1,
+            StopListenProbeSeconds = 0,
+            StopSweepSeconds = 3601,
         });
 
         Assert.True(result.Failed);
-        Assert.Equal(9, result.Failures!.Count());
+        Assert.Equal(11, result.Failures!.Count());
+        Assert.Contains(result.Failures!, f => f.Contains("Sessions:StopListenProbeSeconds", StringComparison.Ordinal));
+        Assert.Contains(result.Failures!, f => f.Contains("Sessions:StopSweepSeconds", StringComparison.Ordinal));
         Assert.True(new SessionOptionsValidator().Validate(null, new SessionOptions()).Succeeded);
     }
 

@@ -21,19 +21,20 @@ namespace LlmServer.Tests.Sessions;
 /// </summary>
 public sealed class TurnLifecycleTests
 {
-    private const string Key = AuthTests.KeyA;
+    private const string Key = KeyedSessionServer.Key;
     private const string Completion = """{"model":"stories260K","prompt":"Once upon a time","max_tokens":2}""";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     [Fact]
     public async Task A_turn_that_fails_after_the_engine_admitted_it_cancels_the_generation_and_closes_its_answer()
     {
-        await using var fixture = await Fixture.StartAsync();
+        var timers = new FaultyTimers();
+        await using var fixture = await StartAsync(timers);
         await using var hub = await fixture.ConnectAsync();
         var session = await hub.CreateAsync(maxTokens: 400);
 
         // The turn fails after the engine admitted it and the store took it: its answer's recorder cannot start.
-        fixture.Timers.FailNextTimerOf<AnswerRecorder>();
+        timers.FailNextTimerOf<AnswerRecorder>();
         await Assert.ThrowsAsync<HubException>(() => hub.Send(session.Id, "Once upon a time").CollectAsync());
 
         // The engine's generation is cancelled (its ending is held, so nothing else could end it), and the turn is gone.
@@ -57,15 +58,15 @@ public sealed class TurnLifecycleTests
     [Fact]
     public async Task A_turns_key_permit_goes_back_when_the_engine_is_done_while_its_answer_is_still_being_stored()
     {
-        await using var fixture = await Fixture.StartAsync();
+        await using var fixture = await StartAsync();
         await using var hub = await fixture.ConnectAsync();
         var session = await hub.CreateAsync(maxTokens: 4);
         fixture.Held.Release();
-        fixture.Store.HoldFinishedAnswers();
+        Store(fixture).HoldFinishedAnswers();
 
         // The turn's generation ends; its final save hangs.
         var turn = hub.Send(session.Id, "Once upon a time").CollectAsync();
-        await fixture.Store.FinishedAnswerHeld.WaitAsync(fixture.Hang);
+        await Store(fixture).FinishedAnswerHeld.WaitAsync(fixture.Hang);
         Assert.True(fixture.Registry.IsGenerating(session.Id));
 
         // The engine is done with it, so the key's one permit is free for its next generation.
@@ -75,7 +76,7 @@ public sealed class TurnLifecycleTests
         }
 
         // The save goes on; the turn ends with its answer stored.
-        fixture.Store.Release();
+        Store(fixture).Release();
         var events = await turn.WaitAsync(fixture.Hang);
         Assert.Equal(ChatStreamEvent.DoneType, HubTestExtensions.AssertWellFormed(events).Type);
         var detail = await hub.GetAsync(session.Id);
@@ -86,7 +87,7 @@ public sealed class TurnLifecycleTests
     [Fact]
     public async Task The_message_count_leaves_out_the_answer_being_written_over_REST_and_the_hub()
     {
-        await using var fixture = await Fixture.StartAsync();
+        await using var fixture = await StartAsync();
         await using var hub = await fixture.ConnectAsync();
         var session = await hub.CreateAsync(maxTokens: 8);
 
@@ -99,13 +100,7 @@ public sealed class TurnLifecycleTests
             await AssertCountsAsync(fixture, hub, session.Id, expected: 1, messages: 2);
 
             fixture.Held.Release();
-            var last = turn.Current;
-            while (await turn.MoveNextAsync())
-            {
-                last = turn.Current;
-            }
-
-            Assert.Equal(ChatStreamEvent.DoneType, last.Type);
+            Assert.Equal(ChatStreamEvent.DoneType, (await turn.LastEventAsync()).Type);
         }
         finally
         {
@@ -116,7 +111,7 @@ public sealed class TurnLifecycleTests
     }
 
     /// <summary>The session's count from the REST list and detail and the hub's list and detail, and its detail's messages.</summary>
-    private static async Task AssertCountsAsync(Fixture fixture, HubConnection hub, string id, int expected, int messages)
+    private static async Task AssertCountsAsync(KeyedSessionServer fixture, HubConnection hub, string id, int expected, int messages)
     {
         using (var listed = await AuthTests.SendAsync(fixture.Server, HttpMethod.Get, "/api/sessions", Key))
         {
@@ -137,67 +132,12 @@ public sealed class TurnLifecycleTests
 
     private static StringContent Body(string json) => new(json, Encoding.UTF8, "application/json");
 
-    /// <summary>A server with one generation permit per key, held endings, an injectable clock fault and a holdable store.</summary>
-    private sealed class Fixture : IAsyncDisposable
+    /// <summary>The keyed server with a holdable store and, when given, an injectable clock fault.</summary>
+    private static Task<KeyedSessionServer> StartAsync(FaultyTimers? timers = null) => KeyedSessionServer.StartAsync(services =>
     {
-        private readonly DirectoryInfo _folder;
-        private readonly CancellationTokenSource _hang = new(TimeSpan.FromMinutes(2));
+        HeldAnswerStore.Install(services);
+        timers?.Install(services);
+    });
 
-        private Fixture(TestServer server, DirectoryInfo folder, FaultyTimers timers)
-        {
-            Server = server;
-            _folder = folder;
-            Timers = timers;
-        }
-
-        public TestServer Server { get; }
-
-        public FaultyTimers Timers { get; }
-
-        public HeldGenerator Held => (HeldGenerator)Server.Services.GetRequiredService<ITextGenerator>();
-
-        public HeldAnswerStore Store => Server.Services.GetRequiredService<HeldAnswerStore>();
-
-        public GenerationRegistry Registry => Server.Services.GetRequiredService<GenerationRegistry>();
-
-        /// <summary>Only a hang guard for the waits on events.</summary>
-        public CancellationToken Hang => _hang.Token;
-
-        public static async Task<Fixture> StartAsync()
-        {
-            var folder = Directory.CreateTempSubdirectory("llmserver-turn-lifecycle-");
-            var timers = new FaultyTimers();
-            var server = await TestServer.StartAsync(
-                extraArgs:
-                [
-                    $"--Auth:ApiKeys:0={Key}", "--Limits:ConcurrentGenerationsPerKey=1",
-                    $"--Sessions:Database={Path.Combine(folder.FullName, "sessions.db")}", $"--Sessions:KvCacheDirectory={Path.Combine(folder.FullName, "kv-cache")}",
-                ],
-                configureServices: services =>
-                {
-                    HeldGenerator.Install(services);
-                    HeldAnswerStore.Install(services);
-                    timers.Install(services);
-                });
-            return new Fixture(server, folder, timers);
-        }
-
-        public async Task<HubConnection> ConnectAsync()
-        {
-            var hub = new HubConnectionBuilder()
-                .WithUrl(new Uri(Server.BaseAddress, "/hubs/chat"), options => options.AccessTokenProvider = () => Task.FromResult<string?>(Key))
-                .Build();
-            await hub.StartAsync();
-            return hub;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            Held.Release();
-            Store.Release();
-            await Server.DisposeAsync();
-            _hang.Dispose();
-            _folder.Delete(recursive: true);
-        }
-    }
+    private static HeldAnswerStore Store(KeyedSessionServer server) => server.Server.Services.GetRequiredService<HeldAnswerStore>();
 }

@@ -1,0 +1,36 @@
+# The batch benchmarks' server, sourced by batch-lane.sh and batch-thrash.sh (run from the repository root):
+#   batch_server PORT MODEL SLOTS CONTEXT WARMUP   the server's shape; sets shared, model, url, jobs, out (the results)
+#                                                  and tmp (removed at exit, with a server still running stopped);
+#   start_server DLL   a fresh server process on an empty sessions database in $tmp, waited for until ready and then
+#                      warmed up with WARMUP short requests;
+#   stop_server        SIGTERM, and waits for it to exit.
+shared=$(cd .. && pwd)/shared
+jobs=tests/LlmServer.Benchmarks/batch_job.py
+server=
+
+batch_server() {
+  port=$1 model=$2 slots=$3 context=$4 warmup=$5
+  url=http://127.0.0.1:$port
+  out=$(mktemp)
+  tmp=$(mktemp -d)
+  trap batch_server_cleanup EXIT
+}
+
+batch_server_cleanup() {
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+
+start_server() { # dll
+  rm -rf "$tmp/db" && mkdir -p "$tmp/db"
+  dotnet "$1" --model "$shared/models/$model.gguf" --urls "$url" \
+    --Scheduler:Slots="$slots" --Scheduler:ContextSize="$context" --Sessions:Database="$tmp/db/sessions.db" \
+    --Logging:LogLevel:Default=Warning >"$tmp/server.log" 2>&1 &
+  server=$!
+  until curl -sf "$url/health/ready" >/dev/null; do sleep 0.2; done
+  node "$shared/tools/loadgen.mjs" --url "$url" --model "$model" --concurrency 1 --requests "$warmup" --max-tokens 16 --json >/dev/null
+}
+
+stop_server() {
+  kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
+}
