@@ -530,9 +530,11 @@ internal sealed partial class InferenceScheduler : IDisposable
 
         RetireFinished();
 
+        // The status first: a reader woken by this step's events sees the slots as the step left them.
+        PublishStatus();
+
         // The step's events reach their streams in one pass: one wake-up for every reader it fed.
         _publisher.Publish();
-        PublishStatus();
         return true;
     }
 
@@ -754,6 +756,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         {
             BatchRunning = batchRunning,
             BatchWaiting = _planner?.BatchWaiting.Count ?? 0,
+            KvTokensReusable = _slots?.KvTokensReusable ?? 0,
         };
     }
 
