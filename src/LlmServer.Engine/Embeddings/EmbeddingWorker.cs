@@ -184,6 +184,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
     {
         var pending = new List<EmbeddingJob>();
         var batch = new LLamaBatch();
+        var bound = weights is null ? TokenCountBound.None : TokenCountBound.Of(weights);
         var reader = _jobs.Reader;
         while (true)
         {
@@ -198,7 +199,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
                 {
                     job.Fail(new GenerationException(GenerationErrorCode.Unavailable, "The embedding model failed to load; see the server log."));
                 }
-                else if (Prepare(job, context, weights.Vocab.Count))
+                else if (Prepare(job, context, weights.Vocab.Count, bound))
                 {
                     pending.Add(job);
                 }
@@ -217,7 +218,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
     /// Checks a job's dimensions against the loaded model (the first job is the first to know its size), then
     /// tokenizes and checks its inputs; a bad one fails the job, naming the field, before anything is decoded.
     /// </summary>
-    private bool Prepare(EmbeddingJob job, LLamaContext context, int vocabularySize)
+    private bool Prepare(EmbeddingJob job, LLamaContext context, int vocabularySize, TokenCountBound bound)
     {
         if (job.Task.IsCompleted)
         {
@@ -246,6 +247,11 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
 
                 tokens = [.. ids];
             }
+            else if (bound.MinimumTokens(input.Text ?? string.Empty) is var atLeast && atLeast > _options.ContextSize)
+            {
+                // Far past the context: refused before its tokenization would hold up every job behind it.
+                return RefuseTooLong(job, i, $"at least {atLeast}");
+            }
             else
             {
                 tokens = [.. context.Tokenize(input.Text ?? string.Empty, addBos: true, special: false).Select(t => (int)t)];
@@ -258,7 +264,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
 
             if (tokens.Length > _options.ContextSize)
             {
-                return Refuse(job, i, $"Input {i} has {tokens.Length} tokens; the embedding context holds at most {_options.ContextSize} (Embeddings:ContextSize).");
+                return RefuseTooLong(job, i, $"{tokens.Length}");
             }
 
             job.Tokens[i] = tokens;
@@ -267,6 +273,9 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
 
         return true;
     }
+
+    private bool RefuseTooLong(EmbeddingJob job, int index, string tokens) =>
+        Refuse(job, index, $"Input {index} has {tokens} tokens; the embedding context holds at most {_options.ContextSize} (Embeddings:ContextSize).");
 
     private static bool Refuse(EmbeddingJob job, int index, string message)
     {

@@ -26,6 +26,8 @@ public abstract class DelegatingTextGenerator(ITextGenerator inner) : ITextGener
 
     public virtual string RenderPrompt(GenerationRequest request) => InnerGenerator.RenderPrompt(request);
 
+    public virtual TokenCount CountPromptTokens(string text, int limit) => InnerGenerator.CountPromptTokens(text, limit);
+
     public virtual IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) => InnerGenerator.Tokenize(text, addSpecial, parseSpecial);
 
     public virtual string Detokenize(IEnumerable<int> tokens) => InnerGenerator.Detokenize(tokens);

@@ -102,6 +102,7 @@ public sealed class GenerationException : Exception
         Field = engine.Field;
         FieldIndex = engine.FieldIndex;
         PromptTokens = engine.PromptTokens;
+        PromptTokensAtLeast = engine.PromptTokensAtLeast;
         ContextLength = engine.ContextLength;
         BackOff = engine.BackOff;
     }
@@ -116,6 +117,12 @@ public sealed class GenerationException : Exception
 
     /// <summary>For <see cref="GenerationErrorCode.ContextLengthExceeded"/>: the prompt's token count.</summary>
     public int? PromptTokens { get; init; }
+
+    /// <summary>
+    /// <see cref="PromptTokens"/> is a lower bound: the prompt was refused before it was tokenized, since even its
+    /// fewest possible tokens exceed the limit.
+    /// </summary>
+    public bool PromptTokensAtLeast { get; init; }
 
     /// <summary>For <see cref="GenerationErrorCode.ContextLengthExceeded"/>: the tokens a slot holds.</summary>
     public int? ContextLength { get; init; }

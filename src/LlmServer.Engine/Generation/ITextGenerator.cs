@@ -43,6 +43,13 @@ public interface ITextGenerator
     /// <summary>Tokenizes text with the model's vocabulary.</summary>
     IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false);
 
+    /// <summary>
+    /// Counts a prompt's tokens as <see cref="Submit"/> does (special tokens added and parsed); where even the fewest
+    /// tokens the text can have exceed <paramref name="limit"/>, answers that lower bound without tokenizing
+    /// (<see cref="TokenCount.AtLeast"/>): a prompt far past the context costs no tokenization.
+    /// </summary>
+    TokenCount CountPromptTokens(string text, int limit) => new(Tokenize(text, addSpecial: true, parseSpecial: true).Count, AtLeast: false);
+
     /// <summary>Turns tokens back into text.</summary>
     string Detokenize(IEnumerable<int> tokens);
 
@@ -63,3 +70,6 @@ public interface ITextGenerator
     /// </summary>
     Task DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default);
 }
+
+/// <summary>A prompt's token count; where <paramref name="AtLeast"/>, a lower bound already past the limit asked about.</summary>
+public readonly record struct TokenCount(int Tokens, bool AtLeast);

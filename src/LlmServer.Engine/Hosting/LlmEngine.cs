@@ -132,6 +132,15 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
         LoadedVocabulary().Tokenize(text, addSpecial, parseSpecial);
 
+    public TokenCount CountPromptTokens(string text, int limit)
+    {
+        var vocabulary = LoadedVocabulary();
+        var atLeast = vocabulary.Bound.MinimumTokens(text);
+        return atLeast > limit
+            ? new TokenCount(atLeast, AtLeast: true)
+            : new TokenCount(vocabulary.Tokenize(text, addSpecial: true, parseSpecial: true).Length, AtLeast: false);
+    }
+
     public string Detokenize(IEnumerable<int> tokens)
     {
         var vocabulary = LoadedVocabulary();
@@ -162,6 +171,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         var tools = _toolCalling!.Prepare(request);
         var submitted = tools?.Request ?? request;
         var text = isChat ? FormatChat(request, tools) : request.Prompt!;
+        scheduler.EnsurePromptFits(submitted, _vocabulary!.Bound.MinimumTokens(text), atLeast: true);
         var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
         if (tools?.Stage is { } stage)
         {
@@ -267,7 +277,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var created = context;
             _decodeThreads.Attach(threading, threads => ApplyThreads(created, threading, threads));
             var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
-            _vocabulary = backend.Vocabulary;
+            var served = _decorator?.Wrap(backend) ?? backend;
+            _vocabulary = served.Vocabulary;
             _formatter = ChatPromptFormatter.Create(weights, _modelOptions, _time, e => LogTemplateUnusable(_logger, e.Message, _modelOptions.FallbackChatTemplate));
 
             // A template that renders tools gets them as they are, in its own call syntax; any other (the built-in
@@ -284,7 +295,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             LogBackend(_logger, info.Backend.Kind, info.Backend.Library, info.Backend.GpuLayers, info.Backend.Threads);
             LogKvCache(_logger, context.ContextSize, _schedulerOptions.KvCacheType, KvCacheMemory.Estimate(weights.Metadata, context.ContextSize, _schedulerOptions.KvCacheType) is { } kvBytes ? $"{kvBytes / (1024.0 * 1024.0):F1} MiB" : "unknown (the GGUF has per-layer head counts)", parameters.FlashAttention switch { true => "on", false => "off", null => "auto" });
             LogModel(_logger, info.Id, info.Architecture, info.ParameterCount, info.TrainingContextLength, info.VocabularySize, info.HasChatTemplate, _formatter.TemplateName, info.Slots, info.SlotContextLength, _time.GetElapsedTime(started).TotalMilliseconds);
-            return _decorator?.Wrap(backend) ?? backend;
+            return served;
         }
         catch
         {

@@ -10,16 +10,9 @@ internal sealed class ModelOptionsValidator : IValidateOptions<ModelOptions>
 {
     public ValidateOptionsResult Validate(string? name, ModelOptions options)
     {
+        // Model:Path is not checked here: the server finds (or downloads) the model after every setting is valid,
+        // and that is where its file is checked (ModelPathResolver).
         var errors = new List<string>();
-        if (string.IsNullOrWhiteSpace(options.Path))
-        {
-            errors.Add("Model:Path is not set. Pass --model PATH, set Model__Path, or put a .gguf file in models/.");
-        }
-        else if (!File.Exists(options.Path))
-        {
-            errors.Add($"Model:Path '{options.Path}' does not exist.");
-        }
-
         if (options.GpuLayerCount is < 0)
         {
             errors.Add("Model:GpuLayerCount must be 0 or more.");

@@ -84,6 +84,9 @@ internal interface ITokenVocabulary
 
     bool AddBos { get; }
 
+    /// <summary>The fewest tokens a text can have, known without tokenizing it (computed once, at load).</summary>
+    TokenCountBound Bound { get; }
+
     int[] Tokenize(string text, bool addSpecial, bool parseSpecial);
 
     /// <summary>

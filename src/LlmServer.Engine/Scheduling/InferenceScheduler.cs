@@ -103,6 +103,44 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     public void Start() => _thread.Start();
 
+    /// <summary>
+    /// Refuses a prompt of <paramref name="tokens"/> tokens (a lower bound where <paramref name="atLeast"/>, counted
+    /// before tokenizing: see <see cref="TokenCountBound"/>) that exceeds the request's prompt limit or leaves no room
+    /// in a slot: the one home of the context-length refusal.
+    /// </summary>
+    public void EnsurePromptFits(GenerationRequest request, int tokens, bool atLeast) =>
+        EnsurePromptFits(request, tokens, atLeast, _backend?.SlotContextSize ?? int.MaxValue);
+
+    private static void EnsurePromptFits(GenerationRequest request, int tokens, bool atLeast, int slotContext)
+    {
+        var has = atLeast ? $"at least {tokens}" : $"{tokens}";
+        if (request.PromptLimit is { } limit && tokens > limit.MaxTokens)
+        {
+            // ContextLength stays unset: the limit is the operator's, not the slot's, and the message says so.
+            throw new GenerationException(
+                GenerationErrorCode.ContextLengthExceeded,
+                $"This request's prompt has {has} tokens; this server accepts at most {limit.MaxTokens} prompt tokens per request ({limit.Setting}).",
+                PromptField(request))
+            {
+                PromptTokens = tokens,
+                PromptTokensAtLeast = atLeast,
+            };
+        }
+
+        if (tokens >= slotContext)
+        {
+            throw new GenerationException(
+                GenerationErrorCode.ContextLengthExceeded,
+                $"The prompt has {has} tokens but a slot's context holds {slotContext} tokens, prompt and completion together.",
+                PromptField(request))
+            {
+                PromptTokens = tokens,
+                PromptTokensAtLeast = atLeast,
+                ContextLength = slotContext,
+            };
+        }
+    }
+
     /// <summary>Admits a request whose prompt is already tokenized. Throws <see cref="GenerationException"/> when refused.</summary>
     public GenerationStream Submit(GenerationRequest request, int[] promptTokens, CancellationToken cancellationToken) =>
         Submit(request, promptTokens, null, cancellationToken);
@@ -127,29 +165,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             throw new GenerationException(GenerationErrorCode.InvalidRequest, "The prompt is empty.", PromptField(request));
         }
 
-        if (request.PromptLimit is { } limit && promptTokens.Length > limit.MaxTokens)
-        {
-            // ContextLength stays unset: the limit is the operator's, not the slot's, and the message says so.
-            throw new GenerationException(
-                GenerationErrorCode.ContextLengthExceeded,
-                $"This request's prompt has {promptTokens.Length} tokens; this server accepts at most {limit.MaxTokens} prompt tokens per request ({limit.Setting}).",
-                PromptField(request))
-            {
-                PromptTokens = promptTokens.Length,
-            };
-        }
-
-        if (promptTokens.Length >= slotContext)
-        {
-            throw new GenerationException(
-                GenerationErrorCode.ContextLengthExceeded,
-                $"The prompt has {promptTokens.Length} tokens but a slot's context holds {slotContext} tokens, prompt and completion together.",
-                PromptField(request))
-            {
-                PromptTokens = promptTokens.Length,
-                ContextLength = slotContext,
-            };
-        }
+        EnsurePromptFits(request, promptTokens.Length, atLeast: false, slotContext);
 
         if (request.Choices > backend.SlotCount)
         {
@@ -514,9 +530,11 @@ internal sealed partial class InferenceScheduler : IDisposable
 
         RetireFinished();
 
+        // The status first: a reader woken by this step's events sees the slots as the step left them.
+        PublishStatus();
+
         // The step's events reach their streams in one pass: one wake-up for every reader it fed.
         _publisher.Publish();
-        PublishStatus();
         return true;
     }
 
@@ -738,6 +756,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         {
             BatchRunning = batchRunning,
             BatchWaiting = _planner?.BatchWaiting.Count ?? 0,
+            KvTokensReusable = _slots?.KvTokensReusable ?? 0,
         };
     }
 

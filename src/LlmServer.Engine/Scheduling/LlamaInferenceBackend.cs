@@ -139,6 +139,7 @@ internal sealed class LlamaVocabulary : ITokenVocabulary
         _vocab = weights.Vocab;
         Count = _vocab.Count;
         AddBos = _vocab.ShouldAddBOS;
+        Bound = TokenCountBound.Of(weights);
         var eog = new List<int>();
         for (var token = 0; token < Count; token++)
         {
@@ -155,6 +156,8 @@ internal sealed class LlamaVocabulary : ITokenVocabulary
     public int Count { get; }
 
     public bool AddBos { get; }
+
+    public TokenCountBound Bound { get; }
 
     /// <summary>Every token llama.cpp treats as end of generation (EOS, EOT, ...).</summary>
     public int[] EndOfGenerationTokens { get; }

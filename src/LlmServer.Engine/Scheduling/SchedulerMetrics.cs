@@ -35,7 +35,8 @@ internal sealed class SchedulerMetrics : IDisposable
         _meter.CreateObservableGauge("llmserver.num_requests_waiting", () => status().Waiting, description: "Requests waiting for a slot.");
         _meter.CreateObservableGauge("llmserver.num_batch_requests_running", () => status().BatchRunning, description: "Batch-lane requests generating in a KV slot.");
         _meter.CreateObservableGauge("llmserver.num_batch_requests_waiting", () => status().BatchWaiting, description: "Batch-lane requests waiting for a slot that interactive traffic leaves idle.");
-        _meter.CreateObservableGauge("llmserver.kv_cache_usage_perc", () => status().KvCacheUsage, description: "Used KV-cache cells over all cells (0 to 1).");
+        _meter.CreateObservableGauge("llmserver.kv_cache_usage_perc", () => status().KvCacheUsage, description: "KV-cache cells held by running requests over all cells (0 to 1).");
+        _meter.CreateObservableGauge("llmserver.kv_cache_reusable_perc", () => status().KvCacheReusable, description: "KV-cache cells idle slots keep for prefix reuse (finished requests, idle sessions) over all cells (0 to 1).");
         _promptTokens = _meter.CreateCounter<long>("llmserver.prompt_tokens", description: "Prompt tokens of finished requests.");
         _generationTokens = _meter.CreateCounter<long>("llmserver.generation_tokens", description: "Generated tokens.");
         _prefixQueries = _meter.CreateCounter<long>("llmserver.prefix_cache_queries", description: "Prompt tokens looked up in the KV cache.");

@@ -18,6 +18,14 @@ public sealed record SchedulerStatus(
     /// <summary>Batch-lane requests waiting for idle slots (counted in <see cref="Waiting"/> too).</summary>
     public int BatchWaiting { get; init; }
 
-    /// <summary>Used KV cells over all cells, 0 to 1.</summary>
-    public double KvCacheUsage => Slots == 0 || SlotContextLength == 0 ? 0 : (double)KvTokensUsed / ((long)Slots * SlotContextLength);
+    /// <summary>KV cells idle slots keep for prefix reuse (finished requests, idle sessions); not in <see cref="KvTokensUsed"/>.</summary>
+    public int KvTokensReusable { get; init; }
+
+    /// <summary>KV cells held by running requests over all cells, 0 to 1 (as vLLM's usage: cached cells a new request may take are free).</summary>
+    public double KvCacheUsage => ShareOfCells(KvTokensUsed);
+
+    /// <summary>KV cells kept for prefix reuse over all cells, 0 to 1.</summary>
+    public double KvCacheReusable => ShareOfCells(KvTokensReusable);
+
+    private double ShareOfCells(int cells) => Slots == 0 || SlotContextLength == 0 ? 0 : (double)cells / ((long)Slots * SlotContextLength);
 }

@@ -86,19 +86,27 @@ internal sealed partial class SlotTable
         }
     }
 
-    /// <summary>KV cells in use over all slots.</summary>
-    public int KvTokensUsed
-    {
-        get
-        {
-            var used = 0;
-            foreach (var slot in _slots)
-            {
-                used += slot.Tokens.Count;
-            }
+    /// <summary>KV cells held by running requests (their prompt and answer so far).</summary>
+    public int KvTokensUsed => KvTokens(busy: true);
 
-            return used;
+    /// <summary>
+    /// KV cells idle slots keep for reuse: finished requests' prefixes and idle sessions' conversations. A new
+    /// request may take them over (its prompt's shared prefix is not prefilled again) or overwrite them.
+    /// </summary>
+    public int KvTokensReusable => KvTokens(busy: false);
+
+    private int KvTokens(bool busy)
+    {
+        var cells = 0;
+        foreach (var slot in _slots)
+        {
+            if (slot.IsBusy == busy)
+            {
+                cells += slot.Tokens.Count;
+            }
         }
+
+        return cells;
     }
 
     /// <summary>Idle slots holding a session's conversation.</summary>

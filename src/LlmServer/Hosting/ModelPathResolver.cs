@@ -15,7 +15,11 @@ internal static class ModelPathResolver
         "(2) put a .gguf file in the models/ folder (Model:Download:Directory); " +
         "(3) set Model:Download:Url (and Model:Download:Sha256) to a GGUF file this machine can download.";
 
-    public static bool TryResolve(IConfiguration configuration, out string error)
+    /// <summary>
+    /// The one check of the model file. With <paramref name="download"/> false (settings are invalid, so the server
+    /// will not start) a model still to be downloaded is left for the next start and counts as no problem.
+    /// </summary>
+    public static bool TryResolve(IConfiguration configuration, bool download, out string error)
     {
         error = string.Empty;
         var configured = configuration["Model:Path"];
@@ -32,9 +36,9 @@ internal static class ModelPathResolver
             return true;
         }
 
-        var download = new ModelDownloadOptions();
-        configuration.GetSection(ModelDownloadOptions.SectionName).Bind(download);
-        var folder = Path.GetFullPath(download.Directory);
+        var options = new ModelDownloadOptions();
+        configuration.GetSection(ModelDownloadOptions.SectionName).Bind(options);
+        var folder = Path.GetFullPath(options.Directory);
         var found = Directory.Exists(folder)
             ? Directory.EnumerateFiles(folder, "*.gguf").Where(f => f.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal).FirstOrDefault()
             : null;
@@ -44,15 +48,20 @@ internal static class ModelPathResolver
             return true;
         }
 
-        if (!download.Enabled)
+        if (!options.Enabled)
         {
             error = $"No model to serve: Model:Path is not set and {folder} holds no .gguf file. {HowToProvideAModel}";
             return false;
         }
 
+        if (!download)
+        {
+            return true;
+        }
+
         try
         {
-            configuration["Model:Path"] = Download(download);
+            configuration["Model:Path"] = Download(options);
             return true;
         }
         catch (ModelDownloadException ex)

@@ -83,11 +83,6 @@ internal static class ServerApplication
         });
         builder.Configuration.AddCommandLine(args, SwitchMappings);
 
-        if (!ModelPathResolver.TryResolve(builder.Configuration, out var error))
-        {
-            throw new ServerCannotStartException(error);
-        }
-
         builder.Services.AddLlmServerEngine(builder.Configuration);
 
         // Before the other hub filters: the outermost one logs their refusals too.
@@ -104,7 +99,21 @@ internal static class ServerApplication
         builder.Services.AddSingleton<IHostLifetime, DrainingLifetime>();
         StartupProblems.QuietenAddressInUse(builder.Services);
         configureServices?.Invoke(builder.Services);
-        if (StartupProblems.InvalidSettings(builder.Services) is { Count: > 0 } invalid)
+
+        // Every setting first, then the model: a server that cannot start downloads nothing, and a missing model
+        // file joins the one report of its problems.
+        var invalid = StartupProblems.InvalidSettings(builder.Services);
+        if (!ModelPathResolver.TryResolve(builder.Configuration, download: invalid.Count == 0, out var modelProblem))
+        {
+            if (invalid.Count == 0)
+            {
+                throw new ServerCannotStartException(modelProblem);
+            }
+
+            invalid = [.. invalid, modelProblem];
+        }
+
+        if (invalid.Count > 0)
         {
             throw new ServerCannotStartException(StartupProblems.DescribeInvalidSettings(invalid));
         }

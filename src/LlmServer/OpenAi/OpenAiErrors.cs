@@ -45,7 +45,7 @@ internal static class OpenAiErrors
         }
 
         var message = exception.PromptTokens is { } prompt && exception.ContextLength is { } context
-            ? $"This model's maximum context length is {context} tokens, prompt and completion together, but your prompt has {prompt} tokens{(prompt == context ? ", which leaves none for the completion" : string.Empty)}. Shorten the prompt."
+            ? $"This model's maximum context length is {context} tokens, prompt and completion together, but your prompt has {(exception.PromptTokensAtLeast ? "at least " : string.Empty)}{prompt} tokens{(prompt == context ? ", which leaves none for the completion" : string.Empty)}. Shorten the prompt."
             : exception.Message;
         return FromEngine(exception.Code, message, param, retryAfter: null);
     }

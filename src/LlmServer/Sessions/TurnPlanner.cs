@@ -59,18 +59,21 @@ internal sealed class TurnPlanner
             budget = Math.Min(budget, _maxPromptTokens);
         }
 
-        var counts = new Dictionary<int, int>();
-        int Count(int start)
+        // A window whose fewest possible tokens already exceed the budget is not tokenized (see CountPromptTokens).
+        var counts = new Dictionary<int, TokenCount>();
+        TokenCount Counted(int start)
         {
             if (!counts.TryGetValue(start, out var tokens))
             {
                 var text = _generator.ApplyChatTemplate(Turns(systemPrompt, history, start), [], addAssistantPrompt: true);
-                tokens = _generator.Tokenize(text, addSpecial: true, parseSpecial: true).Count;
+                tokens = _generator.CountPromptTokens(text, budget);
                 counts[start] = tokens;
             }
 
             return tokens;
         }
+
+        int Count(int start) => Counted(start).Tokens;
 
         var turnStarts = TurnStarts(history);
         var previous = PreviousStart(history);
@@ -105,7 +108,7 @@ internal sealed class TurnPlanner
 
         throw new SessionException(
             SessionErrorCodes.ContextLengthExceeded,
-            $"the message needs {Count(newest)} tokens with the system prompt, but a slot's context holds {slot} tokens and {reserve} are kept for the answer",
+            $"the message needs {(Counted(newest).AtLeast ? "at least " : string.Empty)}{Count(newest)} tokens with the system prompt, but a slot's context holds {slot} tokens and {reserve} are kept for the answer",
             "text");
     }
 

@@ -172,6 +172,8 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
 
         public bool AddBos => false;
 
+        public TokenCountBound Bound { get; } = TokenCountBound.WithLongestToken(1);
+
         public int[] Tokenize(string text, bool addSpecial, bool parseSpecial) => text.Select(c => (int)c).ToArray();
 
         public int[] TokenizeContinuation(string text, bool parseSpecial) => Tokenize(text, false, parseSpecial);

@@ -55,6 +55,8 @@ public sealed class TokenBytesTests
 
         public bool AddBos => false;
 
+        public TokenCountBound Bound => TokenCountBound.None;
+
         public int[] Tokenize(string text, bool addSpecial, bool parseSpecial) => throw new NotSupportedException();
 
         public int[] TokenizeContinuation(string text, bool parseSpecial) => throw new NotSupportedException();

@@ -1,4 +1,3 @@
-using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
 using LlmServer.Engine.Scheduling;
 using Microsoft.Extensions.DependencyInjection;
@@ -75,41 +74,12 @@ internal sealed class DecodeGate
         }
     }
 
-    private sealed class GatedBackend(IInferenceBackend inner, DecodeGate gate) : IInferenceBackend
+    private sealed class GatedBackend(IInferenceBackend inner, DecodeGate gate) : ForwardingBackend(inner)
     {
-        public int SlotCount => inner.SlotCount;
-
-        public int SlotContextSize => inner.SlotContextSize;
-
-        public ITokenVocabulary Vocabulary => inner.Vocabulary;
-
-        public bool CanShift => inner.CanShift;
-
-        public void BeginBatch(bool forPrompt) => inner.BeginBatch(forPrompt);
-
-        public int AddToBatch(int token, int position, int slot, bool wantLogits) => inner.AddToBatch(token, position, slot, wantLogits);
-
-        public DecodeOutcome Decode()
+        public override DecodeOutcome Decode()
         {
             gate.Pass();
-            return inner.Decode();
+            return base.Decode();
         }
-
-        public void TruncateSlot(int slot, int fromPosition) => inner.TruncateSlot(slot, fromPosition);
-
-        public void CopySlot(int sourceSlot, int targetSlot) => inner.CopySlot(sourceSlot, targetSlot);
-
-        public void RemoveAndShift(int slot, int fromPosition, int toPosition) => inner.RemoveAndShift(slot, fromPosition, toPosition);
-
-        public byte[] SaveSlot(int slot) => inner.SaveSlot(slot);
-
-        public bool RestoreSlot(int slot, ReadOnlySpan<byte> state) => inner.RestoreSlot(slot, state);
-
-        public ReadOnlySpan<float> GetLogits(int batchIndex) => inner.GetLogits(batchIndex);
-
-        public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos) =>
-            inner.CreateSampler(options, grammar, grammarTriggers, ignoreEos);
-
-        public void Dispose() => inner.Dispose();
     }
 }

@@ -32,7 +32,7 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         var after = await ScrapeAsync();
         foreach (var name in new[]
         {
-            "llmserver_num_requests_running", "llmserver_num_requests_waiting", "llmserver_kv_cache_usage_perc",
+            "llmserver_num_requests_running", "llmserver_num_requests_waiting", "llmserver_kv_cache_usage_perc", "llmserver_kv_cache_reusable_perc",
             "llmserver_prompt_tokens_total", "llmserver_generation_tokens_total",
             "llmserver_prefix_cache_queries_total", "llmserver_prefix_cache_hits_total", "llmserver_request_success_total",
             "llmserver_time_to_first_token_seconds_bucket", "llmserver_inter_token_latency_seconds_bucket",

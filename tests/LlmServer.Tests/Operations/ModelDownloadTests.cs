@@ -122,14 +122,14 @@ public sealed class ModelDownloadTests : IAsyncLifetime
     {
         var configuration = Configuration(new Uri(Base, "/model.gguf").ToString(), Sha256);
 
-        Assert.True(ModelPathResolver.TryResolve(configuration, out var error), error);
+        Assert.True(ModelPathResolver.TryResolve(configuration, download: true, out var error), error);
         Assert.Equal(Path.Combine(_models.FullName, "model.gguf"), configuration["Model:Path"]);
         Assert.Equal(_fixture, File.ReadAllBytes(configuration["Model:Path"]!));
 
         // The next start finds the file and downloads nothing.
         var requests = _requests.Count;
         var again = Configuration(new Uri(Base, "/model.gguf").ToString(), Sha256);
-        Assert.True(ModelPathResolver.TryResolve(again, out _));
+        Assert.True(ModelPathResolver.TryResolve(again, download: true, out _));
         Assert.Equal(requests, _requests.Count);
     }
 
@@ -138,7 +138,7 @@ public sealed class ModelDownloadTests : IAsyncLifetime
     {
         var configuration = Configuration($"http://127.0.0.1:{ClosedPort()}/model.gguf", sha256: null, attempts: 1);
 
-        Assert.False(ModelPathResolver.TryResolve(configuration, out var error));
+        Assert.False(ModelPathResolver.TryResolve(configuration, download: true, out var error));
         Assert.Contains("--model PATH", error, StringComparison.Ordinal);
         Assert.Contains("models/", error, StringComparison.Ordinal);
         Assert.Contains("Model:Download:Url", error, StringComparison.Ordinal);

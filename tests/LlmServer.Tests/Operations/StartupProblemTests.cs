@@ -58,6 +58,43 @@ public sealed class StartupProblemTests
     }
 
     [Fact]
+    public async Task A_missing_model_file_and_invalid_settings_are_reported_together()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), $"llmserver-missing-{Guid.NewGuid():N}.gguf");
+        var (exitCode, output) = await RunUntilExitAsync(
+            (log, args) => Start(FreePort(), log, args),
+            "--model", missing,
+            "--Scheduler:Slots=0");
+
+        Assert.True(exitCode == 1, $"exit code {exitCode}; output:\n{output}");
+        Assert.Contains("The server cannot start: 2 settings are invalid.", output, StringComparison.Ordinal);
+        Assert.Contains("Scheduler:Slots must be", output, StringComparison.Ordinal);
+        Assert.Contains($"Model file '{missing}' does not exist.", output, StringComparison.Ordinal);
+        Assert.Single(output.Split('\n'), line => line.Contains("does not exist", StringComparison.Ordinal));
+        AssertNoStackTrace(output);
+    }
+
+    [Fact]
+    public async Task Invalid_settings_are_reported_before_the_model_is_downloaded()
+    {
+        // No model given and none in the folder: a valid configuration would download one now.
+        var folder = Directory.CreateTempSubdirectory("llmserver-download-").FullName;
+        var (exitCode, output) = await RunUntilExitAsync(
+            (log, args) => Start(FreePort(), log, args),
+            "--model", string.Empty,
+            $"--Model:Download:Directory={folder}",
+            "--Model:Download:Url=http://127.0.0.1:9/model.gguf",
+            "--Scheduler:Slots=0");
+
+        Assert.True(exitCode == 1, $"exit code {exitCode}; output:\n{output}");
+        Assert.Contains("The server cannot start: a setting is invalid.", output, StringComparison.Ordinal);
+        Assert.Contains("Scheduler:Slots must be", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("download", output, StringComparison.OrdinalIgnoreCase);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(folder));
+        AssertNoStackTrace(output);
+    }
+
+    [Fact]
     public async Task A_port_in_use_is_named_and_the_exit_code_is_1()
     {
         using var holder = new TcpListener(IPAddress.Loopback, 0);

@@ -43,6 +43,7 @@ internal static class PropsEndpoint
             ["slots_running"] = status.Running,
             ["requests_waiting"] = status.Waiting,
             ["kv_cache_usage"] = status.KvCacheUsage,
+            ["kv_cache_reusable"] = status.KvCacheReusable,
             ["backend"] = new Dictionary<string, object?>
             {
                 ["kind"] = model.Backend.Kind,
