@@ -13,7 +13,14 @@ public sealed class Llama31ToolServerFixture() : TemplateToolServerFixture("meta
 /// <summary>Llama 3.3's template: as 3.1's.</summary>
 public sealed class Llama33ToolServerFixture() : TemplateToolServerFixture("meta-llama-Llama-3.3-70B-Instruct.jinja");
 
-public sealed class Llama31TemplateToolTests(Llama31ToolServerFixture fixture) : IClassFixture<Llama31ToolServerFixture>
+public sealed class Llama31TemplateToolTests(Llama31ToolServerFixture fixture)
+    : Llama3TemplateToolTests(fixture, "meta-llama-Llama-3.1-8B-Instruct"), IClassFixture<Llama31ToolServerFixture>;
+
+public sealed class Llama33TemplateToolTests(Llama33ToolServerFixture fixture)
+    : Llama3TemplateToolTests(fixture, "meta-llama-Llama-3.3-70B-Instruct"), IClassFixture<Llama33ToolServerFixture>;
+
+/// <summary>The same checks for each Llama 3.x template.</summary>
+public abstract class Llama3TemplateToolTests(TemplateToolServerFixture fixture, string template)
 {
     [Fact]
     public Task Props_show_the_llama3_format_and_its_capabilities() => Llama3TemplateTools.AssertPropsAsync(fixture.Server.Client);
@@ -22,22 +29,10 @@ public sealed class Llama31TemplateToolTests(Llama31ToolServerFixture fixture) :
     [InlineData("tools-offered")]
     [InlineData("tool-round-trip")]
     public Task Renders_the_tool_cases_as_llama_cpp_does(string caseName) =>
-        Llama3TemplateTools.AssertRendersAsync(fixture.Server.Client, "meta-llama-Llama-3.1-8B-Instruct", caseName);
+        Llama3TemplateTools.AssertRendersAsync(fixture.Server.Client, template, caseName);
 
     [Fact]
     public Task A_required_call_in_llama3_syntax_comes_back_parsed() => Llama3TemplateTools.AssertRequiredCallAsync(fixture.Server.Client);
-}
-
-public sealed class Llama33TemplateToolTests(Llama33ToolServerFixture fixture) : IClassFixture<Llama33ToolServerFixture>
-{
-    [Fact]
-    public Task Props_show_the_llama3_format_and_its_capabilities() => Llama3TemplateTools.AssertPropsAsync(fixture.Server.Client);
-
-    [Theory]
-    [InlineData("tools-offered")]
-    [InlineData("tool-round-trip")]
-    public Task Renders_the_tool_cases_as_llama_cpp_does(string caseName) =>
-        Llama3TemplateTools.AssertRendersAsync(fixture.Server.Client, "meta-llama-Llama-3.3-70B-Instruct", caseName);
 }
 
 internal static class Llama3TemplateTools
