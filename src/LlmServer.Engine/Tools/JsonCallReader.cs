@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 
 namespace LlmServer.Engine.Tools;
 
@@ -43,6 +44,9 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
     private readonly StringBuilder _name = new();
     private readonly StringBuilder _pendingArguments = new();
     private StringBuilder? _id;
+
+    // Arguments written as a JSON string or null, held whole until they end to be unwrapped (see ArgumentsValue).
+    private StringBuilder? _heldArguments;
     private JsonStringDecoder _decoder = new();
     private JsonValueExtent _extent;
     private Phase _phase = Phase.Open;
@@ -67,7 +71,39 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
     }
 
     /// <summary>The output ended inside the object: a call held back for its id is reported, without a cut-off id.</summary>
-    public void Finish() => ReleaseHeldCall();
+    public void Finish()
+    {
+        ReleaseHeldCall();
+        if (_heldArguments is not null && Started)
+        {
+            // Cut off inside a held string: what was written goes on as it was, not unwrapped.
+            sink.OnArguments(_heldArguments.ToString());
+            _heldArguments = null;
+        }
+    }
+
+    /// <summary>
+    /// The arguments as the API reports them, from a held JSON string or null (llama.cpp does the same): a string
+    /// holding a JSON object is that object's text, null is <c>{}</c>; any other string stays the literal it was.
+    /// </summary>
+    internal static string ArgumentsValue(string raw)
+    {
+        if (raw == "null")
+        {
+            return "{}";
+        }
+
+        try
+        {
+            var text = JsonSerializer.Deserialize<string>(raw);
+            using var parsed = text is null ? null : JsonDocument.Parse(text);
+            return parsed?.RootElement.ValueKind == JsonValueKind.Object ? text! : raw;
+        }
+        catch (JsonException)
+        {
+            return raw;
+        }
+    }
 
     private ScanResult Read(char c)
     {
@@ -208,7 +244,14 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
         {
             _argumentsSeen = true;
             TryStart();
-            EmitArguments(c);
+            if (c is '"' or 'n')
+            {
+                _heldArguments = new StringBuilder().Append(c);
+            }
+            else
+            {
+                EmitArguments(c);
+            }
         }
 
         _phase = isArguments ? Phase.Arguments : Phase.Skip;
@@ -230,11 +273,17 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
                 if (arguments)
                 {
                     EmitArguments(c);
+                    ReleaseHeldArguments();
                 }
 
                 _phase = Phase.Comma;
                 return ScanResult.Continue;
             case ScanResult.EndedBefore:
+                if (arguments)
+                {
+                    ReleaseHeldArguments();
+                }
+
                 _phase = Phase.Comma;
                 return AfterValue(c);
             default:
@@ -313,9 +362,32 @@ internal sealed class JsonCallReader(IToolCallSink sink, IReadOnlySet<string> to
         }
     }
 
+    private void ReleaseHeldArguments()
+    {
+        if (_heldArguments is null)
+        {
+            return;
+        }
+
+        var value = ArgumentsValue(_heldArguments.ToString());
+        _heldArguments = null;
+        if (Started)
+        {
+            sink.OnArguments(value);
+        }
+        else
+        {
+            _pendingArguments.Append(value);
+        }
+    }
+
     private void EmitArguments(char c)
     {
-        if (Started)
+        if (_heldArguments is not null)
+        {
+            _heldArguments.Append(c);
+        }
+        else if (Started)
         {
             sink.OnArguments(c.ToString());
         }

@@ -1,3 +1,5 @@
+using System.Text.RegularExpressions;
+
 namespace LlmServer.Engine.Tools;
 
 /// <summary>How a model writes tool calls: detected from its chat template's source, never from its name.</summary>
@@ -27,7 +29,7 @@ public enum ToolCallFormat
 }
 
 /// <summary>Detects <see cref="ToolCallFormat"/> from a template's source text, and names it for /props.</summary>
-public static class ToolCallFormats
+public static partial class ToolCallFormats
 {
     /// <summary>The format a template writes calls in; <see cref="ToolCallFormat.Generic"/> without a template.</summary>
     public static ToolCallFormat Detect(string? templateSource)
@@ -47,8 +49,10 @@ public static class ToolCallFormats
             return Has(templateSource, "[ARGS]") ? ToolCallFormat.Mistral : ToolCallFormat.MistralNemo;
         }
 
-        // Qwen3-Coder and its kin write <tool_call><function=name><parameter=...>: XML, not Hermes' JSON.
-        if (Has(templateSource, "<tool_call>") && !Has(templateSource, "<function="))
+        // Hermes only where JSON follows the tag: Qwen3-Coder (<function=name>), GLM and Laguna (name<arg_key>) and
+        // MiniMax (<invoke name=>) write other syntaxes inside <tool_call>; parsing them as Hermes would contradict
+        // what the template taught the model.
+        if (HermesCall().IsMatch(templateSource))
         {
             return ToolCallFormat.Hermes;
         }
@@ -85,4 +89,9 @@ public static class ToolCallFormats
     internal static bool KeepsModelId(ToolCallFormat format, string id) => WantsShortIds(format) && ShortToolCallIds.IsShort(id);
 
     private static bool Has(string source, string marker) => source.Contains(marker, StringComparison.Ordinal);
+
+    // <tool_call> then a JSON object opening with "name", across what separates them in template source: blanks,
+    // escaped newlines, string quotes, concatenation and Jinja delimiters.
+    [GeneratedRegex(@"<tool_call>(?:\s|\\n|[""'+~]|\{\{-?|-?\}\}|\{%-?|-?%\})*\{\\?""name\\?""", RegexOptions.CultureInvariant)]
+    private static partial Regex HermesCall();
 }

@@ -23,7 +23,7 @@ public sealed record ChatTemplateCapabilities
     /// <summary>An assistant message's <c>tool_calls</c> reach the prompt.</summary>
     public bool SupportsToolCalls { get; init; } = true;
 
-    /// <summary>A second call in one assistant message reaches the prompt.</summary>
+    /// <summary>A second call in one assistant message reaches the prompt (probed apart: Llama 3.x refuses it).</summary>
     public bool SupportsParallelToolCalls { get; init; } = true;
 
     /// <summary>The template renders tool-call arguments given as an object (they are passed parsed, not as JSON text).</summary>
@@ -49,13 +49,14 @@ public sealed record ChatTemplateCapabilities
         var stringContent = TryRender(template, [Message("user", ContentNeedle)], null);
         var typedContent = TryRender(template, [Message("user", ChatTemplateAdjustments.TextBlocks(ContentNeedle))], null);
         var system = TryRender(template, [Message("system", SystemNeedle), Message("user", "User message")], []);
-        var tools = TryRender(template, ToolConversation(objectArguments: true, parallel: true), ProbeTools())
-            ?? TryRender(template, ToolConversation(objectArguments: false, parallel: true), ProbeTools());
-
-        // One call only: some templates refuse parallel calls, which says nothing about how they read arguments.
-        // A template that renders object arguments gets them parsed; one that fails on them (string concatenation)
-        // keeps the JSON text.
+        // Three probes, as llama.cpp's: tools offered to one user message, one call in the history, two calls in one
+        // message. A template that refuses parallel calls (Llama 3.x takes one per message) still renders tools and
+        // single calls natively. A template that renders object arguments gets them parsed; one that fails on them
+        // (string concatenation) keeps the JSON text.
+        var offered = TryRender(template, [Message("user", "User message")], ProbeTools());
         var withObjectArguments = TryRender(template, ToolConversation(objectArguments: true, parallel: false), ProbeTools());
+        var oneCall = withObjectArguments ?? TryRender(template, ToolConversation(objectArguments: false, parallel: false), ProbeTools());
+        var twoCalls = TryRender(template, ToolConversation(objectArguments: withObjectArguments is not null, parallel: true), ProbeTools());
         var reasoning = TryRender(
             template,
             [Message("user", "User message"), Message("assistant", "Assistant message", ("reasoning_content", "reasoning needle")), Message("user", "User message")],
@@ -68,9 +69,9 @@ public sealed record ChatTemplateCapabilities
             SupportsStringContent = stringContent is not null,
             SupportsTypedContent = typedContent?.Contains(ContentNeedle, StringComparison.Ordinal) == true,
             SupportsSystemRole = system?.Contains(SystemNeedle, StringComparison.Ordinal) == true,
-            SupportsTools = tools?.Contains(ToolNeedle, StringComparison.Ordinal) == true,
-            SupportsToolCalls = tools?.Contains(FirstCallNeedle, StringComparison.Ordinal) == true,
-            SupportsParallelToolCalls = tools?.Contains(SecondCallNeedle, StringComparison.Ordinal) == true,
+            SupportsTools = offered?.Contains(ToolNeedle, StringComparison.Ordinal) == true,
+            SupportsToolCalls = oneCall?.Contains(FirstCallNeedle, StringComparison.Ordinal) == true,
+            SupportsParallelToolCalls = twoCalls?.Contains(SecondCallNeedle, StringComparison.Ordinal) == true,
             SupportsObjectArguments = withObjectArguments is not null,
             SupportsPreserveReasoning = reasoning?.Contains("reasoning needle", StringComparison.Ordinal) == true,
         };

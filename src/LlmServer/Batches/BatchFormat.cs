@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using LlmServer.Errors;
 using LlmServer.OpenAi;
 
 namespace LlmServer.Batches;
@@ -41,7 +42,7 @@ internal static class BatchFormat
             }
             catch (JsonException ex)
             {
-                errors.Add(new BatchError("invalid_json_line", $"Line {number} is not a valid JSON object: {ex.Message}", null, number));
+                errors.Add(new BatchError("invalid_json_line", $"Line {number} is not a valid JSON object: {JsonErrorText.Describe(ex)}.", null, number));
                 continue;
             }
 

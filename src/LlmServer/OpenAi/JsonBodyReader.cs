@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO.Pipelines;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using LlmServer.Errors;
 
 namespace LlmServer.OpenAi;
 
@@ -178,7 +179,7 @@ internal static class JsonBodyReader
         catch (JsonException ex)
         {
             throw new OpenAiException(
-                $"We could not parse the JSON body of your request ({ex.Message}). Send a valid JSON object.");
+                $"We could not parse the JSON body of your request ({JsonErrorText.Describe(ex)}). Send a valid JSON object.");
         }
     }
 

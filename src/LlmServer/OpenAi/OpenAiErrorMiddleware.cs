@@ -5,7 +5,7 @@ using LlmServer.Operations.Lifecycle;
 namespace LlmServer.OpenAi;
 
 /// <summary>
-/// Gives every error on the <c>/v1</c> paths (and <c>/tokenize</c>, <c>/detokenize</c>) an API's error shape:
+/// Gives every error on the <c>/v1</c> paths (and the routes marked <see cref="OpenAiErrorEndpoint"/>) an API's error shape:
 /// refusals thrown by the endpoints, unknown routes (404), wrong methods (405), and unexpected exceptions (500,
 /// logged). The refusal is written by the front end that owns the path (<see cref="RefusalWriters"/>): OpenAI's
 /// shape, Anthropic's under <c>/v1/messages</c>; an engine refusal names the field as the endpoint's API does.
@@ -23,7 +23,7 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
     public async Task InvokeAsync(HttpContext context)
     {
         var path = MergeSlashes(context.Request.Path);
-        if (!IsOpenAiPath(path))
+        if (!IsOpenAiPath(path) && !OpenAiErrorEndpoint.Marks(context))
         {
             await next(context);
             if (!context.Response.HasStarted && context.Response.ContentType is null && IsUnanswered(context))
@@ -156,8 +156,5 @@ internal sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAi
         return new PathString(merged.ToString());
     }
 
-    private static bool IsOpenAiPath(PathString path) =>
-        path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase)
-        || path.StartsWithSegments("/tokenize", StringComparison.OrdinalIgnoreCase)
-        || path.StartsWithSegments("/detokenize", StringComparison.OrdinalIgnoreCase);
+    private static bool IsOpenAiPath(PathString path) => path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase);
 }

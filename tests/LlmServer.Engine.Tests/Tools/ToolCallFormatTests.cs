@@ -16,24 +16,86 @@ public sealed class ToolCallFormatTests
         new("now", null, null),
     ];
 
-    [Theory]
-    [InlineData("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", ToolCallFormat.Hermes)]
-    [InlineData("Qwen-Qwen2.5-7B-Instruct", ToolCallFormat.Hermes)]
-    [InlineData("Qwen-Qwen3-0.6B", ToolCallFormat.Hermes)]
-    [InlineData("meta-llama-Llama-3.1-8B-Instruct", ToolCallFormat.Llama3)]
-    [InlineData("meta-llama-Llama-3.3-70B-Instruct", ToolCallFormat.Llama3)]
-    [InlineData("Mistral-Small-3.2-24B-Instruct-2506", ToolCallFormat.Mistral)]
-    [InlineData("unsloth-mistral-Devstral-Small-2507", ToolCallFormat.Mistral)]
-    [InlineData("meetkai-functionary-medium-v3.2", ToolCallFormat.FunctionaryV32)]
-    [InlineData("Qwen3-Coder", ToolCallFormat.Generic)]
-    [InlineData("meetkai-functionary-medium-v3.1", ToolCallFormat.Generic)]
-    [InlineData("google-gemma-2-2b-it", ToolCallFormat.Generic)]
-    [InlineData("deepseek-ai-DeepSeek-R1-Distill-Llama-8B", ToolCallFormat.Generic)]
-    public void Detects_the_format_from_the_template_source(string template, ToolCallFormat expected)
+    /// <summary>
+    /// Every fixture template's detected format, pinned: a detector change shows its effect here. Hermes only where
+    /// JSON follows <c>&lt;tool_call&gt;</c>; the XML-like syntaxes inside that tag (Qwen3-Coder's
+    /// <c>&lt;function=&gt;</c>, GLM's and Laguna's <c>name&lt;arg_key&gt;</c>, MiniMax's <c>&lt;invoke&gt;</c>) and
+    /// Apriel's <c>&lt;tool_calls&gt;[...]</c> have no native parser, so they take the generic form.
+    /// </summary>
+    private static readonly Dictionary<string, ToolCallFormat> DetectedFormats = new(StringComparer.Ordinal)
     {
-        var source = File.ReadAllText(Path.Combine(TemplatesFolder, template + ".jinja"));
-        Assert.Equal(expected, ToolCallFormats.Detect(source));
+        ["Apertus-8B-Instruct"] = ToolCallFormat.Generic,
+        ["Apriel-1.6-15b-Thinker-fixed"] = ToolCallFormat.Generic,
+        ["Bielik-11B-v3.0-Instruct"] = ToolCallFormat.Hermes,
+        ["ByteDance-Seed-OSS"] = ToolCallFormat.Generic,
+        ["Cohere2MoE"] = ToolCallFormat.Generic,
+        ["CohereForAI-c4ai-command-r-plus-tool_use"] = ToolCallFormat.Generic,
+        ["CohereForAI-c4ai-command-r7b-12-2024-tool_use"] = ToolCallFormat.Generic,
+        ["GLM-4.6"] = ToolCallFormat.Generic,
+        ["GLM-4.7-Flash"] = ToolCallFormat.Generic,
+        ["GigaChat3-10B-A1.8B"] = ToolCallFormat.Generic,
+        ["GigaChat3.1-10B-A1.8B"] = ToolCallFormat.Generic,
+        ["Kimi-K2-Instruct"] = ToolCallFormat.Generic,
+        ["Kimi-K2-Thinking"] = ToolCallFormat.Generic,
+        ["LFM2-8B-A1B"] = ToolCallFormat.Generic,
+        ["LFM2.5-8B-A1B"] = ToolCallFormat.Generic,
+        ["LFM2.5-Instruct"] = ToolCallFormat.Generic,
+        ["MiMo-VL"] = ToolCallFormat.Hermes,
+        ["MiniMax-M2"] = ToolCallFormat.Generic,
+        ["MiniMax-M3"] = ToolCallFormat.Generic,
+        ["Mistral-Small-3.2-24B-Instruct-2506"] = ToolCallFormat.Mistral,
+        ["NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"] = ToolCallFormat.Generic,
+        ["NVIDIA-Nemotron-Nano-v2"] = ToolCallFormat.Generic,
+        ["NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use"] = ToolCallFormat.Hermes,
+        ["Qwen-QwQ-32B"] = ToolCallFormat.Hermes,
+        ["Qwen-Qwen2.5-7B-Instruct"] = ToolCallFormat.Hermes,
+        ["Qwen-Qwen3-0.6B"] = ToolCallFormat.Hermes,
+        ["Qwen3-Coder"] = ToolCallFormat.Generic,
+        ["Qwen3.5-4B"] = ToolCallFormat.Generic,
+        ["Reka-Edge"] = ToolCallFormat.Hermes,
+        ["StepFun3.5-Flash"] = ToolCallFormat.Generic,
+        ["deepseek-ai-DeepSeek-R1-Distill-Llama-8B"] = ToolCallFormat.Generic,
+        ["deepseek-ai-DeepSeek-V3.1"] = ToolCallFormat.Generic,
+        ["deepseek-ai-DeepSeek-V3.2"] = ToolCallFormat.Generic,
+        ["deepseek-ai-DeepSeek-V4"] = ToolCallFormat.Generic,
+        ["fireworks-ai-llama-3-firefunction-v2"] = ToolCallFormat.Generic,
+        ["google-gemma-2-2b-it"] = ToolCallFormat.Generic,
+        ["google-gemma-4-31B-it-interleaved"] = ToolCallFormat.Generic,
+        ["google-gemma-4-31B-it"] = ToolCallFormat.Generic,
+        ["ibm-granite-granite-4.0"] = ToolCallFormat.Hermes,
+        ["ibm-granite-granite-4.1"] = ToolCallFormat.Hermes,
+        ["llama-cpp-deepseek-r1"] = ToolCallFormat.Generic,
+        ["llama-cpp-rwkv-world"] = ToolCallFormat.Generic,
+        ["meetkai-functionary-medium-v3.1"] = ToolCallFormat.Generic,
+        ["meetkai-functionary-medium-v3.2"] = ToolCallFormat.FunctionaryV32,
+        ["meta-llama-Llama-3.1-8B-Instruct"] = ToolCallFormat.Llama3,
+        ["meta-llama-Llama-3.3-70B-Instruct"] = ToolCallFormat.Llama3,
+        ["mistralai-Ministral-3-14B-Reasoning-2512"] = ToolCallFormat.Mistral,
+        ["moonshotai-Kimi-K2"] = ToolCallFormat.Generic,
+        ["openai-gpt-oss-120b"] = ToolCallFormat.Generic,
+        ["openbmb-MiniCPM5-1B"] = ToolCallFormat.Generic,
+        ["poolside-Laguna-S-2.1"] = ToolCallFormat.Generic,
+        ["poolside-Laguna-XS-2.1"] = ToolCallFormat.Generic,
+        ["poolside-Laguna-XS.2"] = ToolCallFormat.Generic,
+        ["tencent-Hy3"] = ToolCallFormat.Generic,
+        ["unsloth-Apriel-1.5"] = ToolCallFormat.Generic,
+        ["unsloth-mistral-Devstral-Small-2507"] = ToolCallFormat.Mistral,
+        ["upstage-Solar-Open-100B"] = ToolCallFormat.Generic,
+    };
+
+    public static TheoryData<string> Templates() => [.. ChatTemplateFixtures.TemplateNames];
+
+    [Theory]
+    [MemberData(nameof(Templates))]
+    public void Detects_the_format_from_the_template_source(string template)
+    {
+        Assert.True(DetectedFormats.TryGetValue(template, out var expected), $"{template} is not in the table.");
+        Assert.Equal(expected, ToolCallFormats.Detect(ChatTemplateFixtures.TemplateSource(template)));
     }
+
+    [Fact]
+    public void The_table_covers_every_fixture_template() =>
+        Assert.Equal(ChatTemplateFixtures.TemplateNames.Order(StringComparer.Ordinal), DetectedFormats.Keys.Order(StringComparer.Ordinal));
 
     [Fact]
     public void No_template_is_the_generic_form() => Assert.Equal(ToolCallFormat.Generic, ToolCallFormats.Detect(null));
@@ -126,15 +188,5 @@ public sealed class ToolCallFormatTests
         var none = GenericToolPrompt.Apply(messages, Tools, ToolChoice.None, parallelCalls: true);
         Assert.Equal("Be brief.", none[0].Content);
         Assert.Equal(turns[2].Content, none[2].Content);
-    }
-
-    private static string TemplatesFolder
-    {
-        get
-        {
-            var folder = Path.GetFullPath(Path.Combine(TestModels.RepositoryRoot, "..", "shared", "chat-templates", "templates"));
-            Assert.True(Directory.Exists(folder), $"The chat-template fixtures are missing: {folder}");
-            return folder;
-        }
     }
 }

@@ -49,6 +49,13 @@ public sealed class ToolCallParserTests
         { ToolCallFormat.Generic, "{\"response\": \"Hi \\\"there\\\" \\u00e9 \\ud83d\\ude00\"}", "Hi \"there\" é 😀", [] },
         { ToolCallFormat.Generic, "Once upon a time {there} was", "Once upon a time {there} was", [] },
         { ToolCallFormat.Generic, "{\"answer\": 42}", "{\"answer\": 42}", [] },
+
+        // Arguments written as a JSON string holding an object are that object (as llama.cpp reads them); null is
+        // {}; a string that holds no object stays the string it was.
+        { ToolCallFormat.Hermes, "<tool_call>{\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}</tool_call>", "", ["get_weather {\"city\": \"Paris\"}"] },
+        { ToolCallFormat.Llama3, "{\"name\": \"add\", \"parameters\": \"{\\\"a\\\":1,\\\"b\\\":2}\"}", "", ["add {\"a\":1,\"b\":2}"] },
+        { ToolCallFormat.Generic, "{\"tool_call\": {\"name\": \"add\", \"arguments\": null}}", "", ["add {}"] },
+        { ToolCallFormat.Hermes, "<tool_call>{\"name\": \"add\", \"arguments\": \"a, b\"}</tool_call>", "", ["add \"a, b\""] },
     };
 
     [Theory]

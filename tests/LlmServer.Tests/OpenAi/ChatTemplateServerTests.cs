@@ -68,4 +68,22 @@ public sealed class ChatTemplateServerTests(TemplateFileServerFixture fixture) :
         using var ok = await fixture.Server.Client.PostAsJsonAsync(new Uri("/v1/chat/completions", UriKind.Relative), accepted);
         Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
     }
+
+    [Theory]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"},{"role":"user","content":"Hi again"}]}""", 400, "messages: Conversation roles must alternate")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}""", 400, "")]
+    [InlineData("""{"messages":"Hi"}""", 400, "")]
+    [InlineData("""{"model":"no-such-model","messages":[{"role":"user","content":"Hi"}]}""", 404, "no-such-model")]
+    public async Task Apply_template_errors_are_in_the_openai_shape(string body, int status, string messageStart)
+    {
+        using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+        using var response = await fixture.Server.Client.PostAsync(new Uri("/apply-template", UriKind.Relative), content);
+
+        Assert.Equal((HttpStatusCode)status, response.StatusCode);
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var error = json.RootElement.GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+        Assert.Contains(messageStart, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
 }

@@ -1,0 +1,79 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using LlmServer.Testing;
+using static LlmServer.Tests.OpenAi.OpenAiHttp;
+
+namespace LlmServer.Tests.OpenAi;
+
+/// <summary>Llama 3.1's template: it renders tools and one call per message natively, and refuses parallel calls.</summary>
+public sealed class Llama31ToolServerFixture() : TemplateToolServerFixture("meta-llama-Llama-3.1-8B-Instruct.jinja");
+
+/// <summary>Llama 3.3's template: as 3.1's.</summary>
+public sealed class Llama33ToolServerFixture() : TemplateToolServerFixture("meta-llama-Llama-3.3-70B-Instruct.jinja");
+
+public sealed class Llama31TemplateToolTests(Llama31ToolServerFixture fixture)
+    : Llama3TemplateToolTests(fixture, "meta-llama-Llama-3.1-8B-Instruct"), IClassFixture<Llama31ToolServerFixture>;
+
+public sealed class Llama33TemplateToolTests(Llama33ToolServerFixture fixture)
+    : Llama3TemplateToolTests(fixture, "meta-llama-Llama-3.3-70B-Instruct"), IClassFixture<Llama33ToolServerFixture>;
+
+/// <summary>The same checks for each Llama 3.x template.</summary>
+public abstract class Llama3TemplateToolTests(TemplateToolServerFixture fixture, string template)
+{
+    [Fact]
+    public Task Props_show_the_llama3_format_and_its_capabilities() => Llama3TemplateTools.AssertPropsAsync(fixture.Server.Client);
+
+    [Theory]
+    [InlineData("tools-offered")]
+    [InlineData("tool-round-trip")]
+    public Task Renders_the_tool_cases_as_llama_cpp_does(string caseName) =>
+        Llama3TemplateTools.AssertRendersAsync(fixture.Server.Client, template, caseName);
+
+    [Fact]
+    public Task A_required_call_in_llama3_syntax_comes_back_parsed() => Llama3TemplateTools.AssertRequiredCallAsync(fixture.Server.Client);
+}
+
+internal static class Llama3TemplateTools
+{
+    public static async Task AssertPropsAsync(HttpClient client)
+    {
+        var props = JsonDocument.Parse(await client.GetStringAsync(new Uri("/props", UriKind.Relative))).RootElement;
+        Assert.Equal("llama3", props.GetProperty("tool_call_format").GetString());
+        Assert.Equal("llama3", props.GetProperty("template_tool_call_format").GetString());
+        var caps = props.GetProperty("chat_template_caps");
+        Assert.True(caps.GetProperty("supports_tools").GetBoolean());
+        Assert.True(caps.GetProperty("supports_tool_calls").GetBoolean());
+        Assert.False(caps.GetProperty("supports_parallel_tool_calls").GetBoolean());
+    }
+
+    public static async Task AssertRendersAsync(HttpClient client, string template, string caseName)
+    {
+        var body = JsonNode.Parse(ChatTemplateFixtures.CaseJson(caseName))!.AsObject();
+        body["add_generation_prompt"] = true;
+        var before = DateTime.UtcNow;
+        var (status, rendered, _) = await PostAsync(client, "/apply-template", body.ToJsonString());
+        var after = DateTime.UtcNow;
+
+        // The server's clock is real; the fixtures print the day they were rendered (01 Dec 2026), so today's date
+        // takes its place (either side of a midnight the request crossed).
+        Assert.Equal(HttpStatusCode.OK, status);
+        var expected = ChatTemplateFixtures.ExpectedPrompt(template, caseName)!;
+        var prompt = rendered.GetProperty("prompt").GetString();
+        Assert.Contains(prompt, new[] { before, after }.Select(d => expected.Replace("01 Dec 2026", d.ToString("dd MMM yyyy", CultureInfo.InvariantCulture), StringComparison.Ordinal)));
+    }
+
+    public static async Task AssertRequiredCallAsync(HttpClient client)
+    {
+        var body = $$$"""{"messages":[{"role":"user","content":"Add 2 and 3."}],"tools":{{{ToolCallingTests.AddToolJson}}},"tool_choice":"required","parallel_tool_calls":false,"max_tokens":120,"temperature":0}""";
+        var (status, json, _) = await PostAsync(client, ChatPath, body);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = json.GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        var call = Assert.Single(choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray());
+        Assert.Equal("add", call.GetProperty("function").GetProperty("name").GetString());
+        ToolCallingTests.AssertMatchesSchema("add", call.GetProperty("function").GetProperty("arguments").GetString()!);
+    }
+}
