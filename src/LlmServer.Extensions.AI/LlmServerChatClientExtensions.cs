@@ -31,8 +31,8 @@ public static class LlmServerChatClientExtensions
 
     /// <summary>
     /// Waits until the engine serves (the model loads in the background after the host starts), on the engine's
-    /// state-change event. Throws <see cref="InvalidOperationException"/> when it faulted, stopped or began draining
-    /// instead; <paramref name="cancellationToken"/> bounds the wait.
+    /// state-change event. Throws <see cref="InvalidOperationException"/> when it faulted (with the load's failure, such
+    /// as a missing model file), stopped or began draining instead; <paramref name="cancellationToken"/> bounds the wait.
     /// </summary>
     public static async Task WaitUntilReadyAsync(this ITextGenerator generator, CancellationToken cancellationToken = default)
     {
@@ -45,7 +45,9 @@ public static class LlmServerChatClientExtensions
 
         if (state != EngineState.Ready)
         {
-            throw new InvalidOperationException($"The engine is {state} and will not serve.");
+            throw generator.LoadFailure is { } failure
+                ? new InvalidOperationException($"The engine is {state} and will not serve: {failure.Message}", failure)
+                : new InvalidOperationException($"The engine is {state} and will not serve.");
         }
     }
 }

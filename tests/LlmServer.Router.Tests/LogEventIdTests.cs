@@ -5,7 +5,8 @@ namespace LlmServer.Router.Tests;
 
 /// <summary>
 /// Event ids are what log queries and alerts select on: one id must mean one message across all of our assemblies,
-/// not only within a class. A message without an id gets one derived from its name, and is left out.
+/// not only within a class (two classes' <c>LogFailed</c> are two messages). A message without an id gets one derived
+/// from its name, and is left out.
 /// </summary>
 public sealed class LogEventIdTests
 {
@@ -19,7 +20,7 @@ public sealed class LogEventIdTests
             .GetMethods(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static | BindingFlags.Instance | BindingFlags.DeclaredOnly)
             .Select(method => (Method: method, Attribute: method.GetCustomAttribute<LoggerMessageAttribute>()))
             .Where(m => m.Attribute is { EventId: >= 0 })
-            .Select(m => (Id: m.Attribute!.EventId, Name: m.Attribute.EventName ?? m.Method.Name, Where: $"{type.FullName}.{m.Method.Name}")))
+            .Select(m => (Id: m.Attribute!.EventId, Name: m.Attribute.EventName ?? $"{type.FullName}.{m.Method.Name}", Where: $"{type.FullName}.{m.Method.Name}")))
             .ToList();
 
         var collisions = messages.GroupBy(m => m.Id)

@@ -13,6 +13,12 @@ public interface ITextGenerator
     EngineState State { get; }
 
     /// <summary>
+    /// Why the engine is <see cref="EngineState.Faulted"/> when its model did not load (a missing or unreadable file),
+    /// for hosts that have no server to report it; <c>null</c> otherwise.
+    /// </summary>
+    Exception? LoadFailure => null;
+
+    /// <summary>
     /// Completes with the new state once <see cref="State"/> is no longer <paramref name="state"/> (at once when it
     /// already differs): the event to wait on instead of polling <see cref="State"/>, for example for the end of
     /// <see cref="EngineState.Loading"/>. A state the engine never leaves (<see cref="EngineState.Stopped"/>) never

@@ -68,6 +68,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     public EngineState State => (EngineState)_state;
 
+    public Exception? LoadFailure { get; private set; }
+
     public ModelInfo? Model => _model;
 
     public async Task<EngineState> WaitForStateChangeAsync(EngineState state, CancellationToken cancellationToken = default)
@@ -355,6 +357,12 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     private int ReadTrainingContext()
     {
+        // The server checks the file before it starts (ModelPathResolver); an in-process host learns it here.
+        if (string.IsNullOrWhiteSpace(_modelOptions.Path) || !File.Exists(_modelOptions.Path))
+        {
+            throw new FileNotFoundException(string.IsNullOrWhiteSpace(_modelOptions.Path) ? "Model:Path is not set." : $"Model:Path '{_modelOptions.Path}' does not exist.", _modelOptions.Path);
+        }
+
         using var weights = ModelLoader.LoadVocabularyOnly(_modelOptions.Path!);
         return ModelLoader.TrainingContext(weights);
     }
@@ -363,7 +371,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         if (started.IsFaulted)
         {
-            LogLoadFailed(_logger, _modelOptions.Path ?? string.Empty, started.Exception!.GetBaseException());
+            LoadFailure = started.Exception!.GetBaseException();
+            LogLoadFailed(_logger, _modelOptions.Path ?? string.Empty, LoadFailure);
             ChangeState(EngineState.Faulted);
             return;
         }

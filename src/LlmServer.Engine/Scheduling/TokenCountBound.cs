@@ -7,7 +7,7 @@ namespace LlmServer.Engine.Scheduling;
 /// <summary>
 /// A lower bound on a text's token count that costs one pass over its UTF-8 length, not a tokenization: no token
 /// covers more of the text than the longest piece in the vocabulary, so a text of B bytes has at least
-/// ceil(B / longest) tokens. It lets the engine refuse a prompt far past the context at once (tokenizing megabytes
+/// ceil(B / longest) tokens (B leaves out what a tokenizer may drop or fold: see <see cref="CoveredBytes"/>). It lets the engine refuse a prompt far past the context at once (tokenizing megabytes
 /// takes tens of seconds of CPU) with a message that stays true ("at least N tokens").
 /// </summary>
 /// <remarks>
@@ -22,6 +22,8 @@ internal sealed class TokenCountBound
 
     // An unknown character may come out as one token whatever its length: a UTF-8 scalar is at most 4 bytes.
     private const int LongestScalarBytes = 4;
+
+    private const int SentencePieceSpace = 0x2581;
 
     private TokenCountBound(int longestTokenBytes) => LongestTokenBytes = longestTokenBytes;
 
@@ -53,5 +55,21 @@ internal sealed class TokenCountBound
 
     /// <summary>The fewest tokens <paramref name="text"/> can have (0 when there is no bound).</summary>
     public int MinimumTokens(string text) =>
-        LongestTokenBytes == 0 ? 0 : (int)((Encoding.UTF8.GetByteCount(text) + (long)LongestTokenBytes - 1) / LongestTokenBytes);
+        LongestTokenBytes == 0 ? 0 : (int)((CoveredBytes(text) + (long)LongestTokenBytes - 1) / LongestTokenBytes);
+
+    /// <summary>
+    /// The bytes of the text some token must cover. Whitespace is left out: special tokens that strip it (all of
+    /// Phi-3's) turn any run of it into no tokens. A U+2581 counts as one byte: SentencePiece reads it as the space it
+    /// writes pieces with, so a piece of 16 of them (16 bytes as text) covers 48 bytes of a prompt that spells them.
+    /// </summary>
+    private static long CoveredBytes(string text)
+    {
+        long bytes = 0;
+        foreach (var rune in text.EnumerateRunes())
+        {
+            bytes += Rune.IsWhiteSpace(rune) ? 0 : rune.Value == SentencePieceSpace ? 1 : rune.Utf8SequenceLength;
+        }
+
+        return bytes;
+    }
 }
