@@ -286,7 +286,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             // A template that renders tools gets them as they are, in its own call syntax; any other (the built-in
             // fallbacks included) gets them in the generic JSON form.
             var templateFormat = ToolCallFormats.Detect(_formatter.Info.Source);
-            _toolCalling = new ToolCalling(templateFormat, templateRendersTools: _formatter.Info.Capabilities?.SupportsTools == true);
+            var capabilities = _formatter.Info.Capabilities;
+            _toolCalling = new ToolCalling(templateFormat, templateRendersTools: capabilities?.SupportsTools == true, templateTakesParallelCalls: capabilities?.SupportsParallelToolCalls != false);
             var info = ModelLoader.Describe(weights, _modelOptions, _schedulerOptions.Slots, backend.SlotContextSize, parameters, threading) with
             {
                 ChatTemplate = _formatter.Info,

@@ -8,7 +8,7 @@ namespace LlmServer.Engine.Tools;
 /// cannot, picks the grammar for its tool choice, and parses the output. The engine applies it to every request,
 /// so every front end gets the same calls.
 /// </summary>
-internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool templateRendersTools)
+internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool templateRendersTools, bool templateTakesParallelCalls = true)
 {
     /// <summary>The call syntax the model is asked for: its template's own when the template renders tools, else the generic JSON form.</summary>
     public ToolCallFormat Format { get; } = templateRendersTools ? templateFormat : ToolCallFormat.Generic;
@@ -73,9 +73,15 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
         }
 
         var offered = request.Tools.Count > 0 && request.ToolChoice.Mode != ToolChoiceMode.None;
+
+        // A template that takes one call a message (Llama 3.x raises on two) gets a history of several calls one by
+        // one, and the model is held to one call a turn, as llama.cpp turns parallel calls off for it.
+        var singleCalls = TemplateRendersTools && !templateTakesParallelCalls;
+        var parallelCalls = request.ParallelToolCalls && !singleCalls;
+        var templateMessages = singleCalls ? OneCallPerMessage(messages) : messages;
         var promptMessages = !TemplateRendersTools ? GenericToolPrompt.Apply(messages, request.Tools, request.ToolChoice, request.ParallelToolCalls)
-            : ToolCallFormats.WantsShortIds(Format) ? ShortToolCallIds.ForTemplate(messages)
-            : messages;
+            : ToolCallFormats.WantsShortIds(Format) ? ShortToolCallIds.ForTemplate(templateMessages)
+            : templateMessages;
         if (!offered)
         {
             return ReferenceEquals(promptMessages, messages) ? null : new PreparedToolRequest(request, promptMessages, [], null);
@@ -86,7 +92,7 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
         {
             try
             {
-                var grammar = ToolGrammar.Build(Format, request.Tools, request.ToolChoice, request.ParallelToolCalls);
+                var grammar = ToolGrammar.Build(Format, request.Tools, request.ToolChoice, parallelCalls);
                 prepared = request with { Grammar = grammar!.Grammar, GrammarTriggers = grammar.TriggerPatterns };
             }
             catch (ArgumentException e)
@@ -102,9 +108,20 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
         }
 
         var toolNames = request.ToolChoice.Mode == ToolChoiceMode.Function ? [request.ToolChoice.FunctionName!] : request.Tools.Select(t => t.Name);
-        var stage = new ToolCallStage(request.Choices, Format, toolNames, request.ParallelToolCalls, CallIds(messages).Concat(CallIds(promptMessages)));
+        var stage = new ToolCallStage(request.Choices, Format, toolNames, parallelCalls, CallIds(messages).Concat(CallIds(promptMessages)));
         return new PreparedToolRequest(prepared, promptMessages, TemplateRendersTools ? request.Tools : [], stage);
     }
+
+    /// <summary>
+    /// Each assistant message of several calls as that many messages of one call (its text on the first), in order;
+    /// the same messages when none has more than one.
+    /// </summary>
+    internal static IReadOnlyList<ChatTurn> OneCallPerMessage(IReadOnlyList<ChatTurn> messages) =>
+        messages.All(m => m.ToolCalls is not { Count: > 1 })
+            ? messages
+            : [.. messages.SelectMany(m => m.ToolCalls is { Count: > 1 } calls
+                ? calls.Select((call, i) => m with { Content = i == 0 ? m.Content : null, ToolCalls = [call] })
+                : [m])];
 
     /// <summary>Every call id in <paramref name="messages"/>: of the assistants' calls and of the tool messages answering them.</summary>
     internal static IEnumerable<string> CallIds(IReadOnlyList<ChatTurn> messages) =>

@@ -33,6 +33,13 @@ public abstract class Llama3TemplateToolTests(TemplateToolServerFixture fixture,
 
     [Fact]
     public Task A_required_call_in_llama3_syntax_comes_back_parsed() => Llama3TemplateTools.AssertRequiredCallAsync(fixture.Server.Client);
+
+    [Fact]
+    public Task A_history_with_two_calls_in_one_message_renders_them_one_per_message() =>
+        Llama3TemplateTools.AssertParallelHistoryAsync(fixture.Server.Client);
+
+    [Fact]
+    public Task Parallel_calls_asked_for_give_one_call() => Llama3TemplateTools.AssertOneCallAsync(fixture.Server.Client);
 }
 
 internal static class Llama3TemplateTools
@@ -62,6 +69,40 @@ internal static class Llama3TemplateTools
         var expected = ChatTemplateFixtures.ExpectedPrompt(template, caseName)!;
         var prompt = rendered.GetProperty("prompt").GetString();
         Assert.Contains(prompt, new[] { before, after }.Select(d => expected.Replace("01 Dec 2026", d.ToString("dd MMM yyyy", CultureInfo.InvariantCulture), StringComparison.Ordinal)));
+    }
+
+    /// <summary>
+    /// The template raises on two calls in one message (llama.cpp refuses the case); a history from a model that made
+    /// them (another provider's, replayed) renders as one assistant message a call, and a chat request is answered.
+    /// </summary>
+    public static async Task AssertParallelHistoryAsync(HttpClient client)
+    {
+        var body = JsonNode.Parse(ChatTemplateFixtures.CaseJson("parallel-calls"))!.AsObject();
+        body["add_generation_prompt"] = true;
+        var (status, rendered, _) = await PostAsync(client, "/apply-template", body.ToJsonString());
+        Assert.Equal(HttpStatusCode.OK, status);
+        var prompt = rendered.GetProperty("prompt").GetString()!;
+        var add = prompt.IndexOf("\"name\": \"add\"", StringComparison.Ordinal);
+        var weather = prompt.IndexOf("\"name\": \"get_weather\"", add + 1, StringComparison.Ordinal);
+        Assert.True(add >= 0 && weather > add, prompt);
+        Assert.Contains("<|start_header_id|>assistant<|end_header_id|>", prompt[add..weather], StringComparison.Ordinal);
+
+        body.Remove("add_generation_prompt");
+        body["max_tokens"] = 4;
+        var (chatStatus, chatJson, _) = await PostAsync(client, ChatPath, body.ToJsonString());
+        Assert.True(chatStatus == HttpStatusCode.OK, chatJson.ToString());
+    }
+
+    /// <summary>A template of one call a message gets one call a turn, whatever the request's parallel_tool_calls says.</summary>
+    public static async Task AssertOneCallAsync(HttpClient client)
+    {
+        var body = $$$"""{"messages":[{"role":"user","content":"Add 2 and 3."}],"tools":{{{ToolCallingTests.AddToolJson}}},"tool_choice":"required","parallel_tool_calls":true,"max_tokens":200,"temperature":0}""";
+        var (status, json, _) = await PostAsync(client, ChatPath, body);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = json.GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        Assert.Single(choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray());
     }
 
     public static async Task AssertRequiredCallAsync(HttpClient client)
