@@ -232,7 +232,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         // Before anything loads the native backend: libgomp reads its settings once, when it loads.
         _openMp = OpenMpTuning.Apply();
         _nativeLog ??= NativeLogSink.Attach(_loggerFactory);
-        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, [.. _stepObservers ?? [], _decodeThreads], OpenDiskCache);
+        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, [.. _stepObservers ?? [], _decodeThreads], OpenDiskCache, _modelOptions.Path is null ? null : ModelInfo.IdOf(_modelOptions));
         _scheduler = scheduler;
         scheduler.Start();
         _ = scheduler.Started.ContinueWith(OnSchedulerStarted, TaskScheduler.Default);

@@ -96,7 +96,21 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         var reasonName = reason.ToString().ToLowerInvariant();
         if (choice.Index == 0)
         {
-            metrics.Finished(reasonName, request.PromptTokens.Length, time.GetElapsedTime(request.ArrivedAt, now));
+            var errorType = reason switch
+            {
+                FinishReason.Cancelled => "cancelled",
+                FinishReason.Error => SchedulerMetrics.ErrorType(error?.Code ?? GenerationErrorCode.Internal),
+                _ => null,
+            };
+            metrics.Finished(
+                reasonName,
+                request.PromptTokens.Length,
+                time.GetElapsedTime(request.ArrivedAt, now),
+                request.Request.Messages is null ? GenAiOperation.TextCompletion : GenAiOperation.Chat,
+                errorType,
+                choice.FirstTokenAt == 0 ? null : time.GetElapsedTime(request.ArrivedAt, choice.FirstTokenAt),
+                choice.FirstTokenAt == 0 ? TimeSpan.Zero : time.GetElapsedTime(choice.FirstTokenAt, choice.LastTokenAt),
+                choice.Sampled);
             LogRequestFinished(logger, request.Id, reasonName, request.PromptTokens.Length, request.CachedTokens, choice.Generated, timings.Queued.TotalMilliseconds, timings.Prefill.TotalMilliseconds, timings.Decode.TotalMilliseconds);
         }
     }
@@ -180,6 +194,7 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         }
 
         choice.LastTokenAt = now;
+        choice.Sampled++;
         var vocabulary = backend.Vocabulary;
         if (!request.Request.IgnoreEos && vocabulary.IsEndOfGeneration(token))
         {

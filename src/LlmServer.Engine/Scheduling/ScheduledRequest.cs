@@ -128,6 +128,9 @@ internal sealed class ChoiceState(int index, ITokenSampler sampler, IReadOnlyLis
 
     public long LastTokenAt { get; set; }
 
+    /// <summary>Tokens sampled, an end-of-generation token included (unlike <see cref="Generated"/>).</summary>
+    public int Sampled { get; set; }
+
     /// <summary>Tokens produced since the last emitted text (a character can span tokens).</summary>
     public int UnemittedTokens { get; set; }
 

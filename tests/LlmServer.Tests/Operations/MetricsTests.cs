@@ -26,6 +26,8 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         var generator = _server.Services.GetRequiredService<ITextGenerator>();
         await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 6, IgnoreEos = true, Sampling = new SamplingOptions { Temperature = 0 } });
         var result = await stream.CollectAsync();
+        // The request's metrics are recorded when its slot is released, after its last event.
+        await stream.Ended;
         var usage = result.Choices[0].Completion.Usage;
         Assert.Equal(6, usage.CompletionTokens);
 
@@ -52,6 +54,57 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         // vLLM's bucket boundaries, not OpenTelemetry's millisecond-scale defaults.
         Assert.Contains("llmserver_time_to_first_token_seconds_bucket{", after, StringComparison.Ordinal);
         Assert.Contains("le=\"0.005\"", after, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task GenAi_server_metrics_follow_the_semantic_conventions_for_a_chat_a_completion_and_a_cancelled_request()
+    {
+        var generator = _server.Services.GetRequiredService<ITextGenerator>();
+        var model = generator.Model!.Id;
+        var chatLabels = $"gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"llmserver\",gen_ai_request_model=\"{model}\",gen_ai_response_model=\"{model}\"";
+        var before = await ScrapeAsync();
+
+        await using (var chat = generator.Submit(new GenerationRequest { Messages = [new ChatTurn("user", "Hi")], MaxTokens = 5, IgnoreEos = true, Sampling = new SamplingOptions { Temperature = 0 } }))
+        {
+            Assert.Equal(5, (await chat.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+            await chat.Ended;
+        }
+
+        await using (var completion = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 3, IgnoreEos = true }))
+        {
+            await completion.CollectAsync();
+            await completion.Ended;
+        }
+
+        await using (var cancelled = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 400, IgnoreEos = true }))
+        {
+            await foreach (var generationEvent in cancelled.ReadAllAsync())
+            {
+                if (generationEvent is TextDelta)
+                {
+                    break;
+                }
+            }
+
+            cancelled.Cancel();
+            await cancelled.Ended;
+        }
+
+        var after = await ScrapeAsync();
+        double Moved(string name, string labels) => PrometheusText.Sum(after, name, labels) - PrometheusText.Sum(before, name, labels);
+
+        Assert.True(Moved("gen_ai_server_request_duration_seconds_count", chatLabels) >= 1, after);
+        Assert.True(Moved("gen_ai_server_time_to_first_token_seconds_count", chatLabels) >= 1, after);
+        // Five tokens give four gaps, recorded as one request's mean.
+        Assert.True(Moved("gen_ai_server_time_per_output_token_seconds_count", chatLabels) >= 1, after);
+        Assert.True(Moved("gen_ai_server_request_duration_seconds_count", "gen_ai_operation_name=\"text_completion\"") >= 2, after);
+        Assert.True(Moved("gen_ai_server_request_duration_seconds_count", "error_type=\"cancelled\"") >= 1, after);
+        // A request that did not succeed has a duration but no time to first token or per token, as the conventions say.
+        Assert.False(PrometheusText.Samples(after).Any(s => s.Name.StartsWith("gen_ai_server_time_", StringComparison.Ordinal) && s.Labels.Contains("error_type", StringComparison.Ordinal)), after);
+        // The conventions' bucket boundaries (advice on the instruments), not OpenTelemetry's defaults.
+        Assert.True(HasBucket(after, "gen_ai_server_request_duration_seconds_bucket", "81.92"), after);
+        Assert.True(HasBucket(after, "gen_ai_server_time_to_first_token_seconds_bucket", "0.06"), after);
+        Assert.True(HasBucket(after, "gen_ai_server_time_per_output_token_seconds_bucket", "0.075"), after);
     }
 
     [Fact]
@@ -89,6 +142,9 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         Assert.Equal("decode threads as configured", threading.GetProperty("reason").GetString());
         Assert.Contains("GOMP_SPINCOUNT", threading.GetProperty("openmp").GetString(), StringComparison.Ordinal);
     }
+
+    private static bool HasBucket(string exposition, string name, string boundary) =>
+        PrometheusText.Samples(exposition).Any(s => s.Name == name && s.Labels.Contains($"le=\"{boundary}\"", StringComparison.Ordinal));
 
     private async Task<string> ScrapeAsync()
     {
