@@ -4,6 +4,8 @@ import { byId, el } from "./dom";
 import { parseHubError, showError } from "./errors";
 import type { ChatHub } from "./hub";
 import { Icons, icon } from "./icons";
+import { serverLimits } from "./serverStatus";
+import { holdToLimit } from "./text";
 
 export interface SessionListEvents {
   /** The session on screen, null for a new chat. */
@@ -44,11 +46,11 @@ export class SessionList {
     const ui = this.ui;
     ui.newChat.addEventListener("click", () => this.events.open(null));
     ui.openSidebar.addEventListener("click", () => this.openDrawer());
-    ui.closeSidebar.addEventListener("click", () => this.closeDrawer());
-    ui.scrim.addEventListener("click", () => this.closeDrawer());
+    ui.closeSidebar.addEventListener("click", () => this.dismissDrawer());
+    ui.scrim.addEventListener("click", () => this.dismissDrawer());
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && ui.app.classList.contains("sidebar-open")) {
-        this.closeDrawer();
+        this.dismissDrawer();
       }
     });
   }
@@ -97,6 +99,14 @@ export class SessionList {
     ui.openSidebar.setAttribute("aria-expanded", "false");
   }
 
+  /** Closed without picking a conversation: focus goes back to the button that opened it, not stay in the hidden drawer. */
+  private dismissDrawer(): void {
+    if (this.ui.app.classList.contains("sidebar-open")) {
+      this.closeDrawer();
+      this.ui.openSidebar.focus();
+    }
+  }
+
   private openDrawer(): void {
     const ui = this.ui;
     ui.app.classList.add("sidebar-open");
@@ -139,8 +149,9 @@ export class SessionList {
   private async rename(item: HTMLLIElement, info: SessionInfo): Promise<void> {
     const input = el("input", {
       class: "rename-input",
-      attrs: { type: "text", "aria-label": "Conversation title", maxlength: "200" },
+      attrs: { type: "text", "aria-label": "Conversation title" },
     });
+    holdToLimit(input, () => serverLimits.current?.title_length);
     input.value = info.title;
     item.replaceChildren(input);
     this.renaming = true;
