@@ -32,6 +32,8 @@ public sealed partial class ChatPageTests
         await input.PressAsync("Enter");
 
         await Expect(chat.Page.Locator("#chat-title")).ToHaveTextAsync(allowed);
+        // Ended from the keyboard: focus is on the conversation again, not lost with the box.
+        await Expect(chat.Page.GetByRole(AriaRole.Button, new() { Name = allowed, Exact = true })).ToBeFocusedAsync();
         Assert.Equal(allowed, (await chat.StoredSessionAsync(id)).GetProperty("info").GetProperty("title").GetString());
         chat.AssertNoPageErrors();
     }

@@ -157,30 +157,31 @@ export class SessionList {
     this.renaming = true;
     input.focus();
     input.select();
+    // Ended from the keyboard, focus goes back to the conversation's button (the box is gone); a click elsewhere keeps its own.
+    let byKey = false;
     const title = await new Promise<string | null>((resolve) => {
       input.addEventListener("keydown", (event) => {
-        if (event.key === "Enter") {
+        if (event.key === "Enter" || event.key === "Escape") {
           event.preventDefault();
-          resolve(input.value.trim());
-        } else if (event.key === "Escape") {
-          event.preventDefault();
-          resolve(null);
+          byKey = true;
+          resolve(event.key === "Enter" ? input.value.trim() : null);
         }
       });
       input.addEventListener("blur", () => resolve(input.value.trim()));
     });
     this.renaming = false;
-    if (!title || title === info.title) {
-      this.render();
-      return;
+    if (title && title !== info.title) {
+      try {
+        const renamed = await this.hub.renameSession(info.id, title);
+        this.upsert(renamed);
+        this.events.changed(renamed);
+      } catch (error) {
+        showError(error);
+      }
     }
-    try {
-      const renamed = await this.hub.renameSession(info.id, title);
-      this.upsert(renamed);
-      this.events.changed(renamed);
-    } catch (error) {
-      showError(error);
-      this.render();
+    this.render();
+    if (byKey) {
+      this.ui.list.querySelector<HTMLButtonElement>(`li[data-session-id="${CSS.escape(info.id)}"] .session-open`)?.focus();
     }
   }
 
