@@ -128,6 +128,10 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         Assert.Equal(1, limits.GetProperty("top_p").GetProperty("maximum").GetDouble());
         Assert.Equal(1, limits.GetProperty("max_tokens").GetProperty("minimum").GetDouble());
         Assert.False(limits.GetProperty("max_tokens").TryGetProperty("maximum", out _));
+        // The sessions' text limits (the options' defaults), which the chat page's boxes hold to.
+        Assert.Equal(200, limits.GetProperty("title_length").GetInt32());
+        Assert.Equal(32_768, limits.GetProperty("message_length").GetInt32());
+        Assert.Equal(32_768, limits.GetProperty("system_prompt_length").GetInt32());
         // stories260K ships no chat template: the configured fallback serves, with no Jinja source.
         Assert.Equal("fallback", root.GetProperty("chat_template_source").GetProperty("origin").GetString());
         Assert.Equal(JsonValueKind.Null, root.GetProperty("chat_template").ValueKind);
