@@ -181,20 +181,29 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             throw NotReady();
         }
 
-        GenerationRequestValidator.Validate(request);
-        ValidateLogitBias(request.Sampling);
+        var arrived = _time.GetTimestamp();
         var isChat = request.Messages is not null;
-        var tools = _toolCalling!.Prepare(request);
-        var submitted = tools?.Request ?? request;
-        var text = isChat ? FormatChat(request, tools) : request.Prompt!;
-        EnsurePromptCouldFit(submitted, text);
-        var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
-        if (tools?.Stage is { } stage)
+        try
         {
-            stream.ParseToolCalls(stage);
-        }
+            GenerationRequestValidator.Validate(request);
+            ValidateLogitBias(request.Sampling);
+            var tools = _toolCalling!.Prepare(request);
+            var submitted = tools?.Request ?? request;
+            var text = isChat ? FormatChat(request, tools) : request.Prompt!;
+            EnsurePromptCouldFit(submitted, text);
+            var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+            if (tools?.Stage is { } stage)
+            {
+                stream.ParseToolCalls(stage);
+            }
 
-        return stream;
+            return stream;
+        }
+        catch (GenerationException ex) when (request.Priority == RequestPriority.Interactive)
+        {
+            scheduler.Metrics.Refused(isChat ? GenAiOperation.Chat : GenAiOperation.TextCompletion, ex.Code, _time.GetElapsedTime(arrived));
+            throw;
+        }
     }
 
     private void ValidateLogitBias(SamplingOptions sampling)
