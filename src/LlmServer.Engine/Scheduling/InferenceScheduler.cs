@@ -419,8 +419,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         finally
         {
             _loopAlive = false;
-            _publisher.Publish();
-            PublishStatus();
+            PublishStep();
             if (_stopRequested)
             {
                 // Idle sessions' KV goes to disk first, so a restart resumes them warm (not those evicted on the
@@ -508,8 +507,8 @@ internal sealed partial class InferenceScheduler : IDisposable
         var plan = _planner!.Plan();
         if (plan.IsEmpty)
         {
-            _publisher.Publish();
-            PublishStatus();
+            // Cancelled requests may have ended in this idle step: their readers wake to the status it left.
+            PublishStep();
             return false;
         }
 
@@ -529,13 +528,19 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         RetireFinished();
-
-        // The status first: a reader woken by this step's events sees the slots as the step left them.
-        PublishStatus();
-
-        // The step's events reach their streams in one pass: one wake-up for every reader it fed.
-        _publisher.Publish();
+        PublishStep();
         return true;
+    }
+
+    /// <summary>
+    /// Ends a step (decoding, idle, or the loop's last): the status first, so a reader woken by the step's events sees
+    /// the slots and queue as the step left them; then the events reach their streams in one pass, one wake-up for
+    /// every reader the step fed.
+    /// </summary>
+    private void PublishStep()
+    {
+        PublishStatus();
+        _publisher.Publish();
     }
 
     private void Observe(in StepCost cost, double expectedMs)
