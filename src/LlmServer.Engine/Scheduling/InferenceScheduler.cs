@@ -34,6 +34,10 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     // Owned by the scheduler thread (set once by Initialize; the slot table's resident texts are read from any thread).
     private readonly List<ScheduledRequest> _completed = [];
+
+    // Requests that ended before they got a slot (cancelled in the queue, or failed as the loop stops): their streams
+    // end with the retired ones, after the status that no longer counts them is published.
+    private readonly List<ScheduledRequest> _unadmittedEnded = [];
     private volatile IInferenceBackend? _backend;
     private volatile SlotTable? _slots;
     private DiskKvCache? _diskCache;
@@ -602,7 +606,10 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
     }
 
-    /// <summary>Running requests whose choices have all finished give back their slots and end their streams.</summary>
+    /// <summary>
+    /// Running requests whose choices have all finished give back their slots; then, once the status counts them out,
+    /// their streams end, and those of requests that ended before they got a slot.
+    /// </summary>
     private void RetireFinished()
     {
         var running = _planner!.Running;
@@ -620,7 +627,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             _completed.Add(request);
         }
 
-        if (_completed.Count == 0)
+        if (_completed.Count == 0 && _unadmittedEnded.Count == 0)
         {
             return;
         }
@@ -637,12 +644,20 @@ internal sealed partial class InferenceScheduler : IDisposable
         {
             request.Events.Complete();
         }
+
+        foreach (var request in _unadmittedEnded)
+        {
+            request.Events.Complete();
+        }
+
+        _unadmittedEnded.Clear();
     }
 
+    /// <summary>A request that never got a slot has ended: its stream ends at the step's next <see cref="RetireFinished"/>.</summary>
     private void CompleteUnadmitted(ScheduledRequest request)
     {
         EndInFlight((int)request.Request.Priority);
-        request.Events.Complete();
+        _unadmittedEnded.Add(request);
     }
 
     private void EndInFlight(int lane)

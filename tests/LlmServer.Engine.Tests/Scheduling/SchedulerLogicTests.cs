@@ -193,10 +193,10 @@ public sealed class SchedulerLogicTests
     }
 
     [Fact]
-    public async Task A_request_that_ends_in_an_idle_step_wakes_its_reader_to_the_status_that_step_left()
+    public async Task A_request_that_ends_in_an_idle_step_ends_after_the_status_that_step_left()
     {
-        // One idle step evicts s1 and ends the cancelled request, which never got a slot. Its reader, waiting
-        // before the step, reads the status once it has read the end.
+        // One idle step evicts s1 and ends the cancelled request, which never got a slot. Its reader waits from
+        // before the step, and reads the status once it has read the end.
         using var harness = new SchedulerHarness(slots: 1);
         await RunAsync(harness, "abcd", "s1");
         Assert.Equal(1, harness.Scheduler.GetStatus().ResidentSessions);
@@ -206,7 +206,22 @@ public sealed class SchedulerLogicTests
         harness.Scheduler.EvictSession("s1");
         cancelled.Cancel();
 
+        // The scheduler reads the slot size as it publishes a status: the first publication after the stream ended
+        // finds the status that was current when it ended.
+        SchedulerStatus? atEnd = null;
+        harness.Backend.SlotContextSizeRead = () =>
+        {
+            if (cancelled.Ended.IsCompleted)
+            {
+                atEnd ??= harness.Scheduler.GetStatus();
+            }
+        };
         Assert.False(harness.Scheduler.Step());
+        harness.Backend.SlotContextSizeRead = null;
+
+        Assert.NotNull(atEnd);
+        Assert.Equal(0, atEnd.ResidentSessions);
+        Assert.Equal(0, atEnd.KvTokensReusable);
         var status = await seen;
         Assert.Equal(0, status.ResidentSessions);
         Assert.Equal(0, status.KvTokensReusable);
