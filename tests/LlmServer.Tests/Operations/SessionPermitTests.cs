@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Sessions;
+using LlmServer.Testing;
 using LlmServer.Tests.Infrastructure;
 using LlmServer.Tests.Sessions;
 using Microsoft.AspNetCore.SignalR;
@@ -151,18 +152,8 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
         return (await created.Content.ReadFromJsonAsync<SessionInfo>(Json))!.Id;
     }
 
-    private static async Task<ChatStreamEvent?> NextEventAsync(StreamReader reader)
-    {
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            if (line.StartsWith("data: ", StringComparison.Ordinal))
-            {
-                return JsonSerializer.Deserialize<ChatStreamEvent>(line[6..], Json);
-            }
-        }
-
-        return null;
-    }
+    private static async Task<ChatStreamEvent?> NextEventAsync(StreamReader reader) =>
+        await StreamGuard.NextDataAsync(reader) is { } data ? JsonSerializer.Deserialize<ChatStreamEvent>(data, Json) : null;
 
     private static async Task<ChatStreamEvent> LastEventAsync(StreamReader reader)
     {
