@@ -115,6 +115,19 @@ public sealed class ToolCallFormatTests
         Assert.Equal(expected, ToolCallFormats.Detect(source));
 
     /// <summary>
+    /// A long run of Jinja statements after <c>&lt;tool_call&gt;</c> has one reading: a detector that tried every way
+    /// of splitting it into statements would take 2^63 steps here and never finish loading the model.
+    /// </summary>
+    [Fact]
+    public void A_long_run_of_statements_after_the_tag_is_read_once()
+    {
+        var statements = "<tool_call>" + string.Concat(Enumerable.Repeat("{%- set x = 1 -%}", 64));
+
+        Assert.Equal(ToolCallFormat.Generic, ToolCallFormats.Detect(statements + "x</tool_call>"));
+        Assert.Equal(ToolCallFormat.Hermes, ToolCallFormats.Detect(statements + "{\"name\": \"a\", \"arguments\": {}}</tool_call>"));
+    }
+
+    /// <summary>
     /// A template that takes one call a message (its capabilities show no parallel calls) gets the one-call grammar,
     /// and one call passed on, though the request asks for parallel calls; a template that takes several gets them.
     /// </summary>
