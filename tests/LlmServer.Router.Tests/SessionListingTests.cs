@@ -73,8 +73,13 @@ public sealed class SessionListingTests
         "an object" => Results.Json(new { sessions = Array.Empty<object>() }),
         "a session without its times" => Results.Json(new object[] { Session("bbbbbbbbbbbb-1", "2026-01-02T00:00:00Z"), new { id = "bbbbbbbbbbbb-2" } }),
         "a time that is not one" => Results.Json(new[] { Session("bbbbbbbbbbbb-1", "yesterday") }),
+        "a list over the limit" => Results.Json(LongList()),
+        "a list over the limit, its length told" => Results.Bytes(JsonSerializer.SerializeToUtf8Bytes(LongList()), "application/json"),
         _ => Results.Json(new[] { 1, 2 }),
     };
+
+    // Past the 4 KiB the tests set as a replica's largest list.
+    private static object[] LongList() => [.. Enumerable.Range(0, 100).Select(i => Session($"bbbbbbbbbbbb-{i}", "2026-01-02T00:00:00Z"))];
 
     [Theory]
     [InlineData("not JSON", "not valid JSON")]
@@ -83,6 +88,8 @@ public sealed class SessionListingTests
     [InlineData("a session without its times", "item 1 of its list is not a session")]
     [InlineData("a time that is not one", "item 0 of its list is not a session")]
     [InlineData("a list of numbers", "item 0 of its list is not a session")]
+    [InlineData("a list over the limit", "larger than the router's limit of 4096 bytes")]
+    [InlineData("a list over the limit, its length told", "larger than the router's limit of 4096 bytes")]
     public async Task A_replicas_answer_that_is_not_a_list_of_sessions_is_a_502_naming_the_replica_and_logged_once(string what, string problem)
     {
         await using var first = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "aaaaaaaaaaaa");
@@ -90,7 +97,7 @@ public sealed class SessionListingTests
         first.SessionsAnswer = () => Results.Json(new[] { Session("aaaaaaaaaaaa-1", "2026-01-01T00:00:00Z") });
         second.SessionsAnswer = () => InvalidAnswer(what);
         var capture = new CapturingLoggerProvider();
-        await using var router = await RouterHost.StartAsync([], builder => builder.Logging.AddProvider(capture), first.Address, second.Address);
+        await using var router = await RouterHost.StartAsync(["--Router:SessionListMaxBytes=4096"], builder => builder.Logging.AddProvider(capture), first.Address, second.Address);
         await router.WaitForStoresAsync(first.Address, second.Address);
 
         using var response = await router.Client.GetAsync(new Uri("/api/sessions", UriKind.Relative));
@@ -105,6 +112,26 @@ public sealed class SessionListingTests
         Assert.DoesNotContain(RouterApplication.ReplicaName(first.Address), message, StringComparison.Ordinal);
         Assert.Single(capture.Events, e => e.Name == "LogInvalidAnswer");
         Assert.DoesNotContain(capture.Events, e => e.Name?.Contains("Exception", StringComparison.OrdinalIgnoreCase) == true);
+    }
+
+    [Fact]
+    public async Task A_replica_that_sends_its_headers_and_then_never_its_list_makes_the_list_unavailable_at_the_listing_deadline()
+    {
+        await using var first = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "aaaaaaaaaaaa");
+        await using var second = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "bbbbbbbbbbbb");
+        first.SessionsAnswer = () => Results.Json(new[] { Session("aaaaaaaaaaaa-1", "2026-01-01T00:00:00Z") });
+        second.SessionsAnswer = () => new HeadersThenSilence();
+        var capture = new CapturingLoggerProvider();
+
+        // Far below the activity timeout (10 min) that held the list before; whenever it passes, the stalled replica has not answered.
+        await using var router = await RouterHost.StartAsync(["--Router:SessionListTimeout=00:00:01"], builder => builder.Logging.AddProvider(capture), first.Address, second.Address);
+        await router.WaitForStoresAsync(first.Address, second.Address);
+
+        using var response = await router.Client.GetAsync(new Uri("/api/sessions", UriKind.Relative));
+
+        await AssertSessionReplicaUnavailableAsync(response);
+        Assert.Contains(capture.Lines, l => l.StartsWith($"Replica {second.Address} did not list its sessions: no answer within 00:00:01", StringComparison.Ordinal));
+        Assert.DoesNotContain(capture.Events, e => e.Name == "LogInvalidAnswer");
     }
 
     [Fact]
@@ -140,6 +167,18 @@ public sealed class SessionListingTests
         Assert.NotNull(response.Headers.RetryAfter);
         using var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal("session_replica_unavailable", error.RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    /// <summary>Sends its status and headers, then nothing more until the router lets go of the request.</summary>
+    private sealed class HeadersThenSilence : IResult
+    {
+        public async Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.ContentType = "application/json";
+            await httpContext.Response.StartAsync();
+            await httpContext.Response.Body.FlushAsync();
+            await Task.Delay(Timeout.Infinite, httpContext.RequestAborted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
     }
 
     private static object Session(string id, string updatedAt) => new { id, title = id, createdAt = "2026-01-01T00:00:00Z", updatedAt };

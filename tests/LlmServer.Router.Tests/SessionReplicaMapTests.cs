@@ -24,17 +24,19 @@ public sealed class SessionReplicaMapTests
     [Fact]
     public void Every_bad_setting_is_reported_at_once()
     {
-        var options = new RouterOptions { LoadFactor = 0.5, HealthCheckInterval = TimeSpan.Zero, SessionMapCapacity = 0 };
+        var options = new RouterOptions { LoadFactor = 0.5, HealthCheckInterval = TimeSpan.Zero, SessionMapCapacity = 0, SessionListTimeout = TimeSpan.Zero, SessionListMaxBytes = 0 };
         options.Replicas.Add("not a url");
         options.Replicas.Add("ftp://127.0.0.1:1");
         var result = new RouterOptionsValidator().Validate(null, options);
         Assert.True(result.Failed);
         var failures = result.Failures!.ToArray();
-        Assert.Equal(5, failures.Length);
+        Assert.Equal(7, failures.Length);
         Assert.Contains(failures, f => f.Contains("Router:Replicas:0", StringComparison.Ordinal));
         Assert.Contains(failures, f => f.Contains("Router:Replicas:1", StringComparison.Ordinal));
         Assert.Contains(failures, f => f.Contains("LoadFactor", StringComparison.Ordinal));
         Assert.Contains(failures, f => f.Contains("HealthCheckInterval", StringComparison.Ordinal));
         Assert.Contains(failures, f => f.Contains("SessionMapCapacity", StringComparison.Ordinal));
+        Assert.Contains(failures, f => f.Contains("SessionListTimeout", StringComparison.Ordinal));
+        Assert.Contains(failures, f => f.Contains("SessionListMaxBytes", StringComparison.Ordinal));
     }
 }

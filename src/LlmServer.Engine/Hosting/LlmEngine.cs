@@ -123,12 +123,20 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         var messages = tools?.PromptMessages ?? request.Messages!;
         var templateTools = tools?.TemplateTools ?? [];
-        if (!request.ContinueFinalMessage)
+        try
         {
-            return _formatter!.Format(messages, templateTools, addAssistantPrompt: true);
-        }
+            if (!request.ContinueFinalMessage)
+            {
+                return _formatter!.Format(messages, templateTools, addAssistantPrompt: true);
+            }
 
-        return _formatter!.Format(messages.Take(messages.Count - 1).ToList(), templateTools, addAssistantPrompt: true) + messages[^1].Content;
+            return _formatter!.Format(messages.Take(messages.Count - 1).ToList(), templateTools, addAssistantPrompt: true) + messages[^1].Content;
+        }
+        catch (GenerationException e) when (e.Field == GenerationField.ToolCallArguments && !ReferenceEquals(messages, request.Messages))
+        {
+            // Tool calling rewrote the messages (one call a message): the refusal names the call where the request has it.
+            throw ChatPromptFormatter.ArgumentsNotJson(request.Messages!, e.Message);
+        }
     }
 
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
@@ -141,6 +149,12 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         return atLeast > limit
             ? new TokenCount(atLeast, AtLeast: true)
             : new TokenCount(vocabulary.Tokenize(text, addSpecial: true, parseSpecial: true).Length, AtLeast: false);
+    }
+
+    public void EnsurePromptCouldFit(GenerationRequest request, string text)
+    {
+        var vocabulary = LoadedVocabulary();
+        _scheduler?.EnsurePromptFits(request, vocabulary.Bound.MinimumTokens(text), atLeast: true);
     }
 
     public string Detokenize(IEnumerable<int> tokens)
@@ -167,20 +181,29 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             throw NotReady();
         }
 
-        GenerationRequestValidator.Validate(request);
-        ValidateLogitBias(request.Sampling);
+        var arrived = _time.GetTimestamp();
         var isChat = request.Messages is not null;
-        var tools = _toolCalling!.Prepare(request);
-        var submitted = tools?.Request ?? request;
-        var text = isChat ? FormatChat(request, tools) : request.Prompt!;
-        scheduler.EnsurePromptFits(submitted, _vocabulary!.Bound.MinimumTokens(text), atLeast: true);
-        var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
-        if (tools?.Stage is { } stage)
+        try
         {
-            stream.ParseToolCalls(stage);
-        }
+            GenerationRequestValidator.Validate(request);
+            ValidateLogitBias(request.Sampling);
+            var tools = _toolCalling!.Prepare(request);
+            var submitted = tools?.Request ?? request;
+            var text = isChat ? FormatChat(request, tools) : request.Prompt!;
+            EnsurePromptCouldFit(submitted, text);
+            var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+            if (tools?.Stage is { } stage)
+            {
+                stream.ParseToolCalls(stage);
+            }
 
-        return stream;
+            return stream;
+        }
+        catch (GenerationException ex) when (request.Priority == RequestPriority.Interactive)
+        {
+            scheduler.Metrics.Refused(isChat ? GenAiOperation.Chat : GenAiOperation.TextCompletion, ex.Code, _time.GetElapsedTime(arrived));
+            throw;
+        }
     }
 
     private void ValidateLogitBias(SamplingOptions sampling)
@@ -232,7 +255,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         // Before anything loads the native backend: libgomp reads its settings once, when it loads.
         _openMp = OpenMpTuning.Apply();
         _nativeLog ??= NativeLogSink.Attach(_loggerFactory);
-        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, [.. _stepObservers ?? [], _decodeThreads], OpenDiskCache);
+        var scheduler = new InferenceScheduler(CreateBackend, _schedulerOptions, _time, _loggerFactory.CreateLogger<InferenceScheduler>(), _meterFactory, [.. _stepObservers ?? [], _decodeThreads], OpenDiskCache, _modelOptions.Path is null ? null : ModelInfo.IdOf(_modelOptions));
         _scheduler = scheduler;
         scheduler.Start();
         _ = scheduler.Started.ContinueWith(OnSchedulerStarted, TaskScheduler.Default);

@@ -25,6 +25,9 @@ public sealed record ModelInfo(
 
     /// <summary>The tool-call syntax the engine asks the model for and parses.</summary>
     public Tools.ToolCallFormat ToolCallFormat { get; init; }
+
+    /// <summary>The id the model is served under: <c>Model:Id</c>, else the file's name without its extension.</summary>
+    internal static string IdOf(ModelOptions options) => options.Id ?? System.IO.Path.GetFileNameWithoutExtension(options.Path!);
 }
 
 /// <summary>

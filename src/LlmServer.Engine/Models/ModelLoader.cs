@@ -63,7 +63,7 @@ internal static class ModelLoader
         var architecture = metadata.GetValueOrDefault("general.architecture") ?? "unknown";
         var name = metadata.GetValueOrDefault("general.name");
         return new ModelInfo(
-            options.Id ?? Path.GetFileNameWithoutExtension(options.Path!),
+            ModelInfo.IdOf(options),
             options.Path!,
             architecture,
             name,

@@ -63,7 +63,8 @@ internal sealed partial class InferenceScheduler : IDisposable
         ILogger logger,
         IMeterFactory? meterFactory = null,
         IEnumerable<IStepObserver>? stepObservers = null,
-        Func<DiskKvCache?>? diskCacheFactory = null)
+        Func<DiskKvCache?>? diskCacheFactory = null,
+        string? modelId = null)
     {
         _backendFactory = backendFactory;
         _diskCacheFactory = diskCacheFactory;
@@ -72,7 +73,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         _logger = logger;
         _stepObservers = stepObservers?.ToArray() ?? [];
         _status = new SchedulerStatus(options.Slots, 0, 0, 0, 0, 0, false, null, 0);
-        Metrics = new SchedulerMetrics(() => _status, meterFactory);
+        Metrics = new SchedulerMetrics(() => _status, meterFactory, modelId);
         _thread = new Thread(Run) { IsBackground = true, Name = "llm-scheduler" };
     }
 

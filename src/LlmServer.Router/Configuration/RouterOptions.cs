@@ -35,6 +35,15 @@ public sealed class RouterOptions
     /// <summary>The longest a proxied request may stay silent (a queued stream sends keep-alives more often).</summary>
     public TimeSpan ActivityTimeout { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// How long the merged <c>GET /api/sessions</c> waits for the replicas' lists (headers and body): a replica that
+    /// misses it counts as unavailable, so one stalled replica cannot hold the list for <see cref="ActivityTimeout"/>.
+    /// </summary>
+    public TimeSpan SessionListTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The largest list one replica may answer for the merged <c>GET /api/sessions</c> (it is held in memory).</summary>
+    public int SessionListMaxBytes { get; set; } = 64 * 1024 * 1024;
+
     /// <summary>The <c>Retry-After</c> the router sends with its 503 when no replica is healthy.</summary>
     public TimeSpan RetryAfter { get; set; } = TimeSpan.FromSeconds(2);
 }

@@ -5,6 +5,9 @@ namespace LlmServer.Router.Configuration;
 /// <summary>Checks every router setting at start and on each reload, and reports every problem at once.</summary>
 internal sealed class RouterOptionsValidator : IValidateOptions<RouterOptions>
 {
+    // A replica's list is read into one buffer, which a gibibyte keeps well inside what an array holds.
+    private const int MaxSessionListBytes = 1024 * 1024 * 1024;
+
     public ValidateOptionsResult Validate(string? name, RouterOptions options)
     {
         var errors = new List<string>();
@@ -27,6 +30,7 @@ internal sealed class RouterOptionsValidator : IValidateOptions<RouterOptions>
         Positive(errors, options.LoadPollInterval, "LoadPollInterval");
         Positive(errors, options.ActivityTimeout, "ActivityTimeout");
         Positive(errors, options.RetryAfter, "RetryAfter");
+        Positive(errors, options.SessionListTimeout, "SessionListTimeout");
         if (!(options.LoadFactor >= 1))
         {
             errors.Add($"Router:LoadFactor must be at least 1 (it is {options.LoadFactor}).");
@@ -40,6 +44,11 @@ internal sealed class RouterOptionsValidator : IValidateOptions<RouterOptions>
         if (options.SessionMapCapacity < 1)
         {
             errors.Add($"Router:SessionMapCapacity must be at least 1 (it is {options.SessionMapCapacity}).");
+        }
+
+        if (options.SessionListMaxBytes is < 1 or > MaxSessionListBytes)
+        {
+            errors.Add($"Router:SessionListMaxBytes must be between 1 and {MaxSessionListBytes} (it is {options.SessionListMaxBytes}).");
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

@@ -49,7 +49,8 @@ public static class RouterApplication
         services.AddSingleton<ReplicaFailoverMiddleware>();
         // It carries callers' keys and cookies to the replicas: straight there, as the proxied requests go (no outbound
         // proxy, no shared cookie jar, no redirect that would take the key elsewhere).
-        services.AddHttpClient(SessionListing.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+        // Its deadline is the listing's own (Router:SessionListTimeout), not the client's default 100 s.
+        services.AddHttpClient(SessionListing.HttpClientName, client => client.Timeout = Timeout.InfiniteTimeSpan).ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
         {
             UseProxy = false,
             UseCookies = false,

@@ -133,6 +133,8 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
         {
             if (!await connection.WaitAsync(_listenProbeInterval, cancellationToken))
             {
+                // The next wait starts only once the probe has ended, so a probe never overlaps the next; a dead
+                // connection fails within two intervals (the idle wait, then the probe's timeout).
                 await using var probe = new NpgsqlCommand("SELECT 1;", connection) { CommandTimeout = (int)_listenProbeInterval.TotalSeconds };
                 await probe.ExecuteNonQueryAsync(cancellationToken);
             }

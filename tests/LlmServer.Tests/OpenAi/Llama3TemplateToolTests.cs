@@ -40,6 +40,17 @@ public abstract class Llama3TemplateToolTests(TemplateToolServerFixture fixture,
     [Fact]
     public Task A_history_with_two_calls_in_one_message_renders_them_one_per_message() =>
         Llama3TemplateTools.AssertParallelHistoryAsync(fixture.Server.Client);
+
+    [Fact]
+    public async Task History_arguments_that_are_not_json_are_named_where_the_request_has_them()
+    {
+        // The template renders the two calls as two messages; the refusal names the second call of message 1 all the same.
+        const string History = """[{"role":"user","content":"Add 2 and 3, and 4 and 5."},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"add","arguments":"{\"a\":2,\"b\":3}"}},{"id":"call_2","type":"function","function":{"name":"add","arguments":"{a: 4"}}]},{"role":"tool","tool_call_id":"call_1","content":"5"},{"role":"tool","tool_call_id":"call_2","content":"9"}]""";
+        var (status, error, _) = await PostAsync(fixture.Server.Client, ChatPath, $$$"""{"messages":{{{History}}},"tools":{{{ToolCallingTests.AddToolJson}}},"max_tokens":4}""");
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        AssertOpenAiError(error, "invalid_request_error", "messages[1].tool_calls[1].function.arguments");
+    }
 }
 
 internal static class Llama3TemplateTools

@@ -26,6 +26,8 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         var generator = _server.Services.GetRequiredService<ITextGenerator>();
         await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 6, IgnoreEos = true, Sampling = new SamplingOptions { Temperature = 0 } });
         var result = await stream.CollectAsync();
+        // The request's metrics are recorded when its slot is released, after its last event.
+        await stream.Ended;
         var usage = result.Choices[0].Completion.Usage;
         Assert.Equal(6, usage.CompletionTokens);
 
@@ -55,6 +57,55 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
     }
 
     [Fact]
+    public async Task GenAi_server_metrics_follow_the_semantic_conventions_for_a_chat_a_completion_a_cancelled_and_a_refused_request()
+    {
+        var generator = _server.Services.GetRequiredService<ITextGenerator>();
+        var model = generator.Model!.Id;
+        var chatLabels = $"gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"llmserver\",gen_ai_request_model=\"{model}\",gen_ai_response_model=\"{model}\"";
+        var before = await ScrapeAsync();
+
+        await using (var chat = generator.Submit(new GenerationRequest { Messages = [new ChatTurn("user", "Hi")], MaxTokens = 5, IgnoreEos = true, Sampling = new SamplingOptions { Temperature = 0 } }))
+        {
+            Assert.Equal(5, (await chat.CollectAsync()).Choices[0].Completion.Usage.CompletionTokens);
+            await chat.Ended;
+        }
+
+        await using (var completion = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 3, IgnoreEos = true }))
+        {
+            await completion.CollectAsync();
+            await completion.Ended;
+        }
+
+        // Cancelled before it could generate (cancelling after its first token would race its last).
+        await using (var cancelled = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 400, IgnoreEos = true }))
+        {
+            cancelled.Cancel();
+            await cancelled.Ended;
+        }
+
+        // Refused before it ran: a prompt over the slot's context.
+        var refusal = Assert.Throws<GenerationException>(() => generator.Submit(new GenerationRequest { Prompt = string.Join(' ', Enumerable.Repeat("Once upon a time", 2000)) }));
+        Assert.Equal(GenerationErrorCode.ContextLengthExceeded, refusal.Code);
+
+        var after = await ScrapeAsync();
+        double Moved(string name, string labels) => PrometheusText.Sum(after, name, labels) - PrometheusText.Sum(before, name, labels);
+
+        Assert.True(Moved("gen_ai_server_request_duration_seconds_count", chatLabels) >= 1, after);
+        Assert.True(Moved("gen_ai_server_time_to_first_token_seconds_count", chatLabels) >= 1, after);
+        // Five tokens give four gaps, recorded as one request's mean.
+        Assert.True(Moved("gen_ai_server_time_per_output_token_seconds_count", chatLabels) >= 1, after);
+        Assert.True(Moved("gen_ai_server_request_duration_seconds_count", "gen_ai_operation_name=\"text_completion\"") >= 2, after);
+        Assert.True(Moved("gen_ai_server_request_duration_seconds_count", "error_type=\"cancelled\"") >= 1, after);
+        Assert.True(Moved("gen_ai_server_request_duration_seconds_count", "error_type=\"context_length_exceeded\"") >= 1, after);
+        // A request that did not succeed has a duration but no time to first token or per token, as the conventions say.
+        Assert.False(PrometheusText.Samples(after).Any(s => s.Name.StartsWith("gen_ai_server_time_", StringComparison.Ordinal) && s.Labels.Contains("error_type", StringComparison.Ordinal)), after);
+        // The conventions' bucket boundaries (advice on the instruments), not OpenTelemetry's defaults.
+        Assert.True(HasBucket(after, "gen_ai_server_request_duration_seconds_bucket", "81.92"), after);
+        Assert.True(HasBucket(after, "gen_ai_server_time_to_first_token_seconds_bucket", "0.06"), after);
+        Assert.True(HasBucket(after, "gen_ai_server_time_per_output_token_seconds_bucket", "0.075"), after);
+    }
+
+    [Fact]
     public async Task Props_reports_backend_slots_context_per_slot_model_and_build()
     {
         using var response = await _server.Client.GetAsync(new Uri("/props", UriKind.Relative));
@@ -77,6 +128,10 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         Assert.Equal(1, limits.GetProperty("top_p").GetProperty("maximum").GetDouble());
         Assert.Equal(1, limits.GetProperty("max_tokens").GetProperty("minimum").GetDouble());
         Assert.False(limits.GetProperty("max_tokens").TryGetProperty("maximum", out _));
+        // The sessions' text limits (the options' defaults), which the chat page's boxes hold to.
+        Assert.Equal(200, limits.GetProperty("title_length").GetInt32());
+        Assert.Equal(32_768, limits.GetProperty("message_length").GetInt32());
+        Assert.Equal(32_768, limits.GetProperty("system_prompt_length").GetInt32());
         // stories260K ships no chat template: the configured fallback serves, with no Jinja source.
         Assert.Equal("fallback", root.GetProperty("chat_template_source").GetProperty("origin").GetString());
         Assert.Equal(JsonValueKind.Null, root.GetProperty("chat_template").ValueKind);
@@ -89,6 +144,9 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         Assert.Equal("decode threads as configured", threading.GetProperty("reason").GetString());
         Assert.Contains("GOMP_SPINCOUNT", threading.GetProperty("openmp").GetString(), StringComparison.Ordinal);
     }
+
+    private static bool HasBucket(string exposition, string name, string boundary) =>
+        PrometheusText.Samples(exposition).Any(s => s.Name == name && s.Labels.Contains($"le=\"{boundary}\"", StringComparison.Ordinal));
 
     private async Task<string> ScrapeAsync()
     {

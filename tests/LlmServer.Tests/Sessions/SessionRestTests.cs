@@ -69,6 +69,22 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
     /// not the two UTF-16 code units it takes.
     /// </summary>
     [Fact]
+    public async Task Streamed_events_leave_out_the_fields_they_do_not_carry()
+    {
+        using var create = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest("nulls", null, new SessionSettings(MaxTokens: 4)));
+        var session = (await create.Content.ReadFromJsonAsync<SessionInfo>(Json))!;
+
+        using var stream = await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", new SendMessageRequest("Once upon a time"));
+        var body = await stream.Content.ReadAsStringAsync();
+        var data = body.Split('\n').Where(line => line.StartsWith("data: ", StringComparison.Ordinal)).Select(line => JsonDocument.Parse(line[6..]).RootElement).ToList();
+
+        Assert.NotEmpty(data);
+        Assert.All(data, e => Assert.All(e.EnumerateObject(), p => Assert.NotEqual(JsonValueKind.Null, p.Value.ValueKind)));
+        Assert.Equal("done", data[^1].GetProperty("type").GetString());
+        Assert.False(data[^1].TryGetProperty("code", out _));
+    }
+
+    [Fact]
     public async Task A_title_of_emoji_is_limited_by_characters_not_utf16_code_units()
     {
         var atTheLimit = string.Concat(Enumerable.Repeat("\U0001F600", 200));
