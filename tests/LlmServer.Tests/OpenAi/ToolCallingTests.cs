@@ -347,6 +347,16 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
         Assert.NotNull(reply.GetValue<string>());
     }
 
+    /// <summary>A chat completion's first choice is one call of <c>add</c>, its arguments matching the schema.</summary>
+    internal static void AssertSingleAddCall(JsonElement completion)
+    {
+        var choice = completion.GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        var call = Assert.Single(choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray());
+        Assert.Equal("add", call.GetProperty("function").GetProperty("name").GetString());
+        AssertMatchesSchema("add", call.GetProperty("function").GetProperty("arguments").GetString()!);
+    }
+
     /// <summary>The arguments parse and match the schemas above (the grammar enforces exactly these).</summary>
     internal static void AssertMatchesSchema(string function, string arguments)
     {
@@ -467,12 +477,8 @@ public sealed class NativeTemplateToolCallingTests(HermesToolServerFixture fixtu
         var (status, json, _) = await PostAsync(_client, ChatPath, body);
 
         Assert.Equal(HttpStatusCode.OK, status);
-        var choice = json.GetProperty("choices")[0];
-        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
-        var call = Assert.Single(choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray());
-        Assert.Equal("add", call.GetProperty("function").GetProperty("name").GetString());
-        ToolCallingTests.AssertMatchesSchema("add", call.GetProperty("function").GetProperty("arguments").GetString()!);
-        Assert.Equal(JsonValueKind.Null, choice.GetProperty("message").GetProperty("content").ValueKind);
+        ToolCallingTests.AssertSingleAddCall(json);
+        Assert.Equal(JsonValueKind.Null, json.GetProperty("choices")[0].GetProperty("message").GetProperty("content").ValueKind);
     }
 
     [Fact]

@@ -7,6 +7,7 @@ using LlmServer.Engine.Generation;
 using LlmServer.Operations.Auth;
 using LlmServer.Operations.Limits;
 using LlmServer.Sessions;
+using LlmServer.Testing;
 using LlmServer.Tests.Infrastructure;
 using LlmServer.Tests.Sessions;
 using Microsoft.AspNetCore.SignalR;
@@ -212,18 +213,8 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
         return (await created.Content.ReadFromJsonAsync<SessionInfo>(Json))!.Id;
     }
 
-    private static async Task<ChatStreamEvent?> NextEventAsync(StreamReader reader)
-    {
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            if (line.StartsWith("data: ", StringComparison.Ordinal))
-            {
-                return JsonSerializer.Deserialize<ChatStreamEvent>(line[6..], Json);
-            }
-        }
-
-        return null;
-    }
+    private static async Task<ChatStreamEvent?> NextEventAsync(StreamReader reader) =>
+        await StreamGuard.NextDataAsync(reader) is { } data ? JsonSerializer.Deserialize<ChatStreamEvent>(data, Json) : null;
 
     private static async Task<ChatStreamEvent> LastEventAsync(StreamReader reader)
     {

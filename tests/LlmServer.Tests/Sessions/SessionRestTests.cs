@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using LlmServer.Sessions;
+using LlmServer.Testing;
 
 namespace LlmServer.Tests.Sessions;
 
@@ -181,12 +182,12 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
             using var first = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{session.Id}/messages") { Content = JsonContent.Create(new SendMessageRequest("Once upon a time")) };
             using var streaming = await _client.SendAsync(first, HttpCompletionOption.ResponseHeadersRead);
             using var reader = new StreamReader(await streaming.Content.ReadAsStreamAsync());
-            Assert.StartsWith("id: 1", await reader.ReadLineAsync());
+            Assert.StartsWith("id: 1", await StreamGuard.RunAsync(t => reader.ReadLineAsync(t).AsTask(), () => "The first event of the turn"));
             await AssertErrorAsync(await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", new SendMessageRequest("again")), HttpStatusCode.Conflict, "busy");
             using var stop = await _client.PostAsync($"/api/sessions/{session.Id}/stop", null);
             Assert.Equal(HttpStatusCode.NoContent, stop.StatusCode);
             _fixture.Gate.Open();
-            var rest = await reader.ReadToEndAsync();
+            var rest = await StreamGuard.RunAsync(reader.ReadToEndAsync, () => "The end of the stopped turn's stream");
             Assert.Contains("\"finishReason\":\"cancelled\"", rest, StringComparison.Ordinal);
         }
         finally
@@ -228,7 +229,7 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
         await using var stream = tcp.GetStream();
         await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"POST /api/sessions HTTP/1.1\r\nHost: {_client.BaseAddress.Authority}\r\nConnection: close\r\n\r\n"));
         using var reader = new StreamReader(stream);
-        var answer = await reader.ReadToEndAsync();
+        var answer = await StreamGuard.RunAsync(reader.ReadToEndAsync, () => "The end of the answer to a bodiless create");
         Assert.StartsWith("HTTP/1.1 201", answer, StringComparison.Ordinal);
         Assert.Contains($"\"title\":\"{SessionService.DefaultTitle}\"", answer, StringComparison.Ordinal);
 
@@ -269,22 +270,27 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         var events = new List<ChatStreamEvent>();
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        string? id = null;
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            if (line.StartsWith("id: ", StringComparison.Ordinal))
+        return await StreamGuard.RunAsync(
+            async cancellationToken =>
             {
-                id = line[4..];
-            }
-            else if (line.StartsWith("data: ", StringComparison.Ordinal))
-            {
-                var item = JsonSerializer.Deserialize<ChatStreamEvent>(line[6..], Json)!;
-                Assert.Equal(id, item.Seq.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                events.Add(item);
-            }
-        }
+                string? id = null;
+                while (await reader.ReadLineAsync(cancellationToken) is { } line)
+                {
+                    if (line.StartsWith("id: ", StringComparison.Ordinal))
+                    {
+                        id = line[4..];
+                    }
+                    else if (line.StartsWith("data: ", StringComparison.Ordinal))
+                    {
+                        var item = JsonSerializer.Deserialize<ChatStreamEvent>(line[6..], Json)!;
+                        Assert.Equal(id, item.Seq.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                        events.Add(item);
+                    }
+                }
 
-        return events;
+                return events;
+            },
+            () => $"The end of the session stream, after {events.Count} events");
     }
 
     private static async Task<string> ErrorMessageAsync(HttpResponseMessage response, HttpStatusCode status, string code)
