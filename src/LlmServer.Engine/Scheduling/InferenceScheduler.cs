@@ -633,8 +633,9 @@ internal sealed partial class InferenceScheduler : IDisposable
             return;
         }
 
-        // The status a caller reads once its stream has ended (or the scheduler is idle) already counts its slot as free.
-        foreach (var request in _completed)
+        // The status a caller reads once its stream has ended (or the scheduler is idle) already counts its slot as free,
+        // and no longer counts a request that ended before it got one.
+        foreach (var request in _completed.Concat(_unadmittedEnded))
         {
             Interlocked.Decrement(ref _inFlight[(int)request.Request.Priority]);
         }
@@ -654,12 +655,11 @@ internal sealed partial class InferenceScheduler : IDisposable
         _unadmittedEnded.Clear();
     }
 
-    /// <summary>A request that never got a slot has ended: its stream ends at the step's next <see cref="RetireFinished"/>.</summary>
-    private void CompleteUnadmitted(ScheduledRequest request)
-    {
-        EndInFlight((int)request.Request.Priority);
-        _unadmittedEnded.Add(request);
-    }
+    /// <summary>
+    /// A request that never got a slot has ended: it leaves the in-flight count, and its stream ends, at the step's next
+    /// <see cref="RetireFinished"/>, after the status that no longer counts it.
+    /// </summary>
+    private void CompleteUnadmitted(ScheduledRequest request) => _unadmittedEnded.Add(request);
 
     private void EndInFlight(int lane)
     {
