@@ -76,6 +76,13 @@ public sealed record GenerationRequest
     /// </summary>
     public bool ContinueFinalMessage { get; init; }
 
+    /// <summary>
+    /// Part the answer's reasoning from its text: with a chat template whose model writes <c>&lt;think&gt;</c> blocks,
+    /// the block comes as <see cref="ReasoningDelta"/>s and the text (and any tool call) is what follows it. Off, or
+    /// for other templates and raw prompts, the text is as the model wrote it.
+    /// </summary>
+    public bool SplitReasoning { get; init; }
+
     /// <summary>Functions the model may call, rendered into the prompt by the model's chat template.</summary>
     public IReadOnlyList<ToolDefinition> Tools { get; init; } = [];
 

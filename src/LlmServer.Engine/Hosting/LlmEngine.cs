@@ -6,6 +6,7 @@ using LlmServer.Engine.Generation;
 using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Prompting;
+using LlmServer.Engine.Reasoning;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Engine.Text;
 using LlmServer.Engine.Threading;
@@ -175,6 +176,11 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         var text = isChat ? FormatChat(request, tools) : request.Prompt!;
         scheduler.EnsurePromptFits(submitted, _vocabulary!.Bound.MinimumTokens(text), atLeast: true);
         var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+        if (request.SplitReasoning && isChat && ReasoningStage.WritesThinkTags(_formatter!.Info.Source))
+        {
+            stream.SplitReasoning(new ReasoningStage(submitted.Choices, ReasoningStage.OpensInPrompt(text)));
+        }
+
         if (tools?.Stage is { } stage)
         {
             stream.ParseToolCalls(stage);

@@ -88,8 +88,19 @@ internal static class OpenAiRequestMapper
             Tools = Tools(request.Tools),
             ToolChoice = ToolChoice(request.ToolChoice),
             ParallelToolCalls = request.ParallelToolCalls ?? true,
+            SplitReasoning = SplitReasoning(request.ReasoningFormat),
         };
     }
+
+    /// <summary>llama-server's <c>reasoning_format</c>: its default (<c>auto</c>, the DeepSeek shape) splits, <c>none</c> does not.</summary>
+    private static bool SplitReasoning(string? format) => format switch
+    {
+        null or "auto" or "deepseek" => true,
+        "none" => false,
+        _ => throw OpenAiException.InvalidField(
+            "reasoning_format",
+            $"Invalid value for 'reasoning_format': '{format}'. Supported values are 'auto', 'deepseek' and 'none'."),
+    };
 
     private static ChatTurn MapMessage(ChatMessage message, int i)
     {

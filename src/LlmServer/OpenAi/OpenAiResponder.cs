@@ -80,6 +80,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
         await sse.FlushAsync();
         var completionTokens = 0;
+        var reasoningTokens = 0;
         var cachedTokens = 0;
         var failed = false;
         var pending = new PendingText();
@@ -95,6 +96,16 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 {
                     case TextDelta delta when !failed && !sse.IsClientGone:
                         pending.Add(delta, formatter);
+                        break;
+                    case ReasoningDelta thought:
+                        reasoningTokens += thought.Tokens;
+                        if (!failed && !sse.IsClientGone && formatter is ChatChunkFormatter reasoningChat)
+                        {
+                            // The answer's text held back went before this reasoning: chunks keep the model's order.
+                            pending.WriteTo(formatter);
+                            reasoningChat.WriteReasoning(thought);
+                        }
+
                         break;
                     case ToolCallStarted call when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter chat:
                         chat.WriteToolCallStart(call);
@@ -147,7 +158,10 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 source.PromptTokens,
                 completionTokens,
                 source.PromptTokens + completionTokens,
-                new PromptTokensDetails(cachedTokens)));
+                new PromptTokensDetails(cachedTokens))
+            {
+                CompletionTokensDetails = Usage.ReasoningDetails(reasoningTokens),
+            });
         }
 
         sse.WriteDone();
