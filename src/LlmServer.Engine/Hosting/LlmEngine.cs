@@ -126,10 +126,10 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         var templateTools = tools?.TemplateTools ?? [];
         if (!request.ContinueFinalMessage)
         {
-            return _formatter!.Format(messages, templateTools, addAssistantPrompt: true);
+            return _formatter!.Format(messages, templateTools, addAssistantPrompt: true, request.EnableThinking);
         }
 
-        return _formatter!.Format(messages.Take(messages.Count - 1).ToList(), templateTools, addAssistantPrompt: true) + messages[^1].Content;
+        return _formatter!.Format(messages.Take(messages.Count - 1).ToList(), templateTools, addAssistantPrompt: true, request.EnableThinking) + messages[^1].Content;
     }
 
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>

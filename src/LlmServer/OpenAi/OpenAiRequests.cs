@@ -76,6 +76,9 @@ public sealed class ChatCompletionRequest : SamplingRequest
     /// <c>reasoning_content</c>; <c>none</c> leaves it in <c>content</c>.
     /// </summary>
     public string? ReasoningFormat { get; set; }
+
+    /// <summary>Extension (llama-server): variables for the chat template; only <c>enable_thinking</c> (a boolean) is read.</summary>
+    public JsonElement? ChatTemplateKwargs { get; set; }
 }
 
 public sealed class ChatMessage

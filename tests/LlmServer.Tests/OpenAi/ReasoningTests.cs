@@ -114,3 +114,51 @@ public sealed class ReasoningTests(DeepSeekR1ServerFixture fixture) : IClassFixt
         Assert.EndsWith("<think>\n", json.GetProperty("prompt").GetString(), StringComparison.Ordinal);
     }
 }
+
+/// <summary>Qwen3's template: the model opens the block itself; <c>enable_thinking</c> false closes an empty one in the prompt.</summary>
+public sealed class Qwen3ServerFixture() : TemplateToolServerFixture("Qwen-Qwen3-0.6B.jinja");
+
+public sealed class Qwen3ReasoningTests(Qwen3ServerFixture fixture) : IClassFixture<Qwen3ServerFixture>
+{
+    private readonly HttpClient _client = fixture.Server.Client;
+
+    [Fact]
+    public async Task An_answer_without_a_block_is_content_unchanged()
+    {
+        var body = """{"messages":[{"role":"user","content":"Hi"}],"temperature":0,"max_tokens":30,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"const":"plain <think> text"}}}}""";
+        var (status, json, _) = await PostAsync(_client, ChatPath, body);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var message = json.GetProperty("choices")[0].GetProperty("message");
+        Assert.Equal("\"plain <think> text\"", message.GetProperty("content").GetString());
+        Assert.False(message.TryGetProperty("reasoning_content", out _));
+        Assert.False(json.GetProperty("usage").TryGetProperty("completion_tokens_details", out _));
+    }
+
+    [Fact]
+    public async Task Enable_thinking_false_closes_the_block_in_the_prompt()
+    {
+        const string Messages = "\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]";
+        var (_, thinking, _) = await PostAsync(_client, "/apply-template", "{" + Messages + "}");
+        var (status, notThinking, _) = await PostAsync(_client, "/apply-template", "{" + Messages + ""","chat_template_kwargs":{"enable_thinking":false}}""");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.EndsWith("<|im_start|>assistant\n", thinking.GetProperty("prompt").GetString(), StringComparison.Ordinal);
+        Assert.EndsWith("<|im_start|>assistant\n<think>\n\n</think>\n\n", notThinking.GetProperty("prompt").GetString(), StringComparison.Ordinal);
+
+        var (chatStatus, chat, _) = await PostAsync(_client, ChatPath, "{" + Messages + ""","max_tokens":3,"chat_template_kwargs":{"enable_thinking":false}}""");
+        Assert.Equal(HttpStatusCode.OK, chatStatus);
+        Assert.False(chat.GetProperty("choices")[0].GetProperty("message").TryGetProperty("reasoning_content", out _));
+    }
+
+    [Theory]
+    [InlineData("\"yes\"", "chat_template_kwargs")]
+    [InlineData("{\"enable_thinking\":\"no\"}", "chat_template_kwargs.enable_thinking")]
+    public async Task Chat_template_kwargs_of_the_wrong_type_are_refused(string value, string param)
+    {
+        var (status, json, _) = await PostAsync(_client, ChatPath, """{"messages":[{"role":"user","content":"Hi"}],"chat_template_kwargs":""" + value + "}");
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        AssertOpenAiError(json, "invalid_request_error", param);
+    }
+}
