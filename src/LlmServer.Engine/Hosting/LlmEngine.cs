@@ -176,9 +176,12 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         var text = isChat ? FormatChat(request, tools) : request.Prompt!;
         scheduler.EnsurePromptFits(submitted, _vocabulary!.Bound.MinimumTokens(text), atLeast: true);
         var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
-        if (request.SplitReasoning && isChat && ReasoningStage.WritesThinkTags(_formatter!.Info.Source))
+        if (request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags)
         {
-            stream.SplitReasoning(new ReasoningStage(submitted.Choices, ReasoningStage.OpensInPrompt(text)));
+            // A grammar that holds from the first token (a schema, a required call) writes the answer itself, not
+            // reasoning, even where the prompt opened the block: the call must reach the parser, the JSON the content.
+            var constrainedFromStart = submitted.Grammar is not null && submitted.GrammarTriggers.Count == 0;
+            stream.SplitReasoning(new ReasoningStage(submitted.Choices, !constrainedFromStart && ReasoningStage.OpensInPrompt(text)));
         }
 
         if (tools?.Stage is { } stage)

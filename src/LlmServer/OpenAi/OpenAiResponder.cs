@@ -209,11 +209,11 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
     /// <summary>
     /// Streams one single-choice generation for the front ends that name their events (Anthropic, Responses): each
-    /// piece of text goes to <paramref name="onText"/>, each tool call's start and argument pieces to
+    /// piece of text goes to <paramref name="onText"/>, of reasoning (when split) to <paramref name="onReasoning"/>, each tool call's start and argument pieces to
     /// <paramref name="onToolCall"/>, the admission (when the request asked for it) to <paramref name="onAdmitted"/>. Returns how it ended: the completion of a finished choice, or
     /// the error to report (failed, cancelled, or a broken relay, which is logged); null when the client went away.
     /// </summary>
-    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId, Action<GenerationEvent>? onToolCall = null, Action<RequestAdmitted>? onAdmitted = null)
+    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId, Action<GenerationEvent>? onToolCall = null, Action<RequestAdmitted>? onAdmitted = null, Action<string>? onReasoning = null)
     {
         GenerationCompleted? completion = null;
         try
@@ -224,6 +224,9 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 {
                     case TextDelta delta when !sse.IsClientGone:
                         onText(delta.Text);
+                        break;
+                    case ReasoningDelta thought when !sse.IsClientGone && thought.Text.Length > 0:
+                        onReasoning?.Invoke(thought.Text);
                         break;
                     case ToolCallStarted or ToolCallArgumentsDelta when !sse.IsClientGone:
                         onToolCall?.Invoke(item);
