@@ -2,7 +2,8 @@
 #   batch_server PORT MODEL SLOTS CONTEXT WARMUP   the server's shape; sets shared, model, url, jobs, out (the results)
 #                                                  and tmp (removed at exit, with a server still running stopped);
 #   start_server DLL   a fresh server process on an empty sessions database in $tmp, waited for until ready and then
-#                      warmed up with WARMUP short requests;
+#                      warmed up with WARMUP short requests; a server that exits before it is ready ends the
+#                      script (exit 1) with its log's last lines;
 #   stop_server        SIGTERM, and waits for it to exit.
 shared=$(cd .. && pwd)/shared
 jobs=tests/LlmServer.Benchmarks/batch_job.py
@@ -27,7 +28,16 @@ start_server() { # dll
     --Scheduler:Slots="$slots" --Scheduler:ContextSize="$context" --Sessions:Database="$tmp/db/sessions.db" \
     --Logging:LogLevel:Default=Warning >"$tmp/server.log" 2>&1 &
   server=$!
-  until curl -sf "$url/health/ready" >/dev/null; do sleep 0.2; done
+  until curl -sf "$url/health/ready" >/dev/null; do
+    # A server that died at start (a bad setting, a port in use, a missing model) would be waited for forever.
+    if ! kill -0 "$server" 2>/dev/null; then
+      echo "the server exited at start; the end of its log:" >&2
+      tail -n 20 "$tmp/server.log" >&2
+      server=
+      exit 1
+    fi
+    sleep 0.2
+  done
   node "$shared/tools/loadgen.mjs" --url "$url" --model "$model" --concurrency 1 --requests "$warmup" --max-tokens 16 --json >/dev/null
 }
 

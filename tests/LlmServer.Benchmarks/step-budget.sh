@@ -9,7 +9,8 @@
 # the load (defaults 24 and 6) on a machine too busy for the full one. LLAMA_SERVER=path/to/llama-server adds llama.cpp's
 # own server to every round (same model, context, slots and threads; continuous batching) and reports the time
 # target's figures as ratios to it too, beside each side's p99 and largest gap (a p95 does not see a stall that is
-# rare but long). LLMSERVER_DLL runs an already built server instead of building this checkout.
+# rare but long). LLMSERVER_BUDGET_TOKENS sets the budget-only run's Scheduler:StepTokenBudget (2048 puts a whole
+# long prompt into one step, as llama-server does). LLMSERVER_DLL runs an already built server instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-2}
@@ -22,6 +23,7 @@ if [ -z "$server" ]; then
   server=src/LlmServer/bin/Release/net10.0/LlmServer.dll
 fi
 llama=${LLAMA_SERVER:-}
+budget_tokens=
 out=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
@@ -33,7 +35,7 @@ run() { # name target-ms round (name "llama": llama.cpp's server)
       --log-disable >"$out/$1-$3.log" 2>&1 &
   else
     dotnet "$server" --model "$shared/models/synth110m-q4_0.gguf" --urls "http://127.0.0.1:$port" \
-      --Scheduler:Slots=8 --Scheduler:ContextSize=32768 --Scheduler:TargetStepMs="$2" \
+      --Scheduler:Slots=8 --Scheduler:ContextSize=32768 --Scheduler:TargetStepMs="$2" ${budget_tokens:+--Scheduler:StepTokenBudget=$budget_tokens} \
       --Model:Threads=2 --Model:BatchThreads=2 --Sessions:Database="$out/$1-$3.db" --Logging:LogLevel:Default=Warning >"$out/$1-$3.log" 2>&1 &
   fi
   pid=$!
@@ -48,9 +50,17 @@ run() { # name target-ms round (name "llama": llama.cpp's server)
   pid=
 }
 
+budget() { budget_tokens=${LLMSERVER_BUDGET_TOKENS:-}; run budget 0 "$1"; budget_tokens=; }
+# Each configuration takes each place in the order in turn.
+configs=(timed budget); [ -n "$llama" ] && configs+=(llama)
 for round in $(seq 1 "$rounds"); do
-  if (( round % 2 )); then run timed "$target" "$round"; run budget 0 "$round"; else run budget 0 "$round"; run timed "$target" "$round"; fi
-  if [ -n "$llama" ]; then run llama 0 "$round"; fi
+  for i in "${!configs[@]}"; do
+    case ${configs[$(( (i + round - 1) % ${#configs[@]} ))]} in
+      timed) run timed "$target" "$round" ;;
+      budget) budget "$round" ;;
+      llama) run llama 0 "$round" ;;
+    esac
+  done
 done
 
 python3 - "$out" "$rounds" "$target" "$llama" <<'PY'
@@ -80,6 +90,7 @@ for rnd in range(1, rounds + 1):
         m = figures("llama", rnd)
         print(f"round {rnd}: llama-server:    {m}")
         ratio("timed/llama-server", t, m)
+        ratio("budget/llama-server", b, m)
 for (label, k), v in ratios.items():
     print(f"{k}: ratio {label} median {statistics.median(v):.2f} (rounds: {', '.join(f'{x:.2f}' for x in v)})")
 PY

@@ -58,7 +58,7 @@ public sealed class DrainTests
             Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
             Assert.Equal(drainingName, ServedBy(stream));
             using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
-            Assert.Contains("\"content\"", await Sse.ReadEventAsync(reader), StringComparison.Ordinal);
+            Assert.Contains("\"content\"", await StreamGuard.NextDataAsync(reader), StringComparison.Ordinal);
 
             draining.Terminate();
             await WaitUntilDrainingAsync(draining);

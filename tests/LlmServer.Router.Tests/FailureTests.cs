@@ -81,7 +81,7 @@ public sealed class FailureTests
         var (victim, survivor) = served == RouterApplication.ReplicaName(a.Address) ? (a, b) : (b, a);
 
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        Assert.Contains("\"content\"", await Sse.ReadEventAsync(reader), StringComparison.Ordinal);
+        Assert.Contains("\"content\"", await StreamGuard.NextDataAsync(reader), StringComparison.Ordinal);
         await victim.KillAsync();
 
         var rest = await Sse.ReadAllAsync(reader);

@@ -129,7 +129,7 @@ public sealed class SessionTopologyTests(PostgresServer postgres) : IClassFixtur
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var asked = ServedBy(response) == RouterApplication.ReplicaName(a.Address) ? directB : directA;
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        Assert.Contains("\"delta\"", await Sse.ReadEventAsync(reader), StringComparison.Ordinal);
+        Assert.Contains("\"delta\"", await StreamGuard.NextDataAsync(reader), StringComparison.Ordinal);
 
         // The stop goes to the replica that does not run the turn, which takes it. That it ends the turn as cancelled
         // is CrossReplicaStopTests' (in process, with the decode held): a child replica's decode cannot be held, and

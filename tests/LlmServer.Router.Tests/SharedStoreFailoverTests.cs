@@ -46,7 +46,7 @@ public sealed class SharedStoreFailoverTests(PostgresServer postgres) : IClassFi
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal(home, Assert.Single(response.Headers.GetValues(RouterApplication.ReplicaHeader)));
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            Assert.Contains("\"delta\"", await Sse.ReadEventAsync(reader), StringComparison.Ordinal);
+            Assert.Contains("\"delta\"", await StreamGuard.NextDataAsync(reader), StringComparison.Ordinal);
 
             // The event that proves a checkpoint: the other replica reads the partial answer from the shared store.
             await WaitForCheckpointAsync(survivor, id);

@@ -43,6 +43,65 @@ public sealed partial class ChatPageTests
     }
 
     [Fact]
+    public async Task A_full_queue_is_told_as_such_though_its_text_says_busy()
+    {
+        // The engine's own text for a full queue: "busy: " inside it is not the code.
+        var hub = new ScriptedHub("unused", pieces: 1, refusal: "queue_full: The server is busy: the request queue is full. Retry later.");
+        await using var chat = await ChatPage.OpenAsync(fixture, beforeLoad: hub.RouteAsync);
+
+        await chat.Prompt.FillAsync("Anyone?");
+        await chat.Prompt.PressAsync("Enter");
+
+        await Expect(chat.Toast("The server is busy right now")).ToBeVisibleAsync();
+        await Expect(chat.Toast("already answering")).ToHaveCountAsync(0);
+        await Expect(chat.Prompt).ToHaveValueAsync("Anyone?");
+        chat.AssertNoPageErrors();
+    }
+
+    [Fact]
+    public async Task A_locked_session_store_is_told_as_such_not_as_a_model_that_is_not_ready()
+    {
+        var hub = new ScriptedHub("unused", pieces: 1, refusal: "unavailable: the session store is locked by another writer; try again shortly");
+        await using var chat = await ChatPage.OpenAsync(fixture, beforeLoad: hub.RouteAsync);
+
+        await chat.Prompt.FillAsync("Hello?");
+        await chat.Prompt.PressAsync("Enter");
+
+        var toast = chat.Toast("The session store is locked by another writer; try again shortly.");
+        await Expect(toast).ToBeVisibleAsync();
+        await Expect(toast).ToHaveAttributeAsync("role", "status"); // a warning: waiting helps
+        await Expect(chat.Toast("model")).ToHaveCountAsync(0);
+        await Expect(chat.Prompt).ToHaveValueAsync("Hello?");
+        chat.AssertNoPageErrors();
+    }
+
+    [Fact]
+    public async Task An_answer_a_stopped_server_cut_short_says_so()
+    {
+        await using var chat = await ChatPage.OpenAsync(fixture);
+        await chat.SetSettingsAsync(maxTokens: 8);
+        await chat.SendAndWaitAsync(StoryPrompt);
+        var id = await chat.CurrentSessionIdAsync();
+
+        // What a restarted server reports for an answer it was writing when it stopped: finish reason "interrupted".
+        await chat.Page.RouteWebSocketAsync(new Regex("/hubs/chat"), socket =>
+        {
+            var server = socket.ConnectToServer();
+            socket.OnMessage(frame => server.Send(frame.Text ?? string.Empty));
+            server.OnMessage(frame => socket.Send(FinishReason().Replace(frame.Text ?? string.Empty, "\"finishReason\":\"interrupted\"")));
+        });
+        await chat.ReloadAsync();
+
+        await Expect(chat.Page.Locator("#chat-title")).ToHaveTextAsync(StoryPrompt);
+        await Expect(chat.LastAnswer.Locator(".msg-meta")).ToContainTextAsync("cut short: the server stopped while answering");
+        Assert.NotEqual("interrupted", (await chat.StoredSessionAsync(id)).GetProperty("messages")[1].GetProperty("finishReason").GetString());
+        chat.AssertNoPageErrors();
+    }
+
+    [GeneratedRegex("\"finishReason\":\"(length|stop)\"")]
+    private static partial Regex FinishReason();
+
+    [Fact]
     public async Task An_unreachable_server_is_reported_and_the_page_connects_when_it_is_back()
     {
         await using var chat = await ChatPage.OpenAsync(

@@ -8,6 +8,7 @@ import { Generations, type Generation, type Subscribe } from "./generations";
 import { draftConversation, draftSettings, fromServer, newMessage, type Conversation, type ViewMessage } from "./model";
 import { SessionList } from "./sessionList";
 import { SettingsDialog } from "./settings";
+import { clip } from "./text";
 import { toast } from "./toasts";
 import { TranscriptView } from "./transcript";
 
@@ -15,7 +16,8 @@ const TitleLength = 48;
 
 function titleFrom(text: string): string {
   const line = text.trim().split("\n")[0]!.replace(/\s+/g, " ");
-  return line.length > TitleLength ? `${line.slice(0, TitleLength - 1)}…` : line;
+  const clipped = clip(line, TitleLength - 1);
+  return clipped === line ? line : `${clipped}…`;
 }
 
 function sessionIdFromLocation(): string | null {
@@ -91,6 +93,13 @@ export class ChatApp {
     this.sessions.start();
     this.settings.start();
     window.addEventListener("hashchange", () => void this.openFromLocation());
+    // Another tab (or client) may have changed the conversation meanwhile: show its copy when the person comes back.
+    window.addEventListener("focus", () => void this.syncCurrent());
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden) {
+        void this.syncCurrent();
+      }
+    });
     this.view.render();
     this.connection.start();
   }
@@ -120,8 +129,15 @@ export class ChatApp {
     this.generations.resumeInterrupted();
     if (firstTime) {
       await this.openFromLocation();
-    } else if (this.current.id && !this.running) {
+    } else {
       // It may have finished, or been changed elsewhere, while we were away.
+      await this.syncCurrent();
+    }
+  }
+
+  /** Brings the conversation on screen up to the server's copy (unless this page is following its answer). */
+  private async syncCurrent(): Promise<void> {
+    if (this.current.id && !this.running && this.connection.connected) {
       await this.syncSession(this.current.id, null);
     }
   }
@@ -187,8 +203,13 @@ export class ChatApp {
     this.applyDetail(conversation, detail);
     this.showInfo(detail.info);
     this.view.render();
-    if (detail.info.generating && !this.generations.of(id)) {
-      // Running on the server (another tab, or before a reload): follow it.
+    this.followRunning(conversation, detail.info);
+  }
+
+  /** An answer running on the server that this page does not follow (another tab's, or from before a reload): follow it. */
+  private followRunning(conversation: Conversation, info: SessionInfo): void {
+    const id = info.id;
+    if (info.generating && !this.generations.of(id)) {
       const answer = newMessage("assistant", "");
       conversation.messages.push(answer);
       this.generations.run(conversation, answer, (observer) => this.hub.resumeStream(id, 0, observer));
@@ -253,6 +274,10 @@ export class ChatApp {
     } catch (error) {
       if (parseHubError(error).code === "session_not_found") {
         this.sessions.remove(id);
+        // Deleted elsewhere before the message reached it: the text is not lost.
+        if (finished?.sentText) {
+          this.view.giveBackPrompt(finished.sentText);
+        }
       }
       return;
     }
@@ -267,6 +292,9 @@ export class ChatApp {
     const conversation = finished?.conversation ?? (this.current.id === id ? this.current : null);
     if (conversation && !this.generations.of(id)) {
       this.applyDetail(conversation, detail);
+      if (conversation === this.current) {
+        this.followRunning(conversation, detail.info);
+      }
     }
     this.showInfo(detail.info);
     void this.sessions.refresh();

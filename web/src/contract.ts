@@ -25,7 +25,8 @@ export interface SessionInfo {
 }
 
 export type Role = "system" | "user" | "assistant";
-export type FinishReason = "stop" | "length" | "cancelled" | "error";
+/** "interrupted": the server stopped (a crash or kill) while writing the answer; it keeps the text saved until then. */
+export type FinishReason = "stop" | "length" | "cancelled" | "error" | "interrupted";
 
 export interface SessionMessage {
   index: number;

@@ -34,6 +34,16 @@ export function streamError(code: string | null | undefined, message: string | n
   return { code: code && isErrorCode(code) ? code : "unknown", message: message ?? "" };
 }
 
+/** Where "<code>: " starts a word of the text; -1 when it does not. */
+function codeAt(text: string, code: ErrorCode): number {
+  for (let at = text.indexOf(`${code}: `); at >= 0; at = text.indexOf(`${code}: `, at + 1)) {
+    if (at === 0 || /\s/.test(text[at - 1]!)) {
+      return at;
+    }
+  }
+  return -1;
+}
+
 /** A thrown hub or connection error. */
 export function parseHubError(error: unknown): HubError {
   if (isUnauthorized(error)) {
@@ -43,12 +53,13 @@ export function parseHubError(error: unknown): HubError {
   if (httpStatusOf(error) === 429) {
     return { code: "queue_full", message: text };
   }
-  // The server's HubException message is "<code>: <text>"; the client may put its own prefix before it.
-  for (const code of ErrorCodes) {
-    const at = text.indexOf(`${code}: `);
-    if (at === 0 || (at > 0 && /\s/.test(text[at - 1]!))) {
-      return { code, message: text.slice(at + code.length + 2).trim() };
-    }
+  // The server's HubException message is "<code>: <text>"; the client may put its own prefix before it. The code is
+  // the first one in the message: the text after it may name another ("queue_full: The server is busy: ...").
+  const found = ErrorCodes.map((code) => ({ code, at: codeAt(text, code) }))
+    .filter((candidate) => candidate.at >= 0)
+    .sort((a, b) => a.at - b.at)[0];
+  if (found) {
+    return { code: found.code, message: text.slice(found.at + found.code.length + 2).trim() };
   }
   if (/connection|closed|disconnected|Failed to fetch|WebSocket/i.test(text)) {
     return { code: "connection", message: text };
@@ -66,7 +77,8 @@ export function describe(error: HubError): string {
     case "context_length_exceeded":
       return "This conversation is too long for the model's context. Shorten the message or start a new chat.";
     case "unavailable":
-      return "The model is not ready (loading or shutting down). Try again shortly.";
+      // Also a locked or unreachable session store, not only a model that is loading: the server's text says which.
+      return error.message ? sentence(error.message) : "The server is not ready. Try again shortly.";
     case "session_not_found":
       return "This conversation no longer exists.";
     case "invalid_argument":
@@ -82,10 +94,17 @@ export function describe(error: HubError): string {
   }
 }
 
+/** The server's text as a sentence: a capital first, a full stop last. */
+function sentence(text: string): string {
+  const trimmed = text.trim();
+  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
+
 /** Tells the person in a toast: a warning when waiting helps, an error otherwise. */
 export function showError(error: HubError | unknown): void {
   const parsed = isHubError(error) ? error : parseHubError(error);
-  const kind = parsed.code === "busy" || parsed.code === "queue_full" ? "warning" : "error";
+  const kind = parsed.code === "busy" || parsed.code === "queue_full" || parsed.code === "unavailable" ? "warning" : "error";
   toast(kind, describe(parsed));
 }
 

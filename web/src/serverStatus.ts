@@ -46,18 +46,32 @@ export interface Range {
   maximum?: number;
 }
 
-/** The sampling ranges the server's engine accepts, from /props ("limits"). */
-export interface SamplingLimits {
+/** What the server accepts, from /props ("limits"): the engine's sampling ranges and the sessions' text lengths. */
+export interface ServerLimits {
   temperature?: Range;
   top_p?: Range;
   max_tokens?: Range;
+  /** Longest title, message and system prompt, in characters as the server counts them (text.ts). */
+  title_length?: number;
+  message_length?: number;
+  system_prompt_length?: number;
 }
 
-export async function fetchLimits(signal: AbortSignal): Promise<SamplingLimits | null> {
+async function fetchLimits(signal: AbortSignal): Promise<ServerLimits | null> {
   try {
     const props = await fetch("/props", { headers: authHeaders(), signal });
-    return props.ok ? (((await props.json()) as { limits?: SamplingLimits }).limits ?? null) : null;
+    return props.ok ? (((await props.json()) as { limits?: ServerLimits }).limits ?? null) : null;
   } catch {
     return null;
   }
 }
+
+/** The server's limits, read once it can answer (the model may still be loading); null until then. */
+export const serverLimits = {
+  current: null as ServerLimits | null,
+  /** Reads them unless already known; true when they are known now. */
+  async load(): Promise<boolean> {
+    serverLimits.current ??= await fetchLimits(AbortSignal.timeout(10_000));
+    return serverLimits.current !== null;
+  },
+};

@@ -4,6 +4,8 @@ import { byId, el } from "./dom";
 import { parseHubError, showError } from "./errors";
 import type { ChatHub } from "./hub";
 import { Icons, icon } from "./icons";
+import { serverLimits } from "./serverStatus";
+import { holdToLimit } from "./text";
 
 export interface SessionListEvents {
   /** The session on screen, null for a new chat. */
@@ -44,11 +46,11 @@ export class SessionList {
     const ui = this.ui;
     ui.newChat.addEventListener("click", () => this.events.open(null));
     ui.openSidebar.addEventListener("click", () => this.openDrawer());
-    ui.closeSidebar.addEventListener("click", () => this.closeDrawer());
-    ui.scrim.addEventListener("click", () => this.closeDrawer());
+    ui.closeSidebar.addEventListener("click", () => this.dismissDrawer());
+    ui.scrim.addEventListener("click", () => this.dismissDrawer());
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && ui.app.classList.contains("sidebar-open")) {
-        this.closeDrawer();
+        this.dismissDrawer();
       }
     });
   }
@@ -97,6 +99,14 @@ export class SessionList {
     ui.openSidebar.setAttribute("aria-expanded", "false");
   }
 
+  /** Closed without picking a conversation: focus goes back to the button that opened it, not stay in the hidden drawer. */
+  private dismissDrawer(): void {
+    if (this.ui.app.classList.contains("sidebar-open")) {
+      this.closeDrawer();
+      this.ui.openSidebar.focus();
+    }
+  }
+
   private openDrawer(): void {
     const ui = this.ui;
     ui.app.classList.add("sidebar-open");
@@ -139,37 +149,39 @@ export class SessionList {
   private async rename(item: HTMLLIElement, info: SessionInfo): Promise<void> {
     const input = el("input", {
       class: "rename-input",
-      attrs: { type: "text", "aria-label": "Conversation title", maxlength: "200" },
+      attrs: { type: "text", "aria-label": "Conversation title" },
     });
+    holdToLimit(input, () => serverLimits.current?.title_length);
     input.value = info.title;
     item.replaceChildren(input);
     this.renaming = true;
     input.focus();
     input.select();
+    // Ended from the keyboard, focus goes back to the conversation's button (the box is gone); a click elsewhere keeps its own.
+    let byKey = false;
     const title = await new Promise<string | null>((resolve) => {
       input.addEventListener("keydown", (event) => {
-        if (event.key === "Enter") {
+        if (event.key === "Enter" || event.key === "Escape") {
           event.preventDefault();
-          resolve(input.value.trim());
-        } else if (event.key === "Escape") {
-          event.preventDefault();
-          resolve(null);
+          byKey = true;
+          resolve(event.key === "Enter" ? input.value.trim() : null);
         }
       });
       input.addEventListener("blur", () => resolve(input.value.trim()));
     });
     this.renaming = false;
-    if (!title || title === info.title) {
-      this.render();
-      return;
+    if (title && title !== info.title) {
+      try {
+        const renamed = await this.hub.renameSession(info.id, title);
+        this.upsert(renamed);
+        this.events.changed(renamed);
+      } catch (error) {
+        showError(error);
+      }
     }
-    try {
-      const renamed = await this.hub.renameSession(info.id, title);
-      this.upsert(renamed);
-      this.events.changed(renamed);
-    } catch (error) {
-      showError(error);
-      this.render();
+    this.render();
+    if (byKey) {
+      this.ui.list.querySelector<HTMLButtonElement>(`li[data-session-id="${CSS.escape(info.id)}"] .session-open`)?.focus();
     }
   }
 

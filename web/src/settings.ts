@@ -2,7 +2,8 @@
 import type { SessionSettings } from "./contract";
 import { byId } from "./dom";
 import type { Conversation } from "./model";
-import { fetchLimits, type Range, type SamplingLimits } from "./serverStatus";
+import { serverLimits, type Range } from "./serverStatus";
+import { holdToLimit } from "./text";
 
 /** Saves what the dialog holds; resolves to an error to show, or null when saved. */
 export type SaveSettings = (conversation: Conversation, systemPrompt: string, settings: SessionSettings) => Promise<string | null>;
@@ -53,7 +54,7 @@ function applyRange(input: HTMLInputElement, range: Range | undefined): void {
 }
 
 export class SettingsDialog {
-  private limits: SamplingLimits | null = null;
+  private rangesShown = false;
   private editing: Conversation | null = null;
 
   private readonly ui = {
@@ -76,6 +77,7 @@ export class SettingsDialog {
   start(): void {
     const ui = this.ui;
     ui.open.addEventListener("click", () => this.open());
+    holdToLimit(ui.systemPrompt, () => serverLimits.current?.system_prompt_length);
     ui.cancel.addEventListener("click", () => ui.dialog.close());
     ui.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -85,13 +87,14 @@ export class SettingsDialog {
 
   /** Reads the server's limits once it can answer (the model may still be loading). */
   async loadLimits(): Promise<void> {
-    if (this.limits !== null) {
+    if (this.rangesShown || !(await serverLimits.load())) {
       return;
     }
-    this.limits = await fetchLimits(AbortSignal.timeout(10_000));
-    applyRange(this.ui.temperature, this.limits?.temperature);
-    applyRange(this.ui.topP, this.limits?.top_p);
-    applyRange(this.ui.maxTokens, this.limits?.max_tokens);
+    this.rangesShown = true;
+    const limits = serverLimits.current;
+    applyRange(this.ui.temperature, limits?.temperature);
+    applyRange(this.ui.topP, limits?.top_p);
+    applyRange(this.ui.maxTokens, limits?.max_tokens);
   }
 
   private open(): void {
@@ -111,7 +114,7 @@ export class SettingsDialog {
   /** The settings in the form, or what is wrong with them. */
   private read(conversation: Conversation): SessionSettings | string {
     const number = (input: HTMLInputElement): number | null => (input.value.trim() === "" ? null : Number(input.value));
-    const limits = this.limits ?? {};
+    const limits = serverLimits.current ?? {};
     const temperature = number(this.ui.temperature);
     const topP = number(this.ui.topP);
     const maxTokens = number(this.ui.maxTokens);

@@ -115,7 +115,10 @@ export class TranscriptView {
       if (!node) {
         return;
       }
-      const actions = node.querySelector(".msg-actions")!;
+      const actions = node.querySelector(".msg-actions");
+      if (!actions) {
+        return; // being edited: its form stays as the person left it
+      }
       node.querySelector(".msg-body")?.setAttribute("aria-busy", String(message.streaming));
       node.classList.toggle("streaming", message.streaming);
       if (message.role === "user") {
@@ -272,6 +275,9 @@ export class TranscriptView {
         break;
       case "error":
         parts.push("failed");
+        break;
+      case "interrupted":
+        parts.push("cut short: the server stopped while answering");
         break;
       default:
         break;

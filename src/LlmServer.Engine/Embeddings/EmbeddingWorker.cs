@@ -242,7 +242,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
             {
                 if (ids.Any(t => t < 0 || t >= vocabularySize))
                 {
-                    return Refuse(job, i, $"Input {i} holds token {ids.First(t => t < 0 || t >= vocabularySize)}, which is not in the embedding model's vocabulary (0 to {vocabularySize - 1}).");
+                    return Refuse(job, i, $"holds token {ids.First(t => t < 0 || t >= vocabularySize)}, which is not in the embedding model's vocabulary (0 to {vocabularySize - 1}).");
                 }
 
                 tokens = [.. ids];
@@ -259,7 +259,7 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
 
             if (tokens.Length == 0)
             {
-                return Refuse(job, i, $"Input {i} is empty.");
+                return Refuse(job, i, "has no tokens.");
             }
 
             if (tokens.Length > _options.ContextSize)
@@ -275,8 +275,9 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
     }
 
     private bool RefuseTooLong(EmbeddingJob job, int index, string tokens) =>
-        Refuse(job, index, $"Input {index} has {tokens} tokens; the embedding context holds at most {_options.ContextSize} (Embeddings:ContextSize).");
+        Refuse(job, index, $"has {tokens} tokens; the embedding context holds at most {_options.ContextSize} (Embeddings:ContextSize).");
 
+    /// <summary>Fails the job naming input <paramref name="index"/>: front ends put its name in front of the message.</summary>
     private static bool Refuse(EmbeddingJob job, int index, string message)
     {
         job.Fail(new GenerationException(GenerationErrorCode.InvalidRequest, message, GenerationField.Input) { FieldIndex = index });

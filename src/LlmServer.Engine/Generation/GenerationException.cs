@@ -67,6 +67,12 @@ public enum GenerationField
 
     /// <summary>The size asked of embedding vectors.</summary>
     Dimensions,
+
+    /// <summary>
+    /// The arguments of call <see cref="GenerationException.CallIndex"/> of message
+    /// <see cref="GenerationException.FieldIndex"/> (of the request's messages), which a template takes as a JSON object.
+    /// </summary>
+    ToolCallArguments,
 }
 
 /// <summary>Thrown by <see cref="ITextGenerator.Submit"/> when a request is refused before it starts.</summary>
@@ -101,6 +107,7 @@ public sealed class GenerationException : Exception
         Code = engine.Code;
         Field = engine.Field;
         FieldIndex = engine.FieldIndex;
+        CallIndex = engine.CallIndex;
         PromptTokens = engine.PromptTokens;
         PromptTokensAtLeast = engine.PromptTokensAtLeast;
         ContextLength = engine.ContextLength;
@@ -114,6 +121,9 @@ public sealed class GenerationException : Exception
 
     /// <summary>With a <see cref="Field"/> that is one item of a list (a tool, an embedding input): the item's index.</summary>
     public int? FieldIndex { get; init; }
+
+    /// <summary>With <see cref="GenerationField.ToolCallArguments"/>: the call's index in its message's tool calls.</summary>
+    public int? CallIndex { get; init; }
 
     /// <summary>For <see cref="GenerationErrorCode.ContextLengthExceeded"/>: the prompt's token count.</summary>
     public int? PromptTokens { get; init; }

@@ -124,12 +124,20 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     {
         var messages = tools?.PromptMessages ?? request.Messages!;
         var templateTools = tools?.TemplateTools ?? [];
-        if (!request.ContinueFinalMessage)
+        try
         {
-            return _formatter!.Format(messages, templateTools, addAssistantPrompt: true, request.EnableThinking);
-        }
+            if (!request.ContinueFinalMessage)
+            {
+                return _formatter!.Format(messages, templateTools, addAssistantPrompt: true, request.EnableThinking);
+            }
 
-        return _formatter!.Format(messages.Take(messages.Count - 1).ToList(), templateTools, addAssistantPrompt: true, request.EnableThinking) + messages[^1].Content;
+            return _formatter!.Format(messages.Take(messages.Count - 1).ToList(), templateTools, addAssistantPrompt: true, request.EnableThinking) + messages[^1].Content;
+        }
+        catch (GenerationException e) when (e.Field == GenerationField.ToolCallArguments && !ReferenceEquals(messages, request.Messages))
+        {
+            // Tool calling rewrote the messages (one call a message): the refusal names the call where the request has it.
+            throw ChatPromptFormatter.ArgumentsNotJson(request.Messages!, e.Message);
+        }
     }
 
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
@@ -142,6 +150,12 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         return atLeast > limit
             ? new TokenCount(atLeast, AtLeast: true)
             : new TokenCount(vocabulary.Tokenize(text, addSpecial: true, parseSpecial: true).Length, AtLeast: false);
+    }
+
+    public void EnsurePromptCouldFit(GenerationRequest request, string text)
+    {
+        var vocabulary = LoadedVocabulary();
+        _scheduler?.EnsurePromptFits(request, vocabulary.Bound.MinimumTokens(text), atLeast: true);
     }
 
     public string Detokenize(IEnumerable<int> tokens)
@@ -168,28 +182,37 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             throw NotReady();
         }
 
-        GenerationRequestValidator.Validate(request);
-        ValidateLogitBias(request.Sampling);
+        var arrived = _time.GetTimestamp();
         var isChat = request.Messages is not null;
-        var tools = _toolCalling!.Prepare(request);
-        var submitted = tools?.Request ?? request;
-        var text = isChat ? FormatChat(request, tools) : request.Prompt!;
-        scheduler.EnsurePromptFits(submitted, _vocabulary!.Bound.MinimumTokens(text), atLeast: true);
-        var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
-        if (request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags)
+        try
         {
-            // A grammar that holds from the first token (a schema, a required call) writes the answer itself, not
-            // reasoning, even where the prompt opened the block: the call must reach the parser, the JSON the content.
-            var constrainedFromStart = submitted.Grammar is not null && submitted.GrammarTriggers.Count == 0;
-            stream.SplitReasoning(new ReasoningStage(submitted.Choices, !constrainedFromStart && ReasoningStage.OpensInPrompt(text)));
-        }
+            GenerationRequestValidator.Validate(request);
+            ValidateLogitBias(request.Sampling);
+            var tools = _toolCalling!.Prepare(request);
+            var submitted = tools?.Request ?? request;
+            var text = isChat ? FormatChat(request, tools) : request.Prompt!;
+            EnsurePromptCouldFit(submitted, text);
+            var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+            if (request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags)
+            {
+                // A grammar that holds from the first token (a schema, a required call) writes the answer itself, not
+                // reasoning, even where the prompt opened the block: the call must reach the parser, the JSON the content.
+                var constrainedFromStart = submitted.Grammar is not null && submitted.GrammarTriggers.Count == 0;
+                stream.SplitReasoning(new ReasoningStage(submitted.Choices, !constrainedFromStart && ReasoningStage.OpensInPrompt(text)));
+            }
 
-        if (tools?.Stage is { } stage)
+            if (tools?.Stage is { } stage)
+            {
+                stream.ParseToolCalls(stage);
+            }
+
+            return stream;
+        }
+        catch (GenerationException ex) when (request.Priority == RequestPriority.Interactive)
         {
-            stream.ParseToolCalls(stage);
+            scheduler.Metrics.Refused(isChat ? GenAiOperation.Chat : GenAiOperation.TextCompletion, ex.Code, _time.GetElapsedTime(arrived));
+            throw;
         }
-
-        return stream;
     }
 
     private void ValidateLogitBias(SamplingOptions sampling)

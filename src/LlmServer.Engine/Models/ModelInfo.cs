@@ -27,7 +27,7 @@ public sealed record ModelInfo(
     public Tools.ToolCallFormat ToolCallFormat { get; init; }
 
     /// <summary>The id the model is served under: <c>Model:Id</c>, else the file's name without its extension.</summary>
-    public static string IdOf(ModelOptions options) => options.Id ?? System.IO.Path.GetFileNameWithoutExtension(options.Path!);
+    internal static string IdOf(ModelOptions options) => options.Id ?? System.IO.Path.GetFileNameWithoutExtension(options.Path!);
 }
 
 /// <summary>

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 using LLama;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Models;
@@ -122,7 +123,41 @@ internal sealed class ChatPromptFormatter
         }
         catch (FormatException e)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, e.Message, GenerationField.Messages);
+            throw ArgumentsNotJson(messages, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// The refusal of tool-call arguments that are not JSON (a template that takes them as objects), naming the first
+    /// such call of <paramref name="messages"/>: the template reads the calls in order, so it is the one that failed.
+    /// </summary>
+    internal static GenerationException ArgumentsNotJson(IReadOnlyList<ChatTurn> messages, string message)
+    {
+        for (var m = 0; m < messages.Count; m++)
+        {
+            var calls = messages[m].ToolCalls ?? [];
+            for (var c = 0; c < calls.Count; c++)
+            {
+                if (!IsJson(calls[c].Arguments))
+                {
+                    return new GenerationException(GenerationErrorCode.InvalidRequest, message, GenerationField.ToolCallArguments) { FieldIndex = m, CallIndex = c };
+                }
+            }
+        }
+
+        return new GenerationException(GenerationErrorCode.InvalidRequest, message, GenerationField.Messages);
+    }
+
+    private static bool IsJson(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
         }
     }
 

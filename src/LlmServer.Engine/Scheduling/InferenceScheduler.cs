@@ -34,6 +34,10 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     // Owned by the scheduler thread (set once by Initialize; the slot table's resident texts are read from any thread).
     private readonly List<ScheduledRequest> _completed = [];
+
+    // Requests that ended before they got a slot (cancelled in the queue, or failed as the loop stops): their streams
+    // end with the retired ones, after the status that no longer counts them is published.
+    private readonly List<ScheduledRequest> _unadmittedEnded = [];
     private volatile IInferenceBackend? _backend;
     private volatile SlotTable? _slots;
     private DiskKvCache? _diskCache;
@@ -420,8 +424,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         finally
         {
             _loopAlive = false;
-            _publisher.Publish();
-            PublishStatus();
+            PublishStep();
             if (_stopRequested)
             {
                 // Idle sessions' KV goes to disk first, so a restart resumes them warm (not those evicted on the
@@ -509,8 +512,8 @@ internal sealed partial class InferenceScheduler : IDisposable
         var plan = _planner!.Plan();
         if (plan.IsEmpty)
         {
-            _publisher.Publish();
-            PublishStatus();
+            // Cancelled requests may have ended in this idle step: their readers wake to the status it left.
+            PublishStep();
             return false;
         }
 
@@ -530,13 +533,19 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
 
         RetireFinished();
-
-        // The status first: a reader woken by this step's events sees the slots as the step left them.
-        PublishStatus();
-
-        // The step's events reach their streams in one pass: one wake-up for every reader it fed.
-        _publisher.Publish();
+        PublishStep();
         return true;
+    }
+
+    /// <summary>
+    /// Ends a step (decoding, idle, or the loop's last): the status first, so a reader woken by the step's events sees
+    /// the slots and queue as the step left them; then the events reach their streams in one pass, one wake-up for
+    /// every reader the step fed.
+    /// </summary>
+    private void PublishStep()
+    {
+        PublishStatus();
+        _publisher.Publish();
     }
 
     private void Observe(in StepCost cost, double expectedMs)
@@ -598,7 +607,10 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
     }
 
-    /// <summary>Running requests whose choices have all finished give back their slots and end their streams.</summary>
+    /// <summary>
+    /// Running requests whose choices have all finished give back their slots; then, once the status counts them out,
+    /// their streams end, and those of requests that ended before they got a slot.
+    /// </summary>
     private void RetireFinished()
     {
         var running = _planner!.Running;
@@ -616,7 +628,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             _completed.Add(request);
         }
 
-        if (_completed.Count == 0)
+        if (_completed.Count == 0 && _unadmittedEnded.Count == 0)
         {
             return;
         }
@@ -633,12 +645,20 @@ internal sealed partial class InferenceScheduler : IDisposable
         {
             request.Events.Complete();
         }
+
+        foreach (var request in _unadmittedEnded)
+        {
+            request.Events.Complete();
+        }
+
+        _unadmittedEnded.Clear();
     }
 
+    /// <summary>A request that never got a slot has ended: its stream ends at the step's next <see cref="RetireFinished"/>.</summary>
     private void CompleteUnadmitted(ScheduledRequest request)
     {
         EndInFlight((int)request.Request.Priority);
-        request.Events.Complete();
+        _unadmittedEnded.Add(request);
     }
 
     private void EndInFlight(int lane)

@@ -92,27 +92,40 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         request.Events.Write(new GenerationCompleted(choice.Index, reason, usage, timings, error) { StopSequence = choice.StopMatcher.Matched });
         request.FinishedChoices++;
         choice.Sampler.Dispose();
+        choice.FinishReason = reason;
+        choice.Error = error;
 
-        var reasonName = reason.ToString().ToLowerInvariant();
         if (choice.Index == 0)
         {
-            var errorType = reason switch
-            {
-                FinishReason.Cancelled => "cancelled",
-                FinishReason.Error => SchedulerMetrics.ErrorType(error?.Code ?? GenerationErrorCode.Internal),
-                _ => null,
-            };
-            metrics.Finished(
-                reasonName,
-                request.PromptTokens.Length,
-                time.GetElapsedTime(request.ArrivedAt, now),
-                request.Request.Messages is null ? GenAiOperation.TextCompletion : GenAiOperation.Chat,
-                errorType,
-                choice.FirstTokenAt == 0 ? null : time.GetElapsedTime(request.ArrivedAt, choice.FirstTokenAt),
-                choice.FirstTokenAt == 0 ? TimeSpan.Zero : time.GetElapsedTime(choice.FirstTokenAt, choice.LastTokenAt),
-                choice.Sampled);
-            LogRequestFinished(logger, request.Id, reasonName, request.PromptTokens.Length, request.CachedTokens, choice.Generated, timings.Queued.TotalMilliseconds, timings.Prefill.TotalMilliseconds, timings.Decode.TotalMilliseconds);
+            LogRequestFinished(logger, request.Id, reason.ToName(), request.PromptTokens.Length, request.CachedTokens, choice.Generated, timings.Queued.TotalMilliseconds, timings.Prefill.TotalMilliseconds, timings.Decode.TotalMilliseconds);
         }
+
+        if (request.FinishedChoices == request.Choices.Length)
+        {
+            RecordFinished(request, now);
+        }
+    }
+
+    /// <summary>
+    /// A request's metrics, once its last choice ended: its outcome is the first choice's, unless a choice was
+    /// cancelled or failed; its first token is the earliest of its choices'; its pace per output token is that of
+    /// its longest choice (the choices decode in the same steps).
+    /// </summary>
+    private void RecordFinished(ScheduledRequest request, long now)
+    {
+        var choices = request.Choices;
+        var outcome = choices.FirstOrDefault(c => c.FinishReason is FinishReason.Cancelled or FinishReason.Error) ?? choices[0];
+        var firstTokenAt = choices.Where(c => c.FirstTokenAt != 0).Select(c => c.FirstTokenAt).DefaultIfEmpty(0).Min();
+        var longest = choices.MaxBy(c => c.Sampled)!;
+        metrics.Finished(new FinishedRequest(
+            outcome.FinishReason,
+            outcome.Error?.Code,
+            request.Request.Messages is null ? GenAiOperation.TextCompletion : GenAiOperation.Chat,
+            request.IsBatch,
+            request.PromptTokens.Length,
+            time.GetElapsedTime(request.ArrivedAt, now),
+            firstTokenAt == 0 ? null : time.GetElapsedTime(request.ArrivedAt, firstTokenAt),
+            longest.Sampled > 1 ? time.GetElapsedTime(longest.FirstTokenAt, longest.LastTokenAt) / (longest.Sampled - 1) : null));
     }
 
     private static void Publish(ScheduledRequest request, ChoiceState choice, string text, bool allLogProbs = false)

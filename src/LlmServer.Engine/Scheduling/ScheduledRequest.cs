@@ -131,6 +131,11 @@ internal sealed class ChoiceState(int index, ITokenSampler sampler, IReadOnlyLis
     /// <summary>Tokens sampled, an end-of-generation token included (unlike <see cref="Generated"/>).</summary>
     public int Sampled { get; set; }
 
+    /// <summary>How the choice ended, once <see cref="IsDone"/>; with its error when it failed.</summary>
+    public FinishReason FinishReason { get; set; }
+
+    public GenerationError? Error { get; set; }
+
     /// <summary>Tokens produced since the last emitted text (a character can span tokens).</summary>
     public int UnemittedTokens { get; set; }
 

@@ -35,6 +35,13 @@ internal sealed class SchedulerMetrics : IDisposable
     private readonly Histogram<double> _genAiTimePerOutputToken;
     private readonly string? _modelId;
 
+    /// <summary>vLLM's buckets, so its dashboards' quantiles read the same.</summary>
+    private static readonly double[] VllmTimeToFirstTokenBuckets = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
+
+    private static readonly double[] VllmInterTokenLatencyBuckets = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
+
+    private static readonly double[] VllmRequestLatencyBuckets = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
+
     /// <summary><c>gen_ai.provider.name</c>: no well-known value fits a self-hosted server, so its own name.</summary>
     public const string GenAiProviderName = "llmserver";
 
@@ -54,10 +61,10 @@ internal sealed class SchedulerMetrics : IDisposable
         _prefixHits = _meter.CreateCounter<long>("llmserver.prefix_cache_hits", description: "Prompt tokens served from the KV cache.");
         _preemptions = _meter.CreateCounter<long>("llmserver.num_preemptions", description: "Batch requests that gave their slot to an interactive request.");
         _requestSuccess = _meter.CreateCounter<long>("llmserver.request_success", description: "Finished requests by finish reason.");
-        _timeToFirstToken = _meter.CreateHistogram<double>("llmserver.time_to_first_token", "s", "Time from arrival to the first generated token.");
-        _interTokenLatency = _meter.CreateHistogram<double>("llmserver.inter_token_latency", "s", "Time between two generated tokens of a stream.");
-        _endToEnd = _meter.CreateHistogram<double>("llmserver.e2e_request_latency", "s", "Time from arrival to the end of the request.");
-        _queueTime = _meter.CreateHistogram<double>("llmserver.request_queue_time", "s", "Time a request waited for a slot.");
+        _timeToFirstToken = _meter.CreateHistogram("llmserver.time_to_first_token", "s", "Time from arrival to the first generated token.", tags: null, Buckets(VllmTimeToFirstTokenBuckets));
+        _interTokenLatency = _meter.CreateHistogram("llmserver.inter_token_latency", "s", "Time between two generated tokens of a stream.", tags: null, Buckets(VllmInterTokenLatencyBuckets));
+        _endToEnd = _meter.CreateHistogram("llmserver.e2e_request_latency", "s", "Time from arrival to the end of the request.", tags: null, Buckets(VllmRequestLatencyBuckets));
+        _queueTime = _meter.CreateHistogram("llmserver.request_queue_time", "s", "Time a request waited for a slot.", tags: null, Buckets(VllmRequestLatencyBuckets));
         _warmSlides = _meter.CreateCounter<long>("llmserver.kv_window_slides_warm", description: "Session window slides served by moving the kept KV cells instead of prefilling them.");
         _kvSaves = _meter.CreateCounter<long>("llmserver.kv_saves", description: "Idle sessions' KV states written to the disk cache.");
         _kvSaveFailures = _meter.CreateCounter<long>("llmserver.kv_save_failures", description: "Idle sessions' KV states not saved: too large, the write queue full, or the write failed.");
@@ -66,13 +73,13 @@ internal sealed class SchedulerMetrics : IDisposable
         _tokensNotPrefilled = _meter.CreateCounter<long>("llmserver.kv_tokens_not_prefilled", description: "Prompt tokens not prefilled thanks to a warm slide or a restore (tag: reason).");
         _genAiRequestDuration = _meter.CreateHistogram(
             "gen_ai.server.request.duration", "s", "Generative AI server request duration such as time-to-last byte or last output token.",
-            tags: null, new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92] });
+            tags: null, Buckets([0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]));
         _genAiTimeToFirstToken = _meter.CreateHistogram(
             "gen_ai.server.time_to_first_token", "s", "Time to generate first token for successful responses.",
-            tags: null, new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] });
+            tags: null, Buckets([0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]));
         _genAiTimePerOutputToken = _meter.CreateHistogram(
             "gen_ai.server.time_per_output_token", "s", "Time per output token generated after the first token for successful responses.",
-            tags: null, new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5] });
+            tags: null, Buckets([0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5]));
     }
 
     public void PrefixLookup(int promptTokens, int cachedTokens)
@@ -109,17 +116,63 @@ internal sealed class SchedulerMetrics : IDisposable
     public void GeneratedToken() => _generationTokens.Add(1);
 
     /// <summary>
-    /// A request's first choice ended. The GenAI metrics take <paramref name="errorType"/> (the engine's error code, or
-    /// <c>cancelled</c>) on requests that did not succeed, and record time to first token and time per output token
-    /// for successful ones only, as the conventions define them; <paramref name="decoding"/> is the time from the first
-    /// sampled token to the last, over <paramref name="sampled"/> tokens.
+    /// A request ended (all its choices). The GenAI metrics record a duration for every interactive request, with
+    /// <c>error.type</c> when it was cancelled or failed, and time to first token and per output token for successful
+    /// ones only, as the conventions define them. The batch lane is left out of them: its requests wait for idle slots
+    /// by design, and that wait would read as the server's latency.
     /// </summary>
-    public void Finished(string finishReason, int promptTokens, TimeSpan sinceArrival, GenAiOperation operation, string? errorType, TimeSpan? toFirstToken, TimeSpan decoding, int sampled)
+    public void Finished(FinishedRequest finished)
     {
-        _promptTokens.Add(promptTokens);
-        _requestSuccess.Add(1, new KeyValuePair<string, object?>("finished_reason", finishReason));
-        _endToEnd.Record(sinceArrival.TotalSeconds);
+        _promptTokens.Add(finished.PromptTokens);
+        _requestSuccess.Add(1, new KeyValuePair<string, object?>("finished_reason", finished.Reason.ToName()));
+        _endToEnd.Record(finished.SinceArrival.TotalSeconds);
+        if (finished.IsBatch)
+        {
+            return;
+        }
 
+        var tags = GenAiTags(finished.Operation);
+        var errorType = finished.Reason switch
+        {
+            FinishReason.Cancelled => FinishReason.Cancelled.ToName(),
+            FinishReason.Error => ErrorType(finished.ErrorCode ?? GenerationErrorCode.Internal),
+            _ => null,
+        };
+        if (errorType is not null)
+        {
+            tags.Add("error.type", errorType);
+        }
+
+        _genAiRequestDuration.Record(finished.SinceArrival.TotalSeconds, tags);
+        if (errorType is not null)
+        {
+            return;
+        }
+
+        if (finished.ToFirstToken is { } first)
+        {
+            _genAiTimeToFirstToken.Record(first.TotalSeconds, tags);
+        }
+
+        if (finished.PerOutputToken is { } perToken)
+        {
+            _genAiTimePerOutputToken.Record(perToken.TotalSeconds, tags);
+        }
+    }
+
+    /// <summary>
+    /// An interactive request the engine refused before it ran (a full queue, a prompt over the context, a template's
+    /// refusal, ...): a GenAI request duration with its <c>error.type</c>.
+    /// </summary>
+    public void Refused(GenAiOperation operation, GenerationErrorCode code, TimeSpan sinceArrival)
+    {
+        var tags = GenAiTags(operation);
+        tags.Add("error.type", ErrorType(code));
+        _genAiRequestDuration.Record(sinceArrival.TotalSeconds, tags);
+    }
+
+    private TagList GenAiTags(GenAiOperation operation)
+    {
         var tags = new TagList
         {
             { "gen_ai.operation.name", operation == GenAiOperation.Chat ? "chat" : "text_completion" },
@@ -131,27 +184,11 @@ internal sealed class SchedulerMetrics : IDisposable
             tags.Add("gen_ai.response.model", _modelId);
         }
 
-        if (errorType is not null)
-        {
-            tags.Add("error.type", errorType);
-            _genAiRequestDuration.Record(sinceArrival.TotalSeconds, tags);
-            return;
-        }
-
-        _genAiRequestDuration.Record(sinceArrival.TotalSeconds, tags);
-        if (toFirstToken is { } first)
-        {
-            _genAiTimeToFirstToken.Record(first.TotalSeconds, tags);
-        }
-
-        if (sampled > 1)
-        {
-            _genAiTimePerOutputToken.Record(decoding.TotalSeconds / (sampled - 1), tags);
-        }
+        return tags;
     }
 
-    /// <summary>The GenAI metrics' <c>error.type</c> of a failed request: the engine's error code in snake case.</summary>
-    public static string ErrorType(GenerationErrorCode code) => code switch
+    /// <summary>The GenAI metrics' <c>error.type</c> of a failed or refused request: the engine's error code in snake case.</summary>
+    private static string ErrorType(GenerationErrorCode code) => code switch
     {
         GenerationErrorCode.InvalidRequest => "invalid_request",
         GenerationErrorCode.Overloaded => "overloaded",
@@ -162,6 +199,9 @@ internal sealed class SchedulerMetrics : IDisposable
     };
 
     public void Dispose() => _meter.Dispose();
+
+    /// <summary>Bucket boundaries as advice on the instrument, which every exporter (Prometheus, OTLP) takes up.</summary>
+    private static InstrumentAdvice<double> Buckets(double[] boundaries) => new() { HistogramBucketBoundaries = boundaries };
 }
 
 /// <summary>The GenAI conventions' <c>gen_ai.operation.name</c> of a request: chat messages or a raw prompt.</summary>
@@ -170,3 +210,14 @@ internal enum GenAiOperation
     Chat,
     TextCompletion,
 }
+
+/// <summary>What the metrics take from a request that ended: its outcome and its times.</summary>
+internal sealed record FinishedRequest(
+    FinishReason Reason,
+    GenerationErrorCode? ErrorCode,
+    GenAiOperation Operation,
+    bool IsBatch,
+    int PromptTokens,
+    TimeSpan SinceArrival,
+    TimeSpan? ToFirstToken,
+    TimeSpan? PerOutputToken);

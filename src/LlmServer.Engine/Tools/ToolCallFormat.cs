@@ -49,10 +49,10 @@ public static partial class ToolCallFormats
             return Has(templateSource, "[ARGS]") ? ToolCallFormat.Mistral : ToolCallFormat.MistralNemo;
         }
 
-        // Hermes only where JSON follows the tag: Qwen3-Coder (<function=name>), GLM and Laguna (name<arg_key>) and
-        // MiniMax (<invoke name=>) write other syntaxes inside <tool_call>; parsing them as Hermes would contradict
-        // what the template taught the model.
-        if (HermesCall().IsMatch(templateSource))
+        // Hermes only where a JSON call object follows the tag: Qwen3-Coder (<function=name>), GLM and Laguna
+        // (name<arg_key>) and MiniMax (<invoke name=>) write other syntaxes inside <tool_call>; parsing them as Hermes
+        // would contradict what the template taught the model.
+        if (WritesHermesCalls(templateSource))
         {
             return ToolCallFormat.Hermes;
         }
@@ -90,8 +90,36 @@ public static partial class ToolCallFormats
 
     private static bool Has(string source, string marker) => source.Contains(marker, StringComparison.Ordinal);
 
-    // <tool_call> then a JSON object opening with "name", across what separates them in template source: blanks,
-    // escaped newlines, string quotes, concatenation and Jinja delimiters.
-    [GeneratedRegex(@"<tool_call>(?:\s|\\n|[""'+~]|\{\{-?|-?\}\}|\{%-?|-?%\})*\{\\?""name\\?""", RegexOptions.CultureInvariant)]
+    /// <summary>
+    /// Whether some <c>&lt;tool_call&gt;</c> of the template opens a JSON object holding the keys <c>"name"</c> and
+    /// <c>"arguments"</c>, in either order, before its <c>&lt;/tool_call&gt;</c>: the object may be written across
+    /// several Jinja outputs, with statements between (Hermes 2 Pro sets <c>tool_call</c> to its function first).
+    /// </summary>
+    private static bool WritesHermesCalls(string source)
+    {
+        foreach (Match call in HermesCall().Matches(source))
+        {
+            var body = call.Groups["body"].Value;
+            if (NameKey().IsMatch(body) && ArgumentsKey().IsMatch(body))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    // <tool_call>, then what separates it from a JSON object's brace in template source (blanks, escaped newlines,
+    // string quotes, concatenation, Jinja delimiters, whole statements and comments), then the object up to the
+    // closing tag. The brace must not open Jinja markup. A statement or comment ends at its first closing
+    // delimiter and the separators are read once (atomic): a run of statements has one reading, not exponentially many.
+    [GeneratedRegex(@"<tool_call>(?>(?:\s|\\n|[""'+~]|\{\{-?|-?\}\}|\{%(?:(?!%\})[\s\S])*%\}|\{#(?:(?!#\})[\s\S])*#\})*)\{(?![{%#])(?<body>[\s\S]*?)</tool_call>", RegexOptions.CultureInvariant)]
     private static partial Regex HermesCall();
+
+    // A key as a template writes it in a string literal: quoted (the quotes maybe escaped), then a colon.
+    [GeneratedRegex(@"\\?""name\\?""\s*:", RegexOptions.CultureInvariant)]
+    private static partial Regex NameKey();
+
+    [GeneratedRegex(@"\\?""arguments\\?""\s*:", RegexOptions.CultureInvariant)]
+    private static partial Regex ArgumentsKey();
 }

@@ -29,8 +29,6 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
         var offered = choice.Mode == ToolChoiceMode.Function ? tools.Where(t => t.Name == choice.FunctionName).ToList() : tools;
         var lazy = choice.Mode == ToolChoiceMode.Auto;
 
-        // Llama 3.x takes one call per message.
-        var parallel = parallelCalls && format != ToolCallFormat.Llama3;
         var builder = new JsonGrammar.Builder();
         var arguments = new List<(string Name, string Expression)>();
         foreach (var tool in offered)
@@ -57,12 +55,14 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
 
         var calls = format switch
         {
-            ToolCallFormat.Hermes => Repeat(Str("<tool_call>\n") + " " + call + " " + Str("\n</tool_call>"), Str("\n"), parallel),
-            ToolCallFormat.Mistral => Repeat(call, null, parallel),
-            ToolCallFormat.MistralNemo => Str("[TOOL_CALLS]") + " \"[\" " + Repeat(call, "\",\" ws", parallel) + " \"]\"",
-            ToolCallFormat.FunctionaryV32 => Repeat(call, Str(">>>"), parallel),
+            ToolCallFormat.Hermes => Repeat(Str("<tool_call>\n") + " " + call + " " + Str("\n</tool_call>"), Str("\n"), parallelCalls),
+            ToolCallFormat.Mistral => Repeat(call, null, parallelCalls),
+            ToolCallFormat.MistralNemo => Str("[TOOL_CALLS]") + " \"[\" " + Repeat(call, "\",\" ws", parallelCalls) + " \"]\"",
+            ToolCallFormat.FunctionaryV32 => Repeat(call, Str(">>>"), parallelCalls),
+
+            // Llama 3 writes one JSON call a message: its templates raise on two (ToolCalling holds them to one a turn).
             ToolCallFormat.Llama3 => (lazy ? Str("<|python_tag|>") + "? " : string.Empty) + call,
-            _ => parallel
+            _ => parallelCalls
                 ? "\"{\" ws " + Str("\"tool_calls\"") + " ws \":\" ws \"[\" ws " + Repeat(call, "\",\" ws", parallel: true) + " ws \"]\" ws \"}\""
                 : "\"{\" ws " + Str("\"tool_call\"") + " ws \":\" ws " + call + " ws \"}\"",
         };

@@ -42,7 +42,7 @@ internal static class BatchFormat
             }
             catch (JsonException ex)
             {
-                errors.Add(new BatchError("invalid_json_line", $"Line {number} is not a valid JSON object: {JsonErrorText.Describe(ex)}.", null, number));
+                errors.Add(new BatchError("invalid_json_line", $"Line {number} is not a valid JSON object: {JsonErrorText.Describe(ex, line)}.", null, number));
                 continue;
             }
 

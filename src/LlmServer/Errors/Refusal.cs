@@ -8,6 +8,12 @@ internal static class RefusalCodes
     /// Responses APIs and of the sessions' hub and REST mirror. The Anthropic API keeps its own <c>overloaded_error</c>.
     /// </summary>
     public const string QueueFull = "queue_full";
+
+    /// <summary>
+    /// A per-key limit was reached (HTTP 429 with <c>Retry-After</c>; on a hub, the message's prefix): requests per
+    /// minute, concurrent generations, open responses. Every front end sends it alike.
+    /// </summary>
+    public const string RateLimitExceeded = "rate_limit_exceeded";
 }
 
 /// <summary>What kind of refusal, in no API's words; each front end turns it into its own status and error type.</summary>

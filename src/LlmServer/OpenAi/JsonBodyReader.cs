@@ -179,7 +179,7 @@ internal static class JsonBodyReader
         catch (JsonException ex)
         {
             throw new OpenAiException(
-                $"We could not parse the JSON body of your request ({JsonErrorText.Describe(ex)}). Send a valid JSON object.");
+                $"We could not parse the JSON body of your request ({JsonErrorText.Describe(ex, body)}). Send a valid JSON object.");
         }
     }
 

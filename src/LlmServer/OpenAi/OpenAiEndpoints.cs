@@ -35,7 +35,7 @@ public static class OpenAiEndpoints
         app.MapPost("/v1/completions", completions.HandleAsync).RunsModel();
         app.MapGet("/v1/models", models.ListModelsAsync);
         app.MapGet("/v1/models/{**id}", models.GetModelAsync);
-        app.MapPost("/tokenize", models.TokenizeAsync).HasOpenAiErrors();
+        app.MapPost("/tokenize", models.TokenizeAsync).HasOpenAiErrors().WithMetadata(OpenAiFieldNames.TokenizeNames);
         app.MapPost("/detokenize", models.DetokenizeAsync).HasOpenAiErrors();
         app.MapPost("/apply-template", chat.ApplyTemplateAsync).HasOpenAiErrors();
         return app;

@@ -8,8 +8,11 @@ internal static class OpenAiFieldNames
 {
     public static WireFieldNames Names { get; } = new(Name);
 
+    /// <summary>llama-server's <c>/tokenize</c>: the text is its <c>content</c>.</summary>
+    public static WireFieldNames TokenizeNames { get; } = new((field, index, call) => field == GenerationField.Prompt ? "content" : Name(field, index, call));
+
     /// <summary>The OpenAI name of a field; the other front ends fall back to it for the names they share.</summary>
-    public static string? Name(GenerationField field, int? index) => field switch
+    public static string? Name(GenerationField field, int? index, int? call) => field switch
     {
         GenerationField.Prompt => "prompt",
         GenerationField.Messages => "messages",
@@ -35,6 +38,7 @@ internal static class OpenAiFieldNames
         GenerationField.Tokens => "tokens",
         GenerationField.Input => index is { } i ? $"input[{i}]" : "input",
         GenerationField.Dimensions => "dimensions",
+        GenerationField.ToolCallArguments => $"messages[{index}].tool_calls[{call}].function.arguments",
         _ => null,
     };
 }

@@ -5,6 +5,7 @@ using LlmServer.Operations.Health;
 using LlmServer.Operations.Lifecycle;
 using LlmServer.Operations.Limits;
 using LlmServer.Operations.Metrics;
+using LlmServer.Operations.ModelDownload;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Cors.Infrastructure;
 using Microsoft.AspNetCore.SignalR;
@@ -35,6 +36,10 @@ public static partial class OperationsExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ServerOptions>, ServerOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LimitsOptions>, LimitsOptionsValidator>());
+
+        // Read before the host exists (ModelPathResolver), but validated with the rest: the download waits for valid settings.
+        services.AddOptions<ModelDownloadOptions>().Bind(configuration.GetSection(ModelDownloadOptions.SectionName)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ModelDownloadOptions>, ModelDownloadOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
 
         // Refusals here are written by the front end that owns the path; each front end registers its writer.

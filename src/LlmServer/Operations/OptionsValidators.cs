@@ -55,6 +55,16 @@ internal sealed class LimitsOptionsValidator : IValidateOptions<LimitsOptions>
             errors.Add("Limits:ConcurrentGenerationsPerKey must be 0 (no limit) or more.");
         }
 
+        if (options.OpenResponsesPerKey < 0)
+        {
+            errors.Add("Limits:OpenResponsesPerKey must be 0 (four times Limits:ConcurrentGenerationsPerKey) or more.");
+        }
+        else if (options.OpenResponsesPerKey > 0 && options.OpenResponsesPerKey < options.ConcurrentGenerationsPerKey)
+        {
+            // Every running generation but a session turn whose client left keeps its response open.
+            errors.Add($"Limits:OpenResponsesPerKey ({options.OpenResponsesPerKey}) must be at least Limits:ConcurrentGenerationsPerKey ({options.ConcurrentGenerationsPerKey}): each running generation keeps a response open.");
+        }
+
         if (options.MaxPromptTokens < 0)
         {
             errors.Add("Limits:MaxPromptTokens must be 0 (no limit) or more.");

@@ -54,17 +54,19 @@ public sealed record SessionDetail(SessionInfo Info, IReadOnlyList<SessionMessag
 /// An event of a generation: <c>delta</c> (text), then exactly one <c>done</c> (finish reason, usage, timings) or
 /// <c>error</c> (code, message). <see cref="Seq"/> counts from 1 within one generation. <c>done</c> carries
 /// <see cref="ContextStart"/>: the index of the first stored message the model saw (as on the stored message).
+/// A field an event does not carry is left out on the wire (REST and hub alike), not written as null: most of a
+/// <c>delta</c> would be nulls, and clients read a missing field as null.
 /// </summary>
 public sealed record ChatStreamEvent(
     long Seq,
     string Type,
-    string? Text = null,
-    string? FinishReason = null,
-    ChatUsage? Usage = null,
-    ChatTimings? Timings = null,
-    string? Code = null,
-    string? Message = null,
-    int? ContextStart = null)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Text = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? FinishReason = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatUsage? Usage = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatTimings? Timings = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Code = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Message = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? ContextStart = null)
 {
     public const string DeltaType = "delta";
     public const string DoneType = "done";

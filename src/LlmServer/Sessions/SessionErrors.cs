@@ -73,7 +73,7 @@ internal sealed class SessionException : Exception
 internal static class SessionErrors
 {
     /// <summary>The sessions' names of the engine's fields: a turn's text and the session's settings.</summary>
-    private static readonly WireFieldNames Fields = new((field, _) => field switch
+    private static readonly WireFieldNames Fields = new((field, _, _) => field switch
     {
         GenerationField.Prompt or GenerationField.Messages => "text",
         GenerationField.MaxTokens => "settings.maxTokens",

@@ -20,7 +20,17 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
 
     public int SlotCount { get; } = slots;
 
-    public int SlotContextSize { get; } = slotContext;
+    public int SlotContextSize
+    {
+        get
+        {
+            SlotContextSizeRead?.Invoke();
+            return slotContext;
+        }
+    }
+
+    /// <summary>Called at every read of <see cref="SlotContextSize"/>, which the scheduler makes as it publishes its status (and as it admits and generates).</summary>
+    public Action? SlotContextSizeRead { get; set; }
 
     public ITokenVocabulary Vocabulary { get; } = new CharVocabulary();
 

@@ -193,6 +193,42 @@ public sealed class SchedulerLogicTests
     }
 
     [Fact]
+    public async Task A_request_that_ends_in_an_idle_step_ends_after_the_status_that_step_left()
+    {
+        // One idle step evicts s1 and ends the cancelled request, which never got a slot. Its reader waits from
+        // before the step, and reads the status once it has read the end.
+        using var harness = new SchedulerHarness(slots: 1);
+        await RunAsync(harness, "abcd", "s1");
+        Assert.Equal(1, harness.Scheduler.GetStatus().ResidentSessions);
+        var cancelled = harness.Submit("xy");
+        var seen = StatusAtEndAsync(harness, cancelled);
+        Assert.False(seen.IsCompleted);
+        harness.Scheduler.EvictSession("s1");
+        cancelled.Cancel();
+
+        // The scheduler reads the slot size as it publishes a status: the first publication after the stream ended
+        // finds the status that was current when it ended.
+        SchedulerStatus? atEnd = null;
+        harness.Backend.SlotContextSizeRead = () =>
+        {
+            if (cancelled.Ended.IsCompleted)
+            {
+                atEnd ??= harness.Scheduler.GetStatus();
+            }
+        };
+        Assert.False(harness.Scheduler.Step());
+        harness.Backend.SlotContextSizeRead = null;
+
+        Assert.NotNull(atEnd);
+        Assert.Equal(0, atEnd.ResidentSessions);
+        Assert.Equal(0, atEnd.KvTokensReusable);
+        var status = await seen;
+        Assert.Equal(0, status.ResidentSessions);
+        Assert.Equal(0, status.KvTokensReusable);
+        Assert.Equal(0, status.Waiting);
+    }
+
+    [Fact]
     public async Task Evicting_a_session_frees_its_slot_and_cache()
     {
         using var harness = new SchedulerHarness(slots: 1);
@@ -363,6 +399,16 @@ public sealed class SchedulerLogicTests
         Assert.Equal(2, SlotTable.CommonPrefix([1, 2, 3], [1, 2, 4]));
         Assert.Equal(2, SlotTable.CommonPrefix([1, 2], [1, 2, 3]));
         Assert.Equal(2, SlotTable.CommonPrefix([1, 2, 3], [1, 2]));
+    }
+
+    private static async Task<SchedulerStatus> StatusAtEndAsync(SchedulerHarness harness, GenerationStream stream)
+    {
+        await foreach (var item in stream.ReadAllAsync())
+        {
+            Assert.Equal(FinishReason.Cancelled, Assert.IsType<GenerationCompleted>(item).FinishReason);
+        }
+
+        return harness.Scheduler.GetStatus();
     }
 
     private static async Task<GenerationUsage> RunAsync(SchedulerHarness harness, string prompt, string session)

@@ -97,6 +97,59 @@ public sealed class ToolCallFormatTests
     public void The_table_covers_every_fixture_template() =>
         Assert.Equal(ChatTemplateFixtures.TemplateNames.Order(StringComparer.Ordinal), DetectedFormats.Keys.Order(StringComparer.Ordinal));
 
+    /// <summary>
+    /// Hermes-style calls written as real templates vary them: the keys in either order, Jinja statements or comments
+    /// between the tag and the object, the object split across outputs, quotes escaped in a double-quoted literal.
+    /// Other syntaxes inside <c>&lt;tool_call&gt;</c>, or a JSON object that is not a call of this shape, stay generic.
+    /// </summary>
+    [Theory]
+    [InlineData("""{{- '<tool_call>\n{"arguments": ' + tool_call.arguments + ', "name": "' + tool_call.name + '"}\n</tool_call>' }}""", ToolCallFormat.Hermes)]
+    [InlineData("""{{- '<tool_call>\n' }}{%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}{{- '{"name": "' + tool_call.name + '", "arguments": ' + tool_call.arguments | tojson + '}\n</tool_call>' }}""", ToolCallFormat.Hermes)]
+    [InlineData("""{{- '<tool_call>\n' }}{#- one call a tag -#}{{- '{' }}{{- '"name": "' }}{{- tool_call.name }}{{- '", ' }}{{- '"arguments": ' }}{{- tool_call.arguments }}{{- '}\n</tool_call>' }}""", ToolCallFormat.Hermes)]
+    [InlineData("""{{ "<tool_call>\n{\"name\": \"" ~ tool_call.name ~ "\", \"arguments\": " ~ tool_call.arguments ~ "}\n</tool_call>" }}""", ToolCallFormat.Hermes)]
+    [InlineData("""{{- '<tool_call>\n<function=' + tool_call.name + '>\n' }}{{- '"arguments": {}' }}{{- '</function>\n</tool_call>' }}""", ToolCallFormat.Generic)]
+    [InlineData("""{{- '<tool_call>' + tool_call.name }}{%- for k, v in tool_call.arguments.items() %}<arg_key>{{ k }}</arg_key><arg_value>{{ v }}</arg_value>{%- endfor %}</tool_call>""", ToolCallFormat.Generic)]
+    [InlineData("""{{- '<tool_call>\n{"name": "' + tool_call.name + '", "parameters": ' + tool_call.arguments + '}\n</tool_call>' }}""", ToolCallFormat.Generic)]
+    [InlineData("""Calls go within <tool_call></tool_call> tags: {"name": <function-name>, "arguments": <args>}""", ToolCallFormat.Generic)]
+    public void Detects_hermes_calls_however_the_template_writes_them(string source, ToolCallFormat expected) =>
+        Assert.Equal(expected, ToolCallFormats.Detect(source));
+
+    /// <summary>
+    /// A long run of Jinja statements after <c>&lt;tool_call&gt;</c> has one reading: a detector that tried every way
+    /// of splitting it into statements would take 2^63 steps here and never finish loading the model.
+    /// </summary>
+    [Fact]
+    public void A_long_run_of_statements_after_the_tag_is_read_once()
+    {
+        var statements = "<tool_call>" + string.Concat(Enumerable.Repeat("{%- set x = 1 -%}", 64));
+
+        Assert.Equal(ToolCallFormat.Generic, ToolCallFormats.Detect(statements + "x</tool_call>"));
+        Assert.Equal(ToolCallFormat.Hermes, ToolCallFormats.Detect(statements + "{\"name\": \"a\", \"arguments\": {}}</tool_call>"));
+    }
+
+    /// <summary>
+    /// A template that takes one call a message (its capabilities show no parallel calls) gets the one-call grammar,
+    /// and one call passed on, though the request asks for parallel calls; a template that takes several gets them.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Parallel_calls_are_asked_for_only_where_the_template_takes_them(bool templateTakesParallelCalls)
+    {
+        var request = new GenerationRequest { Messages = [new ChatTurn("user", "hi")], Tools = Tools, ToolChoice = ToolChoice.Required, ParallelToolCalls = true };
+        var prepared = new ToolCalling(ToolCallFormat.Hermes, templateRendersTools: true, templateTakesParallelCalls).Prepare(request)!;
+
+        var oneCall = ToolGrammar.Build(ToolCallFormat.Hermes, Tools, ToolChoice.Required, parallelCalls: false)!.Grammar;
+        var parallel = ToolGrammar.Build(ToolCallFormat.Hermes, Tools, ToolChoice.Required, parallelCalls: true)!.Grammar;
+        Assert.NotEqual(oneCall, parallel);
+        Assert.Equal(templateTakesParallelCalls ? parallel : oneCall, prepared.Request.Grammar);
+
+        var events = new List<GenerationEvent>();
+        const string TwoCalls = "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>";
+        prepared.Stage!.Process(new TextDelta(0, TwoCalls, 30, null), events);
+        Assert.Equal(templateTakesParallelCalls ? ["add", "now"] : ["add"], events.OfType<ToolCallStarted>().Select(c => c.Name));
+    }
+
     [Fact]
     public void No_template_is_the_generic_form() => Assert.Equal(ToolCallFormat.Generic, ToolCallFormats.Detect(null));
 

@@ -32,7 +32,9 @@ internal sealed class RouterHost : IAsyncDisposable
     public static async Task<RouterHost> StartAsync(IEnumerable<string> settings, Action<WebApplicationBuilder>? configure, params string[] replicas)
     {
         var port = ReplicaProcess.FreePort();
-        var args = new List<string> { "--urls", $"http://127.0.0.1:{port}", "--Router:HealthCheckInterval=00:00:00.500", "--Router:HealthCheckTimeout=00:00:10", "--Router:LoadPollInterval=00:00:00.250", "--Logging:LogLevel:Default=Warning" };
+        var args = new List<string> { "--urls", $"http://127.0.0.1:{port}", "--Router:HealthCheckInterval=00:00:00.500", "--Router:HealthCheckTimeout=00:00:10", "--Router:LoadPollInterval=00:00:00.250", "--Logging:LogLevel:Default=Warning",
+            // A starved test run must not turn a listing into a timeout; the deadline's own test sets a short one.
+            "--Router:SessionListTimeout=00:05:00" };
         args.AddRange(settings);
         args.AddRange(replicas.Select((r, i) => $"--Router:Replicas:{i}={r}"));
         var app = RouterApplication.Build([.. args], configure);

@@ -118,6 +118,18 @@ public sealed class EmbeddingsTests(SharedServerFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task An_inputs_refusal_names_it_once()
+    {
+        var (_, badToken, _) = await PostAsync(_server.Client, Path, """{"input":[[1,2],[99999]]}""");
+        var huge = string.Concat(Enumerable.Repeat("Tom and Lily played in the park. ", 20_000));
+        var (_, tooLong, _) = await PostAsync(_server.Client, Path, JsonSerializer.Serialize(new { input = new[] { "Hi", huge } }));
+
+        Assert.Matches(@"^input\[1\]: holds token 99999, which is not in the embedding model's vocabulary \(0 to \d+\)\.$", badToken.GetProperty("error").GetProperty("message").GetString());
+        Assert.Matches(@"^input\[1\]: has at least \d+ tokens; the embedding context holds at most \d+ \(Embeddings:ContextSize\)\.$", tooLong.GetProperty("error").GetProperty("message").GetString());
+        AssertOpenAiError(tooLong, "invalid_request_error", "input[1]");
+    }
+
+    [Fact]
     public async Task Official_sdk_embedding_client_reads_vectors_and_usage()
     {
         var client = new EmbeddingClient("stories260K", new ApiKeyCredential("any-key"), new OpenAI.OpenAIClientOptions { Endpoint = new Uri(_server.BaseAddress, "/v1") });

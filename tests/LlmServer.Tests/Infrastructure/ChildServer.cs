@@ -33,20 +33,6 @@ internal static partial class ChildServer
     public static Task WaitUntilReadyAsync(HttpClient client, Process process, StringBuilder log) =>
         ServerProcess.WaitUntilReadyAsync(process, client.BaseAddress!, log, TimeSpan.FromMinutes(5));
 
-    /// <summary>The data of the next server-sent event, or null at the end of the stream.</summary>
-    public static async Task<string?> ReadEventAsync(StreamReader reader)
-    {
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            if (line.StartsWith("data:", StringComparison.Ordinal))
-            {
-                return line["data:".Length..].Trim();
-            }
-        }
-
-        return null;
-    }
-
     public static int FreePort() => ServerProcess.FreePort();
 
     public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
+using LlmServer.Testing;
 
 namespace LlmServer.Tests.Infrastructure;
 
@@ -32,14 +33,20 @@ internal static class NamedSse
         }
     }
 
+    /// <summary>Reads a whole stream, under the <see cref="StreamGuard"/>.</summary>
     public static async Task<List<NamedEvent>> ReadAllAsync(HttpResponseMessage response)
     {
         var events = new List<NamedEvent>();
-        await foreach (var item in ReadAsync(response))
-        {
-            events.Add(item);
-        }
+        return await StreamGuard.RunAsync(
+            async cancellationToken =>
+            {
+                await foreach (var item in ReadAsync(response, cancellationToken))
+                {
+                    events.Add(item);
+                }
 
-        return events;
+                return events;
+            },
+            () => $"The end of the stream, after {events.Count} events (the last: {events.LastOrDefault()?.Name ?? "none"})");
     }
 }

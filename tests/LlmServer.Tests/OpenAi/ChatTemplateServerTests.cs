@@ -71,10 +71,10 @@ public sealed class ChatTemplateServerTests(TemplateFileServerFixture fixture) :
 
     [Theory]
     [InlineData("""{"messages":[{"role":"user","content":"Hi"},{"role":"user","content":"Hi again"}]}""", 400, "messages: Conversation roles must alternate")]
-    [InlineData("""{"messages":[{"role":"user","content":"Hi"}""", 400, "")]
-    [InlineData("""{"messages":"Hi"}""", 400, "")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}""", 400, "We could not parse the JSON body of your request (")]
+    [InlineData("""{"messages":"Hi"}""", 400, "Invalid type for 'messages': expected an array")]
     [InlineData("""{"model":"no-such-model","messages":[{"role":"user","content":"Hi"}]}""", 404, "no-such-model")]
-    public async Task Apply_template_errors_are_in_the_openai_shape(string body, int status, string messageStart)
+    public async Task Apply_template_errors_are_in_the_openai_shape(string body, int status, string messagePart)
     {
         using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
         using var response = await fixture.Server.Client.PostAsync(new Uri("/apply-template", UriKind.Relative), content);
@@ -83,7 +83,6 @@ public sealed class ChatTemplateServerTests(TemplateFileServerFixture fixture) :
         using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         var error = json.RootElement.GetProperty("error");
         Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
-        Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
-        Assert.Contains(messageStart, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Contains(messagePart, error.GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 }

@@ -31,15 +31,26 @@ public abstract class Llama3TemplateToolTests(TemplateToolServerFixture fixture,
     public Task Renders_the_tool_cases_as_llama_cpp_does(string caseName) =>
         Llama3TemplateTools.AssertRendersAsync(fixture.Server.Client, template, caseName);
 
-    [Fact]
-    public Task A_required_call_in_llama3_syntax_comes_back_parsed() => Llama3TemplateTools.AssertRequiredCallAsync(fixture.Server.Client);
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public Task A_required_call_in_llama3_syntax_comes_back_parsed_one_call_a_turn(bool parallelToolCalls) =>
+        Llama3TemplateTools.AssertRequiredCallAsync(fixture.Server.Client, parallelToolCalls);
 
     [Fact]
     public Task A_history_with_two_calls_in_one_message_renders_them_one_per_message() =>
         Llama3TemplateTools.AssertParallelHistoryAsync(fixture.Server.Client);
 
     [Fact]
-    public Task Parallel_calls_asked_for_give_one_call() => Llama3TemplateTools.AssertOneCallAsync(fixture.Server.Client);
+    public async Task History_arguments_that_are_not_json_are_named_where_the_request_has_them()
+    {
+        // The template renders the two calls as two messages; the refusal names the second call of message 1 all the same.
+        const string History = """[{"role":"user","content":"Add 2 and 3, and 4 and 5."},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"add","arguments":"{\"a\":2,\"b\":3}"}},{"id":"call_2","type":"function","function":{"name":"add","arguments":"{a: 4"}}]},{"role":"tool","tool_call_id":"call_1","content":"5"},{"role":"tool","tool_call_id":"call_2","content":"9"}]""";
+        var (status, error, _) = await PostAsync(fixture.Server.Client, ChatPath, $$$"""{"messages":{{{History}}},"tools":{{{ToolCallingTests.AddToolJson}}},"max_tokens":4}""");
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        AssertOpenAiError(error, "invalid_request_error", "messages[1].tool_calls[1].function.arguments");
+    }
 }
 
 internal static class Llama3TemplateTools
@@ -93,28 +104,16 @@ internal static class Llama3TemplateTools
         Assert.True(chatStatus == HttpStatusCode.OK, chatJson.ToString());
     }
 
-    /// <summary>A template of one call a message gets one call a turn, whatever the request's parallel_tool_calls says.</summary>
-    public static async Task AssertOneCallAsync(HttpClient client)
+    /// <summary>
+    /// A required call in Llama 3's syntax comes back parsed: one call a turn, as the template takes one call a
+    /// message, whatever the request's parallel_tool_calls says.
+    /// </summary>
+    public static async Task AssertRequiredCallAsync(HttpClient client, bool parallelToolCalls)
     {
-        var body = $$$"""{"messages":[{"role":"user","content":"Add 2 and 3."}],"tools":{{{ToolCallingTests.AddToolJson}}},"tool_choice":"required","parallel_tool_calls":true,"max_tokens":200,"temperature":0}""";
+        var body = $$$"""{"messages":[{"role":"user","content":"Add 2 and 3."}],"tools":{{{ToolCallingTests.AddToolJson}}},"tool_choice":"required","parallel_tool_calls":{{{(parallelToolCalls ? "true" : "false")}}},"max_tokens":200,"temperature":0}""";
         var (status, json, _) = await PostAsync(client, ChatPath, body);
 
         Assert.Equal(HttpStatusCode.OK, status);
-        var choice = json.GetProperty("choices")[0];
-        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
-        Assert.Single(choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray());
-    }
-
-    public static async Task AssertRequiredCallAsync(HttpClient client)
-    {
-        var body = $$$"""{"messages":[{"role":"user","content":"Add 2 and 3."}],"tools":{{{ToolCallingTests.AddToolJson}}},"tool_choice":"required","parallel_tool_calls":false,"max_tokens":120,"temperature":0}""";
-        var (status, json, _) = await PostAsync(client, ChatPath, body);
-
-        Assert.Equal(HttpStatusCode.OK, status);
-        var choice = json.GetProperty("choices")[0];
-        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
-        var call = Assert.Single(choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray());
-        Assert.Equal("add", call.GetProperty("function").GetProperty("name").GetString());
-        ToolCallingTests.AssertMatchesSchema("add", call.GetProperty("function").GetProperty("arguments").GetString()!);
+        ToolCallingTests.AssertSingleAddCall(json);
     }
 }

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using LlmServer.Testing;
 
 namespace LlmServer.Tests.OpenAi;
 
@@ -29,15 +30,26 @@ internal static class OpenAiHttp
     /// <summary>Reads a whole SSE body: every event's data (in order) and every comment line.</summary>
     public static async Task<SseTranscript> ReadAllEventsAsync(HttpResponseMessage response)
     {
-        var transcript = new SseTranscript();
         await using var body = await response.Content.ReadAsStreamAsync();
         using var reader = new StreamReader(body, Encoding.UTF8);
-        await foreach (var item in ReadEventsAsync(reader))
-        {
-            transcript.Items.Add(item);
-        }
+        return await ReadAllEventsAsync(reader);
+    }
 
-        return transcript;
+    /// <summary>Reads the rest of an SSE body, under the <see cref="StreamGuard"/>.</summary>
+    public static async Task<SseTranscript> ReadAllEventsAsync(StreamReader reader)
+    {
+        var transcript = new SseTranscript();
+        return await StreamGuard.RunAsync(
+            async cancellationToken =>
+            {
+                await foreach (var item in ReadEventsAsync(reader, cancellationToken))
+                {
+                    transcript.Items.Add(item);
+                }
+
+                return transcript;
+            },
+            () => $"The end of the stream, after {transcript.Items.Count} events and comments (the last: {transcript.Items.LastOrDefault()?.Data ?? "none"})");
     }
 
     /// <summary>

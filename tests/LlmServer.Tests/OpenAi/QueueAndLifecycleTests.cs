@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
+using LlmServer.Testing;
 using LlmServer.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using static LlmServer.Tests.OpenAi.OpenAiHttp;
@@ -93,15 +94,7 @@ public sealed class QueueAndLifecycleTests(OneSlotServerFixture fixture) : IClas
             _gate.Open();
             await cancel.CancelAsync();
             await runningEvents.DisposeAsync();
-            var rest = new List<SseItem>();
-            using var queuedClient = NewClient();
-            await using (var remaining = ReadEventsAsync(queuedReader).GetAsyncEnumerator())
-            {
-                while (await remaining.MoveNextAsync())
-                {
-                    rest.Add(remaining.Current);
-                }
-            }
+            var rest = (await ReadAllEventsAsync(queuedReader)).Items;
 
             Assert.Equal("[DONE]", rest[^1].Data);
             Assert.Contains(rest, e => !e.IsComment && e.Data != "[DONE]" && e.Json.GetProperty("choices")[0].GetProperty("finish_reason").GetString() == "length");
@@ -193,19 +186,22 @@ public sealed class QueueAndLifecycleTests(OneSlotServerFixture fixture) : IClas
         Timeout = TimeSpan.FromSeconds(60),
     };
 
-    private static async Task ReadUntilContentAsync(IAsyncEnumerator<SseItem> events)
-    {
-        while (await events.MoveNextAsync())
-        {
-            if (!events.Current.IsComment && events.Current.Json.GetProperty("choices")[0].GetProperty("delta").TryGetProperty("content", out var content)
-                && content.GetString()!.Length > 0)
+    private static Task ReadUntilContentAsync(IAsyncEnumerator<SseItem> events) =>
+        StreamGuard.RunAsync(
+            async cancellationToken =>
             {
-                return;
-            }
-        }
+                while (await events.MoveNextAsync().AsTask().WaitAsync(cancellationToken))
+                {
+                    if (!events.Current.IsComment && events.Current.Json.GetProperty("choices")[0].GetProperty("delta").TryGetProperty("content", out var content)
+                        && content.GetString()!.Length > 0)
+                    {
+                        return true;
+                    }
+                }
 
-        throw new InvalidOperationException("The stream ended before any content.");
-    }
+                throw new InvalidOperationException("The stream ended before any content.");
+            },
+            () => "A content chunk of the running stream");
 
     private async Task AssertServesNormallyAsync(TestServer? server = null)
     {

@@ -347,6 +347,16 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
         Assert.NotNull(reply.GetValue<string>());
     }
 
+    /// <summary>A chat completion's first choice is one call of <c>add</c>, its arguments matching the schema.</summary>
+    internal static void AssertSingleAddCall(JsonElement completion)
+    {
+        var choice = completion.GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        var call = Assert.Single(choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray());
+        Assert.Equal("add", call.GetProperty("function").GetProperty("name").GetString());
+        AssertMatchesSchema("add", call.GetProperty("function").GetProperty("arguments").GetString()!);
+    }
+
     /// <summary>The arguments parse and match the schemas above (the grammar enforces exactly these).</summary>
     internal static void AssertMatchesSchema(string function, string arguments)
     {
@@ -440,6 +450,22 @@ public sealed class NativeTemplateToolCallingTests(HermesToolServerFixture fixtu
     }
 
     [Fact]
+    public async Task History_arguments_that_are_not_json_are_refused_naming_the_call()
+    {
+        // The template takes arguments as objects, so it must parse them: the second call's cannot be.
+        const string History = """[{"role":"user","content":"Add 2 and 3, and 4 and 5."},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"add","arguments":"{\"a\":2,\"b\":3}"}},{"id":"call_2","type":"function","function":{"name":"add","arguments":"{a: 4"}}]},{"role":"tool","tool_call_id":"call_1","content":"5"},{"role":"tool","tool_call_id":"call_2","content":"9"}]""";
+        const string Param = "messages[1].tool_calls[1].function.arguments";
+        foreach (var path in new[] { ChatPath, "/apply-template" })
+        {
+            var (status, error, _) = await PostAsync(_client, path, $$$"""{"messages":{{{History}}},"tools":{{{Tools}}},"max_tokens":4}""");
+
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            AssertOpenAiError(error, "invalid_request_error", Param);
+            Assert.StartsWith(Param + ": ", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task The_template_renders_the_tools_and_a_required_call_comes_back_parsed()
     {
         var body = $$$"""{"messages":[{"role":"user","content":"Add 2 and 3."}],"tools":{{{Tools}}},"tool_choice":"required","parallel_tool_calls":false,"max_tokens":120,"temperature":0}""";
@@ -451,12 +477,8 @@ public sealed class NativeTemplateToolCallingTests(HermesToolServerFixture fixtu
         var (status, json, _) = await PostAsync(_client, ChatPath, body);
 
         Assert.Equal(HttpStatusCode.OK, status);
-        var choice = json.GetProperty("choices")[0];
-        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
-        var call = Assert.Single(choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray());
-        Assert.Equal("add", call.GetProperty("function").GetProperty("name").GetString());
-        ToolCallingTests.AssertMatchesSchema("add", call.GetProperty("function").GetProperty("arguments").GetString()!);
-        Assert.Equal(JsonValueKind.Null, choice.GetProperty("message").GetProperty("content").ValueKind);
+        ToolCallingTests.AssertSingleAddCall(json);
+        Assert.Equal(JsonValueKind.Null, json.GetProperty("choices")[0].GetProperty("message").GetProperty("content").ValueKind);
     }
 
     [Fact]

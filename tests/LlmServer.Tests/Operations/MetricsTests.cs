@@ -57,7 +57,7 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
     }
 
     [Fact]
-    public async Task GenAi_server_metrics_follow_the_semantic_conventions_for_a_chat_a_completion_and_a_cancelled_request()
+    public async Task GenAi_server_metrics_follow_the_semantic_conventions_for_a_chat_a_completion_a_cancelled_and_a_refused_request()
     {
         var generator = _server.Services.GetRequiredService<ITextGenerator>();
         var model = generator.Model!.Id;
@@ -76,19 +76,16 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
             await completion.Ended;
         }
 
+        // Cancelled before it could generate (cancelling after its first token would race its last).
         await using (var cancelled = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 400, IgnoreEos = true }))
         {
-            await foreach (var generationEvent in cancelled.ReadAllAsync())
-            {
-                if (generationEvent is TextDelta)
-                {
-                    break;
-                }
-            }
-
             cancelled.Cancel();
             await cancelled.Ended;
         }
+
+        // Refused before it ran: a prompt over the slot's context.
+        var refusal = Assert.Throws<GenerationException>(() => generator.Submit(new GenerationRequest { Prompt = string.Join(' ', Enumerable.Repeat("Once upon a time", 2000)) }));
+        Assert.Equal(GenerationErrorCode.ContextLengthExceeded, refusal.Code);
 
         var after = await ScrapeAsync();
         double Moved(string name, string labels) => PrometheusText.Sum(after, name, labels) - PrometheusText.Sum(before, name, labels);
@@ -99,6 +96,7 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         Assert.True(Moved("gen_ai_server_time_per_output_token_seconds_count", chatLabels) >= 1, after);
         Assert.True(Moved("gen_ai_server_request_duration_seconds_count", "gen_ai_operation_name=\"text_completion\"") >= 2, after);
         Assert.True(Moved("gen_ai_server_request_duration_seconds_count", "error_type=\"cancelled\"") >= 1, after);
+        Assert.True(Moved("gen_ai_server_request_duration_seconds_count", "error_type=\"context_length_exceeded\"") >= 1, after);
         // A request that did not succeed has a duration but no time to first token or per token, as the conventions say.
         Assert.False(PrometheusText.Samples(after).Any(s => s.Name.StartsWith("gen_ai_server_time_", StringComparison.Ordinal) && s.Labels.Contains("error_type", StringComparison.Ordinal)), after);
         // The conventions' bucket boundaries (advice on the instruments), not OpenTelemetry's defaults.
@@ -130,6 +128,10 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
         Assert.Equal(1, limits.GetProperty("top_p").GetProperty("maximum").GetDouble());
         Assert.Equal(1, limits.GetProperty("max_tokens").GetProperty("minimum").GetDouble());
         Assert.False(limits.GetProperty("max_tokens").TryGetProperty("maximum", out _));
+        // The sessions' text limits (the options' defaults), which the chat page's boxes hold to.
+        Assert.Equal(200, limits.GetProperty("title_length").GetInt32());
+        Assert.Equal(32_768, limits.GetProperty("message_length").GetInt32());
+        Assert.Equal(32_768, limits.GetProperty("system_prompt_length").GetInt32());
         // stories260K ships no chat template: the configured fallback serves, with no Jinja source.
         Assert.Equal("fallback", root.GetProperty("chat_template_source").GetProperty("origin").GetString());
         Assert.Equal(JsonValueKind.Null, root.GetProperty("chat_template").ValueKind);

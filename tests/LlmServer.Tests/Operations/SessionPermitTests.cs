@@ -1,9 +1,13 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Security.Claims;
 using System.Text;
 using System.Text.Json;
 using LlmServer.Engine.Generation;
+using LlmServer.Operations.Auth;
+using LlmServer.Operations.Limits;
 using LlmServer.Sessions;
+using LlmServer.Testing;
 using LlmServer.Tests.Infrastructure;
 using LlmServer.Tests.Sessions;
 using Microsoft.AspNetCore.SignalR;
@@ -144,6 +148,64 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
         Assert.Equal(ChatStreamEvent.DoneType, events[^1].Type);
     }
 
+    [Fact]
+    public async Task Over_the_hub_a_stream_holds_one_of_the_keys_open_responses_until_it_ends()
+    {
+        // Generations are not limited here: only the open-response allowance (one) can refuse.
+        await using var fixture = await KeyedSessionServer.StartAsync(null, "--Limits:ConcurrentGenerationsPerKey=0", "--Limits:OpenResponsesPerKey=1");
+        await using var hub = await fixture.ConnectAsync();
+        var first = (await hub.InvokeAsync<SessionInfo>("CreateSession", (object?)null)).Id;
+        var other = (await hub.InvokeAsync<SessionInfo>("CreateSession", (object?)null)).Id;
+
+        // The turn's ending is held: its stream stays open while another call of the key comes, on the hub or over HTTP.
+        var open = hub.StreamAsync<ChatStreamEvent>("SendMessage", first, "Once upon a time").GetAsyncEnumerator();
+        try
+        {
+            Assert.True(await open.MoveNextAsync());
+            var refusedTurn = hub.StreamAsync<ChatStreamEvent>("SendMessage", other, "Hello").GetAsyncEnumerator();
+            try
+            {
+                var limited = await Assert.ThrowsAsync<HubException>(async () => await refusedTurn.MoveNextAsync());
+                Assert.StartsWith("rate_limit_exceeded: Too many open responses", limited.Message.Split("HubException: ").Last(), StringComparison.Ordinal);
+            }
+            finally
+            {
+                await refusedTurn.DisposeAsync();
+            }
+
+            using (var refused = await AuthTests.SendAsync(fixture.Server, HttpMethod.Post, "/v1/completions", Key, Body(StreamedCompletion), HttpCompletionOption.ResponseHeadersRead))
+            {
+                Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+                AssertOpenAiError(JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement, "rate_limit_error", expectedCode: "rate_limit_exceeded");
+            }
+
+            await hub.InvokeAsync("StopGeneration", first);
+            Assert.Equal(ChatStreamEvent.DoneType, (await open.LastEventAsync()).Type);
+        }
+        finally
+        {
+            await open.DisposeAsync();
+        }
+
+        // Once the server has ended the stream (the limiter's own count is the event), the key may open another.
+        var partition = KeyGenerationLimiter.PartitionKey(new ClaimsPrincipal(new ClaimsIdentity([new Claim(ApiKeyAuthentication.KeyIdClaim, KeyIdOf(fixture.Server))])), null);
+        var responses = fixture.Server.Services.GetRequiredService<KeyGenerationLimiter>().OpenResponses;
+        while (responses.GetStatistics(partition)?.CurrentAvailablePermits != 1)
+        {
+            await Task.Delay(10, fixture.Hang);
+        }
+
+        fixture.Held.Release();
+        var events = await hub.StreamAsync<ChatStreamEvent>("SendMessage", other, "Hello").CollectAsync();
+        Assert.Equal(ChatStreamEvent.DoneType, events[^1].Type);
+    }
+
+    private static string KeyIdOf(TestServer server)
+    {
+        Assert.True(server.Services.GetRequiredService<ApiKeyStore>().TryGetKeyId(Key, out var keyId));
+        return keyId;
+    }
+
     private static async Task<string> CreateSessionAsync(TestServer server)
     {
         using var created = await AuthTests.SendAsync(server, HttpMethod.Post, "/api/sessions", Key, Body("{}"));
@@ -151,18 +213,8 @@ public sealed class SessionPermitTests(ITestOutputHelper output)
         return (await created.Content.ReadFromJsonAsync<SessionInfo>(Json))!.Id;
     }
 
-    private static async Task<ChatStreamEvent?> NextEventAsync(StreamReader reader)
-    {
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            if (line.StartsWith("data: ", StringComparison.Ordinal))
-            {
-                return JsonSerializer.Deserialize<ChatStreamEvent>(line[6..], Json);
-            }
-        }
-
-        return null;
-    }
+    private static async Task<ChatStreamEvent?> NextEventAsync(StreamReader reader) =>
+        await StreamGuard.NextDataAsync(reader) is { } data ? JsonSerializer.Deserialize<ChatStreamEvent>(data, Json) : null;
 
     private static async Task<ChatStreamEvent> LastEventAsync(StreamReader reader)
     {

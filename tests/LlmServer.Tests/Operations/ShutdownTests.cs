@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using LlmServer.Testing;
 using static LlmServer.Tests.Infrastructure.ChildServer;
 
 namespace LlmServer.Tests.Operations;
@@ -33,13 +34,13 @@ public sealed class ShutdownTests
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
 
-            var first = await ReadEventAsync(reader);
+            var first = await StreamGuard.NextDataAsync(reader);
             Assert.NotNull(first);
             Assert.Equal(0, Signal(process, Sigterm));
 
             // The drain lets the admitted stream run to its own end: a finish reason and [DONE], not a cut connection.
             var events = new List<string>();
-            while (await ReadEventAsync(reader) is { } data)
+            while (await StreamGuard.NextDataAsync(reader) is { } data)
             {
                 events.Add(data);
             }
@@ -93,11 +94,11 @@ public sealed class ShutdownTests
                     using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
                     Assert.Equal(HttpStatusCode.OK, response.StatusCode);
                     using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-                    Assert.NotNull(await ReadEventAsync(reader));
+                    Assert.NotNull(await StreamGuard.NextDataAsync(reader));
                     Assert.Equal(0, Signal(process, Sigterm));
 
                     var events = new List<string>();
-                    while (await ReadEventAsync(reader) is { } item)
+                    while (await StreamGuard.NextDataAsync(reader) is { } item)
                     {
                         events.Add(item);
                     }

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Claims;
 using System.Text;
+using System.Text.Json;
 using LlmServer.Operations.Auth;
 using LlmServer.Operations.Lifecycle;
 using LlmServer.Operations.Limits;
@@ -21,6 +22,8 @@ public sealed class StalledClientTests
     private const string Key = "stalled-client-key-0123456789";
     private const string StalledPath = "/v1/chat/completions";
     private const string StalledCall = "POST " + StalledPath;
+    private const string Completion = """{"model":"stories260K","prompt":"Once","max_tokens":2}""";
+    private const string Message = """{"model":"stories260K","max_tokens":2,"messages":[{"role":"user","content":"Once"}]}""";
     private const string Big = """{"model":"stories260K","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":400,"ignore_eos":true,"stream":true,"n":4,"logprobs":true,"top_logprobs":20}""";
 
     [Fact]
@@ -36,6 +39,44 @@ public sealed class StalledClientTests
         using var next = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", Key, Json("""{"model":"stories260K","prompt":"Once","max_tokens":2}"""));
         Assert.Equal(HttpStatusCode.OK, next.StatusCode);
         Assert.False(ends.Ended(StalledCall).IsCompleted);
+    }
+
+    [Fact]
+    public async Task Beyond_OpenResponsesPerKey_unread_responses_the_keys_next_request_is_refused_until_one_closes()
+    {
+        await using var server = await StartAsync(null, "--Server:StalledClientSeconds=3600", "--Limits:OpenResponsesPerKey=2");
+        var ends = server.Services.GetRequiredService<CallEnds>();
+        using var first = await StallAsync(server);
+        await WaitForFreePermitAsync(server);
+        using var second = await StallAsync(server);
+        await WaitForFreePermitAsync(server);
+        Assert.False(ends.Ended(StalledCall).IsCompleted, "a stalled response ended: the test proves nothing");
+
+        // The key's generation permit is free, but its two responses are still open: each API refuses in its own shape.
+        using (var refused = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", Key, Json(Completion)))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.NotNull(refused.Headers.RetryAfter?.Delta);
+            var error = await AuthTests.ErrorAsync(refused);
+            Assert.Equal("rate_limit_error", error.GetProperty("type").GetString());
+            Assert.Equal("rate_limit_exceeded", error.GetProperty("code").GetString());
+            Assert.Contains("open responses", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        using (var refused = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/messages", Key, Json(Message)))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            var body = JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement;
+            Assert.Equal("error", body.GetProperty("type").GetString());
+            Assert.Equal("rate_limit_error", body.GetProperty("error").GetProperty("type").GetString());
+        }
+
+        // Closing one stalled client ends its response, and with it the key may open another.
+        first.Dispose();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await ends.Ended(StalledCall).WaitAsync(deadline.Token);
+        using var next = await AuthTests.SendAsync(server, HttpMethod.Post, "/v1/completions", Key, Json(Completion));
+        Assert.Equal(HttpStatusCode.OK, next.StatusCode);
     }
 
     [Fact]

@@ -95,6 +95,24 @@ public sealed class StartupProblemTests
     }
 
     [Fact]
+    public async Task A_malformed_sha256_is_reported_before_the_model_is_downloaded()
+    {
+        var folder = Directory.CreateTempSubdirectory("llmserver-download-").FullName;
+        var (exitCode, output) = await RunUntilExitAsync(
+            (log, args) => Start(FreePort(), log, args),
+            "--model", string.Empty,
+            $"--Model:Download:Directory={folder}",
+            "--Model:Download:Url=http://127.0.0.1:9/model.gguf",
+            "--Model:Download:Sha256=not-a-hash");
+
+        Assert.True(exitCode == 1, $"exit code {exitCode}; output:\n{output}");
+        Assert.Contains("The server cannot start: a setting is invalid.", output, StringComparison.Ordinal);
+        Assert.Contains("Model:Download:Sha256 'not-a-hash' must be 64 hexadecimal digits", output, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(folder));
+        AssertNoStackTrace(output);
+    }
+
+    [Fact]
     public async Task A_port_in_use_is_named_and_the_exit_code_is_1()
     {
         using var holder = new TcpListener(IPAddress.Loopback, 0);

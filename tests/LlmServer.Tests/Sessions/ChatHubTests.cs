@@ -1,3 +1,4 @@
+using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Sessions;
 using Microsoft.AspNetCore.SignalR;
@@ -68,6 +69,26 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
 
         var listed = await hub.InvokeAsync<SessionInfo[]>("ListSessions");
         Assert.Equal(created.Id, Assert.Single(listed, s => s.Id == created.Id).Id);
+    }
+
+    [Fact]
+    public async Task Stream_events_leave_out_the_fields_they_do_not_carry()
+    {
+        await using var hub = await _server.ConnectAsync();
+        var created = await hub.CreateAsync(maxTokens: 4);
+
+        var events = new List<JsonElement>();
+        await foreach (var item in hub.StreamAsync<JsonElement>("SendMessage", created.Id, "Once upon a time"))
+        {
+            events.Add(item);
+        }
+
+        // A delta is its seq, type and text; done has no code or message; nothing is written as null.
+        Assert.All(events, e => Assert.All(e.EnumerateObject(), p => Assert.NotEqual(JsonValueKind.Null, p.Value.ValueKind)));
+        Assert.All(events.SkipLast(1), e => Assert.Equal(["seq", "type", "text"], e.EnumerateObject().Select(p => p.Name)));
+        Assert.Equal("done", events[^1].GetProperty("type").GetString());
+        Assert.Equal(["seq", "type", "finishReason", "usage", "timings"], events[^1].EnumerateObject().Select(p => p.Name).Take(5));
+        Assert.DoesNotContain(events[^1].EnumerateObject(), p => p.Name is "text" or "code" or "message");
     }
 
     [Fact]

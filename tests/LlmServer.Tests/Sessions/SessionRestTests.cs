@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using LlmServer.Sessions;
+using LlmServer.Testing;
 
 namespace LlmServer.Tests.Sessions;
 
@@ -67,6 +68,22 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
     /// Length limits count characters as Unicode scalar values (README, "Sessions"): an emoji is one character,
     /// not the two UTF-16 code units it takes.
     /// </summary>
+    [Fact]
+    public async Task Streamed_events_leave_out_the_fields_they_do_not_carry()
+    {
+        using var create = await _client.PostAsJsonAsync("/api/sessions", new CreateSessionRequest("nulls", null, new SessionSettings(MaxTokens: 4)));
+        var session = (await create.Content.ReadFromJsonAsync<SessionInfo>(Json))!;
+
+        using var stream = await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", new SendMessageRequest("Once upon a time"));
+        var body = await stream.Content.ReadAsStringAsync();
+        var data = body.Split('\n').Where(line => line.StartsWith("data: ", StringComparison.Ordinal)).Select(line => JsonDocument.Parse(line[6..]).RootElement).ToList();
+
+        Assert.NotEmpty(data);
+        Assert.All(data, e => Assert.All(e.EnumerateObject(), p => Assert.NotEqual(JsonValueKind.Null, p.Value.ValueKind)));
+        Assert.Equal("done", data[^1].GetProperty("type").GetString());
+        Assert.False(data[^1].TryGetProperty("code", out _));
+    }
+
     [Fact]
     public async Task A_title_of_emoji_is_limited_by_characters_not_utf16_code_units()
     {
@@ -165,12 +182,12 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
             using var first = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{session.Id}/messages") { Content = JsonContent.Create(new SendMessageRequest("Once upon a time")) };
             using var streaming = await _client.SendAsync(first, HttpCompletionOption.ResponseHeadersRead);
             using var reader = new StreamReader(await streaming.Content.ReadAsStreamAsync());
-            Assert.StartsWith("id: 1", await reader.ReadLineAsync());
+            Assert.StartsWith("id: 1", await StreamGuard.RunAsync(t => reader.ReadLineAsync(t).AsTask(), () => "The first event of the turn"));
             await AssertErrorAsync(await _client.PostAsJsonAsync($"/api/sessions/{session.Id}/messages", new SendMessageRequest("again")), HttpStatusCode.Conflict, "busy");
             using var stop = await _client.PostAsync($"/api/sessions/{session.Id}/stop", null);
             Assert.Equal(HttpStatusCode.NoContent, stop.StatusCode);
             _fixture.Gate.Open();
-            var rest = await reader.ReadToEndAsync();
+            var rest = await StreamGuard.RunAsync(reader.ReadToEndAsync, () => "The end of the stopped turn's stream");
             Assert.Contains("\"finishReason\":\"cancelled\"", rest, StringComparison.Ordinal);
         }
         finally
@@ -212,7 +229,7 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
         await using var stream = tcp.GetStream();
         await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"POST /api/sessions HTTP/1.1\r\nHost: {_client.BaseAddress.Authority}\r\nConnection: close\r\n\r\n"));
         using var reader = new StreamReader(stream);
-        var answer = await reader.ReadToEndAsync();
+        var answer = await StreamGuard.RunAsync(reader.ReadToEndAsync, () => "The end of the answer to a bodiless create");
         Assert.StartsWith("HTTP/1.1 201", answer, StringComparison.Ordinal);
         Assert.Contains($"\"title\":\"{SessionService.DefaultTitle}\"", answer, StringComparison.Ordinal);
 
@@ -253,22 +270,27 @@ public sealed class SessionRestTests : IClassFixture<SessionServerFixture>
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         var events = new List<ChatStreamEvent>();
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        string? id = null;
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            if (line.StartsWith("id: ", StringComparison.Ordinal))
+        return await StreamGuard.RunAsync(
+            async cancellationToken =>
             {
-                id = line[4..];
-            }
-            else if (line.StartsWith("data: ", StringComparison.Ordinal))
-            {
-                var item = JsonSerializer.Deserialize<ChatStreamEvent>(line[6..], Json)!;
-                Assert.Equal(id, item.Seq.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                events.Add(item);
-            }
-        }
+                string? id = null;
+                while (await reader.ReadLineAsync(cancellationToken) is { } line)
+                {
+                    if (line.StartsWith("id: ", StringComparison.Ordinal))
+                    {
+                        id = line[4..];
+                    }
+                    else if (line.StartsWith("data: ", StringComparison.Ordinal))
+                    {
+                        var item = JsonSerializer.Deserialize<ChatStreamEvent>(line[6..], Json)!;
+                        Assert.Equal(id, item.Seq.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                        events.Add(item);
+                    }
+                }
 
-        return events;
+                return events;
+            },
+            () => $"The end of the session stream, after {events.Count} events");
     }
 
     private static async Task<string> ErrorMessageAsync(HttpResponseMessage response, HttpStatusCode status, string code)

@@ -1,5 +1,6 @@
 using LlmServer.Operations;
 using LlmServer.Sessions;
+using LlmServer.Testing;
 using LlmServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
@@ -99,28 +100,38 @@ internal static class HubTestExtensions
 
     public static Task<SessionDetail> GetAsync(this HubConnection hub, string id) => hub.InvokeAsync<SessionDetail>("GetSession", id);
 
-    /// <summary>Reads the rest of a stream whose current event has been read; its last event.</summary>
-    public static async Task<ChatStreamEvent> LastEventAsync(this IAsyncEnumerator<ChatStreamEvent> stream)
+    /// <summary>Reads the rest of a stream whose current event has been read, under the <see cref="StreamGuard"/>; its last event.</summary>
+    public static Task<ChatStreamEvent> LastEventAsync(this IAsyncEnumerator<ChatStreamEvent> stream)
     {
         var last = stream.Current;
-        while (await stream.MoveNextAsync())
-        {
-            last = stream.Current;
-        }
+        return StreamGuard.RunAsync(
+            async cancellationToken =>
+            {
+                while (await stream.MoveNextAsync().AsTask().WaitAsync(cancellationToken))
+                {
+                    last = stream.Current;
+                }
 
-        return last;
+                return last;
+            },
+            () => $"The end of the hub stream after event {last.Seq} ({last.Type})");
     }
 
-    /// <summary>Reads a whole stream.</summary>
+    /// <summary>Reads a whole stream, under the <see cref="StreamGuard"/>.</summary>
     public static async Task<List<ChatStreamEvent>> CollectAsync(this IAsyncEnumerable<ChatStreamEvent> stream)
     {
         var events = new List<ChatStreamEvent>();
-        await foreach (var item in stream)
-        {
-            events.Add(item);
-        }
+        return await StreamGuard.RunAsync(
+            async cancellationToken =>
+            {
+                await foreach (var item in stream.WithCancellation(cancellationToken))
+                {
+                    events.Add(item);
+                }
 
-        return events;
+                return events;
+            },
+            () => $"The end of the hub stream, after {events.Count} events (the last: {(events.Count == 0 ? "none" : $"{events[^1].Seq} ({events[^1].Type})")})");
     }
 
     public static IAsyncEnumerable<ChatStreamEvent> Send(this HubConnection hub, string id, string text, CancellationToken cancellationToken = default) =>

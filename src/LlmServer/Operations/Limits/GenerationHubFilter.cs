@@ -5,11 +5,12 @@ using Microsoft.AspNetCore.SignalR;
 namespace LlmServer.Operations.Limits;
 
 /// <summary>
-/// Applies the per-key concurrent-generation allowance to the hub methods marked <see cref="RunsModelAttribute"/>:
-/// the permit is taken into the invocation's <see cref="CallPermit"/> and released when the method's stream ends,
-/// fails or is cancelled, unless the method handed it to a generation that outlives the stream (a session turn).
-/// A refusal is a <see cref="HubException"/> "rate_limit_exceeded: ...". The hub's generation methods stream
-/// <see cref="ChatStreamEvent"/>s; a marked method that returns anything else holds its permit only while it runs.
+/// Applies the per-key allowances to the hub methods marked <see cref="RunsModelAttribute"/>: the call opens one of
+/// its key's responses, held until the method's stream ends, fails or is cancelled, and takes a generation permit into
+/// the invocation's <see cref="CallPermit"/>, released then too unless the method handed it to a generation that
+/// outlives the stream (a session turn). A refusal is a <see cref="HubException"/> "rate_limit_exceeded: ...". The
+/// hub's generation methods stream <see cref="ChatStreamEvent"/>s; a marked method that returns anything else holds
+/// both only while it runs.
 /// </summary>
 internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter) : IHubFilter
 {
@@ -21,33 +22,41 @@ internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter) : IHubFi
         }
 
         var caller = invocationContext.Context;
-        var call = invocationContext.ServiceProvider.GetRequiredService<CallPermit>();
-        if (!limiter.TryAcquire(caller.User, caller.GetHttpContext()?.Connection.RemoteIpAddress, call))
+        var address = caller.GetHttpContext()?.Connection.RemoteIpAddress;
+        if (!limiter.TryOpenResponse(caller.User, address, out var response))
         {
-            throw KeyGenerationLimiter.HubRefusal();
+            throw KeyGenerationLimiter.HubRefusal(KeyGenerationLimiter.OpenResponsesRefusal);
         }
 
+        var call = invocationContext.ServiceProvider.GetRequiredService<CallPermit>();
         object? result;
         try
         {
+            if (!limiter.TryAcquire(caller.User, address, call))
+            {
+                throw KeyGenerationLimiter.HubRefusal(KeyGenerationLimiter.Refusal);
+            }
+
             result = await next(invocationContext);
         }
         catch
         {
             call.Release();
+            response?.Dispose();
             throw;
         }
 
         if (result is not IAsyncEnumerable<ChatStreamEvent> events)
         {
             call.Release();
+            response?.Dispose();
             return result;
         }
 
-        return HoldPermit(events, call);
+        return HoldUntilEnded(events, call, response);
     }
 
-    private static async IAsyncEnumerable<ChatStreamEvent> HoldPermit(IAsyncEnumerable<ChatStreamEvent> source, CallPermit call, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    private static async IAsyncEnumerable<ChatStreamEvent> HoldUntilEnded(IAsyncEnumerable<ChatStreamEvent> source, CallPermit call, IDisposable? response, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         try
         {
@@ -59,6 +68,7 @@ internal sealed class GenerationHubFilter(KeyGenerationLimiter limiter) : IHubFi
         finally
         {
             call.Release();
+            response?.Dispose();
         }
     }
 }

@@ -3,10 +3,11 @@ using LlmServer.Errors;
 namespace LlmServer.Operations.Limits;
 
 /// <summary>
-/// A request to an endpoint marked <see cref="GenerationEndpoint"/> takes one of its key's permits before it runs
-/// (429 in the path's API shape when none is left). The endpoint releases it once the engine is done with what it
-/// generates (<see cref="CallPermitHttpExtensions.ReleasePermitWhenEnded"/>), or hands it to a generation that outlives
-/// the request (<see cref="CallPermit.Take"/>); at the latest it goes back when the response ends.
+/// A request to an endpoint marked <see cref="GenerationEndpoint"/> opens one of its key's responses, held until the
+/// response ends, and takes one of its key's generation permits before it runs (429 in the path's API shape when
+/// either is used up). The endpoint releases the permit once the engine is done with what it generates
+/// (<see cref="CallPermitHttpExtensions.ReleasePermitWhenEnded"/>), or hands it to a generation that outlives the
+/// request (<see cref="CallPermit.Take"/>); at the latest it goes back when the response ends.
 /// </summary>
 internal sealed class GenerationPermitMiddleware(RequestDelegate next, KeyGenerationLimiter limiter)
 {
@@ -18,20 +19,29 @@ internal sealed class GenerationPermitMiddleware(RequestDelegate next, KeyGenera
             return;
         }
 
-        var call = context.RequestServices.GetRequiredService<CallPermit>();
-        if (!limiter.TryAcquire(context.User, context.Connection.RemoteIpAddress, call))
+        if (!limiter.TryOpenResponse(context.User, context.Connection.RemoteIpAddress, out var response))
         {
-            await context.RefuseAsync(KeyGenerationLimiter.Refusal, context.RequestAborted);
+            await context.RefuseAsync(KeyGenerationLimiter.OpenResponsesRefusal, context.RequestAborted);
             return;
         }
 
-        try
+        using (response)
         {
-            await next(context);
-        }
-        finally
-        {
-            call.Release();
+            var call = context.RequestServices.GetRequiredService<CallPermit>();
+            if (!limiter.TryAcquire(context.User, context.Connection.RemoteIpAddress, call))
+            {
+                await context.RefuseAsync(KeyGenerationLimiter.Refusal, context.RequestAborted);
+                return;
+            }
+
+            try
+            {
+                await next(context);
+            }
+            finally
+            {
+                call.Release();
+            }
         }
     }
 }

@@ -38,7 +38,7 @@ internal static class KeyRateLimiting
     private static async ValueTask OnRejectedAsync(OnRejectedContext context, CancellationToken cancellationToken)
     {
         var seconds = KeyRequestBuckets.RetryAfterSeconds(context.Lease);
-        var refusal = new Refusal(RefusalKind.RateLimited, KeyRequestBuckets.RefusalMessage(seconds), "rate_limit_exceeded")
+        var refusal = new Refusal(RefusalKind.RateLimited, KeyRequestBuckets.RefusalMessage(seconds), RefusalCodes.RateLimitExceeded)
         {
             RetryAfter = TimeSpan.FromSeconds(seconds),
         };

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Claims;
 using System.Threading.RateLimiting;
+using LlmServer.Errors;
 using LlmServer.Operations.Auth;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Options;
@@ -64,7 +65,7 @@ internal sealed class RequestRateHubFilter(KeyRequestBuckets buckets) : IHubFilt
             using var lease = buckets.Acquire(caller.User, caller.GetHttpContext()?.Connection.RemoteIpAddress);
             if (!lease.IsAcquired)
             {
-                throw new HubException($"rate_limit_exceeded: {KeyRequestBuckets.RefusalMessage(KeyRequestBuckets.RetryAfterSeconds(lease))}");
+                throw new HubException($"{RefusalCodes.RateLimitExceeded}: {KeyRequestBuckets.RefusalMessage(KeyRequestBuckets.RetryAfterSeconds(lease))}");
             }
         }
 

@@ -2,23 +2,25 @@ using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Tools;
 using LlmServer.Errors;
+using SessionOptions = LlmServer.Sessions.SessionOptions;
+using Microsoft.Extensions.Options;
 
 namespace LlmServer.Operations.Metrics;
 
 /// <summary>
 /// <c>GET /props</c>, as llama-server has it: the backend, slots and context per slot, the model's metadata and the
-/// build, and the sampling limits the engine accepts (the chat page's settings check against them). 503 while the
-/// model loads.
+/// build, the sampling limits the engine accepts and the sessions' text limits (the chat page checks against them). 503
+/// while the model loads.
 /// </summary>
 internal static class PropsEndpoint
 {
     public static IEndpointRouteBuilder MapProps(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/props", (HttpContext context, ITextGenerator generator) => WriteAsync(context, generator));
+        endpoints.MapGet("/props", (HttpContext context, ITextGenerator generator, IOptions<SessionOptions> sessions) => WriteAsync(context, generator, sessions.Value));
         return endpoints;
     }
 
-    private static async Task WriteAsync(HttpContext context, ITextGenerator generator)
+    private static async Task WriteAsync(HttpContext context, ITextGenerator generator, SessionOptions sessions)
     {
         var model = generator.Model;
         if (model is null)
@@ -82,6 +84,10 @@ internal static class PropsEndpoint
                 ["temperature"] = RangeOf(GenerationLimits.Temperature),
                 ["top_p"] = RangeOf(GenerationLimits.TopP),
                 ["max_tokens"] = RangeOf(GenerationLimits.MaxTokens),
+                // In TextLength's characters (Unicode scalar values), which a browser's maxlength does not count.
+                ["title_length"] = sessions.MaxTitleLength,
+                ["message_length"] = sessions.MaxMessageLength,
+                ["system_prompt_length"] = sessions.MaxSystemPromptLength,
             },
             ["chat_template"] = model.ChatTemplate?.Source,
             ["chat_template_source"] = model.ChatTemplate is { } template
