@@ -10,6 +10,13 @@ public abstract record GenerationEvent(int Choice);
 public sealed record TextDelta(int Choice, string Text, int Tokens, IReadOnlyList<TokenLogProb>? LogProbs) : GenerationEvent(Choice);
 
 /// <summary>
+/// A piece of the model's reasoning (its <c>&lt;think&gt;</c> block), apart from the answer's <see cref="TextDelta"/>s:
+/// only when <see cref="GenerationRequest.SplitReasoning"/> asked for it and the template's model writes such a block.
+/// <see cref="Tokens"/> counts as <see cref="TextDelta.Tokens"/> does (the tokens are completion tokens all the same).
+/// </summary>
+public sealed record ReasoningDelta(int Choice, string Text, int Tokens, IReadOnlyList<TokenLogProb>? LogProbs) : GenerationEvent(Choice);
+
+/// <summary>
 /// The request was admitted to a slot and its cached prefix is known (only when <see cref="GenerationRequest.ReportAdmission"/>
 /// asked for it): the first event of the stream, before any text. The figures equal those of every choice's final
 /// <see cref="GenerationUsage"/>. <see cref="GenerationEvent.Choice"/> is 0: it speaks for the whole request.

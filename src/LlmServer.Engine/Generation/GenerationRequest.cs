@@ -76,6 +76,20 @@ public sealed record GenerationRequest
     /// </summary>
     public bool ContinueFinalMessage { get; init; }
 
+    /// <summary>
+    /// Part the answer's reasoning from its text: with a chat template whose model writes <c>&lt;think&gt;</c> blocks,
+    /// the block comes as <see cref="ReasoningDelta"/>s and the text (and any tool call) is what follows it. Off, or
+    /// for other templates and raw prompts, the text is as the model wrote it.
+    /// </summary>
+    public bool SplitReasoning { get; init; }
+
+    /// <summary>
+    /// The chat template's <c>enable_thinking</c> (llama.cpp's <c>chat_template_kwargs</c>): false asks a reasoning
+    /// template to leave its block out or close it empty in the prompt (Qwen3), so the model answers without
+    /// thinking. A template without a reasoning block always gets false, as llama.cpp renders it.
+    /// </summary>
+    public bool EnableThinking { get; init; } = true;
+
     /// <summary>Functions the model may call, rendered into the prompt by the model's chat template.</summary>
     public IReadOnlyList<ToolDefinition> Tools { get; init; } = [];
 

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using LlmServer.Engine.Reasoning;
 using LlmServer.Engine.Tools;
 
 namespace LlmServer.Engine.Generation;
@@ -14,6 +15,7 @@ public sealed class GenerationStream : IAsyncDisposable
     private readonly CancellationTokenRegistration _registration;
     private int _completedChoices;
     private ToolCallStage? _toolCalls;
+    private ReasoningStage? _reasoning;
 
     internal GenerationStream(
         string id,
@@ -51,12 +53,14 @@ public sealed class GenerationStream : IAsyncDisposable
 
     /// <summary>
     /// Reads events as they come. Cancelling <paramref name="cancellationToken"/> cancels the generation. With
-    /// tools offered, the text is already split into content and <see cref="ToolCallStarted"/> /
+    /// reasoning split, the model's thinking comes as <see cref="ReasoningDelta"/>s; with tools offered, the
+    /// (remaining) text is already split into content and <see cref="ToolCallStarted"/> /
     /// <see cref="ToolCallArgumentsDelta"/> events.
     /// </summary>
     public async IAsyncEnumerable<GenerationEvent> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         using var registration = cancellationToken.CanBeCanceled ? cancellationToken.Register(_cancel) : default;
+        var staged = _reasoning is null && _toolCalls is null ? null : new List<GenerationEvent>();
         var parsed = _toolCalls is null ? null : new List<GenerationEvent>();
         while (await _events.WaitToReadAsync().ConfigureAwait(false))
         {
@@ -67,15 +71,33 @@ public sealed class GenerationStream : IAsyncDisposable
                     Interlocked.Increment(ref _completedChoices);
                 }
 
-                if (parsed is null)
+                if (staged is null)
                 {
                     yield return item;
                     continue;
                 }
 
-                parsed.Clear();
-                _toolCalls!.Process(item, parsed);
-                foreach (var piece in parsed)
+                // Reasoning first: the tool-call parsers see only the answer.
+                staged.Clear();
+                if (_reasoning is null)
+                {
+                    staged.Add(item);
+                }
+                else
+                {
+                    _reasoning.Process(item, staged);
+                }
+
+                if (parsed is not null)
+                {
+                    parsed.Clear();
+                    foreach (var piece in staged)
+                    {
+                        _toolCalls!.Process(piece, parsed);
+                    }
+                }
+
+                foreach (var piece in parsed ?? staged)
                 {
                     yield return piece;
                 }
@@ -86,6 +108,9 @@ public sealed class GenerationStream : IAsyncDisposable
     /// <summary>Routes this stream's text through the tool-call parsers (the engine does it when tools are offered).</summary>
     internal void ParseToolCalls(ToolCallStage stage) => _toolCalls = stage;
 
+    /// <summary>Parts this stream's reasoning from its text (the engine does it when the request asks and the template writes think tags).</summary>
+    internal void SplitReasoning(ReasoningStage stage) => _reasoning = stage;
+
     /// <summary>Asks the scheduler to stop this generation; the stream then ends with finish reason cancelled.</summary>
     public void Cancel() => _cancel();
 
@@ -93,6 +118,7 @@ public sealed class GenerationStream : IAsyncDisposable
     public async Task<GenerationResult> CollectAsync(CancellationToken cancellationToken = default)
     {
         var texts = new System.Text.StringBuilder[Choices];
+        var reasoning = new (System.Text.StringBuilder Text, int Tokens)?[Choices];
         var logProbs = new List<TokenLogProb>?[Choices];
         var calls = new List<(string Id, string Name, System.Text.StringBuilder Arguments)>?[Choices];
         var completions = new GenerationCompleted?[Choices];
@@ -110,6 +136,15 @@ public sealed class GenerationStream : IAsyncDisposable
                     if (delta.LogProbs is { } lp)
                     {
                         (logProbs[delta.Choice] ??= []).AddRange(lp);
+                    }
+
+                    break;
+                case ReasoningDelta thought:
+                    var (text, tokens) = reasoning[thought.Choice] ?? (new System.Text.StringBuilder(), 0);
+                    reasoning[thought.Choice] = (text.Append(thought.Text), tokens + thought.Tokens);
+                    if (thought.LogProbs is { } thoughtLogProbs)
+                    {
+                        (logProbs[thought.Choice] ??= []).AddRange(thoughtLogProbs);
                     }
 
                     break;
@@ -132,6 +167,8 @@ public sealed class GenerationStream : IAsyncDisposable
             choices[i] = new GenerationChoiceResult(i, texts[i].ToString(), done, logProbs[i])
             {
                 ToolCalls = calls[i]?.Select(c => new ToolCall(c.Id, c.Name, c.Arguments.ToString())).ToList() ?? [],
+                Reasoning = reasoning[i]?.Text.ToString(),
+                ReasoningTokens = reasoning[i]?.Tokens ?? 0,
             };
         }
 
@@ -152,9 +189,18 @@ public sealed class GenerationStream : IAsyncDisposable
 /// <summary>What <see cref="GenerationStream.CollectAsync"/> gathered.</summary>
 public sealed record GenerationResult(string Id, IReadOnlyList<GenerationChoiceResult> Choices);
 
-/// <summary>One choice's text (content only, when tools were offered), its tool calls and final event.</summary>
+/// <summary>
+/// One choice's text (content only, when tools were offered or reasoning was split), its tool calls and final event.
+/// <see cref="LogProbs"/> covers every generated token in order, reasoning included.
+/// </summary>
 public sealed record GenerationChoiceResult(int Index, string Text, GenerationCompleted Completion, IReadOnlyList<TokenLogProb>? LogProbs)
 {
     /// <summary>The calls the model made, in order (empty without tools).</summary>
     public IReadOnlyList<ToolCall> ToolCalls { get; init; } = [];
+
+    /// <summary>The model's reasoning, when it was split from the text (null when there was none).</summary>
+    public string? Reasoning { get; init; }
+
+    /// <summary>How many of the completion tokens went to <see cref="Reasoning"/>.</summary>
+    public int ReasoningTokens { get; init; }
 }

@@ -6,6 +6,7 @@ using LlmServer.Engine.Generation;
 using LlmServer.Engine.KvCache;
 using LlmServer.Engine.Models;
 using LlmServer.Engine.Prompting;
+using LlmServer.Engine.Reasoning;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Engine.Text;
 using LlmServer.Engine.Threading;
@@ -127,10 +128,10 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         {
             if (!request.ContinueFinalMessage)
             {
-                return _formatter!.Format(messages, templateTools, addAssistantPrompt: true);
+                return _formatter!.Format(messages, templateTools, addAssistantPrompt: true, request.EnableThinking);
             }
 
-            return _formatter!.Format(messages.Take(messages.Count - 1).ToList(), templateTools, addAssistantPrompt: true) + messages[^1].Content;
+            return _formatter!.Format(messages.Take(messages.Count - 1).ToList(), templateTools, addAssistantPrompt: true, request.EnableThinking) + messages[^1].Content;
         }
         catch (GenerationException e) when (e.Field == GenerationField.ToolCallArguments && !ReferenceEquals(messages, request.Messages))
         {
@@ -192,6 +193,14 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var text = isChat ? FormatChat(request, tools) : request.Prompt!;
             EnsurePromptCouldFit(submitted, text);
             var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+            if (request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags)
+            {
+                // A grammar that holds from the first token (a schema, a required call) writes the answer itself, not
+                // reasoning, even where the prompt opened the block: the call must reach the parser, the JSON the content.
+                var constrainedFromStart = submitted.Grammar is not null && submitted.GrammarTriggers.Count == 0;
+                stream.SplitReasoning(new ReasoningStage(submitted.Choices, !constrainedFromStart && ReasoningStage.OpensInPrompt(text)));
+            }
+
             if (tools?.Stage is { } stage)
             {
                 stream.ParseToolCalls(stage);

@@ -40,6 +40,9 @@ public sealed record ChatTemplateInfo(string Origin, string Name, string? Source
     public const string GgufOrigin = "gguf";
     public const string FileOrigin = "file";
     public const string FallbackOrigin = "fallback";
+
+    /// <summary>The template's model writes its reasoning in <c>&lt;think&gt;</c> blocks, which the engine can part from the answer.</summary>
+    public bool WritesThinkTags => Reasoning.ReasoningStage.WritesThinkTags(Source);
 }
 
 /// <summary>The native library llama.cpp runs on. <see cref="Threads"/> is the decode threads chosen at start.</summary>

@@ -79,11 +79,11 @@ internal sealed class ChatPromptFormatter
     /// <see cref="GenerationErrorCode.TemplateRefused"/> with the template's message; a conversation the template
     /// cannot render, or tool-call arguments that are not JSON, throw <see cref="GenerationErrorCode.InvalidRequest"/>.
     /// </summary>
-    public string Format(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt)
+    public string Format(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt, bool enableThinking = true)
     {
         if (_jinja is not null)
         {
-            return FormatJinja(_jinja, messages, tools, addAssistantPrompt);
+            return FormatJinja(_jinja, messages, tools, addAssistantPrompt, enableThinking);
         }
 
         if (string.Equals(_fallback, PlainTemplate, StringComparison.OrdinalIgnoreCase))
@@ -101,12 +101,13 @@ internal sealed class ChatPromptFormatter
         return Encoding.UTF8.GetString(template.Apply());
     }
 
-    private static string FormatJinja(ChatTemplate template, IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt)
+    private static string FormatJinja(ChatTemplate template, IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt, bool enableThinking)
     {
         var request = new ChatTemplateRequest(messages.Select(ToTemplateMessage).ToList())
         {
             Tools = tools.Select(t => new ChatTemplateTool(t.Name, t.Description, t.Parameters?.GetRawText())).ToList(),
             AddGenerationPrompt = addAssistantPrompt,
+            EnableThinking = enableThinking,
         };
         try
         {

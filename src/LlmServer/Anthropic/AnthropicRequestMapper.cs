@@ -47,6 +47,8 @@ internal static class AnthropicRequestMapper
             Tools = Tools(request.Tools),
             ToolChoice = ToolChoice(request.ToolChoice),
             ParallelToolCalls = request.ToolChoice?.DisableParallelToolUse != true,
+            SplitReasoning = true,
+            EnableThinking = EnableThinking(request.Thinking),
         };
         ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, hasGrammar: false);
         return generation;
@@ -170,6 +172,15 @@ internal static class AnthropicRequestMapper
         }
     }
 
+    /// <summary><c>thinking.type</c>: the model thinks unless it is <c>disabled</c> (a budget is not enforced).</summary>
+    private static bool EnableThinking(AnthropicThinking? thinking) => thinking is null || thinking.Type switch
+    {
+        "enabled" or "adaptive" => true,
+        "disabled" => false,
+        null => throw OpenAiException.InvalidField("thinking.type", "thinking.type is required."),
+        _ => throw OpenAiException.InvalidField("thinking.type", $"Invalid thinking.type: '{thinking.Type}'. Supported types are enabled, adaptive and disabled."),
+    };
+
     private static ChatTurn Assistant(IReadOnlyList<AnthropicContentBlock?> content, int i)
     {
         var text = new StringBuilder();
@@ -196,8 +207,11 @@ internal static class AnthropicRequestMapper
 
                     (calls ??= []).Add(new ToolCall(AnthropicToolIds.FromWire(block.Id), block.Name, input.GetRawText()));
                     break;
+                case "thinking" or "redacted_thinking":
+                    // Earlier answers' reasoning is not the model's to read again: the templates drop it too.
+                    break;
                 default:
-                    throw Unsupported(block, i, j, "assistant", "text and tool_use");
+                    throw Unsupported(block, i, j, "assistant", "text, tool_use and thinking");
             }
         }
 

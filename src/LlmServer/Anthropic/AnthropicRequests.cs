@@ -31,6 +31,16 @@ public sealed class MessagesRequest
     public IReadOnlyList<AnthropicTool?>? Tools { get; set; }
 
     public AnthropicToolChoice? ToolChoice { get; set; }
+
+    /// <summary><c>{"type": "enabled" | "adaptive" | "disabled", "budget_tokens"}</c>: disabled renders the template's <c>enable_thinking</c> false.</summary>
+    public AnthropicThinking? Thinking { get; set; }
+}
+
+public sealed class AnthropicThinking
+{
+    public string? Type { get; set; }
+
+    public int? BudgetTokens { get; set; }
 }
 
 public sealed class AnthropicInputMessage

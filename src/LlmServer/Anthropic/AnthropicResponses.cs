@@ -17,7 +17,14 @@ public sealed record AnthropicMessage(
 /// <summary>A content block of the answer: text, or a tool call. Each is written with its own fields.</summary>
 [JsonDerivedType(typeof(AnthropicTextBlock))]
 [JsonDerivedType(typeof(AnthropicToolUseBlock))]
+[JsonDerivedType(typeof(AnthropicThinkingBlock))]
 public abstract record AnthropicResponseBlock([property: JsonPropertyOrder(-1)] string Type);
+
+/// <summary>
+/// The model's reasoning (its <c>&lt;think&gt;</c> block). <see cref="Signature"/> is empty: nothing here signs it,
+/// and a thinking block sent back in the history is not checked (it is dropped from the prompt).
+/// </summary>
+public sealed record AnthropicThinkingBlock(string Thinking, string Signature) : AnthropicResponseBlock("thinking");
 
 public sealed record AnthropicTextBlock(string Text) : AnthropicResponseBlock("text");
 

@@ -21,7 +21,9 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         context.ReleasePermitWhenEnded(stream);
         if (request.Stream == true)
         {
-            await StreamAsync(context, stream, id, model.Id, generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None);
+            // A block opens when its first piece comes where reasoning may come first (it is the first block) or calls.
+            var opensLazily = model.ChatTemplate?.WritesThinkTags == true || (generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None);
+            await StreamAsync(context, stream, id, model.Id, opensLazily);
             return;
         }
 
@@ -36,7 +38,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
             id,
             "message",
             "assistant",
-            Content(choice.Text, choice.ToolCalls),
+            Content(choice.Reasoning, choice.Text, choice.ToolCalls),
             model.Id,
             AnthropicRequestMapper.StopReason(choice.Completion),
             choice.Completion.StopSequence,
@@ -58,10 +60,18 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         await context.Response.WriteAsJsonAsync(new AnthropicTokenCount(count), AnthropicJson.Context.AnthropicTokenCount, contentType: null, aborted);
     }
 
-    /// <summary>The answer's blocks: its text (when there is text, or nothing else), then one <c>tool_use</c> per call.</summary>
-    private static List<AnthropicResponseBlock> Content(string text, IReadOnlyList<ToolCall> calls)
+    /// <summary>
+    /// The answer's blocks: its reasoning (when there was some), its text (when there is text, or nothing else), then
+    /// one <c>tool_use</c> per call.
+    /// </summary>
+    private static List<AnthropicResponseBlock> Content(string? reasoning, string text, IReadOnlyList<ToolCall> calls)
     {
-        var blocks = new List<AnthropicResponseBlock>(calls.Count + 1);
+        var blocks = new List<AnthropicResponseBlock>(calls.Count + 2);
+        if (reasoning is not null)
+        {
+            blocks.Add(new AnthropicThinkingBlock(reasoning, string.Empty));
+        }
+
         if (text.Length > 0 || calls.Count == 0)
         {
             blocks.Add(new AnthropicTextBlock(text));
@@ -73,21 +83,21 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
 
     /// <summary>
     /// The event sequence Anthropic sends: <c>message_start</c>, then each content block (<c>content_block_start</c>,
-    /// its <c>content_block_delta</c>s: <c>text_delta</c> or <c>input_json_delta</c>, <c>content_block_stop</c>),
+    /// its <c>content_block_delta</c>s: <c>thinking_delta</c>, <c>text_delta</c> or <c>input_json_delta</c>, <c>content_block_stop</c>),
     /// <c>message_delta</c>, <c>message_stop</c>; a failure is one <c>error</c> event. <c>message_start</c> waits for
     /// the engine's admission (the first event, before the first token), so its input and cache figures are the
     /// final ones, as Anthropic's are; until then SSE comments keep the connection alive, pings after it. Without
-    /// tools the text block opens with the start, before the first <c>ping</c>; with tools, a block opens when its
-    /// first piece comes.
+    /// tools or reasoning the text block opens with the start, before the first <c>ping</c>; else a block opens when
+    /// its first piece comes (a <c>thinking</c> block first).
     /// </summary>
-    private async Task StreamAsync(HttpContext context, GenerationStream stream, string id, string modelId, bool toolsOffered)
+    private async Task StreamAsync(HttpContext context, GenerationStream stream, string id, string modelId, bool opensLazily)
     {
         using var sse = SseWriter.Start(context);
         var unadmitted = new AnthropicMessage(id, "message", "assistant", [], modelId, null, null, AnthropicRequestMapper.Usage(new GenerationUsage(stream.PromptTokens, 0, 0)));
-        var events = new MessageEventWriter(sse, unadmitted, openText: !toolsOffered);
+        var events = new MessageEventWriter(sse, unadmitted, openText: !opensLazily);
         await sse.FlushAsync();
 
-        var end = await responder.RelayChoiceAsync(stream, sse, events.KeepAlive, events.Text, id, events.ToolCall, events.Admitted);
+        var end = await responder.RelayChoiceAsync(stream, sse, events.KeepAlive, events.Text, id, events.ToolCall, events.Admitted, events.Thinking);
         if (end is null)
         {
             return;
@@ -108,8 +118,9 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
     }
 
     /// <summary>
-    /// Writes the named events. One content block is open at a time: text goes to the open text block (or opens
-    /// one), a tool call closes what is open and opens its <c>tool_use</c> block. The per-token delta uses
+    /// Writes the named events. One content block is open at a time: reasoning goes to the open thinking block (or
+    /// opens one), text to the open text block (or opens one), a tool call closes what is open and opens its
+    /// <c>tool_use</c> block. The per-token delta uses
     /// pre-encoded names.
     /// </summary>
     /// <param name="unadmitted">The <c>message_start</c> message for a stream that ends without an admission event.</param>
@@ -122,12 +133,15 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         private static readonly JsonEncodedText TextName = JsonEncodedText.Encode("text");
         private static readonly JsonEncodedText ContentBlockDeltaType = JsonEncodedText.Encode("content_block_delta");
         private static readonly JsonEncodedText TextDeltaType = JsonEncodedText.Encode("text_delta");
+        private static readonly JsonEncodedText ThinkingName = JsonEncodedText.Encode("thinking");
+        private static readonly JsonEncodedText ThinkingDeltaType = JsonEncodedText.Encode("thinking_delta");
         private static readonly JsonEncodedText InputJsonDeltaType = JsonEncodedText.Encode("input_json_delta");
         private static readonly JsonEncodedText PartialJsonName = JsonEncodedText.Encode("partial_json");
 
         private enum Block
         {
             None,
+            Thinking,
             Text,
             ToolUse,
         }
@@ -199,6 +213,19 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
                 writer.WriteString(TextName, text);
                 EndDelta(writer);
             }
+        }
+
+        public void Thinking(string thinking)
+        {
+            MessageStart(unadmitted);
+            if (_open != Block.Thinking)
+            {
+                BlockStart(Block.Thinking, new AnthropicThinkingBlock(string.Empty, string.Empty));
+            }
+
+            var writer = BeginDelta(ThinkingDeltaType);
+            writer.WriteString(ThinkingName, thinking);
+            EndDelta(writer);
         }
 
         public void ToolCall(GenerationEvent item)

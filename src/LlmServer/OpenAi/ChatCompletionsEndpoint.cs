@@ -49,6 +49,7 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
             c.Index,
             new AssistantMessage("assistant", c.ToolCalls.Count > 0 && c.Text.Length == 0 ? null : c.Text)
             {
+                ReasoningContent = c.Reasoning,
                 ToolCalls = c.ToolCalls.Count == 0 ? null : c.ToolCalls.Select(t => new ResponseToolCall(t.Id, "function", new ResponseFunctionCall(t.Name, t.Arguments))).ToList(),
             },
             generation.LogProbs ? new ChatLogProbs(OpenAiLogProbs.ToChat(c.LogProbs ?? [])) : null,
@@ -62,7 +63,10 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
             model.Id,
             fingerprint,
             choices,
-            new Usage(first.PromptTokens, completionTokens, first.PromptTokens + completionTokens, new PromptTokensDetails(first.CachedPromptTokens)));
+            new Usage(first.PromptTokens, completionTokens, first.PromptTokens + completionTokens, new PromptTokensDetails(first.CachedPromptTokens))
+            {
+                CompletionTokensDetails = Usage.ReasoningDetails(result.Choices.Sum(c => c.ReasoningTokens)),
+            });
         await context.Response.WriteAsJsonAsync(response, OpenAiJson.Context.ChatCompletionResponse, contentType: null, aborted);
     }
 }

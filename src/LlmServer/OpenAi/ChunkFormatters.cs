@@ -41,10 +41,10 @@ internal abstract class ChunkFormatter
     protected SseWriter Sse { get; }
 
     /// <summary>
-    /// A text chunk's log-probabilities: where they were asked for, a list on every text chunk (empty while its tokens'
+    /// A text or reasoning chunk's log-probabilities: where they were asked for, a list on every text chunk (empty while its tokens'
     /// text is still held back), as OpenAI sends them.
     /// </summary>
-    protected IReadOnlyList<TokenLogProb>? LogProbsOf(TextDelta delta) => delta.LogProbs ?? (_logProbs ? [] : null);
+    protected IReadOnlyList<TokenLogProb>? LogProbsOf(IReadOnlyList<TokenLogProb>? logProbs) => logProbs ?? (_logProbs ? [] : null);
 
     /// <summary>What a choice sends before its first token (chat: the assistant role).</summary>
     public abstract void WriteStart(int choice);
@@ -120,6 +120,7 @@ internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created,
     private static readonly JsonEncodedText RoleName = JsonEncodedText.Encode("role");
     private static readonly JsonEncodedText AssistantRole = JsonEncodedText.Encode("assistant");
     private static readonly JsonEncodedText ContentName = JsonEncodedText.Encode("content");
+    private static readonly JsonEncodedText ReasoningContentName = JsonEncodedText.Encode("reasoning_content");
     private static readonly JsonEncodedText ToolCallsName = JsonEncodedText.Encode("tool_calls");
     private static readonly JsonEncodedText TypeName = JsonEncodedText.Encode("type");
     private static readonly JsonEncodedText FunctionType = JsonEncodedText.Encode("function");
@@ -139,7 +140,20 @@ internal sealed class ChatChunkFormatter(SseWriter sse, string id, long created,
     {
         var writer = BeginChoice(delta.Choice);
         writer.WriteString(ContentName, delta.Text);
-        EndChoice(writer, LogProbsOf(delta), finishReason: null);
+        EndChoice(writer, LogProbsOf(delta.LogProbs), finishReason: null);
+    }
+
+    /// <summary>A piece of reasoning, as llama-server streams it (<c>delta.reasoning_content</c>); nothing for an empty one without log-probabilities.</summary>
+    public void WriteReasoning(ReasoningDelta delta)
+    {
+        if (delta.Text.Length == 0 && delta.LogProbs is null)
+        {
+            return;
+        }
+
+        var writer = BeginChoice(delta.Choice);
+        writer.WriteString(ReasoningContentName, delta.Text);
+        EndChoice(writer, LogProbsOf(delta.LogProbs), finishReason: null);
     }
 
     public override void WriteFinish(int choice, string finishReason)
@@ -239,7 +253,7 @@ internal sealed class CompletionChunkFormatter : ChunkFormatter
         }
     }
 
-    public override void WriteText(TextDelta delta) => WriteChoice(delta.Choice, delta.Text, LogProbsOf(delta), finishReason: null);
+    public override void WriteText(TextDelta delta) => WriteChoice(delta.Choice, delta.Text, LogProbsOf(delta.LogProbs), finishReason: null);
 
     public override void WriteFinish(int choice, string finishReason) => WriteChoice(choice, string.Empty, logProbs: null, finishReason);
 

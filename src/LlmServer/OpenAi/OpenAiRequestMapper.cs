@@ -88,8 +88,46 @@ internal static class OpenAiRequestMapper
             Tools = Tools(request.Tools),
             ToolChoice = ToolChoice(request.ToolChoice),
             ParallelToolCalls = request.ParallelToolCalls ?? true,
+            SplitReasoning = SplitReasoning(request.ReasoningFormat),
+            EnableThinking = EnableThinking(request.ChatTemplateKwargs),
         };
     }
+
+    /// <summary>llama-server's <c>chat_template_kwargs.enable_thinking</c> (true unless given); the other variables are not passed on.</summary>
+    private static bool EnableThinking(JsonElement? kwargs)
+    {
+        if (kwargs is not { } value || value.ValueKind == JsonValueKind.Null)
+        {
+            return true;
+        }
+
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            throw OpenAiException.InvalidType("chat_template_kwargs", "an object");
+        }
+
+        if (!value.TryGetProperty("enable_thinking", out var enable))
+        {
+            return true;
+        }
+
+        return enable.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw OpenAiException.InvalidType("chat_template_kwargs.enable_thinking", "a boolean"),
+        };
+    }
+
+    /// <summary>llama-server's <c>reasoning_format</c>: its default (<c>auto</c>, the DeepSeek shape) splits, <c>none</c> does not.</summary>
+    private static bool SplitReasoning(string? format) => format switch
+    {
+        null or "auto" or "deepseek" => true,
+        "none" => false,
+        _ => throw OpenAiException.InvalidField(
+            "reasoning_format",
+            $"Invalid value for 'reasoning_format': '{format}'. Supported values are 'auto', 'deepseek' and 'none'."),
+    };
 
     private static ChatTurn MapMessage(ChatMessage message, int i)
     {

@@ -70,6 +70,15 @@ public sealed class ChatCompletionRequest : SamplingRequest
     public JsonElement? ToolChoice { get; set; }
 
     public bool? ParallelToolCalls { get; set; }
+
+    /// <summary>
+    /// Extension (llama-server): <c>auto</c> or <c>deepseek</c> (the default) parts a <c>&lt;think&gt;</c> block into
+    /// <c>reasoning_content</c>; <c>none</c> leaves it in <c>content</c>.
+    /// </summary>
+    public string? ReasoningFormat { get; set; }
+
+    /// <summary>Extension (llama-server): variables for the chat template; only <c>enable_thinking</c> (a boolean) is read.</summary>
+    public JsonElement? ChatTemplateKwargs { get; set; }
 }
 
 public sealed class ChatMessage

@@ -80,6 +80,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
         await sse.FlushAsync();
         var completionTokens = 0;
+        var reasoningTokens = 0;
         var cachedTokens = 0;
         var failed = false;
         var pending = new PendingText();
@@ -95,6 +96,16 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 {
                     case TextDelta delta when !failed && !sse.IsClientGone:
                         pending.Add(delta, formatter);
+                        break;
+                    case ReasoningDelta thought:
+                        reasoningTokens += thought.Tokens;
+                        if (!failed && !sse.IsClientGone && formatter is ChatChunkFormatter reasoningChat)
+                        {
+                            // The answer's text held back went before this reasoning: chunks keep the model's order.
+                            pending.WriteTo(formatter);
+                            reasoningChat.WriteReasoning(thought);
+                        }
+
                         break;
                     case ToolCallStarted call when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter chat:
                         chat.WriteToolCallStart(call);
@@ -147,7 +158,10 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 source.PromptTokens,
                 completionTokens,
                 source.PromptTokens + completionTokens,
-                new PromptTokensDetails(cachedTokens)));
+                new PromptTokensDetails(cachedTokens))
+            {
+                CompletionTokensDetails = Usage.ReasoningDetails(reasoningTokens),
+            });
         }
 
         sse.WriteDone();
@@ -195,11 +209,11 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
     /// <summary>
     /// Streams one single-choice generation for the front ends that name their events (Anthropic, Responses): each
-    /// piece of text goes to <paramref name="onText"/>, each tool call's start and argument pieces to
+    /// piece of text goes to <paramref name="onText"/>, of reasoning (when split) to <paramref name="onReasoning"/>, each tool call's start and argument pieces to
     /// <paramref name="onToolCall"/>, the admission (when the request asked for it) to <paramref name="onAdmitted"/>. Returns how it ended: the completion of a finished choice, or
     /// the error to report (failed, cancelled, or a broken relay, which is logged); null when the client went away.
     /// </summary>
-    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId, Action<GenerationEvent>? onToolCall = null, Action<RequestAdmitted>? onAdmitted = null)
+    public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId, Action<GenerationEvent>? onToolCall = null, Action<RequestAdmitted>? onAdmitted = null, Action<string>? onReasoning = null)
     {
         GenerationCompleted? completion = null;
         try
@@ -210,6 +224,9 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                 {
                     case TextDelta delta when !sse.IsClientGone:
                         onText(delta.Text);
+                        break;
+                    case ReasoningDelta thought when !sse.IsClientGone && thought.Text.Length > 0:
+                        onReasoning?.Invoke(thought.Text);
                         break;
                     case ToolCallStarted or ToolCallArgumentsDelta when !sse.IsClientGone:
                         onToolCall?.Invoke(item);

@@ -18,6 +18,10 @@ public sealed record AssistantMessage(string Role, string? Content)
 {
     public string? Refusal => null;
 
+    /// <summary>The model's reasoning (its <c>&lt;think&gt;</c> block), as llama-server returns it; absent when none.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ReasoningContent { get; init; }
+
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<ResponseToolCall>? ToolCalls { get; init; }
 }
@@ -37,7 +41,18 @@ public sealed record TokenLogProbEntry(string Token, float Logprob, IReadOnlyLis
 
 public sealed record TopLogProbEntry(string Token, float Logprob, IReadOnlyList<int> Bytes);
 
-public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetails PromptTokensDetails);
+public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetails PromptTokensDetails)
+{
+    /// <summary>How many of the completion tokens were reasoning: only when the answer had reasoning.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public CompletionTokensDetails? CompletionTokensDetails { get; init; }
+
+    /// <summary>The details for <paramref name="reasoningTokens"/>: null without reasoning.</summary>
+    public static CompletionTokensDetails? ReasoningDetails(int reasoningTokens) =>
+        reasoningTokens > 0 ? new CompletionTokensDetails(reasoningTokens) : null;
+}
+
+public sealed record CompletionTokensDetails(int ReasoningTokens);
 
 public sealed record PromptTokensDetails(int CachedTokens);
 

@@ -1,0 +1,241 @@
+using System.Text;
+using LlmServer.Engine.Generation;
+
+namespace LlmServer.Engine.Reasoning;
+
+/// <summary>
+/// The one place a reasoning model's thinking is parted from its answer, as llama.cpp's server does by default
+/// (<c>--reasoning-format auto</c>, the DeepSeek shape): text inside <c>&lt;think&gt;</c>…<c>&lt;/think&gt;</c>
+/// becomes <see cref="ReasoningDelta"/>s, the rest stays <see cref="TextDelta"/>s (so a tool-call parser after it
+/// sees only the answer). The block is recognised where the answer starts (after whitespace), or is already open
+/// when the prompt ends with the opening tag (the generation prompt opened it). An answer that ends before the
+/// closing tag is all reasoning. Whitespace around the block is dropped, as llama.cpp strips it. A delta's tokens
+/// and log-probabilities go with the first piece it completes; a tag's with the piece after it.
+/// </summary>
+internal sealed class ReasoningStage
+{
+    public const string OpenTag = "<think>";
+    public const string CloseTag = "</think>";
+
+    private readonly ChoiceSplitter[] _choices;
+
+    /// <param name="choices">Choices of the request, one splitter each.</param>
+    /// <param name="startsInside">The prompt ends inside an open block: the answer starts as reasoning.</param>
+    public ReasoningStage(int choices, bool startsInside)
+    {
+        _choices = new ChoiceSplitter[choices];
+        for (var i = 0; i < choices; i++)
+        {
+            _choices[i] = new ChoiceSplitter(i, startsInside);
+        }
+    }
+
+    /// <summary>Whether a chat template's model writes its reasoning in think tags: the template handles the closing tag.</summary>
+    public static bool WritesThinkTags(string? templateSource) => templateSource?.Contains(CloseTag, StringComparison.Ordinal) == true;
+
+    /// <summary>
+    /// Whether the rendered prompt leaves the answer inside an open block (DeepSeek-R1's and QwQ's generation prompts
+    /// end with <c>&lt;think&gt;</c>). A prompt that closed it (Qwen3 with <c>enable_thinking</c> false) does not.
+    /// </summary>
+    public static bool OpensInPrompt(string prompt) => prompt.AsSpan().TrimEnd().EndsWith(OpenTag, StringComparison.Ordinal);
+
+    /// <summary>Turns one event into what the next stage sees, appended to <paramref name="output"/>.</summary>
+    public void Process(GenerationEvent item, List<GenerationEvent> output)
+    {
+        switch (item)
+        {
+            case TextDelta delta:
+                _choices[delta.Choice].Push(delta, output);
+                break;
+            case GenerationCompleted done:
+                _choices[done.Choice].Complete(output);
+                output.Add(done);
+                break;
+            default:
+                output.Add(item);
+                break;
+        }
+    }
+
+    private enum Mode
+    {
+        /// <summary>Nothing but whitespace yet: an opening tag may still come.</summary>
+        Start,
+
+        Reasoning,
+
+        /// <summary>The block closed: whitespace before the answer is dropped.</summary>
+        AfterReasoning,
+
+        Content,
+    }
+
+    private sealed class ChoiceSplitter(int choice, bool startsInside)
+    {
+        private readonly StringBuilder _held = new();
+        private Mode _mode = startsInside ? Mode.Reasoning : Mode.Start;
+        private bool _reasoningStarted;
+        private int _tokens;
+        private List<TokenLogProb>? _logProbs;
+        private List<GenerationEvent>? _output;
+
+        public void Push(TextDelta delta, List<GenerationEvent> output)
+        {
+            _output = output;
+            if (_mode == Mode.Content && _tokens == 0 && _logProbs is null)
+            {
+                // Past the block everything is answer, as it came.
+                output.Add(delta);
+                _output = null;
+                return;
+            }
+
+            _tokens += delta.Tokens;
+            if (delta.LogProbs is { } logProbs)
+            {
+                (_logProbs ??= []).AddRange(logProbs);
+            }
+
+            _held.Append(delta.Text);
+            Split();
+            _output = null;
+        }
+
+        public void Complete(List<GenerationEvent> output)
+        {
+            _output = output;
+            var rest = _held.ToString();
+            _held.Clear();
+            switch (_mode)
+            {
+                case Mode.Start:
+                    // No block: whitespace or a tag's beginning the answer ended with is answer.
+                    Emit(rest, reasoning: false);
+                    break;
+                case Mode.Reasoning:
+                    // Cut before the closing tag: all of it was reasoning, a partial tag included.
+                    Emit(_reasoningStarted ? rest.TrimEnd() : rest.Trim(), reasoning: true);
+                    break;
+            }
+
+            if (_tokens > 0 || _logProbs is not null)
+            {
+                output.Add(_mode == Mode.Reasoning
+                    ? new ReasoningDelta(choice, string.Empty, _tokens, _logProbs)
+                    : new TextDelta(choice, string.Empty, _tokens, _logProbs));
+                _tokens = 0;
+                _logProbs = null;
+            }
+
+            _output = null;
+        }
+
+        private void Split()
+        {
+            while (_held.Length > 0)
+            {
+                var text = _held.ToString();
+                switch (_mode)
+                {
+                    case Mode.Start:
+                        var trimmed = text.AsSpan().TrimStart();
+                        if (trimmed.StartsWith(OpenTag, StringComparison.Ordinal))
+                        {
+                            _held.Remove(0, text.Length - trimmed.Length + OpenTag.Length);
+                            _mode = Mode.Reasoning;
+                            continue;
+                        }
+
+                        if (OpenTag.AsSpan().StartsWith(trimmed, StringComparison.Ordinal))
+                        {
+                            return;
+                        }
+
+                        _held.Clear();
+                        _mode = Mode.Content;
+                        Emit(text, reasoning: false);
+                        return;
+                    case Mode.Reasoning:
+                        if (!_reasoningStarted)
+                        {
+                            var leading = text.Length - text.AsSpan().TrimStart().Length;
+                            _held.Remove(0, leading);
+                            if (_held.Length == 0)
+                            {
+                                return;
+                            }
+
+                            _reasoningStarted = true;
+                            text = text[leading..];
+                        }
+
+                        var end = text.IndexOf(CloseTag, StringComparison.Ordinal);
+                        if (end >= 0)
+                        {
+                            _held.Remove(0, end + CloseTag.Length);
+                            _mode = Mode.AfterReasoning;
+                            Emit(text[..end].TrimEnd(), reasoning: true);
+                            continue;
+                        }
+
+                        var ready = Ready(text);
+                        _held.Remove(0, ready);
+                        Emit(text[..ready], reasoning: true);
+                        return;
+                    case Mode.AfterReasoning:
+                        var answer = text.AsSpan().TrimStart();
+                        _held.Remove(0, text.Length - answer.Length);
+                        if (answer.IsEmpty)
+                        {
+                            return;
+                        }
+
+                        _mode = Mode.Content;
+                        continue;
+                    default:
+                        _held.Clear();
+                        Emit(text, reasoning: false);
+                        return;
+                }
+            }
+        }
+
+        /// <summary>
+        /// How much of the reasoning can go out: all but a closing tag's beginning at its end and the whitespace
+        /// before it (dropped if the tag follows).
+        /// </summary>
+        private static int Ready(string text)
+        {
+            var ready = text.Length;
+            for (var length = Math.Min(text.Length, CloseTag.Length - 1); length > 0; length--)
+            {
+                if (text.AsSpan(text.Length - length).SequenceEqual(CloseTag.AsSpan(0, length)))
+                {
+                    ready = text.Length - length;
+                    break;
+                }
+            }
+
+            while (ready > 0 && char.IsWhiteSpace(text[ready - 1]))
+            {
+                ready--;
+            }
+
+            return ready;
+        }
+
+        private void Emit(string text, bool reasoning)
+        {
+            if (text.Length == 0)
+            {
+                return;
+            }
+
+            _output!.Add(reasoning
+                ? new ReasoningDelta(choice, text, _tokens, _logProbs)
+                : new TextDelta(choice, text, _tokens, _logProbs));
+            _tokens = 0;
+            _logProbs = null;
+        }
+    }
+}

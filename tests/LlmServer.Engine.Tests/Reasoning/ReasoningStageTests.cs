@@ -1,0 +1,179 @@
+using LlmServer.Engine.Generation;
+using LlmServer.Engine.Reasoning;
+using LlmServer.Engine.Tools;
+using LlmServer.Templating.Chat;
+using LlmServer.Testing;
+
+namespace LlmServer.Engine.Tests.Reasoning;
+
+public sealed class ReasoningStageTests
+{
+    /// <summary>Model output, whether the prompt opened the block, and the reasoning (null: none) and content it parts into.</summary>
+    public static TheoryData<string, bool, string?, string> Outputs => new()
+    {
+        // The generation prompt opened the block (DeepSeek-R1, QwQ): the output starts as reasoning.
+        { "\nThe user greets me.\n</think>\n\nHello!", true, "The user greets me.", "Hello!" },
+
+        // The model opens it (Qwen3), after whitespace.
+        { "\n<think>\nShort.\n</think>\n\nHi there.", false, "Short.", "Hi there." },
+
+        // No block: the text is unchanged, whitespace, a later tag and a tag's beginning included.
+        { "  Hello <think>not reasoning</think> world", false, null, "  Hello <think>not reasoning</think> world" },
+        { "Once upon a time", false, null, "Once upon a time" },
+        { "\n<thin", false, null, "\n<thin" },
+
+        // An empty block (Qwen3 with thinking off writes none; a model may still write one).
+        { "<think>\n\n</think>\n\nAnswer.", false, null, "Answer." },
+
+        // Cut before the closing tag: all of it is reasoning, a partial tag included.
+        { "Still thinking </thi", true, "Still thinking </thi", "" },
+        { "<think>Never closed", false, "Never closed", "" },
+
+        // Reasoning with markup-like text and a closing tag's lookalike.
+        { "a < b and </thought> too</think>Yes", true, "a < b and </thought> too", "Yes" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Outputs))]
+    public void Parts_reasoning_from_content_whole_and_one_character_at_a_time(string output, bool startsInside, string? reasoning, string content)
+    {
+        foreach (var pieces in new[] { [output], output.Select(c => c.ToString()).ToArray() })
+        {
+            var events = Run(new ReasoningStage(1, startsInside), pieces);
+
+            var thoughts = events.OfType<ReasoningDelta>().ToList();
+            Assert.Equal(reasoning, thoughts.Count == 0 ? null : string.Concat(thoughts.Select(t => t.Text)));
+            Assert.Equal(content, string.Concat(events.OfType<TextDelta>().Select(t => t.Text)));
+
+            // Every token is counted once, on one side or the other.
+            Assert.Equal(pieces.Length, events.OfType<TextDelta>().Sum(t => t.Tokens) + thoughts.Sum(t => t.Tokens));
+            Assert.IsType<GenerationCompleted>(events[^1]);
+        }
+    }
+
+    [Fact]
+    public void A_tag_split_across_deltas_is_held_until_it_is_whole()
+    {
+        var events = Run(new ReasoningStage(1, startsInside: false), ["<th", "ink>", "Plan: ", "greet.</", "thi", "nk>", "\n\nHel", "lo"]);
+
+        Assert.Equal(["R:Plan:", "R: greet.", "T:Hel", "T:lo"], events.Where(e => e is not GenerationCompleted).Select(Describe));
+        // The opening tag's tokens go with the first reasoning, the closing tag's with the answer after it.
+        Assert.Equal([3, 1], events.OfType<ReasoningDelta>().Select(t => t.Tokens));
+        Assert.Equal([3, 1], events.OfType<TextDelta>().Select(t => t.Tokens));
+    }
+
+    [Fact]
+    public void Choices_are_parted_apart()
+    {
+        var stage = new ReasoningStage(2, startsInside: true);
+        var events = new List<GenerationEvent>();
+        stage.Process(new TextDelta(0, "first</think>A", 2, null), events);
+        stage.Process(new TextDelta(1, "second", 1, null), events);
+        stage.Process(new TextDelta(1, "</think>B", 1, null), events);
+        stage.Process(Completed(0), events);
+        stage.Process(Completed(1), events);
+
+        Assert.Equal(["R0:first", "T0:A", "R1:second", "T1:B"], events.Where(e => e is not GenerationCompleted).Select(e => Describe(e).Insert(1, e.Choice.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+    }
+
+    [Fact]
+    public void Log_probabilities_go_with_the_piece_their_tokens_wrote()
+    {
+        var stage = new ReasoningStage(1, startsInside: true);
+        var events = new List<GenerationEvent>();
+        stage.Process(new TextDelta(0, "why", 1, [LogProb("why")]), events);
+        stage.Process(new TextDelta(0, "</think>", 1, [LogProb("</think>")]), events);
+        stage.Process(new TextDelta(0, "so", 1, [LogProb("so")]), events);
+        stage.Process(Completed(0), events);
+
+        var thought = Assert.Single(events.OfType<ReasoningDelta>());
+        Assert.Equal(["why"], thought.LogProbs!.Select(l => l.Token));
+        var text = Assert.Single(events.OfType<TextDelta>());
+        Assert.Equal(["</think>", "so"], text.LogProbs!.Select(l => l.Token));
+    }
+
+    [Fact]
+    public void The_tool_call_parser_sees_only_the_answer()
+    {
+        // The reasoning mentions the call syntax; only the call after the block is one.
+        var reasoning = new ReasoningStage(1, startsInside: true);
+        var tools = new ToolCallStage(1, ToolCallFormat.Hermes, ["add"], parallelCalls: true);
+        var output = "I could write <tool_call>{\"name\": \"add\", \"arguments\": {\"a\": 0}}</tool_call> here.\n</think>\n\n<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1}}\n</tool_call>";
+        var events = new List<GenerationEvent>();
+        foreach (var item in output.Select(c => (GenerationEvent)new TextDelta(0, c.ToString(), 1, null)).Append(Completed(0)))
+        {
+            var staged = new List<GenerationEvent>();
+            reasoning.Process(item, staged);
+            foreach (var piece in staged)
+            {
+                tools.Process(piece, events);
+            }
+        }
+
+        Assert.Equal("I could write <tool_call>{\"name\": \"add\", \"arguments\": {\"a\": 0}}</tool_call> here.", string.Concat(events.OfType<ReasoningDelta>().Select(t => t.Text)));
+        var call = Assert.Single(events.OfType<ToolCallStarted>());
+        Assert.Equal("add", call.Name);
+        Assert.Equal("{\"a\": 1}", string.Concat(events.OfType<ToolCallArgumentsDelta>().Select(a => a.Fragment)));
+        Assert.Equal(string.Empty, string.Concat(events.OfType<TextDelta>().Select(t => t.Text)));
+        Assert.Equal(FinishReason.ToolCalls, Assert.IsType<GenerationCompleted>(events[^1]).FinishReason);
+    }
+
+    [Theory]
+    [InlineData("deepseek-ai-DeepSeek-R1-Distill-Llama-8B", true, true)]
+    [InlineData("llama-cpp-deepseek-r1", true, true)]
+    [InlineData("Qwen-QwQ-32B", true, true)]
+    [InlineData("Qwen-Qwen3-0.6B", true, false)]
+    public void Real_templates_write_think_tags_and_some_open_the_block_in_the_prompt(string template, bool writesTags, bool opensInPrompt)
+    {
+        var source = ChatTemplateFixtures.TemplateSource(template);
+        var prompt = ChatTemplate.Parse(source).Render(new ChatTemplateRequest([new ChatTemplateMessage("user", "Hi")]));
+
+        Assert.Equal(writesTags, ReasoningStage.WritesThinkTags(source));
+        Assert.Equal(opensInPrompt, ReasoningStage.OpensInPrompt(prompt));
+    }
+
+    [Fact]
+    public void A_template_that_closes_the_block_when_thinking_is_off_leaves_the_answer_as_content()
+    {
+        // Qwen3 with enable_thinking false renders an empty block after the generation prompt.
+        var prompt = ChatTemplate.Parse(ChatTemplateFixtures.TemplateSource("Qwen-Qwen3-0.6B"))
+            .Render(new ChatTemplateRequest([new ChatTemplateMessage("user", "Hi")]) { EnableThinking = false });
+        Assert.EndsWith("<think>\n\n</think>\n\n", prompt, StringComparison.Ordinal);
+        Assert.False(ReasoningStage.OpensInPrompt(prompt));
+
+        var events = Run(new ReasoningStage(1, ReasoningStage.OpensInPrompt(prompt)), ["Hello", " there."]);
+        Assert.Empty(events.OfType<ReasoningDelta>());
+        Assert.Equal("Hello there.", string.Concat(events.OfType<TextDelta>().Select(t => t.Text)));
+    }
+
+    [Fact]
+    public void A_template_without_think_tags_is_not_split()
+    {
+        Assert.False(ReasoningStage.WritesThinkTags(ChatTemplateFixtures.TemplateSource("Qwen-Qwen2.5-7B-Instruct")));
+        Assert.False(ReasoningStage.WritesThinkTags(null));
+    }
+
+    private static List<GenerationEvent> Run(ReasoningStage stage, IEnumerable<string> pieces)
+    {
+        var events = new List<GenerationEvent>();
+        foreach (var piece in pieces)
+        {
+            stage.Process(new TextDelta(0, piece, 1, null), events);
+        }
+
+        stage.Process(Completed(0), events);
+        return events;
+    }
+
+    private static string Describe(GenerationEvent item) => item switch
+    {
+        ReasoningDelta r => "R:" + r.Text,
+        TextDelta t => "T:" + t.Text,
+        _ => item.GetType().Name,
+    };
+
+    private static TokenLogProb LogProb(string token) => new(0, token, System.Text.Encoding.UTF8.GetBytes(token), -0.5f, []);
+
+    private static GenerationCompleted Completed(int choice) =>
+        new(choice, FinishReason.Stop, new GenerationUsage(1, 0, 1), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero));
+}
