@@ -38,6 +38,8 @@ start_server() { # dll
     fi
     sleep 0.2
   done
+  # Another process on the port may have answered: the server must still be running.
+  kill -0 "$server" 2>/dev/null || { echo "the server exited at start (is $url in use?)" >&2; tail -n 20 "$tmp/server.log" >&2; server=; exit 1; }
   node "$shared/tools/loadgen.mjs" --url "$url" --model "$model" --concurrency 1 --requests "$warmup" --max-tokens 16 --json >/dev/null
 }
 

@@ -113,7 +113,8 @@ public static partial class ToolCallFormats
     // string quotes, concatenation, Jinja delimiters, whole statements and comments), then the object up to the
     // closing tag. The brace must not open Jinja markup. A statement or comment ends at its first closing
     // delimiter and the separators are read once (atomic): a run of statements has one reading, not exponentially many.
-    [GeneratedRegex(@"<tool_call>(?>(?:\s|\\n|[""'+~]|\{\{-?|-?\}\}|\{%(?:(?!%\})[\s\S])*%\}|\{#(?:(?!#\})[\s\S])*#\})*)\{(?![{%#])(?<body>[\s\S]*?)</tool_call>", RegexOptions.CultureInvariant)]
+    // No part reads past the next tag, so a source of many unclosed tags is read in one pass, not once a tag.
+    [GeneratedRegex(@"<tool_call>(?>(?:\s|\\n|[""'+~]|\{\{-?|-?\}\}|\{%(?:(?!%\}|<tool_call>)[\s\S])*%\}|\{#(?:(?!#\}|<tool_call>)[\s\S])*#\})*)\{(?![{%#])(?<body>(?:(?!</?tool_call>)[\s\S])*?)</tool_call>", RegexOptions.CultureInvariant)]
     private static partial Regex HermesCall();
 
     // A key as a template writes it in a string literal: quoted (the quotes maybe escaped), then a colon.

@@ -128,6 +128,21 @@ public sealed class ToolCallFormatTests
     }
 
     /// <summary>
+    /// Many tags that never close (a hostile or broken template): each is read up to the next tag, not to the end of
+    /// the source, so detection stays linear in the source's size.
+    /// </summary>
+    [Fact]
+    public void Many_unclosed_tags_are_read_up_to_the_next_tag()
+    {
+        var unclosedBodies = string.Concat(Enumerable.Repeat("<tool_call>{" + new string('a', 100), 2000));
+        var unclosedStatements = string.Concat(Enumerable.Repeat("<tool_call>{% set x = 1 ", 2000));
+
+        Assert.Equal(ToolCallFormat.Generic, ToolCallFormats.Detect(unclosedBodies));
+        Assert.Equal(ToolCallFormat.Generic, ToolCallFormats.Detect(unclosedStatements));
+        Assert.Equal(ToolCallFormat.Hermes, ToolCallFormats.Detect(unclosedBodies + "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>"));
+    }
+
+    /// <summary>
     /// A template that takes one call a message (its capabilities show no parallel calls) gets the one-call grammar,
     /// and one call passed on, though the request asks for parallel calls; a template that takes several gets them.
     /// </summary>

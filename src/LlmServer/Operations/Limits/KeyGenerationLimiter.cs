@@ -38,9 +38,9 @@ internal sealed class KeyGenerationLimiter : IDisposable
     /// <summary>Either allowance is on: the calls that run the model go through <see cref="TryOpenResponse"/> and <see cref="TryAcquire"/>.</summary>
     public bool IsEnabled => LimitsGenerations || LimitsOpenResponses;
 
-    public bool LimitsGenerations { get; }
+    private bool LimitsGenerations { get; }
 
-    public bool LimitsOpenResponses { get; }
+    private bool LimitsOpenResponses { get; }
 
     /// <summary>The generation permits, partitioned by <see cref="PartitionKey"/>.</summary>
     public PartitionedRateLimiter<string> Limiter { get; }

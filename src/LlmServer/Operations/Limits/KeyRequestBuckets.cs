@@ -65,7 +65,7 @@ internal sealed class RequestRateHubFilter(KeyRequestBuckets buckets) : IHubFilt
             using var lease = buckets.Acquire(caller.User, caller.GetHttpContext()?.Connection.RemoteIpAddress);
             if (!lease.IsAcquired)
             {
-                throw new HubException($"{RefusalCodes.RateLimitExceeded}: {KeyRequestBuckets.RefusalMessage(KeyRequestBuckets.RetryAfterSeconds(lease))}");
+                throw KeyGenerationLimiter.HubRefusal(new Refusal(RefusalKind.RateLimited, KeyRequestBuckets.RefusalMessage(KeyRequestBuckets.RetryAfterSeconds(lease)), RefusalCodes.RateLimitExceeded));
             }
         }
 
