@@ -47,7 +47,7 @@ export class ChatApp {
    */
   private readonly syncVersions = new Map<string, number>();
   /** The focus or reconnect sync in flight: a tab switch fires focus and visibilitychange, one sync serves both. */
-  private syncInFlight: Promise<void> | null = null;
+  private syncInFlight: { id: string; done: Promise<void> } | null = null;
   /** A sync came while an edit form was open: it runs once the form closes, so the typed text is not thrown away. */
   private syncAfterEdit = false;
 
@@ -160,16 +160,23 @@ export class ChatApp {
     if (!this.current.id || this.running || !this.connection.connected) {
       return Promise.resolve();
     }
-    if (!this.syncInFlight) {
-      this.syncInFlight = this.syncSession(this.current.id, null).finally(() => (this.syncInFlight = null));
+    const id = this.current.id;
+    if (this.syncInFlight?.id !== id) {
+      const sync = {
+        id,
+        done: this.syncSession(id, null).finally(() => {
+          if (this.syncInFlight === sync) {
+            this.syncInFlight = null;
+          }
+        }),
+      };
+      this.syncInFlight = sync;
     }
-    return this.syncInFlight;
+    return this.syncInFlight.done;
   }
 
-  private bumpSync(id: string): number {
-    const version = (this.syncVersions.get(id) ?? 0) + 1;
-    this.syncVersions.set(id, version);
-    return version;
+  private bumpSync(id: string): void {
+    this.syncVersions.set(id, (this.syncVersions.get(id) ?? 0) + 1);
   }
 
   // ---- which conversation is on screen ----
@@ -297,7 +304,10 @@ export class ChatApp {
     }
   }
 
-  /** Reloads one session after its answer ended; gives back text the server did not keep. */
+  /**
+   * Reloads one session after its answer ended (<c>finished</c>), or on focus or reconnect (null); gives back text the
+   * server did not keep.
+   */
   private async syncSession(id: string, finished: Generation | null): Promise<void> {
     const version = this.syncVersions.get(id) ?? 0;
     let detail: SessionDetail;
