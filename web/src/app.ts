@@ -6,18 +6,23 @@ import { Connection } from "./connection";
 import { describe, parseHubError, showError } from "./errors";
 import { Generations, type Generation, type Subscribe } from "./generations";
 import { draftConversation, draftSettings, fromServer, newMessage, type Conversation, type ViewMessage } from "./model";
+import { serverLimits } from "./serverStatus";
 import { SessionList } from "./sessionList";
 import { SettingsDialog } from "./settings";
-import { clip } from "./text";
+import { characters, clip } from "./text";
 import { toast } from "./toasts";
 import { TranscriptView } from "./transcript";
 
+/** A first message's title is at most this long (shorter where the server allows less). */
 const TitleLength = 48;
 
 function titleFrom(text: string): string {
+  const length = Math.min(TitleLength, serverLimits.current?.title_length ?? TitleLength);
   const line = text.trim().split("\n")[0]!.replace(/\s+/g, " ");
-  const clipped = clip(line, TitleLength - 1);
-  return clipped === line ? line : `${clipped}…`;
+  if (characters(line) <= length) {
+    return line;
+  }
+  return `${clip(line, length - 1)}…`;
 }
 
 function sessionIdFromLocation(): string | null {
@@ -36,6 +41,15 @@ export class ChatApp {
   private openToken = 0;
   /** Tokens per second of finished answers, by "session:index"; the server does not store speeds. */
   private readonly speeds = new Map<string, number>();
+  /**
+   * Per session, bumped when an answer starts and whenever a server copy is applied: a reply to an earlier
+   * GetSession (a slow focus sync) is older than what is on screen then, and is dropped.
+   */
+  private readonly syncVersions = new Map<string, number>();
+  /** The focus or reconnect sync in flight: a tab switch fires focus and visibilitychange, one sync serves both. */
+  private syncInFlight: { id: string; done: Promise<void> } | null = null;
+  /** A sync came while an edit form was open: it runs once the form closes, so the typed text is not thrown away. */
+  private syncAfterEdit = false;
 
   private readonly connection = new Connection({
     connected: (firstTime) => this.onConnected(firstTime),
@@ -56,6 +70,7 @@ export class ChatApp {
   });
   private readonly generations = new Generations(this.hub, {
     started: (generation) => {
+      this.bumpSync(generation.sessionId);
       if (generation.conversation === this.current) {
         this.view.render();
       }
@@ -76,6 +91,11 @@ export class ChatApp {
   });
   private readonly view = new TranscriptView(() => ({ conversation: this.current, generation: this.running }), {
     edit: (message, text) => this.resendEdited(message, text),
+    editClosed: () => {
+      if (this.syncAfterEdit) {
+        void this.syncCurrent();
+      }
+    },
     regenerate: () => this.regenerate(),
   });
   private readonly settings = new SettingsDialog(
@@ -136,10 +156,27 @@ export class ChatApp {
   }
 
   /** Brings the conversation on screen up to the server's copy (unless this page is following its answer). */
-  private async syncCurrent(): Promise<void> {
-    if (this.current.id && !this.running && this.connection.connected) {
-      await this.syncSession(this.current.id, null);
+  private syncCurrent(): Promise<void> {
+    if (!this.current.id || this.running || !this.connection.connected) {
+      return Promise.resolve();
     }
+    const id = this.current.id;
+    if (this.syncInFlight?.id !== id) {
+      const sync = {
+        id,
+        done: this.syncSession(id, null).finally(() => {
+          if (this.syncInFlight === sync) {
+            this.syncInFlight = null;
+          }
+        }),
+      };
+      this.syncInFlight = sync;
+    }
+    return this.syncInFlight.done;
+  }
+
+  private bumpSync(id: string): void {
+    this.syncVersions.set(id, (this.syncVersions.get(id) ?? 0) + 1);
   }
 
   // ---- which conversation is on screen ----
@@ -200,6 +237,7 @@ export class ChatApp {
     }
     const conversation: Conversation = { ...draftConversation(), id, info: detail.info };
     this.current = conversation;
+    this.bumpSync(id);
     this.applyDetail(conversation, detail);
     this.showInfo(detail.info);
     this.view.render();
@@ -266,8 +304,12 @@ export class ChatApp {
     }
   }
 
-  /** Reloads one session after its answer ended; gives back text the server did not keep. */
+  /**
+   * Reloads one session after its answer ended (<c>finished</c>), or on focus or reconnect (null); gives back text the
+   * server did not keep.
+   */
   private async syncSession(id: string, finished: Generation | null): Promise<void> {
+    const version = this.syncVersions.get(id) ?? 0;
     let detail: SessionDetail;
     try {
       detail = await this.hub.getSession(id);
@@ -277,32 +319,57 @@ export class ChatApp {
         // Deleted elsewhere before the message reached it: the text is not lost.
         if (finished?.sentText) {
           this.view.giveBackPrompt(finished.sentText);
+        } else if (finished === null && this.current.id === id) {
+          // Deleted elsewhere while this tab was away: it cannot stay on screen.
+          showError(error);
+          this.navigate(null);
         }
       }
-      return;
-    }
-    if (finished?.firstOfSession && detail.messages.length === 0 && !detail.info.generating) {
-      await this.undoNewSession(finished);
       return;
     }
     const lastAssistant = detail.messages.filter((m) => m.role === "assistant").at(-1);
     if (finished?.message.tokensPerSecond && lastAssistant) {
       this.speeds.set(`${id}:${lastAssistant.index}`, finished.message.tokensPerSecond);
     }
-    const conversation = finished?.conversation ?? (this.current.id === id ? this.current : null);
-    if (conversation && !this.generations.of(id)) {
-      this.applyDetail(conversation, detail);
-      if (conversation === this.current) {
-        this.followRunning(conversation, detail.info);
+    // Something newer (an answer that started, or a later copy) is on screen already.
+    const stale = (this.syncVersions.get(id) ?? 0) !== version;
+    if (!stale) {
+      if (finished?.firstOfSession && detail.messages.length === 0 && !detail.info.generating) {
+        await this.undoNewSession(finished);
+        return;
       }
+      this.applyServerCopy(id, detail, finished);
     }
-    this.showInfo(detail.info);
     void this.sessions.refresh();
 
     const sent = finished?.sentText;
     if (sent && !detail.messages.some((m) => m.role === "user" && m.content === sent)) {
       this.view.giveBackPrompt(sent);
     }
+  }
+
+  /** A fresh server copy onto the screen (unless an edit form is open there), and into the list. */
+  private applyServerCopy(id: string, detail: SessionDetail, finished: Generation | null): void {
+    const conversation = finished?.conversation ?? (this.current.id === id ? this.current : null);
+    if (conversation === this.current && this.view.editing) {
+      this.syncAfterEdit = true;
+      this.showInfo(detail.info);
+      return;
+    }
+    if (conversation === this.current) {
+      this.syncAfterEdit = false;
+    }
+    if (conversation && !this.generations.of(id)) {
+      this.bumpSync(id);
+      this.applyDetail(conversation, detail);
+      // Only a sync on focus or reconnect follows an answer running elsewhere. After this page's own answer ended,
+      // a session still "generating" (its turn on another replica, or a final save that failed and holds the turn)
+      // would otherwise be followed again at once, and again, with no pause.
+      if (finished === null && conversation === this.current) {
+        this.followRunning(conversation, detail.info);
+      }
+    }
+    this.showInfo(detail.info);
   }
 
   /**

@@ -163,6 +163,8 @@ export class SessionList {
       input.addEventListener("keydown", (event) => {
         if (event.key === "Enter" || event.key === "Escape") {
           event.preventDefault();
+          // Escape ends the renaming only; the phone drawer around it stays open.
+          event.stopPropagation();
           byKey = true;
           resolve(event.key === "Enter" ? input.value.trim() : null);
         }

@@ -15,6 +15,8 @@ export interface OnScreen {
 
 export interface TranscriptActions {
   edit(message: ViewMessage, text: string): void;
+  /** An edit form was closed without sending. */
+  editClosed(): void;
   regenerate(): void;
 }
 
@@ -71,6 +73,11 @@ export class TranscriptView {
     if (generation) {
       this.renderAnswer(generation);
     }
+  }
+
+  /** An edit form is open: redrawing the messages would throw away what is typed in it. */
+  get editing(): boolean {
+    return this.ui.messages.querySelector(".edit-form") !== null;
   }
 
   /** Redraws a finished message (its text is final) and what depends on it. */
@@ -291,7 +298,10 @@ export class TranscriptView {
     const save = el("button", { class: "button primary", text: "Save and send", attrs: { type: "submit" } });
     const cancel = el("button", { class: "button", text: "Cancel", attrs: { type: "button" } });
     const form = el("form", { class: "edit-form" }, area, el("div", { class: "edit-actions" }, cancel, save));
-    const close = (): void => this.renderFinished(message);
+    const close = (): void => {
+      this.renderFinished(message);
+      this.actions.editClosed();
+    };
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       if (area.value.trim() && !this.onScreen().generation) {

@@ -2,8 +2,9 @@ namespace LlmServer.Sessions;
 
 /// <summary>
 /// The one unit of the limits on user text (a message, a system prompt, a title, a session id): characters counted
-/// as Unicode scalar values (<see cref="System.Text.Rune"/>s), as a person counts them, so an emoji or a character
-/// outside the Basic Multilingual Plane is one, not two UTF-16 code units; a lone surrogate counts as one.
+/// as Unicode scalar values (<see cref="System.Text.Rune"/>s), so a character outside the Basic Multilingual Plane (an
+/// emoji of one code point) is one, not two UTF-16 code units; an emoji built of several code points (a flag, a skin
+/// tone, a ZWJ sequence) counts each; a lone surrogate counts as one.
 /// </summary>
 internal static class TextLength
 {

@@ -28,6 +28,8 @@ public sealed partial class ScriptedHub
     private readonly Lock _lock = new();
     private readonly List<Session> _sessions = [];
     private readonly List<string> _calls = [];
+    private readonly List<(Func<IReadOnlyList<string>, bool> Condition, TaskCompletionSource Reached)> _waiters = [];
+    private TaskCompletionSource? _getSessionHold;
     private int _created;
     private volatile bool _stopRequested;
 
@@ -69,6 +71,119 @@ public sealed partial class ScriptedHub
     /// <summary>Lets the next event of the running answer go out (gated hubs only).</summary>
     public void Release() => _gate.Release();
 
+    /// <summary>Completes once the methods the page invoked (all of them, in order) satisfy the condition.</summary>
+    public Task WhenCallsAsync(Func<IReadOnlyList<string>, bool> condition)
+    {
+        lock (_lock)
+        {
+            if (condition(_calls))
+            {
+                return Task.CompletedTask;
+            }
+
+            var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Add((condition, reached));
+            return reached.Task;
+        }
+    }
+
+    /// <summary>Completes once the page invoked these methods, in this order (others between them), after the first <paramref name="skip"/> calls.</summary>
+    public Task WhenCalledInOrderAsync(int skip, params string[] targets) =>
+        WhenCallsAsync(calls =>
+        {
+            var next = 0;
+            foreach (var call in calls.Skip(skip))
+            {
+                if (next < targets.Length && call == targets[next])
+                {
+                    next++;
+                }
+            }
+
+            return next == targets.Length;
+        });
+
+    /// <summary>
+    /// The reply to the next GetSession is the session as it is when asked, but it goes out only when the returned
+    /// action is called: a slow reply that arrives after newer ones.
+    /// </summary>
+    public Action HoldNextGetSession()
+    {
+        var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_lock)
+        {
+            _getSessionHold = hold;
+        }
+
+        return hold.SetResult;
+    }
+
+    /// <summary>
+    /// A session made elsewhere with these messages (user and assistant in turn, each answer finished), whose
+    /// answer may still be running on another replica: it says so, and resuming it finds nothing to follow here.
+    /// </summary>
+    public string AddSession(string title, bool generating, params string[] messages)
+    {
+        lock (_lock)
+        {
+            var now = DateTimeOffset.UtcNow.ToString("O");
+            var session = new Session(new JsonObject
+            {
+                ["id"] = $"scripted-{++_created}",
+                ["title"] = title,
+                ["systemPrompt"] = null,
+                ["settings"] = new JsonObject(),
+                ["createdAt"] = now,
+                ["updatedAt"] = now,
+                ["messageCount"] = 0,
+                ["generating"] = generating,
+            });
+            _sessions.Add(session);
+            AddMessages(session, messages);
+            return session.Id;
+        }
+    }
+
+    /// <summary>Messages another client added to a session (user and assistant in turn, each answer finished).</summary>
+    public void AddMessages(string sessionId, params string[] messages)
+    {
+        lock (_lock)
+        {
+            AddMessages(_sessions.Single(s => s.Id == sessionId), messages);
+        }
+    }
+
+    /// <summary>A session another client deleted.</summary>
+    public void RemoveSession(string sessionId)
+    {
+        lock (_lock)
+        {
+            _sessions.RemoveAll(s => s.Id == sessionId);
+        }
+    }
+
+    private static void AddMessages(Session session, string[] messages)
+    {
+        foreach (var content in messages)
+        {
+            if (session.Messages.Count % 2 == 0)
+            {
+                session.Add("user", content);
+            }
+            else
+            {
+                session.Add("assistant", content, new JsonObject
+                {
+                    ["promptTokens"] = 12,
+                    ["cachedTokens"] = 0,
+                    ["completionTokens"] = 3,
+                    ["finishReason"] = "stop",
+                    ["contextStart"] = 0,
+                });
+            }
+        }
+    }
+
     public Task RouteAsync(IPage page) => page.RouteWebSocketAsync(HubPath(), socket => socket.OnMessage(frame => Receive(socket, frame.Text ?? string.Empty)));
 
     [GeneratedRegex("/hubs/chat")]
@@ -94,15 +209,27 @@ public sealed partial class ScriptedHub
             var target = message["target"]?.GetValue<string>();
             var invocationId = message["invocationId"]?.GetValue<string>();
             var arguments = message["arguments"]?.AsArray() ?? [];
+            if (message["type"]?.GetValue<int>() == 6)
+            {
+                // A ping: answered, as the server's own keep-alive would, so a long test is not timed out by the client.
+                Send(socket, "{\"type\":6}");
+                continue;
+            }
+
             if (target is null)
             {
-                continue; // pings and stream completions from the client
+                continue; // stream completions from the client
             }
 
             lock (_lock)
             {
                 _calls.Add(target);
                 Invoke(socket, target, invocationId, arguments);
+                foreach (var waiter in _waiters.Where(w => w.Condition(_calls)).ToList())
+                {
+                    _waiters.Remove(waiter);
+                    waiter.Reached.SetResult();
+                }
             }
         }
     }
@@ -137,7 +264,24 @@ public sealed partial class ScriptedHub
             case "GetSession":
                 if (Find(arguments) is { } found)
                 {
-                    Complete(socket, invocationId, new JsonObject { ["info"] = found.Info.DeepClone(), ["messages"] = new JsonArray([.. found.Messages.Select(m => m.DeepClone())]) });
+                    var detail = new JsonObject { ["info"] = found.Info.DeepClone(), ["messages"] = new JsonArray([.. found.Messages.Select(m => m.DeepClone())]) };
+                    if (_getSessionHold is { } hold)
+                    {
+                        _getSessionHold = null;
+                        _ = hold.Task.ContinueWith(
+                            _ =>
+                            {
+                                lock (_lock)
+                                {
+                                    Complete(socket, invocationId, detail);
+                                }
+                            },
+                            TaskScheduler.Default);
+                    }
+                    else
+                    {
+                        Complete(socket, invocationId, detail);
+                    }
                 }
                 else
                 {
@@ -153,6 +297,10 @@ public sealed partial class ScriptedHub
                 _stopRequested = true;
                 _gate.Release(); // the answer ends at once, as a stopped one does
                 Complete(socket, invocationId, null);
+                break;
+            case "ResumeStream":
+                // Sessions here run no answer of their own: one said to be running runs on another replica.
+                Fail(socket, invocationId, "no_generation: no answer is running in this session");
                 break;
             case "SendMessage" when _refusal is not null:
                 Fail(socket, invocationId, _refusal);

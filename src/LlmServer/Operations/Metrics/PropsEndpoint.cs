@@ -2,8 +2,8 @@ using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Tools;
 using LlmServer.Errors;
-using SessionOptions = LlmServer.Sessions.SessionOptions;
 using Microsoft.Extensions.Options;
+using SessionOptions = LlmServer.Sessions.SessionOptions;
 
 namespace LlmServer.Operations.Metrics;
 
