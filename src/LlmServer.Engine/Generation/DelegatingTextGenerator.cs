@@ -30,8 +30,6 @@ public abstract class DelegatingTextGenerator(ITextGenerator inner) : ITextGener
 
     public virtual IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) => InnerGenerator.Tokenize(text, addSpecial, parseSpecial);
 
-    public virtual void EnsurePromptCouldFit(GenerationRequest request, string text) => InnerGenerator.EnsurePromptCouldFit(request, text);
-
     public virtual string Detokenize(IEnumerable<int> tokens) => InnerGenerator.Detokenize(tokens);
 
     public virtual GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default) => InnerGenerator.Submit(request, cancellationToken);

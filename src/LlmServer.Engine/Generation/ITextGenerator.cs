@@ -56,17 +56,6 @@ public interface ITextGenerator
     /// </summary>
     TokenCount CountPromptTokens(string text, int limit) => new(Tokenize(text, addSpecial: true, parseSpecial: true).Count, AtLeast: false);
 
-    /// <summary>
-    /// Refuses <paramref name="text"/> as <see cref="Submit"/> refuses <paramref name="request"/>'s prompt where even
-    /// the fewest tokens the text can have exceed the request's prompt limit or a slot's context
-    /// (<see cref="GenerationErrorCode.ContextLengthExceeded"/>, "at least N tokens"), without tokenizing it: for the
-    /// front ends that tokenize or count a text, so one far past anything a prompt could hold costs no tokenization.
-    /// A generator that knows no bound accepts every text.
-    /// </summary>
-    void EnsurePromptCouldFit(GenerationRequest request, string text)
-    {
-    }
-
     /// <summary>Turns tokens back into text.</summary>
     string Detokenize(IEnumerable<int> tokens);
 

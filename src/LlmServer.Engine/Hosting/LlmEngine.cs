@@ -152,12 +152,6 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             : new TokenCount(vocabulary.Tokenize(text, addSpecial: true, parseSpecial: true).Length, AtLeast: false);
     }
 
-    public void EnsurePromptCouldFit(GenerationRequest request, string text)
-    {
-        var vocabulary = LoadedVocabulary();
-        _scheduler?.EnsurePromptFits(request, vocabulary.Bound.MinimumTokens(text), atLeast: true);
-    }
-
     public string Detokenize(IEnumerable<int> tokens)
     {
         var vocabulary = LoadedVocabulary();
@@ -191,7 +185,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var tools = _toolCalling!.Prepare(request);
             var submitted = tools?.Request ?? request;
             var text = isChat ? FormatChat(request, tools) : request.Prompt!;
-            EnsurePromptCouldFit(submitted, text);
+            scheduler.EnsurePromptFits(submitted, _vocabulary!.Bound.MinimumTokens(text), atLeast: true);
             var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
             if (request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags)
             {

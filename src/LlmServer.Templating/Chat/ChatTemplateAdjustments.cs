@@ -238,7 +238,10 @@ internal static class ChatTemplateAdjustments
         }
         catch (System.Text.Json.JsonException e)
         {
-            throw new FormatException("Failed to parse tool call arguments as JSON: " + e.Message, e);
+            // The reason without System.Text.Json's trailer ("LineNumber: 0 | BytePositionInLine: 1."), internal and zero-based.
+            var trailer = e.Message.IndexOf(" LineNumber: ", StringComparison.Ordinal);
+            var reason = (trailer < 0 ? e.Message : e.Message[..trailer]).TrimEnd().TrimEnd('.');
+            throw new FormatException($"Failed to parse tool call arguments as JSON: {reason}.", e);
         }
     }
 

@@ -51,11 +51,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
         var aborted = context.RequestAborted;
         var request = await JsonBodyReader.ReadAsync(context, AnthropicJson.Context.MessagesRequest, aborted);
         var model = OpenAiRequestMapper.ResolveModel(generator, request.Model);
-        var generation = AnthropicRequestMapper.Map(request, model, OpenAiResponder.NewId("msg_"), requireMaxTokens: false);
-        var prompt = generator.RenderPrompt(generation);
-
-        // A prompt /v1/messages would refuse untokenized gets the same refusal, not tens of seconds of counting.
-        generator.EnsurePromptCouldFit(generation, prompt);
+        var prompt = generator.RenderPrompt(AnthropicRequestMapper.Map(request, model, OpenAiResponder.NewId("msg_"), requireMaxTokens: false));
         var count = generator.Tokenize(prompt, addSpecial: true, parseSpecial: true).Count;
         await context.Response.WriteAsJsonAsync(new AnthropicTokenCount(count), AnthropicJson.Context.AnthropicTokenCount, contentType: null, aborted);
     }

@@ -26,7 +26,7 @@ internal static class JsonErrorText
         }
 
         var reason = (trailer < 0 ? message : message[..trailer]).TrimEnd().TrimEnd('.');
-        var path = SyntaxErrorPath(json) ?? exception.Path;
+        var path = SyntaxErrorPath(json, exception) ?? exception.Path;
         path = path is { Length: > 1 } ? path : null;
         var position = exception.BytePositionInLine is not { } inLine ? null
             : exception.LineNumber is > 0 and var line ? $"line {line + 1}, byte {inLine + 1}"
@@ -44,8 +44,12 @@ internal static class JsonErrorText
     public static string Describe(JsonException exception, string json) =>
         Describe(exception, new ReadOnlySequence<byte>(Encoding.UTF8.GetBytes(json)));
 
-    /// <summary>The path of the value the text stops being JSON in (<c>$.body.max_tokens</c>); null when it is JSON.</summary>
-    private static string? SyntaxErrorPath(ReadOnlySequence<byte> json)
+    /// <summary>
+    /// The path of the value the text stops being JSON in (<c>$.body.max_tokens</c>); null when it is JSON, or when
+    /// <paramref name="exception"/> is not that syntax error (it failed elsewhere: a name or string that is not valid
+    /// Unicode, which the serializer decodes and the reader does not).
+    /// </summary>
+    private static string? SyntaxErrorPath(ReadOnlySequence<byte> json, JsonException exception)
     {
         var reader = new Utf8JsonReader(json);
         var frames = new List<Frame>();
@@ -56,20 +60,27 @@ internal static class JsonErrorText
                 switch (reader.TokenType)
                 {
                     case JsonTokenType.PropertyName:
-                        frames[^1] = frames[^1] with { Name = reader.GetString() };
+                        frames[^1] = frames[^1] with { Name = PropertyName(ref reader), Finished = false };
                         break;
                     case JsonTokenType.EndObject or JsonTokenType.EndArray:
                         frames.RemoveAt(frames.Count - 1);
+                        if (frames.Count > 0)
+                        {
+                            frames[^1] = frames[^1] with { Finished = true };
+                        }
+
                         break;
                     default:
-                        if (frames.Count > 0 && frames[^1].Index is { } index)
+                        if (frames.Count > 0)
                         {
-                            frames[^1] = frames[^1] with { Index = index + 1 };
+                            // A container's value finishes when its frame is removed.
+                            var scalar = reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray);
+                            frames[^1] = frames[^1] with { Index = frames[^1].Index + 1, Finished = scalar };
                         }
 
                         if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
                         {
-                            frames.Add(new Frame(null, reader.TokenType == JsonTokenType.StartArray ? -1 : null));
+                            frames.Add(new Frame(null, reader.TokenType == JsonTokenType.StartArray ? -1 : null, Finished: false));
                         }
 
                         break;
@@ -78,24 +89,53 @@ internal static class JsonErrorText
 
             return null;
         }
-        catch (JsonException)
+        catch (JsonException syntax)
         {
-            var path = new StringBuilder("$");
-            foreach (var frame in frames)
+            if (syntax.LineNumber != exception.LineNumber || syntax.BytePositionInLine != exception.BytePositionInLine)
             {
-                _ = frame switch
+                return null;
+            }
+
+            var path = new StringBuilder("$");
+            for (var i = 0; i < frames.Count; i++)
+            {
+                // After a finished value the text failed between values or in the next one: in an array that is the
+                // next item; in an object, no name is known yet, so the object itself is where it failed.
+                var next = i == frames.Count - 1 && frames[i].Finished;
+                if (frames[i].Index is { } index)
                 {
-                    { Index: >= 0 and var i } => path.Append('[').Append(i).Append(']'),
-                    { Name: { } name } when name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') => path.Append('.').Append(name),
-                    { Name: { } name } => path.Append("['").Append(name).Append("']"),
-                    _ => path,
-                };
+                    var item = next ? index + 1 : index;
+                    _ = item >= 0 ? path.Append('[').Append(item).Append(']') : path;
+                }
+                else if (!next && frames[i].Name is { } name)
+                {
+                    _ = name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') ? path.Append('.').Append(name) : path.Append("['").Append(name).Append("']");
+                }
             }
 
             return path.ToString();
         }
     }
 
-    /// <summary>An object (the name of the property being read) or an array (the index of the item being read, from -1).</summary>
-    private readonly record struct Frame(string? Name, int? Index);
+    /// <summary>
+    /// A property's name, never throwing: one that is not valid Unicode (bytes that are not UTF-8, a lone surrogate
+    /// escape) is the text as written, its invalid bytes replaced (U+FFFD).
+    /// </summary>
+    private static string PropertyName(ref Utf8JsonReader reader)
+    {
+        try
+        {
+            return reader.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            return Encoding.UTF8.GetString(reader.HasValueSequence ? reader.ValueSequence.ToArray() : reader.ValueSpan);
+        }
+    }
+
+    /// <summary>
+    /// An object (the name of the property being read) or an array (the index of the item being read, from -1), and
+    /// whether the last token read in it finished a value.
+    /// </summary>
+    private readonly record struct Frame(string? Name, int? Index, bool Finished);
 }

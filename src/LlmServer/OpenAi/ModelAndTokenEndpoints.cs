@@ -32,8 +32,6 @@ internal sealed class ModelAndTokenEndpoints(ITextGenerator generator, TimeProvi
         var request = await JsonBodyReader.ReadAsync(context, OpenAiJson.Context.TokenizeRequest, context.RequestAborted);
         _ = generator.Model ?? throw OpenAiRequestMapper.NotReady(generator.State);
         var content = request.Content ?? throw OpenAiException.InvalidField("content", "'content' is required.");
-        // Tokens no prompt could hold are of no use here, and megabytes take tens of seconds to tokenize.
-        generator.EnsurePromptCouldFit(new GenerationRequest { Prompt = content }, content);
         var tokens = generator.Tokenize(content, request.AddSpecial ?? false, request.ParseSpecial ?? true);
         if (request.WithPieces == true)
         {

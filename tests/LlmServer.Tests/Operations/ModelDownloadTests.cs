@@ -118,6 +118,23 @@ public sealed class ModelDownloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_file_is_named_by_Model_Download_FileName_else_by_the_url_which_must_name_one()
+    {
+        using var http = new HttpClient();
+        var downloader = new ModelDownloader(http, TimeProvider.System, new StringWriter(), interactive: false);
+
+        var exception = await Assert.ThrowsAsync<ModelDownloadException>(() => downloader.DownloadAsync(
+            new ModelDownloadOptions { Url = Base.ToString(), Directory = _models.FullName }, CancellationToken.None));
+        Assert.StartsWith($"Cannot tell a file name from '{Base}'; set Model:Download:FileName.", exception.Message, StringComparison.Ordinal);
+        Assert.Empty(_requests);
+
+        var path = await downloader.DownloadAsync(
+            new ModelDownloadOptions { Url = new Uri(Base, "/model.gguf").ToString(), FileName = " tiny ", Directory = _models.FullName }, CancellationToken.None);
+        Assert.Equal(Path.Combine(_models.FullName, "tiny.gguf"), path);
+        Assert.Equal(_fixture, await File.ReadAllBytesAsync(path));
+    }
+
+    [Fact]
     public void First_run_without_a_model_downloads_into_the_models_folder()
     {
         var configuration = Configuration(new Uri(Base, "/model.gguf").ToString(), Sha256);

@@ -88,58 +88,30 @@ public sealed class PromptBoundTests
     }
 
     [Fact]
-    public async Task A_text_to_tokenize_or_count_far_past_the_context_is_refused_as_generation_refuses_it_without_tokenizing_it()
-    {
-        var calls = new TokenizerCalls();
-        await using var server = await TestServer.StartAsync(configureServices: calls.Install);
-        var huge = string.Concat(Enumerable.Repeat(Sentence, 100_000)); // 5.3 MB
-
-        // /tokenize in OpenAI's shape, naming its own field, in the words /v1/completions refuses the same text with.
-        var (tokenizeStatus, tokenize, _) = await OpenAiHttp.PostAsync(server.Client, "/tokenize", JsonSerializer.Serialize(new { content = huge }));
-        var (_, completion, _) = await OpenAiHttp.PostAsync(server.Client, "/v1/completions", JsonSerializer.Serialize(new { prompt = huge }));
-        Assert.Equal(HttpStatusCode.BadRequest, tokenizeStatus);
-        OpenAiHttp.AssertOpenAiError(tokenize, "invalid_request_error", "content", "context_length_exceeded");
-        Assert.Matches(@"maximum context length is 512 tokens.*your prompt has at least \d+ tokens", ErrorMessage(tokenize));
-        Assert.Equal(ErrorMessage(completion), ErrorMessage(tokenize));
-
-        // count_tokens in Anthropic's shape: the very refusal /v1/messages gives the same body.
-        var body = JsonSerializer.Serialize(new { max_tokens = 8, messages = new[] { new { role = "user", content = huge } } });
-        using var count = await server.Client.PostAsync("/v1/messages/count_tokens", new StringContent(body, Encoding.UTF8, "application/json"));
-        using var messages = await server.Client.PostAsync("/v1/messages", new StringContent(body, Encoding.UTF8, "application/json"));
-        var counted = await count.Content.ReadAsStringAsync();
-        Assert.True(HttpStatusCode.BadRequest == count.StatusCode, counted);
-        Assert.Contains("at least", counted, StringComparison.Ordinal);
-        Assert.Equal(await messages.Content.ReadAsStringAsync(), counted);
-        Assert.Equal(0, calls.Count);
-
-        // Texts that fit are tokenized through the same seam.
-        var (fits, tokens, _) = await OpenAiHttp.PostAsync(server.Client, "/tokenize", JsonSerializer.Serialize(new { content = Sentence }));
-        Assert.Equal(HttpStatusCode.OK, fits);
-        Assert.True(tokens.GetProperty("tokens").GetArrayLength() > 0);
-        Assert.Equal(1, calls.Count);
-    }
-
-    [Fact]
-    public async Task A_text_to_tokenize_or_count_past_Limits_MaxPromptTokens_is_refused_with_its_wording()
+    public async Task A_text_to_tokenize_or_count_is_counted_in_full_past_the_context_and_Limits_MaxPromptTokens()
     {
         var calls = new TokenizerCalls();
         await using var server = await TestServer.StartAsync(extraArgs: ["--Limits:MaxPromptTokens=4"], configureServices: calls.Install);
 
-        // About 50 tokens: well inside the 512-token slot, but its bound already exceeds the operator's 4.
-        var text = string.Concat(Enumerable.Repeat(Sentence, 4));
-        var (status, tokenize, _) = await OpenAiHttp.PostAsync(server.Client, "/tokenize", JsonSerializer.Serialize(new { content = text }));
-        var (_, completion, _) = await OpenAiHttp.PostAsync(server.Client, "/v1/completions", JsonSerializer.Serialize(new { prompt = text }));
+        // About 14,000 tokens: its bound alone is past Limits:MaxPromptTokens and the 512-token slot, so generation refuses it untokenized.
+        var text = string.Concat(Enumerable.Repeat(Sentence, 1_000));
+        var (completionStatus, completion, _) = await OpenAiHttp.PostAsync(server.Client, "/v1/completions", JsonSerializer.Serialize(new { prompt = text }));
+        Assert.Equal(HttpStatusCode.BadRequest, completionStatus);
+        Assert.Contains("at least", completion.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(0, calls.Count);
 
-        Assert.Equal(HttpStatusCode.BadRequest, status);
-        OpenAiHttp.AssertOpenAiError(tokenize, "invalid_request_error", "content", "context_length_exceeded");
-        Assert.Matches(@"has at least \d+ tokens; this server accepts at most 4 prompt tokens per request \(Limits:MaxPromptTokens\)", ErrorMessage(tokenize));
-        Assert.Equal(ErrorMessage(completion), ErrorMessage(tokenize));
+        // /tokenize and count_tokens count it all, as llama-server's /tokenize does: a chunker tokenizes whole documents.
+        var (tokenizeStatus, tokenize, _) = await OpenAiHttp.PostAsync(server.Client, "/tokenize", JsonSerializer.Serialize(new { content = text }));
+        Assert.Equal(HttpStatusCode.OK, tokenizeStatus);
+        var tokens = tokenize.GetProperty("tokens").GetArrayLength();
+        Assert.True(tokens > 10 * 512, $"{tokens} tokens");
 
         using var count = await server.Client.PostAsJsonAsync("/v1/messages/count_tokens", new { messages = new[] { new { role = "user", content = text } } });
         var counted = await count.Content.ReadAsStringAsync();
-        Assert.True(HttpStatusCode.BadRequest == count.StatusCode, counted);
-        Assert.Contains("Limits:MaxPromptTokens", counted, StringComparison.Ordinal);
-        Assert.Equal(0, calls.Count);
+        Assert.True(HttpStatusCode.OK == count.StatusCode, counted);
+        using var input = JsonDocument.Parse(counted);
+        Assert.True(input.RootElement.GetProperty("input_tokens").GetInt32() >= tokens, counted);
+        Assert.Equal(2, calls.Count);
     }
 
     [Fact]
@@ -157,8 +129,6 @@ public sealed class PromptBoundTests
         Assert.DoesNotContain("at least", error.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
         Assert.Equal(1, calls.Count);
     }
-
-    private static string? ErrorMessage(JsonElement body) => body.GetProperty("error").GetProperty("message").GetString();
 
     [Fact]
     public async Task A_session_message_far_past_the_context_is_refused_without_tokenizing_it()

@@ -113,6 +113,22 @@ public sealed class StartupProblemTests
     }
 
     [Fact]
+    public async Task Download_settings_are_checked_even_when_a_model_is_given()
+    {
+        // The test model is given, so nothing will be downloaded; a typo in the section still fails the start.
+        var (exitCode, output) = await RunUntilExitAsync(
+            (log, args) => Start(FreePort(), log, args),
+            "--Model:Download:Attempts=0",
+            "--Model:Download:StallSeconds=86401");
+
+        Assert.True(exitCode == 1, $"exit code {exitCode}; output:\n{output}");
+        Assert.Contains("The server cannot start: 2 settings are invalid.", output, StringComparison.Ordinal);
+        Assert.Contains("Model:Download:Attempts must be 1 or more.", output, StringComparison.Ordinal);
+        Assert.Contains("Model:Download:StallSeconds must be 1 to 86400 (a day).", output, StringComparison.Ordinal);
+        AssertNoStackTrace(output);
+    }
+
+    [Fact]
     public async Task A_port_in_use_is_named_and_the_exit_code_is_1()
     {
         using var holder = new TcpListener(IPAddress.Loopback, 0);

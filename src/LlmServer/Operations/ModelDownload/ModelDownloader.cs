@@ -13,14 +13,13 @@ internal sealed class ModelDownloader(HttpClient http, TimeProvider timeProvider
 {
     public const string PartSuffix = ".part";
 
-    /// <summary>Downloads <see cref="ModelDownloadOptions.Url"/>; returns the full path of the finished file.</summary>
+    /// <summary>
+    /// Downloads <see cref="ModelDownloadOptions.Url"/>; returns the full path of the finished file. The options are
+    /// valid (<see cref="ModelDownloadOptionsValidator"/> ran at start).
+    /// </summary>
     public async Task<string> DownloadAsync(ModelDownloadOptions options, CancellationToken cancellationToken)
     {
-        if (!Uri.TryCreate(options.Url, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
-        {
-            throw new ModelDownloadException($"Model:Download:Url '{options.Url}' is not an http(s) URL.");
-        }
-
+        var url = new Uri(options.Url, UriKind.Absolute);
         var directory = Path.GetFullPath(options.Directory);
         Directory.CreateDirectory(directory);
         var target = Path.Combine(directory, FileNameFor(options, url));
@@ -29,20 +28,19 @@ internal sealed class ModelDownloader(HttpClient http, TimeProvider timeProvider
         output.WriteLine($"  to {target} (Ctrl+C stops; the next start resumes).");
 
         var progress = new DownloadProgressBar(output, interactive, timeProvider);
-        var attempts = Math.Max(1, options.Attempts);
         for (var attempt = 1; ; attempt++)
         {
             var before = File.Exists(part) ? new FileInfo(part).Length : 0;
             try
             {
-                await FetchAsync(url, part, progress, TimeSpan.FromSeconds(Math.Max(1, options.StallSeconds)), cancellationToken);
+                await FetchAsync(url, part, progress, TimeSpan.FromSeconds(options.StallSeconds), cancellationToken);
                 break;
             }
-            catch (Exception ex) when (IsTransient(ex, cancellationToken) && attempt < attempts)
+            catch (Exception ex) when (IsTransient(ex, cancellationToken) && attempt < options.Attempts)
             {
                 var after = File.Exists(part) ? new FileInfo(part).Length : 0;
                 output.WriteLine();
-                output.WriteLine($"Download interrupted ({ex.Message}); resuming (attempt {attempt + 1} of {attempts}).");
+                output.WriteLine($"Download interrupted ({ex.Message}); resuming (attempt {attempt + 1} of {options.Attempts}).");
 
                 // Progress means the link works and was cut: resume at once. No progress: back off before hammering it.
                 if (after <= before)
@@ -182,12 +180,17 @@ internal sealed class ModelDownloader(HttpClient http, TimeProvider timeProvider
     private static bool IsTransient(Exception exception, CancellationToken cancellationToken)
         => !cancellationToken.IsCancellationRequested && exception is HttpRequestException or IOException or TimeoutException;
 
+    /// <summary>The configured file name (checked at start), else the URL's last segment, which only now can be checked.</summary>
     private static string FileNameFor(ModelDownloadOptions options, Uri url)
     {
-        var name = string.IsNullOrWhiteSpace(options.FileName) ? Path.GetFileName(Uri.UnescapeDataString(url.AbsolutePath)) : options.FileName.Trim();
-        if (name.Length == 0 || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || name is "." or "..")
+        var name = options.FileName?.Trim() ?? string.Empty;
+        if (name.Length == 0)
         {
-            throw new ModelDownloadException($"Cannot tell a file name from '{url}'; set Model:Download:FileName.");
+            name = Path.GetFileName(Uri.UnescapeDataString(url.AbsolutePath));
+            if (name.Length == 0 || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || name is "." or "..")
+            {
+                throw new ModelDownloadException($"Cannot tell a file name from '{url}'; set Model:Download:FileName.");
+            }
         }
 
         return name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? name : name + ".gguf";
