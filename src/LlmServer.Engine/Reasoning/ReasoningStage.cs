@@ -39,6 +39,20 @@ internal sealed class ReasoningStage
     /// </summary>
     public static bool OpensInPrompt(string prompt) => prompt.AsSpan().TrimEnd().EndsWith(OpenTag, StringComparison.Ordinal);
 
+    /// <summary>
+    /// Lazy-grammar trigger patterns that fire only in the answer, after the block (llama.cpp anchors its own the
+    /// same way): behind the closing tag when the prompt opened the block; otherwise past a block the answer starts
+    /// with, or anywhere in an answer that does not start one. The lookahead keeps a pattern that starts with
+    /// <c>[\s\S]*?</c> (Hermes) from reaching into an open block. Each pattern's first capture group stays first.
+    /// </summary>
+    public static IReadOnlyList<string> AnchorTriggers(IReadOnlyList<string> patterns, bool opensInPrompt)
+    {
+        var prefix = opensInPrompt
+            ? @"[\s\S]*?" + CloseTag + @"\s*"
+            : @"(?:\s*" + OpenTag + @"[\s\S]*?" + CloseTag + @"\s*|(?!\s*" + OpenTag + "))";
+        return patterns.Select(pattern => prefix + pattern).ToList();
+    }
+
     /// <summary>Turns one event into what the next stage sees, appended to <paramref name="output"/>.</summary>
     public void Process(GenerationEvent item, List<GenerationEvent> output)
     {
