@@ -146,8 +146,8 @@ public sealed class ReasoningTests(Qwen3ScriptedServerFixture fixture) : IClassF
         Assert.Equal("The user greets me.", string.Concat(reasoning));
         Assert.Equal("Hello there.", string.Concat(content));
 
-        // Token by token (the tags span several of the tiny model's tokens), never a tag's piece, reasoning first.
-        Assert.True(reasoning.Count(r => r is not null) > 1, "reasoning came in one chunk");
+        // Never a tag's piece (the tags span several of the tiny model's tokens), reasoning first. How many chunks
+        // depends on how far behind the client is: pieces waiting for it merge.
         Assert.DoesNotContain(deltas, d => d.GetRawText().Contains("think>", StringComparison.Ordinal) || d.GetRawText().Contains("\\u003C", StringComparison.Ordinal));
         Assert.True(reasoning.FindLastIndex(r => r is not null) < content.FindIndex(c => !string.IsNullOrEmpty(c)), "reasoning came after content");
         Assert.DoesNotContain(deltas, d => d.TryGetProperty("reasoning_content", out _) && d.TryGetProperty("content", out _));
@@ -170,6 +170,17 @@ public sealed class ReasoningTests(Qwen3ScriptedServerFixture fixture) : IClassF
         Assert.False(message.TryGetProperty("reasoning_content", out _));
         Assert.Equal(Raw, string.Concat(deltas.Select(d => d.TryGetProperty("content", out var c) ? c.GetString() : null)));
         Assert.DoesNotContain(deltas, d => d.TryGetProperty("reasoning_content", out _));
+    }
+
+    [Fact]
+    public async Task A_block_holding_only_whitespace_makes_no_reasoning_content()
+    {
+        var (status, json, _) = await PostAsync(_client, ChatPath, Say("<think>\\n\\n"));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var message = json.GetProperty("choices")[0].GetProperty("message");
+        Assert.False(message.TryGetProperty("reasoning_content", out _));
+        Assert.Equal(string.Empty, message.GetProperty("content").GetString());
     }
 
     [Fact]
