@@ -186,7 +186,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var submitted = tools?.Request ?? request;
             var text = isChat ? FormatChat(request, tools) : request.Prompt!;
             var splitReasoning = request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags;
-            var opensInPrompt = splitReasoning && ReasoningStage.OpensInPrompt(text);
+            var prefill = request.ContinueFinalMessage ? (tools?.PromptMessages ?? request.Messages!)[^1].Content?.Length ?? 0 : 0;
+            var opensInPrompt = splitReasoning && ReasoningStage.OpensInPrompt(text, prefill);
             if (splitReasoning && submitted.GrammarTriggers.Count > 0)
             {
                 // llama.cpp matches a trigger against all the text generated, the reasoning included: a call the

@@ -34,10 +34,27 @@ internal sealed class ReasoningStage
     public static bool WritesThinkTags(string? templateSource) => templateSource?.Contains(CloseTag, StringComparison.Ordinal) == true;
 
     /// <summary>
-    /// Whether the rendered prompt leaves the answer inside an open block (DeepSeek-R1's and QwQ's generation prompts
-    /// end with <c>&lt;think&gt;</c>). A prompt that closed it (Qwen3 with <c>enable_thinking</c> false) does not.
+    /// Whether the prompt leaves the answer inside an open block (DeepSeek-R1's and QwQ's generation prompts end with
+    /// <c>&lt;think&gt;</c>). A prompt that closed it (Qwen3 with <c>enable_thinking</c> false) does not. A continued
+    /// final message (its last <paramref name="prefill"/> characters) is the answer's beginning: it may open the
+    /// block, or close the one the template opened.
     /// </summary>
-    public static bool OpensInPrompt(string prompt) => prompt.AsSpan().TrimEnd().EndsWith(OpenTag, StringComparison.Ordinal);
+    public static bool OpensInPrompt(string prompt, int prefill = 0)
+    {
+        var answer = prompt.AsSpan(prompt.Length - prefill);
+        if (!prompt.AsSpan(0, prompt.Length - prefill).TrimEnd().EndsWith(OpenTag, StringComparison.Ordinal))
+        {
+            var trimmed = answer.TrimStart();
+            if (!trimmed.StartsWith(OpenTag, StringComparison.Ordinal))
+            {
+                return false;
+            }
+
+            answer = trimmed[OpenTag.Length..];
+        }
+
+        return !answer.Contains(CloseTag, StringComparison.Ordinal);
+    }
 
     /// <summary>
     /// Lazy-grammar trigger patterns that fire only in the answer, after the block (llama.cpp anchors its own the

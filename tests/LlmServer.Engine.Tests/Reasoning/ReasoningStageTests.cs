@@ -45,6 +45,17 @@ public sealed class ReasoningStageTests
     };
 
     [Theory]
+    [InlineData("<｜Assistant｜><think>\n", "", true)]
+    [InlineData("<｜Assistant｜><think>\n", "Let me see,", true)]
+    [InlineData("<｜Assistant｜><think>\n", "Done.</think>\n\nThe answer:", false)]
+    [InlineData("<|im_start|>assistant\n", "", false)]
+    [InlineData("<|im_start|>assistant\n", "The answer:", false)]
+    [InlineData("<|im_start|>assistant\n", "<think>\nLet me see,", true)]
+    [InlineData("<|im_start|>assistant\n", "<think>Done.</think>", false)]
+    public void A_continued_message_may_open_or_close_the_block(string rendered, string prefill, bool opens) =>
+        Assert.Equal(opens, ReasoningStage.OpensInPrompt(rendered + prefill, prefill.Length));
+
+    [Theory]
     [MemberData(nameof(Triggered))]
     public void Anchored_triggers_wake_the_grammar_only_past_the_block(string generated, bool opensInPrompt, string? fed)
     {

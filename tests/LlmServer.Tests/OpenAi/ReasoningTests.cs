@@ -67,6 +67,20 @@ public sealed class OpenedBlockReasoningTests(DeepSeekR1ServerFixture fixture) :
     }
 
     [Theory]
+    [InlineData("Let me see,", "thinking")]
+    [InlineData("Done.</think>\\n\\nThe answer:", "text")]
+    public async Task A_continued_message_inside_the_opened_block_goes_on_reasoning(string prefill, string type)
+    {
+        // The template opened the block before the prefill: the prefill decides whether the answer is still inside it.
+        var body = "{\"max_tokens\":8,\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"},{\"role\":\"assistant\",\"content\":\"" + prefill + "\"}]}";
+        var (status, json, _) = await PostAsync(_client, "/v1/messages", body);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var block = Assert.Single(json.GetProperty("content").EnumerateArray());
+        Assert.Equal(type, block.GetProperty("type").GetString());
+    }
+
+    [Theory]
     [InlineData("\"deepseek-legacy\"")]
     [InlineData("\"Auto\"")]
     [InlineData("3")]
