@@ -128,8 +128,8 @@ public sealed class ReasoningTests(Qwen3ScriptedServerFixture fixture) : IClassF
 
     private readonly HttpClient _client = fixture.Server.Client;
 
-    internal static string Say(string output, string extra = "") =>
-        "{\"messages\":[{\"role\":\"user\",\"content\":\"" + ScriptedOutput.Prefix + output + "\"}],\"max_tokens\":80" + extra + "}";
+    internal static string Say(string output, string extra = "", int maxTokens = 80) =>
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"" + ScriptedOutput.Prefix + output + "\"}],\"max_tokens\":" + maxTokens + extra + "}";
 
     [Fact]
     public async Task The_answer_carries_its_reasoning_apart()
@@ -184,6 +184,22 @@ public sealed class ReasoningTests(Qwen3ScriptedServerFixture fixture) : IClassF
         Assert.False(message.TryGetProperty("reasoning_content", out _));
         Assert.Equal(Raw, string.Concat(deltas.Select(d => d.TryGetProperty("content", out var c) ? c.GetString() : null)));
         Assert.DoesNotContain(deltas, d => d.TryGetProperty("reasoning_content", out _));
+    }
+
+    [Fact]
+    public async Task A_call_after_the_block_is_parsed_and_one_inside_it_is_reasoning()
+    {
+        const string Output = "<think>\\nMaybe <tool_call> here.\\n</think>\\n\\n<tool_call>\\n{\\\"name\\\": \\\"get_weather\\\", \\\"arguments\\\": {\\\"city\\\": \\\"Paris\\\"}}\\n</tool_call>";
+        const string Tools = ""","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]""";
+        var (status, json, _) = await PostAsync(_client, ChatPath, Say(Output, Tools, maxTokens: 400));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = json.GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        var message = choice.GetProperty("message");
+        Assert.Equal("Maybe <tool_call> here.", message.GetProperty("reasoning_content").GetString());
+        var call = Assert.Single(message.GetProperty("tool_calls").EnumerateArray());
+        Assert.Equal("get_weather", call.GetProperty("function").GetProperty("name").GetString());
     }
 
     [Fact]
