@@ -37,4 +37,15 @@ public sealed class ChatTemplateCapabilityTests
         Assert.False(caps.SupportsTools);
         Assert.False(caps.SupportsParallelToolCalls);
     }
+
+    [Fact]
+    public void DeepSeek_V3_1_switches_thinking_by_its_own_variable()
+    {
+        var template = ChatTemplateFixtureTests.Load("deepseek-ai-DeepSeek-V3.1");
+        ChatTemplateMessage[] messages = [new("user", "Hi")];
+
+        Assert.True(template.Capabilities.SupportsThinking);
+        Assert.EndsWith("<think>", template.Render(new ChatTemplateRequest(messages) { EnableThinking = true }), StringComparison.Ordinal);
+        Assert.EndsWith("</think>", template.Render(new ChatTemplateRequest(messages) { EnableThinking = false }), StringComparison.Ordinal);
+    }
 }

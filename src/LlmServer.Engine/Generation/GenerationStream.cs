@@ -118,7 +118,7 @@ public sealed class GenerationStream : IAsyncDisposable
     public async Task<GenerationResult> CollectAsync(CancellationToken cancellationToken = default)
     {
         var texts = new System.Text.StringBuilder[Choices];
-        var reasoning = new (System.Text.StringBuilder Text, int Tokens)?[Choices];
+        var reasoning = new (System.Text.StringBuilder? Text, int Tokens)?[Choices];
         var logProbs = new List<TokenLogProb>?[Choices];
         var calls = new List<(string Id, string Name, System.Text.StringBuilder Arguments)>?[Choices];
         var completions = new GenerationCompleted?[Choices];
@@ -140,8 +140,14 @@ public sealed class GenerationStream : IAsyncDisposable
 
                     break;
                 case ReasoningDelta thought:
-                    var (text, tokens) = reasoning[thought.Choice] ?? (new System.Text.StringBuilder(), 0);
-                    reasoning[thought.Choice] = (text.Append(thought.Text), tokens + thought.Tokens);
+                    // Tokens without text (a block holding only whitespace) count, but make no reasoning.
+                    var (text, tokens) = reasoning[thought.Choice] ?? (null, 0);
+                    if (thought.Text.Length > 0)
+                    {
+                        text = (text ?? new System.Text.StringBuilder()).Append(thought.Text);
+                    }
+
+                    reasoning[thought.Choice] = (text, tokens + thought.Tokens);
                     if (thought.LogProbs is { } thoughtLogProbs)
                     {
                         (logProbs[thought.Choice] ??= []).AddRange(thoughtLogProbs);
@@ -167,7 +173,7 @@ public sealed class GenerationStream : IAsyncDisposable
             choices[i] = new GenerationChoiceResult(i, texts[i].ToString(), done, logProbs[i])
             {
                 ToolCalls = calls[i]?.Select(c => new ToolCall(c.Id, c.Name, c.Arguments.ToString())).ToList() ?? [],
-                Reasoning = reasoning[i]?.Text.ToString(),
+                Reasoning = reasoning[i]?.Text?.ToString(),
                 ReasoningTokens = reasoning[i]?.Tokens ?? 0,
             };
         }

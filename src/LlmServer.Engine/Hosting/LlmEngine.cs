@@ -185,14 +185,24 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var tools = _toolCalling!.Prepare(request);
             var submitted = tools?.Request ?? request;
             var text = isChat ? FormatChat(request, tools) : request.Prompt!;
+            var splitReasoning = request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags;
+            var prefill = request.ContinueFinalMessage ? (tools?.PromptMessages ?? request.Messages!)[^1].Content?.Length ?? 0 : 0;
+            var opensInPrompt = splitReasoning && ReasoningStage.OpensInPrompt(text, prefill);
+            if (splitReasoning && submitted.GrammarTriggers.Count > 0)
+            {
+                // llama.cpp matches a trigger against all the text generated, the reasoning included: a call the
+                // model only thinks about must not start the grammar (it would force the call inside the block).
+                submitted = submitted with { GrammarTriggers = ReasoningStage.AnchorTriggers(submitted.GrammarTriggers, opensInPrompt) };
+            }
+
             scheduler.EnsurePromptFits(submitted, _vocabulary!.Bound.MinimumTokens(text), atLeast: true);
             var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
-            if (request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags)
+            if (splitReasoning)
             {
                 // A grammar that holds from the first token (a schema, a required call) writes the answer itself, not
                 // reasoning, even where the prompt opened the block: the call must reach the parser, the JSON the content.
                 var constrainedFromStart = submitted.Grammar is not null && submitted.GrammarTriggers.Count == 0;
-                stream.SplitReasoning(new ReasoningStage(submitted.Choices, !constrainedFromStart && ReasoningStage.OpensInPrompt(text)));
+                stream.SplitReasoning(new ReasoningStage(submitted.Choices, !constrainedFromStart && opensInPrompt));
             }
 
             if (tools?.Stage is { } stage)

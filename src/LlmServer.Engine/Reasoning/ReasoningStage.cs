@@ -34,10 +34,41 @@ internal sealed class ReasoningStage
     public static bool WritesThinkTags(string? templateSource) => templateSource?.Contains(CloseTag, StringComparison.Ordinal) == true;
 
     /// <summary>
-    /// Whether the rendered prompt leaves the answer inside an open block (DeepSeek-R1's and QwQ's generation prompts
-    /// end with <c>&lt;think&gt;</c>). A prompt that closed it (Qwen3 with <c>enable_thinking</c> false) does not.
+    /// Whether the prompt leaves the answer inside an open block (DeepSeek-R1's and QwQ's generation prompts end with
+    /// <c>&lt;think&gt;</c>). A prompt that closed it (Qwen3 with <c>enable_thinking</c> false) does not. A continued
+    /// final message (its last <paramref name="prefill"/> characters) is the answer's beginning: it may open the
+    /// block, or close the one the template opened.
     /// </summary>
-    public static bool OpensInPrompt(string prompt) => prompt.AsSpan().TrimEnd().EndsWith(OpenTag, StringComparison.Ordinal);
+    public static bool OpensInPrompt(string prompt, int prefill = 0)
+    {
+        var answer = prompt.AsSpan(prompt.Length - prefill);
+        if (!prompt.AsSpan(0, prompt.Length - prefill).TrimEnd().EndsWith(OpenTag, StringComparison.Ordinal))
+        {
+            var trimmed = answer.TrimStart();
+            if (!trimmed.StartsWith(OpenTag, StringComparison.Ordinal))
+            {
+                return false;
+            }
+
+            answer = trimmed[OpenTag.Length..];
+        }
+
+        return !answer.Contains(CloseTag, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Lazy-grammar trigger patterns that fire only in the answer, after the block (llama.cpp anchors its own the
+    /// same way): behind the closing tag when the prompt opened the block; otherwise past a block the answer starts
+    /// with, or anywhere in an answer that does not start one. The lookahead keeps a pattern that starts with
+    /// <c>[\s\S]*?</c> (Hermes) from reaching into an open block. Each pattern's first capture group stays first.
+    /// </summary>
+    public static IReadOnlyList<string> AnchorTriggers(IReadOnlyList<string> patterns, bool opensInPrompt)
+    {
+        var prefix = opensInPrompt
+            ? @"[\s\S]*?" + CloseTag + @"\s*"
+            : @"(?:\s*" + OpenTag + @"[\s\S]*?" + CloseTag + @"\s*|(?!\s*" + OpenTag + "))";
+        return patterns.Select(pattern => prefix + pattern).ToList();
+    }
 
     /// <summary>Turns one event into what the next stage sees, appended to <paramref name="output"/>.</summary>
     public void Process(GenerationEvent item, List<GenerationEvent> output)

@@ -72,6 +72,9 @@ public sealed class ChatTemplate
             ["bos_token"] = _options.BosToken,
             ["eos_token"] = _options.EosToken,
             ["enable_thinking"] = request.EnableThinking && Capabilities.SupportsThinking,
+
+            // DeepSeek V3.1's template reads this name; llama.cpp sets it to enable_thinking's value.
+            ["thinking"] = request.EnableThinking && Capabilities.SupportsThinking,
             ["datetime"] = Strftime.Format(now, "%b %d %Y"),
             ["date_string"] = Strftime.Format(now, "%d %b %Y"),
         };

@@ -40,6 +40,7 @@ public sealed class AnthropicThinking
 {
     public string? Type { get; set; }
 
+    /// <summary>Accepted for Anthropic's clients and ignored: nothing cuts the reasoning short.</summary>
     public int? BudgetTokens { get; set; }
 }
 

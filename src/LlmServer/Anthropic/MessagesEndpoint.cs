@@ -57,8 +57,8 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
     }
 
     /// <summary>
-    /// The answer's blocks: its reasoning (when there was some), its text (when there is text, or nothing else), then
-    /// one <c>tool_use</c> per call.
+    /// The answer's blocks: its reasoning (when there was some), its text (when there is text, or no other block, as
+    /// the stream does), then one <c>tool_use</c> per call.
     /// </summary>
     private static List<AnthropicResponseBlock> Content(string? reasoning, string text, IReadOnlyList<ToolCall> calls)
     {
@@ -68,7 +68,7 @@ internal sealed class MessagesEndpoint(ITextGenerator generator, OpenAiResponder
             blocks.Add(new AnthropicThinkingBlock(reasoning, string.Empty));
         }
 
-        if (text.Length > 0 || calls.Count == 0)
+        if (text.Length > 0 || (calls.Count == 0 && reasoning is null))
         {
             blocks.Add(new AnthropicTextBlock(text));
         }

@@ -101,9 +101,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                         reasoningTokens += thought.Tokens;
                         if (!failed && !sse.IsClientGone && formatter is ChatChunkFormatter reasoningChat)
                         {
-                            // The answer's text held back went before this reasoning: chunks keep the model's order.
-                            pending.WriteTo(formatter);
-                            reasoningChat.WriteReasoning(thought);
+                            pending.Add(thought, reasoningChat);
                         }
 
                         break;

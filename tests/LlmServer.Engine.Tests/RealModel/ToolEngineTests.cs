@@ -2,6 +2,7 @@ using System.Text.Json;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Grammars;
 using LlmServer.Engine.Hosting;
+using LlmServer.Engine.Reasoning;
 
 namespace LlmServer.Engine.Tests.RealModel;
 
@@ -52,6 +53,36 @@ public sealed class ToolEngineTests(StoriesEngineFixture fixture) : IClassFixtur
         Assert.Equal("{{{", unconstrained);
         Assert.StartsWith("{", lazy, StringComparison.Ordinal);
         Assert.DoesNotContain("{{", lazy, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_trigger_anchored_after_reasoning_fires_only_past_the_block()
+    {
+        // Biased to write '{' forever: with the block open (the prompt opened it, no closing tag comes) the call's
+        // opening is reasoning and the grammar stays asleep; in an answer with no block it still wakes on the first.
+        var brace = Enumerable.Range(0, Engine.Model!.VocabularySize).Single(t => Engine.Detokenize([t]) == "{");
+        var sampling = new SamplingOptions { Temperature = 0, LogitBias = new Dictionary<int, float> { [brace] = 100 } };
+        string[] triggers = [@"\s*(\{)"];
+        var insideBlock = await TextAsync(new GenerationRequest
+        {
+            Prompt = Prompt,
+            MaxTokens = 3,
+            Sampling = sampling,
+            Grammar = JsonGrammar.AnyObject,
+            GrammarTriggers = ReasoningStage.AnchorTriggers(triggers, opensInPrompt: true),
+        });
+        var noBlock = await TextAsync(new GenerationRequest
+        {
+            Prompt = Prompt,
+            MaxTokens = 3,
+            Sampling = sampling,
+            Grammar = JsonGrammar.AnyObject,
+            GrammarTriggers = ReasoningStage.AnchorTriggers(triggers, opensInPrompt: false),
+        });
+
+        Assert.Equal("{{{", insideBlock);
+        Assert.StartsWith("{", noBlock, StringComparison.Ordinal);
+        Assert.DoesNotContain("{{", noBlock, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Reasoning;
 using LlmServer.Engine.Tools;
@@ -32,6 +33,38 @@ public sealed class ReasoningStageTests
         // Reasoning with markup-like text and a closing tag's lookalike.
         { "a < b and </thought> too</think>Yes", true, "a < b and </thought> too", "Yes" },
     };
+
+    /// <summary>Text generated so far, whether the prompt opened the block, and what the grammar is fed from (null: asleep).</summary>
+    public static TheoryData<string, bool, string?> Triggered => new()
+    {
+        { "<think>I could write <tool_call>", false, null },
+        { "<think>I could write <tool_call> later.</think>\n<tool_call>", false, "<tool_call>" },
+        { "Sure. <tool_call>", false, "<tool_call>" },
+        { "I could write <tool_call>", true, null },
+        { "Thought.</think>\n\n<tool_call>", true, "<tool_call>" },
+    };
+
+    [Theory]
+    [InlineData("<｜Assistant｜><think>\n", "", true)]
+    [InlineData("<｜Assistant｜><think>\n", "Let me see,", true)]
+    [InlineData("<｜Assistant｜><think>\n", "Done.</think>\n\nThe answer:", false)]
+    [InlineData("<|im_start|>assistant\n", "", false)]
+    [InlineData("<|im_start|>assistant\n", "The answer:", false)]
+    [InlineData("<|im_start|>assistant\n", "<think>\nLet me see,", true)]
+    [InlineData("<|im_start|>assistant\n", "<think>Done.</think>", false)]
+    public void A_continued_message_may_open_or_close_the_block(string rendered, string prefill, bool opens) =>
+        Assert.Equal(opens, ReasoningStage.OpensInPrompt(rendered + prefill, prefill.Length));
+
+    [Theory]
+    [MemberData(nameof(Triggered))]
+    public void Anchored_triggers_wake_the_grammar_only_past_the_block(string generated, bool opensInPrompt, string? fed)
+    {
+        // llama.cpp wants the whole text to match and feeds the grammar from the first capture group.
+        var pattern = Assert.Single(ReasoningStage.AnchorTriggers([@"[\s\S]*?(<tool_call>)"], opensInPrompt));
+        var match = Regex.Match(generated, "^(?:" + pattern + ")$");
+
+        Assert.Equal(fed, match.Success ? generated[match.Groups[1].Index..] : null);
+    }
 
     [Theory]
     [MemberData(nameof(Outputs))]

@@ -32,6 +32,19 @@ public sealed class AnthropicThinkingTests(Qwen3ScriptedServerFixture fixture) :
         Assert.Equal("end_turn", json.GetProperty("stop_reason").GetString());
     }
 
+    [Theory]
+    [InlineData("<think>\\nOnly thought.", "thinking")]
+    [InlineData("<think>\\n\\n", "text")]
+    public async Task An_answer_has_one_block_when_it_only_thought_or_its_block_held_nothing(string output, string type)
+    {
+        // As the stream: no empty text block after the thinking, no empty thinking block before the text.
+        var (status, json, _) = await PostAsync(_client, Path, Say(output));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var block = Assert.Single(json.GetProperty("content").EnumerateArray());
+        Assert.Equal(type, block.GetProperty("type").GetString());
+    }
+
     [Fact]
     public async Task A_stream_sends_the_thinking_block_first_then_the_text_block()
     {

@@ -66,6 +66,40 @@ public sealed class StreamCoalescingTests
     }
 
     [Fact]
+    public async Task A_slow_reader_gets_reasoning_merged_apart_from_the_answer()
+    {
+        var client = new SlowClient();
+        var publisher = new StreamPublisher();
+        var queue = new GenerationEventQueue(publisher);
+        var stream = new GenerationStream("gen-test", promptTokens: 5, choices: 1, queue, () => { }, CancellationToken.None);
+        var responder = new OpenAiResponder(TimeProvider.System, new FixedOptions(), NullLogger<OpenAiResponder>.Instance);
+        using var sse = SseWriter.Start(client.Context);
+        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test", logProbs: false);
+
+        // Everything waits while the writer is in the flush of its role chunk: the client has not read anything yet.
+        var streaming = responder.StreamAsync(formatter, sse, new StreamSource([stream], 1, "gen-test"), includeUsage: true);
+        foreach (var text in new[] { "Think", "ing", "." })
+        {
+            queue.Write(new ReasoningDelta(0, text, 1, null));
+        }
+
+        queue.Write(new TextDelta(0, "Hi", 1, null));
+        queue.Write(new TextDelta(0, " there", 1, null));
+        queue.Write(new GenerationCompleted(0, FinishReason.Stop, new GenerationUsage(5, 0, 5), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero)));
+        queue.Complete();
+        publisher.Publish();
+        var events = await client.ReadUntilAsync(e => e.Contains("[DONE]"));
+        await streaming;
+
+        var deltas = events.Where(e => e != "[DONE]").Select(e => JsonDocument.Parse(e).RootElement)
+            .Where(c => c.GetProperty("choices").GetArrayLength() > 0).Select(c => c.GetProperty("choices")[0].GetProperty("delta")).ToList();
+        Assert.Equal(["Thinking."], deltas.Where(d => d.TryGetProperty("reasoning_content", out _)).Select(d => d.GetProperty("reasoning_content").GetString()));
+        Assert.Equal(["Hi there"], deltas.Select(d => d.TryGetProperty("content", out var c) ? c.GetString() : null).Where(t => !string.IsNullOrEmpty(t)));
+        var usage = Assert.Single(events.Where(e => e != "[DONE]").Select(e => JsonDocument.Parse(e).RootElement), c => c.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object);
+        Assert.Equal(3, usage.GetProperty("usage").GetProperty("completion_tokens_details").GetProperty("reasoning_tokens").GetInt32());
+    }
+
+    [Fact]
     public async Task A_reader_that_keeps_up_gets_one_chunk_per_delta()
     {
         var client = new SlowClient();
