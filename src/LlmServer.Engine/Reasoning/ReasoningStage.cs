@@ -59,15 +59,17 @@ internal sealed class ReasoningStage
     /// <summary>
     /// Lazy-grammar trigger patterns that fire only in the answer, after the block (llama.cpp anchors its own the
     /// same way): behind the closing tag when the prompt opened the block; otherwise past a block the answer starts
-    /// with, or anywhere in an answer that does not start one. The lookahead keeps a pattern that starts with
-    /// <c>[\s\S]*?</c> (Hermes) from reaching into an open block. Each pattern's first capture group stays first.
+    /// with, or anywhere in an answer that does not start one. llama.cpp matches a pattern written <c>^...$</c>
+    /// against the whole generated text and searches for any other anywhere (where a search starting inside the
+    /// opening tag would pass the lookahead), so each is wrapped whole, with the text after the call's start allowed.
+    /// Each pattern's first capture group stays first.
     /// </summary>
     public static IReadOnlyList<string> AnchorTriggers(IReadOnlyList<string> patterns, bool opensInPrompt)
     {
         var prefix = opensInPrompt
             ? @"[\s\S]*?" + CloseTag + @"\s*"
             : @"(?:\s*" + OpenTag + @"[\s\S]*?" + CloseTag + @"\s*|(?!\s*" + OpenTag + "))";
-        return patterns.Select(pattern => prefix + pattern).ToList();
+        return patterns.Select(pattern => "^(?:" + prefix + pattern + @")[\s\S]*$").ToList();
     }
 
     /// <summary>Turns one event into what the next stage sees, appended to <paramref name="output"/>.</summary>

@@ -78,10 +78,17 @@ internal sealed partial class InferenceScheduler : IDisposable
         _stepObservers = stepObservers?.ToArray() ?? [];
         _status = new SchedulerStatus(options.Slots, 0, 0, 0, 0, 0, false, null, 0);
         Metrics = new SchedulerMetrics(() => _status, meterFactory, modelId);
-        _thread = new Thread(Run) { IsBackground = true, Name = "llm-scheduler" };
+        _thread = new Thread(Run, SchedulerStackBytes) { IsBackground = true, Name = "llm-scheduler" };
     }
 
     public SchedulerMetrics Metrics { get; }
+
+    /// <summary>
+    /// The scheduler thread's stack. llama.cpp matches lazy-grammar triggers with std::regex, which recurses once a
+    /// character of the generated text: on .NET's default 1.5 MB a trigger over about 16,000 characters overflows the
+    /// stack and kills the process. Reserved, not committed: only what a match uses is paid for.
+    /// </summary>
+    private const int SchedulerStackBytes = 256 * 1024 * 1024;
 
     /// <summary>Completes when the backend is up and the loop runs; faults if the backend failed to start.</summary>
     public Task Started => _started.Task;

@@ -40,6 +40,7 @@ public sealed class ReasoningStageTests
         { "<think>I could write <tool_call>", false, null },
         { "<think>I could write <tool_call> later.</think>\n<tool_call>", false, "<tool_call>" },
         { "Sure. <tool_call>", false, "<tool_call>" },
+        { "Sure. <tool_call>{\"na", false, "<tool_call>{\"na" },
         { "I could write <tool_call>", true, null },
         { "Thought.</think>\n\n<tool_call>", true, "<tool_call>" },
     };
@@ -59,9 +60,12 @@ public sealed class ReasoningStageTests
     [MemberData(nameof(Triggered))]
     public void Anchored_triggers_wake_the_grammar_only_past_the_block(string generated, bool opensInPrompt, string? fed)
     {
-        // llama.cpp wants the whole text to match and feeds the grammar from the first capture group.
+        // llama.cpp matches a pattern written ^...$ against the whole text (any other it searches for anywhere) and
+        // feeds the grammar from the first capture group.
         var pattern = Assert.Single(ReasoningStage.AnchorTriggers([@"[\s\S]*?(<tool_call>)"], opensInPrompt));
-        var match = Regex.Match(generated, "^(?:" + pattern + ")$");
+        Assert.StartsWith("^", pattern, StringComparison.Ordinal);
+        Assert.EndsWith("$", pattern, StringComparison.Ordinal);
+        var match = Regex.Match(generated, pattern);
 
         Assert.Equal(fed, match.Success ? generated[match.Groups[1].Index..] : null);
     }
