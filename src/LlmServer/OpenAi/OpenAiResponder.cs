@@ -106,9 +106,12 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
                         break;
                     case ToolCallStarted call when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter chat:
+                        // Text held for a client that is behind was written before the call: it goes first.
+                        pending.WriteTo(formatter);
                         chat.WriteToolCallStart(call);
                         break;
                     case ToolCallArgumentsDelta arguments when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter chat:
+                        pending.WriteTo(formatter);
                         chat.WriteToolCallArguments(arguments);
                         break;
                     case GenerationCompleted completion:

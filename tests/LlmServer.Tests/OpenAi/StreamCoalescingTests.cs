@@ -100,6 +100,36 @@ public sealed class StreamCoalescingTests
     }
 
     [Fact]
+    public async Task A_slow_reader_gets_the_text_written_before_a_call_ahead_of_the_call()
+    {
+        var client = new SlowClient();
+        var publisher = new StreamPublisher();
+        var queue = new GenerationEventQueue(publisher);
+        var stream = new GenerationStream("gen-test", promptTokens: 5, choices: 1, queue, () => { }, CancellationToken.None);
+        var responder = new OpenAiResponder(TimeProvider.System, new FixedOptions(), NullLogger<OpenAiResponder>.Instance);
+        using var sse = SseWriter.Start(client.Context);
+        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test", logProbs: false);
+
+        // Everything waits while the writer is in the flush of its role chunk: the text is held, then the call comes.
+        var streaming = responder.StreamAsync(formatter, sse, new StreamSource([stream], 1, "gen-test"), includeUsage: false);
+        queue.Write(new TextDelta(0, "Let me", 1, null));
+        queue.Write(new TextDelta(0, " add.", 1, null));
+        queue.Write(new ToolCallStarted(0, 0, "call_1", "add"));
+        queue.Write(new ToolCallArgumentsDelta(0, 0, "{\"a\":2}"));
+        queue.Write(new GenerationCompleted(0, FinishReason.ToolCalls, new GenerationUsage(5, 0, 4), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero)));
+        queue.Complete();
+        publisher.Publish();
+        var events = await client.ReadUntilAsync(e => e.Contains("[DONE]"));
+        await streaming;
+
+        var deltas = events.Where(e => e != "[DONE]").Select(e => JsonDocument.Parse(e).RootElement)
+            .Where(c => c.GetProperty("choices").GetArrayLength() > 0).Select(c => c.GetProperty("choices")[0].GetProperty("delta")).ToList();
+        var text = deltas.FindIndex(d => d.TryGetProperty("content", out var c) && c.GetString() == "Let me add.");
+        var call = deltas.FindIndex(d => d.TryGetProperty("tool_calls", out _));
+        Assert.True(text >= 0 && call >= 0 && text < call, string.Join("\n", events));
+    }
+
+    [Fact]
     public async Task A_reader_that_keeps_up_gets_one_chunk_per_delta()
     {
         var client = new SlowClient();
