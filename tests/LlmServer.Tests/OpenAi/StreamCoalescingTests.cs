@@ -22,16 +22,9 @@ public sealed class StreamCoalescingTests
     [Fact]
     public async Task A_slow_reader_gets_fewer_merged_chunks_with_the_same_text_and_intact_finish_and_usage()
     {
-        var client = new SlowClient();
-        var publisher = new StreamPublisher();
-        var queue = new GenerationEventQueue(publisher);
-        var stream = new GenerationStream("gen-test", promptTokens: 5, choices: 1, queue, () => { }, CancellationToken.None);
-        var responder = new OpenAiResponder(TimeProvider.System, new FixedOptions(), NullLogger<OpenAiResponder>.Instance);
-        using var sse = SseWriter.Start(client.Context);
-        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test", logProbs: false);
-
         // The writer sends the role chunk and waits in its flush: the client has not read anything yet.
-        var streaming = responder.StreamAsync(formatter, sse, new StreamSource([stream], 1, "gen-test"), includeUsage: true);
+        using var chat = new ChatStream(promptTokens: 5, includeUsage: true);
+        var (client, publisher, queue, streaming) = (chat.Client, chat.Publisher, chat.Queue, chat.Streaming);
         foreach (var text in new[] { "Once", " upon", " a" })
         {
             queue.Write(new TextDelta(0, text, 1, null));
@@ -68,16 +61,9 @@ public sealed class StreamCoalescingTests
     [Fact]
     public async Task A_slow_reader_gets_reasoning_merged_apart_from_the_answer()
     {
-        var client = new SlowClient();
-        var publisher = new StreamPublisher();
-        var queue = new GenerationEventQueue(publisher);
-        var stream = new GenerationStream("gen-test", promptTokens: 5, choices: 1, queue, () => { }, CancellationToken.None);
-        var responder = new OpenAiResponder(TimeProvider.System, new FixedOptions(), NullLogger<OpenAiResponder>.Instance);
-        using var sse = SseWriter.Start(client.Context);
-        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test", logProbs: false);
-
         // Everything waits while the writer is in the flush of its role chunk: the client has not read anything yet.
-        var streaming = responder.StreamAsync(formatter, sse, new StreamSource([stream], 1, "gen-test"), includeUsage: true);
+        using var chat = new ChatStream(promptTokens: 5, includeUsage: true);
+        var (client, publisher, queue, streaming) = (chat.Client, chat.Publisher, chat.Queue, chat.Streaming);
         foreach (var text in new[] { "Think", "ing", "." })
         {
             queue.Write(new ReasoningDelta(0, text, 1, null));
@@ -102,16 +88,9 @@ public sealed class StreamCoalescingTests
     [Fact]
     public async Task A_slow_reader_gets_the_text_written_before_a_call_ahead_of_the_call()
     {
-        var client = new SlowClient();
-        var publisher = new StreamPublisher();
-        var queue = new GenerationEventQueue(publisher);
-        var stream = new GenerationStream("gen-test", promptTokens: 5, choices: 1, queue, () => { }, CancellationToken.None);
-        var responder = new OpenAiResponder(TimeProvider.System, new FixedOptions(), NullLogger<OpenAiResponder>.Instance);
-        using var sse = SseWriter.Start(client.Context);
-        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test", logProbs: false);
-
         // Everything waits while the writer is in the flush of its role chunk: the text is held, then the call comes.
-        var streaming = responder.StreamAsync(formatter, sse, new StreamSource([stream], 1, "gen-test"), includeUsage: false);
+        using var chat = new ChatStream(promptTokens: 5, includeUsage: false);
+        var (client, publisher, queue, streaming) = (chat.Client, chat.Publisher, chat.Queue, chat.Streaming);
         queue.Write(new TextDelta(0, "Let me", 1, null));
         queue.Write(new TextDelta(0, " add.", 1, null));
         queue.Write(new ToolCallStarted(0, 0, "call_1", "add"));
@@ -132,14 +111,8 @@ public sealed class StreamCoalescingTests
     [Fact]
     public async Task A_reader_that_keeps_up_gets_one_chunk_per_delta()
     {
-        var client = new SlowClient();
-        var publisher = new StreamPublisher();
-        var queue = new GenerationEventQueue(publisher);
-        var stream = new GenerationStream("gen-test", promptTokens: 3, choices: 1, queue, () => { }, CancellationToken.None);
-        var responder = new OpenAiResponder(TimeProvider.System, new FixedOptions(), NullLogger<OpenAiResponder>.Instance);
-        using var sse = SseWriter.Start(client.Context);
-        var formatter = new ChatChunkFormatter(sse, "chatcmpl-test", 1, "stories", "fp_test", logProbs: false);
-        var streaming = responder.StreamAsync(formatter, sse, new StreamSource([stream], 1, "gen-test"), includeUsage: false);
+        using var chat = new ChatStream(promptTokens: 3, includeUsage: false);
+        var (client, publisher, queue, streaming) = (chat.Client, chat.Publisher, chat.Queue, chat.Streaming);
         await client.ReadUntilAsync(e => e.Count == 1);
 
         var words = new[] { "One", " two", " three" };
@@ -159,6 +132,32 @@ public sealed class StreamCoalescingTests
 
         var contents = events.Where(e => e != "[DONE]").Select(e => Content(JsonDocument.Parse(e).RootElement)).Where(t => !string.IsNullOrEmpty(t)).ToList();
         Assert.Equal(words, contents);
+    }
+
+    /// <summary>A chat completion streaming one choice to a <see cref="SlowClient"/>, fed by the test through <see cref="Queue"/>.</summary>
+    private sealed class ChatStream : IDisposable
+    {
+        private readonly SseWriter _sse;
+
+        public ChatStream(int promptTokens, bool includeUsage)
+        {
+            Queue = new GenerationEventQueue(Publisher);
+            var stream = new GenerationStream("gen-test", promptTokens, choices: 1, Queue, () => { }, CancellationToken.None);
+            var responder = new OpenAiResponder(TimeProvider.System, new FixedOptions(), NullLogger<OpenAiResponder>.Instance);
+            _sse = SseWriter.Start(Client.Context);
+            var formatter = new ChatChunkFormatter(_sse, "chatcmpl-test", 1, "stories", "fp_test", logProbs: false);
+            Streaming = responder.StreamAsync(formatter, _sse, new StreamSource([stream], 1, "gen-test"), includeUsage);
+        }
+
+        public SlowClient Client { get; } = new();
+
+        public StreamPublisher Publisher { get; } = new();
+
+        public GenerationEventQueue Queue { get; }
+
+        public Task Streaming { get; }
+
+        public void Dispose() => _sse.Dispose();
     }
 
     private static string? Content(string json) => Content(JsonDocument.Parse(json).RootElement);
