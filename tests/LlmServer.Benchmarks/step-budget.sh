@@ -11,6 +11,9 @@
 # target's figures as ratios to it too, beside each side's p99 and largest gap (a p95 does not see a stall that is
 # rare but long). LLMSERVER_BUDGET_TOKENS sets the budget-only run's Scheduler:StepTokenBudget (2048 puts a whole
 # long prompt into one step, as llama-server does). LLMSERVER_DLL runs an already built server instead of building.
+# LLMSERVER_CONFIGS adds configurations of ours to every round, each "name=server arguments" and separated by ";" (e.g.
+# "strict=--Scheduler:MinPromptShare=0 --Scheduler:MinPromptChunk=16"), reported beside the others and as ratios to the
+# token budget alone: the points of the trade-off between running streams' gaps and long prompts' wait.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-2}
@@ -29,14 +32,14 @@ pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 echo "loadgen results in $out"
 
-run() { # name target-ms round (name "llama": llama.cpp's server)
+run() { # name target-ms round [server arguments...] (name "llama": llama.cpp's server)
   if [ "$1" = llama ]; then
     "$llama" -m "$shared/models/synth110m-q4_0.gguf" --host 127.0.0.1 --port "$port" -c 32768 -np 8 -t 2 -tb 2 \
       --log-disable >"$out/$1-$3.log" 2>&1 &
   else
     dotnet "$server" --model "$shared/models/synth110m-q4_0.gguf" --urls "http://127.0.0.1:$port" \
       --Scheduler:Slots=8 --Scheduler:ContextSize=32768 --Scheduler:TargetStepMs="$2" ${budget_tokens:+--Scheduler:StepTokenBudget=$budget_tokens} \
-      --Model:Threads=2 --Model:BatchThreads=2 --Sessions:Database="$out/$1-$3.db" --Logging:LogLevel:Default=Warning >"$out/$1-$3.log" 2>&1 &
+      --Model:Threads=2 --Model:BatchThreads=2 --Sessions:Database="$out/$1-$3.db" --Logging:LogLevel:Default=Warning "${@:4}" >"$out/$1-$3.log" 2>&1 &
   fi
   pid=$!
   until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do kill -0 "$pid" 2>/dev/null || { echo "the server exited at start" >&2; exit 1; }; sleep 0.2; done
@@ -51,21 +54,30 @@ run() { # name target-ms round (name "llama": llama.cpp's server)
 }
 
 budget() { budget_tokens=${LLMSERVER_BUDGET_TOKENS:-}; run budget 0 "$1"; budget_tokens=; }
+declare -A extra=()
+IFS=';' read -ra specs <<<"${LLMSERVER_CONFIGS:-}"
+for spec in "${specs[@]}"; do
+  [ -n "${spec// }" ] || continue
+  name=${spec%%=*}
+  [[ "$name" =~ ^[a-z0-9-]+$ && "$spec" == *=* && ! "$name" =~ ^(timed|budget|llama)$ ]] || { echo "LLMSERVER_CONFIGS: \"$spec\" is not name=arguments (a new lower-case name)" >&2; exit 2; }
+  extra[$name]=${spec#*=}
+done
 # Each configuration takes each place in the order in turn.
-configs=(timed budget); [ -n "$llama" ] && configs+=(llama)
+configs=(timed budget "${!extra[@]}"); [ -n "$llama" ] && configs+=(llama)
 for round in $(seq 1 "$rounds"); do
   for i in "${!configs[@]}"; do
     case ${configs[$(( (i + round - 1) % ${#configs[@]} ))]} in
       timed) run timed "$target" "$round" ;;
       budget) budget "$round" ;;
       llama) run llama 0 "$round" ;;
+      *) name=${configs[$(( (i + round - 1) % ${#configs[@]} ))]}; read -ra args <<<"${extra[$name]}"; run "$name" "$target" "$round" "${args[@]}" ;;
     esac
   done
 done
 
-python3 - "$out" "$rounds" "$target" "$llama" <<'PY'
+python3 - "$out" "$rounds" "$target" "$llama" "${!extra[@]}" <<'PY'
 import json, statistics, sys
-out, rounds, target, llama = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out, rounds, target, llama, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
 def load(name, rnd, kind): return json.load(open(f"{out}/{name}-{rnd}-{kind}.json"))
 def figures(name, rnd):
     s, l = load(name, rnd, "short"), load(name, rnd, "long")
@@ -86,6 +98,10 @@ for rnd in range(1, rounds + 1):
     print(f"round {rnd}: TargetStepMs={target}: {t}")
     print(f"round {rnd}: TargetStepMs=0:  {b}")
     ratio("timed/budget", t, b)
+    for name in extra:
+        e = figures(name, rnd)
+        print(f"round {rnd}: {name}: {e}")
+        ratio(f"{name}/budget", e, b)
     if llama:
         m = figures("llama", rnd)
         print(f"round {rnd}: llama-server:    {m}")
