@@ -114,6 +114,107 @@ public sealed class SessionListingTests
         Assert.DoesNotContain(capture.Events, e => e.Name?.Contains("Exception", StringComparison.OrdinalIgnoreCase) == true);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_list_of_exactly_the_cap_is_merged_and_one_a_byte_longer_is_a_502(bool lengthTold)
+    {
+        // Past the first buffer (16 KiB), so the buffer grows, and not a power of two, so its last growth stops at the cap.
+        const int cap = 100_000;
+        await using var first = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "aaaaaaaaaaaa");
+        await using var second = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "bbbbbbbbbbbb");
+        first.SessionsAnswer = () => Results.Json(new[] { Session("aaaaaaaaaaaa-1", "2026-01-01T00:00:00Z") });
+        var capture = new CapturingLoggerProvider();
+        await using var router = await RouterHost.StartAsync([$"--Router:SessionListMaxBytes={cap}"], builder => builder.Logging.AddProvider(capture), first.Address, second.Address);
+        await router.WaitForStoresAsync(first.Address, second.Address);
+
+        var atCap = ListOfLength(cap);
+        second.SessionsAnswer = () => Answer(atCap);
+        using (var response = await router.Client.GetAsync(new Uri("/api/sessions", UriKind.Relative)))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var list = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            var sessions = list.RootElement.EnumerateArray().ToArray();
+            Assert.Equal(new[] { "bbbbbbbbbbbb-1", "aaaaaaaaaaaa-1" }, sessions.Select(s => s.GetProperty("id").GetString()!).ToArray());
+
+            // Its last byte too: the list as the replica wrote it.
+            Assert.Equal(atCap, JsonSerializer.SerializeToUtf8Bytes(new[] { sessions[0] }));
+        }
+
+        second.SessionsAnswer = () => Answer(ListOfLength(cap + 1));
+        using var refused = await router.Client.GetAsync(new Uri("/api/sessions", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.BadGateway, refused.StatusCode);
+        using var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
+        Assert.Equal("session_replica_invalid_answer", error.RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains($"larger than the router's limit of {cap} bytes", error.RootElement.GetProperty("error").GetProperty("message").GetString()!, StringComparison.Ordinal);
+        Assert.Single(capture.Events, e => e.Name == "LogInvalidAnswer");
+
+        IResult Answer(byte[] list) => lengthTold ? Results.Bytes(list, "application/json") : Results.Stream(s => s.WriteAsync(list).AsTask(), "application/json");
+    }
+
+    /// <summary>A list of one session, exactly <paramref name="length"/> bytes long (its title fills it out).</summary>
+    private static byte[] ListOfLength(int length)
+    {
+        var empty = JsonSerializer.SerializeToUtf8Bytes(new[] { new { id = "bbbbbbbbbbbb-1", title = "", createdAt = "2026-01-01T00:00:00Z", updatedAt = "2026-01-02T00:00:00Z" } });
+        var list = JsonSerializer.SerializeToUtf8Bytes(new[] { new { id = "bbbbbbbbbbbb-1", title = new string('t', length - empty.Length), createdAt = "2026-01-01T00:00:00Z", updatedAt = "2026-01-02T00:00:00Z" } });
+        Assert.Equal(length, list.Length);
+        return list;
+    }
+
+    [Theory]
+    [InlineData("over the limit", "larger than the router's limit of 4096 bytes")]
+    [InlineData("over the limit, its length told", "larger than the router's limit of 4096 bytes")]
+    public async Task A_replicas_refusal_whose_error_is_over_the_limit_keeps_its_status_with_the_routers_error_in_its_place(string how, string problem)
+    {
+        await using var first = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "aaaaaaaaaaaa");
+        await using var second = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "bbbbbbbbbbbb");
+        first.SessionsAnswer = () => Results.Json(new[] { Session("aaaaaaaaaaaa-1", "2026-01-01T00:00:00Z") });
+        second.SessionsAnswer = () => new RateLimitRefusal(how);
+        var capture = new CapturingLoggerProvider();
+        await using var router = await RouterHost.StartAsync(["--Router:SessionListMaxBytes=4096"], builder => builder.Logging.AddProvider(capture), first.Address, second.Address);
+        await router.WaitForStoresAsync(first.Address, second.Address);
+
+        using var response = await router.Client.GetAsync(new Uri("/api/sessions", UriKind.Relative));
+
+        Assert.True(response.StatusCode == HttpStatusCode.TooManyRequests, $"{how}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        Assert.Equal(TimeSpan.FromSeconds(7), response.Headers.RetryAfter?.Delta);
+        using var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var detail = error.RootElement.GetProperty("error");
+        Assert.Equal(("rate_limit_error", "session_replica_refused"), (detail.GetProperty("type").GetString(), detail.GetProperty("code").GetString()));
+        var message = detail.GetProperty("message").GetString()!;
+        Assert.Contains($"replica {RouterApplication.ReplicaName(second.Address)} refused with HTTP 429", message, StringComparison.Ordinal);
+        Assert.Contains(problem, message, StringComparison.Ordinal);
+        Assert.Single(capture.Events, e => e.Name == "LogRefusalUnreadable");
+        Assert.DoesNotContain(capture.Events, e => e.Name == "LogInvalidAnswer");
+    }
+
+    [Fact]
+    public async Task A_replica_that_fails_makes_the_list_unavailable_without_waiting_for_the_others_and_they_are_let_go_of()
+    {
+        await using var first = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "aaaaaaaaaaaa");
+        await using var second = await FakeReplica.StartAsync(refusesAsDraining: false, sessionStore: "bbbbbbbbbbbb");
+        var firstAsked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var firstLetGo = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        first.SessionsAnswer = () => new SilentUntilLetGo(firstAsked, firstLetGo);
+
+        // Fails only once the first replica holds the router's request, so there is one to let go of.
+        second.SessionsAnswer = () => new AbortedOnce(firstAsked.Task);
+        var capture = new CapturingLoggerProvider();
+
+        // The listing's deadline stays the test default (5 min, past the client's 180 s): the old wait for the silent replica fails the test.
+        await using var router = await RouterHost.StartAsync([], builder => builder.Logging.AddProvider(capture), first.Address, second.Address);
+        await router.WaitForStoresAsync(first.Address, second.Address);
+
+        using var response = await router.Client.GetAsync(new Uri("/api/sessions", UriKind.Relative));
+
+        await AssertSessionReplicaUnavailableAsync(response);
+        await firstLetGo.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.Contains(capture.Lines, l => l.StartsWith($"Replica {second.Address} did not list its sessions", StringComparison.Ordinal));
+
+        // Let go of, it did not fail.
+        Assert.DoesNotContain(capture.Lines, l => l.StartsWith($"Replica {first.Address}", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task A_replica_that_sends_its_headers_and_then_never_its_list_makes_the_list_unavailable_at_the_listing_deadline()
     {
@@ -178,6 +279,46 @@ public sealed class SessionListingTests
             await httpContext.Response.StartAsync();
             await httpContext.Response.Body.FlushAsync();
             await Task.Delay(Timeout.Infinite, httpContext.RequestAborted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    /// <summary>A 429 with <c>Retry-After: 7</c> whose error is over the tests' 4 KiB limit, its length told or not.</summary>
+    private sealed class RateLimitRefusal(string how) : IResult
+    {
+        public async Task ExecuteAsync(HttpContext httpContext)
+        {
+            var error = JsonSerializer.SerializeToUtf8Bytes(new { error = new { message = new string('x', 8192), type = "rate_limit_error", param = (string?)null, code = "rate_limit_exceeded" } });
+            var response = httpContext.Response;
+            response.StatusCode = StatusCodes.Status429TooManyRequests;
+            response.Headers.RetryAfter = "7";
+            response.ContentType = "application/json";
+            if (how == "over the limit, its length told")
+            {
+                response.ContentLength = error.Length;
+            }
+
+            await response.Body.WriteAsync(error);
+        }
+    }
+
+    /// <summary>Says it was asked, then answers nothing until the router lets go of the request, and says that too.</summary>
+    private sealed class SilentUntilLetGo(TaskCompletionSource asked, TaskCompletionSource letGo) : IResult
+    {
+        public async Task ExecuteAsync(HttpContext httpContext)
+        {
+            asked.TrySetResult();
+            await Task.Delay(Timeout.Infinite, httpContext.RequestAborted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            letGo.TrySetResult();
+        }
+    }
+
+    /// <summary>Drops the connection without an answer once <paramref name="after"/> has happened.</summary>
+    private sealed class AbortedOnce(Task after) : IResult
+    {
+        public async Task ExecuteAsync(HttpContext httpContext)
+        {
+            await after;
+            httpContext.Abort();
         }
     }
 

@@ -41,7 +41,10 @@ public sealed class RouterOptions
     /// </summary>
     public TimeSpan SessionListTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>The largest list one replica may answer for the merged <c>GET /api/sessions</c> (it is held in memory).</summary>
+    /// <summary>
+    /// The largest list (or refusal) one replica may answer for the merged <c>GET /api/sessions</c>: each answer is held
+    /// in one buffer of at most this size until the merged list is written.
+    /// </summary>
     public int SessionListMaxBytes { get; set; } = 64 * 1024 * 1024;
 
     /// <summary>The <c>Retry-After</c> the router sends with its 503 when no replica is healthy.</summary>

@@ -17,6 +17,7 @@ internal static class RouterErrors
 
     public const string SessionReplicaUnavailableCode = "session_replica_unavailable";
     public const string SessionReplicaInvalidAnswerCode = "session_replica_invalid_answer";
+    public const string SessionReplicaRefusedCode = "session_replica_refused";
 
     /// <summary>503 with <c>Retry-After</c>: no replica is healthy, or none could be reached.</summary>
     public static Task WriteNoReplicaAsync(HttpContext context, TimeSpan retryAfter)
@@ -54,6 +55,26 @@ internal static class RouterErrors
         response.Headers.CacheControl = "no-store";
         var message = $"The sessions cannot be listed: model server replica {replicaName} did not answer with a list of sessions ({problem}).";
         return response.WriteAsJsonAsync(new OpenAiError(new OpenAiErrorDetail(message, "server_error", null, SessionReplicaInvalidAnswerCode)), RouterJson.Default.OpenAiError, cancellationToken: context.RequestAborted);
+    }
+
+    /// <summary>
+    /// A replica's refusal of the merged session list (<paramref name="status"/>) whose own error cannot be passed on
+    /// (<paramref name="problem"/>: too large, cut short): its status, with this error in its place. What else the
+    /// refusal carries (<c>Retry-After</c>, <c>WWW-Authenticate</c>) is already on the response.
+    /// </summary>
+    public static Task WriteSessionReplicaRefusedAsync(HttpContext context, int status, string replicaName, string problem)
+    {
+        var response = context.Response;
+        response.StatusCode = status;
+        response.Headers.CacheControl = "no-store";
+        var type = status switch
+        {
+            StatusCodes.Status429TooManyRequests => "rate_limit_error",
+            >= 500 => "server_error",
+            _ => "invalid_request_error",
+        };
+        var message = $"The sessions cannot be listed: model server replica {replicaName} refused with HTTP {status}, and its error cannot be passed on ({problem}).";
+        return response.WriteAsJsonAsync(new OpenAiError(new OpenAiErrorDetail(message, type, null, SessionReplicaRefusedCode)), RouterJson.Default.OpenAiError, cancellationToken: context.RequestAborted);
     }
 
     private static Task WriteUnavailableAsync(HttpContext context, TimeSpan retryAfter, string message, string code)

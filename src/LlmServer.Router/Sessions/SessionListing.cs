@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Text.Json;
 using LlmServer.Router.Configuration;
 using LlmServer.Router.Errors;
@@ -15,11 +14,13 @@ namespace LlmServer.Router.Sessions;
 /// first as a replica orders them. A store none of whose replicas is available makes the answer a 503
 /// (<c>session_replica_unavailable</c>), never a list that silently lacks sessions, and so does a replica that has not
 /// yet reported its store (whether the stores are split is not known) or that has not answered, all of it, within
-/// <see cref="RouterOptions.SessionListTimeout"/>; a replica's own refusal (401, 429) is passed on as it is, and an
-/// answer that is not a list of sessions (not JSON, cut short, larger than <see cref="RouterOptions.SessionListMaxBytes"/>,
-/// another shape) makes the answer a 502 (<c>session_replica_invalid_answer</c>) naming the replica and what was wrong. The path matches as the
-/// replicas' routing does (a trailing slash too), and the query string goes to every replica. With one shared store
-/// (PostgreSQL) the request is proxied like any other.
+/// <see cref="RouterOptions.SessionListTimeout"/>; the first replica that fails so settles the answer, and the others
+/// are let go of at once. A replica's own refusal (401, 429) is passed on as it is, or, when its error cannot be (larger
+/// than <see cref="RouterOptions.SessionListMaxBytes"/>, cut short), with its status and the router's own error
+/// (<c>session_replica_refused</c>). An answer that is not a list of sessions (not JSON, cut short, larger than the cap,
+/// another shape) makes the answer a 502 (<c>session_replica_invalid_answer</c>) naming the replica and what was wrong.
+/// The path matches as the replicas' routing does (a trailing slash too), and the query string goes to every replica.
+/// With one shared store (PostgreSQL) the request is proxied like any other.
 /// </summary>
 internal sealed partial class SessionListing(
     ReplicaLoadMonitor replicas,
@@ -31,6 +32,12 @@ internal sealed partial class SessionListing(
     public const string HttpClientName = "replica-sessions";
 
     private const string ListPath = "/api/sessions";
+
+    // Where a replica's answer of untold length starts; it doubles from there, up to the cap.
+    private const int InitialBodyBytes = 16 * 1024;
+
+    // How much of the merged list is written out at a time.
+    private const int FlushBytes = 64 * 1024;
 
     // What identifies the caller to a replica: its API key (either header) or the cookie a browser sends.
     private static readonly string[] CallerHeaders = ["Authorization", "x-api-key", "Cookie"];
@@ -79,17 +86,41 @@ internal sealed partial class SessionListing(
         var settings = options.CurrentValue;
         using var deadline = new CancellationTokenSource(settings.SessionListTimeout, timeProvider);
         using var asking = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, deadline.Token);
-        var answers = await Task.WhenAll(sources.Select(s => AskAsync(s, context, settings, asking.Token)));
-        if (answers.Any(a => a is null))
+        var asks = sources.Select(s => AskAsync(s, context, settings, deadline.Token, asking.Token)).ToList();
+        var unavailable = false;
+        try
+        {
+            // One replica without an answer makes the list unavailable whatever the others answer: no waiting for them.
+            await foreach (var ask in Task.WhenEach(asks))
+            {
+                if (await ask is null)
+                {
+                    unavailable = true;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            // Each ask reads the request's headers and token and holds a response: all of them end before the request does.
+            await asking.CancelAsync();
+            await ((Task)Task.WhenAll(asks)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        if (unavailable)
         {
             await RouterErrors.WriteSessionReplicaUnavailableAsync(context, settings.RetryAfter);
             return;
         }
 
-        if (answers.FirstOrDefault(a => a!.Problem is null && a.Status is < 200 or > 299) is { } refusal)
+        var answers = await Task.WhenAll(asks);
+        for (var i = 0; i < answers.Length; i++)
         {
-            await PassOnAsync(context, refusal);
-            return;
+            if (answers[i]!.Status is < 200 or > 299)
+            {
+                await PassOnAsync(context, answers[i]!, sources[i].DestinationId);
+                return;
+            }
         }
 
         var sessions = new List<ListedSession>();
@@ -112,7 +143,14 @@ internal sealed partial class SessionListing(
             .ThenByDescending(s => s.CreatedAt)
             .ThenBy(s => s.Id, StringComparer.Ordinal))
         {
-            session.Json.WriteTo(writer);
+            // ReadList read it through: it is valid JSON.
+            writer.WriteRawValue(session.Json.Span, skipInputValidation: true);
+
+            // The writer holds what it has not flushed: flushed as it goes, the merged list is never a second copy of the lists.
+            if (writer.BytesPending >= FlushBytes)
+            {
+                await writer.FlushAsync(context.RequestAborted);
+            }
         }
 
         writer.WriteEndArray();
@@ -124,56 +162,112 @@ internal sealed partial class SessionListing(
         path.StartsWithSegments(ListPath, StringComparison.OrdinalIgnoreCase, out var rest) && (!rest.HasValue || rest.Value == "/");
 
     /// <summary>
-    /// Adds a replica's list to <paramref name="sessions"/>, each session with what it is ordered by; or says what is
-    /// wrong with the answer (a replica that answers 200 with anything else must not make the merged list a bare 500,
-    /// nor pass on half a list).
+    /// Adds a replica's list to <paramref name="sessions"/>, each session as a slice of <paramref name="body"/> with what
+    /// it is ordered by; or says what is wrong with the answer (a replica that answers 200 with anything else must not
+    /// make the merged list a bare 500, nor pass on half a list). Read with a reader, not a document: a document would
+    /// hold an index about as large as the list, and a copy of each session besides.
     /// </summary>
     private static string? ReadList(ReadOnlyMemory<byte> body, List<ListedSession> sessions)
     {
-        JsonDocument list;
+        // Whether it is JSON at all first, so that a broken answer says so whatever its first items are.
+        var reader = new Utf8JsonReader(body.Span);
         try
         {
-            list = JsonDocument.Parse(body);
+            reader.Read();
+            reader.Skip();
+            reader.Read();
         }
         catch (JsonException e)
         {
             return $"its answer is not valid JSON ({e.Message})";
         }
 
-        using (list)
+        reader = new Utf8JsonReader(body.Span);
+        reader.Read();
+        if (reader.TokenType != JsonTokenType.StartArray)
         {
-            if (list.RootElement.ValueKind != JsonValueKind.Array)
-            {
-                return $"its answer is a JSON {list.RootElement.ValueKind.ToString().ToLowerInvariant()}, not a list of sessions";
-            }
-
-            foreach (var (session, index) in list.RootElement.EnumerateArray().Select((s, i) => (s, i)))
-            {
-                if (session.ValueKind != JsonValueKind.Object ||
-                    !session.TryGetProperty("id", out var id) || id.ValueKind != JsonValueKind.String ||
-                    !TryGetTime(session, "createdAt", out var createdAt) || !TryGetTime(session, "updatedAt", out var updatedAt))
-                {
-                    return $"item {index} of its list is not a session (an object with a string id and createdAt and updatedAt times)";
-                }
-
-                sessions.Add(new ListedSession(session.Clone(), id.GetString()!, createdAt, updatedAt));
-            }
-
-            return null;
+            return $"its answer is a JSON {KindOf(reader.TokenType)}, not a list of sessions";
         }
-    }
 
-    private static bool TryGetTime(JsonElement session, string name, out DateTimeOffset time)
-    {
-        time = default;
-        return session.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String && value.TryGetDateTimeOffset(out time);
+        for (var index = 0; reader.Read() && reader.TokenType != JsonTokenType.EndArray; index++)
+        {
+            if (ReadSession(ref reader, body) is not { } session)
+            {
+                return $"item {index} of its list is not a session (an object with a string id and createdAt and updatedAt times)";
+            }
+
+            sessions.Add(session);
+        }
+
+        return null;
     }
 
     /// <summary>
-    /// The replica's answer, its body read whole (the response is let go of here, whatever happens to the listing);
-    /// null when it could not be reached or did not answer, all of it, before the listing's deadline.
+    /// The session the reader is on, read to its end: an object with a string <c>id</c> and <c>createdAt</c> and
+    /// <c>updatedAt</c> times (a property named twice counts as its last value says); null when it is not one.
     /// </summary>
-    private async Task<ReplicaAnswer?> AskAsync(DestinationState replica, HttpContext context, RouterOptions settings, CancellationToken cancellationToken)
+    private static ListedSession? ReadSession(ref Utf8JsonReader reader, ReadOnlyMemory<byte> body)
+    {
+        if (reader.TokenType != JsonTokenType.StartObject)
+        {
+            return null;
+        }
+
+        var start = (int)reader.TokenStartIndex;
+        string? id = null;
+        DateTimeOffset? createdAt = null;
+        DateTimeOffset? updatedAt = null;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals("id"u8))
+            {
+                reader.Read();
+                id = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+            }
+            else if (reader.ValueTextEquals("createdAt"u8))
+            {
+                reader.Read();
+                createdAt = TimeOf(ref reader);
+            }
+            else if (reader.ValueTextEquals("updatedAt"u8))
+            {
+                reader.Read();
+                updatedAt = TimeOf(ref reader);
+            }
+            else
+            {
+                reader.Read();
+            }
+
+            // Past the value's nested content, if it has any.
+            reader.Skip();
+        }
+
+        return id is not null && createdAt is { } created && updatedAt is { } updated
+            ? new ListedSession(body[start..(int)reader.BytesConsumed], id, created, updated)
+            : null;
+    }
+
+    private static DateTimeOffset? TimeOf(ref Utf8JsonReader reader) =>
+        reader.TokenType == JsonTokenType.String && reader.TryGetDateTimeOffset(out var time) ? time : null;
+
+    /// <summary>A JSON value's kind by its first token, as <see cref="JsonValueKind"/> names it.</summary>
+    private static string KindOf(JsonTokenType first) => first switch
+    {
+        JsonTokenType.StartObject => "object",
+        JsonTokenType.String => "string",
+        JsonTokenType.Number => "number",
+        JsonTokenType.True => "true",
+        JsonTokenType.False => "false",
+        _ => "null",
+    };
+
+    /// <summary>
+    /// The replica's answer, its body read whole (the response is let go of here, whatever happens to the listing);
+    /// null when it could not be reached or did not answer, all of it, before the listing's <paramref name="deadline"/>,
+    /// or when the listing gave up on it (another replica failed: <paramref name="cancellationToken"/>).
+    /// </summary>
+    private async Task<ReplicaAnswer?> AskAsync(DestinationState replica, HttpContext context, RouterOptions settings, CancellationToken deadline, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(ReplicaProxyConfigProvider.DestinationId(replica.Model.Config.Address) + ListPath + context.Request.QueryString));
         foreach (var name in CallerHeaders)
@@ -200,18 +294,27 @@ internal sealed partial class SessionListing(
 
             return new ReplicaAnswer((int)answer.StatusCode, answer.Content.Headers.ContentType?.ToString(), headers, body, problem);
         }
-        catch (Exception e) when (e is HttpRequestException or OperationCanceledException && !context.RequestAborted.IsCancellationRequested)
+        catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException && !context.RequestAborted.IsCancellationRequested)
         {
-            LogReplicaFailed(logger, replica.DestinationId, e is OperationCanceledException ? $"no answer within {settings.SessionListTimeout} (Router:SessionListTimeout)" : e.Message);
+            // One let go of because another replica failed has not failed itself.
+            if (deadline.IsCancellationRequested || !cancellationToken.IsCancellationRequested)
+            {
+                LogReplicaFailed(logger, replica.DestinationId, deadline.IsCancellationRequested ? $"no answer within {settings.SessionListTimeout} (Router:SessionListTimeout)" : e.Message);
+            }
+
             return null;
         }
     }
 
-    /// <summary>The body whole; or what is wrong with it: larger than <paramref name="maxBytes"/>, or cut short.</summary>
+    /// <summary>
+    /// The body whole, in one buffer of at most <paramref name="maxBytes"/>: its told length, else grown as it comes
+    /// (doubled, never past the cap); or what is wrong with it: larger than <paramref name="maxBytes"/>, or cut short.
+    /// </summary>
     private static async Task<(ReadOnlyMemory<byte> Body, string? Problem)> ReadBodyAsync(HttpContent content, int maxBytes, CancellationToken cancellationToken)
     {
         var tooLarge = $"its answer is larger than the router's limit of {maxBytes} bytes";
-        if (content.Headers.ContentLength > maxBytes)
+        var told = content.Headers.ContentLength;
+        if (told > maxBytes)
         {
             return (default, tooLarge);
         }
@@ -219,39 +322,62 @@ internal sealed partial class SessionListing(
         try
         {
             await using var stream = await content.ReadAsStreamAsync(cancellationToken);
-            var body = new ArrayBufferWriter<byte>();
+            var buffer = new byte[told ?? Math.Min(InitialBodyBytes, maxBytes)];
+            var length = 0;
             while (true)
             {
-                var read = await stream.ReadAsync(body.GetMemory(16 * 1024), cancellationToken);
+                if (length == buffer.Length)
+                {
+                    if (told is not null || length == maxBytes)
+                    {
+                        // Full: one byte more is more than the cap (the handler itself holds a told length to its word).
+                        if (await stream.ReadAsync(new byte[1], cancellationToken) != 0)
+                        {
+                            return (default, tooLarge);
+                        }
+
+                        return (buffer, null);
+                    }
+
+                    Array.Resize(ref buffer, (int)Math.Min(2L * buffer.Length, maxBytes));
+                }
+
+                var read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken);
                 if (read == 0)
                 {
-                    return (body.WrittenMemory, null);
+                    return (buffer.AsMemory(0, length), null);
                 }
 
-                if (body.WrittenCount + (long)read > maxBytes)
-                {
-                    return (default, tooLarge);
-                }
-
-                body.Advance(read);
+                length += read;
             }
         }
-        catch (Exception e) when (e is HttpRequestException or IOException)
+        catch (Exception e) when (e is HttpRequestException or IOException && !cancellationToken.IsCancellationRequested)
         {
             return (default, $"its answer was cut short ({e.Message})");
         }
     }
 
-    private static async Task PassOnAsync(HttpContext context, ReplicaAnswer refusal)
+    /// <summary>
+    /// A replica's refusal, with its status and what it carries besides its body: its error as it is, or the router's
+    /// own when it cannot be passed on (<see cref="ReplicaAnswer.Problem"/>).
+    /// </summary>
+    private async Task PassOnAsync(HttpContext context, ReplicaAnswer refusal, string replica)
     {
         var response = context.Response;
-        response.StatusCode = refusal.Status;
-        response.ContentType = refusal.ContentType;
         foreach (var (name, values) in refusal.Headers)
         {
             response.Headers[name] = values;
         }
 
+        if (refusal.Problem is { } problem)
+        {
+            LogRefusalUnreadable(logger, replica, refusal.Status, problem);
+            await RouterErrors.WriteSessionReplicaRefusedAsync(context, refusal.Status, RouterApplication.ReplicaName(replica), problem);
+            return;
+        }
+
+        response.StatusCode = refusal.Status;
+        response.ContentType = refusal.ContentType;
         await response.Body.WriteAsync(refusal.Body, context.RequestAborted);
     }
 
@@ -264,6 +390,9 @@ internal sealed partial class SessionListing(
     [LoggerMessage(EventId = 23, Level = LogLevel.Warning, Message = "Sessions cannot be listed: replica {Replica} did not answer with a list of sessions: {Problem}")]
     private static partial void LogInvalidAnswer(ILogger logger, string replica, string problem);
 
+    [LoggerMessage(EventId = 24, Level = LogLevel.Warning, Message = "Sessions cannot be listed: replica {Replica} refused with HTTP {Status} and an error that cannot be passed on: {Problem}")]
+    private static partial void LogRefusalUnreadable(ILogger logger, string replica, int status, string problem);
+
     [LoggerMessage(EventId = 21, Level = LogLevel.Warning, Message = "Replica {Replica} did not list its sessions: {Reason}")]
     private static partial void LogReplicaFailed(ILogger logger, string replica, string reason);
 }
@@ -274,5 +403,5 @@ internal sealed partial class SessionListing(
 /// </summary>
 internal sealed record ReplicaAnswer(int Status, string? ContentType, IReadOnlyList<KeyValuePair<string, string[]>> Headers, ReadOnlyMemory<byte> Body, string? Problem);
 
-/// <summary>One session of a replica's list, and what the merged list is ordered by.</summary>
-internal sealed record ListedSession(JsonElement Json, string Id, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+/// <summary>One session of a replica's list (its JSON, a slice of the replica's answer), and what the merged list is ordered by.</summary>
+internal sealed record ListedSession(ReadOnlyMemory<byte> Json, string Id, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
