@@ -43,7 +43,8 @@ public sealed class RouterOptions
 
     /// <summary>
     /// The largest list (or refusal) one replica may answer for the merged <c>GET /api/sessions</c>: each answer is held
-    /// in one buffer of at most this size until the merged list is written.
+    /// until the merged list is written, in a buffer that doubles as the answer comes, up to this size (while it grows,
+    /// the old buffer and the new one for a moment: under twice this size).
     /// </summary>
     public int SessionListMaxBytes { get; set; } = 64 * 1024 * 1024;
 

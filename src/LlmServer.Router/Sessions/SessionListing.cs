@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Unicode;
 using LlmServer.Router.Configuration;
 using LlmServer.Router.Errors;
 using LlmServer.Router.Hosting;
@@ -33,10 +34,12 @@ internal sealed partial class SessionListing(
 
     private const string ListPath = "/api/sessions";
 
-    // Where a replica's answer of untold length starts; it doubles from there, up to the cap.
+    // A few dozen sessions (a couple of hundred bytes each, more with a system prompt) fit without growing, and a
+    // replica that tells a large length and then stalls holds no more than this until its bytes come.
     private const int InitialBodyBytes = 16 * 1024;
 
-    // How much of the merged list is written out at a time.
+    // Kestrel's response buffer (MaxResponseBufferSize): a flush of this much goes out without waiting, and what the
+    // writer holds stays small beside the lists.
     private const int FlushBytes = 64 * 1024;
 
     // What identifies the caller to a replica: its API key (either header) or the cookie a browser sends.
@@ -169,7 +172,13 @@ internal sealed partial class SessionListing(
     /// </summary>
     private static string? ReadList(ReadOnlyMemory<byte> body, List<ListedSession> sessions)
     {
-        // Whether it is JSON at all first, so that a broken answer says so whatever its first items are.
+        // Whether it is JSON at all first, so that a broken answer says so whatever its first items are. The reader
+        // leaves UTF-8 to whoever transcodes a string, and the merged list copies each session's bytes as they are.
+        if (!Utf8.IsValid(body.Span))
+        {
+            return "its answer is not valid JSON (it is not UTF-8)";
+        }
+
         var reader = new Utf8JsonReader(body.Span);
         try
         {
@@ -222,7 +231,7 @@ internal sealed partial class SessionListing(
             if (reader.ValueTextEquals("id"u8))
             {
                 reader.Read();
-                id = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+                id = reader.TokenType == JsonTokenType.String ? TextOf(ref reader) : null;
             }
             else if (reader.ValueTextEquals("createdAt"u8))
             {
@@ -246,6 +255,22 @@ internal sealed partial class SessionListing(
         return id is not null && createdAt is { } created && updatedAt is { } updated
             ? new ListedSession(body[start..(int)reader.BytesConsumed], id, created, updated)
             : null;
+    }
+
+    /// <summary>
+    /// The string the reader is on as text; null when it is none (an escaped surrogate without its pair), which the
+    /// reader finds only when it transcodes it.
+    /// </summary>
+    private static string? TextOf(ref Utf8JsonReader reader)
+    {
+        try
+        {
+            return reader.GetString();
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
     }
 
     private static DateTimeOffset? TimeOf(ref Utf8JsonReader reader) =>
@@ -307,8 +332,10 @@ internal sealed partial class SessionListing(
     }
 
     /// <summary>
-    /// The body whole, in one buffer of at most <paramref name="maxBytes"/>: its told length, else grown as it comes
-    /// (doubled, never past the cap); or what is wrong with it: larger than <paramref name="maxBytes"/>, or cut short.
+    /// The body whole, in one buffer grown as it comes (doubled, never past its told length or the cap; while it grows,
+    /// the old and the new are held together for a moment: under twice <paramref name="maxBytes"/>); or what is wrong
+    /// with it: larger than <paramref name="maxBytes"/>, or cut short. A told length is not allocated before its bytes
+    /// come: a replica that tells a large one and stalls would hold that much until the listing's deadline.
     /// </summary>
     private static async Task<(ReadOnlyMemory<byte> Body, string? Problem)> ReadBodyAsync(HttpContent content, int maxBytes, CancellationToken cancellationToken)
     {
@@ -322,13 +349,14 @@ internal sealed partial class SessionListing(
         try
         {
             await using var stream = await content.ReadAsStreamAsync(cancellationToken);
-            var buffer = new byte[told ?? Math.Min(InitialBodyBytes, maxBytes)];
+            var limit = (int)(told ?? maxBytes);
+            var buffer = new byte[Math.Min(limit, InitialBodyBytes)];
             var length = 0;
             while (true)
             {
                 if (length == buffer.Length)
                 {
-                    if (told is not null || length == maxBytes)
+                    if (length == limit)
                     {
                         // Full: one byte more is more than the cap (the handler itself holds a told length to its word).
                         if (await stream.ReadAsync(new byte[1], cancellationToken) != 0)
@@ -339,7 +367,7 @@ internal sealed partial class SessionListing(
                         return (buffer, null);
                     }
 
-                    Array.Resize(ref buffer, (int)Math.Min(2L * buffer.Length, maxBytes));
+                    Array.Resize(ref buffer, (int)Math.Min(2L * buffer.Length, limit));
                 }
 
                 var read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken);
