@@ -214,7 +214,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
         catch (GenerationException ex) when (request.Priority == RequestPriority.Interactive)
         {
-            scheduler.Metrics.Refused(isChat ? GenAiOperation.Chat : GenAiOperation.TextCompletion, ex.Code, _time.GetElapsedTime(arrived));
+            scheduler.Metrics.Refused(GenAiOperation.Of(request), ex.Code, _time.GetElapsedTime(arrived));
             throw;
         }
     }
