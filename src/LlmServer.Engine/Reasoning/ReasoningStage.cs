@@ -12,23 +12,13 @@ namespace LlmServer.Engine.Reasoning;
 /// closing tag is all reasoning. Whitespace around the block is dropped, as llama.cpp strips it. A delta's tokens
 /// and log-probabilities go with the first piece it completes; a tag's with the piece after it.
 /// </summary>
-internal sealed class ReasoningStage
+/// <param name="choices">Choices of the request, one splitter each.</param>
+/// <param name="startsInside">The prompt ends inside an open block: the answer starts as reasoning.</param>
+internal sealed class ReasoningStage(int choices, bool startsInside)
+    : PerChoiceStage(Enumerable.Range(0, choices).Select(i => new ChoiceSplitter(i, startsInside)).ToArray())
 {
     public const string OpenTag = "<think>";
     public const string CloseTag = "</think>";
-
-    private readonly ChoiceSplitter[] _choices;
-
-    /// <param name="choices">Choices of the request, one splitter each.</param>
-    /// <param name="startsInside">The prompt ends inside an open block: the answer starts as reasoning.</param>
-    public ReasoningStage(int choices, bool startsInside)
-    {
-        _choices = new ChoiceSplitter[choices];
-        for (var i = 0; i < choices; i++)
-        {
-            _choices[i] = new ChoiceSplitter(i, startsInside);
-        }
-    }
 
     /// <summary>Whether a chat template's model writes its reasoning in think tags: the template handles the closing tag.</summary>
     public static bool WritesThinkTags(string? templateSource) => templateSource?.Contains(CloseTag, StringComparison.Ordinal) == true;
@@ -72,24 +62,6 @@ internal sealed class ReasoningStage
         return patterns.Select(pattern => "^(?:" + prefix + pattern + @")[\s\S]*$").ToList();
     }
 
-    /// <summary>Turns one event into what the next stage sees, appended to <paramref name="output"/>.</summary>
-    public void Process(GenerationEvent item, List<GenerationEvent> output)
-    {
-        switch (item)
-        {
-            case TextDelta delta:
-                _choices[delta.Choice].Push(delta, output);
-                break;
-            case GenerationCompleted done:
-                _choices[done.Choice].Complete(output);
-                output.Add(done);
-                break;
-            default:
-                output.Add(item);
-                break;
-        }
-    }
-
     private enum Mode
     {
         /// <summary>Nothing but whitespace yet: an opening tag may still come.</summary>
@@ -103,7 +75,7 @@ internal sealed class ReasoningStage
         Content,
     }
 
-    private sealed class ChoiceSplitter(int choice, bool startsInside)
+    private sealed class ChoiceSplitter(int choice, bool startsInside) : IChoiceStage
     {
         private readonly StringBuilder _held = new();
         private Mode _mode = startsInside ? Mode.Reasoning : Mode.Start;
@@ -134,7 +106,7 @@ internal sealed class ReasoningStage
             _output = null;
         }
 
-        public void Complete(List<GenerationEvent> output)
+        public void Complete(GenerationCompleted done, List<GenerationEvent> output)
         {
             _output = output;
             var rest = _held.ToString();
@@ -161,6 +133,7 @@ internal sealed class ReasoningStage
             }
 
             _output = null;
+            output.Add(done);
         }
 
         private void Split()
