@@ -1,5 +1,6 @@
 using System.Text;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Tools;
 
 namespace LlmServer.Engine.Reasoning;
 
@@ -49,18 +50,13 @@ internal sealed class ReasoningStage(int choices, bool startsInside)
     /// <summary>
     /// Lazy-grammar trigger patterns that fire only in the answer, after the block (llama.cpp anchors its own the
     /// same way): behind the closing tag when the prompt opened the block; otherwise past a block the answer starts
-    /// with, or anywhere in an answer that does not start one. llama.cpp matches a pattern written <c>^...$</c>
-    /// against the whole generated text and searches for any other anywhere (where a search starting inside the
-    /// opening tag would pass the lookahead), so each is wrapped whole, with the text after the call's start allowed.
-    /// Each pattern's first capture group stays first.
+    /// with, or where an answer that does not start one starts. Written whole (<see cref="ToolGrammar.WholeText"/>):
+    /// a pattern llama.cpp searches for could start its match inside the opening tag and pass the lookahead.
     /// </summary>
-    public static IReadOnlyList<string> AnchorTriggers(IReadOnlyList<string> patterns, bool opensInPrompt)
-    {
-        var prefix = opensInPrompt
+    public static IReadOnlyList<string> AnchorTriggers(IReadOnlyList<string> patterns, bool opensInPrompt) =>
+        ToolGrammar.WholeText(patterns, opensInPrompt
             ? @"[\s\S]*?" + CloseTag + @"\s*"
-            : @"(?:\s*" + OpenTag + @"[\s\S]*?" + CloseTag + @"\s*|(?!\s*" + OpenTag + "))";
-        return patterns.Select(pattern => "^(?:" + prefix + pattern + @")[\s\S]*$").ToList();
-    }
+            : @"(?:\s*" + OpenTag + @"[\s\S]*?" + CloseTag + @"\s*|(?!\s*" + OpenTag + "))");
 
     private enum Mode
     {
