@@ -89,7 +89,7 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
 
     /// <summary>
     /// Matched from the answer's start (see <see cref="WholeText"/>): a marker anywhere after text, a bare JSON call
-    /// only where the answer starts, as the parser reads one (llama.cpp anchors its JSON call triggers there too).
+    /// only where the answer starts, as the parser reads one (as llama.cpp's Llama 3.x handler anchored its own).
     /// llama.cpp feeds the grammar from the first capture group: each pattern matches only once the text ends exactly
     /// with the opening of a call, so what the grammar is fed is always a prefix it accepts (fed anything else,
     /// llama.cpp would abort the process).
