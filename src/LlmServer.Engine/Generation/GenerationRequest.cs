@@ -31,10 +31,11 @@ public sealed record GenerationRequest
     public string? Grammar { get; init; }
 
     /// <summary>
-    /// With <see cref="Grammar"/>: makes it lazy (llama.cpp's trigger patterns). The output is free until all the
-    /// text generated so far matches one of these regular expressions (ECMAScript); the grammar then applies from
-    /// the pattern's first non-empty capture group on. That part must be a prefix the grammar accepts (llama.cpp
-    /// aborts the process otherwise), so only the engine's tool calling sets them.
+    /// With <see cref="Grammar"/>: makes it lazy (llama.cpp's trigger patterns). The output is free until the answer
+    /// matches one of these regular expressions (ECMAScript) from its start (the engine writes them whole for llama.cpp:
+    /// see <see cref="Tools.ToolGrammar.WholeText"/>); the grammar then applies from the pattern's first non-empty
+    /// capture group on. That part must be a prefix the grammar accepts (llama.cpp aborts the process otherwise), so
+    /// only the engine's tool calling sets them.
     /// </summary>
     internal IReadOnlyList<string> GrammarTriggers { get; init; } = [];
 

@@ -188,11 +188,16 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var splitReasoning = request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags;
             var prefill = request.ContinueFinalMessage ? (tools?.PromptMessages ?? request.Messages!)[^1].Content?.Length ?? 0 : 0;
             var opensInPrompt = splitReasoning && ReasoningStage.OpensInPrompt(text, prefill);
-            if (splitReasoning && submitted.GrammarTriggers.Count > 0)
+            if (submitted.GrammarTriggers.Count > 0)
             {
                 // llama.cpp matches a trigger against all the text generated, the reasoning included: a call the
                 // model only thinks about must not start the grammar (it would force the call inside the block).
-                submitted = submitted with { GrammarTriggers = ReasoningStage.AnchorTriggers(submitted.GrammarTriggers, opensInPrompt) };
+                submitted = submitted with
+                {
+                    GrammarTriggers = splitReasoning
+                        ? ReasoningStage.AnchorTriggers(submitted.GrammarTriggers, opensInPrompt)
+                        : ToolGrammar.WholeText(submitted.GrammarTriggers),
+                };
             }
 
             scheduler.EnsurePromptFits(submitted, _vocabulary!.Bound.MinimumTokens(text), atLeast: true);
@@ -214,7 +219,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
         catch (GenerationException ex) when (request.Priority == RequestPriority.Interactive)
         {
-            scheduler.Metrics.Refused(isChat ? GenAiOperation.Chat : GenAiOperation.TextCompletion, ex.Code, _time.GetElapsedTime(arrived));
+            scheduler.Metrics.Refused(GenAiOperation.Of(request), ex.Code, _time.GetElapsedTime(arrived));
             throw;
         }
     }

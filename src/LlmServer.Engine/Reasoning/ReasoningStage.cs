@@ -1,5 +1,6 @@
 using System.Text;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Tools;
 
 namespace LlmServer.Engine.Reasoning;
 
@@ -12,23 +13,13 @@ namespace LlmServer.Engine.Reasoning;
 /// closing tag is all reasoning. Whitespace around the block is dropped, as llama.cpp strips it. A delta's tokens
 /// and log-probabilities go with the first piece it completes; a tag's with the piece after it.
 /// </summary>
-internal sealed class ReasoningStage
+/// <param name="choices">Choices of the request, one splitter each.</param>
+/// <param name="startsInside">The prompt ends inside an open block: the answer starts as reasoning.</param>
+internal sealed class ReasoningStage(int choices, bool startsInside)
+    : PerChoiceStage(Enumerable.Range(0, choices).Select(i => new ChoiceSplitter(i, startsInside)).ToArray())
 {
     public const string OpenTag = "<think>";
     public const string CloseTag = "</think>";
-
-    private readonly ChoiceSplitter[] _choices;
-
-    /// <param name="choices">Choices of the request, one splitter each.</param>
-    /// <param name="startsInside">The prompt ends inside an open block: the answer starts as reasoning.</param>
-    public ReasoningStage(int choices, bool startsInside)
-    {
-        _choices = new ChoiceSplitter[choices];
-        for (var i = 0; i < choices; i++)
-        {
-            _choices[i] = new ChoiceSplitter(i, startsInside);
-        }
-    }
 
     /// <summary>Whether a chat template's model writes its reasoning in think tags: the template handles the closing tag.</summary>
     public static bool WritesThinkTags(string? templateSource) => templateSource?.Contains(CloseTag, StringComparison.Ordinal) == true;
@@ -59,36 +50,13 @@ internal sealed class ReasoningStage
     /// <summary>
     /// Lazy-grammar trigger patterns that fire only in the answer, after the block (llama.cpp anchors its own the
     /// same way): behind the closing tag when the prompt opened the block; otherwise past a block the answer starts
-    /// with, or anywhere in an answer that does not start one. llama.cpp matches a pattern written <c>^...$</c>
-    /// against the whole generated text and searches for any other anywhere (where a search starting inside the
-    /// opening tag would pass the lookahead), so each is wrapped whole, with the text after the call's start allowed.
-    /// Each pattern's first capture group stays first.
+    /// with, or where an answer that does not start one starts. Written whole (<see cref="ToolGrammar.WholeText"/>):
+    /// a pattern llama.cpp searches for could start its match inside the opening tag and pass the lookahead.
     /// </summary>
-    public static IReadOnlyList<string> AnchorTriggers(IReadOnlyList<string> patterns, bool opensInPrompt)
-    {
-        var prefix = opensInPrompt
+    public static IReadOnlyList<string> AnchorTriggers(IReadOnlyList<string> patterns, bool opensInPrompt) =>
+        ToolGrammar.WholeText(patterns, opensInPrompt
             ? @"[\s\S]*?" + CloseTag + @"\s*"
-            : @"(?:\s*" + OpenTag + @"[\s\S]*?" + CloseTag + @"\s*|(?!\s*" + OpenTag + "))";
-        return patterns.Select(pattern => "^(?:" + prefix + pattern + @")[\s\S]*$").ToList();
-    }
-
-    /// <summary>Turns one event into what the next stage sees, appended to <paramref name="output"/>.</summary>
-    public void Process(GenerationEvent item, List<GenerationEvent> output)
-    {
-        switch (item)
-        {
-            case TextDelta delta:
-                _choices[delta.Choice].Push(delta, output);
-                break;
-            case GenerationCompleted done:
-                _choices[done.Choice].Complete(output);
-                output.Add(done);
-                break;
-            default:
-                output.Add(item);
-                break;
-        }
-    }
+            : @"(?:\s*" + OpenTag + @"[\s\S]*?" + CloseTag + @"\s*|(?!\s*" + OpenTag + "))");
 
     private enum Mode
     {
@@ -103,7 +71,7 @@ internal sealed class ReasoningStage
         Content,
     }
 
-    private sealed class ChoiceSplitter(int choice, bool startsInside)
+    private sealed class ChoiceSplitter(int choice, bool startsInside) : IChoiceStage
     {
         private readonly StringBuilder _held = new();
         private Mode _mode = startsInside ? Mode.Reasoning : Mode.Start;
@@ -134,7 +102,7 @@ internal sealed class ReasoningStage
             _output = null;
         }
 
-        public void Complete(List<GenerationEvent> output)
+        public void Complete(GenerationCompleted done, List<GenerationEvent> output)
         {
             _output = output;
             var rest = _held.ToString();
@@ -161,6 +129,7 @@ internal sealed class ReasoningStage
             }
 
             _output = null;
+            output.Add(done);
         }
 
         private void Split()

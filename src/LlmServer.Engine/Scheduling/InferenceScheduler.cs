@@ -25,6 +25,10 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly ILogger _logger;
     private readonly IStepObserver[] _stepObservers;
     private readonly ConcurrentQueue<ScheduledRequest> _intake = new();
+
+    // Closed by the loop as it takes in its intake for the last time; a request queued after that would never end.
+    private readonly Lock _intakeLock = new();
+    private bool _intakeClosed;
     private readonly ConcurrentQueue<string> _evictions = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly StreamPublisher _publisher = new();
@@ -233,10 +237,43 @@ internal sealed partial class InferenceScheduler : IDisposable
 
         var id = request.RequestId ?? "gen-" + Guid.NewGuid().ToString("N")[..24];
         var scheduled = new ScheduledRequest(id, promptTokens, promptText, request, maxTokens, choices, _time.GetTimestamp(), _publisher, prompt.Boundaries);
-        var stream = new GenerationStream(id, promptTokens.Length, choices.Length, scheduled.Events, () => Cancel(scheduled), cancellationToken);
-        _intake.Enqueue(scheduled);
+        if (!TryEnqueue(scheduled))
+        {
+            // The loop stopped after the check above: refused like a request submitted a moment later.
+            DisposeSamplers(choices);
+            EndInFlight(lane);
+            throw new GenerationException(GenerationErrorCode.Unavailable, "The scheduler is not running.");
+        }
+
         _wake.Release();
-        return stream;
+        return new GenerationStream(id, promptTokens.Length, choices.Length, scheduled.Events, () => Cancel(scheduled), cancellationToken);
+    }
+
+    /// <summary>
+    /// Queues a request unless the loop has taken in its intake for the last time (see <see cref="CloseIntake"/>):
+    /// either the loop's last intake ends it with the others, or it is refused here.
+    /// </summary>
+    private bool TryEnqueue(ScheduledRequest request)
+    {
+        lock (_intakeLock)
+        {
+            if (_intakeClosed)
+            {
+                return false;
+            }
+
+            _intake.Enqueue(request);
+            return true;
+        }
+    }
+
+    /// <summary>No request joins the intake from now on: what is in it is all the loop's last intake will end.</summary>
+    private void CloseIntake()
+    {
+        lock (_intakeLock)
+        {
+            _intakeClosed = true;
+        }
     }
 
     /// <summary>The text and tokens a session's last request left in the KV cache (it may have been evicted since).</summary>
@@ -379,15 +416,19 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
         catch
         {
-            foreach (var choice in choices)
-            {
-                choice?.Sampler.Dispose();
-            }
-
+            DisposeSamplers(choices);
             throw;
         }
 
         return choices;
+    }
+
+    private static void DisposeSamplers(ChoiceState?[] choices)
+    {
+        foreach (var choice in choices)
+        {
+            choice?.Sampler.Dispose();
+        }
     }
 
     private void Cancel(ScheduledRequest request)
@@ -738,6 +779,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     private void FailEverything(FinishReason reason, GenerationError? error)
     {
         var planner = _planner!;
+        CloseIntake();
         while (_intake.TryDequeue(out var request))
         {
             planner.Enqueue(request);

@@ -120,7 +120,7 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         metrics.Finished(new FinishedRequest(
             outcome.FinishReason,
             outcome.Error?.Code,
-            request.Request.Messages is null ? GenAiOperation.TextCompletion : GenAiOperation.Chat,
+            GenAiOperation.Of(request.Request),
             request.IsBatch,
             request.PromptTokens.Length,
             time.GetElapsedTime(request.ArrivedAt, now),

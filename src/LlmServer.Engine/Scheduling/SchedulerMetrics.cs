@@ -211,6 +211,16 @@ internal enum GenAiOperation
     TextCompletion,
 }
 
+/// <summary>The one place that decides a request's <see cref="GenAiOperation"/>, for the refused and the finished alike.</summary>
+internal static class GenAiOperationExtensions
+{
+    extension(GenAiOperation)
+    {
+        public static GenAiOperation Of(GenerationRequest request) =>
+            request.Messages is null ? GenAiOperation.TextCompletion : GenAiOperation.Chat;
+    }
+}
+
 /// <summary>What the metrics take from a request that ended: its outcome and its times.</summary>
 internal sealed record FinishedRequest(
     FinishReason Reason,

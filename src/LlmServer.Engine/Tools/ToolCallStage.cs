@@ -14,10 +14,8 @@ namespace LlmServer.Engine.Tools;
 /// token is content when any of its text is (once, with the first content it wrote); tokens that became markup or a
 /// call are no content's.
 /// </summary>
-internal sealed class ToolCallStage
+internal sealed class ToolCallStage : PerChoiceStage
 {
-    private readonly ChoiceParser[] _choices;
-
     /// <param name="choices">Choices of the request, one parser each.</param>
     /// <param name="format">The call syntax the model writes.</param>
     /// <param name="toolNames">The tools a call may name.</param>
@@ -28,38 +26,28 @@ internal sealed class ToolCallStage
     /// renamed ids keep their names in later requests, see <see cref="ShortToolCallIds.ForTemplate"/>).
     /// </param>
     public ToolCallStage(int choices, ToolCallFormat format, IEnumerable<string> toolNames, bool parallelCalls, IEnumerable<string>? conversationIds = null)
+        : base(Parsers(choices, format, toolNames, parallelCalls, conversationIds))
     {
-        var names = new HashSet<string>(toolNames, StringComparer.Ordinal);
-        var taken = new HashSet<string>(conversationIds ?? [], StringComparer.Ordinal);
-        Func<string> ids = ToolCallFormats.WantsShortIds(format) ? ShortToolCallIds.NewId : NewCallId;
-        _choices = new ChoiceParser[choices];
-        for (var i = 0; i < choices; i++)
-        {
-            _choices[i] = new ChoiceParser(i, format, names, parallelCalls, ids, taken);
-        }
     }
 
     /// <summary>OpenAI's form: <c>call_</c> and 24 alphanumerics.</summary>
     public static string NewCallId() => "call_" + RandomNumberGenerator.GetString(ShortToolCallIds.Alphanumerics, 24);
 
-    /// <summary>Turns one scheduler event into what the reader sees, appended to <paramref name="output"/>.</summary>
-    public void Process(GenerationEvent item, List<GenerationEvent> output)
+    private static ChoiceParser[] Parsers(int choices, ToolCallFormat format, IEnumerable<string> toolNames, bool parallelCalls, IEnumerable<string>? conversationIds)
     {
-        switch (item)
+        var names = new HashSet<string>(toolNames, StringComparer.Ordinal);
+        var taken = new HashSet<string>(conversationIds ?? [], StringComparer.Ordinal);
+        Func<string> ids = ToolCallFormats.WantsShortIds(format) ? ShortToolCallIds.NewId : NewCallId;
+        var parsers = new ChoiceParser[choices];
+        for (var i = 0; i < choices; i++)
         {
-            case TextDelta delta:
-                _choices[delta.Choice].Push(delta, output);
-                break;
-            case GenerationCompleted done:
-                _choices[done.Choice].Complete(done, output);
-                break;
-            default:
-                output.Add(item);
-                break;
+            parsers[i] = new ChoiceParser(i, format, names, parallelCalls, ids, taken);
         }
+
+        return parsers;
     }
 
-    private sealed class ChoiceParser : IToolCallSink
+    private sealed class ChoiceParser : IToolCallSink, IChoiceStage
     {
         private readonly int _choice;
         private readonly ToolCallFormat _format;

@@ -78,9 +78,21 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
     }
 
     /// <summary>
-    /// llama.cpp matches a pattern against all the text generated so far and feeds the grammar from the first
-    /// capture group. Each pattern here matches only when the text ends exactly with the opening of a call, so
-    /// what the grammar is fed is always a prefix it accepts (fed anything else, llama.cpp would abort the process).
+    /// The patterns as llama.cpp takes them, each matched against all the text generated so far: it searches for a
+    /// pattern anywhere unless it is written <c>^...$</c>, which the whole text must match (its <c>PATTERN_FULL</c>
+    /// triggers). Ours are matched from the answer's start, after <paramref name="beforeAnswer"/> (a reasoning block,
+    /// see <see cref="Reasoning.ReasoningStage.AnchorTriggers"/>), with the text after the call's start allowed. Each
+    /// pattern's first capture group stays first.
+    /// </summary>
+    public static IReadOnlyList<string> WholeText(IReadOnlyList<string> patterns, string beforeAnswer = "") =>
+        patterns.Select(pattern => "^(?:" + beforeAnswer + pattern + @")[\s\S]*$").ToList();
+
+    /// <summary>
+    /// Matched from the answer's start (see <see cref="WholeText"/>): a marker anywhere after text, a bare JSON call
+    /// only where the answer starts, as the parser reads one (as llama.cpp's Llama 3.x handler anchored its own).
+    /// llama.cpp feeds the grammar from the first capture group: each pattern matches only once the text ends exactly
+    /// with the opening of a call, so what the grammar is fed is always a prefix it accepts (fed anything else,
+    /// llama.cpp would abort the process).
     /// </summary>
     private static List<string> Triggers(ToolCallFormat format, IEnumerable<ToolDefinition> tools) => format switch
     {

@@ -71,10 +71,9 @@ public sealed class ChatTemplate
             ["messages"] = messages,
             ["bos_token"] = _options.BosToken,
             ["eos_token"] = _options.EosToken,
-            ["enable_thinking"] = request.EnableThinking && Capabilities.SupportsThinking,
 
-            // DeepSeek V3.1's template reads this name; llama.cpp sets it to enable_thinking's value.
-            ["thinking"] = request.EnableThinking && Capabilities.SupportsThinking,
+            // No "thinking" beside it: llama.cpp 815a2a59 passes none (DeepSeek V3.1's template falls back to this one).
+            ["enable_thinking"] = request.EnableThinking && Capabilities.SupportsThinking,
             ["datetime"] = Strftime.Format(now, "%b %d %Y"),
             ["date_string"] = Strftime.Format(now, "%d %b %Y"),
         };

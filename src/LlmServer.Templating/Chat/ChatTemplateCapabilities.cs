@@ -108,7 +108,6 @@ public sealed record ChatTemplateCapabilities
         var variables = new Dictionary<string, object?>(StringComparer.Ordinal)
         {
             ["enable_thinking"] = enableThinking,
-            ["thinking"] = enableThinking,
             ["messages"] = messages,
             ["tools"] = tools,
             ["bos_token"] = string.Empty,

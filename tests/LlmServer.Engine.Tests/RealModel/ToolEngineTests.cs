@@ -3,6 +3,7 @@ using LlmServer.Engine.Generation;
 using LlmServer.Engine.Grammars;
 using LlmServer.Engine.Hosting;
 using LlmServer.Engine.Reasoning;
+using LlmServer.Engine.Tools;
 
 namespace LlmServer.Engine.Tests.RealModel;
 
@@ -83,6 +84,31 @@ public sealed class ToolEngineTests(StoriesEngineFixture fixture) : IClassFixtur
         Assert.Equal("{{{", insideBlock);
         Assert.StartsWith("{", noBlock, StringComparison.Ordinal);
         Assert.DoesNotContain("{{", noBlock, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(nameof(ToolCallFormat.Generic))]
+    [InlineData(nameof(ToolCallFormat.Llama3))]
+    public async Task A_json_call_trigger_fires_only_where_the_answer_starts(string format)
+    {
+        // Biased so that the model writes ',' first and '{' after it (from a bias of about 28 its first token is '{'
+        // too). A brace after text is no call (the parser reads a bare JSON call only where the answer starts): the
+        // grammar stays asleep, the text as free as without it.
+        var brace = Enumerable.Range(0, Engine.Model!.VocabularySize).Single(t => Engine.Detokenize([t]) == "{");
+        var sampling = new SamplingOptions { Temperature = 0, LogitBias = new Dictionary<int, float> { [brace] = 26.5f } };
+        var tools = ToolGrammar.Build(Enum.Parse<ToolCallFormat>(format), [Add], ToolChoice.Auto, parallelCalls: false)!;
+        var free = await TextAsync(new GenerationRequest { Prompt = Prompt, MaxTokens = 8, Sampling = sampling });
+        var lazy = await TextAsync(new GenerationRequest
+        {
+            Prompt = Prompt,
+            MaxTokens = 8,
+            Sampling = sampling,
+            Grammar = tools.Grammar,
+            GrammarTriggers = tools.TriggerPatterns,
+        });
+
+        Assert.Matches(@"^[^\s{]+\{", free);
+        Assert.Equal(free, lazy);
     }
 
     [Fact]

@@ -48,6 +48,9 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
     /// <summary>The continuation rule: by default the next letter of the alphabet, wrapping z to a.</summary>
     public Func<int, int> Next { get; set; } = token => token is >= 'a' and < 'z' ? token + 1 : 'a';
 
+    /// <summary>Called as a request's sampler is created, on the thread that submits it (after the scheduler let it in, before it is queued).</summary>
+    public Action? CreatingSampler { get; set; }
+
     /// <summary>Thrown by samplers when set (to test one request failing).</summary>
     public Exception? SamplerFailure { get; set; }
 
@@ -157,6 +160,7 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
             throw new InvalidOperationException("bad grammar");
         }
 
+        CreatingSampler?.Invoke();
         return new FakeSampler(this);
     }
 

@@ -5,6 +5,7 @@ using LlmServer.Operations.Limits;
 using LlmServer.Sessions;
 using LlmServer.Testing;
 using LlmServer.Tests.Infrastructure;
+using LlmServer.Tests.Sessions;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
 
@@ -80,12 +81,7 @@ public sealed class HubLimitsTests
             await using var hubA = Connect(server, AuthTests.KeyA);
             await hubA.StartAsync();
             var sessionA = await hubA.InvokeAsync<JsonElement>("CreateSession", (object?)null);
-            var limited = await Assert.ThrowsAsync<HubException>(async () =>
-            {
-                await foreach (var _ in hubA.StreamAsync<JsonElement>("SendMessage", sessionA.GetProperty("id").GetString(), "Hello"))
-                {
-                }
-            });
+            var limited = await Assert.ThrowsAsync<HubException>(() => hubA.StreamAsync<JsonElement>("SendMessage", sessionA.GetProperty("id").GetString(), "Hello").ReadEachAsync(_ => { }));
             Assert.StartsWith("rate_limit_exceeded:", limited.Message.Split("HubException: ").Last(), StringComparison.Ordinal);
             running.Dispose(); // frees the permit and the CPU for key B below
 
@@ -93,10 +89,7 @@ public sealed class HubLimitsTests
             await hubB.StartAsync();
             var sessionB = await hubB.InvokeAsync<JsonElement>("CreateSession", (object?)null);
             var events = 0;
-            await foreach (var _ in hubB.StreamAsync<JsonElement>("SendMessage", sessionB.GetProperty("id").GetString(), "Hello"))
-            {
-                events++;
-            }
+            await hubB.StreamAsync<JsonElement>("SendMessage", sessionB.GetProperty("id").GetString(), "Hello").ReadEachAsync(_ => events++);
 
             Assert.True(events > 0);
         }

@@ -78,10 +78,7 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
         var created = await hub.CreateAsync(maxTokens: 4);
 
         var events = new List<JsonElement>();
-        await foreach (var item in hub.StreamAsync<JsonElement>("SendMessage", created.Id, "Once upon a time"))
-        {
-            events.Add(item);
-        }
+        await hub.StreamAsync<JsonElement>("SendMessage", created.Id, "Once upon a time").ReadEachAsync(events.Add);
 
         // A delta is its seq, type and text; done has no code or message; nothing is written as null.
         Assert.All(events, e => Assert.All(e.EnumerateObject(), p => Assert.NotEqual(JsonValueKind.Null, p.Value.ValueKind)));
@@ -129,16 +126,16 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
         _fixture.Gate.CloseAfter(DecodesBeforeTheGate);
         try
         {
-            await foreach (var item in hub.Send(session.Id, "Once upon a time"))
+            await hub.Send(session.Id, "Once upon a time").ReadEachAsync(async (item, cancellationToken) =>
             {
                 events.Add(item);
                 if (events.Count == 1)
                 {
                     // The stop has reached the engine when the call returns.
-                    await hub.InvokeAsync("StopGeneration", session.Id);
+                    await hub.InvokeAsync("StopGeneration", session.Id, cancellationToken);
                     _fixture.Gate.Open();
                 }
-            }
+            });
         }
         finally
         {
@@ -164,14 +161,11 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
         _fixture.Gate.CloseAfter(DecodesBeforeTheGate);
         try
         {
-            await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => hub.Send(session.Id, "Once upon a time", cancel.Token).ReadEachAsync(async (item, _) =>
             {
-                await foreach (var item in hub.Send(session.Id, "Once upon a time", cancel.Token))
-                {
-                    received.Add(item);
-                    await cancel.CancelAsync();
-                }
-            });
+                received.Add(item);
+                await cancel.CancelAsync();
+            }));
             await stopped;
         }
         finally
@@ -321,15 +315,15 @@ public sealed class ChatHubTests : IClassFixture<SessionServerFixture>
         var seen = new List<ChatStreamEvent>();
         try
         {
-            await foreach (var item in hub.Send(session.Id, "Once upon a time"))
+            await hub.Send(session.Id, "Once upon a time").ReadEachAsync(async (item, cancellationToken) =>
             {
                 seen.Add(item);
                 if (seen.Count == 3)
                 {
                     // Drop the connection under the running stream.
-                    await hub.StopAsync();
+                    await hub.StopAsync(cancellationToken);
                 }
-            }
+            });
         }
         catch (Exception ex) when (ex is HubException or OperationCanceledException or InvalidOperationException or IOException)
         {

@@ -89,7 +89,7 @@ public sealed class CrossReplicaStopTests(PostgresServer postgres) : IClassFixtu
                 gate.CloseAfter(DecodesBeforeTheGate);
                 try
                 {
-                    await foreach (var item in runnerHub.Send(session.Id, "Once upon a time"))
+                    await runnerHub.Send(session.Id, "Once upon a time").ReadEachAsync(async (item, cancellationToken) =>
                     {
                         events.Add(item);
                         if (events.Count == 1)
@@ -98,10 +98,10 @@ public sealed class CrossReplicaStopTests(PostgresServer postgres) : IClassFixtu
                             // the runner's engine sees it (the event) before the gate lets its decode go on.
                             var reached = cancellations!.NextCancellation();
                             await stop(session.Id);
-                            await reached.WaitAsync(TimeSpan.FromSeconds(120));
+                            await reached.WaitAsync(cancellationToken);
                             gate.Open();
                         }
-                    }
+                    });
                 }
                 finally
                 {

@@ -76,11 +76,11 @@ public sealed class SessionPersistenceTests
                 var seen = new List<ChatStreamEvent>();
                 try
                 {
-                    await foreach (var item in hub.Send(session.Id, "Once upon a time"))
+                    await hub.Send(session.Id, "Once upon a time").ReadEachAsync(async (item, cancellationToken) =>
                     {
                         seen.Add(item);
-                        await hub.StopAsync();
-                    }
+                        await hub.StopAsync(cancellationToken);
+                    });
                 }
                 catch (OperationCanceledException)
                 {

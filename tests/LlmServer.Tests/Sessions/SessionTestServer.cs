@@ -134,6 +134,35 @@ internal static class HubTestExtensions
             () => $"The end of the hub stream, after {events.Count} events (the last: {(events.Count == 0 ? "none" : $"{events[^1].Seq} ({events[^1].Type})")})");
     }
 
+    /// <summary>
+    /// Reads a stream to its end under the <see cref="StreamGuard"/>, each event handed to <paramref name="onEvent"/>
+    /// as it comes (which may act on the server meanwhile, and waits on the guard's token).
+    /// </summary>
+    public static async Task ReadEachAsync<T>(this IAsyncEnumerable<T> stream, Func<T, CancellationToken, Task> onEvent)
+    {
+        var read = 0;
+        await StreamGuard.RunAsync(
+            async cancellationToken =>
+            {
+                await foreach (var item in stream.WithCancellation(cancellationToken))
+                {
+                    read++;
+                    await onEvent(item, cancellationToken);
+                }
+
+                return read;
+            },
+            () => $"The end of the hub stream, after {read} events");
+    }
+
+    /// <inheritdoc cref="ReadEachAsync{T}(IAsyncEnumerable{T}, Func{T, CancellationToken, Task})"/>
+    public static Task ReadEachAsync<T>(this IAsyncEnumerable<T> stream, Action<T> onEvent) =>
+        stream.ReadEachAsync((item, _) =>
+        {
+            onEvent(item);
+            return Task.CompletedTask;
+        });
+
     public static IAsyncEnumerable<ChatStreamEvent> Send(this HubConnection hub, string id, string text, CancellationToken cancellationToken = default) =>
         hub.StreamAsync<ChatStreamEvent>("SendMessage", id, text, cancellationToken);
 
