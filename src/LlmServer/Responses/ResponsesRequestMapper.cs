@@ -14,10 +14,10 @@ internal static class ResponsesRequestMapper
 
     /// <summary>
     /// The conversation of this response: the previous one's (when continuing), then this input. Function calls
-    /// join the assistant turn before them (or make one); a function call's output becomes a tool turn. The rule
-    /// the chat wires share (<see cref="ToolCallAnswers"/>): the outputs after a turn's calls answer each of them,
-    /// once, before any other item, and the input does not end with a call unanswered; the previous response's
-    /// calls are the first ones awaiting outputs.
+    /// join the assistant turn before them (or make one); a function call's output becomes a tool turn; reasoning
+    /// items are left out. The rule the chat wires share (<see cref="ToolCallAnswers"/>): the outputs after a turn's
+    /// calls answer each of them, once, before any other item, and the input does not end with a call unanswered;
+    /// the previous response's calls are the first ones awaiting outputs.
     /// </summary>
     public static List<ChatTurn> Conversation(CreateResponseRequest request, StoredResponse? previous)
     {
@@ -93,10 +93,14 @@ internal static class ResponsesRequestMapper
                     RequireAnswered(answers, callItems, $"before input[{i}]");
                     turns.Add(message);
                     break;
+                case ResponseInputItem.ReasoningType:
+                    // An earlier answer's reasoning, replayed with its output: left out of the prompt, as the
+                    // templates drop earlier turns' reasoning.
+                    break;
                 default:
                     throw OpenAiException.InvalidField(
                         $"input[{i}].type",
-                        $"Invalid value for input[{i}].type: '{item.Type}'. Supported item types are message, function_call and function_call_output.");
+                        $"Invalid value for input[{i}].type: '{item.Type}'. Supported item types are message, function_call, function_call_output and reasoning.");
             }
         }
 
@@ -125,9 +129,35 @@ internal static class ResponsesRequestMapper
             Tools = Tools(request.Tools),
             ToolChoice = OpenAiRequestMapper.ToolChoice(request.ToolChoice, flat: true),
             ParallelToolCalls = request.ParallelToolCalls ?? true,
+            SplitReasoning = true,
+            EnableThinking = EnableThinking(request.Reasoning),
         };
         ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, generation.Grammar is not null);
         return generation;
+    }
+
+    /// <summary>
+    /// <c>reasoning.effort</c> <c>none</c> renders the template's <c>enable_thinking</c> false (Qwen3 then closes an
+    /// empty block in the prompt); the other efforts leave thinking on, and nothing shortens it.
+    /// <c>reasoning.summary</c> is checked and echoed only: no summary is written.
+    /// </summary>
+    private static bool EnableThinking(ResponseReasoningRequest? reasoning)
+    {
+        if (reasoning?.Summary is { } summary && summary is not ("auto" or "concise" or "detailed"))
+        {
+            throw OpenAiException.InvalidField(
+                "reasoning.summary",
+                $"Invalid value for 'reasoning.summary': '{summary}'. Supported values are 'auto', 'concise' and 'detailed'.");
+        }
+
+        return reasoning?.Effort switch
+        {
+            null or "minimal" or "low" or "medium" or "high" or "xhigh" => true,
+            "none" => false,
+            var effort => throw OpenAiException.InvalidField(
+                "reasoning.effort",
+                $"Invalid value for 'reasoning.effort': '{effort}'. Supported values are 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."),
+        };
     }
 
     /// <summary>

@@ -36,21 +36,36 @@ public sealed class CreateResponseRequest
 
     public bool? ParallelToolCalls { get; set; }
 
+    /// <summary><c>{"effort","summary"}</c>: effort <c>none</c> turns the template's thinking off; the response echoes both.</summary>
+    public ResponseReasoningRequest? Reasoning { get; set; }
+
     public string? User { get; set; }
 
     public Dictionary<string, string>? Metadata { get; set; }
 }
 
+/// <summary><c>reasoning</c>: how hard a reasoning model should think, and the summary asked for.</summary>
+public sealed class ResponseReasoningRequest
+{
+    /// <summary><c>none</c>, <c>minimal</c>, <c>low</c>, <c>medium</c>, <c>high</c> or <c>xhigh</c>.</summary>
+    public string? Effort { get; set; }
+
+    /// <summary><c>auto</c>, <c>concise</c> or <c>detailed</c>: accepted and echoed; no summary is written.</summary>
+    public string? Summary { get; set; }
+}
+
 /// <summary>
 /// One input item: a <c>message</c> (<see cref="Role"/> and its text, parts joined with newlines), a
-/// <c>function_call</c> the model made (<see cref="CallId"/>, <see cref="Name"/>, <see cref="Arguments"/>), or a
-/// <c>function_call_output</c> (<see cref="CallId"/> and the result in <see cref="Output"/>).
+/// <c>function_call</c> the model made (<see cref="CallId"/>, <see cref="Name"/>, <see cref="Arguments"/>), a
+/// <c>function_call_output</c> (<see cref="CallId"/> and the result in <see cref="Output"/>), or a <c>reasoning</c>
+/// item of an earlier response (nothing of it is read).
 /// </summary>
 public sealed record ResponseInputItem(string Type)
 {
     public const string MessageType = "message";
     public const string FunctionCallType = "function_call";
     public const string FunctionCallOutputType = "function_call_output";
+    public const string ReasoningType = "reasoning";
 
     public string? Role { get; init; }
 
@@ -105,9 +120,10 @@ public sealed class ResponseTextFormatRequest
 
 /// <summary>
 /// <c>input</c>: a string, or an array of items: messages (<c>{"type":"message","role","content"}</c>, the type
-/// optional) whose content is a string or <c>input_text</c>/<c>output_text</c> parts, <c>function_call</c> items and
-/// <c>function_call_output</c> items (the output a string or text parts). Items are read as they are; the mapper
-/// refuses other item types and missing fields.
+/// optional) whose content is a string or <c>input_text</c>/<c>output_text</c> parts, <c>function_call</c> items,
+/// <c>function_call_output</c> items (the output a string or text parts) and <c>reasoning</c> items (their
+/// <c>reasoning_text</c> content is not read). Items are read as they are; the mapper refuses other item types and
+/// missing fields.
 /// </summary>
 internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<ResponseInputItem>>
 {
@@ -143,8 +159,11 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
     {
         var strings = new Dictionary<string, string>(StringComparer.Ordinal);
         Dictionary<string, string>? mistyped = null;
-        string? content = null;
         string? output = null;
+
+        // The content is read once the type is known (it may come after): a reasoning item's is not text parts.
+        var contentReader = default(Utf8JsonReader);
+        var hasContent = false;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
         {
             var property = reader.GetString()!;
@@ -159,7 +178,9 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
                     reader.Skip();
                     break;
                 case "content" when reader.TokenType != JsonTokenType.Null:
-                    content = ReadText(ref reader, index, property);
+                    contentReader = reader;
+                    hasContent = true;
+                    reader.Skip();
                     break;
                 case "output" when reader.TokenType != JsonTokenType.Null:
                     output = ReadText(ref reader, index, property);
@@ -170,8 +191,11 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
             }
         }
 
+        var type = strings.GetValueOrDefault("type") ?? ResponseInputItem.MessageType;
+        var content = hasContent && type != ResponseInputItem.ReasoningType ? ReadText(ref contentReader, index, "content") : null;
+
         // The mapper checks each item's fields, so its refusals name them (input[2].call_id).
-        return new ResponseInputItem(strings.GetValueOrDefault("type") ?? ResponseInputItem.MessageType)
+        return new ResponseInputItem(type)
         {
             Role = strings.GetValueOrDefault("role"),
             Content = content,
