@@ -82,12 +82,20 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, lo
     public ResponseObject Failed(IReadOnlyList<ResponseOutputItem> output, OpenAiException error) =>
         Build("failed", output, null, new ResponseErrorInfo(error.Code ?? error.Type, error.Message), null);
 
-    /// <summary>The conversation turn the answer adds: its text and calls (its reasoning is not the model's to read again).</summary>
+    /// <summary>
+    /// The conversation turn the answer adds: its text, calls and reasoning, the turn its output items make when
+    /// replayed as input (the template decides whether the reasoning is rendered).
+    /// </summary>
     public static ChatTurn AssistantTurn(IReadOnlyList<ResponseOutputItem> output)
     {
         var calls = output.OfType<ResponseFunctionCallItem>().Select(c => new ToolCall(c.CallId, c.Name, c.Arguments)).ToList();
         var text = OutputText(output);
-        return new ChatTurn("assistant", calls.Count > 0 && text.Length == 0 ? null : text) { ToolCalls = calls.Count == 0 ? null : calls };
+        var reasoning = output.OfType<ResponseReasoningItem>().Select(r => string.Join('\n', r.Content.Select(p => p.Text))).ToList();
+        return new ChatTurn("assistant", calls.Count > 0 && text.Length == 0 ? null : text)
+        {
+            ToolCalls = calls.Count == 0 ? null : calls,
+            ReasoningContent = reasoning.Count == 0 ? null : string.Join('\n', reasoning),
+        };
     }
 
     private static string OutputText(IReadOnlyList<ResponseOutputItem> output) =>

@@ -209,9 +209,9 @@ public sealed class ResponsesReasoningTests(Qwen3ScriptedServerFixture fixture) 
     }
 
     [Fact]
-    public async Task A_reasoning_item_replayed_or_stored_stays_out_of_the_prompt()
+    public async Task A_reasoning_item_replayed_or_stored_reaches_the_prompt_in_a_tool_loop()
     {
-        // The call comes after the last user message: Qwen3 would render reasoning the history gave that turn.
+        // The call comes after the last user message: Qwen3 renders the reasoning the history gives that turn.
         var (status, first, _) = await PostAsync(Client, Path, Say(ThoughtCall, Tools, maxTokens: 400));
         Assert.Equal(HttpStatusCode.OK, status);
         var output = first.GetProperty("output");
@@ -230,10 +230,68 @@ public sealed class ResponsesReasoningTests(Qwen3ScriptedServerFixture fixture) 
         var callOutput = "{\"type\":\"function_call_output\",\"call_id\":\"" + callId + "\",\"output\":\"Sunny\"}";
         var replayed = await InputTokensAsync("\"input\":[" + user + "," + output[0].GetRawText() + "," + output[1].GetRawText() + "," + callOutput + "],\"store\":false");
         var withoutReasoning = await InputTokensAsync("\"input\":[" + user + "," + output[1].GetRawText() + "," + callOutput + "],\"store\":false");
-        var continued = await InputTokensAsync("\"previous_response_id\":\"" + first.GetProperty("id").GetString() + "\",\"input\":[" + callOutput + "]");
+        var continuation = "\"previous_response_id\":\"" + first.GetProperty("id").GetString() + "\",\"input\":[" + callOutput + "]";
+
+        // Not stored, the continuation is rendered afresh (a stored one reuses the tokens the model wrote, which the
+        // scripting grammar splits finer than the tokenizer would).
+        var continued = await InputTokensAsync(continuation + ",\"store\":false");
+
+        // The model reads again the chain of thought it wrote, replayed or continued alike.
+        Assert.True(replayed > withoutReasoning, $"the reasoning did not reach the prompt: {replayed} tokens, {withoutReasoning} without it");
+        Assert.Equal(replayed, continued);
+
+        // Stored, the continuation's prompt holds what the model wrote, its reasoning included: the chain's KV cache
+        // serves it past the first prompt and the reasoning.
+        var (_, kept, _) = await PostAsync(Client, Path, "{" + continuation + ",\"max_output_tokens\":1" + Tools + "}");
+        var usage = kept.GetProperty("usage");
+        var firstUsage = first.GetProperty("usage");
+        Assert.True(
+            usage.GetProperty("input_tokens_details").GetProperty("cached_tokens").GetInt32()
+                > firstUsage.GetProperty("input_tokens").GetInt32() + firstUsage.GetProperty("output_tokens_details").GetProperty("reasoning_tokens").GetInt32(),
+            usage.ToString());
+    }
+
+    [Fact]
+    public async Task The_template_drops_reasoning_before_the_last_user_message()
+    {
+        var user = "{\"role\":\"user\",\"content\":\"Hi\"}";
+        var reasoning = "{\"type\":\"reasoning\",\"summary\":[],\"content\":[{\"type\":\"reasoning_text\",\"text\":\"The user greets me.\"}]}";
+        var answer = "{\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hello.\"}]}";
+        var next = "{\"role\":\"user\",\"content\":\"And now?\"}";
+
+        var replayed = await InputTokensAsync("\"input\":[" + user + "," + reasoning + "," + answer + "," + next + "],\"store\":false");
+        var withoutReasoning = await InputTokensAsync("\"input\":[" + user + "," + answer + "," + next + "],\"store\":false");
 
         Assert.Equal(withoutReasoning, replayed);
-        Assert.Equal(withoutReasoning, continued);
+    }
+
+    [Fact]
+    public async Task An_answer_that_only_thought_is_the_same_turn_replayed_or_continued()
+    {
+        var (status, first, _) = await PostAsync(Client, Path, Say("<think>\\nOnly thought.", Tools));
+        Assert.Equal(HttpStatusCode.OK, status);
+        var reasoning = Assert.Single(first.GetProperty("output").EnumerateArray());
+
+        var user = "{\"role\":\"user\",\"content\":\"" + ScriptedOutput.Prefix + "<think>\\nOnly thought.\"}";
+        var next = "{\"role\":\"user\",\"content\":\"Go on.\"}";
+        var replayed = await InputTokensAsync("\"input\":[" + user + "," + reasoning.GetRawText() + "," + next + "],\"store\":false");
+        var continued = await InputTokensAsync("\"previous_response_id\":\"" + first.GetProperty("id").GetString() + "\",\"input\":[" + next + "]");
+
+        Assert.Equal(replayed, continued);
+    }
+
+    [Theory]
+    [InlineData("[{\"role\":\"user\",\"content\":\"Hi\"},{\"type\":\"reasoning\",\"summary\":[],\"content\":[{\"type\":\"reasoning_text\",\"text\":\"Hm.\"}]}]", "input[1]")]
+    [InlineData("[{\"role\":\"user\",\"content\":\"Hi\"},{\"type\":\"reasoning\",\"summary\":[{\"type\":\"summary_text\",\"text\":\"Hm.\"}]},{\"role\":\"assistant\",\"content\":\"Hello.\"}]", "input[1].content")]
+    [InlineData("[{\"role\":\"user\",\"content\":\"Hi\"},{\"type\":\"reasoning\",\"summary\":[],\"content\":[]},{\"role\":\"assistant\",\"content\":\"Hello.\"}]", "input[1].content")]
+    [InlineData("[{\"role\":\"user\",\"content\":\"Hi\"},{\"type\":\"reasoning\",\"summary\":[],\"content\":[{\"type\":\"output_text\",\"text\":\"Hm.\"}]},{\"role\":\"assistant\",\"content\":\"Hello.\"}]", "input[1].content")]
+    [InlineData("[{\"role\":\"user\",\"content\":\"Hi\"},{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"get_weather\",\"arguments\":\"{}\"},{\"type\":\"reasoning\",\"summary\":[],\"content\":[{\"type\":\"reasoning_text\",\"text\":\"Hm.\"}]},{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"Sunny\"}]", "input[1].call_id")]
+    public async Task A_misplaced_or_empty_reasoning_item_is_refused(string input, string param)
+    {
+        var (status, json, _) = await PostAsync(Client, Path, "{\"input\":" + input + Tools + "}");
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        AssertOpenAiError(json, "invalid_request_error", param);
     }
 
     private async Task<int> InputTokensAsync(string fields)
