@@ -54,8 +54,13 @@ internal static class ChatRequestMapper
             Tools = Tools(options),
             ToolChoice = ToolChoiceOf(options),
             ParallelToolCalls = options?.AllowMultipleToolCalls ?? true,
+            SplitReasoning = true,
+            EnableThinking = options?.Reasoning?.Effort != ReasoningEffort.None,
         };
     }
+
+    /// <summary>Whether the answer's reasoning comes back (as <see cref="TextReasoningContent"/>): unless the caller asked for none.</summary>
+    public static bool ReturnsReasoning(ChatOptions? options) => options?.Reasoning?.Output != ReasoningOutput.None;
 
     /// <summary>Function declarations (an <see cref="AIFunction"/> is one) become the engine's tool definitions.</summary>
     private static List<ToolDefinition> Tools(ChatOptions? options)
@@ -93,11 +98,18 @@ internal static class ChatRequestMapper
         foreach (var message in messages)
         {
             List<ToolCall>? calls = null;
+            string? reasoning = null;
             foreach (var content in message.Contents)
             {
                 switch (content)
                 {
-                    // Text is what the model reads; usage and reasoning from earlier answers carry nothing for it.
+                    // An answer's reasoning goes to the template with it (which keeps it where it keeps any: Qwen3
+                    // in a tool-call loop); other messages' reasoning carries nothing for the model.
+                    case TextReasoningContent thought when message.Role == ChatRole.Assistant:
+                        reasoning += thought.Text;
+                        break;
+
+                    // Text is what the model reads; usage carries nothing for it.
                     case TextContent or TextReasoningContent or UsageContent:
                         break;
                     case FunctionCallContent call:
@@ -113,7 +125,7 @@ internal static class ChatRequestMapper
             // A message that only carries function results becomes tool messages alone.
             if (calls is not null || message.Contents.Any(c => c is TextContent) || !message.Contents.Any(c => c is FunctionResultContent))
             {
-                turns.Add(new ChatTurn(message.Role.Value, calls is not null && message.Text.Length == 0 ? null : message.Text) { ToolCalls = calls });
+                turns.Add(new ChatTurn(message.Role.Value, calls is not null && message.Text.Length == 0 ? null : message.Text) { ToolCalls = calls, ReasoningContent = reasoning });
             }
 
             // Each function result is a tool message answering its call.

@@ -23,6 +23,11 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         ThrowIfUnfinished(choice.Completion, cancellationToken);
 
         List<AIContent> contents = [];
+        if (choice.Reasoning is { } reasoning && ChatRequestMapper.ReturnsReasoning(options))
+        {
+            contents.Add(new TextReasoningContent(reasoning));
+        }
+
         if (choice.Text.Length > 0 || choice.ToolCalls.Count == 0)
         {
             contents.Add(new TextContent(choice.Text));
@@ -35,7 +40,7 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
             ModelId = generator.Model?.Id,
             CreatedAt = createdAt,
             FinishReason = ToFinishReason(choice.Completion.FinishReason),
-            Usage = ToUsage(choice.Completion.Usage),
+            Usage = ToUsage(choice.Completion.Usage, choice.ReasoningTokens),
             RawRepresentation = result,
         };
     }
@@ -51,6 +56,8 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         await using var stream = Submit(messages, options, cancellationToken);
         var modelId = generator.Model?.Id;
         var completed = false;
+        var returnsReasoning = ChatRequestMapper.ReturnsReasoning(options);
+        var reasoningTokens = 0;
 
         // A call is handed over whole (FunctionInvokingChatClient runs what it gets): its arguments are gathered first.
         var calls = new List<(string Id, string Name, System.Text.StringBuilder Arguments)>();
@@ -60,6 +67,14 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
             {
                 case TextDelta delta when delta.Text.Length > 0:
                     yield return NewUpdate(new TextContent(delta.Text), delta);
+                    break;
+                case ReasoningDelta thought:
+                    reasoningTokens += thought.Tokens;
+                    if (returnsReasoning && thought.Text.Length > 0)
+                    {
+                        yield return NewUpdate(new TextReasoningContent(thought.Text), thought);
+                    }
+
                     break;
                 case ToolCallStarted started:
                     calls.Add((started.Id, started.Name, new System.Text.StringBuilder()));
@@ -75,7 +90,7 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
                     }
 
                     completed = true;
-                    var last = NewUpdate(new UsageContent(ToUsage(done.Usage)), done);
+                    var last = NewUpdate(new UsageContent(ToUsage(done.Usage, reasoningTokens)), done);
                     last.FinishReason = ToFinishReason(done.FinishReason);
                     yield return last;
                     break;
@@ -179,11 +194,13 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
     /// <summary>Microsoft.Extensions.AI spells finish reasons as OpenAI does, which is the engine's own spelling.</summary>
     private static ChatFinishReason ToFinishReason(FinishReason reason) => new(reason.ToName());
 
-    private static UsageDetails ToUsage(GenerationUsage usage) => new()
+    /// <summary>The usage; <see cref="UsageDetails.ReasoningTokenCount"/> only when some output tokens were reasoning.</summary>
+    private static UsageDetails ToUsage(GenerationUsage usage, int reasoningTokens) => new()
     {
         InputTokenCount = usage.PromptTokens,
         OutputTokenCount = usage.CompletionTokens,
         TotalTokenCount = usage.TotalTokens,
         CachedInputTokenCount = usage.CachedPromptTokens,
+        ReasoningTokenCount = reasoningTokens > 0 ? reasoningTokens : null,
     };
 }

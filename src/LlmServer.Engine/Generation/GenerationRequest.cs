@@ -163,6 +163,13 @@ public sealed record ChatTurn(string Role, string? Content)
 
     /// <summary>On a <c>tool</c> message: the function's name, where the client gave it.</summary>
     public string? Name { get; init; }
+
+    /// <summary>
+    /// On an assistant message: the reasoning that came with it, passed to the template as the message's
+    /// <c>reasoning_content</c> (as llama-server does). Templates decide what to keep: Qwen3's renders it only for
+    /// the turns after the last user message (a tool-call loop), and drops it from earlier ones.
+    /// </summary>
+    public string? ReasoningContent { get; init; }
 }
 
 /// <summary>A function call the model made: <see cref="Arguments"/> is the JSON text of its arguments.</summary>

@@ -166,6 +166,7 @@ internal sealed class ChatPromptFormatter
         ToolCalls = turn.ToolCalls?.Select(c => new ChatTemplateToolCall(c.Id, c.Name, c.Arguments)).ToList(),
         ToolCallId = turn.ToolCallId,
         Name = turn.Name,
+        ReasoningContent = turn.ReasoningContent,
     };
 
     /// <summary>OpenAI's "developer" role is a system message to a chat template.</summary>

@@ -101,7 +101,10 @@ internal static class GenericToolPrompt
 
             writer.WriteEndArray();
             writer.WriteEndObject();
-        }));
+        }))
+        {
+            ReasoningContent = message.ReasoningContent,
+        };
     }
 
     private static string Instruction(IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallelCalls)

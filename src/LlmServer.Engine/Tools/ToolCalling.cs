@@ -113,14 +113,14 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
     }
 
     /// <summary>
-    /// Each assistant message of several calls as that many messages of one call (its text on the first), in order;
-    /// the same messages when none has more than one.
+    /// Each assistant message of several calls as that many messages of one call (its text and reasoning on the
+    /// first), in order; the same messages when none has more than one.
     /// </summary>
     internal static IReadOnlyList<ChatTurn> OneCallPerMessage(IReadOnlyList<ChatTurn> messages) =>
         messages.All(m => m.ToolCalls is not { Count: > 1 })
             ? messages
             : [.. messages.SelectMany(m => m.ToolCalls is { Count: > 1 } calls
-                ? calls.Select((call, i) => m with { Content = i == 0 ? m.Content : null, ToolCalls = [call] })
+                ? calls.Select((call, i) => m with { Content = i == 0 ? m.Content : null, ReasoningContent = i == 0 ? m.ReasoningContent : null, ToolCalls = [call] })
                 : [m])];
 
     /// <summary>Every call id in <paramref name="messages"/>: of the assistants' calls and of the tool messages answering them.</summary>

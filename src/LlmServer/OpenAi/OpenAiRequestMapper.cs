@@ -186,6 +186,7 @@ internal static class OpenAiRequestMapper
             ToolCalls = calls,
             ToolCallId = role == "tool" ? message.ToolCallId : null,
             Name = message.Name,
+            ReasoningContent = role == "assistant" ? message.ReasoningContent : null,
         };
     }
 

@@ -96,6 +96,12 @@ public sealed class ChatMessage
 
     /// <summary>On a tool message: the call it answers.</summary>
     public string? ToolCallId { get; set; }
+
+    /// <summary>
+    /// Extension (llama-server): on an assistant message, the reasoning its answer came with (as
+    /// <c>message.reasoning_content</c> returned it), passed to the chat template; ignored on other roles.
+    /// </summary>
+    public string? ReasoningContent { get; set; }
 }
 
 /// <summary>A tool offered to the model: <c>{"type":"function","function":{...}}</c>.</summary>

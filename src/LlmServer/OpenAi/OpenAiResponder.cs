@@ -211,12 +211,14 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
     /// <summary>
     /// Streams one single-choice generation for the front ends that name their events (Anthropic, Responses): each
     /// piece of text goes to <paramref name="onText"/>, of reasoning (when split) to <paramref name="onReasoning"/>, each tool call's start and argument pieces to
-    /// <paramref name="onToolCall"/>, the admission (when the request asked for it) to <paramref name="onAdmitted"/>. Returns how it ended: the completion of a finished choice, or
-    /// the error to report (failed, cancelled, or a broken relay, which is logged); null when the client went away.
+    /// <paramref name="onToolCall"/>, the admission (when the request asked for it) to <paramref name="onAdmitted"/>. Returns how it ended: the completion of a finished choice
+    /// (with how many of its tokens were reasoning), or the error to report (failed, cancelled, or a broken relay,
+    /// which is logged); null when the client went away.
     /// </summary>
     public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId, Action<GenerationEvent>? onToolCall = null, Action<RequestAdmitted>? onAdmitted = null, Action<string>? onReasoning = null)
     {
         GenerationCompleted? completion = null;
+        var reasoningTokens = 0;
         try
         {
             await RelayAsync(stream.ReadAllAsync(), sse, keepAlive, item =>
@@ -226,8 +228,14 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                     case TextDelta delta when !sse.IsClientGone:
                         onText(delta.Text);
                         break;
-                    case ReasoningDelta thought when !sse.IsClientGone && thought.Text.Length > 0:
-                        onReasoning?.Invoke(thought.Text);
+                    case ReasoningDelta thought:
+                        // Counted even without text: a block of whitespace is reasoning tokens all the same.
+                        reasoningTokens += thought.Tokens;
+                        if (!sse.IsClientGone && thought.Text.Length > 0)
+                        {
+                            onReasoning?.Invoke(thought.Text);
+                        }
+
                         break;
                     case ToolCallStarted or ToolCallArgumentsDelta when !sse.IsClientGone:
                         onToolCall?.Invoke(item);
@@ -255,7 +263,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
         if (completion is { FinishReason: FinishReason.Stop or FinishReason.Length or FinishReason.ToolCalls })
         {
-            return new StreamEnd(completion, null);
+            return new StreamEnd(completion, null) { ReasoningTokens = reasoningTokens };
         }
 
         var error = completion is null ? OpenAiErrors.StreamBroke() : OpenAiErrors.FromCompletion(completion);
@@ -269,7 +277,11 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 }
 
 /// <summary>How a single-choice stream ended: a finished choice, or the error to report.</summary>
-internal sealed record StreamEnd(GenerationCompleted? Completion, OpenAiException? Error);
+internal sealed record StreamEnd(GenerationCompleted? Completion, OpenAiException? Error)
+{
+    /// <summary>How many of the finished choice's completion tokens went to reasoning.</summary>
+    public int ReasoningTokens { get; init; }
+}
 
 /// <summary>
 /// The events a streamed response reads: one engine stream, or several (a legacy completion with an array of

@@ -20,18 +20,32 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, lo
     public static ResponseFunctionCallItem FunctionCall(string itemId, string status, ToolCall call) =>
         new(itemId, status, call.Id, call.Name, call.Arguments);
 
+    public static ResponseReasoningText ReasoningPart(string text) => new("reasoning_text", text);
+
+    public static ResponseReasoningItem Reasoning(string itemId, string status, string? text) =>
+        new(itemId, status, [], text is null ? [] : [ReasoningPart(text)]);
+
     public static string NewMessageId() => OpenAiResponder.NewId("msg_");
 
     public static string NewFunctionCallId() => OpenAiResponder.NewId("fc_");
 
+    public static string NewReasoningId() => OpenAiResponder.NewId("rs_");
+
     /// <summary>
-    /// The output of a whole answer: its text as a message (when there is text, or nothing else), then one item
-    /// per call; the last item is <paramref name="lastStatus"/> (incomplete when cut short).
+    /// The output of a whole answer: its reasoning (when there was some), its text as a message (when there is
+    /// text, or nothing else), then one item per call; the last item is <paramref name="lastStatus"/> (incomplete
+    /// when cut short).
     /// </summary>
-    public static List<ResponseOutputItem> Output(string text, IReadOnlyList<ToolCall> calls, string lastStatus)
+    public static List<ResponseOutputItem> Output(string? reasoning, string text, IReadOnlyList<ToolCall> calls, string lastStatus)
     {
-        var items = new List<ResponseOutputItem>(calls.Count + 1);
-        if (text.Length > 0 || calls.Count == 0)
+        var items = new List<ResponseOutputItem>(calls.Count + 2);
+        var hasMessage = text.Length > 0 || (calls.Count == 0 && reasoning is null);
+        if (reasoning is not null)
+        {
+            items.Add(Reasoning(NewReasoningId(), hasMessage || calls.Count > 0 ? "completed" : lastStatus, reasoning));
+        }
+
+        if (hasMessage)
         {
             items.Add(Message(NewMessageId(), calls.Count == 0 ? lastStatus : "completed", text));
         }
@@ -49,8 +63,11 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, lo
 
     public ResponseObject InProgress() => Build("in_progress", [], null, null, null);
 
-    /// <summary>A finished generation: completed, or incomplete with reason <c>max_output_tokens</c> when it hit the limit.</summary>
-    public ResponseObject Finished(IReadOnlyList<ResponseOutputItem> output, GenerationCompleted completion)
+    /// <summary>
+    /// A finished generation: completed, or incomplete with reason <c>max_output_tokens</c> when it hit the limit;
+    /// <paramref name="reasoningTokens"/> of its output tokens went to reasoning.
+    /// </summary>
+    public ResponseObject Finished(IReadOnlyList<ResponseOutputItem> output, GenerationCompleted completion, int reasoningTokens)
     {
         var status = Status(completion);
         var usage = completion.Usage;
@@ -59,18 +76,26 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, lo
             output,
             status == "incomplete" ? new ResponseIncompleteDetails("max_output_tokens") : null,
             null,
-            new ResponseUsage(usage.PromptTokens, new ResponseInputTokensDetails(usage.CachedPromptTokens), usage.CompletionTokens, new ResponseOutputTokensDetails(0), usage.TotalTokens));
+            new ResponseUsage(usage.PromptTokens, new ResponseInputTokensDetails(usage.CachedPromptTokens), usage.CompletionTokens, new ResponseOutputTokensDetails(reasoningTokens), usage.TotalTokens));
     }
 
     public ResponseObject Failed(IReadOnlyList<ResponseOutputItem> output, OpenAiException error) =>
         Build("failed", output, null, new ResponseErrorInfo(error.Code ?? error.Type, error.Message), null);
 
-    /// <summary>The conversation turn the answer adds: its text and calls.</summary>
+    /// <summary>
+    /// The conversation turn the answer adds: its text, calls and reasoning, the turn its output items make when
+    /// replayed as input (the template decides whether the reasoning is rendered).
+    /// </summary>
     public static ChatTurn AssistantTurn(IReadOnlyList<ResponseOutputItem> output)
     {
         var calls = output.OfType<ResponseFunctionCallItem>().Select(c => new ToolCall(c.CallId, c.Name, c.Arguments)).ToList();
         var text = OutputText(output);
-        return new ChatTurn("assistant", calls.Count > 0 && text.Length == 0 ? null : text) { ToolCalls = calls.Count == 0 ? null : calls };
+        var reasoning = output.OfType<ResponseReasoningItem>().Select(r => string.Join('\n', r.Content.Select(p => p.Text))).ToList();
+        return new ChatTurn("assistant", calls.Count > 0 && text.Length == 0 ? null : text)
+        {
+            ToolCalls = calls.Count == 0 ? null : calls,
+            ReasoningContent = reasoning.Count == 0 ? null : string.Join('\n', reasoning),
+        };
     }
 
     private static string OutputText(IReadOnlyList<ResponseOutputItem> output) =>
@@ -98,7 +123,7 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, lo
             OutputText(output),
             request.ParallelToolCalls ?? true,
             request.PreviousResponseId,
-            new ResponseReasoning(null, null),
+            new ResponseReasoning(request.Reasoning?.Effort, request.Reasoning?.Summary),
             request.Store != false,
             request.Temperature ?? defaults.Temperature,
             ResponsesRequestMapper.TextInfo(request.Text?.Format),

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 using LlmServer.Engine.Generation;
 using LlmServer.OpenAi;
 using LlmServer.Operations.Auth;
@@ -37,7 +38,9 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         context.ReleasePermitWhenEnded(stream);
         if (request.Stream == true)
         {
-            await StreamAsync(context, stream, shape, generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None, final =>
+            // An item opens when its first piece comes where reasoning may come first or calls may come.
+            var opensLazily = model.ChatTemplate?.WritesThinkTags == true || (generation.Tools.Count > 0 && generation.ToolChoice.Mode != ToolChoiceMode.None);
+            await StreamAsync(context, stream, shape, opensLazily, final =>
             {
                 if (stored)
                 {
@@ -54,7 +57,8 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
             return;
         }
 
-        var response = shape.Finished(ResponseShape.Output(choice.Text, choice.ToolCalls, ResponseShape.Status(choice.Completion)), choice.Completion);
+        var response = shape.Finished(
+            ResponseShape.Output(choice.Reasoning, choice.Text, choice.ToolCalls, ResponseShape.Status(choice.Completion)), choice.Completion, choice.ReasoningTokens);
         if (stored)
         {
             Store(response, conversation, chainKey, owner);
@@ -87,29 +91,31 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
 
     /// <summary>
     /// The semantic events in order: <c>response.created</c>, <c>response.in_progress</c>, then each output item
-    /// as it comes (a message: <c>response.output_item.added</c>, <c>response.content_part.added</c>,
-    /// <c>response.output_text.delta</c>s, <c>response.output_text.done</c>, <c>response.content_part.done</c>,
-    /// <c>response.output_item.done</c>; a function call: <c>response.output_item.added</c>,
-    /// <c>response.function_call_arguments.delta</c>s, <c>response.function_call_arguments.done</c>,
-    /// <c>response.output_item.done</c>), then <c>response.completed</c> (or <c>response.incomplete</c>, or
-    /// <c>response.failed</c>). Without tools the message opens at once; with tools, when its first text comes.
-    /// <paramref name="finished"/> gets the final response before its event is written, so a client that continues
-    /// it as soon as it reads <c>response.completed</c> finds it stored.
+    /// as it comes (reasoning: <c>response.output_item.added</c>, <c>response.content_part.added</c>,
+    /// <c>response.reasoning_text.delta</c>s, <c>response.reasoning_text.done</c>, <c>response.content_part.done</c>,
+    /// <c>response.output_item.done</c>, as OpenAI's reference server for its open-weight models streams it; a
+    /// message: the same with <c>response.output_text.delta</c>s and <c>response.output_text.done</c>; a function
+    /// call: <c>response.output_item.added</c>, <c>response.function_call_arguments.delta</c>s,
+    /// <c>response.function_call_arguments.done</c>, <c>response.output_item.done</c>), then
+    /// <c>response.completed</c> (or <c>response.incomplete</c>, or <c>response.failed</c>). The message opens at
+    /// once, unless <paramref name="opensLazily"/> (reasoning or calls may come first): then each item opens when
+    /// its first piece comes. <paramref name="finished"/> gets the final response before its event is written, so
+    /// a client that continues it as soon as it reads <c>response.completed</c> finds it stored.
     /// </summary>
-    private async Task StreamAsync(HttpContext context, GenerationStream stream, ResponseShape shape, bool toolsOffered, Action<ResponseObject> finished)
+    private async Task StreamAsync(HttpContext context, GenerationStream stream, ResponseShape shape, bool opensLazily, Action<ResponseObject> finished)
     {
         using var sse = SseWriter.Start(context);
         var events = new ResponseEventWriter(sse);
         events.WithResponse("response.created"u8, shape.InProgress());
         events.WithResponse("response.in_progress"u8, shape.InProgress());
         var output = new StreamedOutput(events);
-        if (!toolsOffered)
+        if (!opensLazily)
         {
-            output.Text(string.Empty);
+            output.OpenMessage();
         }
 
         await sse.FlushAsync();
-        var end = await responder.RelayChoiceAsync(stream, sse, sse.WriteKeepAlive, output.Text, shape.Id, output.ToolCall);
+        var end = await responder.RelayChoiceAsync(stream, sse, sse.WriteKeepAlive, output.Text, shape.Id, output.ToolCall, onReasoning: output.Reasoning);
         if (end is null)
         {
             return;
@@ -117,7 +123,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
 
         if (end.Completion is { } completion)
         {
-            var final = shape.Finished(output.Finish(ResponseShape.Status(completion)), completion);
+            var final = shape.Finished(output.Finish(ResponseShape.Status(completion)), completion, end.ReasoningTokens);
             finished(final);
             events.WithResponse(final.Status == "completed" ? "response.completed"u8 : "response.incomplete"u8, final);
         }
@@ -130,33 +136,61 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
     }
 
     /// <summary>
-    /// The output items of a stream as they come: one item is open at a time (text goes to the open message, or
-    /// opens one; a call closes what is open and opens its own item). Closing an item writes its done events.
+    /// The output items of a stream as they come: one item is open at a time (reasoning goes to the open reasoning
+    /// item, text to the open message, or each opens its own; a call closes what is open and opens its own item).
+    /// Closing an item writes its done events.
     /// </summary>
     private sealed class StreamedOutput(ResponseEventWriter events)
     {
         private readonly List<ResponseOutputItem> _closed = [];
         private readonly StringBuilder _text = new();
+        private readonly StringBuilder _reasoning = new();
         private string? _messageId;
+        private string? _reasoningId;
         private (string ItemId, ToolCallStarted Call, StringBuilder Arguments)? _call;
 
         private int OpenIndex => _closed.Count;
 
-        public void Text(string delta)
+        public void OpenMessage()
         {
-            if (_messageId is null)
+            if (_messageId is not null)
             {
-                CloseCall("completed");
-                _messageId = ResponseShape.NewMessageId();
-                events.OutputItem("response.output_item.added"u8, OpenIndex, ResponseShape.Message(_messageId, "in_progress", text: null));
-                events.ContentPart("response.content_part.added"u8, _messageId, OpenIndex, string.Empty);
+                return;
             }
 
-            if (delta.Length > 0)
+            CloseReasoning("completed");
+            CloseCall("completed");
+            _messageId = ResponseShape.NewMessageId();
+            events.OutputItem("response.output_item.added"u8, OpenIndex, ResponseShape.Message(_messageId, "in_progress", text: null));
+            events.ContentPart("response.content_part.added"u8, _messageId, OpenIndex, ResponseShape.TextPart(string.Empty), ResponsesJson.Context.ResponseOutputText);
+        }
+
+        /// <summary>A piece of the answer: an empty one (tokens without text) opens no message, as a whole answer without text has none.</summary>
+        public void Text(string delta)
+        {
+            if (delta.Length == 0)
             {
-                _text.Append(delta);
-                events.TextDelta(_messageId, OpenIndex, delta);
+                return;
             }
+
+            OpenMessage();
+            _text.Append(delta);
+            events.TextDelta(_messageId!, OpenIndex, delta);
+        }
+
+        public void Reasoning(string delta)
+        {
+            if (_reasoningId is null)
+            {
+                CloseMessage("completed");
+                CloseCall("completed");
+                _reasoningId = ResponseShape.NewReasoningId();
+                events.OutputItem("response.output_item.added"u8, OpenIndex, ResponseShape.Reasoning(_reasoningId, "in_progress", text: null));
+                events.ContentPart("response.content_part.added"u8, _reasoningId, OpenIndex, ResponseShape.ReasoningPart(string.Empty), ResponsesJson.Context.ResponseReasoningText);
+            }
+
+            _reasoning.Append(delta);
+            events.ReasoningDelta(_reasoningId, OpenIndex, delta);
         }
 
         public void ToolCall(GenerationEvent item)
@@ -164,6 +198,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
             switch (item)
             {
                 case ToolCallStarted started:
+                    CloseReasoning("completed");
                     CloseMessage("completed");
                     CloseCall("completed");
                     _call = (ResponseShape.NewFunctionCallId(), started, new StringBuilder());
@@ -179,11 +214,12 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         /// <summary>Closes the open item with <paramref name="status"/>; an answer with no item at all gets an empty message.</summary>
         public List<ResponseOutputItem> Finish(string status)
         {
-            if (_closed.Count == 0 && _messageId is null && _call is null)
+            if (_closed.Count == 0 && _messageId is null && _call is null && _reasoningId is null)
             {
-                Text(string.Empty);
+                OpenMessage();
             }
 
+            CloseReasoning(status);
             CloseMessage(status);
             CloseCall(status);
             return _closed;
@@ -193,6 +229,11 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         public List<ResponseOutputItem> Snapshot()
         {
             List<ResponseOutputItem> items = [.. _closed];
+            if (_reasoningId is not null)
+            {
+                items.Add(ResponseShape.Reasoning(_reasoningId, "incomplete", _reasoning.ToString()));
+            }
+
             if (_messageId is not null)
             {
                 items.Add(ResponseShape.Message(_messageId, "incomplete", _text.ToString()));
@@ -217,12 +258,29 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
 
             var text = _text.ToString();
             events.TextDone(itemId, OpenIndex, text);
-            events.ContentPart("response.content_part.done"u8, itemId, OpenIndex, text);
+            events.ContentPart("response.content_part.done"u8, itemId, OpenIndex, ResponseShape.TextPart(text), ResponsesJson.Context.ResponseOutputText);
             var message = ResponseShape.Message(itemId, status, text);
             events.OutputItem("response.output_item.done"u8, OpenIndex, message);
             _closed.Add(message);
             _messageId = null;
             _text.Clear();
+        }
+
+        private void CloseReasoning(string status)
+        {
+            if (_reasoningId is not { } itemId)
+            {
+                return;
+            }
+
+            var text = _reasoning.ToString();
+            events.ReasoningDone(itemId, OpenIndex, text);
+            events.ContentPart("response.content_part.done"u8, itemId, OpenIndex, ResponseShape.ReasoningPart(text), ResponsesJson.Context.ResponseReasoningText);
+            var reasoning = ResponseShape.Reasoning(itemId, status, text);
+            events.OutputItem("response.output_item.done"u8, OpenIndex, reasoning);
+            _closed.Add(reasoning);
+            _reasoningId = null;
+            _reasoning.Clear();
         }
 
         private void CloseCall(string status)
@@ -271,11 +329,11 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
             End(writer);
         }
 
-        public void ContentPart(ReadOnlySpan<byte> type, string itemId, int outputIndex, string text)
+        public void ContentPart<TPart>(ReadOnlySpan<byte> type, string itemId, int outputIndex, TPart part, JsonTypeInfo<TPart> partType)
         {
             var writer = BeginPart(type, itemId, outputIndex);
             writer.WritePropertyName("part");
-            JsonSerializer.Serialize(writer, ResponseShape.TextPart(text), ResponsesJson.Context.ResponseOutputText);
+            JsonSerializer.Serialize(writer, part, partType);
             End(writer);
         }
 
@@ -294,6 +352,20 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
             writer.WriteString("text", text);
             writer.WriteStartArray(LogprobsName);
             writer.WriteEndArray();
+            End(writer);
+        }
+
+        public void ReasoningDelta(string itemId, int outputIndex, string text)
+        {
+            var writer = BeginPart("response.reasoning_text.delta"u8, itemId, outputIndex);
+            writer.WriteString(DeltaName, text);
+            End(writer);
+        }
+
+        public void ReasoningDone(string itemId, int outputIndex, string text)
+        {
+            var writer = BeginPart("response.reasoning_text.done"u8, itemId, outputIndex);
+            writer.WriteString("text", text);
             End(writer);
         }
 

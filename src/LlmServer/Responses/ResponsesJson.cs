@@ -9,6 +9,7 @@ namespace LlmServer.Responses;
 [JsonSerializable(typeof(ResponseObject))]
 [JsonSerializable(typeof(ResponseOutputItem))]
 [JsonSerializable(typeof(ResponseOutputText))]
+[JsonSerializable(typeof(ResponseReasoningText))]
 [JsonSerializable(typeof(ResponseDeleted))]
 [JsonSerializable(typeof(string))]
 internal sealed partial class ResponsesJsonContext : JsonSerializerContext;

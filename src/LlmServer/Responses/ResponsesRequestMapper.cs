@@ -14,10 +14,14 @@ internal static class ResponsesRequestMapper
 
     /// <summary>
     /// The conversation of this response: the previous one's (when continuing), then this input. Function calls
-    /// join the assistant turn before them (or make one); a function call's output becomes a tool turn. The rule
-    /// the chat wires share (<see cref="ToolCallAnswers"/>): the outputs after a turn's calls answer each of them,
-    /// once, before any other item, and the input does not end with a call unanswered; the previous response's
-    /// calls are the first ones awaiting outputs.
+    /// join the assistant turn before them (or make one); a function call's output becomes a tool turn; a reasoning
+    /// item's text is the reasoning_content of the assistant turn the next message or call makes or joins (an answer
+    /// that only thought, followed by a user or system message, is an assistant turn with only its reasoning): the
+    /// turn llama-server gives it for items in the order responses write them, reasoning first. The template decides
+    /// which turns' reasoning it renders. The rule the chat wires share
+    /// (<see cref="ToolCallAnswers"/>): the outputs after a turn's calls answer each of them, once, before any other
+    /// item, and the input does not end with a call unanswered; the previous response's calls are the first ones
+    /// awaiting outputs.
     /// </summary>
     public static List<ChatTurn> Conversation(CreateResponseRequest request, StoredResponse? previous)
     {
@@ -32,6 +36,9 @@ internal static class ResponsesRequestMapper
 
         // The input item of each call made in this input: a refusal names it.
         var callItems = new Dictionary<string, int>(StringComparer.Ordinal);
+
+        // The reasoning items' text awaiting the output they led to.
+        string? reasoning = null;
 
         // A stored conversation answered all its calls but the last turn's, the previous response's own.
         IReadOnlyList<ToolCall> previousCalls = turns is [.., { Role: "assistant", ToolCalls: { } calls }] ? calls : [];
@@ -60,13 +67,15 @@ internal static class ResponsesRequestMapper
                     if (turns is [.., { Role: "assistant" } last])
                     {
                         // The same turn: its calls await their outputs together.
-                        turns[^1] = last with { ToolCalls = [.. last.ToolCalls ?? [], call] };
+                        turns[^1] = last with { ToolCalls = [.. last.ToolCalls ?? [], call], ReasoningContent = Joined(last.ReasoningContent, reasoning) };
                     }
                     else
                     {
                         RequireAnswered(answers, callItems, $"before input[{i}]");
-                        turns.Add(new ChatTurn("assistant", null) { ToolCalls = [call] });
+                        turns.Add(new ChatTurn("assistant", null) { ToolCalls = [call], ReasoningContent = reasoning });
                     }
+
+                    reasoning = null;
 
                     if (!answers.Expect(call.Id, call.Id))
                     {
@@ -91,12 +100,25 @@ internal static class ResponsesRequestMapper
                 case ResponseInputItem.MessageType:
                     var message = Message(item, i);
                     RequireAnswered(answers, callItems, $"before input[{i}]");
-                    turns.Add(message);
+                    if (reasoning is not null && message.Role != "assistant")
+                    {
+                        // An answer that only thought: its turn, as the stored response's is.
+                        turns.Add(new ChatTurn("assistant", string.Empty) { ReasoningContent = reasoning });
+                        reasoning = null;
+                    }
+
+                    turns.Add(message with { ReasoningContent = reasoning });
+                    reasoning = null;
+                    break;
+                case ResponseInputItem.ReasoningType:
+                    // Reasoning starts an answer: the calls before it are answered by then.
+                    RequireAnswered(answers, callItems, $"before input[{i}]");
+                    reasoning = Joined(reasoning, Reasoning(item, i, isLast: i == input.Count - 1));
                     break;
                 default:
                     throw OpenAiException.InvalidField(
                         $"input[{i}].type",
-                        $"Invalid value for input[{i}].type: '{item.Type}'. Supported item types are message, function_call and function_call_output.");
+                        $"Invalid value for input[{i}].type: '{item.Type}'. Supported item types are message, function_call, function_call_output and reasoning.");
             }
         }
 
@@ -125,9 +147,35 @@ internal static class ResponsesRequestMapper
             Tools = Tools(request.Tools),
             ToolChoice = OpenAiRequestMapper.ToolChoice(request.ToolChoice, flat: true),
             ParallelToolCalls = request.ParallelToolCalls ?? true,
+            SplitReasoning = true,
+            EnableThinking = EnableThinking(request.Reasoning),
         };
         ToolRequestChecks.Validate(generation.Tools, generation.ToolChoice, generation.Grammar is not null);
         return generation;
+    }
+
+    /// <summary>
+    /// <c>reasoning.effort</c> <c>none</c> renders the template's <c>enable_thinking</c> false (Qwen3 then closes an
+    /// empty block in the prompt); the other efforts leave thinking on, and nothing shortens it.
+    /// <c>reasoning.summary</c> is checked and echoed only: no summary is written.
+    /// </summary>
+    private static bool EnableThinking(ResponseReasoningRequest? reasoning)
+    {
+        if (reasoning?.Summary is { } summary && summary is not ("auto" or "concise" or "detailed"))
+        {
+            throw OpenAiException.InvalidField(
+                "reasoning.summary",
+                $"Invalid value for 'reasoning.summary': '{summary}'. Supported values are 'auto', 'concise' and 'detailed'.");
+        }
+
+        return reasoning?.Effort switch
+        {
+            null or "minimal" or "low" or "medium" or "high" or "xhigh" => true,
+            "none" => false,
+            var effort => throw OpenAiException.InvalidField(
+                "reasoning.effort",
+                $"Invalid value for 'reasoning.effort': '{effort}'. Supported values are 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."),
+        };
     }
 
     /// <summary>
@@ -165,6 +213,25 @@ internal static class ResponsesRequestMapper
         return (
             Required(item.CallId, field + ".call_id", "a function_call_output item needs the call_id of the function call it answers"),
             Required(item.Output, field + ".output", "a function_call_output item carries the call's result", allowEmpty: true));
+    }
+
+    /// <summary>The reasoning a turn already had, then more (two reasoning items before one output).</summary>
+    private static string? Joined(string? reasoning, string? more) =>
+        reasoning is null ? more : more is null ? reasoning : reasoning + "\n" + more;
+
+    /// <summary>
+    /// A reasoning item's text. Refused without reasoning_text content (a summary alone is not the chain the model
+    /// wrote, and llama-server refuses it too) and as the last item: reasoning comes before the output it led to.
+    /// </summary>
+    private static string Reasoning(ResponseInputItem item, int i, bool isLast)
+    {
+        var field = $"input[{i}]";
+        var text = Required(item.Content, field + ".content", "a reasoning item carries the model's reasoning as reasoning_text parts", allowEmpty: true);
+        return isLast
+            ? throw OpenAiException.InvalidField(
+                field,
+                $"{field} is a reasoning item and the last input item: reasoning comes before the assistant message or function call it led to.")
+            : text;
     }
 
     private static ChatTurn Message(ResponseInputItem item, int i)

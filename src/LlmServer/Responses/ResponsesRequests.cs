@@ -36,21 +36,36 @@ public sealed class CreateResponseRequest
 
     public bool? ParallelToolCalls { get; set; }
 
+    /// <summary><c>{"effort","summary"}</c>: effort <c>none</c> turns the template's thinking off; the response echoes both.</summary>
+    public ResponseReasoningRequest? Reasoning { get; set; }
+
     public string? User { get; set; }
 
     public Dictionary<string, string>? Metadata { get; set; }
 }
 
+/// <summary><c>reasoning</c>: how hard a reasoning model should think, and the summary asked for.</summary>
+public sealed class ResponseReasoningRequest
+{
+    /// <summary><c>none</c>, <c>minimal</c>, <c>low</c>, <c>medium</c>, <c>high</c> or <c>xhigh</c>.</summary>
+    public string? Effort { get; set; }
+
+    /// <summary><c>auto</c>, <c>concise</c> or <c>detailed</c>: accepted and echoed; no summary is written.</summary>
+    public string? Summary { get; set; }
+}
+
 /// <summary>
 /// One input item: a <c>message</c> (<see cref="Role"/> and its text, parts joined with newlines), a
-/// <c>function_call</c> the model made (<see cref="CallId"/>, <see cref="Name"/>, <see cref="Arguments"/>), or a
-/// <c>function_call_output</c> (<see cref="CallId"/> and the result in <see cref="Output"/>).
+/// <c>function_call</c> the model made (<see cref="CallId"/>, <see cref="Name"/>, <see cref="Arguments"/>), a
+/// <c>function_call_output</c> (<see cref="CallId"/> and the result in <see cref="Output"/>), or a <c>reasoning</c>
+/// item of an earlier response (its <c>reasoning_text</c> parts in <see cref="Content"/>, joined with newlines).
 /// </summary>
 public sealed record ResponseInputItem(string Type)
 {
     public const string MessageType = "message";
     public const string FunctionCallType = "function_call";
     public const string FunctionCallOutputType = "function_call_output";
+    public const string ReasoningType = "reasoning";
 
     public string? Role { get; init; }
 
@@ -105,13 +120,15 @@ public sealed class ResponseTextFormatRequest
 
 /// <summary>
 /// <c>input</c>: a string, or an array of items: messages (<c>{"type":"message","role","content"}</c>, the type
-/// optional) whose content is a string or <c>input_text</c>/<c>output_text</c> parts, <c>function_call</c> items and
-/// <c>function_call_output</c> items (the output a string or text parts). Items are read as they are; the mapper
-/// refuses other item types and missing fields.
+/// optional) whose content is a string or <c>input_text</c>/<c>output_text</c> parts, <c>function_call</c> items,
+/// <c>function_call_output</c> items (the output a string or text parts) and <c>reasoning</c> items (their content
+/// <c>reasoning_text</c> parts; the summary is not read). Items are read as they are; the mapper refuses other item
+/// types and missing fields.
 /// </summary>
 internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<ResponseInputItem>>
 {
     private static readonly string[] TextTypes = ["input_text", "output_text"];
+    private static readonly string[] ReasoningTextTypes = ["reasoning_text"];
 
     public override IReadOnlyList<ResponseInputItem>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
@@ -143,8 +160,11 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
     {
         var strings = new Dictionary<string, string>(StringComparer.Ordinal);
         Dictionary<string, string>? mistyped = null;
-        string? content = null;
         string? output = null;
+
+        // The content is read once the type is known (it may come after): a reasoning item's is reasoning_text parts.
+        var contentReader = default(Utf8JsonReader);
+        var hasContent = false;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
         {
             var property = reader.GetString()!;
@@ -159,10 +179,12 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
                     reader.Skip();
                     break;
                 case "content" when reader.TokenType != JsonTokenType.Null:
-                    content = ReadText(ref reader, index, property);
+                    contentReader = reader;
+                    hasContent = true;
+                    reader.Skip();
                     break;
                 case "output" when reader.TokenType != JsonTokenType.Null:
-                    output = ReadText(ref reader, index, property);
+                    output = ReadText(ref reader, index, property, TextTypes);
                     break;
                 default:
                     reader.Skip();
@@ -170,8 +192,14 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
             }
         }
 
+        var type = strings.GetValueOrDefault("type") ?? ResponseInputItem.MessageType;
+        var content = !hasContent ? null
+            : type != ResponseInputItem.ReasoningType ? ReadText(ref contentReader, index, "content", TextTypes)
+            : IsEmptyArray(contentReader) ? null
+            : ReadText(ref contentReader, index, "content", ReasoningTextTypes);
+
         // The mapper checks each item's fields, so its refusals name them (input[2].call_id).
-        return new ResponseInputItem(strings.GetValueOrDefault("type") ?? ResponseInputItem.MessageType)
+        return new ResponseInputItem(type)
         {
             Role = strings.GetValueOrDefault("role"),
             Content = content,
@@ -183,12 +211,19 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
         };
     }
 
+    /// <summary>
+    /// A reasoning item's <c>content: []</c> (OpenAI's items with a summary only): no reasoning, which the mapper
+    /// refuses as missing, as llama-server does.
+    /// </summary>
+    private static bool IsEmptyArray(Utf8JsonReader reader) =>
+        reader.TokenType == JsonTokenType.StartArray && reader.Read() && reader.TokenType == JsonTokenType.EndArray;
+
     /// <summary>The chat rule for text (<see cref="MessageContentConverter"/>); a refusal names the item's field.</summary>
-    private static string ReadText(ref Utf8JsonReader reader, int index, string field)
+    private static string ReadText(ref Utf8JsonReader reader, int index, string field, string[] textTypes)
     {
         try
         {
-            return MessageContentConverter.ReadText(ref reader, TextTypes);
+            return MessageContentConverter.ReadText(ref reader, textTypes);
         }
         catch (InvalidFieldException e)
         {

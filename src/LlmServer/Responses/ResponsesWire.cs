@@ -34,9 +34,10 @@ public sealed record ResponseErrorInfo(string Code, string Message);
 
 public sealed record ResponseIncompleteDetails(string Reason);
 
-/// <summary>An item of <c>output</c>: a message, or a function call. Each is written with its own fields.</summary>
+/// <summary>An item of <c>output</c>: a message, a function call, or reasoning. Each is written with its own fields.</summary>
 [JsonDerivedType(typeof(ResponseOutputMessage))]
 [JsonDerivedType(typeof(ResponseFunctionCallItem))]
+[JsonDerivedType(typeof(ResponseReasoningItem))]
 public abstract record ResponseOutputItem(
     [property: JsonPropertyOrder(-3)] string Type,
     [property: JsonPropertyOrder(-2)] string Id,
@@ -48,6 +49,15 @@ public sealed record ResponseOutputMessage(string Id, string Status, string Role
 /// <summary>A call the model made: <see cref="CallId"/> is what the <c>function_call_output</c> answering it names.</summary>
 public sealed record ResponseFunctionCallItem(string Id, string Status, string CallId, string Name, string Arguments)
     : ResponseOutputItem("function_call", Id, Status);
+
+/// <summary>
+/// The model's reasoning (its <c>&lt;think&gt;</c> block) as one <c>reasoning_text</c> part, as OpenAI returns an
+/// open-weight reasoning model's; <see cref="Summary"/> is empty: nothing summarises it.
+/// </summary>
+public sealed record ResponseReasoningItem(string Id, string Status, IReadOnlyList<JsonElement> Summary, IReadOnlyList<ResponseReasoningText> Content)
+    : ResponseOutputItem("reasoning", Id, Status);
+
+public sealed record ResponseReasoningText(string Type, string Text);
 
 /// <summary>A function tool as the response echoes it.</summary>
 public sealed record ResponseToolInfo(string Type, string Name, string? Description, JsonElement? Parameters, bool Strict);

@@ -257,4 +257,23 @@ public sealed class ToolCallFormatTests
         Assert.Equal("Be brief.", none[0].Content);
         Assert.Equal(turns[2].Content, none[2].Content);
     }
+
+    [Fact]
+    public void A_calls_reasoning_stays_with_its_message_when_the_history_is_rewritten()
+    {
+        var calls = new ChatTurn("assistant", "Let me see.")
+        {
+            ReasoningContent = "Two sums.",
+            ToolCalls = [new ToolCall("call_1", "add", "{\"a\":1,\"b\":2}"), new ToolCall("call_2", "add", "{\"a\":3,\"b\":4}")],
+        };
+
+        // Split one call a message: the text and the reasoning go with the first, once.
+        var split = ToolCalling.OneCallPerMessage([new ChatTurn("user", "Add."), calls]);
+        Assert.Equal([null, "Two sums.", null], split.Select(t => t.ReasoningContent));
+        Assert.Equal([null, "Let me see.", null], split.Select(t => t.Role == "assistant" ? t.Content : null));
+
+        // Written out for the generic prompt: the message keeps its reasoning.
+        var generic = GenericToolPrompt.Apply([new ChatTurn("user", "Add."), calls], Tools, ToolChoice.Auto, parallelCalls: true);
+        Assert.Equal("Two sums.", generic[^1].ReasoningContent);
+    }
 }

@@ -1,5 +1,7 @@
 using System.Net;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using LlmServer.Testing;
 using LlmServer.Tests.Infrastructure;
 using static LlmServer.Tests.OpenAi.OpenAiHttp;
 
@@ -239,6 +241,45 @@ public sealed class ReasoningTests(Qwen3ScriptedServerFixture fixture) : IClassF
         var (chatStatus, chat, _) = await PostAsync(_client, ChatPath, Say("Hello.", ""","chat_template_kwargs":{"enable_thinking":false}"""));
         Assert.Equal(HttpStatusCode.OK, chatStatus);
         Assert.Equal("Hello.", chat.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+    }
+
+    [Fact]
+    public async Task History_reasoning_content_of_a_tool_call_loop_reaches_the_prompt()
+    {
+        // The fixture's round trip with the call's reasoning given back: the call comes after the last user message,
+        // so Qwen3 renders its block; the rest is llama.cpp's rendering of the case.
+        var body = JsonNode.Parse(ChatTemplateFixtures.CaseJson("tool-round-trip"))!.AsObject();
+        body["messages"]![1]!["reasoning_content"] = "I should look it up.";
+        var (status, json, _) = await PostAsync(_client, "/apply-template", body.ToJsonString());
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var expected = ChatTemplateFixtures.ExpectedPrompt("Qwen-Qwen3-0.6B", "tool-round-trip")!.Replace(
+            "<|im_start|>assistant\n<tool_call>", "<|im_start|>assistant\n<think>\nI should look it up.\n</think>\n\n<tool_call>", StringComparison.Ordinal);
+        Assert.Equal(expected, json.GetProperty("prompt").GetString());
+    }
+
+    [Fact]
+    public async Task History_reasoning_content_before_the_last_user_message_is_dropped_by_the_template()
+    {
+        var body = JsonNode.Parse(ChatTemplateFixtures.CaseJson("multi-turn"))!.AsObject();
+        body["messages"]![2]!["reasoning_content"] = "A thought of an earlier turn.";
+        var (status, json, _) = await PostAsync(_client, "/apply-template", body.ToJsonString());
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(ChatTemplateFixtures.ExpectedPrompt("Qwen-Qwen3-0.6B", "multi-turn"), json.GetProperty("prompt").GetString());
+    }
+
+    [Theory]
+    [InlineData("3")]
+    [InlineData("[\"a\"]")]
+    [InlineData("{\"text\":\"a\"}")]
+    public async Task A_reasoning_content_that_is_not_a_string_is_refused(string value)
+    {
+        var body = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"Hello.\",\"reasoning_content\":" + value + "},{\"role\":\"user\",\"content\":\"say:x\"}],\"max_tokens\":4}";
+        var (status, json, _) = await PostAsync(_client, ChatPath, body);
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        AssertOpenAiError(json, "invalid_request_error", "messages[1].reasoning_content");
     }
 
     [Theory]

@@ -269,7 +269,8 @@ public sealed class ResponsesApiTests(SharedServerFixture fixture) : IClassFixtu
 
     [Theory]
     [InlineData("""{"max_output_tokens":2}""", "input")]
-    [InlineData("""{"input":[{"type":"reasoning","summary":[]}]}""", "input[0].type")]
+    [InlineData("""{"input":[{"type":"item_reference","id":"msg_1"}]}""", "input[0].type")]
+    [InlineData("""{"input":[{"type":"reasoning","summary":[],"content":[{"type":"reasoning_text","text":"Hm."}]}]}""", "input[0]")]
     [InlineData("""{"input":[{"content":"Hi"}]}""", "input[0].role")]
     [InlineData("""{"input":[{"role":"user","content":"Hi"},{"role":"user"}]}""", "input[1].content")]
     [InlineData("""{"input":"Hi","max_output_tokens":0}""", "max_output_tokens")]
