@@ -278,7 +278,9 @@ export class ChatApp {
     }
     const sameShape =
       conversation.messages.length === incoming.length &&
-      conversation.messages.every((m, i) => m.role === incoming[i]!.role && m.content === incoming[i]!.content);
+      conversation.messages.every(
+        (m, i) => m.role === incoming[i]!.role && m.content === incoming[i]!.content && m.reasoning === incoming[i]!.reasoning,
+      );
     conversation.info = detail.info;
     conversation.systemPrompt = detail.info.systemPrompt ?? null;
     conversation.settings = detail.info.settings ?? {};

@@ -39,6 +39,8 @@ export interface SessionMessage {
   finishReason?: FinishReason | null;
   /** On an assistant message: the index of the first message the model saw for it (older ones fell out of its context). */
   contextStart?: number | null;
+  /** On an assistant message of a reasoning model: what it thought before answering (kept apart from content). */
+  reasoning?: string | null;
 }
 
 export interface SessionDetail {
@@ -61,7 +63,8 @@ export interface ChatTimings {
 
 export interface ChatStreamEvent {
   seq: number;
-  type: "delta" | "done" | "error";
+  /** "reasoning": text of a reasoning model's thinking (before the answer); "delta": text of the answer. */
+  type: "reasoning" | "delta" | "done" | "error";
   text?: string | null;
   finishReason?: FinishReason | null;
   usage?: ChatUsage | null;

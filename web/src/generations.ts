@@ -127,12 +127,13 @@ export class Generations {
     generation.lastSeq = event.seq;
     const message = generation.message;
     switch (event.type) {
+      case "reasoning":
+        message.reasoning += event.text ?? "";
+        this.tokenArrived(generation);
+        break;
       case "delta":
         message.content += event.text ?? "";
-        generation.deltas++;
-        generation.lastDeltaAt = performance.now();
-        generation.firstDeltaAt ??= generation.lastDeltaAt;
-        this.events.changed(generation);
+        this.tokenArrived(generation);
         break;
       case "done":
         message.finishReason = event.finishReason ?? "stop";
@@ -151,6 +152,14 @@ export class Generations {
     }
   }
 
+  /** A token of the answer or of its thinking: both count in the live figures. */
+  private tokenArrived(generation: Generation): void {
+    generation.deltas++;
+    generation.lastDeltaAt = performance.now();
+    generation.firstDeltaAt ??= generation.lastDeltaAt;
+    this.events.changed(generation);
+  }
+
   private onStreamError(generation: Generation, error: unknown): void {
     const parsed = parseHubError(error);
     if (parsed.code !== "connection" && parsed.code !== "unknown") {
@@ -160,7 +169,7 @@ export class Generations {
         showError(parsed);
       }
       const conversation = generation.conversation;
-      if (generation.message.content === "") {
+      if (generation.message.content === "" && generation.message.reasoning === "") {
         conversation.messages = conversation.messages.filter((m) => m !== generation.message);
       } else {
         generation.message.finishReason = "error";

@@ -8,6 +8,8 @@ export interface ViewMessage {
   index: number | null;
   role: "user" | "assistant";
   content: string;
+  /** On an answer of a reasoning model: its thinking, shown apart from the content ("" when none). */
+  reasoning: string;
   finishReason: FinishReason | null;
   promptTokens: number | null;
   cachedTokens: number | null;
@@ -24,6 +26,7 @@ export function newMessage(role: "user" | "assistant", content: string, index: n
     index,
     role,
     content,
+    reasoning: "",
     finishReason: null,
     promptTokens: null,
     cachedTokens: null,
@@ -37,6 +40,7 @@ export function newMessage(role: "user" | "assistant", content: string, index: n
 export function fromServer(message: SessionMessage): ViewMessage {
   return {
     ...newMessage(message.role === "user" ? "user" : "assistant", message.content, message.index),
+    reasoning: message.reasoning ?? "",
     finishReason: message.finishReason ?? null,
     promptTokens: message.promptTokens ?? null,
     cachedTokens: message.cachedTokens ?? null,

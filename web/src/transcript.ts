@@ -6,6 +6,7 @@ import { renderMarkdown } from "./markdown";
 import type { Conversation, ViewMessage } from "./model";
 
 export const ContextDividerText = "Earlier messages are outside the model's context";
+export const ReasoningLabel = "Thinking";
 
 export interface OnScreen {
   conversation: Conversation;
@@ -22,6 +23,21 @@ export interface TranscriptActions {
 
 function formatNumber(value: number): string {
   return value.toLocaleString("en-US");
+}
+
+/**
+ * A reasoning model's thinking above its answer: a collapsible section, open while the answer streams (the person
+ * watches it think) and closed once it is done (the answer is what they came for).
+ */
+function reasoningSection(message: ViewMessage): HTMLDetailsElement {
+  const section = el(
+    "details",
+    { class: "msg-reasoning" },
+    el("summary", { text: ReasoningLabel }),
+    el("div", { class: "reasoning-body", text: message.reasoning }),
+  );
+  section.open = message.streaming;
+  return section;
 }
 
 /** The last finished answer's context start: where the divider goes (0 or unknown: everything was seen). */
@@ -215,6 +231,7 @@ export class TranscriptView {
       return;
     }
     const stick = this.nearBottom();
+    this.renderReasoning(body, generation.message);
     renderMarkdown(body, generation.message.content, true);
     // The caret sits at the end of the last paragraph or list item, where the next words will appear.
     let tail: Element = body;
@@ -239,9 +256,22 @@ export class TranscriptView {
         attrs: { "aria-live": "polite", "aria-busy": String(message.streaming), "aria-label": "Answer" },
       });
       renderMarkdown(body, message.content, message.streaming);
-      node.replaceChildren(who, body, el("div", { class: "msg-meta" }), actions);
+      node.replaceChildren(who, message.reasoning && reasoningSection(message), body, el("div", { class: "msg-meta" }), actions);
     }
     node.classList.toggle("streaming", message.streaming);
+  }
+
+  /** The running answer's thinking so far, in place: a section the person closed while it streams stays closed. */
+  private renderReasoning(body: HTMLElement, message: ViewMessage): void {
+    if (message.reasoning === "") {
+      return;
+    }
+    const shown = body.parentElement?.querySelector(":scope > .msg-reasoning > .reasoning-body");
+    if (shown) {
+      shown.textContent = message.reasoning;
+    } else {
+      body.before(reasoningSection(message));
+    }
   }
 
   /** A line before the first message the model saw for the latest answer; none when it saw them all. */

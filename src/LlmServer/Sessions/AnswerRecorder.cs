@@ -4,10 +4,11 @@ using LlmServer.Engine.Generation;
 namespace LlmServer.Sessions;
 
 /// <summary>
-/// Stores one answer as it streams: a checkpoint (finish reason null) once <see cref="SessionOptions.CheckpointTokens"/>
-/// new tokens arrived or <see cref="SessionOptions.CheckpointInterval"/> after the oldest unsaved one, whichever comes
-/// first, so a crash loses at most that much; then the finished answer. At most one write is in flight; the final
-/// write waits for it, so a checkpoint never overwrites the finished answer.
+/// Stores one answer as it streams, its text and a reasoning model's thinking apart: a checkpoint (finish reason
+/// null) once <see cref="SessionOptions.CheckpointTokens"/> new tokens (of either) arrived or
+/// <see cref="SessionOptions.CheckpointInterval"/> after the oldest unsaved one, whichever comes first, so a crash
+/// loses at most that much; then the finished answer. At most one write is in flight; the final write waits for it,
+/// so a checkpoint never overwrites the finished answer.
 /// </summary>
 internal sealed partial class AnswerRecorder : IDisposable
 {
@@ -22,6 +23,7 @@ internal sealed partial class AnswerRecorder : IDisposable
     private readonly TimeSpan _checkpointInterval;
     private readonly Lock _gate = new();
     private readonly StringBuilder _text = new();
+    private readonly StringBuilder _reasoning = new();
     private readonly ITimer _timer;
     private Task _write = Task.CompletedTask;
     private int _unsavedTokens;
@@ -51,23 +53,10 @@ internal sealed partial class AnswerRecorder : IDisposable
     }
 
     /// <summary>Adds a token's text; starts a checkpoint when one is due.</summary>
-    public void Append(string text)
-    {
-        lock (_gate)
-        {
-            _text.Append(text);
-            _unsavedTokens++;
-            if (_checkpointTokens > 0 && _unsavedTokens >= _checkpointTokens)
-            {
-                StartCheckpoint();
-            }
-            else if (!_timerArmed)
-            {
-                _timerArmed = true;
-                _timer.Change(_checkpointInterval, Timeout.InfiniteTimeSpan);
-            }
-        }
-    }
+    public void Append(string text) => Add(_text, text);
+
+    /// <summary>Adds a token's text of the thinking; starts a checkpoint when one is due.</summary>
+    public void AppendReasoning(string text) => Add(_reasoning, text);
 
     /// <summary>Stores the finished answer. False when the session is gone; throws when the store fails.</summary>
     public async Task<bool> FinishAsync(GenerationCompleted? completed, CancellationToken cancellationToken)
@@ -88,6 +77,24 @@ internal sealed partial class AnswerRecorder : IDisposable
     }
 
     public void Dispose() => _timer.Dispose();
+
+    private void Add(StringBuilder target, string text)
+    {
+        lock (_gate)
+        {
+            target.Append(text);
+            _unsavedTokens++;
+            if (_checkpointTokens > 0 && _unsavedTokens >= _checkpointTokens)
+            {
+                StartCheckpoint();
+            }
+            else if (!_timerArmed)
+            {
+                _timerArmed = true;
+                _timer.Change(_checkpointInterval, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
 
     private void CheckpointNow()
     {
@@ -123,7 +130,7 @@ internal sealed partial class AnswerRecorder : IDisposable
         {
             if (await _store.SaveAnswerAsync(_owner, _sessionId, checkpoint, CancellationToken.None))
             {
-                LogCheckpointStored(_sessionId, checkpoint.Content.Length);
+                LogCheckpointStored(_sessionId, checkpoint.Content.Length + (checkpoint.Reasoning?.Length ?? 0));
             }
         }
 #pragma warning disable CA1031 // A failed checkpoint only widens what a crash could lose; the final write reports faults.
@@ -152,7 +159,8 @@ internal sealed partial class AnswerRecorder : IDisposable
         cachedTokens,
         completionTokens,
         finishReason,
-        _contextStart);
+        _contextStart,
+        _reasoning.Length > 0 ? _reasoning.ToString() : null);
 
     [LoggerMessage(EventId = 4109, Level = LogLevel.Debug, Message = "Session {SessionId}: a checkpoint of the streaming answer is stored ({Characters} characters).")]
     private partial void LogCheckpointStored(string sessionId, int characters);

@@ -3,9 +3,10 @@ using LlmServer.Engine.Generation;
 namespace LlmServer.Sessions;
 
 /// <summary>
-/// Reads one engine stream to its end, whoever listens: each token goes to the run's listeners and to the answer's
-/// checkpoints. The run's permit goes back as soon as the engine is done with the generation (a slow store holds no
-/// generation permit); then the answer is stored, however the generation ended, and the last event published.
+/// Reads one engine stream to its end, whoever listens: each token (of the answer, or of a reasoning model's
+/// thinking) goes to the run's listeners and to the answer's checkpoints. The run's permit goes back as soon as the
+/// engine is done with the generation (a slow store holds no generation permit); then the answer is stored, however
+/// the generation ended, and the last event published.
 /// </summary>
 internal sealed partial class GenerationPump
 {
@@ -33,6 +34,10 @@ internal sealed partial class GenerationPump
                     case TextDelta { Choice: 0 } delta when delta.Text.Length > 0:
                         answer.Append(delta.Text);
                         run.Publish(seq => SessionWire.Delta(seq, delta.Text));
+                        break;
+                    case ReasoningDelta { Choice: 0 } thought when thought.Text.Length > 0:
+                        answer.AppendReasoning(thought.Text);
+                        run.Publish(seq => SessionWire.Reasoning(seq, thought.Text));
                         break;
                     case GenerationCompleted { Choice: 0 } done:
                         completed = done;

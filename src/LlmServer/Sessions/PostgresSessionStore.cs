@@ -49,6 +49,7 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
         INSERT INTO store_info (store_id) VALUES (substr(md5(random()::text || clock_timestamp()::text), 1, 12));
         ALTER TABLE sessions ADD COLUMN stop_requested bigint NULL;
         """,
+        "ALTER TABLE messages ADD COLUMN reasoning text NULL;",
     ];
 
     // Any constant: every replica takes the same advisory lock around its migrations.

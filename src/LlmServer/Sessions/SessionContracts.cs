@@ -33,9 +33,14 @@ public sealed record SessionInfo(
 /// <see cref="ContextStart"/> are set on assistant messages. An assistant message still being written has a null
 /// finish reason (its content is the last checkpoint); one a crash cut short has <c>interrupted</c>.
 /// </summary>
+/// <param name="Content">The text; on an assistant message of a reasoning model, its answer after the thinking.</param>
 /// <param name="ContextStart">
 /// The index of the first stored message the model saw for this answer (the system prompt is always seen); earlier
 /// messages were outside its context window.
+/// </param>
+/// <param name="Reasoning">
+/// On an assistant message: what a reasoning model thought before it answered (its <c>&lt;think&gt;</c> block),
+/// apart from <see cref="Content"/>; null when it wrote none. Later turns' prompts leave it out.
 /// </param>
 public sealed record SessionMessage(
     int Index,
@@ -46,12 +51,14 @@ public sealed record SessionMessage(
     int? CachedTokens,
     int? CompletionTokens,
     string? FinishReason,
-    int? ContextStart = null);
+    int? ContextStart = null,
+    string? Reasoning = null);
 
 public sealed record SessionDetail(SessionInfo Info, IReadOnlyList<SessionMessage> Messages);
 
 /// <summary>
-/// An event of a generation: <c>delta</c> (text), then exactly one <c>done</c> (finish reason, usage, timings) or
+/// An event of a generation: <c>reasoning</c> (text of a reasoning model's thinking, which comes before the answer)
+/// and <c>delta</c> (text of the answer), then exactly one <c>done</c> (finish reason, usage, timings) or
 /// <c>error</c> (code, message). <see cref="Seq"/> counts from 1 within one generation. <c>done</c> carries
 /// <see cref="ContextStart"/>: the index of the first stored message the model saw (as on the stored message).
 /// A field an event does not carry is left out on the wire (REST and hub alike), not written as null: most of a
@@ -69,6 +76,7 @@ public sealed record ChatStreamEvent(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? ContextStart = null)
 {
     public const string DeltaType = "delta";
+    public const string ReasoningType = "reasoning";
     public const string DoneType = "done";
     public const string ErrorType = "error";
 }

@@ -20,6 +20,8 @@ internal static class SessionWire
 
     public static ChatStreamEvent Delta(long seq, string text) => new(seq, ChatStreamEvent.DeltaType, Text: text);
 
+    public static ChatStreamEvent Reasoning(long seq, string text) => new(seq, ChatStreamEvent.ReasoningType, Text: text);
+
     /// <summary>
     /// The last event of a generation: <c>done</c>, or <c>error</c> when the engine failed it or
     /// <paramref name="failure"/> (a fault of the server around it) says so.

@@ -107,7 +107,7 @@ internal abstract class SqlSessionStore : ISessionStore
             connection,
             transaction,
             """
-            SELECT idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start
+            SELECT idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start, reasoning
             FROM messages WHERE session_id = @id ORDER BY idx;
             """);
         Add(command, "@id", id);
@@ -125,7 +125,8 @@ internal abstract class SqlSessionStore : ISessionStore
                     NullableInt(reader, 5),
                     NullableInt(reader, 6),
                     reader.IsDBNull(7) ? null : reader.GetString(7),
-                    NullableInt(reader, 8)));
+                    NullableInt(reader, 8),
+                    reader.IsDBNull(9) ? null : reader.GetString(9)));
             }
         }
 
@@ -412,8 +413,8 @@ internal abstract class SqlSessionStore : ISessionStore
             connection,
             transaction,
             """
-            INSERT INTO messages (session_id, idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start)
-            VALUES (@id, @idx, @role, @content, @created, @prompt, @cached, @completion, @finish, @contextStart)
+            INSERT INTO messages (session_id, idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start, reasoning)
+            VALUES (@id, @idx, @role, @content, @created, @prompt, @cached, @completion, @finish, @contextStart, @reasoning)
             ON CONFLICT (session_id, idx) DO UPDATE SET
                 role = excluded.role,
                 content = excluded.content,
@@ -422,7 +423,8 @@ internal abstract class SqlSessionStore : ISessionStore
                 cached_tokens = excluded.cached_tokens,
                 completion_tokens = excluded.completion_tokens,
                 finish_reason = excluded.finish_reason,
-                context_start = excluded.context_start;
+                context_start = excluded.context_start,
+                reasoning = excluded.reasoning;
             """);
         Add(command, "@id", id);
         Add(command, "@idx", message.Index);
@@ -434,6 +436,7 @@ internal abstract class SqlSessionStore : ISessionStore
         Add(command, "@completion", message.CompletionTokens);
         Add(command, "@finish", message.FinishReason);
         Add(command, "@contextStart", message.ContextStart);
+        Add(command, "@reasoning", message.Reasoning);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 

@@ -51,6 +51,8 @@ internal sealed class SqliteSessionStore : SqlSessionStore, IDisposable
         INSERT INTO store_info (store_id) VALUES (lower(hex(randomblob(6))));
         ALTER TABLE sessions ADD COLUMN stop_requested INTEGER NULL;
         """,
+        // A reasoning model's thinking, kept apart from the answer's text.
+        "ALTER TABLE messages ADD COLUMN reasoning TEXT NULL;",
     ];
 
     private readonly SqliteDatabase _database;

@@ -148,7 +148,10 @@ internal sealed class TurnPlanner
 
     /// <summary>
     /// The window as chat turns, stored text verbatim: the engine keeps a session's KV warm by matching the rendered
-    /// history against the exact text the model generated.
+    /// history against the exact text its KV holds. An answer is its content, never its reasoning, as reasoning
+    /// templates render earlier turns (they drop the thinking). An answer without reasoning is the very text the model
+    /// generated, so the next prompt reuses all of the KV; after a thinking answer the KV's text (which holds the
+    /// thinking) differs from where the thinking began, and the KV is reused up to there.
     /// </summary>
     private static List<ChatTurn> Turns(string? systemPrompt, IReadOnlyList<SessionMessage> history, int start)
     {
@@ -181,6 +184,9 @@ internal sealed class TurnPlanner
             },
             MaxTokens = maxTokens,
             SessionKey = session.Id,
+
+            // A reasoning model's thinking is stored and streamed apart from its answer.
+            SplitReasoning = true,
         };
     }
 }

@@ -8,7 +8,7 @@ using static LlmServer.Tests.Infrastructure.ChildServer;
 
 namespace LlmServer.Tests.Sessions;
 
-/// <summary>A server killed mid-answer (kill -9) keeps the answer up to its last checkpoint, marked interrupted.</summary>
+/// <summary>A server killed mid-answer (kill -9) keeps the answer (its reasoning too) up to its last checkpoint, marked interrupted.</summary>
 public sealed class CrashRecoveryTests
 {
     /// <summary>
@@ -20,8 +20,14 @@ public sealed class CrashRecoveryTests
     /// <summary>What the server logs (Debug, category LlmServer.Sessions) when it has stored a checkpoint.</summary>
     private const string CheckpointLogged = "a checkpoint of the streaming answer is stored";
 
-    [Fact]
-    public async Task Kill_9_mid_answer_then_restart_keeps_the_checkpointed_partial_answer_as_interrupted()
+    /// <param name="template">
+    /// A chat template in place of the model's own: DeepSeek-R1's opens a thinking block in the prompt, so the whole
+    /// answer so far is the model's reasoning, which its checkpoints keep apart from the (empty) text.
+    /// </param>
+    [Theory]
+    [InlineData(null)]
+    [InlineData("deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja")]
+    public async Task Kill_9_mid_answer_then_restart_keeps_the_checkpointed_partial_answer_as_interrupted(string? template)
     {
         var data = Directory.CreateTempSubdirectory("llmserver-crash-");
         var database = Path.Combine(data.FullName, "sessions.db");
@@ -32,6 +38,7 @@ public sealed class CrashRecoveryTests
         [
             "--model", TestModels.Synth110M, "--Scheduler:ContextSize=4096", $"--Sessions:Database={database}", "--Sessions:CheckpointTokens=2",
             "--Logging:LogLevel:LlmServer.Sessions=Debug",
+            .. template is null ? [] : new[] { "--Model:ChatTemplateFile=" + Path.Combine(ChatTemplateFixtures.Root, "templates", template) },
         ];
         try
         {
@@ -85,7 +92,8 @@ public sealed class CrashRecoveryTests
                 var answer = messages[1];
                 Assert.Equal("interrupted", answer.GetProperty("finishReason").GetString());
                 Assert.Equal(atKill.Content, answer.GetProperty("content").GetString());
-                Assert.False(string.IsNullOrEmpty(atKill.Content));
+                Assert.Equal(atKill.Reasoning, answer.GetProperty("reasoning").GetString());
+                Assert.False(string.IsNullOrEmpty(template is null ? atKill.Content : atKill.Reasoning));
                 Assert.Equal(0, answer.GetProperty("contextStart").GetInt32());
 
                 // The conversation goes on from there.

@@ -35,6 +35,32 @@ public abstract class SessionStoreContractTests
     }
 
     [Fact]
+    public async Task An_answers_reasoning_is_stored_apart_from_its_text_and_kept_when_it_is_interrupted()
+    {
+        var store = await StartAsync("a", TimeProvider.System);
+        await store.CreateAsync(new StoredSession("s1", "k", "t", null, new SessionSettings(), Now, Now, 0), CancellationToken.None);
+        Assert.True(await store.BeginTurnAsync("k", "s1", 0, User(0), Now, null, CancellationToken.None));
+
+        // Checkpoints while it thinks, then the answer after the thinking.
+        Assert.True(await store.SaveAnswerAsync("k", "s1", Answer(1, "", null) with { Reasoning = "Let me" }, CancellationToken.None));
+        Assert.Equal(("", "Let me"), Answered((await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages));
+        Assert.True(await store.SaveAnswerAsync("k", "s1", Answer(1, "Hi", "stop") with { Reasoning = "Let me think." }, CancellationToken.None));
+        var finished = (await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages;
+        Assert.Equal(("Hi", "Let me think."), Answered(finished));
+        Assert.Null(finished[0].Reasoning);
+
+        // A later turn cut while it thinks keeps the thinking it checkpointed.
+        Assert.True(await store.BeginTurnAsync("k", "s1", 2, User(2), Now, null, CancellationToken.None));
+        Assert.Null((await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages[3].Reasoning);
+        Assert.True(await store.SaveAnswerAsync("k", "s1", Answer(3, "", null) with { Reasoning = "Hmm" }, CancellationToken.None));
+        Assert.Equal(1, await store.InterruptUnfinishedAsync(CancellationToken.None));
+        var cut = (await store.GetConversationAsync("k", "s1", CancellationToken.None))!.Messages[3];
+        Assert.Equal(("", "Hmm", "interrupted"), (cut.Content, cut.Reasoning, cut.FinishReason));
+
+        static (string Content, string? Reasoning) Answered(IReadOnlyList<SessionMessage> messages) => (messages[1].Content, messages[1].Reasoning);
+    }
+
+    [Fact]
     public async Task An_answer_cut_before_its_first_checkpoint_is_kept_as_an_empty_interrupted_message()
     {
         var time = new FakeTimeProvider(Now);

@@ -183,7 +183,7 @@ internal static class HubTestExtensions
         }
     }
 
-    /// <summary>Checks a complete stream: seq 1, 2, ... without gaps, deltas, then exactly one final done or error.</summary>
+    /// <summary>Checks a complete stream: seq 1, 2, ... without gaps, deltas (of reasoning or text), then exactly one final done or error.</summary>
     public static ChatStreamEvent AssertWellFormed(IReadOnlyList<ChatStreamEvent> events, long firstSeq = 1)
     {
         Assert.NotEmpty(events);
@@ -192,7 +192,7 @@ internal static class HubTestExtensions
             Assert.Equal(firstSeq + i, events[i].Seq);
         }
 
-        Assert.All(events.Take(events.Count - 1), e => Assert.Equal(ChatStreamEvent.DeltaType, e.Type));
+        Assert.All(events.Take(events.Count - 1), e => Assert.Contains(e.Type, new[] { ChatStreamEvent.DeltaType, ChatStreamEvent.ReasoningType }));
         var last = events[^1];
         Assert.Contains(last.Type, new[] { ChatStreamEvent.DoneType, ChatStreamEvent.ErrorType });
         return last;

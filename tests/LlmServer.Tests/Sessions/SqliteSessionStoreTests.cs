@@ -63,18 +63,19 @@ public sealed class SqliteSessionStoreTests : SessionStoreContractTests, IDispos
             Assert.True(await store.BeginTurnAsync(null, "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, null, CancellationToken.None));
         }
 
-        // Back to what version 1 wrote: no context_start column.
+        // Back to what version 1 wrote: no context_start column, nor any later one.
         SqliteConnection.ClearAllPools();
-        await ScalarAsync(path, "ALTER TABLE messages DROP COLUMN context_start; ALTER TABLE sessions DROP COLUMN lease_holder; ALTER TABLE sessions DROP COLUMN lease_expires_at; ALTER TABLE sessions DROP COLUMN stop_requested; DROP TABLE store_info; UPDATE schema_version SET version = 1;");
+        await ScalarAsync(path, "ALTER TABLE messages DROP COLUMN context_start; ALTER TABLE sessions DROP COLUMN lease_holder; ALTER TABLE sessions DROP COLUMN lease_expires_at; ALTER TABLE sessions DROP COLUMN stop_requested; DROP TABLE store_info; ALTER TABLE messages DROP COLUMN reasoning; UPDATE schema_version SET version = 1;");
 
         using var migrated = Open(path);
         await migrated.InitializeAsync(CancellationToken.None);
         Assert.Equal((long)SqliteSessionStore.SchemaVersion, await ScalarAsync(path, "SELECT version FROM schema_version;"));
         Assert.True(LlmServer.ReplicaProtocol.SessionStoreIds.IsStoreId(migrated.StoreId));
         var message = (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[0];
-        Assert.Equal(("hi", (int?)null), (message.Content, message.ContextStart));
-        Assert.True(await migrated.SaveAnswerAsync(null, "s1", new SessionMessage(1, "assistant", "ho", now, 5, 0, 1, "stop", 0), CancellationToken.None));
-        Assert.Equal(0, (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[1].ContextStart);
+        Assert.Equal(("hi", (int?)null, (string?)null), (message.Content, message.ContextStart, message.Reasoning));
+        Assert.True(await migrated.SaveAnswerAsync(null, "s1", new SessionMessage(1, "assistant", "ho", now, 5, 0, 1, "stop", 0, "hm"), CancellationToken.None));
+        var answer = (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[1];
+        Assert.Equal((0, "hm"), (answer.ContextStart, answer.Reasoning));
     }
 
     [Fact]

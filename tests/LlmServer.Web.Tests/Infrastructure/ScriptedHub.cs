@@ -21,6 +21,7 @@ public sealed partial class ScriptedHub
     private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
 
     private readonly string[] _pieces;
+    private readonly string[] _thoughts;
     private readonly string? _refusal;
     private readonly bool _gated;
     private readonly Func<int, int?> _contextStart;
@@ -45,9 +46,10 @@ public sealed partial class ScriptedHub
     {
     }
 
-    private ScriptedHub(string[] pieces, bool gated, string? refusal, Func<int, int?>? contextStart)
+    private ScriptedHub(string[] pieces, bool gated, string? refusal, Func<int, int?>? contextStart, string[]? thoughts = null)
     {
         _pieces = pieces;
+        _thoughts = thoughts ?? [];
         _gated = gated;
         _refusal = refusal;
         _contextStart = contextStart ?? (_ => 0);
@@ -55,6 +57,14 @@ public sealed partial class ScriptedHub
 
     /// <summary>A hub whose answers are these deltas, each sent (and then <c>done</c>) on one <see cref="Release"/>.</summary>
     public static ScriptedHub Gated(params string[] pieces) => new(pieces, gated: true, refusal: null, contextStart: null);
+
+    /// <summary>
+    /// A gated hub whose answers think first, as a reasoning model's do: <paramref name="thoughts"/> as <c>reasoning</c>
+    /// events, then <paramref name="pieces"/> as deltas, each on one <see cref="Release"/>; the answer is stored with
+    /// its reasoning.
+    /// </summary>
+    public static ScriptedHub GatedThinking(string[] thoughts, params string[] pieces) =>
+        new(pieces, gated: true, refusal: null, contextStart: null, thoughts);
 
     /// <summary>The hub methods the page invoked, in order.</summary>
     public IReadOnlyList<string> Calls
@@ -325,8 +335,24 @@ public sealed partial class ScriptedHub
     private async Task StreamAsync(IWebSocketRoute socket, string invocationId, Session session)
     {
         long seq = 0;
+        var reasoning = string.Empty;
+        foreach (var thought in _thoughts)
+        {
+            await WaitForReleaseAsync();
+            if (_stopRequested)
+            {
+                break;
+            }
+
+            reasoning += thought;
+            lock (_lock)
+            {
+                Item(socket, invocationId, new JsonObject { ["seq"] = ++seq, ["type"] = "reasoning", ["text"] = thought });
+            }
+        }
+
         var text = string.Empty;
-        foreach (var piece in _pieces)
+        foreach (var piece in _stopRequested ? [] : _pieces)
         {
             await WaitForReleaseAsync();
             if (_stopRequested)
@@ -359,6 +385,7 @@ public sealed partial class ScriptedHub
                 ["completionTokens"] = seq,
                 ["finishReason"] = finishReason,
                 ["contextStart"] = contextStart,
+                ["reasoning"] = reasoning.Length > 0 ? reasoning : null,
             });
             Item(socket, invocationId, new JsonObject
             {

@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using LlmServer.Engine.Generation;
+using LlmServer.Operations;
+using LlmServer.Sessions;
+using LlmServer.Testing;
+using LlmServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.SignalR.Client;
+using static LlmServer.Tests.Sessions.HubTestExtensions;
+
+namespace LlmServer.Tests.Sessions;
+
+/// <summary>
+/// A sessions server with Qwen3's template (its model opens a <c>&lt;think&gt;</c> block itself) and
+/// <see cref="ScriptedOutput"/>: a <c>say:</c> message makes the tiny model write crafted output, thinking included.
+/// It keeps the prompt the engine rendered for each session's turns.
+/// </summary>
+public sealed class ReasoningSessionServerFixture : IAsyncLifetime
+{
+    private SessionTestServer? _server;
+
+    public SessionTestServer Server => _server ?? throw new InvalidOperationException("Not started.");
+
+    /// <summary>The prompts of each session's turns, in order.</summary>
+    internal ConcurrentDictionary<string, ConcurrentQueue<string>> Prompts { get; } = new(StringComparer.Ordinal);
+
+    public async Task InitializeAsync() => _server = await SessionTestServer.StartAsync(
+        null,
+        services =>
+        {
+            ScriptedOutput.Install(services);
+            OperationsExtensions.DecorateTextGenerator(services, (_, engine) => new PromptRecorder(engine, Prompts));
+        },
+        "--Scheduler:Slots=2",
+        "--Scheduler:ContextSize=4096",
+        "--Model:ChatTemplateFile=" + Path.Combine(ChatTemplateFixtures.Root, "templates", "Qwen-Qwen3-0.6B.jinja"));
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+            _server.DeleteFiles();
+        }
+    }
+
+    private sealed class PromptRecorder(ITextGenerator inner, ConcurrentDictionary<string, ConcurrentQueue<string>> prompts) : DelegatingTextGenerator(inner)
+    {
+        public override GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
+        {
+            if (request.SessionKey is { } session)
+            {
+                prompts.GetOrAdd(session, _ => new ConcurrentQueue<string>()).Enqueue(RenderPrompt(request));
+            }
+
+            return base.Submit(request, cancellationToken);
+        }
+    }
+}
+
+[Collection(SessionsCollection.Name)]
+/// <summary>A reasoning model's thinking in sessions: streamed and stored apart from the answer, and never fed back.</summary>
+public sealed class SessionReasoningTests(ReasoningSessionServerFixture fixture) : IClassFixture<ReasoningSessionServerFixture>
+{
+    /// <summary>Qwen3's shape: the block, blank lines, the answer.</summary>
+    private const string Thinking = "<think>\nThe user greets me.\n</think>\n\nHello there.";
+    private const string Thought = "The user greets me.";
+    private const string Answer = "Hello there.";
+
+    private readonly SessionTestServer _server = fixture.Server;
+
+    [Fact]
+    public async Task The_hub_streams_the_thinking_as_reasoning_events_before_the_answer_and_stores_it_apart()
+    {
+        await using var hub = await _server.ConnectAsync();
+        var session = await hub.CreateAsync(maxTokens: 80);
+
+        var events = new List<JsonElement>();
+        await foreach (var item in hub.StreamAsync<JsonElement>("SendMessage", session.Id, ScriptedOutput.Prefix + Thinking))
+        {
+            events.Add(item);
+        }
+
+        // Reasoning events (seq, type, text: nothing written as null), then the answer's deltas, then done.
+        var kinds = events.Select(e => e.GetProperty("type").GetString()).ToList();
+        Assert.Equal("done", kinds[^1]);
+        var firstDelta = kinds.IndexOf(ChatStreamEvent.DeltaType);
+        Assert.True(firstDelta > 0, $"event kinds: {string.Join(", ", kinds)}");
+        Assert.All(kinds.Take(firstDelta), kind => Assert.Equal(ChatStreamEvent.ReasoningType, kind));
+        Assert.All(kinds.Skip(firstDelta).SkipLast(1), kind => Assert.Equal(ChatStreamEvent.DeltaType, kind));
+        Assert.All(events.SkipLast(1), e => Assert.Equal(["seq", "type", "text"], e.EnumerateObject().Select(p => p.Name)));
+        Assert.Equal(Thought, TextOf(events.Take(firstDelta)));
+        Assert.Equal(Answer, TextOf(events.Skip(firstDelta).SkipLast(1)));
+        Assert.Equal("stop", events[^1].GetProperty("finishReason").GetString());
+
+        var messages = (await hub.GetAsync(session.Id)).Messages;
+        Assert.Null(messages[0].Reasoning);
+        Assert.Equal((Answer, Thought, "stop"), (messages[1].Content, messages[1].Reasoning, messages[1].FinishReason));
+
+        // The REST mirror lists it the same way.
+        using var detail = JsonDocument.Parse(await _server.Server.Client.GetStringAsync(new Uri($"/api/sessions/{session.Id}", UriKind.Relative)));
+        var listed = detail.RootElement.GetProperty("messages")[1];
+        Assert.Equal((Answer, Thought), (listed.GetProperty("content").GetString(), listed.GetProperty("reasoning").GetString()));
+    }
+
+    [Fact]
+    public async Task The_rest_mirror_streams_reasoning_events_too()
+    {
+        await using var hub = await _server.ConnectAsync();
+        var session = await hub.CreateAsync(maxTokens: 80);
+
+        using var content = new StringContent(JsonSerializer.Serialize(new { text = ScriptedOutput.Prefix + Thinking }), System.Text.Encoding.UTF8, "application/json");
+        using var response = await _server.Server.Client.PostAsync(new Uri($"/api/sessions/{session.Id}/messages", UriKind.Relative), content);
+        var body = await response.Content.ReadAsStringAsync();
+        var events = body.Split('\n').Where(line => line.StartsWith("data: ", StringComparison.Ordinal)).Select(line => JsonElement.Parse(line[6..])).ToList();
+
+        Assert.Equal(ChatStreamEvent.ReasoningType, events[0].GetProperty("type").GetString());
+        Assert.Equal(["seq", "type", "text"], events[0].EnumerateObject().Select(p => p.Name));
+        Assert.Equal(Thought, TextOf(events.Where(e => e.GetProperty("type").GetString() == ChatStreamEvent.ReasoningType)));
+        Assert.Equal(Answer, TextOf(events.Where(e => e.GetProperty("type").GetString() == ChatStreamEvent.DeltaType)));
+        Assert.Equal("done", events[^1].GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task The_next_turn_leaves_the_thinking_out_of_its_prompt_and_reuses_the_kv_up_to_where_it_began()
+    {
+        await using var hub = await _server.ConnectAsync();
+        var session = await hub.CreateAsync(maxTokens: 80);
+
+        var first = AssertWellFormed(await hub.Send(session.Id, ScriptedOutput.Prefix + Thinking).CollectAsync()).Usage!;
+        var second = AssertWellFormed(await hub.Send(session.Id, ScriptedOutput.Prefix + "Fine.").CollectAsync()).Usage!;
+        var third = AssertWellFormed(await hub.Send(session.Id, ScriptedOutput.Prefix + "Bye.").CollectAsync()).Usage!;
+
+        // The answer is in the next prompt as its content alone, after the first prompt's text, which the KV holds.
+        var prompts = fixture.Prompts[session.Id].ToArray();
+        Assert.Equal(3, prompts.Length);
+        Assert.StartsWith(prompts[0], prompts[1], StringComparison.Ordinal);
+        var afterFirstPrompt = prompts[1][prompts[0].Length..];
+        Assert.StartsWith(Answer, afterFirstPrompt, StringComparison.Ordinal);
+        Assert.DoesNotContain(Thought, afterFirstPrompt, StringComparison.Ordinal);
+        Assert.DoesNotContain("<think>", afterFirstPrompt, StringComparison.Ordinal);
+
+        // Turn 2 reuses turn 1's KV up to where the thinking began (its prompt); turn 3 all of turn 2's (no thinking)
+        // but the last sampled token, which was never decoded.
+        Assert.True(second.CachedTokens >= first.PromptTokens, $"turn 2 cached {second.CachedTokens} of turn 1's prompt {first.PromptTokens}");
+        Assert.True(
+            third.CachedTokens >= second.PromptTokens + second.CompletionTokens - 1,
+            $"turn 3 cached {third.CachedTokens} of turn 2's {second.PromptTokens} + {second.CompletionTokens}");
+    }
+
+    private static string TextOf(IEnumerable<JsonElement> events) => string.Concat(events.Select(e => e.GetProperty("text").GetString()));
+}
