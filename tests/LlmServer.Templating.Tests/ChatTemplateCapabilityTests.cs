@@ -48,17 +48,4 @@ public sealed class ChatTemplateCapabilityTests
         Assert.EndsWith("<think>", template.Render(new ChatTemplateRequest(messages) { EnableThinking = true }), StringComparison.Ordinal);
         Assert.EndsWith("</think>", template.Render(new ChatTemplateRequest(messages) { EnableThinking = false }), StringComparison.Ordinal);
     }
-
-    [Fact]
-    public void A_template_reading_thinking_alone_gets_no_such_variable()
-    {
-        // As an older DeepSeek V3.1 or Granite template reads it: llama.cpp 815a2a59 defines enable_thinking only.
-        var template = ChatTemplate.Parse(
-            "{%- for m in messages %}{{ m.content }}{% endfor %}"
-            + "{%- if add_generation_prompt %}{% if thinking is defined and thinking %}<think>{% else %}</think>{% endif %}{% endif %}");
-        ChatTemplateMessage[] messages = [new("user", "Hi")];
-
-        Assert.False(template.Capabilities.SupportsThinking);
-        Assert.Equal("Hi</think>", template.Render(new ChatTemplateRequest(messages) { EnableThinking = true }));
-    }
 }

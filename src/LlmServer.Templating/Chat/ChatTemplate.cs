@@ -71,9 +71,11 @@ public sealed class ChatTemplate
             ["messages"] = messages,
             ["bos_token"] = _options.BosToken,
             ["eos_token"] = _options.EosToken,
-
-            // No "thinking" beside it: llama.cpp 815a2a59 passes none (DeepSeek V3.1's template falls back to this one).
             ["enable_thinking"] = request.EnableThinking && Capabilities.SupportsThinking,
+
+            // DeepSeek V3.1's original template reads only this name: without it, it never thinks. llama.cpp set it from
+            // enable_thinking until its chat refactor (566059a26); since, it passes chat_template_kwargs on whole.
+            ["thinking"] = request.EnableThinking && Capabilities.SupportsThinking,
             ["datetime"] = Strftime.Format(now, "%b %d %Y"),
             ["date_string"] = Strftime.Format(now, "%d %b %Y"),
         };

@@ -108,6 +108,7 @@ public sealed record ChatTemplateCapabilities
         var variables = new Dictionary<string, object?>(StringComparer.Ordinal)
         {
             ["enable_thinking"] = enableThinking,
+            ["thinking"] = enableThinking,
             ["messages"] = messages,
             ["tools"] = tools,
             ["bos_token"] = string.Empty,
