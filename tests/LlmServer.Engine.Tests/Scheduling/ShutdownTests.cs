@@ -16,8 +16,13 @@ public sealed class ShutdownTests
         await scheduler.Started;
 
         // The interleaving that lost requests: Submit has found the loop running, and the loop stops (takes in its
-        // intake for the last time and ends) before Submit queues the request. Dispose returns once the loop has ended.
-        backend.CreatingSampler = scheduler.Dispose;
+        // intake for the last time and ends) before Submit queues the request. Dispose waits for the loop at most 30 s,
+        // so the hook also waits for the loop's end itself: a paused machine cannot let the request in early.
+        backend.CreatingSampler = () =>
+        {
+            scheduler.Dispose();
+            scheduler.Stopped.GetAwaiter().GetResult();
+        };
         var refused = Assert.Throws<GenerationException>(() => scheduler.Submit(
             new GenerationRequest { Prompt = "ab", MaxTokens = 4 },
             backend.Vocabulary.Tokenize("ab", false, false),
