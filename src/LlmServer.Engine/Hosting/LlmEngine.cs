@@ -191,7 +191,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             if (submitted.GrammarTriggers.Count > 0)
             {
                 // llama.cpp matches a trigger against all the text generated, the reasoning included: a call the
-                // model only thinks about must not start the grammar (it would force the call inside the block).
+                // model only thinks about must not start the grammar (it would force the call inside the block). Without
+                // a block, each trigger still holds only where its parser reads a call (a "{" after other words is text).
                 submitted = submitted with
                 {
                     GrammarTriggers = splitReasoning
