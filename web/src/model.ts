@@ -10,6 +10,8 @@ export interface ViewMessage {
   content: string;
   /** On an answer of a reasoning model: its thinking, shown apart from the content ("" when none). */
   reasoning: string;
+  /** Whether the person opened (true) or closed (false) the thinking's section; null: never, so it follows the answer. */
+  reasoningOpen: boolean | null;
   finishReason: FinishReason | null;
   promptTokens: number | null;
   cachedTokens: number | null;
@@ -27,6 +29,7 @@ export function newMessage(role: "user" | "assistant", content: string, index: n
     role,
     content,
     reasoning: "",
+    reasoningOpen: null,
     finishReason: null,
     promptTokens: null,
     cachedTokens: null,

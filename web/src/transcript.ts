@@ -27,7 +27,8 @@ function formatNumber(value: number): string {
 
 /**
  * A reasoning model's thinking above its answer: a collapsible section, open while the answer streams (the person
- * watches it think) and closed once it is done (the answer is what they came for).
+ * watches it think) and closed once it is done (the answer is what they came for), unless the person opened or
+ * closed it otherwise: that choice outlives a redraw (switching conversations and back).
  */
 function reasoningSection(message: ViewMessage): HTMLDetailsElement {
   const section = el(
@@ -36,7 +37,14 @@ function reasoningSection(message: ViewMessage): HTMLDetailsElement {
     el("summary", { text: ReasoningLabel }),
     el("div", { class: "reasoning-body", text: message.reasoning }),
   );
-  section.open = message.streaming;
+  section.open = message.reasoningOpen ?? message.streaming;
+  // "toggle" also follows the open set above, and may come after a redraw replaced the section: only a change on
+  // screen away from the default is a choice.
+  section.addEventListener("toggle", () => {
+    if (section.isConnected) {
+      message.reasoningOpen = section.open === message.streaming ? null : section.open;
+    }
+  });
   return section;
 }
 
@@ -256,7 +264,7 @@ export class TranscriptView {
         attrs: { "aria-live": "polite", "aria-busy": String(message.streaming), "aria-label": "Answer" },
       });
       renderMarkdown(body, message.content, message.streaming);
-      node.replaceChildren(who, message.reasoning && reasoningSection(message), body, el("div", { class: "msg-meta" }), actions);
+      node.replaceChildren(who, ...(message.reasoning ? [reasoningSection(message)] : []), body, el("div", { class: "msg-meta" }), actions);
     }
     node.classList.toggle("streaming", message.streaming);
   }

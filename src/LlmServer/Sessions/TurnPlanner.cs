@@ -150,8 +150,10 @@ internal sealed class TurnPlanner
     /// The window as chat turns, stored text verbatim: the engine keeps a session's KV warm by matching the rendered
     /// history against the exact text its KV holds. An answer is its content, never its reasoning, as reasoning
     /// templates render earlier turns (they drop the thinking). An answer without reasoning is the very text the model
-    /// generated, so the next prompt reuses all of the KV; after a thinking answer the KV's text (which holds the
-    /// thinking) differs from where the thinking began, and the KV is reused up to there.
+    /// generated, so the next prompt reuses all of the KV. After a thinking answer how much is reused depends on the
+    /// template: where the model opened the block (Qwen3), the previous prompt is reused whole; where the generation
+    /// prompt opened it (DeepSeek-R1's distills, QwQ), the next prompt's history does not repeat that opening, so only
+    /// the tokens the two prompts share are reused (the previous prompt short of its generation prompt, at least).
     /// </summary>
     private static List<ChatTurn> Turns(string? systemPrompt, IReadOnlyList<SessionMessage> history, int start)
     {

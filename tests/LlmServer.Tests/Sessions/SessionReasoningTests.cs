@@ -6,16 +6,17 @@ using LlmServer.Sessions;
 using LlmServer.Testing;
 using LlmServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.SignalR.Client;
+using static LlmServer.Tests.OpenAi.OpenAiHttp;
 using static LlmServer.Tests.Sessions.HubTestExtensions;
 
 namespace LlmServer.Tests.Sessions;
 
 /// <summary>
-/// A sessions server with Qwen3's template (its model opens a <c>&lt;think&gt;</c> block itself) and
-/// <see cref="ScriptedOutput"/>: a <c>say:</c> message makes the tiny model write crafted output, thinking included.
-/// It keeps the prompt the engine rendered for each session's turns.
+/// A sessions server with a reasoning model's chat template and <see cref="ScriptedOutput"/>: a <c>say:</c> message
+/// makes the tiny model write crafted output, thinking included. It keeps the prompt the engine rendered for each
+/// session's turns.
 /// </summary>
-public sealed class ReasoningSessionServerFixture : IAsyncLifetime
+public abstract class ReasoningSessionServerFixture(string template) : IAsyncLifetime
 {
     private SessionTestServer? _server;
 
@@ -33,7 +34,7 @@ public sealed class ReasoningSessionServerFixture : IAsyncLifetime
         },
         "--Scheduler:Slots=2",
         "--Scheduler:ContextSize=4096",
-        "--Model:ChatTemplateFile=" + Path.Combine(ChatTemplateFixtures.Root, "templates", "Qwen-Qwen3-0.6B.jinja"));
+        "--Model:ChatTemplateFile=" + Path.Combine(ChatTemplateFixtures.Root, "templates", template));
 
     public async Task DisposeAsync()
     {
@@ -58,9 +59,15 @@ public sealed class ReasoningSessionServerFixture : IAsyncLifetime
     }
 }
 
+/// <summary>Qwen3's template: its model opens the <c>&lt;think&gt;</c> block itself.</summary>
+public sealed class Qwen3SessionServerFixture() : ReasoningSessionServerFixture("Qwen-Qwen3-0.6B.jinja");
+
+/// <summary>DeepSeek-R1's distill template: its generation prompt opens the <c>&lt;think&gt;</c> block.</summary>
+public sealed class DeepSeekR1SessionServerFixture() : ReasoningSessionServerFixture("deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja");
+
 [Collection(SessionsCollection.Name)]
 /// <summary>A reasoning model's thinking in sessions: streamed and stored apart from the answer, and never fed back.</summary>
-public sealed class SessionReasoningTests(ReasoningSessionServerFixture fixture) : IClassFixture<ReasoningSessionServerFixture>
+public sealed class SessionReasoningTests(Qwen3SessionServerFixture fixture) : IClassFixture<Qwen3SessionServerFixture>
 {
     /// <summary>Qwen3's shape: the block, blank lines, the answer.</summary>
     private const string Thinking = "<think>\nThe user greets me.\n</think>\n\nHello there.";
@@ -122,6 +129,27 @@ public sealed class SessionReasoningTests(ReasoningSessionServerFixture fixture)
     }
 
     [Fact]
+    public async Task A_resume_after_a_seq_inside_the_thinking_gets_the_rest_of_it_then_the_answer()
+    {
+        await using var hub = await _server.ConnectAsync();
+        var session = await hub.CreateAsync(maxTokens: 80);
+        var sent = await hub.Send(session.Id, ScriptedOutput.Prefix + Thinking).CollectAsync();
+        AssertWellFormed(sent);
+        var reasoning = sent.Where(e => e.Type == ChatStreamEvent.ReasoningType).ToList();
+        Assert.True(reasoning.Count >= 2, $"{reasoning.Count} reasoning events");
+
+        // A client that saw only the first reasoning event: the rest come in order, kinds kept, then the answer.
+        var resumed = await hub.StreamAsync<ChatStreamEvent>("ResumeStream", session.Id, reasoning[0].Seq).CollectAsync();
+
+        AssertWellFormed(resumed, firstSeq: reasoning[0].Seq + 1);
+        Assert.Equal(sent.Skip(1), resumed);
+        Assert.Equal(Thought, reasoning[0].Text + string.Concat(resumed.Where(e => e.Type == ChatStreamEvent.ReasoningType).Select(e => e.Text)));
+        var firstDelta = resumed.FindIndex(e => e.Type == ChatStreamEvent.DeltaType);
+        Assert.True(firstDelta > 0 && resumed.Take(firstDelta).All(e => e.Type == ChatStreamEvent.ReasoningType), string.Join(", ", resumed.Select(e => e.Type)));
+        Assert.Equal(Answer, string.Concat(resumed.Where(e => e.Type == ChatStreamEvent.DeltaType).Select(e => e.Text)));
+    }
+
+    [Fact]
     public async Task The_next_turn_leaves_the_thinking_out_of_its_prompt_and_reuses_the_kv_up_to_where_it_began()
     {
         await using var hub = await _server.ConnectAsync();
@@ -149,4 +177,49 @@ public sealed class SessionReasoningTests(ReasoningSessionServerFixture fixture)
     }
 
     private static string TextOf(IEnumerable<JsonElement> events) => string.Concat(events.Select(e => e.GetProperty("text").GetString()));
+}
+
+[Collection(SessionsCollection.Name)]
+/// <summary>
+/// A template whose generation prompt opens the <c>&lt;think&gt;</c> block (DeepSeek-R1's distills, QwQ): the previous
+/// prompt ends in that opening, which the next prompt's history does not repeat.
+/// </summary>
+public sealed class SessionReasoningOpenBlockTests(DeepSeekR1SessionServerFixture fixture) : IClassFixture<DeepSeekR1SessionServerFixture>
+{
+    private const string GenerationPrompt = "<｜Assistant｜><think>\n";
+
+    private readonly SessionTestServer _server = fixture.Server;
+
+    [Fact]
+    public async Task The_next_turn_reuses_the_kv_only_as_far_as_its_tokens_agree_with_the_previous_prompt()
+    {
+        await using var hub = await _server.ConnectAsync();
+        var session = await hub.CreateAsync(maxTokens: 8);
+
+        // The model writes freely (a scripted answer's grammar would hold from the first token, which the engine takes
+        // for an answer, not thinking): all it writes is inside the block the prompt opened, so it is reasoning.
+        var first = AssertWellFormed(await hub.Send(session.Id, "Once upon a time").CollectAsync()).Usage!;
+        var second = AssertWellFormed(await hub.Send(session.Id, "Tell me more").CollectAsync()).Usage!;
+        var answer = (await hub.GetAsync(session.Id)).Messages[1];
+        Assert.Equal(string.Empty, answer.Content);
+
+        var prompts = fixture.Prompts[session.Id].ToArray();
+        Assert.EndsWith(GenerationPrompt, prompts[0], StringComparison.Ordinal);
+        var beforeGenerationPrompt = prompts[0][..^GenerationPrompt.Length];
+        Assert.StartsWith(beforeGenerationPrompt + "<｜Assistant｜>" + answer.Content + "<｜end▁of▁sentence｜>", prompts[1], StringComparison.Ordinal);
+
+        // No text the KV holds ends where the next prompt parts from it, so the prompt is tokenized whole and the KV
+        // is reused as far as the two prompts' tokens agree: past the previous prompt's history, short of its <think>.
+        var previous = await TokensAsync(prompts[0]);
+        var next = await TokensAsync(prompts[1]);
+        Assert.Equal(first.PromptTokens, previous.Length);
+        Assert.Equal(previous.AsSpan().CommonPrefixLength(next), second.CachedTokens);
+        Assert.InRange(second.CachedTokens, (await TokensAsync(beforeGenerationPrompt)).Length, first.PromptTokens - 1);
+    }
+
+    private async Task<int[]> TokensAsync(string text)
+    {
+        var (_, body, _) = await PostAsync(_server.Server.Client, "/tokenize", JsonSerializer.Serialize(new { content = text, add_special = true, parse_special = true }));
+        return [.. body.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32())];
+    }
 }
