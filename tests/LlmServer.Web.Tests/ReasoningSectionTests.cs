@@ -95,6 +95,7 @@ public sealed partial class ChatPageTests
         hub.Release();
         await Expect(thought).ToHaveTextAsync(Markup);
         await Expect(chat.LastAnswer.Locator("img")).ToHaveCountAsync(0);
+        Assert.False(await chat.Page.EvaluateAsync<bool>("() => window.__reasoningRan === true"));
         hub.Release();
         hub.Release();
         await chat.WaitForAnswerAsync();

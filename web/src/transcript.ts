@@ -28,7 +28,8 @@ function formatNumber(value: number): string {
 /**
  * A reasoning model's thinking above its answer: a collapsible section, open while the answer streams (the person
  * watches it think) and closed once it is done (the answer is what they came for), unless the person opened or
- * closed it otherwise: that choice outlives a redraw (switching conversations and back).
+ * closed it otherwise: while the answer runs, that choice outlives a redraw (switching conversations and back); a
+ * finished conversation opened again is built anew from the server, its sections closed.
  */
 function reasoningSection(message: ViewMessage): HTMLDetailsElement {
   const section = el(

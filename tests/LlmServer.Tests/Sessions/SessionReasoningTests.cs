@@ -129,7 +129,7 @@ public sealed class SessionReasoningTests(Qwen3SessionServerFixture fixture) : I
     }
 
     [Fact]
-    public async Task A_resume_after_a_seq_inside_the_thinking_gets_the_rest_of_it_then_the_answer()
+    public async Task A_replay_from_a_seq_inside_the_thinking_gets_the_rest_of_it_then_the_answer()
     {
         await using var hub = await _server.ConnectAsync();
         var session = await hub.CreateAsync(maxTokens: 80);
