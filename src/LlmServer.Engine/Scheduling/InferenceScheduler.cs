@@ -28,7 +28,12 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     // Closed by the loop as it takes in its intake for the last time; a request queued after that would never end.
     private readonly Lock _intakeLock = new();
-    private bool _intakeClosed;
+    private volatile bool _intakeClosed;
+
+    // Submits under way: a sampler holds the native model, so the loop frees the backend only once the Submits that
+    // found its intake open have left (the last to leave after the close completes _submitsLeft).
+    private int _submitting;
+    private readonly TaskCompletionSource _submitsLeft = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ConcurrentQueue<string> _evictions = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly StreamPublisher _publisher = new();
@@ -168,9 +173,27 @@ internal sealed partial class InferenceScheduler : IDisposable
     /// <summary>As <see cref="Submit(GenerationRequest, int[], CancellationToken)"/>, with the prompt's text and where it splits exactly.</summary>
     public GenerationStream Submit(GenerationRequest request, TokenizedPrompt prompt, string? promptText, CancellationToken cancellationToken)
     {
+        // Counted before the intake is read, and the loop closes its intake before it reads the count (both fenced):
+        // a Submit either finds the intake closed and touches nothing, or the loop waits for it (see WaitForSubmits).
+        Interlocked.Increment(ref _submitting);
+        try
+        {
+            return SubmitCounted(request, prompt, promptText, cancellationToken);
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _submitting) == 0 && _intakeClosed)
+            {
+                _submitsLeft.TrySetResult();
+            }
+        }
+    }
+
+    private GenerationStream SubmitCounted(GenerationRequest request, TokenizedPrompt prompt, string? promptText, CancellationToken cancellationToken)
+    {
         var promptTokens = prompt.Tokens;
         var backend = _backend;
-        if (backend is null || !_loopAlive || _stopRequested)
+        if (backend is null || !_loopAlive || _stopRequested || _intakeClosed)
         {
             throw new GenerationException(GenerationErrorCode.Unavailable, "The scheduler is not running.");
         }
@@ -273,6 +296,22 @@ internal sealed partial class InferenceScheduler : IDisposable
         lock (_intakeLock)
         {
             _intakeClosed = true;
+        }
+    }
+
+    /// <summary>
+    /// Blocks the loop, its intake closed, until no Submit is left that may still create samplers on the backend. The
+    /// loop thread itself cannot be inside a Submit here: it calls this from the bottom of its stack.
+    /// </summary>
+    private void WaitForSubmits()
+    {
+        // The close (a store) must be visible before the count is read: a Submit that counts itself later sees it.
+        Interlocked.MemoryBarrier();
+        var submitting = Volatile.Read(ref _submitting);
+        if (submitting > 0)
+        {
+            LogWaitingForSubmits(_logger, submitting);
+            _submitsLeft.Task.GetAwaiter().GetResult();
         }
     }
 
@@ -476,7 +515,8 @@ internal sealed partial class InferenceScheduler : IDisposable
             if (_stopRequested)
             {
                 // Idle sessions' KV goes to disk first, so a restart resumes them warm (not those evicted on the
-                // way out); then the owner thread frees the context it created.
+                // way out); then the owner thread frees the context it created, once no Submit can still use it.
+                WaitForSubmits();
                 SaveResidentSessions();
                 _diskCache?.Dispose();
                 _backend?.Dispose();
@@ -835,6 +875,9 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Critical, Message = "The scheduler loop died; every request failed and the engine is not ready")]
     private static partial void LogLoopDied(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1107, Level = LogLevel.Debug, Message = "Stopping: waiting for {Submits} requests being submitted before freeing the model")]
+    private static partial void LogWaitingForSubmits(ILogger logger, int submits);
 
     [LoggerMessage(EventId = 1105, Level = LogLevel.Warning, Message = "Saving resident sessions' KV at shutdown failed")]
     private static partial void LogShutdownSaveFailed(ILogger logger, Exception exception);

@@ -17,6 +17,7 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
 
     private readonly List<BatchEntry> _batch = [];
     private readonly List<int>[] _kv = Enumerable.Range(0, slots).Select(_ => new List<int>()).ToArray();
+    private readonly TaskCompletionSource _disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public int SlotCount { get; } = slots;
 
@@ -50,6 +51,9 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
 
     /// <summary>Called as a request's sampler is created, on the thread that submits it (after the scheduler let it in, before it is queued).</summary>
     public Action? CreatingSampler { get; set; }
+
+    /// <summary>Completes when the backend is disposed: a sampler created after that throws, where a freed model would crash.</summary>
+    public Task Disposed => _disposed.Task;
 
     /// <summary>Thrown by samplers when set (to test one request failing).</summary>
     public Exception? SamplerFailure { get; set; }
@@ -161,12 +165,11 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
         }
 
         CreatingSampler?.Invoke();
+        ObjectDisposedException.ThrowIf(Disposed.IsCompleted, this);
         return new FakeSampler(this);
     }
 
-    public void Dispose()
-    {
-    }
+    public void Dispose() => _disposed.TrySetResult();
 
     internal readonly record struct BatchEntry(int Token, int Position, int Slot, bool Logits);
 
