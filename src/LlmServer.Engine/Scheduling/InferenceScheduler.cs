@@ -68,6 +68,7 @@ internal sealed partial class InferenceScheduler : IDisposable
     private volatile SchedulerStatus _status;
     private long _steps;
     private long _lastDecodeTicks;
+    private long _busySinceTicks;
 
     public InferenceScheduler(
         Func<IInferenceBackend> backendFactory,
@@ -117,6 +118,7 @@ internal sealed partial class InferenceScheduler : IDisposable
         return status with
         {
             LoopAlive = _loopAlive,
+            BusySince = TicksToTime(Interlocked.Read(ref _busySinceTicks)),
             Waiting = Math.Max(0, InFlight - status.Running),
             BatchWaiting = Math.Max(0, batchInFlight - status.BatchRunning),
         };
@@ -229,6 +231,13 @@ internal sealed partial class InferenceScheduler : IDisposable
         // Counted before the checks, and the drain closes admission before it reads the count (both fenced): a request
         // either is refused here or is counted where the drain sees it, never admitted unseen. A draining server says
         // so before it says it is full: retrying it is no use.
+        // The health check measures a stall from the later of the last decode and this moment: a scheduler idle for
+        // an hour has not stalled because its first step in an hour has not ended yet.
+        if (InFlight == 0)
+        {
+            Interlocked.Exchange(ref _busySinceTicks, _time.GetUtcNow().UtcTicks);
+        }
+
         var inFlight = Interlocked.Increment(ref _inFlight[lane]);
         if (Volatile.Read(ref _admissionClosed) != 0)
         {
@@ -861,7 +870,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             _slots?.ResidentSessions ?? 0,
             _slots?.KvTokensUsed ?? 0,
             _loopAlive,
-            lastDecode == 0 ? null : new DateTimeOffset(lastDecode, TimeSpan.Zero),
+            TicksToTime(lastDecode),
             _steps)
         {
             BatchRunning = batchRunning,
@@ -869,6 +878,8 @@ internal sealed partial class InferenceScheduler : IDisposable
             KvTokensReusable = _slots?.KvTokensReusable ?? 0,
         };
     }
+
+    private static DateTimeOffset? TicksToTime(long utcTicks) => utcTicks == 0 ? null : new DateTimeOffset(utcTicks, TimeSpan.Zero);
 
     [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Drain timed out; cancelling {InFlight} requests")]
     private static partial void LogDrainCancelling(ILogger logger, int inFlight);

@@ -18,6 +18,30 @@ public sealed record SchedulerStatus(
     /// <summary>Batch-lane requests waiting for idle slots (counted in <see cref="Waiting"/> too).</summary>
     public int BatchWaiting { get; init; }
 
+    /// <summary>When requests were last submitted to an idle scheduler (none in flight before them).</summary>
+    public DateTimeOffset? BusySince { get; init; }
+
+    /// <summary>
+    /// How long requests have been in flight without a decode step ending: since the later of the last decode and
+    /// <see cref="BusySince"/>. Null with nothing in flight.
+    /// </summary>
+    public TimeSpan? StalledFor(DateTimeOffset now)
+    {
+        if (Running + Waiting == 0)
+        {
+            return null;
+        }
+
+        var since = (LastDecodeAt, BusySince) switch
+        {
+            ({ } decode, { } busy) => decode > busy ? decode : busy,
+            ({ } decode, null) => decode,
+            (null, { } busy) => busy,
+            _ => (DateTimeOffset?)null,
+        };
+        return since is { } start ? now - start : null;
+    }
+
     /// <summary>KV cells idle slots keep for prefix reuse (finished requests, idle sessions); not in <see cref="KvTokensUsed"/>.</summary>
     public int KvTokensReusable { get; init; }
 

@@ -61,7 +61,17 @@ public sealed class TestServer : IAsyncDisposable
         var server = new TestServer(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)));
         if (waitUntilReady)
         {
-            await server.WaitUntilReadyAsync();
+            try
+            {
+                await server.WaitUntilReadyAsync();
+            }
+            catch
+            {
+                // Left running, the server would go on working (a resumed batch) and its meters would count into the
+                // next server's /metrics in this process.
+                await server.DisposeAsync();
+                throw;
+            }
         }
 
         return server;

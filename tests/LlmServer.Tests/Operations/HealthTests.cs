@@ -111,6 +111,64 @@ public sealed partial class HealthTests
         }
     }
 
+    [Fact]
+    public async Task Requests_waiting_for_the_first_step_of_a_fresh_server_are_not_a_stall()
+    {
+        // As a restarted batch does: work arrives before any decode step has ever ended.
+        var gate = new DecodeGate();
+        await using var server = await TestServer.StartAsync(configureServices: gate.Install);
+        var generator = server.Services.GetRequiredService<ITextGenerator>();
+        Assert.Null(generator.GetStatus().LastDecodeAt);
+        gate.Close();
+        try
+        {
+            await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 4 });
+            await gate.Blocked;
+
+            var (status, body) = await GetJsonAsync(server, "/health/ready");
+            Assert.Equal(HttpStatusCode.OK, status);
+            Assert.Equal(1, body.GetProperty("running").GetInt32() + body.GetProperty("waiting").GetInt32());
+        }
+        finally
+        {
+            gate.Open();
+        }
+    }
+
+    [Fact]
+    public async Task A_decode_held_past_the_stall_limit_makes_the_server_unready_until_it_ends()
+    {
+        var gate = new DecodeGate();
+        await using var server = await TestServer.StartAsync(extraArgs: ["--Health:DecodeStallSeconds=1"], configureServices: gate.Install);
+        var generator = server.Services.GetRequiredService<ITextGenerator>();
+        gate.Close();
+        try
+        {
+            await using var stream = generator.Submit(new GenerationRequest { Prompt = "Once upon a time", MaxTokens = 4 });
+            await gate.Blocked;
+
+            // A stall is a span of time, so this polls for it; the gate holds the decode for as long as that takes.
+            using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+            var (status, body) = await GetJsonAsync(server, "/health/ready");
+            while (status == HttpStatusCode.OK)
+            {
+                await Task.Delay(100, deadline.Token);
+                (status, body) = await GetJsonAsync(server, "/health/ready");
+            }
+
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+            Assert.Equal("no decode step completed in the last 1 s with requests in flight", body.GetProperty("reason").GetString());
+
+            gate.Open();
+            await stream.CollectAsync();
+            Assert.Equal(HttpStatusCode.OK, (await GetJsonAsync(server, "/health/ready")).Status);
+        }
+        finally
+        {
+            gate.Open();
+        }
+    }
+
     private static async Task<(HttpStatusCode Status, JsonElement Body)> GetJsonAsync(TestServer server, string path)
     {
         using var response = await server.Client.GetAsync(new Uri(path, UriKind.Relative));

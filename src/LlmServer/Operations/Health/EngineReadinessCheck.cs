@@ -8,7 +8,7 @@ namespace LlmServer.Operations.Health;
 
 /// <summary>
 /// Ready when the model is loaded, the scheduler loop runs, the server is not draining, and, while requests are
-/// in flight, a decode step completed recently (no work counts as healthy).
+/// in flight, a decode step completed recently or the work is new (no work counts as healthy).
 /// </summary>
 internal sealed class EngineReadinessCheck(
     ITextGenerator generator,
@@ -32,13 +32,13 @@ internal sealed class EngineReadinessCheck(
         }
 
         var stall = TimeSpan.FromSeconds(options.Value.DecodeStallSeconds);
-        var sinceDecode = status.LastDecodeAt is { } last ? timeProvider.GetUtcNow() - last : (TimeSpan?)null;
+        var stalledFor = status.StalledFor(timeProvider.GetUtcNow());
         var result = (shutdown.IsDraining, state, status.LoopAlive) switch
         {
             (true, _, _) => HealthCheckResult.Unhealthy("draining", data: data),
             (_, not EngineState.Ready, _) => HealthCheckResult.Unhealthy(state.ToString().ToLowerInvariant(), data: data),
             (_, _, false) => HealthCheckResult.Unhealthy("scheduler loop stopped", data: data),
-            _ when status.Running + status.Waiting > 0 && (sinceDecode is null || sinceDecode > stall) =>
+            _ when stalledFor > stall =>
                 HealthCheckResult.Unhealthy($"no decode step completed in the last {stall.TotalSeconds:0} s with requests in flight", data: data),
             _ => HealthCheckResult.Healthy("ready", data),
         };
