@@ -91,7 +91,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     /// <summary>
     /// The disk KV cache the scheduler opened once the model loaded (null when disabled or unavailable), and null
-    /// again once the engine stops: the scheduler disposes it on its way out.
+    /// again once the engine stops or its loop dies: the scheduler disposes it on its way out.
     /// </summary>
     internal DiskKvCache? DiskCache => _diskCache;
 
@@ -100,20 +100,24 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     public string ApplyChatTemplate(IReadOnlyList<ChatTurn> messages, IReadOnlyList<ToolDefinition> tools, bool addAssistantPrompt = true)
     {
-        _ = LoadedVocabulary();
-        return _formatter!.Format(messages, tools, addAssistantPrompt);
+        using (UseModel())
+        {
+            return _formatter!.Format(messages, tools, addAssistantPrompt);
+        }
     }
 
     public string RenderPrompt(GenerationRequest request)
     {
-        _ = LoadedVocabulary();
-        GenerationRequestValidator.Validate(request);
-        if (request.Messages is null)
+        using (UseModel())
         {
-            return request.Prompt!;
-        }
+            GenerationRequestValidator.Validate(request);
+            if (request.Messages is null)
+            {
+                return request.Prompt!;
+            }
 
-        return FormatChat(request, _toolCalling!.Prepare(request));
+            return FormatChat(request, _toolCalling!.Prepare(request));
+        }
     }
 
     /// <summary>
@@ -140,12 +144,16 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
     }
 
-    public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false) =>
-        LoadedVocabulary().Tokenize(text, addSpecial, parseSpecial);
+    public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false)
+    {
+        using var model = UseModel();
+        return model.Vocabulary.Tokenize(text, addSpecial, parseSpecial);
+    }
 
     public TokenCount CountPromptTokens(string text, int limit)
     {
-        var vocabulary = LoadedVocabulary();
+        using var model = UseModel();
+        var vocabulary = model.Vocabulary;
         var atLeast = vocabulary.Bound.MinimumTokens(text);
         return atLeast > limit
             ? new TokenCount(atLeast, AtLeast: true)
@@ -154,7 +162,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     public string Detokenize(IEnumerable<int> tokens)
     {
-        var vocabulary = LoadedVocabulary();
+        using var model = UseModel();
+        var vocabulary = model.Vocabulary;
         var ids = tokens.ToArray();
         foreach (var token in ids)
         {
@@ -170,18 +179,19 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     public GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
     {
-        var scheduler = _scheduler;
-        if (State != EngineState.Ready || scheduler is null)
+        if (State != EngineState.Ready)
         {
             throw NotReady();
         }
 
+        using var model = UseModel();
+        var scheduler = model.Scheduler;
         var arrived = _time.GetTimestamp();
         var isChat = request.Messages is not null;
         try
         {
             GenerationRequestValidator.Validate(request);
-            ValidateLogitBias(request.Sampling);
+            ValidateLogitBias(request.Sampling, model.Vocabulary);
             var tools = _toolCalling!.Prepare(request);
             var submitted = tools?.Request ?? request;
             var text = isChat ? FormatChat(request, tools) : request.Prompt!;
@@ -201,8 +211,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
                 };
             }
 
-            scheduler.EnsurePromptFits(submitted, _vocabulary!.Bound.MinimumTokens(text), atLeast: true);
-            var stream = scheduler.Submit(submitted, TokenizePrompt(scheduler, request.SessionKey, text, isChat), text, cancellationToken);
+            scheduler.EnsurePromptFits(submitted, model.Vocabulary.Bound.MinimumTokens(text), atLeast: true);
+            var stream = scheduler.Submit(submitted, TokenizePrompt(model, request.SessionKey, text, isChat), text, cancellationToken);
             if (splitReasoning)
             {
                 // A grammar that holds from the first token (a schema, a required call) writes the answer itself, not
@@ -225,25 +235,25 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         }
     }
 
-    private void ValidateLogitBias(SamplingOptions sampling)
+    private static void ValidateLogitBias(SamplingOptions sampling, ITokenVocabulary vocabulary)
     {
-        var vocabulary = _vocabulary!.Count;
-        if (sampling.LogitBias?.Keys.FirstOrDefault(token => token >= vocabulary, -1) is { } token and >= 0)
+        var count = vocabulary.Count;
+        if (sampling.LogitBias?.Keys.FirstOrDefault(token => token >= count, -1) is { } token and >= 0)
         {
-            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"names token {token}, beyond the model's vocabulary of {vocabulary}.", GenerationField.LogitBias);
+            throw new GenerationException(GenerationErrorCode.InvalidRequest, $"names token {token}, beyond the model's vocabulary of {count}.", GenerationField.LogitBias);
         }
     }
 
     /// <summary>A session's prompt is tokenized onto the tokens its KV cache holds (see <see cref="SessionPromptTokenizer"/>).</summary>
-    private TokenizedPrompt TokenizePrompt(InferenceScheduler scheduler, string? sessionKey, string text, bool parseSpecial)
+    private static TokenizedPrompt TokenizePrompt(in ModelUse model, string? sessionKey, string text, bool parseSpecial)
     {
         ResidentText? resident = null;
         if (sessionKey is not null)
         {
-            scheduler.TryGetResidentText(sessionKey, out resident);
+            model.Scheduler.TryGetResidentText(sessionKey, out resident);
         }
 
-        return SessionPromptTokenizer.Tokenize(_vocabulary!, resident, text, parseSpecial);
+        return SessionPromptTokenizer.Tokenize(model.Vocabulary, resident, text, parseSpecial);
     }
 
     public void EvictSession(string sessionKey) => _scheduler?.EvictSession(sessionKey);
@@ -425,6 +435,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     private void OnSchedulerStopped()
     {
+        _diskCache = null;
+
         // A loop that ends while the engine should serve has died: readiness must say so.
         if (!TryChangeState(EngineState.Ready, EngineState.Faulted))
         {
@@ -451,17 +463,40 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         return true;
     }
 
-    /// <summary>The vocabulary while the model is loaded (it is freed when the engine stops).</summary>
-    private ITokenVocabulary LoadedVocabulary() =>
-        State is EngineState.Ready or EngineState.Draining && _vocabulary is { } vocabulary ? vocabulary : throw NotReady();
+    /// <summary>
+    /// The loaded model, for the caller to use until it disposes the use: the scheduler's loop, as it ends (the engine
+    /// stopping, or the loop dying), frees the model only after the uses under way have ended, and a use asked for
+    /// after that is refused here (<see cref="GenerationErrorCode.Unavailable"/>), never handed a freed model.
+    /// </summary>
+    private ModelUse UseModel()
+    {
+        if (State is EngineState.Ready or EngineState.Draining && _scheduler is { } scheduler && _vocabulary is { } vocabulary && scheduler.BackendUsers.TryEnter())
+        {
+            return new ModelUse(scheduler, vocabulary);
+        }
+
+        throw NotReady();
+    }
 
     private GenerationException NotReady() => State switch
     {
         EngineState.Loading => new GenerationException(GenerationErrorCode.Unavailable, "The model is loading. Retry shortly."),
         EngineState.Draining => new GenerationException(GenerationErrorCode.Unavailable, "The server is shutting down."),
-        EngineState.Faulted => new GenerationException(GenerationErrorCode.Unavailable, "The engine has failed; see the server log."),
+
+        // Ready here: the loop has just died, and the state is about to say so.
+        EngineState.Faulted or EngineState.Ready => new GenerationException(GenerationErrorCode.Unavailable, "The engine has failed; see the server log."),
         _ => new GenerationException(GenerationErrorCode.Unavailable, "The engine is stopped."),
     };
+
+    /// <summary>A use of the loaded model (see <see cref="UseModel"/>): its vocabulary, and the scheduler serving it.</summary>
+    private readonly struct ModelUse(InferenceScheduler scheduler, ITokenVocabulary vocabulary) : IDisposable
+    {
+        public InferenceScheduler Scheduler => scheduler;
+
+        public ITokenVocabulary Vocabulary => vocabulary;
+
+        public void Dispose() => scheduler.BackendUsers.Exit();
+    }
 
     [LoggerMessage(EventId = 1009, Level = LogLevel.Warning, Message = "The model's chat template does not parse ({Error}); using the fallback template '{Fallback}'.")]
     private static partial void LogTemplateUnusable(ILogger logger, string error, string fallback);

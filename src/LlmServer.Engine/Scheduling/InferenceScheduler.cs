@@ -30,10 +30,6 @@ internal sealed partial class InferenceScheduler : IDisposable
     private readonly Lock _intakeLock = new();
     private volatile bool _intakeClosed;
 
-    // Submits under way: a sampler holds the native model, so the loop frees the backend only once the Submits that
-    // found its intake open have left (the last to leave after the close completes _submitsLeft).
-    private int _submitting;
-    private readonly TaskCompletionSource _submitsLeft = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ConcurrentQueue<string> _evictions = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly StreamPublisher _publisher = new();
@@ -92,6 +88,12 @@ internal sealed partial class InferenceScheduler : IDisposable
     }
 
     public SchedulerMetrics Metrics { get; }
+
+    /// <summary>
+    /// Callers using the backend's model outside the loop (its vocabulary; a Submit creating samplers, which hold the
+    /// model): the loop, as it ends, stopped or dead, closes the gate and frees the backend only once they have left.
+    /// </summary>
+    public UsageGate BackendUsers { get; } = new();
 
     /// <summary>
     /// The scheduler thread's stack. llama.cpp matches lazy-grammar triggers with std::regex, which recurses once a
@@ -175,29 +177,29 @@ internal sealed partial class InferenceScheduler : IDisposable
     /// <summary>As <see cref="Submit(GenerationRequest, int[], CancellationToken)"/>, with the prompt's text and where it splits exactly.</summary>
     public GenerationStream Submit(GenerationRequest request, TokenizedPrompt prompt, string? promptText, CancellationToken cancellationToken)
     {
-        // Counted before the intake is read, and the loop closes its intake before it reads the count (both fenced):
-        // a Submit either finds the intake closed and touches nothing, or the loop waits for it (see WaitForSubmits).
-        Interlocked.Increment(ref _submitting);
+        // A Submit either finds the gate closed and touches nothing, or the loop frees the backend only after it left.
+        if (!BackendUsers.TryEnter())
+        {
+            throw NotRunning();
+        }
+
         try
         {
-            return SubmitCounted(request, prompt, promptText, cancellationToken);
+            return SubmitEntered(request, prompt, promptText, cancellationToken);
         }
         finally
         {
-            if (Interlocked.Decrement(ref _submitting) == 0 && _intakeClosed)
-            {
-                _submitsLeft.TrySetResult();
-            }
+            BackendUsers.Exit();
         }
     }
 
-    private GenerationStream SubmitCounted(GenerationRequest request, TokenizedPrompt prompt, string? promptText, CancellationToken cancellationToken)
+    private GenerationStream SubmitEntered(GenerationRequest request, TokenizedPrompt prompt, string? promptText, CancellationToken cancellationToken)
     {
         var promptTokens = prompt.Tokens;
         var backend = _backend;
         if (backend is null || !_loopAlive || _stopRequested || _intakeClosed)
         {
-            throw new GenerationException(GenerationErrorCode.Unavailable, "The scheduler is not running.");
+            throw NotRunning();
         }
 
         var slotContext = backend.SlotContextSize;
@@ -274,7 +276,7 @@ internal sealed partial class InferenceScheduler : IDisposable
             // The loop stopped after the check above: refused like a request submitted a moment later.
             DisposeSamplers(choices);
             EndInFlight(lane);
-            throw new GenerationException(GenerationErrorCode.Unavailable, "The scheduler is not running.");
+            throw NotRunning();
         }
 
         _wake.Release();
@@ -308,20 +310,30 @@ internal sealed partial class InferenceScheduler : IDisposable
         }
     }
 
+    private static GenerationException NotRunning() => new(GenerationErrorCode.Unavailable, "The scheduler is not running.");
+
     /// <summary>
-    /// Blocks the loop, its intake closed, until no Submit is left that may still create samplers on the backend. The
-    /// loop thread itself cannot be inside a Submit here: it calls this from the bottom of its stack.
+    /// Frees what the loop owned, as it ends (stopped, dead, or failed to start), once no caller can still use the
+    /// model: the loop thread cannot be one of them, it calls this from the bottom of its stack. Idle sessions' KV goes
+    /// to disk first when the server stops, so a restart resumes them warm (not those evicted on the way out; not after
+    /// a death, whose KV may be what failed); then the owner thread frees the context it created.
     /// </summary>
-    private void WaitForSubmits()
+    private void FreeBackend()
     {
-        // The close (a store) must be visible before the count is read: a Submit that counts itself later sees it.
-        Interlocked.MemoryBarrier();
-        var submitting = Volatile.Read(ref _submitting);
-        if (submitting > 0)
+        var users = BackendUsers.Close();
+        if (users > 0)
         {
-            LogWaitingForSubmits(_logger, submitting);
-            _submitsLeft.Task.GetAwaiter().GetResult();
+            LogWaitingForUsers(_logger, users);
+            BackendUsers.WaitForUsers();
         }
+
+        if (_stopRequested)
+        {
+            SaveResidentSessions();
+        }
+
+        _diskCache?.Dispose();
+        _backend?.Dispose();
     }
 
     /// <summary>The text and tokens a session's last request left in the KV cache (it may have been evicted since).</summary>
@@ -489,16 +501,30 @@ internal sealed partial class InferenceScheduler : IDisposable
     {
         try
         {
-            Initialize();
-            _started.TrySetResult();
-        }
-        catch (Exception ex)
-        {
-            _started.TrySetException(ex);
-            _stopped.TrySetResult();
-            return;
-        }
+            try
+            {
+                Initialize();
+            }
+            catch (Exception ex)
+            {
+                _started.TrySetException(ex);
+                return;
+            }
 
+            _started.TrySetResult();
+            Loop();
+        }
+        finally
+        {
+            _loopAlive = false;
+            PublishStep();
+            FreeBackend();
+            _stopped.TrySetResult();
+        }
+    }
+
+    private void Loop()
+    {
         try
         {
             while (!_stopRequested)
@@ -516,22 +542,6 @@ internal sealed partial class InferenceScheduler : IDisposable
             LogLoopDied(_logger, ex);
             _loopAlive = false;
             FailEverything(FinishReason.Error, new GenerationError(GenerationErrorCode.Internal, "The scheduler stopped: " + ex.Message));
-        }
-        finally
-        {
-            _loopAlive = false;
-            PublishStep();
-            if (_stopRequested)
-            {
-                // Idle sessions' KV goes to disk first, so a restart resumes them warm (not those evicted on the
-                // way out); then the owner thread frees the context it created, once no Submit can still use it.
-                WaitForSubmits();
-                SaveResidentSessions();
-                _diskCache?.Dispose();
-                _backend?.Dispose();
-            }
-
-            _stopped.TrySetResult();
         }
     }
 
@@ -887,8 +897,8 @@ internal sealed partial class InferenceScheduler : IDisposable
     [LoggerMessage(EventId = 1101, Level = LogLevel.Critical, Message = "The scheduler loop died; every request failed and the engine is not ready")]
     private static partial void LogLoopDied(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 1107, Level = LogLevel.Debug, Message = "Stopping: waiting for {Submits} requests being submitted before freeing the model")]
-    private static partial void LogWaitingForSubmits(ILogger logger, int submits);
+    [LoggerMessage(EventId = 1107, Level = LogLevel.Debug, Message = "The scheduler loop ended: waiting for {Users} callers still using the model before freeing it")]
+    private static partial void LogWaitingForUsers(ILogger logger, int users);
 
     [LoggerMessage(EventId = 1105, Level = LogLevel.Warning, Message = "Saving resident sessions' KV at shutdown failed")]
     private static partial void LogShutdownSaveFailed(ILogger logger, Exception exception);

@@ -1,19 +1,20 @@
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Scheduling;
-using Microsoft.Extensions.Logging;
 
 namespace LlmServer.Engine.Tests.Scheduling;
 
-/// <summary>The scheduler's own loop thread stopping while requests arrive, on a <see cref="FakeBackend"/>.</summary>
+/// <summary>The scheduler's own loop thread stopping, or dying, while requests arrive, on a <see cref="FakeBackend"/>.</summary>
 public sealed class ShutdownTests
 {
     [Fact]
     public async Task A_request_submitted_as_the_loop_stops_is_refused_not_left_queued_forever()
     {
-        var (scheduler, backend, _) = await StartAsync();
+        var (scheduler, backend, logger) = await StartAsync();
         using (scheduler)
         {
-            var refused = Assert.Throws<GenerationException>(() => SubmitWhileTheLoopStops(scheduler, backend));
+            StopWhenCreatingSampler(scheduler, backend, logger);
+
+            var refused = Assert.Throws<GenerationException>(() => Submit(scheduler, backend));
 
             Assert.Equal(GenerationErrorCode.Unavailable, refused.Code);
             await scheduler.Stopped;
@@ -27,59 +28,92 @@ public sealed class ShutdownTests
         var (scheduler, backend, logger) = await StartAsync();
         using (scheduler)
         {
+            StopWhenCreatingSampler(scheduler, backend, logger);
             var freedWhileCreating = true;
             backend.CreatingSampler += () => freedWhileCreating = backend.Disposed.IsCompleted;
 
             // The fake's sampler throws ObjectDisposedException, not the refusal, where the model was already freed.
-            Assert.Throws<GenerationException>(() => SubmitWhileTheLoopStops(scheduler, backend));
+            Assert.Throws<GenerationException>(() => Submit(scheduler, backend));
 
             Assert.False(freedWhileCreating);
-            Assert.True(logger.WaitingForSubmits.IsCompleted);
+            Assert.True(logger.Logged.IsCompleted);
             await scheduler.Stopped;
             Assert.True(backend.Disposed.IsCompleted);
         }
     }
 
-    private static async Task<(InferenceScheduler Scheduler, FakeBackend Backend, StopLogger Logger)> StartAsync()
+    [Fact]
+    public async Task A_loop_that_dies_fails_its_requests_and_frees_the_model()
+    {
+        var (scheduler, backend, _) = await StartAsync(new DyingStep());
+        using (scheduler)
+        {
+            var events = await SchedulerHarness.ReadAvailableAsync(Submit(scheduler, backend));
+            await scheduler.Stopped;
+
+            var completed = Assert.IsType<GenerationCompleted>(events[^1]);
+            Assert.Equal(FinishReason.Error, completed.FinishReason);
+            Assert.Equal(GenerationErrorCode.Internal, completed.Error?.Code);
+            Assert.True(backend.Disposed.IsCompleted);
+
+            // What the health check and the metrics read after a death: the loop is gone, nothing is left in flight.
+            Assert.False(scheduler.GetStatus().LoopAlive);
+            Assert.Equal(0, scheduler.InFlight);
+            Assert.Equal(GenerationErrorCode.Unavailable, Assert.Throws<GenerationException>(() => Submit(scheduler, backend)).Code);
+        }
+    }
+
+    [Fact]
+    public async Task A_loop_that_dies_frees_the_model_only_after_a_request_being_submitted_has_left()
+    {
+        var die = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (scheduler, backend, logger) = await StartAsync(new DyingStep(die.Task));
+        using (scheduler)
+        {
+            // The running request's first step holds the loop until the second request is creating its sampler; then
+            // the loop dies, and the hook holds the sampler until the dead loop either waits for it or has ended.
+            var running = Submit(scheduler, backend);
+            var freedWhileCreating = true;
+            backend.CreatingSampler = () =>
+            {
+                die.TrySetResult();
+                Task.WhenAny(logger.Logged, backend.Disposed, scheduler.Stopped).GetAwaiter().GetResult();
+                freedWhileCreating = backend.Disposed.IsCompleted;
+            };
+
+            var refused = Assert.Throws<GenerationException>(() => Submit(scheduler, backend));
+
+            Assert.Equal(GenerationErrorCode.Unavailable, refused.Code);
+            Assert.False(freedWhileCreating);
+            Assert.True(logger.Logged.IsCompleted);
+            await scheduler.Stopped;
+            Assert.True(backend.Disposed.IsCompleted);
+            Assert.Equal(GenerationErrorCode.Internal, Assert.IsType<GenerationCompleted>((await SchedulerHarness.ReadAvailableAsync(running))[^1]).Error?.Code);
+        }
+    }
+
+    private static async Task<(InferenceScheduler Scheduler, FakeBackend Backend, EventLogger Logger)> StartAsync(params IStepObserver[] stepObservers)
     {
         var backend = new FakeBackend(slots: 2, slotContext: 64);
-        var logger = new StopLogger();
-        var scheduler = new InferenceScheduler(() => backend, new SchedulerOptions { Slots = 2, ContextSize = 128 }, backend.Clock, logger);
+        var logger = new EventLogger(EventLogger.WaitingForModelUsers);
+        var scheduler = new InferenceScheduler(() => backend, new SchedulerOptions { Slots = 2, ContextSize = 128 }, backend.Clock, logger, stepObservers: stepObservers);
         scheduler.Start();
         await scheduler.Started;
-
-        // The interleaving at stake: Submit has found the loop running and is creating its sampler when the server
-        // stops. The hook stops the scheduler on another thread (its Dispose waits for the loop) and holds the sampler
-        // until the loop, its intake closed, either waits for this Submit or has freed the model.
-        backend.CreatingSampler = () =>
-        {
-            _ = Task.Run(scheduler.Dispose);
-            Task.WhenAny(logger.WaitingForSubmits, backend.Disposed).GetAwaiter().GetResult();
-        };
         return (scheduler, backend, logger);
     }
 
-    private static GenerationStream SubmitWhileTheLoopStops(InferenceScheduler scheduler, FakeBackend backend) =>
-        scheduler.Submit(new GenerationRequest { Prompt = "ab", MaxTokens = 4 }, backend.Vocabulary.Tokenize("ab", false, false), CancellationToken.None);
-
-    /// <summary>Completes <see cref="WaitingForSubmits"/> when the stopping loop logs that it waits for Submits under way.</summary>
-    private sealed class StopLogger : ILogger
-    {
-        private readonly TaskCompletionSource _waitingForSubmits = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task WaitingForSubmits => _waitingForSubmits.Task;
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    /// <summary>
+    /// The interleaving at stake: Submit has found the loop running and is creating its sampler when the server stops.
+    /// The hook stops the scheduler on another thread (its Dispose waits for the loop) and holds the sampler until the
+    /// loop, its intake closed, either waits for this Submit or has freed the model.
+    /// </summary>
+    private static void StopWhenCreatingSampler(InferenceScheduler scheduler, FakeBackend backend, EventLogger logger) =>
+        backend.CreatingSampler = () =>
         {
-            if (eventId.Id == 1107)
-            {
-                _waitingForSubmits.TrySetResult();
-            }
-        }
-    }
+            _ = Task.Run(scheduler.Dispose);
+            Task.WhenAny(logger.Logged, backend.Disposed).GetAwaiter().GetResult();
+        };
+
+    private static GenerationStream Submit(InferenceScheduler scheduler, FakeBackend backend) =>
+        scheduler.Submit(new GenerationRequest { Prompt = "ab", MaxTokens = 4 }, backend.Vocabulary.Tokenize("ab", false, false), CancellationToken.None);
 }

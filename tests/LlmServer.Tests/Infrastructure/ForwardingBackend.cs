@@ -5,7 +5,8 @@ namespace LlmServer.Tests.Infrastructure;
 
 /// <summary>
 /// A backend that passes every call to the engine's real one: test seams (<see cref="DecodeGate"/>,
-/// <see cref="TokenizerCalls"/>) override only what they watch. Also linked into LlmServer.Extensions.Tests.
+/// <see cref="TokenizerCalls"/>) override only what they watch. Also linked into LlmServer.Extensions.Tests and
+/// LlmServer.Engine.Tests.
 /// </summary>
 internal abstract class ForwardingBackend(IInferenceBackend inner) : IInferenceBackend
 {
@@ -35,8 +36,8 @@ internal abstract class ForwardingBackend(IInferenceBackend inner) : IInferenceB
 
     public ReadOnlySpan<float> GetLogits(int batchIndex) => inner.GetLogits(batchIndex);
 
-    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos) =>
+    public virtual ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos) =>
         inner.CreateSampler(options, grammar, grammarTriggers, ignoreEos);
 
-    public void Dispose() => inner.Dispose();
+    public virtual void Dispose() => inner.Dispose();
 }
