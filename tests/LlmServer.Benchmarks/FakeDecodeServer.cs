@@ -1,6 +1,7 @@
 using System.Globalization;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
+using LlmServer.Engine.Sampling;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -73,8 +74,8 @@ internal static class FakeDecodeServer
             return _logits;
         }
 
-        public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos) =>
-            inner.CreateSampler(options, grammar, grammarTriggers, ignoreEos);
+        public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, LazyTriggers triggers, bool ignoreEos) =>
+            inner.CreateSampler(options, grammar, triggers, ignoreEos);
 
         public void Dispose() => inner.Dispose();
     }

@@ -17,6 +17,9 @@ return args switch
         rounds: BenchmarkOrchestrator.IntOption(rest, "--rounds", 8),
         threads: BenchmarkOrchestrator.IntOption(rest, "--threads", 2),
         cacheTypes: (BenchmarkOrchestrator.Option(rest, "--kv-types") ?? "f16").Split(',')),
+    ["--lazy-trigger", .. var rest] => LazyTriggerBenchmark.Run(
+        BenchmarkOrchestrator.Option(rest, "--model") ?? TestModels.TinyRandomLlama2,
+        marks: (BenchmarkOrchestrator.Option(rest, "--chars") ?? "1000,8000,32000").Split(',').Select(int.Parse).ToList()),
     ["--serve-fake", .. var rest] => await FakeDecodeServer.RunAsync(rest),
     ["--sessions-kv", .. var rest] => await SessionKvBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 1),
     ["--sessions", .. var rest] => await SessionTurnsBenchmark.RunAsync(rest.Length > 0 ? rest[0] : TestModels.Synth110M, rounds: 3)

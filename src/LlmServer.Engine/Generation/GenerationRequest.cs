@@ -40,6 +40,25 @@ public sealed record GenerationRequest
     internal IReadOnlyList<string> GrammarTriggers { get; init; } = [];
 
     /// <summary>
+    /// With <see cref="Grammar"/>: makes it lazy too, on a call's marker anywhere in the answer (llama.cpp's trigger
+    /// words), the grammar applying from the marker on. The engine turns each into a
+    /// <see cref="GrammarTriggerTokens">token</see> where it can, else into a pattern.
+    /// </summary>
+    internal IReadOnlyList<string> GrammarTriggerWords { get; init; } = [];
+
+    /// <summary>
+    /// With <see cref="Grammar"/>: makes it lazy on these tokens, the grammar applying from the token's text on (which
+    /// must be a prefix the grammar accepts). Set by the engine from <see cref="GrammarTriggerWords"/>.
+    /// </summary>
+    internal IReadOnlyList<int> GrammarTriggerTokens { get; init; } = [];
+
+    /// <summary>Whether a trigger makes <see cref="Grammar"/> lazy: free text until one fires.</summary>
+    internal bool GrammarIsLazy => GrammarTriggers.Count > 0 || GrammarTriggerWords.Count > 0 || GrammarTriggerTokens.Count > 0;
+
+    /// <summary>The triggers as the sampler takes them, once the engine has written them (see <see cref="GrammarTriggers"/>).</summary>
+    internal Sampling.LazyTriggers LazyTriggers => new(GrammarTriggers, GrammarTriggerTokens);
+
+    /// <summary>
     /// Optional session key: the sequence stays resident in its KV slot after the request, and the session's
     /// next request reuses the longest common token prefix.
     /// </summary>

@@ -198,17 +198,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var splitReasoning = request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags;
             var prefill = request.ContinueFinalMessage ? (tools?.PromptMessages ?? request.Messages!)[^1].Content?.Length ?? 0 : 0;
             var opensInPrompt = splitReasoning && ReasoningStage.OpensInPrompt(text, prefill);
-            if (submitted.GrammarTriggers.Count > 0)
+            if (submitted.GrammarIsLazy)
             {
-                // llama.cpp matches a trigger against all the text generated, the reasoning included: a call the
-                // model only thinks about must not start the grammar (it would force the call inside the block). Without
-                // a block, each trigger still holds only where its parser reads a call (a "{" after other words is text).
-                submitted = submitted with
-                {
-                    GrammarTriggers = splitReasoning
-                        ? ReasoningStage.AnchorTriggers(submitted.GrammarTriggers, opensInPrompt)
-                        : ToolGrammar.WholeText(submitted.GrammarTriggers),
-                };
+                submitted = WithTriggersWritten(submitted, model.Vocabulary, splitReasoning, opensInPrompt);
             }
 
             scheduler.EnsurePromptFits(submitted, model.Vocabulary.Bound.MinimumTokens(text), atLeast: true);
@@ -217,7 +209,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             {
                 // A grammar that holds from the first token (a schema, a required call) writes the answer itself, not
                 // reasoning, even where the prompt opened the block: the call must reach the parser, the JSON the content.
-                var constrainedFromStart = submitted.Grammar is not null && submitted.GrammarTriggers.Count == 0;
+                var constrainedFromStart = submitted.Grammar is not null && !submitted.GrammarIsLazy;
                 stream.SplitReasoning(new ReasoningStage(submitted.Choices, !constrainedFromStart && opensInPrompt));
             }
 
@@ -233,6 +225,38 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             scheduler.Metrics.Refused(GenAiOperation.Of(request), ex.Code, _time.GetElapsedTime(arrived));
             throw;
         }
+    }
+
+    /// <summary>
+    /// The request's triggers as llama.cpp takes them. A call's marker that the vocabulary holds as one token triggers
+    /// on that token: checked in O(1) a token, where llama.cpp matches a pattern against all the text generated at
+    /// every token, on the scheduler thread. A token fires anywhere, though, and llama.cpp matches a pattern against
+    /// the reasoning too: a call the model only thinks about must not start the grammar (it would force the call
+    /// inside the block), so where a block is split off every trigger is a pattern anchored past it. Without a
+    /// block, each pattern still holds only where its parser reads a call (a "{" after other words is text).
+    /// </summary>
+    internal static GenerationRequest WithTriggersWritten(GenerationRequest request, ITokenVocabulary vocabulary, bool splitReasoning, bool opensInPrompt)
+    {
+        var tokens = new List<int>();
+        var patterns = new List<string>(request.GrammarTriggers);
+        foreach (var word in request.GrammarTriggerWords)
+        {
+            if (!splitReasoning && ToolGrammar.TriggerToken(vocabulary, word) is { } token)
+            {
+                tokens.Add(token);
+            }
+            else
+            {
+                patterns.Add(ToolGrammar.WordPattern(word));
+            }
+        }
+
+        return request with
+        {
+            GrammarTriggers = splitReasoning ? ReasoningStage.AnchorTriggers(patterns, opensInPrompt) : ToolGrammar.WholeText(patterns),
+            GrammarTriggerWords = [],
+            GrammarTriggerTokens = [.. request.GrammarTriggerTokens, .. tokens],
+        };
     }
 
     private static void ValidateLogitBias(SamplingOptions sampling, ITokenVocabulary vocabulary)

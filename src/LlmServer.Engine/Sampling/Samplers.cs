@@ -53,7 +53,7 @@ internal sealed class NativeChainSampler : ITokenSampler
     private readonly SafeLLamaSamplerChainHandle _chain;
     private readonly SafeLLamaContextHandle _context;
 
-    public NativeChainSampler(SafeLLamaContextHandle context, SafeLlamaModelHandle model, SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, int[] excludedTokens)
+    public NativeChainSampler(SafeLLamaContextHandle context, SafeLlamaModelHandle model, SamplingOptions options, string? grammar, LazyTriggers triggers, int[] excludedTokens)
     {
         _context = context;
         _chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
@@ -65,10 +65,10 @@ internal sealed class NativeChainSampler : ITokenSampler
                 _chain.AddLogitBias(model.Vocab.Count, biases);
             }
 
-            if (grammar is not null && grammarTriggers.Count > 0)
+            if (grammar is not null && !triggers.IsEmpty)
             {
                 // Lazy: free text until the output matches a trigger, then the grammar (a tool call under tool_choice auto).
-                LazyGrammar.Add(_chain, model, grammar, grammarTriggers);
+                LazyGrammar.Add(_chain, model, grammar, triggers);
             }
             else if (grammar is not null)
             {
@@ -140,6 +140,16 @@ internal sealed class NativeChainSampler : ITokenSampler
 }
 
 /// <summary>
+/// What wakes a lazy grammar: whole-text patterns (see <see cref="Tools.ToolGrammar.WholeText"/>), which llama.cpp
+/// matches against all the text generated so far at every token, and tokens, which it checks in O(1) a token and
+/// whose text it feeds the grammar as the call's start.
+/// </summary>
+internal sealed record LazyTriggers(IReadOnlyList<string> Patterns, IReadOnlyList<int> Tokens)
+{
+    public bool IsEmpty => Patterns.Count == 0 && Tokens.Count == 0;
+}
+
+/// <summary>
 /// llama.cpp's lazy grammar sampler, called directly: LLamaSharp 0.30.0's
 /// <see cref="SafeLLamaSamplerChainHandle.AddLazyGrammar"/> declares <c>llama_sampler_init_grammar_lazy_patterns</c>
 /// without its pattern count, so the arguments shift and llama.cpp asserts (the process aborts). The function is
@@ -156,7 +166,7 @@ internal static class LazyGrammar
         [MarshalAs(UnmanagedType.LPUTF8Str)] string root,
         IntPtr[] patterns,
         nuint patternCount,
-        IntPtr tokens,
+        int[] tokens,
         nuint tokenCount);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
@@ -165,9 +175,11 @@ internal static class LazyGrammar
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     private delegate IntPtr GetVocab(IntPtr model);
 
-    public static void Add(SafeLLamaSamplerChainHandle chain, SafeLlamaModelHandle model, string grammar, IReadOnlyList<string> patterns)
+    public static void Add(SafeLLamaSamplerChainHandle chain, SafeLlamaModelHandle model, string grammar, LazyTriggers triggers)
     {
         var native = Native.Value;
+        var patterns = triggers.Patterns;
+        var tokens = triggers.Tokens.ToArray();
         var utf8 = new IntPtr[patterns.Count];
         IntPtr sampler;
         try
@@ -177,7 +189,7 @@ internal static class LazyGrammar
                 utf8[i] = Marshal.StringToCoTaskMemUTF8(patterns[i]);
             }
 
-            sampler = native.Init(native.Vocab(model.DangerousGetHandle()), grammar, "root", utf8, (nuint)utf8.Length, IntPtr.Zero, 0);
+            sampler = native.Init(native.Vocab(model.DangerousGetHandle()), grammar, "root", utf8, (nuint)utf8.Length, tokens, (nuint)tokens.Length);
         }
         finally
         {

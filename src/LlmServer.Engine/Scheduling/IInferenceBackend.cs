@@ -56,7 +56,7 @@ internal interface IInferenceBackend : IDisposable
     ReadOnlySpan<float> GetLogits(int batchIndex);
 
     /// <summary>Makes a sampler for one choice; may be called from any thread.</summary>
-    ITokenSampler CreateSampler(Generation.SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos);
+    ITokenSampler CreateSampler(Generation.SamplingOptions options, string? grammar, Sampling.LazyTriggers triggers, bool ignoreEos);
 }
 
 internal enum DecodeOutcome

@@ -464,7 +464,7 @@ internal sealed partial class InferenceScheduler : IDisposable
                 ITokenSampler sampler;
                 try
                 {
-                    sampler = backend.CreateSampler(sampling, request.Grammar, request.GrammarTriggers, request.IgnoreEos);
+                    sampler = backend.CreateSampler(sampling, request.Grammar, request.LazyTriggers, request.IgnoreEos);
                 }
                 catch (Exception ex) when (request.Grammar is not null && ex is not GenerationException)
                 {

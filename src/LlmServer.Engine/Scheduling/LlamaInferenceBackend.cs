@@ -101,7 +101,7 @@ internal sealed class LlamaInferenceBackend : IInferenceBackend
 
     public ReadOnlySpan<float> GetLogits(int batchIndex) => _context.NativeHandle.GetLogitsIth(batchIndex);
 
-    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos)
+    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, LazyTriggers triggers, bool ignoreEos)
     {
         var excluded = ignoreEos ? LlamaVocab.EndOfGenerationTokens : [];
         if (options.IsGreedy && !options.HasPenalties && grammar is null && options.LogitBias is not { Count: > 0 })
@@ -109,7 +109,7 @@ internal sealed class LlamaInferenceBackend : IInferenceBackend
             return new GreedySampler(excluded);
         }
 
-        return new NativeChainSampler(_context.NativeHandle, _weights.NativeHandle, options, grammar, grammarTriggers, excluded);
+        return new NativeChainSampler(_context.NativeHandle, _weights.NativeHandle, options, grammar, triggers, excluded);
     }
 
     public void Dispose()

@@ -93,7 +93,7 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
             try
             {
                 var grammar = ToolGrammar.Build(Format, request.Tools, request.ToolChoice, parallelCalls);
-                prepared = request with { Grammar = grammar!.Grammar, GrammarTriggers = grammar.TriggerPatterns };
+                prepared = request with { Grammar = grammar!.Grammar, GrammarTriggers = grammar.TriggerPatterns, GrammarTriggerWords = grammar.TriggerWords };
             }
             catch (ArgumentException e)
             {

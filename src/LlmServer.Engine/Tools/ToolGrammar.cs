@@ -2,16 +2,18 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Grammars;
+using LlmServer.Engine.Scheduling;
 
 namespace LlmServer.Engine.Tools;
 
 /// <summary>
 /// A grammar that makes calls valid by construction: the family's call syntax around each tool's arguments, which
-/// follow the tool's JSON schema (<see cref="JsonGrammar"/>). <see cref="TriggerPatterns"/>, when not empty, make
-/// it lazy (llama.cpp's lazy grammar): free text until the generated text matches one, constrained from the
-/// pattern's first capture group on.
+/// follow the tool's JSON schema (<see cref="JsonGrammar"/>). <see cref="TriggerPatterns"/> and
+/// <see cref="TriggerWords"/>, when any, make it lazy (llama.cpp's lazy grammar): free text until the generated text
+/// matches a pattern, constrained from the pattern's first capture group on, or until a call's marker comes,
+/// constrained from the marker on.
 /// </summary>
-internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> TriggerPatterns)
+internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string> TriggerPatterns, IReadOnlyList<string> TriggerWords)
 {
     /// <summary>
     /// The grammar for <paramref name="choice"/>: none for <c>none</c>; for <c>auto</c> a lazy one (a call once
@@ -74,8 +76,23 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
         }
 
         var grammar = JsonGrammar.Checked(builder.Render(calls));
-        return new ToolGrammar(grammar, lazy ? Triggers(format, offered) : []);
+        return lazy ? new ToolGrammar(grammar, Triggers(format, offered), Markers(format)) : new ToolGrammar(grammar, [], []);
     }
+
+    /// <summary>
+    /// The token that is <paramref name="word"/> in <paramref name="vocabulary"/>, if one is: a call's marker that
+    /// the model writes as one special token (Qwen's <c>&lt;tool_call&gt;</c>, Mistral's <c>[TOOL_CALLS]</c>), as
+    /// llama.cpp's server makes such a trigger word a trigger token. Tokenized as a continuation, so that the token's
+    /// text is the word itself (no SentencePiece space before it): llama.cpp feeds the grammar that text.
+    /// </summary>
+    public static int? TriggerToken(ITokenVocabulary vocabulary, string word) =>
+        vocabulary.TokenizeContinuation(word, parseSpecial: true) is [var token] ? token : null;
+
+    /// <summary>
+    /// A marker as a pattern (see <see cref="WholeText"/>), for where it cannot be a token: anywhere after text. Every
+    /// character but letters, digits and underscores escaped, which ECMAScript reads as itself.
+    /// </summary>
+    public static string WordPattern(string word) => @"[\s\S]*?(" + NonWordCharacter().Replace(word, @"\$0") + ")";
 
     /// <summary>
     /// The patterns as llama.cpp takes them, each matched against all the text generated so far: it searches for a
@@ -88,19 +105,26 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
         patterns.Select(pattern => "^(?:" + beforeAnswer + pattern + @")[\s\S]*$").ToList();
 
     /// <summary>
-    /// Matched from the answer's start (see <see cref="WholeText"/>): a marker anywhere after text, a bare JSON call
-    /// only where the answer starts, as the parser reads one (as llama.cpp's Llama 3.x handler anchored its own).
-    /// llama.cpp feeds the grammar from the first capture group: each pattern matches only once the text ends exactly
-    /// with the opening of a call, so what the grammar is fed is always a prefix it accepts (fed anything else,
-    /// llama.cpp would abort the process).
+    /// Matched from the answer's start (see <see cref="WholeText"/>): a bare JSON call only where the answer starts,
+    /// as the parser reads one (as llama.cpp's Llama 3.x handler anchored its own); Functionary's tool name where the
+    /// answer starts or after its <c>&gt;&gt;&gt;</c>. llama.cpp feeds the grammar from the first capture group:
+    /// each pattern matches only once the text ends exactly with the opening of a call, so what the grammar is fed
+    /// is always a prefix it accepts (fed anything else, llama.cpp would abort the process).
     /// </summary>
     private static List<string> Triggers(ToolCallFormat format, IEnumerable<ToolDefinition> tools) => format switch
     {
-        ToolCallFormat.Hermes => [@"[\s\S]*?(<tool_call>)"],
-        ToolCallFormat.Llama3 => [@"\s*(\{)", @"[\s\S]*?(<\|python_tag\|>)"],
-        ToolCallFormat.Mistral or ToolCallFormat.MistralNemo => [@"[\s\S]*?(\[TOOL_CALLS\])"],
+        ToolCallFormat.Hermes or ToolCallFormat.Mistral or ToolCallFormat.MistralNemo => [],
         ToolCallFormat.FunctionaryV32 => [@"(?:[\s\S]*?>>>)?((?:" + string.Join("|", tools.Select(t => Regex.Escape(t.Name))) + @")\n)"],
         _ => [@"\s*(\{)"],
+    };
+
+    /// <summary>The markers that open a call anywhere in the answer; each grammar starts with its marker.</summary>
+    private static List<string> Markers(ToolCallFormat format) => format switch
+    {
+        ToolCallFormat.Hermes => ["<tool_call>"],
+        ToolCallFormat.Llama3 => ["<|python_tag|>"],
+        ToolCallFormat.Mistral or ToolCallFormat.MistralNemo => ["[TOOL_CALLS]"],
+        _ => [],
     };
 
     /// <summary>The model's own id for a call: nine alphanumerics (<see cref="ShortToolCallIds"/>).</summary>
@@ -128,6 +152,9 @@ internal sealed record ToolGrammar(string Grammar, IReadOnlyList<string> Trigger
         parallel ? item + " ( " + (separator is null ? string.Empty : separator + " ") + item + " )*" : item;
 
     private static string Str(string text) => JsonGrammar.Literal(text);
+
+    [GeneratedRegex("[^A-Za-z0-9_]")]
+    private static partial Regex NonWordCharacter();
 
     private static int IndexOf(IReadOnlyList<ToolDefinition> tools, ToolDefinition tool)
     {

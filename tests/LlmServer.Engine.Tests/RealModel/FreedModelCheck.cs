@@ -1,5 +1,6 @@
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Hosting;
+using LlmServer.Engine.Sampling;
 using LlmServer.Engine.Scheduling;
 using LlmServer.Tests.Infrastructure;
 
@@ -39,10 +40,10 @@ internal sealed class FreedModelCheck
     {
         public override ITokenVocabulary Vocabulary { get; } = new CheckedVocabulary(inner.Vocabulary, check);
 
-        public override ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos)
+        public override ITokenSampler CreateSampler(SamplingOptions options, string? grammar, LazyTriggers triggers, bool ignoreEos)
         {
             check.ThrowIfFreed();
-            return base.CreateSampler(options, grammar, grammarTriggers, ignoreEos);
+            return base.CreateSampler(options, grammar, triggers, ignoreEos);
         }
 
         public override void Dispose()

@@ -86,6 +86,55 @@ public sealed class ToolEngineTests(StoriesEngineFixture fixture) : IClassFixtur
         Assert.DoesNotContain("{{", noBlock, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_trigger_token_wakes_the_grammar_on_that_token()
+    {
+        // llama.cpp's token trigger: the grammar wakes on the token and is fed its text, then allows no second '{'.
+        var brace = Enumerable.Range(0, Engine.Model!.VocabularySize).Single(t => Engine.Detokenize([t]) == "{");
+        var sampling = new SamplingOptions { Temperature = 0, LogitBias = new Dictionary<int, float> { [brace] = 100 } };
+        var lazy = await TextAsync(new GenerationRequest
+        {
+            Prompt = Prompt,
+            MaxTokens = 3,
+            Sampling = sampling,
+            Grammar = JsonGrammar.AnyObject,
+            GrammarTriggerTokens = [brace],
+        });
+
+        Assert.StartsWith("{", lazy, StringComparison.Ordinal);
+        Assert.DoesNotContain("{{", lazy, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_trigger_word_that_is_one_token_fires_on_it_and_one_of_several_tokens_as_text()
+    {
+        // "{" is one token of this vocabulary, "{{" two: the engine makes the first a trigger token, the second a
+        // pattern (its escaping read by llama.cpp's std::regex). Each wakes the grammar on the text it names.
+        var brace = Enumerable.Range(0, Engine.Model!.VocabularySize).Single(t => Engine.Detokenize([t]) == "{");
+        var sampling = new SamplingOptions { Temperature = 0, LogitBias = new Dictionary<int, float> { [brace] = 100 } };
+        var onToken = await TextAsync(new GenerationRequest
+        {
+            Prompt = Prompt,
+            MaxTokens = 3,
+            Sampling = sampling,
+            Grammar = JsonGrammar.AnyObject,
+            GrammarTriggerWords = ["{"],
+        });
+        var onText = await TextAsync(new GenerationRequest
+        {
+            Prompt = Prompt,
+            MaxTokens = 4,
+            Sampling = sampling,
+            Grammar = """root ::= "{{" [a-z ]*""",
+            GrammarTriggerWords = ["{{"],
+        });
+
+        Assert.StartsWith("{", onToken, StringComparison.Ordinal);
+        Assert.DoesNotContain("{{", onToken, StringComparison.Ordinal);
+        Assert.StartsWith("{{", onText, StringComparison.Ordinal);
+        Assert.DoesNotContain("{{{", onText, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData(nameof(ToolCallFormat.Generic))]
     [InlineData(nameof(ToolCallFormat.Llama3))]

@@ -62,7 +62,7 @@ public sealed class ReasoningStageTests
     {
         // llama.cpp matches a pattern written ^...$ against the whole text (any other it searches for anywhere) and
         // feeds the grammar from the first capture group.
-        var pattern = Assert.Single(ReasoningStage.AnchorTriggers([@"[\s\S]*?(<tool_call>)"], opensInPrompt));
+        var pattern = Assert.Single(ReasoningStage.AnchorTriggers([ToolGrammar.WordPattern("<tool_call>")], opensInPrompt));
         Assert.StartsWith("^", pattern, StringComparison.Ordinal);
         Assert.EndsWith("$", pattern, StringComparison.Ordinal);
         var match = Regex.Match(generated, pattern);

@@ -1,5 +1,6 @@
 using System.Text;
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Sampling;
 using LlmServer.Engine.Scheduling;
 using Microsoft.Extensions.Time.Testing;
 
@@ -157,7 +158,7 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
         return logits;
     }
 
-    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos)
+    public ITokenSampler CreateSampler(SamplingOptions options, string? grammar, LazyTriggers triggers, bool ignoreEos)
     {
         if (grammar == "invalid")
         {

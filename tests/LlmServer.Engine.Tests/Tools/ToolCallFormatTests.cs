@@ -193,7 +193,7 @@ public sealed class ToolCallFormatTests
         Assert.True(GbnfValidator.TryValidate(grammar.Grammar, "root", out var error), error + "\n" + grammar.Grammar);
         using var llama = new LlamaCppGrammar();
         Assert.True(llama.Accepts(grammar.Grammar), grammar.Grammar);
-        Assert.Equal(mode == ToolChoiceMode.Auto, grammar.TriggerPatterns.Count > 0);
+        Assert.Equal(mode == ToolChoiceMode.Auto, grammar.TriggerPatterns.Count + grammar.TriggerWords.Count > 0);
         if (mode == ToolChoiceMode.Function)
         {
             Assert.DoesNotContain("get_weather", grammar.Grammar, StringComparison.Ordinal);

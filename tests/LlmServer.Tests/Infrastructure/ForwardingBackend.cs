@@ -1,4 +1,5 @@
 using LlmServer.Engine.Generation;
+using LlmServer.Engine.Sampling;
 using LlmServer.Engine.Scheduling;
 
 namespace LlmServer.Tests.Infrastructure;
@@ -36,8 +37,8 @@ internal abstract class ForwardingBackend(IInferenceBackend inner) : IInferenceB
 
     public ReadOnlySpan<float> GetLogits(int batchIndex) => inner.GetLogits(batchIndex);
 
-    public virtual ITokenSampler CreateSampler(SamplingOptions options, string? grammar, IReadOnlyList<string> grammarTriggers, bool ignoreEos) =>
-        inner.CreateSampler(options, grammar, grammarTriggers, ignoreEos);
+    public virtual ITokenSampler CreateSampler(SamplingOptions options, string? grammar, LazyTriggers triggers, bool ignoreEos) =>
+        inner.CreateSampler(options, grammar, triggers, ignoreEos);
 
     public virtual void Dispose() => inner.Dispose();
 }
