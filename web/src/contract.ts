@@ -41,6 +41,8 @@ export interface SessionMessage {
   contextStart?: number | null;
   /** On an assistant message of a reasoning model: what it thought before answering (kept apart from content). */
   reasoning?: string | null;
+  /** On a finished assistant message: how many of its completion tokens went to the thinking (0 when none). */
+  reasoningTokens?: number | null;
 }
 
 export interface SessionDetail {
@@ -52,6 +54,8 @@ export interface ChatUsage {
   promptTokens: number;
   cachedTokens: number;
   completionTokens: number;
+  /** How many of the completion tokens went to a reasoning model's thinking (0 when none). */
+  reasoningTokens: number;
 }
 
 export interface ChatTimings {

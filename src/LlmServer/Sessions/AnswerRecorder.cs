@@ -58,8 +58,11 @@ internal sealed partial class AnswerRecorder : IDisposable
     /// <summary>Adds a token's text of the thinking; starts a checkpoint when one is due.</summary>
     public void AppendReasoning(string text) => Add(_reasoning, text);
 
-    /// <summary>Stores the finished answer. False when the session is gone; throws when the store fails.</summary>
-    public async Task<bool> FinishAsync(GenerationCompleted? completed, CancellationToken cancellationToken)
+    /// <summary>
+    /// Stores the finished answer, with its usage (<paramref name="reasoningTokens"/> of its completion tokens went to
+    /// the thinking). False when the session is gone; throws when the store fails.
+    /// </summary>
+    public async Task<bool> FinishAsync(GenerationCompleted? completed, int reasoningTokens, CancellationToken cancellationToken)
     {
         Task pending;
         SessionMessage message;
@@ -69,7 +72,8 @@ internal sealed partial class AnswerRecorder : IDisposable
             _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             pending = _write;
             var usage = completed?.Usage;
-            message = Message(usage?.PromptTokens, usage?.CachedPromptTokens, usage?.CompletionTokens, (completed?.FinishReason ?? FinishReason.Error).ToName());
+            message = Message(usage?.PromptTokens, usage?.CachedPromptTokens, usage?.CompletionTokens, (completed?.FinishReason ?? FinishReason.Error).ToName())
+                with { ReasoningTokens = usage is null ? null : reasoningTokens };
         }
 
         await pending;

@@ -50,6 +50,7 @@ internal sealed class PostgresSessionStore : SqlSessionStore, IAsyncDisposable, 
         ALTER TABLE sessions ADD COLUMN stop_requested bigint NULL;
         """,
         "ALTER TABLE messages ADD COLUMN reasoning text NULL;",
+        "ALTER TABLE messages ADD COLUMN reasoning_tokens integer NULL;",
     ];
 
     // Any constant: every replica takes the same advisory lock around its migrations.

@@ -42,6 +42,10 @@ public sealed record SessionInfo(
 /// On an assistant message: what a reasoning model thought before it answered (its <c>&lt;think&gt;</c> block),
 /// apart from <see cref="Content"/>; null when it wrote none. Later turns' prompts leave it out.
 /// </param>
+/// <param name="ReasoningTokens">
+/// On a finished assistant message: how many of <see cref="CompletionTokens"/> went to the thinking (0 when none;
+/// null, like the other counts, while it is written, and on answers stored before schema version 6).
+/// </param>
 public sealed record SessionMessage(
     int Index,
     string Role,
@@ -52,7 +56,8 @@ public sealed record SessionMessage(
     int? CompletionTokens,
     string? FinishReason,
     int? ContextStart = null,
-    string? Reasoning = null);
+    string? Reasoning = null,
+    int? ReasoningTokens = null);
 
 public sealed record SessionDetail(SessionInfo Info, IReadOnlyList<SessionMessage> Messages);
 
@@ -81,7 +86,8 @@ public sealed record ChatStreamEvent(
     public const string ErrorType = "error";
 }
 
-public sealed record ChatUsage(int PromptTokens, int CachedTokens, int CompletionTokens);
+/// <param name="ReasoningTokens">How many of <paramref name="CompletionTokens"/> went to a reasoning model's thinking (0 when none).</param>
+public sealed record ChatUsage(int PromptTokens, int CachedTokens, int CompletionTokens, int ReasoningTokens);
 
 public sealed record ChatTimings(double QueuedMs, double PrefillMs, double DecodeMs, double TokensPerSecond);
 

@@ -107,7 +107,7 @@ internal abstract class SqlSessionStore : ISessionStore
             connection,
             transaction,
             """
-            SELECT idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start, reasoning
+            SELECT idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start, reasoning, reasoning_tokens
             FROM messages WHERE session_id = @id ORDER BY idx;
             """);
         Add(command, "@id", id);
@@ -126,7 +126,8 @@ internal abstract class SqlSessionStore : ISessionStore
                     NullableInt(reader, 6),
                     reader.IsDBNull(7) ? null : reader.GetString(7),
                     NullableInt(reader, 8),
-                    reader.IsDBNull(9) ? null : reader.GetString(9)));
+                    reader.IsDBNull(9) ? null : reader.GetString(9),
+                    NullableInt(reader, 10)));
             }
         }
 
@@ -413,8 +414,8 @@ internal abstract class SqlSessionStore : ISessionStore
             connection,
             transaction,
             """
-            INSERT INTO messages (session_id, idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start, reasoning)
-            VALUES (@id, @idx, @role, @content, @created, @prompt, @cached, @completion, @finish, @contextStart, @reasoning)
+            INSERT INTO messages (session_id, idx, role, content, created_at, prompt_tokens, cached_tokens, completion_tokens, finish_reason, context_start, reasoning, reasoning_tokens)
+            VALUES (@id, @idx, @role, @content, @created, @prompt, @cached, @completion, @finish, @contextStart, @reasoning, @reasoningTokens)
             ON CONFLICT (session_id, idx) DO UPDATE SET
                 role = excluded.role,
                 content = excluded.content,
@@ -424,7 +425,8 @@ internal abstract class SqlSessionStore : ISessionStore
                 completion_tokens = excluded.completion_tokens,
                 finish_reason = excluded.finish_reason,
                 context_start = excluded.context_start,
-                reasoning = excluded.reasoning;
+                reasoning = excluded.reasoning,
+                reasoning_tokens = excluded.reasoning_tokens;
             """);
         Add(command, "@id", id);
         Add(command, "@idx", message.Index);
@@ -437,6 +439,7 @@ internal abstract class SqlSessionStore : ISessionStore
         Add(command, "@finish", message.FinishReason);
         Add(command, "@contextStart", message.ContextStart);
         Add(command, "@reasoning", message.Reasoning);
+        Add(command, "@reasoningTokens", message.ReasoningTokens);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 

@@ -53,6 +53,8 @@ internal sealed class SqliteSessionStore : SqlSessionStore, IDisposable
         """,
         // A reasoning model's thinking, kept apart from the answer's text.
         "ALTER TABLE messages ADD COLUMN reasoning TEXT NULL;",
+        // How many of an answer's completion tokens went to its thinking.
+        "ALTER TABLE messages ADD COLUMN reasoning_tokens INTEGER NULL;",
     ];
 
     private readonly SqliteDatabase _database;

@@ -39,7 +39,7 @@ public sealed class PostgresSessionStoreTests(PostgresServer server) : SessionSt
     }
 
     [Fact]
-    public async Task A_version_4_database_gets_the_reasoning_column_and_keeps_its_messages()
+    public async Task A_version_4_database_gets_the_reasoning_columns_and_keeps_its_messages()
     {
         var now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000);
         var store = Open("a", TimeProvider.System);
@@ -48,17 +48,18 @@ public sealed class PostgresSessionStoreTests(PostgresServer server) : SessionSt
         Assert.True(await store.BeginTurnAsync(null, "s1", 0, new SessionMessage(0, "user", "hi", now, null, null, null, null), now, 0, CancellationToken.None));
         Assert.True(await store.SaveAnswerAsync(null, "s1", new SessionMessage(1, "assistant", "ho", now, 5, 0, 1, "stop", 0), CancellationToken.None));
 
-        // Back to what version 4 wrote: no reasoning column.
+        // Back to what version 4 wrote: no reasoning columns.
         NpgsqlConnection.ClearAllPools();
-        await ScalarAsync("ALTER TABLE messages DROP COLUMN reasoning; UPDATE schema_version SET version = 4;");
+        await ScalarAsync("ALTER TABLE messages DROP COLUMN reasoning; ALTER TABLE messages DROP COLUMN reasoning_tokens; UPDATE schema_version SET version = 4;");
 
         var migrated = Open("a", TimeProvider.System);
         await migrated.InitializeAsync(CancellationToken.None);
         Assert.Equal(PostgresSessionStore.SchemaVersion, Convert.ToInt32(await ScalarAsync("SELECT version FROM schema_version;"), System.Globalization.CultureInfo.InvariantCulture));
         var kept = (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[1];
-        Assert.Equal(("ho", (string?)null), (kept.Content, kept.Reasoning));
-        Assert.True(await migrated.SaveAnswerAsync(null, "s1", kept with { Reasoning = "hm" }, CancellationToken.None));
-        Assert.Equal("hm", (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[1].Reasoning);
+        Assert.Equal(("ho", (string?)null, (int?)null), (kept.Content, kept.Reasoning, kept.ReasoningTokens));
+        Assert.True(await migrated.SaveAnswerAsync(null, "s1", kept with { Reasoning = "hm", ReasoningTokens = 1 }, CancellationToken.None));
+        var answer = (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[1];
+        Assert.Equal(("hm", (int?)1), (answer.Reasoning, answer.ReasoningTokens));
     }
 
     [Fact]

@@ -100,14 +100,23 @@ public sealed class SessionReasoningTests(Qwen3SessionServerFixture fixture) : I
         Assert.Equal(Answer, TextOf(events.Skip(firstDelta).SkipLast(1)));
         Assert.Equal("stop", events[^1].GetProperty("finishReason").GetString());
 
+        // done.usage says how many of the completion tokens went to the thinking (the block and its tags), as stored.
+        var usage = events[^1].GetProperty("usage");
+        var completionTokens = usage.GetProperty("completionTokens").GetInt32();
+        var reasoningTokens = usage.GetProperty("reasoningTokens").GetInt32();
+        Assert.InRange(reasoningTokens, 1, completionTokens - 1);
+
         var messages = (await hub.GetAsync(session.Id)).Messages;
         Assert.Null(messages[0].Reasoning);
+        Assert.Null(messages[0].ReasoningTokens);
         Assert.Equal((Answer, Thought, "stop"), (messages[1].Content, messages[1].Reasoning, messages[1].FinishReason));
+        Assert.Equal((completionTokens, reasoningTokens), (messages[1].CompletionTokens, messages[1].ReasoningTokens));
 
         // The REST mirror lists it the same way.
         using var detail = JsonDocument.Parse(await _server.Server.Client.GetStringAsync(new Uri($"/api/sessions/{session.Id}", UriKind.Relative)));
         var listed = detail.RootElement.GetProperty("messages")[1];
         Assert.Equal((Answer, Thought), (listed.GetProperty("content").GetString(), listed.GetProperty("reasoning").GetString()));
+        Assert.Equal(reasoningTokens, listed.GetProperty("reasoningTokens").GetInt32());
     }
 
     [Fact]
@@ -126,6 +135,23 @@ public sealed class SessionReasoningTests(Qwen3SessionServerFixture fixture) : I
         Assert.Equal(Thought, TextOf(events.Where(e => e.GetProperty("type").GetString() == ChatStreamEvent.ReasoningType)));
         Assert.Equal(Answer, TextOf(events.Where(e => e.GetProperty("type").GetString() == ChatStreamEvent.DeltaType)));
         Assert.Equal("done", events[^1].GetProperty("type").GetString());
+        var usage = events[^1].GetProperty("usage");
+        Assert.InRange(usage.GetProperty("reasoningTokens").GetInt32(), 1, usage.GetProperty("completionTokens").GetInt32() - 1);
+    }
+
+    [Fact]
+    public async Task A_block_holding_only_whitespace_streams_no_reasoning_but_counts_its_tokens()
+    {
+        await using var hub = await _server.ConnectAsync();
+        var session = await hub.CreateAsync(maxTokens: 80);
+
+        var events = await hub.Send(session.Id, ScriptedOutput.Prefix + "<think>\n\n").CollectAsync();
+
+        var done = AssertWellFormed(events);
+        Assert.DoesNotContain(events, e => e.Type is ChatStreamEvent.ReasoningType or ChatStreamEvent.DeltaType);
+        Assert.InRange(done.Usage!.ReasoningTokens, 1, done.Usage.CompletionTokens);
+        var answer = (await hub.GetAsync(session.Id)).Messages[1];
+        Assert.Equal((string.Empty, (string?)null, (int?)done.Usage.ReasoningTokens), (answer.Content, answer.Reasoning, answer.ReasoningTokens));
     }
 
     [Fact]
@@ -167,6 +193,11 @@ public sealed class SessionReasoningTests(Qwen3SessionServerFixture fixture) : I
         Assert.StartsWith(Answer, afterFirstPrompt, StringComparison.Ordinal);
         Assert.DoesNotContain(Thought, afterFirstPrompt, StringComparison.Ordinal);
         Assert.DoesNotContain("<think>", afterFirstPrompt, StringComparison.Ordinal);
+
+        // An answer without thinking has no reasoning tokens.
+        Assert.InRange(first.ReasoningTokens, 1, first.CompletionTokens - 1);
+        Assert.Equal(0, second.ReasoningTokens);
+        Assert.Equal(0, (await hub.GetAsync(session.Id)).Messages[3].ReasoningTokens);
 
         // Turn 2 reuses turn 1's KV up to where the thinking began (its prompt); turn 3 all of turn 2's (no thinking)
         // but the last sampled token, which was never decoded.

@@ -65,17 +65,17 @@ public sealed class SqliteSessionStoreTests : SessionStoreContractTests, IDispos
 
         // Back to what version 1 wrote: no context_start column, nor any later one.
         SqliteConnection.ClearAllPools();
-        await ScalarAsync(path, "ALTER TABLE messages DROP COLUMN context_start; ALTER TABLE sessions DROP COLUMN lease_holder; ALTER TABLE sessions DROP COLUMN lease_expires_at; ALTER TABLE sessions DROP COLUMN stop_requested; DROP TABLE store_info; ALTER TABLE messages DROP COLUMN reasoning; UPDATE schema_version SET version = 1;");
+        await ScalarAsync(path, "ALTER TABLE messages DROP COLUMN context_start; ALTER TABLE sessions DROP COLUMN lease_holder; ALTER TABLE sessions DROP COLUMN lease_expires_at; ALTER TABLE sessions DROP COLUMN stop_requested; DROP TABLE store_info; ALTER TABLE messages DROP COLUMN reasoning; ALTER TABLE messages DROP COLUMN reasoning_tokens; UPDATE schema_version SET version = 1;");
 
         using var migrated = Open(path);
         await migrated.InitializeAsync(CancellationToken.None);
         Assert.Equal((long)SqliteSessionStore.SchemaVersion, await ScalarAsync(path, "SELECT version FROM schema_version;"));
         Assert.True(LlmServer.ReplicaProtocol.SessionStoreIds.IsStoreId(migrated.StoreId));
         var message = (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[0];
-        Assert.Equal(("hi", (int?)null, (string?)null), (message.Content, message.ContextStart, message.Reasoning));
-        Assert.True(await migrated.SaveAnswerAsync(null, "s1", new SessionMessage(1, "assistant", "ho", now, 5, 0, 1, "stop", 0, "hm"), CancellationToken.None));
+        Assert.Equal(("hi", (int?)null, (string?)null, (int?)null), (message.Content, message.ContextStart, message.Reasoning, message.ReasoningTokens));
+        Assert.True(await migrated.SaveAnswerAsync(null, "s1", new SessionMessage(1, "assistant", "ho", now, 5, 0, 1, "stop", 0, "hm", 1), CancellationToken.None));
         var answer = (await migrated.GetConversationAsync(null, "s1", CancellationToken.None))!.Messages[1];
-        Assert.Equal((0, "hm"), (answer.ContextStart, answer.Reasoning));
+        Assert.Equal((0, "hm", (int?)1), (answer.ContextStart, answer.Reasoning, answer.ReasoningTokens));
     }
 
     [Fact]
