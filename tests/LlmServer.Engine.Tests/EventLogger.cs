@@ -11,6 +11,9 @@ internal sealed class EventLogger(int awaitedEventId) : ILogger, ILoggerFactory
     /// <summary>The scheduler's loop, as it ends, waits for callers still using the model before it frees it.</summary>
     public const int WaitingForModelUsers = 1107;
 
+    /// <summary>Freeing what the scheduler's loop owned (the model, the disk KV cache) threw as the loop ended.</summary>
+    public const int FreeingFailed = 1108;
+
     private readonly TaskCompletionSource _logged = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public Task Logged => _logged.Task;

@@ -30,6 +30,9 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
     private readonly Channel<EmbeddingJob> _jobs = Channel.CreateUnbounded<EmbeddingJob>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Lock _startLock = new();
     private Thread? _thread;
+
+    // Set under _startLock by StopAsync or Dispose: from then on no request starts the thread (and loads a model).
+    private bool _stopping;
     private int _queuedInputs;
     private volatile Exception? _loadError;
 
@@ -56,6 +59,10 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
             throw new GenerationException(GenerationErrorCode.Unavailable, "The embedding model failed to load; see the server log.");
         }
 
+        // Before the queue counts the inputs: a refusal here leaves nothing to take back. Inputs queued mean the thread
+        // runs already, so starting it first makes no difference to the queue limit below.
+        EnsureStarted();
+
         // One request larger than the whole queue is still admitted when nothing else waits.
         if (Interlocked.Add(ref _queuedInputs, inputs.Count) > _options.MaxQueuedInputs && Volatile.Read(ref _queuedInputs) != inputs.Count)
         {
@@ -63,12 +70,11 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
             throw new GenerationException(GenerationErrorCode.Overloaded, "Too many embedding inputs are waiting; retry shortly.") { BackOff = TimeSpan.FromSeconds(1) };
         }
 
-        EnsureStarted();
         var job = new EmbeddingJob(inputs, dimensions, cancellationToken);
         job.Task.ContinueWith(_ => Interlocked.Add(ref _queuedInputs, -inputs.Count), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         if (!_jobs.Writer.TryWrite(job))
         {
-            job.Fail(new GenerationException(GenerationErrorCode.Unavailable, "The server is shutting down."));
+            job.Fail(ShuttingDown());
         }
 
         return job.Task;
@@ -78,17 +84,31 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
-        _jobs.Writer.TryComplete();
-        var thread = _thread;
+        var thread = Stop();
         return thread is null ? Task.CompletedTask : Task.Run(thread.Join, CancellationToken.None);
     }
 
     public void Dispose()
     {
-        _jobs.Writer.TryComplete();
-        _thread?.Join();
+        Stop()?.Join(TimeSpan.FromSeconds(30));
         _meter.Dispose();
     }
+
+    /// <summary>
+    /// Ends the intake and returns the thread, if one started: under the start lock, so a thread being started
+    /// concurrently is either returned here or never started.
+    /// </summary>
+    private Thread? Stop()
+    {
+        lock (_startLock)
+        {
+            _stopping = true;
+            _jobs.Writer.TryComplete();
+            return _thread;
+        }
+    }
+
+    private static GenerationException ShuttingDown() => new(GenerationErrorCode.Unavailable, "The server is shutting down.");
 
     private void EnsureStarted()
     {
@@ -99,6 +119,12 @@ internal sealed partial class EmbeddingWorker : ITextEmbedder, IHostedService, I
 
         lock (_startLock)
         {
+            // A request during shutdown must not load a whole embedding model that nothing will serve from.
+            if (_stopping)
+            {
+                throw ShuttingDown();
+            }
+
             if (_thread is null)
             {
                 var thread = new Thread(Run) { IsBackground = true, Name = "llm-embeddings" };

@@ -146,14 +146,14 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     public IReadOnlyList<int> Tokenize(string text, bool addSpecial = false, bool parseSpecial = false)
     {
-        using var model = UseModel();
-        return model.Vocabulary.Tokenize(text, addSpecial, parseSpecial);
+        using var use = UseModel();
+        return use.Vocabulary.Tokenize(text, addSpecial, parseSpecial);
     }
 
     public TokenCount CountPromptTokens(string text, int limit)
     {
-        using var model = UseModel();
-        var vocabulary = model.Vocabulary;
+        using var use = UseModel();
+        var vocabulary = use.Vocabulary;
         var atLeast = vocabulary.Bound.MinimumTokens(text);
         return atLeast > limit
             ? new TokenCount(atLeast, AtLeast: true)
@@ -162,8 +162,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
     public string Detokenize(IEnumerable<int> tokens)
     {
-        using var model = UseModel();
-        var vocabulary = model.Vocabulary;
+        using var use = UseModel();
+        var vocabulary = use.Vocabulary;
         var ids = tokens.ToArray();
         foreach (var token in ids)
         {
@@ -184,14 +184,14 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             throw NotReady();
         }
 
-        using var model = UseModel();
-        var scheduler = model.Scheduler;
+        using var use = UseModel();
+        var scheduler = use.Scheduler;
         var arrived = _time.GetTimestamp();
         var isChat = request.Messages is not null;
         try
         {
             GenerationRequestValidator.Validate(request);
-            ValidateLogitBias(request.Sampling, model.Vocabulary);
+            ValidateLogitBias(request.Sampling, use.Vocabulary);
             var tools = _toolCalling!.Prepare(request);
             var submitted = tools?.Request ?? request;
             var text = isChat ? FormatChat(request, tools) : request.Prompt!;
@@ -200,11 +200,11 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var opensInPrompt = splitReasoning && ReasoningStage.OpensInPrompt(text, prefill);
             if (submitted.GrammarIsLazy)
             {
-                submitted = WithTriggersWritten(submitted, model.Vocabulary, splitReasoning, opensInPrompt);
+                submitted = WithTriggersWritten(submitted, use.Vocabulary, splitReasoning, opensInPrompt);
             }
 
-            scheduler.EnsurePromptFits(submitted, model.Vocabulary.Bound.MinimumTokens(text), atLeast: true);
-            var stream = scheduler.Submit(submitted, TokenizePrompt(model, request.SessionKey, text, isChat), text, cancellationToken);
+            scheduler.EnsurePromptFits(submitted, use.Vocabulary.Bound.MinimumTokens(text), atLeast: true);
+            var stream = scheduler.Submit(submitted, TokenizePrompt(use, request.SessionKey, text, isChat), text, cancellationToken);
             if (splitReasoning)
             {
                 // A grammar that holds from the first token (a schema, a required call) writes the answer itself, not
@@ -269,15 +269,15 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     }
 
     /// <summary>A session's prompt is tokenized onto the tokens its KV cache holds (see <see cref="SessionPromptTokenizer"/>).</summary>
-    private static TokenizedPrompt TokenizePrompt(in ModelUse model, string? sessionKey, string text, bool parseSpecial)
+    private static TokenizedPrompt TokenizePrompt(in ModelUse use, string? sessionKey, string text, bool parseSpecial)
     {
         ResidentText? resident = null;
         if (sessionKey is not null)
         {
-            model.Scheduler.TryGetResidentText(sessionKey, out resident);
+            use.Scheduler.TryGetResidentText(sessionKey, out resident);
         }
 
-        return SessionPromptTokenizer.Tokenize(model.Vocabulary, resident, text, parseSpecial);
+        return SessionPromptTokenizer.Tokenize(use.Vocabulary, resident, text, parseSpecial);
     }
 
     public void EvictSession(string sessionKey) => _scheduler?.EvictSession(sessionKey);
@@ -409,8 +409,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
 
         try
         {
-            var model = ModelIdentity.Compute(_modelOptions.Path!, _schedulerOptions.KvCacheType);
-            _diskCache = new DiskKvCache(options, model, _time, _loggerFactory.CreateLogger<DiskKvCache>());
+            var identity = ModelIdentity.Compute(_modelOptions.Path!, _schedulerOptions.KvCacheType);
+            _diskCache = new DiskKvCache(options, identity, _time, _loggerFactory.CreateLogger<DiskKvCache>());
             return _diskCache;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)

@@ -332,8 +332,21 @@ internal sealed partial class InferenceScheduler : IDisposable
             SaveResidentSessions();
         }
 
-        _diskCache?.Dispose();
-        _backend?.Dispose();
+        // On the loop thread's way out: a throw here would leave Stopped unset and kill the process.
+        FreeLogged(_diskCache, "disk KV cache");
+        FreeLogged(_backend, "backend");
+    }
+
+    private void FreeLogged(IDisposable? owned, string what)
+    {
+        try
+        {
+            owned?.Dispose();
+        }
+        catch (Exception ex)
+        {
+            LogFreeFailed(_logger, what, ex);
+        }
     }
 
     /// <summary>The text and tokens a session's last request left in the KV cache (it may have been evicted since).</summary>
@@ -499,11 +512,13 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     private void Run()
     {
+        var started = false;
         try
         {
             try
             {
                 Initialize();
+                started = true;
             }
             catch (Exception ex)
             {
@@ -517,9 +532,20 @@ internal sealed partial class InferenceScheduler : IDisposable
         finally
         {
             _loopAlive = false;
-            PublishStep();
-            FreeBackend();
-            _stopped.TrySetResult();
+            try
+            {
+                // A start that failed ran nothing to report: the status keeps the configured slots it showed while loading.
+                if (started)
+                {
+                    PublishStep();
+                }
+
+                FreeBackend();
+            }
+            finally
+            {
+                _stopped.TrySetResult();
+            }
         }
     }
 
@@ -899,6 +925,9 @@ internal sealed partial class InferenceScheduler : IDisposable
 
     [LoggerMessage(EventId = 1107, Level = LogLevel.Debug, Message = "The scheduler loop ended: waiting for {Users} callers still using the model before freeing it")]
     private static partial void LogWaitingForUsers(ILogger logger, int users);
+
+    [LoggerMessage(EventId = 1108, Level = LogLevel.Error, Message = "Freeing the scheduler's {What} as its loop ended failed")]
+    private static partial void LogFreeFailed(ILogger logger, string what, Exception exception);
 
     [LoggerMessage(EventId = 1105, Level = LogLevel.Warning, Message = "Saving resident sessions' KV at shutdown failed")]
     private static partial void LogShutdownSaveFailed(ILogger logger, Exception exception);

@@ -56,4 +56,35 @@ public sealed class EmbeddingWorkerTests
         await Assert.ThrowsAsync<GenerationException>(() => worker.EmbedAsync(Inputs, dimensions: size - 1));
         Assert.Equal(decodedBefore, Interlocked.Read(ref decoded));
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_request_after_the_worker_stopped_is_refused_at_once_without_loading_the_model(bool disposed)
+    {
+        var worker = new EmbeddingWorker(
+            Options.Create(new EmbeddingOptions { ContextSize = 256 }),
+            Options.Create(new ModelOptions { Path = TestModels.Stories260K, Threads = 1, BatchThreads = 1 }),
+            NullLogger<EmbeddingWorker>.Instance);
+        try
+        {
+            if (disposed)
+            {
+                worker.Dispose();
+            }
+            else
+            {
+                await worker.StopAsync(CancellationToken.None);
+            }
+
+            // Refused as it is asked for: a request that started the worker's thread would load the model first.
+            var refused = Assert.Throws<GenerationException>(() => { _ = worker.EmbedAsync(Inputs); });
+            Assert.Equal(GenerationErrorCode.Unavailable, refused.Code);
+            Assert.Equal("The server is shutting down.", refused.Message);
+        }
+        finally
+        {
+            worker.Dispose();
+        }
+    }
 }

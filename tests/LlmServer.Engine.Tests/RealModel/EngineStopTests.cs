@@ -36,7 +36,7 @@ public sealed class EngineStopTests
             model.UsingVocabulary = () =>
             {
                 stopping = Task.Run(() => engine.StopAsync(CancellationToken.None));
-                Task.WhenAny(logger.Logged, model.Disposed).GetAwaiter().GetResult();
+                Assert.True(Task.WhenAny(logger.Logged, model.Disposed).Wait(Bound), "the stopping loop neither waited for the call nor freed the model");
             };
 
             // Finished (the stop waited for it) or refused (Submit meets the closed scheduler after tokenizing): with a

@@ -59,6 +59,9 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
     /// <summary>Thrown by samplers when set (to test one request failing).</summary>
     public Exception? SamplerFailure { get; set; }
 
+    /// <summary>Thrown by <see cref="Dispose"/> when set (after <see cref="Disposed"/> completes), as a failing native free would.</summary>
+    public Exception? DisposeFailure { get; set; }
+
     public IReadOnlyList<int> KvOf(int slot) => _kv[slot];
 
     public void BeginBatch(bool forPrompt) => _batch.Clear();
@@ -170,7 +173,14 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
         return new FakeSampler(this);
     }
 
-    public void Dispose() => _disposed.TrySetResult();
+    public void Dispose()
+    {
+        _disposed.TrySetResult();
+        if (DisposeFailure is { } failure)
+        {
+            throw failure;
+        }
+    }
 
     internal readonly record struct BatchEntry(int Token, int Position, int Slot, bool Logits);
 

@@ -1,11 +1,15 @@
 using LlmServer.Engine.Generation;
 using LlmServer.Engine.Scheduling;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace LlmServer.Engine.Tests.Scheduling;
 
 /// <summary>The scheduler's own loop thread stopping, or dying, while requests arrive, on a <see cref="FakeBackend"/>.</summary>
 public sealed class ShutdownTests
 {
+    /// <summary>How long a hook holds a sampler at most: a regression fails the test instead of hanging the run.</summary>
+    private static readonly TimeSpan Bound = TimeSpan.FromMinutes(2);
+
     [Fact]
     public async Task A_request_submitted_as_the_loop_stops_is_refused_not_left_queued_forever()
     {
@@ -77,7 +81,7 @@ public sealed class ShutdownTests
             backend.CreatingSampler = () =>
             {
                 die.TrySetResult();
-                Task.WhenAny(logger.Logged, backend.Disposed, scheduler.Stopped).GetAwaiter().GetResult();
+                Assert.True(Task.WhenAny(logger.Logged, backend.Disposed, scheduler.Stopped).Wait(Bound), "the dead loop neither waited for the sampler nor ended");
                 freedWhileCreating = backend.Disposed.IsCompleted;
             };
 
@@ -90,6 +94,48 @@ public sealed class ShutdownTests
             Assert.True(backend.Disposed.IsCompleted);
             Assert.Equal(GenerationErrorCode.Internal, Assert.IsType<GenerationCompleted>((await SchedulerHarness.ReadAvailableAsync(running))[^1]).Error?.Code);
         }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_model_that_fails_to_free_is_logged_and_the_loop_still_ends_as_stopped(bool dies)
+    {
+        var backend = new FakeBackend(slots: 2, slotContext: 64) { DisposeFailure = new InvalidOperationException("the native free failed") };
+        var logger = new EventLogger(EventLogger.FreeingFailed);
+        using var scheduler = new InferenceScheduler(() => backend, new SchedulerOptions { Slots = 2, ContextSize = 128 }, backend.Clock, logger, stepObservers: dies ? [new DyingStep()] : []);
+        scheduler.Start();
+        await scheduler.Started.WaitAsync(Bound);
+
+        // Thrown on the loop's thread, the failure would kill the process and leave Stopped unset.
+        if (dies)
+        {
+            await SchedulerHarness.ReadAvailableAsync(Submit(scheduler, backend)).WaitAsync(Bound);
+        }
+        else
+        {
+            scheduler.Dispose();
+        }
+
+        await scheduler.Stopped.WaitAsync(Bound);
+        Assert.True(backend.Disposed.IsCompleted);
+        Assert.True(logger.Logged.IsCompleted, "the failed free was not logged");
+        Assert.False(scheduler.GetStatus().LoopAlive);
+    }
+
+    [Fact]
+    public async Task A_start_that_fails_ends_the_loop_and_keeps_the_configured_slots_in_the_status()
+    {
+        using var scheduler = new InferenceScheduler(() => throw new InvalidOperationException("the model did not load"), new SchedulerOptions { Slots = 3, ContextSize = 128 }, TimeProvider.System, NullLogger.Instance);
+        scheduler.Start();
+
+        await Assert.ThrowsAsync<InvalidOperationException>(() => scheduler.Started.WaitAsync(Bound));
+        await scheduler.Stopped.WaitAsync(Bound);
+
+        // What /props reports after a failed load: the slots configured, as while it was loading, and no loop.
+        var status = scheduler.GetStatus();
+        Assert.Equal(3, status.Slots);
+        Assert.False(status.LoopAlive);
     }
 
     private static async Task<(InferenceScheduler Scheduler, FakeBackend Backend, EventLogger Logger)> StartAsync(params IStepObserver[] stepObservers)
@@ -111,7 +157,7 @@ public sealed class ShutdownTests
         backend.CreatingSampler = () =>
         {
             _ = Task.Run(scheduler.Dispose);
-            Task.WhenAny(logger.Logged, backend.Disposed).GetAwaiter().GetResult();
+            Assert.True(Task.WhenAny(logger.Logged, backend.Disposed).Wait(Bound), "the stopping loop neither waited for the sampler nor freed the model");
         };
 
     private static GenerationStream Submit(InferenceScheduler scheduler, FakeBackend backend) =>
