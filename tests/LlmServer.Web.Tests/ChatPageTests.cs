@@ -291,7 +291,7 @@ public sealed partial class ChatPageTests(ChatPageFixture fixture) : IClassFixtu
         await Expect(chat.LastAnswer.Locator(".msg-body")).Not.ToBeEmptyAsync();
         await sockets[0].CloseAsync();
 
-        await Expect(chat.Page.Locator(".toast", new() { HasText = "Reconnected." })).ToBeVisibleAsync();
+        await chat.ShownToastAsync("Reconnected.");
         await chat.WaitForAnswerAsync();
         Assert.True(sockets.Count >= 2, "The page did not open a new connection.");
         lock (toServer)

@@ -17,8 +17,7 @@ public sealed partial class ChatPageTests
         await chat.Prompt.FillAsync(tooLong);
         await chat.Prompt.PressAsync("Enter");
 
-        await Expect(chat.Toast("too long for the model's context")).ToBeVisibleAsync();
-        await Expect(chat.Toast("too long for the model's context")).ToHaveAttributeAsync("role", "alert");
+        Assert.Equal("alert", await chat.ShownToastAsync("too long for the model's context"));
         await Expect(chat.Page.Locator("#messages > li.streaming")).ToHaveCountAsync(0);
         await Expect(chat.Page.Locator("#send")).ToBeVisibleAsync();
         chat.AssertNoPageErrors();
@@ -33,7 +32,7 @@ public sealed partial class ChatPageTests
         await chat.Prompt.FillAsync("Are you there?");
         await chat.Prompt.PressAsync("Enter");
 
-        await Expect(chat.Toast("The server is busy right now")).ToBeVisibleAsync();
+        await chat.ShownToastAsync("The server is busy right now");
         await Expect(chat.Prompt).ToHaveValueAsync("Are you there?");
         await Expect(chat.Answers).ToHaveCountAsync(0);
         // The session made for the refused message is gone again.
@@ -52,7 +51,7 @@ public sealed partial class ChatPageTests
         await chat.Prompt.FillAsync("Anyone?");
         await chat.Prompt.PressAsync("Enter");
 
-        await Expect(chat.Toast("The server is busy right now")).ToBeVisibleAsync();
+        await chat.ShownToastAsync("The server is busy right now");
         await Expect(chat.Toast("already answering")).ToHaveCountAsync(0);
         await Expect(chat.Prompt).ToHaveValueAsync("Anyone?");
         chat.AssertNoPageErrors();
@@ -67,9 +66,8 @@ public sealed partial class ChatPageTests
         await chat.Prompt.FillAsync("Hello?");
         await chat.Prompt.PressAsync("Enter");
 
-        var toast = chat.Toast("The session store is locked by another writer; try again shortly.");
-        await Expect(toast).ToBeVisibleAsync();
-        await Expect(toast).ToHaveAttributeAsync("role", "status"); // a warning: waiting helps
+        // A warning (status, not alert): waiting helps.
+        Assert.Equal("status", await chat.ShownToastAsync("The session store is locked by another writer; try again shortly."));
         await Expect(chat.Toast("model")).ToHaveCountAsync(0);
         await Expect(chat.Prompt).ToHaveValueAsync("Hello?");
         chat.AssertNoPageErrors();

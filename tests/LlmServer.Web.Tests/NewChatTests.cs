@@ -49,7 +49,7 @@ public sealed partial class ChatPageTests
         await chat.Prompt.FillAsync(tooLong);
         await chat.Prompt.PressAsync("Enter");
 
-        await Expect(chat.Toast("too long for the model's context")).ToBeVisibleAsync();
+        await chat.ShownToastAsync("too long for the model's context");
         await Expect(chat.Page.Locator("#chat-title")).ToHaveTextAsync("New chat");
         await Expect(chat.SessionItems).ToHaveCountAsync(before.Count);
         await Expect(chat.Messages).ToHaveCountAsync(0);

@@ -93,7 +93,7 @@ public sealed partial class ChatPageTests
         hub.RemoveSession(id);
         await chat.Page.EvaluateAsync(FocusEvent);
 
-        await Expect(chat.Toast("This conversation no longer exists.")).ToBeVisibleAsync();
+        await chat.ShownToastAsync("This conversation no longer exists.");
         await Expect(chat.Page.Locator("#chat-title")).ToHaveTextAsync("New chat");
         await Expect(chat.SessionItems).ToHaveCountAsync(0);
         chat.AssertNoPageErrors();

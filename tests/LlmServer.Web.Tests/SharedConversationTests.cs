@@ -50,7 +50,7 @@ public sealed partial class ChatPageTests
 
         await second.Prompt.FillAsync("Are you still there?");
         await second.Prompt.PressAsync("Enter");
-        await Expect(second.Toast("This conversation no longer exists.")).ToBeVisibleAsync();
+        await second.ShownToastAsync("This conversation no longer exists.");
         await Expect(second.Page.Locator("#chat-title")).ToHaveTextAsync("New chat");
         await Expect(second.Prompt).ToHaveValueAsync("Are you still there?");
         first.AssertNoPageErrors();

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace LlmServer.Testing;
@@ -12,6 +13,18 @@ namespace LlmServer.Testing;
 /// </summary>
 internal static class ServerProcess
 {
+    /// <summary>
+    /// The <c>--urls</c> of a child server that takes a free port itself (<see cref="ListeningAddressAsync"/> says
+    /// which). A port picked by the test and freed for the child can be taken by another socket of a busy run before
+    /// the child binds it, even by another test's server, which the readiness poll would then ask in its place.
+    /// </summary>
+    public const string AnyLoopbackPort = "http://127.0.0.1:0";
+
+    /// <summary>What ASP.NET Core logs (Information, Microsoft.Hosting.Lifetime) for each address it listens on.</summary>
+    private const string ListeningLine = "Now listening on: ";
+
+    private static readonly ConditionalWeakTable<Process, Task<Uri>> Addresses = [];
+
     /// <summary>
     /// Starts the server with <paramref name="arguments"/> (on stories260K unless they name a <c>--model</c>); its
     /// output goes to <paramref name="log"/> (read it with <see cref="Read"/>), each line also to
@@ -42,8 +55,10 @@ internal static class ServerProcess
         }
 
         var process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start.");
-        process.OutputDataReceived += (_, e) => Append(log, e.Data, onLine);
-        process.ErrorDataReceived += (_, e) => Append(log, e.Data, onLine);
+        var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Addresses.Add(process, listening.Task);
+        process.OutputDataReceived += (_, e) => Append(log, e.Data, onLine, listening);
+        process.ErrorDataReceived += (_, e) => Append(log, e.Data, onLine, listening);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
@@ -92,6 +107,30 @@ internal static class ServerProcess
         }
     }
 
+    /// <summary>
+    /// The address the server says it listens on (started on <see cref="AnyLoopbackPort"/>, at the Information log
+    /// level); fails when the process exits first or <paramref name="within"/> passes.
+    /// </summary>
+    public static async Task<Uri> ListeningAddressAsync(Process process, StringBuilder log, TimeSpan within)
+    {
+        if (!Addresses.TryGetValue(process, out var listening))
+        {
+            throw new InvalidOperationException("The process was not started by ServerProcess.Start.");
+        }
+
+        Task first;
+        try
+        {
+            first = await Task.WhenAny(listening, process.WaitForExitAsync()).WaitAsync(within);
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"The server did not say where it listens within {within}:\n{Read(log)}", e);
+        }
+
+        return first == listening ? await listening : throw new InvalidOperationException($"The server exited before it listened:\n{Read(log)}");
+    }
+
     public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
@@ -107,13 +146,19 @@ internal static class ServerProcess
         }
     }
 
-    private static void Append(StringBuilder log, string? line, Action<string>? onLine)
+    private static void Append(StringBuilder log, string? line, Action<string>? onLine, TaskCompletionSource<Uri> listening)
     {
         if (line is not null)
         {
             lock (log)
             {
                 log.AppendLine(line);
+            }
+
+            var at = line.IndexOf(ListeningLine, StringComparison.Ordinal);
+            if (at >= 0)
+            {
+                listening.TrySetResult(new Uri(line[(at + ListeningLine.Length)..].Trim()));
             }
 
             onLine?.Invoke(line);

@@ -12,15 +12,26 @@ internal static partial class ChildServer
     public const int Sigterm = 15;
 
     /// <summary>
-    /// Starts the server on 127.0.0.1:<paramref name="port"/> (stories260K, one slot, 1,024 tokens, unless
-    /// <paramref name="extraArgs"/> say otherwise); its output goes to <paramref name="log"/>.
+    /// Starts the server on 127.0.0.1, on a free port it takes itself (<see cref="AddressAsync"/>; stories260K, one
+    /// slot, 1,024 tokens, unless <paramref name="extraArgs"/> say otherwise); its output goes to <paramref name="log"/>.
     /// </summary>
-    public static Process Start(int port, StringBuilder log, params string[] extraArgs) => Start(port, log, (Action<string>?)null, extraArgs);
+    public static Process Start(StringBuilder log, params string[] extraArgs) => Start(log, (Action<string>?)null, extraArgs);
 
-    /// <summary>As <see cref="Start(int, StringBuilder, string[])"/>, each output line also to <paramref name="onLine"/>.</summary>
-    public static Process Start(int port, StringBuilder log, Action<string>? onLine, params string[] extraArgs) => ServerProcess.Start(
+    /// <summary>As <see cref="Start(StringBuilder, string[])"/>, each output line also to <paramref name="onLine"/>.</summary>
+    public static Process Start(StringBuilder log, Action<string>? onLine, params string[] extraArgs) =>
+        StartOn(ServerProcess.AnyLoopbackPort, log, onLine, extraArgs);
+
+    /// <summary>As <see cref="Start(StringBuilder, string[])"/>, on <paramref name="port"/> (a test of a port another socket holds).</summary>
+    public static Process StartOn(int port, StringBuilder log, params string[] extraArgs) =>
+        StartOn($"http://127.0.0.1:{port}", log, null, extraArgs);
+
+    /// <summary>Where the server listens, once it does (fails when it exits first).</summary>
+    public static Task<Uri> AddressAsync(Process process, StringBuilder log) =>
+        ServerProcess.ListeningAddressAsync(process, log, TimeSpan.FromMinutes(5));
+
+    private static Process StartOn(string url, StringBuilder log, Action<string>? onLine, string[] extraArgs) => ServerProcess.Start(
         [
-            "--urls", $"http://127.0.0.1:{port}",
+            "--urls", url,
             "--Scheduler:Slots=1", "--Scheduler:ContextSize=1024",
             "--Model:Threads=1", "--Model:BatchThreads=1",
             "--Server:DrainSeconds=120",
@@ -32,8 +43,6 @@ internal static partial class ChildServer
 
     public static Task WaitUntilReadyAsync(HttpClient client, Process process, StringBuilder log) =>
         ServerProcess.WaitUntilReadyAsync(process, client.BaseAddress!, log, TimeSpan.FromMinutes(5));
-
-    public static int FreePort() => ServerProcess.FreePort();
 
     public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 

@@ -78,12 +78,26 @@ public sealed class HubLimitsTests
             using var reader = new StreamReader(await running.Content.ReadAsStreamAsync());
             Assert.NotNull(await StreamGuard.NextDataAsync(reader));
 
+            // Read on meanwhile: a stream its client leaves unread is cut off after Server:StalledClientSeconds, which
+            // frees the permit; on a starved machine the hub calls below can take that long.
+            using var stopReading = new CancellationTokenSource();
+            var reading = Task.Run(async () =>
+            {
+                while (await reader.ReadLineAsync(stopReading.Token) is not null)
+                {
+                }
+            });
+
             await using var hubA = Connect(server, AuthTests.KeyA);
             await hubA.StartAsync();
             var sessionA = await hubA.InvokeAsync<JsonElement>("CreateSession", (object?)null);
             var limited = await Assert.ThrowsAsync<HubException>(() => hubA.StreamAsync<JsonElement>("SendMessage", sessionA.GetProperty("id").GetString(), "Hello").ReadEachAsync(_ => { }));
             Assert.StartsWith("rate_limit_exceeded:", limited.Message.Split("HubException: ").Last(), StringComparison.Ordinal);
-            running.Dispose(); // frees the permit and the CPU for key B below
+            // Cancelling the read drops the connection, which frees the permit and the CPU for key B below; the stream
+            // was still open (held) until then.
+            await stopReading.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => reading);
+            running.Dispose();
 
             await using var hubB = Connect(server, AuthTests.KeyB);
             await hubB.StartAsync();

@@ -6,14 +6,6 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace LlmServer.Tests.Operations;
 
-/// <summary>
-/// Runs alone: .NET meters are process-wide, so every test server's engine meter shows up in each exporter, and a
-/// server stopping in a parallel test would take its counters out between two scrapes.
-/// </summary>
-[CollectionDefinition(nameof(MetricsTests), DisableParallelization = true)]
-public sealed class MetricsTestsCollection;
-
-[Collection(nameof(MetricsTests))]
 public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<SharedServerFixture>
 {
     private readonly TestServer _server = fixture.Server;
@@ -46,10 +38,11 @@ public sealed class MetricsTests(SharedServerFixture fixture) : IClassFixture<Sh
             Assert.True(PrometheusText.Has(after, name), $"/metrics lacks {name}:\n{after}");
         }
 
-        Assert.True(PrometheusText.Sum(after, "llmserver_generation_tokens_total") - PrometheusText.Sum(before, "llmserver_generation_tokens_total") >= usage.CompletionTokens);
-        Assert.True(PrometheusText.Sum(after, "llmserver_prompt_tokens_total") - PrometheusText.Sum(before, "llmserver_prompt_tokens_total") >= usage.PromptTokens);
-        Assert.True(PrometheusText.Sum(after, "llmserver_request_success_total", "finished_reason=\"length\"") - PrometheusText.Sum(before, "llmserver_request_success_total", "finished_reason=\"length\"") >= 1);
-        Assert.True(PrometheusText.Sum(after, "llmserver_e2e_request_latency_seconds_count") - PrometheusText.Sum(before, "llmserver_e2e_request_latency_seconds_count") >= 1);
+        // Exactly this request: the exporter counts only this server's meters, not those of servers in parallel tests.
+        Assert.Equal(usage.CompletionTokens, PrometheusText.Sum(after, "llmserver_generation_tokens_total") - PrometheusText.Sum(before, "llmserver_generation_tokens_total"));
+        Assert.Equal(usage.PromptTokens, PrometheusText.Sum(after, "llmserver_prompt_tokens_total") - PrometheusText.Sum(before, "llmserver_prompt_tokens_total"));
+        Assert.Equal(1, PrometheusText.Sum(after, "llmserver_request_success_total", "finished_reason=\"length\"") - PrometheusText.Sum(before, "llmserver_request_success_total", "finished_reason=\"length\""));
+        Assert.Equal(1, PrometheusText.Sum(after, "llmserver_e2e_request_latency_seconds_count") - PrometheusText.Sum(before, "llmserver_e2e_request_latency_seconds_count"));
 
         // vLLM's bucket boundaries, not OpenTelemetry's millisecond-scale defaults.
         Assert.Contains("llmserver_time_to_first_token_seconds_bucket{", after, StringComparison.Ordinal);

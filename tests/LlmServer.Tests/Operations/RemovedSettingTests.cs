@@ -14,7 +14,6 @@ public sealed class RemovedSettingTests
         var hubMethods = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var log = new StringBuilder();
         using var process = Start(
-            FreePort(),
             log,
             line =>
             {

@@ -12,15 +12,14 @@ public sealed class ShutdownTests
     [Fact]
     public async Task Sigterm_during_a_stream_lets_the_stream_finish_and_exits_with_code_0()
     {
-        var port = FreePort();
         var log = new StringBuilder();
         var folder = Directory.CreateTempSubdirectory("llmserver-shutdown-");
 
         // A database of its own: the default path is relative to the working directory, shared by every child server.
-        using var process = Start(port, log, $"--Sessions:Database={Path.Combine(folder.FullName, "sessions.db")}");
+        using var process = Start(log, $"--Sessions:Database={Path.Combine(folder.FullName, "sessions.db")}");
         try
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+            using var client = new HttpClient { BaseAddress = await AddressAsync(process, log), Timeout = TimeSpan.FromSeconds(120) };
             await WaitUntilReadyAsync(client, process, log);
 
             using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
@@ -75,13 +74,12 @@ public sealed class ShutdownTests
         try
         {
             string sessionId;
-            var port = FreePort();
             var log = new StringBuilder();
-            using (var process = Start(port, log, $"--Sessions:Database={database}"))
+            using (var process = Start(log, $"--Sessions:Database={database}"))
             {
                 try
                 {
-                    using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+                    using var client = new HttpClient { BaseAddress = await AddressAsync(process, log), Timeout = TimeSpan.FromSeconds(120) };
                     await WaitUntilReadyAsync(client, process, log);
                     using (var created = await client.PostAsync(new Uri("/api/sessions", UriKind.Relative), Json("""{"title":"shutdown","settings":{"maxTokens":60,"temperature":0}}""")))
                     {
@@ -118,11 +116,10 @@ public sealed class ShutdownTests
             }
 
             // A fresh server on the same database has the whole exchange: the question and the finished answer.
-            port = FreePort();
-            using var again = Start(port, log, $"--Sessions:Database={database}");
+            using var again = Start(log, $"--Sessions:Database={database}");
             try
             {
-                using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+                using var client = new HttpClient { BaseAddress = await AddressAsync(again, log), Timeout = TimeSpan.FromSeconds(120) };
                 await WaitUntilReadyAsync(client, again, log);
                 using var detail = JsonDocument.Parse(await client.GetStringAsync(new Uri($"/api/sessions/{sessionId}", UriKind.Relative)));
                 var messages = detail.RootElement.GetProperty("messages").EnumerateArray().ToArray();

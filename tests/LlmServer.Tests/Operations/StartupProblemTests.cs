@@ -17,7 +17,7 @@ public sealed class StartupProblemTests
     public async Task Invalid_settings_are_all_listed_in_one_message_and_the_exit_code_is_1()
     {
         var (exitCode, output) = await RunUntilExitAsync(
-            (log, args) => Start(FreePort(), log, args),
+            (log, args) => Start(log, args),
             "--Scheduler:Slots=0",
             "--Server:DrainSeconds=-1",
             "--Limits:RequestsPerMinute=-5",
@@ -37,7 +37,7 @@ public sealed class StartupProblemTests
     [InlineData("--Server:DrainSeconds=soon", "'soon' at 'Server:DrainSeconds'")]
     public async Task A_value_not_of_its_settings_type_is_named_and_the_exit_code_is_1(string setting, string named)
     {
-        var (exitCode, output) = await RunUntilExitAsync((log, args) => Start(FreePort(), log, args), setting);
+        var (exitCode, output) = await RunUntilExitAsync((log, args) => Start(log, args), setting);
 
         Assert.True(exitCode == 1, $"exit code {exitCode}; output:\n{output}");
         Assert.Contains("The server cannot start: a setting is invalid.", output, StringComparison.Ordinal);
@@ -50,7 +50,7 @@ public sealed class StartupProblemTests
     {
         var missing = Path.Combine(Path.GetTempPath(), $"llmserver-missing-{Guid.NewGuid():N}.gguf");
         var (exitCode, output) = await RunUntilExitAsync(
-            (log, args) => ServerProcess.Start(["--model", missing, "--urls", $"http://127.0.0.1:{FreePort()}", .. args], log));
+            (log, args) => ServerProcess.Start(["--model", missing, "--urls", ServerProcess.AnyLoopbackPort, .. args], log));
 
         Assert.True(exitCode == 1, $"exit code {exitCode}; output:\n{output}");
         Assert.Contains($"Model file '{missing}' does not exist.", output, StringComparison.Ordinal);
@@ -62,7 +62,7 @@ public sealed class StartupProblemTests
     {
         var missing = Path.Combine(Path.GetTempPath(), $"llmserver-missing-{Guid.NewGuid():N}.gguf");
         var (exitCode, output) = await RunUntilExitAsync(
-            (log, args) => Start(FreePort(), log, args),
+            (log, args) => Start(log, args),
             "--model", missing,
             "--Scheduler:Slots=0");
 
@@ -82,7 +82,7 @@ public sealed class StartupProblemTests
         // No model given and none in the folder: a valid configuration would download one now.
         var folder = Directory.CreateTempSubdirectory("llmserver-download-").FullName;
         var (exitCode, output) = await RunUntilExitAsync(
-            (log, args) => Start(FreePort(), log, args),
+            (log, args) => Start(log, args),
             "--model", string.Empty,
             $"--Model:Download:Directory={folder}",
             "--Model:Download:Url=http://127.0.0.1:9/model.gguf",
@@ -103,7 +103,7 @@ public sealed class StartupProblemTests
     {
         // The test model is given, so nothing will be downloaded; a typo in the section still fails the start.
         var (exitCode, output) = await RunUntilExitAsync(
-            (log, args) => Start(FreePort(), log, args),
+            (log, args) => Start(log, args),
             "--Model:Download:Attempts=0",
             "--Model:Download:StallSeconds=86401");
 
@@ -121,7 +121,7 @@ public sealed class StartupProblemTests
         holder.Start();
         var port = ((IPEndPoint)holder.LocalEndpoint).Port;
 
-        var (exitCode, output) = await RunUntilExitAsync((log, args) => Start(port, log, args), $"--Sessions:Database={Path.Combine(Path.GetTempPath(), $"llmserver-port-{Guid.NewGuid():N}.db")}");
+        var (exitCode, output) = await RunUntilExitAsync((log, args) => StartOn(port, log, args), $"--Sessions:Database={Path.Combine(Path.GetTempPath(), $"llmserver-port-{Guid.NewGuid():N}.db")}");
 
         Assert.True(exitCode == 1, $"exit code {exitCode}; output:\n{output}");
         Assert.Contains($"The server cannot start: Failed to bind to address http://127.0.0.1:{port}", output, StringComparison.Ordinal);

@@ -45,13 +45,12 @@ public sealed class CrashRecoveryTests
             string sessionId;
             SessionMessage atKill;
             var log = new StringBuilder();
-            var port = FreePort();
             var checkpointed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            using (var process = Start(port, log, OnLine, args))
+            using (var process = Start(log, OnLine, args))
             {
                 try
                 {
-                    using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = HangGuard };
+                    using var client = new HttpClient { BaseAddress = await AddressAsync(process, log), Timeout = HangGuard };
                     await WaitUntilReadyAsync(client, process, log);
                     sessionId = await CreateSessionAsync(client);
                     using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/sessions/{sessionId}/messages") { Content = Json("""{"text":"Once upon a time"}""") };
@@ -79,11 +78,10 @@ public sealed class CrashRecoveryTests
                 }
             }
 
-            port = FreePort();
-            using var again = Start(port, log, args);
+            using var again = Start(log, args);
             try
             {
-                using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = HangGuard };
+                using var client = new HttpClient { BaseAddress = await AddressAsync(again, log), Timeout = HangGuard };
                 await WaitUntilReadyAsync(client, again, log);
                 using var detail = JsonDocument.Parse(await client.GetStringAsync(new Uri($"/api/sessions/{sessionId}", UriKind.Relative)));
                 Assert.False(detail.RootElement.GetProperty("info").GetProperty("generating").GetBoolean());

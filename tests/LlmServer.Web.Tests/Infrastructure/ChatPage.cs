@@ -73,6 +73,7 @@ public sealed class ChatPage : IAsyncDisposable
         SetDefaultExpectTimeout((float)Patience.TotalMilliseconds);
         var context = await browser.NewContextAsync(options ?? new BrowserNewContextOptions { ViewportSize = new() { Width = 1280, Height = 800 } });
         context.SetDefaultTimeout((float)Patience.TotalMilliseconds);
+        await context.AddInitScriptAsync(RecordToasts);
         var page = await context.NewPageAsync();
         var chat = new ChatPage(context, page, server);
         if (beforeLoad is not null)
@@ -93,8 +94,19 @@ public sealed class ChatPage : IAsyncDisposable
         }
     }
 
-    /// <summary>A toast (the page's non-blocking message) with this text.</summary>
+    /// <summary>A toast (the page's non-blocking message) with this text, while it shows.</summary>
     public ILocator Toast(string text) => Page.Locator("#toasts .toast", new() { HasText = text });
+
+    /// <summary>
+    /// Waits until the page has shown a toast holding <paramref name="text"/> and returns its role (alert or status).
+    /// Toasts go by themselves after seconds, which a starved test can take between two looks at the page: each one is
+    /// recorded as it appears (<see cref="RecordToasts"/>), so one already gone still counts.
+    /// </summary>
+    public async Task<string> ShownToastAsync(string text)
+    {
+        var role = await Page.WaitForFunctionAsync("text => window.__toasts.find(t => t.text.includes(text))?.role", text);
+        return await role.JsonValueAsync<string>();
+    }
 
     public async Task ReloadAsync()
     {
@@ -190,6 +202,21 @@ public sealed class ChatPage : IAsyncDisposable
 
     public async Task ScreenshotAsync(string name) =>
         await Page.ScreenshotAsync(new() { Path = Path.Combine(ChatPageFixture.ArtifactsFolder, name + ".png"), FullPage = true });
+
+    /// <summary>Runs before the page's own scripts in every document: records each toast added (text and role).</summary>
+    private const string RecordToasts =
+        """
+        window.__toasts = [];
+        new MutationObserver((records) => {
+          for (const record of records) {
+            for (const node of record.addedNodes) {
+              if (node instanceof Element && node.classList.contains("toast")) {
+                window.__toasts.push({ text: node.textContent ?? "", role: node.getAttribute("role") ?? "" });
+              }
+            }
+          }
+        }).observe(document, { childList: true, subtree: true });
+        """;
 
     public async ValueTask DisposeAsync() => await Context.CloseAsync();
 }

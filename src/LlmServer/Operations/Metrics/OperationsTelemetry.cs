@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using LlmServer.Sessions;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
@@ -27,6 +28,7 @@ internal static class OperationsTelemetry
                 .AddMeter(SessionMetrics.MeterName)
                 .AddAspNetCoreInstrumentation()
                 .AddPrometheusExporter(options => options.ScrapeResponseCacheDurationMilliseconds = 0));
+        services.ConfigureOpenTelemetryMeterProvider((provider, metrics) => metrics.AddView(OwnMetersOnly(provider.GetRequiredService<IMeterFactory>())));
 
         if (!string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
@@ -37,6 +39,14 @@ internal static class OperationsTelemetry
 
         return services;
     }
+
+    /// <summary>
+    /// Keeps only the instruments of meters this host's <paramref name="meterFactory"/> made. AddMeter listens by name
+    /// to every meter in the process: another host's engine (a second server, an in-process chat client beside this
+    /// one) would otherwise count into this server's exporters, its instruments merged into the same streams.
+    /// </summary>
+    private static Func<Instrument, MetricStreamConfiguration?> OwnMetersOnly(IMeterFactory meterFactory) =>
+        instrument => ReferenceEquals(instrument.Meter.Scope, meterFactory) ? null : MetricStreamConfiguration.Drop;
 
     public static IEndpointRouteBuilder MapOperationsMetrics(this IEndpointRouteBuilder endpoints)
     {
