@@ -1,3 +1,5 @@
+using System.Collections.Frozen;
+
 namespace LlmServer.Engine.Generation;
 
 /// <summary>One generation request. Give either <see cref="Prompt"/> (raw text) or <see cref="Messages"/> (chat).</summary>
@@ -57,6 +59,16 @@ public sealed record GenerationRequest
 
     /// <summary>The triggers as the sampler takes them, once the engine has written them (see <see cref="GrammarTriggers"/>).</summary>
     internal Sampling.LazyTriggers LazyTriggers => new(GrammarTriggers, GrammarTriggerTokens);
+
+    /// <summary>
+    /// Words the output is parsed by (a tool-call format's markers, the reasoning block's tags; see
+    /// <see cref="Scheduling.MarkerTokens"/>), which a vocabulary may hold as control tokens, rendered as nothing:
+    /// those that are one token render as their text (llama.cpp's preserved tokens). Set by the engine.
+    /// </summary>
+    internal IReadOnlyList<string> PreservedWords { get; init; } = [];
+
+    /// <summary>The tokens of <see cref="PreservedWords"/>, which the output renders as text; set by the engine from them.</summary>
+    internal FrozenSet<int> PreservedTokens { get; init; } = FrozenSet<int>.Empty;
 
     /// <summary>
     /// Optional session key: the sequence stays resident in its KV slot after the request, and the session's

@@ -203,6 +203,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
                 submitted = WithTriggersWritten(submitted, use.Vocabulary, splitReasoning, opensInPrompt);
             }
 
+            submitted = WithPreservedTokens(submitted, use.Vocabulary, thinkTags: isChat && _formatter!.Info.WritesThinkTags);
+
             scheduler.EnsurePromptFits(submitted, use.Vocabulary.Bound.MinimumTokens(text), atLeast: true);
             var stream = scheduler.Submit(submitted, TokenizePrompt(use, request.SessionKey, text, isChat), text, cancellationToken);
             if (splitReasoning)
@@ -258,6 +260,15 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             GrammarTriggerTokens = [.. request.GrammarTriggerTokens, .. tokens],
         };
     }
+
+    /// <summary>
+    /// The request's preserved words, with the reasoning block's tags where the template writes them (split off or
+    /// not, the block is text as the model wrote it), as the tokens its output renders as text.
+    /// </summary>
+    internal static GenerationRequest WithPreservedTokens(GenerationRequest request, ITokenVocabulary vocabulary, bool thinkTags) => request with
+    {
+        PreservedTokens = MarkerTokens.Preserved(vocabulary, thinkTags ? [.. request.PreservedWords, ReasoningStage.OpenTag, ReasoningStage.CloseTag] : request.PreservedWords),
+    };
 
     private static void ValidateLogitBias(SamplingOptions sampling, ITokenVocabulary vocabulary)
     {

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Numerics.Tensors;
 using System.Text;
 using LlmServer.Engine.Generation;
@@ -8,7 +9,8 @@ namespace LlmServer.Engine.Sampling;
 /// <summary>Log-probabilities from the model's raw logits (before sampling settings), as OpenAI reports them.</summary>
 internal static class LogProbCalculator
 {
-    public static TokenLogProb Compute(IInferenceBackend backend, int batchIndex, int token, int top)
+    /// <summary>The token's log-probability and the <paramref name="top"/> likeliest, each token's text as the output renders it.</summary>
+    public static TokenLogProb Compute(IInferenceBackend backend, int batchIndex, int token, int top, FrozenSet<int> preserved)
     {
         var logits = backend.GetLogits(batchIndex);
         var max = TensorPrimitives.Max(logits);
@@ -24,12 +26,12 @@ internal static class LogProbCalculator
         {
             foreach (var candidate in TopIndices(logits, top))
             {
-                var bytes = backend.Vocabulary.Utf8Of([candidate]);
+                var bytes = backend.Vocabulary.Utf8Of([candidate], preserved);
                 alternatives.Add(new TopLogProb(candidate, Encoding.UTF8.GetString(bytes), bytes, logits[candidate] - logNormalizer));
             }
         }
 
-        var tokenBytes = backend.Vocabulary.Utf8Of([token]);
+        var tokenBytes = backend.Vocabulary.Utf8Of([token], preserved);
         return new TokenLogProb(token, Encoding.UTF8.GetString(tokenBytes), tokenBytes, logits[token] - logNormalizer, alternatives);
     }
 

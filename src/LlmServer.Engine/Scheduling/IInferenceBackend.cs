@@ -96,10 +96,11 @@ internal interface ITokenVocabulary
     int[] TokenizeContinuation(string text, bool parseSpecial);
 
     /// <summary>
-    /// Writes the token's bytes (not rendering control tokens) and returns their length; when that exceeds
-    /// <paramref name="destination"/> nothing is written (as LLamaSharp does), so callers read through <see cref="TokenBytes.PieceOf"/>.
+    /// Writes the token's bytes and returns their length: a control token's text only when <paramref name="special"/>,
+    /// else nothing. When the length exceeds <paramref name="destination"/> nothing is written (as LLamaSharp does),
+    /// so callers read through <see cref="TokenBytes.PieceOf"/>.
     /// </summary>
-    int TokenToBytes(int token, Span<byte> destination);
+    int TokenToBytes(int token, Span<byte> destination, bool special);
 
     bool IsEndOfGeneration(int token);
 }

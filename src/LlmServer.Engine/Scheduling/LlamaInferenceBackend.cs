@@ -187,8 +187,8 @@ internal sealed class LlamaVocabulary : ITokenVocabulary
             : Tokenize(text, addSpecial: false, parseSpecial);
     }
 
-    public int TokenToBytes(int token, Span<byte> destination) =>
-        (int)_weights.NativeHandle.TokenToSpan(token, destination, 0, false);
+    public int TokenToBytes(int token, Span<byte> destination, bool special) =>
+        (int)_weights.NativeHandle.TokenToSpan(token, destination, 0, special);
 
     public bool IsEndOfGeneration(int token) => Array.IndexOf(EndOfGenerationTokens, token) >= 0;
 

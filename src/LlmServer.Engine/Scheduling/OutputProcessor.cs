@@ -219,14 +219,14 @@ internal sealed partial class OutputProcessor(IInferenceBackend backend, SlotTab
         metrics.GeneratedToken();
         choice.UnemittedTokens++;
         Span<byte> buffer = stackalloc byte[TokenBytes.StackPiece];
-        var piece = vocabulary.PieceOf(token, buffer);
+        var piece = vocabulary.PieceOf(token, buffer, request.Request.PreservedTokens.Contains(token));
         var text = choice.Decoder.Append(piece);
         choice.DecodedChars += text.Length;
         if (request.Request.LogProbs)
         {
             // Counted in characters, as the stop matcher holds text back: a token ending inside a character is complete
             // with the next one decoded (invalid bytes decode to one replacement character each, whatever their count).
-            (choice.UnemittedLogProbs ??= []).Add(LogProbCalculator.Compute(backend, choice.BatchIndex, token, request.Request.TopLogProbs));
+            (choice.UnemittedLogProbs ??= []).Add(LogProbCalculator.Compute(backend, choice.BatchIndex, token, request.Request.TopLogProbs, request.Request.PreservedTokens));
             choice.UnemittedLogProbEnds.Add(choice.DecodedChars + (choice.Decoder.HasPending ? 1 : 0));
         }
 

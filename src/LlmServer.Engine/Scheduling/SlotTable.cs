@@ -545,9 +545,10 @@ internal sealed partial class SlotTable
             return;
         }
 
-        // The generated tokens in the KV (all but the last sampled one), as the text they stand for.
+        // The generated tokens in the KV (all but the last sampled one), as the text they stand for: as the output
+        // rendered them (preserved markers as text), the text the client sends back in the next prompt.
         var decoder = new Utf8StreamDecoder();
-        var generated = decoder.Append(_backend.Vocabulary.Utf8Of(CollectionsMarshal.AsSpan(slot.Tokens)[prompt.Length..]));
+        var generated = decoder.Append(_backend.Vocabulary.Utf8Of(CollectionsMarshal.AsSpan(slot.Tokens)[prompt.Length..], request.Request.PreservedTokens));
 
         // A character still unfinished at the end has no exact text: then nothing is remembered.
         if (decoder.Flush().Length > 0)

@@ -77,6 +77,21 @@ public static partial class ToolCallFormats
         _ => "generic",
     };
 
+    /// <summary>
+    /// The markers the format's calls are parsed by (<see cref="ToolCallParser"/>), which a vocabulary may hold as
+    /// control tokens: the output renders those as text (<see cref="Scheduling.MarkerTokens"/>), as llama.cpp
+    /// preserves them.
+    /// </summary>
+    internal static IReadOnlyList<string> Markers(ToolCallFormat format) => format switch
+    {
+        ToolCallFormat.Hermes => ["<tool_call>", "</tool_call>"],
+        ToolCallFormat.Llama3 => ["<|python_tag|>"],
+        ToolCallFormat.Mistral => ["[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"],
+        ToolCallFormat.MistralNemo => ["[TOOL_CALLS]"],
+        ToolCallFormat.FunctionaryV32 => [">>>"],
+        _ => [],
+    };
+
     /// <summary>Mistral's templates refuse any call id that is not 9 alphanumeric characters (<see cref="ShortToolCallIds"/>).</summary>
     public static bool WantsShortIds(ToolCallFormat format) => format is ToolCallFormat.Mistral or ToolCallFormat.MistralNemo;
 

@@ -82,11 +82,11 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
     /// <summary>
     /// The token that is <paramref name="word"/> in <paramref name="vocabulary"/>, if one is: a call's marker that
     /// the model writes as one special token (Qwen's <c>&lt;tool_call&gt;</c>, Mistral's <c>[TOOL_CALLS]</c>), as
-    /// llama.cpp's server makes such a trigger word a trigger token. Tokenized as a continuation, so that the token's
-    /// text is the word itself (no SentencePiece space before it): llama.cpp feeds the grammar that text.
+    /// llama.cpp's server makes such a trigger word a trigger token. Only where the token's text is the word itself:
+    /// llama.cpp feeds the grammar that text, and aborts the process on text the grammar refuses.
     /// </summary>
     public static int? TriggerToken(ITokenVocabulary vocabulary, string word) =>
-        vocabulary.TokenizeContinuation(word, parseSpecial: true) is [var token] ? token : null;
+        MarkerTokens.TokenOf(vocabulary, word) is { } token && MarkerTokens.Spells(vocabulary, token, word) ? token : null;
 
     /// <summary>
     /// A marker as a pattern (see <see cref="WholeText"/>), for where it cannot be a token: anywhere after text. Every

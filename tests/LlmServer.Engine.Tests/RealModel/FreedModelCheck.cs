@@ -74,10 +74,10 @@ internal sealed class FreedModelCheck
             return inner.TokenizeContinuation(text, parseSpecial);
         }
 
-        public int TokenToBytes(int token, Span<byte> destination)
+        public int TokenToBytes(int token, Span<byte> destination, bool special)
         {
             check.Use();
-            return inner.TokenToBytes(token, destination);
+            return inner.TokenToBytes(token, destination, special);
         }
 
         public bool IsEndOfGeneration(int token) => inner.IsEndOfGeneration(token);

@@ -194,19 +194,41 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
         }
     }
 
-    private sealed class CharVocabulary : ITokenVocabulary
+    /// <summary>
+    /// One token a character, but for two control tokens (as Mistral's vocabulary has them): they render as nothing,
+    /// or as their text when asked to, and a text that parses special tokens spells them.
+    /// </summary>
+    internal sealed class CharVocabulary : ITokenVocabulary
     {
+        public const int ToolCalls = 1;
+        public const int Args = 2;
+
+        private static readonly string[] ControlTexts = [string.Empty, "[TOOL_CALLS]", "[ARGS]"];
+
         public int Count => 128;
 
         public bool AddBos => false;
 
-        public TokenCountBound Bound { get; } = TokenCountBound.WithLongestToken(1);
+        public TokenCountBound Bound { get; } = TokenCountBound.WithLongestToken(ControlTexts.Max(t => t.Length));
 
-        public int[] Tokenize(string text, bool addSpecial, bool parseSpecial) => text.Select(c => (int)c).ToArray();
+        public int[] Tokenize(string text, bool addSpecial, bool parseSpecial)
+        {
+            var tokens = new List<int>(text.Length);
+            for (var i = 0; i < text.Length; i++)
+            {
+                var control = parseSpecial ? Array.FindIndex(ControlTexts, c => c.Length > 0 && text.AsSpan(i).StartsWith(c, StringComparison.Ordinal)) : -1;
+                tokens.Add(control > 0 ? control : text[i]);
+                i += control > 0 ? ControlTexts[control].Length - 1 : 0;
+            }
+
+            return [.. tokens];
+        }
 
         public int[] TokenizeContinuation(string text, bool parseSpecial) => Tokenize(text, false, parseSpecial);
 
-        public int TokenToBytes(int token, Span<byte> destination) => Encoding.UTF8.GetBytes(((char)token).ToString(), destination);
+        public int TokenToBytes(int token, Span<byte> destination, bool special) => token is ToolCalls or Args
+            ? (special ? Encoding.UTF8.GetBytes(ControlTexts[token], destination) : 0)
+            : Encoding.UTF8.GetBytes(((char)token).ToString(), destination);
 
         public bool IsEndOfGeneration(int token) => token == 0;
     }

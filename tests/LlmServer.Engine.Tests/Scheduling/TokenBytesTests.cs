@@ -36,11 +36,11 @@ public sealed class TokenBytesTests
         var vocabulary = new LlamaVocabulary(weights);
         Span<byte> whole = stackalloc byte[TokenBytes.StackPiece];
         var token = vocabulary.Tokenize("Once upon a time the children played", addSpecial: false, parseSpecial: false)
-            .First(t => vocabulary.TokenToBytes(t, new byte[TokenBytes.StackPiece]) > 1);
-        var length = vocabulary.TokenToBytes(token, whole);
+            .First(t => vocabulary.TokenToBytes(t, new byte[TokenBytes.StackPiece], special: false) > 1);
+        var length = vocabulary.TokenToBytes(token, whole, special: false);
 
         Span<byte> tooShort = [0xEE];
-        Assert.Equal(length, vocabulary.TokenToBytes(token, tooShort));
+        Assert.Equal(length, vocabulary.TokenToBytes(token, tooShort, special: false));
         Assert.Equal(0xEE, tooShort[0]);
         Assert.Equal(whole[..length].ToArray(), vocabulary.PieceOf(token, tooShort).ToArray());
     }
@@ -61,7 +61,7 @@ public sealed class TokenBytesTests
 
         public int[] TokenizeContinuation(string text, bool parseSpecial) => throw new NotSupportedException();
 
-        public int TokenToBytes(int token, Span<byte> destination)
+        public int TokenToBytes(int token, Span<byte> destination, bool special)
         {
             var piece = Encoding.UTF8.GetBytes(token switch { Long => LongText, 1 => "a", _ => "b" });
             if (piece.Length <= destination.Length)

@@ -34,7 +34,7 @@ internal sealed class TokenizerCalls
             return inner.TokenizeContinuation(text, parseSpecial);
         }
 
-        public int TokenToBytes(int token, Span<byte> destination) => inner.TokenToBytes(token, destination);
+        public int TokenToBytes(int token, Span<byte> destination, bool special) => inner.TokenToBytes(token, destination, special);
 
         public bool IsEndOfGeneration(int token) => inner.IsEndOfGeneration(token);
     }
