@@ -104,7 +104,9 @@ internal static class ChatRequestMapper
                 switch (content)
                 {
                     // An answer's reasoning goes to the template with it (which keeps it where it keeps any: Qwen3
-                    // in a tool-call loop); other messages' reasoning carries nothing for the model.
+                    // in a tool-call loop); other messages' reasoning carries nothing for the model. Its pieces join
+                    // with nothing between them, as message.Text joins text: they are pieces of one text (a streamed
+                    // answer's updates, coalesced or not), unlike the Responses wire's reasoning items (a newline).
                     case TextReasoningContent thought when message.Role == ChatRole.Assistant:
                         reasoning += thought.Text;
                         break;

@@ -17,16 +17,24 @@ namespace LlmServer.Extensions.Tests;
 
 /// <summary>
 /// One in-process host for the whole collection: the real engine on stories260K with two slots, the chat client
-/// behind logging, OpenTelemetry and a recording middleware, and a Semantic Kernel over the same client.
+/// behind logging, OpenTelemetry and a recording middleware, and a Semantic Kernel over the same client. The model's
+/// own chat template renders the prompt, or the one a derived fixture names (<see cref="Qwen3EngineHostFixture"/>).
 /// </summary>
-public sealed class EngineHostFixture : IAsyncLifetime
+public class EngineHostFixture : IAsyncLifetime
 {
     public const string ActivitySourceName = "LlmServer.Extensions.Tests";
 
     private readonly ActivityListener _listener;
+    private readonly string? _chatTemplateFile;
 
     public EngineHostFixture()
+        : this(chatTemplateFile: null)
     {
+    }
+
+    protected EngineHostFixture(string? chatTemplateFile)
+    {
+        _chatTemplateFile = chatTemplateFile;
         _listener = new ActivityListener
         {
             ShouldListenTo = source => source.Name == ActivitySourceName,
@@ -60,6 +68,7 @@ public sealed class EngineHostFixture : IAsyncLifetime
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["Model:Path"] = TestModels.Stories260K,
+            ["Model:ChatTemplateFile"] = _chatTemplateFile,
             ["Scheduler:Slots"] = "2",
             ["Model:Threads"] = "1",
             ["Model:BatchThreads"] = "1",

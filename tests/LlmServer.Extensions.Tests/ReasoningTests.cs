@@ -15,43 +15,6 @@ using TextContent = Microsoft.Extensions.AI.TextContent;
 
 namespace LlmServer.Extensions.Tests;
 
-/// <summary>The in-process engine on stories260K with Qwen3's chat template: a reasoning model's prompt and output shape.</summary>
-public sealed class Qwen3EngineHostFixture : IAsyncLifetime
-{
-    public IHost Host { get; private set; } = null!;
-
-    public IChatClient ChatClient => Host.Services.GetRequiredService<IChatClient>();
-
-    public ITextGenerator Generator => Host.Services.GetRequiredService<ITextGenerator>();
-
-    public async Task InitializeAsync()
-    {
-        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["Model:Path"] = TestModels.Stories260K,
-            ["Model:ChatTemplateFile"] = Path.Combine(ChatTemplateFixtures.Root, "templates", "Qwen-Qwen3-0.6B.jinja"),
-            ["Scheduler:Slots"] = "1",
-            ["Scheduler:ContextSize"] = "2048",
-            ["Model:Threads"] = "1",
-            ["Model:BatchThreads"] = "1",
-        });
-        builder.Services.AddLlmServerEngine(builder.Configuration);
-        builder.Services.AddLlmServerChatClient();
-
-        Host = builder.Build();
-        await Host.StartAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await Generator.WaitUntilReadyAsync(cancellationToken: timeout.Token);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await Host.StopAsync();
-        Host.Dispose();
-    }
-}
-
 /// <summary>
 /// Reasoning through <see cref="IChatClient"/>: the answer's <c>&lt;think&gt;</c> block comes back as
 /// <see cref="TextReasoningContent"/>, and an assistant message's reasoning goes to the template. A grammar makes the

@@ -107,9 +107,10 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
     /// <summary>
     /// Matched from the answer's start (see <see cref="WholeText"/>): a bare JSON call only where the answer starts,
     /// as the parser reads one (as llama.cpp's Llama 3.x handler anchored its own); Functionary's tool name where the
-    /// answer starts or after its <c>&gt;&gt;&gt;</c>. llama.cpp feeds the grammar from the first capture group:
-    /// each pattern matches only once the text ends exactly with the opening of a call, so what the grammar is fed
-    /// is always a prefix it accepts (fed anything else, llama.cpp would abort the process).
+    /// answer starts or after its <c>&gt;&gt;&gt;</c>. Each capture is the opening of a call, and a pattern matches
+    /// at the first token that completes one; llama.cpp feeds the grammar from the capture to the end of that token
+    /// (<see cref="WholeText"/> lets text follow the capture), so the rest of that token must be text a call may
+    /// continue with (fed anything the grammar does not accept, llama.cpp would abort the process).
     /// </summary>
     private static List<string> Triggers(ToolCallFormat format, IEnumerable<ToolDefinition> tools) => format switch
     {

@@ -90,13 +90,25 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, lo
     {
         var calls = output.OfType<ResponseFunctionCallItem>().Select(c => new ToolCall(c.CallId, c.Name, c.Arguments)).ToList();
         var text = OutputText(output);
-        var reasoning = output.OfType<ResponseReasoningItem>().Select(r => string.Join('\n', r.Content.Select(p => p.Text))).ToList();
+        var reasoning = output.OfType<ResponseReasoningItem>()
+            .Select(r => string.Join('\n', r.Content.Select(p => p.Text)))
+            .Aggregate((string?)null, JoinReasoning);
         return new ChatTurn("assistant", calls.Count > 0 && text.Length == 0 ? null : text)
         {
             ToolCalls = calls.Count == 0 ? null : calls,
-            ReasoningContent = reasoning.Count == 0 ? null : string.Join('\n', reasoning),
+            ReasoningContent = reasoning,
         };
     }
+
+    /// <summary>
+    /// The reasoning a turn already had, then one more reasoning item's (its parts joined with newlines, as input
+    /// items' parts are read): the one rule for the reasoning items of a replayed input
+    /// (<see cref="ResponsesRequestMapper.Conversation"/>) and of a stored response's output
+    /// (<see cref="AssistantTurn"/>), so that continuing with <c>previous_response_id</c> renders the prompt that
+    /// replaying the output items does.
+    /// </summary>
+    public static string? JoinReasoning(string? reasoning, string? more) =>
+        reasoning is null ? more : more is null ? reasoning : reasoning + "\n" + more;
 
     private static string OutputText(IReadOnlyList<ResponseOutputItem> output) =>
         string.Concat(output.OfType<ResponseOutputMessage>().SelectMany(m => m.Content).Select(p => p.Text));

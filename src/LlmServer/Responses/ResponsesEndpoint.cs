@@ -140,29 +140,33 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
     /// item, text to the open message, or each opens its own; a call closes what is open and opens its own item).
     /// Closing an item writes its done events.
     /// </summary>
-    private sealed class StreamedOutput(ResponseEventWriter events)
+    private sealed class StreamedOutput
     {
+        private readonly ResponseEventWriter _events;
         private readonly List<ResponseOutputItem> _closed = [];
-        private readonly StringBuilder _text = new();
-        private readonly StringBuilder _reasoning = new();
-        private string? _messageId;
-        private string? _reasoningId;
+        private readonly ContentItem<ResponseOutputText> _message;
+        private readonly ContentItem<ResponseReasoningText> _reasoning;
         private (string ItemId, ToolCallStarted Call, StringBuilder Arguments)? _call;
+
+        public StreamedOutput(ResponseEventWriter events)
+        {
+            _events = events;
+            _message = new(events, _closed, ResponseShape.NewMessageId, ResponseShape.Message, ResponseShape.TextPart, ResponsesJson.Context.ResponseOutputText, events.TextDelta, events.TextDone);
+            _reasoning = new(events, _closed, ResponseShape.NewReasoningId, ResponseShape.Reasoning, ResponseShape.ReasoningPart, ResponsesJson.Context.ResponseReasoningText, events.ReasoningDelta, events.ReasoningDone);
+        }
 
         private int OpenIndex => _closed.Count;
 
         public void OpenMessage()
         {
-            if (_messageId is not null)
+            if (_message.IsOpen)
             {
                 return;
             }
 
-            CloseReasoning("completed");
+            _reasoning.Close("completed");
             CloseCall("completed");
-            _messageId = ResponseShape.NewMessageId();
-            events.OutputItem("response.output_item.added"u8, OpenIndex, ResponseShape.Message(_messageId, "in_progress", text: null));
-            events.ContentPart("response.content_part.added"u8, _messageId, OpenIndex, ResponseShape.TextPart(string.Empty), ResponsesJson.Context.ResponseOutputText);
+            _message.Open();
         }
 
         /// <summary>A piece of the answer: an empty one (tokens without text) opens no message, as a whole answer without text has none.</summary>
@@ -174,23 +178,19 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
             }
 
             OpenMessage();
-            _text.Append(delta);
-            events.TextDelta(_messageId!, OpenIndex, delta);
+            _message.Append(delta);
         }
 
         public void Reasoning(string delta)
         {
-            if (_reasoningId is null)
+            if (!_reasoning.IsOpen)
             {
-                CloseMessage("completed");
+                _message.Close("completed");
                 CloseCall("completed");
-                _reasoningId = ResponseShape.NewReasoningId();
-                events.OutputItem("response.output_item.added"u8, OpenIndex, ResponseShape.Reasoning(_reasoningId, "in_progress", text: null));
-                events.ContentPart("response.content_part.added"u8, _reasoningId, OpenIndex, ResponseShape.ReasoningPart(string.Empty), ResponsesJson.Context.ResponseReasoningText);
+                _reasoning.Open();
             }
 
             _reasoning.Append(delta);
-            events.ReasoningDelta(_reasoningId, OpenIndex, delta);
         }
 
         public void ToolCall(GenerationEvent item)
@@ -198,15 +198,15 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
             switch (item)
             {
                 case ToolCallStarted started:
-                    CloseReasoning("completed");
-                    CloseMessage("completed");
+                    _reasoning.Close("completed");
+                    _message.Close("completed");
                     CloseCall("completed");
                     _call = (ResponseShape.NewFunctionCallId(), started, new StringBuilder());
-                    events.OutputItem("response.output_item.added"u8, OpenIndex, ResponseShape.FunctionCall(_call.Value.ItemId, "in_progress", Call(started, string.Empty)));
+                    _events.OutputItem("response.output_item.added"u8, OpenIndex, ResponseShape.FunctionCall(_call.Value.ItemId, "in_progress", Call(started, string.Empty)));
                     break;
                 case ToolCallArgumentsDelta arguments when _call is { } call:
                     call.Arguments.Append(arguments.Fragment);
-                    events.ArgumentsDelta(call.ItemId, OpenIndex, arguments.Fragment);
+                    _events.ArgumentsDelta(call.ItemId, OpenIndex, arguments.Fragment);
                     break;
             }
         }
@@ -214,13 +214,13 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         /// <summary>Closes the open item with <paramref name="status"/>; an answer with no item at all gets an empty message.</summary>
         public List<ResponseOutputItem> Finish(string status)
         {
-            if (_closed.Count == 0 && _messageId is null && _call is null && _reasoningId is null)
+            if (_closed.Count == 0 && !_message.IsOpen && _call is null && !_reasoning.IsOpen)
             {
                 OpenMessage();
             }
 
-            CloseReasoning(status);
-            CloseMessage(status);
+            _reasoning.Close(status);
+            _message.Close(status);
             CloseCall(status);
             return _closed;
         }
@@ -229,14 +229,14 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         public List<ResponseOutputItem> Snapshot()
         {
             List<ResponseOutputItem> items = [.. _closed];
-            if (_reasoningId is not null)
+            if (_reasoning.Incomplete() is { } reasoning)
             {
-                items.Add(ResponseShape.Reasoning(_reasoningId, "incomplete", _reasoning.ToString()));
+                items.Add(reasoning);
             }
 
-            if (_messageId is not null)
+            if (_message.Incomplete() is { } message)
             {
-                items.Add(ResponseShape.Message(_messageId, "incomplete", _text.ToString()));
+                items.Add(message);
             }
 
             if (_call is { } call)
@@ -249,40 +249,6 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
 
         private static ToolCall Call(ToolCallStarted started, string arguments) => new(started.Id, started.Name, arguments);
 
-        private void CloseMessage(string status)
-        {
-            if (_messageId is not { } itemId)
-            {
-                return;
-            }
-
-            var text = _text.ToString();
-            events.TextDone(itemId, OpenIndex, text);
-            events.ContentPart("response.content_part.done"u8, itemId, OpenIndex, ResponseShape.TextPart(text), ResponsesJson.Context.ResponseOutputText);
-            var message = ResponseShape.Message(itemId, status, text);
-            events.OutputItem("response.output_item.done"u8, OpenIndex, message);
-            _closed.Add(message);
-            _messageId = null;
-            _text.Clear();
-        }
-
-        private void CloseReasoning(string status)
-        {
-            if (_reasoningId is not { } itemId)
-            {
-                return;
-            }
-
-            var text = _reasoning.ToString();
-            events.ReasoningDone(itemId, OpenIndex, text);
-            events.ContentPart("response.content_part.done"u8, itemId, OpenIndex, ResponseShape.ReasoningPart(text), ResponsesJson.Context.ResponseReasoningText);
-            var reasoning = ResponseShape.Reasoning(itemId, status, text);
-            events.OutputItem("response.output_item.done"u8, OpenIndex, reasoning);
-            _closed.Add(reasoning);
-            _reasoningId = null;
-            _reasoning.Clear();
-        }
-
         private void CloseCall(string status)
         {
             if (_call is not { } open)
@@ -291,12 +257,68 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
             }
 
             var call = Call(open.Call, open.Arguments.ToString());
-            events.ArgumentsDone(open.ItemId, OpenIndex, call);
+            _events.ArgumentsDone(open.ItemId, OpenIndex, call);
             var item = ResponseShape.FunctionCall(open.ItemId, status, call);
-            events.OutputItem("response.output_item.done"u8, OpenIndex, item);
+            _events.OutputItem("response.output_item.done"u8, OpenIndex, item);
             _closed.Add(item);
             _call = null;
         }
+    }
+
+    /// <summary>
+    /// An output item of one text part that comes in deltas, a message or reasoning (<paramref name="item"/> and
+    /// <paramref name="part"/> build them, <paramref name="writeDelta"/> and <paramref name="writeDone"/> write their
+    /// text's events). Opening writes <c>response.output_item.added</c> and <c>response.content_part.added</c>;
+    /// closing writes the text's done event, <c>response.content_part.done</c> and <c>response.output_item.done</c>,
+    /// and adds the item to <paramref name="closed"/>, whose count is the open item's output index.
+    /// </summary>
+    private sealed class ContentItem<TPart>(
+        ResponseEventWriter events,
+        List<ResponseOutputItem> closed,
+        Func<string> newId,
+        Func<string, string, string?, ResponseOutputItem> item,
+        Func<string, TPart> part,
+        JsonTypeInfo<TPart> partType,
+        Action<string, int, string> writeDelta,
+        Action<string, int, string> writeDone)
+    {
+        private readonly StringBuilder _text = new();
+        private string? _itemId;
+
+        public bool IsOpen => _itemId is not null;
+
+        public void Open()
+        {
+            _itemId = newId();
+            events.OutputItem("response.output_item.added"u8, closed.Count, item(_itemId, "in_progress", null));
+            events.ContentPart("response.content_part.added"u8, _itemId, closed.Count, part(string.Empty), partType);
+        }
+
+        public void Append(string delta)
+        {
+            _text.Append(delta);
+            writeDelta(_itemId!, closed.Count, delta);
+        }
+
+        public void Close(string status)
+        {
+            if (_itemId is not { } itemId)
+            {
+                return;
+            }
+
+            var text = _text.ToString();
+            writeDone(itemId, closed.Count, text);
+            events.ContentPart("response.content_part.done"u8, itemId, closed.Count, part(text), partType);
+            var done = item(itemId, status, text);
+            events.OutputItem("response.output_item.done"u8, closed.Count, done);
+            closed.Add(done);
+            _itemId = null;
+            _text.Clear();
+        }
+
+        /// <summary>The open item so far, incomplete; null when none is open.</summary>
+        public ResponseOutputItem? Incomplete() => _itemId is { } itemId ? item(itemId, "incomplete", _text.ToString()) : null;
     }
 
     /// <summary>Writes the named events, each with its <c>sequence_number</c>.</summary>

@@ -67,7 +67,7 @@ internal static class ResponsesRequestMapper
                     if (turns is [.., { Role: "assistant" } last])
                     {
                         // The same turn: its calls await their outputs together.
-                        turns[^1] = last with { ToolCalls = [.. last.ToolCalls ?? [], call], ReasoningContent = Joined(last.ReasoningContent, reasoning) };
+                        turns[^1] = last with { ToolCalls = [.. last.ToolCalls ?? [], call], ReasoningContent = ResponseShape.JoinReasoning(last.ReasoningContent, reasoning) };
                     }
                     else
                     {
@@ -113,7 +113,7 @@ internal static class ResponsesRequestMapper
                 case ResponseInputItem.ReasoningType:
                     // Reasoning starts an answer: the calls before it are answered by then.
                     RequireAnswered(answers, callItems, $"before input[{i}]");
-                    reasoning = Joined(reasoning, Reasoning(item, i, isLast: i == input.Count - 1));
+                    reasoning = ResponseShape.JoinReasoning(reasoning, Reasoning(item, i, isLast: i == input.Count - 1));
                     break;
                 default:
                     throw OpenAiException.InvalidField(
@@ -214,10 +214,6 @@ internal static class ResponsesRequestMapper
             Required(item.CallId, field + ".call_id", "a function_call_output item needs the call_id of the function call it answers"),
             Required(item.Output, field + ".output", "a function_call_output item carries the call's result", allowEmpty: true));
     }
-
-    /// <summary>The reasoning a turn already had, then more (two reasoning items before one output).</summary>
-    private static string? Joined(string? reasoning, string? more) =>
-        reasoning is null ? more : more is null ? reasoning : reasoning + "\n" + more;
 
     /// <summary>
     /// A reasoning item's text. Refused without reasoning_text content (a summary alone is not the chain the model

@@ -160,11 +160,13 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
     {
         var strings = new Dictionary<string, string>(StringComparer.Ordinal);
         Dictionary<string, string>? mistyped = null;
-        string? output = null;
 
-        // The content is read once the type is known (it may come after): a reasoning item's is reasoning_text parts.
+        // The content and output are read once the type is known (it may come after): a reasoning item's content is
+        // reasoning_text parts, and an item whose type is not a string is refused for its type, whatever it holds.
         var contentReader = default(Utf8JsonReader);
         var hasContent = false;
+        var outputReader = default(Utf8JsonReader);
+        var hasOutput = false;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
         {
             var property = reader.GetString()!;
@@ -184,7 +186,9 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
                     reader.Skip();
                     break;
                 case "output" when reader.TokenType != JsonTokenType.Null:
-                    output = ReadText(ref reader, index, property, TextTypes);
+                    outputReader = reader;
+                    hasOutput = true;
+                    reader.Skip();
                     break;
                 default:
                     reader.Skip();
@@ -192,11 +196,18 @@ internal sealed class ResponseInputConverter : JsonConverter<IReadOnlyList<Respo
             }
         }
 
+        if (mistyped?.ContainsKey("type") == true)
+        {
+            // The mapper refuses it (input[i].type) before reading anything else of the item.
+            return new ResponseInputItem(ResponseInputItem.MessageType) { MistypedFields = mistyped };
+        }
+
         var type = strings.GetValueOrDefault("type") ?? ResponseInputItem.MessageType;
         var content = !hasContent ? null
             : type != ResponseInputItem.ReasoningType ? ReadText(ref contentReader, index, "content", TextTypes)
             : IsEmptyArray(contentReader) ? null
             : ReadText(ref contentReader, index, "content", ReasoningTextTypes);
+        var output = hasOutput ? ReadText(ref outputReader, index, "output", TextTypes) : null;
 
         // The mapper checks each item's fields, so its refusals name them (input[2].call_id).
         return new ResponseInputItem(type)

@@ -286,7 +286,8 @@ public sealed class ResponsesReasoningTests(Qwen3ScriptedServerFixture fixture) 
     [InlineData("[{\"role\":\"user\",\"content\":\"Hi\"},{\"type\":\"reasoning\",\"summary\":[],\"content\":[]},{\"role\":\"assistant\",\"content\":\"Hello.\"}]", "input[1].content")]
     [InlineData("[{\"role\":\"user\",\"content\":\"Hi\"},{\"type\":\"reasoning\",\"summary\":[],\"content\":[{\"type\":\"output_text\",\"text\":\"Hm.\"}]},{\"role\":\"assistant\",\"content\":\"Hello.\"}]", "input[1].content")]
     [InlineData("[{\"role\":\"user\",\"content\":\"Hi\"},{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"get_weather\",\"arguments\":\"{}\"},{\"type\":\"reasoning\",\"summary\":[],\"content\":[{\"type\":\"reasoning_text\",\"text\":\"Hm.\"}]},{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"Sunny\"}]", "input[1].call_id")]
-    public async Task A_misplaced_or_empty_reasoning_item_is_refused(string input, string param)
+    [InlineData("[{\"role\":\"user\",\"content\":\"Hi\"},{\"type\":[\"reasoning\"],\"summary\":[],\"content\":[{\"type\":\"reasoning_text\",\"text\":\"Hm.\"}]},{\"role\":\"assistant\",\"content\":\"Hello.\"}]", "input[1].type")]
+    public async Task A_misplaced_empty_or_mistyped_reasoning_item_is_refused(string input, string param)
     {
         var (status, json, _) = await PostAsync(Client, Path, "{\"input\":" + input + Tools + "}");
 

@@ -235,6 +235,7 @@ public sealed class ResponsesToolTests(ToolServerFixture fixture) : IClassFixtur
     [InlineData("""[{"type":"function_call_output","call_id":true,"output":"5"}]""", "input[0].call_id", "Invalid type for 'input[0].call_id': expected a string, but got a boolean instead.")]
     [InlineData("""[{"role":1,"content":"Hi"}]""", "input[0].role", "Invalid type for 'input[0].role': expected a string, but got a number instead.")]
     [InlineData("""[{"role":"user","content":"Hi"},{"type":{"kind":"function_call"},"call_id":"call_x","name":"add","arguments":"{}"}]""", "input[1].type", "Invalid type for 'input[1].type': expected a string, but got an object instead.")]
+    [InlineData("""[{"type":7,"call_id":"call_x","output":{"sum":5}}]""", "input[0].type", "Invalid type for 'input[0].type': expected a string, but got a number instead.")]
     [InlineData("""[{"role":"user","content":7}]""", "input[0].content", "Invalid value for 'input[0].content': expected a string or an array of content parts.")]
     [InlineData("""[{"role":"user","content":"Add."},{"role":"assistant","content":[{"type":"refusal","refusal":"No."}]}]""", "input[1].content", "Invalid value for 'input[1].content': content parts of type 'refusal' are not supported; only input_text and output_text parts are.")]
     [InlineData("""[{"type":"function_call","call_id":"call_x","name":"add","arguments":"{}"},{"type":"function_call_output","call_id":"call_x","output":{"sum":5}}]""", "input[1].output", "Invalid value for 'input[1].output': expected a string or an array of content parts.")]
