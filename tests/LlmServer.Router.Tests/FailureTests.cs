@@ -13,7 +13,9 @@ public sealed class FailureTests
     [Fact]
     public async Task With_no_replica_reachable_the_router_answers_503_with_retry_after_in_the_APIs_error_shape()
     {
-        await using var router = await RouterHost.StartAsync($"http://127.0.0.1:{ReplicaProcess.FreePort()}", $"http://127.0.0.1:{ReplicaProcess.FreePort()}");
+        using var first = new ClosedPort();
+        using var second = new ClosedPort();
+        await using var router = await RouterHost.StartAsync(first.Address, second.Address);
 
         using var openAi = await router.Client.PostAsync(new Uri("/v1/chat/completions", UriKind.Relative), Sse.Json("""{"messages":[{"role":"user","content":"hi"}]}"""));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, openAi.StatusCode);
@@ -45,7 +47,8 @@ public sealed class FailureTests
     public async Task A_request_that_never_reached_a_replica_is_sent_to_another()
     {
         await using var live = await ReplicaProcess.StartAsync();
-        var dead = $"http://127.0.0.1:{ReplicaProcess.FreePort()}";
+        using var closed = new ClosedPort();
+        var dead = closed.Address;
         await using var router = await RouterHost.StartAsync(dead, live.Address);
 
         // Keys that hash to the dead replica (its health still unknown): each must still be answered, by the live one.

@@ -1,6 +1,7 @@
 using System.Net;
 using LlmServer.Router.Hosting;
 using LlmServer.Router.Tests.Infrastructure;
+using LlmServer.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -24,13 +25,13 @@ public sealed class RouterLoggingTests
     public async Task An_access_token_in_a_logged_url_is_redacted()
     {
         var capture = new CapturingLoggerProvider();
-        var port = ReplicaProcess.FreePort();
+        using var replica = new ClosedPort();
         await using var app = RouterApplication.Build(
-            ["--urls", $"http://127.0.0.1:{port}", "--Logging:LogLevel:Default=Information", "--Logging:LogLevel:Microsoft.AspNetCore=Information",
-             "--Logging:LogLevel:Yarp=Information", $"--Router:Replicas:0=http://127.0.0.1:{ReplicaProcess.FreePort()}"],
+            ["--urls", ServerProcess.AnyLoopbackPort, "--Logging:LogLevel:Default=Information", "--Logging:LogLevel:Microsoft.AspNetCore=Information",
+             "--Logging:LogLevel:Yarp=Information", $"--Router:Replicas:0={replica.Address}"],
             builder => builder.Logging.AddProvider(capture));
         await app.StartAsync();
-        using (var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") })
+        using (var client = new HttpClient { BaseAddress = new Uri(RouterHost.ListeningAddress(app)) })
         {
             using var response = await client.PostAsync(new Uri("/hubs/chat/negotiate?negotiateVersion=1&access_token=SECRET-KEY-123&x=1", UriKind.Relative), null);
             Assert.NotEqual(HttpStatusCode.OK, response.StatusCode);

@@ -7,7 +7,7 @@ namespace LlmServer.Engine.Tests.Scheduling;
 /// <summary>The scheduler's own loop thread stopping, or dying, while requests arrive, on a <see cref="FakeBackend"/>.</summary>
 public sealed class ShutdownTests
 {
-    /// <summary>How long a hook holds a sampler at most: a regression fails the test instead of hanging the run.</summary>
+    /// <summary>How long a hook holds a sampler, or a test waits on the loop, at most: a regression fails the test instead of hanging the run.</summary>
     private static readonly TimeSpan Bound = TimeSpan.FromMinutes(2);
 
     [Fact]
@@ -21,7 +21,7 @@ public sealed class ShutdownTests
             var refused = Assert.Throws<GenerationException>(() => Submit(scheduler, backend));
 
             Assert.Equal(GenerationErrorCode.Unavailable, refused.Code);
-            await scheduler.Stopped;
+            await scheduler.Stopped.WaitAsync(Bound);
             Assert.Equal(0, scheduler.InFlight);
         }
     }
@@ -41,7 +41,7 @@ public sealed class ShutdownTests
 
             Assert.False(freedWhileCreating);
             Assert.True(logger.Logged.IsCompleted);
-            await scheduler.Stopped;
+            await scheduler.Stopped.WaitAsync(Bound);
             Assert.True(backend.Disposed.IsCompleted);
         }
     }
@@ -52,8 +52,8 @@ public sealed class ShutdownTests
         var (scheduler, backend, _) = await StartAsync(new DyingStep());
         using (scheduler)
         {
-            var events = await SchedulerHarness.ReadAvailableAsync(Submit(scheduler, backend));
-            await scheduler.Stopped;
+            var events = await SchedulerHarness.ReadAvailableAsync(Submit(scheduler, backend)).WaitAsync(Bound);
+            await scheduler.Stopped.WaitAsync(Bound);
 
             var completed = Assert.IsType<GenerationCompleted>(events[^1]);
             Assert.Equal(FinishReason.Error, completed.FinishReason);
@@ -90,9 +90,9 @@ public sealed class ShutdownTests
             Assert.Equal(GenerationErrorCode.Unavailable, refused.Code);
             Assert.False(freedWhileCreating);
             Assert.True(logger.Logged.IsCompleted);
-            await scheduler.Stopped;
+            await scheduler.Stopped.WaitAsync(Bound);
             Assert.True(backend.Disposed.IsCompleted);
-            Assert.Equal(GenerationErrorCode.Internal, Assert.IsType<GenerationCompleted>((await SchedulerHarness.ReadAvailableAsync(running))[^1]).Error?.Code);
+            Assert.Equal(GenerationErrorCode.Internal, Assert.IsType<GenerationCompleted>((await SchedulerHarness.ReadAvailableAsync(running).WaitAsync(Bound))[^1]).Error?.Code);
         }
     }
 

@@ -1,4 +1,5 @@
 using LlmServer.ReplicaProtocol;
+using LlmServer.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 
@@ -15,13 +16,13 @@ internal sealed class FakeReplica : IAsyncDisposable
     private readonly WebApplication _app;
     private int _requests;
 
-    private FakeReplica(WebApplication app, string address)
+    private FakeReplica(WebApplication app)
     {
         _app = app;
-        Address = address;
     }
 
-    public string Address { get; }
+    /// <summary>Where it listens (a port it took itself).</summary>
+    public string Address { get; private set; } = "";
 
     public int Requests => Volatile.Read(ref _requests);
 
@@ -36,10 +37,9 @@ internal sealed class FakeReplica : IAsyncDisposable
 
     public static async Task<FakeReplica> StartAsync(bool refusesAsDraining, string? sessionStore = null)
     {
-        var address = $"http://127.0.0.1:{ReplicaProcess.FreePort()}";
-        var builder = WebApplication.CreateSlimBuilder(["--urls", address, "--Logging:LogLevel:Default=Warning"]);
+        var builder = WebApplication.CreateSlimBuilder(["--urls", ServerProcess.AnyLoopbackPort, "--Logging:LogLevel:Default=Warning"]);
         var app = builder.Build();
-        var replica = new FakeReplica(app, address);
+        var replica = new FakeReplica(app);
         app.MapGet("/health/ready", () => Results.Json(new { status = "ok", reason = "ready", running = 0, waiting = 0, sessionStore }));
         app.MapGet("/api/sessions", (HttpContext context) =>
         {
@@ -60,6 +60,7 @@ internal sealed class FakeReplica : IAsyncDisposable
             return Results.Json(new { error = new { message = "The server is shutting down.", code = "server_shutting_down" } }, statusCode: StatusCodes.Status503ServiceUnavailable);
         });
         await app.StartAsync();
+        replica.Address = RouterHost.ListeningAddress(app);
         return replica;
     }
 

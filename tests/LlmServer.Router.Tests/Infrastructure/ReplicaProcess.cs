@@ -10,20 +10,22 @@ internal sealed partial class ReplicaProcess : IAsyncDisposable
 {
     private const int Sigterm = 15;
 
+    /// <summary>Starts of a replica coming back at its address while another socket holds it (each start takes seconds).</summary>
+    private const int BindAttempts = 5;
+
     private readonly StringBuilder _log = new();
     private readonly string[] _extraArgs;
     private Process? _process;
     private string? _ownDatabase;
+    private string? _address;
 
-    private ReplicaProcess(int port, string[] extraArgs)
+    private ReplicaProcess(string[] extraArgs)
     {
-        Port = port;
         _extraArgs = extraArgs;
     }
 
-    public int Port { get; }
-
-    public string Address => $"http://127.0.0.1:{Port}";
+    /// <summary><c>http://127.0.0.1:PORT</c>, the port the replica took at its first start; it comes back there.</summary>
+    public string Address => _address ?? throw new InvalidOperationException("The replica has not started.");
 
     public string Log => ServerProcess.Read(_log);
 
@@ -37,7 +39,7 @@ internal sealed partial class ReplicaProcess : IAsyncDisposable
             extraArgs = [.. extraArgs, $"--Sessions:Database={ownDatabase}"];
         }
 
-        var replica = new ReplicaProcess(FreePort(), extraArgs) { _ownDatabase = ownDatabase };
+        var replica = new ReplicaProcess(extraArgs) { _ownDatabase = ownDatabase };
         try
         {
             await replica.RestartAsync();
@@ -52,19 +54,44 @@ internal sealed partial class ReplicaProcess : IAsyncDisposable
         return replica;
     }
 
-    /// <summary>Starts the replica (again) on its port and waits until it reports ready.</summary>
+    /// <summary>
+    /// Starts the replica and waits until it reports ready: the first time on a port it takes itself, then again at
+    /// its address, as a replica coming back does (the router knows it only there).
+    /// </summary>
     public async Task RestartAsync()
     {
-        _process?.Dispose();
-        _process = ServerProcess.Start(
-            [
-                "--urls", Address,
-                "--Scheduler:Slots=4", "--Scheduler:ContextSize=8192",
-                "--Model:Threads=1", "--Model:BatchThreads=1",
-                "--Logging:LogLevel:Default=Warning",
-                .. _extraArgs,
-            ],
-            _log);
+        for (var attempt = 1; ; attempt++)
+        {
+            var logged = Log.Length;
+            _process?.Dispose();
+            _process = ServerProcess.Start(
+                [
+                    "--urls", _address ?? ServerProcess.AnyLoopbackPort,
+                    "--Scheduler:Slots=4", "--Scheduler:ContextSize=8192",
+                    "--Model:Threads=1", "--Model:BatchThreads=1",
+                    "--Logging:LogLevel:Default=Warning",
+                    // The line that says where it listens.
+                    "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information",
+                    .. _extraArgs,
+                ],
+                _log);
+            try
+            {
+                var listening = await ServerProcess.ListeningAddressAsync(_process, _log, TimeSpan.FromMinutes(5));
+                _address ??= listening.GetLeftPart(UriPartial.Authority);
+                break;
+            }
+            catch (InvalidOperationException) when (_address is not null && PortTakenSince(logged))
+            {
+                // While the replica was down, its free port could be given to any other socket of the run (an outgoing
+                // connection lets it go again): it is tried again, then the test fails saying so.
+                if (attempt == BindAttempts)
+                {
+                    throw new InvalidOperationException($"The replica could not come back at {_address}: another socket held the port through {BindAttempts} starts:\n{Log}");
+                }
+            }
+        }
+
         await ServerProcess.WaitUntilReadyAsync(_process, new Uri(Address), _log, TimeSpan.FromMinutes(5));
     }
 
@@ -108,7 +135,9 @@ internal sealed partial class ReplicaProcess : IAsyncDisposable
         }
     }
 
-    public static int FreePort() => ServerProcess.FreePort();
+    /// <summary>Whether the replica's output since <paramref name="logged"/> characters says its address was in use.</summary>
+    private bool PortTakenSince(int logged) =>
+        Log[logged..].Contains($"Failed to bind to address {_address}", StringComparison.Ordinal);
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int signal);

@@ -1,19 +1,20 @@
 using System.Text.Json;
 using LlmServer.Router.Hosting;
+using LlmServer.Testing;
 using Microsoft.AspNetCore.Builder;
 
 namespace LlmServer.Router.Tests.Infrastructure;
 
-/// <summary>The router in-process on a free loopback port, in front of the given replica addresses.</summary>
+/// <summary>The router in-process on a loopback port it takes itself, in front of the given replica addresses.</summary>
 internal sealed class RouterHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
-    private RouterHost(WebApplication app, int port, string[] replicas)
+    private RouterHost(WebApplication app, string[] replicas)
     {
         _app = app;
         Replicas = replicas;
-        Address = $"http://127.0.0.1:{port}";
+        Address = ListeningAddress(app);
         Client = new HttpClient { BaseAddress = new Uri(Address), Timeout = TimeSpan.FromSeconds(180) };
     }
 
@@ -31,16 +32,18 @@ internal sealed class RouterHost : IAsyncDisposable
     /// <summary>Starts the router with <paramref name="settings"/> over the defaults, its builder given to <paramref name="configure"/>.</summary>
     public static async Task<RouterHost> StartAsync(IEnumerable<string> settings, Action<WebApplicationBuilder>? configure, params string[] replicas)
     {
-        var port = ReplicaProcess.FreePort();
-        var args = new List<string> { "--urls", $"http://127.0.0.1:{port}", "--Router:HealthCheckInterval=00:00:00.500", "--Router:HealthCheckTimeout=00:00:10", "--Router:LoadPollInterval=00:00:00.250", "--Logging:LogLevel:Default=Warning",
+        var args = new List<string> { "--urls", ServerProcess.AnyLoopbackPort, "--Router:HealthCheckInterval=00:00:00.500", "--Router:HealthCheckTimeout=00:00:10", "--Router:LoadPollInterval=00:00:00.250", "--Logging:LogLevel:Default=Warning",
             // A starved test run must not turn a listing into a timeout; the deadline's own test sets a short one.
             "--Router:SessionListTimeout=00:05:00" };
         args.AddRange(settings);
         args.AddRange(replicas.Select((r, i) => $"--Router:Replicas:{i}={r}"));
         var app = RouterApplication.Build([.. args], configure);
         await app.StartAsync();
-        return new RouterHost(app, port, replicas);
+        return new RouterHost(app, replicas);
     }
+
+    /// <summary>Where a started host, given a port 0 address, listens: the port its server took.</summary>
+    public static string ListeningAddress(WebApplication app) => app.Urls.Single();
 
     /// <summary>Waits until the router's health view says each named replica is in the wanted state.</summary>
     public async Task WaitForHealthAsync(string replicaAddress, string health)

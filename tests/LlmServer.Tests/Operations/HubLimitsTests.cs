@@ -95,6 +95,7 @@ public sealed class HubLimitsTests
             Assert.StartsWith("rate_limit_exceeded:", limited.Message.Split("HubException: ").Last(), StringComparison.Ordinal);
             // Cancelling the read drops the connection, which frees the permit and the CPU for key B below; the stream
             // was still open (held) until then.
+            Assert.False(reading.IsCompleted, "the held stream ended early");
             await stopReading.CancelAsync();
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => reading);
             running.Dispose();

@@ -1,6 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using LlmServer.Hosting;
 using LlmServer.Operations.ModelDownload;
@@ -153,7 +151,8 @@ public sealed class ModelDownloadTests : IAsyncLifetime
     [Fact]
     public void Offline_it_stops_with_one_message_naming_the_three_ways_to_provide_a_model()
     {
-        var configuration = Configuration($"http://127.0.0.1:{ClosedPort()}/model.gguf", sha256: null, attempts: 1);
+        using var offline = new ClosedPort();
+        var configuration = Configuration($"{offline.Address}/model.gguf", sha256: null, attempts: 1);
 
         Assert.False(ModelPathResolver.TryResolve(configuration, download: true, out var error));
         Assert.Contains("--model PATH", error, StringComparison.Ordinal);
@@ -190,11 +189,4 @@ public sealed class ModelDownloadTests : IAsyncLifetime
             ["Model:Download:Directory"] = _models.FullName,
             ["Model:Download:Attempts"] = attempts.ToString(System.Globalization.CultureInfo.InvariantCulture),
         }).Build();
-
-    private static int ClosedPort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -8,11 +8,14 @@ namespace LlmServer.Tests.Sessions;
 
 /// <summary>
 /// A throwaway PostgreSQL server for the tests: initdb in a temp folder, as the unprivileged <c>postgres</c> user
-/// when the tests run as root (PostgreSQL refuses root), on a free loopback port, stopped at the end. Needs
+/// when the tests run as root (PostgreSQL refuses root), on a loopback port found free, stopped at the end. Needs
 /// Debian's <c>postgresql</c> package (<c>.ci/run</c> installs it); a missing server fails the tests.
 /// </summary>
 public sealed class PostgresServer : IAsyncLifetime
 {
+    /// <summary>Starts on a newly found port after another socket took the one given.</summary>
+    private const int StartAttempts = 5;
+
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("llmserver-pg-");
     private string _bin = "";
     private int _databases;
@@ -21,21 +24,37 @@ public sealed class PostgresServer : IAsyncLifetime
 
     private string Data => Path.Combine(_folder.FullName, "data");
 
+    private string ServerLog => Path.Combine(_folder.FullName, "server.log");
+
     public async Task InitializeAsync()
     {
         _bin = FindBinaries();
-        Port = FreePort();
         if (RunningAsRoot())
         {
             await RunAsync("chown", ["-R", "postgres:", _folder.FullName]);
         }
 
         await RunPostgresToolAsync("initdb", ["-D", Data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
-        await RunPostgresToolAsync("pg_ctl", [
-            "-D", Data, "-l", Path.Combine(_folder.FullName, "server.log"), "-w", "-t", "120",
-            "-o", $"-p {Port} -k {_folder.FullName} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-            "start",
-        ]);
+        for (var attempt = 1; ; attempt++)
+        {
+            // PostgreSQL takes no port of its own choosing (port 0 is refused; the port also names its socket file):
+            // it is given one found free, which another socket of a busy run can bind first. Then it starts on another.
+            Port = FreePort();
+            File.Delete(ServerLog);
+            try
+            {
+                await RunPostgresToolAsync("pg_ctl", [
+                    "-D", Data, "-l", ServerLog, "-w", "-t", "120",
+                    "-o", $"-p {Port} -k {_folder.FullName} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+                    "start",
+                ]);
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < StartAttempts && File.ReadAllText(ServerLog).Contains("Address already in use", StringComparison.Ordinal))
+            {
+                // Lost the port: the next attempt finds another.
+            }
+        }
     }
 
     /// <summary>A new, empty database on the server; its connection string.</summary>

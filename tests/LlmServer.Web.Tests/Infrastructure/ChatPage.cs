@@ -104,9 +104,15 @@ public sealed class ChatPage : IAsyncDisposable
     /// </summary>
     public async Task<string> ShownToastAsync(string text)
     {
-        var role = await Page.WaitForFunctionAsync("text => window.__toasts.find(t => t.text.includes(text))?.role", text);
-        return await role.JsonValueAsync<string>();
+        // An object, truthy even when the role is empty: that is a wrong role to report, not a toast to wait for.
+        var toast = await Page.WaitForFunctionAsync(
+            "text => { const toast = window.__toasts.find(t => t.text.includes(text)); return toast && { role: toast.role }; }", text);
+        return (await toast.JsonValueAsync<JsonElement>()).GetProperty("role").GetString()!;
     }
+
+    /// <summary>Whether the page has shown a toast holding <paramref name="text"/> since it loaded, gone since or not.</summary>
+    public Task<bool> HasShownToastAsync(string text) =>
+        Page.EvaluateAsync<bool>("text => window.__toasts.some(t => t.text.includes(text))", text);
 
     public async Task ReloadAsync()
     {

@@ -28,6 +28,8 @@ internal static class OperationsTelemetry
                 .AddMeter(SessionMetrics.MeterName)
                 .AddAspNetCoreInstrumentation()
                 .AddPrometheusExporter(options => options.ScrapeResponseCacheDurationMilliseconds = 0));
+        // The only view, and it must stay so: an instrument that several views match gets a stream from each that
+        // keeps it, so a second AddView would export other hosts' instruments again. A future view goes inside this one.
         services.ConfigureOpenTelemetryMeterProvider((provider, metrics) => metrics.AddView(OwnMetersOnly(provider.GetRequiredService<IMeterFactory>())));
 
         if (!string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
