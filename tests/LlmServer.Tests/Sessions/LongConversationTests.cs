@@ -1,7 +1,9 @@
 using LlmServer.Sessions;
 using LlmServer.Testing;
+using LlmServer.Tests.Infrastructure;
 using LlmServer.Tests.Operations;
 using Microsoft.AspNetCore.SignalR.Client;
+using Microsoft.Extensions.DependencyInjection;
 using static LlmServer.Tests.Sessions.HubTestExtensions;
 
 namespace LlmServer.Tests.Sessions;
@@ -97,6 +99,28 @@ public sealed class LongConversationTests
             "Qwen-Qwen3-0.6B.jinja");
     }
 
+    [Fact]
+    public async Task With_the_warm_slide_a_slide_after_a_thinking_answer_keeps_the_kept_turns()
+    {
+        // Every other answer thinks (Qwen3's shape: the model opens the block), the others are the model's own words,
+        // whose tokens need not be what tokenizing their text gives. After a thinking answer the KV holds the thinking
+        // after the last prompt, and the next prompt carries the answer without it: the KV's text matches it only up
+        // to that prompt.
+        await WithConversationAsync(
+            warmSlide: true,
+            turn => turn % 2 == 0 ? $"Tell me about turn {turn}." : $"Think about turn {turn}.",
+            (_, endings, detail) =>
+            {
+                var answers = detail.Messages.Where(m => m.Role == "assistant").ToList();
+                Assert.All(answers.Where((_, turn) => turn % 2 == 1), a => Assert.NotNull(a.Reasoning));
+                AssertSlidingTurnsPrefillOnlyTheNewMessage(endings);
+                return Task.CompletedTask;
+            },
+            "Qwen-Qwen3-0.6B.jinja",
+            maxTokens: 40,
+            services => ScriptedOutput.Install(services, message => message.StartsWith("Think", StringComparison.Ordinal) ? "<think>\nHm.\n</think>\n\nA fox ran by." : null));
+    }
+
     private static string StoryLine(int turn) => $"{Lines[turn % Lines.Length]} Turn {turn}.";
 
     /// <summary>
@@ -129,7 +153,12 @@ public sealed class LongConversationTests
     /// template or <paramref name="template"/>, then hands the endings and the stored session over.
     /// </summary>
     private static async Task WithConversationAsync(
-        bool warmSlide, Func<int, string> message, Func<SessionTestServer, List<ChatStreamEvent>, SessionDetail, Task> check, string? template = null)
+        bool warmSlide,
+        Func<int, string> message,
+        Func<SessionTestServer, List<ChatStreamEvent>, SessionDetail, Task> check,
+        string? template = null,
+        int maxTokens = 24,
+        Action<IServiceCollection>? configureServices = null)
     {
         string[] args =
         [
@@ -138,13 +167,13 @@ public sealed class LongConversationTests
             .. warmSlide ? ["--Scheduler:WarmSlide=true"] : Array.Empty<string>(),
             .. template is null ? Array.Empty<string>() : ["--Model:ChatTemplateFile=" + Path.Combine(ChatTemplateFixtures.Root, "templates", template)],
         ];
-        var server = await SessionTestServer.StartAsync(null, args);
+        var server = await SessionTestServer.StartAsync(null, configureServices, args);
         try
         {
             await using (server)
             {
                 await using var hub = await server.ConnectAsync();
-                var session = await hub.CreateAsync(maxTokens: 24, systemPrompt: "Short stories for children.");
+                var session = await hub.CreateAsync(maxTokens, systemPrompt: "Short stories for children.");
                 var endings = new List<ChatStreamEvent>();
                 for (var turn = 0; turn < Turns; turn++)
                 {
