@@ -78,21 +78,32 @@ internal static class SessionPromptTokenizer
 
             // The kept text may begin before the boundary, inside the segment before it (a turn's answer that ended
             // at its token limit leaves its last token's text at the start of the next segment): walk back while the
-            // texts agree, to where the new text's shared leading part ends.
+            // texts agree, within the new text's shared leading part or back into it.
             var at = found;
             var from = boundary.Text;
-            while (at > common && from > segmentStart.Text && text[at - 1] == resident.Text[from - 1])
+            while (at > 0 && from > segmentStart.Text && text[at - 1] == resident.Text[from - 1])
             {
                 at--;
                 from--;
             }
 
-            if (at > common || at <= 0)
+            if (at > common)
             {
                 return null;
             }
 
-            var keptFrom = KeptTokenStart(vocabulary, resident, from, boundary, parseSpecial);
+            // The kept text begins where the KV's tokens split as its text tokenizes again: first where the texts begin
+            // to agree (past the dropped turns: a template's marker), else where the shared leading part ends, which
+            // may cut a word (the first kept and the first dropped message alike up to there) the KV holds whole.
+            var keptFrom = at > 0 ? KeptTokenStart(vocabulary, resident, from, boundary, parseSpecial) : -1;
+            var sharedEnd = Math.Min(common, found);
+            if (keptFrom < 0 && sharedEnd > at)
+            {
+                from += sharedEnd - at;
+                at = sharedEnd;
+                keptFrom = KeptTokenStart(vocabulary, resident, from, boundary, parseSpecial);
+            }
+
             if (keptFrom < 0)
             {
                 return null;

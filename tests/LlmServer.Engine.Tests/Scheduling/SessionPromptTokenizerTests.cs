@@ -1,3 +1,5 @@
+using System.Text;
+using System.Text.RegularExpressions;
 using LlmServer.Engine.Scheduling;
 
 namespace LlmServer.Engine.Tests.Scheduling;
@@ -46,6 +48,21 @@ public sealed class SessionPromptTokenizerTests
     }
 
     [Fact]
+    public void A_slide_after_a_cut_answer_keeps_the_kept_turns_though_their_first_message_begins_inside_a_word_as_the_dropped_one()
+    {
+        // Words are one token each, so the KV does not split "food" where it parts from the dropped "fox" ("fo|od").
+        var words = new WordVocabulary();
+        var resident = Resident(words, ("sys.", false), ("\nfox tale\n", false), ("a1 Z", true), ("Q\nfood tale\n", false), ("a2", true));
+        var slid = "sys." + "\nfood tale\n" + "a2" + "Y\nu3\n";
+        var prompt = SessionPromptTokenizer.Tokenize(words, resident, slid, parseSpecial: false);
+
+        // The kept text begins where the two texts begin to agree, at the kept turn's first character.
+        var keptFrom = resident.Boundaries[^1].Token - words.TokenizeContinuation("\nfood tale\n", false).Length;
+        int[] expected = [.. words.Tokenize("sys.", false, false), .. resident.Tokens[keptFrom..], .. words.TokenizeContinuation("Y\nu3\n", false)];
+        Assert.Equal(expected, prompt.Tokens);
+    }
+
+    [Fact]
     public void A_regenerate_after_a_slide_gets_the_tokens_its_prompt_had()
     {
         // The resident text of a slid window (system prompt, then kept turns), the last prompt and its answer.
@@ -76,7 +93,9 @@ public sealed class SessionPromptTokenizerTests
     private static int[] Chars(string text) => s_vocabulary.Tokenize(text, false, false);
 
     /// <summary>Resident text built from pieces, with a boundary after each piece but the last.</summary>
-    private static ResidentText Resident(params (string Text, bool Generated)[] pieces)
+    private static ResidentText Resident(params (string Text, bool Generated)[] pieces) => Resident(s_vocabulary, pieces);
+
+    private static ResidentText Resident(ITokenVocabulary vocabulary, params (string Text, bool Generated)[] pieces)
     {
         var text = string.Empty;
         var tokens = new List<int>();
@@ -89,9 +108,33 @@ public sealed class SessionPromptTokenizerTests
             }
 
             text += piece;
-            tokens.AddRange(generated ? piece.Select(c => 1000 + c) : Chars(piece));
+            tokens.AddRange(generated ? piece.Select(c => 1000 + c) : vocabulary.TokenizeContinuation(piece, parseSpecial: false));
         }
 
         return new ResidentText(text, [.. tokens], [.. boundaries]);
+    }
+
+    /// <summary>A run of letters is one token (its id given on first sight), any other character a token of its own.</summary>
+    private sealed class WordVocabulary : ITokenVocabulary
+    {
+        private readonly Dictionary<string, int> _ids = new(StringComparer.Ordinal);
+
+        public int Count => 4096;
+
+        public bool AddBos => false;
+
+        public TokenCountBound Bound { get; } = TokenCountBound.WithLongestToken(16);
+
+        public int[] Tokenize(string text, bool addSpecial, bool parseSpecial) =>
+            [.. Regex.Matches(text, @"\p{L}+|[^\p{L}]").Select(m => Id(m.Value))];
+
+        public int[] TokenizeContinuation(string text, bool parseSpecial) => Tokenize(text, false, parseSpecial);
+
+        public int TokenToBytes(int token, Span<byte> destination) =>
+            Encoding.UTF8.GetBytes(_ids.First(pair => pair.Value == token).Key, destination);
+
+        public bool IsEndOfGeneration(int token) => false;
+
+        private int Id(string word) => _ids.TryGetValue(word, out var id) ? id : _ids[word] = 2000 + _ids.Count;
     }
 }
