@@ -130,7 +130,7 @@ public sealed class SessionPromptTokenizerTests
 
         public int[] TokenizeContinuation(string text, bool parseSpecial) => Tokenize(text, false, parseSpecial);
 
-        public int TokenToBytes(int token, Span<byte> destination) =>
+        public int TokenToBytes(int token, Span<byte> destination, bool special) =>
             Encoding.UTF8.GetBytes(_ids.First(pair => pair.Value == token).Key, destination);
 
         public bool IsEndOfGeneration(int token) => false;
