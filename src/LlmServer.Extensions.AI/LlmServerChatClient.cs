@@ -40,7 +40,7 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
             ModelId = generator.Model?.Id,
             CreatedAt = createdAt,
             FinishReason = ToFinishReason(choice.Completion.FinishReason),
-            Usage = ToUsage(choice.Completion.Usage, choice.ReasoningTokens),
+            Usage = ToUsage(choice.Completion.Usage),
             RawRepresentation = result,
         };
     }
@@ -57,7 +57,6 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
         var modelId = generator.Model?.Id;
         var completed = false;
         var returnsReasoning = ChatRequestMapper.ReturnsReasoning(options);
-        var reasoningTokens = 0;
 
         // A call is handed over whole (FunctionInvokingChatClient runs what it gets): its arguments are gathered first.
         var calls = new List<(string Id, string Name, System.Text.StringBuilder Arguments)>();
@@ -68,13 +67,8 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
                 case TextDelta delta when delta.Text.Length > 0:
                     yield return NewUpdate(new TextContent(delta.Text), delta);
                     break;
-                case ReasoningDelta thought:
-                    reasoningTokens += thought.Tokens;
-                    if (returnsReasoning && thought.Text.Length > 0)
-                    {
-                        yield return NewUpdate(new TextReasoningContent(thought.Text), thought);
-                    }
-
+                case ReasoningDelta thought when returnsReasoning && thought.Text.Length > 0:
+                    yield return NewUpdate(new TextReasoningContent(thought.Text), thought);
                     break;
                 case ToolCallStarted started:
                     calls.Add((started.Id, started.Name, new System.Text.StringBuilder()));
@@ -90,7 +84,7 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
                     }
 
                     completed = true;
-                    var last = NewUpdate(new UsageContent(ToUsage(done.Usage, reasoningTokens)), done);
+                    var last = NewUpdate(new UsageContent(ToUsage(done.Usage)), done);
                     last.FinishReason = ToFinishReason(done.FinishReason);
                     yield return last;
                     break;
@@ -195,12 +189,12 @@ internal sealed class LlmServerChatClient(ITextGenerator generator, TimeProvider
     private static ChatFinishReason ToFinishReason(FinishReason reason) => new(reason.ToName());
 
     /// <summary>The usage; <see cref="UsageDetails.ReasoningTokenCount"/> only when some output tokens were reasoning.</summary>
-    private static UsageDetails ToUsage(GenerationUsage usage, int reasoningTokens) => new()
+    private static UsageDetails ToUsage(GenerationUsage usage) => new()
     {
         InputTokenCount = usage.PromptTokens,
         OutputTokenCount = usage.CompletionTokens,
         TotalTokenCount = usage.TotalTokens,
         CachedInputTokenCount = usage.CachedPromptTokens,
-        ReasoningTokenCount = reasoningTokens > 0 ? reasoningTokens : null,
+        ReasoningTokenCount = usage.ReasoningTokens > 0 ? usage.ReasoningTokens : null,
     };
 }

@@ -60,6 +60,31 @@ public sealed class ReasoningTests(Qwen3EngineHostFixture host) : IClassFixture<
         Assert.Equal("Hello there.", merged.Text);
     }
 
+    [Theory]
+    [InlineData("<think>\n\n</think>", false)]
+    [InlineData("<think>\n\n</think>\n\nHi.", true)]
+    [InlineData("<think>\nHm.\n</think>", false)]
+    [InlineData("<think>\nHm.\n</think>\n\nHi.", true)]
+    [InlineData("<think>\nHm.", false)]
+    public async Task Reasoning_tokens_are_the_block_with_its_tags_streamed_or_not(string output, bool answered)
+    {
+        var response = await host.ChatClient.GetResponseAsync("Hi", Writing(output));
+        var updates = new List<ChatResponseUpdate>();
+        await foreach (var update in host.ChatClient.GetStreamingResponseAsync("Hi", Writing(output)))
+        {
+            updates.Add(update);
+        }
+
+        // Counted as chat's reasoning_tokens: through the closing tag, so all output tokens when no answer follows.
+        foreach (var usage in new[] { response.Usage!, Assert.Single(updates.SelectMany(u => u.Contents).OfType<UsageContent>()).Details })
+        {
+            var outputTokens = (int)usage.OutputTokenCount!.Value;
+            var reasoningTokens = (int)usage.ReasoningTokenCount!.Value;
+            Assert.InRange(reasoningTokens, 1, answered ? outputTokens - 1 : outputTokens);
+            Assert.True(answered || reasoningTokens == outputTokens, $"{reasoningTokens} of {outputTokens} output tokens are reasoning");
+        }
+    }
+
     [Fact]
     public async Task Semantic_kernel_gets_the_answer_without_its_reasoning()
     {

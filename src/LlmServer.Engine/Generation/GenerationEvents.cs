@@ -83,6 +83,13 @@ public static class FinishReasonNames
 public sealed record GenerationUsage(int PromptTokens, int CachedPromptTokens, int CompletionTokens)
 {
     public int TotalTokens => PromptTokens + CompletionTokens;
+
+    /// <summary>
+    /// How many of <see cref="CompletionTokens"/> were the model's reasoning, when it was split from the answer
+    /// (<see cref="ReasoningDelta"/>): its <c>&lt;think&gt;</c> block, both tags included, up to the token that completes
+    /// the closing tag; all of them when the block never closed. 0 without a split or a block.
+    /// </summary>
+    public int ReasoningTokens { get; init; }
 }
 
 /// <summary>Where the time of one choice went.</summary>

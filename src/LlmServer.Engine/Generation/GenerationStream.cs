@@ -118,7 +118,7 @@ public sealed class GenerationStream : IAsyncDisposable
     public async Task<GenerationResult> CollectAsync(CancellationToken cancellationToken = default)
     {
         var texts = new System.Text.StringBuilder[Choices];
-        var reasoning = new (System.Text.StringBuilder? Text, int Tokens)?[Choices];
+        var reasoning = new System.Text.StringBuilder?[Choices];
         var logProbs = new List<TokenLogProb>?[Choices];
         var calls = new List<(string Id, string Name, System.Text.StringBuilder Arguments)>?[Choices];
         var completions = new GenerationCompleted?[Choices];
@@ -140,14 +140,12 @@ public sealed class GenerationStream : IAsyncDisposable
 
                     break;
                 case ReasoningDelta thought:
-                    // Tokens without text (a block holding only whitespace) count, but make no reasoning.
-                    var (text, tokens) = reasoning[thought.Choice] ?? (null, 0);
+                    // A piece without text (a block holding only whitespace) makes no reasoning.
                     if (thought.Text.Length > 0)
                     {
-                        text = (text ?? new System.Text.StringBuilder()).Append(thought.Text);
+                        (reasoning[thought.Choice] ??= new System.Text.StringBuilder()).Append(thought.Text);
                     }
 
-                    reasoning[thought.Choice] = (text, tokens + thought.Tokens);
                     if (thought.LogProbs is { } thoughtLogProbs)
                     {
                         (logProbs[thought.Choice] ??= []).AddRange(thoughtLogProbs);
@@ -173,8 +171,7 @@ public sealed class GenerationStream : IAsyncDisposable
             choices[i] = new GenerationChoiceResult(i, texts[i].ToString(), done, logProbs[i])
             {
                 ToolCalls = calls[i]?.Select(c => new ToolCall(c.Id, c.Name, c.Arguments.ToString())).ToList() ?? [],
-                Reasoning = reasoning[i]?.Text?.ToString(),
-                ReasoningTokens = reasoning[i]?.Tokens ?? 0,
+                Reasoning = reasoning[i]?.ToString(),
             };
         }
 
@@ -204,9 +201,9 @@ public sealed record GenerationChoiceResult(int Index, string Text, GenerationCo
     /// <summary>The calls the model made, in order (empty without tools).</summary>
     public IReadOnlyList<ToolCall> ToolCalls { get; init; } = [];
 
-    /// <summary>The model's reasoning, when it was split from the text (null when there was none).</summary>
+    /// <summary>
+    /// The model's reasoning, when it was split from the text (null when there was none); its tokens are the
+    /// completion's <see cref="GenerationUsage.ReasoningTokens"/>.
+    /// </summary>
     public string? Reasoning { get; init; }
-
-    /// <summary>How many of the completion tokens went to <see cref="Reasoning"/>.</summary>
-    public int ReasoningTokens { get; init; }
 }

@@ -11,7 +11,9 @@ namespace LlmServer.Engine.Reasoning;
 /// sees only the answer). The block is recognised where the answer starts (after whitespace), or is already open
 /// when the prompt ends with the opening tag (the generation prompt opened it). An answer that ends before the
 /// closing tag is all reasoning. Whitespace around the block is dropped, as llama.cpp strips it. A delta's tokens
-/// and log-probabilities go with the first piece it completes; a tag's with the piece after it.
+/// and log-probabilities go with the first piece it completes. The block's tokens, both tags included (the delta that
+/// completes the closing tag is the last), are reasoning tokens: they go with reasoning pieces (an empty one when the
+/// block held only whitespace), and their count is the completion's <see cref="GenerationUsage.ReasoningTokens"/>.
 /// </summary>
 /// <param name="choices">Choices of the request, one splitter each.</param>
 /// <param name="startsInside">The prompt ends inside an open block: the answer starts as reasoning.</param>
@@ -77,6 +79,7 @@ internal sealed class ReasoningStage(int choices, bool startsInside)
         private Mode _mode = startsInside ? Mode.Reasoning : Mode.Start;
         private bool _reasoningStarted;
         private int _tokens;
+        private int _reasoningTokens;
         private List<TokenLogProb>? _logProbs;
         private List<GenerationEvent>? _output;
 
@@ -119,17 +122,14 @@ internal sealed class ReasoningStage(int choices, bool startsInside)
                     break;
             }
 
-            if (_tokens > 0 || _logProbs is not null)
-            {
-                output.Add(_mode == Mode.Reasoning
-                    ? new ReasoningDelta(choice, string.Empty, _tokens, _logProbs)
-                    : new TextDelta(choice, string.Empty, _tokens, _logProbs));
-                _tokens = 0;
-                _logProbs = null;
-            }
-
+            var open = _mode == Mode.Reasoning;
+            EmitHeld(reasoning: open);
             _output = null;
-            output.Add(done);
+
+            // A block that never closed holds every generated token, those that wrote no text included (a stop
+            // sequence's).
+            var reasoningTokens = open ? done.Usage.CompletionTokens : _reasoningTokens;
+            output.Add(done with { Usage = done.Usage with { ReasoningTokens = reasoningTokens } });
         }
 
         private void Split()
@@ -177,6 +177,7 @@ internal sealed class ReasoningStage(int choices, bool startsInside)
                             _held.Remove(0, end + CloseTag.Length);
                             _mode = Mode.AfterReasoning;
                             Emit(text[..end].TrimEnd(), reasoning: true);
+                            EmitHeld(reasoning: true);
                             continue;
                         }
 
@@ -228,9 +229,26 @@ internal sealed class ReasoningStage(int choices, bool startsInside)
 
         private void Emit(string text, bool reasoning)
         {
-            if (text.Length == 0)
+            if (text.Length > 0)
             {
-                return;
+                Send(text, reasoning);
+            }
+        }
+
+        /// <summary>Tokens no text carries out (a closing tag, a block of whitespace) go on an empty piece of their side.</summary>
+        private void EmitHeld(bool reasoning)
+        {
+            if (_tokens > 0 || _logProbs is not null)
+            {
+                Send(string.Empty, reasoning);
+            }
+        }
+
+        private void Send(string text, bool reasoning)
+        {
+            if (reasoning)
+            {
+                _reasoningTokens += _tokens;
             }
 
             _output!.Add(reasoning

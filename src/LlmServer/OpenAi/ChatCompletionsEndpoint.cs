@@ -65,7 +65,7 @@ internal sealed class ChatCompletionsEndpoint(ITextGenerator generator, OpenAiRe
             choices,
             new Usage(first.PromptTokens, completionTokens, first.PromptTokens + completionTokens, new PromptTokensDetails(first.CachedPromptTokens))
             {
-                CompletionTokensDetails = Usage.ReasoningDetails(result.Choices.Sum(c => c.ReasoningTokens)),
+                CompletionTokensDetails = Usage.ReasoningDetails(result.Choices.Sum(c => c.Completion.Usage.ReasoningTokens)),
             });
         await context.Response.WriteAsJsonAsync(response, OpenAiJson.Context.ChatCompletionResponse, contentType: null, aborted);
     }

@@ -97,13 +97,8 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                     case TextDelta delta when !failed && !sse.IsClientGone:
                         pending.Add(delta, formatter);
                         break;
-                    case ReasoningDelta thought:
-                        reasoningTokens += thought.Tokens;
-                        if (!failed && !sse.IsClientGone && formatter is ChatChunkFormatter reasoningChat)
-                        {
-                            pending.Add(thought, reasoningChat);
-                        }
-
+                    case ReasoningDelta thought when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter reasoningChat:
+                        pending.Add(thought, reasoningChat);
                         break;
                     case ToolCallStarted call when !failed && !sse.IsClientGone && formatter is ChatChunkFormatter chat:
                         // Text held for a client that is behind was written before the call: it goes first.
@@ -116,6 +111,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                         break;
                     case GenerationCompleted completion:
                         completionTokens += completion.Usage.CompletionTokens;
+                        reasoningTokens += completion.Usage.ReasoningTokens;
                         cachedTokens += completion.Choice % source.ChoicesPerPrompt == 0 ? completion.Usage.CachedPromptTokens : 0;
                         if (failed || sse.IsClientGone)
                         {
@@ -211,14 +207,13 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
     /// <summary>
     /// Streams one single-choice generation for the front ends that name their events (Anthropic, Responses): each
     /// piece of text goes to <paramref name="onText"/>, of reasoning (when split) to <paramref name="onReasoning"/>, each tool call's start and argument pieces to
-    /// <paramref name="onToolCall"/>, the admission (when the request asked for it) to <paramref name="onAdmitted"/>. Returns how it ended: the completion of a finished choice
-    /// (with how many of its tokens were reasoning), or the error to report (failed, cancelled, or a broken relay,
+    /// <paramref name="onToolCall"/>, the admission (when the request asked for it) to <paramref name="onAdmitted"/>. Returns how it ended: the completion of a finished choice,
+    /// or the error to report (failed, cancelled, or a broken relay,
     /// which is logged); null when the client went away.
     /// </summary>
     public async Task<StreamEnd?> RelayChoiceAsync(GenerationStream stream, SseWriter sse, Action keepAlive, Action<string> onText, string requestId, Action<GenerationEvent>? onToolCall = null, Action<RequestAdmitted>? onAdmitted = null, Action<string>? onReasoning = null)
     {
         GenerationCompleted? completion = null;
-        var reasoningTokens = 0;
         try
         {
             await RelayAsync(stream.ReadAllAsync(), sse, keepAlive, item =>
@@ -228,14 +223,8 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
                     case TextDelta delta when !sse.IsClientGone:
                         onText(delta.Text);
                         break;
-                    case ReasoningDelta thought:
-                        // Counted even without text: a block of whitespace is reasoning tokens all the same.
-                        reasoningTokens += thought.Tokens;
-                        if (!sse.IsClientGone && thought.Text.Length > 0)
-                        {
-                            onReasoning?.Invoke(thought.Text);
-                        }
-
+                    case ReasoningDelta thought when !sse.IsClientGone && thought.Text.Length > 0:
+                        onReasoning?.Invoke(thought.Text);
                         break;
                     case ToolCallStarted or ToolCallArgumentsDelta when !sse.IsClientGone:
                         onToolCall?.Invoke(item);
@@ -263,7 +252,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 
         if (completion is { FinishReason: FinishReason.Stop or FinishReason.Length or FinishReason.ToolCalls })
         {
-            return new StreamEnd(completion, null) { ReasoningTokens = reasoningTokens };
+            return new StreamEnd(completion, null);
         }
 
         var error = completion is null ? OpenAiErrors.StreamBroke() : OpenAiErrors.FromCompletion(completion);
@@ -277,11 +266,7 @@ internal sealed class OpenAiResponder(TimeProvider timeProvider, IOptionsMonitor
 }
 
 /// <summary>How a single-choice stream ended: a finished choice, or the error to report.</summary>
-internal sealed record StreamEnd(GenerationCompleted? Completion, OpenAiException? Error)
-{
-    /// <summary>How many of the finished choice's completion tokens went to reasoning.</summary>
-    public int ReasoningTokens { get; init; }
-}
+internal sealed record StreamEnd(GenerationCompleted? Completion, OpenAiException? Error);
 
 /// <summary>
 /// The events a streamed response reads: one engine stream, or several (a legacy completion with an array of

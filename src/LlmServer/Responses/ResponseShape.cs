@@ -64,10 +64,9 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, lo
     public ResponseObject InProgress() => Build("in_progress", [], null, null, null);
 
     /// <summary>
-    /// A finished generation: completed, or incomplete with reason <c>max_output_tokens</c> when it hit the limit;
-    /// <paramref name="reasoningTokens"/> of its output tokens went to reasoning.
+    /// A finished generation: completed, or incomplete with reason <c>max_output_tokens</c> when it hit the limit.
     /// </summary>
-    public ResponseObject Finished(IReadOnlyList<ResponseOutputItem> output, GenerationCompleted completion, int reasoningTokens)
+    public ResponseObject Finished(IReadOnlyList<ResponseOutputItem> output, GenerationCompleted completion)
     {
         var status = Status(completion);
         var usage = completion.Usage;
@@ -76,7 +75,7 @@ internal sealed class ResponseShape(CreateResponseRequest request, string id, lo
             output,
             status == "incomplete" ? new ResponseIncompleteDetails("max_output_tokens") : null,
             null,
-            new ResponseUsage(usage.PromptTokens, new ResponseInputTokensDetails(usage.CachedPromptTokens), usage.CompletionTokens, new ResponseOutputTokensDetails(reasoningTokens), usage.TotalTokens));
+            new ResponseUsage(usage.PromptTokens, new ResponseInputTokensDetails(usage.CachedPromptTokens), usage.CompletionTokens, new ResponseOutputTokensDetails(usage.ReasoningTokens), usage.TotalTokens));
     }
 
     public ResponseObject Failed(IReadOnlyList<ResponseOutputItem> output, OpenAiException error) =>

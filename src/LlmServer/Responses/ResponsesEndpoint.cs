@@ -58,7 +58,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
         }
 
         var response = shape.Finished(
-            ResponseShape.Output(choice.Reasoning, choice.Text, choice.ToolCalls, ResponseShape.Status(choice.Completion)), choice.Completion, choice.ReasoningTokens);
+            ResponseShape.Output(choice.Reasoning, choice.Text, choice.ToolCalls, ResponseShape.Status(choice.Completion)), choice.Completion);
         if (stored)
         {
             Store(response, conversation, chainKey, owner);
@@ -123,7 +123,7 @@ internal sealed class ResponsesEndpoint(ITextGenerator generator, OpenAiResponde
 
         if (end.Completion is { } completion)
         {
-            var final = shape.Finished(output.Finish(ResponseShape.Status(completion)), completion, end.ReasoningTokens);
+            var final = shape.Finished(output.Finish(ResponseShape.Status(completion)), completion);
             finished(final);
             events.WithResponse(final.Status == "completed" ? "response.completed"u8 : "response.incomplete"u8, final);
         }

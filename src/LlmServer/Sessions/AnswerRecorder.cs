@@ -59,10 +59,9 @@ internal sealed partial class AnswerRecorder : IDisposable
     public void AppendReasoning(string text) => Add(_reasoning, text);
 
     /// <summary>
-    /// Stores the finished answer, with its usage (<paramref name="reasoningTokens"/> of its completion tokens went to
-    /// the thinking). False when the session is gone; throws when the store fails.
+    /// Stores the finished answer, with its usage. False when the session is gone; throws when the store fails.
     /// </summary>
-    public async Task<bool> FinishAsync(GenerationCompleted? completed, int reasoningTokens, CancellationToken cancellationToken)
+    public async Task<bool> FinishAsync(GenerationCompleted? completed, CancellationToken cancellationToken)
     {
         Task pending;
         SessionMessage message;
@@ -73,7 +72,7 @@ internal sealed partial class AnswerRecorder : IDisposable
             pending = _write;
             var usage = completed?.Usage;
             message = Message(usage?.PromptTokens, usage?.CachedPromptTokens, usage?.CompletionTokens, (completed?.FinishReason ?? FinishReason.Error).ToName())
-                with { ReasoningTokens = usage is null ? null : reasoningTokens };
+                with { ReasoningTokens = usage?.ReasoningTokens };
         }
 
         await pending;

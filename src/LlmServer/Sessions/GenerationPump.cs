@@ -24,7 +24,6 @@ internal sealed partial class GenerationPump
     public async Task RunAsync(GenerationRun run, GenerationStream stream, AnswerRecorder answer, int contextStart)
     {
         GenerationCompleted? completed = null;
-        var reasoningTokens = 0;
         string? failure = null;
         try
         {
@@ -36,15 +35,9 @@ internal sealed partial class GenerationPump
                         answer.Append(delta.Text);
                         run.Publish(seq => SessionWire.Delta(seq, delta.Text));
                         break;
-                    case ReasoningDelta { Choice: 0 } thought:
-                        // Counted even without text: a block of whitespace is reasoning tokens all the same.
-                        reasoningTokens += thought.Tokens;
-                        if (thought.Text.Length > 0)
-                        {
-                            answer.AppendReasoning(thought.Text);
-                            run.Publish(seq => SessionWire.Reasoning(seq, thought.Text));
-                        }
-
+                    case ReasoningDelta { Choice: 0 } thought when thought.Text.Length > 0:
+                        answer.AppendReasoning(thought.Text);
+                        run.Publish(seq => SessionWire.Reasoning(seq, thought.Text));
                         break;
                     case GenerationCompleted { Choice: 0 } done:
                         completed = done;
@@ -67,7 +60,7 @@ internal sealed partial class GenerationPump
 
         try
         {
-            if (!await answer.FinishAsync(completed, reasoningTokens, CancellationToken.None))
+            if (!await answer.FinishAsync(completed, CancellationToken.None))
             {
                 // Deleted while it ran: nothing to keep, and no KV to leave behind.
                 EvictQuietly(run.SessionId);
@@ -84,7 +77,7 @@ internal sealed partial class GenerationPump
         {
             answer.Dispose();
             _registry.Finished(run);
-            run.Publish(seq => SessionWire.Ending(seq, completed, reasoningTokens, failure, contextStart), final: true);
+            run.Publish(seq => SessionWire.Ending(seq, completed, failure, contextStart), final: true);
             LogGenerationEnded(run.SessionId, (completed?.FinishReason ?? FinishReason.Error).ToName(), completed?.Usage.CompletionTokens ?? 0);
         }
     }

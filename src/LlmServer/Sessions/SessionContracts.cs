@@ -44,7 +44,8 @@ public sealed record SessionInfo(
 /// </param>
 /// <param name="ReasoningTokens">
 /// On a finished assistant message: how many of <see cref="CompletionTokens"/> went to the thinking (0 when none;
-/// null, like the other counts, while it is written, and on answers stored before schema version 6).
+/// null wherever the other counts are: while it is written, interrupted, failed without a completion; and on answers
+/// stored before schema version 6).
 /// </param>
 public sealed record SessionMessage(
     int Index,

@@ -24,14 +24,13 @@ internal static class SessionWire
 
     /// <summary>
     /// The last event of a generation: <c>done</c>, or <c>error</c> when the engine failed it or
-    /// <paramref name="failure"/> (a fault of the server around it) says so. <paramref name="reasoningTokens"/>: the
-    /// generation's tokens that went to its thinking.
+    /// <paramref name="failure"/> (a fault of the server around it) says so.
     /// </summary>
-    public static ChatStreamEvent Ending(long seq, GenerationCompleted? completed, int reasoningTokens, string? failure, int contextStart)
+    public static ChatStreamEvent Ending(long seq, GenerationCompleted? completed, string? failure, int contextStart)
     {
         var usage = completed is null
             ? null
-            : new ChatUsage(completed.Usage.PromptTokens, completed.Usage.CachedPromptTokens, completed.Usage.CompletionTokens, reasoningTokens);
+            : new ChatUsage(completed.Usage.PromptTokens, completed.Usage.CachedPromptTokens, completed.Usage.CompletionTokens, completed.Usage.ReasoningTokens);
         var timings = completed is null ? null : Timings(completed);
         var finishReason = completed?.FinishReason ?? FinishReason.Error;
         if (failure is not null || finishReason == FinishReason.Error)

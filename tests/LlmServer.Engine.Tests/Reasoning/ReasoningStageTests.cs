@@ -79,24 +79,83 @@ public sealed class ReasoningStageTests
             var events = Run(new ReasoningStage(1, startsInside), pieces);
 
             var thoughts = events.OfType<ReasoningDelta>().ToList();
-            Assert.Equal(reasoning, thoughts.Count == 0 ? null : string.Concat(thoughts.Select(t => t.Text)));
+            var thought = string.Concat(thoughts.Select(t => t.Text));
+            Assert.Equal(reasoning, thought.Length == 0 ? null : thought);
             Assert.Equal(content, string.Concat(events.OfType<TextDelta>().Select(t => t.Text)));
 
             // Every token is counted once, on one side or the other.
             Assert.Equal(pieces.Length, events.OfType<TextDelta>().Sum(t => t.Tokens) + thoughts.Sum(t => t.Tokens));
-            Assert.IsType<GenerationCompleted>(events[^1]);
+            Assert.Equal(thoughts.Sum(t => t.Tokens), Assert.IsType<GenerationCompleted>(events[^1]).Usage.ReasoningTokens);
         }
     }
+
+    /// <summary>
+    /// The model's tokens, whether the prompt opened the block, and how many are reasoning: the block's, both tags
+    /// included (through the token that completes the closing tag; whitespace before the block goes with it); all of
+    /// them while it is open.
+    /// </summary>
+    public static TheoryData<string[], bool, int> Counted => new()
+    {
+        // A closed block holding only whitespace.
+        { ["<think>", "\n\n", "</think>", "\n\n", "Hi"], false, 3 },
+        { ["\n", "<think>", "\n\n", "</", "think", ">", "\n\n", "Hi"], false, 6 },
+
+        // A normal block: its closing tag, and the whitespace before it, are reasoning.
+        { ["<think>", "Let", " me", "\n", "</think>", "\n\n", "Hi"], false, 5 },
+        { ["<think>", "Hm", "</think>Hi"], false, 3 },
+
+        // An unclosed block, cut short: everything generated.
+        { ["<think>", "Let", " me", "\n"], false, 4 },
+        { ["<think>", "\n"], false, 2 },
+
+        // Opened in the prompt: up to and including the closing tag.
+        { ["\n", "Let", " me", "\n", "</think>", "\n\n", "Hi"], true, 5 },
+        { ["</think>", "Hi"], true, 1 },
+        { ["Let", " me"], true, 2 },
+
+        // No block.
+        { ["\n", "Hi", " <think>"], false, 0 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Counted))]
+    public void The_completion_counts_the_block_and_its_tags_as_reasoning_tokens(string[] tokens, bool startsInside, int reasoningTokens)
+    {
+        var events = Run(new ReasoningStage(1, startsInside), tokens);
+
+        Assert.Equal(reasoningTokens, Assert.IsType<GenerationCompleted>(events[^1]).Usage.ReasoningTokens);
+
+        // The pieces carry the same split: reasoning tokens on reasoning, the rest on the answer.
+        Assert.Equal(reasoningTokens, events.OfType<ReasoningDelta>().Sum(t => t.Tokens));
+        Assert.Equal(tokens.Length - reasoningTokens, events.OfType<TextDelta>().Sum(t => t.Tokens));
+    }
+
+    [Fact]
+    public void A_block_cut_by_a_stop_sequence_counts_the_tokens_that_wrote_no_text()
+    {
+        // The scheduler left the stop sequence's tokens out of the deltas; they are completion tokens of the open block.
+        var events = new List<GenerationEvent>();
+        var stage = new ReasoningStage(1, startsInside: false);
+        stage.Process(new TextDelta(0, "<think>", 1, null), events);
+        stage.Process(new TextDelta(0, "Hm", 1, null), events);
+        stage.Process(Completed(0, completionTokens: 4), events);
+
+        Assert.Equal(4, Assert.IsType<GenerationCompleted>(events[^1]).Usage.ReasoningTokens);
+    }
+
+    [Fact]
+    public void Without_a_reasoning_stage_nothing_is_reasoning() => Assert.Equal(0, Completed(0, 3).Usage.ReasoningTokens);
 
     [Fact]
     public void A_tag_split_across_deltas_is_held_until_it_is_whole()
     {
         var events = Run(new ReasoningStage(1, startsInside: false), ["<th", "ink>", "Plan: ", "greet.</", "thi", "nk>", "\n\nHel", "lo"]);
 
-        Assert.Equal(["R:Plan:", "R: greet.", "T:Hel", "T:lo"], events.Where(e => e is not GenerationCompleted).Select(Describe));
-        // The opening tag's tokens go with the first reasoning, the closing tag's with the answer after it.
-        Assert.Equal([3, 1], events.OfType<ReasoningDelta>().Select(t => t.Tokens));
-        Assert.Equal([3, 1], events.OfType<TextDelta>().Select(t => t.Tokens));
+        Assert.Equal(["R:Plan:", "R: greet.", "R:", "T:Hel", "T:lo"], events.Where(e => e is not GenerationCompleted).Select(Describe));
+        // The opening tag's tokens go with the first reasoning, the closing tag's with an empty piece of reasoning.
+        Assert.Equal([3, 1, 2], events.OfType<ReasoningDelta>().Select(t => t.Tokens));
+        Assert.Equal([1, 1], events.OfType<TextDelta>().Select(t => t.Tokens));
+        Assert.Equal(6, Assert.IsType<GenerationCompleted>(events[^1]).Usage.ReasoningTokens);
     }
 
     [Fact]
@@ -110,7 +169,7 @@ public sealed class ReasoningStageTests
         stage.Process(Completed(0), events);
         stage.Process(Completed(1), events);
 
-        Assert.Equal(["R0:first", "T0:A", "R1:second", "T1:B"], events.Where(e => e is not GenerationCompleted).Select(e => Describe(e).Insert(1, e.Choice.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+        Assert.Equal(["R0:first", "T0:A", "R1:second", "R1:", "T1:B"], events.Where(e => e is not GenerationCompleted).Select(e => Describe(e).Insert(1, e.Choice.ToString(System.Globalization.CultureInfo.InvariantCulture))));
     }
 
     [Fact]
@@ -123,10 +182,9 @@ public sealed class ReasoningStageTests
         stage.Process(new TextDelta(0, "so", 1, [LogProb("so")]), events);
         stage.Process(Completed(0), events);
 
-        var thought = Assert.Single(events.OfType<ReasoningDelta>());
-        Assert.Equal(["why"], thought.LogProbs!.Select(l => l.Token));
+        Assert.Equal(["why", "</think>"], events.OfType<ReasoningDelta>().SelectMany(t => t.LogProbs!).Select(l => l.Token));
         var text = Assert.Single(events.OfType<TextDelta>());
-        Assert.Equal(["</think>", "so"], text.LogProbs!.Select(l => l.Token));
+        Assert.Equal(["so"], text.LogProbs!.Select(l => l.Token));
     }
 
     [Fact]
@@ -193,12 +251,14 @@ public sealed class ReasoningStageTests
     private static List<GenerationEvent> Run(ReasoningStage stage, IEnumerable<string> pieces)
     {
         var events = new List<GenerationEvent>();
+        var tokens = 0;
         foreach (var piece in pieces)
         {
             stage.Process(new TextDelta(0, piece, 1, null), events);
+            tokens++;
         }
 
-        stage.Process(Completed(0), events);
+        stage.Process(Completed(0, tokens), events);
         return events;
     }
 
@@ -211,6 +271,6 @@ public sealed class ReasoningStageTests
 
     private static TokenLogProb LogProb(string token) => new(0, token, System.Text.Encoding.UTF8.GetBytes(token), -0.5f, []);
 
-    private static GenerationCompleted Completed(int choice) =>
-        new(choice, FinishReason.Stop, new GenerationUsage(1, 0, 1), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero));
+    private static GenerationCompleted Completed(int choice, int completionTokens = 1) =>
+        new(choice, FinishReason.Stop, new GenerationUsage(1, 0, completionTokens), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero));
 }

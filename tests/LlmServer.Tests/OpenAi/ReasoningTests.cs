@@ -150,6 +150,64 @@ public sealed class ReasoningTests(Qwen3ScriptedServerFixture fixture) : IClassF
         Assert.InRange(usage.GetProperty("completion_tokens_details").GetProperty("reasoning_tokens").GetInt32(), 1, usage.GetProperty("completion_tokens").GetInt32() - 1);
     }
 
+    /// <summary>
+    /// Scripted blocks (JSON-escaped): closed holding only whitespace, a normal one, each with and without an answer
+    /// after it, and one never closed.
+    /// </summary>
+    public static TheoryData<string> Blocks => new()
+    {
+        "<think>\\n\\n</think>",
+        "<think>\\n\\n</think>\\n\\nHi.",
+        "<think>\\nHm.\\n</think>",
+        "<think>\\nHm.\\n</think>\\n\\nHi.",
+        "<think>\\nHm.",
+    };
+
+    /// <summary>
+    /// How many of the model's tokens (every generated token, in order) are reasoning: the block's, both tags
+    /// included, through the token that completes <c>&lt;/think&gt;</c>; all of them while it is open.
+    /// </summary>
+    internal static int ThroughClosingTag(IEnumerable<string> tokens)
+    {
+        var text = new System.Text.StringBuilder();
+        var count = 0;
+        foreach (var token in tokens)
+        {
+            count++;
+            if (text.Append(token).ToString().Contains("</think>", StringComparison.Ordinal))
+            {
+                break;
+            }
+        }
+
+        return count;
+    }
+
+    [Theory]
+    [MemberData(nameof(Blocks))]
+    public async Task Reasoning_tokens_are_the_block_with_its_tags_streamed_or_not(string output)
+    {
+        // Every generated token comes with its log-probability, so the tokens the model chose say what to expect.
+        var (status, json, _) = await PostAsync(_client, ChatPath, Say(output, ""","logprobs":true"""));
+        using var response = await PostStreamAsync(_client, ChatPath, Say(output, ""","logprobs":true,"stream":true,"stream_options":{"include_usage":true}"""));
+        var chunks = (await ReadAllEventsAsync(response)).Chunks;
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var tokens = json.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("content").EnumerateArray().Select(t => t.GetProperty("token").GetString()!).ToList();
+        var usage = json.GetProperty("usage");
+        Assert.Equal(usage.GetProperty("completion_tokens").GetInt32(), tokens.Count);
+        Assert.Equal(ThroughClosingTag(tokens), usage.GetProperty("completion_tokens_details").GetProperty("reasoning_tokens").GetInt32());
+
+        var streamed = chunks
+            .Where(c => c.GetProperty("choices").GetArrayLength() > 0 && c.GetProperty("choices")[0].GetProperty("logprobs").ValueKind == JsonValueKind.Object)
+            .SelectMany(c => c.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("content").EnumerateArray())
+            .Select(t => t.GetProperty("token").GetString()!)
+            .ToList();
+        var streamedUsage = chunks[^1].GetProperty("usage");
+        Assert.Equal(streamedUsage.GetProperty("completion_tokens").GetInt32(), streamed.Count);
+        Assert.Equal(ThroughClosingTag(streamed), streamedUsage.GetProperty("completion_tokens_details").GetProperty("reasoning_tokens").GetInt32());
+    }
+
     [Fact]
     public async Task A_stream_sends_reasoning_as_delta_reasoning_content_before_the_content()
     {

@@ -71,7 +71,7 @@ public sealed class StreamCoalescingTests
 
         queue.Write(new TextDelta(0, "Hi", 1, null));
         queue.Write(new TextDelta(0, " there", 1, null));
-        queue.Write(new GenerationCompleted(0, FinishReason.Stop, new GenerationUsage(5, 0, 5), new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero)));
+        queue.Write(new GenerationCompleted(0, FinishReason.Stop, new GenerationUsage(5, 0, 5) { ReasoningTokens = 3 }, new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero)));
         queue.Complete();
         publisher.Publish();
         var events = await client.ReadUntilAsync(e => e.Contains("[DONE]"));

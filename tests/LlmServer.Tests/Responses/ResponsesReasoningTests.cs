@@ -46,6 +46,29 @@ public sealed class ResponsesReasoningTests(Qwen3ScriptedServerFixture fixture) 
         Assert.InRange(usage.GetProperty("output_tokens_details").GetProperty("reasoning_tokens").GetInt32(), 1, usage.GetProperty("output_tokens").GetInt32() - 1);
     }
 
+    [Theory]
+    [InlineData("<think>\\n\\n</think>", false)]
+    [InlineData("<think>\\n\\n</think>\\n\\nHi.", true)]
+    [InlineData("<think>\\nHm.\\n</think>", false)]
+    [InlineData("<think>\\nHm.\\n</think>\\n\\nHi.", true)]
+    [InlineData("<think>\\nHm.", false)]
+    public async Task Reasoning_tokens_are_the_block_with_its_tags_streamed_or_not(string output, bool answered)
+    {
+        var (status, json, _) = await PostAsync(Client, Path, Say(output));
+        using var response = await PostStreamAsync(Client, Path, Say(output, ",\"stream\":true"));
+        var final = (await NamedSse.ReadAllAsync(response))[^1].Data.GetProperty("response");
+
+        // Counted as chat's reasoning_tokens: through the closing tag, so all output tokens when no answer follows.
+        Assert.Equal(HttpStatusCode.OK, status);
+        foreach (var usage in new[] { json.GetProperty("usage"), final.GetProperty("usage") })
+        {
+            var outputTokens = usage.GetProperty("output_tokens").GetInt32();
+            var reasoningTokens = usage.GetProperty("output_tokens_details").GetProperty("reasoning_tokens").GetInt32();
+            Assert.InRange(reasoningTokens, 1, answered ? outputTokens - 1 : outputTokens);
+            Assert.True(answered || reasoningTokens == outputTokens, $"{reasoningTokens} of {outputTokens} output tokens are reasoning");
+        }
+    }
+
     [Fact]
     public async Task An_answer_without_a_block_has_no_reasoning_item()
     {

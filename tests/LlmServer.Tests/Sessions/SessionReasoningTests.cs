@@ -14,13 +14,15 @@ namespace LlmServer.Tests.Sessions;
 /// <summary>
 /// A sessions server with a reasoning model's chat template and <see cref="ScriptedOutput"/>: a <c>say:</c> message
 /// makes the tiny model write crafted output, thinking included. It keeps the prompt the engine rendered for each
-/// session's turns.
+/// session's turns; its decode <see cref="Gate"/> (open unless a test closes it) holds a generation for a stop.
 /// </summary>
 public abstract class ReasoningSessionServerFixture(string template) : IAsyncLifetime
 {
     private SessionTestServer? _server;
 
     public SessionTestServer Server => _server ?? throw new InvalidOperationException("Not started.");
+
+    internal DecodeGate Gate { get; } = new();
 
     /// <summary>The prompts of each session's turns, in order.</summary>
     internal ConcurrentDictionary<string, ConcurrentQueue<string>> Prompts { get; } = new(StringComparer.Ordinal);
@@ -29,6 +31,7 @@ public abstract class ReasoningSessionServerFixture(string template) : IAsyncLif
         null,
         services =>
         {
+            Gate.Install(services);
             ScriptedOutput.Install(services);
             OperationsExtensions.DecorateTextGenerator(services, (_, engine) => new PromptRecorder(engine, Prompts));
         },
@@ -149,9 +152,77 @@ public sealed class SessionReasoningTests(Qwen3SessionServerFixture fixture) : I
 
         var done = AssertWellFormed(events);
         Assert.DoesNotContain(events, e => e.Type is ChatStreamEvent.ReasoningType or ChatStreamEvent.DeltaType);
-        Assert.InRange(done.Usage!.ReasoningTokens, 1, done.Usage.CompletionTokens);
+        Assert.Equal(done.Usage!.CompletionTokens, done.Usage.ReasoningTokens);
         var answer = (await hub.GetAsync(session.Id)).Messages[1];
         Assert.Equal((string.Empty, (string?)null, (int?)done.Usage.ReasoningTokens), (answer.Content, answer.Reasoning, answer.ReasoningTokens));
+    }
+
+    [Theory]
+    [InlineData("<think>\n\n</think>", false)]
+    [InlineData("<think>\n\n</think>\n\nHi.", true)]
+    [InlineData("<think>\nHm.\n</think>", false)]
+    [InlineData("<think>\nHm.\n</think>\n\nHi.", true)]
+    public async Task Reasoning_tokens_are_the_block_with_its_tags_in_done_and_stored(string output, bool answered)
+    {
+        await using var hub = await _server.ConnectAsync();
+        var session = await hub.CreateAsync(maxTokens: 80);
+
+        var done = AssertWellFormed(await hub.Send(session.Id, ScriptedOutput.Prefix + output).CollectAsync());
+
+        // Counted as chat's reasoning_tokens: through the closing tag, so all completion tokens when no answer follows.
+        var usage = done.Usage!;
+        Assert.InRange(usage.ReasoningTokens, 1, answered ? usage.CompletionTokens - 1 : usage.CompletionTokens);
+        Assert.True(answered || usage.ReasoningTokens == usage.CompletionTokens, $"{usage.ReasoningTokens} of {usage.CompletionTokens} completion tokens are reasoning");
+        Assert.Equal(usage.ReasoningTokens, (await hub.GetAsync(session.Id)).Messages[1].ReasoningTokens);
+    }
+
+    [Fact]
+    public async Task A_stop_while_thinking_counts_every_completion_token_as_reasoning_and_stores_it()
+    {
+        await using var hub = await _server.ConnectAsync();
+        var session = await hub.CreateAsync(maxTokens: 400);
+        var events = new List<ChatStreamEvent>();
+
+        // Far more thinking than the gate lets through: the stop comes while the block is open.
+        fixture.Gate.CloseAfter(40);
+        try
+        {
+            await hub.Send(session.Id, ScriptedOutput.Prefix + "<think>\nHm. " + string.Concat(Enumerable.Repeat("I think it over once more. ", 20))).ReadEachAsync(async (item, cancellationToken) =>
+            {
+                events.Add(item);
+                if (events.Count == 1)
+                {
+                    // The stop has reached the engine when the call returns.
+                    await hub.InvokeAsync("StopGeneration", session.Id, cancellationToken);
+                    fixture.Gate.Open();
+                }
+            });
+        }
+        finally
+        {
+            fixture.Gate.Open();
+        }
+
+        var done = AssertWellFormed(events);
+        Assert.Equal(ChatStreamEvent.ReasoningType, events[0].Type);
+        Assert.DoesNotContain(events, e => e.Type == ChatStreamEvent.DeltaType);
+        Assert.Equal("cancelled", done.FinishReason);
+        var usage = done.Usage!;
+        Assert.InRange(usage.CompletionTokens, 1, 40);
+        Assert.Equal(usage.CompletionTokens, usage.ReasoningTokens);
+        var answer = (await hub.GetAsync(session.Id)).Messages[1];
+        Assert.Equal(("cancelled", (int?)usage.CompletionTokens, (int?)usage.ReasoningTokens), (answer.FinishReason, answer.CompletionTokens, answer.ReasoningTokens));
+    }
+
+    [Fact]
+    public void An_error_with_a_completion_carries_its_reasoning_tokens()
+    {
+        var failed = new GenerationCompleted(0, FinishReason.Error, new GenerationUsage(10, 0, 5) { ReasoningTokens = 3 }, new GenerationTimings(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero), new GenerationError(GenerationErrorCode.Internal, "boom"));
+
+        var ending = SessionWire.Ending(7, failed, failure: null, contextStart: 0);
+
+        Assert.Equal(ChatStreamEvent.ErrorType, ending.Type);
+        Assert.Equal(new ChatUsage(10, 0, 5, 3), ending.Usage);
     }
 
     [Fact]

@@ -189,6 +189,7 @@ public sealed partial class ScriptedHub
                     ["completionTokens"] = 3,
                     ["finishReason"] = "stop",
                     ["contextStart"] = 0,
+                    ["reasoningTokens"] = 0,
                 });
             }
         }
@@ -336,6 +337,7 @@ public sealed partial class ScriptedHub
     {
         long seq = 0;
         var reasoning = string.Empty;
+        var reasoningTokens = 0;
         foreach (var thought in _thoughts)
         {
             await WaitForReleaseAsync();
@@ -345,6 +347,7 @@ public sealed partial class ScriptedHub
             }
 
             reasoning += thought;
+            reasoningTokens++;
             lock (_lock)
             {
                 Item(socket, invocationId, new JsonObject { ["seq"] = ++seq, ["type"] = "reasoning", ["text"] = thought });
@@ -377,7 +380,8 @@ public sealed partial class ScriptedHub
             var finishReason = _stopRequested ? "cancelled" : "stop";
             var index = session.Messages.Count;
             var contextStart = _contextStart(index);
-            var usage = new JsonObject { ["promptTokens"] = 12, ["cachedTokens"] = 0, ["completionTokens"] = seq };
+            // One token an event: completionTokens counts the reasoning and delta events, reasoningTokens the reasoning ones.
+            var usage = new JsonObject { ["promptTokens"] = 12, ["cachedTokens"] = 0, ["completionTokens"] = seq, ["reasoningTokens"] = reasoningTokens };
             session.Add("assistant", text, new JsonObject
             {
                 ["promptTokens"] = 12,
@@ -386,6 +390,7 @@ public sealed partial class ScriptedHub
                 ["finishReason"] = finishReason,
                 ["contextStart"] = contextStart,
                 ["reasoning"] = reasoning.Length > 0 ? reasoning : null,
+                ["reasoningTokens"] = reasoningTokens,
             });
             Item(socket, invocationId, new JsonObject
             {
