@@ -175,8 +175,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             }
         }
 
+        // Control tokens as their text, as llama-server's /detokenize and /tokenize's pieces render them.
         var decoder = new Utf8StreamDecoder();
-        return decoder.Append(vocabulary.Utf8Of(ids)) + decoder.Flush();
+        return decoder.Append(vocabulary.Utf8Of(ids, special: true)) + decoder.Flush();
     }
 
     public GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
