@@ -120,7 +120,8 @@ internal static class BenchmarkChild
             {
                 var request = new GenerationRequest
                 {
-                    Prompt = engine.Detokenize(Prompt(weights, tag, s)),
+                    // The engine adds the BOS itself: detokenized, it would be its text ("<s>") in the prompt.
+                    Prompt = engine.Detokenize(Prompt(weights, tag, s).Skip(weights.Vocab.ShouldAddBOS ? 1 : 0)),
                     MaxTokens = count,
                     IgnoreEos = true,
                     Sampling = sampling with { Seed = (uint)s },

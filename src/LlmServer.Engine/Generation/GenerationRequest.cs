@@ -61,13 +61,9 @@ public sealed record GenerationRequest
     internal Sampling.LazyTriggers LazyTriggers => new(GrammarTriggers, GrammarTriggerTokens);
 
     /// <summary>
-    /// Words the output is parsed by (a tool-call format's markers, the reasoning block's tags; see
-    /// <see cref="Scheduling.MarkerTokens"/>), which a vocabulary may hold as control tokens, rendered as nothing:
-    /// those that are one token render as their text (llama.cpp's preserved tokens). Set by the engine.
+    /// Tokens the output renders as text, where a control token renders as nothing (llama.cpp's preserved tokens):
+    /// the engine adds the markers the output is parsed by (<see cref="Scheduling.MarkerTokens"/>) and the trigger tokens.
     /// </summary>
-    internal IReadOnlyList<string> PreservedWords { get; init; } = [];
-
-    /// <summary>The tokens of <see cref="PreservedWords"/>, which the output renders as text; set by the engine from them.</summary>
     internal FrozenSet<int> PreservedTokens { get; init; } = FrozenSet<int>.Empty;
 
     /// <summary>

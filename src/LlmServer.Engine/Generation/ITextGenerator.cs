@@ -56,7 +56,7 @@ public interface ITextGenerator
     /// </summary>
     TokenCount CountPromptTokens(string text, int limit) => new(Tokenize(text, addSpecial: true, parseSpecial: true).Count, AtLeast: false);
 
-    /// <summary>Turns tokens back into text.</summary>
+    /// <summary>Turns tokens back into text, control tokens as their text (as llama-server does).</summary>
     string Detokenize(IEnumerable<int> tokens);
 
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Diagnostics.Metrics;
 using System.Text;
 using LLama;
@@ -37,6 +38,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     private ChatPromptFormatter? _formatter;
     private ToolCalling? _toolCalling;
     private ITokenVocabulary? _vocabulary;
+    private MarkerTokens? _markerTokens;
     private volatile ModelInfo? _model;
     private volatile int _state = (int)EngineState.Loading;
     private string _openMp = string.Empty;
@@ -173,8 +175,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             }
         }
 
+        // Control tokens as their text, as llama-server's /detokenize and /tokenize's pieces render them.
         var decoder = new Utf8StreamDecoder();
-        return decoder.Append(vocabulary.Utf8Of(ids)) + decoder.Flush();
+        return decoder.Append(vocabulary.Utf8Of(ids, special: true)) + decoder.Flush();
     }
 
     public GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
@@ -200,10 +203,10 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var opensInPrompt = splitReasoning && ReasoningStage.OpensInPrompt(text, prefill);
             if (submitted.GrammarIsLazy)
             {
-                submitted = WithTriggersWritten(submitted, use.Vocabulary, splitReasoning, opensInPrompt);
+                submitted = WithTriggersWritten(submitted, use.MarkerTokens, splitReasoning, opensInPrompt);
             }
 
-            submitted = WithPreservedTokens(submitted, use.Vocabulary, thinkTags: isChat && _formatter!.Info.WritesThinkTags);
+            submitted = WithPreservedTokens(submitted, use.MarkerTokens, tools?.Stage?.Format, thinkTags: isChat && _formatter!.Info.WritesThinkTags);
 
             scheduler.EnsurePromptFits(submitted, use.Vocabulary.Bound.MinimumTokens(text), atLeast: true);
             var stream = scheduler.Submit(submitted, TokenizePrompt(use, request.SessionKey, text, isChat), text, cancellationToken);
@@ -237,13 +240,13 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     /// inside the block), so where a block is split off every trigger is a pattern anchored past it. Without a
     /// block, each pattern still holds only where its parser reads a call (a "{" after other words is text).
     /// </summary>
-    internal static GenerationRequest WithTriggersWritten(GenerationRequest request, ITokenVocabulary vocabulary, bool splitReasoning, bool opensInPrompt)
+    internal static GenerationRequest WithTriggersWritten(GenerationRequest request, MarkerTokens markers, bool splitReasoning, bool opensInPrompt)
     {
         var tokens = new List<int>();
         var patterns = new List<string>(request.GrammarTriggers);
         foreach (var word in request.GrammarTriggerWords)
         {
-            if (!splitReasoning && ToolGrammar.TriggerToken(vocabulary, word) is { } token)
+            if (!splitReasoning && markers.TriggerToken(word) is { } token)
             {
                 tokens.Add(token);
             }
@@ -262,13 +265,17 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     }
 
     /// <summary>
-    /// The request's preserved words, with the reasoning block's tags where the template writes them (split off or
-    /// not, the block is text as the model wrote it), as the tokens its output renders as text.
+    /// The tokens the request's output renders as text: the markers of the calls it parses (<paramref name="format"/>,
+    /// null for none) and the reasoning block's tags where the template writes them (split off or not, the block is
+    /// text as the model wrote it), with those it preserves already and its trigger tokens: llama.cpp feeds the grammar
+    /// a trigger token's text, which the parser must see too (llama.cpp refuses a trigger word that is not preserved).
     /// </summary>
-    internal static GenerationRequest WithPreservedTokens(GenerationRequest request, ITokenVocabulary vocabulary, bool thinkTags) => request with
+    internal static GenerationRequest WithPreservedTokens(GenerationRequest request, MarkerTokens markers, ToolCallFormat? format, bool thinkTags)
     {
-        PreservedTokens = MarkerTokens.Preserved(vocabulary, thinkTags ? [.. request.PreservedWords, ReasoningStage.OpenTag, ReasoningStage.CloseTag] : request.PreservedWords),
-    };
+        var preserved = markers.Preserved(format, thinkTags);
+        var more = request.PreservedTokens.Concat(request.GrammarTriggerTokens);
+        return request with { PreservedTokens = more.All(preserved.Contains) ? preserved : preserved.Union(more).ToFrozenSet() };
+    }
 
     private static void ValidateLogitBias(SamplingOptions sampling, ITokenVocabulary vocabulary)
     {
@@ -368,6 +375,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var backend = new LlamaInferenceBackend(weights, context, _schedulerOptions.Slots);
             var served = _decorator?.Wrap(backend) ?? backend;
             _vocabulary = served.Vocabulary;
+            _markerTokens = new MarkerTokens(served.Vocabulary);
             _formatter = ChatPromptFormatter.Create(weights, _modelOptions, _time, e => LogTemplateUnusable(_logger, e.Message, _modelOptions.FallbackChatTemplate));
 
             // A template that renders tools gets them as they are, in its own call syntax; any other (the built-in
@@ -505,9 +513,9 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     /// </summary>
     private ModelUse UseModel()
     {
-        if (State is EngineState.Ready or EngineState.Draining && _scheduler is { } scheduler && _vocabulary is { } vocabulary && scheduler.BackendUsers.TryEnter())
+        if (State is EngineState.Ready or EngineState.Draining && _scheduler is { } scheduler && _vocabulary is { } vocabulary && _markerTokens is { } markerTokens && scheduler.BackendUsers.TryEnter())
         {
-            return new ModelUse(scheduler, vocabulary);
+            return new ModelUse(scheduler, vocabulary, markerTokens);
         }
 
         throw NotReady();
@@ -523,12 +531,14 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
         _ => new GenerationException(GenerationErrorCode.Unavailable, "The engine is stopped."),
     };
 
-    /// <summary>A use of the loaded model (see <see cref="UseModel"/>): its vocabulary, and the scheduler serving it.</summary>
-    private readonly struct ModelUse(InferenceScheduler scheduler, ITokenVocabulary vocabulary) : IDisposable
+    /// <summary>A use of the loaded model (see <see cref="UseModel"/>): its vocabulary and its markers' tokens, and the scheduler serving it.</summary>
+    private readonly struct ModelUse(InferenceScheduler scheduler, ITokenVocabulary vocabulary, MarkerTokens markerTokens) : IDisposable
     {
         public InferenceScheduler Scheduler => scheduler;
 
         public ITokenVocabulary Vocabulary => vocabulary;
+
+        public MarkerTokens MarkerTokens => markerTokens;
 
         public void Dispose() => scheduler.BackendUsers.Exit();
     }

@@ -11,15 +11,16 @@ internal static class TokenBytes
 
     /// <summary>
     /// The tokens' bytes, one piece after another: control tokens render as nothing, but those in
-    /// <paramref name="preserved"/> (a request's markers, see <see cref="MarkerTokens"/>) as their text.
+    /// <paramref name="preserved"/> (a request's markers, see <see cref="MarkerTokens"/>) as their text, and all of
+    /// them where <paramref name="special"/>.
     /// </summary>
-    public static byte[] Utf8Of(this ITokenVocabulary vocabulary, ReadOnlySpan<int> tokens, FrozenSet<int>? preserved = null)
+    public static byte[] Utf8Of(this ITokenVocabulary vocabulary, ReadOnlySpan<int> tokens, FrozenSet<int>? preserved = null, bool special = false)
     {
         var bytes = new ArrayBufferWriter<byte>(Math.Max(1, tokens.Length * 4));
         Span<byte> buffer = stackalloc byte[StackPiece];
         foreach (var token in tokens)
         {
-            bytes.Write(vocabulary.PieceOf(token, buffer, preserved?.Contains(token) == true));
+            bytes.Write(vocabulary.PieceOf(token, buffer, special || preserved?.Contains(token) == true));
         }
 
         return bytes.WrittenSpan.ToArray();

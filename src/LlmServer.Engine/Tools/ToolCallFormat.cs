@@ -44,9 +44,9 @@ public static partial class ToolCallFormats
             return ToolCallFormat.FunctionaryV32;
         }
 
-        if (Has(templateSource, "[TOOL_CALLS]"))
+        if (Has(templateSource, ToolCallMarkers.ToolCalls))
         {
-            return Has(templateSource, "[ARGS]") ? ToolCallFormat.Mistral : ToolCallFormat.MistralNemo;
+            return Has(templateSource, ToolCallMarkers.Args) ? ToolCallFormat.Mistral : ToolCallFormat.MistralNemo;
         }
 
         // Hermes only where a JSON call object follows the tag: Qwen3-Coder (<function=name>), GLM and Laguna
@@ -57,7 +57,7 @@ public static partial class ToolCallFormats
             return ToolCallFormat.Hermes;
         }
 
-        if (Has(templateSource, "<|start_header_id|>ipython<|end_header_id|>") || (Has(templateSource, "<|python_tag|>") && Has(templateSource, "ipython")))
+        if (Has(templateSource, "<|start_header_id|>ipython<|end_header_id|>") || (Has(templateSource, ToolCallMarkers.PythonTag) && Has(templateSource, "ipython")))
         {
             // functionary v3.1 is Llama-based but writes <function=name>: not Llama 3's JSON calls.
             return Has(templateSource, "<function=") ? ToolCallFormat.Generic : ToolCallFormat.Llama3;
@@ -75,21 +75,6 @@ public static partial class ToolCallFormats
         ToolCallFormat.Mistral => "mistral",
         ToolCallFormat.FunctionaryV32 => "functionary-v3.2",
         _ => "generic",
-    };
-
-    /// <summary>
-    /// The markers the format's calls are parsed by (<see cref="ToolCallParser"/>), which a vocabulary may hold as
-    /// control tokens: the output renders those as text (<see cref="Scheduling.MarkerTokens"/>), as llama.cpp
-    /// preserves them.
-    /// </summary>
-    internal static IReadOnlyList<string> Markers(ToolCallFormat format) => format switch
-    {
-        ToolCallFormat.Hermes => ["<tool_call>", "</tool_call>"],
-        ToolCallFormat.Llama3 => ["<|python_tag|>"],
-        ToolCallFormat.Mistral => ["[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"],
-        ToolCallFormat.MistralNemo => ["[TOOL_CALLS]"],
-        ToolCallFormat.FunctionaryV32 => [">>>"],
-        _ => [],
     };
 
     /// <summary>Mistral's templates refuse any call id that is not 9 alphanumeric characters (<see cref="ShortToolCallIds"/>).</summary>

@@ -35,14 +35,9 @@ internal sealed class ToolCallParser
         _sink = sink;
         _format = format;
         _tools = toolNames;
-        (_triggers, _closeMarker, _jsonAtStart) = format switch
-        {
-            ToolCallFormat.Hermes => (["<tool_call>"], "</tool_call>", false),
-            ToolCallFormat.Llama3 => (["<|python_tag|>"], null, true),
-            ToolCallFormat.Mistral or ToolCallFormat.MistralNemo => (["[TOOL_CALLS]"], null, false),
-            ToolCallFormat.FunctionaryV32 => ([">>>"], null, false),
-            _ => (Array.Empty<string>(), (string?)null, true),
-        };
+        _triggers = ToolCallMarkers.Opening(format) is { } opening ? [opening] : [];
+        _closeMarker = ToolCallMarkers.Closing(format);
+        _jsonAtStart = format is ToolCallFormat.Llama3 or ToolCallFormat.Generic;
 
         // functionary's generation prompt ends with ">>>": the output starts with a recipient.
         if (format == ToolCallFormat.FunctionaryV32)
@@ -281,7 +276,7 @@ internal sealed class ToolCallParser
         ToolCallFormat.Hermes => new JsonCallBody(_sink, _tools, JsonArguments),
         ToolCallFormat.Llama3 => new JsonCallBody(_sink, _tools, LlamaArguments),
         ToolCallFormat.MistralNemo => new CallArrayReader(_sink, _tools, JsonArguments, idKey: "id"),
-        ToolCallFormat.Mistral => new NamedCallReader(_sink, _tools, "[ARGS]", "[CALL_ID]", textRecipient: null),
+        ToolCallFormat.Mistral => new NamedCallReader(_sink, _tools, ToolCallMarkers.Args, ToolCallMarkers.CallId, textRecipient: null),
         ToolCallFormat.FunctionaryV32 => new NamedCallReader(_sink, _tools, "\n", idMarker: null, textRecipient: "all"),
         _ => new GenericJsonReader(_sink, _tools),
     };

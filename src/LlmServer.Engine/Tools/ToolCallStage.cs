@@ -28,7 +28,11 @@ internal sealed class ToolCallStage : PerChoiceStage
     public ToolCallStage(int choices, ToolCallFormat format, IEnumerable<string> toolNames, bool parallelCalls, IEnumerable<string>? conversationIds = null)
         : base(Parsers(choices, format, toolNames, parallelCalls, conversationIds))
     {
+        Format = format;
     }
+
+    /// <summary>The call syntax the parsers read: its markers are the request's preserved tokens (<see cref="Scheduling.MarkerTokens"/>).</summary>
+    public ToolCallFormat Format { get; }
 
     /// <summary>OpenAI's form: <c>call_</c> and 24 alphanumerics.</summary>
     public static string NewCallId() => "call_" + RandomNumberGenerator.GetString(ShortToolCallIds.Alphanumerics, 24);

@@ -107,7 +107,6 @@ internal sealed partial class ToolCalling(ToolCallFormat templateFormat, bool te
             }
         }
 
-        prepared = prepared with { PreservedWords = [.. prepared.PreservedWords, .. ToolCallFormats.Markers(Format)] };
         var toolNames = request.ToolChoice.Mode == ToolChoiceMode.Function ? [request.ToolChoice.FunctionName!] : request.Tools.Select(t => t.Name);
         var stage = new ToolCallStage(request.Choices, Format, toolNames, parallelCalls, CallIds(messages).Concat(CallIds(promptMessages)));
         return new PreparedToolRequest(prepared, promptMessages, TemplateRendersTools ? request.Tools : [], stage);

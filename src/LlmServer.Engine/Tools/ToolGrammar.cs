@@ -48,7 +48,7 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
 
         var call = format switch
         {
-            ToolCallFormat.Mistral => builder.AddRule("tool-call", Alternatives(arguments, a => Str("[TOOL_CALLS]" + a.Name) + " " + MistralCallId + " " + Str("[ARGS]") + " " + a.Expression)),
+            ToolCallFormat.Mistral => builder.AddRule("tool-call", Alternatives(arguments, a => Str(ToolCallMarkers.ToolCalls + a.Name) + " " + MistralCallId + " " + Str(ToolCallMarkers.Args) + " " + a.Expression)),
             ToolCallFormat.FunctionaryV32 => builder.AddRule("tool-call", Alternatives(arguments, a => Str(a.Name + "\n") + " " + a.Expression)),
             ToolCallFormat.Llama3 => builder.AddRule("tool-call", Alternatives(arguments, a => CallObject(a.Name, "parameters", a.Expression, id: false))),
             ToolCallFormat.MistralNemo => builder.AddRule("tool-call", Alternatives(arguments, a => CallObject(a.Name, "arguments", a.Expression, id: true))),
@@ -57,13 +57,13 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
 
         var calls = format switch
         {
-            ToolCallFormat.Hermes => Repeat(Str("<tool_call>\n") + " " + call + " " + Str("\n</tool_call>"), Str("\n"), parallelCalls),
+            ToolCallFormat.Hermes => Repeat(Str(ToolCallMarkers.HermesOpen + "\n") + " " + call + " " + Str("\n" + ToolCallMarkers.HermesClose), Str("\n"), parallelCalls),
             ToolCallFormat.Mistral => Repeat(call, null, parallelCalls),
-            ToolCallFormat.MistralNemo => Str("[TOOL_CALLS]") + " \"[\" " + Repeat(call, "\",\" ws", parallelCalls) + " \"]\"",
-            ToolCallFormat.FunctionaryV32 => Repeat(call, Str(">>>"), parallelCalls),
+            ToolCallFormat.MistralNemo => Str(ToolCallMarkers.ToolCalls) + " \"[\" " + Repeat(call, "\",\" ws", parallelCalls) + " \"]\"",
+            ToolCallFormat.FunctionaryV32 => Repeat(call, Str(ToolCallMarkers.Recipient), parallelCalls),
 
             // Llama 3 writes one JSON call a message: its templates raise on two (ToolCalling holds them to one a turn).
-            ToolCallFormat.Llama3 => (lazy ? Str("<|python_tag|>") + "? " : string.Empty) + call,
+            ToolCallFormat.Llama3 => (lazy ? Str(ToolCallMarkers.PythonTag) + "? " : string.Empty) + call,
             _ => parallelCalls
                 ? "\"{\" ws " + Str("\"tool_calls\"") + " ws \":\" ws \"[\" ws " + Repeat(call, "\",\" ws", parallel: true) + " ws \"]\" ws \"}\""
                 : "\"{\" ws " + Str("\"tool_call\"") + " ws \":\" ws " + call + " ws \"}\"",
@@ -78,15 +78,6 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
         var grammar = JsonGrammar.Checked(builder.Render(calls));
         return lazy ? new ToolGrammar(grammar, Triggers(format, offered), Markers(format)) : new ToolGrammar(grammar, [], []);
     }
-
-    /// <summary>
-    /// The token that is <paramref name="word"/> in <paramref name="vocabulary"/>, if one is: a call's marker that
-    /// the model writes as one special token (Qwen's <c>&lt;tool_call&gt;</c>, Mistral's <c>[TOOL_CALLS]</c>), as
-    /// llama.cpp's server makes such a trigger word a trigger token. Only where the token's text is the word itself:
-    /// llama.cpp feeds the grammar that text, and aborts the process on text the grammar refuses.
-    /// </summary>
-    public static int? TriggerToken(ITokenVocabulary vocabulary, string word) =>
-        MarkerTokens.TokenOf(vocabulary, word) is { } token && MarkerTokens.Spells(vocabulary, token, word) ? token : null;
 
     /// <summary>
     /// A marker as a pattern (see <see cref="WholeText"/>), for where it cannot be a token: anywhere after text. Every
@@ -119,20 +110,18 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
         _ => [@"\s*(\{)"],
     };
 
-    /// <summary>The markers that open a call anywhere in the answer; each grammar starts with its marker.</summary>
-    private static List<string> Markers(ToolCallFormat format) => format switch
-    {
-        ToolCallFormat.Hermes => ["<tool_call>"],
-        ToolCallFormat.Llama3 => ["<|python_tag|>"],
-        ToolCallFormat.Mistral or ToolCallFormat.MistralNemo => ["[TOOL_CALLS]"],
-        _ => [],
-    };
+    /// <summary>
+    /// The marker that opens a call anywhere in the answer, where the grammar starts with it: functionary's starts at
+    /// the tool's name (its generation prompt ends with the marker, and a pattern wakes it).
+    /// </summary>
+    private static List<string> Markers(ToolCallFormat format) =>
+        format != ToolCallFormat.FunctionaryV32 && ToolCallMarkers.Opening(format) is { } opening ? [opening] : [];
 
     /// <summary>The model's own id for a call: nine alphanumerics (<see cref="ShortToolCallIds"/>).</summary>
     private static string ShortId => "[a-zA-Z0-9]{" + ShortToolCallIds.Length + "}";
 
     /// <summary>Mistral Small 3.2's <c>[CALL_ID]id</c> before <c>[ARGS]</c>: optional, as templates without it never render one.</summary>
-    private static string MistralCallId => "( " + Str("[CALL_ID]") + " " + ShortId + " )?";
+    private static string MistralCallId => "( " + Str(ToolCallMarkers.CallId) + " " + ShortId + " )?";
 
     private static string CallObject(string name, string argumentsKey, string arguments, bool id)
     {

@@ -239,6 +239,18 @@ public sealed class StoriesEngineTests(StoriesEngineFixture fixture) : IClassFix
         Assert.Equal("Lily went to the park.", Engine.Detokenize(tokens).TrimStart());
     }
 
+    [Fact]
+    public void Detokenize_renders_control_tokens_as_their_text()
+    {
+        // As llama-server's /detokenize and /tokenize's pieces do (its token pieces are rendered special).
+        var tokens = Engine.Tokenize("Lily", addSpecial: true);
+        var bos = Assert.Single(Engine.Tokenize("<s>", parseSpecial: true));
+
+        Assert.Equal(bos, tokens[0]);
+        Assert.Equal("<s>", Engine.Detokenize([bos]));
+        Assert.Equal("<s>" + Engine.Detokenize(tokens.Skip(1)), Engine.Detokenize(tokens));
+    }
+
     private async Task<GenerationChoiceResult> RunAsync(GenerationRequest request) =>
         (await Engine.Submit(request).CollectAsync()).Choices[0];
 }

@@ -182,11 +182,11 @@ public sealed class ToolEngineTests(StoriesEngineFixture fixture) : IClassFixtur
             IgnoreEos = true,
             LogProbs = true,
             Sampling = new() { Temperature = 0, LogitBias = new Dictionary<int, float> { [token] = 100 } },
-            PreservedWords = ["<s>"],
+            PreservedTokens = [bos],
         };
 
         var preserved = await ChoiceAsync(Biased(bos));
-        var plain = await ChoiceAsync(Biased(bos) with { PreservedWords = [] });
+        var plain = await ChoiceAsync(Biased(bos) with { PreservedTokens = [] });
         var other = await ChoiceAsync(Biased(unknown));
 
         Assert.Equal("<s><s><s>", preserved.Text);

@@ -195,15 +195,17 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
     }
 
     /// <summary>
-    /// One token a character, but for two control tokens (as Mistral's vocabulary has them): they render as nothing,
-    /// or as their text when asked to, and a text that parses special tokens spells them.
+    /// One token a character, but for control tokens (Mistral's [TOOL_CALLS] and [ARGS], and think tags): they render
+    /// as nothing, or as their text when asked to, and a text that parses special tokens spells them.
     /// </summary>
     internal sealed class CharVocabulary : ITokenVocabulary
     {
         public const int ToolCalls = 1;
         public const int Args = 2;
+        public const int Think = 3;
+        public const int EndThink = 4;
 
-        private static readonly string[] ControlTexts = [string.Empty, "[TOOL_CALLS]", "[ARGS]"];
+        private static readonly string[] ControlTexts = [string.Empty, "[TOOL_CALLS]", "[ARGS]", "<think>", "</think>"];
 
         public int Count => 128;
 
@@ -226,7 +228,7 @@ internal sealed class FakeBackend(int slots, int slotContext) : IInferenceBacken
 
         public int[] TokenizeContinuation(string text, bool parseSpecial) => Tokenize(text, false, parseSpecial);
 
-        public int TokenToBytes(int token, Span<byte> destination, bool special) => token is ToolCalls or Args
+        public int TokenToBytes(int token, Span<byte> destination, bool special) => token > 0 && token < ControlTexts.Length
             ? (special ? Encoding.UTF8.GetBytes(ControlTexts[token], destination) : 0)
             : Encoding.UTF8.GetBytes(((char)token).ToString(), destination);
 

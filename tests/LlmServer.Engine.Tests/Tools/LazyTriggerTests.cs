@@ -19,10 +19,11 @@ public sealed class LazyTriggerTests
         var assistant = Assert.Single(vocabulary.Tokenize("<|assistant|>", addSpecial: false, parseSpecial: true));
 
         // Phi-3 writes <|assistant|> as one special token, and <tool_call> as text.
-        Assert.Equal(assistant, ToolGrammar.TriggerToken(vocabulary, "<|assistant|>"));
-        Assert.Null(ToolGrammar.TriggerToken(vocabulary, "<tool_call>"));
+        var markers = new MarkerTokens(vocabulary);
+        Assert.Equal(assistant, markers.TriggerToken("<|assistant|>"));
+        Assert.Null(markers.TriggerToken("<tool_call>"));
 
-        var written = LlmEngine.WithTriggersWritten(Lazy(["<|assistant|>", "<tool_call>"]), vocabulary, splitReasoning: false, opensInPrompt: false);
+        var written = LlmEngine.WithTriggersWritten(Lazy(["<|assistant|>", "<tool_call>"]), markers, splitReasoning: false, opensInPrompt: false);
 
         Assert.Equal([assistant], written.GrammarTriggerTokens);
         Assert.Equal(ToolGrammar.WholeText([@"\s*(\{)", ToolGrammar.WordPattern("<tool_call>")]), written.GrammarTriggers);
@@ -39,7 +40,7 @@ public sealed class LazyTriggerTests
         using var weights = ModelLoader.LoadVocabularyOnly(TestModels.Phi3Vocab);
         var vocabulary = new LlamaVocabulary(weights);
 
-        var written = LlmEngine.WithTriggersWritten(Lazy(["<|assistant|>"]), vocabulary, splitReasoning: true, opensInPrompt);
+        var written = LlmEngine.WithTriggersWritten(Lazy(["<|assistant|>"]), new MarkerTokens(vocabulary), splitReasoning: true, opensInPrompt);
 
         Assert.Empty(written.GrammarTriggerTokens);
         Assert.Equal(ReasoningStage.AnchorTriggers([@"\s*(\{)", ToolGrammar.WordPattern("<|assistant|>")], opensInPrompt), written.GrammarTriggers);
@@ -53,13 +54,14 @@ public sealed class LazyTriggerTests
         using var weights = ModelLoader.LoadVocabularyOnly(TestModels.Stories260K);
         var vocabulary = new LlamaVocabulary(weights);
 
-        var token = ToolGrammar.TriggerToken(vocabulary, "{");
+        var markers = new MarkerTokens(vocabulary);
+        var token = markers.TriggerToken("{");
 
         Assert.NotNull(token);
         Assert.Equal("{", System.Text.Encoding.UTF8.GetString(vocabulary.Utf8Of([token.Value])));
 
         // What ToolEngineTests' word triggers rely on: "{{" is no token here, so it stays a pattern.
-        Assert.Null(ToolGrammar.TriggerToken(vocabulary, "{{"));
+        Assert.Null(markers.TriggerToken("{{"));
     }
 
     [Fact]

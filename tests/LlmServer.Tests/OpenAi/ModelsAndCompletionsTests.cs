@@ -52,6 +52,20 @@ public sealed class ModelsAndCompletionsTests(SharedServerFixture fixture) : ICl
     }
 
     [Fact]
+    public async Task Control_tokens_are_their_text_in_pieces_and_detokenized_as_llama_server_renders_them()
+    {
+        var (status, body, _) = await PostAsync(_client, "/tokenize", """{"content":"Once","add_special":true,"with_pieces":true}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var pieces = body.GetProperty("tokens").EnumerateArray().ToList();
+        Assert.Equal("<s>", pieces[0].GetProperty("piece").GetString());
+
+        var tokens = pieces.Select(p => p.GetProperty("id").GetInt32()).ToList();
+        (status, body, _) = await PostAsync(_client, "/detokenize", JsonSerializer.Serialize(new { tokens }));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("<s> Once", body.GetProperty("content").GetString());
+    }
+
+    [Fact]
     public async Task Completion_returns_text_finish_reason_and_usage()
     {
         var (status, body, _) = await PostAsync(_client, CompletionsPath, """{"model":"stories260K","prompt":"Once upon a time","max_tokens":5,"temperature":0}""");
