@@ -209,7 +209,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             submitted = WithPreservedTokens(submitted, use.MarkerTokens, tools?.Stage?.Format, thinkTags: isChat && _formatter!.Info.WritesThinkTags);
 
             scheduler.EnsurePromptFits(submitted, use.Vocabulary.Bound.MinimumTokens(text), atLeast: true);
-            var stream = scheduler.Submit(submitted, TokenizePrompt(use, request.SessionKey, text, isChat), text, cancellationToken);
+            var stream = scheduler.Submit(submitted, TokenizePrompt(use, submitted, text, isChat), text, cancellationToken);
             if (splitReasoning)
             {
                 // A grammar that holds from the first token (a schema, a required call) writes the answer itself, not
@@ -287,15 +287,15 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
     }
 
     /// <summary>A session's prompt is tokenized onto the tokens its KV cache holds (see <see cref="SessionPromptTokenizer"/>).</summary>
-    private static TokenizedPrompt TokenizePrompt(in ModelUse use, string? sessionKey, string text, bool parseSpecial)
+    private static TokenizedPrompt TokenizePrompt(in ModelUse use, GenerationRequest request, string text, bool parseSpecial)
     {
         ResidentText? resident = null;
-        if (sessionKey is not null)
+        if (request.SessionKey is not null)
         {
-            use.Scheduler.TryGetResidentText(sessionKey, out resident);
+            use.Scheduler.TryGetResidentText(request.SessionKey, out resident);
         }
 
-        return SessionPromptTokenizer.Tokenize(use.Vocabulary, resident, text, parseSpecial);
+        return SessionPromptTokenizer.Tokenize(use.Vocabulary, resident, text, parseSpecial, use.Scheduler.MostPromptTokens(request));
     }
 
     public void EvictSession(string sessionKey) => _scheduler?.EvictSession(sessionKey);

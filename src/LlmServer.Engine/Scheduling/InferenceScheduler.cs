@@ -136,8 +136,19 @@ internal sealed partial class InferenceScheduler : IDisposable
     public void EnsurePromptFits(GenerationRequest request, int tokens, bool atLeast) =>
         EnsurePromptFits(request, tokens, atLeast, _backend?.SlotContextSize ?? int.MaxValue);
 
+    /// <summary>The most tokens the request's prompt may have: under its prompt limit, with room for an answer in a slot.</summary>
+    public int MostPromptTokens(GenerationRequest request) => MostPromptTokens(request, _backend?.SlotContextSize ?? int.MaxValue);
+
+    private static int MostPromptTokens(GenerationRequest request, int slotContext) =>
+        Math.Min(slotContext - 1, request.PromptLimit?.MaxTokens ?? int.MaxValue);
+
     private static void EnsurePromptFits(GenerationRequest request, int tokens, bool atLeast, int slotContext)
     {
+        if (tokens <= MostPromptTokens(request, slotContext))
+        {
+            return;
+        }
+
         var has = atLeast ? $"at least {tokens}" : $"{tokens}";
         if (request.PromptLimit is { } limit && tokens > limit.MaxTokens)
         {

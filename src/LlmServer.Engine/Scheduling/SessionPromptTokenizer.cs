@@ -14,16 +14,32 @@ namespace LlmServer.Engine.Scheduling;
 /// the resident tokens up to there, then the new text's tokens; so the answer sees the tokens the conversation had,
 /// as it would have had the history not changed.</item>
 /// </list>
+/// The model may have written its answers in finer pieces than tokenizing their text gives, so reused tokens can
+/// outnumber a fresh tokenization: where they exceed <c>maxTokens</c>, the prompt is tokenized whole instead (what a
+/// session's window was sized by), losing only this turn's reuse, never the turn.
 /// </summary>
 internal static class SessionPromptTokenizer
 {
-    public static TokenizedPrompt Tokenize(ITokenVocabulary vocabulary, ResidentText? resident, string text, bool parseSpecial)
+    /// <param name="maxTokens">The most tokens the prompt may have (see <see cref="InferenceScheduler.MostPromptTokens"/>).</param>
+    public static TokenizedPrompt Tokenize(ITokenVocabulary vocabulary, ResidentText? resident, string text, bool parseSpecial, int maxTokens)
     {
         if (resident is null || resident.Text.Length == 0 || resident.Tokens.Length == 0)
         {
             return Whole(vocabulary, text, parseSpecial);
         }
 
+        var reused = Reuse(vocabulary, resident, text, parseSpecial);
+        if (reused.Tokens.Length <= maxTokens)
+        {
+            return reused;
+        }
+
+        var whole = Whole(vocabulary, text, parseSpecial);
+        return whole.Tokens.Length < reused.Tokens.Length ? whole : reused;
+    }
+
+    private static TokenizedPrompt Reuse(ITokenVocabulary vocabulary, ResidentText resident, string text, bool parseSpecial)
+    {
         if (text.Length > resident.Text.Length && text.StartsWith(resident.Text, StringComparison.Ordinal))
         {
             var rest = vocabulary.TokenizeContinuation(text[resident.Text.Length..], parseSpecial);

@@ -10,11 +10,13 @@ public sealed class SessionPromptTokenizerTests
     // so reuse of the resident tokens is visible.
     private static readonly ITokenVocabulary s_vocabulary = new FakeBackend(1, 64).Vocabulary;
 
+    private const int NoLimit = int.MaxValue;
+
     [Fact]
     public void The_next_turn_extends_the_resident_tokens()
     {
         var resident = Resident(("sys\n", false), ("u1\n", false), ("a1", true));
-        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, resident.Text + "\nu2\n", parseSpecial: false);
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, resident.Text + "\nu2\n", parseSpecial: false, NoLimit);
         Assert.Equal([.. resident.Tokens, .. Chars("\nu2\n")], prompt.Tokens);
         Assert.Equal(new TextTokenBoundary(resident.Text.Length, resident.Tokens.Length), prompt.Boundaries[^1]);
     }
@@ -24,7 +26,7 @@ public sealed class SessionPromptTokenizerTests
     {
         var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true), ("\nu2\n", false), ("a2", true));
         var slid = "sys" + "\nu2\n" + "a2" + "\nu3\n";
-        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, slid, parseSpecial: false);
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, slid, parseSpecial: false, NoLimit);
 
         int[] expected = [.. Chars("sys"), .. resident.Tokens[9..], .. Chars("\nu3\n")];
         Assert.Equal(expected, prompt.Tokens);
@@ -41,7 +43,7 @@ public sealed class SessionPromptTokenizerTests
         // The first answer's last token ("Z") was not decoded: the next segment's text starts with it.
         var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true), ("Z\nu2\n", false), ("a2", true));
         var slid = "sys" + "\nu2\n" + "a2" + "Y\nu3\n";
-        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, slid, parseSpecial: false);
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, slid, parseSpecial: false, NoLimit);
 
         int[] expected = [.. Chars("sys"), .. resident.Tokens[10..], .. Chars("Y\nu3\n")];
         Assert.Equal(expected, prompt.Tokens);
@@ -54,7 +56,7 @@ public sealed class SessionPromptTokenizerTests
         var words = new WordVocabulary();
         var resident = Resident(words, ("sys.", false), ("\nfox tale\n", false), ("a1 Z", true), ("Q\nfood tale\n", false), ("a2", true));
         var slid = "sys." + "\nfood tale\n" + "a2" + "Y\nu3\n";
-        var prompt = SessionPromptTokenizer.Tokenize(words, resident, slid, parseSpecial: false);
+        var prompt = SessionPromptTokenizer.Tokenize(words, resident, slid, parseSpecial: false, NoLimit);
 
         // The kept text begins where the two texts begin to agree, at the kept turn's first character.
         var keptFrom = resident.Boundaries[^1].Token - words.TokenizeContinuation("\nfood tale\n", false).Length;
@@ -67,7 +69,7 @@ public sealed class SessionPromptTokenizerTests
     {
         // The resident text of a slid window (system prompt, then kept turns), the last prompt and its answer.
         var resident = Resident(("sys", false), ("\nu2\n", false), ("a2", true), ("\nu3\n", false), ("a3", true));
-        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, "sys\nu2\na2\nu3\n", parseSpecial: false);
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, "sys\nu2\na2\nu3\n", parseSpecial: false, NoLimit);
         Assert.Equal(resident.Tokens[..13], prompt.Tokens);
         Assert.Equal(new TextTokenBoundary(13, 13), prompt.Boundaries[^1]);
     }
@@ -76,7 +78,7 @@ public sealed class SessionPromptTokenizerTests
     public void An_edit_keeps_the_resident_tokens_up_to_the_edited_message_and_tokenizes_the_rest()
     {
         var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true), ("\nu2\n", false), ("a2", true));
-        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, "sys\nu1\na1\nedited\n", parseSpecial: false);
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, "sys\nu1\na1\nedited\n", parseSpecial: false, NoLimit);
         Assert.Equal([.. resident.Tokens[..9], .. Chars("\nedited\n")], prompt.Tokens);
         Assert.Equal(new TextTokenBoundary(9, 9), prompt.Boundaries[^1]);
     }
@@ -85,9 +87,39 @@ public sealed class SessionPromptTokenizerTests
     public void A_prompt_unrelated_to_the_resident_text_is_tokenized_whole()
     {
         var resident = Resident(("sys", false), ("\nu1\n", false), ("a1", true));
-        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, "other\nu1\n", parseSpecial: false);
+        var prompt = SessionPromptTokenizer.Tokenize(s_vocabulary, resident, "other\nu1\n", parseSpecial: false, NoLimit);
         Assert.Equal(Chars("other\nu1\n"), prompt.Tokens);
         Assert.Empty(prompt.Boundaries);
+    }
+
+    [Fact]
+    public void Reused_tokens_that_outnumber_the_limit_give_way_to_the_fresh_tokenization_that_fits()
+    {
+        // The model wrote its answer a character a token; tokenized again, its words are a token each. The window was
+        // sized by the fresh count, so reusing the KV's tokens would overflow a slot the fresh tokens fit.
+        var words = new WordVocabulary();
+        var resident = Resident(words, ("sys.", false), ("\nhello there\n", false), ("fine words here", true));
+        var text = resident.Text + "\nmore\n";
+        var fresh = words.Tokenize(text, addSpecial: true, parseSpecial: false);
+
+        var prompt = SessionPromptTokenizer.Tokenize(words, resident, text, parseSpecial: false, maxTokens: fresh.Length);
+
+        Assert.Equal(fresh, prompt.Tokens);
+        Assert.Empty(prompt.Boundaries);
+    }
+
+    [Fact]
+    public void Reused_tokens_within_the_limit_are_kept_though_a_fresh_tokenization_is_shorter()
+    {
+        var words = new WordVocabulary();
+        var resident = Resident(words, ("sys.", false), ("\nhello there\n", false), ("fine words here", true));
+        var text = resident.Text + "\nmore\n";
+        int[] reused = [.. resident.Tokens, .. words.TokenizeContinuation("\nmore\n", parseSpecial: false)];
+
+        var prompt = SessionPromptTokenizer.Tokenize(words, resident, text, parseSpecial: false, maxTokens: reused.Length);
+
+        Assert.Equal(reused, prompt.Tokens);
+        Assert.True(reused.Length > words.Tokenize(text, addSpecial: true, parseSpecial: false).Length);
     }
 
     private static int[] Chars(string text) => s_vocabulary.Tokenize(text, false, false);
