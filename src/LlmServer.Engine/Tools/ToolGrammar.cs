@@ -112,14 +112,15 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
     /// the answer starts, as the parser reads one (as llama.cpp's Llama 3.x handler anchored its own), its "{" and
     /// then as much of the call's opening as the grammar takes, so that the token that completes the match (often
     /// <c>{"</c> in Llama 3's vocabulary) wakes the grammar while one that the call does not continue (<c>{}</c>,
-    /// <c>{{</c>, <c>{\n</c>) leaves the answer text; Functionary's tool name and its newline where the answer starts
+    /// <c>{{</c>, <c>{\n</c>) leaves the answer text (up to the value's opening: no first token reaches further, and
+    /// one path, not one a tool, keeps the pattern short); Functionary's tool name and its newline where the answer starts
     /// or after its <c>&gt;&gt;&gt;</c>, and nothing after (the arguments' grammar is the tool's schema).
     /// </summary>
     private static List<string> Triggers(ToolCallFormat format, IReadOnlyList<ToolDefinition> tools, bool parallelCalls) => format switch
     {
         ToolCallFormat.Hermes or ToolCallFormat.Mistral or ToolCallFormat.MistralNemo => [],
         ToolCallFormat.FunctionaryV32 => [@"(?:[\s\S]*?>>>)?((?:" + string.Join("|", tools.Select(t => Regex.Escape(t.Name))) + @")\n)"],
-        ToolCallFormat.Llama3 => [JsonCallStart(tools.Select(t => (IReadOnlyList<Piece>)[Piece.Ws, new(NameKey), Piece.Ws, new(":"), Piece.Ws, new(JsonSerializer.Serialize(t.Name))]))],
+        ToolCallFormat.Llama3 => [JsonCallStart([[Piece.Ws, new(NameKey), Piece.Ws, new(":"), Piece.Ws, new("\"")]])],
         _ => [JsonCallStart(
         [
             parallelCalls ? [Piece.Ws, new(CallsKey), Piece.Ws, new(":"), Piece.Ws, new("[")] : [Piece.Ws, new(CallKey), Piece.Ws, new(":"), Piece.Ws, new("{")],
