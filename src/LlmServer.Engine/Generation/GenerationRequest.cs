@@ -36,8 +36,9 @@ public sealed record GenerationRequest
     /// With <see cref="Grammar"/>: makes it lazy (llama.cpp's trigger patterns). The output is free until the answer
     /// matches one of these regular expressions (ECMAScript) from its start (the engine writes them whole for llama.cpp:
     /// see <see cref="Tools.ToolGrammar.WholeText"/>); the grammar then applies from the pattern's first non-empty
-    /// capture group on. That part must be a prefix the grammar accepts (llama.cpp aborts the process otherwise), so
-    /// only the engine's tool calling sets them.
+    /// capture group to the end of the text, the rest of the token that completed the match included. That part must
+    /// be a prefix the grammar accepts (llama.cpp aborts the process otherwise), so only the engine's tool calling
+    /// sets them.
     /// </summary>
     internal IReadOnlyList<string> GrammarTriggers { get; init; } = [];
 

@@ -65,50 +65,94 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
             // Llama 3 writes one JSON call a message: its templates raise on two (ToolCalling holds them to one a turn).
             ToolCallFormat.Llama3 => (lazy ? Str(ToolCallMarkers.PythonTag) + "? " : string.Empty) + call,
             _ => parallelCalls
-                ? "\"{\" ws " + Str("\"tool_calls\"") + " ws \":\" ws \"[\" ws " + Repeat(call, "\",\" ws", parallel: true) + " ws \"]\" ws \"}\""
-                : "\"{\" ws " + Str("\"tool_call\"") + " ws \":\" ws " + call + " ws \"}\"",
+                ? "\"{\" ws " + Str(CallsKey) + " ws \":\" ws \"[\" ws " + Repeat(call, "\",\" ws", parallel: true) + " ws \"]\" ws \"}\""
+                : "\"{\" ws " + Str(CallKey) + " ws \":\" ws " + call + " ws \"}\"",
         };
 
         if (lazy && format == ToolCallFormat.Generic)
         {
             // The generic form answers in JSON either way: a call, or {"response": "..."}.
-            calls = "( " + calls + " ) | \"{\" ws " + Str("\"response\"") + " ws \":\" ws string ws \"}\"";
+            calls = "( " + calls + " ) | \"{\" ws " + Str(ResponseKey) + " ws \":\" ws string ws \"}\"";
         }
 
         var grammar = JsonGrammar.Checked(builder.Render(calls));
-        return lazy ? new ToolGrammar(grammar, Triggers(format, offered), Markers(format)) : new ToolGrammar(grammar, [], []);
+        return lazy ? new ToolGrammar(grammar, Triggers(format, offered, parallelCalls), Markers(format)) : new ToolGrammar(grammar, [], []);
     }
 
     /// <summary>
     /// A marker as a pattern (see <see cref="WholeText"/>), for where it cannot be a token: anywhere after text. Every
     /// character but letters, digits and underscores escaped, which ECMAScript reads as itself.
     /// </summary>
-    public static string WordPattern(string word) => @"[\s\S]*?(" + NonWordCharacter().Replace(word, @"\$0") + ")";
+    public static string WordPattern(string word) => @"[\s\S]*?(" + Escaped(word) + ")";
 
     /// <summary>
     /// The patterns as llama.cpp takes them, each matched against all the text generated so far: it searches for a
     /// pattern anywhere unless it is written <c>^...$</c>, which the whole text must match (its <c>PATTERN_FULL</c>
     /// triggers). Ours are matched from the answer's start, after <paramref name="beforeAnswer"/> (a reasoning block,
-    /// see <see cref="Reasoning.ReasoningStage.AnchorTriggers"/>), with the text after the call's start allowed. Each
+    /// see <see cref="Reasoning.ReasoningStage.AnchorTriggers"/>), and end where the text ends: llama.cpp feeds the
+    /// grammar from the first capture group to the end of the text, the rest of the token that completed the match
+    /// included, and aborts the process on text the grammar refuses. So each pattern takes, after its capture's
+    /// start, only text the grammar accepts there, and text that goes on otherwise never wakes the grammar. Each
     /// pattern's first capture group stays first.
     /// </summary>
     public static IReadOnlyList<string> WholeText(IReadOnlyList<string> patterns, string beforeAnswer = "") =>
-        patterns.Select(pattern => "^(?:" + beforeAnswer + pattern + @")[\s\S]*$").ToList();
+        patterns.Select(pattern => "^(?:" + beforeAnswer + pattern + ")$").ToList();
 
     /// <summary>
-    /// Matched from the answer's start (see <see cref="WholeText"/>): a bare JSON call only where the answer starts,
-    /// as the parser reads one (as llama.cpp's Llama 3.x handler anchored its own); Functionary's tool name where the
-    /// answer starts or after its <c>&gt;&gt;&gt;</c>. Each capture is the opening of a call, and a pattern matches
-    /// at the first token that completes one; llama.cpp feeds the grammar from the capture to the end of that token
-    /// (<see cref="WholeText"/> lets text follow the capture), so the rest of that token must be text a call may
-    /// continue with (fed anything the grammar does not accept, llama.cpp would abort the process).
+    /// Matched from the answer's start to the text's end (see <see cref="WholeText"/>): a bare JSON call only where
+    /// the answer starts, as the parser reads one (as llama.cpp's Llama 3.x handler anchored its own), its "{" and
+    /// then as much of the call's opening as the grammar takes, so that the token that completes the match (often
+    /// <c>{"</c> in Llama 3's vocabulary) wakes the grammar while one that the call does not continue (<c>{}</c>,
+    /// <c>{{</c>, <c>{\n</c>) leaves the answer text (up to the value's opening: no first token reaches further, and
+    /// one path, not one a tool, keeps the pattern short); Functionary's tool name and its newline where the answer starts
+    /// or after its <c>&gt;&gt;&gt;</c>, and nothing after (the arguments' grammar is the tool's schema).
     /// </summary>
-    private static List<string> Triggers(ToolCallFormat format, IEnumerable<ToolDefinition> tools) => format switch
+    private static List<string> Triggers(ToolCallFormat format, IReadOnlyList<ToolDefinition> tools, bool parallelCalls) => format switch
     {
         ToolCallFormat.Hermes or ToolCallFormat.Mistral or ToolCallFormat.MistralNemo => [],
         ToolCallFormat.FunctionaryV32 => [@"(?:[\s\S]*?>>>)?((?:" + string.Join("|", tools.Select(t => Regex.Escape(t.Name))) + @")\n)"],
-        _ => [@"\s*(\{)"],
+        ToolCallFormat.Llama3 => [JsonCallStart([[Piece.Ws, new(NameKey), Piece.Ws, new(":"), Piece.Ws, new("\"")]])],
+        _ => [JsonCallStart(
+        [
+            parallelCalls ? [Piece.Ws, new(CallsKey), Piece.Ws, new(":"), Piece.Ws, new("[")] : [Piece.Ws, new(CallKey), Piece.Ws, new(":"), Piece.Ws, new("{")],
+            [Piece.Ws, new(ResponseKey), Piece.Ws, new(":"), Piece.Ws, new("\"")],
+        ])],
     };
+
+    /// <summary>A "{" where the answer starts (whitespace before it), and any beginning of one of <paramref name="openings"/> after it.</summary>
+    private static string JsonCallStart(IEnumerable<IReadOnlyList<Piece>> openings) =>
+        @"\s*(\{(?:" + string.Join("|", openings.Select(BeginningOf)) + "))";
+
+    /// <summary>
+    /// A pattern of every beginning of <paramref name="pieces"/>, the empty one included: each character, and the
+    /// rest only after it, nested (<c>(?:a(?:b)?)?</c>).
+    /// </summary>
+    private static string BeginningOf(IReadOnlyList<Piece> pieces)
+    {
+        var pattern = string.Empty;
+        for (var i = pieces.Count - 1; i >= 0; i--)
+        {
+            var text = pieces[i].Text;
+            if (pieces[i].Optional)
+            {
+                pattern = "(?:" + Escaped(text) + ")?" + pattern;
+                continue;
+            }
+
+            for (var c = text.Length - 1; c >= 0; c--)
+            {
+                pattern = "(?:" + Escaped(text[c].ToString()) + pattern + ")?";
+            }
+        }
+
+        return pattern;
+    }
+
+    /// <summary>
+    /// <paramref name="text"/> as a pattern: every character but letters, digits and underscores escaped, which
+    /// ECMAScript reads as itself.
+    /// </summary>
+    private static string Escaped(string text) => NonWordCharacter().Replace(text, @"\$0");
 
     /// <summary>
     /// The marker that opens a call anywhere in the answer, where the grammar starts with it: functionary's starts at
@@ -116,6 +160,12 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
     /// </summary>
     private static List<string> Markers(ToolCallFormat format) =>
         format != ToolCallFormat.FunctionaryV32 && ToolCallMarkers.Opening(format) is { } opening ? [opening] : [];
+
+    // The keys a JSON call opens with, in the grammar and in the triggers that wake it.
+    private const string NameKey = "\"name\"";
+    private const string CallKey = "\"tool_call\"";
+    private const string CallsKey = "\"tool_calls\"";
+    private const string ResponseKey = "\"response\"";
 
     /// <summary>The model's own id for a call: nine alphanumerics (<see cref="ShortToolCallIds"/>).</summary>
     private static string ShortId => "[a-zA-Z0-9]{" + ShortToolCallIds.Length + "}";
@@ -125,7 +175,7 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
 
     private static string CallObject(string name, string argumentsKey, string arguments, bool id)
     {
-        var body = "\"{\" ws " + Str("\"name\"") + " ws \":\" ws " + Str(JsonSerializer.Serialize(name)) + " ws \",\" ws "
+        var body = "\"{\" ws " + Str(NameKey) + " ws \":\" ws " + Str(JsonSerializer.Serialize(name)) + " ws \",\" ws "
             + Str("\"" + argumentsKey + "\"") + " ws \":\" ws " + arguments;
         if (id)
         {
@@ -157,6 +207,12 @@ internal sealed partial record ToolGrammar(string Grammar, IReadOnlyList<string>
         }
 
         return -1;
+    }
+
+    /// <summary>A piece of a call's opening: text, or the grammar's <c>ws</c> (<see cref="JsonGrammar"/>: one optional space).</summary>
+    private sealed record Piece(string Text, bool Optional = false)
+    {
+        public static readonly Piece Ws = new(" ", Optional: true);
     }
 }
 

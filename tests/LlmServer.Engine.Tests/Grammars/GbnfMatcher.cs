@@ -14,6 +14,9 @@ internal sealed class GbnfMatcher
     private readonly string _text;
     private int _pos;
 
+    // In Begins: the input's end ends every item there, as the rest of the string may come after.
+    private bool _beginning;
+
     public GbnfMatcher(string grammar)
     {
         _text = grammar;
@@ -31,6 +34,23 @@ internal sealed class GbnfMatcher
     public bool Matches(string input, string root = "root") =>
         new Rule(root).Ends(this, input, 0).Contains(input.Length);
 
+    /// <summary>
+    /// Whether <paramref name="input"/> begins some string of the language: what llama.cpp accepts fed piece by piece
+    /// (text that begins none leaves it no parse, and it throws).
+    /// </summary>
+    public bool Begins(string input, string root = "root")
+    {
+        _beginning = true;
+        try
+        {
+            return Matches(input, root);
+        }
+        finally
+        {
+            _beginning = false;
+        }
+    }
+
     private abstract record Node
     {
         public abstract IEnumerable<int> Ends(GbnfMatcher grammar, string input, int start);
@@ -39,19 +59,22 @@ internal sealed class GbnfMatcher
     private sealed record Rule(string Name) : Node
     {
         public override IEnumerable<int> Ends(GbnfMatcher grammar, string input, int start) =>
-            grammar._rules[Name].Ends(grammar, input, start);
+            grammar._beginning && start == input.Length ? [start] : grammar._rules[Name].Ends(grammar, input, start);
     }
 
     private sealed record Literal(string Text) : Node
     {
         public override IEnumerable<int> Ends(GbnfMatcher grammar, string input, int start) =>
-            start + Text.Length <= input.Length && string.CompareOrdinal(input, start, Text, 0, Text.Length) == 0 ? [start + Text.Length] : [];
+            start + Text.Length <= input.Length && string.CompareOrdinal(input, start, Text, 0, Text.Length) == 0 ? [start + Text.Length]
+            : grammar._beginning && Text.StartsWith(input[start..], StringComparison.Ordinal) ? [input.Length]
+            : [];
     }
 
     private sealed record CharClass(List<(char From, char To)> Ranges, bool Negated) : Node
     {
         public override IEnumerable<int> Ends(GbnfMatcher grammar, string input, int start) =>
-            start < input.Length && Ranges.Exists(r => input[start] >= r.From && input[start] <= r.To) != Negated ? [start + 1] : [];
+            grammar._beginning && start == input.Length ? [start]
+            : start < input.Length && Ranges.Exists(r => input[start] >= r.From && input[start] <= r.To) != Negated ? [start + 1] : [];
     }
 
     private sealed record Sequence(List<Node> Items) : Node

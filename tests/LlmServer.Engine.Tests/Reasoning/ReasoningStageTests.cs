@@ -40,7 +40,8 @@ public sealed class ReasoningStageTests
         { "<think>I could write <tool_call>", false, null },
         { "<think>I could write <tool_call> later.</think>\n<tool_call>", false, "<tool_call>" },
         { "Sure. <tool_call>", false, "<tool_call>" },
-        { "Sure. <tool_call>{\"na", false, "<tool_call>{\"na" },
+        // Past the marker: the grammar woke at the token that ended with it (or, a token that went past it, never).
+        { "Sure. <tool_call>{\"na", false, null },
         { "I could write <tool_call>", true, null },
         { "Thought.</think>\n\n<tool_call>", true, "<tool_call>" },
     };
