@@ -198,7 +198,8 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
             var tools = _toolCalling!.Prepare(request);
             var submitted = tools?.Request ?? request;
             var text = isChat ? FormatChat(request, tools) : request.Prompt!;
-            var splitReasoning = request.SplitReasoning && isChat && _formatter!.Info.WritesThinkTags;
+            var thinkTags = isChat && _formatter!.Info.WritesThinkTags;
+            var splitReasoning = request.SplitReasoning && thinkTags;
             var prefill = request.ContinueFinalMessage ? (tools?.PromptMessages ?? request.Messages!)[^1].Content?.Length ?? 0 : 0;
             var opensInPrompt = splitReasoning && ReasoningStage.OpensInPrompt(text, prefill);
             if (submitted.GrammarIsLazy)
@@ -206,7 +207,7 @@ internal sealed partial class LlmEngine : ITextGenerator, IHostedService, IDispo
                 submitted = WithTriggersWritten(submitted, use.MarkerTokens, splitReasoning, opensInPrompt);
             }
 
-            submitted = WithPreservedTokens(submitted, use.MarkerTokens, tools?.Stage?.Format, thinkTags: isChat && _formatter!.Info.WritesThinkTags);
+            submitted = WithPreservedTokens(submitted, use.MarkerTokens, tools?.Stage?.Format, thinkTags);
 
             scheduler.EnsurePromptFits(submitted, use.Vocabulary.Bound.MinimumTokens(text), atLeast: true);
             var stream = scheduler.Submit(submitted, TokenizePrompt(use, submitted, text, isChat), text, cancellationToken);

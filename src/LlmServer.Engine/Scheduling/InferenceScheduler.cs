@@ -241,9 +241,6 @@ internal sealed partial class InferenceScheduler : IDisposable
         var maxTokens = request.MaxTokens ?? (_options.DefaultMaxTokens > 0 ? _options.DefaultMaxTokens : room);
         maxTokens = Math.Min(maxTokens, room);
 
-        // Counted before the checks, and the drain closes admission before it reads the count (both fenced): a request
-        // either is refused here or is counted where the drain sees it, never admitted unseen. A draining server says
-        // so before it says it is full: retrying it is no use.
         // The health check measures a stall from the later of the last decode and this moment: a scheduler idle for
         // an hour has not stalled because its first step in an hour has not ended yet.
         if (InFlight == 0)
@@ -251,6 +248,9 @@ internal sealed partial class InferenceScheduler : IDisposable
             Interlocked.Exchange(ref _busySinceTicks, _time.GetUtcNow().UtcTicks);
         }
 
+        // Counted before the checks, and the drain closes admission before it reads the count (both fenced): a request
+        // either is refused here or is counted where the drain sees it, never admitted unseen. A draining server says
+        // so before it says it is full: retrying it is no use.
         var inFlight = Interlocked.Increment(ref _inFlight[lane]);
         if (Volatile.Read(ref _admissionClosed) != 0)
         {

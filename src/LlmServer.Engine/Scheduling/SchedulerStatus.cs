@@ -32,14 +32,9 @@ public sealed record SchedulerStatus(
             return null;
         }
 
-        var since = (LastDecodeAt, BusySince) switch
-        {
-            ({ } decode, { } busy) => decode > busy ? decode : busy,
-            ({ } decode, null) => decode,
-            (null, { } busy) => busy,
-            _ => (DateTimeOffset?)null,
-        };
-        return since is { } start ? now - start : null;
+        // The later of the two, or the one there is (a comparison with a null is false).
+        var since = LastDecodeAt > BusySince ? LastDecodeAt : BusySince ?? LastDecodeAt;
+        return now - since;
     }
 
     /// <summary>KV cells idle slots keep for prefix reuse (finished requests, idle sessions); not in <see cref="KvTokensUsed"/>.</summary>
